@@ -1,0 +1,165 @@
+//! Transition observers: who is subscribed, and delivering to them in order.
+//!
+//! Observers never run under a state lock. A call that changes a level takes a *ticket* for
+//! that service while it still holds the service's lock; after releasing it, the call waits at
+//! the service's [`DeliveryGate`] until every earlier ticket was delivered, runs the observers,
+//! and opens the gate for the next ticket. So each service's transitions reach observers in the
+//! order they happened, on the thread whose call caused them, before that call returns.
+//!
+//! An observer may call back into the tracker. A transition caused from inside an observer is
+//! queued on the thread and delivered right after the current one (the nested call returns
+//! first). A thread therefore holds at most one gate at a time and waits at a gate only while
+//! holding none, which rules out deadlocks between gates.
+
+use crate::sync::{self, thread_local, AtomicU64, Mutex, Ordering};
+use crate::usage::Transition;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Identifies a subscription made with [`on_transition`](crate::QuotaTracker::on_transition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub u64);
+
+type Observer = dyn Fn(&Transition) + Send + Sync;
+/// The subscribed observers at one moment; cheap to clone (copy-on-write).
+type ObserverList = std::sync::Arc<Vec<(SubscriptionId, std::sync::Arc<Observer>)>>;
+
+/// The subscribed observers, copy-on-write so a delivery only clones one `Arc`.
+pub(crate) struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+struct RegistryInner {
+    next_id: u64,
+    observers: ObserverList,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry {
+            inner: Mutex::new(RegistryInner {
+                next_id: 0,
+                observers: ObserverList::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn subscribe(&self, observer: std::sync::Arc<Observer>) -> SubscriptionId {
+        let mut inner = sync::lock(&self.inner);
+        let id = SubscriptionId(inner.next_id);
+        inner.next_id += 1;
+        let mut observers = Vec::clone(&inner.observers);
+        observers.push((id, observer));
+        inner.observers = std::sync::Arc::new(observers);
+        id
+    }
+
+    pub(crate) fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut inner = sync::lock(&self.inner);
+        if !inner.observers.iter().any(|(existing, _)| *existing == id) {
+            return false;
+        }
+        let observers = inner
+            .observers
+            .iter()
+            .filter(|(existing, _)| *existing != id)
+            .cloned()
+            .collect();
+        inner.observers = std::sync::Arc::new(observers);
+        true
+    }
+
+    fn current(&self) -> ObserverList {
+        std::sync::Arc::clone(&sync::lock(&self.inner).observers)
+    }
+}
+
+/// Orders one service's deliveries: tickets pass in the order they were issued.
+pub(crate) struct DeliveryGate {
+    /// The ticket whose turn it is.
+    next: AtomicU64,
+}
+
+impl DeliveryGate {
+    pub(crate) fn new() -> Self {
+        DeliveryGate {
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Transitions of one service to deliver under one ticket.
+pub(crate) struct Delivery {
+    pub(crate) gate: sync::Arc<DeliveryGate>,
+    pub(crate) ticket: u64,
+    pub(crate) transitions: Vec<Transition>,
+}
+
+/// Opens the gate for the next ticket even if delivery unwinds, so no thread waits forever.
+struct Turn<'a> {
+    gate: &'a DeliveryGate,
+    ticket: u64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.gate.next.store(self.ticket + 1, Ordering::Release);
+    }
+}
+
+impl Delivery {
+    fn run(self, observers: &ObserverList) {
+        while self.gate.next.load(Ordering::Acquire) != self.ticket {
+            sync::yield_now();
+        }
+        let _turn = Turn {
+            gate: &self.gate,
+            ticket: self.ticket,
+        };
+        for transition in &self.transitions {
+            for (id, observer) in observers.iter() {
+                if catch_unwind(AssertUnwindSafe(|| observer(transition))).is_err() {
+                    log::error!(
+                        "quota: transition observer {} panicked on {} {} -> {}; ignored",
+                        id.0,
+                        transition.service,
+                        transition.from,
+                        transition.to
+                    );
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static DELIVERING: Cell<bool> = const { Cell::new(false) };
+    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList)>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Delivers `deliveries` (in order) to the observers subscribed now, or queues them behind the
+/// delivery this thread is already running.
+pub(crate) fn deliver(registry: &Registry, deliveries: Vec<Delivery>) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let observers = registry.current();
+    if DELIVERING.with(Cell::get) {
+        DEFERRED.with(|queue| {
+            let mut queue = queue.borrow_mut();
+            for delivery in deliveries {
+                queue.push_back((delivery, ObserverList::clone(&observers)));
+            }
+        });
+        return;
+    }
+    DELIVERING.with(|flag| flag.set(true));
+    for delivery in deliveries {
+        delivery.run(&observers);
+    }
+    while let Some((delivery, observers)) = DEFERRED.with(|queue| queue.borrow_mut().pop_front()) {
+        delivery.run(&observers);
+    }
+    DELIVERING.with(|flag| flag.set(false));
+}

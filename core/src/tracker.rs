@@ -1,0 +1,398 @@
+//! The tracker: per-service counters behind per-service locks.
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::QuotaError;
+use crate::level::{calls_at_most, Level, Thresholds};
+use crate::observers::{self, Delivery, DeliveryGate, Registry, SubscriptionId};
+use crate::service::{ServiceConfig, TrackerConfig};
+use crate::sync::{self, Arc, Mutex, MutexGuard};
+use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
+use crate::window::Window;
+use crossbeam_utils::CachePadded;
+use rustc_hash::FxHashMap;
+
+/// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
+///
+/// Every operation on a service is one acquisition of that service's lock, which covers the
+/// whole read-modify-write (window roll-over, check, count, level change), so concurrent calls
+/// never lose updates. Observers, logging and everything slow run after the lock is released.
+/// See ARCHITECTURE.md for the design.
+///
+/// ```
+/// use quota_core::{Level, ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+///
+/// let clock = ManualClock::new(1_700_000_000_000);
+/// let config = TrackerConfig::new([ServiceConfig::new("search", 10, Period::Minute)]);
+/// let tracker = QuotaTracker::new_with_clock(config, clock.clone()).unwrap();
+///
+/// let recorded = tracker.record_call("search", 8).unwrap();
+/// assert_eq!(recorded.usage.remaining, 2);
+/// assert_eq!(recorded.transition.unwrap().to, Level::Critical);
+/// assert!(!tracker.can_call("search").unwrap());
+/// assert!(tracker.try_record("search", 1).is_err());
+///
+/// clock.advance(60_000); // the next minute: a fresh window
+/// assert_eq!(tracker.usage("search").unwrap().used, 0);
+/// ```
+pub struct QuotaTracker {
+    services: Box<[ServiceSlot]>,
+    index: FxHashMap<String, usize>,
+    clock: Box<dyn Clock>,
+    observers: Registry,
+}
+
+/// One service: its fixed config and its guarded state.
+struct ServiceSlot {
+    config: ServiceConfig,
+    thresholds: Thresholds,
+    reserve: u64,
+    /// Padded to its own cache line so threads on different services do not contend.
+    state: CachePadded<Mutex<ServiceState>>,
+    gate: Arc<DeliveryGate>,
+}
+
+/// What a service's lock guards.
+struct ServiceState {
+    used: u64,
+    window: Window,
+    /// Delivery tickets issued so far (see `observers`).
+    tickets: u64,
+}
+
+/// The numbers of a service read under its lock; turned into a `ServiceUsage` after it.
+#[derive(Clone, Copy)]
+struct Reading {
+    used: u64,
+    window: Window,
+}
+
+/// Level changes made under one lock acquisition, to deliver after it.
+#[derive(Default)]
+struct Changes {
+    reset: Option<Transition>,
+    recorded: Option<Transition>,
+    ticket: Option<u64>,
+}
+
+impl QuotaTracker {
+    /// A tracker of `config`'s services on the system clock.
+    pub fn new(config: TrackerConfig) -> Result<Self, QuotaError> {
+        Self::new_with_clock(config, SystemClock)
+    }
+
+    /// A tracker of [`TrackerConfig::defaults`] on the system clock.
+    pub fn with_defaults() -> Self {
+        match Self::new(TrackerConfig::defaults()) {
+            Ok(tracker) => tracker,
+            Err(error) => unreachable!("the default config is valid: {error}"),
+        }
+    }
+
+    /// A tracker of `config`'s services reading time from `clock`.
+    pub fn new_with_clock(
+        config: TrackerConfig,
+        clock: impl Clock + 'static,
+    ) -> Result<Self, QuotaError> {
+        config.validate()?;
+        let now = clock.now_ms();
+        let services: Box<[ServiceSlot]> = config
+            .services
+            .into_iter()
+            .map(|config| ServiceSlot {
+                thresholds: Thresholds::new(
+                    config.limit,
+                    config.warn_threshold,
+                    config.critical_threshold,
+                ),
+                reserve: calls_at_most(config.limit, config.reserve_fraction),
+                state: CachePadded::new(Mutex::new(ServiceState {
+                    used: 0,
+                    window: config.period.window_at(now),
+                    tickets: 0,
+                })),
+                gate: Arc::new(DeliveryGate::new()),
+                config,
+            })
+            .collect();
+        let index = services
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (slot.config.name.clone(), i))
+            .collect();
+        Ok(QuotaTracker {
+            services,
+            index,
+            clock: Box::new(clock),
+            observers: Registry::new(),
+        })
+    }
+
+    /// Records `count` calls to `service` as one atomic read-modify-write and returns the
+    /// usage right after. It always records: `used` may pass the limit (`remaining` saturates).
+    ///
+    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 or a count
+    /// that would overflow the counter. On error nothing was recorded.
+    pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded, QuotaError> {
+        self.update(service, count, |_slot, _state| Ok(()))
+    }
+
+    /// Records `count` calls only if they are allowed: the service is below Critical, has
+    /// calls remaining, and `used + count <= limit`. Check and record are one atomic step, so
+    /// two threads can never both take the last calls.
+    ///
+    /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), and the errors of
+    /// [`record_call`](Self::record_call).
+    pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded, QuotaError> {
+        self.update(service, count, |slot, state| {
+            let fits = state
+                .used
+                .checked_add(count)
+                .is_some_and(|after| after <= slot.config.limit);
+            if slot.allows(state.used) && fits {
+                Ok(())
+            } else {
+                Err(QuotaError::Denied {
+                    service: slot.config.name.clone(),
+                    count,
+                    used: state.used,
+                    limit: slot.config.limit,
+                })
+            }
+        })
+    }
+
+    /// Whether a call to `service` is allowed now: calls remain and the level is below Critical.
+    pub fn can_call(&self, service: &str) -> Result<bool, QuotaError> {
+        let (slot, reading) = self.read(service)?;
+        Ok(slot.allows(reading.used))
+    }
+
+    /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
+    pub fn reserve_allocation(&self, service: &str) -> Result<u64, QuotaError> {
+        Ok(self.services[self.position(service)?].reserve)
+    }
+
+    /// `service`'s usage now.
+    pub fn usage(&self, service: &str) -> Result<ServiceUsage, QuotaError> {
+        let (slot, reading) = self.read(service)?;
+        Ok(slot.usage(reading))
+    }
+
+    /// Every service's usage at one instant, in config order.
+    ///
+    /// Takes every service's lock, always in config order (the one lock order of the crate),
+    /// so no recording is half-seen.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = self.clock.now_ms();
+        let mut guards: Vec<MutexGuard<'_, ServiceState>> = self
+            .services
+            .iter()
+            .map(|slot| sync::lock(&slot.state))
+            .collect();
+        let mut deliveries = Vec::new();
+        let mut readings = Vec::with_capacity(guards.len());
+        for (slot, state) in self.services.iter().zip(guards.iter_mut()) {
+            let mut changes = Changes {
+                reset: slot.roll_over(state, now),
+                ..Changes::default()
+            };
+            slot.issue_ticket(state, &mut changes);
+            deliveries.extend(slot.delivery(changes));
+            readings.push(state.reading());
+        }
+        drop(guards);
+        let services = self
+            .services
+            .iter()
+            .zip(readings)
+            .map(|(slot, reading)| slot.usage(reading))
+            .collect();
+        observers::deliver(&self.observers, deliveries);
+        Snapshot {
+            services,
+            at_ms: now,
+        }
+    }
+
+    /// Calls `observer` once for every level change, on the thread whose call caused it,
+    /// after the tracker's lock is released and before that call returns; per service in the
+    /// order the changes happened. A panicking observer is caught and logged; the call still
+    /// returns its result and the other observers still run.
+    pub fn on_transition(
+        &self,
+        observer: impl Fn(&Transition) + Send + Sync + 'static,
+    ) -> SubscriptionId {
+        self.observers.subscribe(std::sync::Arc::new(observer))
+    }
+
+    /// Removes a subscription; `false` if it was not subscribed.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.observers.unsubscribe(id)
+    }
+
+    /// The configuration this tracker was built with.
+    pub fn config(&self) -> TrackerConfig {
+        TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
+    }
+
+    /// The tracker clock's time now, ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn position(&self, service: &str) -> Result<usize, QuotaError> {
+        self.index
+            .get(service)
+            .copied()
+            .ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
+    }
+
+    /// One lock acquisition that only rolls the window over if due and reads.
+    fn read(&self, service: &str) -> Result<(&ServiceSlot, Reading), QuotaError> {
+        let slot = &self.services[self.position(service)?];
+        let now = self.clock.now_ms();
+        let (reading, delivery) = {
+            let mut state = sync::lock(&slot.state);
+            let mut changes = Changes {
+                reset: slot.roll_over(&mut state, now),
+                ..Changes::default()
+            };
+            slot.issue_ticket(&mut state, &mut changes);
+            (state.reading(), slot.delivery(changes))
+        };
+        observers::deliver(&self.observers, delivery.into_iter().collect());
+        Ok((slot, reading))
+    }
+
+    /// One lock acquisition: roll over if due, let `admit` refuse, record `count`.
+    fn update(
+        &self,
+        service: &str,
+        count: u64,
+        admit: impl FnOnce(&ServiceSlot, &ServiceState) -> Result<(), QuotaError>,
+    ) -> Result<Recorded, QuotaError> {
+        let slot = &self.services[self.position(service)?];
+        if count == 0 {
+            return Err(slot.invalid_count(count, "count must be at least 1"));
+        }
+        let now = self.clock.now_ms();
+        let (outcome, changes) = {
+            let mut state = sync::lock(&slot.state);
+            let mut changes = Changes {
+                reset: slot.roll_over(&mut state, now),
+                ..Changes::default()
+            };
+            let outcome = match state.used.checked_add(count) {
+                None => Err(slot.invalid_count(count, "the counter would overflow")),
+                Some(after) => admit(slot, &state).map(|()| {
+                    let before = slot.level(state.used);
+                    state.used = after;
+                    changes.recorded = slot.transition(before, after, now);
+                    state.reading()
+                }),
+            };
+            slot.issue_ticket(&mut state, &mut changes);
+            (outcome, changes)
+        };
+        let (reset, recorded) = (changes.reset.clone(), changes.recorded.clone());
+        observers::deliver(
+            &self.observers,
+            slot.delivery(changes).into_iter().collect(),
+        );
+        let reading = outcome?;
+        Ok(Recorded {
+            usage: slot.usage(reading),
+            reset_transition: recorded.as_ref().and(reset.clone()),
+            transition: recorded.or(reset),
+        })
+    }
+}
+
+impl ServiceSlot {
+    fn level(&self, used: u64) -> Level {
+        Level::of(used, self.config.limit, self.thresholds)
+    }
+
+    fn allows(&self, used: u64) -> bool {
+        used < self.config.limit && self.level(used) < Level::Critical
+    }
+
+    fn transition(&self, before: Level, used: u64, at_ms: u64) -> Option<Transition> {
+        let after = self.level(used);
+        (before != after).then(|| Transition {
+            service: self.config.name.clone(),
+            from: before,
+            to: after,
+            used,
+            limit: self.config.limit,
+            at_ms,
+        })
+    }
+
+    /// Starts a new window if `now` reached the end of the current one; returns the downward
+    /// level change, if any. A clock that went backwards never reopens an old window.
+    fn roll_over(&self, state: &mut ServiceState, now: u64) -> Option<Transition> {
+        if now < state.window.reset_at_ms {
+            return None;
+        }
+        let before = self.level(state.used);
+        state.used = 0;
+        state.window = self.config.period.window_at(now);
+        self.transition(before, 0, now)
+    }
+
+    fn issue_ticket(&self, state: &mut ServiceState, changes: &mut Changes) {
+        if changes.reset.is_some() || changes.recorded.is_some() {
+            changes.ticket = Some(state.tickets);
+            state.tickets += 1;
+        }
+    }
+
+    fn delivery(&self, changes: Changes) -> Option<Delivery> {
+        let ticket = changes.ticket?;
+        Some(Delivery {
+            gate: Arc::clone(&self.gate),
+            ticket,
+            transitions: changes.reset.into_iter().chain(changes.recorded).collect(),
+        })
+    }
+
+    fn usage(&self, reading: Reading) -> ServiceUsage {
+        ServiceUsage {
+            name: self.config.name.clone(),
+            used: reading.used,
+            limit: self.config.limit,
+            remaining: self.config.limit.saturating_sub(reading.used),
+            period: self.config.period,
+            window_start_ms: reading.window.start_ms,
+            reset_at_ms: reading.window.reset_at_ms,
+            warn_threshold: self.config.warn_threshold,
+            critical_threshold: self.config.critical_threshold,
+        }
+    }
+
+    fn invalid_count(&self, count: u64, reason: &'static str) -> QuotaError {
+        QuotaError::InvalidCount {
+            service: self.config.name.clone(),
+            count,
+            reason,
+        }
+    }
+}
+
+impl ServiceState {
+    fn reading(&self) -> Reading {
+        Reading {
+            used: self.used,
+            window: self.window,
+        }
+    }
+}
+
+impl std::fmt::Debug for QuotaTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaTracker")
+            .field("services", &self.snapshot().services)
+            .finish_non_exhaustive()
+    }
+}

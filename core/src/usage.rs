@@ -1,0 +1,116 @@
+//! Plain values the tracker hands out: usage, transitions, snapshots.
+
+use crate::level::{Level, Thresholds};
+use crate::window::Period;
+use serde::{Deserialize, Serialize};
+
+/// One service's usage in its current window, at one instant. A plain value: it does not change
+/// when the tracker does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceUsage {
+    /// The service's name.
+    pub name: String,
+    /// Calls recorded in the current window (may exceed `limit`: `record_call` always records).
+    pub used: u64,
+    /// Calls allowed per window.
+    pub limit: u64,
+    /// `limit - used`, saturating at 0.
+    pub remaining: u64,
+    /// The window length.
+    pub period: Period,
+    /// Start of the current window, ms since the Unix epoch.
+    pub window_start_ms: u64,
+    /// When the current window ends and `used` restarts at 0, ms since the Unix epoch.
+    pub reset_at_ms: u64,
+    /// The warn threshold (fraction of the limit) the level is computed with.
+    pub warn_threshold: f64,
+    /// The critical threshold (fraction of the limit) the level is computed with.
+    pub critical_threshold: f64,
+}
+
+impl ServiceUsage {
+    /// `used / limit x 100` (above 100 when more than the limit was recorded).
+    pub fn percent_used(&self) -> f64 {
+        self.used as f64 / self.limit as f64 * 100.0
+    }
+
+    /// The level: Warning from `warn_threshold x limit` calls, Critical from
+    /// `critical_threshold x limit`, Exhausted when nothing remains.
+    pub fn level(&self) -> Level {
+        let thresholds = Thresholds::new(self.limit, self.warn_threshold, self.critical_threshold);
+        Level::of(self.used, self.limit, thresholds)
+    }
+
+    /// `level() >= Warning`.
+    pub fn is_warning(&self) -> bool {
+        self.level() >= Level::Warning
+    }
+
+    /// `level() >= Critical`.
+    pub fn is_critical(&self) -> bool {
+        self.level() >= Level::Critical
+    }
+}
+
+/// A change of one service's level, caused by recorded calls (upwards) or by the window
+/// resetting (downwards).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The service whose level changed.
+    pub service: String,
+    /// The level before.
+    pub from: Level,
+    /// The level after.
+    pub to: Level,
+    /// Calls used in the window right after the change.
+    pub used: u64,
+    /// The window's limit.
+    pub limit: u64,
+    /// When it happened (the tracker clock), ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What [`record_call`](crate::QuotaTracker::record_call) and
+/// [`try_record`](crate::QuotaTracker::try_record) return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The service's usage right after recording.
+    pub usage: ServiceUsage,
+    /// The level change this call made: the recording's own if it changed the level, otherwise
+    /// the downward change of a window reset this call performed, otherwise `None`.
+    pub transition: Option<Transition>,
+    /// The downward change of a window reset this call performed before recording, when the
+    /// recording then changed the level again (both reach observers, reset first).
+    pub reset_transition: Option<Transition>,
+}
+
+/// Every service's usage at one instant: no call was half-recorded when it was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub(crate) services: Vec<ServiceUsage>,
+    pub(crate) at_ms: u64,
+}
+
+impl Snapshot {
+    /// Every service, in config order.
+    pub fn services(&self) -> &[ServiceUsage] {
+        &self.services
+    }
+
+    /// One service by name.
+    pub fn service(&self, name: &str) -> Option<&ServiceUsage> {
+        self.services.iter().find(|usage| usage.name == name)
+    }
+
+    /// The sum of `used` over all services (saturating).
+    pub fn total_used(&self) -> u64 {
+        self.services
+            .iter()
+            .fold(0u64, |total, usage| total.saturating_add(usage.used))
+    }
+
+    /// When it was taken (the tracker clock), ms since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        self.at_ms
+    }
+}

@@ -1,0 +1,112 @@
+//! Running stages and commands, with a summary at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `program args` in the workspace root with extra `env`; an error says what failed.
+pub fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    println!("$ {} {}", program, args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .status()
+        .map_err(|error| format!("could not run {program}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// The standard output of `program args`, if it ran and succeeded.
+pub fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+enum Outcome {
+    Passed(f64),
+    Failed(f64, String),
+    Skipped,
+}
+
+/// A sequence of named stages that stops at the first failure and prints a summary.
+pub struct Stages {
+    title: &'static str,
+    results: Vec<(String, Outcome)>,
+    failed: bool,
+}
+
+impl Stages {
+    pub fn new(title: &'static str) -> Self {
+        Stages {
+            title,
+            results: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Runs `stage` unless an earlier one failed.
+    pub fn run(&mut self, name: &str, stage: impl FnOnce() -> Result<(), String>) {
+        if self.failed {
+            self.results.push((name.to_owned(), Outcome::Skipped));
+            return;
+        }
+        println!("\n==> {name}");
+        let started = Instant::now();
+        let outcome = match stage() {
+            Ok(()) => Outcome::Passed(started.elapsed().as_secs_f64()),
+            Err(message) => {
+                self.failed = true;
+                Outcome::Failed(started.elapsed().as_secs_f64(), message)
+            }
+        };
+        self.results.push((name.to_owned(), outcome));
+    }
+
+    /// Runs `cargo args` as a stage.
+    pub fn cargo(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) {
+        self.run(name, || command("cargo", args, env));
+    }
+
+    /// Prints the summary; an error if any stage failed.
+    pub fn finish(self) -> Result<(), String> {
+        println!("\n{} summary:", self.title);
+        let (mut passed, mut failed) = (0, 0);
+        for (name, outcome) in &self.results {
+            match outcome {
+                Outcome::Passed(secs) => {
+                    passed += 1;
+                    println!("  ok       {name} ({secs:.0} s)");
+                }
+                Outcome::Failed(secs, message) => {
+                    failed += 1;
+                    println!("  FAILED   {name} ({secs:.0} s): {message}");
+                }
+                Outcome::Skipped => println!("  skipped  {name}"),
+            }
+        }
+        println!("stages: {passed} passed, {failed} failed");
+        if self.failed {
+            Err(format!("{} failed", self.title))
+        } else {
+            Ok(())
+        }
+    }
+}
