@@ -54,6 +54,8 @@ struct ServiceSlot {
 /// What a service's lock guards.
 struct ServiceState {
     used: u64,
+    /// Calls recorded since the tracker was created, across all windows.
+    total: u64,
     window: Window,
     /// Delivery tickets issued so far (see `observers`).
     tickets: u64,
@@ -63,6 +65,7 @@ struct ServiceState {
 #[derive(Clone, Copy)]
 struct Reading {
     used: u64,
+    total: u64,
     window: Window,
 }
 
@@ -107,6 +110,7 @@ impl QuotaTracker {
                 reserve: calls_at_most(config.limit, config.reserve_fraction),
                 state: CachePadded::new(Mutex::new(ServiceState {
                     used: 0,
+                    total: 0,
                     window: config.period.window_at(now),
                     tickets: 0,
                 })),
@@ -287,6 +291,7 @@ impl QuotaTracker {
                 Some(after) => admit(slot, &state).map(|()| {
                     let before = slot.level(state.used);
                     state.used = after;
+                    state.total = state.total.saturating_add(count);
                     changes.recorded = slot.transition(before, after, now);
                     state.reading()
                 }),
@@ -366,6 +371,7 @@ impl ServiceSlot {
             period: self.config.period,
             window_start_ms: reading.window.start_ms,
             reset_at_ms: reading.window.reset_at_ms,
+            total_recorded: reading.total,
             warn_threshold: self.config.warn_threshold,
             critical_threshold: self.config.critical_threshold,
         }
@@ -384,6 +390,7 @@ impl ServiceState {
     fn reading(&self) -> Reading {
         Reading {
             used: self.used,
+            total: self.total,
             window: self.window,
         }
     }

@@ -22,6 +22,8 @@ pub struct ServiceUsage {
     pub window_start_ms: u64,
     /// When the current window ends and `used` restarts at 0, ms since the Unix epoch.
     pub reset_at_ms: u64,
+    /// Calls recorded since the tracker was created, summed across all windows.
+    pub total_recorded: u64,
     /// The warn threshold (fraction of the limit) the level is computed with.
     pub warn_threshold: f64,
     /// The critical threshold (fraction of the limit) the level is computed with.
