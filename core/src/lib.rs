@@ -26,6 +26,7 @@ pub mod error;
 pub mod level;
 mod observers;
 pub mod service;
+pub mod sim;
 mod sync;
 pub mod tracker;
 pub mod usage;
