@@ -23,6 +23,8 @@
 
 pub mod clock;
 pub mod error;
+#[cfg(feature = "js")]
+pub mod js;
 pub mod level;
 mod observers;
 pub mod service;

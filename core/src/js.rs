@@ -1,0 +1,352 @@
+//! The tracker as a JavaScript class (feature `js`), built into an ES module with TypeScript
+//! types by `cargo xtask pkg`.
+//!
+//! ```js
+//! import init, { QuotaTracker } from "quota-core";
+//! await init();
+//! const tracker = new QuotaTracker({
+//!   services: [{ name: "search", limit: 100, period: "minute", warnThreshold: 0.7 }],
+//! });
+//! tracker.onTransition((t) => console.log(`${t.service}: ${t.from} -> ${t.to}`));
+//! const { usage, transition } = tracker.recordCall("search", 70); // logs "search: normal -> warning"
+//! usage.remaining; // 30
+//! tracker.tryRecord("search", 40).allowed; // false: nothing recorded
+//! ```
+//!
+//! The class wraps one [`QuotaTracker`] on the JS clock (`Date.now()`). Inputs are checked at the
+//! boundary ([`input`]): every bad one throws an `Error` naming the problem and changes nothing.
+//! Results are plain objects ([`shapes`]); the TypeScript declarations below describe them.
+//!
+//! JS callbacks are not `Send + Sync`, so they cannot be the tracker's observers. Instead one
+//! Rust observer queues every transition, and each method delivers the queue to the JS
+//! callbacks after the tracker returned, outside every lock.
+
+mod input;
+mod shapes;
+
+use crate::error::QuotaError;
+use crate::tracker::QuotaTracker;
+use crate::usage::Transition;
+use js_sys::{Array, Error, Function};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** A window length; windows align to UTC calendar boundaries. */
+export type Period = "minute" | "hour" | "day" | "month";
+
+/** How close a service is to its limit. */
+export type Level = "normal" | "warning" | "critical" | "exhausted";
+
+/** One rate-limited service. Thresholds are fractions of the limit. */
+export interface ServiceConfig {
+  /** Unique, non-empty name that calls are recorded under. */
+  name: string;
+  /** Calls allowed per window: a positive integer. */
+  limit: number;
+  period: Period;
+  /** Warning from this fraction of the limit, in (0, 1]; default 0.5. */
+  warnThreshold?: number;
+  /** Critical from this fraction of the limit, in (0, 1]; default 0.8. */
+  criticalThreshold?: number;
+  /** Fraction of the limit held back as a reserve, in [0, 1); default 0.1. */
+  reserveFraction?: number;
+}
+
+/** The services a tracker counts, in display order. */
+export interface TrackerConfig {
+  services: ServiceConfig[];
+}
+
+/** One service's usage in its current window. Times are ms since the Unix epoch. */
+export interface ServiceUsage {
+  name: string;
+  used: number;
+  limit: number;
+  remaining: number;
+  period: Period;
+  level: Level;
+  percentUsed: number;
+  windowStartMs: number;
+  resetAtMs: number;
+}
+
+/** A change of one service's level. */
+export interface Transition {
+  service: string;
+  from: Level;
+  to: Level;
+  used: number;
+  limit: number;
+  atMs: number;
+}
+
+/** What `recordCall` returns; `transition` is the level change this call made, if any. */
+export interface RecordResult {
+  usage: ServiceUsage;
+  transition: Transition | null;
+}
+
+/** What `tryRecord` returns: recorded, or refused with nothing recorded. */
+export type TryRecordResult =
+  | { allowed: true; usage: ServiceUsage; transition: Transition | null }
+  | { allowed: false; usage: ServiceUsage };
+
+/** Every service's usage at one instant. */
+export interface Snapshot {
+  services: ServiceUsage[];
+  totalUsed: number;
+  atMs: number;
+}
+
+/** Called once per level change. */
+export type TransitionCallback = (transition: Transition) => void;
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str, error: &JsValue);
+}
+
+/// Counts calls per service against their quotas, on the JS clock (`Date.now()`).
+///
+/// Every method that is given a bad argument throws an `Error` whose message names the problem,
+/// and changes nothing.
+#[wasm_bindgen(js_name = QuotaTracker)]
+pub struct JsQuotaTracker {
+    tracker: QuotaTracker,
+    /// The services' names as JS strings, in config order (for `snapshot`).
+    names: Vec<JsValue>,
+    /// Transitions the tracker reported and the JS callbacks have not seen yet. Filled by a
+    /// `Send + Sync` observer, hence the `Mutex` (`std`'s: this state is not part of the
+    /// loom-checked tracker).
+    pending: Arc<Mutex<VecDeque<Transition>>>,
+    callbacks: RefCell<Vec<(u32, Function)>>,
+    next_id: Cell<u32>,
+    /// Set while delivering: a call made from inside a callback leaves its transitions to the
+    /// delivery already running, so each service's transitions arrive in order.
+    delivering: Cell<bool>,
+}
+
+#[wasm_bindgen(js_class = QuotaTracker)]
+impl JsQuotaTracker {
+    /// A tracker of `config`'s services: `{ services: [{ name, limit, period, warnThreshold?,
+    /// criticalThreshold?, reserveFraction? }] }`. Throws on a missing or invalid config and on
+    /// unknown fields (to catch typos).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "TrackerConfig")] config: &JsValue,
+    ) -> Result<JsQuotaTracker, Error> {
+        let config = input::config(config)?;
+        QuotaTracker::new(config)
+            .map(Self::wrap)
+            .map_err(input::error)
+    }
+
+    /// A tracker of the default services: tiingo 500 per month, finnhub 60 per minute,
+    /// sendgrid 100 per day.
+    #[wasm_bindgen(js_name = withDefaults)]
+    pub fn with_defaults() -> JsQuotaTracker {
+        Self::wrap(QuotaTracker::with_defaults())
+    }
+
+    /// Records `count` calls (default 1) to `service` and returns `{ usage, transition }`:
+    /// the usage right after, and the level change this call made or `null`. It always
+    /// records: `used` may pass the limit.
+    #[wasm_bindgen(js_name = recordCall, unchecked_return_type = "RecordResult")]
+    pub fn record_call(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
+    ) -> Result<JsValue, Error> {
+        let name = input::service(service)?;
+        let count = input::count(&name, count)?;
+        let recorded = self.delivered(self.tracker.record_call(&name, count))?;
+        Ok(shapes::recorded(
+            &shapes::usage(service, &recorded.usage),
+            &shapes::transition(recorded.transition.as_ref()),
+        ))
+    }
+
+    /// Records `count` calls (default 1) only if they are allowed: the service is below
+    /// critical and `used + count <= limit`. Returns `{ allowed: true, usage, transition }`, or
+    /// `{ allowed: false, usage }` with nothing recorded.
+    #[wasm_bindgen(js_name = tryRecord, unchecked_return_type = "TryRecordResult")]
+    pub fn try_record(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
+    ) -> Result<JsValue, Error> {
+        let name = input::service(service)?;
+        let count = input::count(&name, count)?;
+        let result = self.tracker.try_record(&name, count);
+        self.deliver();
+        match result {
+            Ok(recorded) => Ok(shapes::allowed(
+                &shapes::usage(service, &recorded.usage),
+                &shapes::transition(recorded.transition.as_ref()),
+            )),
+            // Not allowed now: an answer, not an error.
+            Err(QuotaError::Denied { .. }) => {
+                let usage = self.delivered(self.tracker.usage(&name))?;
+                Ok(shapes::denied(&shapes::usage(service, &usage)))
+            }
+            Err(error) => Err(input::error(error)),
+        }
+    }
+
+    /// Whether a call to `service` is allowed now: calls remain and the level is below
+    /// critical.
+    #[wasm_bindgen(js_name = canCall)]
+    pub fn can_call(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+    ) -> Result<bool, Error> {
+        let name = input::service(service)?;
+        self.delivered(self.tracker.can_call(&name))
+    }
+
+    /// The calls held back as a reserve: `floor(limit x reserveFraction)`.
+    #[wasm_bindgen(js_name = reserveAllocation)]
+    pub fn reserve_allocation(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+    ) -> Result<f64, Error> {
+        let name = input::service(service)?;
+        let reserve = self.delivered(self.tracker.reserve_allocation(&name))?;
+        Ok(reserve as f64)
+    }
+
+    /// `service`'s usage now: `{ name, used, limit, remaining, period, level, percentUsed,
+    /// windowStartMs, resetAtMs }`.
+    #[wasm_bindgen(unchecked_return_type = "ServiceUsage")]
+    pub fn usage(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+    ) -> Result<JsValue, Error> {
+        let name = input::service(service)?;
+        let usage = self.delivered(self.tracker.usage(&name))?;
+        Ok(shapes::usage(service, &usage))
+    }
+
+    /// Every service's usage at one instant, in config order: `{ services, totalUsed, atMs }`.
+    #[wasm_bindgen(unchecked_return_type = "Snapshot")]
+    pub fn snapshot(&self) -> JsValue {
+        let snapshot = self.tracker.snapshot();
+        self.deliver();
+        let services: Array = snapshot
+            .services()
+            .iter()
+            .zip(&self.names)
+            .map(|(usage, name)| shapes::usage(name, usage))
+            .collect();
+        shapes::snapshot(
+            &services,
+            snapshot.total_used() as f64,
+            snapshot.at_ms() as f64,
+        )
+    }
+
+    /// Calls `callback(transition)` once for every level change from now on, after the call
+    /// that caused it has updated the tracker and before it returns. Returns an id for
+    /// `offTransition`. A callback that throws is reported with `console.error`; the tracker
+    /// and the other callbacks carry on.
+    #[wasm_bindgen(js_name = onTransition)]
+    pub fn on_transition(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "TransitionCallback")] callback: &JsValue,
+    ) -> Result<u32, Error> {
+        let callback = input::callback(callback)?;
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.callbacks.borrow_mut().push((id, callback));
+        Ok(id)
+    }
+
+    /// Removes the callback `onTransition` returned `id` for; `false` if there was none.
+    #[wasm_bindgen(js_name = offTransition)]
+    pub fn off_transition(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number")] id: &JsValue,
+    ) -> bool {
+        let Some(id) = id.as_f64() else {
+            return false;
+        };
+        let mut callbacks = self.callbacks.borrow_mut();
+        let before = callbacks.len();
+        callbacks.retain(|(existing, _)| f64::from(*existing) != id);
+        callbacks.len() != before
+    }
+}
+
+impl JsQuotaTracker {
+    fn wrap(tracker: QuotaTracker) -> JsQuotaTracker {
+        let pending = Arc::new(Mutex::new(VecDeque::new()));
+        let queue = Arc::clone(&pending);
+        tracker.on_transition(move |transition| {
+            queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(transition.clone());
+        });
+        let names = tracker
+            .config()
+            .services
+            .iter()
+            .map(|service| JsValue::from_str(&service.name))
+            .collect();
+        JsQuotaTracker {
+            tracker,
+            names,
+            pending,
+            callbacks: RefCell::new(Vec::new()),
+            next_id: Cell::new(1),
+            delivering: Cell::new(false),
+        }
+    }
+
+    /// Delivers what the tracker call that produced `result` queued, then converts its error.
+    fn delivered<T>(&self, result: Result<T, QuotaError>) -> Result<T, Error> {
+        self.deliver();
+        result.map_err(input::error)
+    }
+
+    /// Hands every queued transition to every callback, in order, outside all locks.
+    fn deliver(&self) {
+        if self.delivering.replace(true) {
+            return;
+        }
+        while let Some(transition) = self.next_pending() {
+            let callbacks = self.callbacks.borrow().clone();
+            for (id, callback) in callbacks {
+                // A callback may have removed another one during this round.
+                if !self.callbacks.borrow().iter().any(|(live, _)| *live == id) {
+                    continue;
+                }
+                let value = shapes::transition(Some(&transition));
+                if let Err(error) = callback.call1(&JsValue::UNDEFINED, &value) {
+                    console_error(
+                        &format!(
+                            "quota: transition callback {id} threw on {} {} -> {}; ignored:",
+                            transition.service, transition.from, transition.to
+                        ),
+                        &error,
+                    );
+                }
+            }
+        }
+        self.delivering.set(false);
+    }
+
+    fn next_pending(&self) -> Option<Transition> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+}

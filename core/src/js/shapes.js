@@ -1,0 +1,40 @@
+// The JavaScript shapes of the values `quota_core::js` hands out. Each is built by one call
+// across the wasm boundary (rather than one call per property), which keeps `recordCall` cheap.
+// Levels and periods arrive as indices into these tables; `js.rs` owns the matching order.
+
+const LEVELS = ["normal", "warning", "critical", "exhausted"];
+const PERIODS = ["minute", "hour", "day", "month"];
+
+export function usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs) {
+  return {
+    name,
+    used,
+    limit,
+    remaining,
+    period: PERIODS[period],
+    level: LEVELS[level],
+    percentUsed,
+    windowStartMs,
+    resetAtMs,
+  };
+}
+
+export function transition(service, from, to, used, limit, atMs) {
+  return { service, from: LEVELS[from], to: LEVELS[to], used, limit, atMs };
+}
+
+export function recorded(usage, transition) {
+  return { usage, transition };
+}
+
+export function allowed(usage, transition) {
+  return { allowed: true, usage, transition };
+}
+
+export function denied(usage) {
+  return { allowed: false, usage };
+}
+
+export function snapshot(services, totalUsed, atMs) {
+  return { services, totalUsed, atMs };
+}

@@ -1,0 +1,100 @@
+//! What the JS API hands out: plain objects built by `shapes.js`, one boundary call each.
+
+use crate::level::Level;
+use crate::usage::{ServiceUsage, Transition};
+use crate::window::Period;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+
+#[wasm_bindgen(module = "/src/js/shapes.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = usage)]
+    #[allow(clippy::too_many_arguments)]
+    fn usage_object(
+        name: &JsValue,
+        used: f64,
+        limit: f64,
+        remaining: f64,
+        period: u8,
+        level: u8,
+        percent_used: f64,
+        window_start_ms: f64,
+        reset_at_ms: f64,
+    ) -> JsValue;
+
+    #[wasm_bindgen(js_name = transition)]
+    fn transition_object(
+        service: &str,
+        from: u8,
+        to: u8,
+        used: f64,
+        limit: f64,
+        at_ms: f64,
+    ) -> JsValue;
+
+    /// `{ usage, transition }`
+    pub(super) fn recorded(usage: &JsValue, transition: &JsValue) -> JsValue;
+
+    /// `{ allowed: true, usage, transition }`
+    pub(super) fn allowed(usage: &JsValue, transition: &JsValue) -> JsValue;
+
+    /// `{ allowed: false, usage }`
+    pub(super) fn denied(usage: &JsValue) -> JsValue;
+
+    /// `{ services, totalUsed, atMs }`
+    pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;
+}
+
+/// `{ name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs }`,
+/// with `name` passed in as a JS string the caller already holds (no re-encoding).
+///
+/// Counts and times become JS numbers: exact up to `Number.MAX_SAFE_INTEGER`, which counts
+/// stay under unless more than that many calls are recorded in one window.
+pub(super) fn usage(name: &JsValue, usage: &ServiceUsage) -> JsValue {
+    usage_object(
+        name,
+        usage.used as f64,
+        usage.limit as f64,
+        usage.remaining as f64,
+        period_index(usage.period),
+        level_index(usage.level()),
+        usage.percent_used(),
+        usage.window_start_ms as f64,
+        usage.reset_at_ms as f64,
+    )
+}
+
+/// `{ service, from, to, used, limit, atMs }`, or `null` for no transition.
+pub(super) fn transition(transition: Option<&Transition>) -> JsValue {
+    match transition {
+        None => JsValue::NULL,
+        Some(t) => transition_object(
+            &t.service,
+            level_index(t.from),
+            level_index(t.to),
+            t.used as f64,
+            t.limit as f64,
+            t.at_ms as f64,
+        ),
+    }
+}
+
+/// The index into `LEVELS` in `shapes.js`.
+fn level_index(level: Level) -> u8 {
+    match level {
+        Level::Normal => 0,
+        Level::Warning => 1,
+        Level::Critical => 2,
+        Level::Exhausted => 3,
+    }
+}
+
+/// The index into `PERIODS` in `shapes.js`.
+fn period_index(period: Period) -> u8 {
+    match period {
+        Period::Minute => 0,
+        Period::Hour => 1,
+        Period::Day => 2,
+        Period::Month => 3,
+    }
+}

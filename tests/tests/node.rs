@@ -1,0 +1,4 @@
+//! The JS module's suite, run in Node (`cargo xtask test`; see `suite/`).
+#![cfg(target_arch = "wasm32")]
+
+mod suite;
