@@ -134,8 +134,8 @@ impl Delivery {
 }
 
 thread_local! {
-    static DELIVERING: Cell<bool> = const { Cell::new(false) };
-    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList)>> = const { RefCell::new(VecDeque::new()) };
+    static DELIVERING: Cell<bool> = Cell::new(false);
+    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList)>> = RefCell::new(VecDeque::new());
 }
 
 /// Delivers `deliveries` (in order) to the observers subscribed now, or queues them behind the

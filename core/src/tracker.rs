@@ -403,3 +403,6 @@ impl std::fmt::Debug for QuotaTracker {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
