@@ -1,0 +1,218 @@
+//! Editing the services: add, remove, change limit, period and thresholds.
+
+use crate::state::use_app;
+use leptos::prelude::*;
+use quota_core::{Period, ServiceConfig, TrackerConfig};
+
+/// One service being edited, its fields as typed.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    /// Stable across edits, for keyed rendering.
+    key: u64,
+    /// The test-id suffix: the service's name when the row was created, `new-<key>` for an
+    /// added one.
+    label: StoredValue<String>,
+    name: RwSignal<String>,
+    limit: RwSignal<String>,
+    period: RwSignal<String>,
+    warn: RwSignal<String>,
+    critical: RwSignal<String>,
+    /// Not edited here; kept as it was.
+    reserve: f64,
+}
+
+impl Row {
+    fn new(key: u64, label: String, service: &ServiceConfig) -> Row {
+        Row {
+            key,
+            label: StoredValue::new(label),
+            name: RwSignal::new(service.name.clone()),
+            limit: RwSignal::new(service.limit.to_string()),
+            period: RwSignal::new(service.period.as_str().to_owned()),
+            warn: RwSignal::new(service.warn_threshold.to_string()),
+            critical: RwSignal::new(service.critical_threshold.to_string()),
+            reserve: service.reserve_fraction,
+        }
+    }
+
+    /// The row as a service config; the core validates it further.
+    fn parse(&self) -> Result<ServiceConfig, String> {
+        let name = self.name.get_untracked();
+        let number_error = |field: &str, text: &str, kind: &str| {
+            format!("service {name:?}: {field} must be {kind} (got {text:?})")
+        };
+        let limit_text = self.limit.get_untracked();
+        let limit = limit_text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| number_error("limit", &limit_text, "a whole number"))?;
+        let period = self
+            .period
+            .get_untracked()
+            .parse::<Period>()
+            .map_err(|error| format!("service {name:?}: {error}"))?;
+        let fraction = |field: &str, text: String| {
+            text.trim()
+                .parse::<f64>()
+                .map_err(|_| number_error(field, &text, "a number"))
+        };
+        Ok(ServiceConfig {
+            limit,
+            period,
+            warn_threshold: fraction("warn_threshold", self.warn.get_untracked())?,
+            critical_threshold: fraction("critical_threshold", self.critical.get_untracked())?,
+            reserve_fraction: self.reserve,
+            name,
+        })
+    }
+}
+
+/// The config editor: a row per service (name, limit, period, warn and critical thresholds as
+/// fractions of the limit), add and remove, and Apply. Apply runs the new config from zero; an
+/// invalid one shows the core's error message and the running config stays as it was.
+#[component]
+pub fn ConfigEditor() -> impl IntoView {
+    let state = use_app();
+    let next_key = StoredValue::new(0u64);
+    let take_key = move || {
+        let key = next_key.get_value();
+        next_key.set_value(key + 1);
+        key
+    };
+    let rows_from = move |config: &TrackerConfig| {
+        config
+            .services
+            .iter()
+            .map(|service| Row::new(take_key(), service.name.clone(), service))
+            .collect::<Vec<_>>()
+    };
+    let rows = RwSignal::new(state.config.with_untracked(rows_from));
+    let error = RwSignal::new(None::<String>);
+    let applied = RwSignal::new(false);
+    let discard = move || {
+        rows.set(state.config.with_untracked(rows_from));
+        error.set(None);
+    };
+    let add = move |_| {
+        let key = take_key();
+        let service = ServiceConfig::new(format!("service-{key}"), 100, Period::Minute);
+        rows.update(|rows| rows.push(Row::new(key, format!("new-{key}"), &service)));
+        applied.set(false);
+    };
+    let apply = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let parsed: Result<Vec<ServiceConfig>, String> =
+            rows.with_untracked(|rows| rows.iter().map(Row::parse).collect());
+        let result = parsed.and_then(|services| {
+            state
+                .apply_config(TrackerConfig::new(services))
+                .map_err(|error| error.to_string())
+        });
+        match result {
+            Ok(()) => {
+                discard();
+                applied.set(true);
+            }
+            Err(message) => {
+                error.set(Some(message));
+                applied.set(false);
+            }
+        }
+    };
+    let single = move || rows.with(|rows| rows.len() <= 1);
+    view! {
+        <section class="panel config" aria-labelledby="config-heading">
+            <h2 id="config-heading">"Services config"</h2>
+            <p class="hint">
+                "Thresholds are fractions of the limit (0.5 = 50 %). Apply starts the counts over."
+            </p>
+            <form on:submit=apply aria-describedby="config-error" novalidate>
+                <div class="config-rows">
+                    <For each=move || rows.get() key=|row| row.key let:row>
+                        <ConfigRow row=row rows=rows single=Signal::derive(single)/>
+                    </For>
+                </div>
+                <p
+                    id="config-error"
+                    class="error"
+                    role="alert"
+                    data-testid="config-error"
+                >
+                    {move || error.get()}
+                </p>
+                <p class="applied" aria-live="polite">
+                    {move || applied.get().then_some("Applied: counting from zero with the new config.")}
+                </p>
+                <div class="buttons">
+                    <button type="button" data-testid="config-add" on:click=add>
+                        "Add service"
+                    </button>
+                    <button type="submit" class="primary" data-testid="config-apply">
+                        "Apply"
+                    </button>
+                    <button type="button" data-testid="config-discard" on:click=move |_| discard()>
+                        "Discard changes"
+                    </button>
+                </div>
+            </form>
+        </section>
+    }
+}
+
+/// The inputs of one service.
+#[component]
+fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Signal<bool>) -> impl IntoView {
+    let id = move |field: &str| format!("config-{field}-{}", row.label.get_value());
+    let remove = move |_| rows.update(|rows| rows.retain(|r| r.key != row.key));
+    let text = move |field: &'static str,
+                     title: &'static str,
+                     signal: RwSignal<String>,
+                     mode: &'static str| {
+        view! {
+            <div class="field">
+                <label for=id(field)>{title}</label>
+                <input
+                    id=id(field)
+                    data-testid=id(field)
+                    type="text"
+                    inputmode=mode
+                    prop:value=move || signal.get()
+                    on:input=move |ev| signal.set(event_target_value(&ev))
+                />
+            </div>
+        }
+    };
+    view! {
+        <fieldset class="config-row">
+            <legend>{move || row.name.get()}</legend>
+            <div class="fields">
+                {text("name", "Name", row.name, "text")}
+                {text("limit", "Limit", row.limit, "numeric")}
+                <div class="field">
+                    <label for=id("period")>"Period"</label>
+                    <select
+                        id=id("period")
+                        data-testid=id("period")
+                        prop:value=move || row.period.get()
+                        on:change=move |ev| row.period.set(event_target_value(&ev))
+                    >
+                        {Period::ALL
+                            .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
+                    </select>
+                </div>
+                {text("warn", "Warn at", row.warn, "decimal")}
+                {text("critical", "Critical at", row.critical, "decimal")}
+                <button
+                    type="button"
+                    class="remove"
+                    data-testid=id("remove")
+                    aria-label=move || format!("Remove {}", row.name.get())
+                    disabled=move || single.get()
+                    on:click=remove
+                >
+                    "Remove"
+                </button>
+            </div>
+        </fieldset>
+    }
+}

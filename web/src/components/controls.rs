@@ -1,0 +1,250 @@
+//! Start / pause / reset and the workload: workers, rate, mix, seed, mode, speed, call sizes
+//! and bursts.
+
+use crate::engine::Settings;
+use crate::state::{use_app, AppState};
+use leptos::prelude::*;
+use quota_core::sim::{Mode, Workload};
+
+/// Simulated-time speeds offered, with their labels.
+const SPEEDS: [(f64, &str); 4] = [
+    (1.0, "1× (real time)"),
+    (60.0, "60× (a minute per second)"),
+    (3_600.0, "3,600× (an hour per second)"),
+    (86_400.0, "86,400× (a day per second)"),
+];
+
+/// The simulation's controls. Every input takes effect on change (typing, then leaving the
+/// field); an invalid value is refused with a message and the workload stays as it was.
+#[component]
+pub fn Controls() -> impl IntoView {
+    let state = use_app();
+    let settings = move |f: fn(&Settings) -> String| move || state.settings.with(f);
+    let status = move || state.frame.with(|f| f.status.as_str());
+    let services = Memo::new(move |_| {
+        state.settings.with(|s| {
+            s.workload
+                .mix
+                .iter()
+                .map(|share| share.service.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    view! {
+        <section class="panel controls" aria-labelledby="controls-heading">
+            <h2 id="controls-heading">"Simulation"</h2>
+            <div class="buttons" role="group" aria-label="Run the simulation">
+                <button type="button" class="primary" data-testid="start" on:click=move |_| state.start()>
+                    "Start"
+                </button>
+                <button type="button" data-testid="pause" on:click=move |_| state.pause()>
+                    "Pause"
+                </button>
+                <button type="button" data-testid="reset" on:click=move |_| state.reset()>
+                    "Reset"
+                </button>
+                <span class="status" role="status">
+                    "Status: " <strong data-testid="status">{status}</strong>
+                </span>
+            </div>
+            <div class="fields">
+                <div class="field">
+                    <label for="mode">"Mode"</label>
+                    <select
+                        id="mode"
+                        data-testid="mode"
+                        prop:value=settings(|s| s.mode.as_str().to_owned())
+                        on:change=move |ev| {
+                            match event_target_value(&ev).parse::<Mode>() {
+                                Ok(mode) => state.set_mode(mode),
+                                Err(error) => state.reject_input(error.0),
+                            }
+                        }
+                    >
+                        <option value="locked">"locked (tracker)"</option>
+                        <option value="racy">"racy (demonstrates lost updates)"</option>
+                    </select>
+                </div>
+                <NumberField
+                    id="workers"
+                    label="Workers"
+                    min=1
+                    max=Workload::MAX_WORKERS as u64
+                    value=settings(|s| s.workload.workers.to_string())
+                    apply=|w, v| w.workers = v as usize
+                />
+                <NumberField
+                    id="rate"
+                    label="Calls/s per worker"
+                    min=1
+                    max=u64::from(Workload::MAX_RATE)
+                    value=settings(|s| s.workload.calls_per_second.to_string())
+                    apply=|w, v| w.calls_per_second = v.min(u64::from(u32::MAX)) as u32
+                />
+                <NumberField
+                    id="seed"
+                    label="Seed"
+                    min=0
+                    max=u64::MAX
+                    value=settings(|s| s.workload.seed.to_string())
+                    apply=|w, v| w.seed = v
+                />
+                <div class="field">
+                    <label for="speed">"Simulation speed"</label>
+                    <select
+                        id="speed"
+                        data-testid="speed"
+                        prop:value=settings(|s| s.speed.to_string())
+                        on:change=move |ev| {
+                            match event_target_value(&ev).parse::<f64>() {
+                                Ok(speed) => state.set_speed(speed),
+                                Err(_) => state.reject_input("unknown speed".to_owned()),
+                            }
+                        }
+                    >
+                        {SPEEDS
+                            .map(|(speed, label)| {
+                                view! { <option value=speed.to_string()>{label}</option> }
+                            })}
+                    </select>
+                </div>
+            </div>
+            <fieldset class="mix">
+                <legend>"Service mix (relative weights)"</legend>
+                <div class="fields">
+                    <For each=move || services.get() key=|name| name.clone() let:service>
+                        <WeightField service=service/>
+                    </For>
+                </div>
+            </fieldset>
+            <details class="more">
+                <summary>"Call size and bursts"</summary>
+                <div class="fields">
+                    <NumberField
+                        id="size-min"
+                        label="Smallest call (units)"
+                        min=1
+                        max=u64::MAX
+                        value=settings(|s| s.workload.size.min.to_string())
+                        apply=|w, v| w.size.min = v
+                    />
+                    <NumberField
+                        id="size-max"
+                        label="Largest call (units)"
+                        min=1
+                        max=u64::MAX
+                        value=settings(|s| s.workload.size.max.to_string())
+                        apply=|w, v| w.size.max = v
+                    />
+                    <NumberField
+                        id="burst-percent"
+                        label="Burst chance (%)"
+                        min=0
+                        max=100
+                        value=settings(|s| format!("{}", s.workload.bursts.chance * 100.0))
+                        apply=|w, v| w.bursts.chance = v as f64 / 100.0
+                    />
+                    <NumberField
+                        id="burst-length"
+                        label="Burst length (calls)"
+                        min=0
+                        max=u64::from(Workload::MAX_BURST)
+                        value=settings(|s| s.workload.bursts.length.to_string())
+                        apply=|w, v| w.bursts.length = v.min(u64::from(u32::MAX)) as u32
+                    />
+                </div>
+            </details>
+            <p class="error" role="alert" data-testid="workload-error">
+                {move || state.workload_error.get()}
+            </p>
+        </section>
+    }
+}
+
+/// A labelled whole-number input that changes the workload on change.
+#[component]
+fn NumberField(
+    id: &'static str,
+    label: &'static str,
+    min: u64,
+    max: u64,
+    value: impl Fn() -> String + Send + Sync + 'static,
+    apply: fn(&mut Workload, u64),
+) -> impl IntoView {
+    let state = use_app();
+    view! {
+        <div class="field">
+            <label for=id>{label}</label>
+            <input
+                id=id
+                data-testid=id
+                type="number"
+                inputmode="numeric"
+                min=min.to_string()
+                max=max.to_string()
+                step="1"
+                prop:value=value
+                on:change=move |ev| {
+                    if let Some(v) = parse::<u64>(state, label, &event_target_value(&ev)) {
+                        state.update_workload(|w| apply(w, v));
+                    }
+                }
+            />
+        </div>
+    }
+}
+
+/// The mix weight of one service.
+#[component]
+fn WeightField(service: String) -> impl IntoView {
+    let state = use_app();
+    let id = format!("weight-{service}");
+    let key = service.clone();
+    let weight = move || {
+        state.settings.with(|s| {
+            s.workload
+                .mix
+                .iter()
+                .find(|share| share.service == key)
+                .map_or(0, |share| share.weight)
+                .to_string()
+        })
+    };
+    view! {
+        <div class="field">
+            <label for=id.clone()>{service.clone()}</label>
+            <input
+                id=id.clone()
+                data-testid=id
+                type="number"
+                inputmode="numeric"
+                min="0"
+                max="1000"
+                step="1"
+                prop:value=weight
+                on:change=move |ev| {
+                    let Some(weight) = parse::<u32>(state, &service, &event_target_value(&ev)) else {
+                        return;
+                    };
+                    let service = service.clone();
+                    state.update_workload(move |w| {
+                        if let Some(share) = w.mix.iter_mut().find(|s| s.service == service) {
+                            share.weight = weight;
+                        }
+                    });
+                }
+            />
+        </div>
+    }
+}
+
+/// `text` as a whole number, or `None` after showing why not.
+fn parse<T: std::str::FromStr>(state: AppState, what: &str, text: &str) -> Option<T> {
+    match text.trim().parse() {
+        Ok(value) => Some(value),
+        Err(_) => {
+            state.reject_input(format!("{what}: expected a whole number (got {text:?})"));
+            None
+        }
+    }
+}

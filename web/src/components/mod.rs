@@ -1,0 +1,19 @@
+//! One component per file. Each reads the [`AppState`](crate::state::AppState) from context.
+
+mod config_editor;
+mod controls;
+mod counters;
+mod footer;
+mod service_card;
+mod service_cards;
+mod timeline;
+mod usage_chart;
+
+pub use config_editor::ConfigEditor;
+pub use controls::Controls;
+pub use counters::Counters;
+pub use footer::Footer;
+pub use service_card::ServiceCard;
+pub use service_cards::ServiceCards;
+pub use timeline::TransitionTimeline;
+pub use usage_chart::UsageChart;

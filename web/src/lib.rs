@@ -1,0 +1,32 @@
+//! # quota-web
+//!
+//! The dashboard: a Leptos (client-side) app that runs the [`quota_core::sim`] workload in the
+//! browser and shows, per service, the quota usage, levels and transitions, and the units
+//! issued, recorded and lost — with the locked tracker, or with the racy store that loses
+//! updates.
+//!
+//! Built by Trunk from the repository's `index.html`; `cargo xtask serve` serves it. The crate
+//! is empty on native targets: the app only runs on `wasm32-unknown-unknown`.
+//!
+//! - [`engine`]: the simulation itself — the store, the virtual workers (async tasks), and the
+//!   counters they update.
+//! - [`state`]: the signals the components read, refreshed once per animation frame.
+//! - [`components`]: one file per part of the page.
+
+#[cfg(target_arch = "wasm32")]
+pub mod app;
+#[cfg(target_arch = "wasm32")]
+pub mod clock;
+#[cfg(target_arch = "wasm32")]
+pub mod components;
+#[cfg(target_arch = "wasm32")]
+pub mod engine;
+#[cfg(target_arch = "wasm32")]
+pub mod format;
+#[cfg(target_arch = "wasm32")]
+pub mod model;
+#[cfg(target_arch = "wasm32")]
+pub mod state;
+
+#[cfg(target_arch = "wasm32")]
+pub use app::App;

@@ -1,0 +1,223 @@
+//! What the page shows, as plain values: one [`Frame`] per animation frame, the bounded
+//! [`Timeline`] and the bounded [`History`] behind the chart.
+
+use quota_core::sim::Mode;
+use quota_core::{Level, ServiceUsage, Transition};
+use std::collections::VecDeque;
+
+/// Whether the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Not started since the last reset.
+    #[default]
+    Ready,
+    /// Workers are issuing calls.
+    Running,
+    /// Paused, but some workers are finishing the call they started.
+    Pausing,
+    /// Paused: every worker has stopped, the counters are final.
+    Paused,
+}
+
+impl Status {
+    /// The lowercase word shown on the page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Running => "running",
+            Status::Pausing => "pausing",
+            Status::Paused => "paused",
+        }
+    }
+}
+
+/// One service on one frame: its usage (from the store) and the units issued to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    /// The store's usage of the service, `total_recorded` included.
+    pub usage: ServiceUsage,
+    /// Units the workers attempted since the reset.
+    pub issued: u64,
+}
+
+impl ServiceView {
+    /// Units the store counted since the reset, across windows.
+    pub fn recorded(&self) -> u64 {
+        self.usage.total_recorded
+    }
+
+    /// `issued - recorded`.
+    pub fn lost(&self) -> u64 {
+        self.issued.saturating_sub(self.recorded())
+    }
+}
+
+/// Everything the cards, counters and footer show on one frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    /// The simulated clock, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Whether the workers run.
+    pub status: Status,
+    /// How the calls are counted.
+    pub mode: Mode,
+    /// Per service, in config order.
+    pub services: Vec<ServiceView>,
+    /// Calls issued since the reset (each of one or more units).
+    pub calls: u64,
+}
+
+impl Frame {
+    /// The service called `name`, if configured.
+    pub fn service(&self, name: &str) -> Option<&ServiceView> {
+        self.services.iter().find(|s| s.usage.name == name)
+    }
+}
+
+/// Who caused a level change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Virtual worker number `n` (from 1).
+    Worker(usize),
+    /// The window ended and the count restarted.
+    WindowReset,
+}
+
+/// One level change, as the timeline lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Unique and increasing, for keyed rendering.
+    pub id: u64,
+    /// The change itself.
+    pub transition: Transition,
+    /// Who caused it.
+    pub cause: Cause,
+}
+
+impl TimelineEntry {
+    /// Critical or exhausted: highlighted.
+    pub fn is_critical(&self) -> bool {
+        self.transition.to >= Level::Critical
+    }
+}
+
+/// The latest level changes, newest first, at most [`Timeline::CAPACITY`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeline {
+    entries: VecDeque<TimelineEntry>,
+    /// The next entry's id; ids never repeat, even across [`clear`](Self::clear).
+    next_id: u64,
+    /// `next_id` at the last clear.
+    first_id: u64,
+}
+
+impl Timeline {
+    /// Entries kept; older ones are dropped (and counted).
+    pub const CAPACITY: usize = 100;
+
+    /// Adds changes in the order they happened.
+    pub fn extend(&mut self, changes: impl IntoIterator<Item = (Transition, Cause)>) {
+        for (transition, cause) in changes {
+            self.entries.push_front(TimelineEntry {
+                id: self.next_id,
+                transition,
+                cause,
+            });
+            self.next_id += 1;
+        }
+        self.entries.truncate(Self::CAPACITY);
+    }
+
+    /// The kept entries, newest first.
+    pub fn entries(&self) -> impl Iterator<Item = &TimelineEntry> {
+        self.entries.iter()
+    }
+
+    /// How many entries were added since the last clear.
+    pub fn total(&self) -> u64 {
+        self.next_id - self.first_id
+    }
+
+    /// How many of those were dropped to stay within the capacity.
+    pub fn dropped(&self) -> u64 {
+        self.total() - self.entries.len() as u64
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.first_id = self.next_id;
+    }
+}
+
+/// Usage over time for the chart: one sample per [`History::INTERVAL_MS`] of real time, at most
+/// [`History::CAPACITY`] samples, so memory stays flat however long the run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// The services sampled, in config order.
+    pub services: Vec<ServiceLine>,
+    samples: VecDeque<Vec<f64>>,
+}
+
+/// One service's line on the chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceLine {
+    /// The service.
+    pub name: String,
+    /// Its warn threshold, as a fraction of the limit.
+    pub warn: f64,
+    /// Its critical threshold, as a fraction of the limit.
+    pub critical: f64,
+}
+
+impl History {
+    /// Samples kept (a minute at [`INTERVAL_MS`](Self::INTERVAL_MS)).
+    pub const CAPACITY: usize = 240;
+    /// Real ms between samples.
+    pub const INTERVAL_MS: f64 = 250.0;
+
+    /// Adds one sample: each service's `used / limit` (may exceed 1). Starts over when the
+    /// services changed.
+    pub fn push(&mut self, services: &[ServiceView]) {
+        let lines: Vec<ServiceLine> = services
+            .iter()
+            .map(|s| ServiceLine {
+                name: s.usage.name.clone(),
+                warn: s.usage.warn_threshold,
+                critical: s.usage.critical_threshold,
+            })
+            .collect();
+        if lines != self.services {
+            self.services = lines;
+            self.samples.clear();
+        }
+        self.samples.push_back(
+            services
+                .iter()
+                .map(|s| s.usage.percent_used() / 100.0)
+                .collect(),
+        );
+        while self.samples.len() > Self::CAPACITY {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The samples, oldest first; each holds one fraction per service.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = &Vec<f64>> {
+        self.samples.iter()
+    }
+
+    /// Forgets every sample.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+}
+
+/// Measured rates, updated about once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rates {
+    /// Calls issued per second (all workers).
+    pub calls_per_second: f64,
+    /// Animation frames per second.
+    pub frames_per_second: f64,
+}

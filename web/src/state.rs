@@ -1,0 +1,218 @@
+//! The page's state: the engine, and the signals the components read. The signals change once
+//! per animation frame at most, however many calls the workers make in between.
+
+use crate::clock::SimClock;
+use crate::engine::{Engine, Settings};
+use crate::model::{Frame, History, Rates, Status, Timeline};
+use leptos::prelude::*;
+use quota_core::sim::{Mode, Workload, WorkloadError};
+use quota_core::{QuotaError, TrackerConfig};
+use std::cell::RefCell;
+use std::rc::Rc;
+use web_time::Instant;
+
+/// The page's state, provided as context to every component (see [`use_app`]). `Copy`: it holds
+/// only arena handles.
+#[derive(Clone, Copy)]
+pub struct AppState {
+    engine: StoredValue<Rc<Engine>, LocalStorage>,
+    meter: StoredValue<RefCell<Meter>, LocalStorage>,
+    /// What the cards, counters and footer show.
+    pub frame: RwSignal<Frame>,
+    /// Level changes, newest first.
+    pub timeline: RwSignal<Timeline>,
+    /// Usage over time, for the chart.
+    pub history: RwSignal<History>,
+    /// Measured calls and frames per second.
+    pub rates: RwSignal<Rates>,
+    /// The workload and mode.
+    pub settings: RwSignal<Settings>,
+    /// The running config.
+    pub config: RwSignal<TrackerConfig>,
+    /// The last invalid workload input, shown beside the controls.
+    pub workload_error: RwSignal<Option<String>>,
+}
+
+/// Frame and call counts behind [`Rates`], and when the chart was last sampled.
+struct Meter {
+    since: Instant,
+    frames: u64,
+    calls: u64,
+    last_sample: Option<Instant>,
+}
+
+/// The [`AppState`] provided by an ancestor.
+///
+/// # Panics
+/// Outside a component tree that called [`AppState::provide`].
+pub fn use_app() -> AppState {
+    use_context::<AppState>().expect("AppState is provided by the App")
+}
+
+impl AppState {
+    /// State for `config` on a simulated clock at the current time. Call inside a reactive
+    /// owner (a component).
+    ///
+    /// Errors: the core's [`QuotaError::InvalidConfig`].
+    pub fn new(config: TrackerConfig) -> Result<AppState, QuotaError> {
+        let now = web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        Self::with_clock(config, SimClock::new(now))
+    }
+
+    /// State for `config` reading `clock`.
+    pub fn with_clock(config: TrackerConfig, clock: SimClock) -> Result<AppState, QuotaError> {
+        let engine = Engine::new(config, clock)?;
+        let (frame, _) = engine.frame();
+        Ok(AppState {
+            settings: RwSignal::new(engine.settings()),
+            config: RwSignal::new(engine.config()),
+            engine: StoredValue::new_local(engine),
+            meter: StoredValue::new_local(RefCell::new(Meter {
+                since: Instant::now(),
+                frames: 0,
+                calls: 0,
+                last_sample: None,
+            })),
+            frame: RwSignal::new(frame),
+            timeline: RwSignal::new(Timeline::default()),
+            history: RwSignal::new(History::default()),
+            rates: RwSignal::new(Rates::default()),
+            workload_error: RwSignal::new(None),
+        })
+    }
+
+    /// Makes this state the context of the current component and its children.
+    pub fn provide(self) -> AppState {
+        provide_context(self);
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Rc<Engine> {
+        self.engine.with_value(Rc::clone)
+    }
+
+    /// Reads the engine into the signals: one frame's update. Signals whose value did not
+    /// change are left alone, so a paused page does no work.
+    pub fn refresh(&self) {
+        let (frame, changes) = self.engine().frame();
+        if !changes.is_empty() {
+            self.timeline.update(|timeline| timeline.extend(changes));
+        }
+        if self.frame.with_untracked(|old| *old != frame) {
+            self.frame.set(frame);
+        }
+    }
+
+    /// Refreshes on every animation frame from now on, measures the rates, and samples the
+    /// chart while the workers run. Stops when the state is disposed.
+    pub fn run_frames(self) {
+        request_animation_frame(move || {
+            if self.engine.try_with_value(|_| ()).is_none() {
+                return; // disposed: the page is gone
+            }
+            self.on_frame();
+            self.run_frames();
+        });
+    }
+
+    fn on_frame(&self) {
+        self.refresh();
+        let now = Instant::now();
+        let (calls, status) = self.frame.with_untracked(|f| (f.calls, f.status));
+        let sample = self.meter.with_value(|meter| {
+            let mut meter = meter.borrow_mut();
+            meter.frames += 1;
+            let elapsed = now.duration_since(meter.since).as_secs_f64();
+            if elapsed >= 1.0 {
+                let rates = Rates {
+                    calls_per_second: calls.saturating_sub(meter.calls) as f64 / elapsed,
+                    frames_per_second: meter.frames as f64 / elapsed,
+                };
+                self.rates.set(rates);
+                meter.since = now;
+                meter.frames = 0;
+                meter.calls = calls;
+            }
+            meter.calls = meter.calls.min(calls); // a reset restarted the count
+            let due = meter.last_sample.is_none_or(|last| {
+                now.duration_since(last).as_secs_f64() * 1_000.0 >= History::INTERVAL_MS
+            });
+            let sample = due && matches!(status, Status::Running | Status::Pausing);
+            if sample {
+                meter.last_sample = Some(now);
+            }
+            sample
+        });
+        if sample {
+            self.frame
+                .with_untracked(|frame| self.history.update(|h| h.push(&frame.services)));
+        }
+    }
+
+    /// Starts the workers.
+    pub fn start(&self) {
+        self.engine().start();
+        self.refresh();
+    }
+
+    /// Pauses the workers.
+    pub fn pause(&self) {
+        self.engine().pause();
+        self.refresh();
+    }
+
+    /// Starts over with empty counters.
+    pub fn reset(&self) {
+        self.engine().reset();
+        self.after_restart();
+    }
+
+    /// Switches mode (and starts over).
+    pub fn set_mode(&self, mode: Mode) {
+        self.engine().set_mode(mode);
+        self.settings.set(self.engine().settings());
+        self.after_restart();
+    }
+
+    /// Sets the simulated speed.
+    pub fn set_speed(&self, speed: f64) {
+        self.engine().set_speed(speed);
+        self.settings.set(self.engine().settings());
+    }
+
+    /// Changes the workload; an invalid one is refused and its error shown.
+    pub fn update_workload(&self, change: impl FnOnce(&mut Workload)) {
+        match self.engine().update_workload(change) {
+            Ok(()) => {
+                self.workload_error.set(None);
+                self.settings.set(self.engine().settings());
+            }
+            Err(WorkloadError(message)) => self.workload_error.set(Some(message)),
+        }
+    }
+
+    /// Shows an input that could not be read as the workload error.
+    pub fn reject_input(&self, message: String) {
+        self.workload_error.set(Some(message));
+    }
+
+    /// Runs `config` (starting over).
+    ///
+    /// Errors: the core's error; the running config and counters stay as they were.
+    pub fn apply_config(&self, config: TrackerConfig) -> Result<(), QuotaError> {
+        self.engine().apply_config(config)?;
+        self.config.set(self.engine().config());
+        self.settings.set(self.engine().settings());
+        self.after_restart();
+        Ok(())
+    }
+
+    fn after_restart(&self) {
+        self.timeline.update(Timeline::clear);
+        self.history.update(History::clear);
+        self.refresh();
+    }
+}
