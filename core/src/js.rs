@@ -22,12 +22,14 @@
 //! callbacks after the tracker returned, outside every lock.
 
 mod input;
+mod names;
 mod shapes;
 
 use crate::error::QuotaError;
 use crate::tracker::QuotaTracker;
 use crate::usage::Transition;
 use js_sys::{Array, Error, Function};
+use names::Names;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -120,8 +122,7 @@ extern "C" {
 #[wasm_bindgen(js_name = QuotaTracker)]
 pub struct JsQuotaTracker {
     tracker: QuotaTracker,
-    /// The services' names as JS strings, in config order (for `snapshot`).
-    names: Vec<JsValue>,
+    names: Names,
     /// Transitions the tracker reported and the JS callbacks have not seen yet. Filled by a
     /// `Send + Sync` observer, hence the `Mutex` (`std`'s: this state is not part of the
     /// loom-checked tracker).
@@ -164,7 +165,7 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = input::service(service)?;
+        let name = self.names.find(service)?;
         let count = input::count(&name, count)?;
         let recorded = self.delivered(self.tracker.record_call(&name, count))?;
         Ok(shapes::recorded(
@@ -182,7 +183,7 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = input::service(service)?;
+        let name = self.names.find(service)?;
         let count = input::count(&name, count)?;
         let result = self.tracker.try_record(&name, count);
         self.deliver();
@@ -207,7 +208,7 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<bool, Error> {
-        let name = input::service(service)?;
+        let name = self.names.find(service)?;
         self.delivered(self.tracker.can_call(&name))
     }
 
@@ -217,7 +218,7 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<f64, Error> {
-        let name = input::service(service)?;
+        let name = self.names.find(service)?;
         let reserve = self.delivered(self.tracker.reserve_allocation(&name))?;
         Ok(reserve as f64)
     }
@@ -229,7 +230,7 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = input::service(service)?;
+        let name = self.names.find(service)?;
         let usage = self.delivered(self.tracker.usage(&name))?;
         Ok(shapes::usage(service, &usage))
     }
@@ -242,7 +243,7 @@ impl JsQuotaTracker {
         let services: Array = snapshot
             .services()
             .iter()
-            .zip(&self.names)
+            .zip(self.names.js())
             .map(|(usage, name)| shapes::usage(name, usage))
             .collect();
         shapes::snapshot(
@@ -294,12 +295,14 @@ impl JsQuotaTracker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push_back(transition.clone());
         });
-        let names = tracker
-            .config()
-            .services
-            .iter()
-            .map(|service| JsValue::from_str(&service.name))
-            .collect();
+        let names = Names::new(
+            tracker
+                .config()
+                .services
+                .into_iter()
+                .map(|service| service.name)
+                .collect(),
+        );
         JsQuotaTracker {
             tracker,
             names,

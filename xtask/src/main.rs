@@ -5,6 +5,7 @@
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 
 mod install;
+mod pkg;
 mod run;
 
 use run::Stages;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     let command = args.first().map(String::as_str).unwrap_or("help");
     let result = match command {
         "test" => test(),
+        "pkg" => pkg::pkg(),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -34,7 +36,8 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
-         \x20       loom tests and the wasm32 build; ends with a summary\n"
+         \x20       loom tests and the wasm32 build; ends with a summary\n\
+         pkg     build the JS module (ES module + TypeScript types) into pkg/\n"
     );
 }
 
@@ -42,6 +45,9 @@ fn print_help() {
 fn test() -> Result<(), String> {
     let mut stages = Stages::new("cargo xtask test");
     stages.run("install: wasm32 target", install::wasm32_target);
+    stages.run("install: wasm-bindgen-cli", install::wasm_bindgen_cli);
+    stages.run("install: chromium", install::chromium);
+    stages.run("install: binaryen", install::binaryen);
     stages.cargo("fmt", &["fmt", "--all", "--", "--check"], &[]);
     stages.cargo(
         "clippy (native)",
@@ -91,5 +97,75 @@ fn test() -> Result<(), String> {
         ],
         &[],
     );
+    js_module_stages(&mut stages);
     stages.finish()
+}
+
+/// The JS module's checks: clippy with `--features js`, the wasm-bindgen-test suites in Node
+/// and headless Chromium, the package, and the Node consumer tests against it.
+fn js_module_stages(stages: &mut Stages) {
+    let wasm32 = "wasm32-unknown-unknown";
+    stages.cargo(
+        "clippy (wasm32, js)",
+        &[
+            "clippy",
+            "-p",
+            "quota-core",
+            "--lib",
+            "--features",
+            "js",
+            "--target",
+            wasm32,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    );
+    stages.cargo(
+        "clippy (wasm32, JS tests)",
+        &[
+            "clippy",
+            "-p",
+            "quota-tests",
+            "--all-targets",
+            "--target",
+            wasm32,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    );
+    stages.cargo(
+        "JS module tests (Node + headless Chromium)",
+        &["test", "-p", "quota-tests", "--target", wasm32],
+        &[
+            (
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            ),
+            ("CHROMEDRIVER", install::CHROMEDRIVER),
+        ],
+    );
+    stages.run("pkg", pkg::pkg);
+    stages.run("JS consumer tests (node --test)", node_tests);
+}
+
+/// `node --test` on every `tests/node/*.test.mjs`: they import the built `pkg/`.
+fn node_tests() -> Result<(), String> {
+    let dir = run::root().join("tests/node");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|error| format!("could not list {}: {error}", dir.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .map(|name| format!("tests/node/{name}"))
+        .collect();
+    if files.is_empty() {
+        return Err(format!("no *.test.mjs in {}", dir.display()));
+    }
+    files.sort();
+    let mut args = vec!["--test"];
+    args.extend(files.iter().map(String::as_str));
+    run::command("node", &args, &[])
 }

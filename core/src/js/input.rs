@@ -9,7 +9,15 @@ use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
+
+#[wasm_bindgen(module = "/src/js/input.js")]
+extern "C" {
+    /// 1 for `undefined`, the number for a number, else `NaN`.
+    #[wasm_bindgen(js_name = countOf)]
+    fn count_of(value: &JsValue) -> f64;
+}
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -169,19 +177,15 @@ pub(super) fn service(value: &JsValue) -> Result<String, Error> {
 /// means 1. `null` is refused rather than read as "omitted", so a bug upstream is not
 /// silently counted as one call.
 pub(super) fn count(service: &str, value: &JsValue) -> Result<u64, Error> {
-    if value.is_undefined() {
-        return Ok(1);
+    if let Some(count) = positive_integer(count_of(value)) {
+        return Ok(count);
     }
     let problem = match value.as_f64() {
         None => "count must be a number",
         Some(n) if !n.is_finite() => "count must be a finite number",
         Some(n) if n.fract() != 0.0 => "count must be a whole number",
         Some(n) if n < 1.0 => "count must be at least 1",
-        Some(n) if n > MAX_SAFE_INTEGER => {
-            "count must not exceed Number.MAX_SAFE_INTEGER (9007199254740991)"
-        }
-        // In range and whole, so the conversion is exact.
-        Some(n) => return Ok(n as u64),
+        Some(_) => "count must not exceed Number.MAX_SAFE_INTEGER (9007199254740991)",
     };
     Err(Error::new(&format!(
         "invalid count for service {service:?}: {problem} (got {})",

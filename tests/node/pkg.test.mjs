@@ -1,0 +1,215 @@
+// The built package (`cargo xtask pkg`), used the way a Node user would: `node --test`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import init, { QuotaTracker } from "../../pkg/quota_core.js";
+
+const pkg = fileURLToPath(new URL("../../pkg/", import.meta.url));
+// `--target web` fetches the .wasm next to the module by default; Node's fetch cannot read
+// files, so Node users pass the bytes.
+await init({ module_or_path: readFileSync(join(pkg, "quota_core_bg.wasm")) });
+
+/** Runs `body` with `Date.now()` (the tracker's clock) fixed at `ms`. */
+async function atFixedTime(ms, body) {
+  const realNow = Date.now;
+  Date.now = () => ms;
+  try {
+    return await body();
+  } finally {
+    Date.now = realNow;
+  }
+}
+
+const NOW = Date.UTC(2024, 1, 29, 13, 45, 17, 250); // 2024-02-29T13:45:17.250Z
+
+test("100,000 recordCall calls spread over interleaved async tasks are all counted", () =>
+  atFixedTime(NOW, async () => {
+    const tracker = new QuotaTracker({
+      services: [
+        { name: "api", limit: 1_000_000, period: "day" },
+        { name: "mail", limit: 50_000, period: "month" },
+      ],
+    });
+    const transitions = [];
+    tracker.onTransition((t) => transitions.push(`${t.service}: ${t.from} -> ${t.to}`));
+
+    const TASKS = 100;
+    const CALLS = 1_000;
+    const firstYields = [];
+    async function task(id) {
+      for (let i = 0; i < CALLS; i++) {
+        tracker.recordCall(i % 2 === 0 ? "mail" : "api");
+        if (i % 100 === 99) {
+          if (i === 99) firstYields.push(id);
+          await new Promise((resolve) => setImmediate(resolve)); // a new macrotask
+        } else if (i % 10 === 9) {
+          await null; // a microtask
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: TASKS }, (_, id) => task(id)));
+
+    // Every task ran its first 100 calls before any task ran its second 100: interleaved.
+    assert.deepEqual(firstYields, Array.from({ length: TASKS }, (_, id) => id));
+    const snapshot = tracker.snapshot();
+    assert.equal(snapshot.totalUsed, TASKS * CALLS);
+    assert.equal(tracker.usage("api").used, (TASKS * CALLS) / 2);
+    assert.equal(tracker.usage("mail").used, (TASKS * CALLS) / 2);
+    assert.equal(tracker.usage("mail").level, "exhausted");
+    assert.deepEqual(transitions, [
+      "mail: normal -> warning",
+      "mail: warning -> critical",
+      "mail: critical -> exhausted",
+    ]);
+  }));
+
+test("results have the documented shapes", () =>
+  atFixedTime(NOW, () => {
+    const tracker = new QuotaTracker({
+      services: [{ name: "search", limit: 10, period: "minute", warnThreshold: 0.5 }],
+    });
+    const first = tracker.recordCall("search");
+    assert.deepEqual(first, {
+      usage: {
+        name: "search",
+        used: 1,
+        limit: 10,
+        remaining: 9,
+        period: "minute",
+        level: "normal",
+        percentUsed: 10,
+        windowStartMs: Date.UTC(2024, 1, 29, 13, 45),
+        resetAtMs: Date.UTC(2024, 1, 29, 13, 46),
+      },
+      transition: null,
+    });
+    const { transition } = tracker.recordCall("search", 4);
+    assert.deepEqual(transition, {
+      service: "search",
+      from: "normal",
+      to: "warning",
+      used: 5,
+      limit: 10,
+      atMs: NOW,
+    });
+    const allowed = tracker.tryRecord("search", 2);
+    assert.deepEqual(Object.keys(allowed).sort(), ["allowed", "transition", "usage"]);
+    assert.equal(allowed.allowed, true);
+    assert.equal(allowed.transition, null);
+    const denied = tracker.tryRecord("search", 5);
+    assert.deepEqual(Object.keys(denied).sort(), ["allowed", "usage"]);
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.usage.used, 7);
+    assert.equal(tracker.canCall("search"), true);
+    assert.equal(tracker.reserveAllocation("search"), 1);
+    assert.deepEqual(tracker.snapshot(), {
+      services: [tracker.usage("search")],
+      totalUsed: 7,
+      atMs: NOW,
+    });
+    const defaults = QuotaTracker.withDefaults().snapshot().services.map((u) => u.name);
+    assert.deepEqual(defaults, ["tiingo", "finnhub", "sendgrid"]);
+  }));
+
+test("bad input throws an Error and changes nothing", () => {
+  const tracker = new QuotaTracker({ services: [{ name: "search", limit: 10, period: "day" }] });
+  tracker.recordCall("search", 3);
+  const cases = [
+    [() => tracker.recordCall("nope"), /unknown service "nope"/],
+    [() => tracker.recordCall(42), /service must be a string/],
+    [() => tracker.recordCall("search", 0), /at least 1/],
+    [() => tracker.tryRecord("search", 1.5), /whole number/],
+    [() => tracker.recordCall("search", null), /must be a number/],
+    [() => tracker.recordCall("search", 2 ** 53), /MAX_SAFE_INTEGER/],
+    [() => tracker.onTransition("not a function"), /needs a function/],
+    [() => new QuotaTracker(), /withDefaults/],
+    [() => new QuotaTracker({ services: [{ name: "a", limt: 5, period: "day" }] }), /unknown field "limt"/],
+    [() => new QuotaTracker({ services: [{ name: "a", limit: 5, period: "week" }] }), /unknown period "week"/],
+  ];
+  for (const [call, message] of cases) {
+    assert.throws(call, (error) => error instanceof Error && message.test(error.message));
+  }
+  assert.equal(tracker.usage("search").used, 3);
+});
+
+test("a throwing callback is reported with console.error and affects nothing else", () => {
+  const tracker = new QuotaTracker({ services: [{ name: "search", limit: 10, period: "day" }] });
+  const seen = [];
+  tracker.onTransition(() => {
+    throw new Error("callback bug");
+  });
+  const id = tracker.onTransition((t) => seen.push(t.to));
+  const reported = [];
+  const realError = console.error;
+  console.error = (...args) => reported.push(args.map(String).join(" "));
+  try {
+    assert.equal(tracker.recordCall("search", 5).usage.used, 5);
+  } finally {
+    console.error = realError;
+  }
+  assert.deepEqual(seen, ["warning"]);
+  assert.equal(reported.length, 1);
+  assert.match(reported[0], /callback bug/);
+  assert.equal(tracker.offTransition(id), true);
+  assert.equal(tracker.offTransition(id), false);
+});
+
+test("package.json and the TypeScript declarations describe the module", () => {
+  const manifest = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"));
+  const cargo = readFileSync(new URL("../../Cargo.toml", import.meta.url), "utf8");
+  const version = /^\[workspace\.package\][^[]*?^version = "([^"]+)"/m.exec(cargo)[1];
+  assert.equal(manifest.name, "quota-core");
+  assert.equal(manifest.version, version);
+  assert.equal(manifest.type, "module");
+  for (const file of [manifest.main, manifest.module, manifest.types, ...manifest.files]) {
+    assert.ok(existsSync(join(pkg, file)), `${file} is in pkg/`);
+  }
+
+  const types = readFileSync(join(pkg, manifest.types), "utf8");
+  for (const signature of [
+    "constructor(config: TrackerConfig);",
+    "static withDefaults(): QuotaTracker;",
+    "recordCall(service: string, count?: number): RecordResult;",
+    "tryRecord(service: string, count?: number): TryRecordResult;",
+    "canCall(service: string): boolean;",
+    "reserveAllocation(service: string): number;",
+    "usage(service: string): ServiceUsage;",
+    "snapshot(): Snapshot;",
+    "onTransition(callback: TransitionCallback): number;",
+    "offTransition(id: number): boolean;",
+    "export interface ServiceUsage {",
+    "export interface Transition {",
+    'export type Level = "normal" | "warning" | "critical" | "exhausted";',
+  ]) {
+    assert.ok(types.includes(signature), `quota_core.d.ts declares ${signature}`);
+  }
+  const classBody = types.slice(types.indexOf("export class QuotaTracker"));
+  assert.doesNotMatch(classBody.slice(0, classBody.indexOf("\n}")), /\bany\b/);
+});
+
+test("imports as the package `quota-core` through its package.json", () => {
+  const dir = mkdtempSync(join(tmpdir(), "quota-consumer-"));
+  try {
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(pkg, join(dir, "node_modules", "quota-core"), "dir");
+    writeFileSync(
+      join(dir, "consumer.mjs"),
+      `import { readFileSync } from "node:fs";
+       import init, { QuotaTracker } from "quota-core";
+       await init({ module_or_path: readFileSync(new URL(import.meta.resolve("quota-core/quota_core_bg.wasm"))) });
+       const tracker = QuotaTracker.withDefaults();
+       console.log(JSON.stringify(tracker.recordCall("finnhub", 30).transition));`,
+    );
+    const out = execFileSync(process.execPath, ["consumer.mjs"], { cwd: dir, encoding: "utf8" });
+    const transition = JSON.parse(out);
+    assert.equal(transition.service, "finnhub");
+    assert.deepEqual([transition.from, transition.to], ["normal", "warning"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,154 @@
+//! `cargo xtask pkg`: the JS module (quota-core with feature `js`) as an npm package in `pkg/`.
+//!
+//! Release wasm (profile `wasm-release`: size first), wasm-bindgen `--target web`, wasm-opt -Oz
+//! (binaryen from `.tools/`), then a `package.json`.
+
+use crate::install;
+use crate::run::{command, output, root};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The package folder, relative to the workspace root.
+pub const OUT_DIR: &str = "pkg";
+/// The module's file names: wasm-bindgen names them after the crate's library.
+const JS: &str = "quota_core.js";
+const TYPES: &str = "quota_core.d.ts";
+const WASM: &str = "quota_core_bg.wasm";
+
+/// Builds `pkg/` from scratch.
+pub fn pkg() -> Result<(), String> {
+    install::wasm32_target()?;
+    install::wasm_bindgen_cli()?;
+    install::binaryen()?;
+    command(
+        "cargo",
+        &[
+            "build",
+            "--profile",
+            "wasm-release",
+            "-p",
+            "quota-core",
+            "--lib",
+            "--features",
+            "js",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+        &[],
+    )?;
+    let built = target_dir().join("wasm32-unknown-unknown/wasm-release/quota_core.wasm");
+    let out = root().join(OUT_DIR);
+    if out.exists() {
+        fs::remove_dir_all(&out)
+            .map_err(|error| format!("could not clear {}: {error}", out.display()))?;
+    }
+    command(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            OUT_DIR,
+            &built.to_string_lossy(),
+        ],
+        &[],
+    )?;
+    let wasm = format!("{OUT_DIR}/{WASM}");
+    let wasm_opt = install::binaryen_bin().join("wasm-opt");
+    command(
+        &wasm_opt.to_string_lossy(),
+        &["-Oz", "--strip-debug", &wasm, "-o", &wasm],
+        &[],
+    )?;
+    write_package_json(&out)?;
+    report_size(&out.join(WASM));
+    Ok(())
+}
+
+/// `CARGO_TARGET_DIR` if set, else `target/`, as cargo resolves it from the workspace root.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// quota-core's version, as cargo resolves it (it may come from the workspace).
+fn version() -> Result<String, String> {
+    // `cargo pkgid` prints e.g. `path+file:///repo/core#quota-core@0.1.0`.
+    let id = output("cargo", &["pkgid", "-p", "quota-core"])
+        .ok_or("`cargo pkgid -p quota-core` failed")?;
+    let id = id.trim();
+    let version = id.rsplit(['@', '#']).next().unwrap_or_default();
+    if version.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        Ok(version.to_owned())
+    } else {
+        Err(format!("no version in package id {id:?}"))
+    }
+}
+
+fn write_package_json(out: &Path) -> Result<(), String> {
+    let mut files: Vec<String> = fs::read_dir(out)
+        .map_err(|error| format!("could not list {}: {error}", out.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') && name != "package.json")
+        .collect();
+    files.sort();
+    let files = files
+        .iter()
+        .map(|name| json_string(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let json = format!(
+        r#"{{
+  "name": "quota-core",
+  "version": {version},
+  "description": "Thread-safe API quota tracker, compiled to WebAssembly: per-service call counts against calendar windows, levels, transitions.",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": {JS:?},
+  "module": {JS:?},
+  "types": {TYPES:?},
+  "exports": {{
+    ".": {{ "types": "./{TYPES}", "default": "./{JS}" }},
+    "./{WASM}": "./{WASM}"
+  }},
+  "files": [{files}],
+  "sideEffects": ["./snippets/*"]
+}}
+"#,
+        version = json_string(&version()?),
+    );
+    let path = out.join("package.json");
+    fs::write(&path, json).map_err(|error| format!("could not write {}: {error}", path.display()))
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut json = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => json.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => json.push(c),
+        }
+    }
+    json.push('"');
+    json
+}
+
+/// Prints the .wasm size, raw and gzipped (with `gzip -9`, when there is a gzip).
+fn report_size(wasm: &Path) {
+    let raw = fs::metadata(wasm).map(|meta| meta.len()).unwrap_or(0);
+    let gzipped = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(wasm)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| format!("{} bytes gzipped", out.stdout.len()))
+        .unwrap_or_else(|| "gzip not found".into());
+    println!("{OUT_DIR}/{WASM}: {raw} bytes, {gzipped}");
+}
