@@ -27,8 +27,10 @@ pub mod error;
 pub mod js;
 pub mod level;
 mod observers;
+pub mod persistence;
 pub mod service;
 pub mod sim;
+pub mod store;
 mod sync;
 pub mod tracker;
 pub mod usage;
@@ -38,8 +40,14 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::QuotaError;
 pub use level::Level;
 pub use observers::SubscriptionId;
+pub use persistence::{ReducedRatePolicy, StoreEvent, StoreStats, SyncPolicy};
 pub use service::{ServiceConfig, ServiceConfigBuilder, TrackerConfig};
-pub use tracker::QuotaTracker;
+#[cfg(not(target_arch = "wasm32"))]
+pub use store::FileStore;
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+pub use store::LocalStorageStore;
+pub use store::{MemoryStore, PersistedService, PersistedState, Store, StoreError};
+pub use tracker::{QuotaTracker, QuotaTrackerBuilder};
 pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};
 

@@ -21,31 +21,31 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(pub u64);
 
-type Observer = dyn Fn(&Transition) + Send + Sync;
+type Observer<E> = dyn Fn(&E) + Send + Sync;
 /// The subscribed observers at one moment; cheap to clone (copy-on-write).
-type ObserverList = std::sync::Arc<Vec<(SubscriptionId, std::sync::Arc<Observer>)>>;
+type ObserverList<E> = std::sync::Arc<Vec<(SubscriptionId, std::sync::Arc<Observer<E>>)>>;
 
-/// The subscribed observers, copy-on-write so a delivery only clones one `Arc`.
-pub(crate) struct Registry {
-    inner: Mutex<RegistryInner>,
+/// The subscribed observers of events `E`, copy-on-write so a delivery only clones one `Arc`.
+pub(crate) struct Registry<E> {
+    inner: Mutex<RegistryInner<E>>,
 }
 
-struct RegistryInner {
+struct RegistryInner<E> {
     next_id: u64,
-    observers: ObserverList,
+    observers: ObserverList<E>,
 }
 
-impl Registry {
+impl<E> Registry<E> {
     pub(crate) fn new() -> Self {
         Registry {
             inner: Mutex::new(RegistryInner {
                 next_id: 0,
-                observers: ObserverList::default(),
+                observers: std::sync::Arc::new(Vec::new()),
             }),
         }
     }
 
-    pub(crate) fn subscribe(&self, observer: std::sync::Arc<Observer>) -> SubscriptionId {
+    pub(crate) fn subscribe(&self, observer: std::sync::Arc<Observer<E>>) -> SubscriptionId {
         let mut inner = sync::lock(&self.inner);
         let id = SubscriptionId(inner.next_id);
         inner.next_id += 1;
@@ -70,8 +70,25 @@ impl Registry {
         true
     }
 
-    fn current(&self) -> ObserverList {
+    fn current(&self) -> ObserverList<E> {
         std::sync::Arc::clone(&sync::lock(&self.inner).observers)
+    }
+
+    /// Calls every observer with `event` on this thread; a panicking observer is logged.
+    pub(crate) fn notify(&self, event: &E, describe: impl Fn(&E) -> String) {
+        notify_all(&self.current(), event, describe);
+    }
+}
+
+fn notify_all<E>(observers: &ObserverList<E>, event: &E, describe: impl Fn(&E) -> String) {
+    for (id, observer) in observers.iter() {
+        if catch_unwind(AssertUnwindSafe(|| observer(event))).is_err() {
+            log::error!(
+                "quota: observer {} panicked on {}; ignored",
+                id.0,
+                describe(event)
+            );
+        }
     }
 }
 
@@ -109,7 +126,7 @@ impl Drop for Turn<'_> {
 }
 
 impl Delivery {
-    fn run(self, observers: &ObserverList) {
+    fn run(self, observers: &ObserverList<Transition>) {
         while self.gate.next.load(Ordering::Acquire) != self.ticket {
             sync::yield_now();
         }
@@ -118,29 +135,21 @@ impl Delivery {
             ticket: self.ticket,
         };
         for transition in &self.transitions {
-            for (id, observer) in observers.iter() {
-                if catch_unwind(AssertUnwindSafe(|| observer(transition))).is_err() {
-                    log::error!(
-                        "quota: transition observer {} panicked on {} {} -> {}; ignored",
-                        id.0,
-                        transition.service,
-                        transition.from,
-                        transition.to
-                    );
-                }
-            }
+            notify_all(observers, transition, |t| {
+                format!("transition {} {} -> {}", t.service, t.from, t.to)
+            });
         }
     }
 }
 
 thread_local! {
     static DELIVERING: Cell<bool> = Cell::new(false);
-    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList)>> = RefCell::new(VecDeque::new());
+    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList<Transition>)>> = RefCell::new(VecDeque::new());
 }
 
 /// Delivers `deliveries` (in order) to the observers subscribed now, or queues them behind the
 /// delivery this thread is already running.
-pub(crate) fn deliver(registry: &Registry, deliveries: Vec<Delivery>) {
+pub(crate) fn deliver(registry: &Registry<Transition>, deliveries: Vec<Delivery>) {
     if deliveries.is_empty() {
         return;
     }
@@ -149,7 +158,7 @@ pub(crate) fn deliver(registry: &Registry, deliveries: Vec<Delivery>) {
         DEFERRED.with(|queue| {
             let mut queue = queue.borrow_mut();
             for delivery in deliveries {
-                queue.push_back((delivery, ObserverList::clone(&observers)));
+                queue.push_back((delivery, std::sync::Arc::clone(&observers)));
             }
         });
         return;

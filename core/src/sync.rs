@@ -5,16 +5,18 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex, MutexGuard,
 };
 #[cfg(loom)]
 pub(crate) use loom::thread_local;
+#[cfg(loom)]
+pub(crate) use std::sync::TryLockError;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc, Mutex, MutexGuard, TryLockError,
 };
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;

@@ -4,7 +4,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::QuotaError;
 use crate::level::{calls_at_most, Level, Thresholds};
 use crate::observers::{self, Delivery, DeliveryGate, Registry, SubscriptionId};
+use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
 use crate::service::{ServiceConfig, TrackerConfig};
+use crate::store::{PersistedService, PersistedState, Store, StoreError};
 use crate::sync::{self, Arc, Mutex, MutexGuard};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
 use crate::window::Window;
@@ -38,7 +40,88 @@ pub struct QuotaTracker {
     services: Box<[ServiceSlot]>,
     index: FxHashMap<String, usize>,
     clock: Box<dyn Clock>,
-    observers: Registry,
+    observers: Registry<Transition>,
+    store_observers: Registry<StoreEvent>,
+    persistence: Option<Persistence>,
+}
+
+/// Builds a [`QuotaTracker`] with a clock, a store and a sync policy.
+///
+/// ```
+/// use quota_core::{ManualClock, MemoryStore, QuotaTracker, SyncPolicy, TrackerConfig};
+///
+/// let store = MemoryStore::new();
+/// let clock = ManualClock::new(1_718_000_000_000);
+/// let build = || {
+///     QuotaTracker::builder(TrackerConfig::defaults())
+///         .clock(clock.clone())
+///         .store(store.clone())
+///         .sync_policy(SyncPolicy { interval_ms: 1_000, ..SyncPolicy::default() })
+///         .build()
+/// };
+/// let tracker = build()?;
+/// tracker.record_call("sendgrid", 7)?;
+/// tracker.flush().unwrap();
+/// // A new tracker on the same store continues where the last one was.
+/// assert_eq!(build()?.usage("sendgrid")?.used, 7);
+/// # Ok::<(), quota_core::QuotaError>(())
+/// ```
+#[must_use]
+pub struct QuotaTrackerBuilder {
+    config: TrackerConfig,
+    clock: Box<dyn Clock>,
+    store: Option<Box<dyn Store>>,
+    policy: SyncPolicy,
+}
+
+impl QuotaTrackerBuilder {
+    /// Reads time from `clock` (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Restores counts from `store` on build and saves to it as [`SyncPolicy`] says.
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Restores from and saves to an already boxed store.
+    pub fn boxed_store(mut self, store: Box<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// When to save and when to reduce the rate (default: [`SyncPolicy::default`]).
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The tracker. Fails only on invalid config or policy: a store that fails to load, or
+    /// holds corrupt data, is reported in [`QuotaTracker::stats`] and the tracker starts fresh.
+    pub fn build(self) -> Result<QuotaTracker, QuotaError> {
+        self.config.validate()?;
+        self.policy.validate()?;
+        let mut tracker =
+            QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
+        if let Some(store) = self.store {
+            let now = tracker.clock.now_ms();
+            let loaded = store.load();
+            if let Ok(Some(state)) = &loaded {
+                tracker.restore(state, now);
+            }
+            let versions = tracker.services.iter().map(|_| 0).collect();
+            let persistence = Persistence::new(store, self.policy, now, versions);
+            persistence.record_load(loaded.as_ref().err());
+            if let Err(error) = &loaded {
+                log::warn!("quota: could not restore counts, starting fresh: {error}");
+            }
+            tracker.persistence = Some(persistence);
+        }
+        Ok(tracker)
+    }
 }
 
 /// One service: its fixed config and its guarded state.
@@ -46,6 +129,8 @@ struct ServiceSlot {
     config: ServiceConfig,
     thresholds: Thresholds,
     reserve: u64,
+    /// What reduced-rate mode still allows: `floor(limit x fraction)`.
+    reduced_allowance: u64,
     /// Padded to its own cache line so threads on different services do not contend.
     state: CachePadded<Mutex<ServiceState>>,
     gate: Arc<DeliveryGate>,
@@ -57,6 +142,8 @@ struct ServiceState {
     /// Calls recorded since the tracker was created, across all windows.
     total: u64,
     window: Window,
+    /// Bumped by every recording; tells the saver what changed since the last save.
+    version: u64,
     /// Delivery tickets issued so far (see `observers`).
     tickets: u64,
 }
@@ -67,6 +154,7 @@ struct Reading {
     used: u64,
     total: u64,
     window: Window,
+    version: u64,
 }
 
 /// Level changes made under one lock acquisition, to deliver after it.
@@ -96,7 +184,21 @@ impl QuotaTracker {
         config: TrackerConfig,
         clock: impl Clock + 'static,
     ) -> Result<Self, QuotaError> {
-        config.validate()?;
+        Self::builder(config).clock(clock).build()
+    }
+
+    /// A builder, for a tracker with a store or a custom sync policy.
+    pub fn builder(config: TrackerConfig) -> QuotaTrackerBuilder {
+        QuotaTrackerBuilder {
+            config,
+            clock: Box::new(SystemClock),
+            store: None,
+            policy: SyncPolicy::default(),
+        }
+    }
+
+    /// The tracker of a validated config, without persistence.
+    fn assemble(config: TrackerConfig, clock: Box<dyn Clock>, reduced_fraction: f64) -> Self {
         let now = clock.now_ms();
         let services: Box<[ServiceSlot]> = config
             .services
@@ -108,10 +210,12 @@ impl QuotaTracker {
                     config.critical_threshold,
                 ),
                 reserve: calls_at_most(config.limit, config.reserve_fraction),
+                reduced_allowance: calls_at_most(config.limit, reduced_fraction),
                 state: CachePadded::new(Mutex::new(ServiceState {
                     used: 0,
                     total: 0,
                     window: config.period.window_at(now),
+                    version: 0,
                     tickets: 0,
                 })),
                 gate: Arc::new(DeliveryGate::new()),
@@ -123,12 +227,31 @@ impl QuotaTracker {
             .enumerate()
             .map(|(i, slot)| (slot.config.name.clone(), i))
             .collect();
-        Ok(QuotaTracker {
+        QuotaTracker {
             services,
             index,
-            clock: Box::new(clock),
+            clock,
             observers: Registry::new(),
-        })
+            store_observers: Registry::new(),
+            persistence: None,
+        }
+    }
+
+    /// Takes over the counts of services whose saved window is the current one.
+    fn restore(&mut self, state: &PersistedState, now: u64) {
+        for saved in &state.services {
+            let Some(&position) = self.index.get(&saved.name) else {
+                continue;
+            };
+            let slot = &self.services[position];
+            let window = slot.config.period.window_at(now);
+            if saved.config.period == slot.config.period && saved.window_start_ms == window.start_ms
+            {
+                let mut state = sync::lock(&slot.state);
+                state.used = saved.used;
+                state.window = window;
+            }
+        }
     }
 
     /// Records `count` calls to `service` as one atomic read-modify-write and returns the
@@ -152,7 +275,7 @@ impl QuotaTracker {
                 .used
                 .checked_add(count)
                 .is_some_and(|after| after <= slot.config.limit);
-            if slot.allows(state.used) && fits {
+            if slot.allows(state.used, self.is_reduced_rate()) && fits {
                 Ok(())
             } else {
                 Err(QuotaError::Denied {
@@ -168,7 +291,7 @@ impl QuotaTracker {
     /// Whether a call to `service` is allowed now: calls remain and the level is below Critical.
     pub fn can_call(&self, service: &str) -> Result<bool, QuotaError> {
         let (slot, reading) = self.read(service)?;
-        Ok(slot.allows(reading.used))
+        Ok(slot.allows(reading.used, self.is_reduced_rate()))
     }
 
     /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
@@ -188,32 +311,14 @@ impl QuotaTracker {
     /// so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.clock.now_ms();
-        let mut guards: Vec<MutexGuard<'_, ServiceState>> = self
-            .services
-            .iter()
-            .map(|slot| sync::lock(&slot.state))
-            .collect();
-        let mut deliveries = Vec::new();
-        let mut readings = Vec::with_capacity(guards.len());
-        for (slot, state) in self.services.iter().zip(guards.iter_mut()) {
-            let mut changes = Changes {
-                reset: slot.roll_over(state, now),
-                ..Changes::default()
-            };
-            slot.issue_ticket(state, &mut changes);
-            deliveries.extend(slot.delivery(changes));
-            readings.push(state.reading());
-        }
-        drop(guards);
-        let services = self
-            .services
-            .iter()
-            .zip(readings)
-            .map(|(slot, reading)| slot.usage(reading))
-            .collect();
-        observers::deliver(&self.observers, deliveries);
+        let readings = self.read_all(now);
         Snapshot {
-            services,
+            services: self
+                .services
+                .iter()
+                .zip(readings)
+                .map(|(slot, reading)| slot.usage(reading))
+                .collect(),
             at_ms: now,
         }
     }
@@ -234,6 +339,45 @@ impl QuotaTracker {
         self.observers.unsubscribe(id)
     }
 
+    /// Calls `observer` when reduced-rate mode starts or ends, on the thread whose call
+    /// caused it, after every lock is released. Panics are caught and logged.
+    pub fn on_store_event(
+        &self,
+        observer: impl Fn(&StoreEvent) + Send + Sync + 'static,
+    ) -> SubscriptionId {
+        self.store_observers
+            .subscribe(std::sync::Arc::new(observer))
+    }
+
+    /// Removes a subscription made with [`on_store_event`](Self::on_store_event).
+    pub fn unsubscribe_store_events(&self, id: SubscriptionId) -> bool {
+        self.store_observers.unsubscribe(id)
+    }
+
+    /// Saves every count to the store now, waiting for a save in flight to finish first.
+    /// `Ok(())` without a store. A failed flush counts like any failed save.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self.save(SaveReason::Flush, self.clock.now_ms()) {
+            Some(result) => result,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether reduced-rate mode is on (the store failed too often in a row).
+    pub fn is_reduced_rate(&self) -> bool {
+        self.persistence
+            .as_ref()
+            .is_some_and(Persistence::is_reduced)
+    }
+
+    /// Counters of the store activity; all zero without a store.
+    pub fn stats(&self) -> StoreStats {
+        self.persistence
+            .as_ref()
+            .map(Persistence::stats)
+            .unwrap_or_default()
+    }
+
     /// The configuration this tracker was built with.
     pub fn config(&self) -> TrackerConfig {
         TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
@@ -242,6 +386,80 @@ impl QuotaTracker {
     /// The tracker clock's time now, ms since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// Every service read under all their locks, taken in config order (the crate's one lock
+    /// order); roll-over transitions are delivered after the locks are released.
+    fn read_all(&self, now: u64) -> Vec<Reading> {
+        let mut guards: Vec<MutexGuard<'_, ServiceState>> = self
+            .services
+            .iter()
+            .map(|slot| sync::lock(&slot.state))
+            .collect();
+        let mut deliveries = Vec::new();
+        let mut readings = Vec::with_capacity(guards.len());
+        for (slot, state) in self.services.iter().zip(guards.iter_mut()) {
+            let mut changes = Changes {
+                reset: slot.roll_over(state, now),
+                ..Changes::default()
+            };
+            slot.issue_ticket(state, &mut changes);
+            deliveries.extend(slot.delivery(changes));
+            readings.push(state.reading());
+        }
+        drop(guards);
+        observers::deliver(&self.observers, deliveries);
+        readings
+    }
+
+    /// Saves through the store if there is one; `None` if there is none or the save
+    /// coalesced into one in flight. Runs with no service lock held.
+    fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
+        let persistence = self.persistence.as_ref()?;
+        let outcome = persistence.save(
+            reason,
+            now,
+            || {
+                let readings = self.read_all(now);
+                let versions = readings.iter().map(|r| r.version).collect();
+                (self.persisted(&readings, now), versions)
+            },
+            |state| persistence.store.save(state),
+        )?;
+        for event in &outcome.events {
+            self.store_observers.notify(event, |e| format!("{e:?}"));
+        }
+        Some(outcome.result)
+    }
+
+    fn persisted(&self, readings: &[Reading], now: u64) -> PersistedState {
+        PersistedState {
+            version: PersistedState::VERSION,
+            services: self
+                .services
+                .iter()
+                .zip(readings)
+                .map(|(slot, reading)| PersistedService {
+                    name: slot.config.name.clone(),
+                    used: reading.used,
+                    window_start_ms: reading.window.start_ms,
+                    config: slot.config.clone(),
+                })
+                .collect(),
+            updated_at_ms: now,
+        }
+    }
+
+    /// After a recording call: save if one is due, or at once on entering Critical.
+    fn after_call(&self, now: u64, entered_critical: bool) {
+        let Some(persistence) = &self.persistence else {
+            return;
+        };
+        if entered_critical && persistence.policy.force_on_critical {
+            self.save(SaveReason::Critical, now);
+        } else if persistence.due(now) {
+            self.save(SaveReason::Interval, now);
+        }
     }
 
     fn position(&self, service: &str) -> Result<usize, QuotaError> {
@@ -292,6 +510,7 @@ impl QuotaTracker {
                     let before = slot.level(state.used);
                     state.used = after;
                     state.total = state.total.saturating_add(count);
+                    state.version += 1;
                     changes.recorded = slot.transition(before, after, now);
                     state.reading()
                 }),
@@ -304,6 +523,10 @@ impl QuotaTracker {
             &self.observers,
             slot.delivery(changes).into_iter().collect(),
         );
+        let entered_critical = recorded
+            .as_ref()
+            .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical);
+        self.after_call(now, entered_critical);
         let reading = outcome?;
         Ok(Recorded {
             usage: slot.usage(reading),
@@ -318,8 +541,10 @@ impl ServiceSlot {
         Level::of(used, self.config.limit, self.thresholds)
     }
 
-    fn allows(&self, used: u64) -> bool {
-        used < self.config.limit && self.level(used) < Level::Critical
+    fn allows(&self, used: u64, reduced_rate: bool) -> bool {
+        used < self.config.limit
+            && self.level(used) < Level::Critical
+            && (!reduced_rate || used < self.reduced_allowance)
     }
 
     fn transition(&self, before: Level, used: u64, at_ms: u64) -> Option<Transition> {
@@ -392,6 +617,7 @@ impl ServiceState {
             used: self.used,
             total: self.total,
             window: self.window,
+            version: self.version,
         }
     }
 }

@@ -1,0 +1,301 @@
+//! Write-behind sync of the tracker's counts to a [`Store`], and reduced-rate mode.
+//!
+//! Saves are triggered by the calls themselves (there is no background thread, and none on
+//! wasm), after the service locks are released: when `interval_ms` has passed since the last
+//! successful save, or at once when a call enters Critical. The save lock is held across the
+//! store I/O so at most one save is in flight; a call that finds it taken does not wait (the
+//! save *coalesces*). It is always taken before any service lock, never after.
+
+use crate::error::QuotaError;
+use crate::store::{Store, StoreError};
+use crate::sync::{self, AtomicBool, AtomicU64, Mutex, Ordering, TryLockError};
+
+/// When the tracker saves, and when it drops to reduced rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncPolicy {
+    /// Save when this long has passed since the last successful save (default 60 000 ms).
+    pub interval_ms: u64,
+    /// Save at once when a service enters Critical (default true).
+    pub force_on_critical: bool,
+    /// Reduced-rate mode while the store fails.
+    pub reduced_rate: ReducedRatePolicy,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            interval_ms: 60_000,
+            force_on_critical: true,
+            reduced_rate: ReducedRatePolicy::default(),
+        }
+    }
+}
+
+/// After `enter_after_failures` consecutive failed saves, `can_call` and `try_record` allow a
+/// service only while `used < floor(limit x fraction)`; after `leave_after_successes`
+/// consecutive successful saves, normal again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReducedRatePolicy {
+    /// Consecutive failures that start reduced-rate mode (default 3).
+    pub enter_after_failures: u32,
+    /// Consecutive successes that end it (default 5).
+    pub leave_after_successes: u32,
+    /// The fraction of each limit still allowed (default 0.25).
+    pub fraction: f64,
+}
+
+impl Default for ReducedRatePolicy {
+    fn default() -> Self {
+        ReducedRatePolicy {
+            enter_after_failures: 3,
+            leave_after_successes: 5,
+            fraction: 0.25,
+        }
+    }
+}
+
+impl SyncPolicy {
+    pub(crate) fn validate(&self) -> Result<(), QuotaError> {
+        let rate = &self.reduced_rate;
+        let invalid = |message: String| Err(QuotaError::InvalidConfig(message));
+        if rate.enter_after_failures == 0 {
+            return invalid("sync policy: enter_after_failures must be at least 1 (got 0)".into());
+        }
+        if rate.leave_after_successes == 0 {
+            return invalid("sync policy: leave_after_successes must be at least 1 (got 0)".into());
+        }
+        if !(rate.fraction > 0.0 && rate.fraction <= 1.0) {
+            return invalid(format!(
+                "sync policy: reduced-rate fraction must be in (0, 1] (got {})",
+                rate.fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the tracker's store activity, from [`stats`](crate::QuotaTracker::stats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Loads attempted (one when the tracker was built with a store).
+    pub loads: u64,
+    /// Loads that failed or found corrupt data (the tracker then started fresh).
+    pub load_failures: u64,
+    /// Successful saves.
+    pub saves: u64,
+    /// Failed saves.
+    pub save_failures: u64,
+    /// Saves started at once because a service entered Critical.
+    pub forced_saves: u64,
+    /// Save triggers that found a save already in flight and folded into it.
+    pub coalesced_saves: u64,
+    /// The most recent load or save error, if any.
+    pub last_error: Option<String>,
+    /// Failed saves since the last success.
+    pub consecutive_failures: u32,
+    /// Successful saves since the last failure.
+    pub consecutive_successes: u32,
+    /// Whether reduced-rate mode is on.
+    pub reduced_rate: bool,
+}
+
+/// Reduced-rate mode starting or ending, delivered to
+/// [`on_store_event`](crate::QuotaTracker::on_store_event) subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// The store failed `consecutive_failures` times in a row: calls are reduced.
+    ReducedRateEntered {
+        /// When (the tracker clock), ms since the Unix epoch.
+        at_ms: u64,
+        /// Failed saves in a row.
+        consecutive_failures: u32,
+        /// The last error.
+        error: String,
+    },
+    /// The store succeeded `consecutive_successes` times in a row: normal rate again.
+    ReducedRateLeft {
+        /// When (the tracker clock), ms since the Unix epoch.
+        at_ms: u64,
+        /// Successful saves in a row.
+        consecutive_successes: u32,
+    },
+}
+
+/// Why a save runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaveReason {
+    /// `interval_ms` passed: skipped when nothing changed (unless probing in reduced rate).
+    Interval,
+    /// A service entered Critical.
+    Critical,
+    /// `flush()`: waits for a save in flight, always writes.
+    Flush,
+}
+
+/// The tracker's persistence state; see the module docs for the locking rules.
+pub(crate) struct Persistence {
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) policy: SyncPolicy,
+    /// The next interval save is due at this time (ms).
+    due_ms: AtomicU64,
+    reduced: AtomicBool,
+    /// Set by a forced save that coalesced, so the save in flight runs once more.
+    rerun: AtomicBool,
+    /// Held across store I/O. Guards the per-service versions of the last successful save.
+    saver: Mutex<Vec<u64>>,
+    /// Never held together with another lock.
+    stats: Mutex<StoreStats>,
+}
+
+/// What one save attempt produced, to act on after the save lock is released.
+pub(crate) struct SaveOutcome {
+    pub(crate) result: Result<(), StoreError>,
+    pub(crate) events: Vec<StoreEvent>,
+}
+
+impl Persistence {
+    pub(crate) fn new(
+        store: Box<dyn Store>,
+        policy: SyncPolicy,
+        now_ms: u64,
+        saved_versions: Vec<u64>,
+    ) -> Self {
+        Persistence {
+            due_ms: AtomicU64::new(now_ms.saturating_add(policy.interval_ms)),
+            store,
+            policy,
+            reduced: AtomicBool::new(false),
+            rerun: AtomicBool::new(false),
+            saver: Mutex::new(saved_versions),
+            stats: Mutex::new(StoreStats::default()),
+        }
+    }
+
+    /// Whether a call at `now_ms` should try to save (the hot path: one atomic load).
+    pub(crate) fn due(&self, now_ms: u64) -> bool {
+        now_ms >= self.due_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_reduced(&self) -> bool {
+        self.reduced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        sync::lock(&self.stats).clone()
+    }
+
+    pub(crate) fn record_load(&self, error: Option<&StoreError>) {
+        let mut stats = sync::lock(&self.stats);
+        stats.loads += 1;
+        if let Some(error) = error {
+            stats.load_failures += 1;
+            stats.last_error = Some(error.to_string());
+        }
+    }
+
+    /// Runs `save` under the save lock: `snapshot` gives the state and per-service versions to
+    /// write (it takes the service locks, which is the one allowed order). Returns `None` when
+    /// the save coalesced into one already in flight.
+    pub(crate) fn save<S>(
+        &self,
+        reason: SaveReason,
+        now_ms: u64,
+        mut snapshot: impl FnMut() -> (S, Vec<u64>),
+        mut write: impl FnMut(&S) -> Result<(), StoreError>,
+    ) -> Option<SaveOutcome> {
+        let mut saved_versions = match reason {
+            SaveReason::Flush => sync::lock(&self.saver),
+            SaveReason::Interval | SaveReason::Critical => match self.saver.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    sync::lock(&self.stats).coalesced_saves += 1;
+                    if reason == SaveReason::Critical {
+                        self.rerun.store(true, Ordering::Release);
+                    }
+                    return None;
+                }
+            },
+        };
+        let mut outcome = SaveOutcome {
+            result: Ok(()),
+            events: Vec::new(),
+        };
+        // One pass, plus one more if a forced save coalesced into this one meanwhile.
+        for pass in 0..2 {
+            self.rerun.store(false, Ordering::Release);
+            let (state, versions) = snapshot();
+            let clean = versions == *saved_versions;
+            if pass == 0 && reason == SaveReason::Interval && clean && !self.is_reduced() {
+                self.due_ms.store(
+                    now_ms.saturating_add(self.policy.interval_ms),
+                    Ordering::Relaxed,
+                );
+                break;
+            }
+            if pass == 1 && clean {
+                break;
+            }
+            outcome.result = write(&state);
+            if outcome.result.is_ok() {
+                *saved_versions = versions;
+                self.due_ms.store(
+                    now_ms.saturating_add(self.policy.interval_ms),
+                    Ordering::Relaxed,
+                );
+            }
+            self.account(reason, now_ms, &outcome.result, &mut outcome.events);
+            if outcome.result.is_err() || !self.rerun.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        Some(outcome)
+    }
+
+    /// Updates the stats and reduced-rate mode after one write.
+    fn account(
+        &self,
+        reason: SaveReason,
+        now_ms: u64,
+        result: &Result<(), StoreError>,
+        events: &mut Vec<StoreEvent>,
+    ) {
+        let policy = &self.policy.reduced_rate;
+        let mut stats = sync::lock(&self.stats);
+        if reason == SaveReason::Critical {
+            stats.forced_saves += 1;
+        }
+        match result {
+            Ok(()) => {
+                stats.saves += 1;
+                stats.consecutive_failures = 0;
+                stats.consecutive_successes = stats.consecutive_successes.saturating_add(1);
+                if stats.reduced_rate && stats.consecutive_successes >= policy.leave_after_successes
+                {
+                    stats.reduced_rate = false;
+                    self.reduced.store(false, Ordering::Relaxed);
+                    events.push(StoreEvent::ReducedRateLeft {
+                        at_ms: now_ms,
+                        consecutive_successes: stats.consecutive_successes,
+                    });
+                }
+            }
+            Err(error) => {
+                stats.save_failures += 1;
+                stats.last_error = Some(error.to_string());
+                stats.consecutive_successes = 0;
+                stats.consecutive_failures = stats.consecutive_failures.saturating_add(1);
+                if !stats.reduced_rate && stats.consecutive_failures >= policy.enter_after_failures
+                {
+                    stats.reduced_rate = true;
+                    self.reduced.store(true, Ordering::Relaxed);
+                    events.push(StoreEvent::ReducedRateEntered {
+                        at_ms: now_ms,
+                        consecutive_failures: stats.consecutive_failures,
+                        error: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
