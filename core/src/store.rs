@@ -36,6 +36,17 @@ pub trait Store: Send + Sync {
     fn save(&self, state: &PersistedState) -> Result<(), StoreError>;
 }
 
+/// A shared store is a store: keep a handle to inspect it while a tracker uses it.
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+        (**self).load()
+    }
+
+    fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
+        (**self).save(state)
+    }
+}
+
 /// What a store holds: JSON with `"version": 1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
