@@ -212,3 +212,29 @@ fn a_callback_may_unsubscribe_itself() {
         JsValue::FALSE
     );
 }
+
+#[wasm_bindgen_test]
+fn a_callback_removed_during_a_delivery_is_not_called_after_its_removal() {
+    let tracker = Tracker::of(SEARCH);
+    let (removed, removed_log) = recorder();
+    // The first callback removes the second one the first time it runs.
+    let remover = Function::new_with_args(
+        "tracker, state",
+        "return (t) => { if (state.victim !== undefined) { tracker.offTransition(state.victim); } }",
+    );
+    let state = js_sys::Object::new();
+    let remover = remover
+        .call2(&JsValue::NULL, &tracker.object, &state)
+        .unwrap();
+    subscribe(&tracker, &remover);
+    let victim = subscribe(&tracker, &removed);
+    js_sys::Reflect::set(&state, &"victim".into(), &victim.into()).unwrap();
+
+    tracker.record("search", 5);
+    tracker.record("search", 3);
+    assert!(
+        logged(&removed_log).is_empty(),
+        "{:?}",
+        logged(&removed_log)
+    );
+}
