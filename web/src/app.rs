@@ -27,10 +27,14 @@ pub fn App() -> impl IntoView {
         <main class="layout">
             <Controls/>
             <ServiceCards/>
-            <Counters/>
-            <UsageChart/>
-            <TransitionTimeline/>
-            <ConfigEditor/>
+            <div class="column">
+                <Counters/>
+                <UsageChart/>
+            </div>
+            <div class="column">
+                <TransitionTimeline/>
+                <ConfigEditor/>
+            </div>
         </main>
         <Footer/>
     }

@@ -61,8 +61,8 @@ pub fn Controls() -> impl IntoView {
                             }
                         }
                     >
-                        <option value="locked">"locked (tracker)"</option>
-                        <option value="racy">"racy (demonstrates lost updates)"</option>
+                        <option value="locked">"locked"</option>
+                        <option value="racy">"racy (demo: loses updates)"</option>
                     </select>
                 </div>
                 <NumberField

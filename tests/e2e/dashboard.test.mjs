@@ -1,0 +1,119 @@
+// End to end: the release build in headless Chromium, driven through the test ids.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ROOT, count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
+} from './harness.mjs';
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  server = await serveDist();
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(error));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(new Error(message.text()));
+  });
+  page.errors = errors;
+  await page.goto(server.url);
+  await page.getByTestId('status').waitFor();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+test('the page loads ready to start, with a card per default service', async () => {
+  assert.equal(await page.getByTestId('status').textContent(), 'ready');
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid']);
+  assert.equal(await page.getByTestId('limit-finnhub').textContent(), '60');
+  assert.equal(await page.getByTestId('level-finnhub').textContent(), 'normal');
+  assert.deepEqual(page.errors, []);
+});
+
+test('locked mode: 8 workers, every issued unit is recorded', async () => {
+  await page.getByTestId('mode').selectOption('locked');
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 400);
+  await page.getByTestId('start').click();
+  await waitUntil('2,000 calls', async () => (await count(page, 'calls')) >= 2_000);
+  await pauseAndSettle(page);
+
+  let issuedTotal = 0;
+  for (const name of await serviceNames(page)) {
+    const issued = await count(page, `issued-${name}`);
+    const recorded = await count(page, `recorded-${name}`);
+    assert.ok(issued > 0, `${name} got calls`);
+    assert.equal(recorded, issued, `${name}: recorded equals issued`);
+    assert.equal(await count(page, `lost-${name}`), 0, `${name}: nothing lost`);
+    issuedTotal += issued;
+  }
+  assert.ok(issuedTotal >= 2_000, `issued ${issuedTotal}`);
+  // Every default service passed its limit: the timeline shows each crossing into critical.
+  for (const name of ['tiingo', 'finnhub', 'sendgrid']) {
+    const critical = page.locator(`[data-testid="transition"][data-service="${name}"][data-to="critical"]`);
+    assert.ok((await critical.count()) >= 1, `${name} went critical`);
+  }
+  assert.equal(await page.getByTestId('level-tiingo').textContent(), 'exhausted');
+  assert.deepEqual(page.errors, []);
+});
+
+test('racy mode: the page shows lost updates', async () => {
+  await page.getByTestId('mode').selectOption('racy');
+  assert.equal(await count(page, 'issued-total'), 0, 'switching mode starts over');
+  await page.getByTestId('start').click();
+  await waitUntil('lost > 0', async () => (await count(page, 'lost-total')) > 0);
+  await pauseAndSettle(page);
+  let lost = 0;
+  for (const name of await serviceNames(page)) {
+    const issued = await count(page, `issued-${name}`);
+    const recorded = await count(page, `recorded-${name}`);
+    assert.equal(await count(page, `lost-${name}`), issued - recorded, `${name}: lost = issued - recorded`);
+    lost += issued - recorded;
+  }
+  assert.ok(lost > 0, 'racy workers overwrote each other');
+  assert.equal(await count(page, 'lost-total'), lost);
+  assert.deepEqual(page.errors, []);
+});
+
+test('usable at 360 px: no horizontal scrolling, a label on every control, keyboard start', async () => {
+  const narrow = await browser.newPage({ viewport: { width: 360, height: 740 } });
+  await narrow.goto(server.url);
+  await narrow.getByTestId('status').waitFor();
+  const width = await narrow.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 360, `page is ${width}px wide`);
+  const unlabelled = await narrow.evaluate(() =>
+    [...document.querySelectorAll('input, select')]
+      .filter((control) => control.labels.length === 0)
+      .map((control) => control.outerHTML));
+  assert.deepEqual(unlabelled, []);
+  await narrow.getByTestId('start').focus();
+  await narrow.keyboard.press('Enter');
+  await waitUntil('running', async () => (await narrow.getByTestId('status').textContent()) === 'running');
+  await narrow.keyboard.press('Tab'); // to Pause
+  await narrow.keyboard.press('Enter');
+  await waitUntil('paused', async () => (await narrow.getByTestId('status').textContent()) === 'paused');
+  await narrow.close();
+});
+
+test('screenshot of a run in progress (docs/dashboard.png)', async () => {
+  await page.getByTestId('mode').selectOption('locked');
+  await setInput(page, 'workers', 4);
+  await setInput(page, 'rate', 8);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  // finnhub (60/minute) goes critical first, then sendgrid (100/day) reaches its warning level.
+  const level = (name) => page.getByTestId(`level-${name}`).textContent();
+  await waitUntil('finnhub critical and sendgrid warning', async () =>
+    ['critical', 'exhausted'].includes(await level('finnhub')) && (await level('sendgrid')) !== 'normal', 40_000);
+  await pauseAndSettle(page);
+  mkdirSync(join(ROOT, 'docs'), { recursive: true });
+  await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: true });
+});
