@@ -7,6 +7,7 @@
 mod install;
 mod pkg;
 mod run;
+mod web;
 
 use run::Stages;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let command = args.first().map(String::as_str).unwrap_or("help");
     let result = match command {
         "test" => test(),
+        "serve" => web::serve(),
         "pkg" => pkg::pkg(),
         "help" | "--help" | "-h" => {
             print_help();
@@ -37,7 +39,9 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
          \x20       loom tests and the wasm32 build; ends with a summary\n\
-         pkg     build the JS module (ES module + TypeScript types) into pkg/\n"
+         pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
+         serve   install what is missing, then build and serve the dashboard at\n\
+         \x20       http://127.0.0.1:8080\n"
     );
 }
 
@@ -98,6 +102,7 @@ fn test() -> Result<(), String> {
         &[],
     );
     js_module_stages(&mut stages);
+    web::stages(&mut stages);
     stages.finish()
 }
 

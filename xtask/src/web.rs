@@ -1,0 +1,151 @@
+//! The dashboard (`web/`, built by Trunk from `index.html`): `cargo xtask serve`, and its checks
+//! for `cargo xtask test` (clippy on wasm32, component tests in headless Chromium, the release
+//! build, and the end-to-end tests against it).
+
+use crate::install;
+use crate::run::{command, output, root, Stages};
+
+/// The Trunk release the project pins (0.22 needs a newer rustc).
+const TRUNK_VERSION: &str = "0.21.14";
+const WASM32: &str = "wasm32-unknown-unknown";
+/// Where the end-to-end tests live (their own npm package).
+const E2E_DIR: &str = "tests/e2e";
+
+/// `cargo xtask serve`: installs what is missing, then builds the release dashboard and serves
+/// it at http://127.0.0.1:8080, rebuilding on changes, until interrupted.
+pub fn serve() -> Result<(), String> {
+    tools()?;
+    println!("\nThe dashboard will be at http://127.0.0.1:8080 once built (Ctrl-C stops).\n");
+    trunk(&[
+        "serve",
+        "index.html",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        "8080",
+        // Last: in trunk 0.21 `--release` takes an optional value.
+        "--release",
+    ])
+}
+
+/// The dashboard's stages of `cargo xtask test`.
+pub fn stages(stages: &mut Stages) {
+    stages.run("install: trunk", trunk_cli);
+    stages.run("dashboard: Trunk.toml pins", check_pins);
+    stages.cargo(
+        "clippy (wasm32, dashboard)",
+        &[
+            "clippy",
+            "-p",
+            "quota-web",
+            "--all-targets",
+            "--target",
+            WASM32,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    );
+    stages.cargo(
+        "dashboard component tests (headless Chromium)",
+        &["test", "-p", "quota-web", "--target", WASM32],
+        &[
+            (
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            ),
+            ("CHROMEDRIVER", install::CHROMEDRIVER),
+        ],
+    );
+    stages.run("dashboard release build (trunk)", release_build);
+    stages.run("dashboard end-to-end (playwright-core)", end_to_end);
+}
+
+/// Everything `serve` needs, installed unless present.
+fn tools() -> Result<(), String> {
+    install::wasm32_target()?;
+    install::wasm_bindgen_cli()?;
+    install::binaryen()?;
+    trunk_cli()?;
+    check_pins()?;
+    // Trunk.toml says `offline = true`, which trunk passes on to cargo: fetch the crates first.
+    command("cargo", &["fetch"], &[])
+}
+
+/// Trunk at [`TRUNK_VERSION`], unless that version is installed.
+fn trunk_cli() -> Result<(), String> {
+    let installed = output("trunk", &["--version"]).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(TRUNK_VERSION) {
+        println!("trunk {TRUNK_VERSION}: present");
+        return Ok(());
+    }
+    command(
+        "cargo",
+        &["install", "trunk", "--version", TRUNK_VERSION, "--locked"],
+        &[],
+    )
+}
+
+/// Trunk.toml pins wasm-bindgen to the version in Cargo.lock (trunk is offline: a mismatch
+/// would fail later, less clearly).
+fn check_pins() -> Result<(), String> {
+    let locked = install::locked_version("wasm-bindgen")?;
+    let path = root().join("Trunk.toml");
+    let toml = std::fs::read_to_string(&path)
+        .map_err(|error| format!("could not read {}: {error}", path.display()))?;
+    let pinned = toml
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("wasm_bindgen = \""))
+        .find_map(|rest| rest.split('"').next())
+        .ok_or("Trunk.toml has no [tools] wasm_bindgen pin")?;
+    if pinned == locked {
+        println!("Trunk.toml wasm_bindgen {pinned} = Cargo.lock's");
+        Ok(())
+    } else {
+        Err(format!(
+            "Trunk.toml pins wasm_bindgen {pinned}, but Cargo.lock has wasm-bindgen {locked}"
+        ))
+    }
+}
+
+/// `trunk build index.html --release` into `dist/`, then prints the .wasm size.
+fn release_build() -> Result<(), String> {
+    trunk(&["build", "index.html", "--release"])?;
+    let dist = root().join("dist");
+    let entries = std::fs::read_dir(&dist)
+        .map_err(|error| format!("could not list {}: {error}", dist.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "wasm") {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            println!("{}: {size} bytes", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core
+/// driving the system Chromium. Writes `docs/dashboard.png`.
+fn end_to_end() -> Result<(), String> {
+    command(
+        "npm",
+        &["ci", "--prefix", E2E_DIR, "--no-audit", "--no-fund"],
+        &[],
+    )?;
+    command(
+        "node",
+        &["--test", &format!("{E2E_DIR}/dashboard.test.mjs")],
+        &[("CHROMIUM", install::CHROMIUM)],
+    )
+}
+
+/// Runs trunk with binaryen's `wasm-opt` first on `PATH` (trunk looks there for the pinned
+/// version).
+fn trunk(args: &[&str]) -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(install::binaryen_bin()).chain(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs)
+        .map_err(|error| format!("could not put binaryen on PATH: {error}"))?;
+    command("trunk", args, &[("PATH", &path.to_string_lossy())])
+}
