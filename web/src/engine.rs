@@ -59,7 +59,8 @@ struct Run {
 }
 
 enum Store {
-    Locked(QuotaTracker),
+    // Boxed: the tracker is much larger than the racy store.
+    Locked(Box<QuotaTracker>),
     /// DEMONSTRATION ONLY: the racy read-modify-write.
     Racy(RacyCounts),
 }
@@ -81,7 +82,7 @@ impl Run {
                     let cause = cause_of(transition, actor.load(Ordering::Relaxed));
                     lock(&changes).push((transition.clone(), cause));
                 });
-                Store::Locked(tracker)
+                Store::Locked(Box::new(tracker))
             }
             Mode::Racy => Store::Racy(RacyCounts::new(config.clone(), clock.now_ms())?),
         };

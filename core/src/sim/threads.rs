@@ -180,7 +180,8 @@ impl Tally {
 /// The shared store of one run.
 enum Store {
     Locked {
-        tracker: QuotaTracker,
+        // Boxed: the tracker is much larger than the racy store.
+        tracker: Box<QuotaTracker>,
         /// Transitions per service, counted by an observer (resets from reads included).
         transitions: std::sync::Arc<Vec<(String, AtomicU64)>>,
     },
@@ -206,7 +207,7 @@ impl Store {
                     }
                 });
                 Store::Locked {
-                    tracker,
+                    tracker: Box::new(tracker),
                     transitions,
                 }
             }

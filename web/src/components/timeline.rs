@@ -29,7 +29,7 @@ pub fn TransitionTimeline() -> impl IntoView {
     view! {
         <section class="panel timeline" aria-labelledby="timeline-heading">
             <h2 id="timeline-heading">"Transitions"</h2>
-            <p class="hint" aria-live="polite">{summary}</p>
+            <p class="hint">{summary}</p>
             <ol data-testid="timeline" class="entries">
                 <For each=entries key=|entry| entry.id let:entry>
                     <Entry entry=entry/>
