@@ -141,10 +141,18 @@ pub(crate) struct Persistence {
     reduced: AtomicBool,
     /// Set by a forced save that coalesced, so the save in flight runs once more.
     rerun: AtomicBool,
-    /// Held across store I/O. Guards the per-service versions of the last successful save.
-    saver: Mutex<Vec<u64>>,
+    /// Held across store I/O: at most one save in flight.
+    saver: Mutex<SaverState>,
     /// Never held together with another lock.
     stats: Mutex<StoreStats>,
+}
+
+/// What the save lock guards.
+struct SaverState {
+    /// Per-service versions at the last successful save.
+    saved_versions: Vec<u64>,
+    /// Whether the saved counts were taken in (false after a load that failed at build).
+    restored: bool,
 }
 
 /// What one save attempt produced, to act on after the save lock is released.
@@ -159,6 +167,7 @@ impl Persistence {
         policy: SyncPolicy,
         now_ms: u64,
         saved_versions: Vec<u64>,
+        restored: bool,
     ) -> Self {
         Persistence {
             due_ms: AtomicU64::new(now_ms.saturating_add(policy.interval_ms)),
@@ -166,7 +175,10 @@ impl Persistence {
             policy,
             reduced: AtomicBool::new(false),
             rerun: AtomicBool::new(false),
-            saver: Mutex::new(saved_versions),
+            saver: Mutex::new(SaverState {
+                saved_versions,
+                restored,
+            }),
             stats: Mutex::new(StoreStats::default()),
         }
     }
@@ -193,17 +205,19 @@ impl Persistence {
         }
     }
 
-    /// Runs `save` under the save lock: `snapshot` gives the state and per-service versions to
-    /// write (it takes the service locks, which is the one allowed order). Returns `None` when
-    /// the save coalesced into one already in flight.
+    /// Saves under the save lock. `restore` first takes in the stored counts if the load at
+    /// build failed; `snapshot` gives the state and per-service versions to write (it takes
+    /// the service locks: saver, then services, is the crate's lock order); `write` does the
+    /// I/O. Returns `None` when the save coalesced into one already in flight.
     pub(crate) fn save<S>(
         &self,
         reason: SaveReason,
         now_ms: u64,
+        restore: impl FnOnce() -> Result<(), StoreError>,
         mut snapshot: impl FnMut() -> (S, Vec<u64>),
         mut write: impl FnMut(&S) -> Result<(), StoreError>,
     ) -> Option<SaveOutcome> {
-        let mut saved_versions = match reason {
+        let mut saver = match reason {
             SaveReason::Flush => sync::lock(&self.saver),
             SaveReason::Interval | SaveReason::Critical => match self.saver.try_lock() {
                 Ok(guard) => guard,
@@ -221,11 +235,25 @@ impl Persistence {
             result: Ok(()),
             events: Vec::new(),
         };
+        if !saver.restored {
+            let loaded = restore();
+            self.record_load(loaded.as_ref().err());
+            match loaded {
+                Ok(()) | Err(StoreError::Corrupt(_)) => saver.restored = true,
+                Err(error) => {
+                    // Writing now would overwrite counts we could not read: count it as a
+                    // failed save and try again on the next trigger.
+                    outcome.result = Err(error);
+                    self.account(reason, now_ms, &outcome.result, &mut outcome.events);
+                    return Some(outcome);
+                }
+            }
+        }
         // One pass, plus one more if a forced save coalesced into this one meanwhile.
         for pass in 0..2 {
             self.rerun.store(false, Ordering::Release);
             let (state, versions) = snapshot();
-            let clean = versions == *saved_versions;
+            let clean = versions == saver.saved_versions;
             if pass == 0 && reason == SaveReason::Interval && clean && !self.is_reduced() {
                 self.due_ms.store(
                     now_ms.saturating_add(self.policy.interval_ms),
@@ -238,7 +266,7 @@ impl Persistence {
             }
             outcome.result = write(&state);
             if outcome.result.is_ok() {
-                *saved_versions = versions;
+                saver.saved_versions = versions;
                 self.due_ms.store(
                     now_ms.saturating_add(self.policy.interval_ms),
                     Ordering::Relaxed,

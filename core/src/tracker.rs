@@ -109,11 +109,17 @@ impl QuotaTrackerBuilder {
         if let Some(store) = self.store {
             let now = tracker.clock.now_ms();
             let loaded = store.load();
-            if let Ok(Some(state)) = &loaded {
-                tracker.restore(state, now);
+            if let Ok(Some(saved)) = &loaded {
+                // Nobody can observe a tracker under construction: nothing to deliver.
+                drop(tracker.merge_saved(saved, now));
             }
-            let versions = tracker.services.iter().map(|_| 0).collect();
-            let persistence = Persistence::new(store, self.policy, now, versions);
+            // What was just restored is what the store holds: not dirty.
+            let versions = tracker.read_all(now).0.iter().map(|r| r.version).collect();
+            // Retry a load that failed for now (not one that found corrupt data) before the
+            // first save, so a passing outage never overwrites the saved counts.
+            let restored =
+                !matches!(&loaded, Err(error) if !matches!(error, StoreError::Corrupt(_)));
+            let persistence = Persistence::new(store, self.policy, now, versions, restored);
             persistence.record_load(loaded.as_ref().err());
             if let Err(error) = &loaded {
                 log::warn!("quota: could not restore counts, starting fresh: {error}");
@@ -237,21 +243,34 @@ impl QuotaTracker {
         }
     }
 
-    /// Takes over the counts of services whose saved window is the current one.
-    fn restore(&mut self, state: &PersistedState, now: u64) {
-        for saved in &state.services {
+    /// Adds the saved counts of services whose saved window is the current one, one service
+    /// lock at a time. At build the tracker is empty, so this restores; after a load that
+    /// failed at build, it merges what was saved before with what was recorded since.
+    fn merge_saved(&self, saved: &PersistedState, now: u64) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        for saved in &saved.services {
             let Some(&position) = self.index.get(&saved.name) else {
                 continue;
             };
             let slot = &self.services[position];
-            let window = slot.config.period.window_at(now);
-            if saved.config.period == slot.config.period && saved.window_start_ms == window.start_ms
-            {
-                let mut state = sync::lock(&slot.state);
-                state.used = saved.used;
-                state.window = window;
+            if saved.config.period != slot.config.period || saved.used == 0 {
+                continue;
             }
+            let mut state = sync::lock(&slot.state);
+            let mut changes = Changes {
+                reset: slot.roll_over(&mut state, now),
+                ..Changes::default()
+            };
+            if saved.window_start_ms == state.window.start_ms {
+                let before = slot.level(state.used);
+                state.used = state.used.saturating_add(saved.used);
+                state.version += 1;
+                changes.recorded = slot.transition(before, state.used, now);
+            }
+            slot.issue_ticket(&mut state, &mut changes);
+            deliveries.extend(slot.delivery(changes));
         }
+        deliveries
     }
 
     /// Records `count` calls to `service` as one atomic read-modify-write and returns the
@@ -311,7 +330,8 @@ impl QuotaTracker {
     /// so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.clock.now_ms();
-        let readings = self.read_all(now);
+        let (readings, deliveries) = self.read_all(now);
+        observers::deliver(&self.observers, deliveries);
         Snapshot {
             services: self
                 .services
@@ -389,8 +409,8 @@ impl QuotaTracker {
     }
 
     /// Every service read under all their locks, taken in config order (the crate's one lock
-    /// order); roll-over transitions are delivered after the locks are released.
-    fn read_all(&self, now: u64) -> Vec<Reading> {
+    /// order), and the roll-over transitions for the caller to deliver once it holds no lock.
+    fn read_all(&self, now: u64) -> (Vec<Reading>, Vec<Delivery>) {
         let mut guards: Vec<MutexGuard<'_, ServiceState>> = self
             .services
             .iter()
@@ -408,24 +428,36 @@ impl QuotaTracker {
             readings.push(state.reading());
         }
         drop(guards);
-        observers::deliver(&self.observers, deliveries);
-        readings
+        (readings, deliveries)
     }
 
     /// Saves through the store if there is one; `None` if there is none or the save
     /// coalesced into one in flight. Runs with no service lock held.
     fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
         let persistence = self.persistence.as_ref()?;
+        let deliveries = std::cell::RefCell::new(Vec::new());
         let outcome = persistence.save(
             reason,
             now,
             || {
-                let readings = self.read_all(now);
+                if let Some(saved) = persistence.store.load()? {
+                    deliveries
+                        .borrow_mut()
+                        .extend(self.merge_saved(&saved, now));
+                }
+                Ok(())
+            },
+            || {
+                let (readings, rolled_over) = self.read_all(now);
+                deliveries.borrow_mut().extend(rolled_over);
                 let versions = readings.iter().map(|r| r.version).collect();
                 (self.persisted(&readings, now), versions)
             },
             |state| persistence.store.save(state),
-        )?;
+        );
+        // The save lock is released: observers may call back into the tracker.
+        observers::deliver(&self.observers, deliveries.into_inner());
+        let outcome = outcome?;
         for event in &outcome.events {
             self.store_observers.notify(event, |e| format!("{e:?}"));
         }

@@ -374,3 +374,23 @@ fn file_store_round_trip_and_corrupt_files_are_moved_aside() {
         }
     }
 }
+
+#[test]
+fn a_load_that_failed_is_retried_before_the_first_save_and_merged() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let first = build(&store, &clock, 1_000);
+    first.record_call("a", 40).unwrap();
+    first.flush().unwrap();
+    drop(first);
+
+    store.fail_next(1); // the restart's load fails: the tracker starts fresh
+    let second = build(&store, &clock, 1_000);
+    assert_eq!(second.stats().load_failures, 1);
+    second.record_call("a", 2).unwrap();
+    assert_eq!(second.usage("a").unwrap().used, 2);
+    // The first save reads the store again and merges instead of overwriting 40 with 2.
+    second.flush().unwrap();
+    assert_eq!(second.usage("a").unwrap().used, 42);
+    assert_eq!(saved_used(&store, "a"), 42);
+    assert_eq!(second.stats().loads, 2);
+}
