@@ -23,6 +23,10 @@ pub fn serve() -> Result<(), String> {
         "127.0.0.1",
         "--port",
         "8080",
+        // Not dist/: serve injects its auto-reload script, and dist/ is the release build the
+        // end-to-end tests load.
+        "--dist",
+        "target/dashboard",
         // Last: in trunk 0.21 `--release` takes an optional value.
         "--release",
     ])

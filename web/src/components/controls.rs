@@ -62,7 +62,7 @@ pub fn Controls() -> impl IntoView {
                         }
                     >
                         <option value="locked">"locked"</option>
-                        <option value="racy">"racy (demo: loses updates)"</option>
+                        <option value="racy">"racy (demo)"</option>
                     </select>
                 </div>
                 <NumberField
