@@ -130,6 +130,9 @@ impl QuotaTrackerBuilder {
     }
 }
 
+/// Up to this many services, names are looked up by comparing them in order.
+const LINEAR_LOOKUP_MAX: usize = 8;
+
 /// One service: its fixed config and its guarded state.
 struct ServiceSlot {
     config: ServiceConfig,
@@ -495,10 +498,15 @@ impl QuotaTracker {
     }
 
     fn position(&self, service: &str) -> Result<usize, QuotaError> {
-        self.index
-            .get(service)
-            .copied()
-            .ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
+        // A few names compare faster than they hash; many are found through the map.
+        let found = if self.services.len() <= LINEAR_LOOKUP_MAX {
+            self.services
+                .iter()
+                .position(|slot| slot.config.name == service)
+        } else {
+            self.index.get(service).copied()
+        };
+        found.ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
     }
 
     /// One lock acquisition that only rolls the window over if due and reads.
@@ -550,14 +558,21 @@ impl QuotaTracker {
             slot.issue_ticket(&mut state, &mut changes);
             (outcome, changes)
         };
-        let (reset, recorded) = (changes.reset.clone(), changes.recorded.clone());
-        observers::deliver(
-            &self.observers,
-            slot.delivery(changes).into_iter().collect(),
-        );
-        let entered_critical = recorded
+        // The common case changes no level: nothing to deliver, nothing to clone.
+        let entered_critical = changes
+            .recorded
             .as_ref()
             .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical);
+        let (reset, recorded) = if changes.ticket.is_some() {
+            let kept = (changes.reset.clone(), changes.recorded.clone());
+            observers::deliver(
+                &self.observers,
+                slot.delivery(changes).into_iter().collect(),
+            );
+            kept
+        } else {
+            (None, None)
+        };
         self.after_call(now, entered_critical);
         let reading = outcome?;
         Ok(Recorded {

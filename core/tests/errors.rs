@@ -91,3 +91,26 @@ fn try_record_denies_without_recording() {
     assert_eq!((usage.used, usage.remaining), (13, 0));
     assert_eq!(usage.percent_used(), 130.0);
 }
+
+#[test]
+fn many_services_are_each_found_by_name() {
+    // More services than the linear lookup handles: the hash map path.
+    let names: Vec<String> = (0..20).map(|i| format!("service-{i}")).collect();
+    let config = TrackerConfig::new(
+        names
+            .iter()
+            .map(|n| ServiceConfig::new(n, 100, Period::Day)),
+    );
+    let tracker =
+        QuotaTracker::new_with_clock(config, ManualClock::new(1_700_000_000_000)).unwrap();
+    for (i, name) in names.iter().enumerate() {
+        tracker.record_call(name, i as u64 + 1).unwrap();
+    }
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(tracker.usage(name).unwrap().used, i as u64 + 1);
+    }
+    assert_eq!(
+        tracker.usage("service-20").unwrap_err(),
+        QuotaError::UnknownService("service-20".into())
+    );
+}
