@@ -142,8 +142,11 @@ impl Delivery {
     }
 }
 
+// Not `const`-initialized: loom's `thread_local!` (used under `cfg(loom)`) does not take it.
 thread_local! {
+    #[allow(clippy::missing_const_for_thread_local)]
     static DELIVERING: Cell<bool> = Cell::new(false);
+    #[allow(clippy::missing_const_for_thread_local)]
     static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList<Transition>)>> = RefCell::new(VecDeque::new());
 }
 

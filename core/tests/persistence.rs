@@ -69,7 +69,8 @@ fn fault_table_load_paths_start_fresh_and_report() {
     };
     let wrong_version = valid.replacen("\"version\": 1", "\"version\": 2", 1);
     let truncated = valid[..valid.len() / 2].to_owned();
-    let cases: [(&str, Box<dyn Fn(&MemoryStore)>, &str); 6] = [
+    type Inject = Box<dyn Fn(&MemoryStore)>;
+    let cases: [(&str, Inject, &str); 6] = [
         ("load fails", Box::new(|s| s.fail_next(1)), "injected"),
         (
             "corrupt JSON",
