@@ -13,9 +13,10 @@
 //! tracker.tryRecord("search", 40).allowed; // false: nothing recorded
 //! ```
 //!
-//! The class wraps one [`QuotaTracker`] on the JS clock (`Date.now()`). Inputs are checked at the
-//! boundary ([`input`]): every bad one throws an `Error` naming the problem and changes nothing.
-//! Results are plain objects ([`shapes`]); the TypeScript declarations below describe them.
+//! The class wraps one [`QuotaTracker`] on the JS clock (`Date.now()`). Inputs are checked at
+//! the boundary (module `input`): every bad one throws an `Error` naming the problem and changes
+//! nothing. Results are plain objects (module `shapes`); the TypeScript declarations below
+//! describe them.
 //!
 //! JS callbacks are not `Send + Sync`, so they cannot be the tracker's observers. Instead one
 //! Rust observer queues every transition, and each method delivers the queue to the JS
