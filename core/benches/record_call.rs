@@ -48,15 +48,42 @@ fn parallel(tracker: &QuotaTracker, services: &[&str], iters: u64) -> Duration {
             });
         }
         barrier.wait();
-        let started = Instant::now();
         // The scope joins the workers before returning.
-        started
+        Instant::now()
+    })
+    .elapsed()
+}
+
+/// The machine's own scaling: each thread increments its own padded `Mutex<u64>`.
+fn parallel_bare(threads: usize, iters: u64) -> Duration {
+    let counters: Vec<crossbeam_utils::CachePadded<Mutex<u64>>> = (0..threads)
+        .map(|_| crossbeam_utils::CachePadded::new(Mutex::new(0)))
+        .collect();
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        for counter in &counters {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                for _ in 0..iters {
+                    *counter.lock().unwrap() += black_box(1);
+                }
+            });
+        }
+        barrier.wait();
+        Instant::now()
     })
     .elapsed()
 }
 
 fn threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregate");
+    for threads in [1, 2] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("bare_mutex_{threads}_threads_own_counters"), |b| {
+            b.iter_custom(|iters| parallel_bare(threads, iters))
+        });
+    }
     let tracker =
         QuotaTracker::new_with_clock(config(), ManualClock::new(1_718_000_000_000)).unwrap();
     let cases: [(&str, &[&str]); 3] = [
