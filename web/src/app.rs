@@ -1,7 +1,8 @@
 //! The page: every component, laid out.
 
 use crate::components::{
-    ConfigEditor, Controls, Counters, Footer, ServiceCards, TransitionTimeline, UsageChart,
+    ConfigEditor, Controls, Counters, Footer, ServiceCards, StorePanel, TransitionTimeline,
+    UsageChart,
 };
 use crate::state::AppState;
 use leptos::prelude::*;
@@ -15,13 +16,15 @@ pub fn App() -> impl IntoView {
         Err(error) => unreachable!("the default config is valid: {error}"),
     };
     state.provide().run_frames();
+    state.sync_on_page_hide();
     view! {
         <header class="page-header">
             <h1>"Quota dashboard"</h1>
             <p class="lede">
                 "Simulated workers call three rate-limited APIs. Watch each quota fill up, cross "
                 "its warning and critical thresholds and reset with its window — then switch to "
-                "racy mode to see the lost updates the lock prevents."
+                "racy mode to see the lost updates the lock prevents. Counts are saved in this "
+                "browser: a reload continues where you were."
             </p>
         </header>
         <main class="layout">
@@ -30,6 +33,7 @@ pub fn App() -> impl IntoView {
             <div class="column">
                 <Counters/>
                 <UsageChart/>
+                <StorePanel/>
             </div>
             <div class="column">
                 <TransitionTimeline/>

@@ -10,6 +10,7 @@
 //!
 //! - [`engine`]: the simulation itself — the store, the virtual workers (async tasks), and the
 //!   counters they update.
+//! - [`persist`]: what a reload continues from (`localStorage`), and the store outage switch.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
 //! - [`components`]: one file per part of the page.
 
@@ -25,6 +26,8 @@ pub mod engine;
 pub mod format;
 #[cfg(target_arch = "wasm32")]
 pub mod model;
+#[cfg(target_arch = "wasm32")]
+pub mod persist;
 #[cfg(target_arch = "wasm32")]
 pub mod state;
 

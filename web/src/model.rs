@@ -1,8 +1,8 @@
 //! What the page shows, as plain values: one [`Frame`] per animation frame, the bounded
-//! [`Timeline`] and the bounded [`History`] behind the chart.
+//! [`Timeline`] and [`StoreLog`], and the bounded [`History`] behind the chart.
 
 use quota_core::sim::Mode;
-use quota_core::{Level, ServiceUsage, Transition};
+use quota_core::{Level, ServiceUsage, StoreEvent, StoreStats, Transition};
 use std::collections::VecDeque;
 
 /// Whether the workers run.
@@ -65,6 +65,10 @@ pub struct Frame {
     pub services: Vec<ServiceView>,
     /// Calls issued since the reset (each of one or more units).
     pub calls: u64,
+    /// The tracker's store activity; `None` in racy mode, which has no store.
+    pub store: Option<StoreStats>,
+    /// Whether the simulated store outage is on.
+    pub outage: bool,
 }
 
 impl Frame {
@@ -147,6 +151,37 @@ impl Timeline {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.first_id = self.next_id;
+    }
+}
+
+/// Reduced-rate mode starting and ending, newest first, at most [`StoreLog::CAPACITY`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreLog {
+    entries: VecDeque<(u64, StoreEvent)>,
+    next_id: u64,
+}
+
+impl StoreLog {
+    /// Entries kept; older ones are dropped.
+    pub const CAPACITY: usize = 20;
+
+    /// Adds events in the order they happened.
+    pub fn extend(&mut self, events: impl IntoIterator<Item = StoreEvent>) {
+        for event in events {
+            self.entries.push_front((self.next_id, event));
+            self.next_id += 1;
+        }
+        self.entries.truncate(Self::CAPACITY);
+    }
+
+    /// The kept events with unique, increasing ids (for keyed rendering), newest first.
+    pub fn entries(&self) -> impl Iterator<Item = &(u64, StoreEvent)> {
+        self.entries.iter()
+    }
+
+    /// Forgets every event.
+    pub fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 

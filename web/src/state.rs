@@ -3,7 +3,8 @@
 
 use crate::clock::SimClock;
 use crate::engine::{Engine, Settings};
-use crate::model::{Frame, History, Rates, Status, Timeline};
+use crate::model::{Frame, History, Rates, Status, StoreLog, Timeline};
+use crate::persist::DEFAULT_KEY;
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload, WorkloadError};
 use quota_core::{QuotaError, TrackerConfig};
@@ -21,6 +22,8 @@ pub struct AppState {
     pub frame: RwSignal<Frame>,
     /// Level changes, newest first.
     pub timeline: RwSignal<Timeline>,
+    /// Reduced-rate mode starting and ending, newest first.
+    pub store_log: RwSignal<StoreLog>,
     /// Usage over time, for the chart.
     pub history: RwSignal<History>,
     /// Measured calls and frames per second.
@@ -50,20 +53,26 @@ pub fn use_app() -> AppState {
 }
 
 impl AppState {
-    /// State for `config` on a simulated clock at the current time. Call inside a reactive
-    /// owner (a component).
+    /// State for `config` on a simulated clock at the current time, saved under
+    /// [`DEFAULT_KEY`] (continuing from what an earlier page saved there). Call inside a
+    /// reactive owner (a component).
     ///
     /// Errors: the core's [`QuotaError::InvalidConfig`].
     pub fn new(config: TrackerConfig) -> Result<AppState, QuotaError> {
         let now = web_time::SystemTime::now()
             .duration_since(web_time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
-        Self::with_clock(config, SimClock::new(now))
+        Self::with_clock(config, SimClock::new(now), DEFAULT_KEY)
     }
 
-    /// State for `config` reading `clock`.
-    pub fn with_clock(config: TrackerConfig, clock: SimClock) -> Result<AppState, QuotaError> {
-        let engine = Engine::new(config, clock)?;
+    /// State for `config` reading `clock`, saved under the `localStorage` key `key` (see
+    /// [`Engine::new`]).
+    pub fn with_clock(
+        config: TrackerConfig,
+        clock: SimClock,
+        key: &str,
+    ) -> Result<AppState, QuotaError> {
+        let engine = Engine::new(config, clock, key)?;
         let (frame, _) = engine.frame();
         Ok(AppState {
             settings: RwSignal::new(engine.settings()),
@@ -77,6 +86,7 @@ impl AppState {
             })),
             frame: RwSignal::new(frame),
             timeline: RwSignal::new(Timeline::default()),
+            store_log: RwSignal::new(StoreLog::default()),
             history: RwSignal::new(History::default()),
             rates: RwSignal::new(Rates::default()),
             workload_error: RwSignal::new(None),
@@ -97,9 +107,14 @@ impl AppState {
     /// Reads the engine into the signals: one frame's update. Signals whose value did not
     /// change are left alone, so a paused page does no work.
     pub fn refresh(&self) {
-        let (frame, changes) = self.engine().frame();
+        let engine = self.engine();
+        let (frame, changes) = engine.frame();
         if !changes.is_empty() {
             self.timeline.update(|timeline| timeline.extend(changes));
+        }
+        let events = engine.take_store_events();
+        if !events.is_empty() {
+            self.store_log.update(|log| log.extend(events));
         }
         if self.frame.with_untracked(|old| *old != frame) {
             self.frame.set(frame);
@@ -116,6 +131,17 @@ impl AppState {
             self.on_frame();
             self.run_frames();
         });
+    }
+
+    /// Syncs the tracker whenever the page is hidden (a reload, a closed tab), so the next page
+    /// continues from there. Stops when the calling owner is cleaned up.
+    pub fn sync_on_page_hide(self) {
+        let handle = window_event_listener(leptos::ev::pagehide, move |_| {
+            if let Some(engine) = self.engine.try_with_value(Rc::clone) {
+                engine.flush();
+            }
+        });
+        on_cleanup(move || handle.remove());
     }
 
     fn on_frame(&self) {
@@ -164,7 +190,19 @@ impl AppState {
         self.refresh();
     }
 
-    /// Starts over with empty counters.
+    /// Turns the simulated store outage on or off.
+    pub fn set_outage(&self, on: bool) {
+        self.engine().set_outage(on);
+        self.refresh();
+    }
+
+    /// Syncs the tracker now (see [`Engine::flush`]).
+    pub fn flush(&self) {
+        self.engine().flush();
+        self.refresh();
+    }
+
+    /// Starts over with empty counters and nothing saved.
     pub fn reset(&self) {
         self.engine().reset();
         self.after_restart();
@@ -212,6 +250,7 @@ impl AppState {
 
     fn after_restart(&self) {
         self.timeline.update(Timeline::clear);
+        self.store_log.update(StoreLog::clear);
         self.history.update(History::clear);
         self.refresh();
     }

@@ -4,12 +4,17 @@
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
+use quota_core::sim::Mode;
 use quota_core::TrackerConfig;
 use quota_web::clock::SimClock;
-use quota_web::components::{ConfigEditor, Counters, ServiceCards, TransitionTimeline};
+use quota_web::components::{ConfigEditor, Counters, ServiceCards, StorePanel, TransitionTimeline};
+use quota_web::engine::SYNC_INTERVAL_MS;
+use quota_web::model::Status;
+use quota_web::persist::Persistence;
 use quota_web::state::AppState;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{Element, EventInit, HtmlElement, HtmlInputElement};
@@ -18,18 +23,41 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// 2024-02-29T13:45:10Z: mid-minute, so no window ends during a test (the clock is paused).
 const T0: u64 = 1_709_214_310_000;
-/// finnhub's index in the default config (tiingo, finnhub, sendgrid).
+/// tiingo's and finnhub's indexes in the default config (tiingo, finnhub, sendgrid).
+const TIINGO: usize = 0;
 const FINNHUB: usize = 1;
 
-/// Mounts `view` on a fresh element with a new state for the default config.
+/// A `localStorage` key no other test uses, with nothing saved under it.
+fn fresh_key(name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let key = format!(
+        "quota-web-test.{name}.{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    Persistence::new(&key).clear();
+    key
+}
+
+/// Mounts `view` on a fresh element with a new state for the default config, saving under a
+/// key of its own.
 fn mount<V: IntoView + 'static>(view: impl FnOnce() -> V + 'static) -> (AppState, Element) {
+    mount_on(&fresh_key("mount"), SimClock::new(T0), view)
+}
+
+/// Mounts `view` with a new state on `clock`, saving under (and restoring from) `key`.
+fn mount_on<V: IntoView + 'static>(
+    key: &str,
+    clock: SimClock,
+    view: impl FnOnce() -> V + 'static,
+) -> (AppState, Element) {
     let document = web_sys::window().unwrap().document().unwrap();
     let root: HtmlElement = document.create_element("div").unwrap().unchecked_into();
     document.body().unwrap().append_child(&root).unwrap();
     let slot = Rc::new(Cell::new(None));
     let out = Rc::clone(&slot);
+    let key = key.to_owned();
     leptos::mount::mount_to(root.clone(), move || {
-        let state = AppState::with_clock(TrackerConfig::defaults(), SimClock::new(T0))
+        let state = AppState::with_clock(TrackerConfig::defaults(), clock, &key)
             .unwrap()
             .provide();
         out.set(Some(state));
@@ -66,6 +94,18 @@ fn transitions(root: &Element) -> Vec<(String, String, String)> {
             (attr("data-service"), attr("data-from"), attr("data-to"))
         })
         .collect()
+}
+
+fn click(root: &Element, test_id: &str) {
+    find(root, test_id).unchecked_into::<HtmlElement>().click();
+}
+
+fn checkbox(root: &Element, test_id: &str) -> HtmlInputElement {
+    find(root, test_id).unchecked_into()
+}
+
+fn local_storage() -> web_sys::Storage {
+    web_sys::window().unwrap().local_storage().unwrap().unwrap()
 }
 
 /// Types `value` into the input `test_id`, as a user would (an `input` then a `change` event).
@@ -229,4 +269,168 @@ async fn locked_workers_lose_nothing() {
     );
     assert_eq!(text(&root, "recorded-total"), issued.to_string());
     assert_eq!(text(&root, "lost-total"), "0");
+}
+
+#[wasm_bindgen_test]
+async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() {
+    let key = fresh_key("reload");
+    let (first, root) = mount_on(&key, SimClock::new(T0), || {
+        view! {
+            <ServiceCards/>
+            <Counters/>
+            <StorePanel/>
+        }
+    });
+    first.engine().record(1, FINNHUB, 12);
+    first.engine().record(2, TIINGO, 9);
+    first.engine().record(2, FINNHUB, 3);
+    first.pause(); // syncs
+    settle().await;
+    assert_eq!(text(&root, "stats-saves"), "1");
+    assert_eq!(text(&root, "used-finnhub"), "15");
+    assert!(local_storage()
+        .get_item(&format!("{key}.tracker"))
+        .unwrap()
+        .is_some());
+
+    // A later page (its clock ten minutes on): the simulated time, the used counts and the
+    // counters all continue from the sync. finnhub is per minute, so without the restored
+    // clock its count would be gone.
+    let (second, root) = mount_on(&key, SimClock::new(T0 + 600_000), || {
+        view! {
+            <ServiceCards/>
+            <Counters/>
+        }
+    });
+    settle().await;
+    assert_eq!(text(&root, "used-finnhub"), "15");
+    assert_eq!(text(&root, "used-tiingo"), "9");
+    assert_eq!(text(&root, "used-sendgrid"), "0");
+    for (name, units) in [("finnhub", "15"), ("tiingo", "9")] {
+        assert_eq!(text(&root, &format!("issued-{name}")), units);
+        assert_eq!(text(&root, &format!("recorded-{name}")), units);
+        assert_eq!(text(&root, &format!("lost-{name}")), "0");
+    }
+    assert_eq!(
+        second.frame.get_untracked().status,
+        Status::Paused,
+        "a restored run is paused, not ready"
+    );
+
+    // It counts on from there.
+    second.engine().record(1, FINNHUB, 2);
+    second.refresh();
+    settle().await;
+    assert_eq!(text(&root, "used-finnhub"), "17");
+    assert_eq!(text(&root, "issued-finnhub"), "17");
+    assert_eq!(text(&root, "recorded-finnhub"), "17");
+
+    // Reset clears what was saved: a third page starts from zero.
+    second.reset();
+    settle().await;
+    assert_eq!(text(&root, "used-finnhub"), "0");
+    assert_eq!(text(&root, "issued-total"), "0");
+    for suffix in ["tracker", "counters"] {
+        assert_eq!(
+            local_storage()
+                .get_item(&format!("{key}.{suffix}"))
+                .unwrap(),
+            None,
+            "{suffix} cleared"
+        );
+    }
+    let (third, root) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
+    settle().await;
+    assert_eq!(text(&root, "issued-total"), "0");
+    assert_eq!(third.frame.get_untracked().status, Status::Ready);
+}
+
+#[wasm_bindgen_test]
+async fn the_outage_switch_drives_reduced_rate_on_after_3_failed_syncs_and_off_after_5_good_ones() {
+    let (state, root) = mount(|| view! { <StorePanel/> });
+    // One sync: the simulated clock moves on by the interval, and the next call saves.
+    let sync = || {
+        state.engine().clock().advance(SYNC_INTERVAL_MS);
+        state.engine().record(1, TIINGO, 1);
+        state.refresh();
+    };
+    let events = |root: &Element| {
+        let list = find(root, "store-events")
+            .query_selector_all("[data-testid=\"store-event\"]")
+            .unwrap();
+        (0..list.length())
+            .map(|i| {
+                let entry: Element = list.item(i).unwrap().unchecked_into();
+                let kind = entry.get_attribute("data-kind").unwrap_or_default();
+                (kind, entry.text_content().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+    };
+    settle().await;
+    assert_eq!(text(&root, "reduced-rate"), "off");
+    sync();
+    settle().await;
+    assert_eq!(text(&root, "stats-saves"), "1");
+
+    click(&root, "store-outage");
+    settle().await;
+    assert!(checkbox(&root, "store-outage").checked());
+    assert!(state.engine().outage());
+    for failures in 1..=3 {
+        assert_eq!(
+            text(&root, "reduced-rate"),
+            "off",
+            "before failure {failures}"
+        );
+        sync();
+        settle().await;
+        assert_eq!(text(&root, "stats-save-failures"), failures.to_string());
+        assert_eq!(
+            text(&root, "stats-consecutive-failures"),
+            failures.to_string()
+        );
+    }
+    assert_eq!(text(&root, "reduced-rate"), "on", "after 3 failed syncs");
+    assert!(text(&root, "stats-last-error").contains("simulated store outage"));
+    let log = events(&root);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].0, "entered");
+    assert!(
+        log[0].1.contains("after 3 failed syncs in a row"),
+        "{log:?}"
+    );
+
+    click(&root, "store-outage");
+    settle().await;
+    assert!(!checkbox(&root, "store-outage").checked());
+    for successes in 1..=5 {
+        assert_eq!(
+            text(&root, "reduced-rate"),
+            "on",
+            "before good sync {successes}"
+        );
+        sync();
+        settle().await;
+        assert_eq!(
+            text(&root, "stats-consecutive-successes"),
+            successes.to_string()
+        );
+    }
+    assert_eq!(text(&root, "reduced-rate"), "off", "after 5 good syncs");
+    assert_eq!(text(&root, "stats-saves"), "6");
+    assert_eq!(text(&root, "stats-save-failures"), "3");
+    let log = events(&root);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].0, "left", "newest first");
+    assert!(log[0].1.contains("after 5 good syncs in a row"), "{log:?}");
+
+    // Racy mode has no store: the switch is disabled there.
+    assert!(!checkbox(&root, "store-outage").disabled());
+    state.set_mode(Mode::Racy);
+    settle().await;
+    assert!(checkbox(&root, "store-outage").disabled());
+    assert!(root
+        .text_content()
+        .unwrap()
+        .contains("the outage switch applies to locked mode only"));
 }

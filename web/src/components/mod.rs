@@ -6,6 +6,7 @@ mod counters;
 mod footer;
 mod service_card;
 mod service_cards;
+mod store_panel;
 mod timeline;
 mod usage_chart;
 
@@ -15,5 +16,6 @@ pub use counters::Counters;
 pub use footer::Footer;
 pub use service_card::ServiceCard;
 pub use service_cards::ServiceCards;
+pub use store_panel::StorePanel;
 pub use timeline::TransitionTimeline;
 pub use usage_chart::UsageChart;

@@ -1,0 +1,87 @@
+//! `quota_core::LocalStorageStore` in headless Chromium: a new tracker on the same key restores
+//! the counts a previous one saved. Here rather than in core/ because it needs the `browser`
+//! feature and a real browser's `localStorage`.
+#![cfg(target_arch = "wasm32")]
+
+use quota_core::{LocalStorageStore, ManualClock, QuotaTracker, Store, TrackerConfig};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// 2024-02-29T13:45:10Z: mid-minute.
+const T0: u64 = 1_709_214_310_000;
+
+fn storage() -> web_sys::Storage {
+    web_sys::window().unwrap().local_storage().unwrap().unwrap()
+}
+
+/// A store under `key`, emptied first (the browser profile may be reused).
+fn empty_store(key: &str) -> LocalStorageStore {
+    let store = LocalStorageStore::new(key);
+    store.clear().unwrap();
+    store
+}
+
+fn tracker(store: &LocalStorageStore, clock: &ManualClock) -> QuotaTracker {
+    QuotaTracker::builder(TrackerConfig::defaults())
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap()
+}
+
+fn used(tracker: &QuotaTracker, service: &str) -> u64 {
+    tracker.usage(service).unwrap().used
+}
+
+#[wasm_bindgen_test]
+fn a_new_tracker_on_the_same_key_restores_the_counts() {
+    let store = empty_store("quota-test.restore");
+    let clock = ManualClock::new(T0);
+    let first = tracker(&store, &clock);
+    first.record_call("sendgrid", 7).unwrap();
+    first.record_call("finnhub", 5).unwrap();
+    first.record_call("finnhub", 2).unwrap();
+    first.flush().unwrap();
+    let raw = storage().get_item("quota-test.restore").unwrap();
+    let raw = raw.expect("flush wrote the key");
+    assert!(raw.contains("\"version\": 1"), "{raw}");
+
+    let second = tracker(&store, &clock);
+    assert_eq!(used(&second, "sendgrid"), 7);
+    assert_eq!(used(&second, "finnhub"), 7);
+    assert_eq!(used(&second, "tiingo"), 0);
+    let stats = second.stats();
+    assert_eq!((stats.loads, stats.load_failures), (1, 0), "{stats:?}");
+
+    // Only the current window is restored: a minute later finnhub starts over, sendgrid
+    // (per day) does not.
+    clock.advance(60_000);
+    let third = tracker(&store, &clock);
+    assert_eq!(used(&third, "finnhub"), 0);
+    assert_eq!(used(&third, "sendgrid"), 7);
+
+    store.clear().unwrap();
+    assert_eq!(store.load(), Ok(None));
+    assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 0);
+}
+
+#[wasm_bindgen_test]
+fn corrupt_data_is_reported_and_the_tracker_starts_fresh() {
+    let store = empty_store("quota-test.corrupt");
+    storage()
+        .set_item("quota-test.corrupt", "{\"version\": 1, \"services\": [")
+        .unwrap();
+    let clock = ManualClock::new(T0);
+    let fresh = tracker(&store, &clock);
+    assert_eq!(used(&fresh, "sendgrid"), 0);
+    let stats = fresh.stats();
+    assert_eq!(stats.load_failures, 1);
+    let error = stats.last_error.unwrap_or_default();
+    assert!(error.contains("not valid JSON"), "{error}");
+
+    // The next save replaces the corrupt data with a readable state.
+    fresh.record_call("sendgrid", 3).unwrap();
+    fresh.flush().unwrap();
+    assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 3);
+}
