@@ -113,32 +113,30 @@ pub(crate) struct Delivery {
     pub(crate) transitions: Vec<Transition>,
 }
 
-/// Opens the gate for the next ticket even if delivery unwinds, so no thread waits forever.
-struct Turn<'a> {
-    gate: &'a DeliveryGate,
-    ticket: u64,
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        self.gate.next.store(self.ticket + 1, Ordering::Release);
-    }
-}
-
 impl Delivery {
-    fn run(self, observers: &ObserverList<Transition>) {
+    fn wait_turn(&self) {
         while self.gate.next.load(Ordering::Acquire) != self.ticket {
             sync::yield_now();
         }
-        let _turn = Turn {
-            gate: &self.gate,
-            ticket: self.ticket,
-        };
-        for transition in &self.transitions {
-            notify_all(observers, transition, |t| {
+    }
+
+    fn run(mut self, observers: &ObserverList<Transition>) {
+        self.wait_turn();
+        for transition in std::mem::take(&mut self.transitions) {
+            notify_all(observers, &transition, |t| {
                 format!("transition {} {} -> {}", t.service, t.from, t.to)
             });
         }
+        // Dropping `self` opens the gate for the next ticket.
+    }
+}
+
+/// Every ticket passes its gate: a delivery that is dropped (run, unwound, or never run)
+/// waits for its turn and opens the gate for the next one, so no later ticket waits forever.
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.wait_turn();
+        self.gate.next.store(self.ticket + 1, Ordering::Release);
     }
 }
 

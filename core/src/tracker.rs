@@ -109,12 +109,16 @@ impl QuotaTrackerBuilder {
         if let Some(store) = self.store {
             let now = tracker.clock.now_ms();
             let loaded = store.load();
+            let mut deliveries = Vec::new();
             if let Ok(Some(saved)) = &loaded {
-                // Nobody can observe a tracker under construction: nothing to deliver.
-                drop(tracker.merge_saved(saved, now));
+                deliveries = tracker.merge_saved(saved, now);
             }
             // What was just restored is what the store holds: not dirty.
-            let versions = tracker.read_all(now).0.iter().map(|r| r.version).collect();
+            let (readings, rolled_over) = tracker.read_all(now);
+            let versions = readings.iter().map(|r| r.version).collect();
+            // Nobody has subscribed yet, but every ticket must pass its gate.
+            deliveries.extend(rolled_over);
+            observers::deliver(&tracker.observers, deliveries);
             // Retry a load that failed for now (not one that found corrupt data) before the
             // first save, so a passing outage never overwrites the saved counts.
             let restored =

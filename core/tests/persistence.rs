@@ -395,3 +395,26 @@ fn a_load_that_failed_is_retried_before_the_first_save_and_merged() {
     assert_eq!(saved_used(&store, "a"), 42);
     assert_eq!(second.stats().loads, 2);
 }
+
+#[test]
+fn restoring_past_a_threshold_leaves_later_transitions_deliverable() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let first = build(&store, &clock, 1_000);
+    first.record_call("a", 60).unwrap(); // Warning
+    first.flush().unwrap();
+    drop(first);
+    // Run on a thread so a stuck delivery fails the test instead of hanging it.
+    let (done, wait) = mpsc::channel();
+    thread::spawn(move || {
+        let restored = build(&store, &clock, 1_000);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        restored.on_transition(move |t| sink.lock().unwrap().push(t.to));
+        restored.record_call("a", 20).unwrap(); // 80: Critical
+        let _ = done.send(seen.lock().unwrap().clone());
+    });
+    let seen = wait
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the transition after a restore was delivered");
+    assert_eq!(seen, vec![Level::Critical]);
+}
