@@ -65,8 +65,74 @@ test('locked mode: 8 workers, every issued unit is recorded', async () => {
   assert.deepEqual(page.errors, []);
 });
 
+test('a reload continues where it was; reset clears the saved state', async () => {
+  // The locked run above is paused, and pausing synced the tracker to localStorage.
+  assert.ok((await count(page, 'stats-saves')) >= 1, 'the run synced');
+  const names = await serviceNames(page);
+  const read = async () => {
+    const counts = { calls: await count(page, 'calls') };
+    for (const name of names) {
+      for (const what of ['used', 'issued', 'recorded', 'lost']) {
+        counts[`${what}-${name}`] = await count(page, `${what}-${name}`);
+      }
+    }
+    return counts;
+  };
+  const before = await read();
+  assert.ok(before.calls >= 2_000, `calls ${before.calls}`);
+
+  await page.reload();
+  await page.getByTestId('status').waitFor();
+  assert.equal(await page.getByTestId('status').textContent(), 'paused');
+  assert.deepEqual(await read(), before, 'every count continues where it was');
+  assert.equal(await page.getByTestId('level-tiingo').textContent(), 'exhausted');
+
+  await page.getByTestId('reset').click();
+  assert.equal(await count(page, 'issued-total'), 0);
+  assert.equal(await count(page, 'used-tiingo'), 0);
+  await page.reload();
+  await page.getByTestId('status').waitFor();
+  assert.equal(await page.getByTestId('status').textContent(), 'ready', 'reset cleared the saved state');
+  assert.equal(await count(page, 'issued-total'), 0);
+  for (const name of names) assert.equal(await count(page, `used-${name}`), 0, `${name} starts at 0`);
+  assert.deepEqual(page.errors, []);
+});
+
+test('store outage: reduced rate after 3 failed syncs, normal again after 5 good ones', async () => {
+  const reduced = () => page.getByTestId('reduced-rate').textContent();
+  const events = (kind) => page.locator(`[data-testid="store-event"][data-kind="${kind}"]`).count();
+  await setInput(page, 'workers', 4);
+  await setInput(page, 'rate', 50);
+  await page.getByTestId('start').click();
+  await waitUntil('a sync', async () => (await count(page, 'stats-saves')) >= 1);
+  assert.equal(await reduced(), 'off');
+
+  // The switch is a labelled checkbox: turn it on from the keyboard.
+  const outage = page.getByTestId('store-outage');
+  await outage.focus();
+  await page.keyboard.press('Space');
+  assert.ok(await outage.isChecked());
+  await waitUntil('reduced rate "on"', async () => (await reduced()) === 'on');
+  assert.ok((await count(page, 'stats-save-failures')) >= 3, 'at least 3 failed syncs');
+  assert.ok((await count(page, 'stats-consecutive-failures')) >= 3);
+  assert.match(await page.getByTestId('stats-last-error').textContent(), /simulated store outage/);
+  assert.equal(await events('entered'), 1);
+  const savesBefore = await count(page, 'stats-saves');
+
+  await outage.uncheck();
+  await waitUntil('reduced rate "off"', async () => (await reduced()) === 'off');
+  assert.ok((await count(page, 'stats-saves')) >= savesBefore + 5, 'at least 5 good syncs');
+  assert.equal(await events('left'), 1);
+  await pauseAndSettle(page);
+  assert.equal(await count(page, 'lost-total'), 0, 'the outage loses no recorded call');
+  assert.deepEqual(page.errors, []);
+});
+
 test('racy mode: the page shows lost updates', async () => {
   await page.getByTestId('mode').selectOption('racy');
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 400);
+  assert.ok(await page.getByTestId('store-outage').isDisabled(), 'racy mode has no store');
   assert.equal(await count(page, 'issued-total'), 0, 'switching mode starts over');
   await page.getByTestId('start').click();
   await waitUntil('lost > 0', async () => (await count(page, 'lost-total')) > 0);
@@ -111,6 +177,12 @@ test('screenshot of a run in progress (docs/dashboard.png)', async () => {
   await page.getByTestId('start').click();
   // finnhub (60/minute) goes critical first, then sendgrid (100/day) reaches its warning level.
   const level = (name) => page.getByTestId(`level-${name}`).textContent();
+  // A short store outage on the way, so the Store sync panel shows both of its events.
+  const reduced = () => page.getByTestId('reduced-rate').textContent();
+  await page.getByTestId('store-outage').check();
+  await waitUntil('reduced rate "on"', async () => (await reduced()) === 'on');
+  await page.getByTestId('store-outage').uncheck();
+  await waitUntil('reduced rate "off"', async () => (await reduced()) === 'off');
   await waitUntil('finnhub critical and sendgrid warning', async () =>
     ['critical', 'exhausted'].includes(await level('finnhub')) && (await level('sendgrid')) !== 'normal', 40_000);
   await pauseAndSettle(page);
