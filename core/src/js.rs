@@ -11,12 +11,23 @@
 //! const { usage, transition } = tracker.recordCall("search", 70); // logs "search: normal -> warning"
 //! usage.remaining; // 30
 //! tracker.tryRecord("search", 40).allowed; // false: nothing recorded
+//!
+//! // Counts that survive reloads: restored from localStorage["my-app"], saved there by later
+//! // calls once a minute (syncIntervalMs) or at once on entering critical, and by flush().
+//! const saved = new QuotaTracker({ services: [/* ... */], storage: { key: "my-app" } });
+//! saved.flush(); // throws an Error with the store's message if the save fails
+//! saved.stats().lastError; // null, or why the last load or save failed
 //! ```
 //!
 //! The class wraps one [`QuotaTracker`] on the JS clock (`Date.now()`). Inputs are checked at
 //! the boundary (module `input`): every bad one throws an `Error` naming the problem and changes
 //! nothing. Results are plain objects (module `shapes`); the TypeScript declarations below
 //! describe them.
+//!
+//! With `storage`, the tracker persists through a
+//! [`LocalStorageStore`](crate::LocalStorageStore) (off wasm32, a stand-in that reports itself
+//! unavailable). Where there is no `localStorage` (Node) the tracker still starts, fresh, and
+//! `stats().lastError` says why: the store never stops a tracker.
 //!
 //! JS callbacks are not `Send + Sync`, so they cannot be the tracker's observers. Instead one
 //! Rust observer queues every transition, and each method delivers the queue to the JS
@@ -27,6 +38,8 @@ mod names;
 mod shapes;
 
 use crate::error::QuotaError;
+use crate::persistence::SyncPolicy;
+use crate::store::Store;
 use crate::tracker::QuotaTracker;
 use crate::usage::Transition;
 use js_sys::{Array, Error, Function};
@@ -60,9 +73,47 @@ export interface ServiceConfig {
   reserveFraction?: number;
 }
 
-/** The services a tracker counts, in display order. */
+/**
+ * Where a tracker persists its counts: `localStorage[key]`. A new tracker on the same key
+ * continues from the last save. Saves are made by the calls themselves (no timer): once
+ * `syncIntervalMs` has passed since the last save, at once when a service enters critical, and
+ * on `flush()`. Without `localStorage` (Node) the tracker starts fresh and `stats()` says why.
+ */
+export interface StorageOptions {
+  /** The localStorage key: a non-empty string. */
+  key: string;
+  /** Save when this many ms have passed since the last save: a whole number >= 0; default 60000. */
+  syncIntervalMs?: number;
+}
+
+/** The services a tracker counts, in display order, and optionally where to persist them. */
 export interface TrackerConfig {
   services: ServiceConfig[];
+  storage?: StorageOptions;
+}
+
+/** Counters of a tracker's store activity (all zero, `lastError` null, without `storage`). */
+export interface StoreStats {
+  /** Loads attempted: one at construction, and retries before a save while loading fails. */
+  loads: number;
+  /** Loads that failed or found corrupt data (the tracker then started fresh). */
+  loadFailures: number;
+  /** Successful saves. */
+  saves: number;
+  /** Failed saves (a failed flush counts too). */
+  saveFailures: number;
+  /** Saves made at once because a service entered critical. */
+  forcedSaves: number;
+  /** Save triggers that found a save already running and folded into it. */
+  coalescedSaves: number;
+  /** The most recent load or save error, or null if there was none. */
+  lastError: string | null;
+  /** Failed saves since the last success. */
+  consecutiveFailures: number;
+  /** Successful saves since the last failure. */
+  consecutiveSuccesses: number;
+  /** Whether reduced-rate mode is on (see `isReducedRate`). */
+  reducedRate: boolean;
 }
 
 /** One service's usage in its current window. Times are ms since the Unix epoch. */
@@ -138,16 +189,27 @@ pub struct JsQuotaTracker {
 #[wasm_bindgen(js_class = QuotaTracker)]
 impl JsQuotaTracker {
     /// A tracker of `config`'s services: `{ services: [{ name, limit, period, warnThreshold?,
-    /// criticalThreshold?, reserveFraction? }] }`. Throws on a missing or invalid config and on
-    /// unknown fields (to catch typos).
+    /// criticalThreshold?, reserveFraction? }], storage?: { key, syncIntervalMs? } }`. Throws
+    /// on a missing or invalid config and on unknown fields (to catch typos).
+    ///
+    /// With `storage`, counts are restored from `localStorage[key]` and saved there. A store
+    /// that cannot load (no `localStorage`, corrupt data) never makes this throw: the tracker
+    /// starts fresh and `stats().lastError` says why.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TrackerConfig")] config: &JsValue,
     ) -> Result<JsQuotaTracker, Error> {
-        let config = input::config(config)?;
-        QuotaTracker::new(config)
-            .map(Self::wrap)
-            .map_err(input::error)
+        let input::Config { tracker, storage } = input::config(config)?;
+        let mut builder = QuotaTracker::builder(tracker);
+        if let Some(storage) = storage {
+            builder = builder
+                .boxed_store(local_storage(storage.key))
+                .sync_policy(SyncPolicy {
+                    interval_ms: storage.sync_interval_ms,
+                    ..SyncPolicy::default()
+                });
+        }
+        builder.build().map(Self::wrap).map_err(input::error)
     }
 
     /// A tracker of the default services: tiingo 500 per month, finnhub 60 per minute,
@@ -270,6 +332,32 @@ impl JsQuotaTracker {
         Ok(id)
     }
 
+    /// Saves every count to the store now (waiting for a save in progress). Throws an `Error`
+    /// with the store's message if the save fails; a failed flush counts like any failed save
+    /// (`stats().saveFailures`, reduced-rate mode). Does nothing without `storage`.
+    pub fn flush(&self) -> Result<(), Error> {
+        let result = self.tracker.flush();
+        // A flush may first take in counts that an earlier failed load missed.
+        self.deliver();
+        result.map_err(|error| Error::new(&error.to_string()))
+    }
+
+    /// Whether reduced-rate mode is on: after 3 failed saves in a row, `canCall` and
+    /// `tryRecord` allow a service only while `used < floor(limit x 0.25)`, until 5 saves in a
+    /// row succeed. Always `false` without `storage`.
+    #[wasm_bindgen(js_name = isReducedRate)]
+    pub fn is_reduced_rate(&self) -> bool {
+        self.tracker.is_reduced_rate()
+    }
+
+    /// Counters of the store activity: `{ loads, loadFailures, saves, saveFailures,
+    /// forcedSaves, coalescedSaves, lastError, consecutiveFailures, consecutiveSuccesses,
+    /// reducedRate }`; `lastError` is a string or `null`.
+    #[wasm_bindgen(unchecked_return_type = "StoreStats")]
+    pub fn stats(&self) -> JsValue {
+        shapes::stats(&self.tracker.stats())
+    }
+
     /// Removes the callback `onTransition` returned `id` for; `false` if there was none.
     #[wasm_bindgen(js_name = offTransition)]
     pub fn off_transition(
@@ -284,6 +372,34 @@ impl JsQuotaTracker {
         callbacks.retain(|(existing, _)| f64::from(*existing) != id);
         callbacks.len() != before
     }
+}
+
+/// The store behind `storage: { key }`: `localStorage[key]`.
+#[cfg(target_arch = "wasm32")]
+fn local_storage(key: String) -> Box<dyn Store> {
+    Box::new(crate::store::LocalStorageStore::new(key))
+}
+
+/// Off wasm32 there is no `localStorage` (the JS module is built for wasm32 only): a store that
+/// reports it unavailable, as `LocalStorageStore` does in Node.
+#[cfg(not(target_arch = "wasm32"))]
+fn local_storage(key: String) -> Box<dyn Store> {
+    use crate::store::{PersistedState, StoreError};
+    struct NoLocalStorage(String);
+    impl Store for NoLocalStorage {
+        fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+            Err(self.unavailable())
+        }
+        fn save(&self, _: &PersistedState) -> Result<(), StoreError> {
+            Err(self.unavailable())
+        }
+    }
+    impl NoLocalStorage {
+        fn unavailable(&self) -> StoreError {
+            StoreError::Unavailable(format!("no localStorage off wasm32 (key {:?})", self.0))
+        }
+    }
+    Box::new(NoLocalStorage(key))
 }
 
 impl JsQuotaTracker {

@@ -86,11 +86,29 @@ named_fields! {
     reserve: Option<f64> = "reserveFraction";
 }
 
-/// The tracker config `{ services: [{ name, limit, period, ... }] }`.
+/// The fields of `storage` in a JS config.
+const STORAGE_FIELDS: [&str; 2] = ["key", "syncIntervalMs"];
+
+/// A JS config read and checked: the services, and where to persist them.
+pub(super) struct Config {
+    pub(super) tracker: TrackerConfig,
+    /// `storage`, when given.
+    pub(super) storage: Option<Storage>,
+}
+
+/// `storage: { key, syncIntervalMs? }`: persist the counts in `localStorage` under `key`.
+pub(super) struct Storage {
+    /// The `localStorage` key: a non-empty string.
+    pub(super) key: String,
+    /// Save when this long has passed since the last save (default 60 000 ms).
+    pub(super) sync_interval_ms: u64,
+}
+
+/// The tracker config `{ services: [{ name, limit, period, ... }], storage? }`.
 ///
 /// Checks the shape here; the values are checked by [`TrackerConfig::validate`] when the
 /// tracker is built (its messages go through [`error`]).
-pub(super) fn config(value: &JsValue) -> Result<TrackerConfig, Error> {
+pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
     if value.is_undefined() {
         return Err(Error::new(
             "QuotaTracker needs a config: new QuotaTracker({ services: [{ name, limit, period }] }); \
@@ -103,7 +121,7 @@ pub(super) fn config(value: &JsValue) -> Result<TrackerConfig, Error> {
             describe(value)
         ))
     })?;
-    check_keys(object, &["services"], "the config")?;
+    check_keys(object, &["services", "storage"], "the config")?;
     let services = field(object, "services")?;
     if services.is_undefined() {
         return Err(invalid(
@@ -127,7 +145,55 @@ pub(super) fn config(value: &JsValue) -> Result<TrackerConfig, Error> {
         .enumerate()
         .map(|(index, value)| service_config(index, &value))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(TrackerConfig::new(services))
+    let storage = storage(&field(object, "storage")?)?;
+    Ok(Config {
+        tracker: TrackerConfig::new(services),
+        storage,
+    })
+}
+
+/// `storage`: omitted or `undefined` for none, else `{ key, syncIntervalMs? }`.
+fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    let object = plain_object(value).ok_or_else(|| {
+        invalid(format!(
+            "\"storage\" must be an object like {{ key: \"my-app\" }} (got {})",
+            describe(value)
+        ))
+    })?;
+    check_keys(object, &STORAGE_FIELDS, "storage")?;
+    let key = field(object, "key")?;
+    let key = match key.as_string() {
+        Some(key) if !key.is_empty() => key,
+        _ => {
+            return Err(invalid(format!(
+                "storage.key must be a non-empty string naming the localStorage entry (got {})",
+                describe(&key)
+            )))
+        }
+    };
+    let interval = field(object, "syncIntervalMs")?;
+    let sync_interval_ms = if interval.is_undefined() {
+        crate::SyncPolicy::default().interval_ms
+    } else {
+        interval
+            .as_f64()
+            .filter(|ms| *ms == 0.0 || positive_integer(*ms).is_some())
+            .map(|ms| ms as u64)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "storage.syncIntervalMs must be a whole number of milliseconds from 0 to \
+                     Number.MAX_SAFE_INTEGER (got {})",
+                    describe(&interval)
+                ))
+            })?
+    };
+    Ok(Some(Storage {
+        key,
+        sync_interval_ms,
+    }))
 }
 
 fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error> {

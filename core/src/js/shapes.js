@@ -38,3 +38,29 @@ export function denied(usage) {
 export function snapshot(services, totalUsed, atMs) {
   return { services, totalUsed, atMs };
 }
+
+export function stats(
+  loads,
+  loadFailures,
+  saves,
+  saveFailures,
+  forcedSaves,
+  coalescedSaves,
+  lastError,
+  consecutiveFailures,
+  consecutiveSuccesses,
+  reducedRate,
+) {
+  return {
+    loads,
+    loadFailures,
+    saves,
+    saveFailures,
+    forcedSaves,
+    coalescedSaves,
+    lastError,
+    consecutiveFailures,
+    consecutiveSuccesses,
+    reducedRate,
+  };
+}

@@ -1,6 +1,7 @@
 //! What the JS API hands out: plain objects built by `shapes.js`, one boundary call each.
 
 use crate::level::Level;
+use crate::persistence::StoreStats;
 use crate::usage::{ServiceUsage, Transition};
 use crate::window::Period;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -43,6 +44,42 @@ extern "C" {
 
     /// `{ services, totalUsed, atMs }`
     pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;
+
+    #[wasm_bindgen(js_name = stats)]
+    #[allow(clippy::too_many_arguments)]
+    fn stats_object(
+        loads: f64,
+        load_failures: f64,
+        saves: f64,
+        save_failures: f64,
+        forced_saves: f64,
+        coalesced_saves: f64,
+        last_error: &JsValue,
+        consecutive_failures: u32,
+        consecutive_successes: u32,
+        reduced_rate: bool,
+    ) -> JsValue;
+}
+
+/// `{ loads, loadFailures, saves, saveFailures, forcedSaves, coalescedSaves, lastError,
+/// consecutiveFailures, consecutiveSuccesses, reducedRate }`, `lastError` a string or `null`.
+pub(super) fn stats(stats: &StoreStats) -> JsValue {
+    let last_error = stats
+        .last_error
+        .as_deref()
+        .map_or(JsValue::NULL, JsValue::from_str);
+    stats_object(
+        stats.loads as f64,
+        stats.load_failures as f64,
+        stats.saves as f64,
+        stats.save_failures as f64,
+        stats.forced_saves as f64,
+        stats.coalesced_saves as f64,
+        &last_error,
+        stats.consecutive_failures,
+        stats.consecutive_successes,
+        stats.reduced_rate,
+    )
 }
 
 /// `{ name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs }`,
