@@ -4,3 +4,6 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod suite;
+
+#[path = "storage/browser.rs"]
+mod storage;

@@ -2,3 +2,6 @@
 #![cfg(target_arch = "wasm32")]
 
 mod suite;
+
+#[path = "storage/node.rs"]
+mod storage;

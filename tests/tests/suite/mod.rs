@@ -6,5 +6,6 @@
 mod bad_input;
 mod callbacks;
 mod concurrency;
-mod js;
+pub(crate) mod js;
 mod methods;
+pub(crate) mod storage;
