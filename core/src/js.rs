@@ -333,7 +333,7 @@ impl JsQuotaTracker {
     }
 
     /// Saves every count to the store now (waiting for a save in progress). Throws an `Error`
-    /// with the store's message if the save fails; a failed flush counts like any failed save
+    /// with the store's message if the save fails; a failed flush counts as a failed save
     /// (`stats().saveFailures`, reduced-rate mode). Does nothing without `storage`.
     pub fn flush(&self) -> Result<(), Error> {
         let result = self.tracker.flush();

@@ -137,6 +137,41 @@ test("bad input throws an Error and changes nothing", () => {
   assert.equal(tracker.usage("search").used, 3);
 });
 
+test("storage in Node (no localStorage): the tracker starts, says why, and flush throws", () =>
+  atFixedTime(NOW, () => {
+    const services = [{ name: "search", limit: 100, period: "day" }];
+    const tracker = new QuotaTracker({ services, storage: { key: "my-app", syncIntervalMs: 1000 } });
+    assert.equal(tracker.recordCall("search", 30).usage.used, 30);
+    assert.equal(tracker.isReducedRate(), false);
+    const stats = tracker.stats();
+    assert.deepEqual(Object.keys(stats).sort(), [
+      "coalescedSaves", "consecutiveFailures", "consecutiveSuccesses", "forcedSaves", "lastError",
+      "loadFailures", "loads", "reducedRate", "saveFailures", "saves",
+    ]);
+    assert.equal(stats.loads, 1);
+    assert.equal(stats.loadFailures, 1);
+    assert.match(stats.lastError, /unavailable.*localStorage/);
+    assert.throws(() => tracker.flush(), (error) => error instanceof Error && /localStorage/.test(error.message));
+    assert.equal(tracker.stats().saveFailures, 1);
+    assert.equal(tracker.usage("search").used, 30);
+
+    const plain = new QuotaTracker({ services });
+    assert.equal(plain.flush(), undefined);
+    assert.equal(plain.stats().lastError, null);
+
+    for (const [storage, message] of [
+      [{ key: "" }, /storage\.key must be a non-empty string/],
+      [{ key: "a", syncIntervalMs: -5 }, /storage\.syncIntervalMs/],
+      [{ key: "a", interval: 5 }, /unknown field "interval"/],
+      ["localStorage", /"storage" must be an object/],
+    ]) {
+      assert.throws(
+        () => new QuotaTracker({ services, storage }),
+        (error) => error instanceof Error && message.test(error.message),
+      );
+    }
+  }));
+
 test("a throwing callback is reported with console.error and affects nothing else", () => {
   const tracker = new QuotaTracker({ services: [{ name: "search", limit: 10, period: "day" }] });
   const seen = [];
@@ -182,6 +217,14 @@ test("package.json and the TypeScript declarations describe the module", () => {
     "snapshot(): Snapshot;",
     "onTransition(callback: TransitionCallback): number;",
     "offTransition(id: number): boolean;",
+    "flush(): void;",
+    "isReducedRate(): boolean;",
+    "stats(): StoreStats;",
+    "export interface StoreStats {",
+    "lastError: string | null;",
+    "reducedRate: boolean;",
+    "storage?: StorageOptions;",
+    "export interface StorageOptions {",
     "export interface ServiceUsage {",
     "export interface Transition {",
     'export type Level = "normal" | "warning" | "critical" | "exhausted";',
