@@ -38,7 +38,9 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
-         \x20       loom tests and the wasm32 build; ends with a summary\n\
+         \x20       loom tests, the wasm32 build, the JS module's tests (Node, Chromium, the\n\
+         \x20       built package) and the dashboard's (components, end to end); ends with a\n\
+         \x20       summary\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          serve   install what is missing, then build and serve the dashboard at\n\
          \x20       http://127.0.0.1:8080\n"
