@@ -77,6 +77,16 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where apt installs chromedriver.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// The environment under which `cargo test --target wasm32-unknown-unknown` runs its tests
+/// through wasm-bindgen-test-runner: in Node, or in headless Chromium via chromedriver.
+pub const WASM_TEST_ENV: &[(&str, &str)] = &[
+    (
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+        "wasm-bindgen-test-runner",
+    ),
+    ("CHROMEDRIVER", CHROMEDRIVER),
+];
+
 /// The binaryen release whose `wasm-opt` the builds use. Debian's binaryen 108 breaks
 /// wasm-bindgen output (see ../shared/TOOLCHAIN.md), so it comes from npm into `.tools/`.
 const BINARYEN_VERSION: &str = "132";

@@ -147,13 +147,7 @@ fn js_module_stages(stages: &mut Stages) {
     stages.cargo(
         "JS module tests (Node + headless Chromium)",
         &["test", "-p", "quota-tests", "--target", wasm32],
-        &[
-            (
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                "wasm-bindgen-test-runner",
-            ),
-            ("CHROMEDRIVER", install::CHROMEDRIVER),
-        ],
+        install::WASM_TEST_ENV,
     );
     stages.run("pkg", pkg::pkg);
     stages.run("JS consumer tests (node --test)", node_tests);

@@ -54,13 +54,7 @@ pub fn stages(stages: &mut Stages) {
     stages.cargo(
         "dashboard component tests (headless Chromium)",
         &["test", "-p", "quota-web", "--target", WASM32],
-        &[
-            (
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                "wasm-bindgen-test-runner",
-            ),
-            ("CHROMEDRIVER", install::CHROMEDRIVER),
-        ],
+        install::WASM_TEST_ENV,
     );
     stages.run("dashboard release build (trunk)", release_build);
     stages.run("dashboard end-to-end (playwright-core)", end_to_end);
