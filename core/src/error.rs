@@ -1,11 +1,25 @@
 //! The tracker's errors.
 
+use crate::store::StoreError;
+use std::fmt;
+use std::sync::Arc;
+
 /// Everything the tracker can refuse. An operation that returns an error has changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
-    /// The configuration is not valid; the message names the field and its value.
-    #[error("invalid config: {0}")]
-    InvalidConfig(String),
+    /// The configuration is not valid. The fields say where and why; the message reads
+    /// `invalid config: service "api": limit must be at least 1 (got 0)`.
+    #[error("invalid config: {}", ConfigProblem { service: service.as_deref(), field, value, reason })]
+    InvalidConfig {
+        /// The service whose config is invalid; `None` for a tracker-wide setting.
+        service: Option<String>,
+        /// The Rust name of the invalid field (`limit`, `warn_threshold`, ...).
+        field: &'static str,
+        /// The value that was refused, as written in Rust (`0`, `1.5`, `"api"`).
+        value: String,
+        /// What the value must be (`must be at least 1`).
+        reason: String,
+    },
     /// No service of that name is configured.
     #[error("unknown service {0:?}")]
     UnknownService(String),
@@ -13,7 +27,7 @@ pub enum QuotaError {
     #[error("invalid count {count} for service {service:?}: {reason}")]
     InvalidCount {
         /// The service the count was for.
-        service: String,
+        service: Arc<str>,
         /// The count that was refused.
         count: u64,
         /// Why it was refused.
@@ -23,7 +37,7 @@ pub enum QuotaError {
     #[error("denied: {count} call(s) to {service:?} not allowed at {used} of {limit} used")]
     Denied {
         /// The service that was asked for.
-        service: String,
+        service: Arc<str>,
         /// How many calls were asked for.
         count: u64,
         /// Calls used in the current window.
@@ -31,4 +45,42 @@ pub enum QuotaError {
         /// The window's limit.
         limit: u64,
     },
+    /// The store failed (from [`flush`](crate::QuotaTracker::flush) through `?`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl QuotaError {
+    /// An [`InvalidConfig`](Self::InvalidConfig) error.
+    pub(crate) fn invalid_config(
+        service: Option<&str>,
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        QuotaError::InvalidConfig {
+            service: service.map(str::to_owned),
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Formats an invalid-config problem; the JS layer formats the same fields with camelCase
+/// field names.
+pub(crate) struct ConfigProblem<'a> {
+    pub(crate) service: Option<&'a str>,
+    pub(crate) field: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) reason: &'a str,
+}
+
+impl fmt::Display for ConfigProblem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(service) = self.service {
+            write!(f, "service {service:?}: ")?;
+        }
+        write!(f, "{} {} (got {})", self.field, self.reason, self.value)
+    }
 }

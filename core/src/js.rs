@@ -233,7 +233,7 @@ impl JsQuotaTracker {
         let recorded = self.delivered(self.tracker.record_call(&name, count))?;
         Ok(shapes::recorded(
             &shapes::usage(service, &recorded.usage),
-            &shapes::transition(recorded.transition.as_ref()),
+            &shapes::transition(recorded.transition()),
         ))
     }
 
@@ -253,7 +253,7 @@ impl JsQuotaTracker {
         match result {
             Ok(recorded) => Ok(shapes::allowed(
                 &shapes::usage(service, &recorded.usage),
-                &shapes::transition(recorded.transition.as_ref()),
+                &shapes::transition(recorded.transition()),
             )),
             // Not allowed now: an answer, not an error.
             Err(QuotaError::Denied { .. }) => {

@@ -17,37 +17,43 @@
 //! # Ok::<(), quota_core::QuotaError>(())
 //! ```
 //!
-//! Modules follow the concepts in ARCHITECTURE.md: [`window`] (periods and calendar windows),
-//! [`clock`], configuration in [`service`], [`level`], plain values in [`usage`], and the
-//! [`tracker`] itself.
+//! The implementation modules follow the concepts in ARCHITECTURE.md (windows, clocks,
+//! configuration, levels, the per-service step, the tracker, observers, persistence, stores);
+//! they are private and everything public is re-exported here, once. Two public modules are
+//! namespaces of their own: `sim` (feature `sim`, the workload simulator and the demonstration
+//! of the lost-update bug) and `js` (feature `js`, the JavaScript bindings).
 
-pub mod clock;
-pub mod error;
+mod clock;
+mod error;
 #[cfg(feature = "js")]
 pub mod js;
-pub mod level;
+mod level;
 mod observers;
-pub mod persistence;
-pub mod service;
+mod persistence;
+mod service;
+#[cfg(feature = "sim")]
 pub mod sim;
-pub mod store;
+mod step;
+mod store;
 mod sync;
-pub mod tracker;
-pub mod usage;
-pub mod window;
+mod tracker;
+mod usage;
+mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::QuotaError;
 pub use level::Level;
-pub use observers::SubscriptionId;
+pub use observers::{StoreEventSubscription, TransitionSubscription};
 pub use persistence::{ReducedRatePolicy, StoreEvent, StoreStats, SyncPolicy};
 pub use service::{ServiceConfig, ServiceConfigBuilder, TrackerConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
 pub use store::LocalStorageStore;
-pub use store::{MemoryStore, PersistedService, PersistedState, Store, StoreError};
-pub use tracker::{QuotaTracker, QuotaTrackerBuilder};
+pub use store::{
+    MemoryStore, PersistedService, PersistedState, PersistedWindow, Store, StoreError,
+};
+pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
 pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};
 

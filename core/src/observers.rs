@@ -1,175 +1,245 @@
-//! Transition observers: who is subscribed, and delivering to them in order.
+//! Observers: who is subscribed, and delivering to them without any thread waiting on another.
 //!
-//! Observers never run under a state lock. A call that changes a level takes a *ticket* for
-//! that service while it still holds the service's lock; after releasing it, the call waits at
-//! the service's [`DeliveryGate`] until every earlier ticket was delivered, runs the observers,
-//! and opens the gate for the next ticket. So each service's transitions reach observers in the
-//! order they happened, on the thread whose call caused them, before that call returns.
+//! Events are queued in an [`Outbox`] (one per service for transitions, one for store events)
+//! by the call that caused them, in the order they happened, under the lock that orders them.
+//! After every tracker lock is released, that call *pumps* the outbox: whichever thread finds
+//! it idle takes the drain and delivers every queued event, including ones other threads queue
+//! meanwhile, before its own call returns; a thread that finds a drain running returns at once
+//! and leaves its events to it. "Drain held" and "work pending" live in one atomic word, and
+//! the drainer lets go only with a compare-and-swap that fails if work arrived meanwhile, so
+//! no event is ever stranded (the classic lost wake-up). No thread ever waits for, or spins
+//! on, another thread's observer.
 //!
-//! An observer may call back into the tracker. A transition caused from inside an observer is
-//! queued on the thread and delivered right after the current one (the nested call returns
-//! first). A thread therefore holds at most one gate at a time and waits at a gate only while
-//! holding none, which rules out deadlocks between gates.
+//! An observer that calls back into the tracker on the same thread finds the drain held (by
+//! itself) and returns at once; its events are delivered when the current observer returns.
+//! Every flag is reset by a drop guard, and panics from observers (and from their payloads'
+//! `Drop`) are caught, so no panic can wedge delivery.
 
-use crate::sync::{self, thread_local, AtomicU64, Mutex, Ordering};
-use crate::usage::Transition;
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use crate::sync::{AtomicU64, AtomicU8, Mutex, Ordering};
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// Identifies a subscription made with [`on_transition`](crate::QuotaTracker::on_transition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubscriptionId(pub u64);
+pub struct TransitionSubscription(u64);
 
-type Observer<E> = dyn Fn(&E) + Send + Sync;
-/// The subscribed observers at one moment; cheap to clone (copy-on-write).
-type ObserverList<E> = std::sync::Arc<Vec<(SubscriptionId, std::sync::Arc<Observer<E>>)>>;
+/// Identifies a subscription made with [`on_store_event`](crate::QuotaTracker::on_store_event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreEventSubscription(u64);
 
-/// The subscribed observers of events `E`, copy-on-write so a delivery only clones one `Arc`.
-pub(crate) struct Registry<E> {
-    inner: Mutex<RegistryInner<E>>,
+impl TransitionSubscription {
+    pub(crate) fn new(id: u64) -> Self {
+        TransitionSubscription(id)
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
 }
 
-struct RegistryInner<E> {
-    next_id: u64,
-    observers: ObserverList<E>,
+impl StoreEventSubscription {
+    pub(crate) fn new(id: u64) -> Self {
+        StoreEventSubscription(id)
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
+type Observer<E> = dyn Fn(&E) + Send + Sync;
+
+/// The subscribed observers of events `E`, by id. Subscribing and unsubscribing are
+/// O(log n); a delivery copies the list of observers once per event.
+pub(crate) struct Registry<E> {
+    observers: Mutex<BTreeMap<u64, Arc<Observer<E>>>>,
+    /// The next id. Raised only after the observer is in the map, so an event that read it
+    /// (its *epoch*) finds every observer with a smaller id when it is delivered.
+    next_id: AtomicU64,
 }
 
 impl<E> Registry<E> {
     pub(crate) fn new() -> Self {
         Registry {
-            inner: Mutex::new(RegistryInner {
-                next_id: 0,
-                observers: std::sync::Arc::new(Vec::new()),
-            }),
+            observers: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn subscribe(&self, observer: std::sync::Arc<Observer<E>>) -> SubscriptionId {
-        let mut inner = sync::lock(&self.inner);
-        let id = SubscriptionId(inner.next_id);
-        inner.next_id += 1;
-        let mut observers = Vec::clone(&inner.observers);
-        observers.push((id, observer));
-        inner.observers = std::sync::Arc::new(observers);
+    pub(crate) fn subscribe(&self, observer: Arc<Observer<E>>) -> u64 {
+        let mut observers = self.observers.lock();
+        let id = self.next_id.load(Ordering::Relaxed);
+        observers.insert(id, observer);
+        self.next_id.store(id + 1, Ordering::Release);
         id
     }
 
-    pub(crate) fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        let mut inner = sync::lock(&self.inner);
-        if !inner.observers.iter().any(|(existing, _)| *existing == id) {
-            return false;
-        }
-        let observers = inner
-            .observers
-            .iter()
-            .filter(|(existing, _)| *existing != id)
-            .cloned()
-            .collect();
-        inner.observers = std::sync::Arc::new(observers);
-        true
+    /// Removes `id`; `false` if it was not subscribed. Events queued after this returns never
+    /// reach it; a delivery already running on another thread may still be calling it.
+    pub(crate) fn unsubscribe(&self, id: u64) -> bool {
+        self.observers.lock().remove(&id).is_some()
     }
 
-    fn current(&self) -> ObserverList<E> {
-        std::sync::Arc::clone(&sync::lock(&self.inner).observers)
+    /// Ids below this were subscribed before now: stamp an event with it when queueing it.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.next_id.load(Ordering::Acquire)
     }
 
-    /// Calls every observer with `event` on this thread; a panicking observer is logged.
-    pub(crate) fn notify(&self, event: &E, describe: impl Fn(&E) -> String) {
-        notify_all(&self.current(), event, describe);
-    }
-}
-
-fn notify_all<E>(observers: &ObserverList<E>, event: &E, describe: impl Fn(&E) -> String) {
-    for (id, observer) in observers.iter() {
-        if catch_unwind(AssertUnwindSafe(|| observer(event))).is_err() {
-            log::error!(
-                "quota: observer {} panicked on {}; ignored",
-                id.0,
-                describe(event)
-            );
-        }
-    }
-}
-
-/// Orders one service's deliveries: tickets pass in the order they were issued.
-pub(crate) struct DeliveryGate {
-    /// The ticket whose turn it is.
-    next: AtomicU64,
-}
-
-impl DeliveryGate {
-    pub(crate) fn new() -> Self {
-        DeliveryGate {
-            next: AtomicU64::new(0),
-        }
-    }
-}
-
-/// Transitions of one service to deliver under one ticket.
-pub(crate) struct Delivery {
-    pub(crate) gate: sync::Arc<DeliveryGate>,
-    pub(crate) ticket: u64,
-    pub(crate) transitions: Vec<Transition>,
-}
-
-impl Delivery {
-    fn wait_turn(&self) {
-        while self.gate.next.load(Ordering::Acquire) != self.ticket {
-            sync::yield_now();
-        }
-    }
-
-    fn run(mut self, observers: &ObserverList<Transition>) {
-        self.wait_turn();
-        for transition in std::mem::take(&mut self.transitions) {
-            notify_all(observers, &transition, |t| {
-                format!("transition {} {} -> {}", t.service, t.from, t.to)
-            });
-        }
-        // Dropping `self` opens the gate for the next ticket.
-    }
-}
-
-/// Every ticket passes its gate: a delivery that is dropped (run, unwound, or never run)
-/// waits for its turn and opens the gate for the next one, so no later ticket waits forever.
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        self.wait_turn();
-        self.gate.next.store(self.ticket + 1, Ordering::Release);
-    }
-}
-
-// Not `const`-initialized: loom's `thread_local!` (used under `cfg(loom)`) does not take it.
-thread_local! {
-    #[allow(clippy::missing_const_for_thread_local)]
-    static DELIVERING: Cell<bool> = Cell::new(false);
-    #[allow(clippy::missing_const_for_thread_local)]
-    static DEFERRED: RefCell<VecDeque<(Delivery, ObserverList<Transition>)>> = RefCell::new(VecDeque::new());
-}
-
-/// Delivers `deliveries` (in order) to the observers subscribed now, or queues them behind the
-/// delivery this thread is already running.
-pub(crate) fn deliver(registry: &Registry<Transition>, deliveries: Vec<Delivery>) {
-    if deliveries.is_empty() {
-        return;
-    }
-    let observers = registry.current();
-    if DELIVERING.with(Cell::get) {
-        DEFERRED.with(|queue| {
-            let mut queue = queue.borrow_mut();
-            for delivery in deliveries {
-                queue.push_back((delivery, std::sync::Arc::clone(&observers)));
+    /// Calls every observer subscribed before `epoch` and not unsubscribed since, on this
+    /// thread, outside the registry's lock; a panicking observer is caught and logged.
+    fn notify(&self, event: &E, epoch: u64, describe: fn(&E) -> String) {
+        let observers: Vec<(u64, Arc<Observer<E>>)> = {
+            let map = self.observers.lock();
+            if map.is_empty() {
+                return;
             }
+            map.range(..epoch)
+                .map(|(id, observer)| (*id, Arc::clone(observer)))
+                .collect()
+        };
+        for (id, observer) in observers {
+            if !quietly(|| observer(event)) {
+                quietly(|| {
+                    log::error!(
+                        "quota: observer {id} panicked on {}; ignored",
+                        describe(event)
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// Runs `f`, catching a panic; `false` if it panicked. The panic's payload is leaked rather
+/// than dropped, since a payload whose `Drop` panics would escape here.
+pub(crate) fn quietly(f: impl FnOnce()) -> bool {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => true,
+        Err(payload) => {
+            std::mem::forget(payload);
+            false
+        }
+    }
+}
+
+/// The drain is held by some thread.
+const DRAINING: u8 = 0b01;
+/// Events were queued since the drainer last looked.
+const PENDING: u8 = 0b10;
+
+/// Events waiting for delivery, in the order they happened, and who delivers them.
+pub(crate) struct Outbox<E> {
+    /// A leaf lock: held only to push or pop, never while anything else is taken.
+    queue: Mutex<VecDeque<(E, u64)>>,
+    /// `DRAINING | PENDING` bits.
+    state: AtomicU8,
+}
+
+impl<E> Outbox<E> {
+    pub(crate) fn new() -> Self {
+        Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            state: AtomicU8::new(0),
+        }
+    }
+
+    /// Queues `event`, stamped with the registry's `epoch`. Call it under the lock that orders
+    /// the events (a service's lock), then [`pump`](Self::pump) once that lock is released.
+    pub(crate) fn push(&self, event: E, epoch: u64) {
+        self.queue.lock().push_back((event, epoch));
+    }
+
+    /// Delivers every queued event to `registry`'s observers unless another thread is doing
+    /// so; returns at once in that case (that thread delivers what was queued). Hold no tracker
+    /// lock when calling it.
+    pub(crate) fn pump(&self, registry: &Registry<E>, describe: fn(&E) -> String) {
+        let before = self.state.fetch_or(DRAINING | PENDING, Ordering::AcqRel);
+        if before & DRAINING != 0 {
+            return;
+        }
+        // Lets go of the drain even if something below unwinds; what is still queued then goes
+        // out with the next event's pump.
+        let drain = DrainGuard(&self.state);
+        loop {
+            self.state.fetch_and(!PENDING, Ordering::AcqRel);
+            loop {
+                // The guard is a temporary: the queue is unlocked before the observers run.
+                let next = self.queue.lock().pop_front();
+                let Some((event, epoch)) = next else { break };
+                registry.notify(&event, epoch, describe);
+                // A payload whose `Drop` panics must not unwind through the drain.
+                std::mem::forget(catch_unwind(AssertUnwindSafe(move || drop(event))));
+            }
+            // Let go only if nothing was queued meanwhile; otherwise drain again.
+            if self
+                .state
+                .compare_exchange(DRAINING, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                std::mem::forget(drain);
+                return;
+            }
+        }
+    }
+
+    /// Events queued and not yet taken by a drain.
+    #[cfg(all(test, loom))]
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.lock().len()
+    }
+}
+
+struct DrainGuard<'a>(&'a AtomicU8);
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_and(!DRAINING, Ordering::AcqRel);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+
+    /// Two threads queue and pump concurrently (as two calls on one service do): every event
+    /// reaches the observer exactly once, in queue order, and nothing is left queued.
+    #[test]
+    fn loom_drain_delivers_everything_exactly_once_in_order() {
+        loom::model(|| {
+            let outbox = crate::sync::Arc::new(Outbox::<u32>::new());
+            let registry = crate::sync::Arc::new(Registry::<u32>::new());
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = Arc::clone(&seen);
+            registry.subscribe(Arc::new(move |e: &u32| sink.lock().unwrap().push(*e)));
+            // Queue order is decided by this lock, as a service's lock decides it.
+            let order = crate::sync::Arc::new(Mutex::new(0u32));
+            let spawn = |outbox: crate::sync::Arc<Outbox<u32>>,
+                         registry: crate::sync::Arc<Registry<u32>>,
+                         order: crate::sync::Arc<Mutex<u32>>| {
+                move || {
+                    {
+                        let mut next = order.lock();
+                        *next += 1;
+                        outbox.push(*next, registry.epoch());
+                    }
+                    outbox.pump(&registry, |e| e.to_string());
+                }
+            };
+            let other = thread::spawn(spawn(
+                crate::sync::Arc::clone(&outbox),
+                crate::sync::Arc::clone(&registry),
+                crate::sync::Arc::clone(&order),
+            ));
+            spawn(
+                crate::sync::Arc::clone(&outbox),
+                crate::sync::Arc::clone(&registry),
+                crate::sync::Arc::clone(&order),
+            )();
+            other.join().unwrap();
+            assert_eq!(outbox.queued(), 0, "an event was stranded");
+            assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
         });
-        return;
     }
-    DELIVERING.with(|flag| flag.set(true));
-    for delivery in deliveries {
-        delivery.run(&observers);
-    }
-    while let Some((delivery, observers)) = DEFERRED.with(|queue| queue.borrow_mut().pop_front()) {
-        delivery.run(&observers);
-    }
-    DELIVERING.with(|flag| flag.set(false));
 }

@@ -5,10 +5,16 @@
 //! successful save, or at once when a call enters Critical. The save lock is held across the
 //! store I/O so at most one save is in flight; a call that finds it taken does not wait (the
 //! save *coalesces*). It is always taken before any service lock, never after.
+//!
+//! [`flush`](crate::QuotaTracker::flush) is the one call that waits, and only for a save in
+//! flight (so for as long as the store's own I/O takes): never for an observer, since
+//! observers run only after the save lock is released. A store that panics is a failed save.
 
 use crate::error::QuotaError;
-use crate::store::{Store, StoreError};
-use crate::sync::{self, AtomicBool, AtomicU64, Mutex, Ordering, TryLockError};
+use crate::observers::{quietly, Outbox, Registry};
+use crate::store::{PersistedState, Store, StoreError};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// When the tracker saves, and when it drops to reduced rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,18 +63,17 @@ impl Default for ReducedRatePolicy {
 impl SyncPolicy {
     pub(crate) fn validate(&self) -> Result<(), QuotaError> {
         let rate = &self.reduced_rate;
-        let invalid = |message: String| Err(QuotaError::InvalidConfig(message));
+        let invalid = |field, value: &dyn std::fmt::Display, reason: &str| {
+            Err(QuotaError::invalid_config(None, field, value, reason))
+        };
         if rate.enter_after_failures == 0 {
-            return invalid("sync policy: enter_after_failures must be at least 1 (got 0)".into());
+            return invalid("enter_after_failures", &0, "must be at least 1");
         }
         if rate.leave_after_successes == 0 {
-            return invalid("sync policy: leave_after_successes must be at least 1 (got 0)".into());
+            return invalid("leave_after_successes", &0, "must be at least 1");
         }
         if !(rate.fraction > 0.0 && rate.fraction <= 1.0) {
-            return invalid(format!(
-                "sync policy: reduced-rate fraction must be in (0, 1] (got {})",
-                rate.fraction
-            ));
+            return invalid("fraction", &rate.fraction, "must be in (0, 1]");
         }
         Ok(())
     }
@@ -134,7 +139,7 @@ pub(crate) enum SaveReason {
 
 /// The tracker's persistence state; see the module docs for the locking rules.
 pub(crate) struct Persistence {
-    pub(crate) store: Box<dyn Store>,
+    store: Box<dyn Store>,
     pub(crate) policy: SyncPolicy,
     /// The next interval save is due at this time (ms).
     due_ms: AtomicU64,
@@ -143,8 +148,11 @@ pub(crate) struct Persistence {
     rerun: AtomicBool,
     /// Held across store I/O: at most one save in flight.
     saver: Mutex<SaverState>,
-    /// Never held together with another lock.
+    /// Held only to update the stats (and to queue the event the update causes, so events
+    /// are queued in the order the state changed).
     stats: Mutex<StoreStats>,
+    /// Reduced-rate events waiting for delivery.
+    pub(crate) events: Outbox<StoreEvent>,
 }
 
 /// What the save lock guards.
@@ -155,10 +163,9 @@ struct SaverState {
     restored: bool,
 }
 
-/// What one save attempt produced, to act on after the save lock is released.
+/// What one save attempt produced.
 pub(crate) struct SaveOutcome {
     pub(crate) result: Result<(), StoreError>,
-    pub(crate) events: Vec<StoreEvent>,
 }
 
 impl Persistence {
@@ -180,7 +187,26 @@ impl Persistence {
                 restored,
             }),
             stats: Mutex::new(StoreStats::default()),
+            events: Outbox::new(),
         }
+    }
+
+    /// Loads through the store; a panicking store is a failed load.
+    pub(crate) fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+        guarded(|| self.store.load())
+    }
+
+    /// Saves through the store; a panicking store is a failed save.
+    pub(crate) fn write(&self, state: &PersistedState) -> Result<(), StoreError> {
+        guarded(|| self.store.save(state))
+    }
+
+    /// Sets what the saver knows before the first save: the versions the store holds, and
+    /// whether the stored counts were taken in.
+    pub(crate) fn reset_saver(&self, saved_versions: Vec<u64>, restored: bool) {
+        let mut saver = self.saver.lock();
+        saver.saved_versions = saved_versions;
+        saver.restored = restored;
     }
 
     /// Whether a call at `now_ms` should try to save (the hot path: one atomic load).
@@ -193,11 +219,11 @@ impl Persistence {
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
-        sync::lock(&self.stats).clone()
+        self.stats.lock().clone()
     }
 
     pub(crate) fn record_load(&self, error: Option<&StoreError>) {
-        let mut stats = sync::lock(&self.stats);
+        let mut stats = self.stats.lock();
         stats.loads += 1;
         if let Some(error) = error {
             stats.load_failures += 1;
@@ -209,21 +235,22 @@ impl Persistence {
     /// build failed; `snapshot` gives the state and per-service versions to write (it takes
     /// the service locks: saver, then services, is the crate's lock order); `write` does the
     /// I/O. Returns `None` when the save coalesced into one already in flight.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn save<S>(
         &self,
         reason: SaveReason,
         now_ms: u64,
+        registry: &Registry<StoreEvent>,
         restore: impl FnOnce() -> Result<(), StoreError>,
         mut snapshot: impl FnMut() -> (S, Vec<u64>),
         mut write: impl FnMut(&S) -> Result<(), StoreError>,
     ) -> Option<SaveOutcome> {
         let mut saver = match reason {
-            SaveReason::Flush => sync::lock(&self.saver),
+            SaveReason::Flush => self.saver.lock(),
             SaveReason::Interval | SaveReason::Critical => match self.saver.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    sync::lock(&self.stats).coalesced_saves += 1;
+                Some(guard) => guard,
+                None => {
+                    self.stats.lock().coalesced_saves += 1;
                     if reason == SaveReason::Critical {
                         self.rerun.store(true, Ordering::Release);
                     }
@@ -231,10 +258,7 @@ impl Persistence {
                 }
             },
         };
-        let mut outcome = SaveOutcome {
-            result: Ok(()),
-            events: Vec::new(),
-        };
+        let mut outcome = SaveOutcome { result: Ok(()) };
         if !saver.restored {
             let loaded = restore();
             self.record_load(loaded.as_ref().err());
@@ -244,7 +268,7 @@ impl Persistence {
                     // Writing now would overwrite counts we could not read: count it as a
                     // failed save and try again on the next trigger.
                     outcome.result = Err(error);
-                    self.account(reason, now_ms, &outcome.result, &mut outcome.events);
+                    self.account(reason, now_ms, &outcome.result, registry);
                     return Some(outcome);
                 }
             }
@@ -272,7 +296,7 @@ impl Persistence {
                     Ordering::Relaxed,
                 );
             }
-            self.account(reason, now_ms, &outcome.result, &mut outcome.events);
+            self.account(reason, now_ms, &outcome.result, registry);
             if outcome.result.is_err() || !self.rerun.load(Ordering::Acquire) {
                 break;
             }
@@ -286,10 +310,10 @@ impl Persistence {
         reason: SaveReason,
         now_ms: u64,
         result: &Result<(), StoreError>,
-        events: &mut Vec<StoreEvent>,
+        registry: &Registry<StoreEvent>,
     ) {
         let policy = &self.policy.reduced_rate;
-        let mut stats = sync::lock(&self.stats);
+        let mut stats = self.stats.lock();
         if reason == SaveReason::Critical {
             stats.forced_saves += 1;
         }
@@ -302,10 +326,11 @@ impl Persistence {
                 {
                     stats.reduced_rate = false;
                     self.reduced.store(false, Ordering::Relaxed);
-                    events.push(StoreEvent::ReducedRateLeft {
+                    let event = StoreEvent::ReducedRateLeft {
                         at_ms: now_ms,
                         consecutive_successes: stats.consecutive_successes,
-                    });
+                    };
+                    self.events.push(event, registry.epoch());
                 }
             }
             Err(error) => {
@@ -317,13 +342,32 @@ impl Persistence {
                 {
                     stats.reduced_rate = true;
                     self.reduced.store(true, Ordering::Relaxed);
-                    events.push(StoreEvent::ReducedRateEntered {
+                    let event = StoreEvent::ReducedRateEntered {
                         at_ms: now_ms,
                         consecutive_failures: stats.consecutive_failures,
                         error: error.to_string(),
-                    });
+                    };
+                    self.events.push(event, registry.epoch());
                 }
             }
+        }
+    }
+}
+
+/// Runs a store call, turning a panic into [`StoreError::Panicked`].
+fn guarded<T>(call: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            // The payload's own `Drop` may panic: leak it instead.
+            std::mem::forget(payload);
+            quietly(|| log::error!("quota: the store panicked: {message}"));
+            Err(StoreError::Panicked(message))
         }
     }
 }

@@ -58,42 +58,47 @@ impl ServiceConfig {
         ServiceConfigBuilder(Self::new(name, limit, period))
     }
 
-    /// Checks every field; the error names the field and its value.
+    /// Checks every field; the error names the service, the field and its value.
     pub fn validate(&self) -> Result<(), QuotaError> {
-        let invalid = |message: String| Err(QuotaError::InvalidConfig(message));
+        let name = Some(self.name.as_str());
+        let invalid = |field, value: &dyn std::fmt::Display, reason: &str| {
+            Err(QuotaError::invalid_config(name, field, value, reason))
+        };
         if self.name.trim().is_empty() {
-            return invalid(format!(
-                "service name must not be empty (got {:?})",
-                self.name
+            return Err(QuotaError::invalid_config(
+                None,
+                "name",
+                format_args!("{:?}", self.name),
+                "must not be empty",
             ));
         }
-        let name = &self.name;
         if self.limit == 0 {
-            return invalid(format!(
-                "service {name:?}: limit must be at least 1 (got 0)"
-            ));
+            return invalid("limit", &0, "must be at least 1");
         }
         for (field, value) in [
             ("warn_threshold", self.warn_threshold),
             ("critical_threshold", self.critical_threshold),
         ] {
             if !(value > 0.0 && value <= 1.0) {
-                return invalid(format!(
-                    "service {name:?}: {field} must be in (0, 1] (got {value})"
-                ));
+                return invalid(field, &value, "must be in (0, 1]");
             }
         }
         if self.warn_threshold > self.critical_threshold {
-            return invalid(format!(
-                "service {name:?}: warn_threshold ({}) must not exceed critical_threshold ({})",
-                self.warn_threshold, self.critical_threshold
-            ));
+            return invalid(
+                "warn_threshold",
+                &self.warn_threshold,
+                &format!(
+                    "must not exceed the critical threshold ({})",
+                    self.critical_threshold
+                ),
+            );
         }
         if !(self.reserve_fraction >= 0.0 && self.reserve_fraction < 1.0) {
-            return invalid(format!(
-                "service {name:?}: reserve_fraction must be in [0, 1) (got {})",
-                self.reserve_fraction
-            ));
+            return invalid(
+                "reserve_fraction",
+                &self.reserve_fraction,
+                "must be in [0, 1)",
+            );
         }
         Ok(())
     }
@@ -168,10 +173,12 @@ impl TrackerConfig {
                 .iter()
                 .any(|s| s.name == service.name)
             {
-                return Err(QuotaError::InvalidConfig(format!(
-                    "duplicate service name {:?}",
-                    service.name
-                )));
+                return Err(QuotaError::invalid_config(
+                    Some(&service.name),
+                    "name",
+                    format_args!("{:?}", service.name),
+                    "must be unique (it is used twice)",
+                ));
             }
         }
         Ok(())
@@ -184,7 +191,7 @@ mod tests {
 
     fn message(config: &TrackerConfig) -> String {
         match config.validate() {
-            Err(QuotaError::InvalidConfig(message)) => message,
+            Err(error @ QuotaError::InvalidConfig { .. }) => error.to_string(),
             other => panic!("expected InvalidConfig, got {other:?}"),
         }
     }
@@ -252,6 +259,18 @@ mod tests {
             }
         }
         let dup = TrackerConfig::new([base(), base()]);
-        assert!(message(&dup).contains("duplicate service name \"svc\""));
+        assert_eq!(
+            message(&dup),
+            "invalid config: service \"svc\": name must be unique (it is used twice) (got \"svc\")"
+        );
+        assert_eq!(
+            TrackerConfig::new([ServiceConfig::new("svc", 0, Period::Day)]).validate(),
+            Err(QuotaError::InvalidConfig {
+                service: Some("svc".into()),
+                field: "limit",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            })
+        );
     }
 }

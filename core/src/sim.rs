@@ -9,6 +9,8 @@
 //! - [`OpStream`]: one worker's endless, deterministic sequence of [`Op`]s.
 //! - [`Mode`]: count through the [`QuotaTracker`](crate::QuotaTracker) (`Locked`) or through
 //!   [`RacyCounts`] (`Racy`), the lost-update bug kept as a demonstration.
+//! - [`Counter`]: the one shared counter of a run, in either mode (the native driver and the
+//!   dashboard both count through it).
 //! - [`ServiceCounts`]: per service, the units issued, the units the store recorded (read from
 //!   the store, never from the workers' own tally) and the difference, lost.
 //!
@@ -30,6 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod counter;
 mod racy;
 mod stream;
 mod tally;
@@ -37,6 +40,7 @@ mod tally;
 pub mod threads;
 mod workload;
 
+pub use counter::Counter;
 pub use racy::{RacyCounts, RacyState};
 pub use stream::{Op, OpStream};
 pub use tally::ServiceCounts;

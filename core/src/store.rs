@@ -23,6 +23,13 @@ pub enum StoreError {
     /// [`MemoryStore::set_failing`].
     #[error("injected store failure")]
     Injected,
+    /// The store panicked; the tracker caught it and counted a failed load or save.
+    #[error("the store panicked: {0}")]
+    Panicked(String),
+    /// [`flush`](crate::QuotaTracker::flush) was called from inside that tracker's own save
+    /// (a store that calls back into its tracker): waiting for the save would wait forever.
+    #[error("flush called from inside the tracker's own save")]
+    Reentrant,
 }
 
 /// Persists the tracker's counts. Object-safe; `Send + Sync` so a tracker holding one stays so.
@@ -71,6 +78,21 @@ pub struct PersistedService {
     pub window_start_ms: u64,
     /// The service's config when saved.
     pub config: ServiceConfig,
+    /// Set when the service moved to `window_start_ms` on a clock reading that may have been
+    /// bogus (far ahead or far behind): the window it left and the calls it still owns there.
+    /// A tracker whose clock is in that window restores `previous.used + used`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PersistedWindow>,
+}
+
+/// A window and the calls counted in it, in a [`PersistedService`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedWindow {
+    /// Start of the window, ms since the Unix epoch.
+    pub window_start_ms: u64,
+    /// Calls counted there.
+    pub used: u64,
 }
 
 impl PersistedState {

@@ -2,42 +2,60 @@
 //!
 //! Normally these are `std`'s; under `RUSTFLAGS="--cfg loom"` they are loom's, so the loom
 //! tests model-check the real tracker rather than a copy of it (the tokio pattern).
+//!
+//! [`Mutex`] is a poison-free wrapper, as tokio's shim has: nothing inside the crate's
+//! critical sections can panic half-way through an update (observers, stores, clocks and
+//! logging all run outside every lock), so a poisoned flag carries no information here and the
+//! data behind it is always whole.
+//!
+//! Two modules deliberately use `std` directly and say why: `sim::racy` (the demonstration of
+//! the bug is not what loom checks) and `store` (a store's own data, outside the tracker).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+    Arc,
 };
 #[cfg(loom)]
 pub(crate) use loom::thread_local;
-#[cfg(loom)]
-pub(crate) use std::sync::TryLockError;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    Arc, Mutex, MutexGuard, TryLockError,
+    atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+    Arc,
 };
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
 
-/// Locks `mutex`, ignoring poison.
-///
-/// Nothing inside the tracker's critical sections can panic half-way through an update
-/// (observers run outside every lock), so a poisoned flag carries no information here and the
-/// data behind it is always consistent.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+#[cfg(loom)]
+use loom::sync as imp;
+#[cfg(not(loom))]
+use std::sync as imp;
 
-/// Lets another thread run while this one waits its turn (see `observers::DeliveryGate`).
-pub(crate) fn yield_now() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(all(not(loom), not(target_arch = "wasm32")))]
-    std::thread::yield_now();
-    #[cfg(all(not(loom), target_arch = "wasm32"))]
-    core::hint::spin_loop();
+pub(crate) use imp::MutexGuard;
+
+/// A mutex whose `lock` ignores poison (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(imp::Mutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(imp::Mutex::new(value))
+    }
+
+    /// Locks, waiting for the holder. Never call it twice on one thread.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks if nobody holds the lock; `None` if somebody does.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }

@@ -2,16 +2,23 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::QuotaError;
-use crate::level::{calls_at_most, Level, Thresholds};
-use crate::observers::{self, Delivery, DeliveryGate, Registry, SubscriptionId};
+use crate::level::Level;
+use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
 use crate::service::{ServiceConfig, TrackerConfig};
-use crate::store::{PersistedService, PersistedState, Store, StoreError};
-use crate::sync::{self, Arc, Mutex, MutexGuard};
+use crate::step::{Change, Left, Refusal, Request, ServiceRules, ServiceState, Step};
+use crate::store::{PersistedService, PersistedState, PersistedWindow, Store, StoreError};
+use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
-use crate::window::Window;
 use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+mod handle;
+pub use handle::{Service, ServiceId};
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
 ///
@@ -29,7 +36,7 @@ use rustc_hash::FxHashMap;
 ///
 /// let recorded = tracker.record_call("search", 8).unwrap();
 /// assert_eq!(recorded.usage.remaining, 2);
-/// assert_eq!(recorded.transition.unwrap().to, Level::Critical);
+/// assert_eq!(recorded.transition().unwrap().to, Level::Critical);
 /// assert!(!tracker.can_call("search").unwrap());
 /// assert!(tracker.try_record("search", 1).is_err());
 ///
@@ -38,8 +45,11 @@ use rustc_hash::FxHashMap;
 /// ```
 pub struct QuotaTracker {
     services: Box<[ServiceSlot]>,
-    index: FxHashMap<String, usize>,
+    /// Names to positions, for lookups among many services.
+    index: FxHashMap<Arc<str>, usize>,
     clock: Box<dyn Clock>,
+    /// The clock's latest good reading, to within a second: used when the clock panics.
+    last_good_ms: AtomicU64,
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
@@ -107,23 +117,19 @@ impl QuotaTrackerBuilder {
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
         if let Some(store) = self.store {
-            let now = tracker.clock.now_ms();
-            let loaded = store.load();
-            let mut deliveries = Vec::new();
+            let now = tracker.now();
+            let persistence = Persistence::new(store, self.policy, now, Vec::new(), true);
+            let loaded = persistence.load();
             if let Ok(Some(saved)) = &loaded {
-                deliveries = tracker.merge_saved(saved, now);
+                tracker.merge_saved(saved, now, true);
             }
             // What was just restored is what the store holds: not dirty.
-            let (readings, rolled_over) = tracker.read_all(now);
-            let versions = readings.iter().map(|r| r.version).collect();
-            // Nobody has subscribed yet, but every ticket must pass its gate.
-            deliveries.extend(rolled_over);
-            observers::deliver(&tracker.observers, deliveries);
+            let versions = tracker.read_all(now, true).1;
             // Retry a load that failed for now (not one that found corrupt data) before the
             // first save, so a passing outage never overwrites the saved counts.
             let restored =
                 !matches!(&loaded, Err(error) if !matches!(error, StoreError::Corrupt(_)));
-            let persistence = Persistence::new(store, self.policy, now, versions, restored);
+            persistence.reset_saver(versions, restored);
             persistence.record_load(loaded.as_ref().err());
             if let Err(error) = &loaded {
                 log::warn!("quota: could not restore counts, starting fresh: {error}");
@@ -137,45 +143,66 @@ impl QuotaTrackerBuilder {
 /// Up to this many services, names are looked up by comparing them in order.
 const LINEAR_LOOKUP_MAX: usize = 8;
 
-/// One service: its fixed config and its guarded state.
+/// One service: its fixed config and rules, its guarded state, its queued transitions.
 struct ServiceSlot {
+    /// Shared with every transition of the service (cloning it copies no text).
+    name: Arc<str>,
     config: ServiceConfig,
-    thresholds: Thresholds,
-    reserve: u64,
-    /// What reduced-rate mode still allows: `floor(limit x fraction)`.
-    reduced_allowance: u64,
+    rules: ServiceRules,
     /// Padded to its own cache line so threads on different services do not contend.
-    state: CachePadded<Mutex<ServiceState>>,
-    gate: Arc<DeliveryGate>,
+    state: CachePadded<Mutex<SlotState>>,
+    /// Transitions waiting for the observers, queued under `state`'s lock.
+    outbox: Outbox<Transition>,
 }
 
 /// What a service's lock guards.
-struct ServiceState {
-    used: u64,
-    /// Calls recorded since the tracker was created, across all windows.
-    total: u64,
-    window: Window,
-    /// Bumped by every recording; tells the saver what changed since the last save.
-    version: u64,
-    /// Delivery tickets issued so far (see `observers`).
-    tickets: u64,
-}
-
-/// The numbers of a service read under its lock; turned into a `ServiceUsage` after it.
-#[derive(Clone, Copy)]
-struct Reading {
-    used: u64,
-    total: u64,
-    window: Window,
+struct SlotState {
+    service: ServiceState,
+    /// Bumped by every change; tells the saver what changed since the last save.
     version: u64,
 }
 
-/// Level changes made under one lock acquisition, to deliver after it.
-#[derive(Default)]
-struct Changes {
-    reset: Option<Transition>,
-    recorded: Option<Transition>,
-    ticket: Option<u64>,
+// Not `const`-initialized: loom's `thread_local!` (used under `cfg(loom)`) does not take it.
+thread_local! {
+    /// The trackers (by address) whose save is running on this thread, so that a store that
+    /// calls `flush` on its own tracker gets an error instead of waiting for itself.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static SAVING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+}
+
+/// Marks a tracker's save as running on this thread until dropped (unwinding included).
+struct SavingGuard(usize);
+
+impl SavingGuard {
+    fn enter(tracker: &QuotaTracker) -> Self {
+        let address = tracker as *const QuotaTracker as usize;
+        SAVING.with(|saving| saving.borrow_mut().push(address));
+        SavingGuard(address)
+    }
+
+    fn is_saving(tracker: &QuotaTracker) -> bool {
+        let address = tracker as *const QuotaTracker as usize;
+        SAVING.with(|saving| saving.borrow().contains(&address))
+    }
+}
+
+impl Drop for SavingGuard {
+    fn drop(&mut self) {
+        SAVING.with(|saving| {
+            let mut saving = saving.borrow_mut();
+            if let Some(position) = saving.iter().rposition(|&a| a == self.0) {
+                saving.remove(position);
+            }
+        });
+    }
+}
+
+fn describe_transition(t: &Transition) -> String {
+    format!("transition {} {} -> {}", t.service, t.from, t.to)
+}
+
+fn describe_store_event(event: &StoreEvent) -> String {
+    format!("{event:?}")
 }
 
 impl QuotaTracker {
@@ -212,123 +239,105 @@ impl QuotaTracker {
 
     /// The tracker of a validated config, without persistence.
     fn assemble(config: TrackerConfig, clock: Box<dyn Clock>, reduced_fraction: f64) -> Self {
-        let now = clock.now_ms();
-        let services: Box<[ServiceSlot]> = config
-            .services
-            .into_iter()
-            .map(|config| ServiceSlot {
-                thresholds: Thresholds::new(
-                    config.limit,
-                    config.warn_threshold,
-                    config.critical_threshold,
-                ),
-                reserve: calls_at_most(config.limit, config.reserve_fraction),
-                reduced_allowance: calls_at_most(config.limit, reduced_fraction),
-                state: CachePadded::new(Mutex::new(ServiceState {
-                    used: 0,
-                    total: 0,
-                    window: config.period.window_at(now),
-                    version: 0,
-                    tickets: 0,
-                })),
-                gate: Arc::new(DeliveryGate::new()),
-                config,
-            })
-            .collect();
-        let index = services
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| (slot.config.name.clone(), i))
-            .collect();
-        QuotaTracker {
-            services,
-            index,
+        let mut tracker = QuotaTracker {
+            services: Box::new([]),
+            index: FxHashMap::default(),
             clock,
+            last_good_ms: AtomicU64::new(0),
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
-        }
-    }
-
-    /// Adds the saved counts of services whose saved window is the current one, one service
-    /// lock at a time. At build the tracker is empty, so this restores; after a load that
-    /// failed at build, it merges what was saved before with what was recorded since.
-    fn merge_saved(&self, saved: &PersistedState, now: u64) -> Vec<Delivery> {
-        let mut deliveries = Vec::new();
-        for saved in &saved.services {
-            let Some(&position) = self.index.get(&saved.name) else {
-                continue;
-            };
-            let slot = &self.services[position];
-            if saved.config.period != slot.config.period || saved.used == 0 {
-                continue;
-            }
-            let mut state = sync::lock(&slot.state);
-            let mut changes = Changes {
-                reset: slot.roll_over(&mut state, now),
-                ..Changes::default()
-            };
-            if saved.window_start_ms == state.window.start_ms {
-                let before = slot.level(state.used);
-                state.used = state.used.saturating_add(saved.used);
-                state.version += 1;
-                changes.recorded = slot.transition(before, state.used, now);
-            }
-            slot.issue_ticket(&mut state, &mut changes);
-            deliveries.extend(slot.delivery(changes));
-        }
-        deliveries
+        };
+        let now = tracker.now();
+        tracker.services = config
+            .services
+            .into_iter()
+            .map(|config| ServiceSlot {
+                name: Arc::from(config.name.as_str()),
+                rules: ServiceRules::new(&config, reduced_fraction),
+                state: CachePadded::new(Mutex::new(SlotState {
+                    service: ServiceState::new(config.period, now),
+                    version: 0,
+                })),
+                outbox: Outbox::new(),
+                config,
+            })
+            .collect();
+        tracker.index = tracker
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (Arc::clone(&slot.name), i))
+            .collect();
+        tracker
     }
 
     /// Records `count` calls to `service` as one atomic read-modify-write and returns the
     /// usage right after. It always records: `used` may pass the limit (`remaining` saturates).
+    /// Allocates nothing unless the level changes.
     ///
     /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 or a count
     /// that would overflow the counter. On error nothing was recorded.
-    pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded, QuotaError> {
-        self.update(service, count, |_slot, _state| Ok(()))
+    pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
+        self.update(self.position(service)?, Request::Record(count))
     }
 
     /// Records `count` calls only if they are allowed: the service is below Critical, has
-    /// calls remaining, and `used + count <= limit`. Check and record are one atomic step, so
-    /// two threads can never both take the last calls.
+    /// calls remaining, `used + count <= limit`, and in reduced-rate mode `used` is below the
+    /// reduced allowance. Check and record are one atomic step, so two threads can never both
+    /// take the last calls.
     ///
     /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), and the errors of
     /// [`record_call`](Self::record_call).
-    pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded, QuotaError> {
-        self.update(service, count, |slot, state| {
-            let fits = state
-                .used
-                .checked_add(count)
-                .is_some_and(|after| after <= slot.config.limit);
-            if slot.allows(state.used, self.is_reduced_rate()) && fits {
-                Ok(())
-            } else {
-                Err(QuotaError::Denied {
-                    service: slot.config.name.clone(),
-                    count,
-                    used: state.used,
-                    limit: slot.config.limit,
-                })
-            }
-        })
+    pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
+        self.update(
+            self.position(service)?,
+            Request::TryRecord {
+                count,
+                reduced_rate: self.is_reduced_rate(),
+            },
+        )
     }
 
-    /// Whether a call to `service` is allowed now: calls remain and the level is below Critical.
+    /// Whether a call to `service` is allowed now: calls remain, the level is below Critical,
+    /// and in reduced-rate mode `used` is below the reduced allowance.
     pub fn can_call(&self, service: &str) -> Result<bool, QuotaError> {
-        let (slot, reading) = self.read(service)?;
-        Ok(slot.allows(reading.used, self.is_reduced_rate()))
+        Ok(self.can_call_at(self.position(service)?))
     }
 
     /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
     pub fn reserve_allocation(&self, service: &str) -> Result<u64, QuotaError> {
-        Ok(self.services[self.position(service)?].reserve)
+        Ok(self.services[self.position(service)?].rules.reserve)
     }
 
     /// `service`'s usage now.
-    pub fn usage(&self, service: &str) -> Result<ServiceUsage, QuotaError> {
-        let (slot, reading) = self.read(service)?;
-        Ok(slot.usage(reading))
+    pub fn usage(&self, service: &str) -> Result<ServiceUsage<'_>, QuotaError> {
+        Ok(self.usage_at(self.position(service)?))
+    }
+
+    /// A handle on `service`, to record without looking the name up every time.
+    ///
+    /// ```
+    /// use quota_core::QuotaTracker;
+    /// let tracker = QuotaTracker::with_defaults();
+    /// let finnhub = tracker.service("finnhub")?;
+    /// finnhub.record(3)?;
+    /// assert_eq!(finnhub.usage().used, 3);
+    /// // Keep the id; get the handle back later.
+    /// let id = finnhub.id();
+    /// assert_eq!(tracker.service_by_id(id).unwrap().name(), "finnhub");
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: [`QuotaError::UnknownService`].
+    pub fn service(&self, service: &str) -> Result<Service<'_>, QuotaError> {
+        Ok(Service::new(self, self.position(service)?))
+    }
+
+    /// The handle of the service `id` names; `None` if this tracker has no such service (an
+    /// id from a tracker with fewer services).
+    pub fn service_by_id(&self, id: ServiceId) -> Option<Service<'_>> {
+        (id.index() < self.services.len()).then(|| Service::new(self, id.index()))
     }
 
     /// Every service's usage at one instant, in config order.
@@ -336,55 +345,68 @@ impl QuotaTracker {
     /// Takes every service's lock, always in config order (the one lock order of the crate),
     /// so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
-        let now = self.clock.now_ms();
-        let (readings, deliveries) = self.read_all(now);
-        observers::deliver(&self.observers, deliveries);
+        let now = self.now();
+        let (states, _) = self.read_all(now, true);
         Snapshot {
             services: self
                 .services
                 .iter()
-                .zip(readings)
-                .map(|(slot, reading)| slot.usage(reading))
+                .zip(&states)
+                .map(|(slot, state)| slot.usage(state).into_owned())
                 .collect(),
             at_ms: now,
         }
     }
 
-    /// Calls `observer` once for every level change, on the thread whose call caused it,
-    /// after the tracker's lock is released and before that call returns; per service in the
-    /// order the changes happened. A panicking observer is caught and logged; the call still
-    /// returns its result and the other observers still run.
+    /// Calls `observer` once for every level change, outside every tracker lock.
+    ///
+    /// The guarantee: each transition reaches every observer that was subscribed when the
+    /// transition happened (and is still subscribed when it is delivered), exactly once, per
+    /// service in the order the transitions happened. It runs on the thread of some call of
+    /// this tracker — the call that caused it, or another call that was delivering that
+    /// service's transitions at the time (no call ever waits for another thread's observer) —
+    /// and before that call returns. The caller always learns its own transition from the
+    /// returned [`Recorded`]. A panicking observer is caught and logged; the call still
+    /// returns its result and the other observers still run. An observer may call back into
+    /// the tracker (record, snapshot, flush, subscribe); transitions it causes are delivered
+    /// after it returns.
     pub fn on_transition(
         &self,
         observer: impl Fn(&Transition) + Send + Sync + 'static,
-    ) -> SubscriptionId {
-        self.observers.subscribe(std::sync::Arc::new(observer))
+    ) -> TransitionSubscription {
+        TransitionSubscription::new(self.observers.subscribe(Arc::new(observer)))
     }
 
-    /// Removes a subscription; `false` if it was not subscribed.
-    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.observers.unsubscribe(id)
+    /// Removes a subscription; `false` if it was not subscribed. Transitions that happen
+    /// after this returns never reach the observer; a delivery already running on another
+    /// thread may still be inside it (or call it once more for a transition it had started).
+    pub fn unsubscribe(&self, id: TransitionSubscription) -> bool {
+        self.observers.unsubscribe(id.get())
     }
 
-    /// Calls `observer` when reduced-rate mode starts or ends, on the thread whose call
-    /// caused it, after every lock is released. Panics are caught and logged.
+    /// Calls `observer` when reduced-rate mode starts or ends, in the order the mode changed,
+    /// with the same guarantees as [`on_transition`](Self::on_transition).
     pub fn on_store_event(
         &self,
         observer: impl Fn(&StoreEvent) + Send + Sync + 'static,
-    ) -> SubscriptionId {
-        self.store_observers
-            .subscribe(std::sync::Arc::new(observer))
+    ) -> StoreEventSubscription {
+        StoreEventSubscription::new(self.store_observers.subscribe(Arc::new(observer)))
     }
 
     /// Removes a subscription made with [`on_store_event`](Self::on_store_event).
-    pub fn unsubscribe_store_events(&self, id: SubscriptionId) -> bool {
-        self.store_observers.unsubscribe(id)
+    pub fn unsubscribe_store_events(&self, id: StoreEventSubscription) -> bool {
+        self.store_observers.unsubscribe(id.get())
     }
 
-    /// Saves every count to the store now, waiting for a save in flight to finish first.
-    /// `Ok(())` without a store. A failed flush counts like any failed save.
+    /// Saves every count to the store now. `Ok(())` without a store. A failed flush counts
+    /// like any failed save.
+    ///
+    /// The one call of the tracker that may wait: for a save in flight on another thread
+    /// (as long as the store's own I/O takes, bounded by the store's timeouts), never for an
+    /// observer. Called from inside this tracker's own save (a store that calls back), it
+    /// returns [`StoreError::Reentrant`] instead of waiting for itself.
     pub fn flush(&self) -> Result<(), StoreError> {
-        match self.save(SaveReason::Flush, self.clock.now_ms()) {
+        match self.save(SaveReason::Flush, self.now()) {
             Some(result) => result,
             None => Ok(()),
         }
@@ -412,77 +434,250 @@ impl QuotaTracker {
 
     /// The tracker clock's time now, ms since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        self.now()
     }
 
-    /// Every service read under all their locks, taken in config order (the crate's one lock
-    /// order), and the roll-over transitions for the caller to deliver once it holds no lock.
-    fn read_all(&self, now: u64) -> (Vec<Reading>, Vec<Delivery>) {
-        let mut guards: Vec<MutexGuard<'_, ServiceState>> = self
-            .services
-            .iter()
-            .map(|slot| sync::lock(&slot.state))
-            .collect();
-        let mut deliveries = Vec::new();
-        let mut readings = Vec::with_capacity(guards.len());
-        for (slot, state) in self.services.iter().zip(guards.iter_mut()) {
-            let mut changes = Changes {
-                reset: slot.roll_over(state, now),
-                ..Changes::default()
-            };
-            slot.issue_ticket(state, &mut changes);
-            deliveries.extend(slot.delivery(changes));
-            readings.push(state.reading());
+    /// Reads the clock. A clock that panics is reported and its last good reading (to
+    /// within a second) is used instead.
+    fn now(&self) -> u64 {
+        match catch_unwind(AssertUnwindSafe(|| self.clock.now_ms())) {
+            Ok(now) => {
+                // Written about once a second, so threads do not contend on it.
+                if now.abs_diff(self.last_good_ms.load(Ordering::Relaxed)) >= 1_000 {
+                    self.last_good_ms.store(now, Ordering::Relaxed);
+                }
+                now
+            }
+            Err(payload) => {
+                std::mem::forget(payload);
+                quietly(|| log::error!("quota: the clock panicked; using its last good reading"));
+                self.last_good_ms.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    fn position(&self, service: &str) -> Result<usize, QuotaError> {
+        // A few names compare faster than they hash; many are found through the map.
+        let found = if self.services.len() <= LINEAR_LOOKUP_MAX {
+            self.services.iter().position(|slot| *slot.name == *service)
+        } else {
+            self.index.get(service).copied()
+        };
+        found.ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
+    }
+
+    /// One step of one service under its lock (the only lock taken), then, if `deliver`, the
+    /// transitions delivered after the lock is released.
+    fn step_at(&self, position: usize, now: u64, request: Request, deliver: bool) -> StepResult {
+        let slot = &self.services[position];
+        let (step, state, reset, recorded) = {
+            let mut guard = slot.state.lock();
+            let step = slot.rules.step(&mut guard.service, now, request);
+            if step.changed {
+                guard.version += 1;
+            }
+            let (reset, recorded) = self.queue_transitions(slot, &step);
+            (step, guard.service, reset, recorded)
+        };
+        if deliver && (reset.is_some() || recorded.is_some()) {
+            slot.outbox.pump(&self.observers, describe_transition);
+        }
+        StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        }
+    }
+
+    /// Builds the step's transitions and queues them for the observers; call it under the
+    /// service's lock (which orders them).
+    fn queue_transitions(
+        &self,
+        slot: &ServiceSlot,
+        step: &Step,
+    ) -> (Option<Transition>, Option<Transition>) {
+        if step.reset.is_none() && step.recorded.is_none() {
+            return (None, None);
+        }
+        let epoch = self.observers.epoch();
+        let [reset, recorded] = [step.reset, step.recorded].map(|change| {
+            change.map(|change| {
+                let transition = slot.transition(change);
+                slot.outbox.push(transition.clone(), epoch);
+                transition
+            })
+        });
+        (reset, recorded)
+    }
+
+    fn update(&self, position: usize, request: Request) -> Result<Recorded<'_>, QuotaError> {
+        let slot = &self.services[position];
+        let count = match request {
+            Request::Record(count) | Request::TryRecord { count, .. } => count,
+            Request::Read | Request::Restore(_) => 0,
+        };
+        if count == 0 {
+            return Err(slot.invalid_count(count, "count must be at least 1"));
+        }
+        let now = self.now();
+        let StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        } = self.step_at(position, now, request, true);
+        let entered_critical = step
+            .recorded
+            .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical);
+        self.after_call(now, entered_critical);
+        match step.refused {
+            Some(Refusal::Overflow) => Err(slot.invalid_count(count, "the counter would overflow")),
+            Some(Refusal::Denied { used }) => Err(QuotaError::Denied {
+                service: Arc::clone(&slot.name),
+                count,
+                used,
+                limit: slot.rules.limit,
+            }),
+            None => Ok(Recorded {
+                usage: slot.usage(&state),
+                reset,
+                recorded,
+            }),
+        }
+    }
+
+    fn can_call_at(&self, position: usize) -> bool {
+        let state = self
+            .step_at(position, self.now(), Request::Read, true)
+            .state;
+        self.services[position]
+            .rules
+            .allows(state.used, self.is_reduced_rate())
+    }
+
+    fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
+        let state = self
+            .step_at(position, self.now(), Request::Read, true)
+            .state;
+        self.services[position].usage(&state)
+    }
+
+    /// Every service's state under all their locks, taken in config order (the crate's one
+    /// lock order), with their versions; roll-over transitions are delivered after if
+    /// `deliver`.
+    fn read_all(&self, now: u64, deliver: bool) -> (Vec<ServiceState>, Vec<u64>) {
+        let mut guards: Vec<MutexGuard<'_, SlotState>> =
+            self.services.iter().map(|slot| slot.state.lock()).collect();
+        let mut states = Vec::with_capacity(guards.len());
+        let mut versions = Vec::with_capacity(guards.len());
+        let mut queued = Vec::new();
+        for (position, (slot, guard)) in self.services.iter().zip(guards.iter_mut()).enumerate() {
+            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            if step.changed {
+                guard.version += 1;
+            }
+            if self.queue_transitions(slot, &step).0.is_some() {
+                queued.push(position);
+            }
+            states.push(guard.service);
+            versions.push(guard.version);
         }
         drop(guards);
-        (readings, deliveries)
+        if deliver {
+            self.pump(&queued);
+        }
+        (states, versions)
+    }
+
+    fn pump(&self, positions: &[usize]) {
+        for &position in positions {
+            self.services[position]
+                .outbox
+                .pump(&self.observers, describe_transition);
+        }
+    }
+
+    /// Adds the saved counts of the current windows, one service lock at a time (see
+    /// [`PersistedService::previous`] for counts a bogus clock reading moved). At build the
+    /// tracker is empty, so this restores; after a load that failed at build, it merges what
+    /// was saved before with what was recorded since.
+    fn merge_saved(&self, saved: &PersistedState, now: u64, deliver: bool) {
+        for saved in &saved.services {
+            let Ok(position) = self.position(&saved.name) else {
+                continue;
+            };
+            let slot = &self.services[position];
+            if saved.config.period != slot.config.period {
+                continue;
+            }
+            let current = slot.config.period.window_at(now).start_ms;
+            let mut count = 0u64;
+            if saved.window_start_ms == current {
+                count = saved.used;
+            }
+            if let Some(previous) = saved.previous {
+                if previous.window_start_ms == current {
+                    count = previous.used.saturating_add(saved.used);
+                }
+            }
+            if count > 0 {
+                self.step_at(position, now, Request::Restore(count), deliver);
+            }
+        }
     }
 
     /// Saves through the store if there is one; `None` if there is none or the save
-    /// coalesced into one in flight. Runs with no service lock held.
+    /// coalesced into one in flight. Runs with no service lock held; observers run only
+    /// after the save lock is released.
     fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
         let persistence = self.persistence.as_ref()?;
-        let deliveries = std::cell::RefCell::new(Vec::new());
-        let outcome = persistence.save(
-            reason,
-            now,
-            || {
-                if let Some(saved) = persistence.store.load()? {
-                    deliveries
-                        .borrow_mut()
-                        .extend(self.merge_saved(&saved, now));
-                }
-                Ok(())
-            },
-            || {
-                let (readings, rolled_over) = self.read_all(now);
-                deliveries.borrow_mut().extend(rolled_over);
-                let versions = readings.iter().map(|r| r.version).collect();
-                (self.persisted(&readings, now), versions)
-            },
-            |state| persistence.store.save(state),
-        );
-        // The save lock is released: observers may call back into the tracker.
-        observers::deliver(&self.observers, deliveries.into_inner());
-        let outcome = outcome?;
-        for event in &outcome.events {
-            self.store_observers.notify(event, |e| format!("{e:?}"));
+        if reason == SaveReason::Flush && SavingGuard::is_saving(self) {
+            return Some(Err(StoreError::Reentrant));
         }
-        Some(outcome.result)
+        let outcome = {
+            let _saving = SavingGuard::enter(self);
+            persistence.save(
+                reason,
+                now,
+                &self.store_observers,
+                || {
+                    if let Some(saved) = persistence.load()? {
+                        self.merge_saved(&saved, now, false);
+                    }
+                    Ok(())
+                },
+                || {
+                    let (states, versions) = self.read_all(now, false);
+                    (self.persisted(&states, now), versions)
+                },
+                |state| persistence.write(state),
+            )
+        };
+        // The save lock is released: deliver what the save's reads queued, then its events.
+        self.pump(&(0..self.services.len()).collect::<Vec<_>>());
+        persistence
+            .events
+            .pump(&self.store_observers, describe_store_event);
+        outcome.map(|outcome| outcome.result)
     }
 
-    fn persisted(&self, readings: &[Reading], now: u64) -> PersistedState {
+    fn persisted(&self, states: &[ServiceState], now: u64) -> PersistedState {
         PersistedState {
             version: PersistedState::VERSION,
             services: self
                 .services
                 .iter()
-                .zip(readings)
-                .map(|(slot, reading)| PersistedService {
+                .zip(states)
+                .map(|(slot, state)| PersistedService {
                     name: slot.config.name.clone(),
-                    used: reading.used,
-                    window_start_ms: reading.window.start_ms,
+                    used: state.used,
+                    window_start_ms: state.window.start_ms,
                     config: slot.config.clone(),
+                    previous: state.left.map(|Left { window, used }| PersistedWindow {
+                        window_start_ms: window.start_ms,
+                        used,
+                    }),
                 })
                 .collect(),
             updated_at_ms: now,
@@ -500,154 +695,38 @@ impl QuotaTracker {
             self.save(SaveReason::Interval, now);
         }
     }
+}
 
-    fn position(&self, service: &str) -> Result<usize, QuotaError> {
-        // A few names compare faster than they hash; many are found through the map.
-        let found = if self.services.len() <= LINEAR_LOOKUP_MAX {
-            self.services
-                .iter()
-                .position(|slot| slot.config.name == service)
-        } else {
-            self.index.get(service).copied()
-        };
-        found.ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
-    }
-
-    /// One lock acquisition that only rolls the window over if due and reads.
-    fn read(&self, service: &str) -> Result<(&ServiceSlot, Reading), QuotaError> {
-        let slot = &self.services[self.position(service)?];
-        let now = self.clock.now_ms();
-        let (reading, delivery) = {
-            let mut state = sync::lock(&slot.state);
-            let mut changes = Changes {
-                reset: slot.roll_over(&mut state, now),
-                ..Changes::default()
-            };
-            slot.issue_ticket(&mut state, &mut changes);
-            (state.reading(), slot.delivery(changes))
-        };
-        observers::deliver(&self.observers, delivery.into_iter().collect());
-        Ok((slot, reading))
-    }
-
-    /// One lock acquisition: roll over if due, let `admit` refuse, record `count`.
-    fn update(
-        &self,
-        service: &str,
-        count: u64,
-        admit: impl FnOnce(&ServiceSlot, &ServiceState) -> Result<(), QuotaError>,
-    ) -> Result<Recorded, QuotaError> {
-        let slot = &self.services[self.position(service)?];
-        if count == 0 {
-            return Err(slot.invalid_count(count, "count must be at least 1"));
-        }
-        let now = self.clock.now_ms();
-        let (outcome, changes) = {
-            let mut state = sync::lock(&slot.state);
-            let mut changes = Changes {
-                reset: slot.roll_over(&mut state, now),
-                ..Changes::default()
-            };
-            let outcome = match state.used.checked_add(count) {
-                None => Err(slot.invalid_count(count, "the counter would overflow")),
-                Some(after) => admit(slot, &state).map(|()| {
-                    let before = slot.level(state.used);
-                    state.used = after;
-                    state.total = state.total.saturating_add(count);
-                    state.version += 1;
-                    changes.recorded = slot.transition(before, after, now);
-                    state.reading()
-                }),
-            };
-            slot.issue_ticket(&mut state, &mut changes);
-            (outcome, changes)
-        };
-        // The common case changes no level: nothing to deliver, nothing to clone.
-        let entered_critical = changes
-            .recorded
-            .as_ref()
-            .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical);
-        let (reset, recorded) = if changes.ticket.is_some() {
-            let kept = (changes.reset.clone(), changes.recorded.clone());
-            observers::deliver(
-                &self.observers,
-                slot.delivery(changes).into_iter().collect(),
-            );
-            kept
-        } else {
-            (None, None)
-        };
-        self.after_call(now, entered_critical);
-        let reading = outcome?;
-        Ok(Recorded {
-            usage: slot.usage(reading),
-            reset_transition: recorded.as_ref().and(reset.clone()),
-            transition: recorded.or(reset),
-        })
-    }
+/// What [`QuotaTracker::step_at`] leaves for the caller.
+struct StepResult {
+    step: Step,
+    state: ServiceState,
+    reset: Option<Transition>,
+    recorded: Option<Transition>,
 }
 
 impl ServiceSlot {
-    fn level(&self, used: u64) -> Level {
-        Level::of(used, self.config.limit, self.thresholds)
-    }
-
-    fn allows(&self, used: u64, reduced_rate: bool) -> bool {
-        used < self.config.limit
-            && self.level(used) < Level::Critical
-            && (!reduced_rate || used < self.reduced_allowance)
-    }
-
-    fn transition(&self, before: Level, used: u64, at_ms: u64) -> Option<Transition> {
-        let after = self.level(used);
-        (before != after).then(|| Transition {
-            service: self.config.name.clone(),
-            from: before,
-            to: after,
-            used,
-            limit: self.config.limit,
-            at_ms,
-        })
-    }
-
-    /// Starts a new window if `now` reached the end of the current one; returns the downward
-    /// level change, if any. A clock that went backwards never reopens an old window.
-    fn roll_over(&self, state: &mut ServiceState, now: u64) -> Option<Transition> {
-        if now < state.window.reset_at_ms {
-            return None;
-        }
-        let before = self.level(state.used);
-        state.used = 0;
-        state.window = self.config.period.window_at(now);
-        self.transition(before, 0, now)
-    }
-
-    fn issue_ticket(&self, state: &mut ServiceState, changes: &mut Changes) {
-        if changes.reset.is_some() || changes.recorded.is_some() {
-            changes.ticket = Some(state.tickets);
-            state.tickets += 1;
+    fn transition(&self, change: Change) -> Transition {
+        Transition {
+            service: Arc::clone(&self.name),
+            from: change.from,
+            to: change.to,
+            used: change.used,
+            limit: self.rules.limit,
+            at_ms: change.at_ms,
         }
     }
 
-    fn delivery(&self, changes: Changes) -> Option<Delivery> {
-        let ticket = changes.ticket?;
-        Some(Delivery {
-            gate: Arc::clone(&self.gate),
-            ticket,
-            transitions: changes.reset.into_iter().chain(changes.recorded).collect(),
-        })
-    }
-
-    fn usage(&self, reading: Reading) -> ServiceUsage {
+    fn usage(&self, state: &ServiceState) -> ServiceUsage<'_> {
         ServiceUsage {
-            name: self.config.name.clone(),
-            used: reading.used,
-            limit: self.config.limit,
-            remaining: self.config.limit.saturating_sub(reading.used),
-            period: self.config.period,
-            window_start_ms: reading.window.start_ms,
-            reset_at_ms: reading.window.reset_at_ms,
-            total_recorded: reading.total,
+            name: Cow::Borrowed(&self.name),
+            used: state.used,
+            limit: self.rules.limit,
+            remaining: self.rules.limit.saturating_sub(state.used),
+            period: self.rules.period,
+            window_start_ms: state.window.start_ms,
+            reset_at_ms: state.window.reset_at_ms,
+            total_recorded: state.total,
             warn_threshold: self.config.warn_threshold,
             critical_threshold: self.config.critical_threshold,
         }
@@ -655,20 +734,9 @@ impl ServiceSlot {
 
     fn invalid_count(&self, count: u64, reason: &'static str) -> QuotaError {
         QuotaError::InvalidCount {
-            service: self.config.name.clone(),
+            service: Arc::clone(&self.name),
             count,
             reason,
-        }
-    }
-}
-
-impl ServiceState {
-    fn reading(&self) -> Reading {
-        Reading {
-            used: self.used,
-            total: self.total,
-            window: self.window,
-            version: self.version,
         }
     }
 }

@@ -3,13 +3,19 @@
 use crate::level::{Level, Thresholds};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One service's usage in its current window, at one instant. A plain value: it does not change
 /// when the tracker does.
+///
+/// The name is borrowed from the tracker where it can be (the results of `record_call`,
+/// `try_record` and `usage` allocate nothing); [`into_owned`](Self::into_owned) makes a value
+/// that outlives the tracker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceUsage {
+pub struct ServiceUsage<'t> {
     /// The service's name.
-    pub name: String,
+    pub name: Cow<'t, str>,
     /// Calls recorded in the current window (may exceed `limit`: `record_call` always records).
     pub used: u64,
     /// Calls allowed per window.
@@ -30,7 +36,15 @@ pub struct ServiceUsage {
     pub critical_threshold: f64,
 }
 
-impl ServiceUsage {
+impl ServiceUsage<'_> {
+    /// The same usage, owning its name.
+    pub fn into_owned(self) -> ServiceUsage<'static> {
+        ServiceUsage {
+            name: Cow::Owned(self.name.into_owned()),
+            ..self
+        }
+    }
+
     /// `used / limit x 100` (above 100 when more than the limit was recorded).
     pub fn percent_used(&self) -> f64 {
         self.used as f64 / self.limit as f64 * 100.0
@@ -55,11 +69,12 @@ impl ServiceUsage {
 }
 
 /// A change of one service's level, caused by recorded calls (upwards) or by the window
-/// resetting (downwards).
+/// resetting (downwards). Transitions are rare and get queued for observers, so they own their
+/// data; the name is shared with the tracker (cloning it copies no text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     /// The service whose level changed.
-    pub service: String,
+    pub service: Arc<str>,
     /// The level before.
     pub from: Level,
     /// The level after.
@@ -73,34 +88,54 @@ pub struct Transition {
 }
 
 /// What [`record_call`](crate::QuotaTracker::record_call) and
-/// [`try_record`](crate::QuotaTracker::try_record) return.
+/// [`try_record`](crate::QuotaTracker::try_record) return. Borrows the service name from the
+/// tracker; [`into_owned`](Self::into_owned) for a value to keep.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
+pub struct Recorded<'t> {
     /// The service's usage right after recording.
-    pub usage: ServiceUsage,
-    /// The level change this call made: the recording's own if it changed the level, otherwise
-    /// the downward change of a window reset this call performed, otherwise `None`.
-    pub transition: Option<Transition>,
-    /// The downward change of a window reset this call performed before recording, when the
-    /// recording then changed the level again (both reach observers, reset first).
-    pub reset_transition: Option<Transition>,
+    pub usage: ServiceUsage<'t>,
+    /// The downward change of a window reset this call performed before recording, if any.
+    pub reset: Option<Transition>,
+    /// The level change the recording itself made, if any (after `reset`).
+    pub recorded: Option<Transition>,
+}
+
+impl Recorded<'_> {
+    /// The latest level change this call made: `recorded`, or else `reset`.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.recorded.as_ref().or(self.reset.as_ref())
+    }
+
+    /// The level changes this call made, in the order they happened (reset first).
+    pub fn transitions(&self) -> impl Iterator<Item = &Transition> {
+        self.reset.iter().chain(&self.recorded)
+    }
+
+    /// The same result, owning the service name.
+    pub fn into_owned(self) -> Recorded<'static> {
+        Recorded {
+            usage: self.usage.into_owned(),
+            reset: self.reset,
+            recorded: self.recorded,
+        }
+    }
 }
 
 /// Every service's usage at one instant: no call was half-recorded when it was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub(crate) services: Vec<ServiceUsage>,
+    pub(crate) services: Vec<ServiceUsage<'static>>,
     pub(crate) at_ms: u64,
 }
 
 impl Snapshot {
     /// Every service, in config order.
-    pub fn services(&self) -> &[ServiceUsage] {
+    pub fn services(&self) -> &[ServiceUsage<'static>] {
         &self.services
     }
 
     /// One service by name.
-    pub fn service(&self, name: &str) -> Option<&ServiceUsage> {
+    pub fn service(&self, name: &str) -> Option<&ServiceUsage<'static>> {
         self.services.iter().find(|usage| usage.name == name)
     }
 

@@ -35,6 +35,16 @@ impl Period {
         }
     }
 
+    /// The longest window of this period, in ms (31 days for a month).
+    pub fn max_ms(self) -> u64 {
+        match self {
+            Period::Minute => 60_000,
+            Period::Hour => 3_600_000,
+            Period::Day => 86_400_000,
+            Period::Month => 31 * 86_400_000,
+        }
+    }
+
     /// The window containing `now_ms` (milliseconds since the Unix epoch, UTC).
     ///
     /// ```

@@ -104,12 +104,12 @@ fn four_hundred_calls_to_tiingo_are_critical() {
     }
     assert_eq!(tracker.usage("tiingo").unwrap().level(), Level::Warning);
     let recorded = tracker.record_call("tiingo", 1).unwrap();
-    let usage = recorded.usage;
+    let usage = &recorded.usage;
     assert_eq!((usage.used, usage.limit, usage.remaining), (400, 500, 100));
     assert_eq!(usage.level(), Level::Critical);
     assert!(usage.is_critical() && usage.is_warning());
     assert_eq!(usage.percent_used(), 80.0);
-    let transition = recorded.transition.expect("crossing 400 is a transition");
+    let transition = recorded.transition().expect("crossing 400 is a transition");
     assert_eq!(
         (transition.from, transition.to),
         (Level::Warning, Level::Critical)
@@ -124,7 +124,7 @@ fn defaults_and_reserve() {
         .snapshot()
         .services()
         .iter()
-        .map(|usage| (usage.name.clone(), usage.limit, usage.period))
+        .map(|usage| (usage.name.to_string(), usage.limit, usage.period))
         .collect();
     assert_eq!(
         names,

@@ -60,7 +60,19 @@ fn zero_and_overflowing_counts_are_refused_without_change() {
 fn invalid_config_is_refused() {
     let config = TrackerConfig::new([ServiceConfig::new("a", 0, Period::Day)]);
     let error = QuotaTracker::new(config).unwrap_err();
-    assert!(matches!(error, QuotaError::InvalidConfig(ref m) if m.contains("limit")));
+    assert_eq!(
+        error,
+        QuotaError::InvalidConfig {
+            service: Some("a".into()),
+            field: "limit",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "invalid config: service \"a\": limit must be at least 1 (got 0)"
+    );
 }
 
 #[test]

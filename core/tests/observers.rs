@@ -27,7 +27,7 @@ fn levels(seen: &Mutex<Vec<Transition>>) -> Vec<(String, Level, Level)> {
     seen.lock()
         .unwrap()
         .iter()
-        .map(|t| (t.service.clone(), t.from, t.to))
+        .map(|t| (t.service.to_string(), t.from, t.to))
         .collect()
 }
 
@@ -57,7 +57,7 @@ fn a_big_count_jumps_levels_in_one_transition() {
     let tracker = tracker(&clock);
     let seen = collect(&tracker);
     let recorded = tracker.record_call("a", 9).unwrap();
-    let transition = recorded.transition.unwrap();
+    let transition = recorded.transition().unwrap();
     assert_eq!(
         (transition.from, transition.to),
         (Level::Normal, Level::Critical)
@@ -95,8 +95,8 @@ fn reset_then_record_reports_both_changes_reset_first() {
     let seen = collect(&tracker);
     clock.set(JULY_1 + 5);
     let recorded = tracker.record_call("a", 8).unwrap();
-    let reset = recorded.reset_transition.unwrap();
-    let own = recorded.transition.unwrap();
+    let reset = recorded.reset.unwrap();
+    let own = recorded.recorded.unwrap();
     assert_eq!((reset.from, reset.to), (Level::Exhausted, Level::Normal));
     assert_eq!((own.from, own.to), (Level::Normal, Level::Critical));
     assert_eq!(
@@ -110,8 +110,9 @@ fn reset_then_record_reports_both_changes_reset_first() {
     // A reset with no further change is the call's transition.
     clock.set(JULY_1 + 31 * 86_400_000);
     let recorded = tracker.record_call("a", 1).unwrap();
-    assert_eq!(recorded.transition.unwrap().to, Level::Normal);
-    assert!(recorded.reset_transition.is_none());
+    assert_eq!(recorded.transition().unwrap().to, Level::Normal);
+    assert_eq!(recorded.reset.unwrap().to, Level::Normal);
+    assert!(recorded.recorded.is_none());
 }
 
 #[test]

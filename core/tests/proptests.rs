@@ -122,11 +122,11 @@ proptest! {
                     let before = model_level(used[s], limit);
                     used[s] += count;
                     let after = model_level(used[s], limit);
-                    let own = recorded.transition.as_ref().filter(|_| before != after);
+                    let own = recorded.transition().filter(|_| before != after);
                     prop_assert_eq!(own.map(|t| (t.from, t.to)), (before != after).then_some((before, after)));
                     if before == after {
                         let expected_reset = reset_from.filter(|&from| from != Level::Normal);
-                        prop_assert_eq!(recorded.transition.map(|t| t.from), expected_reset);
+                        prop_assert_eq!(recorded.transition().map(|t| t.from), expected_reset);
                     }
                     prop_assert_eq!(recorded.usage.used, used[s]);
                     prop_assert_eq!(recorded.usage.remaining, limit.saturating_sub(used[s]));

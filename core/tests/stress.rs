@@ -43,7 +43,7 @@ fn a_million_calls_are_all_counted_and_critical_is_entered_once() {
                         // Every thread touches every service, interleaved.
                         let (name, _) = SERVICES[(worker + call as usize) % SERVICES.len()];
                         let recorded = tracker.record_call(name, 1).unwrap();
-                        reported.extend(recorded.transition);
+                        reported.extend(recorded.transitions().cloned());
                     }
                     reported
                 })
@@ -64,7 +64,7 @@ fn a_million_calls_are_all_counted_and_critical_is_entered_once() {
     let observed = observed.lock().unwrap().clone();
     let count = |list: &[Transition], name: &str, to: Level| {
         list.iter()
-            .filter(|t| t.service == name && t.to == to)
+            .filter(|t| &*t.service == name && t.to == to)
             .count()
     };
     for (name, limit) in SERVICES {
@@ -79,7 +79,7 @@ fn a_million_calls_are_all_counted_and_critical_is_entered_once() {
         // Per service, observers saw the levels climb in order.
         let climb: Vec<Level> = observed
             .iter()
-            .filter(|t| t.service == name)
+            .filter(|t| &*t.service == name)
             .map(|t| t.to)
             .collect();
         assert!(climb.windows(2).all(|w| w[0] < w[1]), "{name}: {climb:?}");
@@ -88,7 +88,7 @@ fn a_million_calls_are_all_counted_and_critical_is_entered_once() {
     let tally = |list: &[Transition]| {
         let mut map: HashMap<(String, Level, Level, u64), usize> = HashMap::new();
         for t in list {
-            *map.entry((t.service.clone(), t.from, t.to, t.used))
+            *map.entry((t.service.to_string(), t.from, t.to, t.used))
                 .or_default() += 1;
         }
         map

@@ -61,6 +61,8 @@ fn test() -> Result<(), String> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            "quota-core/sim",
             "--",
             "-D",
             "warnings",
@@ -74,6 +76,8 @@ fn test() -> Result<(), String> {
             "-p",
             "quota-core",
             "--lib",
+            "--features",
+            "sim",
             "--target",
             "wasm32-unknown-unknown",
             "--",
@@ -82,7 +86,12 @@ fn test() -> Result<(), String> {
         ],
         &[],
     );
-    stages.cargo("native tests", &["test", "--workspace"], &[]);
+    // `sim` is off by default; its tests and the `simulate` example need it.
+    stages.cargo(
+        "native tests",
+        &["test", "--workspace", "--features", "quota-core/sim"],
+        &[],
+    );
     stages.cargo(
         "loom tests",
         &["test", "-p", "quota-core", "--lib", "--release", "loom"],

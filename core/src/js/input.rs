@@ -3,7 +3,7 @@
 //! Every bad value becomes a JS `Error` whose message says what is wrong and what was given,
 //! and is refused before the tracker is touched.
 
-use crate::error::QuotaError;
+use crate::error::{ConfigProblem, QuotaError};
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
@@ -269,20 +269,38 @@ pub(super) fn callback(value: &JsValue) -> Result<js_sys::Function, Error> {
     })
 }
 
-/// The tracker's error as a JS `Error`. Config messages name fields the Rust way
-/// (`warn_threshold`); JavaScript users wrote them in camelCase, so they read that way.
+/// The tracker's error as a JS `Error`. Config errors name fields the way JavaScript users
+/// wrote them (`warnThreshold`), formatted from the error's fields, not by rewriting text.
 pub(super) fn error(error: QuotaError) -> Error {
-    let mut message = error.to_string();
-    if let QuotaError::InvalidConfig(_) = error {
-        for (rust, js) in [
-            ("warn_threshold", "warnThreshold"),
-            ("critical_threshold", "criticalThreshold"),
-            ("reserve_fraction", "reserveFraction"),
-        ] {
-            message = message.replace(rust, js);
-        }
+    match &error {
+        QuotaError::InvalidConfig {
+            service,
+            field,
+            value,
+            reason,
+        } => invalid(
+            ConfigProblem {
+                service: service.as_deref(),
+                field: js_field(field),
+                value,
+                reason,
+            }
+            .to_string(),
+        ),
+        _ => Error::new(&error.to_string()),
     }
-    Error::new(&message)
+}
+
+/// The camelCase name a JS config uses for a Rust config field.
+fn js_field(field: &str) -> &str {
+    match field {
+        "warn_threshold" => "warnThreshold",
+        "critical_threshold" => "criticalThreshold",
+        "reserve_fraction" => "reserveFraction",
+        "enter_after_failures" => "enterAfterFailures",
+        "leave_after_successes" => "leaveAfterSuccesses",
+        other => other,
+    }
 }
 
 fn invalid(message: String) -> Error {

@@ -7,10 +7,11 @@
 //! here is atomic on its own (so this is safe Rust), but nothing holds the state between them.
 
 use crate::error::QuotaError;
-use crate::level::{Level, Thresholds};
 use crate::service::{ServiceConfig, TrackerConfig};
+use crate::step::{Change, Request, ServiceRules, ServiceState};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
-use crate::window::Window;
+use std::borrow::Cow;
+use std::sync::Arc;
 // Deliberately std's Mutex, not the crate's loom-aware one: this store is not part of what the
 // loom tests check, and each lock covers one copy or one write, never the read-modify-write.
 use std::sync::Mutex;
@@ -45,14 +46,13 @@ pub struct RacyState {
     services: Vec<RacyService>,
 }
 
+/// One service of a racy copy: the same rules and state as a tracker's service, unguarded.
 #[derive(Debug, Clone)]
 struct RacyService {
+    name: Arc<str>,
     config: ServiceConfig,
-    thresholds: Thresholds,
-    used: u64,
-    /// Units counted since creation, across windows.
-    total: u64,
-    window: Window,
+    rules: ServiceRules,
+    state: ServiceState,
 }
 
 impl RacyCounts {
@@ -65,14 +65,10 @@ impl RacyCounts {
             .services
             .into_iter()
             .map(|config| RacyService {
-                thresholds: Thresholds::new(
-                    config.limit,
-                    config.warn_threshold,
-                    config.critical_threshold,
-                ),
-                used: 0,
-                total: 0,
-                window: config.period.window_at(now_ms),
+                name: Arc::from(config.name.as_str()),
+                // Reduced-rate mode needs a store, which the demonstration has not.
+                rules: ServiceRules::new(&config, 1.0),
+                state: ServiceState::new(config.period, now_ms),
                 config,
             })
             .collect();
@@ -101,7 +97,7 @@ impl RacyCounts {
         count: u64,
         now_ms: u64,
         between: impl FnOnce(),
-    ) -> Result<Recorded, QuotaError> {
+    ) -> Result<Recorded<'static>, QuotaError> {
         let mut copy = self.load();
         between();
         let recorded = copy.record(service, count, now_ms)?;
@@ -124,52 +120,42 @@ impl RacyCounts {
 }
 
 impl RacyState {
-    /// Records `count` units to `service` in this copy, rolling its window over first if
-    /// `now_ms` reached the reset, and returns the copy's usage and level change, like
+    /// Records `count` units to `service` in this copy with the tracker's own step (window
+    /// roll-over, count, level change), and returns the copy's usage and level changes like
     /// [`QuotaTracker::record_call`](crate::QuotaTracker::record_call) (it always records).
     ///
-    /// Errors: [`QuotaError::UnknownService`], [`QuotaError::InvalidCount`]; on error the copy
-    /// is unchanged.
+    /// Errors: [`QuotaError::UnknownService`], [`QuotaError::InvalidCount`]; on error nothing
+    /// is counted.
     pub fn record(
         &mut self,
         service: &str,
         count: u64,
         now_ms: u64,
-    ) -> Result<Recorded, QuotaError> {
+    ) -> Result<Recorded<'static>, QuotaError> {
         let slot = self
             .services
             .iter_mut()
-            .find(|slot| slot.config.name == service)
+            .find(|slot| *slot.name == *service)
             .ok_or_else(|| QuotaError::UnknownService(service.to_owned()))?;
         let invalid = |reason| QuotaError::InvalidCount {
-            service: service.to_owned(),
+            service: Arc::clone(&slot.name),
             count,
             reason,
         };
         if count == 0 {
             return Err(invalid("count must be at least 1"));
         }
-        let expired = now_ms >= slot.window.reset_at_ms;
-        let base = if expired { 0 } else { slot.used };
-        let after = base
-            .checked_add(count)
-            .ok_or_else(|| invalid("the counter would overflow"))?;
-        let reset = if expired {
-            let before = slot.level();
-            slot.used = 0;
-            slot.window = slot.config.period.window_at(now_ms);
-            slot.transition(before, now_ms)
-        } else {
-            None
-        };
-        let before = slot.level();
-        slot.used = after;
-        slot.total = slot.total.saturating_add(count);
-        let recorded = slot.transition(before, now_ms);
+        let step = slot
+            .rules
+            .step(&mut slot.state, now_ms, Request::Record(count));
+        // A plain record is refused only when the counter would overflow.
+        if step.refused.is_some() {
+            return Err(invalid("the counter would overflow"));
+        }
         Ok(Recorded {
-            usage: slot.usage(),
-            reset_transition: recorded.as_ref().and(reset.clone()),
-            transition: recorded.or(reset),
+            usage: slot.usage().into_owned(),
+            reset: step.reset.map(|change| slot.transition(change)),
+            recorded: step.recorded.map(|change| slot.transition(change)),
         })
     }
 
@@ -180,16 +166,9 @@ impl RacyState {
             .services
             .iter()
             .map(|slot| {
-                if now_ms >= slot.window.reset_at_ms {
-                    let fresh = RacyService {
-                        used: 0,
-                        window: slot.config.period.window_at(now_ms),
-                        ..slot.clone()
-                    };
-                    fresh.usage()
-                } else {
-                    slot.usage()
-                }
+                let mut fresh = slot.clone();
+                fresh.rules.align(&mut fresh.state, now_ms);
+                fresh.usage().into_owned()
             })
             .collect();
         Snapshot {
@@ -200,32 +179,27 @@ impl RacyState {
 }
 
 impl RacyService {
-    fn level(&self) -> Level {
-        Level::of(self.used, self.config.limit, self.thresholds)
+    fn transition(&self, change: Change) -> Transition {
+        Transition {
+            service: Arc::clone(&self.name),
+            from: change.from,
+            to: change.to,
+            used: change.used,
+            limit: self.rules.limit,
+            at_ms: change.at_ms,
+        }
     }
 
-    fn transition(&self, before: Level, at_ms: u64) -> Option<Transition> {
-        let after = self.level();
-        (before != after).then(|| Transition {
-            service: self.config.name.clone(),
-            from: before,
-            to: after,
-            used: self.used,
-            limit: self.config.limit,
-            at_ms,
-        })
-    }
-
-    fn usage(&self) -> ServiceUsage {
+    fn usage(&self) -> ServiceUsage<'_> {
         ServiceUsage {
-            name: self.config.name.clone(),
-            used: self.used,
-            limit: self.config.limit,
-            remaining: self.config.limit.saturating_sub(self.used),
-            period: self.config.period,
-            window_start_ms: self.window.start_ms,
-            reset_at_ms: self.window.reset_at_ms,
-            total_recorded: self.total,
+            name: Cow::Borrowed(&self.name),
+            used: self.state.used,
+            limit: self.rules.limit,
+            remaining: self.rules.limit.saturating_sub(self.state.used),
+            period: self.rules.period,
+            window_start_ms: self.state.window.start_ms,
+            reset_at_ms: self.state.window.reset_at_ms,
+            total_recorded: self.state.total,
             warn_threshold: self.config.warn_threshold,
             critical_threshold: self.config.critical_threshold,
         }
@@ -235,6 +209,7 @@ impl RacyService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::level::Level;
     use crate::window::Period;
 
     const MINUTE: u64 = 60_000;
@@ -282,23 +257,23 @@ mod tests {
     fn transitions_and_window_resets_match_the_tracker() {
         let counts = counts();
         let up = counts.record("search", 8, 0, || {}).unwrap();
-        let transition = up.transition.unwrap();
+        let transition = up.transition().unwrap();
         assert_eq!(
             (transition.from, transition.to),
             (Level::Normal, Level::Critical)
         );
-        assert!(up.reset_transition.is_none());
+        assert!(up.reset.is_none());
         // Next minute: the copy rolls over (critical -> normal), then 6 units make it warning.
         let next = counts.record("search", 6, MINUTE, || {}).unwrap();
-        let reset = next.reset_transition.unwrap();
+        let reset = next.reset.unwrap();
         assert_eq!((reset.from, reset.to), (Level::Critical, Level::Normal));
-        assert_eq!(next.transition.unwrap().to, Level::Warning);
+        assert_eq!(next.recorded.unwrap().to, Level::Warning);
         assert_eq!(next.usage.used, 6);
         assert_eq!(next.usage.total_recorded, 14);
         // A reset alone is reported as the transition.
         let quiet = counts.record("search", 1, 2 * MINUTE, || {}).unwrap();
-        assert_eq!(quiet.transition.unwrap().to, Level::Normal);
-        assert!(quiet.reset_transition.is_none());
+        assert_eq!(quiet.transition().unwrap().to, Level::Normal);
+        assert!(quiet.recorded.is_none());
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl ServiceCounts {
             .iter()
             .enumerate()
             .map(|(index, usage)| ServiceCounts {
-                service: usage.name.clone(),
+                service: usage.name.to_string(),
                 issued: issued.get(index).copied().unwrap_or(0),
                 recorded: usage.total_recorded,
             })

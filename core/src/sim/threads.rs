@@ -1,13 +1,12 @@
 //! The native driver: one OS thread per worker, all calling one shared store.
 
-use super::{Mode, ServiceCounts, Workload, WorkloadError};
+use super::{Counter, Mode, ServiceCounts, Workload, WorkloadError};
 use crate::clock::{Clock, SystemClock};
 use crate::error::QuotaError;
 use crate::service::TrackerConfig;
-use crate::sim::RacyCounts;
-use crate::tracker::QuotaTracker;
-use crate::usage::{Recorded, Snapshot, Transition};
+use crate::usage::{Recorded, Transition};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What [`run`] measured.
@@ -87,7 +86,8 @@ pub fn run(
         .map(|worker| workload.stream(config, worker))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
-    let store = Store::new(config.clone(), mode)?;
+    let counter = Counter::new(config.clone(), mode, SystemClock.now_ms())?;
+    let transitions = count_transitions(&counter, &names);
     let workers = workload.workers as u64;
     let started = Instant::now();
     let tallies = std::thread::scope(|scope| {
@@ -96,11 +96,20 @@ pub fn run(
             .enumerate()
             .map(|(worker, stream)| {
                 let share = calls / workers + u64::from((worker as u64) < calls % workers);
-                let (store, names) = (&store, &names);
+                let (counter, names) = (&counter, &names);
                 scope.spawn(move || {
                     let mut tally = Tally::new(names.len());
                     for op in stream.take(share as usize) {
-                        let recorded = store.record(names[op.service], op.count)?;
+                        let now = match counter {
+                            Counter::Locked(_) => 0, // the tracker reads its own clock
+                            Counter::Racy(_) => SystemClock.now_ms(),
+                        };
+                        let recorded = counter.record(
+                            names[op.service],
+                            op.count,
+                            now,
+                            std::thread::yield_now,
+                        )?;
                         tally.add(op.service, op.count, &recorded);
                     }
                     Ok::<Tally, QuotaError>(tally)
@@ -120,8 +129,13 @@ pub fn run(
     let total = tallies
         .into_iter()
         .fold(Tally::new(names.len()), |sum, tally| sum.merge(tally));
-    let snapshot = store.snapshot();
-    let transitions = store.transitions(&names, &total);
+    let snapshot = counter.snapshot(SystemClock.now_ms());
+    let transitions = match &transitions {
+        // Counted by an observer, resets from reads included.
+        Some(seen) => seen.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        // The racy copies report their transitions to the workers only.
+        None => total.racy_transitions.clone(),
+    };
     let services = ServiceCounts::tally(&snapshot, &total.issued)
         .into_iter()
         .zip(total.calls)
@@ -156,13 +170,10 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, service: usize, count: u64, recorded: &Option<Recorded>) {
+    fn add(&mut self, service: usize, count: u64, recorded: &Recorded<'_>) {
         self.issued[service] += count;
         self.calls[service] += 1;
-        if let Some(recorded) = recorded {
-            let seen = [&recorded.reset_transition, &recorded.transition];
-            self.racy_transitions[service] += seen.iter().filter(|t| t.is_some()).count() as u64;
-        }
+        self.racy_transitions[service] += recorded.transitions().count() as u64;
     }
 
     fn merge(mut self, other: Tally) -> Tally {
@@ -177,75 +188,18 @@ impl Tally {
     }
 }
 
-/// The shared store of one run.
-enum Store {
-    Locked {
-        // Boxed: the tracker is much larger than the racy store.
-        tracker: Box<QuotaTracker>,
-        /// Transitions per service, counted by an observer (resets from reads included).
-        transitions: std::sync::Arc<Vec<(String, AtomicU64)>>,
-    },
-    Racy(RacyCounts),
-}
-
-impl Store {
-    fn new(config: TrackerConfig, mode: Mode) -> Result<Self, QuotaError> {
-        Ok(match mode {
-            Mode::Locked => {
-                let transitions: std::sync::Arc<Vec<(String, AtomicU64)>> = std::sync::Arc::new(
-                    config
-                        .services
-                        .iter()
-                        .map(|s| (s.name.clone(), AtomicU64::new(0)))
-                        .collect(),
-                );
-                let tracker = QuotaTracker::new(config)?;
-                let seen = std::sync::Arc::clone(&transitions);
-                tracker.on_transition(move |t: &Transition| {
-                    if let Some((_, count)) = seen.iter().find(|(name, _)| *name == t.service) {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-                Store::Locked {
-                    tracker: Box::new(tracker),
-                    transitions,
-                }
-            }
-            Mode::Racy => Store::Racy(RacyCounts::new(config, SystemClock.now_ms())?),
-        })
-    }
-
-    /// Records one call; in racy mode also returns what the worker's copy saw.
-    fn record(&self, service: &str, count: u64) -> Result<Option<Recorded>, QuotaError> {
-        match self {
-            Store::Locked { tracker, .. } => tracker.record_call(service, count).map(|_| None),
-            Store::Racy(counts) => counts
-                .record(service, count, SystemClock.now_ms(), std::thread::yield_now)
-                .map(Some),
+/// In locked mode, per service (config order) the transitions the tracker's observers got.
+fn count_transitions(counter: &Counter, names: &[&str]) -> Option<Arc<Vec<AtomicU64>>> {
+    let tracker = counter.tracker()?;
+    let seen: Arc<Vec<AtomicU64>> = Arc::new(names.iter().map(|_| AtomicU64::new(0)).collect());
+    let sink = Arc::clone(&seen);
+    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    tracker.on_transition(move |t: &Transition| {
+        if let Some(position) = names.iter().position(|name| **name == *t.service) {
+            sink[position].fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        match self {
-            Store::Locked { tracker, .. } => tracker.snapshot(),
-            Store::Racy(counts) => counts.snapshot(SystemClock.now_ms()),
-        }
-    }
-
-    fn transitions(&self, names: &[&str], total: &Tally) -> Vec<u64> {
-        match self {
-            Store::Locked { transitions, .. } => names
-                .iter()
-                .map(|name| {
-                    transitions
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(0, |(_, count)| count.load(Ordering::Relaxed))
-                })
-                .collect(),
-            Store::Racy(_) => total.racy_transitions.clone(),
-        }
-    }
+    });
+    Some(seen)
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ fn bad_configs_throw_with_the_problem_named() {
             Some(format!(
                 "{{ services: [{{ {service} }}, {{ {service} }}] }}"
             )),
-            vec!["duplicate service name \"a\""],
+            vec!["service \"a\": name must be unique"],
         ),
         (
             Some("{ services: [{ name: 'a', period: 'day' }] }".into()),
@@ -231,7 +231,7 @@ fn bad_configs_throw_with_the_problem_named() {
         Some(format!(
             "{{ services: [{{ {service}, warnThreshold: 0.9, criticalThreshold: 0.5 }}] }}"
         )),
-        vec!["warnThreshold (0.9) must not exceed criticalThreshold (0.5)"],
+        vec!["warnThreshold must not exceed the critical threshold (0.5) (got 0.9)"],
     ));
     cases.push((
         Some(format!(

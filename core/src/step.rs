@@ -1,0 +1,323 @@
+//! The per-service step: roll the window over, check, count, see the level change.
+//!
+//! [`ServiceRules::step`] is the one place these rules are written. It is pure: it reads no
+//! clock, takes no lock and does no I/O; it gets a service's state and a request and leaves
+//! the new state and the outcome. The tracker runs it under the service's lock; the racy
+//! demonstration (`sim::RacyCounts`) runs the very same step on an unguarded copy, so the two
+//! differ only in how the state is held, which is the lesson the demonstration teaches.
+//!
+//! Clock sanity lives here too, so it holds for every [`Clock`](crate::Clock): a reading a
+//! little before the window (up to one period, say an NTP correction, or a thread that read the
+//! clock and then waited for the lock) counts in the current window; a reading far before it
+//! means the current window came from a bogus reading, so the service goes back to the
+//! reading's window and never lowers `used` (see [`ServiceRules::align`]).
+
+use crate::level::{calls_at_most, Level, Thresholds};
+use crate::service::ServiceConfig;
+use crate::window::{Period, Window};
+
+/// What a service's lock guards (and what a racy copy holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServiceState {
+    /// Calls counted in `window`.
+    pub(crate) used: u64,
+    /// Calls counted since the state was created, across all windows.
+    pub(crate) total: u64,
+    /// The current window.
+    pub(crate) window: Window,
+    /// The window this state last moved away from, with the calls it still owns there: if the
+    /// reading that moved it was bogus, a later reading in that window returns to it.
+    pub(crate) left: Option<Left>,
+}
+
+/// A window a service moved away from, and the calls to carry back if it returns there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Left {
+    pub(crate) window: Window,
+    pub(crate) used: u64,
+}
+
+impl ServiceState {
+    /// A fresh state: nothing counted, in the window of `now_ms`.
+    pub(crate) fn new(period: Period, now_ms: u64) -> Self {
+        ServiceState {
+            used: 0,
+            total: 0,
+            window: period.window_at(now_ms),
+            left: None,
+        }
+    }
+}
+
+/// What a call asks of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Only roll over if due (reads: `usage`, `can_call`, snapshots).
+    Read,
+    /// Count `n` calls, always (`record_call`).
+    Record(u64),
+    /// Count `n` calls only if admitted (`try_record`); `reduced_rate` applies the reduced
+    /// allowance.
+    TryRecord { count: u64, reduced_rate: bool },
+    /// Add `n` calls restored from a store (never refused, saturating).
+    Restore(u64),
+}
+
+/// A level change, without the service's name (the caller adds it only when there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub(crate) from: Level,
+    pub(crate) to: Level,
+    pub(crate) used: u64,
+    pub(crate) at_ms: u64,
+}
+
+/// Why a request counted nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The count would overflow the counter.
+    Overflow,
+    /// `try_record` was not admitted; `used` is the count it saw.
+    Denied { used: u64 },
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Step {
+    /// The level change of the window moving (a reset downwards, or a return to a window a
+    /// bogus reading left).
+    pub(crate) reset: Option<Change>,
+    /// The level change the counting made.
+    pub(crate) recorded: Option<Change>,
+    /// Set when nothing was counted although a count was asked for.
+    pub(crate) refused: Option<Refusal>,
+    /// The state changed in a way a store should see (counted, or the window moved).
+    pub(crate) changed: bool,
+}
+
+/// One service's fixed rules, computed once from its config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ServiceRules {
+    pub(crate) limit: u64,
+    pub(crate) period: Period,
+    pub(crate) thresholds: Thresholds,
+    /// `floor(limit x reserve_fraction)`.
+    pub(crate) reserve: u64,
+    /// What reduced-rate mode still allows: `floor(limit x fraction)`.
+    pub(crate) reduced_allowance: u64,
+}
+
+impl ServiceRules {
+    /// The rules of `config`, with `reduced_fraction` of the limit allowed in reduced rate.
+    pub(crate) fn new(config: &ServiceConfig, reduced_fraction: f64) -> Self {
+        ServiceRules {
+            limit: config.limit,
+            period: config.period,
+            thresholds: Thresholds::new(
+                config.limit,
+                config.warn_threshold,
+                config.critical_threshold,
+            ),
+            reserve: calls_at_most(config.limit, config.reserve_fraction),
+            reduced_allowance: calls_at_most(config.limit, reduced_fraction),
+        }
+    }
+
+    pub(crate) fn level(&self, used: u64) -> Level {
+        Level::of(used, self.limit, self.thresholds)
+    }
+
+    /// Whether a call is admitted at `used`: below the limit, below Critical, and in reduced
+    /// rate below the reduced allowance.
+    pub(crate) fn allows(&self, used: u64, reduced_rate: bool) -> bool {
+        used < self.limit
+            && self.level(used) < Level::Critical
+            && (!reduced_rate || used < self.reduced_allowance)
+    }
+
+    /// Applies `request` at `now_ms` to `state`. On a refusal nothing is counted (a due
+    /// roll-over still happens: it would have happened on any call).
+    pub(crate) fn step(&self, state: &mut ServiceState, now_ms: u64, request: Request) -> Step {
+        let window_before = state.window;
+        let mut step = Step {
+            reset: self.align(state, now_ms),
+            ..Step::default()
+        };
+        step.changed = state.window != window_before;
+        let (count, admit) = match request {
+            Request::Read => return step,
+            Request::Record(count) => (count, None),
+            Request::TryRecord {
+                count,
+                reduced_rate,
+            } => (count, Some(reduced_rate)),
+            Request::Restore(count) => {
+                let before = self.level(state.used);
+                state.used = state.used.saturating_add(count);
+                step.recorded = self.change(before, state.used, now_ms);
+                step.changed = true;
+                return step;
+            }
+        };
+        let Some(after) = state.used.checked_add(count) else {
+            step.refused = Some(Refusal::Overflow);
+            return step;
+        };
+        if let Some(reduced_rate) = admit {
+            if !(self.allows(state.used, reduced_rate) && after <= self.limit) {
+                step.refused = Some(Refusal::Denied { used: state.used });
+                return step;
+            }
+        }
+        let before = self.level(state.used);
+        state.used = after;
+        state.total = state.total.saturating_add(count);
+        step.recorded = self.change(before, after, now_ms);
+        step.changed = true;
+        step
+    }
+
+    /// Moves `state` to the window `now_ms` belongs in, if it is not the current one.
+    ///
+    /// - At or past the window's end: the next window, `used` from 0.
+    /// - Before the window's start by at most one period: stays (a small step back, such as
+    ///   an NTP correction or a thread that read the clock and then waited for the lock).
+    /// - Further back: the current window came from a bogus reading. The service goes to the
+    ///   reading's window, and `used` never drops: back in the window it left, it keeps that
+    ///   window's count and adds what was counted meanwhile; elsewhere it keeps what it has.
+    ///
+    /// Returns the level change, if any.
+    pub(crate) fn align(&self, state: &mut ServiceState, now_ms: u64) -> Option<Change> {
+        let forward = now_ms >= state.window.reset_at_ms;
+        let far_back = now_ms < state.window.start_ms.saturating_sub(self.period.max_ms());
+        if !forward && !far_back {
+            return None;
+        }
+        let before = self.level(state.used);
+        let window = self.period.window_at(now_ms);
+        let (used, left) = match state.left {
+            // Back (or on) to the window a bogus reading moved away from.
+            Some(left) if left.window == window => (left.used.saturating_add(state.used), None),
+            // A real roll-over; remember the window left in case this reading was bogus.
+            _ if forward => (
+                0,
+                Some(Left {
+                    window: state.window,
+                    used: state.used,
+                }),
+            ),
+            // Far back to a window never seen: keep the count, and carry it back (not twice)
+            // if the clock returns to the window left.
+            _ => (
+                state.used,
+                Some(Left {
+                    window: state.window,
+                    used: 0,
+                }),
+            ),
+        };
+        state.used = used;
+        state.window = window;
+        state.left = left;
+        self.change(before, used, now_ms)
+    }
+
+    fn change(&self, before: Level, used: u64, at_ms: u64) -> Option<Change> {
+        let to = self.level(used);
+        (before != to).then_some(Change {
+            from: before,
+            to,
+            used,
+            at_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_718_000_000_000 / DAY * DAY; // a midnight, UTC
+
+    fn rules(limit: u64) -> ServiceRules {
+        ServiceRules::new(&ServiceConfig::new("s", limit, Period::Day), 0.25)
+    }
+
+    fn record(rules: &ServiceRules, state: &mut ServiceState, now: u64, n: u64) -> Step {
+        rules.step(state, now, Request::Record(n))
+    }
+
+    #[test]
+    fn try_record_counts_only_what_is_admitted() {
+        let rules = rules(10);
+        let mut state = ServiceState::new(Period::Day, T0);
+        let try_record = |count| Request::TryRecord {
+            count,
+            reduced_rate: false,
+        };
+        assert_eq!(rules.step(&mut state, T0, try_record(7)).refused, None);
+        let too_many = rules.step(&mut state, T0, try_record(4)); // 7 + 4 > 10
+        assert_eq!(too_many.refused, Some(Refusal::Denied { used: 7 }));
+        assert_eq!(rules.step(&mut state, T0, try_record(1)).refused, None);
+        let critical = rules.step(&mut state, T0, try_record(1)); // 8 of 10 is Critical
+        assert_eq!(critical.refused, Some(Refusal::Denied { used: 8 }));
+        let overflow = record(&rules, &mut state, T0, u64::MAX);
+        assert_eq!(overflow.refused, Some(Refusal::Overflow));
+        assert_eq!((state.used, state.total), (8, 8));
+    }
+
+    #[test]
+    fn a_small_step_back_keeps_the_later_window() {
+        let rules = rules(100);
+        let mut state = ServiceState::new(Period::Day, T0 + DAY);
+        record(&rules, &mut state, T0 + DAY, 5);
+        // One second before the window (an NTP correction): counted in the current window.
+        record(&rules, &mut state, T0 + DAY - 1_000, 3);
+        assert_eq!((state.used, state.window.start_ms), (8, T0 + DAY));
+    }
+
+    #[test]
+    fn a_reading_a_year_ahead_never_lowers_the_real_windows_count() {
+        let rules = rules(100);
+        let mut state = ServiceState::new(Period::Day, T0);
+        record(&rules, &mut state, T0 + 10, 30);
+        record(&rules, &mut state, T0 + 365 * DAY, 1); // bogus: a year ahead
+        assert_eq!(state.used, 1);
+        // The clock is right again: back to today's window, 30 + the 1 counted meanwhile.
+        let back = record(&rules, &mut state, T0 + 20, 1);
+        assert_eq!((state.used, state.window.start_ms), (32, T0));
+        assert_eq!(
+            back.reset.map(|c| c.to),
+            None,
+            "1 -> 31 is no level change at 100"
+        );
+        // Tomorrow is a real new window.
+        record(&rules, &mut state, T0 + DAY + 5, 1);
+        assert_eq!((state.used, state.window.start_ms), (1, T0 + DAY));
+        assert_eq!(state.total, 33);
+    }
+
+    #[test]
+    fn a_u64_max_reading_does_not_freeze_the_window() {
+        let rules = rules(100);
+        let mut state = ServiceState::new(Period::Day, T0);
+        record(&rules, &mut state, T0, 10);
+        record(&rules, &mut state, u64::MAX, 1);
+        record(&rules, &mut state, T0 + 1, 1);
+        assert_eq!((state.used, state.window.start_ms), (12, T0));
+        record(&rules, &mut state, T0 + DAY, 1);
+        assert_eq!((state.used, state.window.start_ms), (1, T0 + DAY));
+    }
+
+    #[test]
+    fn a_reading_far_back_keeps_the_count_and_returns_without_double_counting() {
+        let rules = rules(100);
+        let mut state = ServiceState::new(Period::Day, T0);
+        record(&rules, &mut state, T0, 40);
+        record(&rules, &mut state, 0, 2); // bogus: 1970
+        assert_eq!(state.used, 42, "never lowered");
+        record(&rules, &mut state, T0 + 1, 1);
+        assert_eq!((state.used, state.window.start_ms), (43, T0));
+    }
+}

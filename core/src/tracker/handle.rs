@@ -1,0 +1,86 @@
+//! A handle on one service of a tracker: no name lookup per call.
+
+use super::QuotaTracker;
+use crate::error::QuotaError;
+use crate::step::Request;
+use crate::usage::{Recorded, ServiceUsage};
+
+/// One service of a [`QuotaTracker`], from [`QuotaTracker::service`]: the same operations as
+/// the tracker's, without looking the name up on every call. `Copy`; borrows the tracker.
+#[derive(Clone, Copy)]
+pub struct Service<'t> {
+    tracker: &'t QuotaTracker,
+    position: usize,
+}
+
+/// A small copyable index naming a service of a tracker, for code that keeps handles (in a
+/// struct, a map, another thread). It means the same service only for the tracker that gave
+/// it, or one built from the same config; [`QuotaTracker::service_by_id`] turns it back into
+/// a [`Service`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(u32);
+
+impl ServiceId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl<'t> Service<'t> {
+    pub(super) fn new(tracker: &'t QuotaTracker, position: usize) -> Self {
+        Service { tracker, position }
+    }
+
+    /// This service's id.
+    pub fn id(&self) -> ServiceId {
+        // A tracker's services fit in memory, so their count fits in a u32 on every target
+        // the tracker supports; saturate rather than wrap if it ever did not.
+        ServiceId(u32::try_from(self.position).unwrap_or(u32::MAX))
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &'t str {
+        &self.tracker.services[self.position].name
+    }
+
+    /// [`QuotaTracker::record_call`] on this service.
+    pub fn record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
+        self.tracker.update(self.position, Request::Record(count))
+    }
+
+    /// [`QuotaTracker::try_record`] on this service.
+    pub fn try_record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
+        let reduced_rate = self.tracker.is_reduced_rate();
+        self.tracker.update(
+            self.position,
+            Request::TryRecord {
+                count,
+                reduced_rate,
+            },
+        )
+    }
+
+    /// [`QuotaTracker::can_call`] on this service.
+    pub fn can_call(&self) -> bool {
+        self.tracker.can_call_at(self.position)
+    }
+
+    /// [`QuotaTracker::usage`] of this service.
+    pub fn usage(&self) -> ServiceUsage<'t> {
+        self.tracker.usage_at(self.position)
+    }
+
+    /// [`QuotaTracker::reserve_allocation`] of this service.
+    pub fn reserve_allocation(&self) -> u64 {
+        self.tracker.services[self.position].rules.reserve
+    }
+}
+
+impl std::fmt::Debug for Service<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name())
+            .field("id", &self.id())
+            .finish()
+    }
+}
