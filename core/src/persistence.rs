@@ -235,29 +235,71 @@ impl Persistence {
     /// build failed; `snapshot` gives the state and per-service versions to write (it takes
     /// the service locks: saver, then services, is the crate's lock order); `write` does the
     /// I/O. Returns `None` when the save coalesced into one already in flight.
+    ///
+    /// A forced save that finds the lock taken sets `rerun` and returns; the holder looks at
+    /// `rerun` after each write and once more after letting go of the lock (retrying the lock
+    /// if it is set), so a forced save is never dropped between the holder's last look and its
+    /// release (the lost wake-up, as in the observers' drain).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn save<S>(
         &self,
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        restore: impl FnOnce() -> Result<(), StoreError>,
+        mut restore: impl FnMut() -> Result<(), StoreError>,
         mut snapshot: impl FnMut() -> (S, Vec<u64>),
         mut write: impl FnMut(&S) -> Result<(), StoreError>,
     ) -> Option<SaveOutcome> {
-        let mut saver = match reason {
-            SaveReason::Flush => self.saver.lock(),
-            SaveReason::Interval | SaveReason::Critical => match self.saver.try_lock() {
-                Some(guard) => guard,
-                None => {
+        let mut first: Option<SaveOutcome> = None;
+        let mut reason = reason;
+        loop {
+            // Raised before trying the lock: if the lock is taken, its holder is sure to look
+            // at `rerun` after it (this thread's counts are in memory already).
+            if reason == SaveReason::Critical {
+                self.rerun.store(true, Ordering::SeqCst);
+            }
+            let saver = match reason {
+                SaveReason::Flush => Some(self.saver.lock()),
+                SaveReason::Interval | SaveReason::Critical => self.saver.try_lock(),
+            };
+            let Some(mut saver) = saver else {
+                if first.is_none() {
                     self.stats.lock().coalesced_saves += 1;
-                    if reason == SaveReason::Critical {
-                        self.rerun.store(true, Ordering::Release);
-                    }
-                    return None;
                 }
-            },
-        };
+                return first;
+            };
+            let outcome = self.save_locked(
+                &mut saver,
+                reason,
+                now_ms,
+                registry,
+                &mut restore,
+                &mut snapshot,
+                &mut write,
+            );
+            drop(saver);
+            let failed = outcome.result.is_err();
+            first.get_or_insert(outcome);
+            // A forced save that coalesced after the last look: run it unless another
+            // thread holds the lock now (that thread then sees `rerun`).
+            if failed || !self.rerun.load(Ordering::SeqCst) {
+                return first;
+            }
+            reason = SaveReason::Critical;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn save_locked<S>(
+        &self,
+        saver: &mut SaverState,
+        reason: SaveReason,
+        now_ms: u64,
+        registry: &Registry<StoreEvent>,
+        restore: &mut impl FnMut() -> Result<(), StoreError>,
+        snapshot: &mut impl FnMut() -> (S, Vec<u64>),
+        write: &mut impl FnMut(&S) -> Result<(), StoreError>,
+    ) -> SaveOutcome {
         let mut outcome = SaveOutcome { result: Ok(()) };
         if !saver.restored {
             let loaded = restore();
@@ -269,13 +311,14 @@ impl Persistence {
                     // failed save and try again on the next trigger.
                     outcome.result = Err(error);
                     self.account(reason, now_ms, &outcome.result, registry);
-                    return Some(outcome);
+                    return outcome;
                 }
             }
         }
-        // One pass, plus one more if a forced save coalesced into this one meanwhile.
-        for pass in 0..2 {
-            self.rerun.store(false, Ordering::Release);
+        // One pass, plus one more each time a forced save coalesced into this one meanwhile.
+        let mut pass = 0;
+        loop {
+            self.rerun.store(false, Ordering::SeqCst);
             let (state, versions) = snapshot();
             let clean = versions == saver.saved_versions;
             if pass == 0 && reason == SaveReason::Interval && clean && !self.is_reduced() {
@@ -285,7 +328,7 @@ impl Persistence {
                 );
                 break;
             }
-            if pass == 1 && clean {
+            if pass > 0 && clean {
                 break;
             }
             outcome.result = write(&state);
@@ -297,11 +340,12 @@ impl Persistence {
                 );
             }
             self.account(reason, now_ms, &outcome.result, registry);
-            if outcome.result.is_err() || !self.rerun.load(Ordering::Acquire) {
+            if outcome.result.is_err() || !self.rerun.load(Ordering::SeqCst) {
                 break;
             }
+            pass += 1;
         }
-        Some(outcome)
+        outcome
     }
 
     /// Updates the stats and reduced-rate mode after one write.

@@ -165,14 +165,12 @@ impl TrackerConfig {
         self
     }
 
-    /// Checks every service and that names are unique.
+    /// Checks every service and that names are unique (in O(n) for n services).
     pub fn validate(&self) -> Result<(), QuotaError> {
-        for (index, service) in self.services.iter().enumerate() {
+        let mut seen = std::collections::HashSet::with_capacity(self.services.len());
+        for service in &self.services {
             service.validate()?;
-            if self.services[..index]
-                .iter()
-                .any(|s| s.name == service.name)
-            {
+            if !seen.insert(service.name.as_str()) {
                 return Err(QuotaError::invalid_config(
                     Some(&service.name),
                     "name",

@@ -42,9 +42,9 @@ mod workload;
 
 pub use counter::Counter;
 pub use racy::{RacyCounts, RacyState};
-pub use stream::{Op, OpStream};
+pub use stream::{Bursts, CallSize, Op, OpStream};
 pub use tally::ServiceCounts;
-pub use workload::{Bursts, CallSize, Share, Workload, WorkloadError};
+pub use workload::{Share, Workload, WorkloadError};
 
 use std::fmt;
 use std::str::FromStr;

@@ -193,8 +193,12 @@ impl ServiceRules {
         if !forward && !far_back {
             return None;
         }
-        let before = self.level(state.used);
         let window = self.period.window_at(now_ms);
+        if window == state.window {
+            // Only the last window, past the calendar's range, ends at u64::MAX itself.
+            return None;
+        }
+        let before = self.level(state.used);
         let (used, left) = match state.left {
             // Back (or on) to the window a bogus reading moved away from.
             Some(left) if left.window == window => (left.used.saturating_add(state.used), None),

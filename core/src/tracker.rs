@@ -132,7 +132,7 @@ impl QuotaTrackerBuilder {
             persistence.reset_saver(versions, restored);
             persistence.record_load(loaded.as_ref().err());
             if let Err(error) = &loaded {
-                log::warn!("quota: could not restore counts, starting fresh: {error}");
+                quietly(|| log::warn!("quota: could not restore counts, starting fresh: {error}"));
             }
             tracker.persistence = Some(persistence);
         }

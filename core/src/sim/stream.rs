@@ -1,6 +1,31 @@
 //! One worker's deterministic sequence of calls.
 
-use super::workload::{Bursts, CallSize};
+/// Units per call, drawn uniformly from `min..=max` (both at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSize {
+    /// The smallest call.
+    pub min: u64,
+    /// The largest call.
+    pub max: u64,
+}
+
+/// Bursts: after any call, with probability `chance`, `length` more calls to the same service
+/// follow at once (marked [`Op::follows`](super::Op::follows)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bursts {
+    /// Probability in `[0, 1]` that a call starts a burst.
+    pub chance: f64,
+    /// Extra calls in a burst, at most [`Workload::MAX_BURST`](super::Workload::MAX_BURST).
+    pub length: u32,
+}
+
+impl Bursts {
+    /// No bursts.
+    pub const NONE: Bursts = Bursts {
+        chance: 0.0,
+        length: 0,
+    };
+}
 
 /// One simulated call: record `count` units to the service at index `service` of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

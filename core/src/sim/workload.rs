@@ -1,6 +1,6 @@
 //! What the simulated workers do: the workload parameters and their validation.
 
-use super::stream::OpStream;
+use super::stream::{Bursts, CallSize, OpStream};
 use crate::service::TrackerConfig;
 
 /// The workload of one simulation run. Build one with [`Workload::even`] and change the fields;
@@ -45,33 +45,6 @@ pub struct Share {
     pub service: String,
     /// Its weight relative to the other shares; 0 sends it nothing.
     pub weight: u32,
-}
-
-/// Units per call, drawn uniformly from `min..=max` (both at least 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallSize {
-    /// The smallest call.
-    pub min: u64,
-    /// The largest call.
-    pub max: u64,
-}
-
-/// Bursts: after any call, with probability `chance`, `length` more calls to the same service
-/// follow at once (marked [`Op::follows`](super::Op::follows)).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bursts {
-    /// Probability in `[0, 1]` that a call starts a burst.
-    pub chance: f64,
-    /// Extra calls in a burst, at most [`Workload::MAX_BURST`].
-    pub length: u32,
-}
-
-impl Bursts {
-    /// No bursts.
-    pub const NONE: Bursts = Bursts {
-        chance: 0.0,
-        length: 0,
-    };
 }
 
 /// A workload parameter out of range; the message names the parameter and its value.

@@ -1,7 +1,10 @@
 //! Loom model checks of the real tracker (its primitives come from `crate::sync`).
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p quota-core --lib --release loom`.
 
-use crate::{Level, ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig, Transition};
+use crate::{
+    Level, ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, Store, TrackerConfig,
+    Transition,
+};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -41,8 +44,8 @@ fn loom_two_threads_crossing_critical_report_it_exactly_once() {
         let sink = std::sync::Arc::clone(&seen);
         tracker.on_transition(move |t| sink.lock().unwrap().push(t.clone()));
         let other = Arc::clone(&tracker);
-        let handle = thread::spawn(move || other.record_call("a", 1).unwrap().transition);
-        let mine = tracker.record_call("a", 1).unwrap().transition;
+        let handle = thread::spawn(move || other.record_call("a", 1).unwrap().recorded);
+        let mine = tracker.record_call("a", 1).unwrap().recorded;
         let theirs = handle.join().unwrap();
         // 7 -> 8 enters Critical (0.8 x 10); 8 -> 9 changes nothing.
         let reported: Vec<_> = mine.into_iter().chain(theirs).collect();
@@ -92,5 +95,31 @@ fn loom_transitions_of_one_service_are_delivered_in_order() {
         let seen = seen.lock().unwrap().clone();
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
         assert_eq!(seen.last(), Some(&Level::Critical));
+    });
+}
+
+/// The save-in-flight protocol: a forced save (entering Critical) that finds a flush in
+/// flight is never dropped, whatever the interleaving: once both calls returned, the store
+/// holds the recorded calls.
+#[test]
+fn loom_a_forced_save_that_coalesces_is_never_dropped() {
+    loom::model(|| {
+        let store = MemoryStore::new();
+        let config = TrackerConfig::new([ServiceConfig::new("a", 10, Period::Day)]);
+        let tracker = Arc::new(
+            QuotaTracker::builder(config)
+                .clock(ManualClock::new(NOW))
+                .store(store.clone())
+                .build()
+                .unwrap(),
+        );
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || {
+            other.record_call("a", 8).unwrap(); // enters Critical: a forced save
+        });
+        tracker.flush().unwrap();
+        handle.join().unwrap();
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(saved.services[0].used, 8);
     });
 }
