@@ -2,15 +2,16 @@
 //!
 //! The dashboard: a Leptos (client-side) app that runs the [`quota_core::sim`] workload in the
 //! browser and shows, per service, the quota usage, levels and transitions, and the units
-//! issued, recorded and lost — with the locked tracker, or with the racy store that loses
+//! issued, recorded and lost — with the locked tracker, or with the racy counter that loses
 //! updates.
 //!
 //! Built by Trunk from the repository's `index.html`; `cargo xtask serve` serves it. The crate
 //! is empty on native targets: the app only runs on `wasm32-unknown-unknown`.
 //!
-//! - [`engine`]: the simulation itself — the store, the virtual workers (async tasks), and the
-//!   counters they update.
-//! - [`persist`]: what a reload continues from (`localStorage`), and the store outage switch.
+//! - [`engine`]: the simulation itself — the counter (the tracker, or the racy demonstration),
+//!   the virtual workers (async tasks), and the counters they update.
+//! - [`persist`]: what a reload continues from ([`DashboardStorage`](persist::DashboardStorage)
+//!   in `localStorage`), and the store outage switch.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
 //! - [`components`]: one file per part of the page.
 

@@ -31,17 +31,17 @@ impl Status {
     }
 }
 
-/// One service on one frame: its usage (from the store) and the units issued to it.
+/// One service on one frame: its usage (from the run's counter) and the units issued to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceView {
-    /// The store's usage of the service, `total_recorded` included.
-    pub usage: ServiceUsage,
+    /// The counter's usage of the service, `total_recorded` included.
+    pub usage: ServiceUsage<'static>,
     /// Units the workers attempted since the reset.
     pub issued: u64,
 }
 
 impl ServiceView {
-    /// Units the store counted since the reset, across windows.
+    /// Units the counter recorded since the reset, across windows.
     pub fn recorded(&self) -> u64 {
         self.usage.total_recorded
     }
@@ -217,7 +217,7 @@ impl History {
         let lines: Vec<ServiceLine> = services
             .iter()
             .map(|s| ServiceLine {
-                name: s.usage.name.clone(),
+                name: s.usage.name.to_string(),
                 warn: s.usage.warn_threshold,
                 critical: s.usage.critical_threshold,
             })

@@ -1,6 +1,6 @@
 //! Where the dashboard keeps its state between reloads: the browser's `localStorage`.
 //!
-//! Two keys under one base key (the page uses [`DEFAULT_KEY`]):
+//! [`DashboardStorage`] keeps two keys under one base key (the page uses [`DEFAULT_KEY`]):
 //!
 //! - `<key>.tracker`: the tracker's own [`PersistedState`], written by the core through
 //!   [`OutageStore`] (a [`LocalStorageStore`] behind the "store outage" switch).
@@ -138,18 +138,19 @@ pub struct Saved {
     pub counters: Option<SavedCounters>,
 }
 
-/// The dashboard's two keys, and the outage switch its stores share.
+/// The dashboard's two `localStorage` keys (the tracker's state, the page's counters) and the
+/// outage switch its stores share.
 #[derive(Debug, Clone)]
-pub struct Persistence {
+pub struct DashboardStorage {
     tracker_key: String,
     counters_key: String,
     outage: Outage,
 }
 
-impl Persistence {
+impl DashboardStorage {
     /// The keys `<key>.tracker` and `<key>.counters`, with the outage off.
     pub fn new(key: &str) -> Self {
-        Persistence {
+        DashboardStorage {
             tracker_key: format!("{key}.tracker"),
             counters_key: format!("{key}.counters"),
             outage: Outage::default(),
@@ -205,7 +206,7 @@ impl Persistence {
     }
 
     fn load_counters(&self) -> Option<SavedCounters> {
-        let text = storage()?.get_item(&self.counters_key).ok()??;
+        let text = local_storage()?.get_item(&self.counters_key).ok()??;
         match serde_json::from_str::<SavedCounters>(&text) {
             Ok(counters) if counters.version == SavedCounters::VERSION => Some(counters),
             Ok(counters) => {
@@ -225,7 +226,7 @@ impl Persistence {
     /// Writes the counters of the sync at `counters.synced_at_ms`. Not behind the outage
     /// switch: it only ever follows a save that succeeded.
     pub fn save_counters(&self, counters: &SavedCounters) {
-        let Some(storage) = storage() else {
+        let Some(storage) = local_storage() else {
             return;
         };
         let text = serde_json::to_string(counters).unwrap_or_default();
@@ -239,7 +240,7 @@ impl Persistence {
         if let Err(error) = LocalStorageStore::new(self.tracker_key.clone()).clear() {
             leptos::logging::warn!("dashboard: could not clear the tracker state: {error}");
         }
-        if let Some(storage) = storage() {
+        if let Some(storage) = local_storage() {
             if let Err(error) = storage.remove_item(&self.counters_key) {
                 leptos::logging::warn!("dashboard: could not clear the counters: {error:?}");
             }
@@ -247,6 +248,7 @@ impl Persistence {
     }
 }
 
-fn storage() -> Option<web_sys::Storage> {
+/// The page's `localStorage`, if the browser allows it.
+fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }

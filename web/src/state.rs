@@ -1,5 +1,9 @@
 //! The page's state: the engine, and the signals the components read. The signals change once
 //! per animation frame at most, however many calls the workers make in between.
+//!
+//! Every change the page makes to the engine goes through one place (`AppState::change`), which
+//! then refreshes the frame and has the settings and config [`Memo`]s read the engine again, so
+//! no action copies engine state into signals by hand.
 
 use crate::clock::SimClock;
 use crate::engine::{Engine, Settings};
@@ -17,6 +21,9 @@ use web_time::Instant;
 #[derive(Clone, Copy)]
 pub struct AppState {
     engine: StoredValue<Rc<Engine>, LocalStorage>,
+    /// Notified after each change made through this state; the memos read from the engine
+    /// track it (the engine itself is not reactive).
+    engine_changed: Trigger,
     meter: StoredValue<RefCell<Meter>, LocalStorage>,
     /// What the cards, counters and footer show.
     pub frame: RwSignal<Frame>,
@@ -28,10 +35,10 @@ pub struct AppState {
     pub history: RwSignal<History>,
     /// Measured calls and frames per second.
     pub rates: RwSignal<Rates>,
-    /// The workload and mode.
-    pub settings: RwSignal<Settings>,
-    /// The running config.
-    pub config: RwSignal<TrackerConfig>,
+    /// The workload and mode, as the engine has them.
+    pub settings: Memo<Settings>,
+    /// The running config, as the engine has it.
+    pub config: Memo<TrackerConfig>,
     /// The last invalid workload input, shown beside the controls.
     pub workload_error: RwSignal<Option<String>>,
 }
@@ -74,10 +81,20 @@ impl AppState {
     ) -> Result<AppState, QuotaError> {
         let engine = Engine::new(config, clock, key)?;
         let (frame, _) = engine.frame();
+        let engine = StoredValue::new_local(engine);
+        let engine_changed = Trigger::new();
+        // Memos: after a change they notify only if the value is a different one.
         Ok(AppState {
-            settings: RwSignal::new(engine.settings()),
-            config: RwSignal::new(engine.config()),
-            engine: StoredValue::new_local(engine),
+            settings: Memo::new(move |_| {
+                engine_changed.track();
+                engine.with_value(|engine| engine.settings())
+            }),
+            config: Memo::new(move |_| {
+                engine_changed.track();
+                engine.with_value(|engine| engine.config())
+            }),
+            engine,
+            engine_changed,
             meter: StoredValue::new_local(RefCell::new(Meter {
                 since: Instant::now(),
                 frames: 0,
@@ -178,58 +195,61 @@ impl AppState {
         }
     }
 
+    /// Runs `change` on the engine, then shows its effect: the settings and config read again,
+    /// and the frame. Every action of the page goes through here.
+    fn change<T>(&self, change: impl FnOnce(&Rc<Engine>) -> T) -> T {
+        let result = change(&self.engine());
+        self.engine_changed.notify();
+        self.refresh();
+        result
+    }
+
     /// Starts the workers.
     pub fn start(&self) {
-        self.engine().start();
-        self.refresh();
+        self.change(|engine| engine.start());
     }
 
     /// Pauses the workers.
     pub fn pause(&self) {
-        self.engine().pause();
-        self.refresh();
+        self.change(|engine| engine.pause());
     }
 
     /// Turns the simulated store outage on or off.
     pub fn set_outage(&self, on: bool) {
-        self.engine().set_outage(on);
-        self.refresh();
+        self.change(|engine| engine.set_outage(on));
     }
 
     /// Syncs the tracker now (see [`Engine::flush`]).
     pub fn flush(&self) {
-        self.engine().flush();
-        self.refresh();
+        self.change(|engine| engine.flush());
     }
 
     /// Starts over with empty counters and nothing saved.
     pub fn reset(&self) {
-        self.engine().reset();
-        self.after_restart();
+        self.change(|engine| {
+            engine.reset();
+            self.clear_logs();
+        });
     }
 
     /// Switches mode (and starts over).
     pub fn set_mode(&self, mode: Mode) {
-        self.engine().set_mode(mode);
-        self.settings.set(self.engine().settings());
-        self.after_restart();
+        self.change(|engine| {
+            engine.set_mode(mode);
+            self.clear_logs();
+        });
     }
 
     /// Sets the simulated speed.
     pub fn set_speed(&self, speed: f64) {
-        self.engine().set_speed(speed);
-        self.settings.set(self.engine().settings());
+        self.change(|engine| engine.set_speed(speed));
     }
 
     /// Changes the workload; an invalid one is refused and its error shown.
     pub fn update_workload(&self, change: impl FnOnce(&mut Workload)) {
-        match self.engine().update_workload(change) {
-            Ok(()) => {
-                self.workload_error.set(None);
-                self.settings.set(self.engine().settings());
-            }
-            Err(WorkloadError(message)) => self.workload_error.set(Some(message)),
-        }
+        let result = self.change(|engine| engine.update_workload(change));
+        self.workload_error
+            .set(result.err().map(|WorkloadError(message)| message));
     }
 
     /// Shows an input that could not be read as the workload error.
@@ -241,17 +261,18 @@ impl AppState {
     ///
     /// Errors: the core's error; the running config and counters stay as they were.
     pub fn apply_config(&self, config: TrackerConfig) -> Result<(), QuotaError> {
-        self.engine().apply_config(config)?;
-        self.config.set(self.engine().config());
-        self.settings.set(self.engine().settings());
-        self.after_restart();
-        Ok(())
+        self.change(|engine| {
+            engine.apply_config(config)?;
+            self.clear_logs();
+            Ok(())
+        })
     }
 
-    fn after_restart(&self) {
+    /// Forgets the old run's timeline, store log and chart (before the refresh that follows,
+    /// so the new run's first changes are kept).
+    fn clear_logs(&self) {
         self.timeline.update(Timeline::clear);
         self.store_log.update(StoreLog::clear);
         self.history.update(History::clear);
-        self.refresh();
     }
 }

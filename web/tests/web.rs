@@ -10,7 +10,7 @@ use quota_web::clock::SimClock;
 use quota_web::components::{ConfigEditor, Counters, ServiceCards, StorePanel, TransitionTimeline};
 use quota_web::engine::SYNC_INTERVAL_MS;
 use quota_web::model::Status;
-use quota_web::persist::Persistence;
+use quota_web::persist::DashboardStorage;
 use quota_web::state::AppState;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -34,7 +34,7 @@ fn fresh_key(name: &str) -> String {
         "quota-web-test.{name}.{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    Persistence::new(&key).clear();
+    DashboardStorage::new(&key).clear();
     key
 }
 
@@ -433,4 +433,52 @@ async fn the_outage_switch_drives_reduced_rate_on_after_3_failed_syncs_and_off_a
         .text_content()
         .unwrap()
         .contains("the outage switch applies to locked mode only"));
+}
+
+#[wasm_bindgen_test]
+async fn racy_mode_counts_direct_records_and_its_workers_lose_updates() {
+    let (state, root) = mount(|| {
+        view! {
+            <Counters/>
+            <TransitionTimeline/>
+        }
+    });
+    state.set_mode(Mode::Racy);
+    assert_eq!(state.settings.get_untracked().mode, Mode::Racy);
+    // One record at a time overwrites nothing: all of it counts, and its level change shows.
+    state.engine().record(2, FINNHUB, 30); // 30 of 60: the warn threshold
+    state.refresh();
+    settle().await;
+    assert_eq!(text(&root, "recorded-finnhub"), "30");
+    assert_eq!(text(&root, "lost-finnhub"), "0");
+    assert_eq!(
+        transitions(&root),
+        [("finnhub".into(), "normal".into(), "warning".into())]
+    );
+    assert!(find(&root, "timeline")
+        .text_content()
+        .unwrap()
+        .contains("worker 2"));
+
+    // Workers that await between copy and write-back overwrite each other.
+    state.update_workload(|w| {
+        w.workers = 8;
+        w.calls_per_second = 400;
+    });
+    assert_eq!(state.settings.get_untracked().workload.workers, 8);
+    state.start();
+    for _ in 0..100 {
+        TimeoutFuture::new(20).await;
+        state.refresh();
+        if state
+            .frame
+            .with_untracked(|f| f.services.iter().any(|s| s.lost() > 0))
+        {
+            break;
+        }
+    }
+    state.pause();
+    settle().await;
+    let lost: u64 = text(&root, "lost-total").parse().unwrap();
+    assert!(lost > 0, "racy workers lost nothing");
 }

@@ -5,7 +5,7 @@ use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 
-/// A table of units issued by the workers, recorded by the store (summed across windows) and
+/// A table of units issued by the workers, recorded by the counter (summed across windows) and
 /// lost (issued - recorded), per service and in total.
 #[component]
 pub fn Counters() -> impl IntoView {

@@ -1,0 +1,285 @@
+//! One run's counting, from one reset to the next: the [`Counter`] and the dashboard's own
+//! counters (issued, calls, level changes), and in locked mode the tracker's saves.
+
+use super::{check_config, lock, SYNC_INTERVAL_MS};
+use crate::clock::SimClock;
+use crate::model::{Cause, ServiceView};
+use crate::persist::{DashboardStorage, SavedCounters, SavedService, Synced};
+use quota_core::sim::{Counter, Mode, Op, RacyCounts, RacyState};
+use quota_core::{
+    Clock, QuotaError, QuotaTracker, StoreEvent, StoreStats, SyncPolicy, TrackerConfig, Transition,
+};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Store events kept until the next frame reads them; older ones are dropped.
+const MAX_PENDING_STORE_EVENTS: usize = 100;
+
+/// The counter and its counters from one reset to the next.
+pub(super) struct Run {
+    config: TrackerConfig,
+    counter: Counter,
+    /// What the tracker's saves share with the engine; `Some` exactly in locked mode.
+    saving: Option<Saving>,
+    /// Units issued per service (config order): the workers' attempts, counted after each call
+    /// completed.
+    issued: RefCell<Vec<u64>>,
+    /// Calls issued (each of one or more units).
+    calls: Cell<u64>,
+    /// Level changes not yet shown, with their cause. Shared with the tracker's observer, which
+    /// must be `Send + Sync`.
+    changes: Arc<Mutex<Vec<(Transition, Cause)>>>,
+    /// The worker (from 1) whose call is in progress; 0 while none is (a read rolled a window).
+    actor: Arc<AtomicUsize>,
+    /// Units recorded before this page (restored counters), per service; added to the tracker's
+    /// `total_recorded`, which counts from this tracker's build.
+    recorded_before: Vec<u64>,
+}
+
+/// The locked-mode extras: where the tracker's store writes, and what it reports back.
+struct Saving {
+    storage: DashboardStorage,
+    /// Set by the store on each successful save.
+    synced: Synced,
+    /// Reduced-rate mode starting and ending, not yet shown.
+    events: Arc<Mutex<Vec<StoreEvent>>>,
+}
+
+impl Run {
+    /// A run of `config` in `mode`. In locked mode the tracker restores from and saves to
+    /// `storage`; `saved` are the counters of the sync it restores from (if any).
+    pub(super) fn new(
+        config: TrackerConfig,
+        mode: Mode,
+        clock: &SimClock,
+        storage: &DashboardStorage,
+        saved: Option<&SavedCounters>,
+    ) -> Result<Run, QuotaError> {
+        check_config(&config)?;
+        let changes: Arc<Mutex<Vec<(Transition, Cause)>>> = Arc::default();
+        let actor = Arc::new(AtomicUsize::new(0));
+        let (counter, saving) = match mode {
+            Mode::Locked => {
+                let (tracker, saving) = locked_tracker(&config, clock, storage)?;
+                let (changes, actor) = (Arc::clone(&changes), Arc::clone(&actor));
+                tracker.on_transition(move |transition| {
+                    let cause = cause_of(transition, actor.load(Ordering::Relaxed));
+                    lock(&changes).push((transition.clone(), cause));
+                });
+                (Counter::Locked(Box::new(tracker)), Some(saving))
+            }
+            Mode::Racy => (
+                Counter::Racy(RacyCounts::new(config.clone(), clock.now_ms())?),
+                None,
+            ),
+        };
+        let restored = |f: fn(&SavedService) -> u64| -> Vec<u64> {
+            config
+                .services
+                .iter()
+                .map(|s| saved.and_then(|c| c.service(&s.name)).map_or(0, f))
+                .collect()
+        };
+        Ok(Run {
+            issued: RefCell::new(restored(|s| s.issued)),
+            recorded_before: restored(|s| s.recorded),
+            calls: Cell::new(saved.map_or(0, |c| c.calls)),
+            config,
+            counter,
+            saving,
+            changes,
+            actor,
+        })
+    }
+
+    /// The config this run counts.
+    pub(super) fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// The counter the workers record to.
+    pub(super) fn counter(&self) -> &Counter {
+        &self.counter
+    }
+
+    /// Calls issued since the reset.
+    pub(super) fn calls(&self) -> u64 {
+        self.calls.get()
+    }
+
+    fn name(&self, service: usize) -> &str {
+        &self.config.services[service].name
+    }
+
+    fn count_issued(&self, ops: &[Op]) {
+        let mut issued = self.issued.borrow_mut();
+        for op in ops {
+            issued[op.service] += op.count;
+        }
+        self.calls.set(self.calls.get() + ops.len() as u64);
+    }
+
+    /// Records `ops` for `worker` (from 1) at once, each op one [`Counter::record`] with
+    /// nothing in between (so even racy mode loses nothing here).
+    pub(super) fn record_now(&self, worker: usize, ops: &[Op], now_ms: u64) {
+        self.actor.store(worker, Ordering::Relaxed);
+        for op in ops {
+            match self
+                .counter
+                .record(self.name(op.service), op.count, now_ms, || {})
+            {
+                // The racy counts have no observers: their changes come back here. The
+                // tracker's reach its observer (with the actor) before record returns.
+                Ok(recorded) if self.counter.mode() == Mode::Racy => {
+                    self.note_changes(recorded.transitions(), worker);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let mode = self.counter.mode();
+                    leptos::logging::warn!("{mode} record refused: {error}");
+                }
+            }
+            self.count_issued(std::slice::from_ref(op));
+            self.save_counters_if_synced();
+        }
+        self.actor.store(0, Ordering::Relaxed);
+    }
+
+    /// DEMONSTRATION ONLY: records `ops` for `worker` in `copy`, a copy of the racy state the
+    /// caller loaded earlier and writes back afterwards, and counts them as issued.
+    pub(super) fn record_in_copy(
+        &self,
+        copy: &mut RacyState,
+        worker: usize,
+        ops: &[Op],
+        now_ms: u64,
+    ) {
+        for op in ops {
+            match copy.record(self.name(op.service), op.count, now_ms) {
+                Ok(recorded) => self.note_changes(recorded.transitions(), worker),
+                Err(error) => leptos::logging::warn!("racy record refused: {error}"),
+            }
+        }
+        self.count_issued(ops);
+    }
+
+    fn note_changes<'a>(&self, transitions: impl Iterator<Item = &'a Transition>, worker: usize) {
+        lock(&self.changes).extend(transitions.map(|t| (t.clone(), cause_of(t, worker))));
+    }
+
+    /// Writes the dashboard's counters if the tracker saved since the last look. Runs right
+    /// after each tracker call, so nothing changed since that save: the counters now are the
+    /// ones that go with it.
+    fn save_counters_if_synced(&self) {
+        let (Some(tracker), Some(saving)) = (self.counter.tracker(), &self.saving) else {
+            return;
+        };
+        let Some(synced_at_ms) = saving.synced.take() else {
+            return;
+        };
+        let snapshot = tracker.snapshot();
+        let issued = self.issued.borrow();
+        let services = snapshot
+            .services()
+            .iter()
+            .zip(issued.iter().zip(&self.recorded_before))
+            .map(|(usage, (&issued, &before))| SavedService {
+                name: usage.name.to_string(),
+                issued,
+                recorded: before + usage.total_recorded,
+            })
+            .collect();
+        saving.storage.save_counters(&SavedCounters {
+            version: SavedCounters::VERSION,
+            synced_at_ms,
+            calls: self.calls.get(),
+            services,
+        });
+    }
+
+    /// Saves the tracker (and with it the counters) now; nothing to do in racy mode.
+    pub(super) fn flush(&self) {
+        if let Some(tracker) = self.counter.tracker() {
+            if let Err(error) = tracker.flush() {
+                leptos::logging::warn!("dashboard: sync failed: {error}");
+            }
+            self.save_counters_if_synced();
+        }
+    }
+
+    /// Every service as counted at `now_ms`, with the units issued to it and the units
+    /// recorded before this page.
+    pub(super) fn services(&self, now_ms: u64) -> Vec<ServiceView> {
+        let snapshot = self.counter.snapshot(now_ms);
+        let issued = self.issued.borrow();
+        snapshot
+            .services()
+            .iter()
+            .zip(issued.iter().zip(&self.recorded_before))
+            .map(|(usage, (&issued, &before))| {
+                let mut usage = usage.clone();
+                usage.total_recorded += before;
+                ServiceView { usage, issued }
+            })
+            .collect()
+    }
+
+    /// The level changes since the last call, oldest first.
+    pub(super) fn take_changes(&self) -> Vec<(Transition, Cause)> {
+        std::mem::take(&mut *lock(&self.changes))
+    }
+
+    /// Reduced-rate mode starting and ending since the last call; none in racy mode.
+    pub(super) fn take_store_events(&self) -> Vec<StoreEvent> {
+        self.saving
+            .as_ref()
+            .map(|saving| std::mem::take(&mut *lock(&saving.events)))
+            .unwrap_or_default()
+    }
+
+    /// The tracker's store counters; `None` in racy mode (no store).
+    pub(super) fn stats(&self) -> Option<StoreStats> {
+        self.counter.tracker().map(QuotaTracker::stats)
+    }
+}
+
+/// A tracker of `config` on `clock` that restores from and saves to `storage`, syncing every
+/// [`SYNC_INTERVAL_MS`] of simulated time, and what its saves share with the engine.
+fn locked_tracker(
+    config: &TrackerConfig,
+    clock: &SimClock,
+    storage: &DashboardStorage,
+) -> Result<(QuotaTracker, Saving), QuotaError> {
+    let (store, synced) = storage.store();
+    let tracker = QuotaTracker::builder(config.clone())
+        .clock(clock.clone())
+        .store(store)
+        .sync_policy(SyncPolicy {
+            interval_ms: SYNC_INTERVAL_MS,
+            ..SyncPolicy::default()
+        })
+        .build()?;
+    let events: Arc<Mutex<Vec<StoreEvent>>> = Arc::default();
+    let pending = Arc::clone(&events);
+    tracker.on_store_event(move |event| {
+        let mut pending = lock(&pending);
+        if pending.len() < MAX_PENDING_STORE_EVENTS {
+            pending.push(event.clone());
+        }
+    });
+    let saving = Saving {
+        storage: storage.clone(),
+        synced,
+        events,
+    };
+    Ok((tracker, saving))
+}
+
+fn cause_of(transition: &Transition, actor: usize) -> Cause {
+    if transition.to < transition.from || actor == 0 {
+        Cause::WindowReset
+    } else {
+        Cause::Worker(actor)
+    }
+}
