@@ -1,4 +1,4 @@
-//! `record_call` cost on one thread beside a bare `Mutex<u64>` increment, and aggregate
+//! `record_call` (by name and through a service handle) cost on one thread beside a bare `Mutex<u64>` increment, and aggregate
 //! throughput of 1 and 2 threads on different services and on the same service.
 //!
 //! Run: `cargo bench -p quota-core --bench record_call`
@@ -27,9 +27,17 @@ fn single_thread(c: &mut Criterion) {
     group.bench_function("record_call_manual_clock", |b| {
         b.iter(|| tracker.record_call(black_box("llm"), 1).unwrap())
     });
+    let llm = tracker.service("llm").unwrap();
+    group.bench_function("handle_record_manual_clock", |b| {
+        b.iter(|| llm.record(black_box(1)).unwrap())
+    });
     let tracker = QuotaTracker::new_with_clock(config(), SystemClock).unwrap();
     group.bench_function("record_call_system_clock", |b| {
         b.iter(|| tracker.record_call(black_box("llm"), 1).unwrap())
+    });
+    let llm = tracker.service("llm").unwrap();
+    group.bench_function("handle_record_system_clock", |b| {
+        b.iter(|| llm.record(black_box(1)).unwrap())
     });
     group.finish();
 }

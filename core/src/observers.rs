@@ -50,12 +50,17 @@ impl StoreEventSubscription {
 
 type Observer<E> = dyn Fn(&E) + Send + Sync;
 
+/// Subscription ids come from one counter for the whole process, so an id handed to another
+/// tracker's `unsubscribe` matches nothing there. (std's atomic even under loom: it only makes
+/// ids unique; the protocol loom checks is each registry's `next_id`.)
+static NEXT_SUBSCRIPTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The subscribed observers of events `E`, by id. Subscribing and unsubscribing are
 /// O(log n); a delivery copies the list of observers once per event.
 pub(crate) struct Registry<E> {
     observers: Mutex<BTreeMap<u64, Arc<Observer<E>>>>,
-    /// The next id. Raised only after the observer is in the map, so an event that read it
-    /// (its *epoch*) finds every observer with a smaller id when it is delivered.
+    /// Above every id in the map. Raised only after the observer is in the map, so an event
+    /// that read it (its *epoch*) finds every observer with a smaller id when it is delivered.
     next_id: AtomicU64,
 }
 
@@ -69,7 +74,8 @@ impl<E> Registry<E> {
 
     pub(crate) fn subscribe(&self, observer: Arc<Observer<E>>) -> u64 {
         let mut observers = self.observers.lock();
-        let id = self.next_id.load(Ordering::Relaxed);
+        // Under this registry's lock, so its ids rise in the order they enter the map.
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         observers.insert(id, observer);
         self.next_id.store(id + 1, Ordering::Release);
         id
@@ -78,7 +84,12 @@ impl<E> Registry<E> {
     /// Removes `id`; `false` if it was not subscribed. Events queued after this returns never
     /// reach it; a delivery already running on another thread may still be calling it.
     pub(crate) fn unsubscribe(&self, id: u64) -> bool {
-        self.observers.lock().remove(&id).is_some()
+        let removed = self.observers.lock().remove(&id);
+        // Dropped after the lock is released (its `Drop` may call back into the tracker) and
+        // guarded (it may panic).
+        let found = removed.is_some();
+        quietly(move || drop(removed));
+        found
     }
 
     /// Ids below this were subscribed before now: stamp an event with it when queueing it.
@@ -107,6 +118,8 @@ impl<E> Registry<E> {
                     )
                 });
             }
+            // Maybe the last reference (unsubscribed meanwhile): its `Drop` may panic.
+            quietly(move || drop(observer));
         }
     }
 }

@@ -25,8 +25,9 @@ pub(crate) struct ServiceState {
     pub(crate) total: u64,
     /// The current window.
     pub(crate) window: Window,
-    /// The window this state last moved away from, with the calls it still owns there: if the
-    /// reading that moved it was bogus, a later reading in that window returns to it.
+    /// The window the first jump (a move other than a roll-over into the next window) left,
+    /// with the calls it owns there: if that reading was bogus, a later reading in that window
+    /// returns to it (see [`ServiceRules::align`]).
     pub(crate) left: Option<Left>,
 }
 
@@ -56,11 +57,9 @@ pub(crate) enum Request {
     Read,
     /// Count `n` calls, always (`record_call`).
     Record(u64),
-    /// Count `n` calls only if admitted (`try_record`); `reduced_rate` applies the reduced
-    /// allowance.
+    /// Count `n` calls only if admitted (`try_record`): below Critical and `used + n` within
+    /// the limit, or within the reduced allowance when `reduced_rate`.
     TryRecord { count: u64, reduced_rate: bool },
-    /// Add `n` calls restored from a store (never refused, saturating).
-    Restore(u64),
 }
 
 /// A level change, without the service's name (the caller adds it only when there is one).
@@ -151,20 +150,18 @@ impl ServiceRules {
                 count,
                 reduced_rate,
             } => (count, Some(reduced_rate)),
-            Request::Restore(count) => {
-                let before = self.level(state.used);
-                state.used = state.used.saturating_add(count);
-                step.recorded = self.change(before, state.used, now_ms);
-                step.changed = true;
-                return step;
-            }
         };
         let Some(after) = state.used.checked_add(count) else {
             step.refused = Some(Refusal::Overflow);
             return step;
         };
         if let Some(reduced_rate) = admit {
-            if !(self.allows(state.used, reduced_rate) && after <= self.limit) {
+            let cap = if reduced_rate {
+                self.reduced_allowance
+            } else {
+                self.limit
+            };
+            if !(self.allows(state.used, reduced_rate) && after <= cap) {
                 step.refused = Some(Refusal::Denied { used: state.used });
                 return step;
             }
@@ -179,12 +176,14 @@ impl ServiceRules {
 
     /// Moves `state` to the window `now_ms` belongs in, if it is not the current one.
     ///
-    /// - At or past the window's end: the next window, `used` from 0.
+    /// - At or past the window's end, into the next window: a roll-over, `used` from 0.
     /// - Before the window's start by at most one period: stays (a small step back, such as
     ///   an NTP correction or a thread that read the clock and then waited for the lock).
-    /// - Further back: the current window came from a bogus reading. The service goes to the
-    ///   reading's window, and `used` never drops: back in the window it left, it keeps that
-    ///   window's count and adds what was counted meanwhile; elsewhere it keeps what it has.
+    /// - Anything else is a *jump*, maybe on a bogus reading. The first jump remembers the
+    ///   window it left (`left`); the calls counted after it, in whatever windows, are added
+    ///   there, so that a reading back in that window returns to it with its count plus the
+    ///   calls counted meanwhile: `used` never drops. A jump forward starts at 0 in the new
+    ///   window; a jump far back keeps its count.
     ///
     /// Returns the level change, if any.
     pub(crate) fn align(&self, state: &mut ServiceState, now_ms: u64) -> Option<Change> {
@@ -200,19 +199,30 @@ impl ServiceRules {
         }
         let before = self.level(state.used);
         let (used, left) = match state.left {
-            // Back (or on) to the window a bogus reading moved away from.
+            // Back (or on) to the window a jump left: its count and everything since.
             Some(left) if left.window == window => (left.used.saturating_add(state.used), None),
-            // A real roll-over; remember the window left in case this reading was bogus.
-            _ if forward => (
+            // Moving on after a jump: what was counted here belongs to the window left too.
+            Some(left) if forward => (
+                0,
+                Some(Left {
+                    window: left.window,
+                    used: left.used.saturating_add(state.used),
+                }),
+            ),
+            // Far back again: the count comes along (so it is not added to `left` as well).
+            Some(left) => (state.used, Some(left)),
+            // A plain roll-over into the next window.
+            None if forward && window.start_ms == state.window.reset_at_ms => (0, None),
+            // A first jump forward.
+            None if forward => (
                 0,
                 Some(Left {
                     window: state.window,
                     used: state.used,
                 }),
             ),
-            // Far back to a window never seen: keep the count, and carry it back (not twice)
-            // if the clock returns to the window left.
-            _ => (
+            // A first jump far back: keep the count, carried back (not twice) on return.
+            None => (
                 state.used,
                 Some(Left {
                     window: state.window,
@@ -224,6 +234,37 @@ impl ServiceRules {
         state.window = window;
         state.left = left;
         self.change(before, used, now_ms)
+    }
+
+    /// Takes in `saved`, a state a store held, as of `now_ms`. The saved state is first moved
+    /// by the same rules as a running service ([`align`](Self::align)), so a restart sees what
+    /// the running tracker would have seen (a restart a little behind stays in the saved,
+    /// later window; a restart after bogus readings returns to the window they left). A fresh
+    /// `state` adopts it whole; one that already counted adds the saved count if both are in
+    /// the same window, and ignores it otherwise.
+    pub(crate) fn restore(
+        &self,
+        state: &mut ServiceState,
+        mut saved: ServiceState,
+        now_ms: u64,
+    ) -> Step {
+        self.align(&mut saved, now_ms);
+        let before = self.level(state.used);
+        let fresh = state.used == 0 && state.total == 0 && state.left.is_none();
+        if fresh {
+            state.used = saved.used;
+            state.window = saved.window;
+            state.left = saved.left;
+        } else if saved.window == state.window {
+            state.used = state.used.saturating_add(saved.used);
+        } else {
+            return Step::default();
+        }
+        Step {
+            recorded: self.change(before, state.used, now_ms),
+            changed: true,
+            ..Step::default()
+        }
     }
 
     fn change(&self, before: Level, used: u64, at_ms: u64) -> Option<Change> {
@@ -323,5 +364,70 @@ mod tests {
         assert_eq!(state.used, 42, "never lowered");
         record(&rules, &mut state, T0 + 1, 1);
         assert_eq!((state.used, state.window.start_ms), (43, T0));
+    }
+}
+
+#[cfg(test)]
+mod jump_tests {
+    use super::*;
+
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_718_000_000_000 / DAY * DAY;
+    const YEAR: u64 = 365 * DAY;
+
+    fn rules() -> ServiceRules {
+        ServiceRules::new(&ServiceConfig::new("s", 1_000, Period::Day), 0.25)
+    }
+
+    fn at(rules: &ServiceRules, state: &mut ServiceState, now: u64, n: u64) -> u64 {
+        rules.step(state, now, Request::Record(n));
+        state.used
+    }
+
+    #[test]
+    fn two_bogus_readings_ahead_return_with_every_call() {
+        let rules = rules();
+        let mut state = ServiceState::new(Period::Day, T0);
+        at(&rules, &mut state, T0, 30);
+        at(&rules, &mut state, T0 + YEAR, 1);
+        at(&rules, &mut state, T0 + 2 * YEAR, 2);
+        assert_eq!(at(&rules, &mut state, T0 + 5, 1), 34);
+    }
+
+    #[test]
+    fn back_then_ahead_then_right_again_keeps_every_call() {
+        let rules = rules();
+        let mut state = ServiceState::new(Period::Day, T0);
+        at(&rules, &mut state, T0, 40);
+        at(&rules, &mut state, 0, 1); // 1970: keeps its 41
+        at(&rules, &mut state, T0 + YEAR, 2);
+        assert_eq!(at(&rules, &mut state, T0 + 5, 1), 44);
+    }
+
+    #[test]
+    fn days_passing_after_a_jump_still_return_to_the_window_left() {
+        let rules = rules();
+        let mut state = ServiceState::new(Period::Day, T0);
+        at(&rules, &mut state, T0, 10);
+        at(&rules, &mut state, T0 + YEAR, 1);
+        at(&rules, &mut state, T0 + YEAR + DAY, 2); // a roll-over within the bogus time
+        assert_eq!(at(&rules, &mut state, T0 + 5, 1), 14);
+        // Plain roll-overs remember nothing.
+        at(&rules, &mut state, T0 + DAY, 1);
+        assert_eq!(state.left, None);
+    }
+
+    #[test]
+    fn reduced_rate_caps_the_count_not_only_the_level() {
+        let rules = ServiceRules::new(&ServiceConfig::new("s", 100, Period::Day), 0.25);
+        let mut state = ServiceState::new(Period::Day, T0);
+        let try_record = |count| Request::TryRecord {
+            count,
+            reduced_rate: true,
+        };
+        assert!(rules.step(&mut state, T0, try_record(26)).refused.is_some());
+        assert!(rules.step(&mut state, T0, try_record(25)).refused.is_none());
+        assert!(rules.step(&mut state, T0, try_record(1)).refused.is_some());
+        assert_eq!(state.used, 25);
     }
 }

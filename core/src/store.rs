@@ -35,7 +35,8 @@ pub enum StoreError {
 /// Persists the tracker's counts. Object-safe; `Send + Sync` so a tracker holding one stays so.
 ///
 /// The tracker calls it from whichever thread triggered a save, never while holding a
-/// service lock, and never twice at once.
+/// service lock, and never twice at once. A save replaces the whole state: give each live
+/// tracker its own store (two trackers saving to one store overwrite each other's counts).
 pub trait Store: Send + Sync {
     /// The last saved state, or `None` if nothing was saved yet.
     fn load(&self) -> Result<Option<PersistedState>, StoreError>;

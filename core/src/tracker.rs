@@ -243,7 +243,8 @@ impl QuotaTracker {
             services: Box::new([]),
             index: FxHashMap::default(),
             clock,
-            last_good_ms: AtomicU64::new(0),
+            // Until the clock gave a reading, a panicking clock falls back to the system's.
+            last_good_ms: AtomicU64::new(SystemClock.now_ms()),
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
@@ -479,7 +480,9 @@ impl QuotaTracker {
             let (reset, recorded) = self.queue_transitions(slot, &step);
             (step, guard.service, reset, recorded)
         };
-        if deliver && (reset.is_some() || recorded.is_some()) {
+        // Inside this tracker's own save (a store that records), observers wait for the
+        // save to end: it delivers every service's queue once its lock is released.
+        if deliver && (reset.is_some() || recorded.is_some()) && !SavingGuard::is_saving(self) {
             slot.outbox.pump(&self.observers, describe_transition);
         }
         StepResult {
@@ -515,7 +518,7 @@ impl QuotaTracker {
         let slot = &self.services[position];
         let count = match request {
             Request::Record(count) | Request::TryRecord { count, .. } => count,
-            Request::Read | Request::Restore(_) => 0,
+            Request::Read => 0,
         };
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
@@ -598,31 +601,54 @@ impl QuotaTracker {
         }
     }
 
-    /// Adds the saved counts of the current windows, one service lock at a time (see
-    /// [`PersistedService::previous`] for counts a bogus clock reading moved). At build the
-    /// tracker is empty, so this restores; after a load that failed at build, it merges what
-    /// was saved before with what was recorded since.
+    /// Takes in the saved counts, one service lock at a time, by the rules of
+    /// [`ServiceRules::restore`]: at build the tracker is fresh, so this restores; after a
+    /// load that failed at build, it merges what was saved before with what was recorded
+    /// since. Entries of unknown services, other periods, or windows not on a boundary of the
+    /// period are skipped.
     fn merge_saved(&self, saved: &PersistedState, now: u64, deliver: bool) {
         for saved in &saved.services {
             let Ok(position) = self.position(&saved.name) else {
                 continue;
             };
             let slot = &self.services[position];
-            if saved.config.period != slot.config.period {
+            let period = slot.config.period;
+            if saved.config.period != period {
                 continue;
             }
-            let current = slot.config.period.window_at(now).start_ms;
-            let mut count = 0u64;
-            if saved.window_start_ms == current {
-                count = saved.used;
-            }
-            if let Some(previous) = saved.previous {
-                if previous.window_start_ms == current {
-                    count = previous.used.saturating_add(saved.used);
+            let window_of = |start_ms: u64| {
+                let window = period.window_at(start_ms);
+                (window.start_ms == start_ms).then_some(window)
+            };
+            let Some(window) = window_of(saved.window_start_ms) else {
+                continue;
+            };
+            let left = match saved.previous {
+                None => None,
+                Some(previous) => match window_of(previous.window_start_ms) {
+                    Some(window) => Some(Left {
+                        window,
+                        used: previous.used,
+                    }),
+                    None => continue,
+                },
+            };
+            let saved = ServiceState {
+                used: saved.used,
+                total: 0,
+                window,
+                left,
+            };
+            let (reset, recorded) = {
+                let mut guard = slot.state.lock();
+                let step = slot.rules.restore(&mut guard.service, saved, now);
+                if step.changed {
+                    guard.version += 1;
                 }
-            }
-            if count > 0 {
-                self.step_at(position, now, Request::Restore(count), deliver);
+                self.queue_transitions(slot, &step)
+            };
+            if deliver && (reset.is_some() || recorded.is_some()) {
+                slot.outbox.pump(&self.observers, describe_transition);
             }
         }
     }
@@ -654,11 +680,15 @@ impl QuotaTracker {
                 |state| persistence.write(state),
             )
         };
-        // The save lock is released: deliver what the save's reads queued, then its events.
-        self.pump(&(0..self.services.len()).collect::<Vec<_>>());
-        persistence
-            .events
-            .pump(&self.store_observers, describe_store_event);
+        // The save lock is released: deliver what the save queued (its reads, and calls its
+        // store made), then its events; unless this is a save nested in one of this tracker's
+        // own saves, which delivers it all when it ends.
+        if !SavingGuard::is_saving(self) {
+            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
+            persistence
+                .events
+                .pump(&self.store_observers, describe_store_event);
+        }
         outcome.map(|outcome| outcome.result)
     }
 

@@ -1,0 +1,53 @@
+//! A loop of `n` calls on the hot path, for instruction counts under callgrind (repeatable on a
+//! noisy machine, unlike times):
+//!
+//! ```sh
+//! cargo build -p quota-core --release --example hot_loop
+//! for n in 1000000 2000000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/hot_loop record-manual $n 2>&1 | grep refs
+//! done
+//! ```
+//!
+//! Instructions per call = (refs at 2,000,000 - refs at 1,000,000) / 1,000,000. Modes:
+//! `record-manual`, `record-system`, `handle-manual`, `handle-system`, `try-manual`.
+
+use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, SystemClock, TrackerConfig};
+use std::hint::black_box;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "record-manual".into());
+    let n: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let config = TrackerConfig::new(
+        ["market", "mail", "llm", "search"].map(|n| ServiceConfig::new(n, u64::MAX, Period::Month)),
+    );
+    let tracker = if mode.ends_with("system") {
+        QuotaTracker::new_with_clock(config, SystemClock)
+    } else {
+        QuotaTracker::new_with_clock(config, ManualClock::new(1_718_000_000_000))
+    }
+    .expect("valid config");
+    match mode.as_str() {
+        "record-manual" | "record-system" => {
+            for _ in 0..n {
+                black_box(tracker.record_call(black_box("llm"), 1).expect("recorded"));
+            }
+        }
+        "handle-manual" | "handle-system" => {
+            let llm = tracker.service("llm").expect("configured");
+            for _ in 0..n {
+                black_box(llm.record(black_box(1)).expect("recorded"));
+            }
+        }
+        "try-manual" => {
+            for _ in 0..n {
+                black_box(tracker.try_record(black_box("llm"), 1).expect("allowed"));
+            }
+        }
+        other => eprintln!("unknown mode {other:?}"),
+    }
+}
