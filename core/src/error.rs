@@ -34,7 +34,9 @@ pub enum QuotaError {
         reason: &'static str,
     },
     /// [`try_record`](crate::QuotaTracker::try_record) refused: the calls are not allowed now.
-    #[error("denied: {count} call(s) to {service:?} not allowed at {used} of {limit} used")]
+    #[error(
+        "denied: {count} call(s) to {service:?} not allowed at {used} of {limit} used: {reason}"
+    )]
     Denied {
         /// The service that was asked for.
         service: Arc<str>,
@@ -44,10 +46,44 @@ pub enum QuotaError {
         used: u64,
         /// The window's limit.
         limit: u64,
+        /// Which rule refused.
+        reason: DenyReason,
     },
     /// The store failed (from [`flush`](crate::QuotaTracker::flush) through `?`).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Which admission rule refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// The service is at its Critical level or above (normal admission stops there).
+    Critical,
+    /// `used + count` would pass the limit.
+    Limit,
+    /// Reduced-rate mode (the store failed too often): only the reduced allowance is left.
+    ReducedRate,
+    /// Shared admission (`Exact`, or `Leased` without a block in hand) needs the store, and
+    /// it cannot be reached: denying is the only way not to over-admit.
+    StoreUnavailable,
+}
+
+impl DenyReason {
+    /// A short phrase: `critical level`, `over the limit`, `reduced rate`, `store unavailable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Critical => "critical level",
+            DenyReason::Limit => "over the limit",
+            DenyReason::ReducedRate => "reduced rate",
+            DenyReason::StoreUnavailable => "store unavailable",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl QuotaError {

@@ -384,13 +384,10 @@ fn local_storage(key: String) -> Box<dyn Store> {
 /// reports it unavailable, as `LocalStorageStore` does in Node.
 #[cfg(not(target_arch = "wasm32"))]
 fn local_storage(key: String) -> Box<dyn Store> {
-    use crate::store::{PersistedState, StoreError};
+    use crate::store::{StoreError, SyncBatch};
     struct NoLocalStorage(String);
     impl Store for NoLocalStorage {
-        fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-            Err(self.unavailable())
-        }
-        fn save(&self, _: &PersistedState) -> Result<(), StoreError> {
+        fn sync(&self, _: &SyncBatch) -> Result<Vec<u64>, StoreError> {
             Err(self.unavailable())
         }
     }

@@ -41,17 +41,20 @@ mod usage;
 mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::QuotaError;
+pub use error::{DenyReason, QuotaError};
 pub use level::Level;
 pub use observers::{StoreEventSubscription, TransitionSubscription};
 pub use persistence::{ReducedRatePolicy, StoreEvent, StoreStats, SyncPolicy};
-pub use service::{ServiceConfig, ServiceConfigBuilder, TrackerConfig};
+pub use service::{Admission, ServiceConfig, ServiceConfigBuilder, TrackerConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
 pub use store::LocalStorageStore;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use store::RedisStore;
 pub use store::{
-    MemoryStore, PersistedService, PersistedState, PersistedWindow, Store, StoreError,
+    AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, MemoryStore,
+    Store, StoreError, StoredState, StoredWindow, SyncBatch, WindowKey,
 };
 pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
 pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};

@@ -12,7 +12,7 @@
 
 use crate::error::QuotaError;
 use crate::observers::{quietly, Outbox, Registry};
-use crate::store::{PersistedState, Store, StoreError};
+use crate::store::{GiveBack, InstanceId, Store, StoreError, SyncBatch};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -126,27 +126,36 @@ pub enum StoreEvent {
     },
 }
 
-/// Why a save runs.
+/// Why a sync runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SaveReason {
-    /// `interval_ms` passed: skipped when nothing changed (unless probing in reduced rate).
+    /// The first sync, at build: reads the stored totals (a failure is a failed load).
+    Load,
+    /// `interval_ms` passed (or the back-off after a failure).
     Interval,
     /// A service entered Critical.
     Critical,
-    /// `flush()`: waits for a save in flight, always writes.
+    /// `flush()`: waits for a sync in flight, always syncs.
     Flush,
 }
+
+/// The longest back-off between attempts while the store fails.
+const MAX_BACKOFF_MS: u64 = 30_000;
+/// The first back-off after a failure; it doubles with every failure in a row.
+const FIRST_BACKOFF_MS: u64 = 100;
 
 /// The tracker's persistence state; see the module docs for the locking rules.
 pub(crate) struct Persistence {
     store: Box<dyn Store>,
     pub(crate) policy: SyncPolicy,
-    /// The next interval save is due at this time (ms).
+    /// This tracker in the store's eyes.
+    pub(crate) instance: InstanceId,
+    /// The next interval sync is due at this time (ms).
     due_ms: AtomicU64,
     reduced: AtomicBool,
-    /// Set by a forced save that coalesced, so the save in flight runs once more.
+    /// Set by a forced sync that coalesced, so the sync in flight runs once more.
     rerun: AtomicBool,
-    /// Held across store I/O: at most one save in flight.
+    /// Held across store I/O: at most one sync in flight.
     saver: Mutex<SaverState>,
     /// Held only to update the stats (and to queue the event the update causes, so events
     /// are queued in the order the state changed).
@@ -157,59 +166,67 @@ pub(crate) struct Persistence {
 
 /// What the save lock guards.
 struct SaverState {
-    /// Per-service versions at the last successful save.
-    saved_versions: Vec<u64>,
-    /// Whether the saved counts were taken in (false after a load that failed at build).
-    restored: bool,
+    /// The next batch's number.
+    next_seq: u64,
+    /// A batch sent whose reply never came: resent as it is before anything else.
+    outstanding: Option<SyncBatch>,
+    /// Leased calls to give back, not acknowledged yet (resent as they are).
+    give_backs: Vec<GiveBack>,
 }
 
-/// What one save attempt produced.
+/// What one sync attempt produced.
 pub(crate) struct SaveOutcome {
     pub(crate) result: Result<(), StoreError>,
 }
 
 impl Persistence {
-    pub(crate) fn new(
-        store: Box<dyn Store>,
-        policy: SyncPolicy,
-        now_ms: u64,
-        saved_versions: Vec<u64>,
-        restored: bool,
-    ) -> Self {
+    pub(crate) fn new(store: Box<dyn Store>, policy: SyncPolicy, now_ms: u64) -> Self {
         Persistence {
             due_ms: AtomicU64::new(now_ms.saturating_add(policy.interval_ms)),
             store,
             policy,
+            instance: InstanceId::random(),
             reduced: AtomicBool::new(false),
             rerun: AtomicBool::new(false),
             saver: Mutex::new(SaverState {
-                saved_versions,
-                restored,
+                next_seq: 1,
+                outstanding: None,
+                give_backs: Vec::new(),
             }),
             stats: Mutex::new(StoreStats::default()),
             events: Outbox::new(),
         }
     }
 
-    /// Loads through the store; a panicking store is a failed load.
-    pub(crate) fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-        guarded(|| self.store.load())
+    /// Any other store call (shared admission), a panic turned into an error.
+    pub(crate) fn call<T>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        guarded(|| call(&*self.store))
     }
 
-    /// Saves through the store; a panicking store is a failed save.
-    pub(crate) fn write(&self, state: &PersistedState) -> Result<(), StoreError> {
-        guarded(|| self.store.save(state))
+    /// Syncs through the store; a panicking store is a failed sync.
+    fn send(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        let totals = guarded(|| self.store.sync(batch))?;
+        if totals.len() == batch.read.len() {
+            Ok(totals)
+        } else {
+            Err(StoreError::Io(format!(
+                "the store answered {} totals for {} windows",
+                totals.len(),
+                batch.read.len()
+            )))
+        }
     }
 
-    /// Sets what the saver knows before the first save: the versions the store holds, and
-    /// whether the stored counts were taken in.
-    pub(crate) fn reset_saver(&self, saved_versions: Vec<u64>, restored: bool) {
-        let mut saver = self.saver.lock();
-        saver.saved_versions = saved_versions;
-        saver.restored = restored;
+    /// Makes the next call sync: a window moved, and the store may hold other instances'
+    /// calls in the new one.
+    pub(crate) fn sync_soon(&self) {
+        self.due_ms.store(0, Ordering::Relaxed);
     }
 
-    /// Whether a call at `now_ms` should try to save (the hot path: one atomic load).
+    /// Whether a call at `now_ms` should try to sync (the hot path: one atomic load).
     pub(crate) fn due(&self, now_ms: u64) -> bool {
         now_ms >= self.due_ms.load(Ordering::Relaxed)
     }
@@ -222,33 +239,22 @@ impl Persistence {
         self.stats.lock().clone()
     }
 
-    pub(crate) fn record_load(&self, error: Option<&StoreError>) {
-        let mut stats = self.stats.lock();
-        stats.loads += 1;
-        if let Some(error) = error {
-            stats.load_failures += 1;
-            stats.last_error = Some(error.to_string());
-        }
-    }
-
-    /// Saves under the save lock. `restore` first takes in the stored counts if the load at
-    /// build failed; `snapshot` gives the state and per-service versions to write (it takes
-    /// the service locks: saver, then services, is the crate's lock order); `write` does the
-    /// I/O. Returns `None` when the save coalesced into one already in flight.
+    /// Syncs under the save lock: first a batch whose reply was lost, as it is, then a new
+    /// one that `cut` makes (it takes the service locks: saver, then services, is the crate's
+    /// lock order) from what was recorded since; `apply` takes in each reply. Returns `None`
+    /// when the sync coalesced into one already in flight.
     ///
-    /// A forced save that finds the lock taken sets `rerun` and returns; the holder looks at
-    /// `rerun` after each write and once more after letting go of the lock (retrying the lock
-    /// if it is set), so a forced save is never dropped between the holder's last look and its
+    /// A forced sync that finds the lock taken sets `rerun` and returns; the holder looks at
+    /// `rerun` after each sync and once more after letting go of the lock (retrying the lock
+    /// if it is set), so a forced sync is never dropped between the holder's last look and its
     /// release (the lost wake-up, as in the observers' drain).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn save<S>(
+    pub(crate) fn save(
         &self,
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        mut restore: impl FnMut() -> Result<(), StoreError>,
-        mut snapshot: impl FnMut() -> (S, Vec<u64>),
-        mut write: impl FnMut(&S) -> Result<(), StoreError>,
+        mut cut: impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        mut apply: impl FnMut(&SyncBatch, &[u64]),
     ) -> Option<SaveOutcome> {
         let mut first: Option<SaveOutcome> = None;
         let mut reason = reason;
@@ -259,7 +265,7 @@ impl Persistence {
                 self.rerun.store(true, Ordering::SeqCst);
             }
             let saver = match reason {
-                SaveReason::Flush => Some(self.saver.lock()),
+                SaveReason::Flush | SaveReason::Load => Some(self.saver.lock()),
                 SaveReason::Interval | SaveReason::Critical => self.saver.try_lock(),
             };
             let Some(mut saver) = saver else {
@@ -268,19 +274,12 @@ impl Persistence {
                 }
                 return first;
             };
-            let outcome = self.save_locked(
-                &mut saver,
-                reason,
-                now_ms,
-                registry,
-                &mut restore,
-                &mut snapshot,
-                &mut write,
-            );
+            let outcome =
+                self.save_locked(&mut saver, reason, now_ms, registry, &mut cut, &mut apply);
             drop(saver);
             let failed = outcome.result.is_err();
             first.get_or_insert(outcome);
-            // A forced save that coalesced after the last look: run it unless another
+            // A forced sync that coalesced after the last look: run it unless another
             // thread holds the lock now (that thread then sees `rerun`).
             if failed || !self.rerun.load(Ordering::SeqCst) {
                 return first;
@@ -289,63 +288,72 @@ impl Persistence {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn save_locked<S>(
+    fn save_locked(
         &self,
         saver: &mut SaverState,
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        restore: &mut impl FnMut() -> Result<(), StoreError>,
-        snapshot: &mut impl FnMut() -> (S, Vec<u64>),
-        write: &mut impl FnMut(&S) -> Result<(), StoreError>,
+        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        apply: &mut impl FnMut(&SyncBatch, &[u64]),
     ) -> SaveOutcome {
         let mut outcome = SaveOutcome { result: Ok(()) };
-        if !saver.restored {
-            let loaded = restore();
-            self.record_load(loaded.as_ref().err());
-            match loaded {
-                Ok(()) | Err(StoreError::Corrupt(_)) => saver.restored = true,
-                Err(error) => {
-                    // Writing now would overwrite counts we could not read: count it as a
-                    // failed save and try again on the next trigger.
-                    outcome.result = Err(error);
-                    self.account(reason, now_ms, &outcome.result, registry);
-                    return outcome;
-                }
-            }
-        }
-        // One pass, plus one more each time a forced save coalesced into this one meanwhile.
-        let mut pass = 0;
+        // One pass, plus one more each time a forced sync coalesced into this one meanwhile.
         loop {
             self.rerun.store(false, Ordering::SeqCst);
-            let (state, versions) = snapshot();
-            let clean = versions == saver.saved_versions;
-            if pass == 0 && reason == SaveReason::Interval && clean && !self.is_reduced() {
-                self.due_ms.store(
-                    now_ms.saturating_add(self.policy.interval_ms),
-                    Ordering::Relaxed,
-                );
-                break;
-            }
-            if pass > 0 && clean {
-                break;
-            }
-            outcome.result = write(&state);
-            if outcome.result.is_ok() {
-                saver.saved_versions = versions;
-                self.due_ms.store(
-                    now_ms.saturating_add(self.policy.interval_ms),
-                    Ordering::Relaxed,
-                );
-            }
+            outcome.result = self.sync_once(saver, cut, apply);
             self.account(reason, now_ms, &outcome.result, registry);
             if outcome.result.is_err() || !self.rerun.load(Ordering::SeqCst) {
                 break;
             }
-            pass += 1;
         }
         outcome
+    }
+
+    /// Resends a batch whose reply was lost, then cuts and sends a new one.
+    fn sync_once(
+        &self,
+        saver: &mut SaverState,
+        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        apply: &mut impl FnMut(&SyncBatch, &[u64]),
+    ) -> Result<(), StoreError> {
+        if let Some(batch) = saver.outstanding.take() {
+            match self.send(&batch) {
+                Ok(totals) => apply(&batch, &totals),
+                Err(error) => {
+                    saver.outstanding = Some(batch);
+                    return Err(error);
+                }
+            }
+        }
+        let (batch, give_backs) = cut(self.instance, saver.next_seq);
+        saver.give_backs.extend(give_backs);
+        if !batch.deltas.is_empty() {
+            saver.next_seq += 1;
+        }
+        // Leased calls not used go back first, each exactly once (the store keeps its seq).
+        while let Some(back) = saver.give_backs.first() {
+            if let Err(error) = guarded(|| self.store.give_back(back)) {
+                if !batch.deltas.is_empty() {
+                    saver.outstanding = Some(batch);
+                }
+                return Err(error);
+            }
+            saver.give_backs.remove(0);
+        }
+        match self.send(&batch) {
+            Ok(totals) => {
+                apply(&batch, &totals);
+                Ok(())
+            }
+            Err(error) => {
+                // Its deltas are cut: only this exact batch may carry them (exactly once).
+                if !batch.deltas.is_empty() {
+                    saver.outstanding = Some(batch);
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Updates the stats and reduced-rate mode after one write.
@@ -358,9 +366,28 @@ impl Persistence {
     ) {
         let policy = &self.policy.reduced_rate;
         let mut stats = self.stats.lock();
+        if reason == SaveReason::Load {
+            stats.loads += 1;
+            if let Err(error) = result {
+                stats.load_failures += 1;
+                stats.last_error = Some(error.to_string());
+            }
+            return;
+        }
         if reason == SaveReason::Critical {
             stats.forced_saves += 1;
         }
+        // Next interval sync: after the interval, or, while the store fails, after a back-off
+        // that doubles up to a cap, so a failing store costs the calls almost nothing.
+        let wait = match result {
+            Ok(()) => self.policy.interval_ms,
+            Err(_) => {
+                let shift = stats.consecutive_failures.min(16);
+                (FIRST_BACKOFF_MS << shift).min(MAX_BACKOFF_MS)
+            }
+        };
+        self.due_ms
+            .store(now_ms.saturating_add(wait), Ordering::Relaxed);
         match result {
             Ok(()) => {
                 stats.saves += 1;

@@ -30,6 +30,45 @@ pub struct ServiceConfig {
     pub critical_threshold: f64,
     /// Fraction of the limit held back as a reserve, in [0, 1); default 0.1.
     pub reserve_fraction: f64,
+    /// How calls are admitted when instances share the quota through a store (default
+    /// [`Admission::Local`]).
+    #[serde(default)]
+    pub admission: Admission,
+}
+
+/// How a service's calls are admitted across instances that share its quota through a store.
+///
+/// ```
+/// use quota_core::{Admission, Period, ServiceConfig};
+/// let llm = ServiceConfig::builder("llm", 10_000, Period::Day)
+///     .admission(Admission::Leased { block: 100 })
+///     .build()?;
+/// assert_eq!(llm.admission, Admission::Leased { block: 100 });
+/// # Ok::<(), quota_core::QuotaError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admission {
+    /// Decide on this instance's view (the store's total at the last sync + what it recorded
+    /// since), sync the calls behind them. As fast as without a store; may over-admit by what
+    /// other instances recorded since their last sync (at most their calls of one sync
+    /// interval).
+    #[default]
+    Local,
+    /// Decide on the shared count: `try_record` and `can_call` are one atomic step in the
+    /// store (one round trip per call) applying the same rule as the local step, and only
+    /// admitted calls are counted. Never over-admits, with any number of instances. While the
+    /// store is unreachable they deny; `record_call` counts locally and syncs later.
+    Exact,
+    /// Take `block` calls at a time from the store (at most the headroom below the Critical
+    /// threshold), spend them at in-process speed, ask for the next block when they run out
+    /// (a call larger than a block asks for that many), give back what is unused on `flush`,
+    /// on drop and at the window's end. Never over-admits; an instance killed while holding a
+    /// block strands at most that block until the window ends.
+    Leased {
+        /// Calls per block, at least 1.
+        block: u64,
+    },
 }
 
 impl ServiceConfig {
@@ -50,6 +89,7 @@ impl ServiceConfig {
             warn_threshold: Self::DEFAULT_WARN,
             critical_threshold: Self::DEFAULT_CRITICAL,
             reserve_fraction: Self::DEFAULT_RESERVE,
+            admission: Admission::Local,
         }
     }
 
@@ -125,6 +165,12 @@ impl ServiceConfigBuilder {
     /// Sets the reserve fraction.
     pub fn reserve_fraction(mut self, fraction: f64) -> Self {
         self.0.reserve_fraction = fraction;
+        self
+    }
+
+    /// Sets how calls are admitted across instances sharing a store.
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.0.admission = admission;
         self
     }
 

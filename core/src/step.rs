@@ -12,6 +12,7 @@
 //! means the current window came from a bogus reading, so the service goes back to the
 //! reading's window and never lowers `used` (see [`ServiceRules::align`]).
 
+use crate::error::DenyReason;
 use crate::level::{calls_at_most, Level, Thresholds};
 use crate::service::ServiceConfig;
 use crate::window::{Period, Window};
@@ -31,11 +32,14 @@ pub(crate) struct ServiceState {
     pub(crate) left: Option<Left>,
 }
 
-/// A window a service moved away from, and the calls to carry back if it returns there.
+/// A window a service jumped away from, and the calls to carry back if it returns there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Left {
     pub(crate) window: Window,
+    /// What `used` becomes on return, before adding the current window's count.
     pub(crate) used: u64,
+    /// The window's own count when it was left (a shared store holds those already).
+    pub(crate) own: u64,
 }
 
 impl ServiceState {
@@ -77,7 +81,7 @@ pub(crate) enum Refusal {
     /// The count would overflow the counter.
     Overflow,
     /// `try_record` was not admitted; `used` is the count it saw.
-    Denied { used: u64 },
+    Denied { used: u64, reason: DenyReason },
 }
 
 /// What one step did.
@@ -90,6 +94,9 @@ pub(crate) struct Step {
     pub(crate) recorded: Option<Change>,
     /// Set when nothing was counted although a count was asked for.
     pub(crate) refused: Option<Refusal>,
+    /// Set when the window moved: how much of the new window's `used` a shared store does not
+    /// hold under that window yet (0 for a roll-over; the calls carried by a jump).
+    pub(crate) moved: Option<u64>,
     /// The state changed in a way a store should see (counted, or the window moved).
     pub(crate) changed: bool,
 }
@@ -134,15 +141,46 @@ impl ServiceRules {
             && (!reduced_rate || used < self.reduced_allowance)
     }
 
+    /// The rule that refuses `count` more calls at `used`, if one does (the admission rule
+    /// of `try_record`, locally and in a shared store).
+    pub(crate) fn denies(&self, used: u64, count: u64, reduced_rate: bool) -> Option<DenyReason> {
+        let after = used.saturating_add(count);
+        if self.level(used) >= Level::Critical {
+            Some(if used >= self.limit {
+                DenyReason::Limit
+            } else {
+                DenyReason::Critical
+            })
+        } else if after > self.limit {
+            Some(DenyReason::Limit)
+        } else if reduced_rate && (used >= self.reduced_allowance || after > self.reduced_allowance)
+        {
+            Some(DenyReason::ReducedRate)
+        } else {
+            None
+        }
+    }
+
+    /// `(below, cap)` for a shared store's admission: admit while the total is below `below`
+    /// and total + count is at most `cap` (the same rule as [`denies`](Self::denies)).
+    pub(crate) fn shared_rule(&self, reduced_rate: bool) -> (u64, u64) {
+        let below = self.thresholds.critical_at.min(self.limit);
+        if reduced_rate {
+            (
+                below.min(self.reduced_allowance),
+                self.reduced_allowance.min(self.limit),
+            )
+        } else {
+            (below, self.limit)
+        }
+    }
+
     /// Applies `request` at `now_ms` to `state`. On a refusal nothing is counted (a due
     /// roll-over still happens: it would have happened on any call).
     pub(crate) fn step(&self, state: &mut ServiceState, now_ms: u64, request: Request) -> Step {
-        let window_before = state.window;
-        let mut step = Step {
-            reset: self.align(state, now_ms),
-            ..Step::default()
-        };
-        step.changed = state.window != window_before;
+        let mut step = Step::default();
+        (step.reset, step.moved) = self.align(state, now_ms);
+        step.changed = step.moved.is_some();
         let (count, admit) = match request {
             Request::Read => return step,
             Request::Record(count) => (count, None),
@@ -156,13 +194,11 @@ impl ServiceRules {
             return step;
         };
         if let Some(reduced_rate) = admit {
-            let cap = if reduced_rate {
-                self.reduced_allowance
-            } else {
-                self.limit
-            };
-            if !(self.allows(state.used, reduced_rate) && after <= cap) {
-                step.refused = Some(Refusal::Denied { used: state.used });
+            if let Some(reason) = self.denies(state.used, count, reduced_rate) {
+                step.refused = Some(Refusal::Denied {
+                    used: state.used,
+                    reason,
+                });
                 return step;
             }
         }
@@ -185,41 +221,52 @@ impl ServiceRules {
     ///   calls counted meanwhile: `used` never drops. A jump forward starts at 0 in the new
     ///   window; a jump far back keeps its count.
     ///
-    /// Returns the level change, if any.
-    pub(crate) fn align(&self, state: &mut ServiceState, now_ms: u64) -> Option<Change> {
+    /// Returns the level change, if any, and (when the window moved) the calls of the new
+    /// window's `used` that a shared store does not hold under it yet.
+    pub(crate) fn align(
+        &self,
+        state: &mut ServiceState,
+        now_ms: u64,
+    ) -> (Option<Change>, Option<u64>) {
         let forward = now_ms >= state.window.reset_at_ms;
         let far_back = now_ms < state.window.start_ms.saturating_sub(self.period.max_ms());
         if !forward && !far_back {
-            return None;
+            return (None, None);
         }
         let window = self.period.window_at(now_ms);
         if window == state.window {
             // Only the last window, past the calendar's range, ends at u64::MAX itself.
-            return None;
+            return (None, None);
         }
         let before = self.level(state.used);
-        let (used, left) = match state.left {
+        let (used, left, carried) = match state.left {
             // Back (or on) to the window a jump left: its count and everything since.
-            Some(left) if left.window == window => (left.used.saturating_add(state.used), None),
+            Some(left) if left.window == window => {
+                let used = left.used.saturating_add(state.used);
+                (used, None, used.saturating_sub(left.own))
+            }
             // Moving on after a jump: what was counted here belongs to the window left too.
             Some(left) if forward => (
                 0,
                 Some(Left {
-                    window: left.window,
                     used: left.used.saturating_add(state.used),
+                    ..left
                 }),
+                0,
             ),
             // Far back again: the count comes along (so it is not added to `left` as well).
-            Some(left) => (state.used, Some(left)),
+            Some(left) => (state.used, Some(left), state.used),
             // A plain roll-over into the next window.
-            None if forward && window.start_ms == state.window.reset_at_ms => (0, None),
+            None if forward && window.start_ms == state.window.reset_at_ms => (0, None, 0),
             // A first jump forward.
             None if forward => (
                 0,
                 Some(Left {
                     window: state.window,
                     used: state.used,
+                    own: state.used,
                 }),
+                0,
             ),
             // A first jump far back: keep the count, carried back (not twice) on return.
             None => (
@@ -227,41 +274,27 @@ impl ServiceRules {
                 Some(Left {
                     window: state.window,
                     used: 0,
+                    own: state.used,
                 }),
+                state.used,
             ),
         };
         state.used = used;
         state.window = window;
         state.left = left;
-        self.change(before, used, now_ms)
+        (self.change(before, used, now_ms), Some(carried))
     }
 
-    /// Takes in `saved`, a state a store held, as of `now_ms`. The saved state is first moved
-    /// by the same rules as a running service ([`align`](Self::align)), so a restart sees what
-    /// the running tracker would have seen (a restart a little behind stays in the saved,
-    /// later window; a restart after bogus readings returns to the window they left). A fresh
-    /// `state` adopts it whole; one that already counted adds the saved count if both are in
-    /// the same window, and ignores it otherwise.
-    pub(crate) fn restore(
-        &self,
-        state: &mut ServiceState,
-        mut saved: ServiceState,
-        now_ms: u64,
-    ) -> Step {
-        self.align(&mut saved, now_ms);
-        let before = self.level(state.used);
-        let fresh = state.used == 0 && state.total == 0 && state.left.is_none();
-        if fresh {
-            state.used = saved.used;
-            state.window = saved.window;
-            state.left = saved.left;
-        } else if saved.window == state.window {
-            state.used = state.used.saturating_add(saved.used);
-        } else {
+    /// Takes in a count seen in a shared store (every instance's calls): `used` rises to it,
+    /// never falls (a store that lost data does not lower what this tracker knows).
+    pub(crate) fn observe(&self, state: &mut ServiceState, used: u64, now_ms: u64) -> Step {
+        if used <= state.used {
             return Step::default();
         }
+        let before = self.level(state.used);
+        state.used = used;
         Step {
-            recorded: self.change(before, state.used, now_ms),
+            recorded: self.change(before, used, now_ms),
             changed: true,
             ..Step::default()
         }
@@ -303,10 +336,22 @@ mod tests {
         };
         assert_eq!(rules.step(&mut state, T0, try_record(7)).refused, None);
         let too_many = rules.step(&mut state, T0, try_record(4)); // 7 + 4 > 10
-        assert_eq!(too_many.refused, Some(Refusal::Denied { used: 7 }));
+        assert_eq!(
+            too_many.refused,
+            Some(Refusal::Denied {
+                used: 7,
+                reason: DenyReason::Limit
+            })
+        );
         assert_eq!(rules.step(&mut state, T0, try_record(1)).refused, None);
         let critical = rules.step(&mut state, T0, try_record(1)); // 8 of 10 is Critical
-        assert_eq!(critical.refused, Some(Refusal::Denied { used: 8 }));
+        assert_eq!(
+            critical.refused,
+            Some(Refusal::Denied {
+                used: 8,
+                reason: DenyReason::Critical
+            })
+        );
         let overflow = record(&rules, &mut state, T0, u64::MAX);
         assert_eq!(overflow.refused, Some(Refusal::Overflow));
         assert_eq!((state.used, state.total), (8, 8));

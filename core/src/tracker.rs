@@ -5,11 +5,13 @@ use crate::error::QuotaError;
 use crate::level::Level;
 use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
+use crate::service::Admission;
 use crate::service::{ServiceConfig, TrackerConfig};
-use crate::step::{Change, Left, Refusal, Request, ServiceRules, ServiceState, Step};
-use crate::store::{PersistedService, PersistedState, PersistedWindow, Store, StoreError};
+use crate::step::{Change, Refusal, Request, ServiceRules, ServiceState, Step};
+use crate::store::{Delta, GiveBack, InstanceId, Store, StoreError, SyncBatch, WindowKey};
 use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
+use crate::window::Window;
 use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
@@ -18,6 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 mod handle;
+mod shared;
 pub use handle::{Service, ServiceId};
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
@@ -50,6 +53,8 @@ pub struct QuotaTracker {
     clock: Box<dyn Clock>,
     /// The clock's latest good reading, to within a second: used when the clock panics.
     last_good_ms: AtomicU64,
+    /// The last lease number asked for (`Leased` admission).
+    lease_seq: AtomicU64,
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
@@ -114,27 +119,31 @@ impl QuotaTrackerBuilder {
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
         self.config.validate()?;
         self.policy.validate()?;
+        if self.store.is_none() {
+            if let Some(service) = self
+                .config
+                .services
+                .iter()
+                .find(|s| s.admission != Admission::Local)
+            {
+                return Err(QuotaError::invalid_config(
+                    Some(&service.name),
+                    "admission",
+                    format_args!("{:?}", service.admission),
+                    "needs a store shared by the instances (builder().store(..))",
+                ));
+            }
+        }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
         if let Some(store) = self.store {
             let now = tracker.now();
-            let persistence = Persistence::new(store, self.policy, now, Vec::new(), true);
-            let loaded = persistence.load();
-            if let Ok(Some(saved)) = &loaded {
-                tracker.merge_saved(saved, now, true);
+            tracker.persistence = Some(Persistence::new(store, self.policy, now));
+            // Read the stored totals of the current windows. A store that is down now is
+            // harmless: deltas only add, so later syncs never overwrite what it holds.
+            if let Some(Err(error)) = tracker.save(SaveReason::Load, now) {
+                quietly(|| log::warn!("quota: could not read the store, starting fresh: {error}"));
             }
-            // What was just restored is what the store holds: not dirty.
-            let versions = tracker.read_all(now, true).1;
-            // Retry a load that failed for now (not one that found corrupt data) before the
-            // first save, so a passing outage never overwrites the saved counts.
-            let restored =
-                !matches!(&loaded, Err(error) if !matches!(error, StoreError::Corrupt(_)));
-            persistence.reset_saver(versions, restored);
-            persistence.record_load(loaded.as_ref().err());
-            if let Err(error) = &loaded {
-                quietly(|| log::warn!("quota: could not restore counts, starting fresh: {error}"));
-            }
-            tracker.persistence = Some(persistence);
         }
         Ok(tracker)
     }
@@ -158,8 +167,54 @@ struct ServiceSlot {
 /// What a service's lock guards.
 struct SlotState {
     service: ServiceState,
-    /// Bumped by every change; tells the saver what changed since the last save.
-    version: u64,
+    /// What a shared store has not acknowledged yet (kept only with a store).
+    sync: SyncState,
+    /// The block in hand (`Leased` admission only).
+    lease: shared::LeaseState,
+}
+
+/// A service's calls a store has not acknowledged yet. `service.used` is the store's total of
+/// the current window at the last sync plus `unacked`.
+#[derive(Default)]
+struct SyncState {
+    /// Calls of the current window not acknowledged by a reply.
+    unacked: u64,
+    /// How many of `unacked` are in the batch in flight (or whose reply was lost), and their
+    /// window: once the window moves on, those calls belong to the batch alone.
+    cut: u64,
+    cut_window: Option<Window>,
+    /// Calls of ended windows not cut into a batch yet (a delta for a window that ended is
+    /// added to that window, never to the next).
+    ended: Vec<(Window, u64)>,
+    /// Leased calls to give back with the next sync.
+    give_backs: Vec<GiveBack>,
+}
+
+impl SyncState {
+    /// Books a step: counted calls, and a window that moved (the old window's calls not cut
+    /// yet go to `ended`; the new one starts with what the step carried into it).
+    fn book(&mut self, old_window: Window, step: &Step, counted: u64) {
+        if let Some(carried) = step.moved {
+            let cut = if self.cut_window == Some(old_window) {
+                self.cut
+            } else {
+                0
+            };
+            let pending = self.unacked.saturating_sub(cut);
+            // The calls cut from the old window now belong to the batch alone: its reply
+            // must not take them off the new window's count.
+            self.cut = 0;
+            self.cut_window = None;
+            if pending > 0 {
+                match self.ended.iter_mut().find(|(w, _)| *w == old_window) {
+                    Some((_, calls)) => *calls = calls.saturating_add(pending),
+                    None => self.ended.push((old_window, pending)),
+                }
+            }
+            self.unacked = carried;
+        }
+        self.unacked = self.unacked.saturating_add(counted);
+    }
 }
 
 // Not `const`-initialized: loom's `thread_local!` (used under `cfg(loom)`) does not take it.
@@ -245,6 +300,7 @@ impl QuotaTracker {
             clock,
             // Until the clock gave a reading, a panicking clock falls back to the system's.
             last_good_ms: AtomicU64::new(SystemClock.now_ms()),
+            lease_seq: AtomicU64::new(0),
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
@@ -258,7 +314,8 @@ impl QuotaTracker {
                 rules: ServiceRules::new(&config, reduced_fraction),
                 state: CachePadded::new(Mutex::new(SlotState {
                     service: ServiceState::new(config.period, now),
-                    version: 0,
+                    sync: SyncState::default(),
+                    lease: shared::LeaseState::default(),
                 })),
                 outbox: Outbox::new(),
                 config,
@@ -347,7 +404,7 @@ impl QuotaTracker {
     /// so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now();
-        let (states, _) = self.read_all(now, true);
+        let states = self.read_all(now, true);
         Snapshot {
             services: self
                 .services
@@ -471,15 +528,26 @@ impl QuotaTracker {
     /// transitions delivered after the lock is released.
     fn step_at(&self, position: usize, now: u64, request: Request, deliver: bool) -> StepResult {
         let slot = &self.services[position];
+        let shared = self.persistence.is_some();
         let (step, state, reset, recorded) = {
             let mut guard = slot.state.lock();
+            let old_window = guard.service.window;
             let step = slot.rules.step(&mut guard.service, now, request);
-            if step.changed {
-                guard.version += 1;
+            if shared && step.changed {
+                let counted = match (request, step.refused) {
+                    (Request::Record(n) | Request::TryRecord { count: n, .. }, None) => n,
+                    _ => 0,
+                };
+                guard.sync.book(old_window, &step, counted);
             }
             let (reset, recorded) = self.queue_transitions(slot, &step);
             (step, guard.service, reset, recorded)
         };
+        if step.moved.is_some() {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
         // Inside this tracker's own save (a store that records), observers wait for the
         // save to end: it delivers every service's queue once its lock is released.
         if deliver && (reset.is_some() || recorded.is_some()) && !SavingGuard::is_saving(self) {
@@ -523,6 +591,16 @@ impl QuotaTracker {
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
+        match slot.config.admission {
+            Admission::Local => {}
+            Admission::Exact => {
+                return self.exact_update(position, count, matches!(request, Request::Record(_)))
+            }
+            Admission::Leased { block } => {
+                let force = matches!(request, Request::Record(_));
+                return self.leased_update(position, count, force, block);
+            }
+        }
         let now = self.now();
         let StepResult {
             step,
@@ -536,11 +614,12 @@ impl QuotaTracker {
         self.after_call(now, entered_critical);
         match step.refused {
             Some(Refusal::Overflow) => Err(slot.invalid_count(count, "the counter would overflow")),
-            Some(Refusal::Denied { used }) => Err(QuotaError::Denied {
+            Some(Refusal::Denied { used, reason }) => Err(QuotaError::Denied {
                 service: Arc::clone(&slot.name),
                 count,
                 used,
                 limit: slot.rules.limit,
+                reason,
             }),
             None => Ok(Recorded {
                 usage: slot.usage(&state),
@@ -551,6 +630,11 @@ impl QuotaTracker {
     }
 
     fn can_call_at(&self, position: usize) -> bool {
+        match self.services[position].config.admission {
+            Admission::Local => {}
+            Admission::Exact => return self.exact_can_call(position),
+            Admission::Leased { block } => return self.leased_can_call(position, block),
+        }
         let state = self
             .step_at(position, self.now(), Request::Read, true)
             .state;
@@ -567,30 +651,38 @@ impl QuotaTracker {
     }
 
     /// Every service's state under all their locks, taken in config order (the crate's one
-    /// lock order), with their versions; roll-over transitions are delivered after if
-    /// `deliver`.
-    fn read_all(&self, now: u64, deliver: bool) -> (Vec<ServiceState>, Vec<u64>) {
+    /// lock order); roll-over transitions are delivered after if `deliver`.
+    fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
         let mut guards: Vec<MutexGuard<'_, SlotState>> =
             self.services.iter().map(|slot| slot.state.lock()).collect();
-        let mut states = Vec::with_capacity(guards.len());
-        let mut versions = Vec::with_capacity(guards.len());
-        let mut queued = Vec::new();
-        for (position, (slot, guard)) in self.services.iter().zip(guards.iter_mut()).enumerate() {
-            let step = slot.rules.step(&mut guard.service, now, Request::Read);
-            if step.changed {
-                guard.version += 1;
-            }
-            if self.queue_transitions(slot, &step).0.is_some() {
-                queued.push(position);
-            }
-            states.push(guard.service);
-            versions.push(guard.version);
-        }
+        let states = self.read_locked(&mut guards, now, &mut |_, _| {});
         drop(guards);
         if deliver {
-            self.pump(&queued);
+            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
         }
-        (states, versions)
+        states
+    }
+
+    /// Steps every service (all locked) to `now`, then lets `also` look at each.
+    fn read_locked(
+        &self,
+        guards: &mut [MutexGuard<'_, SlotState>],
+        now: u64,
+        also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
+    ) -> Vec<ServiceState> {
+        let shared = self.persistence.is_some();
+        let mut states = Vec::with_capacity(guards.len());
+        for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
+            let old_window = guard.service.window;
+            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            if shared && step.changed {
+                guard.sync.book(old_window, &step, 0);
+            }
+            self.queue_transitions(slot, &step);
+            also(slot, guard);
+            states.push(guard.service);
+        }
+        states
     }
 
     fn pump(&self, positions: &[usize]) {
@@ -601,61 +693,9 @@ impl QuotaTracker {
         }
     }
 
-    /// Takes in the saved counts, one service lock at a time, by the rules of
-    /// [`ServiceRules::restore`]: at build the tracker is fresh, so this restores; after a
-    /// load that failed at build, it merges what was saved before with what was recorded
-    /// since. Entries of unknown services, other periods, or windows not on a boundary of the
-    /// period are skipped.
-    fn merge_saved(&self, saved: &PersistedState, now: u64, deliver: bool) {
-        for saved in &saved.services {
-            let Ok(position) = self.position(&saved.name) else {
-                continue;
-            };
-            let slot = &self.services[position];
-            let period = slot.config.period;
-            if saved.config.period != period {
-                continue;
-            }
-            let window_of = |start_ms: u64| {
-                let window = period.window_at(start_ms);
-                (window.start_ms == start_ms).then_some(window)
-            };
-            let Some(window) = window_of(saved.window_start_ms) else {
-                continue;
-            };
-            let left = match saved.previous {
-                None => None,
-                Some(previous) => match window_of(previous.window_start_ms) {
-                    Some(window) => Some(Left {
-                        window,
-                        used: previous.used,
-                    }),
-                    None => continue,
-                },
-            };
-            let saved = ServiceState {
-                used: saved.used,
-                total: 0,
-                window,
-                left,
-            };
-            let (reset, recorded) = {
-                let mut guard = slot.state.lock();
-                let step = slot.rules.restore(&mut guard.service, saved, now);
-                if step.changed {
-                    guard.version += 1;
-                }
-                self.queue_transitions(slot, &step)
-            };
-            if deliver && (reset.is_some() || recorded.is_some()) {
-                slot.outbox.pump(&self.observers, describe_transition);
-            }
-        }
-    }
-
-    /// Saves through the store if there is one; `None` if there is none or the save
-    /// coalesced into one in flight. Runs with no service lock held; observers run only
-    /// after the save lock is released.
+    /// Syncs with the store if there is one; `None` if there is none or the sync coalesced
+    /// into one in flight. Runs with no service lock held; observers run only after the save
+    /// lock is released.
     fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
         let persistence = self.persistence.as_ref()?;
         if reason == SaveReason::Flush && SavingGuard::is_saving(self) {
@@ -667,22 +707,13 @@ impl QuotaTracker {
                 reason,
                 now,
                 &self.store_observers,
-                || {
-                    if let Some(saved) = persistence.load()? {
-                        self.merge_saved(&saved, now, false);
-                    }
-                    Ok(())
-                },
-                || {
-                    let (states, versions) = self.read_all(now, false);
-                    (self.persisted(&states, now), versions)
-                },
-                |state| persistence.write(state),
+                |instance, seq| self.cut(instance, seq, now, reason == SaveReason::Flush),
+                |batch, totals| self.take_totals(batch, totals, now),
             )
         };
-        // The save lock is released: deliver what the save queued (its reads, and calls its
-        // store made), then its events; unless this is a save nested in one of this tracker's
-        // own saves, which delivers it all when it ends.
+        // The save lock is released: deliver what the sync queued (its reads, replies, and
+        // calls its store made), then its events; unless this is a sync nested in one of this
+        // tracker's own, which delivers it all when it ends.
         if !SavingGuard::is_saving(self) {
             self.pump(&(0..self.services.len()).collect::<Vec<_>>());
             persistence
@@ -692,25 +723,83 @@ impl QuotaTracker {
         outcome.map(|outcome| outcome.result)
     }
 
-    fn persisted(&self, states: &[ServiceState], now: u64) -> PersistedState {
-        PersistedState {
-            version: PersistedState::VERSION,
-            services: self
-                .services
-                .iter()
-                .zip(states)
-                .map(|(slot, state)| PersistedService {
-                    name: slot.config.name.clone(),
-                    used: state.used,
-                    window_start_ms: state.window.start_ms,
-                    config: slot.config.clone(),
-                    previous: state.left.map(|Left { window, used }| PersistedWindow {
-                        window_start_ms: window.start_ms,
-                        used,
-                    }),
-                })
-                .collect(),
-            updated_at_ms: now,
+    /// A new batch under all service locks: each service's ended windows' calls and its
+    /// current window's unacknowledged calls, which become the batch's `cut`; it reads every
+    /// current window.
+    fn cut(
+        &self,
+        instance: InstanceId,
+        seq: u64,
+        now: u64,
+        return_leases: bool,
+    ) -> (SyncBatch, Vec<GiveBack>) {
+        let mut deltas = Vec::new();
+        let mut give_backs = Vec::new();
+        let mut read = Vec::with_capacity(self.services.len());
+        let mut guards: Vec<MutexGuard<'_, SlotState>> =
+            self.services.iter().map(|slot| slot.state.lock()).collect();
+        self.read_locked(&mut guards, now, &mut |slot, guard| {
+            let key = |window: Window| WindowKey {
+                service: slot.config.name.clone(),
+                period: slot.rules.period,
+                start_ms: window.start_ms,
+                end_ms: window.reset_at_ms,
+            };
+            give_backs.append(&mut guard.sync.give_backs);
+            if return_leases {
+                give_backs.extend(guard.lease.give_back(slot, instance));
+            }
+            for (window, calls) in guard.sync.ended.drain(..) {
+                deltas.push(Delta {
+                    window: key(window),
+                    calls,
+                });
+            }
+            let window = guard.service.window;
+            let sync = &mut guard.sync;
+            if sync.unacked > 0 {
+                deltas.push(Delta {
+                    window: key(window),
+                    calls: sync.unacked,
+                });
+            }
+            sync.cut = sync.unacked;
+            sync.cut_window = Some(window);
+            read.push(key(window));
+        });
+        let batch = SyncBatch {
+            instance,
+            seq,
+            at_ms: now,
+            deltas,
+            read,
+        };
+        (batch, give_backs)
+    }
+
+    /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the
+    /// stored total plus what was recorded since the cut.
+    fn take_totals(&self, batch: &SyncBatch, totals: &[u64], now: u64) {
+        for (read, &total) in batch.read.iter().zip(totals) {
+            let Ok(position) = self.position(&read.service) else {
+                continue;
+            };
+            let slot = &self.services[position];
+            let mut guard = slot.state.lock();
+            let window = guard.service.window;
+            let sync = &mut guard.sync;
+            if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
+                sync.unacked = sync.unacked.saturating_sub(sync.cut);
+            }
+            sync.cut = 0;
+            sync.cut_window = None;
+            if window.start_ms == read.start_ms {
+                let unacked = sync.unacked;
+                let step =
+                    slot.rules
+                        .observe(&mut guard.service, total.saturating_add(unacked), now);
+                self.queue_transitions(slot, &step);
+            }
         }
     }
 
@@ -767,6 +856,17 @@ impl ServiceSlot {
             service: Arc::clone(&self.name),
             count,
             reason,
+        }
+    }
+}
+
+/// A tracker with a store syncs what it recorded since the last sync when dropped (native
+/// builds; best effort: a failure is logged). On wasm the page decides when to `flush`.
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for QuotaTracker {
+    fn drop(&mut self) {
+        if let Some(Err(error)) = self.save(SaveReason::Flush, self.now()) {
+            quietly(|| log::warn!("quota: the last sync before drop failed: {error}"));
         }
     }
 }

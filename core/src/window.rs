@@ -8,7 +8,7 @@ use std::str::FromStr;
 /// The length of a quota window. Windows are aligned to UTC calendar boundaries: a `Minute`
 /// window starts at second 0, an `Hour` at minute 0, a `Day` at 00:00 UTC and a `Month` at the
 /// 1st 00:00 UTC, and each ends where the next begins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     /// A calendar minute.

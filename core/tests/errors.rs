@@ -87,15 +87,21 @@ fn try_record_denies_without_recording() {
             service: "a".into(),
             count: 4,
             used: 7,
-            limit: 10
+            limit: 10,
+            reason: quota_core::DenyReason::Limit,
         }
     );
+    assert!(denied.to_string().ends_with("over the limit"), "{denied}");
     assert_eq!(tracker.usage("a").unwrap().used, 7);
     // Crossing into critical is allowed; from critical on nothing is.
     tracker.try_record("a", 1).unwrap();
     assert!(matches!(
         tracker.try_record("a", 1),
-        Err(QuotaError::Denied { used: 8, .. })
+        Err(QuotaError::Denied {
+            used: 8,
+            reason: quota_core::DenyReason::Critical,
+            ..
+        })
     ));
     assert_eq!(tracker.usage("a").unwrap().used, 8);
     // record_call still records past the limit; remaining saturates.

@@ -114,7 +114,7 @@ fn a_second_tracker_on_the_same_key_restores_the_counts_after_flush() {
             .get(&key.0)
             .expect("flush wrote localStorage"),
     );
-    assert_eq!(num(&saved, "version"), 1.0);
+    assert_eq!(num(&saved, "version"), 2.0);
 
     let second = tracker(&key, None);
     assert_eq!((second.used("search"), second.used("mail")), (3.0, 60.0));
@@ -161,7 +161,7 @@ fn stats_count_loads_saves_and_forced_saves() {
     assert_eq!(num(&after, "saves"), 3.0);
     assert_eq!(num(&after, "consecutiveSuccesses"), 3.0);
     let saved = local_storage().get(&key.0).unwrap();
-    assert!(saved.contains("\"used\": 8"), "{saved}");
+    assert!(saved.contains("\"total\": 8"), "{saved}");
     assert_eq!(keys(&after), STATS_KEYS);
 }
 

@@ -1,0 +1,567 @@
+//! The stored state of the text stores (memory, file, `localStorage`): JSON, version 2, and the
+//! one `apply` that adds a sync batch to it.
+//!
+//! Rules, per entry (one bad entry never voids the rest):
+//! - An entry that does not parse is skipped and noted ([`StoredState::skipped`]).
+//! - Two entries for one window keep the larger total (two copies of one count are not two
+//!   counts).
+//! - Totals are capped at [`StoredState::MAX_TOTAL`] (2^62), so later additions never overflow.
+//! - A service keeps its [`StoredState::WINDOWS_KEPT`] latest windows: old windows go without
+//!   reading any clock, so a bogus clock reading cannot purge the current window.
+//! - A service remembers the last applied `seq` of its [`StoredState::INSTANCES_KEPT`] most
+//!   recently seen instances; a retry from an instance forgotten since would count again.
+//! - Version 1 (snapshots of one tracker) is read and converted: each service's count becomes
+//!   its window's total. A store converts it under its lock and writes version 2 back, so it is
+//!   converted once, never re-added by every process.
+
+use super::{InstanceId, StoreError, SyncBatch, WindowKey};
+use crate::window::Period;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One window's stored total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWindow {
+    /// The service's name.
+    pub service: String,
+    /// The service's period.
+    pub period: Period,
+    /// Start of the window, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// End of the window, ms since the Unix epoch.
+    pub end_ms: u64,
+    /// Calls recorded in it, by every instance.
+    pub total: u64,
+}
+
+/// The last batch applied for one service from one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Applied {
+    instance: InstanceId,
+    service: String,
+    seq: u64,
+    /// Rises with every apply: the least recently seen instances are forgotten first.
+    seen: u64,
+}
+
+/// The last lease granted to one instance for one service, and the last give-back applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Lease {
+    instance: InstanceId,
+    service: String,
+    seq: u64,
+    granted: u64,
+    returned_seq: u64,
+}
+
+/// What a text store holds: every service's recent windows and who synced what.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredState {
+    windows: BTreeMap<(String, Period, u64), StoredWindow>,
+    applied: BTreeMap<(String, InstanceId), Applied>,
+    leases: BTreeMap<(String, InstanceId), Lease>,
+    /// The latest `at_ms` of a batch applied, ms since the Unix epoch (information only).
+    pub updated_at_ms: u64,
+    applies: u64,
+    skipped: Vec<String>,
+    converted: bool,
+}
+
+/// The JSON shape, version 2.
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    updated_at_ms: u64,
+    windows: Vec<&'a StoredWindow>,
+    applied: Vec<&'a Applied>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    leases: Vec<&'a Lease>,
+    applies: u64,
+}
+
+impl StoredState {
+    /// The format version this build writes.
+    pub const VERSION: u32 = 2;
+    /// Totals never exceed this (2^62).
+    pub const MAX_TOTAL: u64 = 1 << 62;
+    /// Windows kept per service and period (the latest by start).
+    pub const WINDOWS_KEPT: usize = 8;
+    /// Instances remembered per service for exactly-once.
+    pub const INSTANCES_KEPT: usize = 1024;
+
+    /// Nothing stored.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored window, by service, period and start.
+    pub fn windows(&self) -> impl Iterator<Item = &StoredWindow> {
+        self.windows.values()
+    }
+
+    /// The stored total of `window` (0 if none is stored).
+    pub fn total(&self, window: &WindowKey) -> u64 {
+        self.windows
+            .get(&(window.service.clone(), window.period, window.start_ms))
+            .map_or(0, |w| w.total)
+    }
+
+    /// What was skipped while parsing (one note per bad entry).
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// Whether this state was read from version 1 (and should be written back as version 2).
+    pub fn converted(&self) -> bool {
+        self.converted
+    }
+
+    /// Adds `batch`: each service's deltas unless `(batch.instance, batch.seq)` was already
+    /// applied for that service; returns the totals of `batch.read`, in order.
+    pub fn apply(&mut self, batch: &SyncBatch) -> Vec<u64> {
+        self.applies += 1;
+        self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
+        let mut services: Vec<&str> = batch
+            .deltas
+            .iter()
+            .map(|d| d.window.service.as_str())
+            .collect();
+        services.sort_unstable();
+        services.dedup();
+        for service in services {
+            let key = (service.to_owned(), batch.instance);
+            if self
+                .applied
+                .get(&key)
+                .is_some_and(|applied| applied.seq >= batch.seq)
+            {
+                continue; // a retry of a batch this store already applied
+            }
+            for delta in batch.deltas.iter().filter(|d| d.window.service == service) {
+                let window = self.window_mut(&delta.window);
+                window.total = window
+                    .total
+                    .saturating_add(delta.calls)
+                    .min(Self::MAX_TOTAL);
+            }
+            self.applied.insert(
+                key,
+                Applied {
+                    instance: batch.instance,
+                    service: service.to_owned(),
+                    seq: batch.seq,
+                    seen: self.applies,
+                },
+            );
+            self.forget_old(service);
+        }
+        batch.read.iter().map(|window| self.total(window)).collect()
+    }
+
+    /// [`Store::admit`](super::Store::admit) on this state.
+    pub fn admit(&mut self, request: &super::AdmitRequest) -> super::AdmitReply {
+        let total = self.total(&request.window);
+        match admit_rule(total, request) {
+            Some(after) => {
+                let after = after.min(Self::MAX_TOTAL);
+                self.window_mut(&request.window).total = after;
+                super::AdmitReply::Admitted { total: after }
+            }
+            None => super::AdmitReply::Denied { total },
+        }
+    }
+
+    /// [`Store::lease`](super::Store::lease) on this state.
+    pub fn lease(&mut self, request: &super::LeaseRequest) -> super::LeaseReply {
+        let key = (request.window.service.clone(), request.instance);
+        if let Some(lease) = self.leases.get(&key) {
+            if lease.seq >= request.seq {
+                let granted = if lease.seq == request.seq {
+                    lease.granted
+                } else {
+                    0
+                };
+                let total = self.total(&request.window);
+                return super::LeaseReply { granted, total };
+            }
+        }
+        let total = self.total(&request.window);
+        let granted = request.block.min(request.ceiling.saturating_sub(total));
+        if granted > 0 {
+            let window = self.window_mut(&request.window);
+            window.total = window.total.saturating_add(granted).min(Self::MAX_TOTAL);
+        }
+        let returned_seq = self.leases.get(&key).map_or(0, |l| l.returned_seq);
+        self.leases.insert(
+            key,
+            Lease {
+                instance: request.instance,
+                service: request.window.service.clone(),
+                seq: request.seq,
+                granted,
+                returned_seq,
+            },
+        );
+        super::LeaseReply {
+            granted,
+            total: self.total(&request.window),
+        }
+    }
+
+    /// [`Store::give_back`](super::Store::give_back) on this state.
+    pub fn give_back(&mut self, request: &super::GiveBack) {
+        let key = (request.window.service.clone(), request.instance);
+        let lease = self.leases.entry(key).or_insert_with(|| Lease {
+            instance: request.instance,
+            service: request.window.service.clone(),
+            seq: 0,
+            granted: 0,
+            returned_seq: 0,
+        });
+        if lease.returned_seq >= request.seq {
+            return; // a retry
+        }
+        lease.returned_seq = request.seq;
+        let window = self.window_mut(&request.window);
+        window.total = window.total.saturating_sub(request.unused);
+    }
+
+    fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
+        self.windows
+            .entry((key.service.clone(), key.period, key.start_ms))
+            .or_insert_with(|| StoredWindow {
+                service: key.service.clone(),
+                period: key.period,
+                start_ms: key.start_ms,
+                end_ms: key.end_ms,
+                total: 0,
+            })
+    }
+
+    /// Keeps the service's latest windows and most recently seen instances.
+    fn forget_old(&mut self, service: &str) {
+        for period in Period::ALL {
+            let starts: Vec<u64> = self
+                .windows
+                .range((service.to_owned(), period, 0)..=(service.to_owned(), period, u64::MAX))
+                .map(|((_, _, start), _)| *start)
+                .collect();
+            for start in starts
+                .iter()
+                .take(starts.len().saturating_sub(Self::WINDOWS_KEPT))
+            {
+                self.windows.remove(&(service.to_owned(), period, *start));
+            }
+        }
+        let mut seen: Vec<(u64, InstanceId)> = self
+            .applied
+            .values()
+            .filter(|a| a.service == service)
+            .map(|a| (a.seen, a.instance))
+            .collect();
+        if seen.len() > Self::INSTANCES_KEPT {
+            seen.sort_unstable();
+            for (_, instance) in &seen[..seen.len() - Self::INSTANCES_KEPT] {
+                self.applied.remove(&(service.to_owned(), *instance));
+            }
+        }
+    }
+
+    /// The state as JSON text, version 2.
+    pub fn to_json(&self) -> String {
+        let document = Document {
+            version: Self::VERSION,
+            updated_at_ms: self.updated_at_ms,
+            windows: self.windows.values().collect(),
+            applied: self.applied.values().collect(),
+            leases: self.leases.values().collect(),
+            applies: self.applies,
+        };
+        // Plain structs of strings, numbers and enums always serialize.
+        serde_json::to_string_pretty(&document).unwrap_or_default()
+    }
+
+    /// Parses JSON text, version 2 or 1, entry by entry (see the module rules). Text that is
+    /// not a JSON object with a known `"version"` is [`StoreError::Corrupt`] with the reason.
+    pub fn from_json(text: &str) -> Result<Self, StoreError> {
+        if text.trim().is_empty() {
+            return Err(StoreError::Corrupt("empty data".into()));
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|error| StoreError::Corrupt(format!("not valid JSON: {error}")))?;
+        let Some(object) = value.as_object() else {
+            return Err(StoreError::Corrupt("not a JSON object".into()));
+        };
+        let mut state = StoredState::new();
+        match object.get("version").and_then(Value::as_u64) {
+            Some(2) => state.read_v2(object),
+            Some(1) => state.read_v1(object),
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "unsupported version {other} (this build reads versions 1 and 2)"
+                )))
+            }
+            None => return Err(StoreError::Corrupt("no numeric \"version\" field".into())),
+        }
+        Ok(state)
+    }
+
+    fn entries<'v>(
+        object: &'v serde_json::Map<String, Value>,
+        field: &str,
+        skipped: &mut Vec<String>,
+    ) -> &'v [Value] {
+        match object.get(field) {
+            Some(Value::Array(entries)) => entries,
+            None => &[],
+            Some(_) => {
+                skipped.push(format!("\"{field}\" is not an array"));
+                &[]
+            }
+        }
+    }
+
+    fn read_v2(&mut self, object: &serde_json::Map<String, Value>) {
+        self.updated_at_ms = object
+            .get("updated_at_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        self.applies = object.get("applies").and_then(Value::as_u64).unwrap_or(0);
+        let mut skipped = Vec::new();
+        for (index, entry) in Self::entries(object, "windows", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match StoredWindow::deserialize(entry) {
+                Ok(window) => self.add_window(window),
+                Err(error) => skipped.push(format!("windows[{index}]: {error}")),
+            }
+        }
+        for (index, entry) in Self::entries(object, "applied", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match Applied::deserialize(entry) {
+                Ok(applied) => {
+                    self.applies = self.applies.max(applied.seen);
+                    let key = (applied.service.clone(), applied.instance);
+                    let keep = self
+                        .applied
+                        .get(&key)
+                        .is_none_or(|existing| existing.seq < applied.seq);
+                    if keep {
+                        self.applied.insert(key, applied);
+                    }
+                }
+                Err(error) => skipped.push(format!("applied[{index}]: {error}")),
+            }
+        }
+        for (index, entry) in Self::entries(object, "leases", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match Lease::deserialize(entry) {
+                Ok(lease) => {
+                    self.leases
+                        .insert((lease.service.clone(), lease.instance), lease);
+                }
+                Err(error) => skipped.push(format!("leases[{index}]: {error}")),
+            }
+        }
+        self.skipped = skipped;
+    }
+
+    /// Version 1: `{ "version": 1, "services": [{ "name", "used", "window_start_ms",
+    /// "config": { "period", ... }, "previous"?: { "window_start_ms", "used" } }] }`.
+    fn read_v1(&mut self, object: &serde_json::Map<String, Value>) {
+        self.converted = true;
+        self.updated_at_ms = object
+            .get("updated_at_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut skipped = Vec::new();
+        for (index, entry) in Self::entries(object, "services", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match v1_windows(entry) {
+                Ok(windows) => windows.into_iter().for_each(|w| self.add_window(w)),
+                Err(reason) => skipped.push(format!("services[{index}]: {reason}")),
+            }
+        }
+        self.skipped = skipped;
+    }
+
+    fn add_window(&mut self, mut window: StoredWindow) {
+        window.total = window.total.min(Self::MAX_TOTAL);
+        let key = (window.service.clone(), window.period, window.start_ms);
+        match self.windows.get_mut(&key) {
+            Some(existing) => existing.total = existing.total.max(window.total),
+            None => {
+                self.windows.insert(key, window);
+            }
+        }
+    }
+}
+
+/// The [`Store::admit`](super::Store::admit) rule on a stored `total`: the total after, if
+/// admitted.
+pub(crate) fn admit_rule(total: u64, request: &super::AdmitRequest) -> Option<u64> {
+    let after = total.checked_add(request.count)?;
+    (request.force || (total < request.below && after <= request.cap)).then_some(after)
+}
+
+/// The windows of one version 1 service entry.
+fn v1_windows(entry: &Value) -> Result<Vec<StoredWindow>, String> {
+    let text = |field: &str| entry.get(field).and_then(Value::as_str);
+    let number = |value: Option<&Value>, field: &str| {
+        value
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("\"{field}\" is not a whole number"))
+    };
+    let service = text("name").ok_or("\"name\" is not a string")?.to_owned();
+    let period: Period = entry
+        .get("config")
+        .and_then(|config| config.get("period"))
+        .and_then(Value::as_str)
+        .ok_or("\"config.period\" is missing")?
+        .parse()
+        .map_err(|error: crate::window::UnknownPeriod| error.to_string())?;
+    let mut windows = Vec::new();
+    let mut push = |start_ms: u64, total: u64| {
+        let window = period.window_at(start_ms);
+        windows.push(StoredWindow {
+            service: service.clone(),
+            period,
+            start_ms,
+            end_ms: window.reset_at_ms,
+            total,
+        });
+    };
+    push(
+        number(entry.get("window_start_ms"), "window_start_ms")?,
+        number(entry.get("used"), "used")?,
+    );
+    if let Some(previous) = entry.get("previous").filter(|p| !p.is_null()) {
+        push(
+            number(previous.get("window_start_ms"), "previous.window_start_ms")?,
+            number(previous.get("used"), "previous.used")?,
+        );
+    }
+    Ok(windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Delta;
+
+    fn key(service: &str, start_ms: u64) -> WindowKey {
+        WindowKey {
+            service: service.into(),
+            period: Period::Day,
+            start_ms,
+            end_ms: start_ms + 86_400_000,
+        }
+    }
+
+    fn batch(instance: u128, seq: u64, deltas: &[(&str, u64, u64)]) -> SyncBatch {
+        SyncBatch {
+            instance: InstanceId::from_u128(instance),
+            seq,
+            at_ms: 0,
+            deltas: deltas
+                .iter()
+                .map(|&(service, start, calls)| Delta {
+                    window: key(service, start),
+                    calls,
+                })
+                .collect(),
+            read: vec![key("a", 0), key("b", 0)],
+        }
+    }
+
+    #[test]
+    fn deltas_add_up_across_instances_and_a_retry_counts_once() {
+        let mut state = StoredState::new();
+        assert_eq!(state.apply(&batch(1, 1, &[("a", 0, 5)])), [5, 0]);
+        assert_eq!(
+            state.apply(&batch(2, 1, &[("a", 0, 3), ("b", 0, 1)])),
+            [8, 1]
+        );
+        // Instance 1 retries seq 1 (its reply was lost): applied once.
+        assert_eq!(state.apply(&batch(1, 1, &[("a", 0, 5)])), [8, 1]);
+        assert_eq!(state.apply(&batch(1, 2, &[("a", 0, 1)])), [9, 1]);
+        // A round trip through JSON keeps totals and the dedup records.
+        let mut again = StoredState::from_json(&state.to_json()).unwrap();
+        assert_eq!(again.apply(&batch(2, 1, &[("a", 0, 3)])), [9, 1]);
+    }
+
+    #[test]
+    fn a_delta_for_an_ended_window_goes_to_that_window() {
+        let mut state = StoredState::new();
+        state.apply(&batch(1, 1, &[("a", 86_400_000, 2), ("a", 0, 7)]));
+        assert_eq!(state.total(&key("a", 0)), 7);
+        assert_eq!(state.total(&key("a", 86_400_000)), 2);
+    }
+
+    #[test]
+    fn bad_entries_are_skipped_one_by_one() {
+        let text = r#"{"version": 2, "windows": [
+            {"service": "a", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 30},
+            {"service": "a", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 30},
+            {"service": "b", "period": "weekly", "start_ms": 0, "end_ms": 1, "total": 1},
+            {"service": "c", "period": "day", "start_ms": 0, "end_ms": 86400000,
+             "total": 18446744073709551615}
+        ]}"#;
+        let state = StoredState::from_json(text).unwrap();
+        assert_eq!(
+            state.total(&key("a", 0)),
+            30,
+            "duplicates keep the larger, not the sum"
+        );
+        assert_eq!(state.total(&key("c", 0)), StoredState::MAX_TOTAL);
+        assert_eq!(state.skipped().len(), 1, "{:?}", state.skipped());
+        for bad in ["", "nope", "[]", r#"{"windows": []}"#, r#"{"version": 9}"#] {
+            assert!(matches!(
+                StoredState::from_json(bad),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn version_1_is_converted_entry_by_entry() {
+        let text = r#"{"version": 1, "updated_at_ms": 5, "services": [
+            {"name": "a", "used": 30, "window_start_ms": 0,
+             "config": {"name": "a", "limit": 100, "period": "day",
+                        "warn_threshold": 0.5, "critical_threshold": 0.8,
+                        "reserve_fraction": 0.1}},
+            {"name": "z", "used": 1, "window_start_ms": 0, "config": {"limit": 0, "period": "day"}},
+            {"name": "bad", "used": -1, "window_start_ms": 0, "config": {"period": "day"}}
+        ]}"#;
+        let state = StoredState::from_json(text).unwrap();
+        assert!(state.converted());
+        assert_eq!(state.total(&key("a", 0)), 30);
+        assert_eq!(
+            state.total(&key("z", 0)),
+            1,
+            "a config v2 does not need is not checked"
+        );
+        assert_eq!(state.skipped().len(), 1);
+    }
+
+    #[test]
+    fn old_windows_go_by_count_not_by_clock() {
+        let mut state = StoredState::new();
+        for day in 0..20u64 {
+            state.apply(&batch(1, day + 1, &[("a", day * 86_400_000, 1)]));
+        }
+        assert_eq!(state.windows().count(), StoredState::WINDOWS_KEPT);
+        assert_eq!(state.total(&key("a", 19 * 86_400_000)), 1);
+        // A bogus far-future window pushes out only the oldest.
+        state.apply(&batch(1, 100, &[("a", u64::MAX / 2, 1)]));
+        assert_eq!(state.total(&key("a", 19 * 86_400_000)), 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! A JSON file shared by any number of processes on one machine.
+
+use super::{
+    AdmitReply, AdmitRequest, GiveBack, LeaseReply, LeaseRequest, Store, StoreError, StoredState,
+    SyncBatch,
+};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+/// A JSON file ([`StoredState`], version 2), safe for any number of processes and threads on
+/// one path.
+///
+/// Every sync is one read-add-write under an OS lock (`File::lock`) on `<name>.lock`, a file
+/// that is never renamed (a lock on the data file itself would protect nothing once a rename
+/// replaced it). The new state goes to a uniquely named temporary file beside the target,
+/// which is fsynced and renamed over it, so a crash leaves the old state or the new one, never
+/// a mix, and a reader (who takes the same lock) never sees a file being written. A symlinked
+/// path keeps pointing at its target: the target is what gets replaced.
+///
+/// A file that does not parse is moved aside as `<name>.corrupt-<ms>` (its bytes are kept,
+/// never dropped), that sync fails with [`StoreError::Corrupt`], and the next one starts a fresh
+/// file. A version 1 file is converted once, under the lock.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store at `path` (the file need not exist yet; its folder must).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored state now, read under the lock (empty if there is no file yet).
+    ///
+    /// Errors: [`StoreError::Io`]; [`StoreError::Corrupt`] if the file does not parse (it is
+    /// left where it is: only a sync moves it aside).
+    pub fn state(&self) -> Result<StoredState, StoreError> {
+        let _lock = self.lock()?;
+        match self.read()? {
+            None => Ok(StoredState::new()),
+            Some(text) => StoredState::from_json(&text),
+        }
+    }
+
+    /// The file that is read and replaced: the symlink's target if the path is a symlink.
+    fn target(&self) -> PathBuf {
+        match fs::read_link(&self.path) {
+            Ok(target) if target.is_absolute() => target,
+            Ok(target) => self
+                .path
+                .parent()
+                .map_or(target.clone(), |dir| dir.join(&target)),
+            Err(_) => self.path.clone(),
+        }
+    }
+
+    fn beside(path: &Path, suffix: &str) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        path.with_file_name(name)
+    }
+
+    /// Takes the cross-process lock; released when the returned file is dropped.
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = Self::beside(&self.path, ".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io("opening", &path, e))?;
+        file.lock().map_err(|e| io("locking", &path, e))?;
+        Ok(file)
+    }
+
+    fn read(&self) -> Result<Option<String>, StoreError> {
+        let target = self.target();
+        match fs::read(&target) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt(format!("not UTF-8: {error}"))),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io("reading", &target, error)),
+        }
+    }
+
+    fn move_aside(&self) -> Result<PathBuf, StoreError> {
+        let target = self.target();
+        let ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let mut aside = Self::beside(&target, &format!(".corrupt-{ms}"));
+        let mut n = 1;
+        while aside.exists() {
+            aside = Self::beside(&target, &format!(".corrupt-{ms}-{n}"));
+            n += 1;
+        }
+        fs::rename(&target, &aside).map_err(|e| io("moving aside", &target, e))?;
+        Ok(aside)
+    }
+
+    fn write(&self, text: &str) -> Result<(), StoreError> {
+        let target = self.target();
+        // Unique per process and call: two writers never share a temporary file.
+        let temp = Self::beside(
+            &target,
+            &format!(
+                ".tmp-{}-{}",
+                std::process::id(),
+                super::InstanceId::random()
+            ),
+        );
+        let written = File::create(&temp)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            })
+            .map_err(|e| io("writing", &temp, e))
+            .and_then(|()| fs::rename(&temp, &target).map_err(|e| io("renaming onto", &target, e)));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written?;
+        // Make the rename itself durable.
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(dir) = File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io(what: &str, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {}: {error}", path.display()))
+}
+
+impl FileStore {
+    /// One read-change-write under the cross-process lock; written back only if `change`
+    /// says it changed something (or the file was converted from version 1).
+    fn with_state<T>(
+        &self,
+        change: impl FnOnce(&mut StoredState) -> (T, bool),
+    ) -> Result<T, StoreError> {
+        let _lock = self.lock()?;
+        let parsed = self
+            .read()
+            .and_then(|text| text.as_deref().map(StoredState::from_json).transpose());
+        let mut state = match parsed {
+            Ok(state) => state.unwrap_or_default(),
+            Err(StoreError::Corrupt(reason)) => {
+                let aside = self.move_aside()?;
+                return Err(StoreError::Corrupt(format!(
+                    "{}: {reason}; moved aside to {}",
+                    self.path.display(),
+                    aside.display()
+                )));
+            }
+            Err(other) => return Err(other),
+        };
+        let (answer, changed) = change(&mut state);
+        if changed || state.converted() {
+            self.write(&state.to_json())?;
+        }
+        Ok(answer)
+    }
+}
+
+/// All three admission modes, across processes: the file lock is the atomic step.
+impl Store for FileStore {
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        self.with_state(|state| (state.apply(batch), !batch.deltas.is_empty()))
+    }
+
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        self.with_state(|state| {
+            let admission = state.admit(request);
+            (admission, matches!(admission, AdmitReply::Admitted { .. }))
+        })
+    }
+
+    fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        self.with_state(|state| {
+            let reply = state.lease(request);
+            // A grant of nothing changes nothing worth a write (a retry gets nothing again).
+            (reply, reply.granted > 0)
+        })
+    }
+
+    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+        self.with_state(|state| (state.give_back(request), true))
+    }
+}

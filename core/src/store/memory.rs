@@ -1,0 +1,147 @@
+//! A store in memory, with switches to make it fail.
+
+use super::{
+    AdmitReply, AdmitRequest, GiveBack, LeaseReply, LeaseRequest, StoreError, StoredState,
+    SyncBatch,
+};
+use crate::store::Store;
+// The store's own data, outside the tracker: std's lock (not the loom-aware one), held only
+// for one parse-apply-write with no callback inside.
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A store in memory, for tests, demos and trackers sharing counts within one process. Clones
+/// share the data and the switches; any number of trackers may sync to it at once.
+///
+/// ```
+/// use quota_core::{InstanceId, MemoryStore, Store, SyncBatch};
+/// let store = MemoryStore::new();
+/// let read = SyncBatch { instance: InstanceId::random(), seq: 0, at_ms: 0, deltas: vec![], read: vec![] };
+/// store.fail_next(1);
+/// assert!(store.sync(&read).is_err());
+/// assert_eq!(store.sync(&read), Ok(vec![]));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    text: Option<String>,
+    /// Texts that did not parse, moved aside (never dropped).
+    aside: Vec<String>,
+    fail_next: u64,
+    failing: bool,
+    lose_replies: u64,
+    syncs: u64,
+}
+
+impl MemoryStore {
+    /// An empty store that works.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next `n` syncs fail with [`StoreError::Injected`], applying nothing.
+    pub fn fail_next(&self, n: u64) {
+        self.lock().fail_next = n;
+    }
+
+    /// Makes every sync fail (applying nothing) until called with `false`.
+    pub fn set_failing(&self, failing: bool) {
+        self.lock().failing = failing;
+    }
+
+    /// Makes the next `n` syncs apply their batch and then fail as if the reply was lost
+    /// ([`StoreError::Io`]): the tracker retries the same batch, which must count once.
+    pub fn lose_next_replies(&self, n: u64) {
+        self.lock().lose_replies = n;
+    }
+
+    /// The stored JSON text, as the last sync left it.
+    pub fn raw(&self) -> Option<String> {
+        self.lock().text.clone()
+    }
+
+    /// Replaces the stored text, to simulate corrupt, old or foreign data.
+    pub fn set_raw(&self, text: Option<String>) {
+        self.lock().text = text;
+    }
+
+    /// Texts that were moved aside because they did not parse, oldest first.
+    pub fn moved_aside(&self) -> Vec<String> {
+        self.lock().aside.clone()
+    }
+
+    /// The stored state now (empty if nothing was stored).
+    ///
+    /// Errors: [`StoreError::Corrupt`] if the stored text does not parse.
+    pub fn state(&self) -> Result<StoredState, StoreError> {
+        match &self.lock().text {
+            None => Ok(StoredState::new()),
+            Some(text) => StoredState::from_json(text),
+        }
+    }
+
+    /// Syncs attempted so far (failed ones included).
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl MemoryStore {
+    /// One atomic read-change-write of the stored state, with the fault switches.
+    fn with_state<T>(&self, change: impl FnOnce(&mut StoredState) -> T) -> Result<T, StoreError> {
+        let mut inner = self.lock();
+        inner.syncs += 1;
+        if inner.failing {
+            return Err(StoreError::Injected);
+        }
+        if inner.fail_next > 0 {
+            inner.fail_next -= 1;
+            return Err(StoreError::Injected);
+        }
+        let mut state = match inner.text.as_deref().map(StoredState::from_json) {
+            None => StoredState::new(),
+            Some(Ok(state)) => state,
+            Some(Err(error)) => {
+                // Kept, never dropped; the next sync starts from nothing.
+                if let Some(text) = inner.text.take() {
+                    inner.aside.push(text);
+                }
+                return Err(error);
+            }
+        };
+        let answer = change(&mut state);
+        inner.text = Some(state.to_json());
+        if inner.lose_replies > 0 {
+            inner.lose_replies -= 1;
+            return Err(StoreError::Io("the reply was lost (injected)".into()));
+        }
+        Ok(answer)
+    }
+}
+
+/// All three admission modes: one process's trackers share it exactly (the lock is the
+/// atomic step).
+impl Store for MemoryStore {
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        self.with_state(|state| state.apply(batch))
+    }
+
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        self.with_state(|state| state.admit(request))
+    }
+
+    fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        self.with_state(|state| state.lease(request))
+    }
+
+    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+        self.with_state(|state| state.give_back(request))
+    }
+}

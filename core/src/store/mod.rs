@@ -1,0 +1,297 @@
+//! Where counts are shared and kept: the [`Store`] protocol and its stores.
+//!
+//! A tracker never writes its counts over a store's: it sends *deltas*, the calls it recorded
+//! per service and window since its last acknowledged sync, and the store adds them atomically
+//! and answers with the stored totals. So any number of trackers (threads, processes, hosts)
+//! can share one store without losing each other's calls (the lost-update bug, one level up).
+//! A sync that may have been applied although its reply was lost is retried identically: the
+//! store applies a given `(instance, seq)` at most once per service.
+//!
+//! Stores: [`MemoryStore`] (in process, with fault injection), [`FileStore`] (one JSON file
+//! shared by any number of processes on one machine), [`LocalStorageStore`] (a browser tab).
+
+mod document;
+#[cfg(not(target_arch = "wasm32"))]
+mod file;
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+mod local_storage;
+mod memory;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+mod redis;
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use self::redis::RedisStore;
+pub use document::{StoredState, StoredWindow};
+#[cfg(not(target_arch = "wasm32"))]
+pub use file::FileStore;
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+pub use local_storage::LocalStorageStore;
+pub use memory::MemoryStore;
+
+use crate::window::Period;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a store could not sync.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The stored data is not a valid [`StoredState`]; the message says what was wrong (a
+    /// store that keeps data moves the bad data aside, never drops it).
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+    /// Reading or writing failed, or the reply was lost (the sync may have been applied: the
+    /// tracker retries it identically, and the store applies it once).
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// The store cannot be reached at all (for instance no `localStorage` in this runtime).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A failure injected on purpose by [`MemoryStore`]'s switches.
+    #[error("injected store failure")]
+    Injected,
+    /// The store panicked; the tracker caught it and counted a failed sync.
+    #[error("the store panicked: {0}")]
+    Panicked(String),
+    /// [`flush`](crate::QuotaTracker::flush) was called from inside that tracker's own sync
+    /// (a store that calls back into its tracker): waiting for the sync would wait forever.
+    #[error("flush called from inside the tracker's own save")]
+    Reentrant,
+    /// The store cannot do this (for instance shared admission in a store without atomic
+    /// scripts).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Shares and keeps counts. Object-safe; `Send + Sync` so a tracker holding one stays so.
+///
+/// The tracker calls it from whichever thread triggered a sync, never while holding a service
+/// lock, and never twice at once (per tracker: many trackers may call one store at once).
+///
+/// # Moving a store of your own to this protocol
+/// Before, a store loaded and saved a whole snapshot. Now it implements one method, `sync`:
+/// add each delta to the stored total of its window (creating it at 0), unless this `(instance,
+/// seq)` was already applied for that service, and return the totals of `batch.read`. Keep a
+/// [`StoredState`] (JSON text, with `apply` doing exactly that) in your database under one
+/// lock or transaction, as [`FileStore`] does with a file.
+pub trait Store: Send + Sync {
+    /// Adds `batch.deltas` (each service's at most once per `(batch.instance, batch.seq)`)
+    /// atomically, and returns the stored total of each window of `batch.read`, in order.
+    /// A batch without deltas only reads.
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError>;
+
+    /// `Exact` admission: in one atomic step, admits `request.count` calls if the stored
+    /// total of `request.window` is below `request.below` and total + count is at most
+    /// `request.cap` (or always, if `request.force`), and adds them only if admitted. Stores
+    /// that cannot do this atomically across instances answer [`StoreError::Unsupported`].
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        let _ = request;
+        Err(StoreError::Unsupported("exact admission"))
+    }
+
+    /// `Leased` admission: in one atomic step, grants `request.instance` up to
+    /// `request.block` calls of the headroom below `request.ceiling` in `request.window`, and
+    /// adds what it grants to the stored total at once. A retry of the same
+    /// `(instance, seq)` gets the same grant, not a second one (an older `seq` gets 0).
+    fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        let _ = request;
+        Err(StoreError::Unsupported("leased admission"))
+    }
+
+    /// Gives back `request.unused` leased calls of `request.window` (subtracts them from the
+    /// stored total), at most once per `(instance, seq)`.
+    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+        let _ = request;
+        Err(StoreError::Unsupported("leased admission"))
+    }
+}
+
+macro_rules! forward_store {
+    ($($pointer:ident),*) => {$(
+        /// A shared or boxed store is a store.
+        impl<S: Store + ?Sized> Store for $pointer<S> {
+            fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+                (**self).sync(batch)
+            }
+
+            fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+                (**self).admit(request)
+            }
+
+            fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+                (**self).lease(request)
+            }
+
+            fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+                (**self).give_back(request)
+            }
+        }
+    )*};
+}
+
+forward_store!(Arc, Box);
+
+/// What [`Store::admit`] is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmitRequest {
+    /// The window to count in.
+    pub window: WindowKey,
+    /// Calls asked for, at least 1.
+    pub count: u64,
+    /// Admit only while the stored total is below this (the Critical threshold, in calls; or
+    /// the reduced allowance).
+    pub below: u64,
+    /// Admit only if total + count is at most this (the limit; or the reduced allowance).
+    pub cap: u64,
+    /// Add without asking (`record_call`).
+    pub force: bool,
+}
+
+/// What [`Store::admit`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdmitReply {
+    /// Added; the stored total after.
+    Admitted {
+        /// The window's stored total after adding.
+        total: u64,
+    },
+    /// Not added; the stored total seen.
+    Denied {
+        /// The window's stored total.
+        total: u64,
+    },
+}
+
+/// What [`Store::lease`] is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// Who leases.
+    pub instance: InstanceId,
+    /// The instance's lease number: a retry sends the same.
+    pub seq: u64,
+    /// The window to lease in.
+    pub window: WindowKey,
+    /// Calls asked for.
+    pub block: u64,
+    /// Grant only below this stored total (the Critical threshold, in calls).
+    pub ceiling: u64,
+}
+
+/// What [`Store::lease`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseReply {
+    /// Calls granted (0 when there is no headroom below the ceiling).
+    pub granted: u64,
+    /// The window's stored total after the grant (granted calls included).
+    pub total: u64,
+}
+
+/// What [`Store::give_back`] is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiveBack {
+    /// Who gives back.
+    pub instance: InstanceId,
+    /// The instance's lease number (a retry sends the same).
+    pub seq: u64,
+    /// The window the calls were leased in.
+    pub window: WindowKey,
+    /// Leased calls not used.
+    pub unused: u64,
+}
+
+/// A tracker instance's identity in a shared store: 128 random bits (from the operating
+/// system, or `crypto.getRandomValues` on wasm), written as 32 hex digits. Colliding ids would
+/// make a store drop one instance's deltas as duplicates, so they are never counters or times.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct InstanceId(u128);
+
+impl InstanceId {
+    /// A fresh random id.
+    ///
+    /// # Panics
+    /// If the system has no source of randomness at all (none of the targets this crate
+    /// supports): there is no safe id to fall back on.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        if let Err(error) = getrandom::fill(&mut bytes) {
+            panic!("quota: no system randomness for an instance id: {error}");
+        }
+        InstanceId(u128::from_le_bytes(bytes))
+    }
+
+    /// The id of these 128 bits (for tests and tools; trackers use [`random`](Self::random)).
+    pub fn from_u128(bits: u128) -> Self {
+        InstanceId(bits)
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstanceId({self})")
+    }
+}
+
+impl From<InstanceId> for String {
+    fn from(id: InstanceId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for InstanceId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.len() != 32 {
+            return Err(format!("an instance id is 32 hex digits (got {text:?})"));
+        }
+        u128::from_str_radix(&text, 16)
+            .map(InstanceId)
+            .map_err(|_| format!("an instance id is 32 hex digits (got {text:?})"))
+    }
+}
+
+/// One window of one service, as a store keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WindowKey {
+    /// The service's name.
+    pub service: String,
+    /// The service's period.
+    pub period: Period,
+    /// Start of the window, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// End of the window (a store may forget it some time after), ms since the Unix epoch.
+    pub end_ms: u64,
+}
+
+/// Calls one instance recorded in one window since its last acknowledged sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Where they were recorded.
+    pub window: WindowKey,
+    /// How many.
+    pub calls: u64,
+}
+
+/// One sync of one tracker instance: what to add, and which totals to read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBatch {
+    /// The sending instance.
+    pub instance: InstanceId,
+    /// Rises with every batch of the instance that has deltas; a retry resends the same batch
+    /// with the same number.
+    pub seq: u64,
+    /// When it was cut (the tracker's clock), ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The calls to add, per window (a window that has ended gets its own calls, never the
+    /// next window's).
+    pub deltas: Vec<Delta>,
+    /// The windows whose stored totals the reply gives, in this order.
+    pub read: Vec<WindowKey>,
+}

@@ -1,0 +1,357 @@
+//! Shared quotas: many trackers (threads in one process, and OS processes on one file) count
+//! against one quota through one store, exactly. Multi-process tests re-execute this test
+//! binary as their children.
+
+use quota_core::{
+    Admission, DenyReason, FileStore, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
+    ServiceConfig, Store, StoreError, SyncPolicy, TrackerConfig, WindowKey,
+};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+const CHILD_ENV: &str = "QUOTA_SHARED_CHILD";
+const JUNE_10: u64 = 1_718_000_000_000;
+const DAY: u64 = 86_400_000;
+
+fn service(limit: u64, admission: Admission) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", limit, Period::Day)
+        .critical_threshold(0.8)
+        .admission(admission)
+        .build()
+        .unwrap()])
+}
+
+fn tracker(config: TrackerConfig, store: impl Store + 'static) -> QuotaTracker {
+    QuotaTracker::builder(config).store(store).build().unwrap()
+}
+
+fn admission(word: &str) -> Admission {
+    match word {
+        "local" => Admission::Local,
+        "exact" => Admission::Exact,
+        block => Admission::Leased {
+            block: block.trim_start_matches("leased").parse().unwrap(),
+        },
+    }
+}
+
+/// The child: `mode:path:calls:limit[:hold]`. `record` makes `calls` record_call and flushes;
+/// the others `try_record` and print how many were admitted. With `hold`, the child takes a
+/// block and waits to be killed.
+#[test]
+#[ignore = "run by the multi-process tests as their child process"]
+fn shared_child() {
+    let Some(spec) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let spec = spec.into_string().unwrap();
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (mode, path, calls, limit) = (
+        parts[0],
+        parts[1],
+        parts[2].parse::<u64>().unwrap(),
+        parts[3].parse::<u64>().unwrap(),
+    );
+    let store = FileStore::new(path);
+    if mode == "record" {
+        let tracker = tracker(service(limit, Admission::Local), store);
+        for _ in 0..calls {
+            tracker.record_call("api", 1).unwrap();
+        }
+        tracker.flush().expect("the flush succeeds");
+        println!("admitted 0");
+        return;
+    }
+    let tracker = tracker(service(limit, admission(mode)), store);
+    if parts.get(4) == Some(&"hold") {
+        tracker.try_record("api", 1).unwrap();
+        println!("holding");
+        thread::sleep(std::time::Duration::from_secs(60));
+        return;
+    }
+    let mut admitted = 0;
+    for _ in 0..calls {
+        match tracker.try_record("api", 1) {
+            Ok(_) => admitted += 1,
+            Err(QuotaError::Denied { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    tracker.flush().expect("the flush succeeds");
+    println!("admitted {admitted}");
+}
+
+fn child(spec: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--ignored",
+            "--exact",
+            "shared_child",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env(CHILD_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Runs `processes` children of `spec` at once; what each admitted.
+fn run_children(processes: usize, spec: &str) -> Vec<u64> {
+    let children: Vec<_> = (0..processes)
+        .map(|_| child(spec).spawn().unwrap())
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success(), "a child failed: {output:?}");
+            let text = String::from_utf8(output.stdout).unwrap();
+            text.lines()
+                .find_map(|line| line.strip_prefix("admitted "))
+                .unwrap_or_else(|| panic!("no result in {text:?}"))
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn file_total(path: &std::path::Path) -> u64 {
+    FileStore::new(path)
+        .state()
+        .unwrap()
+        .windows()
+        .map(|w| w.total)
+        .sum()
+}
+
+fn nothing_moved_aside(dir: &std::path::Path) {
+    let aside: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("corrupt") || name.contains(".tmp-"))
+        .collect();
+    assert!(aside.is_empty(), "left behind: {aside:?}");
+}
+
+#[test]
+fn eight_processes_recording_on_one_file_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let spec = format!("record|{}|10000|1000000000", path.display());
+    run_children(8, &spec);
+    assert_eq!(file_total(&path), 80_000);
+    nothing_moved_aside(dir.path());
+}
+
+#[test]
+fn exact_admission_across_processes_admits_exactly_up_to_critical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let spec = format!("exact|{}|5000|10000", path.display());
+    let admitted: u64 = run_children(8, &spec).iter().sum();
+    assert_eq!(admitted, 8_000, "critical at 0.8 x 10,000");
+    assert_eq!(file_total(&path), 8_000);
+    nothing_moved_aside(dir.path());
+}
+
+#[test]
+fn leased_admission_across_processes_never_over_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let spec = format!("leased100|{}|5000|10000", path.display());
+    let admitted: u64 = run_children(8, &spec).iter().sum();
+    assert!(
+        (8_000 - 8 * 100..=8_000).contains(&admitted),
+        "admitted {admitted}"
+    );
+    // Every process gave back what it did not use: the file holds exactly what was admitted.
+    assert_eq!(file_total(&path), admitted);
+}
+
+#[test]
+#[cfg(unix)]
+fn a_killed_lease_holder_strands_at_most_its_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let mut holder = child(&format!("leased100|{}|0|10000|hold", path.display()))
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(holder.stdout.take().unwrap()));
+    let held = lines
+        .map_while(Result::ok)
+        .any(|line| line.trim() == "holding");
+    assert!(held, "the child never took its block");
+    holder.kill().unwrap(); // SIGKILL while holding a block of 100
+    holder.wait().unwrap();
+    let spec = format!("leased100|{}|5000|10000", path.display());
+    let admitted: u64 = run_children(4, &spec).iter().sum();
+    assert!(admitted + 100 <= 8_000, "admitted {admitted}");
+    assert!(admitted >= 8_000 - 100 - 4 * 100, "admitted {admitted}");
+}
+
+#[test]
+fn trackers_sharing_a_memory_store_see_each_others_calls() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let build = || {
+        QuotaTracker::builder(service(1_000, Admission::Local))
+            .clock(clock.clone())
+            .store(store.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    a.record_call("api", 30).unwrap();
+    b.record_call("api", 5).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.usage("api").unwrap().used, 35);
+    a.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 35);
+    assert_eq!(
+        build().usage("api").unwrap().used,
+        35,
+        "a restart sees both"
+    );
+}
+
+#[test]
+fn lost_replies_are_retried_and_counted_once() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = QuotaTracker::builder(service(1_000, Admission::Local))
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    tracker.record_call("api", 7).unwrap();
+    store.lose_next_replies(2);
+    assert!(matches!(tracker.flush(), Err(StoreError::Io(_))));
+    tracker.record_call("api", 3).unwrap();
+    assert!(matches!(tracker.flush(), Err(StoreError::Io(_))));
+    tracker.flush().unwrap();
+    let total: u64 = store.state().unwrap().windows().map(|w| w.total).sum();
+    assert_eq!(total, 10, "applied once each, although sent more than once");
+    assert_eq!(tracker.usage("api").unwrap().used, 10);
+}
+
+#[test]
+fn exact_admission_across_threads_admits_exactly() {
+    let store = MemoryStore::new();
+    let trackers: Vec<Arc<QuotaTracker>> = (0..8)
+        .map(|_| Arc::new(tracker(service(10_000, Admission::Exact), store.clone())))
+        .collect();
+    let barrier = Arc::new(Barrier::new(8));
+    let admitted: u64 = trackers
+        .iter()
+        .map(|tracker| {
+            let (tracker, barrier) = (Arc::clone(tracker), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                (0..2_000)
+                    .filter(|_| tracker.try_record("api", 1).is_ok())
+                    .count() as u64
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(admitted, 8_000);
+    let denied = trackers[0].try_record("api", 1).unwrap_err();
+    assert!(
+        matches!(
+            denied,
+            QuotaError::Denied {
+                reason: DenyReason::Critical,
+                used: 8_000,
+                ..
+            }
+        ),
+        "{denied}"
+    );
+    assert!(!trackers[3].can_call("api").unwrap());
+}
+
+#[test]
+fn exact_admission_denies_while_the_store_is_down_and_record_call_counts_locally() {
+    let store = MemoryStore::new();
+    let tracker = tracker(service(100, Admission::Exact), store.clone());
+    tracker.try_record("api", 10).unwrap();
+    store.set_failing(true);
+    assert!(matches!(
+        tracker.try_record("api", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::StoreUnavailable,
+            ..
+        })
+    ));
+    assert!(!tracker.can_call("api").unwrap());
+    tracker.record_call("api", 5).unwrap(); // counted here, synced later
+    store.set_failing(false);
+    tracker.flush().unwrap();
+    let total: u64 = store.state().unwrap().windows().map(|w| w.total).sum();
+    assert_eq!(total, 15);
+}
+
+#[test]
+fn leased_admission_spends_in_process_and_gives_back_on_flush() {
+    let store = MemoryStore::new();
+    let tracker = tracker(
+        service(1_000, Admission::Leased { block: 50 }),
+        store.clone(),
+    );
+    let syncs_before = store.syncs();
+    for _ in 0..120 {
+        tracker.try_record("api", 1).unwrap();
+    }
+    // 120 calls took 3 blocks of 50: 3 store calls, not 120.
+    assert_eq!(store.syncs() - syncs_before, 3);
+    assert!(
+        tracker.try_record("api", 200).is_ok(),
+        "a call larger than a block"
+    );
+    tracker.flush().unwrap();
+    let total: u64 = store.state().unwrap().windows().map(|w| w.total).sum();
+    assert_eq!(total, 320, "the unused 30 went back");
+    assert!(QuotaTracker::builder(service(1_000, Admission::Exact))
+        .build()
+        .is_err());
+}
+
+#[test]
+fn deltas_of_a_month_that_ended_land_in_that_month() {
+    let store = MemoryStore::new();
+    // 2024-01-31 23:59:59 UTC, one second before February.
+    let clock = ManualClock::new(1_706_745_599_000);
+    let config = TrackerConfig::new([ServiceConfig::new("api", 1_000, Period::Month)]);
+    let tracker = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    tracker.record_call("api", 4).unwrap();
+    clock.advance(2_000); // February
+    tracker.record_call("api", 6).unwrap();
+    tracker.flush().unwrap();
+    let state = store.state().unwrap();
+    let key = |start_ms, end_ms| WindowKey {
+        service: "api".into(),
+        period: Period::Month,
+        start_ms,
+        end_ms,
+    };
+    let january = key(1_704_067_200_000, 1_706_745_600_000);
+    let february = key(1_706_745_600_000, 1_709_251_200_000);
+    assert_eq!((state.total(&january), state.total(&february)), (4, 6));
+    let _ = DAY;
+}
