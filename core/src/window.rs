@@ -1,6 +1,5 @@
 //! Quota windows: periods aligned to UTC calendar boundaries.
 
-use jiff::{civil::DateTime, tz::TimeZone, Timestamp, ToSpan};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -55,50 +54,73 @@ impl Period {
     /// assert_eq!(w.reset_at_ms, 1_709_251_200_000); // 2024-03-01T00:00:00Z
     /// ```
     ///
-    /// Instants beyond the calendar's range (after the year 9999) fall in one window that
-    /// never resets, rather than panicking.
+    /// Every instant has a window; where the end would pass `u64::MAX` ms (some 584 million
+    /// years on) the window never resets, rather than panicking.
     pub fn window_at(self, now_ms: u64) -> Window {
-        self.calendar_window(now_ms).unwrap_or(Window {
-            start_ms: now_ms,
-            reset_at_ms: u64::MAX,
-        })
-    }
-
-    fn calendar_window(self, now_ms: u64) -> Option<Window> {
-        let now = Timestamp::from_millisecond(i64::try_from(now_ms).ok()?).ok()?;
-        let civil = TimeZone::UTC.to_datetime(now);
-        let start: DateTime = match self {
-            Period::Minute => civil.with().second(0).subsec_nanosecond(0).build().ok()?,
-            Period::Hour => civil
-                .with()
-                .minute(0)
-                .second(0)
-                .subsec_nanosecond(0)
-                .build()
-                .ok()?,
-            Period::Day => civil.date().to_datetime(jiff::civil::Time::midnight()),
-            Period::Month => civil
-                .date()
-                .first_of_month()
-                .to_datetime(jiff::civil::Time::midnight()),
+        let start_ms = match self {
+            Period::Minute | Period::Hour | Period::Day => now_ms - now_ms % self.max_ms(),
+            Period::Month => {
+                let (year, month, _) = civil_from_days(now_ms / DAY_MS);
+                days_from_civil(year, month, 1) * DAY_MS
+            }
         };
-        let end = match self {
-            Period::Minute => start.checked_add(1.minute()),
-            Period::Hour => start.checked_add(1.hour()),
-            Period::Day => start.checked_add(1.day()),
-            Period::Month => start.checked_add(1.month()),
+        let reset_at_ms = match self {
+            Period::Minute | Period::Hour | Period::Day => start_ms.checked_add(self.max_ms()),
+            Period::Month => {
+                let (year, month, _) = civil_from_days(start_ms / DAY_MS);
+                let (year, month) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+                days_from_civil(year, month, 1).checked_mul(DAY_MS)
+            }
+        };
+        Window {
+            start_ms,
+            reset_at_ms: reset_at_ms.unwrap_or(u64::MAX),
         }
-        .ok()?;
-        Some(Window {
-            start_ms: to_unix_ms(start)?,
-            reset_at_ms: to_unix_ms(end)?,
-        })
     }
 }
 
-fn to_unix_ms(civil: DateTime) -> Option<u64> {
-    let ms = TimeZone::UTC.to_timestamp(civil).ok()?.as_millisecond();
-    u64::try_from(ms).ok()
+const DAY_MS: u64 = 86_400_000;
+
+// The proleptic Gregorian calendar from a day count since 1970-01-01 and back: Howard
+// Hinnant's `civil_from_days` / `days_from_civil` (the algorithm jiff itself uses), on unsigned
+// days since the Unix epoch, shifted to eras of 400 years that start on March 1st so that the
+// leap day is the last day of a year. Checked against jiff over random instants and every
+// month end of several centuries (the tests below); jiff is only a dev-dependency, which keeps
+// its calendar code out of the wasm builds.
+
+/// `(year, month 1..=12, day 1..=31)` of `days` since 1970-01-01.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // 719_468 days from 0000-03-01 to 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097; // [0, 146096]
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153; // March = 0
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since 1970-01-01 of `year-month-day` (on or after 1970-01-01).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = year - u64::from(month <= 2);
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 impl fmt::Display for Period {
@@ -135,6 +157,7 @@ pub struct Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     fn ms(text: &str) -> u64 {
         text.parse::<Timestamp>().unwrap().as_millisecond() as u64
@@ -180,9 +203,79 @@ mod tests {
     }
 
     #[test]
-    fn out_of_range_instants_do_not_panic() {
-        let w = Period::Day.window_at(u64::MAX);
-        assert_eq!((w.start_ms, w.reset_at_ms), (u64::MAX, u64::MAX));
+    fn the_last_instants_never_reset_and_do_not_panic() {
+        for period in Period::ALL {
+            let w = period.window_at(u64::MAX);
+            assert_eq!(w.reset_at_ms, u64::MAX, "{period}");
+            assert_eq!(period.window_at(w.start_ms), w);
+        }
+    }
+
+    /// The window jiff computes for `now_ms` (the reference implementation).
+    fn jiff_window(period: Period, now_ms: u64) -> Window {
+        use jiff::{civil::Time, tz::TimeZone, ToSpan};
+        let now = Timestamp::from_millisecond(now_ms as i64).unwrap();
+        let civil = TimeZone::UTC.to_datetime(now);
+        let start = match period {
+            Period::Minute => civil.with().second(0).subsec_nanosecond(0).build().unwrap(),
+            Period::Hour => civil
+                .with()
+                .minute(0)
+                .second(0)
+                .subsec_nanosecond(0)
+                .build()
+                .unwrap(),
+            Period::Day => civil.date().to_datetime(Time::midnight()),
+            Period::Month => civil.date().first_of_month().to_datetime(Time::midnight()),
+        };
+        let end = match period {
+            Period::Minute => start.checked_add(1.minute()),
+            Period::Hour => start.checked_add(1.hour()),
+            Period::Day => start.checked_add(1.day()),
+            Period::Month => start.checked_add(1.month()),
+        }
+        .unwrap();
+        let ms = |civil: jiff::civil::DateTime| {
+            TimeZone::UTC.to_timestamp(civil).unwrap().as_millisecond() as u64
+        };
+        Window {
+            start_ms: ms(start),
+            reset_at_ms: ms(end),
+        }
+    }
+
+    #[test]
+    fn agrees_with_jiff_on_a_million_random_instants() {
+        // Up to 9999-11-30 (a month end within jiff's range); a fixed-seed xorshift.
+        let max = ms("9999-11-30T00:00:00Z");
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..1_000_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let now = state % max;
+            for period in Period::ALL {
+                assert_eq!(
+                    period.window_at(now),
+                    jiff_window(period, now),
+                    "{period} {now}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_jiff_at_every_month_end_of_five_centuries() {
+        for year in 1970..2470 {
+            for month in 1..=12 {
+                let first = days_from_civil(year, month, 1) * DAY_MS;
+                for now in [first.saturating_sub(1), first, first + 1] {
+                    for period in Period::ALL {
+                        assert_eq!(period.window_at(now), jiff_window(period, now), "{now}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -355,3 +355,23 @@ fn deltas_of_a_month_that_ended_land_in_that_month() {
     assert_eq!((state.total(&january), state.total(&february)), (4, 6));
     let _ = DAY;
 }
+
+#[test]
+#[cfg(unix)]
+fn a_symlinked_file_store_keeps_pointing_at_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real.json");
+    let link = dir.path().join("quota.json");
+    std::os::unix::fs::symlink("real.json", &link).unwrap();
+    let tracker = tracker(service(1_000, Admission::Local), FileStore::new(&link));
+    tracker.record_call("api", 3).unwrap();
+    tracker.flush().unwrap();
+    tracker.record_call("api", 2).unwrap();
+    tracker.flush().unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(file_total(&target), 5);
+    nothing_moved_aside(dir.path());
+}

@@ -38,8 +38,10 @@ test('the page loads ready to start, with a card per default service', async () 
   assert.deepEqual(page.errors, []);
 });
 
-test('locked mode: 8 workers, every issued unit is recorded', async () => {
+test('locked mode, count only: 8 workers, every issued unit is recorded', async () => {
   await page.getByTestId('mode').selectOption('locked');
+  // record_call: every call is counted, past the limit too (the default, try_record, is below).
+  await page.getByTestId('admission').selectOption('count');
   await setInput(page, 'workers', 8);
   await setInput(page, 'rate', 400);
   await page.getByTestId('start').click();
@@ -52,6 +54,7 @@ test('locked mode: 8 workers, every issued unit is recorded', async () => {
     const recorded = await count(page, `recorded-${name}`);
     assert.ok(issued > 0, `${name} got calls`);
     assert.equal(recorded, issued, `${name}: recorded equals issued`);
+    assert.equal(await count(page, `denied-${name}`), 0, `${name}: record_call denies nothing`);
     assert.equal(await count(page, `lost-${name}`), 0, `${name}: nothing lost`);
     issuedTotal += issued;
   }
@@ -72,7 +75,7 @@ test('a reload continues where it was; reset clears the saved state', async () =
   const read = async () => {
     const counts = { calls: await count(page, 'calls') };
     for (const name of names) {
-      for (const what of ['used', 'issued', 'recorded', 'lost']) {
+      for (const what of ['used', 'issued', 'denied', 'recorded', 'lost']) {
         counts[`${what}-${name}`] = await count(page, `${what}-${name}`);
       }
     }
@@ -125,6 +128,65 @@ test('store outage: reduced rate after 3 failed syncs, normal again after 5 good
   assert.equal(await events('left'), 1);
   await pauseAndSettle(page);
   assert.equal(await count(page, 'lost-total'), 0, 'the outage loses no recorded call');
+  assert.deepEqual(page.errors, []);
+});
+
+test('locked mode, try_record (the default): refused calls are denied, no quota is passed', async () => {
+  await page.getByTestId('admission').selectOption('try');
+  await page.getByTestId('reset').click();
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 400);
+  await page.getByTestId('start').click();
+  await waitUntil('denied > 0', async () => (await count(page, 'denied-total')) > 0);
+  await pauseAndSettle(page);
+  for (const name of await serviceNames(page)) {
+    const issued = await count(page, `issued-${name}`);
+    const denied = await count(page, `denied-${name}`);
+    const recorded = await count(page, `recorded-${name}`);
+    assert.equal(recorded + denied, issued, `${name}: issued = denied + recorded`);
+    assert.equal(await count(page, `lost-${name}`), 0, `${name}: nothing lost`);
+    assert.ok(
+      (await count(page, `used-${name}`)) <= (await count(page, `limit-${name}`)),
+      `${name}: try_record never passes the limit`,
+    );
+  }
+  assert.ok((await count(page, 'denied-total')) > 0);
+  assert.deepEqual(page.errors, []);
+});
+
+test('instances: delta sync loses nothing, snapshot saves lose calls', async () => {
+  const section = page.getByTestId('instances');
+  await section.scrollIntoViewIfNeeded();
+  const names = await serviceNames(page);
+  const run = async (until) => {
+    await page.getByTestId('instances-start').click();
+    await waitUntil('instances running', until);
+    await page.getByTestId('instances-pause').click();
+    await waitUntil('instances paused', async () =>
+      (await page.getByTestId('instances-status').textContent()) === 'paused');
+  };
+
+  await page.getByTestId('instances-mode').selectOption('delta');
+  await run(async () => (await count(page, 'instances-issued-total')) >= 200);
+  for (const name of names) {
+    const issued = await count(page, `instances-issued-${name}`);
+    assert.ok(issued > 0, `${name} got calls`);
+    assert.equal(await count(page, `instances-stored-${name}`), issued, `${name}: stored = issued`);
+    assert.equal(await count(page, `instances-lost-${name}`), 0, `${name}: nothing lost`);
+  }
+
+  await page.getByTestId('instances-mode').selectOption('snapshot');
+  assert.equal(await count(page, 'instances-issued-total'), 0, 'a new mode starts over');
+  await run(async () => (await count(page, 'instances-lost-total')) > 0);
+  let lost = 0;
+  for (const name of names) {
+    const issued = await count(page, `instances-issued-${name}`);
+    const stored = await count(page, `instances-stored-${name}`);
+    assert.equal(await count(page, `instances-lost-${name}`), issued - stored, `${name}: lost = issued - stored`);
+    lost += issued - stored;
+  }
+  assert.ok(lost > 0, 'snapshot saves overwrote each other');
+  await page.getByTestId('instances-mode').selectOption('delta');
   assert.deepEqual(page.errors, []);
 });
 

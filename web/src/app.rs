@@ -1,8 +1,8 @@
 //! The page: every component, laid out.
 
 use crate::components::{
-    ConfigEditor, Controls, Counters, Footer, ServiceCards, StorePanel, TransitionTimeline,
-    UsageChart,
+    ConfigEditor, Controls, Counters, Footer, InstancesPanel, ServiceCards, StorePanel,
+    TransitionTimeline, UsageChart,
 };
 use crate::state::AppState;
 use leptos::prelude::*;
@@ -23,8 +23,9 @@ pub fn App() -> impl IntoView {
             <p class="lede">
                 "Simulated workers call three rate-limited APIs. Watch each quota fill up, cross "
                 "its warning and critical thresholds and reset with its window — then switch to "
-                "racy mode to see the lost updates the lock prevents. Counts are saved in this "
-                "browser: a reload continues where you were."
+                "racy mode to see the lost updates the lock prevents, or let three instances "
+                "share one store to see why they send deltas. Counts are saved in this browser: "
+                "a reload continues where you were."
             </p>
         </header>
         <main class="layout">
@@ -38,6 +39,7 @@ pub fn App() -> impl IntoView {
             <div class="column">
                 <TransitionTimeline/>
                 <ConfigEditor/>
+                <InstancesPanel/>
             </div>
         </main>
         <Footer/>

@@ -10,6 +10,8 @@
 //!
 //! - [`engine`]: the simulation itself — the counter (the tracker, or the racy demonstration),
 //!   the virtual workers (async tasks), and the counters they update.
+//! - [`instances`]: the instances view, several trackers sharing one store (by deltas, or by
+//!   the old overwriting snapshots, a demonstration).
 //! - [`persist`]: what a reload continues from ([`DashboardStorage`](persist::DashboardStorage)
 //!   in `localStorage`), and the store outage switch.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
@@ -25,6 +27,8 @@ pub mod components;
 pub mod engine;
 #[cfg(target_arch = "wasm32")]
 pub mod format;
+#[cfg(target_arch = "wasm32")]
+pub mod instances;
 #[cfg(target_arch = "wasm32")]
 pub mod model;
 #[cfg(target_arch = "wasm32")]

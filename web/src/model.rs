@@ -1,6 +1,8 @@
-//! What the page shows, as plain values: one [`Frame`] per animation frame, the bounded
-//! [`Timeline`] and [`StoreLog`], and the bounded [`History`] behind the chart.
+//! What the page shows, as plain values: one [`Frame`] per animation frame (and one
+//! [`InstancesFrame`] for the instances view), the bounded [`Timeline`] and [`StoreLog`], and
+//! the bounded [`History`] behind the chart.
 
+use crate::instances::SyncMode;
 use quota_core::sim::Mode;
 use quota_core::{Level, ServiceUsage, StoreEvent, StoreStats, Transition};
 use std::collections::VecDeque;
@@ -31,13 +33,16 @@ impl Status {
     }
 }
 
-/// One service on one frame: its usage (from the run's counter) and the units issued to it.
+/// One service on one frame: its usage (from the run's counter), the units issued to it and
+/// the units the tracker refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceView {
     /// The counter's usage of the service, `total_recorded` included.
     pub usage: ServiceUsage<'static>,
     /// Units the workers attempted since the reset.
     pub issued: u64,
+    /// Units of those that `try_record` refused (never sent, never counted) since the reset.
+    pub denied: u64,
 }
 
 impl ServiceView {
@@ -46,9 +51,11 @@ impl ServiceView {
         self.usage.total_recorded
     }
 
-    /// `issued - recorded`.
+    /// `issued - denied - recorded`: admitted units the counter does not have.
     pub fn lost(&self) -> u64 {
-        self.issued.saturating_sub(self.recorded())
+        self.issued
+            .saturating_sub(self.denied)
+            .saturating_sub(self.recorded())
     }
 }
 
@@ -75,6 +82,46 @@ impl Frame {
     /// The service called `name`, if configured.
     pub fn service(&self, name: &str) -> Option<&ServiceView> {
         self.services.iter().find(|s| s.usage.name == name)
+    }
+}
+
+/// One service of the instances view: units issued by all instances, and the shared store's
+/// total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCounts {
+    /// The service's name.
+    pub name: String,
+    /// Units the instances' workers issued since the reset (all recorded by their trackers).
+    pub issued: u64,
+    /// What the shared store holds for the service, summed across windows (read from the
+    /// store).
+    pub stored: u64,
+}
+
+impl SharedCounts {
+    /// `issued - stored`: calls the store lost.
+    pub fn lost(&self) -> u64 {
+        self.issued.saturating_sub(self.stored)
+    }
+}
+
+/// Everything the instances view shows on one frame.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstancesFrame {
+    /// How the instances share the store.
+    pub mode: SyncMode,
+    /// Whether their workers run.
+    pub status: Status,
+    /// Per service, in config order.
+    pub services: Vec<SharedCounts>,
+    /// Per instance, each service's `used` as that instance's tracker sees it (config order).
+    pub views: Vec<Vec<u64>>,
+}
+
+impl InstancesFrame {
+    /// The service called `name`, if configured.
+    pub fn service(&self, name: &str) -> Option<&SharedCounts> {
+        self.services.iter().find(|s| s.name == name)
     }
 }
 

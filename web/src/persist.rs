@@ -2,15 +2,21 @@
 //!
 //! [`DashboardStorage`] keeps two keys under one base key (the page uses [`DEFAULT_KEY`]):
 //!
-//! - `<key>.tracker`: the tracker's own [`PersistedState`], written by the core through
-//!   [`OutageStore`] (a [`LocalStorageStore`] behind the "store outage" switch).
-//! - `<key>.counters`: the dashboard's [`SavedCounters`] (issued, recorded since the reset, and
-//!   calls), written by the engine right after each successful sync of the tracker and stamped
-//!   with that sync's time, so the two always describe the same moment. After a reload every
-//!   number continues from the last successful sync; calls made since then (during an outage,
-//!   say) are forgotten by both, and lost keeps meaning "overwritten by a racing worker".
+//! - `<key>.tracker`: the tracker's store, a [`StoredState`] (the stored totals of each
+//!   service's windows, and which syncs were applied), written by the core's
+//!   [`LocalStorageStore`] through [`OutageStore`] (which adds the "store outage" switch).
+//! - `<key>.counters`: the dashboard's [`SavedCounters`]: the running config, the simulated
+//!   time, and issued / denied / recorded since the reset and calls. The engine writes them
+//!   right after each successful sync of the tracker, stamped with the store's
+//!   `updated_at_ms` after that sync, so a page that finds both knows they describe the same
+//!   moment. After a reload every number continues from the last successful sync; calls made
+//!   since then (during an outage, say) are forgotten by both, and lost keeps meaning
+//!   "overwritten by a racing worker".
+//!
+//! The store holds no config and no clock (it holds counts, which any number of trackers can
+//! share): both come back from the counters.
 
-use quota_core::{LocalStorageStore, PersistedState, Store, StoreError};
+use quota_core::{LocalStorageStore, ServiceConfig, Store, StoreError, StoredState, SyncBatch};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use std::sync::Arc;
 /// The base key the page stores under.
 pub const DEFAULT_KEY: &str = "quota-dashboard";
 
-/// The error a save or load returns while the outage switch is on.
+/// The error a sync returns while the outage switch is on.
 pub const OUTAGE_MESSAGE: &str = "simulated store outage";
 
 /// The "store outage" switch. Clones share one switch.
@@ -26,7 +32,7 @@ pub const OUTAGE_MESSAGE: &str = "simulated store outage";
 pub struct Outage(Arc<AtomicBool>);
 
 impl Outage {
-    /// Turns the outage on (every load and save fails) or off.
+    /// Turns the outage on (every sync fails, the first read at build included) or off.
     pub fn set(&self, on: bool) {
         self.0.store(on, Ordering::Relaxed);
     }
@@ -38,8 +44,8 @@ impl Outage {
 }
 
 /// The tracker's store: `localStorage` under `<key>.tracker`, failing with
-/// [`StoreError::Unavailable`] while the [`Outage`] is on. Notes the time of each successful
-/// save in its [`Synced`], so the engine can write the counters of that same moment.
+/// [`StoreError::Unavailable`] (and applying nothing) while the [`Outage`] is on. Notes each
+/// successful sync in its [`Synced`], so the engine can write the counters of that same moment.
 #[derive(Debug, Clone)]
 pub struct OutageStore {
     inner: LocalStorageStore,
@@ -47,61 +53,83 @@ pub struct OutageStore {
     synced: Synced,
 }
 
-impl OutageStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.outage.is_on() {
-            Err(StoreError::Unavailable(OUTAGE_MESSAGE.to_owned()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
 impl Store for OutageStore {
-    fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-        self.check()?;
-        self.inner.load()
-    }
-
-    fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save(state)?;
-        self.synced.note(state.updated_at_ms);
-        Ok(())
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        if self.outage.is_on() {
+            return Err(StoreError::Unavailable(OUTAGE_MESSAGE.to_owned()));
+        }
+        let totals = self.inner.sync(batch)?;
+        // The store's stamp after this sync: a batch with deltas is written with the later of
+        // the two times; one without changes nothing (unless it converted old data), so read
+        // it back then (rare: the read at build, a flush with nothing new).
+        let stored_at_ms = if batch.deltas.is_empty() {
+            self.inner
+                .state()
+                .map_or(self.synced.stored_at_ms(), |state| state.updated_at_ms)
+        } else {
+            self.synced.stored_at_ms().max(batch.at_ms)
+        };
+        self.synced.note(SyncedAt {
+            clock_ms: batch.at_ms,
+            stored_at_ms,
+        });
+        Ok(totals)
     }
 }
 
-/// The time of the latest successful save not yet taken. Clones share it.
+/// One successful sync, as the counters are stamped with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedAt {
+    /// The tracker's (simulated) time of the sync, ms since the Unix epoch.
+    pub clock_ms: u64,
+    /// The store's [`StoredState::updated_at_ms`] right after it.
+    pub stored_at_ms: u64,
+}
+
+/// The latest successful sync not yet taken. Clones share it.
 #[derive(Debug, Clone, Default)]
 pub struct Synced {
     pending: Arc<AtomicBool>,
-    at_ms: Arc<AtomicU64>,
+    clock_ms: Arc<AtomicU64>,
+    stored_at_ms: Arc<AtomicU64>,
 }
 
 impl Synced {
-    fn note(&self, at_ms: u64) {
-        self.at_ms.store(at_ms, Ordering::Relaxed);
+    fn note(&self, at: SyncedAt) {
+        self.clock_ms.store(at.clock_ms, Ordering::Relaxed);
+        self.stored_at_ms.store(at.stored_at_ms, Ordering::Relaxed);
         self.pending.store(true, Ordering::Release);
     }
 
-    /// The tracker time of the save since the last call, if one succeeded (one atomic load
-    /// when none did: this runs after every recorded call).
-    pub fn take(&self) -> Option<u64> {
+    fn stored_at_ms(&self) -> u64 {
+        self.stored_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// The sync since the last call, if one succeeded (one atomic load when none did: this
+    /// runs after every recorded call).
+    pub fn take(&self) -> Option<SyncedAt> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
         }
         self.pending.store(false, Ordering::Relaxed);
-        Some(self.at_ms.load(Ordering::Relaxed))
+        Some(SyncedAt {
+            clock_ms: self.clock_ms.load(Ordering::Relaxed),
+            stored_at_ms: self.stored_at_ms(),
+        })
     }
 }
 
-/// The dashboard's own numbers at a successful sync, under `<key>.counters`.
+/// The dashboard's own state at a successful sync, under `<key>.counters`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedCounters {
     /// Format version, [`SavedCounters::VERSION`].
     pub version: u32,
-    /// The `updated_at_ms` of the tracker state saved with these counters.
+    /// The store's `updated_at_ms` right after the sync these counters go with.
     pub synced_at_ms: u64,
+    /// The simulated time of that sync: a reload continues the clock from here.
+    pub clock_ms: u64,
+    /// The running config: a reload runs it again.
+    pub config: Vec<ServiceConfig>,
     /// Calls issued since the reset.
     pub calls: u64,
     /// Per service, in config order.
@@ -113,15 +141,18 @@ pub struct SavedCounters {
 pub struct SavedService {
     /// The service's name.
     pub name: String,
-    /// Units issued since the reset.
+    /// Units issued (attempted) since the reset.
     pub issued: u64,
+    /// Units `try_record` refused since the reset.
+    pub denied: u64,
     /// Units the tracker recorded since the reset, across windows.
     pub recorded: u64,
 }
 
 impl SavedCounters {
-    /// The only format version this build reads and writes.
-    pub const VERSION: u32 = 1;
+    /// The only format version this build reads and writes (version 1 went with the tracker's
+    /// old snapshot state, which held the config and the time).
+    pub const VERSION: u32 = 2;
 
     /// The counters of service `name`, if saved.
     pub fn service(&self, name: &str) -> Option<&SavedService> {
@@ -129,16 +160,17 @@ impl SavedCounters {
     }
 }
 
-/// What a previous page left: the tracker's state and the counters saved with it.
+/// What a previous page left.
 #[derive(Debug, Clone, Default)]
 pub struct Saved {
-    /// The tracker's last saved state.
-    pub tracker: Option<PersistedState>,
-    /// The counters of that same sync; `None` if missing, unreadable, or from another sync.
+    /// The store's `updated_at_ms`, if it holds anything readable.
+    pub stored_at_ms: Option<u64>,
+    /// The counters of the store's last sync; `None` if missing, unreadable, or from another
+    /// sync.
     pub counters: Option<SavedCounters>,
 }
 
-/// The dashboard's two `localStorage` keys (the tracker's state, the page's counters) and the
+/// The dashboard's two `localStorage` keys (the tracker's store, the page's counters) and the
 /// outage switch its stores share.
 #[derive(Debug, Clone)]
 pub struct DashboardStorage {
@@ -162,12 +194,12 @@ impl DashboardStorage {
         &self.outage
     }
 
-    /// The key the tracker's state is saved under.
+    /// The key the tracker's store is under.
     pub fn tracker_key(&self) -> &str {
         &self.tracker_key
     }
 
-    /// A new store for a tracker, and the [`Synced`] it reports its saves to.
+    /// A new store for a tracker, and the [`Synced`] it reports its syncs to.
     pub fn store(&self) -> (OutageStore, Synced) {
         let synced = Synced::default();
         let store = OutageStore {
@@ -178,44 +210,54 @@ impl DashboardStorage {
         (store, synced)
     }
 
+    /// The tracker's store as it is now (empty if nothing is stored).
+    ///
+    /// Errors: the store's, for corrupt data or no `localStorage`.
+    pub fn stored(&self) -> Result<StoredState, StoreError> {
+        LocalStorageStore::new(self.tracker_key.clone()).state()
+    }
+
     /// What a previous page saved. Unreadable data is logged and ignored (the tracker reports
-    /// its own load errors in its stats).
+    /// its own errors reading the store in its stats).
     pub fn load(&self) -> Saved {
-        let tracker = match LocalStorageStore::new(self.tracker_key.clone()).load() {
-            Ok(state) => state,
+        let stored_at_ms = match self.stored() {
+            Ok(state) => Some(state.updated_at_ms),
             Err(error) => {
-                leptos::logging::warn!("dashboard: not restoring the tracker: {error}");
+                leptos::logging::warn!("dashboard: not restoring the counts: {error}");
                 None
             }
         };
-        let counters = tracker.as_ref().and_then(|state| {
+        let counters = stored_at_ms.and_then(|stored_at_ms| {
             let counters = self.load_counters()?;
-            if counters.synced_at_ms == state.updated_at_ms {
+            if counters.synced_at_ms == stored_at_ms {
                 Some(counters)
             } else {
                 leptos::logging::warn!(
-                    "dashboard: counters are from another sync ({} ms, the tracker's {} ms); \
+                    "dashboard: counters are from another sync ({} ms, the store's {} ms); \
                      counting from 0",
                     counters.synced_at_ms,
-                    state.updated_at_ms
+                    stored_at_ms
                 );
                 None
             }
         });
-        Saved { tracker, counters }
+        Saved {
+            stored_at_ms,
+            counters,
+        }
     }
 
     fn load_counters(&self) -> Option<SavedCounters> {
         let text = local_storage()?.get_item(&self.counters_key).ok()??;
+        let version = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|value| value.get("version")?.as_u64());
+        if version != Some(u64::from(SavedCounters::VERSION)) {
+            leptos::logging::warn!("dashboard: ignoring counters of version {version:?}");
+            return None;
+        }
         match serde_json::from_str::<SavedCounters>(&text) {
-            Ok(counters) if counters.version == SavedCounters::VERSION => Some(counters),
-            Ok(counters) => {
-                leptos::logging::warn!(
-                    "dashboard: ignoring counters of version {}",
-                    counters.version
-                );
-                None
-            }
+            Ok(counters) => Some(counters),
             Err(error) => {
                 leptos::logging::warn!("dashboard: ignoring unreadable counters: {error}");
                 None
@@ -223,8 +265,8 @@ impl DashboardStorage {
         }
     }
 
-    /// Writes the counters of the sync at `counters.synced_at_ms`. Not behind the outage
-    /// switch: it only ever follows a save that succeeded.
+    /// Writes the counters of the sync stamped `counters.synced_at_ms`. Not behind the outage
+    /// switch: it only ever follows a sync that succeeded.
     pub fn save_counters(&self, counters: &SavedCounters) {
         let Some(storage) = local_storage() else {
             return;
@@ -238,7 +280,7 @@ impl DashboardStorage {
     /// Removes both keys: the next tracker starts from nothing.
     pub fn clear(&self) {
         if let Err(error) = LocalStorageStore::new(self.tracker_key.clone()).clear() {
-            leptos::logging::warn!("dashboard: could not clear the tracker state: {error}");
+            leptos::logging::warn!("dashboard: could not clear the tracker's store: {error}");
         }
         if let Some(storage) = local_storage() {
             if let Err(error) = storage.remove_item(&self.counters_key) {

@@ -6,8 +6,9 @@
 //! no action copies engine state into signals by hand.
 
 use crate::clock::SimClock;
-use crate::engine::{Engine, Settings};
-use crate::model::{Frame, History, Rates, Status, StoreLog, Timeline};
+use crate::engine::{CallMode, Engine, Settings};
+use crate::instances::{Instances, SyncMode};
+use crate::model::{Frame, History, InstancesFrame, Rates, Status, StoreLog, Timeline};
 use crate::persist::DEFAULT_KEY;
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload, WorkloadError};
@@ -25,8 +26,12 @@ pub struct AppState {
     /// track it (the engine itself is not reactive).
     engine_changed: Trigger,
     meter: StoredValue<RefCell<Meter>, LocalStorage>,
+    /// The instances view's simulation (several trackers sharing one store).
+    instances: StoredValue<Rc<Instances>, LocalStorage>,
     /// What the cards, counters and footer show.
     pub frame: RwSignal<Frame>,
+    /// What the instances view shows.
+    pub instances_frame: RwSignal<InstancesFrame>,
     /// Level changes, newest first.
     pub timeline: RwSignal<Timeline>,
     /// Reduced-rate mode starting and ending, newest first.
@@ -81,6 +86,8 @@ impl AppState {
     ) -> Result<AppState, QuotaError> {
         let engine = Engine::new(config, clock, key)?;
         let (frame, _) = engine.frame();
+        let instances = Instances::new(engine.config(), SyncMode::default())?;
+        let instances_frame = instances.frame();
         let engine = StoredValue::new_local(engine);
         let engine_changed = Trigger::new();
         // Memos: after a change they notify only if the value is a different one.
@@ -101,7 +108,9 @@ impl AppState {
                 calls: 0,
                 last_sample: None,
             })),
+            instances: StoredValue::new_local(instances),
             frame: RwSignal::new(frame),
+            instances_frame: RwSignal::new(instances_frame),
             timeline: RwSignal::new(Timeline::default()),
             store_log: RwSignal::new(StoreLog::default()),
             history: RwSignal::new(History::default()),
@@ -136,6 +145,15 @@ impl AppState {
         if self.frame.with_untracked(|old| *old != frame) {
             self.frame.set(frame);
         }
+        let instances = self.instances.with_value(|instances| instances.frame());
+        if self.instances_frame.with_untracked(|old| *old != instances) {
+            self.instances_frame.set(instances);
+        }
+    }
+
+    /// The instances view's simulation.
+    pub fn instances(&self) -> Rc<Instances> {
+        self.instances.with_value(Rc::clone)
     }
 
     /// Refreshes on every animation frame from now on, measures the rates, and samples the
@@ -240,6 +258,31 @@ impl AppState {
         });
     }
 
+    /// Sets how locked-mode workers ask the tracker (the counters continue).
+    pub fn set_call_mode(&self, call_mode: CallMode) {
+        self.change(|engine| engine.set_call_mode(call_mode));
+    }
+
+    /// Starts the instances view's workers, with the simulation's mix, call sizes, bursts and
+    /// seed.
+    pub fn start_instances(&self) {
+        self.change(|engine| self.instances().start(&engine.settings().workload));
+    }
+
+    /// Pauses the instances view's workers.
+    pub fn pause_instances(&self) {
+        self.change(|_| self.instances().pause());
+    }
+
+    /// Starts the instances view over in `mode`, with the running config.
+    pub fn reset_instances(&self, mode: SyncMode) {
+        self.change(|engine| {
+            if let Err(error) = self.instances().reset(engine.config(), mode) {
+                unreachable!("the running config is valid: {error}");
+            }
+        });
+    }
+
     /// Sets the simulated speed.
     pub fn set_speed(&self, speed: f64) {
         self.change(|engine| engine.set_speed(speed));
@@ -264,6 +307,9 @@ impl AppState {
         self.change(|engine| {
             engine.apply_config(config)?;
             self.clear_logs();
+            // The instances view starts over with the new config too.
+            let instances = self.instances();
+            instances.reset(engine.config(), instances.mode())?;
             Ok(())
         })
     }

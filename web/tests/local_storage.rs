@@ -1,9 +1,9 @@
-//! `quota_core::LocalStorageStore` in headless Chromium: a new tracker on the same key restores
-//! the counts a previous one saved. Here rather than in core/ because it needs the `browser`
-//! feature and a real browser's `localStorage`.
+//! `quota_core::LocalStorageStore` in headless Chromium: a new tracker on the same key reads the
+//! counts a previous one synced, and trackers sharing the key add up. Here rather than in core/
+//! because it needs the `browser` feature and a real browser's `localStorage`.
 #![cfg(target_arch = "wasm32")]
 
-use quota_core::{LocalStorageStore, ManualClock, QuotaTracker, Store, TrackerConfig};
+use quota_core::{LocalStorageStore, ManualClock, QuotaTracker, StoredState, TrackerConfig};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -45,7 +45,7 @@ fn a_new_tracker_on_the_same_key_restores_the_counts() {
     first.flush().unwrap();
     let raw = storage().get_item("quota-test.restore").unwrap();
     let raw = raw.expect("flush wrote the key");
-    assert!(raw.contains("\"version\": 1"), "{raw}");
+    assert!(raw.contains("\"version\": 2"), "{raw}");
 
     let second = tracker(&store, &clock);
     assert_eq!(used(&second, "sendgrid"), 7);
@@ -62,7 +62,7 @@ fn a_new_tracker_on_the_same_key_restores_the_counts() {
     assert_eq!(used(&third, "sendgrid"), 7);
 
     store.clear().unwrap();
-    assert_eq!(store.load(), Ok(None));
+    assert_eq!(store.state(), Ok(StoredState::new()));
     assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 0);
 }
 
@@ -84,4 +84,35 @@ fn corrupt_data_is_reported_and_the_tracker_starts_fresh() {
     fresh.record_call("sendgrid", 3).unwrap();
     fresh.flush().unwrap();
     assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 3);
+}
+
+#[wasm_bindgen_test]
+fn trackers_sharing_one_key_add_up_and_lose_nothing() {
+    let store = empty_store("quota-test.shared");
+    let clock = ManualClock::new(T0);
+    let (a, b) = (tracker(&store, &clock), tracker(&store, &clock));
+    a.record_call("sendgrid", 4).unwrap();
+    b.record_call("sendgrid", 5).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    a.record_call("sendgrid", 1).unwrap();
+    a.flush().unwrap();
+    // Each sees the store's total plus its own calls since: both syncs are in it.
+    assert_eq!(used(&a, "sendgrid"), 10);
+    assert_eq!(
+        used(&b, "sendgrid"),
+        9,
+        "b has not synced since a's last call"
+    );
+    b.flush().unwrap();
+    assert_eq!(used(&b, "sendgrid"), 10);
+    let total: u64 = store
+        .state()
+        .unwrap()
+        .windows()
+        .filter(|w| w.service == "sendgrid")
+        .map(|w| w.total)
+        .sum();
+    assert_eq!(total, 10);
+    assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 10);
 }

@@ -5,19 +5,25 @@
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
-use quota_core::TrackerConfig;
+use quota_core::{
+    Clock, ManualClock, Period, QuotaTracker, ServiceConfig, SyncPolicy, TrackerConfig,
+};
 use quota_web::clock::SimClock;
-use quota_web::components::{ConfigEditor, Counters, ServiceCards, StorePanel, TransitionTimeline};
-use quota_web::engine::SYNC_INTERVAL_MS;
+use quota_web::components::{
+    ConfigEditor, Controls, Counters, InstancesPanel, ServiceCards, StorePanel, TransitionTimeline,
+};
+use quota_web::engine::{CallMode, SYNC_INTERVAL_MS};
+use quota_web::instances::SnapshotStore;
 use quota_web::model::Status;
 use quota_web::persist::DashboardStorage;
 use quota_web::state::AppState;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
-use web_sys::{Element, EventInit, HtmlElement, HtmlInputElement};
+use web_sys::{Element, EventInit, HtmlElement, HtmlInputElement, HtmlSelectElement};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -106,6 +112,43 @@ fn checkbox(root: &Element, test_id: &str) -> HtmlInputElement {
 
 fn local_storage() -> web_sys::Storage {
     web_sys::window().unwrap().local_storage().unwrap().unwrap()
+}
+
+fn number(root: &Element, test_id: &str) -> u64 {
+    let shown = text(root, test_id);
+    shown
+        .parse()
+        .unwrap_or_else(|_| panic!("{test_id} shows {shown:?}, not a number"))
+}
+
+/// Picks `value` in the select `test_id`, as a user would (a `change` event).
+fn choose(root: &Element, test_id: &str, value: &str) {
+    let select: HtmlSelectElement = find(root, test_id).unchecked_into();
+    select.set_value(value);
+    assert_eq!(select.value(), value, "{test_id} has no option {value:?}");
+    let init = EventInit::new();
+    init.set_bubbles(true);
+    let event = web_sys::Event::new_with_event_init_dict("change", &init).unwrap();
+    select.dispatch_event(&event).unwrap();
+}
+
+fn selected(root: &Element, test_id: &str) -> String {
+    find(root, test_id)
+        .unchecked_into::<HtmlSelectElement>()
+        .value()
+}
+
+/// Refreshes until `done` holds for the state (at most about 2 s).
+async fn wait_for(state: &AppState, what: &str, done: impl Fn(&AppState) -> bool) {
+    for _ in 0..100 {
+        state.refresh();
+        if done(state) {
+            settle().await;
+            return;
+        }
+        TimeoutFuture::new(20).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// Types `value` into the input `test_id`, as a user would (an `input` then a `change` event).
@@ -241,34 +284,95 @@ async fn an_invalid_limit_shows_the_error_and_keeps_the_config() {
 }
 
 #[wasm_bindgen_test]
-async fn locked_workers_lose_nothing() {
+async fn locked_workers_lose_nothing_whether_they_ask_first_or_only_count() {
     let (state, root) = mount(|| view! { <Counters/> });
     state.update_workload(|w| {
         w.workers = 4;
         w.calls_per_second = 1_000;
     });
-    state.start();
-    TimeoutFuture::new(400).await;
-    state.pause();
-    // Workers finish the call they started, then exit.
-    for _ in 0..50 {
-        state.refresh();
-        if state
-            .frame
-            .with_untracked(|f| f.status.as_str() == "paused")
-        {
-            break;
+    for call_mode in [CallMode::Try, CallMode::Count] {
+        state.set_call_mode(call_mode);
+        state.reset();
+        state.start();
+        TimeoutFuture::new(400).await;
+        state.pause();
+        // Workers finish the call they started, then exit.
+        wait_for(&state, "paused", |s| {
+            s.frame.with_untracked(|f| f.status == Status::Paused)
+        })
+        .await;
+        let issued = number(&root, "issued-total");
+        let denied = number(&root, "denied-total");
+        let recorded = number(&root, "recorded-total");
+        assert!(
+            issued >= 100,
+            "{call_mode:?}: 4 workers at 1000 calls/s for 0.4 s issued only {issued}"
+        );
+        assert_eq!(recorded + denied, issued, "{call_mode:?}");
+        assert_eq!(text(&root, "lost-total"), "0", "{call_mode:?}");
+        match call_mode {
+            // 1,600 calls on limits of 500, 60 and 100: try_record refuses many.
+            CallMode::Try => assert!(denied > 0, "try_record refused nothing"),
+            CallMode::Count => assert_eq!(denied, 0, "record_call refuses nothing"),
         }
-        TimeoutFuture::new(20).await;
     }
+}
+
+#[wasm_bindgen_test]
+async fn calls_try_record_refuses_are_counted_as_denied_and_count_only_records_them() {
+    let (state, root) = mount(|| {
+        view! {
+            <Controls/>
+            <ServiceCards/>
+            <Counters/>
+        }
+    });
     settle().await;
-    let issued: u64 = text(&root, "issued-total").parse().unwrap();
-    assert!(
-        issued >= 100,
-        "4 workers at 1000 calls/s for 0.4 s issued only {issued}"
+    assert_eq!(
+        selected(&root, "admission"),
+        "try",
+        "a careful client by default"
     );
-    assert_eq!(text(&root, "recorded-total"), issued.to_string());
+    let record = |worker, service, count| {
+        state.engine().record(worker, service, count);
+        state.refresh();
+    };
+    record(1, FINNHUB, 47); // admitted: warning
+    record(1, FINNHUB, 1); // 48 of 60: admitted, and now critical
+    record(2, FINNHUB, 5); // refused: try_record stops at critical
+    record(3, FINNHUB, 1); // refused
+    record(2, TIINGO, 501); // refused: more than tiingo's limit of 500
+    settle().await;
+    assert_eq!(text(&root, "used-finnhub"), "48");
+    assert_eq!(text(&root, "level-finnhub"), "critical");
+    assert_eq!(text(&root, "issued-finnhub"), "54");
+    assert_eq!(text(&root, "denied-finnhub"), "6");
+    assert_eq!(text(&root, "recorded-finnhub"), "48");
+    assert_eq!(text(&root, "lost-finnhub"), "0");
+    assert_eq!(text(&root, "used-tiingo"), "0");
+    assert_eq!(text(&root, "denied-tiingo"), "501");
+    assert_eq!(text(&root, "denied-sendgrid"), "0");
+    assert_eq!(text(&root, "denied-total"), "507");
     assert_eq!(text(&root, "lost-total"), "0");
+
+    // "count only": record_call counts every call, past the limit too; denied stays.
+    choose(&root, "admission", "count");
+    settle().await;
+    assert_eq!(state.settings.get_untracked().call_mode, CallMode::Count);
+    record(1, FINNHUB, 20);
+    settle().await;
+    assert_eq!(text(&root, "used-finnhub"), "68");
+    assert_eq!(text(&root, "level-finnhub"), "exhausted");
+    assert_eq!(text(&root, "denied-finnhub"), "6");
+    assert_eq!(text(&root, "issued-finnhub"), "74");
+    assert_eq!(text(&root, "lost-finnhub"), "0");
+
+    // Racy mode always counts: the select is disabled there.
+    let admission = || find(&root, "admission").unchecked_into::<HtmlSelectElement>();
+    assert!(!admission().disabled());
+    state.set_mode(Mode::Racy);
+    settle().await;
+    assert!(admission().disabled());
 }
 
 #[wasm_bindgen_test]
@@ -281,34 +385,58 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
             <StorePanel/>
         }
     });
+    // A config of its own, which the next page must run again: tiingo at 1,000.
+    let mut config = TrackerConfig::defaults();
+    config.services[TIINGO].limit = 1_000;
+    first.apply_config(config.clone()).unwrap();
     first.engine().record(1, FINNHUB, 12);
     first.engine().record(2, TIINGO, 9);
     first.engine().record(2, FINNHUB, 3);
+    first.engine().record(3, FINNHUB, 100); // denied: more than finnhub's 60
     first.pause(); // syncs
+                   // Applying a config started the simulated clock over at real time.
+    let synced_at = first.engine().clock().now_ms();
     settle().await;
     assert_eq!(text(&root, "stats-saves"), "1");
     assert_eq!(text(&root, "used-finnhub"), "15");
+    assert_eq!(text(&root, "denied-finnhub"), "100");
     assert!(local_storage()
         .get_item(&format!("{key}.tracker"))
         .unwrap()
         .is_some());
 
-    // A later page (its clock ten minutes on): the simulated time, the used counts and the
-    // counters all continue from the sync. finnhub is per minute, so without the restored
-    // clock its count would be gone.
-    let (second, root) = mount_on(&key, SimClock::new(T0 + 600_000), || {
+    // A later page (its clock ten minutes on): the config, the simulated time, the used
+    // counts and the counters all continue from the sync. finnhub is per minute, so without
+    // the restored clock its count would be gone.
+    let (second, root) = mount_on(&key, SimClock::new(synced_at + 600_000), || {
         view! {
             <ServiceCards/>
             <Counters/>
         }
     });
     settle().await;
+    assert_eq!(
+        second.config.get_untracked(),
+        config,
+        "the config is restored"
+    );
+    assert_eq!(text(&root, "limit-tiingo"), "1000");
+    assert_eq!(
+        second.engine().clock().now_ms(),
+        synced_at,
+        "the simulated time is restored"
+    );
     assert_eq!(text(&root, "used-finnhub"), "15");
     assert_eq!(text(&root, "used-tiingo"), "9");
     assert_eq!(text(&root, "used-sendgrid"), "0");
-    for (name, units) in [("finnhub", "15"), ("tiingo", "9")] {
-        assert_eq!(text(&root, &format!("issued-{name}")), units);
-        assert_eq!(text(&root, &format!("recorded-{name}")), units);
+    for (name, issued, denied, recorded) in [("finnhub", 115, 100, 15), ("tiingo", 9, 0, 9)] {
+        assert_eq!(number(&root, &format!("issued-{name}")), issued, "{name}");
+        assert_eq!(number(&root, &format!("denied-{name}")), denied, "{name}");
+        assert_eq!(
+            number(&root, &format!("recorded-{name}")),
+            recorded,
+            "{name}"
+        );
         assert_eq!(text(&root, &format!("lost-{name}")), "0");
     }
     assert_eq!(
@@ -322,7 +450,7 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     second.refresh();
     settle().await;
     assert_eq!(text(&root, "used-finnhub"), "17");
-    assert_eq!(text(&root, "issued-finnhub"), "17");
+    assert_eq!(text(&root, "issued-finnhub"), "117");
     assert_eq!(text(&root, "recorded-finnhub"), "17");
 
     // Reset clears what was saved: a third page starts from zero.
@@ -330,6 +458,7 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     settle().await;
     assert_eq!(text(&root, "used-finnhub"), "0");
     assert_eq!(text(&root, "issued-total"), "0");
+    assert_eq!(text(&root, "denied-total"), "0");
     for suffix in ["tracker", "counters"] {
         assert_eq!(
             local_storage()
@@ -343,6 +472,43 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     settle().await;
     assert_eq!(text(&root, "issued-total"), "0");
     assert_eq!(third.frame.get_untracked().status, Status::Ready);
+}
+
+#[wasm_bindgen_test]
+async fn counters_of_another_sync_are_not_restored() {
+    let key = fresh_key("mismatch");
+    let (first, _) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
+    first.engine().record(1, FINNHUB, 4);
+    first.pause(); // syncs, and writes the counters of that sync
+                   // Something else syncs to the store afterwards (another tab, say): the counters no
+                   // longer describe what the store holds.
+    let other = QuotaTracker::builder(TrackerConfig::defaults())
+        .clock(ManualClock::new(T0 + 1_000))
+        .store(quota_core::LocalStorageStore::new(format!("{key}.tracker")))
+        .build()
+        .unwrap();
+    other.record_call("finnhub", 1).unwrap();
+    other.flush().unwrap();
+
+    let (second, root) = mount_on(&key, SimClock::new(T0), || {
+        view! {
+            <ServiceCards/>
+            <Counters/>
+        }
+    });
+    settle().await;
+    assert_eq!(
+        text(&root, "issued-total"),
+        "0",
+        "counters from another sync are dropped"
+    );
+    // The store's counts are what they are: both trackers' calls.
+    assert_eq!(text(&root, "used-finnhub"), "5");
+    assert_eq!(
+        second.engine().clock().now_ms(),
+        T0 + 1_000,
+        "the store's last sync"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -481,4 +647,119 @@ async fn racy_mode_counts_direct_records_and_its_workers_lose_updates() {
     settle().await;
     let lost: u64 = text(&root, "lost-total").parse().unwrap();
     assert!(lost > 0, "racy workers lost nothing");
+}
+
+/// Runs the instances view's workers for `ms`, then pauses and waits until they stopped.
+async fn run_instances(state: &AppState, root: &Element, ms: u32) {
+    click(root, "instances-start");
+    settle().await;
+    assert_eq!(text(root, "instances-status"), "running");
+    TimeoutFuture::new(ms).await;
+    click(root, "instances-pause");
+    wait_for(state, "instances paused", |s| {
+        s.instances_frame
+            .with_untracked(|f| f.status == Status::Paused)
+    })
+    .await;
+    assert_eq!(text(root, "instances-status"), "paused");
+}
+
+#[wasm_bindgen_test]
+async fn instances_lose_nothing_with_delta_sync_and_lose_calls_with_snapshot_saves() {
+    let (state, root) = mount(|| view! { <InstancesPanel/> });
+    settle().await;
+    assert!(find(&root, "instances")
+        .text_content()
+        .unwrap()
+        .contains("Instance 3"));
+    assert_eq!(selected(&root, "instances-mode"), "delta");
+    assert_eq!(text(&root, "instances-status"), "ready");
+    let names = ["tiingo", "finnhub", "sendgrid"];
+
+    // Delta sync: the store holds every call all three instances made.
+    run_instances(&state, &root, 400).await;
+    let mut issued_total = 0;
+    for name in names {
+        let issued = number(&root, &format!("instances-issued-{name}"));
+        let stored = number(&root, &format!("instances-stored-{name}"));
+        assert!(issued > 0, "{name} got calls");
+        assert_eq!(stored, issued, "{name}: the store has every call");
+        assert_eq!(
+            text(&root, &format!("instances-lost-{name}")),
+            "0",
+            "{name}"
+        );
+        issued_total += issued;
+    }
+    assert!(
+        issued_total >= 60,
+        "3 x 2 workers at 100 calls/s issued only {issued_total}"
+    );
+    assert_eq!(text(&root, "instances-lost-total"), "0");
+    // Each instance sees the shared total.
+    let finnhub = text(&root, "instances-stored-finnhub");
+    for instance in 1..=3 {
+        let view = text(&root, &format!("instances-view-{instance}"));
+        assert!(view.contains(&format!("finnhub {finnhub}")), "{view}");
+    }
+
+    // Snapshot saves (the demonstration): a new run, whose instances overwrite each other.
+    choose(&root, "instances-mode", "snapshot");
+    settle().await;
+    assert_eq!(text(&root, "instances-status"), "ready");
+    assert_eq!(
+        text(&root, "instances-issued-total"),
+        "0",
+        "a new mode starts over"
+    );
+    run_instances(&state, &root, 400).await;
+    let mut lost_total = 0;
+    for name in names {
+        let issued = number(&root, &format!("instances-issued-{name}"));
+        let stored = number(&root, &format!("instances-stored-{name}"));
+        let lost = number(&root, &format!("instances-lost-{name}"));
+        assert!(stored <= issued, "{name}");
+        assert_eq!(lost, issued - stored, "{name}: lost = issued - stored");
+        lost_total += lost;
+    }
+    assert!(lost_total > 0, "snapshot saves lost nothing");
+    assert_eq!(number(&root, "instances-lost-total"), lost_total);
+
+    // Reset empties the view, in the same mode.
+    click(&root, "instances-reset");
+    settle().await;
+    assert_eq!(text(&root, "instances-issued-total"), "0");
+    assert_eq!(text(&root, "instances-stored-total"), "0");
+    assert_eq!(selected(&root, "instances-mode"), "snapshot");
+}
+
+#[wasm_bindgen_test]
+fn the_snapshot_store_keeps_only_the_last_whole_view() {
+    let config = TrackerConfig::new([ServiceConfig::new("api", 1_000, Period::Day)]);
+    let store = Arc::new(SnapshotStore::new());
+    let clock = ManualClock::new(T0);
+    let tracker = || {
+        QuotaTracker::builder(config.clone())
+            .clock(clock.clone())
+            .store(Arc::clone(&store))
+            .sync_policy(SyncPolicy {
+                interval_ms: 0,
+                ..SyncPolicy::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (tracker(), tracker());
+    a.record_call("api", 5).unwrap();
+    assert_eq!(store.total("api"), 5);
+    b.record_call("api", 3).unwrap(); // b's whole view (3) replaces a's
+    assert_eq!(store.total("api"), 3);
+    assert_eq!(a.usage("api").unwrap().used, 5, "a never sees b's calls");
+    // A new instance loads what the store holds, and overwrites it in turn.
+    let c = tracker();
+    assert_eq!(c.usage("api").unwrap().used, 3);
+    c.record_call("api", 1).unwrap();
+    assert_eq!(store.total("api"), 4);
+    a.record_call("api", 1).unwrap();
+    assert_eq!(store.total("api"), 6, "10 calls made, a's view of 6 stored");
 }

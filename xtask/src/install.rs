@@ -72,6 +72,18 @@ pub fn chromium() -> Result<(), String> {
     )
 }
 
+/// redis-server (for `RedisStore`'s tests, which start their own servers), from apt, unless
+/// `redis-server --version` works.
+pub fn redis_server() -> Result<(), String> {
+    if let Some(version) = output("redis-server", &["--version"]) {
+        println!("{}: present", version.trim());
+        return Ok(());
+    }
+    let apt = [("DEBIAN_FRONTEND", "noninteractive")];
+    command("apt-get", &["update"], &apt)?;
+    command("apt-get", &["install", "-y", "redis-server"], &apt)
+}
+
 /// Where apt installs Chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where apt installs chromedriver.
@@ -116,4 +128,14 @@ pub fn binaryen() -> Result<(), String> {
         ],
         &[],
     )
+}
+
+/// cargo-fuzz (`cargo fuzz`, for the fuzz targets in `fuzz/`), unless `cargo fuzz --version`
+/// works.
+pub fn cargo_fuzz() -> Result<(), String> {
+    if let Some(version) = output("cargo", &["fuzz", "--version"]) {
+        println!("{}: present", version.trim());
+        return Ok(());
+    }
+    command("cargo", &["install", "cargo-fuzz", "--locked"], &[])
 }

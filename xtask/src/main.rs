@@ -54,6 +54,7 @@ fn test() -> Result<(), String> {
     stages.run("install: wasm-bindgen-cli", install::wasm_bindgen_cli);
     stages.run("install: chromium", install::chromium);
     stages.run("install: binaryen", install::binaryen);
+    stages.run("install: redis-server", install::redis_server);
     stages.cargo("fmt", &["fmt", "--all", "--", "--check"], &[]);
     stages.cargo(
         "clippy (native)",
@@ -62,7 +63,7 @@ fn test() -> Result<(), String> {
             "--workspace",
             "--all-targets",
             "--features",
-            "quota-core/sim",
+            "quota-core/sim,quota-core/redis",
             "--",
             "-D",
             "warnings",
@@ -86,10 +87,16 @@ fn test() -> Result<(), String> {
         ],
         &[],
     );
-    // `sim` is off by default; its tests and the `simulate` example need it.
+    // `sim` and `redis` are off by default; the tests of the simulator, the `simulate` example
+    // and `RedisStore` (which start their own redis-server) need them.
     stages.cargo(
         "native tests",
-        &["test", "--workspace", "--features", "quota-core/sim"],
+        &[
+            "test",
+            "--workspace",
+            "--features",
+            "quota-core/sim,quota-core/redis",
+        ],
         &[],
     );
     stages.cargo(

@@ -5,6 +5,9 @@
 //! `u64` is handled exactly as [`StoredState`] handles it. Each script reads and checks all it
 //! needs before its first write (a Lua error does not roll back earlier writes): stored data
 //! of the wrong type or format fails the call with [`StoreError::Corrupt`] and changes nothing.
+//! No argument can make a script fail after that: every `u64` is a valid count or `seq` (a
+//! batch's deltas are added up and capped in Rust first), and the only numbers a script
+//! handles as doubles, expiry times, are clamped in Rust to at most 2^53.
 
 use super::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseReply, LeaseRequest, Store, StoreError,
@@ -17,8 +20,8 @@ use std::fmt;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Shared counts in Redis (or Valkey, or a hosted Redis), for trackers in any number of
-/// processes and hosts. All three admission modes.
+/// Shared counts in Redis 5 or later (or Valkey, or a hosted Redis), for trackers in any
+/// number of processes and hosts. All three admission modes.
 ///
 /// ```no_run
 /// use quota_core::RedisStore;
@@ -113,7 +116,8 @@ impl RedisStore {
             secrets.push(password.to_owned());
         }
         secrets.retain(|secret| !secret.is_empty());
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        // Longest first, so that no secret is left half replaced by a shorter one.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         let (target, tls) = match info.addr() {
             ConnectionAddr::Tcp(host, port) => (format!("{host}:{port}"), false),
@@ -159,16 +163,17 @@ impl RedisStore {
     }
 
     /// How long sending a request and waiting for each reply may take (default 1 s; at least
-    /// 1 ms). Applies to connections opened after the call.
+    /// 1 ms). Empties the pool: every later call uses it.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout.max(Duration::from_millis(1));
         self.idle_lock().clear();
         self
     }
 
-    /// How long a window's keys are kept after the window ends (default 1 h; at least 1 s).
+    /// How long a window's keys are kept after the window ends (default 1 h; at least 1 s, at
+    /// most a year).
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace_ms = duration_ms(grace).max(1000);
+        self.grace_ms = duration_ms(grace).clamp(1000, 366 * 86_400_000);
         self
     }
 
@@ -240,11 +245,10 @@ impl RedisStore {
                 self.target
             ))
         };
-        let connection = self
+        let mut connection = self
             .client
             .get_connection_with_timeout(self.connect_timeout)
             .map_err(unavailable)?;
-        let mut connection = connection;
         connection
             .set_read_timeout(Some(self.response_timeout))
             .and_then(|()| connection.set_write_timeout(Some(self.response_timeout)))
@@ -388,7 +392,10 @@ impl RedisStore {
     fn expiry_args(&self, period: Period, end_ms: u64) -> (u64, u64) {
         (
             end_ms.saturating_add(self.grace_ms).min(1 << 53),
-            2 * period.max_ms() + self.grace_ms,
+            period
+                .max_ms()
+                .saturating_mul(2)
+                .saturating_add(self.grace_ms),
         )
     }
 }

@@ -17,8 +17,8 @@ struct Row {
     period: RwSignal<String>,
     warn: RwSignal<String>,
     critical: RwSignal<String>,
-    /// Not edited here; kept as it was.
-    reserve: f64,
+    /// The service as it was: the fields not edited here (the reserve, ...) are kept from it.
+    base: StoredValue<ServiceConfig>,
 }
 
 impl Row {
@@ -31,7 +31,7 @@ impl Row {
             period: RwSignal::new(service.period.as_str().to_owned()),
             warn: RwSignal::new(service.warn_threshold.to_string()),
             critical: RwSignal::new(service.critical_threshold.to_string()),
-            reserve: service.reserve_fraction,
+            base: StoredValue::new(service.clone()),
         }
     }
 
@@ -61,8 +61,8 @@ impl Row {
             period,
             warn_threshold: fraction("warn_threshold", self.warn.get_untracked())?,
             critical_threshold: fraction("critical_threshold", self.critical.get_untracked())?,
-            reserve_fraction: self.reserve,
             name,
+            ..self.base.get_value()
         })
     }
 }

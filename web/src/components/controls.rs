@@ -1,7 +1,7 @@
-//! Start / pause / reset and the workload: workers, rate, mix, seed, mode, speed, call sizes
-//! and bursts.
+//! Start / pause / reset and the workload: workers, rate, mix, seed, mode, admission, speed,
+//! call sizes and bursts.
 
-use crate::engine::Settings;
+use crate::engine::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload};
@@ -63,6 +63,26 @@ pub fn Controls() -> impl IntoView {
                     >
                         <option value="locked">"locked"</option>
                         <option value="racy">"racy (demo)"</option>
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="admission">"Admission"</label>
+                    <select
+                        id="admission"
+                        data-testid="admission"
+                        title="Locked mode: ask try_record first, or count every call with record_call. \
+                               Racy mode always counts."
+                        prop:value=settings(|s| s.call_mode.as_str().to_owned())
+                        prop:disabled=move || state.settings.with(|s| s.mode == Mode::Racy)
+                        on:change=move |ev| {
+                            match event_target_value(&ev).parse::<CallMode>() {
+                                Ok(call_mode) => state.set_call_mode(call_mode),
+                                Err(error) => state.reject_input(error),
+                            }
+                        }
+                    >
+                        <option value="try">"try_record"</option>
+                        <option value="count">"count only"</option>
                     </select>
                 </div>
                 <NumberField

@@ -1,14 +1,14 @@
 //! The tracker's store: the outage switch, reduced-rate mode, the sync stats and the store
 //! events.
 
-use crate::engine::SYNC_INTERVAL_MS;
+use crate::engine::{CallMode, SYNC_INTERVAL_MS};
 use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 use quota_core::{StoreEvent, StoreStats, SyncPolicy};
 
-/// The "Store sync" panel: a switch that makes every load and save fail, whether reduced-rate
+/// The "Store sync" panel: a switch that makes every sync fail, whether reduced-rate
 /// mode is on, the tracker's [`StoreStats`], and a log of reduced-rate mode starting and
 /// ending. Racy mode has no store: the switch is disabled there.
 #[component]
@@ -27,21 +27,28 @@ pub fn StorePanel() -> impl IntoView {
                 .to_owned()
         } else {
             format!(
-                "The tracker saves its counts to this browser's localStorage every {} s of \
-                 simulated time, at once when a service enters critical, and on pause. A reload \
-                 continues from the last good sync; Reset clears it.",
+                "The tracker syncs its new calls to this browser's localStorage every {} s of \
+                 simulated time, at once when a service enters critical, and on pause; the page \
+                 saves its own counters, config and simulated time right after each good sync. \
+                 A reload continues from the last good sync; Reset clears it.",
                 SYNC_INTERVAL_MS as f64 / 1_000.0
             )
         }
     };
-    let rule = format!(
-        "After {} failed syncs in a row the tracker allows each service only {} % of its limit \
-         (can_call, try_record); after {} good syncs in a row, the full limit again. The workers \
-         use record_call, which always counts.",
-        policy.enter_after_failures,
-        policy.fraction * 100.0,
-        policy.leave_after_successes
-    );
+    let rule = move || {
+        let workers = match state.settings.with(|s| s.call_mode) {
+            CallMode::Try => "The workers ask try_record, so their calls are reduced too.",
+            CallMode::Count => "The workers use record_call (count only), which always counts.",
+        };
+        format!(
+            "After {} failed syncs in a row the tracker allows each service only {} % of its \
+             limit (can_call, try_record); after {} good syncs in a row, the full limit again. \
+             {workers}",
+            policy.enter_after_failures,
+            policy.fraction * 100.0,
+            policy.leave_after_successes
+        )
+    };
     let entries = move || {
         state
             .store_log
@@ -61,7 +68,7 @@ pub fn StorePanel() -> impl IntoView {
                         prop:disabled=move || racy.get()
                         on:change=move |ev| state.set_outage(event_target_checked(&ev))
                     />
-                    " Store outage (every save fails)"
+                    " Store outage (every sync fails)"
                 </label>
                 <p class="reduced" class:on=reduced role="status">
                     "Reduced rate: "
@@ -72,8 +79,8 @@ pub fn StorePanel() -> impl IntoView {
             </div>
             <p class="hint">{rule}</p>
             <dl class="stats">
-                <Stat label="Saves" id="stats-saves" value=number(|s| s.saves)/>
-                <Stat label="Save failures" id="stats-save-failures" value=number(|s| s.save_failures)/>
+                <Stat label="Syncs" id="stats-saves" value=number(|s| s.saves)/>
+                <Stat label="Sync failures" id="stats-save-failures" value=number(|s| s.save_failures)/>
                 <Stat label="Forced (critical)" id="stats-forced-saves" value=number(|s| s.forced_saves)/>
                 <Stat label="Coalesced" id="stats-coalesced-saves" value=number(|s| s.coalesced_saves)/>
                 <Stat
@@ -86,8 +93,8 @@ pub fn StorePanel() -> impl IntoView {
                     id="stats-consecutive-successes"
                     value=number(|s| u64::from(s.consecutive_successes))
                 />
-                <Stat label="Loads" id="stats-loads" value=number(|s| s.loads)/>
-                <Stat label="Load failures" id="stats-load-failures" value=number(|s| s.load_failures)/>
+                <Stat label="Reads at start" id="stats-loads" value=number(|s| s.loads)/>
+                <Stat label="Read failures" id="stats-load-failures" value=number(|s| s.load_failures)/>
             </dl>
             <p class="last-error">
                 "Last error: "

@@ -4,16 +4,21 @@
 //! Each virtual worker is an async task ([`leptos::task::spawn_local`]) that wakes on a timer,
 //! issues the calls its rate says are due, and sleeps again, so workers interleave on the event
 //! loop. Calls are counted through a [`Counter`](quota_core::sim::Counter). In locked mode a
-//! call is one [`QuotaTracker::record_call`](quota_core::QuotaTracker::record_call). In racy
+//! call is, as the [`CallMode`] setting (the page's "admission" select) says, one
+//! [`QuotaTracker::try_record`](quota_core::QuotaTracker::try_record) (the default: a careful
+//! client, whose refused calls are counted as denied and never sent) or one
+//! [`QuotaTracker::record_call`](quota_core::QuotaTracker::record_call) (count only). In racy
 //! mode a worker copies the whole [`RacyCounts`](quota_core::sim::RacyCounts) state, awaits a
 //! real timer ([`TimeoutFuture::new(0)`](gloo_timers::future::TimeoutFuture), since an
 //! already-resolved promise would not let other workers run), records its due calls in the copy
 //! and writes the whole copy back: the workers that ran in between lose their updates.
 //!
-//! In locked mode the tracker saves to `localStorage` through the [`DashboardStorage`], every
-//! [`SYNC_INTERVAL_MS`] of simulated time, at once on entering Critical, and when the workers
-//! pause or the page is hidden; a new engine on the same key continues from the last successful
-//! sync. A new run (reset, mode, config) clears what was saved.
+//! In locked mode the tracker syncs its deltas to `localStorage` through the
+//! [`DashboardStorage`], every [`SYNC_INTERVAL_MS`] of simulated time, at once on entering
+//! Critical, and when the workers pause or the page is hidden, and the engine writes its own
+//! counters (with the config and the simulated time) right after each successful sync; a new
+//! engine on the same key continues from the last successful sync. A new run (reset, mode,
+//! config) clears what was saved.
 //!
 //! Nothing here touches the DOM: [`Engine::frame`] reads everything the page shows, once per
 //! animation frame.
@@ -34,6 +39,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Mutex;
 use worker::Worker;
+pub(crate) use worker::{take_due, Pace};
 
 /// The workload and how it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,14 +48,52 @@ pub struct Settings {
     pub workload: Workload,
     /// Locked (the tracker) or racy (the demonstration of the bug).
     pub mode: Mode,
+    /// How locked-mode workers ask the tracker (racy mode always counts).
+    pub call_mode: CallMode,
     /// Simulated time per real time: 60 makes a minute window pass in a second.
     pub speed: f64,
 }
 
-/// The tracker saves when this much *simulated* time passed since its last successful save (the
+/// How a locked-mode worker asks the tracker for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallMode {
+    /// [`QuotaTracker::try_record`](quota_core::QuotaTracker::try_record): a careful client
+    /// that makes the call only if the tracker admits it; refused calls are counted as denied.
+    #[default]
+    Try,
+    /// [`QuotaTracker::record_call`](quota_core::QuotaTracker::record_call): every call is made
+    /// and counted, past the limit too (the tracker stops nothing).
+    Count,
+}
+
+impl CallMode {
+    /// `"try"` or `"count"`, the values of the page's select.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallMode::Try => "try",
+            CallMode::Count => "count",
+        }
+    }
+}
+
+impl std::str::FromStr for CallMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "try" => Ok(CallMode::Try),
+            "count" => Ok(CallMode::Count),
+            other => Err(format!(
+                "admission must be \"try\" or \"count\" (got {other:?})"
+            )),
+        }
+    }
+}
+
+/// The tracker syncs when this much *simulated* time passed since its last successful sync (the
 /// tracker reads the simulated clock). At 1x that is two syncs a second: reduced-rate mode
-/// starts within a sync or two of an outage (a failed save is retried on the very next call) and
-/// ends 5 good syncs, 2.5 s, after it.
+/// starts within a second of an outage (a failed sync is retried after a back-off of 100 ms of
+/// simulated time, doubling with each failure) and ends 5 good syncs, 2.5 s, after it.
 pub const SYNC_INTERVAL_MS: u64 = 500;
 
 /// The dashboard runs configs the core accepts that have at least one service.
@@ -104,20 +148,24 @@ impl Engine {
         let storage = DashboardStorage::new(key);
         let saved = storage.load();
         let mut config = config;
-        if let Some(state) = &saved.tracker {
-            let stored = TrackerConfig::new(state.services.iter().map(|s| s.config.clone()));
+        if let Some(counters) = &saved.counters {
+            let stored = TrackerConfig::new(counters.config.iter().cloned());
             match check_config(&stored) {
                 Ok(()) => config = stored,
                 Err(error) => {
                     leptos::logging::warn!("dashboard: not restoring the config: {error}")
                 }
             }
-            clock.set(state.updated_at_ms);
+            clock.set(counters.clock_ms);
+        } else if let Some(stored_at_ms) = saved.stored_at_ms.filter(|&at| at > 0) {
+            // Counts without their counters: at least the time of their last sync.
+            clock.set(stored_at_ms);
         }
         check_config(&config)?;
         let settings = Settings {
             workload: Workload::even(&config),
             mode: Mode::Locked,
+            call_mode: CallMode::default(),
             speed: clock.speed(),
         };
         let run = Run::new(
@@ -188,8 +236,7 @@ impl Engine {
         }
     }
 
-    /// Turns the simulated store outage on or off: while on, the tracker's loads and saves
-    /// fail. The switch outlives resets; it has no effect in racy mode (no store).
+    /// Turns the simulated store outage on or off: while on, the tracker's syncs fail. The switch outlives resets; it has no effect in racy mode (no store).
     pub fn set_outage(&self, on: bool) {
         self.storage.outage().set(on);
     }
@@ -211,6 +258,11 @@ impl Engine {
     pub fn set_mode(self: &Rc<Self>, mode: Mode) {
         self.settings.borrow_mut().mode = mode;
         self.reset();
+    }
+
+    /// How locked-mode workers ask the tracker from now on. The counters continue.
+    pub fn set_call_mode(&self, call_mode: CallMode) {
+        self.settings.borrow_mut().call_mode = call_mode;
     }
 
     /// Simulated time per real time from now on.
@@ -266,14 +318,21 @@ impl Engine {
     }
 
     /// Records one call of `count` units to service `service` (config index) as worker
-    /// `worker` (from 1), at once, in the current mode: what a worker does, without the wait.
+    /// `worker` (from 1), at once, in the current mode and admission: what a worker does,
+    /// without the wait.
     pub fn record(&self, worker: usize, service: usize, count: u64) {
         let op = Op {
             service,
             count,
             follows: false,
         };
-        self.run().record_now(worker, &[op], self.clock.now_ms());
+        self.run()
+            .record_now(worker, &[op], self.clock.now_ms(), self.call_mode());
+    }
+
+    /// How locked-mode workers ask the tracker now.
+    pub fn call_mode(&self) -> CallMode {
+        self.settings.borrow().call_mode
     }
 
     /// Everything the page shows now, and the level changes since the last call.

@@ -1,7 +1,7 @@
 //! One run's counting, from one reset to the next: the [`Counter`] and the dashboard's own
-//! counters (issued, calls, level changes), and in locked mode the tracker's saves.
+//! counters (issued, denied, calls, level changes), and in locked mode the tracker's syncs.
 
-use super::{check_config, lock, SYNC_INTERVAL_MS};
+use super::{check_config, lock, CallMode, SYNC_INTERVAL_MS};
 use crate::clock::SimClock;
 use crate::model::{Cause, ServiceView};
 use crate::persist::{DashboardStorage, SavedCounters, SavedService, Synced};
@@ -25,6 +25,8 @@ pub(super) struct Run {
     /// Units issued per service (config order): the workers' attempts, counted after each call
     /// completed.
     issued: RefCell<Vec<u64>>,
+    /// Units of those that `try_record` refused, per service (config order).
+    denied: RefCell<Vec<u64>>,
     /// Calls issued (each of one or more units).
     calls: Cell<u64>,
     /// Level changes not yet shown, with their cause. Shared with the tracker's observer, which
@@ -40,15 +42,16 @@ pub(super) struct Run {
 /// The locked-mode extras: where the tracker's store writes, and what it reports back.
 struct Saving {
     storage: DashboardStorage,
-    /// Set by the store on each successful save.
+    /// Set by the store on each successful sync.
     synced: Synced,
     /// Reduced-rate mode starting and ending, not yet shown.
     events: Arc<Mutex<Vec<StoreEvent>>>,
 }
 
 impl Run {
-    /// A run of `config` in `mode`. In locked mode the tracker restores from and saves to
-    /// `storage`; `saved` are the counters of the sync it restores from (if any).
+    /// A run of `config` in `mode`. In locked mode the tracker reads the stored totals from
+    /// `storage` and syncs to it; `saved` are the counters of the sync it continues from (if
+    /// any).
     pub(super) fn new(
         config: TrackerConfig,
         mode: Mode,
@@ -83,6 +86,7 @@ impl Run {
         };
         Ok(Run {
             issued: RefCell::new(restored(|s| s.issued)),
+            denied: RefCell::new(restored(|s| s.denied)),
             recorded_before: restored(|s| s.recorded),
             calls: Cell::new(saved.map_or(0, |c| c.calls)),
             config,
@@ -120,21 +124,28 @@ impl Run {
         self.calls.set(self.calls.get() + ops.len() as u64);
     }
 
-    /// Records `ops` for `worker` (from 1) at once, each op one [`Counter::record`] with
-    /// nothing in between (so even racy mode loses nothing here).
-    pub(super) fn record_now(&self, worker: usize, ops: &[Op], now_ms: u64) {
+    /// Records `ops` for `worker` (from 1) at once, each op one call of the counter with
+    /// nothing in between (so even racy mode loses nothing here). In locked mode `call_mode`
+    /// picks [`QuotaTracker::try_record`] (a refusal is counted as denied) or
+    /// [`QuotaTracker::record_call`]; racy mode always records.
+    pub(super) fn record_now(&self, worker: usize, ops: &[Op], now_ms: u64, call_mode: CallMode) {
         self.actor.store(worker, Ordering::Relaxed);
         for op in ops {
-            match self
-                .counter
-                .record(self.name(op.service), op.count, now_ms, || {})
-            {
+            let name = self.name(op.service);
+            let result = match (self.counter.tracker(), call_mode) {
+                (Some(tracker), CallMode::Try) => tracker.try_record(name, op.count),
+                _ => self.counter.record(name, op.count, now_ms, || {}),
+            };
+            match result {
                 // The racy counts have no observers: their changes come back here. The
-                // tracker's reach its observer (with the actor) before record returns.
+                // tracker's reach its observer (with the actor) before the call returns.
                 Ok(recorded) if self.counter.mode() == Mode::Racy => {
                     self.note_changes(recorded.transitions(), worker);
                 }
                 Ok(_) => {}
+                Err(QuotaError::Denied { .. }) => {
+                    self.denied.borrow_mut()[op.service] += op.count;
+                }
                 Err(error) => {
                     let mode = self.counter.mode();
                     leptos::logging::warn!("{mode} record refused: {error}");
@@ -168,37 +179,41 @@ impl Run {
         lock(&self.changes).extend(transitions.map(|t| (t.clone(), cause_of(t, worker))));
     }
 
-    /// Writes the dashboard's counters if the tracker saved since the last look. Runs right
-    /// after each tracker call, so nothing changed since that save: the counters now are the
-    /// ones that go with it.
+    /// Writes the dashboard's counters (with the config and the sync's simulated time) if the
+    /// tracker synced since the last look. Runs right after each tracker call, so nothing
+    /// changed since that sync: the counters now are the ones that go with it.
     fn save_counters_if_synced(&self) {
         let (Some(tracker), Some(saving)) = (self.counter.tracker(), &self.saving) else {
             return;
         };
-        let Some(synced_at_ms) = saving.synced.take() else {
+        let Some(synced) = saving.synced.take() else {
             return;
         };
         let snapshot = tracker.snapshot();
         let issued = self.issued.borrow();
+        let denied = self.denied.borrow();
         let services = snapshot
             .services()
             .iter()
-            .zip(issued.iter().zip(&self.recorded_before))
-            .map(|(usage, (&issued, &before))| SavedService {
+            .enumerate()
+            .map(|(index, usage)| SavedService {
                 name: usage.name.to_string(),
-                issued,
-                recorded: before + usage.total_recorded,
+                issued: issued[index],
+                denied: denied[index],
+                recorded: self.recorded_before[index] + usage.total_recorded,
             })
             .collect();
         saving.storage.save_counters(&SavedCounters {
             version: SavedCounters::VERSION,
-            synced_at_ms,
+            synced_at_ms: synced.stored_at_ms,
+            clock_ms: synced.clock_ms,
+            config: self.config.services.clone(),
             calls: self.calls.get(),
             services,
         });
     }
 
-    /// Saves the tracker (and with it the counters) now; nothing to do in racy mode.
+    /// Syncs the tracker (and then writes the counters) now; nothing to do in racy mode.
     pub(super) fn flush(&self) {
         if let Some(tracker) = self.counter.tracker() {
             if let Err(error) = tracker.flush() {
@@ -208,19 +223,24 @@ impl Run {
         }
     }
 
-    /// Every service as counted at `now_ms`, with the units issued to it and the units
-    /// recorded before this page.
+    /// Every service as counted at `now_ms`, with the units issued to it, the units denied,
+    /// and the units recorded before this page.
     pub(super) fn services(&self, now_ms: u64) -> Vec<ServiceView> {
         let snapshot = self.counter.snapshot(now_ms);
         let issued = self.issued.borrow();
+        let denied = self.denied.borrow();
         snapshot
             .services()
             .iter()
-            .zip(issued.iter().zip(&self.recorded_before))
-            .map(|(usage, (&issued, &before))| {
+            .enumerate()
+            .map(|(index, usage)| {
                 let mut usage = usage.clone();
-                usage.total_recorded += before;
-                ServiceView { usage, issued }
+                usage.total_recorded += self.recorded_before[index];
+                ServiceView {
+                    usage,
+                    issued: issued[index],
+                    denied: denied[index],
+                }
             })
             .collect()
     }
@@ -244,8 +264,8 @@ impl Run {
     }
 }
 
-/// A tracker of `config` on `clock` that restores from and saves to `storage`, syncing every
-/// [`SYNC_INTERVAL_MS`] of simulated time, and what its saves share with the engine.
+/// A tracker of `config` on `clock` that reads the stored totals from and syncs to `storage`
+/// every [`SYNC_INTERVAL_MS`] of simulated time, and what its syncs share with the engine.
 fn locked_tracker(
     config: &TrackerConfig,
     clock: &SimClock,

@@ -57,22 +57,17 @@ impl Worker {
 
     /// `due` calls, each followed by the rest of its burst.
     fn take(&mut self, due: u64) -> Vec<Op> {
-        let mut ops = Vec::with_capacity(due as usize);
-        let mut stream = self.stream.by_ref().peekable();
-        for _ in 0..due {
-            ops.extend(stream.next());
-            while let Some(op) = stream.next_if(|op| op.follows) {
-                ops.push(op);
-            }
-        }
-        ops
+        take_due(&mut self.stream, due)
     }
 
     async fn issue(&self, ops: &[Op]) {
         match self.run.counter() {
-            Counter::Locked(_) => self
-                .run
-                .record_now(self.id, ops, self.engine.clock.now_ms()),
+            Counter::Locked(_) => self.run.record_now(
+                self.id,
+                ops,
+                self.engine.clock.now_ms(),
+                self.engine.call_mode(),
+            ),
             Counter::Racy(counts) => {
                 // DEMONSTRATION ONLY: copy the whole state, let the other workers run, change
                 // the copy, write the whole copy back.
@@ -86,16 +81,30 @@ impl Worker {
     }
 }
 
+/// The next `due` calls of `stream`, each followed by the rest of its burst.
+pub(crate) fn take_due(stream: &mut OpStream, due: u64) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(due as usize);
+    let mut stream = stream.by_ref().peekable();
+    for _ in 0..due {
+        ops.extend(stream.next());
+        while let Some(op) = stream.next_if(|op| op.follows) {
+            ops.push(op);
+        }
+    }
+    ops
+}
+
 /// A worker's schedule: how many calls are due at its rate since it started (or since the rate
 /// last changed).
-struct Pace {
+pub(crate) struct Pace {
     since: Instant,
     rate: u32,
     issued: u64,
 }
 
 impl Pace {
-    fn new(rate: u32) -> Self {
+    /// A schedule at `rate` calls per second from now.
+    pub(crate) fn new(rate: u32) -> Self {
         Pace {
             since: Instant::now(),
             rate,
@@ -103,7 +112,8 @@ impl Pace {
         }
     }
 
-    fn due(&mut self, rate: u32) -> u64 {
+    /// The calls due now at `rate` (a new rate starts a new schedule); a backlog is capped.
+    pub(crate) fn due(&mut self, rate: u32) -> u64 {
         if rate != self.rate {
             *self = Pace::new(rate);
         }
@@ -118,7 +128,8 @@ impl Pace {
         due
     }
 
-    fn tick_ms(&self) -> u32 {
+    /// How long to sleep before the next look.
+    pub(crate) fn tick_ms(&self) -> u32 {
         (1_000 / self.rate.max(1)).clamp(MIN_TICK_MS, MAX_TICK_MS)
     }
 }

@@ -1,0 +1,340 @@
+//! The instances view: [`INSTANCES`] simulated instances of an app, each with its own
+//! [`QuotaTracker`], sharing one in-browser store, fed by virtual workers like the main
+//! simulation's. A switch picks how they share it:
+//!
+//! - [`SyncMode::Delta`]: the real [`Store`] protocol through one
+//!   [`MemoryStore`]: each instance sends the calls it recorded since its last sync, the store
+//!   adds them, and nothing is lost.
+//! - [`SyncMode::Snapshot`] (DEMONSTRATION ONLY): the old protocol, through a
+//!   [`SnapshotStore`]: each instance writes its whole view over the store, so the instances
+//!   overwrite each other and the shared total loses calls.
+//!
+//! Every instance syncs after each of its calls (`interval_ms` 0), so what the store holds is
+//! never behind the calls made: the difference between issued and stored is what the store
+//! lost, nothing else. The instances' clock stands still (one [`ManualClock`] reading, taken
+//! at the reset), so every call of a service lands in one window and the two numbers compare
+//! exactly. The instances count every call ([`QuotaTracker::record_call`]): the view is about
+//! what the store keeps, not about admission.
+//!
+//! The stored totals are read from the store itself, never from the workers' tallies; only
+//! "issued" is the workers' own count (calls they made).
+
+mod snapshot_store;
+
+pub use snapshot_store::SnapshotStore;
+
+use crate::engine::{take_due, Pace};
+use crate::model::{InstancesFrame, SharedCounts, Status};
+use gloo_timers::future::TimeoutFuture;
+use leptos::task::spawn_local;
+use quota_core::sim::{OpStream, Workload};
+use quota_core::{
+    ManualClock, MemoryStore, QuotaError, QuotaTracker, Store, SyncPolicy, TrackerConfig,
+};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Simulated instances sharing the store.
+pub const INSTANCES: usize = 3;
+/// Virtual workers per instance.
+pub const WORKERS_PER_INSTANCE: usize = 2;
+/// Calls per second per worker.
+pub const RATE: u32 = 100;
+
+/// How the instances share the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// DEMONSTRATION ONLY: each instance writes its whole view over the store (the old
+    /// protocol); calls get lost.
+    Snapshot,
+    /// Each instance sends its deltas and the store adds them (the [`Store`] protocol).
+    #[default]
+    Delta,
+}
+
+impl SyncMode {
+    /// `"snapshot"` or `"delta"`, the values of the page's select.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Snapshot => "snapshot",
+            SyncMode::Delta => "delta",
+        }
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "snapshot" => Ok(SyncMode::Snapshot),
+            "delta" => Ok(SyncMode::Delta),
+            other => Err(format!(
+                "instances mode must be \"snapshot\" or \"delta\" (got {other:?})"
+            )),
+        }
+    }
+}
+
+/// The store the instances of one run share.
+enum Shared {
+    /// The real protocol.
+    Delta(MemoryStore),
+    /// DEMONSTRATION ONLY: the overwriting store.
+    Snapshot(Arc<SnapshotStore>),
+}
+
+impl Shared {
+    fn new(mode: SyncMode) -> Self {
+        match mode {
+            SyncMode::Delta => Shared::Delta(MemoryStore::new()),
+            SyncMode::Snapshot => Shared::Snapshot(Arc::new(SnapshotStore::new())),
+        }
+    }
+
+    /// A handle for one more tracker.
+    fn handle(&self) -> Box<dyn Store> {
+        match self {
+            Shared::Delta(store) => Box::new(store.clone()),
+            Shared::Snapshot(store) => Box::new(Arc::clone(store)),
+        }
+    }
+
+    /// What the store holds per service of `config` (config order), summed across windows.
+    fn totals(&self, config: &TrackerConfig) -> Vec<u64> {
+        match self {
+            Shared::Delta(store) => {
+                let state = store.state().unwrap_or_else(|error| {
+                    leptos::logging::warn!("instances: the shared store is unreadable: {error}");
+                    quota_core::StoredState::new()
+                });
+                config
+                    .services
+                    .iter()
+                    .map(|service| {
+                        state
+                            .windows()
+                            .filter(|window| window.service == service.name)
+                            .map(|window| window.total)
+                            .sum()
+                    })
+                    .collect()
+            }
+            Shared::Snapshot(store) => config
+                .services
+                .iter()
+                .map(|service| store.total(&service.name))
+                .collect(),
+        }
+    }
+}
+
+/// One run of the instances, from one reset to the next.
+struct Run {
+    config: TrackerConfig,
+    mode: SyncMode,
+    shared: Shared,
+    trackers: Vec<QuotaTracker>,
+    /// Units the workers issued per service (config order), all instances together.
+    issued: RefCell<Vec<u64>>,
+}
+
+impl Run {
+    fn new(config: TrackerConfig, mode: SyncMode) -> Result<Run, QuotaError> {
+        let now = web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let clock = ManualClock::new(now);
+        let shared = Shared::new(mode);
+        let trackers = (0..INSTANCES)
+            .map(|_| {
+                QuotaTracker::builder(config.clone())
+                    .clock(clock.clone())
+                    .boxed_store(shared.handle())
+                    .sync_policy(SyncPolicy {
+                        interval_ms: 0,
+                        ..SyncPolicy::default()
+                    })
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Run {
+            issued: RefCell::new(vec![0; config.services.len()]),
+            config,
+            mode,
+            shared,
+            trackers,
+        })
+    }
+
+    /// Instance `instance` makes its due calls, each one [`QuotaTracker::record_call`] (which
+    /// syncs right after).
+    fn record(&self, instance: usize, ops: &[quota_core::sim::Op]) {
+        for op in ops {
+            let name = &self.config.services[op.service].name;
+            if let Err(error) = self.trackers[instance].record_call(name, op.count) {
+                leptos::logging::warn!("instance {}: record refused: {error}", instance + 1);
+            }
+            self.issued.borrow_mut()[op.service] += op.count;
+        }
+    }
+}
+
+/// The instances view's simulation. Shared (`Rc`) by the page and the worker tasks.
+pub struct Instances {
+    run: RefCell<Rc<Run>>,
+    /// Bumped whenever the workers must stop (pause, reset); a worker of an older generation
+    /// exits.
+    generation: Cell<u64>,
+    running: Cell<bool>,
+    started: Cell<bool>,
+    active: Cell<usize>,
+}
+
+impl Instances {
+    /// Paused instances of `config`, sharing a store in `mode`.
+    ///
+    /// Errors: the core's [`QuotaError::InvalidConfig`].
+    pub fn new(config: TrackerConfig, mode: SyncMode) -> Result<Rc<Instances>, QuotaError> {
+        Ok(Rc::new(Instances {
+            run: RefCell::new(Rc::new(Run::new(config, mode)?)),
+            generation: Cell::new(0),
+            running: Cell::new(false),
+            started: Cell::new(false),
+            active: Cell::new(0),
+        }))
+    }
+
+    /// How the instances share the store.
+    pub fn mode(&self) -> SyncMode {
+        self.run().mode
+    }
+
+    /// Starts the workers (no effect while running): [`WORKERS_PER_INSTANCE`] per instance at
+    /// [`RATE`] calls per second, with `workload`'s mix, call sizes, bursts and seed (each
+    /// instance its own seed).
+    pub fn start(self: &Rc<Self>, workload: &Workload) {
+        if self.running.replace(true) {
+            return;
+        }
+        self.started.set(true);
+        self.spawn_workers(workload);
+    }
+
+    /// Stops the workers (each finishes the calls it started, then exits), and has every
+    /// instance sync once more, so each sees what the store holds now.
+    pub fn pause(&self) {
+        self.stop_workers();
+        for tracker in &self.run().trackers {
+            if let Err(error) = tracker.flush() {
+                leptos::logging::warn!("instances: sync failed: {error}");
+            }
+        }
+    }
+
+    fn stop_workers(&self) {
+        self.running.set(false);
+        self.generation.set(self.generation.get() + 1);
+    }
+
+    /// Starts over with `config` in `mode`: new trackers, a new empty store, counts at 0. The
+    /// workers stop.
+    ///
+    /// Errors: the core's [`QuotaError::InvalidConfig`]; nothing changed.
+    pub fn reset(&self, config: TrackerConfig, mode: SyncMode) -> Result<(), QuotaError> {
+        let run = Run::new(config, mode)?;
+        self.stop_workers();
+        self.started.set(false);
+        *self.run.borrow_mut() = Rc::new(run);
+        Ok(())
+    }
+
+    /// What the view shows now: per service, the units issued by all instances and the
+    /// store's total; and what each instance sees.
+    pub fn frame(&self) -> InstancesFrame {
+        let run = self.run();
+        let stored = run.shared.totals(&run.config);
+        let issued = run.issued.borrow();
+        let services = run
+            .config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| SharedCounts {
+                name: service.name.clone(),
+                issued: issued[index],
+                stored: stored[index],
+            })
+            .collect();
+        let views = run
+            .trackers
+            .iter()
+            .map(|tracker| {
+                tracker
+                    .snapshot()
+                    .services()
+                    .iter()
+                    .map(|usage| usage.used)
+                    .collect()
+            })
+            .collect();
+        InstancesFrame {
+            mode: run.mode,
+            status: self.status(),
+            services,
+            views,
+        }
+    }
+
+    fn run(&self) -> Rc<Run> {
+        Rc::clone(&self.run.borrow())
+    }
+
+    fn status(&self) -> Status {
+        match (self.running.get(), self.active.get(), self.started.get()) {
+            (true, _, _) => Status::Running,
+            (false, 0, true) => Status::Paused,
+            (false, 0, false) => Status::Ready,
+            (false, _, _) => Status::Pausing,
+        }
+    }
+
+    fn spawn_workers(self: &Rc<Self>, workload: &Workload) {
+        let run = self.run();
+        for instance in 0..INSTANCES {
+            let mut instance_workload = Workload {
+                workers: WORKERS_PER_INSTANCE,
+                calls_per_second: RATE,
+                seed: workload.seed.wrapping_add(instance as u64),
+                ..workload.clone()
+            };
+            if instance_workload.stream(&run.config, 0).is_err() {
+                // A workload of another config: every service, evenly.
+                instance_workload.mix = Workload::even(&run.config).mix;
+            }
+            for worker in 0..WORKERS_PER_INSTANCE {
+                match instance_workload.stream(&run.config, worker) {
+                    Ok(stream) => self.spawn(&run, instance, stream),
+                    Err(error) => leptos::logging::warn!("instances: no workload: {error}"),
+                }
+            }
+        }
+    }
+
+    fn spawn(self: &Rc<Self>, run: &Rc<Run>, instance: usize, mut stream: OpStream) {
+        self.active.set(self.active.get() + 1);
+        let instances = Rc::clone(self);
+        let run = Rc::clone(run);
+        let generation = self.generation.get();
+        spawn_local(async move {
+            let mut pace = Pace::new(RATE);
+            while instances.generation.get() == generation {
+                let ops = take_due(&mut stream, pace.due(RATE));
+                run.record(instance, &ops);
+                TimeoutFuture::new(pace.tick_ms()).await;
+            }
+            instances.active.set(instances.active.get() - 1);
+        });
+    }
+}
