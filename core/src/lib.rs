@@ -50,12 +50,12 @@ pub use service::{Admission, ServiceConfig, ServiceConfigBuilder, TrackerConfig}
 pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
 pub use store::LocalStorageStore;
-#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
-pub use store::RedisStore;
 pub use store::{
     AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, MemoryStore,
     Store, StoreError, StoredState, StoredWindow, SyncBatch, WindowKey,
 };
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use store::{RedisClock, RedisStore};
 pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
 pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};

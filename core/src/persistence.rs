@@ -12,7 +12,7 @@
 
 use crate::error::QuotaError;
 use crate::observers::{quietly, Outbox, Registry};
-use crate::store::{GiveBack, InstanceId, Store, StoreError, SyncBatch};
+use crate::store::{AdmitRequest, GiveBack, InstanceId, Store, StoreError, SyncBatch};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -153,6 +153,8 @@ pub(crate) struct Persistence {
     /// The next interval sync is due at this time (ms).
     due_ms: AtomicU64,
     reduced: AtomicBool,
+    /// The last sync failed (the back-off applies).
+    failing: AtomicBool,
     /// Set by a forced sync that coalesced, so the sync in flight runs once more.
     rerun: AtomicBool,
     /// Held across store I/O: at most one sync in flight.
@@ -172,6 +174,8 @@ struct SaverState {
     outstanding: Option<SyncBatch>,
     /// Leased calls to give back, not acknowledged yet (resent as they are).
     give_backs: Vec<GiveBack>,
+    /// `Exact` admissions whose answer was lost (resent as they are: applied once).
+    admits: Vec<AdmitRequest>,
 }
 
 /// What one sync attempt produced.
@@ -187,11 +191,13 @@ impl Persistence {
             policy,
             instance: InstanceId::random(),
             reduced: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             rerun: AtomicBool::new(false),
             saver: Mutex::new(SaverState {
                 next_seq: 1,
                 outstanding: None,
                 give_backs: Vec::new(),
+                admits: Vec::new(),
             }),
             stats: Mutex::new(StoreStats::default()),
             events: Outbox::new(),
@@ -226,6 +232,20 @@ impl Persistence {
         self.due_ms.store(0, Ordering::Relaxed);
     }
 
+    /// A shared-admission call failed: the store counts as failing until a sync succeeds, and
+    /// the next sync waits the first back-off.
+    pub(crate) fn back_off(&self, now_ms: u64) {
+        self.failing.store(true, Ordering::Relaxed);
+        let next = now_ms.saturating_add(FIRST_BACKOFF_MS);
+        self.due_ms.fetch_min(next, Ordering::Relaxed);
+    }
+
+    /// Whether the store failed and its back-off has not passed yet (shared admission does
+    /// not ask it meanwhile).
+    pub(crate) fn backing_off(&self, now_ms: u64) -> bool {
+        self.failing.load(Ordering::Relaxed) && !self.due(now_ms)
+    }
+
     /// Whether a call at `now_ms` should try to sync (the hot path: one atomic load).
     pub(crate) fn due(&self, now_ms: u64) -> bool {
         now_ms >= self.due_ms.load(Ordering::Relaxed)
@@ -253,7 +273,7 @@ impl Persistence {
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        mut cut: impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        mut cut: impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
         mut apply: impl FnMut(&SyncBatch, &[u64]),
     ) -> Option<SaveOutcome> {
         let mut first: Option<SaveOutcome> = None;
@@ -294,7 +314,7 @@ impl Persistence {
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
         apply: &mut impl FnMut(&SyncBatch, &[u64]),
     ) -> SaveOutcome {
         let mut outcome = SaveOutcome { result: Ok(()) };
@@ -314,7 +334,7 @@ impl Persistence {
     fn sync_once(
         &self,
         saver: &mut SaverState,
-        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>),
+        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
         apply: &mut impl FnMut(&SyncBatch, &[u64]),
     ) -> Result<(), StoreError> {
         if let Some(batch) = saver.outstanding.take() {
@@ -326,12 +346,23 @@ impl Persistence {
                 }
             }
         }
-        let (batch, give_backs) = cut(self.instance, saver.next_seq);
+        let (batch, give_backs, admits) = cut(self.instance, saver.next_seq);
         saver.give_backs.extend(give_backs);
+        saver.admits.extend(admits);
         if !batch.deltas.is_empty() {
             saver.next_seq += 1;
         }
-        // Leased calls not used go back first, each exactly once (the store keeps its seq).
+        // Admissions whose answer was lost, and leased calls not used, go first, each exactly
+        // once (the store keeps their numbers).
+        while let Some(admit) = saver.admits.first() {
+            if let Err(error) = guarded(|| self.store.admit(admit)) {
+                if !batch.deltas.is_empty() {
+                    saver.outstanding = Some(batch);
+                }
+                return Err(error);
+            }
+            saver.admits.remove(0);
+        }
         while let Some(back) = saver.give_backs.first() {
             if let Err(error) = guarded(|| self.store.give_back(back)) {
                 if !batch.deltas.is_empty() {
@@ -366,11 +397,15 @@ impl Persistence {
     ) {
         let policy = &self.policy.reduced_rate;
         let mut stats = self.stats.lock();
+        self.failing.store(result.is_err(), Ordering::Relaxed);
         if reason == SaveReason::Load {
             stats.loads += 1;
             if let Err(error) = result {
                 stats.load_failures += 1;
                 stats.last_error = Some(error.to_string());
+                // Read again soon: until then the view lacks the other instances' calls.
+                self.due_ms
+                    .store(now_ms.saturating_add(FIRST_BACKOFF_MS), Ordering::Relaxed);
             }
             return;
         }

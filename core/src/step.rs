@@ -300,6 +300,20 @@ impl ServiceRules {
         }
     }
 
+    /// Takes `by` calls off `used` (leased calls given back unspent, which the view counted).
+    pub(crate) fn lower(&self, state: &mut ServiceState, by: u64, now_ms: u64) -> Step {
+        if by == 0 {
+            return Step::default();
+        }
+        let before = self.level(state.used);
+        state.used = state.used.saturating_sub(by);
+        Step {
+            recorded: self.change(before, state.used, now_ms),
+            changed: true,
+            ..Step::default()
+        }
+    }
+
     fn change(&self, before: Level, used: u64, at_ms: u64) -> Option<Change> {
         let to = self.level(used);
         (before != to).then_some(Change {

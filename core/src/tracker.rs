@@ -8,7 +8,9 @@ use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPo
 use crate::service::Admission;
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::step::{Change, Refusal, Request, ServiceRules, ServiceState, Step};
-use crate::store::{Delta, GiveBack, InstanceId, Store, StoreError, SyncBatch, WindowKey};
+use crate::store::{
+    AdmitRequest, Delta, GiveBack, InstanceId, Store, StoreError, SyncBatch, WindowKey,
+};
 use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
 use crate::window::Window;
@@ -53,8 +55,9 @@ pub struct QuotaTracker {
     clock: Box<dyn Clock>,
     /// The clock's latest good reading, to within a second: used when the clock panics.
     last_good_ms: AtomicU64,
-    /// The last lease number asked for (`Leased` admission).
-    lease_seq: AtomicU64,
+    /// The last number given to a shared-admission operation (admits, leases, give-backs):
+    /// stores apply each `(instance, seq)` once.
+    op_seq: AtomicU64,
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
@@ -188,6 +191,8 @@ struct SyncState {
     ended: Vec<(Window, u64)>,
     /// Leased calls to give back with the next sync.
     give_backs: Vec<GiveBack>,
+    /// `Exact` admissions whose answer was lost, resent as they are with the next sync.
+    admits: Vec<AdmitRequest>,
 }
 
 impl SyncState {
@@ -300,7 +305,7 @@ impl QuotaTracker {
             clock,
             // Until the clock gave a reading, a panicking clock falls back to the system's.
             last_good_ms: AtomicU64::new(SystemClock.now_ms()),
-            lease_seq: AtomicU64::new(0),
+            op_seq: AtomicU64::new(0),
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
@@ -732,9 +737,10 @@ impl QuotaTracker {
         seq: u64,
         now: u64,
         return_leases: bool,
-    ) -> (SyncBatch, Vec<GiveBack>) {
+    ) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>) {
         let mut deltas = Vec::new();
         let mut give_backs = Vec::new();
+        let mut admits = Vec::new();
         let mut read = Vec::with_capacity(self.services.len());
         let mut guards: Vec<MutexGuard<'_, SlotState>> =
             self.services.iter().map(|slot| slot.state.lock()).collect();
@@ -746,8 +752,11 @@ impl QuotaTracker {
                 end_ms: window.reset_at_ms,
             };
             give_backs.append(&mut guard.sync.give_backs);
+            admits.append(&mut guard.sync.admits);
             if return_leases {
-                give_backs.extend(guard.lease.give_back(slot, instance));
+                let (back, step) = guard.give_lease_back(slot, instance, &self.op_seq, now);
+                give_backs.extend(back);
+                self.queue_transitions(slot, &step);
             }
             for (window, calls) in guard.sync.ended.drain(..) {
                 deltas.push(Delta {
@@ -774,7 +783,7 @@ impl QuotaTracker {
             deltas,
             read,
         };
-        (batch, give_backs)
+        (batch, give_backs, admits)
     }
 
     /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the

@@ -1,272 +1,22 @@
 //! `RedisStore` against real `redis-server` processes: each test starts its own on a free
-//! loopback port (never 6379) and kills it at the end. A test whose server cannot start fails
-//! (install it with `cargo xtask test`, or `apt-get install redis-server`).
+//! loopback port (never 6379) and kills it at the end (the harness is
+//! `support/redis_server.rs`). A test whose server cannot start fails (install it with
+//! `cargo xtask test`, or `apt-get install redis-server`).
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use quota_core::{
     AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, Period,
     RedisStore, Store, StoreError, StoredState, SyncBatch, WindowKey,
 };
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use redis_server::{Options, Proxy, Server};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAY: u64 = 86_400_000;
 const GRACE: u64 = 3_600_000;
-
-// ---------------------------------------------------------------------------------------------
-// The server
-
-/// How to run a test's `redis-server`.
-#[derive(Clone, Default)]
-struct Options {
-    /// `--appendonly yes --appendfsync always` instead of no persistence at all.
-    persistent: bool,
-    /// `--requirepass`.
-    password: Option<String>,
-    /// TLS only (a self-signed certificate made for the test), no plain port.
-    tls: bool,
-}
-
-/// A `redis-server` child process, killed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    options: Options,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::with(Options::default())
-    }
-
-    fn with(options: Options) -> Server {
-        let dir = tempfile::tempdir().expect("a temporary folder for redis-server");
-        if options.tls {
-            make_certificate(dir.path());
-        }
-        let mut server = Server {
-            child: None,
-            port: 0,
-            dir,
-            options,
-        };
-        let mut last = String::new();
-        // A port taken between choosing it and binding it: try another.
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(reason) => last = reason,
-            }
-        }
-        panic!("redis-server could not start: {last}");
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
-    /// Starts the process on `self.port` and waits until it answers.
-    fn spawn(&mut self) -> Result<(), String> {
-        let dir = self.dir.path();
-        let port = self.port.to_string();
-        let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into()];
-        if self.options.tls {
-            for (flag, value) in [
-                ("--port", "0".to_owned()),
-                ("--tls-port", port.clone()),
-                ("--tls-cert-file", path(&dir.join("server.pem"))),
-                ("--tls-key-file", path(&dir.join("server.key"))),
-                ("--tls-ca-cert-file", path(&dir.join("server.pem"))),
-                ("--tls-auth-clients", "no".to_owned()),
-            ] {
-                args.extend([flag.to_owned(), value]);
-            }
-        } else {
-            args.extend(["--port".to_owned(), port.clone()]);
-        }
-        args.extend(["--dir".to_owned(), path(dir)]);
-        args.extend(["--save".to_owned(), String::new()]);
-        if self.options.persistent {
-            args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
-        } else {
-            args.extend(["--appendonly", "no"].map(String::from));
-        }
-        if let Some(password) = &self.options.password {
-            args.extend(["--requirepass".to_owned(), password.clone()]);
-        }
-        args.extend(["--logfile".to_owned(), path(&self.log_path())]);
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "redis-server could not be started ({error}): these tests need it; \
-                     `cargo xtask test` installs it (or `apt-get install redis-server`)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Err(format!(
-                    "redis-server exited ({status}) on port {port}; its log:\n{}",
-                    self.log()
-                ));
-            }
-            if self.ready() {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        Err(format!(
-            "redis-server on port {port} did not answer within 15 s; its log:\n{}",
-            self.log()
-        ))
-    }
-
-    /// Answers `PING` (plain: `+PONG`, or `-NOAUTH` with a password), or (TLS) accepts
-    /// connections and says it is ready.
-    fn ready(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        if self.options.tls {
-            return self.log().contains("Ready to accept connections");
-        }
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        if stream.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).is_ok()
-            && (line.starts_with("+PONG") || line.starts_with("-NOAUTH"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn pid(&self) -> String {
-        self.child
-            .as_ref()
-            .expect("the server runs")
-            .id()
-            .to_string()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid()])
-            .status()
-            .expect("kill(1)");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A stopped process dies of SIGKILL too; SIGCONT anyway, in case.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Killed (SIGKILL) and started again on the same port and folder.
-    fn restart(&mut self) {
-        self.kill();
-        if let Err(reason) = self.spawn() {
-            panic!("redis-server could not restart: {reason}");
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A store on this server, with short timeouts.
-    fn store(&self) -> RedisStore {
-        RedisStore::new(&self.url())
-            .unwrap()
-            .timeout(Duration::from_secs(2))
-    }
-
-    /// A plain connection, to look at keys.
-    fn raw(&self) -> redis::Connection {
-        let url = match &self.options.password {
-            Some(password) => format!(
-                "redis://:{}@127.0.0.1:{}",
-                password.replace('%', "%25").replace('@', "%40"),
-                self.port
-            ),
-            None => self.url(),
-        };
-        redis::Client::open(url)
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn path(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-/// A loopback port nobody listens on now (never 6379).
-fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        let port = listener.local_addr().unwrap().port();
-        if port != 6379 {
-            return port;
-        }
-    }
-}
-
-/// A self-signed certificate for 127.0.0.1 (`server.pem`, `server.key`) in `dir`.
-fn make_certificate(dir: &Path) {
-    let output = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(dir.join("server.key"))
-        .arg("-out")
-        .arg(dir.join("server.pem"))
-        .output()
-        .unwrap_or_else(|error| panic!("openssl could not run ({error}): the TLS test needs it"));
-    assert!(
-        output.status.success(),
-        "openssl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // Batches
@@ -455,6 +205,8 @@ fn admit_lease_and_give_back_match_stored_state() {
     let store = server.store();
     let w = day("s", 0);
     let admit = |count, below, cap, force| AdmitRequest {
+        instance: InstanceId::from_u128(99),
+        seq: next_admit_seq(),
         window: w.clone(),
         count,
         below,
@@ -629,6 +381,8 @@ fn every_operation_answers_exactly_as_stored_state() {
             }
             1 => {
                 let request = AdmitRequest {
+                    instance: InstanceId::from_u128(99),
+                    seq: next_admit_seq(),
                     window: window.clone(),
                     count: any(&mut rng),
                     below: any(&mut rng).max(small(&mut rng)),
@@ -819,6 +573,8 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     );
     assert_eq!(
         store.admit(&AdmitRequest {
+            instance: InstanceId::from_u128(99),
+            seq: next_admit_seq(),
             window: w.clone(),
             count: 1,
             below: 100,
@@ -832,114 +588,6 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     assert!(store.sync(&batch(1, 3, &[(&w, 1)], &[&w])).is_err());
     server.restart();
     assert_eq!(store.sync(&batch(1, 3, &[(&w, 1)], &[&w])), Ok(vec![53]));
-}
-
-/// A loopback TCP proxy in front of Redis that counts script calls (`EVALSHA`) and loses the
-/// reply of the one numbered `drop_at`: withheld (the client times out) or cut off (the
-/// connection closes once the reply is in).
-struct Proxy {
-    port: u16,
-    evalsha: Arc<AtomicUsize>,
-    drop_at: Arc<AtomicUsize>,
-    close: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = Proxy {
-            port: listener.local_addr().unwrap().port(),
-            evalsha: Arc::default(),
-            drop_at: Arc::default(),
-            close: Arc::default(),
-        };
-        let (evalsha, drop_at, close) = (
-            proxy.evalsha.clone(),
-            proxy.drop_at.clone(),
-            proxy.close.clone(),
-        );
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let (evalsha, drop_at, close) = (evalsha.clone(), drop_at.clone(), close.clone());
-                thread::spawn(move || forward(client, upstream, &evalsha, &drop_at, &close));
-            }
-        });
-        proxy
-    }
-
-    /// Loses the reply of the next script call.
-    fn lose_next_reply(&self, close: bool) {
-        self.close.store(close, Ordering::SeqCst);
-        self.drop_at
-            .store(self.evalsha.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-fn forward(
-    mut client: TcpStream,
-    upstream: u16,
-    evalsha: &AtomicUsize,
-    drop_at: &AtomicUsize,
-    close: &AtomicBool,
-) {
-    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-        return;
-    };
-    let losing = Arc::new(AtomicBool::new(false));
-    // Whether to cut the connection rather than withhold the reply, decided when losing starts.
-    let cut = Arc::new(AtomicBool::new(false));
-    {
-        let cut = cut.clone();
-        let (mut from, mut to, losing) = (
-            server.try_clone().unwrap(),
-            client.try_clone().unwrap(),
-            losing.clone(),
-        );
-        thread::spawn(move || {
-            let mut buffer = [0u8; 16 * 1024];
-            loop {
-                let n = match from.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if losing.load(Ordering::SeqCst) {
-                    if cut.load(Ordering::SeqCst) {
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                        break;
-                    }
-                    continue; // withheld
-                }
-                if to.write_all(&buffer[..n]).is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown(Shutdown::Write);
-        });
-    }
-    let mut buffer = [0u8; 16 * 1024];
-    loop {
-        let n = match client.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let calls = buffer[..n].windows(7).filter(|w| w == b"EVALSHA").count();
-        for _ in 0..calls {
-            if evalsha.fetch_add(1, Ordering::SeqCst) + 1 == drop_at.load(Ordering::SeqCst) {
-                cut.store(close.load(Ordering::SeqCst), Ordering::SeqCst);
-                losing.store(true, Ordering::SeqCst);
-            }
-        }
-        if server.write_all(&buffer[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = server.shutdown(Shutdown::Both);
 }
 
 #[test]
@@ -965,6 +613,8 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     store.lease(&warm(1)).unwrap();
     store
         .admit(&AdmitRequest {
+            instance: InstanceId::from_u128(99),
+            seq: next_admit_seq(),
             window: other.clone(),
             count: 1,
             below: 0,
@@ -1014,17 +664,23 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     assert_eq!(store.sync(&batch(1, 3, &[(&w, 100)], &[&w])), Ok(vec![116]));
     assert_eq!(total(&direct, &w), 116);
 
-    // An admission has no dedup record: a cut connection is an error, never a resend.
+    // An admission has a dedup record too: a cut connection is resent at once, and the
+    // store answers the retry from its record (counted once).
     proxy.lose_next_reply(true);
     let admit = AdmitRequest {
+        instance: InstanceId::from_u128(99),
+        seq: next_admit_seq(),
         window: w.clone(),
         count: 1,
         below: 1_000,
         cap: 1_000,
         force: false,
     };
-    assert!(matches!(store.admit(&admit), Err(StoreError::Io(_))));
-    assert_eq!(total(&direct, &w), 117, "applied once, not resent");
+    assert_eq!(store.admit(&admit), Ok(AdmitReply::Admitted { total: 117 }));
+    assert_eq!(total(&direct, &w), 117, "applied once, although sent twice");
+    // The same request again (a caller's own retry): the same answer, nothing added.
+    assert_eq!(store.admit(&admit), Ok(AdmitReply::Admitted { total: 117 }));
+    assert_eq!(total(&direct, &w), 117);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1116,6 +772,8 @@ fn tls_with_a_self_signed_certificate() {
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 4)], &[&w])), Ok(vec![4]));
     assert_eq!(
         store.admit(&AdmitRequest {
+            instance: InstanceId::from_u128(99),
+            seq: next_admit_seq(),
             window: w.clone(),
             count: 2,
             below: 10,
@@ -1129,4 +787,11 @@ fn tls_with_a_self_signed_certificate() {
         .unwrap()
         .tls_root_certificate(&certificate)
         .is_err());
+}
+
+/// A fresh admission number for each request built here (a repeated one is answered from the
+/// store's record).
+fn next_admit_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }

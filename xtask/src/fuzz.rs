@@ -74,7 +74,10 @@ pub fn run(target: &str, seconds: u64) -> Result<(), String> {
 /// `+nightly` where rustup has one; otherwise the default toolchain with `RUSTC_BOOTSTRAP=1`,
 /// which cargo-fuzz takes as nightly (stable's rust-std ships the AddressSanitizer runtime
 /// too), for machines where no nightly can be installed.
-fn toolchain() -> (Option<&'static str>, &'static [(&'static str, &'static str)]) {
+fn toolchain() -> (
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+) {
     let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
     if toolchains
         .lines()

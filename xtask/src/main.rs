@@ -3,7 +3,9 @@
 //! - `cargo xtask test`: installs what is missing, then runs every check CI runs.
 //! - `cargo xtask serve`: builds and serves the dashboard at http://127.0.0.1:8080.
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
+//! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
+mod fuzz;
 mod install;
 mod pkg;
 mod run;
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "serve" => web::serve(),
         "pkg" => pkg::pkg(),
+        "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -38,9 +41,14 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
-         \x20       loom tests, the wasm32 build, the JS module's tests (Node, Chromium, the\n\
-         \x20       built package) and the dashboard's (components, end to end); ends with a\n\
-         \x20       summary\n\
+         \x20       loom tests, short fuzz runs (20 s per target), the wasm32 build, the JS\n\
+         \x20       module's tests (Node, Chromium, the built package) and the dashboard's\n\
+         \x20       (components, end to end); ends with a summary\n\
+         fuzz [seconds]\n\
+         \x20       install cargo-fuzz if missing, then run every fuzz target in fuzz/\n\
+         \x20       (stored_state, stored_state_ops) for [seconds] each (default 600); a\n\
+         \x20       crash's input is kept in fuzz/artifacts/<target>/ and reruns with\n\
+         \x20       `cargo +nightly fuzz run --fuzz-dir fuzz <target> <input>`\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          serve   install what is missing, then build and serve the dashboard at\n\
          \x20       http://127.0.0.1:8080\n"
@@ -55,6 +63,7 @@ fn test() -> Result<(), String> {
     stages.run("install: chromium", install::chromium);
     stages.run("install: binaryen", install::binaryen);
     stages.run("install: redis-server", install::redis_server);
+    stages.run("install: cargo-fuzz", install::cargo_fuzz);
     stages.cargo("fmt", &["fmt", "--all", "--", "--check"], &[]);
     stages.cargo(
         "clippy (native)",
@@ -108,6 +117,9 @@ fn test() -> Result<(), String> {
             ("LOOM_MAX_PREEMPTIONS", "2"),
         ],
     );
+    // The fuzz crate is outside the workspace (nightly, sanitizer flags): the fmt and clippy
+    // stages above do not cover it; this stage builds it.
+    stages.run("fuzz (short runs)", || fuzz::run_all(fuzz::SHORT_SECONDS));
     stages.cargo(
         "wasm32 build",
         &[
@@ -121,6 +133,26 @@ fn test() -> Result<(), String> {
     );
     js_module_stages(&mut stages);
     web::stages(&mut stages);
+    stages.finish()
+}
+
+/// `cargo xtask fuzz [seconds]`: a long run of every fuzz target, one stage each.
+fn fuzz_long(seconds: Option<&str>) -> Result<(), String> {
+    let seconds = match seconds {
+        None => fuzz::LONG_SECONDS,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|&seconds| seconds > 0)
+            .ok_or_else(|| format!("seconds must be a whole number above 0 (got {text:?})"))?,
+    };
+    let mut stages = Stages::new("cargo xtask fuzz");
+    stages.run("install: cargo-fuzz", install::cargo_fuzz);
+    for target in fuzz::targets()? {
+        stages.run(&format!("fuzz {target} for {seconds} s"), || {
+            fuzz::run(&target, seconds)
+        });
+    }
     stages.finish()
 }
 

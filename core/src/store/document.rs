@@ -53,6 +53,20 @@ struct Lease {
     seq: u64,
     granted: u64,
     returned_seq: u64,
+    /// Rises with every change: the least recently seen instances are forgotten first.
+    #[serde(default)]
+    seen: u64,
+}
+
+/// The last admission answered to one instance for one service (a retry gets it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Admitted {
+    instance: InstanceId,
+    service: String,
+    seq: u64,
+    admitted: bool,
+    total: u64,
+    seen: u64,
 }
 
 /// What a text store holds: every service's recent windows and who synced what.
@@ -61,6 +75,7 @@ pub struct StoredState {
     windows: BTreeMap<(String, Period, u64), StoredWindow>,
     applied: BTreeMap<(String, InstanceId), Applied>,
     leases: BTreeMap<(String, InstanceId), Lease>,
+    admits: BTreeMap<(String, InstanceId), Admitted>,
     /// The latest `at_ms` of a batch applied, ms since the Unix epoch (information only).
     pub updated_at_ms: u64,
     applies: u64,
@@ -77,6 +92,8 @@ struct Document<'a> {
     applied: Vec<&'a Applied>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     leases: Vec<&'a Lease>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    admits: Vec<&'a Admitted>,
     applies: u64,
 }
 
@@ -161,15 +178,45 @@ impl StoredState {
 
     /// [`Store::admit`](super::Store::admit) on this state.
     pub fn admit(&mut self, request: &super::AdmitRequest) -> super::AdmitReply {
+        let service = &request.window.service;
+        let key = (service.clone(), request.instance);
+        if let Some(last) = self.admits.get(&key) {
+            if last.seq == request.seq {
+                // A retry whose first answer was lost: the same answer, counted once.
+                return if last.admitted {
+                    super::AdmitReply::Admitted { total: last.total }
+                } else {
+                    super::AdmitReply::Denied { total: last.total }
+                };
+            }
+        }
+        self.applies += 1;
         let total = self.total(&request.window);
-        match admit_rule(total, request) {
+        let reply = match admit_rule(total, request) {
             Some(after) => {
                 let after = after.min(Self::MAX_TOTAL);
                 self.window_mut(&request.window).total = after;
                 super::AdmitReply::Admitted { total: after }
             }
             None => super::AdmitReply::Denied { total },
-        }
+        };
+        let (admitted, total) = match reply {
+            super::AdmitReply::Admitted { total } => (true, total),
+            super::AdmitReply::Denied { total } => (false, total),
+        };
+        self.admits.insert(
+            key,
+            Admitted {
+                instance: request.instance,
+                service: service.clone(),
+                seq: request.seq,
+                admitted,
+                total,
+                seen: self.applies,
+            },
+        );
+        self.forget_old(service);
+        reply
     }
 
     /// [`Store::lease`](super::Store::lease) on this state.
@@ -193,6 +240,7 @@ impl StoredState {
             window.total = window.total.saturating_add(granted).min(Self::MAX_TOTAL);
         }
         let returned_seq = self.leases.get(&key).map_or(0, |l| l.returned_seq);
+        self.applies += 1;
         self.leases.insert(
             key,
             Lease {
@@ -201,8 +249,10 @@ impl StoredState {
                 seq: request.seq,
                 granted,
                 returned_seq,
+                seen: self.applies,
             },
         );
+        self.forget_old(&request.window.service);
         super::LeaseReply {
             granted,
             total: self.total(&request.window),
@@ -212,19 +262,24 @@ impl StoredState {
     /// [`Store::give_back`](super::Store::give_back) on this state.
     pub fn give_back(&mut self, request: &super::GiveBack) {
         let key = (request.window.service.clone(), request.instance);
+        self.applies += 1;
+        let seen = self.applies;
         let lease = self.leases.entry(key).or_insert_with(|| Lease {
             instance: request.instance,
             service: request.window.service.clone(),
             seq: 0,
             granted: 0,
             returned_seq: 0,
+            seen,
         });
+        lease.seen = seen;
         if lease.returned_seq >= request.seq {
             return; // a retry
         }
         lease.returned_seq = request.seq;
         let window = self.window_mut(&request.window);
         window.total = window.total.saturating_sub(request.unused);
+        self.forget_old(&request.window.service);
     }
 
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
@@ -254,18 +309,11 @@ impl StoredState {
                 self.windows.remove(&(service.to_owned(), period, *start));
             }
         }
-        let mut seen: Vec<(u64, InstanceId)> = self
-            .applied
-            .values()
-            .filter(|a| a.service == service)
-            .map(|a| (a.seen, a.instance))
-            .collect();
-        if seen.len() > Self::INSTANCES_KEPT {
-            seen.sort_unstable();
-            for (_, instance) in &seen[..seen.len() - Self::INSTANCES_KEPT] {
-                self.applied.remove(&(service.to_owned(), *instance));
-            }
-        }
+        let range = (service.to_owned(), InstanceId::from_u128(0))
+            ..=(service.to_owned(), InstanceId::from_u128(u128::MAX));
+        keep_recent(&mut self.applied, range.clone(), |a| a.seen);
+        keep_recent(&mut self.leases, range.clone(), |l| l.seen);
+        keep_recent(&mut self.admits, range, |a| a.seen);
     }
 
     /// The state as JSON text, version 2.
@@ -276,6 +324,7 @@ impl StoredState {
             windows: self.windows.values().collect(),
             applied: self.applied.values().collect(),
             leases: self.leases.values().collect(),
+            admits: self.admits.values().collect(),
             applies: self.applies,
         };
         // Plain structs of strings, numbers and enums always serialize.
@@ -357,6 +406,19 @@ impl StoredState {
                 Err(error) => skipped.push(format!("applied[{index}]: {error}")),
             }
         }
+        for (index, entry) in Self::entries(object, "admits", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match Admitted::deserialize(entry) {
+                Ok(admitted) => {
+                    self.applies = self.applies.max(admitted.seen);
+                    self.admits
+                        .insert((admitted.service.clone(), admitted.instance), admitted);
+                }
+                Err(error) => skipped.push(format!("admits[{index}]: {error}")),
+            }
+        }
         for (index, entry) in Self::entries(object, "leases", &mut skipped)
             .iter()
             .enumerate()
@@ -401,6 +463,24 @@ impl StoredState {
             None => {
                 self.windows.insert(key, window);
             }
+        }
+    }
+}
+
+/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries of `range`.
+fn keep_recent<V>(
+    map: &mut BTreeMap<(String, InstanceId), V>,
+    range: std::ops::RangeInclusive<(String, InstanceId)>,
+    seen: impl Fn(&V) -> u64,
+) {
+    let mut entries: Vec<(u64, (String, InstanceId))> = map
+        .range(range)
+        .map(|(key, value)| (seen(value), key.clone()))
+        .collect();
+    if entries.len() > StoredState::INSTANCES_KEPT {
+        entries.sort_unstable();
+        for (_, key) in &entries[..entries.len() - StoredState::INSTANCES_KEPT] {
+            map.remove(key);
         }
     }
 }

@@ -49,16 +49,23 @@ impl FileStore {
         }
     }
 
-    /// The file that is read and replaced: the symlink's target if the path is a symlink.
+    /// The file that is read and replaced: the end of the path's chain of symlinks (so every
+    /// process, whichever link it was given, reads, locks and replaces the same file).
     fn target(&self) -> PathBuf {
-        match fs::read_link(&self.path) {
-            Ok(target) if target.is_absolute() => target,
-            Ok(target) => self
-                .path
-                .parent()
-                .map_or(target.clone(), |dir| dir.join(&target)),
-            Err(_) => self.path.clone(),
+        let mut path = self.path.clone();
+        // A bound, as the OS has (a loop of links ends here, and the open then fails).
+        for _ in 0..40 {
+            match fs::read_link(&path) {
+                Ok(target) if target.is_absolute() => path = target,
+                Ok(target) => {
+                    path = path
+                        .parent()
+                        .map_or(target.clone(), |dir| dir.join(&target))
+                }
+                Err(_) => break,
+            }
         }
+        path
     }
 
     fn beside(path: &Path, suffix: &str) -> PathBuf {
@@ -67,9 +74,10 @@ impl FileStore {
         path.with_file_name(name)
     }
 
-    /// Takes the cross-process lock; released when the returned file is dropped.
+    /// Takes the cross-process lock (beside the target, so links to one file share it);
+    /// released when the returned file is dropped.
     fn lock(&self) -> Result<File, StoreError> {
-        let path = Self::beside(&self.path, ".lock");
+        let path = Self::beside(&self.target(), ".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -20,7 +20,7 @@ mod memory;
 mod redis;
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisClock, RedisStore};
 pub use document::{StoredState, StoredWindow};
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::FileStore;
@@ -131,9 +131,14 @@ macro_rules! forward_store {
 
 forward_store!(Arc, Box);
 
-/// What [`Store::admit`] is asked.
+/// What [`Store::admit`] is asked. A store applies a given `(instance, seq)` once per service:
+/// a retry gets the first answer again, not a second count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmitRequest {
+    /// Who asks.
+    pub instance: InstanceId,
+    /// The instance's operation number (a retry sends the same).
+    pub seq: u64,
     /// The window to count in.
     pub window: WindowKey,
     /// Calls asked for, at least 1.
@@ -191,7 +196,8 @@ pub struct LeaseReply {
 pub struct GiveBack {
     /// Who gives back.
     pub instance: InstanceId,
-    /// The instance's lease number (a retry sends the same).
+    /// The instance's operation number, from the same sequence as its leases (a retry sends
+    /// the same; a store applies give-backs of a rising number once each).
     pub seq: u64,
     /// The window the calls were leased in.
     pub window: WindowKey,

@@ -4,7 +4,7 @@
 //! Store calls here run with no tracker lock held; the service's lock is taken before (to roll
 //! the window over and read it) and after (to take in the answer), never across.
 
-use super::{QuotaTracker, ServiceSlot, StepResult};
+use super::{QuotaTracker, ServiceSlot, SlotState, StepResult};
 use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
 use crate::step::{Request, Step};
@@ -21,25 +21,42 @@ pub(super) struct LeaseState {
     pub(super) left: u64,
     /// The window they were granted in.
     pub(super) window: Option<Window>,
-    /// The lease number of the last grant (a give-back names it).
+    /// The latest lease number granted.
     pub(super) seq: u64,
+    /// A lease whose answer was lost: asked again, as it is, before anything else (the store
+    /// answers a retry with the same grant, so it is neither stranded nor granted twice).
+    pub(super) unanswered: Option<LeaseRequest>,
 }
 
-impl LeaseState {
-    /// Takes the unspent calls back out, as a give-back of `window`'s block.
-    pub(super) fn give_back(
+impl SlotState {
+    /// Takes the unspent leased calls back out, as a give-back of their window numbered by
+    /// `seq`; in the current window they leave this tracker's view too (it counted them).
+    pub(super) fn give_lease_back(
         &mut self,
         slot: &ServiceSlot,
         instance: crate::InstanceId,
-    ) -> Option<GiveBack> {
-        let window = self.window?;
-        let unused = std::mem::take(&mut self.left);
-        (unused > 0).then(|| GiveBack {
+        seq: &crate::sync::AtomicU64,
+        now: u64,
+    ) -> (Option<GiveBack>, Step) {
+        let Some(window) = self.lease.window else {
+            return (None, Step::default());
+        };
+        let unused = std::mem::take(&mut self.lease.left);
+        if unused == 0 {
+            return (None, Step::default());
+        }
+        let step = if window == self.service.window {
+            slot.rules.lower(&mut self.service, unused, now)
+        } else {
+            Step::default()
+        };
+        let back = GiveBack {
             instance,
-            seq: self.seq,
+            seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
             window: slot.window_key(window),
             unused,
-        })
+        };
+        (Some(back), step)
     }
 }
 
@@ -65,37 +82,32 @@ impl QuotaTracker {
         let slot = &self.services[position];
         let now = self.now();
         let read = self.step_at(position, now, Request::Read, true);
+        if self.backing_off(now) {
+            // The store failed a moment ago: no round trip per call while it backs off.
+            return self.exact_unavailable(position, read, count, force, now);
+        }
         let reduced = self.is_reduced_rate();
-        let (below, cap) = slot.rules.shared_rule(reduced);
-        let request = AdmitRequest {
-            window: slot.window_key(read.state.window),
-            count,
-            below,
-            cap,
-            force,
-        };
-        let reply = self.store_call(|store| store.admit(&request));
-        let result = match reply {
+        let request = self.admit_request(slot, position, read.state.window, count, reduced, force);
+        let result = match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
                 let learned = self.take_total(position, read.state.window, total, count, now);
                 Ok(self.recorded_after(slot, read, learned))
             }
             Ok(AdmitReply::Denied { total }) => {
                 let learned = self.take_total(position, read.state.window, total, 0, now);
+                let unsynced = self.unsynced(position);
                 let reason = slot
                     .rules
-                    .denies(total, count, reduced)
+                    .denies(total.saturating_add(unsynced), count, reduced)
                     .unwrap_or(DenyReason::Limit);
                 Err(self.denied(slot, count, learned.state.used, reason))
             }
-            // Counting without asking never loses a call: counted here, synced later.
             Err(_) if force => {
-                let recorded = self.step_at(position, now, Request::Record(count), true);
+                // Maybe applied, maybe not: the same request goes again with the next sync,
+                // and the store applies it once. Counted in this tracker's view meanwhile.
+                let recorded = self.hold_admit(position, request, count, now);
                 self.after_call(now, false);
-                return match recorded.step.refused {
-                    None => Ok(self.recorded_after(slot, read, recorded)),
-                    Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
-                };
+                return Ok(self.recorded_after(slot, read, recorded));
             }
             Err(_) => Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable)),
         };
@@ -103,20 +115,141 @@ impl QuotaTracker {
         result
     }
 
+    /// An `Exact` call while the store backs off: `try_record` denies, `record_call` counts
+    /// here and syncs later (as a delta, exactly once).
+    fn exact_unavailable(
+        &self,
+        position: usize,
+        read: StepResult,
+        count: u64,
+        force: bool,
+        now: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let slot = &self.services[position];
+        if !force {
+            return Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable));
+        }
+        let recorded = self.step_at(position, now, Request::Record(count), true);
+        self.after_call(now, false);
+        match recorded.step.refused {
+            None => Ok(self.recorded_after(slot, read, recorded)),
+            Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
+        }
+    }
+
+    /// The admission request for `count` calls: the step's rule, less what this tracker
+    /// counted and has not synced yet (the store does not know those calls).
+    fn admit_request(
+        &self,
+        slot: &ServiceSlot,
+        position: usize,
+        window: Window,
+        count: u64,
+        reduced: bool,
+        force: bool,
+    ) -> AdmitRequest {
+        let (below, cap) = slot.rules.shared_rule(reduced);
+        let unsynced = self.unsynced(position);
+        AdmitRequest {
+            instance: self.instance(),
+            seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            window: slot.window_key(window),
+            count,
+            below: below.saturating_sub(unsynced),
+            cap: cap.saturating_sub(unsynced),
+            force,
+        }
+    }
+
+    /// Asks the store, and once more with the same request if the answer was lost. A failure
+    /// starts the back-off (no round trip per call to a store that is down).
+    fn admit_twice(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        let answer = match self.store_call(|store| store.admit(request)) {
+            Err(StoreError::Io(_)) => self.store_call(|store| store.admit(request)),
+            other => other,
+        };
+        if answer.is_err() {
+            self.store_failed();
+        }
+        answer
+    }
+
+    /// A shared-admission call failed: back off as after a failed sync (the next sync, due
+    /// after the back-off, tells when the store is back).
+    fn store_failed(&self) {
+        if let Some(persistence) = &self.persistence {
+            persistence.back_off(self.now());
+        }
+    }
+
+    /// Keeps an admission whose answer was lost for the next sync, and counts it in the view.
+    fn hold_admit(
+        &self,
+        position: usize,
+        request: AdmitRequest,
+        count: u64,
+        now: u64,
+    ) -> StepResult {
+        let slot = &self.services[position];
+        let (step, state, reset, recorded) = {
+            let mut guard = slot.state.lock();
+            let used = guard.service.used.saturating_add(count);
+            let step = slot.rules.observe(&mut guard.service, used, now);
+            guard.service.total = guard.service.total.saturating_add(count);
+            guard.sync.admits.push(request);
+            let (reset, recorded) = self.queue_transitions(slot, &step);
+            (step, guard.service, reset, recorded)
+        };
+        if reset.is_some() || recorded.is_some() {
+            self.pump(&[position]);
+        }
+        StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        }
+    }
+
+    /// Calls this tracker counted in the current window that the store has not acknowledged
+    /// (unsynced deltas, and admissions whose answer was lost).
+    fn unsynced(&self, position: usize) -> u64 {
+        let guard = self.services[position].state.lock();
+        let window = guard.service.window.start_ms;
+        let held: u64 = guard
+            .sync
+            .admits
+            .iter()
+            .filter(|a| a.window.start_ms == window)
+            .map(|a| a.count)
+            .sum();
+        guard.sync.unacked.saturating_add(held)
+    }
+
+    fn instance(&self) -> crate::InstanceId {
+        self.persistence
+            .as_ref()
+            .map_or(crate::InstanceId::from_u128(0), |p| p.instance)
+    }
+
+    /// Whether the store failed recently and its back-off has not passed.
+    fn backing_off(&self, now: u64) -> bool {
+        self.persistence
+            .as_ref()
+            .is_some_and(|p| p.backing_off(now))
+    }
+
     /// `can_call` on an `Exact` service: the store's rule on the shared count (adds nothing).
     pub(super) fn exact_can_call(&self, position: usize) -> bool {
         let slot = &self.services[position];
         let now = self.now();
         let read = self.step_at(position, now, Request::Read, true);
-        let (below, cap) = slot.rules.shared_rule(self.is_reduced_rate());
-        let request = AdmitRequest {
-            window: slot.window_key(read.state.window),
-            count: 0,
-            below,
-            cap,
-            force: false,
-        };
-        match self.store_call(|store| store.admit(&request)) {
+        if self.backing_off(now) {
+            return false;
+        }
+        let reduced = self.is_reduced_rate();
+        let request = self.admit_request(slot, position, read.state.window, 0, reduced, false);
+        match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
                 self.take_total(position, read.state.window, total, 0, now);
                 true
@@ -151,7 +284,11 @@ impl QuotaTracker {
         let in_hand = self.lease_left(position, read.state.window);
         let asked = block.max(count.saturating_sub(in_hand));
         let (ceiling, _) = slot.rules.shared_rule(reduced);
-        let granted = if read.state.used >= ceiling && !force {
+        let granted = if self.backing_off(now) {
+            Err(StoreError::Unavailable(
+                "the store failed; backing off".into(),
+            ))
+        } else if read.state.used >= ceiling && !force {
             Ok(0)
         } else {
             self.take_lease(position, read.state.window, asked, reduced, now)
@@ -188,6 +325,9 @@ impl QuotaTracker {
         if self.lease_left(position, window) > 0 {
             return true;
         }
+        if self.backing_off(now) {
+            return false;
+        }
         let reduced = self.is_reduced_rate();
         matches!(self.take_lease(position, window, block, reduced, now), Ok(granted) if granted > 0)
     }
@@ -210,15 +350,16 @@ impl QuotaTracker {
             let step = slot.rules.step(&mut guard.service, now, Request::Read);
             if step.changed {
                 guard.sync.book(old_window, &step, 0);
-                if let Some(back) = self.persistence.as_ref().and_then(|p| {
-                    let instance = p.instance;
-                    let guard = &mut *guard;
-                    (guard.lease.window == Some(old_window))
-                        .then(|| guard.lease.give_back(slot, instance))
-                        .flatten()
-                }) {
-                    guard.sync.give_backs.push(back);
-                }
+            }
+            // A block of a window that has ended goes back, whichever call rolled the window
+            // over (this one, or a read or sync before it).
+            if guard
+                .lease
+                .window
+                .is_some_and(|w| w != guard.service.window)
+            {
+                let (back, _) = guard.give_lease_back(slot, self.instance(), &self.op_seq, now);
+                guard.sync.give_backs.extend(back);
             }
             let (reset, recorded) = self.queue_transitions(slot, &step);
             let covered =
@@ -241,7 +382,8 @@ impl QuotaTracker {
         })
     }
 
-    /// Asks the store for `asked` calls of `window`; the grant joins the block in hand.
+    /// Asks the store for `asked` calls of `window` (first, as it was, a lease whose answer
+    /// was lost); the grant joins the block in hand.
     fn take_lease(
         &self,
         position: usize,
@@ -251,39 +393,58 @@ impl QuotaTracker {
         now: u64,
     ) -> Result<u64, StoreError> {
         let slot = &self.services[position];
-        let Some(persistence) = &self.persistence else {
-            return Err(StoreError::Unsupported("leased admission without a store"));
+        let unanswered = slot.state.lock().lease.unanswered.take();
+        let request = match unanswered {
+            Some(request) => request,
+            None => {
+                // The store does not know this tracker's unsynced calls: they come off the
+                // ceiling.
+                let (ceiling, _) = slot.rules.shared_rule(reduced);
+                LeaseRequest {
+                    instance: self.instance(),
+                    seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
+                    window: slot.window_key(window),
+                    block: asked,
+                    ceiling: ceiling.saturating_sub(self.unsynced(position)),
+                }
+            }
         };
-        let seq = self.lease_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let (ceiling, _) = slot.rules.shared_rule(reduced);
-        let request = LeaseRequest {
-            instance: persistence.instance,
-            seq,
-            window: slot.window_key(window),
-            block: asked,
-            ceiling,
+        let reply = match self.store_call(|store| store.lease(&request)) {
+            Ok(reply) => reply,
+            Err(error) => {
+                if matches!(error, StoreError::Io(_)) {
+                    slot.state.lock().lease.unanswered = Some(request);
+                }
+                self.store_failed();
+                return Err(error);
+            }
         };
-        let reply = self.store_call(|store| store.lease(&request))?;
+        let requested_window = request.window.start_ms;
         {
             let mut guard = slot.state.lock();
-            if guard.service.window == window {
-                if guard.lease.window != Some(window) {
-                    guard.lease.left = 0;
+            let current = guard.service.window;
+            if current.start_ms == requested_window {
+                if guard.lease.window.is_some_and(|w| w != current) {
+                    // A block of an ended window: back to that window, never dropped.
+                    let (back, _) = guard.give_lease_back(slot, self.instance(), &self.op_seq, now);
+                    guard.sync.give_backs.extend(back);
                 }
-                guard.lease.window = Some(window);
+                guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
-                guard.lease.seq = seq;
+                guard.lease.seq = guard.lease.seq.max(request.seq);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
                 guard.sync.give_backs.push(GiveBack {
-                    instance: persistence.instance,
-                    seq,
-                    window: slot.window_key(window),
+                    instance: self.instance(),
+                    seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
+                    window: request.window.clone(),
                     unused: reply.granted,
                 });
             }
         }
-        self.take_total(position, window, reply.total, 0, now);
+        if requested_window == window.start_ms {
+            self.take_total(position, window, reply.total, 0, now);
+        }
         Ok(reply.granted)
     }
 

@@ -1,0 +1,475 @@
+//! The `redis-server` harness shared by the Redis tests: a server per test on a free loopback
+//! port (never 6379), killed on drop; a self-signed certificate for TLS; loopback proxies that
+//! lose replies (`Proxy`) or make the server's clock read another time (`ClockProxy`). Included by each test file that needs it:
+//! `#[path = "support/redis_server.rs"] mod redis_server;`.
+//!
+//! A server that cannot start fails the test with its log (install `redis-server` with
+//! `cargo xtask test`, or `apt-get install redis-server`); no test is ever skipped.
+
+// Each test file uses only some of the harness.
+#![allow(dead_code)]
+
+use quota_core::RedisStore;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How to run a test's `redis-server`.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// `--appendonly yes --appendfsync always` instead of no persistence at all.
+    pub persistent: bool,
+    /// `--requirepass`.
+    pub password: Option<String>,
+    /// TLS only (a self-signed certificate made for the test), no plain port.
+    pub tls: bool,
+}
+
+/// A `redis-server` child process, killed on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub options: Options,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with(Options::default())
+    }
+
+    pub fn with(options: Options) -> Server {
+        let dir = tempfile::tempdir().expect("a temporary folder for redis-server");
+        if options.tls {
+            make_certificate(dir.path());
+        }
+        let mut server = Server {
+            child: None,
+            port: 0,
+            dir,
+            options,
+        };
+        let mut last = String::new();
+        // A port taken between choosing it and binding it: try another.
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(reason) => last = reason,
+            }
+        }
+        panic!("redis-server could not start: {last}");
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Starts the process on `self.port` and waits until it answers.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let dir = self.dir.path();
+        let port = self.port.to_string();
+        let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into()];
+        if self.options.tls {
+            for (flag, value) in [
+                ("--port", "0".to_owned()),
+                ("--tls-port", port.clone()),
+                ("--tls-cert-file", path(&dir.join("server.pem"))),
+                ("--tls-key-file", path(&dir.join("server.key"))),
+                ("--tls-ca-cert-file", path(&dir.join("server.pem"))),
+                ("--tls-auth-clients", "no".to_owned()),
+            ] {
+                args.extend([flag.to_owned(), value]);
+            }
+        } else {
+            args.extend(["--port".to_owned(), port.clone()]);
+        }
+        args.extend(["--dir".to_owned(), path(dir)]);
+        args.extend(["--save".to_owned(), String::new()]);
+        if self.options.persistent {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        } else {
+            args.extend(["--appendonly", "no"].map(String::from));
+        }
+        if let Some(password) = &self.options.password {
+            args.extend(["--requirepass".to_owned(), password.clone()]);
+        }
+        args.extend(["--logfile".to_owned(), path(&self.log_path())]);
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "redis-server could not be started ({error}): these tests need it; \
+                     `cargo xtask test` installs it (or `apt-get install redis-server`)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!(
+                    "redis-server exited ({status}) on port {port}; its log:\n{}",
+                    self.log()
+                ));
+            }
+            if self.ready() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(format!(
+            "redis-server on port {port} did not answer within 15 s; its log:\n{}",
+            self.log()
+        ))
+    }
+
+    /// Answers `PING` (plain: `+PONG`, or `-NOAUTH` with a password), or (TLS) accepts
+    /// connections and says it is ready.
+    pub fn ready(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        if self.options.tls {
+            return self.log().contains("Ready to accept connections");
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).is_ok()
+            && (line.starts_with("+PONG") || line.starts_with("-NOAUTH"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> String {
+        self.child
+            .as_ref()
+            .expect("the server runs")
+            .id()
+            .to_string()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too; SIGCONT anyway, in case.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Killed (SIGKILL) and started again on the same port and folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        if let Err(reason) = self.spawn() {
+            panic!("redis-server could not restart: {reason}");
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A store on this server, with short timeouts.
+    pub fn store(&self) -> RedisStore {
+        RedisStore::new(&self.url())
+            .unwrap()
+            .timeout(Duration::from_secs(2))
+    }
+
+    /// A plain connection, to look at keys.
+    pub fn raw(&self) -> redis::Connection {
+        let url = match &self.options.password {
+            Some(password) => format!(
+                "redis://:{}@127.0.0.1:{}",
+                password.replace('%', "%25").replace('@', "%40"),
+                self.port
+            ),
+            None => self.url(),
+        };
+        redis::Client::open(url)
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn path(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// A loopback port nobody listens on now (never 6379).
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 (`server.pem`, `server.key`) in `dir`.
+pub fn make_certificate(dir: &Path) {
+    let output = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(dir.join("server.pem"))
+        .output()
+        .unwrap_or_else(|error| panic!("openssl could not run ({error}): the TLS test needs it"));
+    assert!(
+        output.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A loopback TCP proxy in front of Redis that counts script calls (`EVALSHA`) and loses the
+/// reply of the one numbered `drop_at`: withheld (the client times out) or cut off (the
+/// connection closes once the reply is in).
+pub struct Proxy {
+    pub port: u16,
+    pub evalsha: Arc<AtomicUsize>,
+    pub drop_at: Arc<AtomicUsize>,
+    pub close: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            evalsha: Arc::default(),
+            drop_at: Arc::default(),
+            close: Arc::default(),
+        };
+        let (evalsha, drop_at, close) = (
+            proxy.evalsha.clone(),
+            proxy.drop_at.clone(),
+            proxy.close.clone(),
+        );
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let (evalsha, drop_at, close) = (evalsha.clone(), drop_at.clone(), close.clone());
+                thread::spawn(move || forward(client, upstream, &evalsha, &drop_at, &close));
+            }
+        });
+        proxy
+    }
+
+    /// Loses the reply of the next script call.
+    pub fn lose_next_reply(&self, close: bool) {
+        self.close.store(close, Ordering::SeqCst);
+        self.drop_at
+            .store(self.evalsha.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+fn forward(
+    mut client: TcpStream,
+    upstream: u16,
+    evalsha: &AtomicUsize,
+    drop_at: &AtomicUsize,
+    close: &AtomicBool,
+) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let losing = Arc::new(AtomicBool::new(false));
+    // Whether to cut the connection rather than withhold the reply, decided when losing starts.
+    let cut = Arc::new(AtomicBool::new(false));
+    {
+        let cut = cut.clone();
+        let (mut from, mut to, losing) = (
+            server.try_clone().unwrap(),
+            client.try_clone().unwrap(),
+            losing.clone(),
+        );
+        thread::spawn(move || {
+            let mut buffer = [0u8; 16 * 1024];
+            loop {
+                let n = match from.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if losing.load(Ordering::SeqCst) {
+                    if cut.load(Ordering::SeqCst) {
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                        break;
+                    }
+                    continue; // withheld
+                }
+                if to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let n = match client.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let calls = buffer[..n].windows(7).filter(|w| w == b"EVALSHA").count();
+        for _ in 0..calls {
+            if evalsha.fetch_add(1, Ordering::SeqCst) + 1 == drop_at.load(Ordering::SeqCst) {
+                cut.store(close.load(Ordering::SeqCst), Ordering::SeqCst);
+                losing.store(true, Ordering::SeqCst);
+            }
+        }
+        if server.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Both);
+}
+
+/// A loopback TCP proxy in front of Redis that answers `TIME` itself, with this host's clock
+/// shifted by `shift_us` (the server, on this host, seems to run that far ahead), and forwards
+/// every other command, one request and one reply at a time.
+pub struct ClockProxy {
+    pub port: u16,
+    pub shift_us: Arc<AtomicI64>,
+}
+
+impl ClockProxy {
+    /// A proxy to the server on `upstream` whose `TIME` says `now_us` (µs since the Unix
+    /// epoch) now, and runs on from there.
+    pub fn start(upstream: u16, now_us: i64) -> ClockProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = ClockProxy {
+            port: listener.local_addr().unwrap().port(),
+            shift_us: Arc::new(AtomicI64::new(now_us - wall_us())),
+        };
+        let shift = proxy.shift_us.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let shift = shift.clone();
+                thread::spawn(move || {
+                    let _ = answer_time(client, upstream, &shift);
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// This host's wall clock, µs since the Unix epoch.
+pub fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn answer_time(client: TcpStream, upstream: u16, shift: &AtomicI64) -> std::io::Result<()> {
+    let server = TcpStream::connect(("127.0.0.1", upstream))?;
+    let (mut to_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
+    let (mut from_client, mut from_server) = (BufReader::new(client), BufReader::new(server));
+    loop {
+        let mut command = Vec::new();
+        read_resp(&mut from_client, &mut command)?;
+        if command.eq_ignore_ascii_case(b"*1\r\n$4\r\nTIME\r\n") {
+            let now = wall_us() + shift.load(Ordering::SeqCst);
+            let (seconds, micros) = (now.div_euclid(1_000_000), now.rem_euclid(1_000_000));
+            let (seconds, micros) = (seconds.to_string(), micros.to_string());
+            let reply = format!(
+                "*2\r\n${}\r\n{seconds}\r\n${}\r\n{micros}\r\n",
+                seconds.len(),
+                micros.len()
+            );
+            to_client.write_all(reply.as_bytes())?;
+            continue;
+        }
+        to_server.write_all(&command)?;
+        let mut reply = Vec::new();
+        read_resp(&mut from_server, &mut reply)?;
+        to_client.write_all(&reply)?;
+    }
+}
+
+/// Reads one whole RESP value (RESP2, and RESP3's simple types, maps and sets), as it came,
+/// into `out`.
+fn read_resp(input: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = out.len();
+    if input.read_until(b'\n', out)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let line = String::from_utf8_lossy(&out[start..]).trim_end().to_owned();
+    let (kind, rest) = line.split_at(1.min(line.len()));
+    let number = || rest.parse::<i64>().unwrap_or(-1);
+    match kind {
+        "$" | "!" | "=" if number() >= 0 => {
+            let mut body = vec![0; number() as usize + 2];
+            input.read_exact(&mut body)?;
+            out.extend_from_slice(&body);
+        }
+        "*" | "~" | ">" => {
+            for _ in 0..number().max(0) {
+                read_resp(input, out)?;
+            }
+        }
+        "%" | "|" => {
+            for _ in 0..2 * number().max(0) {
+                read_resp(input, out)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
