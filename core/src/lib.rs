@@ -60,6 +60,12 @@ pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
 pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};
 
+/// Internals the fuzz targets in `fuzz/` drive directly. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::store::redis_text::{escape, parse_total};
+}
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

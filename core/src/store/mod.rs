@@ -18,6 +18,7 @@ mod local_storage;
 mod memory;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;
+pub(crate) mod redis_text;
 
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use self::redis::{RedisClock, RedisStore};

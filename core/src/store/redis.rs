@@ -9,6 +9,7 @@
 //! batch's deltas are added up and capped in Rust first), and the only numbers a script
 //! handles as doubles, expiry times, are clamped in Rust to at most 2^53.
 
+use super::redis_text::{escape, parse_total};
 use super::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseReply, LeaseRequest, Store, StoreError,
     StoredState, SyncBatch, WindowKey,
@@ -942,40 +943,6 @@ impl RedisStore {
             ))
         })
     }
-}
-
-/// A stored total: decimal digits, capped at [`StoredState::MAX_TOTAL`].
-fn parse_total(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits = text.trim_start_matches('0');
-    if digits.len() > 19 {
-        return Some(StoredState::MAX_TOTAL);
-    }
-    Some(
-        digits
-            .parse::<u64>()
-            .unwrap_or(0)
-            .min(StoredState::MAX_TOTAL),
-    )
-}
-
-/// `%`, `{` and `}` escaped (so a name cannot break the hash tag); the empty name is `%`.
-fn escape(name: &str) -> String {
-    if name.is_empty() {
-        return "%".to_owned();
-    }
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn duration_ms(duration: Duration) -> u64 {
