@@ -211,8 +211,17 @@ impl TrackerConfig {
         self
     }
 
-    /// Checks every service and that names are unique (in O(n) for n services).
+    /// Checks that there is at least one service, every service, and that names are unique
+    /// (in O(n) for n services).
     pub fn validate(&self) -> Result<(), QuotaError> {
+        if self.services.is_empty() {
+            return Err(QuotaError::invalid_config(
+                None,
+                "services",
+                "[]",
+                "must name at least one service",
+            ));
+        }
         let mut seen = std::collections::HashSet::with_capacity(self.services.len());
         for service in &self.services {
             service.validate()?;
@@ -243,6 +252,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         TrackerConfig::defaults().validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_config_is_invalid() {
+        assert_eq!(
+            message(&TrackerConfig::new([])),
+            "invalid config: services must name at least one service (got [])"
+        );
     }
 
     #[test]
