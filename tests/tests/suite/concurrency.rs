@@ -21,7 +21,7 @@ extern "C" {
 /// Yields to the other tasks: a `setTimeout(0)` (a new macrotask) on even rounds, a resolved
 /// promise (a microtask) on odd ones.
 async fn yield_now(round: u32) {
-    let promise = if round % 2 == 0 {
+    let promise = if round.is_multiple_of(2) {
         Promise::new(&mut |resolve, _| set_timeout(&resolve, 0))
     } else {
         Promise::resolve(&JsValue::UNDEFINED)
@@ -48,7 +48,7 @@ const ROUNDS: u32 = 250;
 
 /// What task `task` records in round `round`: a service and a count of 1 to 3.
 fn plan(task: u32, round: u32) -> (&'static str, u32) {
-    let service = if (task + round) % 2 == 0 { "a" } else { "b" };
+    let service = if (task + round).is_multiple_of(2) { "a" } else { "b" };
     (service, (task * 7 + round) % 3 + 1)
 }
 
@@ -133,7 +133,7 @@ async fn interleaved_calls_through_the_js_object_are_all_counted() {
         let tracker = Rc::clone(&tracker);
         async move {
             for round in 0..500u32 {
-                let args = if round % 5 == 0 {
+                let args = if round.is_multiple_of(5) {
                     vec![JsValue::from("api")] // count omitted: 1
                 } else {
                     vec![JsValue::from("api"), JsValue::from(task + 1)]
