@@ -48,7 +48,11 @@ const ROUNDS: u32 = 250;
 
 /// What task `task` records in round `round`: a service and a count of 1 to 3.
 fn plan(task: u32, round: u32) -> (&'static str, u32) {
-    let service = if (task + round).is_multiple_of(2) { "a" } else { "b" };
+    let service = if (task + round).is_multiple_of(2) {
+        "a"
+    } else {
+        "b"
+    };
     (service, (task * 7 + round) % 3 + 1)
 }
 
