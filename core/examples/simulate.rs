@@ -19,19 +19,29 @@
 //! cargo run -p quota-core --release --features sim --example simulate -- \
 //!     --processes 4 --store file:/tmp/quota.json --admission leased:1000 --limit 100000 --calls 400000
 //! ```
+//!
+//! With `--config quota.toml` (or a `.json` file, see `quota_core::QuotaFile`), the file's
+//! services (with their admission), store and sync policy replace the defaults: with a `store`
+//! the run is shared through it, without one it runs on threads. `--store`, `--admission` and
+//! `--limit` still override the file (`--admission` and `--limit` for every service).
 
 use quota_core::sim::{threads, CallSize, Mode, Workload};
-use quota_core::{Admission, QuotaError, QuotaTracker, Store, TrackerConfig};
+use quota_core::{
+    Admission, QuotaError, QuotaFile, QuotaTracker, StoreUrl, SyncPolicy, TrackerConfig,
+};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-const USAGE: &str = "usage: simulate [--workers N] [--calls N] [--mode locked|racy] [--seed N] \
-                     [--max-size N]\n\
-                     \x20      simulate --processes N --store file:PATH|redis://HOST:PORT \
-                     [--admission local|exact|leased:BLOCK] [--limit N] [--calls N] [--seed N]\n\
-                     defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1 \
-                     --admission local";
+const USAGE: &str = "usage: simulate [--config FILE] [--workers N] [--calls N] \
+                     [--mode locked|racy] [--seed N] [--max-size N] [--limit N]\n\
+                     \x20      simulate [--config FILE] --processes N \
+                     --store file:PATH|redis://HOST:PORT [--admission local|exact|leased:BLOCK] \
+                     [--limit N] [--calls N] [--seed N]\n\
+                     defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; \
+                     the services tiingo, finnhub and sendgrid with admission local, or those of \
+                     --config FILE (.toml or .json) with its store";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,10 +64,50 @@ struct Options {
     max_size: u64,
     processes: usize,
     store: Option<String>,
-    admission: Admission,
+    /// For every service, replacing the config's.
+    admission: Option<Admission>,
     limit: Option<u64>,
+    /// A config file whose services, store and sync policy replace the defaults.
+    config: Option<PathBuf>,
     /// Set in the processes the parent starts: which one this is.
     child: Option<u64>,
+}
+
+/// What a run counts against: the services (the defaults or the config file's, with `--limit`
+/// and `--admission` applied), the store (`--store` or the file's) and the sync policy.
+#[derive(Debug)]
+struct Setup {
+    config: TrackerConfig,
+    store: Option<StoreUrl>,
+    sync: SyncPolicy,
+}
+
+fn setup(options: &Options) -> Result<Setup, String> {
+    let file = match &options.config {
+        Some(path) => QuotaFile::load(path).map_err(|error| error.to_string())?,
+        None => QuotaFile::new(TrackerConfig::defaults()),
+    };
+    let store = match &options.store {
+        Some(spec) => Some(
+            spec.parse::<StoreUrl>()
+                .map_err(|error| format!("--store: {error}"))?,
+        ),
+        None => file.store,
+    };
+    let mut config = file.tracker;
+    for service in &mut config.services {
+        if let Some(limit) = options.limit {
+            service.limit = limit;
+        }
+        if let Some(admission) = options.admission {
+            service.admission = admission;
+        }
+    }
+    Ok(Setup {
+        config,
+        store,
+        sync: file.sync,
+    })
 }
 
 /// Parses `args`, runs the simulation and writes the report to `out`.
@@ -67,18 +117,19 @@ pub fn cli(args: &[String], out: &mut impl Write) -> Result<(), String> {
         return Ok(());
     }
     let options = parse(args)?;
-    if options.store.is_some() {
-        return shared(args, &options, out);
+    let setup = setup(&options)?;
+    if let Some(store) = &setup.store {
+        return shared(args, &options, &setup, store, out);
     }
-    let config = TrackerConfig::defaults();
-    let mut workload = Workload::even(&config);
+    let config = &setup.config;
+    let mut workload = Workload::even(config);
     workload.workers = options.workers;
     workload.seed = options.seed;
     workload.size = CallSize {
         min: 1,
         max: options.max_size,
     };
-    let report = threads::run(&config, &workload, options.mode, options.calls)
+    let report = threads::run(config, &workload, options.mode, options.calls)
         .map_err(|error| error.to_string())?;
     write_report(out, &options, &report).map_err(|error| error.to_string())
 }
@@ -92,8 +143,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         max_size: 1,
         processes: 1,
         store: None,
-        admission: Admission::Local,
+        admission: None,
         limit: None,
+        config: None,
         child: None,
     };
     let mut rest = args.iter();
@@ -116,8 +168,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--store" => options.store = Some(value.clone()),
             "--limit" => options.limit = Some(number("--limit")?),
             "--child" => options.child = Some(number("--child")?),
+            "--config" => options.config = Some(PathBuf::from(value)),
             "--admission" => {
-                options.admission = match value.as_str() {
+                options.admission = Some(match value.as_str() {
                     "local" => Admission::Local,
                     "exact" => Admission::Exact,
                     other => match other.strip_prefix("leased:").map(str::parse) {
@@ -128,7 +181,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                             ))
                         }
                     },
-                }
+                })
             }
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
@@ -181,44 +234,38 @@ fn write_report(
     )
 }
 
-/// The store named by `--store`.
-fn open_store(spec: &str) -> Result<Box<dyn Store>, String> {
-    if let Some(path) = spec.strip_prefix("file:") {
-        return Ok(Box::new(quota_core::FileStore::new(path)));
-    }
-    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        #[cfg(feature = "redis")]
-        return quota_core::RedisStore::new(spec)
-            .map(|store| Box::new(store) as Box<dyn Store>)
-            .map_err(|error| error.to_string());
-        #[cfg(not(feature = "redis"))]
-        return Err("built without Redis: add --features sim,redis".into());
-    }
-    Err(format!(
-        "--store must be file:PATH or redis://HOST:PORT (got {spec:?})"
-    ))
-}
-
-/// The default services, with `--limit` for every limit and `--admission` for every service.
-fn shared_config(options: &Options) -> TrackerConfig {
-    let mut config = TrackerConfig::defaults();
-    for service in &mut config.services {
-        if let Some(limit) = options.limit {
-            service.limit = limit;
+/// The admission of every service, or `per service` when they differ.
+fn admissions(config: &TrackerConfig) -> String {
+    match config.services.split_first() {
+        Some((first, rest)) if rest.iter().all(|s| s.admission == first.admission) => {
+            format!("{:?}", first.admission)
         }
-        service.admission = options.admission;
+        _ => "per service".into(),
     }
-    config
 }
 
-/// `--processes N --store ...`: the parent starts N children and sums what they report.
-fn shared(args: &[String], options: &Options, out: &mut impl Write) -> Result<(), String> {
-    let config = shared_config(options);
-    let spec = options.store.as_deref().unwrap_or_default();
+/// `--processes N` with a store: the parent starts N children and sums what they report.
+fn shared(
+    args: &[String],
+    options: &Options,
+    setup: &Setup,
+    store: &StoreUrl,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    if *store == StoreUrl::Memory {
+        return Err(
+            "store memory: keeps counts inside one process: the processes need file:PATH or \
+             redis://HOST:PORT"
+                .into(),
+        );
+    }
+    let config = &setup.config;
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
     if let Some(child) = options.child {
-        return shared_child(options, &config, spec, child, out);
+        return shared_child(options, setup, store, child, out);
     }
+    // Opened before any process starts: a store this build cannot open fails here.
+    let reader_store = store.open().map_err(|error| error.to_string())?;
     let started = Instant::now();
     let children: Vec<_> = (0..options.processes)
         .map(|child| {
@@ -249,20 +296,19 @@ fn shared(args: &[String], options: &Options, out: &mut impl Write) -> Result<()
     }
     let elapsed = started.elapsed().as_secs_f64();
     // What the store holds now, read by a tracker of its own.
-    let reader = QuotaTracker::builder(shared_config(&Options {
-        admission: Admission::Local,
-        store: None,
-        child: None,
-        ..*options
-    }))
-    .boxed_store(open_store(spec)?)
-    .build()
-    .map_err(|e| e.to_string())?;
+    let mut local = config.clone();
+    for service in &mut local.services {
+        service.admission = Admission::Local;
+    }
+    let reader = QuotaTracker::builder(local)
+        .boxed_store(reader_store)
+        .build()
+        .map_err(|e| e.to_string())?;
     writeln!(
         out,
-        "{} processes, store {spec}, admission {:?}: {elapsed:.3} s, {:.0} calls/s",
+        "{} processes, store {store}, admission {}: {elapsed:.3} s, {:.0} calls/s",
         options.processes,
-        options.admission,
+        admissions(config),
         issued.iter().sum::<u64>() as f64 / elapsed
     )
     .map_err(|e| e.to_string())?;
@@ -274,9 +320,10 @@ fn shared(args: &[String], options: &Options, out: &mut impl Write) -> Result<()
     .map_err(|e| e.to_string())?;
     // A file's every window (a minute service rolls over during a long run); a Redis store's
     // current window.
-    let file_totals = spec
-        .strip_prefix("file:")
-        .and_then(|path| quota_core::FileStore::new(path).state().ok());
+    let file_totals = match store {
+        StoreUrl::File(path) => quota_core::FileStore::new(path).state().ok(),
+        _ => None,
+    };
     for (k, name) in names.iter().enumerate() {
         let recorded = match &file_totals {
             Some(state) => state
@@ -303,13 +350,15 @@ fn shared(args: &[String], options: &Options, out: &mut impl Write) -> Result<()
 /// One child: its share of the calls through `try_record`; prints `name issued admitted`.
 fn shared_child(
     options: &Options,
-    config: &TrackerConfig,
-    spec: &str,
+    setup: &Setup,
+    store: &StoreUrl,
     child: u64,
     out: &mut impl Write,
 ) -> Result<(), String> {
+    let config = &setup.config;
     let tracker = QuotaTracker::builder(config.clone())
-        .boxed_store(open_store(spec)?)
+        .boxed_store(store.open().map_err(|error| error.to_string())?)
+        .sync_policy(setup.sync.clone())
         .build()
         .map_err(|e| e.to_string())?;
     let mut workload = Workload::even(config);
@@ -334,4 +383,145 @@ fn shared_child(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// `--config`: run inside `core/tests/simulate.rs`, which includes this file.
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<String, String> {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let mut out = Vec::new();
+        cli(&args, &mut out)?;
+        Ok(String::from_utf8(out).expect("the report is UTF-8"))
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn the_example_config_runs_its_services_on_threads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../quota.toml");
+        let report = run(&["--config", path, "--workers", "2", "--calls", "3000"]).unwrap();
+        let names: Vec<&str> = report
+            .lines()
+            .skip(2)
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            names,
+            ["tiingo", "finnhub", "sendgrid", "total"],
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_config_replaces_the_services_and_the_flags_still_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "q.json",
+            r#"{"services": [{"name": "search", "limit": 100, "period": "minute"},
+                             {"name": "email", "limit": 1000, "period": "day"}]}"#,
+        );
+        let report = run(&["--config", &path, "--workers", "2", "--calls", "2000"]).unwrap();
+        assert!(
+            report.contains("\nsearch ") && report.contains("\nemail "),
+            "{report}"
+        );
+        assert!(!report.contains("tiingo"), "{report}");
+
+        let options = parse(&["--config".into(), path, "--limit".into(), "7".into()]).unwrap();
+        let setup = setup(&options).unwrap();
+        assert!(setup.config.services.iter().all(|s| s.limit == 7));
+        assert_eq!(setup.store, None);
+    }
+
+    #[test]
+    fn the_files_store_and_admission_share_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = dir.path().join("counts.json");
+        let path = write(
+            &dir,
+            "q.toml",
+            &format!(
+                "store = {:?}\n[sync]\ninterval_ms = 10\n\n\
+                 [[services]]\nname = \"llm\"\nlimit = 100\nperiod = \"day\"\n\
+                 admission = {{ leased = 8 }}\n",
+                format!("file:{}", counts.display())
+            ),
+        );
+        let args: Vec<String> = ["--config", &path, "--calls", "400", "--processes", "2"]
+            .map(String::from)
+            .to_vec();
+        let options = parse(&args).unwrap();
+        let setup = setup(&options).unwrap();
+        assert_eq!(setup.store, Some(StoreUrl::File(counts.clone())));
+        assert_eq!(setup.sync.interval_ms, 10);
+        assert_eq!(
+            setup.config.services[0].admission,
+            Admission::Leased { block: 8 }
+        );
+        // Two children, one after the other, in this process (a child is what each process
+        // of the shared run does).
+        let store = setup.store.clone().unwrap();
+        let mut admitted = 0;
+        for child in 0..2 {
+            let mut out = Vec::new();
+            shared_child(&options, &setup, &store, child, &mut out).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let fields: Vec<&str> = out.split_whitespace().collect();
+            assert_eq!(fields[..2], ["llm", "200"], "{out}");
+            admitted += fields[2].parse::<u64>().unwrap();
+        }
+        // Leases stop at the Critical threshold (80 of 100): never over it, nothing lost.
+        assert!(admitted > 0 && admitted <= 80, "{admitted}");
+        let state = quota_core::FileStore::new(&counts).state().unwrap();
+        let recorded: u64 = state.windows().map(|w| w.total).sum();
+        assert_eq!(recorded, admitted);
+    }
+
+    #[test]
+    fn bad_configs_and_stores_are_reported_without_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = run(&["--config", "/no/such/quota.toml"]).unwrap_err();
+        assert!(
+            error.starts_with("could not read /no/such/quota.toml"),
+            "{error}"
+        );
+        let bad = write(
+            &dir,
+            "bad.toml",
+            "[[services]]\nname = \"x\"\nlimit = 0\nperiod = \"day\"\n",
+        );
+        let error = run(&["--config", &bad]).unwrap_err();
+        assert!(
+            error.contains("at line 3") && error.contains("limit"),
+            "{error}"
+        );
+        let error = run(&["--store", "memory:"]).unwrap_err();
+        assert!(error.contains("one process"), "{error}");
+        // Redis: a URL its client refuses (with the feature), or no Redis (without).
+        let error = run(&["--store", "redis://app:hunter2@h:port"]).unwrap_err();
+        assert!(error.contains("redis://app:<redacted>@h:port"), "{error}");
+        let error = run(&["--store", "redis://app:hunter2@"]).unwrap_err();
+        assert!(error.starts_with("--store: invalid store URL"), "{error}");
+        let secret = write(
+            &dir,
+            "secret.toml",
+            "store = \"redis://app:hunter2@h:port\"\n[[services]]\nname = \"x\"\nlimit = 1\nperiod = \"hunter2\"\n",
+        );
+        let error = run(&["--config", &secret]).unwrap_err();
+        assert!(error.contains("line 5"), "{error}");
+        for error in [
+            error,
+            run(&["--store", "redis://app:hunter2@h:port"]).unwrap_err(),
+        ] {
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
 }

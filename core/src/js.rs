@@ -12,6 +12,11 @@
 //! usage.remaining; // 30
 //! tracker.tryRecord("search", 40).allowed; // false: nothing recorded
 //!
+//! // A lean handle for hot loops: one number back, no objects.
+//! const search = tracker.service("search");
+//! search.record(); // 29: the remaining count
+//! search.tryRecord(40); // -1: denied, nothing recorded
+//!
 //! // Counts that survive reloads: restored from localStorage["my-app"], saved there by later
 //! // calls once a minute (syncIntervalMs) or at once on entering critical, and by flush().
 //! const saved = new QuotaTracker({ services: [/* ... */], storage: { key: "my-app" } });
@@ -22,7 +27,8 @@
 //! The class wraps one [`QuotaTracker`] on the JS clock (`Date.now()`). Inputs are checked at
 //! the boundary (module `input`): every bad one throws an `Error` naming the problem and changes
 //! nothing. Results are plain objects (module `shapes`); the TypeScript declarations below
-//! describe them.
+//! describe them. `service(name)` hands out a lean `Service` handle (module `service`) whose
+//! calls skip the wasm-bindgen glue.
 //!
 //! With `storage`, the tracker persists through a
 //! [`LocalStorageStore`](crate::LocalStorageStore) (off wasm32, a stand-in that reports itself
@@ -35,17 +41,22 @@
 
 mod input;
 mod names;
+mod service;
 mod shapes;
 
+use crate::clock::Clock;
 use crate::error::QuotaError;
 use crate::persistence::SyncPolicy;
+use crate::service::TrackerConfig;
 use crate::store::Store;
 use crate::tracker::QuotaTracker;
 use crate::usage::Transition;
 use js_sys::{Array, Error, Function};
-use names::Names;
+use names::{Found, Names};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -159,12 +170,40 @@ export interface Snapshot {
 
 /** Called once per level change. */
 export type TransitionCallback = (transition: Transition) => void;
+
+/**
+ * A lean handle on one service, from `tracker.service(name)`, for hot loops: `record` and
+ * `tryRecord` return only the remaining count and build no objects. The counts, levels,
+ * callbacks and storage are the tracker's: a call here is a call there.
+ */
+export interface Service {
+  /** The service's name. */
+  readonly name: string;
+  /**
+   * Records `count` calls (default 1) and returns the remaining count, `max(limit - used, 0)`.
+   * It always records, as `recordCall` does. Throws an Error if `count` is not a whole number
+   * from 1 to `Number.MAX_SAFE_INTEGER`.
+   */
+  record(count?: number): number;
+  /**
+   * Records `count` calls (default 1) only if they are allowed, as `tryRecord` decides, and
+   * returns the remaining count after; `-1` when denied (nothing recorded). Throws as `record`.
+   */
+  tryRecord(count?: number): number;
+  /** Whether a call is allowed now, as `canCall(name)`. */
+  canCall(): boolean;
+  /** The service's usage now, as `usage(name)`. */
+  usage(): ServiceUsage;
+  /** Lets go of the tracker now rather than when this handle is garbage-collected; any later call throws. */
+  free(): void;
+}
 "#;
 
-#[wasm_bindgen]
+#[wasm_bindgen(module = "/src/js/shapes.js")]
 extern "C" {
-    #[wasm_bindgen(js_namespace = console, js_name = error)]
-    fn console_error(message: &str, error: &JsValue);
+    /// `console.error` that callback `id` threw `error` on `transition` (a JS transition).
+    #[wasm_bindgen(js_name = reportThrow)]
+    fn report_throw(id: u32, transition: &JsValue, error: &JsValue);
 }
 
 /// Counts calls per service against their quotas, on the JS clock (`Date.now()`).
@@ -173,12 +212,21 @@ extern "C" {
 /// and changes nothing.
 #[wasm_bindgen(js_name = QuotaTracker)]
 pub struct JsQuotaTracker {
+    /// Shared with the lean [`Service`](service) handles, which outlive this object if JS keeps
+    /// them.
+    inner: Rc<Inner>,
+}
+
+/// What a JS `QuotaTracker` and its `Service` handles share.
+struct Inner {
     tracker: QuotaTracker,
     names: Names,
+    /// The time a lean call read in JS, for the tracker's clock while that call runs.
+    clock: JsClock,
     /// Transitions the tracker reported and the JS callbacks have not seen yet. Filled by a
     /// `Send + Sync` observer, hence the `Mutex` (`std`'s: this state is not part of the
     /// loom-checked tracker).
-    pending: Arc<Mutex<VecDeque<Transition>>>,
+    pending: Arc<Pending>,
     callbacks: RefCell<Vec<(u32, Function)>>,
     next_id: Cell<u32>,
     /// Set while delivering: a call made from inside a callback leaves its transitions to the
@@ -200,7 +248,9 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "TrackerConfig")] config: &JsValue,
     ) -> Result<JsQuotaTracker, Error> {
         let input::Config { tracker, storage } = input::config(config)?;
-        let mut builder = QuotaTracker::builder(tracker);
+        let names = service_names(&tracker);
+        let clock = JsClock::default();
+        let mut builder = QuotaTracker::builder(tracker).clock(clock.clone());
         if let Some(storage) = storage {
             builder = builder
                 .boxed_store(local_storage(storage.key))
@@ -209,14 +259,22 @@ impl JsQuotaTracker {
                     ..SyncPolicy::default()
                 });
         }
-        builder.build().map(Self::wrap).map_err(input::error)
+        let tracker = builder.build().map_err(input::error)?;
+        Ok(Self::wrap(tracker, names, clock))
     }
 
     /// A tracker of the default services: tiingo 500 per month, finnhub 60 per minute,
     /// sendgrid 100 per day.
     #[wasm_bindgen(js_name = withDefaults)]
     pub fn with_defaults() -> JsQuotaTracker {
-        Self::wrap(QuotaTracker::with_defaults())
+        let config = TrackerConfig::defaults();
+        let names = service_names(&config);
+        let clock = JsClock::default();
+        let tracker = QuotaTracker::builder(config).clock(clock.clone()).build();
+        match tracker {
+            Ok(tracker) => Self::wrap(tracker, names, clock),
+            Err(error) => unreachable!("the default config is valid: {error}"),
+        }
     }
 
     /// Records `count` calls (default 1) to `service` and returns `{ usage, transition }`:
@@ -228,12 +286,18 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = self.names.find(service)?;
-        let count = input::count(&name, count)?;
-        let recorded = self.delivered(self.tracker.record_call(&name, count))?;
+        let inner = &*self.inner;
+        let (found, count, now) = inner.names.find_call(service, count)?;
+        let recorded = inner.clock.at(now, || {
+            inner
+                .handle(&found)
+                .and_then(|service| service.record(count))
+        });
+        let recorded = inner.delivered(recorded)?;
         Ok(shapes::recorded(
-            &shapes::usage(service, &recorded.usage),
-            &shapes::transition(recorded.transition()),
+            service,
+            &recorded.usage,
+            recorded.transition(),
         ))
     }
 
@@ -246,22 +310,37 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = self.names.find(service)?;
-        let count = input::count(&name, count)?;
-        let result = self.tracker.try_record(&name, count);
-        self.deliver();
+        let inner = &*self.inner;
+        let (found, count, now) = inner.names.find_call(service, count)?;
+        let handle = inner.delivered(inner.handle(&found))?;
+        let result = inner.clock.at(now, || match handle.try_record(count) {
+            // Not allowed now: an answer, not an error.
+            Err(QuotaError::Denied { .. }) => Err(Ok(handle.usage())),
+            other => other.map_err(Err),
+        });
+        inner.deliver();
         match result {
             Ok(recorded) => Ok(shapes::allowed(
-                &shapes::usage(service, &recorded.usage),
-                &shapes::transition(recorded.transition()),
+                service,
+                &recorded.usage,
+                recorded.transition(),
             )),
-            // Not allowed now: an answer, not an error.
-            Err(QuotaError::Denied { .. }) => {
-                let usage = self.delivered(self.tracker.usage(&name))?;
-                Ok(shapes::denied(&shapes::usage(service, &usage)))
-            }
-            Err(error) => Err(input::error(error)),
+            Err(Ok(usage)) => Ok(shapes::denied(service, &usage)),
+            Err(Err(error)) => Err(input::error(error)),
         }
+    }
+
+    /// A lean handle on `service` for hot loops: `record(count = 1)` returns only the
+    /// remaining count, `tryRecord(count = 1)` the remaining count or `-1` when denied. Its
+    /// counts and callbacks are this tracker's.
+    #[wasm_bindgen(unchecked_return_type = "Service")]
+    pub fn service(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+    ) -> Result<JsValue, Error> {
+        let found = self.inner.names.find(service)?;
+        let position = self.inner.position(&found).map_err(input::error)?;
+        Ok(service::handle(&self.inner, position))
     }
 
     /// Whether a call to `service` is allowed now: calls remain and the level is below
@@ -271,8 +350,12 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<bool, Error> {
-        let name = self.names.find(service)?;
-        self.delivered(self.tracker.can_call(&name))
+        let inner = &*self.inner;
+        let (found, _, now) = inner.names.find_call(service, &JsValue::UNDEFINED)?;
+        let allowed = inner.clock.at(now, || {
+            inner.handle(&found).map(|service| service.can_call())
+        });
+        inner.delivered(allowed)
     }
 
     /// The calls held back as a reserve: `floor(limit x reserveFraction)`.
@@ -281,9 +364,12 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<f64, Error> {
-        let name = self.names.find(service)?;
-        let reserve = self.delivered(self.tracker.reserve_allocation(&name))?;
-        Ok(reserve as f64)
+        let found = self.inner.names.find(service)?;
+        let reserve = self
+            .inner
+            .handle(&found)
+            .map(|service| service.reserve_allocation());
+        Ok(self.inner.delivered(reserve)? as f64)
     }
 
     /// `service`'s usage now: `{ name, used, limit, remaining, period, level, percentUsed,
@@ -293,21 +379,26 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
     ) -> Result<JsValue, Error> {
-        let name = self.names.find(service)?;
-        let usage = self.delivered(self.tracker.usage(&name))?;
+        let inner = &*self.inner;
+        let (found, _, now) = inner.names.find_call(service, &JsValue::UNDEFINED)?;
+        let usage = inner
+            .clock
+            .at(now, || inner.handle(&found).map(|handle| handle.usage()));
+        let usage = inner.delivered(usage)?;
         Ok(shapes::usage(service, &usage))
     }
 
     /// Every service's usage at one instant, in config order: `{ services, totalUsed, atMs }`.
     #[wasm_bindgen(unchecked_return_type = "Snapshot")]
     pub fn snapshot(&self) -> JsValue {
-        let snapshot = self.tracker.snapshot();
-        self.deliver();
+        let inner = &*self.inner;
+        let snapshot = inner.tracker.snapshot();
+        inner.deliver();
         let services: Array = snapshot
             .services()
             .iter()
-            .zip(self.names.js())
-            .map(|(usage, name)| shapes::usage(name, usage))
+            .enumerate()
+            .map(|(position, usage)| shapes::usage(inner.names.js(position), usage))
             .collect();
         shapes::snapshot(
             &services,
@@ -326,9 +417,9 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "TransitionCallback")] callback: &JsValue,
     ) -> Result<u32, Error> {
         let callback = input::callback(callback)?;
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        self.callbacks.borrow_mut().push((id, callback));
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        self.inner.callbacks.borrow_mut().push((id, callback));
         Ok(id)
     }
 
@@ -336,9 +427,9 @@ impl JsQuotaTracker {
     /// with the store's message if the save fails; a failed flush counts as a failed save
     /// (`stats().saveFailures`, reduced-rate mode). Does nothing without `storage`.
     pub fn flush(&self) -> Result<(), Error> {
-        let result = self.tracker.flush();
+        let result = self.inner.tracker.flush();
         // A flush may first take in counts that an earlier failed load missed.
-        self.deliver();
+        self.inner.deliver();
         result.map_err(|error| Error::new(&error.to_string()))
     }
 
@@ -347,7 +438,7 @@ impl JsQuotaTracker {
     /// row succeed. Always `false` without `storage`.
     #[wasm_bindgen(js_name = isReducedRate)]
     pub fn is_reduced_rate(&self) -> bool {
-        self.tracker.is_reduced_rate()
+        self.inner.tracker.is_reduced_rate()
     }
 
     /// Counters of the store activity: `{ loads, loadFailures, saves, saveFailures,
@@ -355,7 +446,7 @@ impl JsQuotaTracker {
     /// reducedRate }`; `lastError` is a string or `null`.
     #[wasm_bindgen(unchecked_return_type = "StoreStats")]
     pub fn stats(&self) -> JsValue {
-        shapes::stats(&self.tracker.stats())
+        shapes::stats(&self.inner.tracker.stats())
     }
 
     /// Removes the callback `onTransition` returned `id` for; `false` if there was none.
@@ -367,11 +458,62 @@ impl JsQuotaTracker {
         let Some(id) = id.as_f64() else {
             return false;
         };
-        let mut callbacks = self.callbacks.borrow_mut();
+        let mut callbacks = self.inner.callbacks.borrow_mut();
         let before = callbacks.len();
         callbacks.retain(|(existing, _)| f64::from(*existing) != id);
         callbacks.len() != before
     }
+}
+
+/// The tracker's clock: `Date.now()`, except while a lean call runs, which reads `Date.now()`
+/// in JavaScript (cheaper there than a call out of wasm) and passes it in.
+#[derive(Clone)]
+struct JsClock(Arc<AtomicU64>);
+
+impl JsClock {
+    /// No time passed in: read `Date.now()`.
+    const UNSET: u64 = u64::MAX;
+
+    /// Runs `body` with the clock reading `now_ms` (`Date.now()` if `None`).
+    fn at<T>(&self, now_ms: Option<u64>, body: impl FnOnce() -> T) -> T {
+        let Some(now_ms) = now_ms else {
+            return body();
+        };
+        self.0.store(now_ms.min(Self::UNSET - 1), Ordering::Relaxed);
+        let result = body();
+        self.0.store(Self::UNSET, Ordering::Relaxed);
+        result
+    }
+
+    /// `Date.now()` as JS passed it in: `as` saturates, so a negative or NaN time reads as 0,
+    /// as `SystemClock` reads it.
+    fn js_time(now_ms: f64) -> Option<u64> {
+        Some(now_ms as u64)
+    }
+}
+
+impl Default for JsClock {
+    fn default() -> Self {
+        JsClock(Arc::new(AtomicU64::new(Self::UNSET)))
+    }
+}
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> u64 {
+        match self.0.load(Ordering::Relaxed) {
+            Self::UNSET => js_sys::Date::now() as u64,
+            now_ms => now_ms,
+        }
+    }
+}
+
+/// The names of `config`'s services, in order.
+fn service_names(config: &TrackerConfig) -> Vec<String> {
+    config
+        .services
+        .iter()
+        .map(|service| service.name.clone())
+        .collect()
 }
 
 /// The store behind `storage: { key }`: `localStorage[key]`.
@@ -400,30 +542,45 @@ fn local_storage(key: String) -> Box<dyn Store> {
 }
 
 impl JsQuotaTracker {
-    fn wrap(tracker: QuotaTracker) -> JsQuotaTracker {
-        let pending = Arc::new(Mutex::new(VecDeque::new()));
+    fn wrap(tracker: QuotaTracker, names: Vec<String>, clock: JsClock) -> JsQuotaTracker {
+        let pending = Arc::new(Pending::default());
         let queue = Arc::clone(&pending);
-        tracker.on_transition(move |transition| {
-            queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push_back(transition.clone());
-        });
-        let names = Names::new(
-            tracker
-                .config()
-                .services
-                .into_iter()
-                .map(|service| service.name)
-                .collect(),
-        );
+        tracker.on_transition(move |transition| queue.push(transition));
+        let names = Names::new(&tracker, names);
         JsQuotaTracker {
-            tracker,
-            names,
-            pending,
-            callbacks: RefCell::new(Vec::new()),
-            next_id: Cell::new(1),
-            delivering: Cell::new(false),
+            inner: Rc::new(Inner {
+                tracker,
+                names,
+                clock,
+                pending,
+                callbacks: RefCell::new(Vec::new()),
+                next_id: Cell::new(1),
+                delivering: Cell::new(false),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    /// The tracker's handle on the service `found` names; the tracker's error for a name that
+    /// is no configured service.
+    fn handle(&self, found: &Found) -> Result<crate::tracker::Service<'_>, QuotaError> {
+        self.service_at(self.position(found)?)
+    }
+
+    /// The tracker's handle on the service at `position` (of the config).
+    fn service_at(&self, position: usize) -> Result<crate::tracker::Service<'_>, QuotaError> {
+        self.tracker
+            .service_by_id(self.names.id(position))
+            .ok_or_else(|| QuotaError::UnknownService(self.names.rust(position).to_owned()))
+    }
+
+    /// The position of the service `found` names; the tracker's error for a name that is no
+    /// configured service.
+    fn position(&self, found: &Found) -> Result<usize, QuotaError> {
+        match found {
+            Found::Position(position) => Ok(*position),
+            Found::Unknown(name) => Err(QuotaError::UnknownService(name.clone())),
         }
     }
 
@@ -435,10 +592,11 @@ impl JsQuotaTracker {
 
     /// Hands every queued transition to every callback, in order, outside all locks.
     fn deliver(&self) {
-        if self.delivering.replace(true) {
+        // Nearly every call: nothing queued, and the lock is not taken.
+        if !self.pending.queued.load(Ordering::Acquire) || self.delivering.replace(true) {
             return;
         }
-        while let Some(transition) = self.next_pending() {
+        while let Some(transition) = self.pending.pop() {
             let callbacks = self.callbacks.borrow().clone();
             for (id, callback) in callbacks {
                 // A callback may have removed another one during this round.
@@ -447,23 +605,35 @@ impl JsQuotaTracker {
                 }
                 let value = shapes::transition(Some(&transition));
                 if let Err(error) = callback.call1(&JsValue::UNDEFINED, &value) {
-                    console_error(
-                        &format!(
-                            "quota: transition callback {id} threw on {} {} -> {}; ignored:",
-                            transition.service, transition.from, transition.to
-                        ),
-                        &error,
-                    );
+                    report_throw(id, &value, &error);
                 }
             }
         }
         self.delivering.set(false);
     }
+}
 
-    fn next_pending(&self) -> Option<Transition> {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+/// The transitions the tracker reported and the JS callbacks have not seen yet, in order.
+#[derive(Default)]
+struct Pending {
+    queue: Mutex<VecDeque<Transition>>,
+    /// Whether `queue` may hold any: read without the lock on every call.
+    queued: AtomicBool,
+}
+
+impl Pending {
+    fn push(&self, transition: &Transition) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.push_back(transition.clone());
+        self.queued.store(true, Ordering::Release);
+    }
+
+    fn pop(&self) -> Option<Transition> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.queued.store(false, Ordering::Release);
+        }
+        next
     }
 }

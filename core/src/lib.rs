@@ -24,6 +24,7 @@
 //! of the lost-update bug) and `js` (feature `js`, the JavaScript bindings).
 
 mod clock;
+mod config_file;
 mod error;
 #[cfg(feature = "js")]
 pub mod js;
@@ -41,6 +42,7 @@ mod usage;
 mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config_file::{ConfigError, ConfigFormat, QuotaFile, RedisUrl, StoreUrl, StoreUrlError};
 pub use error::{DenyReason, QuotaError};
 pub use level::Level;
 pub use observers::{StoreEventSubscription, TransitionSubscription};

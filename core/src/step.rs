@@ -111,24 +111,32 @@ pub(crate) struct ServiceRules {
     pub(crate) reserve: u64,
     /// What reduced-rate mode still allows: `floor(limit x fraction)`.
     pub(crate) reduced_allowance: u64,
+    /// Counts below this are `Normal` (the least of the thresholds and the limit).
+    pub(crate) normal_below: u64,
 }
 
 impl ServiceRules {
     /// The rules of `config`, with `reduced_fraction` of the limit allowed in reduced rate.
     pub(crate) fn new(config: &ServiceConfig, reduced_fraction: f64) -> Self {
+        let thresholds = Thresholds::new(
+            config.limit,
+            config.warn_threshold,
+            config.critical_threshold,
+        );
         ServiceRules {
             limit: config.limit,
             period: config.period,
-            thresholds: Thresholds::new(
-                config.limit,
-                config.warn_threshold,
-                config.critical_threshold,
-            ),
+            thresholds,
             reserve: calls_at_most(config.limit, config.reserve_fraction),
             reduced_allowance: calls_at_most(config.limit, reduced_fraction),
+            normal_below: thresholds
+                .warn_at
+                .min(thresholds.critical_at)
+                .min(config.limit),
         }
     }
 
+    #[inline]
     pub(crate) fn level(&self, used: u64) -> Level {
         Level::of(used, self.limit, self.thresholds)
     }
@@ -177,6 +185,10 @@ impl ServiceRules {
 
     /// Applies `request` at `now_ms` to `state`. On a refusal nothing is counted (a due
     /// roll-over still happens: it would have happened on any call).
+    ///
+    /// Always inlined: the tracker's hot path keeps the step in registers. What is rare (a
+    /// window that moves) is out of line, in [`realign`](Self::realign).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(crate) fn step(&self, state: &mut ServiceState, now_ms: u64, request: Request) -> Step {
         let mut step = Step::default();
         (step.reset, step.moved) = self.align(state, now_ms);
@@ -202,10 +214,13 @@ impl ServiceRules {
                 return step;
             }
         }
-        let before = self.level(state.used);
+        // `used` only grows here, so a count still below every threshold after it was Normal
+        // before it too: no level change, and neither level needs computing.
+        if after >= self.normal_below {
+            step.recorded = self.change(self.level(state.used), after, now_ms);
+        }
         state.used = after;
         state.total = state.total.saturating_add(count);
-        step.recorded = self.change(before, after, now_ms);
         step.changed = true;
         step
     }
@@ -223,6 +238,7 @@ impl ServiceRules {
     ///
     /// Returns the level change, if any, and (when the window moved) the calls of the new
     /// window's `used` that a shared store does not hold under it yet.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(crate) fn align(
         &self,
         state: &mut ServiceState,
@@ -233,6 +249,19 @@ impl ServiceRules {
         if !forward && !far_back {
             return (None, None);
         }
+        self.realign(state, now_ms, forward)
+    }
+
+    /// [`align`](Self::align) when `now_ms` is not in the current window (`forward`: at or
+    /// past its end).
+    #[cold]
+    #[inline(never)]
+    fn realign(
+        &self,
+        state: &mut ServiceState,
+        now_ms: u64,
+        forward: bool,
+    ) -> (Option<Change>, Option<u64>) {
         let window = self.period.window_at(now_ms);
         if window == state.window {
             // Only the last window, past the calendar's range, ends at u64::MAX itself.
@@ -314,6 +343,7 @@ impl ServiceRules {
         }
     }
 
+    #[inline]
     fn change(&self, before: Level, used: u64, at_ms: u64) -> Option<Change> {
         let to = self.level(used);
         (before != to).then_some(Change {

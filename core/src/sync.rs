@@ -8,8 +8,9 @@
 //! logging all run outside every lock), so a poisoned flag carries no information here and the
 //! data behind it is always whole.
 //!
-//! Two modules deliberately use `std` directly and say why: `sim::racy` (the demonstration of
-//! the bug is not what loom checks) and `store` (a store's own data, outside the tracker).
+//! Three modules deliberately use `std` directly and say why: `sim::racy` (the demonstration
+//! of the bug is not what loom checks), `store` (a store's own data, outside the tracker) and
+//! `clock` (the system clock's calibration, which no tracker protocol depends on).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{

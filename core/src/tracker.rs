@@ -16,6 +16,7 @@ use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
 use crate::window::Window;
 use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;
+use std::any::Any;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -50,9 +51,11 @@ pub use handle::{Service, ServiceId};
 /// ```
 pub struct QuotaTracker {
     services: Box<[ServiceSlot]>,
+    /// Each service's [`NameKey`], in config order: the lookup among a few services.
+    keys: Box<[NameKey]>,
     /// Names to positions, for lookups among many services.
     index: FxHashMap<Arc<str>, usize>,
-    clock: Box<dyn Clock>,
+    clock: TrackerClock,
     /// The clock's latest good reading, to within a second: used when the clock panics.
     last_good_ms: AtomicU64,
     /// The last number given to a shared-admission operation (admits, leases, give-backs):
@@ -87,7 +90,7 @@ pub struct QuotaTracker {
 #[must_use]
 pub struct QuotaTrackerBuilder {
     config: TrackerConfig,
-    clock: Box<dyn Clock>,
+    clock: TrackerClock,
     store: Option<Box<dyn Store>>,
     policy: SyncPolicy,
 }
@@ -95,7 +98,7 @@ pub struct QuotaTrackerBuilder {
 impl QuotaTrackerBuilder {
     /// Reads time from `clock` (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Box::new(clock);
+        self.clock = TrackerClock::of(clock);
         self
     }
 
@@ -154,6 +157,72 @@ impl QuotaTrackerBuilder {
 
 /// Up to this many services, names are looked up by comparing them in order.
 const LINEAR_LOOKUP_MAX: usize = 8;
+
+/// Where the tracker reads the time. The [`SystemClock`] is read directly: it cannot panic
+/// (see [`SystemClock::wall_ms`]), so it needs no panic guard and no dynamic call; any other
+/// clock is called through `dyn Clock` under `catch_unwind`.
+enum TrackerClock {
+    System,
+    Other(Box<dyn Clock>),
+}
+
+impl TrackerClock {
+    fn of<C: Clock + 'static>(clock: C) -> Self {
+        if (&clock as &dyn Any).is::<SystemClock>() {
+            TrackerClock::System
+        } else {
+            TrackerClock::Other(Box::new(clock))
+        }
+    }
+}
+
+/// A name's length and its bytes packed into one word, compared before the name itself.
+///
+/// Up to 8 bytes the packing is exact (equal keys, equal names: no text is compared at all);
+/// for longer names the word holds the first and the last 8 bytes folded together, and a
+/// matching key is confirmed by comparing the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NameKey {
+    len: usize,
+    bytes: u64,
+}
+
+impl NameKey {
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn of(name: &str) -> NameKey {
+        let b = name.as_bytes();
+        let len = b.len();
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&b[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        let bytes = if len > 8 {
+            // Only a filter: the first 8 bytes, and the last 8 rotated.
+            word(0) ^ word(len - 8).rotate_left(32)
+        } else if len >= 4 {
+            // The first 4 and the last 4 bytes (overlapping below 8) cover all of them.
+            half(0) | half(len - 4) << 32
+        } else if len > 0 {
+            // The first, middle and last byte cover up to 3.
+            u64::from(b[0]) | u64::from(b[len / 2]) << 8 | u64::from(b[len - 1]) << 16
+        } else {
+            0
+        };
+        NameKey { len, bytes }
+    }
+
+    /// Whether equal keys mean equal names.
+    #[inline]
+    fn is_exact(self) -> bool {
+        self.len <= 8
+    }
+}
 
 /// One service: its fixed config and rules, its guarded state, its queued transitions.
 struct ServiceSlot {
@@ -257,6 +326,13 @@ impl Drop for SavingGuard {
     }
 }
 
+/// Kept out of line: the lookups inline, their error does not.
+#[cold]
+#[inline(never)]
+fn unknown_service(service: &str) -> QuotaError {
+    QuotaError::UnknownService(service.to_owned())
+}
+
 fn describe_transition(t: &Transition) -> String {
     format!("transition {} {} -> {}", t.service, t.from, t.to)
 }
@@ -291,20 +367,21 @@ impl QuotaTracker {
     pub fn builder(config: TrackerConfig) -> QuotaTrackerBuilder {
         QuotaTrackerBuilder {
             config,
-            clock: Box::new(SystemClock),
+            clock: TrackerClock::System,
             store: None,
             policy: SyncPolicy::default(),
         }
     }
 
     /// The tracker of a validated config, without persistence.
-    fn assemble(config: TrackerConfig, clock: Box<dyn Clock>, reduced_fraction: f64) -> Self {
+    fn assemble(config: TrackerConfig, clock: TrackerClock, reduced_fraction: f64) -> Self {
         let mut tracker = QuotaTracker {
             services: Box::new([]),
+            keys: Box::new([]),
             index: FxHashMap::default(),
             clock,
             // Until the clock gave a reading, a panicking clock falls back to the system's.
-            last_good_ms: AtomicU64::new(SystemClock.now_ms()),
+            last_good_ms: AtomicU64::new(SystemClock::wall_ms()),
             op_seq: AtomicU64::new(0),
             observers: Registry::new(),
             store_observers: Registry::new(),
@@ -326,6 +403,11 @@ impl QuotaTracker {
                 config,
             })
             .collect();
+        tracker.keys = tracker
+            .services
+            .iter()
+            .map(|slot| NameKey::of(&slot.name))
+            .collect();
         tracker.index = tracker
             .services
             .iter()
@@ -341,8 +423,9 @@ impl QuotaTracker {
     ///
     /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 or a count
     /// that would overflow the counter. On error nothing was recorded.
+    #[inline]
     pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
-        self.update(self.position(service)?, Request::Record(count))
+        self.update_named(service, Request::Record(count))
     }
 
     /// Records `count` calls only if they are allowed: the service is below Critical, has
@@ -352,9 +435,10 @@ impl QuotaTracker {
     ///
     /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), and the errors of
     /// [`record_call`](Self::record_call).
+    #[inline]
     pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
-        self.update(
-            self.position(service)?,
+        self.update_named(
+            service,
             Request::TryRecord {
                 count,
                 reduced_rate: self.is_reduced_rate(),
@@ -502,8 +586,17 @@ impl QuotaTracker {
 
     /// Reads the clock. A clock that panics is reported and its last good reading (to
     /// within a second) is used instead.
+    #[inline]
     fn now(&self) -> u64 {
-        match catch_unwind(AssertUnwindSafe(|| self.clock.now_ms())) {
+        match &self.clock {
+            TrackerClock::System => SystemClock.now_ms(),
+            TrackerClock::Other(clock) => self.guarded_now(&**clock),
+        }
+    }
+
+    /// Reads a user's clock under a panic guard.
+    fn guarded_now(&self, clock: &dyn Clock) -> u64 {
+        match catch_unwind(AssertUnwindSafe(|| clock.now_ms())) {
             Ok(now) => {
                 // Written about once a second, so threads do not contend on it.
                 if now.abs_diff(self.last_good_ms.load(Ordering::Relaxed)) >= 1_000 {
@@ -519,35 +612,74 @@ impl QuotaTracker {
         }
     }
 
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     fn position(&self, service: &str) -> Result<usize, QuotaError> {
-        // A few names compare faster than they hash; many are found through the map.
-        let found = if self.services.len() <= LINEAR_LOOKUP_MAX {
-            self.services.iter().position(|slot| *slot.name == *service)
-        } else {
-            self.index.get(service).copied()
-        };
-        found.ok_or_else(|| QuotaError::UnknownService(service.to_owned()))
+        match self.find(service) {
+            Some(position) => Ok(position),
+            None => Err(unknown_service(service)),
+        }
+    }
+
+    /// A few names are found by their keys (a word compare each, no text compared up to 8
+    /// bytes), many through the map.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn find(&self, service: &str) -> Option<usize> {
+        if self.keys.len() > LINEAR_LOOKUP_MAX {
+            return self.index.get(service).copied();
+        }
+        let key = NameKey::of(service);
+        self.keys.iter().enumerate().find_map(|(position, k)| {
+            (*k == key && (key.is_exact() || *self.services[position].name == *service))
+                .then_some(position)
+        })
     }
 
     /// One step of one service under its lock (the only lock taken), then, if `deliver`, the
-    /// transitions delivered after the lock is released.
+    /// transitions delivered after the lock is released. Inlined, so that the hot path's
+    /// step, state and result live in registers rather than being moved through memory.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     fn step_at(&self, position: usize, now: u64, request: Request, deliver: bool) -> StepResult {
+        let (guard, step) = self.lock_and_step(position, now, request);
+        self.finish_step(position, guard, step, deliver)
+    }
+
+    /// The first half of [`step_at`](Self::step_at): locks the service and steps it (booking
+    /// the change for a store); the lock stays held.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn lock_and_step(
+        &self,
+        position: usize,
+        now: u64,
+        request: Request,
+    ) -> (MutexGuard<'_, SlotState>, Step) {
         let slot = &self.services[position];
-        let shared = self.persistence.is_some();
-        let (step, state, reset, recorded) = {
-            let mut guard = slot.state.lock();
-            let old_window = guard.service.window;
-            let step = slot.rules.step(&mut guard.service, now, request);
-            if shared && step.changed {
-                let counted = match (request, step.refused) {
-                    (Request::Record(n) | Request::TryRecord { count: n, .. }, None) => n,
-                    _ => 0,
-                };
-                guard.sync.book(old_window, &step, counted);
-            }
-            let (reset, recorded) = self.queue_transitions(slot, &step);
-            (step, guard.service, reset, recorded)
-        };
+        let mut guard = slot.state.lock();
+        let old_window = guard.service.window;
+        let step = slot.rules.step(&mut guard.service, now, request);
+        if step.changed && self.persistence.is_some() {
+            let counted = match (request, step.refused) {
+                (Request::Record(n) | Request::TryRecord { count: n, .. }, None) => n,
+                _ => 0,
+            };
+            guard.sync.book(old_window, &step, counted);
+        }
+        (guard, step)
+    }
+
+    /// The second half of [`step_at`](Self::step_at): queues the step's transitions under
+    /// the lock, releases it, then asks for a sync if the window moved and delivers.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn finish_step(
+        &self,
+        position: usize,
+        guard: MutexGuard<'_, SlotState>,
+        step: Step,
+        deliver: bool,
+    ) -> StepResult {
+        let slot = &self.services[position];
+        let (reset, recorded) = self.queue_transitions(slot, &step);
+        let state = guard.service;
+        drop(guard);
         if step.moved.is_some() {
             if let Some(persistence) = &self.persistence {
                 persistence.sync_soon();
@@ -568,6 +700,7 @@ impl QuotaTracker {
 
     /// Builds the step's transitions and queues them for the observers; call it under the
     /// service's lock (which orders them).
+    #[inline]
     fn queue_transitions(
         &self,
         slot: &ServiceSlot,
@@ -576,6 +709,17 @@ impl QuotaTracker {
         if step.reset.is_none() && step.recorded.is_none() {
             return (None, None);
         }
+        self.queue_changes(slot, step)
+    }
+
+    /// [`queue_transitions`](Self::queue_transitions) when there are some: rare, out of line.
+    #[cold]
+    #[inline(never)]
+    fn queue_changes(
+        &self,
+        slot: &ServiceSlot,
+        step: &Step,
+    ) -> (Option<Transition>, Option<Transition>) {
         let epoch = self.observers.epoch();
         let [reset, recorded] = [step.reset, step.recorded].map(|change| {
             change.map(|change| {
@@ -587,7 +731,30 @@ impl QuotaTracker {
         (reset, recorded)
     }
 
+    /// [`update`](Self::update) of the service named `service`: the lookup and the update in
+    /// one function (one call, one stack frame for `record_call` and `try_record`).
+    #[inline(never)]
+    fn update_named(&self, service: &str, request: Request) -> Result<Recorded<'_>, QuotaError> {
+        match self.find(service) {
+            Some(position) => self.update_inline(position, request),
+            None => Err(unknown_service(service)),
+        }
+    }
+
+    /// `record` and `try_record` of a [`Service`] handle.
+    #[inline(never)]
     fn update(&self, position: usize, request: Request) -> Result<Recorded<'_>, QuotaError> {
+        self.update_inline(position, request)
+    }
+
+    /// `record_call` and `try_record` (by name or by handle): the hot path for `Local`
+    /// admission, written so that the step, the state and the result stay in registers and the
+    /// result is built once, in place. Shared admission and every error are out of line.
+    ///
+    /// The hot path's helpers are forced inline natively only: on wasm32 (built for size) the
+    /// copies would cost more module bytes than the JS boundary would notice.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn update_inline(&self, position: usize, request: Request) -> Result<Recorded<'_>, QuotaError> {
         let slot = &self.services[position];
         let count = match request {
             Request::Record(count) | Request::TryRecord { count, .. } => count,
@@ -596,41 +763,73 @@ impl QuotaTracker {
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
-        match slot.config.admission {
-            Admission::Local => {}
-            Admission::Exact => {
-                return self.exact_update(position, count, matches!(request, Request::Record(_)))
-            }
-            Admission::Leased { block } => {
-                let force = matches!(request, Request::Record(_));
-                return self.leased_update(position, count, force, block);
-            }
+        if slot.config.admission != Admission::Local {
+            return self.shared_update(position, count, request);
         }
         let now = self.now();
+        let (guard, step) = self.lock_and_step(position, now, request);
+        if step.reset.is_some() || step.recorded.is_some() || step.moved.is_some() {
+            return self.update_changed(position, guard, step, now, count);
+        }
+        // Nothing to queue, deliver or sync soon: what `finish_step` would do is only this.
+        let state = guard.service;
+        drop(guard);
+        self.after_call(now, false);
+        match step.refused {
+            Some(refusal) => Err(slot.refused(refusal, count)),
+            None => Ok(Recorded {
+                usage: slot.usage(&state),
+                reset: None,
+                recorded: None,
+            }),
+        }
+    }
+
+    /// The end of [`update`](Self::update) when the level changed or the window moved.
+    #[cold]
+    #[inline(never)]
+    fn update_changed(
+        &self,
+        position: usize,
+        guard: MutexGuard<'_, SlotState>,
+        step: Step,
+        now: u64,
+        count: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let slot = &self.services[position];
         let StepResult {
             step,
             state,
             reset,
             recorded,
-        } = self.step_at(position, now, request, true);
+        } = self.finish_step(position, guard, step, true);
         let entered_critical = step
             .recorded
             .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical);
         self.after_call(now, entered_critical);
         match step.refused {
-            Some(Refusal::Overflow) => Err(slot.invalid_count(count, "the counter would overflow")),
-            Some(Refusal::Denied { used, reason }) => Err(QuotaError::Denied {
-                service: Arc::clone(&slot.name),
-                count,
-                used,
-                limit: slot.rules.limit,
-                reason,
-            }),
+            Some(refusal) => Err(slot.refused(refusal, count)),
             None => Ok(Recorded {
                 usage: slot.usage(&state),
                 reset,
                 recorded,
             }),
+        }
+    }
+
+    /// [`update`](Self::update) of a service with `Exact` or `Leased` admission.
+    #[inline(never)]
+    fn shared_update(
+        &self,
+        position: usize,
+        count: u64,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let force = matches!(request, Request::Record(_));
+        match self.services[position].config.admission {
+            Admission::Exact => self.exact_update(position, count, force),
+            Admission::Leased { block } => self.leased_update(position, count, force, block),
+            Admission::Local => unreachable!("update handles Local admission"),
         }
     }
 
@@ -813,6 +1012,7 @@ impl QuotaTracker {
     }
 
     /// After a recording call: save if one is due, or at once on entering Critical.
+    #[inline]
     fn after_call(&self, now: u64, entered_critical: bool) {
         let Some(persistence) = &self.persistence else {
             return;
@@ -845,6 +1045,7 @@ impl ServiceSlot {
         }
     }
 
+    #[inline]
     fn usage(&self, state: &ServiceState) -> ServiceUsage<'_> {
         ServiceUsage {
             name: Cow::Borrowed(&self.name),
@@ -860,6 +1061,23 @@ impl ServiceSlot {
         }
     }
 
+    /// The error of a refused step.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, refusal: Refusal, count: u64) -> QuotaError {
+        match refusal {
+            Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
+            Refusal::Denied { used, reason } => QuotaError::Denied {
+                service: Arc::clone(&self.name),
+                count,
+                used,
+                limit: self.rules.limit,
+                reason,
+            },
+        }
+    }
+
+    #[cold]
     fn invalid_count(&self, count: u64, reason: &'static str) -> QuotaError {
         QuotaError::InvalidCount {
             service: Arc::clone(&self.name),
@@ -890,3 +1108,121 @@ impl std::fmt::Debug for QuotaTracker {
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
+mod lookup_tests {
+    use super::{NameKey, QuotaTracker};
+    use crate::{ManualClock, Period, ServiceConfig, TrackerConfig};
+
+    fn tracker(names: &[&str]) -> QuotaTracker {
+        let config = TrackerConfig::new(
+            names
+                .iter()
+                .map(|name| ServiceConfig::new(*name, 100, Period::Day)),
+        );
+        QuotaTracker::new_with_clock(config, ManualClock::new(1_718_000_000_000)).unwrap()
+    }
+
+    #[test]
+    fn keys_are_exact_up_to_eight_bytes() {
+        let names = [
+            "", "a", "b", "ab", "ba", "aa", "abc", "acc", "abb", "a\0", "a\0\0", "abcd", "abce",
+            "abcde", "abcdf", "bbcde", "aaaabbbb", "bbbbaaaa", "abcdefgh", "abcdefgg",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(NameKey::of(a) == NameKey::of(b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lookups_find_exactly_the_configured_names() {
+        // Names that share keys beyond 8 bytes, or whole halves below it.
+        let sets: [&[&str]; 4] = [
+            &["aaaabbbb", "bbbbaaaa", "llm", "mail"],
+            &["service_01", "service_10", "service_1_", "service_0"],
+            &[
+                "ab",
+                "ba",
+                "aba",
+                "abba",
+                "abcdefghijklmnop",
+                "abcdefghXjklmnop",
+            ],
+            &[
+                "x",
+                "xx",
+                "xxx",
+                "xxxx",
+                "xxxxx",
+                "xxxxxxxx",
+                "xxxxxxxxx",
+                "y",
+            ],
+        ];
+        let absent = [
+            "",
+            "aaaabbba",
+            "bbbb",
+            "service_11",
+            "ab ",
+            "abcdefghijklmnoq",
+            "xxxxxx",
+            "z",
+            "abcdefghYjklmnop",
+        ];
+        for names in sets {
+            let tracker = tracker(names);
+            for (position, name) in names.iter().enumerate() {
+                assert_eq!(tracker.find(name), Some(position), "{name:?} in {names:?}");
+                tracker.record_call(name, position as u64 + 1).unwrap();
+            }
+            for (position, name) in names.iter().enumerate() {
+                assert_eq!(tracker.usage(name).unwrap().used, position as u64 + 1);
+            }
+            for name in absent {
+                assert_eq!(tracker.find(name), None, "{name:?} in {names:?}");
+                assert!(tracker.record_call(name, 1).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn random_names_are_found_by_key_as_by_comparing() {
+        // Short names over a tiny alphabet collide as often as names can.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = ['a', 'b', '\0'];
+        let name = |next: &mut dyn FnMut(u64) -> u64| {
+            let len = next(12) as usize;
+            (0..len)
+                .map(|_| alphabet[next(3) as usize])
+                .collect::<String>()
+        };
+        for _ in 0..300 {
+            let mut names: Vec<String> = Vec::new();
+            while names.len() < 8 {
+                let candidate = name(&mut next);
+                if !candidate.is_empty() && !names.contains(&candidate) {
+                    names.push(candidate);
+                }
+            }
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let tracker = tracker(&refs);
+            for _ in 0..50 {
+                let query = name(&mut next);
+                let expected = names.iter().position(|n| *n == query);
+                assert_eq!(tracker.find(&query), expected, "{query:?} in {names:?}");
+            }
+            for (position, n) in names.iter().enumerate() {
+                assert_eq!(tracker.find(n), Some(position));
+            }
+        }
+    }
+}

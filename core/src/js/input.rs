@@ -7,8 +7,6 @@ use crate::error::{ConfigProblem, QuotaError};
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -17,77 +15,37 @@ extern "C" {
     /// 1 for `undefined`, the number for a number, else `NaN`.
     #[wasm_bindgen(js_name = countOf)]
     fn count_of(value: &JsValue) -> f64;
+
+    /// The `Error` for a bad count of calls to `service`, naming the problem.
+    #[wasm_bindgen(js_name = countError)]
+    fn count_error(service: &str, value: &JsValue) -> Error;
+
+    /// A short description of a JS value for error messages (`5`, `NaN`, `the string "a"`,
+    /// `null`, `an array`, `an object`, ...).
+    fn describe(value: &JsValue) -> String;
+
+    /// The first of `object`'s own keys that is not in `allowed` (a list separated by `", "`),
+    /// or `undefined`.
+    #[wasm_bindgen(js_name = unknownKey)]
+    fn unknown_key(object: &Object, allowed: &str) -> JsValue;
+
+    /// One service's fields in the order of [`SERVICE_FIELDS`] (an optional one omitted or
+    /// `null` as `undefined`), each of its type; or else a string saying which is missing or of
+    /// the wrong type.
+    #[wasm_bindgen(js_name = serviceFields)]
+    fn service_fields(service: &Object) -> JsValue;
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-/// The fields of one service in a JS config. serde-wasm-bindgen ignores
-/// `deny_unknown_fields`, so [`check_keys`] rejects the others (typos like `limt`).
-const SERVICE_FIELDS: [&str; 6] = [
-    "name",
-    "limit",
-    "period",
-    "warnThreshold",
-    "criticalThreshold",
-    "reserveFraction",
-];
-
-/// One service as JavaScript writes it; read with serde-wasm-bindgen, then checked.
-#[derive(Deserialize)]
-struct ServiceInput {
-    #[serde(deserialize_with = "name")]
-    name: String,
-    /// A JS number; [`positive_integer`] checks that it is a whole one.
-    #[serde(deserialize_with = "limit")]
-    limit: f64,
-    /// Parsed with `Period::from_str`, whose error lists the valid words.
-    #[serde(deserialize_with = "period")]
-    period: String,
-    #[serde(rename = "warnThreshold", default, deserialize_with = "warn")]
-    warn_threshold: Option<f64>,
-    #[serde(rename = "criticalThreshold", default, deserialize_with = "critical")]
-    critical_threshold: Option<f64>,
-    #[serde(rename = "reserveFraction", default, deserialize_with = "reserve")]
-    reserve_fraction: Option<f64>,
-}
-
-/// Deserializes a `T`, naming `field` in the error (serde's type errors name only the types).
-fn named<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-    field: &str,
-) -> Result<T, D::Error> {
-    T::deserialize(deserializer).map_err(|error| {
-        // Say it in JavaScript's words: numbers are not "floating point" or "f64" there.
-        let text = error
-            .to_string()
-            .replace("floating point", "number")
-            .replace("expected f64", "expected a number");
-        let text = text.strip_prefix("Error: ").unwrap_or(&text);
-        D::Error::custom(format_args!("{field}: {text}"))
-    })
-}
-
-/// One `deserialize_with` function per field of [`ServiceInput`], each naming its field.
-macro_rules! named_fields {
-    ($($function:ident: $ty:ty = $field:literal;)*) => {$(
-        fn $function<'de, D: Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
-            named(deserializer, $field)
-        }
-    )*};
-}
-
-named_fields! {
-    name: String = "name";
-    limit: f64 = "limit";
-    period: String = "period";
-    warn: Option<f64> = "warnThreshold";
-    critical: Option<f64> = "criticalThreshold";
-    reserve: Option<f64> = "reserveFraction";
-}
+/// The fields of one service in a JS config; [`check_keys`] rejects the others (typos like
+/// `limt`).
+const SERVICE_FIELDS: &str =
+    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction";
 
 /// The fields of `storage` in a JS config.
-const STORAGE_FIELDS: [&str; 2] = ["key", "syncIntervalMs"];
+const STORAGE_FIELDS: &str = "key, syncIntervalMs";
 
 /// A JS config read and checked: the services, and where to persist them.
 pub(super) struct Config {
@@ -121,7 +79,7 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
             describe(value)
         ))
     })?;
-    check_keys(object, &["services", "storage"], "the config")?;
+    check_keys(object, "services, storage", "the config")?;
     let services = field(object, "services")?;
     if services.is_undefined() {
         return Err(invalid(
@@ -163,7 +121,7 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
             describe(value)
         ))
     })?;
-    check_keys(object, &STORAGE_FIELDS, "storage")?;
+    check_keys(object, STORAGE_FIELDS, "storage")?;
     let key = field(object, "key")?;
     let key = match key.as_string() {
         Some(key) if !key.is_empty() => key,
@@ -180,7 +138,7 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
     } else {
         interval
             .as_f64()
-            .filter(|ms| *ms == 0.0 || positive_integer(*ms).is_some())
+            .filter(|ms| *ms == 0.0 || whole_count(*ms).is_some())
             .map(|ms| ms as u64)
             .ok_or_else(|| {
                 invalid(format!(
@@ -204,27 +162,35 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
             describe(value)
         ))
     })?;
-    check_keys(object, &SERVICE_FIELDS, &at)?;
-    let input: ServiceInput = serde_wasm_bindgen::from_value(value.clone())
-        .map_err(|error| invalid(format!("{at}: {}", serde_message(&error))))?;
-    let at = format!("{at} ({:?})", input.name);
-    let limit = positive_integer(input.limit).ok_or_else(|| {
+    check_keys(object, SERVICE_FIELDS, &at)?;
+    let fields = service_fields(object);
+    if let Some(problem) = fields.as_string() {
+        return Err(invalid(format!("{at}: {problem}")));
+    }
+    let fields: Array = fields.unchecked_into();
+    let name = fields.get(0).as_string().unwrap_or_default();
+    let limit = fields.get(1);
+    let at = format!("{at} ({})", quoted(&name));
+    let limit = limit.as_f64().and_then(whole_count).ok_or_else(|| {
         invalid(format!(
             "{at}: limit must be a positive integer (got {})",
-            number(input.limit)
+            describe(&limit)
         ))
     })?;
-    let period: Period = input
-        .period
+    let period: Period = fields
+        .get(2)
+        .as_string()
+        .unwrap_or_default()
         .parse()
         .map_err(|error| invalid(format!("{at}: {error}")))?;
-    let defaults = ServiceConfig::new(input.name, limit, period);
+    let defaults = ServiceConfig::new(name, limit, period);
     Ok(ServiceConfig {
-        warn_threshold: input.warn_threshold.unwrap_or(defaults.warn_threshold),
-        critical_threshold: input
-            .critical_threshold
+        warn_threshold: fields.get(3).as_f64().unwrap_or(defaults.warn_threshold),
+        critical_threshold: fields
+            .get(4)
+            .as_f64()
             .unwrap_or(defaults.critical_threshold),
-        reserve_fraction: input.reserve_fraction.unwrap_or(defaults.reserve_fraction),
+        reserve_fraction: fields.get(5).as_f64().unwrap_or(defaults.reserve_fraction),
         ..defaults
     })
 }
@@ -243,20 +209,13 @@ pub(super) fn service(value: &JsValue) -> Result<String, Error> {
 /// means 1. `null` is refused rather than read as "omitted", so a bug upstream is not
 /// silently counted as one call.
 pub(super) fn count(service: &str, value: &JsValue) -> Result<u64, Error> {
-    if let Some(count) = positive_integer(count_of(value)) {
-        return Ok(count);
-    }
-    let problem = match value.as_f64() {
-        None => "count must be a number",
-        Some(n) if !n.is_finite() => "count must be a finite number",
-        Some(n) if n.fract() != 0.0 => "count must be a whole number",
-        Some(n) if n < 1.0 => "count must be at least 1",
-        Some(_) => "count must not exceed Number.MAX_SAFE_INTEGER (9007199254740991)",
-    };
-    Err(Error::new(&format!(
-        "invalid count for service {service:?}: {problem} (got {})",
-        describe(value)
-    )))
+    whole_count(count_of(value)).ok_or_else(|| count_error(service, value))
+}
+
+/// `n` as a count when it is a whole number from 1 to `Number.MAX_SAFE_INTEGER`.
+pub(super) fn whole_count(n: f64) -> Option<u64> {
+    // NaN is in no range, so it is refused too.
+    ((1.0..=MAX_SAFE_INTEGER).contains(&n) && n.fract() == 0.0).then_some(n as u64)
 }
 
 /// A callback for `onTransition`.
@@ -317,63 +276,18 @@ fn field(object: &Object, name: &str) -> Result<JsValue, Error> {
         .map_err(|_| invalid(format!("reading field {name:?} threw")))
 }
 
-/// Refuses fields other than `allowed`, naming the first unknown one.
-fn check_keys(object: &Object, allowed: &[&str], at: &str) -> Result<(), Error> {
-    for key in Object::keys(object).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !allowed.contains(&key.as_str()) {
-            return Err(invalid(format!(
-                "{at}: unknown field {key:?}; expected {}",
-                allowed.join(", ")
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `n` as a count when it is a whole number from 1 to `Number.MAX_SAFE_INTEGER`.
-fn positive_integer(n: f64) -> Option<u64> {
-    // NaN is in no range, so it is refused too.
-    ((1.0..=MAX_SAFE_INTEGER).contains(&n) && n.fract() == 0.0).then_some(n as u64)
-}
-
-/// A serde-wasm-bindgen error's message without the `Error: ` that `String(error)` adds.
-fn serde_message(error: &serde_wasm_bindgen::Error) -> String {
-    let text = error.to_string();
-    text.strip_prefix("Error: ").unwrap_or(&text).to_owned()
-}
-
-/// A JS number the way JavaScript prints it (`NaN`, `Infinity`, `1.5`).
-fn number(n: f64) -> String {
-    if n.is_nan() {
-        "NaN".into()
-    } else if n.is_infinite() {
-        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        n.to_string()
+/// Refuses fields other than `allowed` (separated by `", "`), naming the first unknown one.
+fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
+    match unknown_key(object, allowed).as_string() {
+        None => Ok(()),
+        Some(key) => Err(invalid(format!(
+            "{at}: unknown field {}; expected {allowed}",
+            quoted(&key)
+        ))),
     }
 }
 
-/// A short description of a JS value for error messages.
-fn describe(value: &JsValue) -> String {
-    if let Some(n) = value.as_f64() {
-        number(n)
-    } else if let Some(text) = value.as_string() {
-        format!("the string {text:?}")
-    } else if let Some(flag) = value.as_bool() {
-        flag.to_string()
-    } else if value.is_null() {
-        "null".into()
-    } else if value.is_undefined() {
-        "undefined".into()
-    } else if Array::is_array(value) {
-        "an array".into()
-    } else {
-        match value.js_typeof().as_string().as_deref() {
-            Some("function") => "a function".into(),
-            Some("bigint") => "a bigint".into(),
-            Some("symbol") => "a symbol".into(),
-            _ => "an object".into(),
-        }
-    }
+/// `text` in double quotes, as `{:?}` writes it for plain text.
+fn quoted(text: &str) -> String {
+    format!("{text:?}")
 }

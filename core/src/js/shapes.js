@@ -23,16 +23,26 @@ export function transition(service, from, to, used, limit, atMs) {
   return { service, from: LEVELS[from], to: LEVELS[to], used, limit, atMs };
 }
 
-export function recorded(usage, transition) {
-  return { usage, transition };
+export function recorded(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, transition) {
+  return {
+    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
+    transition,
+  };
 }
 
-export function allowed(usage, transition) {
-  return { allowed: true, usage, transition };
+export function allowed(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, transition) {
+  return {
+    allowed: true,
+    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
+    transition,
+  };
 }
 
-export function denied(usage) {
-  return { allowed: false, usage };
+export function denied(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs) {
+  return {
+    allowed: false,
+    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
+  };
 }
 
 export function snapshot(services, totalUsed, atMs) {
@@ -63,4 +73,10 @@ export function stats(
     consecutiveSuccesses,
     reducedRate,
   };
+}
+
+// A transition callback threw: said on the console, and otherwise ignored.
+export function reportThrow(id, transition, error) {
+  const { service, from, to } = transition;
+  console.error(`quota: transition callback ${id} threw on ${service} ${from} -> ${to}; ignored:`, error);
 }

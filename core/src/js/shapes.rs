@@ -9,6 +9,7 @@ use wasm_bindgen::JsValue;
 
 #[wasm_bindgen(module = "/src/js/shapes.js")]
 extern "C" {
+    /// `{ name, used, ... }` (`transition` is not used).
     #[wasm_bindgen(js_name = usage)]
     #[allow(clippy::too_many_arguments)]
     fn usage_object(
@@ -21,6 +22,7 @@ extern "C" {
         percent_used: f64,
         window_start_ms: f64,
         reset_at_ms: f64,
+        transition: &JsValue,
     ) -> JsValue;
 
     #[wasm_bindgen(js_name = transition)]
@@ -33,14 +35,53 @@ extern "C" {
         at_ms: f64,
     ) -> JsValue;
 
-    /// `{ usage, transition }`
-    pub(super) fn recorded(usage: &JsValue, transition: &JsValue) -> JsValue;
+    /// `{ usage, transition }`, the usage from its fields: one call for the whole result.
+    #[wasm_bindgen(js_name = recorded)]
+    #[allow(clippy::too_many_arguments)]
+    fn recorded_object(
+        name: &JsValue,
+        used: f64,
+        limit: f64,
+        remaining: f64,
+        period: u8,
+        level: u8,
+        percent_used: f64,
+        window_start_ms: f64,
+        reset_at_ms: f64,
+        transition: &JsValue,
+    ) -> JsValue;
 
-    /// `{ allowed: true, usage, transition }`
-    pub(super) fn allowed(usage: &JsValue, transition: &JsValue) -> JsValue;
+    /// `{ allowed: true, usage, transition }`, likewise.
+    #[wasm_bindgen(js_name = allowed)]
+    #[allow(clippy::too_many_arguments)]
+    fn allowed_object(
+        name: &JsValue,
+        used: f64,
+        limit: f64,
+        remaining: f64,
+        period: u8,
+        level: u8,
+        percent_used: f64,
+        window_start_ms: f64,
+        reset_at_ms: f64,
+        transition: &JsValue,
+    ) -> JsValue;
 
-    /// `{ allowed: false, usage }`
-    pub(super) fn denied(usage: &JsValue) -> JsValue;
+    /// `{ allowed: false, usage }`, likewise (`transition` is not used).
+    #[wasm_bindgen(js_name = denied)]
+    #[allow(clippy::too_many_arguments)]
+    fn denied_object(
+        name: &JsValue,
+        used: f64,
+        limit: f64,
+        remaining: f64,
+        period: u8,
+        level: u8,
+        percent_used: f64,
+        window_start_ms: f64,
+        reset_at_ms: f64,
+        transition: &JsValue,
+    ) -> JsValue;
 
     /// `{ services, totalUsed, atMs }`
     pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;
@@ -88,7 +129,37 @@ pub(super) fn stats(stats: &StoreStats) -> JsValue {
 /// Counts and times become JS numbers: exact up to `Number.MAX_SAFE_INTEGER`, which counts
 /// stay under unless more than that many calls are recorded in one window.
 pub(super) fn usage(name: &JsValue, usage: &ServiceUsage) -> JsValue {
-    usage_object(
+    with_usage(usage_object, name, usage, &JsValue::NULL)
+}
+
+/// `{ usage, transition }`.
+pub(super) fn recorded(
+    name: &JsValue,
+    usage: &ServiceUsage,
+    transition: Option<&Transition>,
+) -> JsValue {
+    with_usage(recorded_object, name, usage, &self::transition(transition))
+}
+
+/// `{ allowed: true, usage, transition }`.
+pub(super) fn allowed(
+    name: &JsValue,
+    usage: &ServiceUsage,
+    transition: Option<&Transition>,
+) -> JsValue {
+    with_usage(allowed_object, name, usage, &self::transition(transition))
+}
+
+/// `{ allowed: false, usage }`.
+pub(super) fn denied(name: &JsValue, usage: &ServiceUsage) -> JsValue {
+    with_usage(denied_object, name, usage, &JsValue::NULL)
+}
+
+/// The shape of a usage and its transition, built by one of the imports above.
+type Build = fn(&JsValue, f64, f64, f64, u8, u8, f64, f64, f64, &JsValue) -> JsValue;
+
+fn with_usage(build: Build, name: &JsValue, usage: &ServiceUsage, transition: &JsValue) -> JsValue {
+    build(
         name,
         usage.used as f64,
         usage.limit as f64,
@@ -98,6 +169,7 @@ pub(super) fn usage(name: &JsValue, usage: &ServiceUsage) -> JsValue {
         usage.percent_used(),
         usage.window_start_ms as f64,
         usage.reset_at_ms as f64,
+        transition,
     )
 }
 

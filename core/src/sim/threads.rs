@@ -59,8 +59,8 @@ pub enum SimError {
 
 /// Runs `calls` calls of `workload`, split over `workload.workers` OS threads (scoped), against
 /// one store for `config` on the system clock, as fast as the threads go (the workload's rate is
-/// for paced drivers). Locked mode calls [`QuotaTracker::record_call`]: every unit is recorded.
-/// Racy mode uses [`RacyCounts`] with a thread yield between copy and write-back: threads that
+/// for paced drivers). Locked mode calls [`QuotaTracker::record_call`](crate::QuotaTracker::record_call): every unit is recorded.
+/// Racy mode uses [`RacyCounts`](super::RacyCounts) with a thread yield between copy and write-back: threads that
 /// interleave there lose each other's units.
 ///
 /// ```

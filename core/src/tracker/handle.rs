@@ -44,11 +44,13 @@ impl<'t> Service<'t> {
     }
 
     /// [`QuotaTracker::record_call`] on this service.
+    #[inline]
     pub fn record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
         self.tracker.update(self.position, Request::Record(count))
     }
 
     /// [`QuotaTracker::try_record`] on this service.
+    #[inline]
     pub fn try_record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
         let reduced_rate = self.tracker.is_reduced_rate();
         self.tracker.update(

@@ -8,4 +8,5 @@ mod callbacks;
 mod concurrency;
 pub(crate) mod js;
 mod methods;
+mod service;
 pub(crate) mod storage;
