@@ -15,28 +15,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::Duration;
 
+#[path = "support/timeout.rs"]
+mod timeout;
+use timeout::within;
+
 const JUNE_10: u64 = 1_718_000_000_000;
 const DAY: u64 = 86_400_000;
 const MIDNIGHT: u64 = JUNE_10 / DAY * DAY;
-
-/// Runs `test` on its own thread and fails if it does not finish within `seconds` (the hung
-/// thread is leaked).
-fn within<T: Send + 'static>(seconds: u64, test: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, finished) = mpsc::channel();
-    let runner = thread::spawn(move || {
-        let result = test();
-        let _ = done.send(());
-        result
-    });
-    match finished.recv_timeout(Duration::from_secs(seconds)) {
-        Ok(()) => runner.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match runner.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: not finished within {seconds} s"),
-    }
-}
 
 /// Spins (bounded) until `flag` is set.
 fn wait_for(flag: &AtomicBool) {
