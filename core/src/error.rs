@@ -55,13 +55,42 @@ pub enum QuotaError {
 }
 
 /// Which admission rule refused a call.
+///
+/// Normal admission ([`try_record`](crate::QuotaTracker::try_record),
+/// [`can_call`](crate::QuotaTracker::can_call)) stops at the Critical level or at
+/// `limit - reserve`, whichever comes first; priority admission
+/// ([`try_record_priority`](crate::QuotaTracker::try_record_priority)) may go up to the limit.
+/// Reduced-rate mode caps both. When several rules refuse, the one named is the first of
+/// `Limit`, `ReducedRate`, then `Critical` or `Reserve`: so `Critical` and `Reserve` mean a
+/// priority call would have been admitted.
+///
+/// ```
+/// use quota_core::{DenyReason, Period, QuotaError, QuotaTracker, ServiceConfig, TrackerConfig};
+/// // Critical at the limit: the reserve (10 calls) is what stops normal calls.
+/// let api = ServiceConfig::builder("api", 100, Period::Day).critical_threshold(1.0).build()?;
+/// let tracker = QuotaTracker::new(TrackerConfig::new([api]))?;
+/// tracker.try_record("api", 90)?;
+/// let denied = tracker.try_record("api", 1).unwrap_err();
+/// assert!(matches!(denied, QuotaError::Denied { reason: DenyReason::Reserve, .. }));
+/// assert_eq!(
+///     denied.to_string(),
+///     "denied: 1 call(s) to \"api\" not allowed at 90 of 100 used: reserve held back"
+/// );
+/// tracker.try_record_priority("api", 10)?; // the reserve, up to the limit
+/// # Ok::<(), QuotaError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DenyReason {
-    /// The service is at its Critical level or above (normal admission stops there).
+    /// Normal admission: the service is at its Critical level, or the calls would pass it
+    /// (normal admission stops there). A priority call may go on to the limit.
     Critical,
-    /// `used + count` would pass the limit.
+    /// `used + count` would pass the limit (priority calls too).
     Limit,
-    /// Reduced-rate mode (the store failed too often): only the reduced allowance is left.
+    /// Normal admission: the calls would take some of the reserve (`limit - reserve` would be
+    /// passed), which is held back for priority calls.
+    Reserve,
+    /// Reduced-rate mode (the store failed too often): only the reduced allowance is left, for
+    /// priority calls too.
     ReducedRate,
     /// Shared admission (`Exact`, or `Leased` without a block in hand) needs the store, and
     /// it cannot be reached: denying is the only way not to over-admit.
@@ -69,11 +98,13 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    /// A short phrase: `critical level`, `over the limit`, `reduced rate`, `store unavailable`.
+    /// A short phrase: `critical level`, `over the limit`, `reserve held back`, `reduced rate`,
+    /// `store unavailable`.
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::Critical => "critical level",
             DenyReason::Limit => "over the limit",
+            DenyReason::Reserve => "reserve held back",
             DenyReason::ReducedRate => "reduced rate",
             DenyReason::StoreUnavailable => "store unavailable",
         }

@@ -61,9 +61,13 @@ pub(crate) enum Request {
     Read,
     /// Count `n` calls, always (`record_call`).
     Record(u64),
-    /// Count `n` calls only if admitted (`try_record`): below Critical and `used + n` within
-    /// the limit, or within the reduced allowance when `reduced_rate`.
-    TryRecord { count: u64, reduced_rate: bool },
+    /// Count `n` calls only if admitted (`try_record`, `try_record_priority`): see
+    /// [`ServiceRules::denies`].
+    TryRecord {
+        count: u64,
+        reduced_rate: bool,
+        priority: bool,
+    },
 }
 
 /// A level change, without the service's name (the caller adds it only when there is one).
@@ -109,6 +113,12 @@ pub(crate) struct ServiceRules {
     pub(crate) thresholds: Thresholds,
     /// `floor(limit x reserve_fraction)`.
     pub(crate) reserve: u64,
+    /// Where normal admission stops: `min(critical threshold, limit - reserve)`, in calls.
+    pub(crate) normal_cap: u64,
+    /// Whether the reserve stops normal admission before the Critical threshold does
+    /// (`limit - reserve < critical threshold`): then a refusal below Critical names the
+    /// reserve.
+    pub(crate) reserve_first: bool,
     /// What reduced-rate mode still allows: `floor(limit x fraction)`.
     pub(crate) reduced_allowance: u64,
     /// Counts below this are `Normal` (the least of the thresholds and the limit).
@@ -123,11 +133,15 @@ impl ServiceRules {
             config.warn_threshold,
             config.critical_threshold,
         );
+        let reserve = calls_at_most(config.limit, config.reserve_fraction);
+        let unreserved = config.limit.saturating_sub(reserve);
         ServiceRules {
             limit: config.limit,
             period: config.period,
             thresholds,
-            reserve: calls_at_most(config.limit, config.reserve_fraction),
+            reserve,
+            normal_cap: thresholds.critical_at.min(unreserved),
+            reserve_first: unreserved < thresholds.critical_at,
             reduced_allowance: calls_at_most(config.limit, reduced_fraction),
             normal_below: thresholds
                 .warn_at
@@ -141,46 +155,78 @@ impl ServiceRules {
         Level::of(used, self.limit, self.thresholds)
     }
 
-    /// Whether a call is admitted at `used`: below the limit, below Critical, and in reduced
-    /// rate below the reduced allowance.
+    /// Whether one more call is admitted at `used` (`can_call`: normal admission).
     pub(crate) fn allows(&self, used: u64, reduced_rate: bool) -> bool {
-        used < self.limit
-            && self.level(used) < Level::Critical
-            && (!reduced_rate || used < self.reduced_allowance)
+        self.denies(used, 1, reduced_rate, false).is_none()
     }
 
-    /// The rule that refuses `count` more calls at `used`, if one does (the admission rule
-    /// of `try_record`, locally and in a shared store).
-    pub(crate) fn denies(&self, used: u64, count: u64, reduced_rate: bool) -> Option<DenyReason> {
-        let after = used.saturating_add(count);
-        if self.level(used) >= Level::Critical {
-            Some(if used >= self.limit {
-                DenyReason::Limit
-            } else {
-                DenyReason::Critical
-            })
-        } else if after > self.limit {
-            Some(DenyReason::Limit)
-        } else if reduced_rate && (used >= self.reduced_allowance || after > self.reduced_allowance)
-        {
-            Some(DenyReason::ReducedRate)
+    /// The most calls admission lets the window's count reach: the limit for a priority call,
+    /// `min(critical threshold, limit - reserve)` for a normal one, and in reduced rate no more
+    /// than the reduced allowance either way.
+    #[inline]
+    pub(crate) fn cap(&self, reduced_rate: bool, priority: bool) -> u64 {
+        let cap = if priority {
+            self.limit
         } else {
-            None
-        }
-    }
-
-    /// `(below, cap)` for a shared store's admission: admit while the total is below `below`
-    /// and total + count is at most `cap` (the same rule as [`denies`](Self::denies)).
-    pub(crate) fn shared_rule(&self, reduced_rate: bool) -> (u64, u64) {
-        let below = self.thresholds.critical_at.min(self.limit);
+            self.normal_cap
+        };
         if reduced_rate {
-            (
-                below.min(self.reduced_allowance),
-                self.reduced_allowance.min(self.limit),
-            )
+            cap.min(self.reduced_allowance)
         } else {
-            (below, self.limit)
+            cap
         }
+    }
+
+    /// The admission rule, the one place it is written (the tracker's step, `can_call`, and
+    /// shared admission through [`shared_rule`](Self::shared_rule) all apply it): `count`
+    /// more calls at `used` are admitted if `used + count` is at most
+    /// [`cap`](Self::cap). A count of 0 asks about one call.
+    ///
+    /// The rule that refuses, if one does, naming first the rules that refuse priority calls
+    /// too: [`Limit`](DenyReason::Limit) (past the limit), then
+    /// [`ReducedRate`](DenyReason::ReducedRate) (past the reduced allowance); then, for a
+    /// normal call only, [`Critical`](DenyReason::Critical) (at the Critical level, or the
+    /// call would pass it) or [`Reserve`](DenyReason::Reserve) (the call would take calls of
+    /// the reserve, and the reserve comes before the Critical threshold). So `Critical` and
+    /// `Reserve` mean: a priority call would be admitted.
+    #[inline]
+    pub(crate) fn denies(
+        &self,
+        used: u64,
+        count: u64,
+        reduced_rate: bool,
+        priority: bool,
+    ) -> Option<DenyReason> {
+        let after = used.saturating_add(count.max(1));
+        if after <= self.cap(reduced_rate, priority) {
+            return None;
+        }
+        Some(self.refusing(used, after, reduced_rate))
+    }
+
+    /// The reason [`denies`](Self::denies) names for a refused count that brings `used` to
+    /// `after`.
+    #[cold]
+    fn refusing(&self, used: u64, after: u64, reduced_rate: bool) -> DenyReason {
+        if after > self.limit {
+            DenyReason::Limit
+        } else if reduced_rate && after > self.reduced_allowance {
+            DenyReason::ReducedRate
+        } else if self.reserve_first && used < self.thresholds.critical_at {
+            DenyReason::Reserve
+        } else {
+            DenyReason::Critical
+        }
+    }
+
+    /// `(below, cap)` for a shared store's admission ([`AdmitRequest`](crate::AdmitRequest)):
+    /// admit while the total is below `below` and total + count is at most `cap`. Both are
+    /// [`cap`](Self::cap): for a count of at least 1 that is the rule of
+    /// [`denies`](Self::denies), and for a count of 0 (`can_call`) it asks about one call. A
+    /// lease's ceiling is the normal `cap`: a block never holds calls of the reserve.
+    pub(crate) fn shared_rule(&self, reduced_rate: bool, priority: bool) -> (u64, u64) {
+        let cap = self.cap(reduced_rate, priority);
+        (cap, cap)
     }
 
     /// Applies `request` at `now_ms` to `state`. On a refusal nothing is counted (a due
@@ -199,14 +245,15 @@ impl ServiceRules {
             Request::TryRecord {
                 count,
                 reduced_rate,
-            } => (count, Some(reduced_rate)),
+                priority,
+            } => (count, Some((reduced_rate, priority))),
         };
         let Some(after) = state.used.checked_add(count) else {
             step.refused = Some(Refusal::Overflow);
             return step;
         };
-        if let Some(reduced_rate) = admit {
-            if let Some(reason) = self.denies(state.used, count, reduced_rate) {
+        if let Some((reduced_rate, priority)) = admit {
+            if let Some(reason) = self.denies(state.used, count, reduced_rate, priority) {
                 step.refused = Some(Refusal::Denied {
                     used: state.used,
                     reason,
@@ -377,6 +424,7 @@ mod tests {
         let try_record = |count| Request::TryRecord {
             count,
             reduced_rate: false,
+            priority: false,
         };
         assert_eq!(rules.step(&mut state, T0, try_record(7)).refused, None);
         let too_many = rules.step(&mut state, T0, try_record(4)); // 7 + 4 > 10
@@ -457,6 +505,203 @@ mod tests {
 }
 
 #[cfg(test)]
+mod admission_tests {
+    use super::*;
+    use crate::store::{AdmitReply, AdmitRequest, InstanceId, StoredState, WindowKey};
+
+    const T0: u64 = 1_718_000_000_000 / 86_400_000 * 86_400_000;
+
+    fn rules(limit: u64, critical: f64, reserve: f64) -> ServiceRules {
+        let config = ServiceConfig::builder("s", limit, Period::Day)
+            .warn_threshold(critical.min(0.5))
+            .critical_threshold(critical)
+            .reserve_fraction(reserve)
+            .build()
+            .unwrap();
+        ServiceRules::new(&config, 0.25)
+    }
+
+    fn try_record(count: u64, priority: bool) -> Request {
+        Request::TryRecord {
+            count,
+            reduced_rate: false,
+            priority,
+        }
+    }
+
+    /// The refusal of one step, or `None` when it counted.
+    fn refusal(
+        rules: &ServiceRules,
+        state: &mut ServiceState,
+        request: Request,
+    ) -> Option<(u64, DenyReason)> {
+        match rules.step(state, T0, request).refused {
+            None => None,
+            Some(Refusal::Denied { used, reason }) => Some((used, reason)),
+            Some(Refusal::Overflow) => panic!("no overflow here"),
+        }
+    }
+
+    #[test]
+    fn the_reserve_stops_normal_calls_and_priority_calls_take_it() {
+        // Critical at the limit: only the reserve (10 of 100) stops normal admission.
+        let rules = rules(100, 1.0, 0.1);
+        assert_eq!((rules.reserve, rules.normal_cap), (10, 90));
+        let mut state = ServiceState::new(Period::Day, T0);
+        assert_eq!(refusal(&rules, &mut state, try_record(89, false)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(2, false)),
+            Some((89, DenyReason::Reserve)),
+            "89 + 2 would take a call of the reserve"
+        );
+        assert_eq!(refusal(&rules, &mut state, try_record(1, false)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((90, DenyReason::Reserve))
+        );
+        assert!(!rules.allows(90, false));
+        // A priority call may use the reserve, up to the limit and no further.
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(11, true)),
+            Some((90, DenyReason::Limit))
+        );
+        assert_eq!(refusal(&rules, &mut state, try_record(10, true)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, true)),
+            Some((100, DenyReason::Limit))
+        );
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((100, DenyReason::Limit))
+        );
+        assert_eq!(state.used, 100);
+    }
+
+    #[test]
+    fn the_critical_level_stops_normal_calls_when_it_comes_first() {
+        // The defaults: Critical at 80, reserve 10 (from 90): Critical comes first.
+        let rules = rules(100, 0.8, 0.1);
+        assert_eq!(rules.normal_cap, 80);
+        let mut state = ServiceState::new(Period::Day, T0);
+        assert_eq!(refusal(&rules, &mut state, try_record(79, false)), None);
+        // A normal call may reach the Critical level, not pass it.
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(2, false)),
+            Some((79, DenyReason::Critical))
+        );
+        assert_eq!(refusal(&rules, &mut state, try_record(1, false)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((80, DenyReason::Critical))
+        );
+        assert_eq!(refusal(&rules, &mut state, try_record(20, true)), None);
+        assert_eq!(state.used, 100);
+    }
+
+    #[test]
+    fn past_the_critical_level_the_reason_is_critical_even_where_the_reserve_comes_first() {
+        // Critical at 95, the reserve from 90.
+        let rules = rules(100, 0.95, 0.1);
+        let mut state = ServiceState::new(Period::Day, T0);
+        assert_eq!(refusal(&rules, &mut state, try_record(90, false)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((90, DenyReason::Reserve))
+        );
+        assert_eq!(refusal(&rules, &mut state, try_record(5, true)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((95, DenyReason::Critical))
+        );
+    }
+
+    #[test]
+    fn reduced_rate_caps_priority_calls_too() {
+        let rules = rules(100, 0.8, 0.1);
+        let mut state = ServiceState::new(Period::Day, T0);
+        let reduced = |count, priority| Request::TryRecord {
+            count,
+            reduced_rate: true,
+            priority,
+        };
+        assert_eq!(refusal(&rules, &mut state, reduced(25, true)), None);
+        for priority in [false, true] {
+            assert_eq!(
+                refusal(&rules, &mut state, reduced(1, priority)),
+                Some((25, DenyReason::ReducedRate))
+            );
+        }
+        // Past the limit is named first.
+        assert_eq!(
+            refusal(&rules, &mut state, reduced(76, true)),
+            Some((25, DenyReason::Limit))
+        );
+    }
+
+    #[test]
+    fn a_reserve_of_zero_lets_normal_calls_reach_the_limit() {
+        let rules = rules(10, 1.0, 0.0);
+        let mut state = ServiceState::new(Period::Day, T0);
+        assert_eq!(refusal(&rules, &mut state, try_record(10, false)), None);
+        assert_eq!(
+            refusal(&rules, &mut state, try_record(1, false)),
+            Some((10, DenyReason::Limit))
+        );
+    }
+
+    /// A store's admission (the real `StoredState::admit`) with `shared_rule` decides as
+    /// `denies` does, for every count, level, reserve, mode and priority of small services.
+    #[test]
+    fn shared_admission_applies_the_same_rule() {
+        let key = WindowKey {
+            service: "s".into(),
+            period: Period::Day,
+            start_ms: T0,
+            end_ms: T0 + 86_400_000,
+        };
+        let request = |seq, count, (below, cap): (u64, u64), force| AdmitRequest {
+            instance: InstanceId::from_u128(1),
+            seq,
+            window: key.clone(),
+            count,
+            below,
+            cap,
+            force,
+        };
+        for limit in [1, 2, 3, 7, 10, 20] {
+            for critical in [0.5, 0.8, 0.9, 1.0] {
+                for reserve in [0.0, 0.1, 0.3, 0.5] {
+                    let rules = rules(limit, critical, reserve);
+                    for used in 0..=limit + 1 {
+                        for count in 0..=limit + 1 {
+                            for reduced in [false, true] {
+                                for priority in [false, true] {
+                                    let mut store = StoredState::new();
+                                    if used > 0 {
+                                        store.admit(&request(1, used, (0, 0), true));
+                                    }
+                                    let rule = rules.shared_rule(reduced, priority);
+                                    let reply = store.admit(&request(2, count, rule, false));
+                                    let admitted = matches!(reply, AdmitReply::Admitted { .. });
+                                    let denies = rules.denies(used, count, reduced, priority);
+                                    assert_eq!(
+                                        admitted,
+                                        denies.is_none(),
+                                        "limit {limit} critical {critical} reserve {reserve} \
+                                         used {used} count {count} reduced {reduced} \
+                                         priority {priority}: {denies:?}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod jump_tests {
     use super::*;
 
@@ -513,6 +758,7 @@ mod jump_tests {
         let try_record = |count| Request::TryRecord {
             count,
             reduced_rate: true,
+            priority: false,
         };
         assert!(rules.step(&mut state, T0, try_record(26)).refused.is_some());
         assert!(rules.step(&mut state, T0, try_record(25)).refused.is_none());

@@ -428,26 +428,60 @@ impl QuotaTracker {
         self.update_named(service, Request::Record(count))
     }
 
-    /// Records `count` calls only if they are allowed: the service is below Critical, has
-    /// calls remaining, `used + count <= limit`, and in reduced-rate mode `used` is below the
-    /// reduced allowance. Check and record are one atomic step, so two threads can never both
-    /// take the last calls.
+    /// Records `count` calls only if normal admission allows them: `used + count` stays at
+    /// or below the Critical threshold and at or below `limit - reserve` (the reserve is held
+    /// back for [`try_record_priority`](Self::try_record_priority)), and in reduced-rate mode
+    /// at or below the reduced allowance. Check and record are one atomic step, so two
+    /// threads can never both take the last calls.
     ///
-    /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), and the errors of
+    /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), whose
+    /// [`DenyReason`](crate::DenyReason) names the rule that refused, and the errors of
     /// [`record_call`](Self::record_call).
     #[inline]
     pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
-        self.update_named(
-            service,
-            Request::TryRecord {
-                count,
-                reduced_rate: self.is_reduced_rate(),
-            },
-        )
+        self.update_named(service, self.admission(count, false))
     }
 
-    /// Whether a call to `service` is allowed now: calls remain, the level is below Critical,
-    /// and in reduced-rate mode `used` is below the reduced allowance.
+    /// Records `count` calls only if priority admission allows them: `used + count` stays at
+    /// or below the limit, past the Critical level and into the reserve. Reduced-rate mode
+    /// still caps it at the reduced allowance (it guards against a failing store, which no
+    /// priority makes safe). Atomic like [`try_record`](Self::try_record); shared admission
+    /// (`Exact`, `Leased`) applies the same rule across instances.
+    ///
+    /// ```
+    /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// let config = TrackerConfig::new([ServiceConfig::new("api", 100, Period::Day)]);
+    /// let tracker = QuotaTracker::new_with_clock(config, ManualClock::new(1_718_000_000_000))?;
+    /// tracker.try_record("api", 80)?; // normal calls stop at Critical (80)
+    /// assert!(tracker.try_record("api", 1).is_err());
+    /// tracker.try_record_priority("api", 20)?; // priority calls go on to the limit
+    /// assert!(tracker.try_record_priority("api", 1).is_err());
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: as [`try_record`](Self::try_record).
+    #[inline]
+    pub fn try_record_priority(
+        &self,
+        service: &str,
+        count: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        self.update_named(service, self.admission(count, true))
+    }
+
+    /// The request of `try_record` (`priority`: of `try_record_priority`).
+    #[inline]
+    fn admission(&self, count: u64, priority: bool) -> Request {
+        Request::TryRecord {
+            count,
+            reduced_rate: self.is_reduced_rate(),
+            priority,
+        }
+    }
+
+    /// Whether a normal call to `service` is allowed now, as [`try_record`](Self::try_record)
+    /// would decide for one call: below the Critical threshold, below `limit - reserve`, and in
+    /// reduced-rate mode below the reduced allowance.
     pub fn can_call(&self, service: &str) -> Result<bool, QuotaError> {
         Ok(self.can_call_at(self.position(service)?))
     }
@@ -825,10 +859,14 @@ impl QuotaTracker {
         count: u64,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let force = matches!(request, Request::Record(_));
+        let ask = match request {
+            Request::TryRecord { priority: true, .. } => shared::Ask::Priority,
+            Request::TryRecord { .. } => shared::Ask::Normal,
+            _ => shared::Ask::Force,
+        };
         match self.services[position].config.admission {
-            Admission::Exact => self.exact_update(position, count, force),
-            Admission::Leased { block } => self.leased_update(position, count, force, block),
+            Admission::Exact => self.exact_update(position, count, ask),
+            Admission::Leased { block } => self.leased_update(position, count, ask, block),
             Admission::Local => unreachable!("update handles Local admission"),
         }
     }

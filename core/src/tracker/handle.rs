@@ -52,14 +52,16 @@ impl<'t> Service<'t> {
     /// [`QuotaTracker::try_record`] on this service.
     #[inline]
     pub fn try_record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
-        let reduced_rate = self.tracker.is_reduced_rate();
-        self.tracker.update(
-            self.position,
-            Request::TryRecord {
-                count,
-                reduced_rate,
-            },
-        )
+        let request = self.tracker.admission(count, false);
+        self.tracker.update(self.position, request)
+    }
+
+    /// [`QuotaTracker::try_record_priority`] on this service: may use the reserve, up to the
+    /// limit.
+    #[inline]
+    pub fn try_record_priority(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
+        let request = self.tracker.admission(count, true);
+        self.tracker.update(self.position, request)
     }
 
     /// [`QuotaTracker::can_call`] on this service.

@@ -14,6 +14,17 @@ use crate::usage::Recorded;
 use crate::window::Window;
 use std::sync::Arc;
 
+/// What a shared-admission call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// `record_call`: count, without asking.
+    Force,
+    /// `try_record`: normal admission (stops at the Critical level or at `limit - reserve`).
+    Normal,
+    /// `try_record_priority`: priority admission (up to the limit).
+    Priority,
+}
+
 /// The block a `Leased` service holds.
 #[derive(Debug, Default)]
 pub(super) struct LeaseState {
@@ -72,14 +83,16 @@ impl ServiceSlot {
 }
 
 impl QuotaTracker {
-    /// `record_call` (`force`) or `try_record` on an `Exact` service.
+    /// `record_call`, `try_record` or `try_record_priority` on an `Exact` service (and a
+    /// priority call on a `Leased` one that its block does not cover).
     pub(super) fn exact_update(
         &self,
         position: usize,
         count: u64,
-        force: bool,
+        ask: Ask,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = &self.services[position];
+        let (force, priority) = (ask == Ask::Force, ask == Ask::Priority);
         let now = self.now();
         let read = self.step_at(position, now, Request::Read, true);
         if self.backing_off(now) {
@@ -87,7 +100,7 @@ impl QuotaTracker {
             return self.exact_unavailable(position, read, count, force, now);
         }
         let reduced = self.is_reduced_rate();
-        let request = self.admit_request(slot, position, read.state.window, count, reduced, force);
+        let request = self.admit_request(slot, position, read.state.window, count, reduced, ask);
         let result = match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
                 let learned = self.take_total(position, read.state.window, total, count, now);
@@ -98,7 +111,7 @@ impl QuotaTracker {
                 let unsynced = self.unsynced(position);
                 let reason = slot
                     .rules
-                    .denies(total.saturating_add(unsynced), count, reduced)
+                    .denies(total.saturating_add(unsynced), count, reduced, priority)
                     .unwrap_or(DenyReason::Limit);
                 Err(self.denied(slot, count, learned.state.used, reason))
             }
@@ -137,8 +150,8 @@ impl QuotaTracker {
         }
     }
 
-    /// The admission request for `count` calls: the step's rule, less what this tracker
-    /// counted and has not synced yet (the store does not know those calls).
+    /// The admission request for `count` calls: the step's rule (normal or priority), less
+    /// what this tracker counted and has not synced yet (the store does not know those calls).
     fn admit_request(
         &self,
         slot: &ServiceSlot,
@@ -146,9 +159,10 @@ impl QuotaTracker {
         window: Window,
         count: u64,
         reduced: bool,
-        force: bool,
+        ask: Ask,
     ) -> AdmitRequest {
-        let (below, cap) = slot.rules.shared_rule(reduced);
+        let force = ask == Ask::Force;
+        let (below, cap) = slot.rules.shared_rule(reduced, ask == Ask::Priority);
         let unsynced = self.unsynced(position);
         AdmitRequest {
             instance: self.instance(),
@@ -248,7 +262,8 @@ impl QuotaTracker {
             return false;
         }
         let reduced = self.is_reduced_rate();
-        let request = self.admit_request(slot, position, read.state.window, 0, reduced, false);
+        let request =
+            self.admit_request(slot, position, read.state.window, 0, reduced, Ask::Normal);
         match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
                 self.take_total(position, read.state.window, total, 0, now);
@@ -262,15 +277,21 @@ impl QuotaTracker {
         }
     }
 
-    /// `record_call` (`force`) or `try_record` on a `Leased` service.
+    /// `record_call`, `try_record` or `try_record_priority` on a `Leased` service.
+    ///
+    /// Blocks are leased under the normal ceiling only, so a block never holds calls of the
+    /// reserve (nor past the Critical threshold) for normal calls to spend. A priority call
+    /// spends the block in hand like any call; what the block does not cover it asks of the
+    /// store as one `Exact` admission under the priority rule (nothing is left over).
     pub(super) fn leased_update(
         &self,
         position: usize,
         count: u64,
-        force: bool,
+        ask: Ask,
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = &self.services[position];
+        let force = ask == Ask::Force;
         let now = self.now();
         if let Some(spent) = self.spend_lease(position, now, count) {
             return Ok(spent);
@@ -283,7 +304,7 @@ impl QuotaTracker {
         let read = self.step_at(position, now, Request::Read, true);
         let in_hand = self.lease_left(position, read.state.window);
         let asked = block.max(count.saturating_sub(in_hand));
-        let (ceiling, _) = slot.rules.shared_rule(reduced);
+        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
         let granted = if self.backing_off(now) {
             Err(StoreError::Unavailable(
                 "the store failed; backing off".into(),
@@ -304,12 +325,17 @@ impl QuotaTracker {
                 Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
             };
         }
+        if ask == Ask::Priority && granted.is_ok() {
+            return self.exact_update(position, count, Ask::Priority);
+        }
         let state = self.step_at(position, now, Request::Read, true).state;
         let reason = match granted {
             Err(_) => DenyReason::StoreUnavailable,
+            // Refused by the view, or else by the shared total at the ceiling.
             Ok(_) => slot
                 .rules
-                .denies(state.used, count, reduced)
+                .denies(state.used, count, reduced, false)
+                .or_else(|| slot.rules.denies(ceiling, count, reduced, false))
                 .unwrap_or(DenyReason::Critical),
         };
         Err(self.denied(slot, count, state.used, reason))
@@ -398,8 +424,8 @@ impl QuotaTracker {
             Some(request) => request,
             None => {
                 // The store does not know this tracker's unsynced calls: they come off the
-                // ceiling.
-                let (ceiling, _) = slot.rules.shared_rule(reduced);
+                // ceiling. Blocks are normal admission: they never hold the reserve.
+                let (_, ceiling) = slot.rules.shared_rule(reduced, false);
                 LeaseRequest {
                     instance: self.instance(),
                     seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
