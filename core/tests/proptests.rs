@@ -1,5 +1,6 @@
-//! Model-based property test: random record_call / try_record / clock moves against a simple
-//! sequential model, starting at month ends (Jan 31 -> Feb 1, Feb 28/29, Dec -> Jan).
+//! Model-based property test: random record_call / try_record / try_record_priority / clock
+//! moves against a simple sequential model, starting at month ends (Jan 31 -> Feb 1, Feb
+//! 28/29, Dec -> Jan).
 
 use jiff::{tz::TimeZone, Timestamp};
 use proptest::prelude::*;
@@ -7,7 +8,9 @@ use quota_core::{
     Level, ManualClock, Period, QuotaError, QuotaTracker, ServiceConfig, TrackerConfig,
 };
 
-/// (name, limit, period); limits are multiples of 10 so 0.5 and 0.8 of them are whole.
+/// (name, limit, period); limits are multiples of 10 so 0.5, 0.8 and 0.9 of them are whole
+/// (with the default thresholds normal admission stops at 0.8 of the limit, the Critical
+/// level, before the reserve, from 0.9).
 const SERVICES: [(&str, u64, Period); 4] = [
     ("m", 20, Period::Minute),
     ("h", 50, Period::Hour),
@@ -28,6 +31,7 @@ const STARTS: [&str; 5] = [
 enum Op {
     Record(usize, u64),
     TryRecord(usize, u64),
+    TryRecordPriority(usize, u64),
     Advance(u64),
     /// Jump to exactly the end of a service's current window, or 1 ms before it.
     ToBoundary(usize, bool),
@@ -37,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..SERVICES.len(), 1..30u64).prop_map(|(s, n)| Op::Record(s, n)),
         4 => (0..SERVICES.len(), 1..30u64).prop_map(|(s, n)| Op::TryRecord(s, n)),
+        2 => (0..SERVICES.len(), 1..30u64).prop_map(|(s, n)| Op::TryRecordPriority(s, n)),
         1 => (0..2_000u64).prop_map(Op::Advance),
         1 => (30_000..90_000u64).prop_map(Op::Advance),
         1 => (3_000_000..4_000_000u64).prop_map(Op::Advance),
@@ -102,7 +107,9 @@ proptest! {
                 }
                 _ => {}
             }
-            let (Op::Record(s, count) | Op::TryRecord(s, count)) = op else { unreachable!() };
+            let (Op::Record(s, count) | Op::TryRecord(s, count) | Op::TryRecordPriority(s, count)) = op else {
+                unreachable!()
+            };
             let (name, limit, period) = SERVICES[s];
             let key = window_key(period, now);
             let reset_from = (key != keys[s]).then(|| model_level(used[s], limit));
@@ -110,9 +117,16 @@ proptest! {
                 keys[s] = key;
                 used[s] = 0;
             }
-            let allowed = model_level(used[s], limit) < Level::Critical && used[s] + count <= limit;
+            // Normal admission stops at the Critical level (0.8 of the limit here); priority
+            // admission at the limit.
+            let cap = match op {
+                Op::TryRecordPriority(..) => limit,
+                _ => limit * 8 / 10,
+            };
+            let allowed = used[s] + count <= cap;
             let result = match op {
                 Op::Record(..) => tracker.record_call(name, count),
+                Op::TryRecordPriority(..) => tracker.try_record_priority(name, count),
                 _ => tracker.try_record(name, count),
             };
             let recorded_here = matches!(op, Op::Record(..)) || allowed;
