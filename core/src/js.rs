@@ -156,10 +156,18 @@ export interface RecordResult {
   transition: Transition | null;
 }
 
-/** What `tryRecord` returns: recorded, or refused with nothing recorded. */
+/**
+ * Which admission rule refused a call: `"critical"` (normal calls stop at the Critical level),
+ * `"reserve"` (normal calls leave the reserve to priority calls), `"limit"` (past the limit,
+ * priority calls too), `"reducedRate"` (the store failed too often: the reduced allowance caps
+ * priority calls too), `"storeUnavailable"` (shared admission could not reach the store).
+ */
+export type DenyReason = "critical" | "reserve" | "limit" | "reducedRate" | "storeUnavailable";
+
+/** What `tryRecord` and `tryRecordPriority` return: recorded, or refused with nothing recorded. */
 export type TryRecordResult =
   | { allowed: true; usage: ServiceUsage; transition: Transition | null }
-  | { allowed: false; usage: ServiceUsage };
+  | { allowed: false; usage: ServiceUsage; reason: DenyReason };
 
 /** Every service's usage at one instant. */
 export interface Snapshot {
@@ -190,6 +198,11 @@ export interface Service {
    * returns the remaining count after; `-1` when denied (nothing recorded). Throws as `record`.
    */
   tryRecord(count?: number): number;
+  /**
+   * As `tryRecord`, under priority admission (`tryRecordPriority`): may use the reserve, up
+   * to the limit. Returns the remaining count after, or `-1` when denied.
+   */
+  tryRecordPriority(count?: number): number;
   /** Whether a call is allowed now, as `canCall(name)`. */
   canCall(): boolean;
   /** The service's usage now, as `usage(name)`. */
@@ -301,33 +314,30 @@ impl JsQuotaTracker {
         ))
     }
 
-    /// Records `count` calls (default 1) only if they are allowed: the service is below
-    /// critical and `used + count <= limit`. Returns `{ allowed: true, usage, transition }`, or
-    /// `{ allowed: false, usage }` with nothing recorded.
+    /// Records `count` calls (default 1) only if normal admission allows them: `used + count`
+    /// stays at or below the critical threshold and at or below `limit - reserve` (the reserve
+    /// is held back for `tryRecordPriority`), and within the reduced allowance while the store
+    /// fails. Returns `{ allowed: true, usage, transition }`, or `{ allowed: false, usage,
+    /// reason }` with nothing recorded (`reason`: which rule refused, a `DenyReason`).
     #[wasm_bindgen(js_name = tryRecord, unchecked_return_type = "TryRecordResult")]
     pub fn try_record(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
     ) -> Result<JsValue, Error> {
-        let inner = &*self.inner;
-        let (found, count, now) = inner.names.find_call(service, count)?;
-        let handle = inner.delivered(inner.handle(&found))?;
-        let result = inner.clock.at(now, || match handle.try_record(count) {
-            // Not allowed now: an answer, not an error.
-            Err(QuotaError::Denied { .. }) => Err(Ok(handle.usage())),
-            other => other.map_err(Err),
-        });
-        inner.deliver();
-        match result {
-            Ok(recorded) => Ok(shapes::allowed(
-                service,
-                &recorded.usage,
-                recorded.transition(),
-            )),
-            Err(Ok(usage)) => Ok(shapes::denied(service, &usage)),
-            Err(Err(error)) => Err(input::error(error)),
-        }
+        self.admit(service, count, false)
+    }
+
+    /// Records `count` calls (default 1) only if priority admission allows them: `used +
+    /// count` stays at or below the limit (past the critical level, into the reserve); the
+    /// reduced allowance still caps it while the store fails. Returns what `tryRecord` does.
+    #[wasm_bindgen(js_name = tryRecordPriority, unchecked_return_type = "TryRecordResult")]
+    pub fn try_record_priority(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] count: &JsValue,
+    ) -> Result<JsValue, Error> {
+        self.admit(service, count, true)
     }
 
     /// A lean handle on `service` for hot loops: `record(count = 1)` returns only the
@@ -343,8 +353,9 @@ impl JsQuotaTracker {
         Ok(service::handle(&self.inner, position))
     }
 
-    /// Whether a call to `service` is allowed now: calls remain and the level is below
-    /// critical.
+    /// Whether a normal call to `service` is allowed now, as `tryRecord` would decide for one
+    /// call: below the critical threshold, below `limit - reserve`, and within the reduced
+    /// allowance while the store fails.
     #[wasm_bindgen(js_name = canCall)]
     pub fn can_call(
         &self,
@@ -557,6 +568,35 @@ impl JsQuotaTracker {
                 next_id: Cell::new(1),
                 delivering: Cell::new(false),
             }),
+        }
+    }
+
+    /// `tryRecord` (`priority`: `tryRecordPriority`).
+    fn admit(&self, service: &JsValue, count: &JsValue, priority: bool) -> Result<JsValue, Error> {
+        let inner = &*self.inner;
+        let (found, count, now) = inner.names.find_call(service, count)?;
+        let handle = inner.delivered(inner.handle(&found))?;
+        let result = inner.clock.at(now, || {
+            let admitted = if priority {
+                handle.try_record_priority(count)
+            } else {
+                handle.try_record(count)
+            };
+            match admitted {
+                // Not allowed now: an answer, not an error.
+                Err(QuotaError::Denied { reason, .. }) => Err(Ok((handle.usage(), reason))),
+                other => other.map_err(Err),
+            }
+        });
+        inner.deliver();
+        match result {
+            Ok(recorded) => Ok(shapes::allowed(
+                service,
+                &recorded.usage,
+                recorded.transition(),
+            )),
+            Err(Ok((usage, reason))) => Ok(shapes::denied(service, &usage, reason)),
+            Err(Err(error)) => Err(input::error(error)),
         }
     }
 }

@@ -102,8 +102,9 @@ test("results have the documented shapes", () =>
     assert.equal(allowed.allowed, true);
     assert.equal(allowed.transition, null);
     const denied = tracker.tryRecord("search", 5);
-    assert.deepEqual(Object.keys(denied).sort(), ["allowed", "usage"]);
+    assert.deepEqual(Object.keys(denied).sort(), ["allowed", "reason", "usage"]);
     assert.equal(denied.allowed, false);
+    assert.equal(denied.reason, "limit");
     assert.equal(denied.usage.used, 7);
     assert.equal(tracker.canCall("search"), true);
     assert.equal(tracker.reserveAllocation("search"), 1);
@@ -211,6 +212,9 @@ test("package.json and the TypeScript declarations describe the module", () => {
     "static withDefaults(): QuotaTracker;",
     "recordCall(service: string, count?: number): RecordResult;",
     "tryRecord(service: string, count?: number): TryRecordResult;",
+    "tryRecordPriority(service: string, count?: number): TryRecordResult;",
+    '| { allowed: false; usage: ServiceUsage; reason: DenyReason };',
+    'export type DenyReason = "critical" | "reserve" | "limit" | "reducedRate" | "storeUnavailable";',
     "canCall(service: string): boolean;",
     "reserveAllocation(service: string): number;",
     "usage(service: string): ServiceUsage;",

@@ -153,6 +153,29 @@ test("service() refuses what names no service; free() ends a handle", () =>
     assert.equal(shared.service("search").record(), 8);
   }));
 
+test("tryRecordPriority takes the reserve that tryRecord holds back, on the tracker and the handle", () =>
+  withClock(NOW, () => {
+    const tracker = new QuotaTracker({
+      services: [{ name: "api", limit: 100, period: "day", criticalThreshold: 1, reserveFraction: 0.1 }],
+    });
+    const api = tracker.service("api");
+    assert.equal(api.tryRecord(90), 10);
+    assert.equal(api.tryRecord(), -1, "the reserve is held back");
+    const held = tracker.tryRecord("api");
+    assert.deepEqual({ allowed: held.allowed, reason: held.reason }, { allowed: false, reason: "reserve" });
+    assert.equal(tracker.canCall("api"), false);
+    assert.equal(api.tryRecordPriority(11), -1, "past the limit");
+    assert.equal(tracker.tryRecordPriority("api", 11).reason, "limit");
+    assert.equal(api.tryRecordPriority(9), 1);
+    const last = tracker.tryRecordPriority("api");
+    assert.equal(last.allowed, true);
+    assert.equal(last.usage.used, 100);
+    assert.equal(api.tryRecordPriority(), -1);
+    assertThrowsError(() => api.tryRecordPriority(0), /at least 1/);
+    assertThrowsError(() => tracker.tryRecordPriority("nope"), /unknown service/);
+    assert.equal(api.usage().used, 100);
+  }));
+
 test("the TypeScript declarations describe the handle", () => {
   const types = readFileSync(join(pkg, "quota_core.d.ts"), "utf8");
   for (const signature of [
@@ -161,6 +184,7 @@ test("the TypeScript declarations describe the handle", () => {
     "readonly name: string;",
     "record(count?: number): number;",
     "tryRecord(count?: number): number;",
+    "tryRecordPriority(count?: number): number;",
     "canCall(): boolean;",
     "usage(): ServiceUsage;",
     "free(): void;",

@@ -61,6 +61,16 @@ class Service {
     throw countError(this.#name, count);
   }
 
+  /** As tryRecord, under priority admission: may use the reserve, up to the limit. */
+  tryRecordPriority(count = 1) {
+    if (typeof count === "number") {
+      const remaining = this.#wasm.quota_service_try_record_priority(this.#handle, count, Date.now());
+      if (remaining >= DENIED) return remaining;
+      throw this.#failure(remaining, count);
+    }
+    throw countError(this.#name, count);
+  }
+
   /** Whether a call is allowed now. */
   canCall() {
     const allowed = this.#wasm.quota_service_can_call(this.#handle, Date.now());

@@ -1,6 +1,6 @@
 //! The lean `Service` handle (`tracker.service(name)`), for hot loops.
 //!
-//! Its `record` and `tryRecord` are one call each from the class in `service.js` straight into
+//! Its `record`, `tryRecord` and `tryRecordPriority` are one call each from the class in `service.js` straight into
 //! the raw exports below: numbers in (the handle, the count, `Date.now()` read in JS), one
 //! number out (the remaining count). No wasm-bindgen glue, no externref, no object is built,
 //! and the time costs no call out of wasm. Anything else (an error, a usage object) is handed
@@ -141,6 +141,23 @@ pub extern "C" fn quota_service_try_record(handle: u32, count: f64, now_ms: f64)
             let service = inner.service_at(position)?;
             service
                 .try_record(count)
+                .map(|recorded| recorded.usage.remaining)
+        });
+        answer(inner, result)
+    })
+}
+
+/// `service.tryRecordPriority(count)`: the remaining count after recording, or [`DENIED`].
+#[no_mangle]
+pub extern "C" fn quota_service_try_record_priority(handle: u32, count: f64, now_ms: f64) -> f64 {
+    with(handle, |inner, position| {
+        let Some(count) = input::whole_count(count) else {
+            return BAD_COUNT;
+        };
+        let result = inner.clock.at(super::JsClock::js_time(now_ms), || {
+            let service = inner.service_at(position)?;
+            service
+                .try_record_priority(count)
                 .map(|recorded| recorded.usage.remaining)
         });
         answer(inner, result)

@@ -38,10 +38,11 @@ export function allowed(name, used, limit, remaining, period, level, percentUsed
   };
 }
 
-export function denied(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs) {
+export function denied(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, reason) {
   return {
     allowed: false,
     usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
+    reason,
   };
 }
 

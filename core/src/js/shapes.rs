@@ -1,5 +1,6 @@
 //! What the JS API hands out: plain objects built by `shapes.js`, one boundary call each.
 
+use crate::error::DenyReason;
 use crate::level::Level;
 use crate::persistence::StoreStats;
 use crate::usage::{ServiceUsage, Transition};
@@ -67,7 +68,7 @@ extern "C" {
         transition: &JsValue,
     ) -> JsValue;
 
-    /// `{ allowed: false, usage }`, likewise (`transition` is not used).
+    /// `{ allowed: false, usage, reason }`, likewise (the last argument is the reason).
     #[wasm_bindgen(js_name = denied)]
     #[allow(clippy::too_many_arguments)]
     fn denied_object(
@@ -80,7 +81,7 @@ extern "C" {
         percent_used: f64,
         window_start_ms: f64,
         reset_at_ms: f64,
-        transition: &JsValue,
+        reason: &JsValue,
     ) -> JsValue;
 
     /// `{ services, totalUsed, atMs }`
@@ -150,9 +151,25 @@ pub(super) fn allowed(
     with_usage(allowed_object, name, usage, &self::transition(transition))
 }
 
-/// `{ allowed: false, usage }`.
-pub(super) fn denied(name: &JsValue, usage: &ServiceUsage) -> JsValue {
-    with_usage(denied_object, name, usage, &JsValue::NULL)
+/// `{ allowed: false, usage, reason }`.
+pub(super) fn denied(name: &JsValue, usage: &ServiceUsage, reason: DenyReason) -> JsValue {
+    with_usage(
+        denied_object,
+        name,
+        usage,
+        &JsValue::from_str(deny_reason(reason)),
+    )
+}
+
+/// A [`DenyReason`] as the JS `DenyReason` type spells it.
+pub(super) fn deny_reason(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::Critical => "critical",
+        DenyReason::Limit => "limit",
+        DenyReason::Reserve => "reserve",
+        DenyReason::ReducedRate => "reducedRate",
+        DenyReason::StoreUnavailable => "storeUnavailable",
+    }
 }
 
 /// The shape of a usage and its transition, built by one of the imports above.

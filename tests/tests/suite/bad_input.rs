@@ -69,7 +69,7 @@ fn bad_counts_throw_and_record_nothing() {
         ("({ count: 1 })", "must be a number"),
         ("5n", "must be a number"),
     ];
-    for method in ["recordCall", "tryRecord"] {
+    for method in ["recordCall", "tryRecord", "tryRecordPriority"] {
         for (count, problem) in cases {
             let args = [JsValue::from("search"), eval(count)];
             assert_refused(&tracker, method, &args, &[problem, "count", "\"search\""]);
@@ -90,6 +90,7 @@ fn bad_services_throw_and_change_nothing() {
     let methods = [
         "recordCall",
         "tryRecord",
+        "tryRecordPriority",
         "canCall",
         "reserveAllocation",
         "usage",

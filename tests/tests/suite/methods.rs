@@ -122,8 +122,9 @@ fn try_record_records_only_what_is_allowed() {
 
     // 7 + 4 > 10: refused, nothing recorded.
     let denied = try_record(Some(4));
-    assert_eq!(keys(&denied), ["allowed", "usage"]);
+    assert_eq!(keys(&denied), ["allowed", "reason", "usage"]);
     assert_eq!(get(&denied, "allowed"), JsValue::FALSE);
+    assert_eq!(get(&denied, "reason").as_string().as_deref(), Some("limit"));
     assert_eq!(keys(&get(&denied, "usage")), USAGE_KEYS);
     assert_eq!(num(&get(&denied, "usage"), "used"), 7.0);
 
@@ -228,4 +229,68 @@ fn windows_follow_the_js_clock() {
     assert_eq!(text(&usage, "level"), "normal");
     assert_eq!(num(&usage, "windowStartMs"), MINUTE_END);
     assert_eq!(num(&usage, "resetAtMs"), MINUTE_END + 60_000.0);
+}
+
+/// `api`: 100 a day, Critical at the limit, 10 calls of reserve: the reserve stops normal calls.
+const RESERVED: &str = r#"{ "services": [
+    { "name": "api", "limit": 100, "period": "day", "criticalThreshold": 1, "reserveFraction": 0.1 }
+] }"#;
+
+#[wasm_bindgen_test]
+fn try_record_priority_uses_the_reserve_and_denials_say_why() {
+    let _clock = FixedClock::at(NOW);
+    let tracker = Tracker::of(RESERVED);
+    let call =
+        |method: &str, count: u32| tracker.call(method, &["api".into(), count.into()]).unwrap();
+    let reason = |result: &JsValue| {
+        assert_eq!(get(result, "allowed"), JsValue::FALSE);
+        get(result, "reason").as_string().unwrap()
+    };
+
+    assert_eq!(get(&call("tryRecord", 90), "allowed"), JsValue::TRUE);
+    let held = call("tryRecord", 1);
+    assert_eq!(keys(&held), ["allowed", "reason", "usage"]);
+    assert_eq!(reason(&held), "reserve");
+    assert_eq!(num(&get(&held, "usage"), "used"), 90.0);
+    assert_eq!(
+        tracker.call("canCall", &["api".into()]).unwrap(),
+        JsValue::FALSE
+    );
+    // More than the reserve: over the limit, for priority calls too.
+    assert_eq!(reason(&call("tryRecordPriority", 11)), "limit");
+    assert_eq!(tracker.used("api"), 90.0);
+
+    let taken = call("tryRecordPriority", 10);
+    assert_eq!(keys(&taken), ["allowed", "transition", "usage"]);
+    assert_eq!(get(&taken, "allowed"), JsValue::TRUE);
+    assert_eq!(num(&get(&taken, "usage"), "used"), 100.0);
+    assert_eq!(
+        levels(&get(&taken, "transition")),
+        ("warning".into(), "exhausted".into())
+    );
+    // The count is optional, as for tryRecord.
+    let last = tracker.call("tryRecordPriority", &["api".into()]).unwrap();
+    assert_eq!(reason(&last), "limit");
+    assert_eq!(reason(&call("tryRecord", 1)), "limit");
+    assert_eq!(tracker.used("api"), 100.0);
+}
+
+#[wasm_bindgen_test]
+fn normal_calls_stop_at_the_critical_level_when_it_comes_before_the_reserve() {
+    let _clock = FixedClock::at(NOW);
+    // The defaults: critical at 0.8 (8 of 10), the reserve (1) from 9.
+    let tracker = Tracker::of(SEARCH);
+    let call = |method: &str, count: u32| {
+        tracker
+            .call(method, &["search".into(), count.into()])
+            .unwrap()
+    };
+    assert_eq!(get(&call("tryRecord", 8), "allowed"), JsValue::TRUE);
+    let denied = call("tryRecord", 1);
+    assert_eq!(
+        get(&denied, "reason").as_string().as_deref(),
+        Some("critical")
+    );
+    assert_eq!(get(&call("tryRecordPriority", 2), "allowed"), JsValue::TRUE);
+    assert_eq!(tracker.used("search"), 10.0);
 }

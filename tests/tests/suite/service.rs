@@ -80,7 +80,7 @@ fn bad_input_throws_an_error_and_records_nothing() {
     let _clock = FixedClock::at(NOW);
     let tracker = tracker();
     let search = handle(&tracker, "search");
-    for method in ["record", "tryRecord"] {
+    for method in ["record", "tryRecord", "tryRecordPriority"] {
         for (count, problem) in [
             (JsValue::from(0), "at least 1"),
             (JsValue::from(1.5), "whole number"),
@@ -107,4 +107,33 @@ fn bad_input_throws_an_error_and_records_nothing() {
     call(&search, "free", &[]).unwrap();
     let thrown = call(&search, "record", &[]).expect_err("a freed handle throws");
     assert!(message(&thrown).contains("freed"));
+}
+
+#[wasm_bindgen_test]
+fn try_record_priority_takes_the_reserve_that_try_record_leaves() {
+    let _clock = FixedClock::at(NOW);
+    let tracker = Tracker::of(
+        r#"{ "services": [
+            { "name": "api", "limit": 100, "period": "day", "criticalThreshold": 1, "reserveFraction": 0.1 }
+        ] }"#,
+    );
+    let api = handle(&tracker, "api");
+    assert_eq!(number(&api, "tryRecord", &[90.into()]), 10.0);
+    assert_eq!(
+        number(&api, "tryRecord", &[]),
+        -1.0,
+        "the reserve is held back"
+    );
+    assert_eq!(
+        number(&api, "tryRecordPriority", &[11.into()]),
+        -1.0,
+        "past the limit"
+    );
+    assert_eq!(number(&api, "tryRecordPriority", &[9.into()]), 1.0);
+    assert_eq!(number(&api, "tryRecordPriority", &[]), 0.0);
+    assert_eq!(number(&api, "tryRecordPriority", &[]), -1.0);
+    assert_eq!(tracker.used("api"), 100.0);
+    // The handle's denial and the tracker's agree, and say why.
+    let denied = tracker.call("tryRecordPriority", &["api".into()]).unwrap();
+    assert_eq!(get(&denied, "reason").as_string().as_deref(), Some("limit"));
 }
