@@ -28,7 +28,10 @@ pub struct ServiceConfig {
     pub warn_threshold: f64,
     /// Fraction of the limit at which the level becomes Critical, in (0, 1]; default 0.8.
     pub critical_threshold: f64,
-    /// Fraction of the limit held back as a reserve, in [0, 1); default 0.1.
+    /// Fraction of the limit held back as a reserve for priority calls, in [0, 1); default 0.1.
+    /// Normal admission (`try_record`, `can_call`) stops at `limit - floor(limit x
+    /// reserve_fraction)` if that comes before the Critical threshold;
+    /// [`try_record_priority`](crate::QuotaTracker::try_record_priority) may use the reserve.
     pub reserve_fraction: f64,
     /// How calls are admitted when instances share the quota through a store (default
     /// [`Admission::Local`]).
@@ -55,16 +58,20 @@ pub enum Admission {
     /// interval).
     #[default]
     Local,
-    /// Decide on the shared count: `try_record` and `can_call` are one atomic step in the
-    /// store (one round trip per call) applying the same rule as the local step, and only
+    /// Decide on the shared count: `try_record`, `try_record_priority` and `can_call` are one
+    /// atomic step in the store (one round trip per call) applying the same rule as the local
+    /// step (normal calls stop at the Critical level or the reserve, priority calls at the
+    /// limit), and only
     /// admitted calls are counted. Never over-admits, with any number of instances. While the
     /// store is unreachable they deny; `record_call` counts locally and syncs later.
     Exact,
-    /// Take `block` calls at a time from the store (at most the headroom below the Critical
-    /// threshold), spend them at in-process speed, ask for the next block when they run out
+    /// Take `block` calls at a time from the store (at most the headroom below where normal
+    /// admission stops: the Critical threshold or `limit - reserve`, so a block never holds the
+    /// reserve), spend them at in-process speed, ask for the next block when they run out
     /// (a call larger than a block asks for that many), give back what is unused on `flush`,
-    /// on drop and at the window's end. Never over-admits; an instance killed while holding a
-    /// block strands at most that block until the window ends.
+    /// on drop and at the window's end. A priority call that its block does not cover asks the
+    /// store once, as `Exact` does, up to the limit. Never over-admits; an instance killed
+    /// while holding a block strands at most that block until the window ends.
     Leased {
         /// Calls per block, at least 1.
         block: u64,

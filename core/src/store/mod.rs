@@ -144,10 +144,12 @@ pub struct AdmitRequest {
     pub window: WindowKey,
     /// Calls asked for, at least 1.
     pub count: u64,
-    /// Admit only while the stored total is below this (the Critical threshold, in calls; or
-    /// the reduced allowance).
+    /// Admit only while the stored total is below this. Trackers send the same as `cap` (so a
+    /// count of 0, from `can_call`, asks whether one more call fits).
     pub below: u64,
-    /// Admit only if total + count is at most this (the limit; or the reduced allowance).
+    /// Admit only if total + count is at most this: where the call's admission stops (normal:
+    /// `min(Critical threshold, limit - reserve)`; priority: the limit; in reduced rate no more
+    /// than the reduced allowance), less the calls the tracker has not synced yet.
     pub cap: u64,
     /// Add without asking (`record_call`).
     pub force: bool,
@@ -179,7 +181,9 @@ pub struct LeaseRequest {
     pub window: WindowKey,
     /// Calls asked for.
     pub block: u64,
-    /// Grant only below this stored total (the Critical threshold, in calls).
+    /// Grant only below this stored total: where normal admission stops
+    /// (`min(Critical threshold, limit - reserve)`, or the reduced allowance), so a block never
+    /// holds calls of the reserve.
     pub ceiling: u64,
 }
 
