@@ -80,7 +80,7 @@ export interface ServiceConfig {
   warnThreshold?: number;
   /** Critical from this fraction of the limit, in (0, 1]; default 0.8. */
   criticalThreshold?: number;
-  /** Fraction of the limit held back as a reserve, in [0, 1); default 0.1. */
+  /** Fraction of the limit held back for `tryRecordPriority`, in [0, 1); default 0.1. */
   reserveFraction?: number;
 }
 

@@ -294,7 +294,11 @@ fn eight_threads(admission: Admission) {
     let config = config(LIMIT, 0.95, 0.1, admission);
     let store = MemoryStore::new();
     let trackers: Vec<Arc<QuotaTracker>> = match admission {
-        Admission::Local => vec![Arc::new(tracker(config, None)); 8],
+        Admission::Local => {
+            // One tracker shared by the eight threads.
+            let one = Arc::new(tracker(config, None));
+            (0..8).map(|_| Arc::clone(&one)).collect()
+        }
         _ => (0..8)
             .map(|_| Arc::new(tracker(config.clone(), Some(Box::new(store.clone())))))
             .collect(),
@@ -310,7 +314,7 @@ fn eight_threads(admission: Admission) {
                     barrier.wait();
                     let (mut normal, mut priority) = (0u64, 0u64);
                     for call in 0..400u64 {
-                        if mixed && (call + i as u64) % 2 == 0 {
+                        if mixed && (call + i as u64).is_multiple_of(2) {
                             match tracker.try_record_priority("api", 1) {
                                 Ok(r) => {
                                     assert!(r.usage.used <= LIMIT);
@@ -548,7 +552,7 @@ mod redis {
                     barrier.wait();
                     let (mut normal, mut priority) = (0u64, 0u64);
                     for call in 0..100u64 {
-                        if (call + i as u64) % 2 == 0 {
+                        if (call + i as u64).is_multiple_of(2) {
                             priority += u64::from(tracker.try_record_priority("api", 1).is_ok());
                         } else {
                             normal += u64::from(tracker.try_record("api", 1).is_ok());

@@ -94,6 +94,9 @@ pub trait Store: Send + Sync {
     /// `request.block` calls of the headroom below `request.ceiling` in `request.window`, and
     /// adds what it grants to the stored total at once. A retry of the same
     /// `(instance, seq)` gets the same grant, not a second one (an older `seq` gets 0).
+    ///
+    /// A store that leases should also [`admit`](Self::admit): a priority call that the block
+    /// in hand does not cover is admitted that way (a lease never hands out the reserve).
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("leased admission"))
