@@ -576,3 +576,49 @@ mod redis {
         assert_eq!(t.usage("api").unwrap().used, 400);
     }
 }
+
+#[test]
+fn bad_priority_calls_are_typed_errors_and_change_nothing() {
+    for admission in [
+        Admission::Local,
+        Admission::Exact,
+        Admission::Leased { block: 5 },
+    ] {
+        let store = MemoryStore::new();
+        let t = tracker(
+            config(100, 1.0, 0.1, admission),
+            Some(Box::new(store.clone())),
+        );
+        t.try_record_priority("api", 3).unwrap();
+        assert!(matches!(
+            t.try_record_priority("api", 0),
+            Err(QuotaError::InvalidCount { count: 0, .. })
+        ));
+        assert!(matches!(
+            t.service("api").unwrap().try_record_priority(0),
+            Err(QuotaError::InvalidCount { count: 0, .. })
+        ));
+        assert_eq!(
+            t.try_record_priority("nope", 1).unwrap_err(),
+            QuotaError::UnknownService("nope".into())
+        );
+        // A count no quota holds: refused, not counted, nothing overflows (past the counter's
+        // range, `InvalidCount` where the step sees it, a denial where a store does).
+        assert!(matches!(
+            t.try_record_priority("api", u64::MAX),
+            Err(QuotaError::InvalidCount { .. }
+                | QuotaError::Denied {
+                    reason: DenyReason::Limit,
+                    ..
+                })
+        ));
+        assert_eq!(
+            reason(t.try_record_priority("api", u64::MAX - 3)),
+            DenyReason::Limit
+        );
+        // (A `Leased` view counts its block in hand: the flush gives it back.)
+        t.flush().unwrap();
+        assert_eq!(t.usage("api").unwrap().used, 3, "{admission:?}");
+        assert_eq!(stored(&store), 3, "{admission:?}");
+    }
+}

@@ -297,9 +297,9 @@ impl QuotaTracker {
             return Ok(spent);
         }
         // Not enough in hand: ask for a block (or as many as this call needs), unless the
-        // shared total seen is at the ceiling already (it only falls by other instances
-        // giving blocks back, which this instance learns at the next window: it may
-        // under-admit until then, never over-admit).
+        // headroom below the ceiling seen cannot cover the call (the shared total only falls
+        // by other instances giving blocks back, which this instance learns at the next
+        // window: it may under-admit until then, never over-admit).
         let reduced = self.is_reduced_rate();
         let read = self.step_at(position, now, Request::Read, true);
         let in_hand = self.lease_left(position, read.state.window);
@@ -309,7 +309,10 @@ impl QuotaTracker {
             Err(StoreError::Unavailable(
                 "the store failed; backing off".into(),
             ))
-        } else if read.state.used >= ceiling && !force {
+        } else if !force && count.saturating_sub(in_hand) > ceiling.saturating_sub(read.state.used)
+        {
+            // No block could cover it (at the ceiling already, or a count larger than the
+            // headroom seen): take none, rather than hold the headroom for nothing.
             Ok(0)
         } else {
             self.take_lease(position, read.state.window, asked, reduced, now)
