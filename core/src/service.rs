@@ -147,6 +147,15 @@ impl ServiceConfig {
                 "must be in [0, 1)",
             );
         }
+        // A fraction a hair below 1 whose calls round to the whole limit (the thresholds
+        // forgive float noise): nothing would be left for normal calls.
+        if crate::level::calls_at_most(self.limit, self.reserve_fraction) >= self.limit {
+            return invalid(
+                "reserve_fraction",
+                &self.reserve_fraction,
+                &format!("must leave normal calls some of the limit ({})", self.limit),
+            );
+        }
         Ok(())
     }
 }
@@ -318,6 +327,18 @@ mod tests {
                     ..base()
                 },
                 &["reserve_fraction", "-0.1"],
+            ),
+            (
+                ServiceConfig {
+                    reserve_fraction: 1.0 - 1e-15,
+                    ..base()
+                },
+                &[
+                    "reserve_fraction",
+                    "0.999999999999999",
+                    "normal calls",
+                    "(10)",
+                ],
             ),
         ];
         for (service, words) in cases {
