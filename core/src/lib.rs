@@ -29,6 +29,8 @@ mod error;
 #[cfg(feature = "js")]
 pub mod js;
 mod level;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod observers;
 mod persistence;
 mod service;
@@ -41,6 +43,8 @@ mod tracker;
 mod usage;
 mod window;
 
+#[cfg(feature = "metrics")]
+pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config_file::{ConfigError, ConfigFormat, QuotaFile, RedisUrl, StoreUrl, StoreUrlError};
 pub use error::{DenyReason, QuotaError};

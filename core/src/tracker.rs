@@ -1,7 +1,7 @@
 //! The tracker: per-service counters behind per-service locks.
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::QuotaError;
+use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
 use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
@@ -142,6 +142,11 @@ impl QuotaTrackerBuilder {
         }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
+        // Subscribed before the first sync, so the transitions it causes are counted too.
+        #[cfg(feature = "metrics")]
+        tracker.subscribe_metrics();
+        #[cfg(feature = "metrics")]
+        let has_store = self.store.is_some();
         if let Some(store) = self.store {
             let now = tracker.now();
             tracker.persistence = Some(Persistence::new(store, self.policy, now));
@@ -150,6 +155,11 @@ impl QuotaTrackerBuilder {
             if let Some(Err(error)) = tracker.save(SaveReason::Load, now) {
                 quietly(|| log::warn!("quota: could not read the store, starting fresh: {error}"));
             }
+        }
+        #[cfg(feature = "metrics")]
+        {
+            crate::metrics::built(has_store);
+            tracker.publish_metrics();
         }
         Ok(tracker)
     }
@@ -574,6 +584,56 @@ impl QuotaTracker {
             .unwrap_or_default()
     }
 
+    /// Sets the metrics' gauges (`quota_used`, `quota_limit`, `quota_remaining`, `quota_level`
+    /// of every service, and `quota_reduced_rate`) from one snapshot: call it before each
+    /// scrape. Feature `metrics`; see [`describe_metrics`](crate::describe_metrics) for the
+    /// full list.
+    ///
+    /// The gauges are also set when the tracker is built, after each sync with the store, and
+    /// for one service when its level changes or a call is denied, but never on the plain
+    /// recording path, so between refreshes `quota_used` may lag. Takes every service's lock
+    /// once (in config order, like [`snapshot`](Self::snapshot)); the recorder is called after
+    /// they are released.
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use quota_core::QuotaTracker;
+    ///
+    /// let recorder = PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// metrics::with_local_recorder(&recorder, || {
+    ///     let tracker = QuotaTracker::with_defaults();
+    ///     tracker.record_call("finnhub", 12).unwrap();
+    ///     tracker.publish_metrics();
+    /// });
+    /// assert!(handle.render().contains(r#"quota_used{service="finnhub"} 12"#));
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        let states = self.read_all(self.now(), true);
+        crate::metrics::publish(
+            self.services.iter().zip(&states).map(|(slot, state)| {
+                (
+                    &slot.name,
+                    state.used,
+                    slot.rules.limit,
+                    slot.rules.level(state.used),
+                )
+            }),
+            self.is_reduced_rate(),
+        );
+    }
+
+    /// The tracker's own observers, feeding the metrics as transitions and store events are
+    /// delivered (outside every lock, in order).
+    #[cfg(feature = "metrics")]
+    fn subscribe_metrics(&self) {
+        self.observers
+            .subscribe(Arc::new(crate::metrics::transition));
+        self.store_observers
+            .subscribe(Arc::new(crate::metrics::store_event));
+    }
+
     /// The configuration this tracker was built with.
     pub fn config(&self) -> TrackerConfig {
         TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
@@ -923,6 +983,14 @@ impl QuotaTracker {
             persistence
                 .events
                 .pump(&self.store_observers, describe_store_event);
+            // Every lock is released. The load's view is published when the build ends.
+            #[cfg(feature = "metrics")]
+            if let Some(outcome) = &outcome {
+                crate::metrics::saves(outcome.synced, outcome.failed);
+                if reason != SaveReason::Load {
+                    self.publish_metrics();
+                }
+            }
         }
         outcome.map(|outcome| outcome.result)
     }
@@ -1067,13 +1135,27 @@ impl ServiceSlot {
     fn refused(&self, refusal: Refusal, count: u64) -> QuotaError {
         match refusal {
             Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
-            Refusal::Denied { used, reason } => QuotaError::Denied {
-                service: Arc::clone(&self.name),
-                count,
-                used,
-                limit: self.rules.limit,
-                reason,
-            },
+            Refusal::Denied { used, reason } => self.denied(count, used, reason),
+        }
+    }
+
+    /// The error of a denied call (with feature `metrics`, counted). Call it with no lock held.
+    #[cold]
+    fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
+        #[cfg(feature = "metrics")]
+        crate::metrics::denied(
+            &self.name,
+            reason,
+            used,
+            self.rules.limit,
+            self.rules.level(used),
+        );
+        QuotaError::Denied {
+            service: Arc::clone(&self.name),
+            count,
+            used,
+            limit: self.rules.limit,
+            reason,
         }
     }
 
