@@ -919,34 +919,44 @@ impl QuotaTracker {
     fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
         let mut guards: Vec<MutexGuard<'_, SlotState>> =
             self.services.iter().map(|slot| slot.state.lock()).collect();
-        let states = self.read_locked(&mut guards, now, &mut |_, _| {});
+        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _| {});
         drop(guards);
+        // As after any call that moves a window: the store may hold other instances' calls
+        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
+        if moved {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
         if deliver {
             self.pump(&(0..self.services.len()).collect::<Vec<_>>());
         }
         states
     }
 
-    /// Steps every service (all locked) to `now`, then lets `also` look at each.
+    /// Steps every service (all locked) to `now`, then lets `also` look at each; whether a
+    /// window moved.
     fn read_locked(
         &self,
         guards: &mut [MutexGuard<'_, SlotState>],
         now: u64,
         also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
-    ) -> Vec<ServiceState> {
+    ) -> (Vec<ServiceState>, bool) {
         let shared = self.persistence.is_some();
         let mut states = Vec::with_capacity(guards.len());
+        let mut moved = false;
         for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
             let old_window = guard.service.window;
             let step = slot.rules.step(&mut guard.service, now, Request::Read);
             if shared && step.changed {
                 guard.sync.book(old_window, &step, 0);
             }
+            moved |= step.moved.is_some();
             self.queue_transitions(slot, &step);
             also(slot, guard);
             states.push(guard.service);
         }
-        states
+        (states, moved)
     }
 
     fn pump(&self, positions: &[usize]) {
