@@ -1,40 +1,26 @@
 //! Metrics through the [`metrics`](::metrics) facade (feature `metrics`): whatever recorder the
 //! program installs (a Prometheus exporter, a StatsD one, a test's) receives them.
 //!
-//! | metric | kind | labels | value |
-//! | --- | --- | --- | --- |
-//! | `quota_used` | gauge | `service` | calls used in the current window (shared admission: the tracker's view, the last synced total + the calls not synced yet) |
-//! | `quota_limit` | gauge | `service` | the window's limit |
-//! | `quota_remaining` | gauge | `service` | `limit - used`, at least 0 |
-//! | `quota_level` | gauge | `service` | 0 normal, 1 warning, 2 critical, 3 exhausted |
-//! | `quota_reduced_rate` | gauge | | 1 while reduced-rate mode is on, else 0 |
-//! | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
-//! | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` (by name or handle): `reason` = [`deny_reason_label`] |
-//! | `quota_saves_total` | counter | | successful syncs with the store |
-//! | `quota_save_failures_total` | counter | | failed syncs |
-//!
-//! When they change: the gauges of every service are set from one snapshot when the tracker is
-//! built, after every sync with the store (the sync is when the shared view changes), and by
-//! [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
-//! calls before each scrape; a service's gauges are also set when its level changes and when
-//! one of its calls is denied. The counters count as things happen. Nothing is emitted on the
-//! plain recording path (a `record_call` or an admitted `try_record` that changes no level and
-//! triggers no sync): between scrapes `quota_used` may lag, which the refresh per scrape makes
-//! up for.
-//!
-//! Everything is emitted outside every tracker lock, on the thread of the call that caused it
-//! (transitions and store events through the observers' outboxes, in order); a recorder that
-//! panics is caught and logged like a panicking observer. Labels carry the service's name and
-//! nothing else, so two trackers of the same service names in one process share their series:
-//! the counters add up, the gauges show whichever wrote last.
+//! The list of metrics, and when they change: [`describe_metrics`].
 
 use crate::error::DenyReason;
 use crate::level::Level;
-use crate::observers::quietly;
+use crate::observers;
 use crate::persistence::StoreEvent;
 use crate::usage::Transition;
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Runs `emit`, catching a panicking recorder; the first panic of the process is logged.
+fn quietly(emit: impl FnOnce()) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if !observers::quietly(emit) && !LOGGED.swap(true, Ordering::Relaxed) {
+        observers::quietly(|| {
+            log::error!("quota: the metrics recorder panicked; ignored (logged once)")
+        });
+    }
+}
 
 const USED: &str = "quota_used";
 const LIMIT: &str = "quota_limit";
@@ -48,7 +34,37 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 
 /// Registers the metrics' descriptions and units (Prometheus's `# HELP` lines) with the
 /// recorder installed now. A tracker does it when it is built; call this after installing a
-/// recorder if trackers were built before it.
+/// recorder if trackers were built before it. Feature `metrics`.
+///
+/// | metric | kind | labels | value |
+/// | --- | --- | --- | --- |
+/// | `quota_used` | gauge | `service` | calls used in the current window (shared admission: the tracker's view, the last synced total + the calls not synced yet) |
+/// | `quota_limit` | gauge | `service` | the window's limit |
+/// | `quota_remaining` | gauge | `service` | `limit - used`, at least 0 |
+/// | `quota_level` | gauge | `service` | 0 normal, 1 warning, 2 critical, 3 exhausted |
+/// | `quota_reduced_rate` | gauge | | 1 while reduced-rate mode is on, else 0 |
+/// | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
+/// | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` (by name or handle): `reason` = [`deny_reason_label`] |
+/// | `quota_saves_total` | counter | | successful syncs with the store |
+/// | `quota_save_failures_total` | counter | | failed syncs |
+///
+/// When they change: the gauges of every service are set from one snapshot when the tracker is
+/// built, after every sync with the store (the sync is when the shared view changes), and by
+/// [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
+/// calls before each scrape; a service's gauges are also set when its level changes. The
+/// counters count as things happen. Nothing is emitted on the
+/// plain recording path (a `record_call` or an admitted `try_record` that changes no level and
+/// triggers no sync): between scrapes `quota_used` may lag, which the refresh per scrape makes
+/// up for.
+///
+/// `can_call` is a question, not a denial: it counts nothing. Everything is emitted outside
+/// every tracker lock; transitions and store events go through the observers' outboxes (in
+/// order, on the thread of some call of the tracker, as for
+/// [`on_transition`](crate::QuotaTracker::on_transition)), the rest on the calling thread. A
+/// recorder that panics is caught (the first panic is logged) and changes nothing the tracker
+/// does. Labels carry the service's name and
+/// nothing else, so two trackers of the same service names in one process share their series:
+/// the counters add up, the gauges show whichever wrote last.
 pub fn describe_metrics() {
     quietly(|| {
         describe_gauge!(
@@ -161,12 +177,12 @@ pub(crate) fn store_event(event: &StoreEvent) {
     });
 }
 
-/// A call denied: counted, and the service's gauges set from what the denial saw.
-pub(crate) fn denied(service: &Arc<str>, reason: DenyReason, used: u64, limit: u64, level: Level) {
+/// A call denied: counted (only: a service hammered while denied pays one counter per call,
+/// not five metrics).
+pub(crate) fn denied(service: &Arc<str>, reason: DenyReason) {
     quietly(|| {
         counter!(DENIED, "service" => Arc::clone(service), "reason" => deny_reason_label(reason))
             .increment(1);
-        set_service_gauges(service, used, limit, level);
     });
 }
 

@@ -590,8 +590,7 @@ impl QuotaTracker {
     /// full list.
     ///
     /// The gauges are also set when the tracker is built, after each sync with the store, and
-    /// for one service when its level changes or a call is denied, but never on the plain
-    /// recording path, so between refreshes `quota_used` may lag. Takes every service's lock
+    /// for one service when its level changes, but never on the plain recording path, so between refreshes `quota_used` may lag. Takes every service's lock
     /// once (in config order, like [`snapshot`](Self::snapshot)); the recorder is called after
     /// they are released.
     ///
@@ -1153,13 +1152,7 @@ impl ServiceSlot {
     #[cold]
     fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
         #[cfg(feature = "metrics")]
-        crate::metrics::denied(
-            &self.name,
-            reason,
-            used,
-            self.rules.limit,
-            self.rules.level(used),
-        );
+        crate::metrics::denied(&self.name, reason);
         QuotaError::Denied {
             service: Arc::clone(&self.name),
             count,
