@@ -4,6 +4,8 @@
 
 #[path = "support/prometheus.rs"]
 mod prometheus;
+#[path = "support/timeout.rs"]
+mod timeout;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -14,6 +16,7 @@ use quota_core::{
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 const JUNE_10: u64 = 1_718_000_000_000;
@@ -514,4 +517,85 @@ fn deny_reasons_have_distinct_stable_labels() {
         labels,
         ["critical", "limit", "reduced_rate", "store_unavailable"]
     );
+}
+
+/// Records one call on the tracker's `audit` service for every call into the recorder.
+struct ReentrantRecorder {
+    tracker: OnceLock<Arc<QuotaTracker>>,
+    calls: AtomicUsize,
+}
+
+impl ReentrantRecorder {
+    fn reenter(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(tracker) = self.tracker.get() {
+            tracker.record_call("audit", 1).unwrap();
+            // A read and a refresh from inside, too (each takes every service's lock).
+            tracker.snapshot();
+        }
+    }
+}
+
+impl Recorder for ReentrantRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        self.reenter();
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        self.reenter();
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn a_recorder_that_calls_back_into_the_tracker_neither_deadlocks_nor_loses_a_call() {
+    timeout::within(30, || {
+        let recorder = ReentrantRecorder {
+            tracker: OnceLock::new(),
+            calls: AtomicUsize::new(0),
+        };
+        let store = MemoryStore::new();
+        let tracker = Arc::new(
+            QuotaTracker::builder(TrackerConfig::new([
+                ServiceConfig::new("api", 10, Period::Day),
+                ServiceConfig::new("audit", u64::MAX, Period::Day),
+            ]))
+            .clock(ManualClock::new(JUNE_10))
+            .store(store.clone())
+            .build()
+            .unwrap(),
+        );
+        recorder.tracker.set(Arc::clone(&tracker)).unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            // A transition (and the forced sync at Critical), denials, a failed sync, refreshes.
+            tracker.record_call("api", 8).unwrap();
+            for _ in 0..3 {
+                tracker.try_record("api", 1).unwrap_err();
+            }
+            store.fail_next(1);
+            tracker.flush().unwrap_err();
+            tracker.flush().unwrap();
+            tracker.publish_metrics();
+        });
+        let calls = recorder.calls.load(Ordering::SeqCst) as u64;
+        assert!(calls > 0);
+        assert_eq!(tracker.usage("api").unwrap().used, 8);
+        // Every call into the recorder recorded one call, none lost.
+        assert_eq!(tracker.usage("audit").unwrap().used, calls);
+        // And the store has them all.
+        tracker.flush().unwrap();
+        let restarted = QuotaTracker::builder(tracker.config())
+            .clock(ManualClock::new(JUNE_10))
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(restarted.usage("api").unwrap().used, 8);
+        assert_eq!(restarted.usage("audit").unwrap().used, calls);
+    });
 }
