@@ -21,7 +21,10 @@
 //! configuration, levels, the per-service step, the tracker, observers, persistence, stores);
 //! they are private and everything public is re-exported here, once. Two public modules are
 //! namespaces of their own: `sim` (feature `sim`, the workload simulator and the demonstration
-//! of the lost-update bug) and `js` (feature `js`, the JavaScript bindings).
+//! of the lost-update bug) and `js` (feature `js`, the JavaScript bindings). With the feature
+//! `metrics`, the tracker reports gauges and counters through the `metrics` facade to the
+//! recorder the program installs (`describe_metrics` lists them; `QuotaTracker::publish_metrics`
+//! refreshes the gauges before a scrape).
 
 mod clock;
 mod config_file;
@@ -29,6 +32,8 @@ mod error;
 #[cfg(feature = "js")]
 pub mod js;
 mod level;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod observers;
 mod persistence;
 mod service;
@@ -41,6 +46,8 @@ mod tracker;
 mod usage;
 mod window;
 
+#[cfg(feature = "metrics")]
+pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config_file::{ConfigError, ConfigFormat, QuotaFile, RedisUrl, StoreUrl, StoreUrlError};
 pub use error::{DenyReason, QuotaError};

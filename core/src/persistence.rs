@@ -178,9 +178,14 @@ struct SaverState {
     admits: Vec<AdmitRequest>,
 }
 
-/// What one sync attempt produced.
+/// What one save produced.
 pub(crate) struct SaveOutcome {
+    /// The first sync's result.
     pub(crate) result: Result<(), StoreError>,
+    /// Syncs that succeeded and failed (the load not counted): a save runs more than one when
+    /// forced syncs coalesced into it.
+    pub(crate) synced: u64,
+    pub(crate) failed: u64,
 }
 
 impl Persistence {
@@ -298,7 +303,13 @@ impl Persistence {
                 self.save_locked(&mut saver, reason, now_ms, registry, &mut cut, &mut apply);
             drop(saver);
             let failed = outcome.result.is_err();
-            first.get_or_insert(outcome);
+            match &mut first {
+                Some(first) => {
+                    first.synced += outcome.synced;
+                    first.failed += outcome.failed;
+                }
+                None => first = Some(outcome),
+            }
             // A forced sync that coalesced after the last look: run it unless another
             // thread holds the lock now (that thread then sees `rerun`).
             if failed || !self.rerun.load(Ordering::SeqCst) {
@@ -317,12 +328,21 @@ impl Persistence {
         cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
         apply: &mut impl FnMut(&SyncBatch, &[u64]),
     ) -> SaveOutcome {
-        let mut outcome = SaveOutcome { result: Ok(()) };
+        let mut outcome = SaveOutcome {
+            result: Ok(()),
+            synced: 0,
+            failed: 0,
+        };
         // One pass, plus one more each time a forced sync coalesced into this one meanwhile.
         loop {
             self.rerun.store(false, Ordering::SeqCst);
             outcome.result = self.sync_once(saver, cut, apply);
             self.account(reason, now_ms, &outcome.result, registry);
+            match (&outcome.result, reason) {
+                (_, SaveReason::Load) => {}
+                (Ok(()), _) => outcome.synced += 1,
+                (Err(_), _) => outcome.failed += 1,
+            }
             if outcome.result.is_err() || !self.rerun.load(Ordering::SeqCst) {
                 break;
             }

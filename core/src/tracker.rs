@@ -1,7 +1,7 @@
 //! The tracker: per-service counters behind per-service locks.
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::QuotaError;
+use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
 use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
@@ -142,6 +142,11 @@ impl QuotaTrackerBuilder {
         }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
+        // Subscribed before the first sync, so the transitions it causes are counted too.
+        #[cfg(feature = "metrics")]
+        tracker.subscribe_metrics();
+        #[cfg(feature = "metrics")]
+        let has_store = self.store.is_some();
         if let Some(store) = self.store {
             let now = tracker.now();
             tracker.persistence = Some(Persistence::new(store, self.policy, now));
@@ -150,6 +155,11 @@ impl QuotaTrackerBuilder {
             if let Some(Err(error)) = tracker.save(SaveReason::Load, now) {
                 quietly(|| log::warn!("quota: could not read the store, starting fresh: {error}"));
             }
+        }
+        #[cfg(feature = "metrics")]
+        {
+            crate::metrics::built(has_store);
+            tracker.publish_metrics();
         }
         Ok(tracker)
     }
@@ -608,6 +618,55 @@ impl QuotaTracker {
             .unwrap_or_default()
     }
 
+    /// Sets the metrics' gauges (`quota_used`, `quota_limit`, `quota_remaining`, `quota_level`
+    /// of every service, and `quota_reduced_rate`) from one snapshot: call it before each
+    /// scrape. Feature `metrics`; see [`describe_metrics`](crate::describe_metrics) for the
+    /// full list.
+    ///
+    /// The gauges are also set when the tracker is built, after each sync with the store, and
+    /// for one service when its level changes, but never on the plain recording path, so between refreshes `quota_used` may lag. Takes every service's lock
+    /// once (in config order, like [`snapshot`](Self::snapshot)); the recorder is called after
+    /// they are released.
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use quota_core::QuotaTracker;
+    ///
+    /// let recorder = PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// metrics::with_local_recorder(&recorder, || {
+    ///     let tracker = QuotaTracker::with_defaults();
+    ///     tracker.record_call("finnhub", 12).unwrap();
+    ///     tracker.publish_metrics();
+    /// });
+    /// assert!(handle.render().contains(r#"quota_used{service="finnhub"} 12"#));
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        let states = self.read_all(self.now(), true);
+        crate::metrics::publish(
+            self.services.iter().zip(&states).map(|(slot, state)| {
+                (
+                    &slot.name,
+                    state.used,
+                    slot.rules.limit,
+                    slot.rules.level(state.used),
+                )
+            }),
+            self.is_reduced_rate(),
+        );
+    }
+
+    /// The tracker's own observers, feeding the metrics as transitions and store events are
+    /// delivered (outside every lock, in order).
+    #[cfg(feature = "metrics")]
+    fn subscribe_metrics(&self) {
+        self.observers
+            .subscribe(Arc::new(crate::metrics::transition));
+        self.store_observers
+            .subscribe(Arc::new(crate::metrics::store_event));
+    }
+
     /// The configuration this tracker was built with.
     pub fn config(&self) -> TrackerConfig {
         TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
@@ -897,34 +956,44 @@ impl QuotaTracker {
     fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
         let mut guards: Vec<MutexGuard<'_, SlotState>> =
             self.services.iter().map(|slot| slot.state.lock()).collect();
-        let states = self.read_locked(&mut guards, now, &mut |_, _| {});
+        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _| {});
         drop(guards);
+        // As after any call that moves a window: the store may hold other instances' calls
+        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
+        if moved {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
         if deliver {
             self.pump(&(0..self.services.len()).collect::<Vec<_>>());
         }
         states
     }
 
-    /// Steps every service (all locked) to `now`, then lets `also` look at each.
+    /// Steps every service (all locked) to `now`, then lets `also` look at each; whether a
+    /// window moved.
     fn read_locked(
         &self,
         guards: &mut [MutexGuard<'_, SlotState>],
         now: u64,
         also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
-    ) -> Vec<ServiceState> {
+    ) -> (Vec<ServiceState>, bool) {
         let shared = self.persistence.is_some();
         let mut states = Vec::with_capacity(guards.len());
+        let mut moved = false;
         for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
             let old_window = guard.service.window;
             let step = slot.rules.step(&mut guard.service, now, Request::Read);
             if shared && step.changed {
                 guard.sync.book(old_window, &step, 0);
             }
+            moved |= step.moved.is_some();
             self.queue_transitions(slot, &step);
             also(slot, guard);
             states.push(guard.service);
         }
-        states
+        (states, moved)
     }
 
     fn pump(&self, positions: &[usize]) {
@@ -961,6 +1030,14 @@ impl QuotaTracker {
             persistence
                 .events
                 .pump(&self.store_observers, describe_store_event);
+            // Every lock is released. The load's view is published when the build ends.
+            #[cfg(feature = "metrics")]
+            if let Some(outcome) = &outcome {
+                crate::metrics::saves(outcome.synced, outcome.failed);
+                if reason != SaveReason::Load {
+                    self.publish_metrics();
+                }
+            }
         }
         outcome.map(|outcome| outcome.result)
     }
@@ -1105,13 +1182,21 @@ impl ServiceSlot {
     fn refused(&self, refusal: Refusal, count: u64) -> QuotaError {
         match refusal {
             Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
-            Refusal::Denied { used, reason } => QuotaError::Denied {
-                service: Arc::clone(&self.name),
-                count,
-                used,
-                limit: self.rules.limit,
-                reason,
-            },
+            Refusal::Denied { used, reason } => self.denied(count, used, reason),
+        }
+    }
+
+    /// The error of a denied call (with feature `metrics`, counted). Call it with no lock held.
+    #[cold]
+    fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
+        #[cfg(feature = "metrics")]
+        crate::metrics::denied(&self.name, reason);
+        QuotaError::Denied {
+            service: Arc::clone(&self.name),
+            count,
+            used,
+            limit: self.rules.limit,
+            reason,
         }
     }
 

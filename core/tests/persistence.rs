@@ -828,3 +828,23 @@ fn restoring_past_a_threshold_leaves_later_transitions_deliverable() {
         .expect("the transition after a restore was delivered");
     assert_eq!(seen, vec![Level::Critical]);
 }
+
+/// Was a bug: a read (`snapshot`, and so the metrics' refresh) that moved a window did not make
+/// the next call sync, as a recording call that moves it does, so this tracker went on without
+/// the other instances' calls of the new window until the interval passed.
+#[test]
+fn a_window_moved_by_a_snapshot_makes_the_next_call_sync() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    // No interval sync falls due in this test.
+    let year = 365 * 86_400_000;
+    let other = build(&store, &clock, year);
+    let tracker = build(&store, &clock, year);
+    clock.set(JULY_1 + 1_000);
+    assert_eq!(tracker.snapshot().services()[0].used, 0); // the new month, read here
+    other.record_call("a", 5).unwrap();
+    other.flush().unwrap();
+    // The next call syncs (after its step), and learns the other instance's 5.
+    tracker.record_call("a", 1).unwrap();
+    assert_eq!(tracker.usage("a").unwrap().used, 6);
+}

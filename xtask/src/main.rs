@@ -72,7 +72,7 @@ fn test() -> Result<(), String> {
             "--workspace",
             "--all-targets",
             "--features",
-            "quota-core/sim,quota-core/redis",
+            "quota-core/sim,quota-core/redis,quota-core/metrics",
             "--",
             "-D",
             "warnings",
@@ -87,7 +87,8 @@ fn test() -> Result<(), String> {
             "quota-core",
             "--lib",
             "--features",
-            "sim",
+            // `metrics` is the facade only: it builds for wasm32 as natively.
+            "sim,metrics",
             "--target",
             "wasm32-unknown-unknown",
             "--",
@@ -96,15 +97,16 @@ fn test() -> Result<(), String> {
         ],
         &[],
     );
-    // `sim` and `redis` are off by default; the tests of the simulator, the `simulate` example
-    // and `RedisStore` (which start their own redis-server) need them.
+    // `sim`, `redis` and `metrics` are off by default; the tests of the simulator, the
+    // `simulate` example, `RedisStore` (which start their own redis-server) and the metrics
+    // (with the `metrics` example) need them.
     stages.cargo(
         "native tests",
         &[
             "test",
             "--workspace",
             "--features",
-            "quota-core/sim,quota-core/redis",
+            "quota-core/sim,quota-core/redis,quota-core/metrics",
         ],
         &[],
     );

@@ -12,7 +12,6 @@ use crate::store::{AdmitReply, AdmitRequest, GiveBack, LeaseRequest, StoreError,
 use crate::sync::Ordering;
 use crate::usage::Recorded;
 use crate::window::Window;
-use std::sync::Arc;
 
 /// What a shared-admission call asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -532,13 +531,7 @@ impl QuotaTracker {
     }
 
     fn denied(&self, slot: &ServiceSlot, count: u64, used: u64, reason: DenyReason) -> QuotaError {
-        QuotaError::Denied {
-            service: Arc::clone(&slot.name),
-            count,
-            used,
-            limit: slot.rules.limit,
-            reason,
-        }
+        slot.denied(count, used, reason)
     }
 
     /// A store call outside every lock, a panic turned into an error.

@@ -1,0 +1,203 @@
+//! Metrics through the [`metrics`](::metrics) facade (feature `metrics`): whatever recorder the
+//! program installs (a Prometheus exporter, a StatsD one, a test's) receives them.
+//!
+//! The list of metrics, and when they change: [`describe_metrics`].
+
+use crate::error::DenyReason;
+use crate::level::Level;
+use crate::observers;
+use crate::persistence::StoreEvent;
+use crate::usage::Transition;
+use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Runs `emit`, catching a panicking recorder; the first panic of the process is logged.
+fn quietly(emit: impl FnOnce()) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if !observers::quietly(emit) && !LOGGED.swap(true, Ordering::Relaxed) {
+        observers::quietly(|| {
+            log::error!("quota: the metrics recorder panicked; ignored (logged once)")
+        });
+    }
+}
+
+const USED: &str = "quota_used";
+const LIMIT: &str = "quota_limit";
+const REMAINING: &str = "quota_remaining";
+const LEVEL: &str = "quota_level";
+const REDUCED_RATE: &str = "quota_reduced_rate";
+const TRANSITIONS: &str = "quota_transitions_total";
+const DENIED: &str = "quota_denied_total";
+const SAVES: &str = "quota_saves_total";
+const SAVE_FAILURES: &str = "quota_save_failures_total";
+
+/// Registers the metrics' descriptions and units (Prometheus's `# HELP` lines) with the
+/// recorder installed now. A tracker does it when it is built; call this after installing a
+/// recorder if trackers were built before it. Feature `metrics`.
+///
+/// | metric | kind | labels | value |
+/// | --- | --- | --- | --- |
+/// | `quota_used` | gauge | `service` | calls used in the current window (shared admission: the tracker's view, the last synced total + the calls not synced yet) |
+/// | `quota_limit` | gauge | `service` | the window's limit |
+/// | `quota_remaining` | gauge | `service` | `limit - used`, at least 0 |
+/// | `quota_level` | gauge | `service` | 0 normal, 1 warning, 2 critical, 3 exhausted |
+/// | `quota_reduced_rate` | gauge | | 1 while reduced-rate mode is on, else 0 |
+/// | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
+/// | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` or `try_record_priority` (by name or handle): `reason` = [`deny_reason_label`] |
+/// | `quota_saves_total` | counter | | successful syncs with the store |
+/// | `quota_save_failures_total` | counter | | failed syncs |
+///
+/// When they change: the gauges of every service are set from one snapshot when the tracker is
+/// built, after every sync with the store (the sync is when the shared view changes), and by
+/// [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
+/// calls before each scrape; a service's gauges are also set when its level changes. The
+/// counters count as things happen. Nothing is emitted on the
+/// plain recording path (a `record_call` or an admitted `try_record` that changes no level and
+/// triggers no sync): between scrapes `quota_used` may lag, which the refresh per scrape makes
+/// up for.
+///
+/// `can_call` is a question, not a denial: it counts nothing. Everything is emitted outside
+/// every tracker lock; transitions and store events go through the observers' outboxes (in
+/// order, on the thread of some call of the tracker, as for
+/// [`on_transition`](crate::QuotaTracker::on_transition)), the rest on the calling thread. A
+/// recorder that panics is caught (the first panic is logged) and changes nothing the tracker
+/// does. Labels carry the service's name and
+/// nothing else, so two trackers of the same service names in one process share their series:
+/// the counters add up, the gauges show whichever wrote last.
+pub fn describe_metrics() {
+    quietly(|| {
+        describe_gauge!(
+            USED,
+            Unit::Count,
+            "Calls used in the current window (shared admission: the tracker's view)."
+        );
+        describe_gauge!(LIMIT, Unit::Count, "Calls allowed per window.");
+        describe_gauge!(
+            REMAINING,
+            Unit::Count,
+            "Calls left in the current window (limit - used, at least 0)."
+        );
+        describe_gauge!(
+            LEVEL,
+            "The service's level: 0 normal, 1 warning, 2 critical, 3 exhausted."
+        );
+        describe_gauge!(
+            REDUCED_RATE,
+            "1 while reduced-rate mode is on (the store failed too often), else 0."
+        );
+        describe_counter!(TRANSITIONS, "Level changes, by the level changed to.");
+        describe_counter!(
+            DENIED,
+            "Calls refused by try_record, by the rule that refused."
+        );
+        describe_counter!(SAVES, "Successful syncs with the store.");
+        describe_counter!(SAVE_FAILURES, "Failed syncs with the store.");
+    });
+}
+
+/// The `reason` label of `quota_denied_total`: `critical`, `reserve`, `limit`, `reduced_rate` or
+/// `store_unavailable`. Stable identifiers, unlike [`DenyReason::as_str`]'s phrases.
+///
+/// ```
+/// use quota_core::{deny_reason_label, DenyReason};
+/// assert_eq!(deny_reason_label(DenyReason::ReducedRate), "reduced_rate");
+/// ```
+pub fn deny_reason_label(reason: DenyReason) -> &'static str {
+    // Exhaustive: a new reason is a compile error here, never an unlabelled series.
+    match reason {
+        DenyReason::Critical => "critical",
+        DenyReason::Reserve => "reserve",
+        DenyReason::Limit => "limit",
+        DenyReason::ReducedRate => "reduced_rate",
+        DenyReason::StoreUnavailable => "store_unavailable",
+    }
+}
+
+/// The value of `quota_level`.
+fn level_value(level: Level) -> f64 {
+    match level {
+        Level::Normal => 0.0,
+        Level::Warning => 1.0,
+        Level::Critical => 2.0,
+        Level::Exhausted => 3.0,
+    }
+}
+
+/// A tracker was built: descriptions, and the store counters at 0 so that they exist before
+/// the first sync.
+pub(crate) fn built(has_store: bool) {
+    describe_metrics();
+    if has_store {
+        quietly(|| {
+            counter!(SAVES).increment(0);
+            counter!(SAVE_FAILURES).increment(0);
+        });
+    }
+}
+
+fn set_service_gauges(service: &Arc<str>, used: u64, limit: u64, level: Level) {
+    let label = || Arc::clone(service);
+    gauge!(USED, "service" => label()).set(used as f64);
+    gauge!(LIMIT, "service" => label()).set(limit as f64);
+    gauge!(REMAINING, "service" => label()).set(limit.saturating_sub(used) as f64);
+    gauge!(LEVEL, "service" => label()).set(level_value(level));
+}
+
+/// Sets every service's gauges and the reduced-rate gauge (a refresh).
+pub(crate) fn publish<'a>(
+    services: impl Iterator<Item = (&'a Arc<str>, u64, u64, Level)>,
+    reduced_rate: bool,
+) {
+    quietly(|| {
+        for (service, used, limit, level) in services {
+            set_service_gauges(service, used, limit, level);
+        }
+        set_reduced_rate(reduced_rate);
+    });
+}
+
+fn set_reduced_rate(on: bool) {
+    gauge!(REDUCED_RATE).set(if on { 1.0 } else { 0.0 });
+}
+
+/// A level change, from the tracker's own transition observer.
+pub(crate) fn transition(t: &Transition) {
+    quietly(|| {
+        counter!(TRANSITIONS, "service" => Arc::clone(&t.service), "to" => t.to.as_str())
+            .increment(1);
+        set_service_gauges(&t.service, t.used, t.limit, t.to);
+    });
+}
+
+/// A store event, from the tracker's own store-event observer.
+pub(crate) fn store_event(event: &StoreEvent) {
+    quietly(|| match event {
+        StoreEvent::ReducedRateEntered { .. } => set_reduced_rate(true),
+        StoreEvent::ReducedRateLeft { .. } => set_reduced_rate(false),
+    });
+}
+
+/// A call denied: counted (only: a service hammered while denied pays one counter per call,
+/// not five metrics).
+pub(crate) fn denied(service: &Arc<str>, reason: DenyReason) {
+    quietly(|| {
+        counter!(DENIED, "service" => Arc::clone(service), "reason" => deny_reason_label(reason))
+            .increment(1);
+    });
+}
+
+/// Syncs that ran: `synced` succeeded, `failed` failed.
+pub(crate) fn saves(synced: u64, failed: u64) {
+    if synced == 0 && failed == 0 {
+        return;
+    }
+    quietly(|| {
+        if synced > 0 {
+            counter!(SAVES).increment(synced);
+        }
+        if failed > 0 {
+            counter!(SAVE_FAILURES).increment(failed);
+        }
+    });
+}

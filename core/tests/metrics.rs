@@ -1,0 +1,602 @@
+//! Metrics (feature `metrics`): exact values after known sequences, read back from a Prometheus
+//! recorder installed for the test's own threads only (`metrics::with_local_recorder`), nothing
+//! emitted on the plain recording path, exact counts across threads, and a recorder that panics.
+
+#[path = "support/prometheus.rs"]
+mod prometheus;
+#[path = "support/timeout.rs"]
+mod timeout;
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use prometheus::value;
+use quota_core::{
+    deny_reason_label, Admission, DenyReason, ManualClock, MemoryStore, Period, QuotaError,
+    QuotaTracker, ReducedRatePolicy, ServiceConfig, SyncPolicy, TrackerConfig,
+};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+
+const JUNE_10: u64 = 1_718_000_000_000;
+/// A service name with the characters Prometheus text must escape.
+const ODD: &str = "we\"ird\\name\nx";
+
+fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    (recorder, handle)
+}
+
+fn scrape(handle: &PrometheusHandle) -> BTreeMap<String, f64> {
+    prometheus::samples(&handle.render())
+}
+
+/// `service`'s four gauges: used, limit, remaining, level.
+fn gauges(samples: &BTreeMap<String, f64>, service: &str) -> [Option<f64>; 4] {
+    [
+        "quota_used",
+        "quota_limit",
+        "quota_remaining",
+        "quota_level",
+    ]
+    .map(|name| value(samples, name, &[("service", service)]))
+}
+
+fn transitions(samples: &BTreeMap<String, f64>, service: &str, to: &str) -> Option<f64> {
+    value(
+        samples,
+        "quota_transitions_total",
+        &[("service", service), ("to", to)],
+    )
+}
+
+fn denied(samples: &BTreeMap<String, f64>, service: &str, reason: &str) -> Option<f64> {
+    value(
+        samples,
+        "quota_denied_total",
+        &[("service", service), ("reason", reason)],
+    )
+}
+
+#[test]
+fn a_known_sequence_gives_exact_values() {
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        let clock = ManualClock::new(JUNE_10);
+        let store = MemoryStore::new();
+        let config = TrackerConfig::new([
+            ServiceConfig::new("search", 10, Period::Minute),
+            ServiceConfig::new(ODD, 100, Period::Day),
+        ]);
+        let policy = SyncPolicy {
+            interval_ms: 3_600_000,
+            force_on_critical: true,
+            reduced_rate: ReducedRatePolicy {
+                enter_after_failures: 2,
+                leave_after_successes: 1,
+                fraction: 0.25,
+            },
+        };
+        let tracker = QuotaTracker::builder(config)
+            .clock(clock.clone())
+            .store(store.clone())
+            .sync_policy(policy)
+            .build()
+            .unwrap();
+
+        // Built: every gauge, the store counters at 0, no transition or denial yet.
+        let s = scrape(&handle);
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(0.0), Some(10.0), Some(10.0), Some(0.0)]
+        );
+        assert_eq!(
+            gauges(&s, ODD),
+            [Some(0.0), Some(100.0), Some(100.0), Some(0.0)]
+        );
+        assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(0.0));
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(0.0));
+        assert!(!s.keys().any(|k| k.starts_with("quota_transitions_total")));
+        assert!(!s.keys().any(|k| k.starts_with("quota_denied_total")));
+        let help = handle.render();
+        assert!(help.contains("# HELP quota_level The service's level: 0 normal"));
+
+        // Plain recording sets nothing; a refresh does.
+        tracker.record_call("search", 3).unwrap();
+        assert_eq!(
+            value(&scrape(&handle), "quota_used", &[("service", "search")]),
+            Some(0.0)
+        );
+        tracker.publish_metrics();
+        let s = scrape(&handle);
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(3.0), Some(10.0), Some(7.0), Some(0.0)]
+        );
+
+        // Warning at 5: the transition sets the gauges, no refresh needed.
+        tracker.record_call("search", 2).unwrap();
+        let s = scrape(&handle);
+        assert_eq!(transitions(&s, "search", "warning"), Some(1.0));
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(5.0), Some(10.0), Some(5.0), Some(1.0)]
+        );
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
+
+        // Critical at 8: counted, and the forced sync is a save (which refreshes the gauges).
+        tracker.record_call("search", 3).unwrap();
+        tracker.record_call(ODD, 25).unwrap();
+        let s = scrape(&handle);
+        assert_eq!(transitions(&s, "search", "critical"), Some(1.0));
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(8.0), Some(10.0), Some(2.0), Some(2.0)]
+        );
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(1.0));
+        // The odd name's 25 calls were plain: not seen until the next refresh.
+        assert_eq!(gauges(&s, ODD)[0], Some(0.0));
+
+        // Denied at Critical, twice.
+        for _ in 0..2 {
+            let error = tracker.try_record("search", 1).unwrap_err();
+            assert!(matches!(
+                error,
+                QuotaError::Denied {
+                    reason: DenyReason::Critical,
+                    ..
+                }
+            ));
+        }
+        let s = scrape(&handle);
+        assert_eq!(denied(&s, "search", "critical"), Some(2.0));
+
+        // Two failed syncs: counted, and reduced-rate mode starts.
+        store.fail_next(2);
+        assert!(tracker.flush().is_err());
+        let s = scrape(&handle);
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(1.0));
+        assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(0.0));
+        assert!(tracker.flush().is_err());
+        let s = scrape(&handle);
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(2.0));
+        assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(1.0));
+        // The refresh after each sync, failed or not, saw the odd name's calls.
+        assert_eq!(
+            gauges(&s, ODD),
+            [Some(25.0), Some(100.0), Some(75.0), Some(0.0)]
+        );
+
+        // Reduced rate: 25 of 100 allowed, all used.
+        let error = tracker.try_record(ODD, 1).unwrap_err();
+        assert!(matches!(
+            error,
+            QuotaError::Denied {
+                reason: DenyReason::ReducedRate,
+                ..
+            }
+        ));
+        let error = tracker.try_record("search", 5).unwrap_err();
+        assert!(matches!(
+            error,
+            QuotaError::Denied {
+                reason: DenyReason::Critical,
+                ..
+            }
+        ));
+        let s = scrape(&handle);
+        assert_eq!(denied(&s, ODD, "reduced_rate"), Some(1.0));
+        assert_eq!(denied(&s, "search", "critical"), Some(3.0));
+
+        // A sync that works: counted, reduced rate over (one success is enough here).
+        tracker.flush().unwrap();
+        let s = scrape(&handle);
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(2.0));
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(2.0));
+        assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(0.0));
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(8.0), Some(10.0), Some(2.0), Some(2.0)]
+        );
+
+        // The next minute: the refresh rolls the window over; the reset is a transition too.
+        clock.advance(60_000);
+        tracker.publish_metrics();
+        let s = scrape(&handle);
+        assert_eq!(transitions(&s, "search", "normal"), Some(1.0));
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(0.0), Some(10.0), Some(10.0), Some(0.0)]
+        );
+        assert_eq!(
+            gauges(&s, ODD),
+            [Some(25.0), Some(100.0), Some(75.0), Some(0.0)]
+        );
+
+        // Exhausted by record_call (which always records): level 3, remaining 0. The window
+        // moved, so this call also syncs (the store may hold other instances' calls there).
+        tracker.record_call("search", 12).unwrap();
+        let s = scrape(&handle);
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(3.0));
+        assert_eq!(transitions(&s, "search", "exhausted"), Some(1.0));
+        assert_eq!(
+            gauges(&s, "search"),
+            [Some(12.0), Some(10.0), Some(0.0), Some(3.0)]
+        );
+        tracker.try_record("search", 1).unwrap_err();
+        assert_eq!(denied(&scrape(&handle), "search", "limit"), Some(1.0));
+
+        // The nine metrics of the contract, and no other.
+        let names: std::collections::BTreeSet<String> = scrape(&handle)
+            .into_keys()
+            .map(|k| k.split('{').next().unwrap().to_owned())
+            .collect();
+        let expected = [
+            "quota_denied_total",
+            "quota_level",
+            "quota_limit",
+            "quota_reduced_rate",
+            "quota_remaining",
+            "quota_save_failures_total",
+            "quota_saves_total",
+            "quota_transitions_total",
+            "quota_used",
+        ];
+        assert_eq!(
+            names.iter().map(String::as_str).collect::<Vec<_>>(),
+            expected
+        );
+        drop(tracker);
+    });
+    // The last sync on drop is counted (the program may scrape after shutting a tracker down).
+    let s = scrape(&handle);
+    assert_eq!(value(&s, "quota_saves_total", &[]), Some(4.0));
+}
+
+#[test]
+fn shared_gauges_show_the_trackers_view() {
+    let clock = ManualClock::new(JUNE_10);
+    let store = MemoryStore::new();
+    let config = || TrackerConfig::new([ServiceConfig::new("mail", 100, Period::Day)]);
+    let build = |admission: Option<Admission>| {
+        let config = match admission {
+            None => config(),
+            Some(admission) => {
+                TrackerConfig::new([ServiceConfig::builder("mail", 100, Period::Day)
+                    .admission(admission)
+                    .build()
+                    .unwrap()])
+            }
+        };
+        QuotaTracker::builder(config)
+            .clock(clock.clone())
+            .store(store.clone())
+            .sync_policy(SyncPolicy {
+                interval_ms: 3_600_000,
+                ..SyncPolicy::default()
+            })
+            .build()
+            .unwrap()
+    };
+    // Another instance's calls, synced before this one starts.
+    let other = build(None);
+    other.record_call("mail", 10).unwrap();
+    other.flush().unwrap();
+
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        let tracker = build(None);
+        let used = |handle: &PrometheusHandle| {
+            value(&scrape(handle), "quota_used", &[("service", "mail")])
+        };
+        // The load's total.
+        assert_eq!(used(&handle), Some(10.0));
+        tracker.record_call("mail", 5).unwrap();
+        tracker.publish_metrics();
+        assert_eq!(used(&handle), Some(15.0)); // last synced total + local
+        other.record_call("mail", 1).unwrap();
+        other.flush().unwrap();
+        tracker.publish_metrics();
+        assert_eq!(used(&handle), Some(15.0)); // not synced yet: this tracker does not know
+        tracker.flush().unwrap();
+        assert_eq!(used(&handle), Some(16.0)); // the sync's refresh
+
+        // Exact admission asks the store: while it is down, try_record is denied.
+        let exact = build(Some(Admission::Exact));
+        store.set_failing(true);
+        let error = exact.try_record("mail", 1).unwrap_err();
+        assert!(matches!(
+            error,
+            QuotaError::Denied {
+                reason: DenyReason::StoreUnavailable,
+                ..
+            }
+        ));
+        store.set_failing(false);
+        let s = scrape(&handle);
+        assert_eq!(denied(&s, "mail", "store_unavailable"), Some(1.0));
+        assert_eq!(value(&s, "quota_denied_total", &[]), None);
+    });
+}
+
+/// Counts every call into the recorder.
+#[derive(Default)]
+struct CountingRecorder {
+    calls: AtomicUsize,
+}
+
+impl CountingRecorder {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Recorder for CountingRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.count();
+    }
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.count();
+    }
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.count();
+    }
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        self.count();
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        self.count();
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        self.count();
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn the_plain_recording_path_emits_nothing() {
+    let recorder = CountingRecorder::default();
+    let clock = ManualClock::new(JUNE_10);
+    let store = MemoryStore::new();
+    let config = || {
+        TrackerConfig::new([
+            ServiceConfig::new("a", 1_000_000, Period::Day),
+            ServiceConfig::new("b", 1_000_000, Period::Day),
+        ])
+    };
+    let plain = QuotaTracker::new_with_clock(config(), clock.clone()).unwrap();
+    let stored = QuotaTracker::builder(config())
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        for tracker in [&plain, &stored] {
+            let b = tracker.service("b").unwrap();
+            for _ in 0..1_000 {
+                tracker.record_call("a", 1).unwrap();
+                tracker.try_record("a", 1).unwrap();
+                b.record(1).unwrap();
+                b.try_record(1).unwrap();
+                clock.advance(1);
+            }
+        }
+        assert_eq!(recorder.calls(), 0);
+        // The same recorder sees what is not the plain path: a transition, then a sync.
+        plain.record_call("a", 500_000).unwrap();
+        let after_transition = recorder.calls();
+        assert!(after_transition > 0);
+        stored.flush().unwrap();
+        assert!(recorder.calls() > after_transition);
+    });
+    assert_eq!(store.syncs(), 2, "the load and the flush only");
+}
+
+#[test]
+fn counts_are_exact_across_threads() {
+    const THREADS: usize = 8;
+    const TRIES: usize = 250;
+    let (recorder, handle) = recorder();
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = QuotaTracker::new_with_clock(
+        TrackerConfig::new([ServiceConfig::new("api", 1_000, Period::Day)]),
+        clock,
+    )
+    .unwrap();
+    let admitted = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                metrics::with_local_recorder(&recorder, || {
+                    for _ in 0..TRIES {
+                        if tracker.try_record("api", 1).is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            });
+        }
+    });
+    // Admitted below Critical (800 of 1000), every other try denied at Critical.
+    assert_eq!(admitted.load(Ordering::Relaxed), 800);
+    metrics::with_local_recorder(&recorder, || tracker.publish_metrics());
+    let s = scrape(&handle);
+    assert_eq!(
+        denied(&s, "api", "critical"),
+        Some((THREADS * TRIES - 800) as f64)
+    );
+    assert_eq!(transitions(&s, "api", "warning"), Some(1.0));
+    assert_eq!(transitions(&s, "api", "critical"), Some(1.0));
+    assert_eq!(
+        gauges(&s, "api"),
+        [Some(800.0), Some(1000.0), Some(200.0), Some(2.0)]
+    );
+}
+
+/// Panics on every call.
+struct PanickingRecorder;
+
+impl Recorder for PanickingRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        panic!("recorder down");
+    }
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        panic!("recorder down");
+    }
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        panic!("recorder down");
+    }
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        panic!("recorder down");
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        panic!("recorder down");
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        panic!("recorder down");
+    }
+}
+
+#[test]
+fn a_panicking_recorder_changes_nothing() {
+    let store = MemoryStore::new();
+    metrics::with_local_recorder(&PanickingRecorder, || {
+        let tracker = QuotaTracker::builder(TrackerConfig::new([ServiceConfig::new(
+            "api",
+            10,
+            Period::Day,
+        )]))
+        .clock(ManualClock::new(JUNE_10))
+        .store(store.clone())
+        .build()
+        .unwrap();
+        let recorded = tracker.record_call("api", 8).unwrap();
+        assert_eq!(
+            recorded.transition().unwrap().to,
+            quota_core::Level::Critical
+        );
+        assert!(matches!(
+            tracker.try_record("api", 1),
+            Err(QuotaError::Denied {
+                reason: DenyReason::Critical,
+                ..
+            })
+        ));
+        tracker.publish_metrics();
+        store.fail_next(1);
+        assert!(tracker.flush().is_err());
+        tracker.flush().unwrap();
+        assert_eq!(tracker.usage("api").unwrap().used, 8);
+        assert_eq!(tracker.stats().saves, 2); // the forced save at Critical and the flush
+    });
+}
+
+#[test]
+fn deny_reasons_have_distinct_stable_labels() {
+    let reasons = [
+        DenyReason::Critical,
+        DenyReason::Reserve,
+        DenyReason::Limit,
+        DenyReason::ReducedRate,
+        DenyReason::StoreUnavailable,
+    ];
+    let labels: Vec<&str> = reasons.iter().map(|r| deny_reason_label(*r)).collect();
+    assert_eq!(
+        labels,
+        ["critical", "reserve", "limit", "reduced_rate", "store_unavailable"]
+    );
+}
+
+/// Records one call on the tracker's `audit` service for every call into the recorder.
+struct ReentrantRecorder {
+    tracker: OnceLock<Arc<QuotaTracker>>,
+    calls: AtomicUsize,
+}
+
+impl ReentrantRecorder {
+    fn reenter(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(tracker) = self.tracker.get() {
+            tracker.record_call("audit", 1).unwrap();
+            // A read and a refresh from inside, too (each takes every service's lock).
+            tracker.snapshot();
+        }
+    }
+}
+
+impl Recorder for ReentrantRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        self.reenter();
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        self.reenter();
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn a_recorder_that_calls_back_into_the_tracker_neither_deadlocks_nor_loses_a_call() {
+    timeout::within(30, || {
+        let recorder = ReentrantRecorder {
+            tracker: OnceLock::new(),
+            calls: AtomicUsize::new(0),
+        };
+        let store = MemoryStore::new();
+        let tracker = Arc::new(
+            QuotaTracker::builder(TrackerConfig::new([
+                ServiceConfig::new("api", 10, Period::Day),
+                ServiceConfig::new("audit", u64::MAX, Period::Day),
+            ]))
+            .clock(ManualClock::new(JUNE_10))
+            .store(store.clone())
+            .build()
+            .unwrap(),
+        );
+        recorder.tracker.set(Arc::clone(&tracker)).unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            // A transition (and the forced sync at Critical), denials, a failed sync, refreshes.
+            tracker.record_call("api", 8).unwrap();
+            for _ in 0..3 {
+                tracker.try_record("api", 1).unwrap_err();
+            }
+            store.fail_next(1);
+            tracker.flush().unwrap_err();
+            tracker.flush().unwrap();
+            tracker.publish_metrics();
+        });
+        let calls = recorder.calls.load(Ordering::SeqCst) as u64;
+        assert!(calls > 0);
+        assert_eq!(tracker.usage("api").unwrap().used, 8);
+        // Every call into the recorder recorded one call, none lost.
+        assert_eq!(tracker.usage("audit").unwrap().used, calls);
+        // And the store has them all.
+        tracker.flush().unwrap();
+        let restarted = QuotaTracker::builder(tracker.config())
+            .clock(ManualClock::new(JUNE_10))
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(restarted.usage("api").unwrap().used, 8);
+        assert_eq!(restarted.usage("audit").unwrap().used, calls);
+    });
+}

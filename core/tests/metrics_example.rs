@@ -1,0 +1,141 @@
+//! The `metrics` example's server, through its own code: the Prometheus exporter installed as
+//! the process's recorder (global: the one test here that installs one), scraped
+//! over HTTP on a free loopback port; and the README's Metrics section, which is that example.
+
+#[allow(dead_code)] // its `main` is the example's entry point, unused here
+#[path = "../examples/metrics.rs"]
+mod example;
+#[path = "support/prometheus.rs"]
+mod prometheus;
+#[path = "support/timeout.rs"]
+mod timeout;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use prometheus::value;
+use quota_core::{ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `GET path` over HTTP/1.0: the status line, the headers and the body.
+fn get(address: SocketAddr, path: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("headers, then a body");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_owned(), headers.to_lowercase(), body.to_owned())
+}
+
+#[test]
+fn the_example_serves_prometheus_text_with_the_numbers() {
+    timeout::within(60, || {
+        let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
+        let clock = ManualClock::new(1_718_000_000_000);
+        let store = MemoryStore::new();
+        let tracker = Arc::new(
+            QuotaTracker::builder(TrackerConfig::new([
+                ServiceConfig::new("search", 10, Period::Minute),
+                ServiceConfig::new("mail", 100, Period::Day),
+            ]))
+            .clock(clock.clone())
+            .store(store.clone())
+            .build()
+            .unwrap(),
+        );
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let address = server.server_addr().to_ip().unwrap();
+        let serving = {
+            let (server, tracker) = (Arc::clone(&server), Arc::clone(&tracker));
+            std::thread::spawn(move || example::serve(&server, &tracker, &prometheus))
+        };
+
+        // Plain calls: no metric was set by them, the scrape's refresh shows them.
+        tracker.record_call("mail", 7).unwrap();
+        let (status, headers, body) = get(address, "/metrics");
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        assert!(
+            headers.contains("content-type: text/plain; version=0.0.4"),
+            "{headers}"
+        );
+        let s = prometheus::samples(&body);
+        assert_eq!(value(&s, "quota_used", &[("service", "mail")]), Some(7.0));
+        assert_eq!(
+            value(&s, "quota_remaining", &[("service", "mail")]),
+            Some(93.0)
+        );
+        assert_eq!(
+            value(&s, "quota_limit", &[("service", "search")]),
+            Some(10.0)
+        );
+        assert_eq!(
+            value(&s, "quota_level", &[("service", "search")]),
+            Some(0.0)
+        );
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
+
+        // Critical (a forced sync), a denial, a failed sync.
+        tracker.record_call("search", 9).unwrap();
+        tracker.try_record("search", 1).unwrap_err();
+        store.fail_next(1);
+        tracker.flush().unwrap_err();
+        let (_, _, body) = get(address, "/metrics");
+        let s = prometheus::samples(&body);
+        let search = [("service", "search")];
+        assert_eq!(value(&s, "quota_used", &search), Some(9.0));
+        assert_eq!(value(&s, "quota_level", &search), Some(2.0));
+        let to_critical = [("service", "search"), ("to", "critical")];
+        assert_eq!(
+            value(&s, "quota_transitions_total", &to_critical),
+            Some(1.0)
+        );
+        let at_critical = [("service", "search"), ("reason", "critical")];
+        assert_eq!(value(&s, "quota_denied_total", &at_critical), Some(1.0));
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(1.0));
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(1.0));
+        assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(0.0));
+        assert!(body.contains("# TYPE quota_used gauge"));
+        assert!(body.contains("# TYPE quota_transitions_total counter"));
+
+        // The next minute, seen by the scrape's own refresh.
+        clock.advance(60_000);
+        let (_, _, body) = get(address, "/metrics");
+        let s = prometheus::samples(&body);
+        assert_eq!(value(&s, "quota_used", &search), Some(0.0));
+        assert_eq!(value(&s, "quota_level", &search), Some(0.0));
+        let to_normal = [("service", "search"), ("to", "normal")];
+        assert_eq!(value(&s, "quota_transitions_total", &to_normal), Some(1.0));
+
+        let (status, _, _) = get(address, "/elsewhere");
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
+        server.unblock();
+        serving.join().unwrap();
+    });
+}
+
+#[test]
+fn the_readme_metrics_section_is_the_example() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../examples/metrics.rs");
+    let section = readme
+        .split("\n## Metrics\n")
+        .nth(1)
+        .expect("README has a Metrics section");
+    let code = section
+        .split_once("```rust,ignore\n")
+        .and_then(|(_, rest)| rest.split_once("\n```\n"))
+        .map(|(code, _)| code)
+        .expect("the section shows the example");
+    assert_eq!(
+        format!("{code}\n"),
+        example,
+        "README's Metrics code drifted from examples/metrics.rs"
+    );
+}
