@@ -179,17 +179,19 @@ fn a_known_sequence_gives_exact_values() {
                 ..
             }
         ));
+        // 8 + 5 passes the limit: the rule that refuses priority calls as well is named.
         let error = tracker.try_record("search", 5).unwrap_err();
         assert!(matches!(
             error,
             QuotaError::Denied {
-                reason: DenyReason::Critical,
+                reason: DenyReason::Limit,
                 ..
             }
         ));
         let s = scrape(&handle);
         assert_eq!(denied(&s, ODD, "reduced_rate"), Some(1.0));
-        assert_eq!(denied(&s, "search", "critical"), Some(3.0));
+        assert_eq!(denied(&s, "search", "limit"), Some(1.0));
+        assert_eq!(denied(&s, "search", "critical"), Some(2.0));
 
         // A sync that works: counted, reduced rate over (one success is enough here).
         tracker.flush().unwrap();
@@ -227,7 +229,7 @@ fn a_known_sequence_gives_exact_values() {
             [Some(12.0), Some(10.0), Some(0.0), Some(3.0)]
         );
         tracker.try_record("search", 1).unwrap_err();
-        assert_eq!(denied(&scrape(&handle), "search", "limit"), Some(1.0));
+        assert_eq!(denied(&scrape(&handle), "search", "limit"), Some(2.0));
 
         // The nine metrics of the contract, and no other.
         let names: std::collections::BTreeSet<String> = scrape(&handle)
