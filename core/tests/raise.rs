@@ -8,8 +8,8 @@
 mod redis_server;
 
 use quota_core::{
-    FileStore, Level, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker, ServiceConfig,
-    Store, SyncPolicy, TrackerConfig, Transition,
+    Admission, DenyReason, FileStore, Level, ManualClock, MemoryStore, Period, QuotaError,
+    QuotaTracker, ServiceConfig, Store, SyncPolicy, TrackerConfig, Transition,
 };
 use std::sync::{Arc, Mutex};
 
@@ -282,4 +282,58 @@ fn concurrent_raises_and_calls_lose_nothing() {
 fn trackers_sharing_redis_see_a_raise_as_a_maximum() {
     let server = redis_server::Server::start();
     two_trackers_share_a_raise(|| Box::new(server.store()));
+}
+
+#[test]
+fn a_raise_forfeits_a_leased_block_instead_of_spending_it() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    leased.try_record("api", 1).unwrap(); // takes a block of 10: 9 left in hand
+    assert_eq!(leased.usage("api").unwrap().used, 10);
+    // The provider says the quota is spent (a 429): the 9 in hand must not be spent.
+    leased.raise_used("api", 100, None).unwrap();
+    assert!(matches!(
+        leased.try_record("api", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::Limit | DenyReason::Critical,
+            ..
+        })
+    ));
+    leased.flush().unwrap();
+    // The floor reached the store, and no give-back took it below.
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 100);
+    drop(leased);
+    assert_eq!(shared(100, &clock, store).usage("api").unwrap().used, 100);
+}
+
+#[test]
+fn an_observer_may_raise_from_inside_a_delivery() {
+    // Re-entry: the observer of a raise raises again on the same service (no lock is held
+    // while observers run, so this neither deadlocks nor loses the second transition).
+    let tracker =
+        Arc::new(QuotaTracker::new_with_clock(config(100), ManualClock::new(JUNE_10)).unwrap());
+    let seen: Arc<Mutex<Vec<Level>>> = Arc::default();
+    let (sink, inner) = (Arc::clone(&seen), Arc::downgrade(&tracker));
+    let _subscription = tracker.on_transition(move |t| {
+        sink.lock().unwrap().push(t.to);
+        if t.to == Level::Warning {
+            if let Some(tracker) = inner.upgrade() {
+                tracker.raise_used("api", 100, None).unwrap();
+            }
+        }
+    });
+    tracker.raise_used("api", 60, None).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Level::Warning, Level::Exhausted]);
+    assert_eq!(tracker.usage("api").unwrap().used, 100);
 }
