@@ -19,7 +19,8 @@ pub struct QuotaExceeded {
     pub used: u64,
     /// The service's limit.
     pub limit: u64,
-    /// How long to wait: the provider's `Retry-After` for a 429; for a denial, the time left
+    /// How long to wait: for a 429 the provider's `Retry-After` (or else the time until its
+    /// reset header's instant); for a denial at the limit or the Critical level, the time left
     /// until the tracker's window resets. `None` when unknown.
     pub retry_after: Option<Duration>,
     /// Why.

@@ -74,8 +74,8 @@ struct Known {
 ///   current window's unless [`require_reset`](Self::require_reset) is set;
 /// - a `429 Too Many Requests` raises `used` to the limit (with the same reset rule when the
 ///   response has a reset header) and fails the call with [`QuotaExceeded`], whose
-///   `retry_after` is the response's `Retry-After` (delay-seconds or an HTTP-date): a delay,
-///   never a count.
+///   `retry_after` is the response's `Retry-After` (delay-seconds or an HTTP-date), or else
+///   the time until the response's reset header: a delay, never a count.
 ///
 /// Malformed headers are ignored.
 #[derive(Clone)]
@@ -289,7 +289,11 @@ impl QuotaRules {
             service: known.name.to_string(),
             used,
             limit: known.limit,
-            retry_after: word.retry_after,
+            // The provider's delay; without one, the time until its count resets.
+            retry_after: word.retry_after.or_else(|| {
+                let at = word.resets_at_ms?;
+                Some(Duration::from_millis(at.saturating_sub(now)))
+            }),
             reason: Exceeded::TooManyRequests,
         })
     }

@@ -412,10 +412,24 @@ async fn a_429_raises_used_to_the_limit_and_reports_retry_after_as_a_delay() {
         "\"api\" answered 429 Too Many Requests: 100 of 100 calls used; retry after 30.000 s"
     );
     assert_eq!(api.received(), 2);
+    // Without Retry-After, the delay is the time until the provider's reset.
+    let other = self::tracker(100, 0.9);
+    let error = send(
+        &counted(&other, Counting::RecordAfter),
+        &api.url,
+        &[("status", "429"), ("ratelimit-reset", "7")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.used, error.retry_after),
+        (100, Some(Duration::from_secs(7)))
+    );
+    assert_eq!(api.received(), 3);
     // Now denied before sending.
     let denied = send(&client, &api.url, &[]).await.unwrap_err();
     assert_eq!(denied.reason, Exceeded::Denied(DenyReason::Limit));
-    assert_eq!(api.received(), 2);
+    assert_eq!(api.received(), 3);
 }
 
 #[tokio::test]
