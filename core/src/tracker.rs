@@ -263,8 +263,11 @@ struct SyncState {
     give_backs: Vec<GiveBack>,
     /// `Exact` admissions whose answer was lost, resent as they are with the next sync.
     admits: Vec<AdmitRequest>,
-    /// A raise of the current window not cut into a batch yet: the window and the floor to
-    /// send (`used` right after the raise, plus the calls counted since).
+    /// A raise of the current window that no reply has acknowledged as it is now: the window
+    /// and the floor to send (`used` right after the raise, plus the calls counted since).
+    /// Every batch carries it (a maximum: resending it is harmless) until a reply
+    /// acknowledges this very value: calls a store adds before it applies the floor (shared
+    /// admission, or a batch resent late) would otherwise be absorbed by it.
     raise: Option<(Window, u64)>,
     /// Raises of windows that ended before they were cut.
     ended_raises: Vec<(Window, u64)>,
@@ -301,6 +304,20 @@ impl SyncState {
         if let Some((_, floor)) = &mut self.raise {
             *floor = floor.saturating_add(counted);
         }
+    }
+}
+
+impl SyncState {
+    /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
+    /// the store, held, or spent from a lease) add to a floor not synced yet, which the store
+    /// would otherwise absorb; returns the floor.
+    fn after_raise(&mut self, window: Window, count: u64) -> Option<u64> {
+        let (raised, floor) = self.raise.as_mut()?;
+        if *raised != window {
+            return None;
+        }
+        *floor = floor.saturating_add(count);
+        Some(*floor)
     }
 }
 
@@ -1022,7 +1039,7 @@ impl QuotaTracker {
                     calls,
                 });
             }
-            let raised = guard.sync.raise.take();
+            let raised = guard.sync.raise;
             for (window, at_least) in guard.sync.ended_raises.drain(..).chain(raised) {
                 raises.push(Raise {
                     window: key(window),
@@ -1066,6 +1083,18 @@ impl QuotaTracker {
             if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
+            // The floor is in the store once a reply acknowledges the value it holds now (no
+            // call counted since the batch was cut).
+            if let Some((raised, floor)) = sync.raise {
+                let acknowledged = batch.raises.iter().any(|r| {
+                    r.window.service == read.service
+                        && r.window.start_ms == raised.start_ms
+                        && r.at_least == floor
+                });
+                if acknowledged {
+                    sync.raise = None;
+                }
+            }
             sync.cut = 0;
             sync.cut_window = None;
             if window.start_ms == read.start_ms {
@@ -1107,6 +1136,13 @@ impl QuotaTracker {
                 // subtracts, and could take the stored total below the floor). The store
                 // keeps counting its calls: an under-admission, never an over-admission.
                 guard.lease.left = 0;
+                // Shared admission asks the store, which needs the floor soon: sync with the
+                // next call.
+                if slot.config.admission != Admission::Local {
+                    if let Some(persistence) = &self.persistence {
+                        persistence.sync_soon();
+                    }
+                }
             }
         }
         let StepResult {

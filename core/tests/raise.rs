@@ -337,3 +337,42 @@ fn an_observer_may_raise_from_inside_a_delivery() {
     assert_eq!(*seen.lock().unwrap(), [Level::Warning, Level::Exhausted]);
     assert_eq!(tracker.usage("api").unwrap().used, 100);
 }
+
+#[test]
+fn calls_admitted_by_the_store_after_a_raise_stay_on_top_of_it() {
+    // Exact admission: every call is added in the store, and the floor reaches the store only
+    // with the next sync. Calls admitted in between must not be absorbed by the floor.
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()]);
+    let exact = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        exact.try_record("api", 1).unwrap();
+    }
+    // The sync the raise asks for fails: the floor is not in the store yet.
+    store.fail_next(1);
+    exact.raise_used("api", 20, None).unwrap();
+    assert_eq!(exact.stats().consecutive_failures, 1);
+    // Past the back-off.
+    clock.advance(1_000);
+    // Admitted by the store at 6 (it has not seen the floor): counted as 21 here, and the
+    // sync after it sends the floor as 21, not the 20 of the batch that failed.
+    assert_eq!(exact.try_record("api", 1).unwrap().usage.used, 21);
+    assert_eq!(exact.try_record("api", 1).unwrap().usage.used, 22);
+    exact.flush().unwrap();
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 22, "max(5 + 2, 20 + 2)");
+    assert_eq!(exact.usage("api").unwrap().used, 22);
+}
