@@ -61,12 +61,12 @@ pub use store::FileStore;
 pub use store::LocalStorageStore;
 pub use store::{
     AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, MemoryStore,
-    Store, StoreError, StoredState, StoredWindow, SyncBatch, WindowKey,
+    Raise, Store, StoreError, StoredState, StoredWindow, SyncBatch, WindowKey,
 };
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use store::{RedisClock, RedisStore};
 pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
-pub use usage::{Recorded, ServiceUsage, Snapshot, Transition};
+pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};
 
 /// Internals the fuzz targets in `fuzz/` drive directly. Not part of the API.

@@ -369,14 +369,14 @@ impl Persistence {
         let (batch, give_backs, admits) = cut(self.instance, saver.next_seq);
         saver.give_backs.extend(give_backs);
         saver.admits.extend(admits);
-        if !batch.deltas.is_empty() {
+        if batch.changes() {
             saver.next_seq += 1;
         }
         // Admissions whose answer was lost, and leased calls not used, go first, each exactly
         // once (the store keeps their numbers).
         while let Some(admit) = saver.admits.first() {
             if let Err(error) = guarded(|| self.store.admit(admit)) {
-                if !batch.deltas.is_empty() {
+                if batch.changes() {
                     saver.outstanding = Some(batch);
                 }
                 return Err(error);
@@ -385,7 +385,7 @@ impl Persistence {
         }
         while let Some(back) = saver.give_backs.first() {
             if let Err(error) = guarded(|| self.store.give_back(back)) {
-                if !batch.deltas.is_empty() {
+                if batch.changes() {
                     saver.outstanding = Some(batch);
                 }
                 return Err(error);
@@ -399,7 +399,7 @@ impl Persistence {
             }
             Err(error) => {
                 // Its deltas are cut: only this exact batch may carry them (exactly once).
-                if !batch.deltas.is_empty() {
+                if batch.changes() {
                     saver.outstanding = Some(batch);
                 }
                 Err(error)

@@ -376,6 +376,34 @@ impl ServiceRules {
         }
     }
 
+    /// A count reported from outside (a provider's remaining-calls header, a 429): rolls the
+    /// window over if due, then, if the report belongs to the current window, raises `used` to
+    /// `at_least` (never lowers it). `resets_at_ms` is when the reporter's count resets: the
+    /// report belongs to the current window when `start < resets_at_ms <= reset_at` (`None`:
+    /// it is taken to). Returns the step and, if the report belonged to the window, whether
+    /// `used` rose.
+    pub(crate) fn raise(
+        &self,
+        state: &mut ServiceState,
+        now_ms: u64,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> (Step, Option<bool>) {
+        let mut step = Step::default();
+        (step.reset, step.moved) = self.align(state, now_ms);
+        step.changed = step.moved.is_some();
+        let window = state.window;
+        let belongs =
+            resets_at_ms.is_none_or(|at| window.start_ms < at && at <= window.reset_at_ms);
+        if !belongs {
+            return (step, None);
+        }
+        let raised = self.observe(state, at_least, now_ms);
+        step.recorded = raised.recorded;
+        step.changed |= raised.changed;
+        (step, Some(raised.changed))
+    }
+
     /// Takes `by` calls off `used` (leased calls given back unspent, which the view counted).
     pub(crate) fn lower(&self, state: &mut ServiceState, by: u64, now_ms: u64) -> Step {
         if by == 0 {

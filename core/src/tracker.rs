@@ -9,10 +9,11 @@ use crate::service::Admission;
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::step::{Change, Refusal, Request, ServiceRules, ServiceState, Step};
 use crate::store::{
-    AdmitRequest, Delta, GiveBack, InstanceId, Store, StoreError, SyncBatch, WindowKey,
+    AdmitRequest, Delta, GiveBack, InstanceId, Raise, Store, StoreError, StoredState, SyncBatch,
+    WindowKey,
 };
 use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
-use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
+use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 use crate::window::Window;
 use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;
@@ -272,6 +273,14 @@ struct SyncState {
     give_backs: Vec<GiveBack>,
     /// `Exact` admissions whose answer was lost, resent as they are with the next sync.
     admits: Vec<AdmitRequest>,
+    /// A raise of the current window that no reply has acknowledged as it is now: the window
+    /// and the floor to send (`used` right after the raise, plus the calls counted since).
+    /// Every batch carries it (a maximum: resending it is harmless) until a reply
+    /// acknowledges this very value: calls a store adds before it applies the floor (shared
+    /// admission, or a batch resent late) would otherwise be absorbed by it.
+    raise: Option<(Window, u64)>,
+    /// Raises of windows that ended before they were cut.
+    ended_raises: Vec<(Window, u64)>,
 }
 
 impl SyncState {
@@ -296,8 +305,29 @@ impl SyncState {
                 }
             }
             self.unacked = carried;
+            // A raise not cut yet belongs to the window it was seen in.
+            if let Some(raise) = self.raise.take() {
+                self.ended_raises.push(raise);
+            }
         }
         self.unacked = self.unacked.saturating_add(counted);
+        if let Some((_, floor)) = &mut self.raise {
+            *floor = floor.saturating_add(counted);
+        }
+    }
+}
+
+impl SyncState {
+    /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
+    /// the store, held, or spent from a lease) add to a floor not synced yet, which the store
+    /// would otherwise absorb; returns the floor.
+    fn after_raise(&mut self, window: Window, count: u64) -> Option<u64> {
+        let (raised, floor) = self.raise.as_mut()?;
+        if *raised != window {
+            return None;
+        }
+        *floor = floor.saturating_add(count);
+        Some(*floor)
     }
 }
 
@@ -450,6 +480,51 @@ impl QuotaTracker {
     #[inline]
     pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
         self.update_named(service, self.admission(count, false))
+    }
+
+    /// Takes in a count reported from outside, such as an API provider's remaining-calls
+    /// header (`limit - remaining`) or a 429 (`limit`): `used` rises to `at_least`, never
+    /// falls. It is a floor, not calls: the provider's count includes calls this tracker (and
+    /// every instance sharing its store) already counted, so adding it would count them twice.
+    /// With a store it is synced as a floor too (the stored total becomes the larger of the
+    /// two), with the next sync, at once if it makes the service Critical.
+    ///
+    /// `resets_at_ms` is when the reporter's count resets (ms since the Unix epoch): the report
+    /// is taken in only if that instant falls in the current window (`window_start_ms <
+    /// resets_at_ms <= reset_at_ms`), and is ignored otherwise (a count of another window says
+    /// nothing about this one); `None` takes it as a count of the current window. The window
+    /// rolls over first if due, and level changes reach the observers as for recorded calls.
+    ///
+    /// ```
+    /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    ///
+    /// let clock = ManualClock::new(1_700_000_000_000);
+    /// let config = TrackerConfig::new([ServiceConfig::new("search", 100, Period::Minute)]);
+    /// let tracker = QuotaTracker::new_with_clock(config, clock)?;
+    /// tracker.record_call("search", 10)?;
+    /// let reset_at = tracker.usage("search")?.reset_at_ms;
+    /// // The provider says 60 calls remain until our window's end: 40 were used.
+    /// let raised = tracker.raise_used("search", 100 - 60, Some(reset_at))?;
+    /// assert!(raised.applied);
+    /// assert_eq!(raised.usage.used, 40);
+    /// // A count for a window that resets later is not ours: ignored.
+    /// let ignored = tracker.raise_used("search", 90, Some(reset_at + 60_000))?;
+    /// assert!(!ignored.applied);
+    /// assert_eq!(ignored.usage.used, 40);
+    /// // Lower reports change nothing: `used` never falls.
+    /// assert_eq!(tracker.raise_used("search", 5, None)?.usage.used, 40);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for `at_least`
+    /// above 2^62 (no store could hold it). On error nothing changed.
+    pub fn raise_used(
+        &self,
+        service: &str,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> Result<Raised<'_>, QuotaError> {
+        self.raise_at(self.position(service)?, at_least, resets_at_ms)
     }
 
     /// Records `count` calls only if priority admission allows them: `used + count` stays at
@@ -1053,6 +1128,7 @@ impl QuotaTracker {
         return_leases: bool,
     ) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>) {
         let mut deltas = Vec::new();
+        let mut raises = Vec::new();
         let mut give_backs = Vec::new();
         let mut admits = Vec::new();
         let mut read = Vec::with_capacity(self.services.len());
@@ -1078,6 +1154,13 @@ impl QuotaTracker {
                     calls,
                 });
             }
+            let raised = guard.sync.raise;
+            for (window, at_least) in guard.sync.ended_raises.drain(..).chain(raised) {
+                raises.push(Raise {
+                    window: key(window),
+                    at_least,
+                });
+            }
             let window = guard.service.window;
             let sync = &mut guard.sync;
             if sync.unacked > 0 {
@@ -1096,6 +1179,7 @@ impl QuotaTracker {
             at_ms: now,
             deltas,
             read,
+            raises,
         };
         (batch, give_backs, admits)
     }
@@ -1114,6 +1198,18 @@ impl QuotaTracker {
             if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
+            // The floor is in the store once a reply acknowledges the value it holds now (no
+            // call counted since the batch was cut).
+            if let Some((raised, floor)) = sync.raise {
+                let acknowledged = batch.raises.iter().any(|r| {
+                    r.window.service == read.service
+                        && r.window.start_ms == raised.start_ms
+                        && r.at_least == floor
+                });
+                if acknowledged {
+                    sync.raise = None;
+                }
+            }
             sync.cut = 0;
             sync.cut_window = None;
             if window.start_ms == read.start_ms {
@@ -1124,6 +1220,62 @@ impl QuotaTracker {
                 self.queue_transitions(slot, &step);
             }
         }
+    }
+
+    /// [`raise_used`](Self::raise_used) of the service at `position`: one step under its lock.
+    fn raise_at(
+        &self,
+        position: usize,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> Result<Raised<'_>, QuotaError> {
+        let slot = &self.services[position];
+        if at_least > StoredState::MAX_TOTAL {
+            return Err(slot.invalid_count(at_least, "a raise is at most 2^62 calls"));
+        }
+        let now = self.now();
+        let mut guard = slot.state.lock();
+        let old_window = guard.service.window;
+        let (step, rose) = slot
+            .rules
+            .raise(&mut guard.service, now, at_least, resets_at_ms);
+        if self.persistence.is_some() {
+            if step.changed {
+                guard.sync.book(old_window, &step, 0);
+            }
+            if rose == Some(true) {
+                // The floor to sync: `used` now (the calls counted since add to it).
+                guard.sync.raise = Some((guard.service.window, guard.service.used));
+                // A leased block in hand is forfeited, not spent (the provider's count says
+                // less is left than the block assumed) and not given back (a give-back
+                // subtracts, and could take the stored total below the floor). The store
+                // keeps counting its calls: an under-admission, never an over-admission.
+                guard.lease.left = 0;
+                // Shared admission asks the store, which needs the floor soon: sync with the
+                // next call.
+                if slot.config.admission != Admission::Local {
+                    if let Some(persistence) = &self.persistence {
+                        persistence.sync_soon();
+                    }
+                }
+            }
+        }
+        let StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        } = self.finish_step(position, guard, step, true);
+        let entered_critical = step
+            .recorded
+            .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical);
+        self.after_call(now, entered_critical);
+        Ok(Raised {
+            usage: slot.usage(&state),
+            applied: rose.is_some(),
+            reset,
+            recorded,
+        })
     }
 
     /// After a recording call: save if one is due, or at once on entering Critical.

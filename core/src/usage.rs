@@ -121,6 +121,32 @@ impl Recorded<'_> {
     }
 }
 
+/// What [`raise_used`](crate::QuotaTracker::raise_used) returns. Borrows the service name from
+/// the tracker; [`into_owned`](Self::into_owned) for a value to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raised<'t> {
+    /// The service's usage right after.
+    pub usage: ServiceUsage<'t>,
+    /// Whether the report belonged to the current window and was taken in (`used` rose to
+    /// it, or already was at least as high); `false`: ignored, nothing but a due roll-over
+    /// changed.
+    pub applied: bool,
+    /// The downward change of a window reset this call performed first, if any.
+    pub reset: Option<Transition>,
+    /// The level change the raise made, if any (after `reset`).
+    pub recorded: Option<Transition>,
+}
+
+impl Raised<'_> {
+    /// The same result, owning the service name.
+    pub fn into_owned(self) -> Raised<'static> {
+        Raised {
+            usage: self.usage.into_owned(),
+            ..self
+        }
+    }
+}
+
 /// Every service's usage at one instant: no call was half-recorded when it was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {

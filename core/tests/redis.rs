@@ -7,7 +7,7 @@
 mod redis_server;
 
 use quota_core::{
-    AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, Period,
+    AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, Period, Raise,
     RedisStore, Store, StoreError, StoredState, SyncBatch, WindowKey,
 };
 use redis_server::{Options, Proxy, Server};
@@ -56,6 +56,7 @@ fn batch(instance: u128, seq: u64, deltas: &[(&WindowKey, u64)], read: &[&Window
             })
             .collect(),
         read: read.iter().map(|&w| w.clone()).collect(),
+        raises: vec![],
     }
 }
 
@@ -366,12 +367,20 @@ fn every_operation_answers_exactly_as_stored_state() {
                         calls: any(&mut rng),
                     })
                     .collect();
+                // Floors too, on retries and old seqs as well (a floor is applied anyway).
+                let raises: Vec<Raise> = (0..rng.next() % 3)
+                    .map(|_| Raise {
+                        window: windows[rng.next() as usize % 4].clone(),
+                        at_least: any(&mut rng),
+                    })
+                    .collect();
                 let batch = SyncBatch {
                     instance: id(instance as u128 + 1),
                     seq,
                     at_ms: 0,
                     deltas,
                     read: windows.to_vec(),
+                    raises,
                 };
                 assert_eq!(
                     store.sync(&batch),

@@ -424,6 +424,7 @@ fn regression_file_store_through_a_symlink_and_through_its_target_lose_updates()
                                 calls: 1,
                             }],
                             read: vec![],
+                            raises: vec![],
                         };
                         store.sync(&batch).unwrap();
                     }

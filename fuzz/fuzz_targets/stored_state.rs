@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
             })
             .collect(),
         read: keys,
+        raises: vec![],
     };
     let read = state.apply(&batch);
     assert_eq!(read.len(), batch.read.len());

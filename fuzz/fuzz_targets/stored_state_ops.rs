@@ -218,6 +218,7 @@ impl FuzzBatch {
                 })
                 .collect(),
             read: self.read.iter().map(FuzzWindow::key).collect(),
+            raises: Vec::new(),
         }
     }
 }

@@ -135,14 +135,17 @@ impl StoredState {
     }
 
     /// Adds `batch`: each service's deltas unless `(batch.instance, batch.seq)` was already
-    /// applied for that service; returns the totals of `batch.read`, in order.
+    /// applied for that service, then each raise as a maximum; returns the totals of
+    /// `batch.read`, in order.
     pub fn apply(&mut self, batch: &SyncBatch) -> Vec<u64> {
         self.applies += 1;
         self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
+        // Every service the batch changes (a floor too) records the batch as applied.
         let mut services: Vec<&str> = batch
             .deltas
             .iter()
             .map(|d| d.window.service.as_str())
+            .chain(batch.raises.iter().map(|r| r.window.service.as_str()))
             .collect();
         services.sort_unstable();
         services.dedup();
@@ -172,6 +175,15 @@ impl StoredState {
                 },
             );
             self.forget_old(service);
+        }
+        // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
+        // changes nothing.
+        for raise in &batch.raises {
+            let at_least = raise.at_least.min(Self::MAX_TOTAL);
+            if at_least > self.total(&raise.window) {
+                self.window_mut(&raise.window).total = at_least;
+                self.forget_old(&raise.window.service);
+            }
         }
         batch.read.iter().map(|window| self.total(window)).collect()
     }
@@ -559,6 +571,7 @@ mod tests {
                 })
                 .collect(),
             read: vec![key("a", 0), key("b", 0)],
+            raises: Vec::new(),
         }
     }
 
@@ -576,6 +589,30 @@ mod tests {
         // A round trip through JSON keeps totals and the dedup records.
         let mut again = StoredState::from_json(&state.to_json()).unwrap();
         assert_eq!(again.apply(&batch(2, 1, &[("a", 0, 3)])), [9, 1]);
+    }
+
+    #[test]
+    fn a_raise_keeps_the_larger_total_and_a_resend_changes_nothing() {
+        let mut state = StoredState::new();
+        state.apply(&batch(1, 1, &[("a", 0, 5)]));
+        // Instance 2 adds 3 and reports a floor of 20 seen at the provider.
+        let mut raising = batch(2, 1, &[("a", 0, 3)]);
+        raising.raises.push(super::super::Raise {
+            window: key("a", 0),
+            at_least: 20,
+        });
+        assert_eq!(state.apply(&raising), [20, 0], "max(5 + 3, 20)");
+        // The same batch again (its reply was lost): deltas skipped, the floor holds as is.
+        assert_eq!(state.apply(&raising), [20, 0]);
+        // A floor below the total changes nothing; deltas after it add on top.
+        raising.seq = 2;
+        raising.raises[0].at_least = 4;
+        assert_eq!(state.apply(&raising), [23, 0]);
+        // A floor past the cap is capped.
+        raising.seq = 3;
+        raising.deltas.clear();
+        raising.raises[0].at_least = u64::MAX;
+        assert_eq!(state.apply(&raising)[0], StoredState::MAX_TOTAL);
     }
 
     #[test]

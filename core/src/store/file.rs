@@ -182,7 +182,7 @@ impl FileStore {
 /// All three admission modes, across processes: the file lock is the atomic step.
 impl Store for FileStore {
     fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
-        self.with_state(|state| (state.apply(batch), !batch.deltas.is_empty()))
+        self.with_state(|state| (state.apply(batch), batch.changes()))
     }
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {

@@ -89,7 +89,7 @@ impl Store for LocalStorageStore {
             }
         };
         let totals = state.apply(batch);
-        if !batch.deltas.is_empty() || state.converted() {
+        if batch.changes() || state.converted() {
             storage
                 .set_item(&self.key, &state.to_json())
                 .map_err(|e| StoreError::Io(format!("localStorage.setItem: {e:?}")))?;

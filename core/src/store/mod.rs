@@ -72,13 +72,16 @@ pub enum StoreError {
 /// # Moving a store of your own to this protocol
 /// Before, a store loaded and saved a whole snapshot. Now it implements one method, `sync`:
 /// add each delta to the stored total of its window (creating it at 0), unless this `(instance,
-/// seq)` was already applied for that service, and return the totals of `batch.read`. Keep a
+/// seq)` was already applied for that service, then raise each window of `batch.raises` to at
+/// least its floor, and return the totals of `batch.read`. Keep a
 /// [`StoredState`] (JSON text, with `apply` doing exactly that) in your database under one
 /// lock or transaction, as [`FileStore`] does with a file.
 pub trait Store: Send + Sync {
-    /// Adds `batch.deltas` (each service's at most once per `(batch.instance, batch.seq)`)
-    /// atomically, and returns the stored total of each window of `batch.read`, in order.
-    /// A batch without deltas only reads.
+    /// Adds `batch.deltas` (each service's at most once per `(batch.instance, batch.seq)`),
+    /// then raises each window of `batch.raises` to at least its `at_least` (a maximum, never
+    /// a sum; applied on a resend too, which changes nothing), atomically, and returns the
+    /// stored total of each window of `batch.read`, in order. A batch without deltas or
+    /// raises only reads.
     fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError>;
 
     /// `Exact` admission: in one atomic step, admits `request.count` calls if the stored
@@ -308,4 +311,28 @@ pub struct SyncBatch {
     pub deltas: Vec<Delta>,
     /// The windows whose stored totals the reply gives, in this order.
     pub read: Vec<WindowKey>,
+    /// Counts reported from outside (a provider's remaining-calls header, a 429), each a
+    /// floor for its window's total: applied after the deltas, as a maximum (the total becomes
+    /// the larger of the two, never their sum), so a resent batch changes nothing twice and
+    /// calls the provider counted for every instance are not counted again.
+    #[serde(default)]
+    pub raises: Vec<Raise>,
+}
+
+impl SyncBatch {
+    /// Whether the batch changes anything (deltas or raises), rather than only reading: such
+    /// a batch takes a new `seq` and is resent until a reply comes.
+    pub fn changes(&self) -> bool {
+        !self.deltas.is_empty() || !self.raises.is_empty()
+    }
+}
+
+/// A floor for one window's stored total: the total becomes `max(total, at_least)`.
+/// Idempotent, so it needs no deduplication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Raise {
+    /// The window.
+    pub window: WindowKey,
+    /// The least total the window holds from now on.
+    pub at_least: u64,
 }

@@ -776,8 +776,9 @@ fn duration_us(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One service's deltas in a batch: per (period, window start), the calls and the window's end.
-type ServiceDeltas = BTreeMap<(Period, u64), (u64, u64)>;
+/// One service's changes in a batch: per (period, window start), the calls, the floor (0:
+/// none) and the window's end.
+type ServiceDeltas = BTreeMap<(Period, u64), (u64, u64, u64)>;
 
 /// All three admission modes, across processes and hosts: each change is one Lua script.
 impl Store for RedisStore {
@@ -791,12 +792,23 @@ impl Store for RedisStore {
                 .entry(window.service.as_str())
                 .or_default()
                 .entry((window.period, window.start_ms))
-                .or_insert((0, 0));
+                .or_insert((0, 0, 0));
             entry.0 = entry
                 .0
                 .saturating_add(delta.calls)
                 .min(StoredState::MAX_TOTAL);
-            entry.1 = entry.1.max(window.end_ms);
+            entry.2 = entry.2.max(window.end_ms);
+        }
+        // Floors: the largest per window, capped (a floor is a maximum, never a sum).
+        for raise in &batch.raises {
+            let window = &raise.window;
+            let entry = services
+                .entry(window.service.as_str())
+                .or_default()
+                .entry((window.period, window.start_ms))
+                .or_insert((0, 0, 0));
+            entry.1 = entry.1.max(raise.at_least.min(StoredState::MAX_TOTAL));
+            entry.2 = entry.2.max(window.end_ms);
         }
         let instance = batch.instance.to_string();
         let invocations: Vec<_> = services
@@ -811,11 +823,12 @@ impl Store for RedisStore {
                     .arg(&instance)
                     .arg(batch.seq)
                     .arg(StoredState::INSTANCES_KEPT);
-                for (&(period, start_ms), &(calls, end_ms)) in windows {
+                for (&(period, start_ms), &(calls, floor, end_ms)) in windows {
                     let (end, longest) = self.expiry_args(period, end_ms);
                     invocation
                         .key(format!("{base}:{}:{start_ms}", period.as_str()))
                         .arg(calls)
+                        .arg(floor)
                         .arg(end)
                         .arg(longest);
                 }
@@ -1111,16 +1124,19 @@ end
 "#;
 
 /// KEYS: applied hash, seen sorted set, then the service's windows. ARGV: grace, instance,
-/// seq, instances kept, then per window: calls, end + grace, longest life.
+/// seq, instances kept, then per window: calls, floor (0: none), end + grace, longest life.
+/// A `seq` already applied skips the calls but still applies the floors (a maximum: a resend
+/// changes nothing).
 const SYNC: &str = r#"
 local instance, seq = ARGV[2], ARGV[3]
 if not has_type(KEYS[1], 'hash') then return corrupt(KEYS[1], 'is not a hash') end
 if not has_type(KEYS[2], 'zset') then return corrupt(KEYS[2], 'is not a sorted set') end
+local fresh = true
 local last = redis.call('HGET', KEYS[1], instance)
 if last then
   local l = canon(last)
   if not l then return corrupt(KEYS[1], 'has a seq that is not a whole number') end
-  if cmp(l, seq) >= 0 then return 0 end
+  if cmp(l, seq) >= 0 then fresh = false end
 end
 local applies = redis.call('HGET', KEYS[1], '#applies')
 if applies and (not canon(applies) or #applies > 15) then
@@ -1134,11 +1150,15 @@ end
 -- Checked: from here on nothing fails.
 local record_at = now + GRACE
 for k = 3, #KEYS do
-  local a = 5 + 3 * (k - 3)
-  local at = window_expiry(ARGV[a + 1], ARGV[a + 2])
-  write_total(KEYS[k], cur[k], plain[k], exists[k], minimum(add(cur[k], ARGV[a]), MAX), at)
+  local a = 5 + 4 * (k - 3)
+  local at = window_expiry(ARGV[a + 2], ARGV[a + 3])
+  local new = cur[k]
+  if fresh then new = minimum(add(cur[k], ARGV[a]), MAX) end
+  if cmp(ARGV[a + 1], new) > 0 then new = ARGV[a + 1] end
+  write_total(KEYS[k], cur[k], plain[k], exists[k], new, at)
   if at > record_at then record_at = at end
 end
+if not fresh then return 0 end
 redis.call('HSET', KEYS[1], instance, seq)
 local seen = redis.call('HINCRBY', KEYS[1], '#applies', 1)
 redis.call('ZADD', KEYS[2], seen, instance)

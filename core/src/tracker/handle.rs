@@ -3,7 +3,7 @@
 use super::QuotaTracker;
 use crate::error::QuotaError;
 use crate::step::Request;
-use crate::usage::{Recorded, ServiceUsage};
+use crate::usage::{Raised, Recorded, ServiceUsage};
 
 /// One service of a [`QuotaTracker`], from [`QuotaTracker::service`]: the same operations as
 /// the tracker's, without looking the name up on every call. `Copy`; borrows the tracker.
@@ -62,6 +62,15 @@ impl<'t> Service<'t> {
     pub fn try_record_priority(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
         let request = self.tracker.admission(count, true);
         self.tracker.update(self.position, request)
+    }
+
+    /// [`QuotaTracker::raise_used`] on this service.
+    pub fn raise_used(
+        &self,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> Result<Raised<'t>, QuotaError> {
+        self.tracker.raise_at(self.position, at_least, resets_at_ms)
     }
 
     /// [`QuotaTracker::can_call`] on this service.

@@ -209,6 +209,8 @@ impl QuotaTracker {
             let used = guard.service.used.saturating_add(count);
             let step = slot.rules.observe(&mut guard.service, used, now);
             guard.service.total = guard.service.total.saturating_add(count);
+            let window = guard.service.window;
+            guard.sync.after_raise(window, count);
             guard.sync.admits.push(request);
             let (reset, recorded) = self.queue_transitions(slot, &step);
             (step, guard.service, reset, recorded)
@@ -395,6 +397,8 @@ impl QuotaTracker {
             if covered {
                 guard.lease.left -= count;
                 guard.service.total = guard.service.total.saturating_add(count);
+                let window = guard.service.window;
+                guard.sync.after_raise(window, count);
             }
             (covered.then_some(guard.service), reset, recorded)
         };
@@ -491,7 +495,11 @@ impl QuotaTracker {
             let mut guard = slot.state.lock();
             let mut step = Step::default();
             if guard.service.window == window {
-                let view = total.saturating_add(guard.sync.unacked);
+                let mut view = total.saturating_add(guard.sync.unacked);
+                // Admitted after a raise not synced yet: on top of the floor, not under it.
+                if let Some(floor) = guard.sync.after_raise(window, count) {
+                    view = view.max(floor);
+                }
                 step = slot.rules.observe(&mut guard.service, view, now);
                 guard.service.total = guard.service.total.saturating_add(count);
             }

@@ -1,0 +1,378 @@
+//! `raise_used`: a count reported from outside (a provider's remaining-calls header, a 429)
+//! raises `used` as a floor, never as calls: alone, and across trackers sharing a
+//! `MemoryStore`, a `FileStore` and (feature `redis`) a real `redis-server`, where the floor is
+//! synced as a maximum, so nothing is counted twice and no delta is lost.
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use quota_core::{
+    Admission, DenyReason, FileStore, Level, ManualClock, MemoryStore, Period, QuotaError,
+    QuotaTracker, ServiceConfig, Store, SyncPolicy, TrackerConfig, Transition,
+};
+use std::sync::{Arc, Mutex};
+
+/// 2024-06-10 06:13:20 UTC, mid-day.
+const JUNE_10: u64 = 1_718_000_000_000;
+const DAY: u64 = 86_400_000;
+const DAY_START: u64 = JUNE_10 / DAY * DAY;
+const DAY_END: u64 = DAY_START + DAY;
+
+fn config(limit: u64) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", limit, Period::Day)
+        .warn_threshold(0.5)
+        .critical_threshold(0.8)
+        .build()
+        .unwrap()])
+}
+
+/// A tracker on `store` that syncs only when told (flush) or on entering Critical.
+fn shared(limit: u64, clock: &ManualClock, store: impl Store + 'static) -> QuotaTracker {
+    QuotaTracker::builder(config(limit))
+        .clock(clock.clone())
+        .store(store)
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_raise_is_a_floor_in_the_current_window_only() {
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = QuotaTracker::new_with_clock(config(100), clock.clone()).unwrap();
+    tracker.record_call("api", 10).unwrap();
+    // The window is (start, end]: a reset at its end is ours, at its start is the last one's.
+    for outside in [
+        DAY_START,
+        DAY_START - 1,
+        DAY_END + 1,
+        DAY_END + DAY,
+        0,
+        u64::MAX,
+    ] {
+        let raised = tracker.raise_used("api", 90, Some(outside)).unwrap();
+        assert!(!raised.applied, "{outside}");
+        assert_eq!(raised.usage.used, 10, "{outside}");
+        assert_eq!(raised.recorded, None);
+    }
+    let raised = tracker.raise_used("api", 30, Some(DAY_END)).unwrap();
+    assert!(raised.applied);
+    assert_eq!(raised.usage.used, 30);
+    assert_eq!(
+        raised.usage.total_recorded, 10,
+        "a floor is not calls recorded"
+    );
+    let raised = tracker.raise_used("api", 20, Some(DAY_START + 1)).unwrap();
+    assert!(
+        raised.applied,
+        "a lower report is taken in, and changes nothing"
+    );
+    assert_eq!(raised.usage.used, 30);
+    assert_eq!(tracker.raise_used("api", 31, None).unwrap().usage.used, 31);
+    // Calls after a raise add to it.
+    assert_eq!(tracker.record_call("api", 2).unwrap().usage.used, 33);
+    // A raise to the limit denies try_record, as calls would.
+    tracker.raise_used("api", 100, None).unwrap();
+    assert!(matches!(
+        tracker.try_record("api", 1),
+        Err(QuotaError::Denied {
+            used: 100,
+            limit: 100,
+            ..
+        })
+    ));
+    // The next window starts from 0: the raise rolls the window over first, and a report
+    // with yesterday's reset is ignored.
+    clock.advance(DAY);
+    let raised = tracker.raise_used("api", 100, Some(DAY_END)).unwrap();
+    assert!(!raised.applied);
+    assert_eq!(raised.usage.used, 0);
+    assert_eq!(raised.reset.map(|t| t.to), Some(Level::Normal));
+}
+
+#[test]
+fn a_raise_moves_levels_and_reaches_the_observers() {
+    let tracker = QuotaTracker::new_with_clock(config(100), ManualClock::new(JUNE_10)).unwrap();
+    let seen: Arc<Mutex<Vec<Transition>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let _subscription = tracker.on_transition(move |t| sink.lock().unwrap().push(t.clone()));
+    let raised = tracker.raise_used("api", 85, None).unwrap();
+    let transition = raised.recorded.clone().unwrap();
+    assert_eq!(
+        (transition.from, transition.to),
+        (Level::Normal, Level::Critical)
+    );
+    assert_eq!(transition.used, 85);
+    assert_eq!(*seen.lock().unwrap(), vec![transition]);
+    // The handle does the same.
+    let handle = tracker.service("api").unwrap();
+    let exhausted = handle.raise_used(100, Some(DAY_END)).unwrap();
+    assert_eq!(exhausted.recorded.map(|t| t.to), Some(Level::Exhausted));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // Nothing changes, nothing is delivered.
+    handle.raise_used(50, None).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_raises_are_typed_errors_and_change_nothing() {
+    let tracker = QuotaTracker::new_with_clock(config(100), ManualClock::new(JUNE_10)).unwrap();
+    tracker.record_call("api", 3).unwrap();
+    assert!(matches!(
+        tracker.raise_used("nope", 5, None),
+        Err(QuotaError::UnknownService(name)) if name == "nope"
+    ));
+    for huge in [(1u64 << 62) + 1, u64::MAX] {
+        assert!(matches!(
+            tracker.raise_used("api", huge, None),
+            Err(QuotaError::InvalidCount { count, .. }) if count == huge
+        ));
+    }
+    assert_eq!(tracker.usage("api").unwrap().used, 3);
+    // 2^62 itself is a valid floor (the store's cap); a call after it still counts.
+    tracker.raise_used("api", 1 << 62, None).unwrap();
+    assert_eq!(
+        tracker.record_call("api", 1).unwrap().usage.used,
+        (1 << 62) + 1
+    );
+}
+
+/// Two trackers on one store: calls on both, then one raises. Both end at the floor plus the
+/// calls made after it, with no call counted twice or lost, through a lost reply too.
+fn two_trackers_share_a_raise(make: impl Fn() -> Box<dyn Store>) {
+    let clock = ManualClock::new(JUNE_10);
+    let a = shared(1_000, &clock, make());
+    let b = shared(1_000, &clock, make());
+    a.record_call("api", 5).unwrap();
+    b.record_call("api", 3).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    // The provider saw our 8 calls and 12 from elsewhere: 20 used. A delta would make it 28.
+    a.raise_used("api", 20, Some(DAY_END)).unwrap();
+    // Calls after the raise, before the sync: on top of the floor.
+    a.record_call("api", 4).unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 24);
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 24);
+    assert_eq!(b.usage("api").unwrap().used, 24);
+    // More calls on both: plain deltas on top.
+    b.record_call("api", 2).unwrap();
+    a.record_call("api", 1).unwrap();
+    b.flush().unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 27);
+    assert_eq!(b.usage("api").unwrap().used, 27);
+    // A floor below the stored total changes nothing anywhere.
+    b.raise_used("api", 10, None).unwrap();
+    b.flush().unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 27);
+    assert_eq!(b.usage("api").unwrap().used, 27);
+    // A raise into Critical syncs at once (no flush): B sees it on its next sync.
+    let raised = b.raise_used("api", 900, None).unwrap();
+    assert_eq!(raised.recorded.map(|t| t.to), Some(Level::Critical));
+    a.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 900);
+    // Stats: no sync failed.
+    assert_eq!(a.stats().consecutive_failures, 0);
+    assert_eq!(b.stats().consecutive_failures, 0);
+}
+
+#[test]
+fn trackers_sharing_a_memory_store_see_a_raise_as_a_maximum() {
+    let store = MemoryStore::new();
+    two_trackers_share_a_raise(|| Box::new(store.clone()));
+}
+
+#[test]
+fn trackers_sharing_a_file_store_see_a_raise_as_a_maximum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    two_trackers_share_a_raise(|| Box::new(FileStore::new(&path)));
+}
+
+#[test]
+fn a_raise_whose_reply_was_lost_is_resent_and_applied_once() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let a = shared(1_000, &clock, store.clone());
+    let b = shared(1_000, &clock, store.clone());
+    a.record_call("api", 2).unwrap();
+    a.raise_used("api", 10, None).unwrap();
+    a.record_call("api", 1).unwrap();
+    store.lose_next_replies(1);
+    assert!(a.flush().is_err(), "the reply was lost");
+    // Meanwhile B's calls arrive.
+    b.record_call("api", 5).unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.usage("api").unwrap().used, 16, "max(2 + 1, 11) + 5");
+    // A resends the same batch: its deltas are skipped, its floor (11) is below 16.
+    a.flush().unwrap();
+    assert_eq!(a.usage("api").unwrap().used, 16);
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.usage("api").unwrap().used, 16);
+}
+
+#[test]
+fn a_raise_not_yet_synced_when_the_window_ends_goes_to_its_window() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let a = shared(1_000, &clock, store.clone());
+    a.record_call("api", 1).unwrap();
+    a.raise_used("api", 40, None).unwrap();
+    a.record_call("api", 2).unwrap();
+    clock.advance(DAY);
+    a.record_call("api", 3).unwrap();
+    a.flush().unwrap();
+    let state = store.state().unwrap();
+    let totals: Vec<(u64, u64)> = state.windows().map(|w| (w.start_ms, w.total)).collect();
+    assert_eq!(totals, vec![(DAY_START, 42), (DAY_START + DAY, 3)]);
+    // A tracker that starts now sees today's 3 only.
+    let b = shared(1_000, &clock, store.clone());
+    assert_eq!(b.usage("api").unwrap().used, 3);
+}
+
+#[test]
+fn concurrent_raises_and_calls_lose_nothing() {
+    // Threads record and raise at once on two trackers; in the end the store holds at
+    // least every call, and exactly max(floors, calls) since every floor here is below the
+    // calls counted when it was raised (each thread raises to what its tracker already saw).
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let trackers = [
+        Arc::new(shared(1_000_000, &clock, store.clone())),
+        Arc::new(shared(1_000_000, &clock, store.clone())),
+    ];
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let tracker = Arc::clone(&trackers[i % 2]);
+            std::thread::spawn(move || {
+                for n in 0..500 {
+                    tracker.record_call("api", 1).unwrap();
+                    if n % 50 == 0 {
+                        let used = tracker.usage("api").unwrap().used;
+                        tracker.raise_used("api", used, None).unwrap();
+                        tracker.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    for tracker in &trackers {
+        tracker.flush().unwrap();
+    }
+    for tracker in &trackers {
+        tracker.flush().unwrap();
+        assert_eq!(tracker.usage("api").unwrap().used, 4_000);
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn trackers_sharing_redis_see_a_raise_as_a_maximum() {
+    let server = redis_server::Server::start();
+    two_trackers_share_a_raise(|| Box::new(server.store()));
+}
+
+#[test]
+fn a_raise_forfeits_a_leased_block_instead_of_spending_it() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    leased.try_record("api", 1).unwrap(); // takes a block of 10: 9 left in hand
+    assert_eq!(leased.usage("api").unwrap().used, 10);
+    // The provider says the quota is spent (a 429): the 9 in hand must not be spent.
+    leased.raise_used("api", 100, None).unwrap();
+    assert!(matches!(
+        leased.try_record("api", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::Limit | DenyReason::Critical,
+            ..
+        })
+    ));
+    leased.flush().unwrap();
+    // The floor reached the store, and no give-back took it below.
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 100);
+    drop(leased);
+    assert_eq!(shared(100, &clock, store).usage("api").unwrap().used, 100);
+}
+
+#[test]
+fn an_observer_may_raise_from_inside_a_delivery() {
+    // Re-entry: the observer of a raise raises again on the same service (no lock is held
+    // while observers run, so this neither deadlocks nor loses the second transition).
+    let tracker =
+        Arc::new(QuotaTracker::new_with_clock(config(100), ManualClock::new(JUNE_10)).unwrap());
+    let seen: Arc<Mutex<Vec<Level>>> = Arc::default();
+    let (sink, inner) = (Arc::clone(&seen), Arc::downgrade(&tracker));
+    let _subscription = tracker.on_transition(move |t| {
+        sink.lock().unwrap().push(t.to);
+        if t.to == Level::Warning {
+            if let Some(tracker) = inner.upgrade() {
+                tracker.raise_used("api", 100, None).unwrap();
+            }
+        }
+    });
+    tracker.raise_used("api", 60, None).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Level::Warning, Level::Exhausted]);
+    assert_eq!(tracker.usage("api").unwrap().used, 100);
+}
+
+#[test]
+fn calls_admitted_by_the_store_after_a_raise_stay_on_top_of_it() {
+    // Exact admission: every call is added in the store, and the floor reaches the store only
+    // with the next sync. Calls admitted in between must not be absorbed by the floor.
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()]);
+    let exact = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        exact.try_record("api", 1).unwrap();
+    }
+    // The sync the raise asks for fails: the floor is not in the store yet.
+    store.fail_next(1);
+    exact.raise_used("api", 20, None).unwrap();
+    assert_eq!(exact.stats().consecutive_failures, 1);
+    // Past the back-off.
+    clock.advance(1_000);
+    // Admitted by the store at 6 (it has not seen the floor): counted as 21 here, and the
+    // sync after it sends the floor as 21, not the 20 of the batch that failed.
+    assert_eq!(exact.try_record("api", 1).unwrap().usage.used, 21);
+    assert_eq!(exact.try_record("api", 1).unwrap().usage.used, 22);
+    exact.flush().unwrap();
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 22, "max(5 + 2, 20 + 2)");
+    assert_eq!(exact.usage("api").unwrap().used, 22);
+}

@@ -1,0 +1,132 @@
+//! The tower layer: the same rules for any `http` client or server stack built on tower.
+
+use crate::rules::{QuotaRules, Refused, RequestInfo};
+use crate::BoxError;
+use http::header::HOST;
+use http::{Request, Response};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A [`tower_layer::Layer`] counting `http::Request`s by [`QuotaRules`], exactly as
+/// [`QuotaMiddleware`](crate::QuotaMiddleware) does: a denied request never reaches the inner
+/// service, the provider's headers and 429s are taken in from its responses. The service's
+/// error is a [`BoxError`]: a [`QuotaExceeded`](crate::QuotaExceeded) (see
+/// [`QuotaExceeded::find_boxed`](crate::QuotaExceeded::find_boxed)), a
+/// [`QuotaError`](quota_core::QuotaError) for a rule naming an unknown service, or the inner
+/// service's error.
+///
+/// The host a rule sees is the URI's, or else the `Host` header's (without the port).
+///
+/// ```
+/// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
+/// use quota_reqwest::{QuotaLayer, QuotaRules};
+///
+/// let tracker = QuotaTracker::new(TrackerConfig::new([ServiceConfig::new(
+///     "search", 100, Period::Minute,
+/// )]))?;
+/// let layer = QuotaLayer::new(QuotaRules::new(tracker).host("api.search.example", "search")?);
+/// # drop(layer);
+/// # Ok::<(), quota_core::QuotaError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct QuotaLayer {
+    rules: Arc<QuotaRules>,
+}
+
+impl QuotaLayer {
+    /// A layer applying `rules`.
+    pub fn new(rules: impl Into<Arc<QuotaRules>>) -> Self {
+        QuotaLayer {
+            rules: rules.into(),
+        }
+    }
+}
+
+impl From<&crate::QuotaMiddleware> for QuotaLayer {
+    /// The layer of a middleware's rules (shared, not copied).
+    fn from(middleware: &crate::QuotaMiddleware) -> Self {
+        QuotaLayer::new(Arc::clone(middleware.rules()))
+    }
+}
+
+impl<S> tower_layer::Layer<S> for QuotaLayer {
+    type Service = QuotaService<S>;
+
+    fn layer(&self, inner: S) -> QuotaService<S> {
+        QuotaService {
+            inner,
+            rules: Arc::clone(&self.rules),
+        }
+    }
+}
+
+/// The service [`QuotaLayer`] makes around an inner service.
+#[derive(Debug, Clone)]
+pub struct QuotaService<S> {
+    inner: S,
+    rules: Arc<QuotaRules>,
+}
+
+impl<S, B, R> tower_service::Service<Request<B>> for QuotaService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let uri = request.uri();
+        let host = uri.host().or_else(|| {
+            let header = request.headers().get(HOST)?.to_str().ok()?;
+            // `host[:port]`, or `[v6]:port`.
+            Some(match header.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => header,
+            })
+        });
+        let info = RequestInfo {
+            method: request.method(),
+            host,
+            path: uri.path(),
+            headers: request.headers(),
+        };
+        let ticket = match self.rules.before(&info) {
+            Ok(ticket) => ticket,
+            Err(Refused::Exceeded(error)) => {
+                return Box::pin(std::future::ready(Err(error.into())))
+            }
+            Err(Refused::Tracker(error)) => return Box::pin(std::future::ready(Err(error.into()))),
+        };
+        // The clone that was made ready is the one that is called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let rules = Arc::clone(&self.rules);
+        Box::pin(async move {
+            let result = inner.call(request).await;
+            let Some(ticket) = ticket else {
+                return result.map_err(Into::into);
+            };
+            match result {
+                Ok(response) => {
+                    rules.after(ticket, response.status(), response.headers())?;
+                    Ok(response)
+                }
+                Err(error) => {
+                    rules.failed(ticket);
+                    Err(error.into())
+                }
+            }
+        })
+    }
+}

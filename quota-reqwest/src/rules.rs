@@ -1,0 +1,331 @@
+//! The rules both the reqwest middleware and the tower layer apply: which service a request
+//! counts against, when it is counted, and what the provider's answer says.
+
+use crate::error::{Exceeded, QuotaExceeded};
+use crate::headers::ProviderWord;
+use http::{HeaderMap, Method, StatusCode};
+use quota_core::{DenyReason, Period, QuotaError, QuotaTracker, Service, ServiceId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When a service's requests are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counting {
+    /// `try_record` before sending (the default): a request the tracker denies is never sent
+    /// and fails with [`QuotaExceeded`]. A request that fails on the way stays counted (it may
+    /// have reached the provider: an over-count, never a miss).
+    #[default]
+    TryBefore,
+    /// `record_call` after the response (or the transport error: the request may have
+    /// reached the provider): every request is sent, the tracker only counts.
+    RecordAfter,
+}
+
+/// What a routing rule sees of a request: the same for reqwest and for tower.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The host the request goes to (without the port), if the URL has one.
+    pub host: Option<&'a str>,
+    /// The URL's path.
+    pub path: &'a str,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// A closure rule, resolved to a service of the tracker (or an unknown name's error).
+type Route = dyn Fn(&RequestInfo<'_>) -> Option<Result<ServiceId, QuotaError>> + Send + Sync;
+
+#[derive(Clone)]
+enum Rule {
+    /// Requests to this host (compared ignoring ASCII case).
+    Host(String, ServiceId),
+    Route(Arc<Route>),
+}
+
+/// A service's fixed facts, looked up once.
+#[derive(Clone)]
+struct Known {
+    name: Arc<str>,
+    limit: u64,
+    period: Period,
+    counting: Counting,
+}
+
+/// Which requests count against which service, and how: built with [`host`](Self::host),
+/// [`route`](Self::route) and [`counting`](Self::counting), then used by
+/// [`QuotaMiddleware`](crate::QuotaMiddleware) and [`QuotaLayer`](crate::QuotaLayer).
+///
+/// Rules are tried in the order they were added; the first that names a service wins. A
+/// request no rule names is sent uncounted.
+///
+/// After each counted response the provider's own word is taken in:
+/// - a remaining-calls header `r` (`X-RateLimit-Remaining`, or `RateLimit-Remaining`) raises
+///   the service's `used` to `limit - r` with [`QuotaTracker::raise_used`]: a floor, never
+///   added (the provider's count includes calls already counted here, and by every instance
+///   sharing the tracker's store), and only when the header family's reset time falls in the
+///   tracker's current window (`X-RateLimit-Reset`: epoch seconds from 10^9, epoch ms from
+///   10^12, seconds from now below that; `RateLimit-Reset`: seconds from now). A reset up to
+///   [`reset_slack`](Self::reset_slack) past the window's end counts as its end (whole
+///   seconds are rounded, clocks differ). A count with no reset header is taken as the
+///   current window's unless [`require_reset`](Self::require_reset) is set;
+/// - a `429 Too Many Requests` raises `used` to the limit (with the same reset rule when the
+///   response has a reset header) and fails the call with [`QuotaExceeded`], whose
+///   `retry_after` is the response's `Retry-After` (delay-seconds or an HTTP-date), or else
+///   the time until the response's reset header: a delay, never a count.
+///
+/// Malformed headers are ignored.
+#[derive(Clone)]
+pub struct QuotaRules {
+    tracker: Arc<QuotaTracker>,
+    rules: Vec<Rule>,
+    known: HashMap<ServiceId, Known>,
+    reset_slack_ms: u64,
+    require_reset: bool,
+}
+
+/// A counted request in flight: what the answer is taken in for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    service: ServiceId,
+}
+
+/// Why a request is not sent.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Over its quota.
+    Exceeded(QuotaExceeded),
+    /// The rules named a service the tracker does not have.
+    Tracker(QuotaError),
+}
+
+impl QuotaRules {
+    /// Rules on `tracker` that count nothing yet.
+    pub fn new(tracker: impl Into<Arc<QuotaTracker>>) -> Self {
+        let tracker = tracker.into();
+        let known = tracker
+            .config()
+            .services
+            .into_iter()
+            .filter_map(|config| {
+                let id = tracker.service(&config.name).ok()?.id();
+                let known = Known {
+                    name: Arc::from(config.name.as_str()),
+                    limit: config.limit,
+                    period: config.period,
+                    counting: Counting::default(),
+                };
+                Some((id, known))
+            })
+            .collect();
+        QuotaRules {
+            tracker,
+            rules: Vec::new(),
+            known,
+            reset_slack_ms: 2_000,
+            require_reset: false,
+        }
+    }
+
+    /// The tracker the rules count in.
+    pub fn tracker(&self) -> &Arc<QuotaTracker> {
+        &self.tracker
+    }
+
+    /// Requests to `host` (any port, ASCII case ignored) count against `service`.
+    ///
+    /// Errors: [`QuotaError::UnknownService`] if the tracker has no such service.
+    pub fn host(mut self, host: &str, service: &str) -> Result<Self, QuotaError> {
+        let id = self.tracker.service(service)?.id();
+        self.rules.push(Rule::Host(host.to_owned(), id));
+        Ok(self)
+    }
+
+    /// Requests for which `route` names a service count against it (`None`: this rule does
+    /// not decide). A name the tracker does not know fails the request with
+    /// [`QuotaError::UnknownService`] before it is sent.
+    pub fn route<F, N>(mut self, route: F) -> Self
+    where
+        F: Fn(&RequestInfo<'_>) -> Option<N> + Send + Sync + 'static,
+        N: AsRef<str>,
+    {
+        let tracker = Arc::clone(&self.tracker);
+        self.rules.push(Rule::Route(Arc::new(move |info| {
+            let name = route(info)?;
+            Some(tracker.service(name.as_ref()).map(|s| s.id()))
+        })));
+        self
+    }
+
+    /// When `service`'s requests are counted (default [`Counting::TryBefore`]).
+    ///
+    /// Errors: [`QuotaError::UnknownService`].
+    pub fn counting(mut self, service: &str, counting: Counting) -> Result<Self, QuotaError> {
+        let id = self.tracker.service(service)?.id();
+        if let Some(known) = self.known.get_mut(&id) {
+            known.counting = counting;
+        }
+        Ok(self)
+    }
+
+    /// How far past the tracker's window end a provider's reset time may fall and still
+    /// count as that end (default 2 s).
+    pub fn reset_slack(mut self, slack: Duration) -> Self {
+        self.reset_slack_ms = u64::try_from(slack.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Whether a remaining-calls header without a reset header is ignored (`true`) or taken
+    /// as a count of the current window (`false`, the default).
+    pub fn require_reset(mut self, require: bool) -> Self {
+        self.require_reset = require;
+        self
+    }
+
+    /// The service `info` counts against, if a rule names one.
+    fn resolve(&self, info: &RequestInfo<'_>) -> Result<Option<ServiceId>, QuotaError> {
+        for rule in &self.rules {
+            match rule {
+                Rule::Host(host, id) => {
+                    if info.host.is_some_and(|h| h.eq_ignore_ascii_case(host)) {
+                        return Ok(Some(*id));
+                    }
+                }
+                Rule::Route(route) => {
+                    if let Some(resolved) = route(info) {
+                        return resolved.map(Some);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn handle(&self, id: ServiceId) -> Result<(Service<'_>, &Known), QuotaError> {
+        match (self.tracker.service_by_id(id), self.known.get(&id)) {
+            (Some(service), Some(known)) => Ok((service, known)),
+            // Ids come from this tracker, which never loses a service.
+            _ => Err(QuotaError::UnknownService(format!("{id:?}"))),
+        }
+    }
+
+    /// Before sending: finds the service and, for [`Counting::TryBefore`], counts the call or
+    /// refuses it. `Ok(None)`: no rule counts this request.
+    pub(crate) fn before(&self, info: &RequestInfo<'_>) -> Result<Option<Ticket>, Refused> {
+        let Some(id) = self.resolve(info).map_err(Refused::Tracker)? else {
+            return Ok(None);
+        };
+        let (service, known) = self.handle(id).map_err(Refused::Tracker)?;
+        if known.counting == Counting::TryBefore {
+            match service.try_record(1) {
+                Ok(_) => {}
+                Err(QuotaError::Denied {
+                    used,
+                    limit,
+                    reason,
+                    ..
+                }) => {
+                    // Waiting helps for the limit and the Critical level: until the window
+                    // resets. For the store's troubles nobody knows.
+                    let retry_after = matches!(reason, DenyReason::Limit | DenyReason::Critical)
+                        .then(|| {
+                            let reset = service.usage().reset_at_ms;
+                            Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
+                        });
+                    return Err(Refused::Exceeded(QuotaExceeded {
+                        service: known.name.to_string(),
+                        used,
+                        limit,
+                        retry_after,
+                        reason: Exceeded::Denied(reason),
+                    }));
+                }
+                Err(other) => return Err(Refused::Tracker(other)),
+            }
+        }
+        Ok(Some(Ticket { service: id }))
+    }
+
+    /// After a response: counts it for [`Counting::RecordAfter`], takes in the provider's
+    /// headers, and turns a 429 into [`QuotaExceeded`].
+    pub(crate) fn after(
+        &self,
+        ticket: Ticket,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<(), QuotaExceeded> {
+        let Ok((service, known)) = self.handle(ticket.service) else {
+            return Ok(());
+        };
+        if known.counting == Counting::RecordAfter {
+            // Fails only if the counter would overflow: nothing more to count then.
+            let _ = service.record(1);
+        }
+        let now = self.tracker.now_ms();
+        let word = ProviderWord::read(headers, now);
+        for report in &word.remaining {
+            if report.resets_at_ms.is_none() && self.require_reset {
+                continue;
+            }
+            let at_least = known.limit.saturating_sub(report.remaining);
+            if at_least > 0 {
+                let resets = self.snap(known, now, report.resets_at_ms);
+                // Fails only for floors past 2^62 (limits that large): nothing to raise.
+                let _ = service.raise_used(at_least, resets);
+            }
+        }
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return Ok(());
+        }
+        let resets = self.snap(known, now, word.resets_at_ms);
+        let used = match service.raise_used(known.limit, resets) {
+            Ok(raised) => raised.usage.used,
+            Err(_) => service.usage().used,
+        };
+        Err(QuotaExceeded {
+            service: known.name.to_string(),
+            used,
+            limit: known.limit,
+            // The provider's delay; without one, the time until its count resets.
+            retry_after: word.retry_after.or_else(|| {
+                let at = word.resets_at_ms?;
+                Some(Duration::from_millis(at.saturating_sub(now)))
+            }),
+            reason: Exceeded::TooManyRequests,
+        })
+    }
+
+    /// After a transport error (no response): a [`Counting::RecordAfter`] call is counted, as
+    /// it may have reached the provider.
+    pub(crate) fn failed(&self, ticket: Ticket) {
+        if let Ok((service, known)) = self.handle(ticket.service) {
+            if known.counting == Counting::RecordAfter {
+                let _ = service.record(1);
+            }
+        }
+    }
+
+    /// A provider reset just past the end of the window of `now` counts as that end.
+    fn snap(&self, known: &Known, now: u64, resets_at_ms: Option<u64>) -> Option<u64> {
+        let at = resets_at_ms?;
+        let end = known.period.window_at(now).reset_at_ms;
+        Some(if at > end && at - end <= self.reset_slack_ms {
+            end
+        } else {
+            at
+        })
+    }
+}
+
+impl fmt::Debug for QuotaRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuotaRules")
+            .field("rules", &self.rules.len())
+            .field("reset_slack_ms", &self.reset_slack_ms)
+            .field("require_reset", &self.require_reset)
+            .finish_non_exhaustive()
+    }
+}
