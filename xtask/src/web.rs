@@ -107,7 +107,11 @@ fn check_pins() -> Result<(), String> {
     }
 }
 
-/// `trunk build index.html --release` into `dist/`, then prints the .wasm size.
+/// The most the release .wasm may weigh gzipped (`gzip -9`), in bytes (BENCHMARKS.md, Dashboard).
+const WASM_GZIP_BUDGET: u64 = 200_000;
+
+/// `trunk build index.html --release` into `dist/`, then prints the .wasm size, raw and
+/// gzipped, and fails if the gzipped size is over [`WASM_GZIP_BUDGET`].
 fn release_build() -> Result<(), String> {
     trunk(&["build", "index.html", "--release"])?;
     let dist = root().join("dist");
@@ -117,10 +121,36 @@ fn release_build() -> Result<(), String> {
         let path = entry.path();
         if path.extension().is_some_and(|ext| ext == "wasm") {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            println!("{}: {size} bytes", path.display());
+            let Some(gzipped) = gzipped_size(&path) else {
+                println!(
+                    "{}: {size} bytes (gzip not found: size budget not checked)",
+                    path.display()
+                );
+                continue;
+            };
+            println!(
+                "{}: {size} bytes, {gzipped} gzipped (budget {WASM_GZIP_BUDGET})",
+                path.display()
+            );
+            if gzipped > WASM_GZIP_BUDGET {
+                return Err(format!(
+                    "the dashboard's .wasm is {gzipped} bytes gzipped, over its budget of \
+                     {WASM_GZIP_BUDGET} (see BENCHMARKS.md, Dashboard)"
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// The size of `path` compressed by `gzip -9`, if gzip runs.
+fn gzipped_size(path: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
 }
 
 /// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core
