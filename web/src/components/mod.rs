@@ -16,6 +16,7 @@ pub use controls::Controls;
 pub use counters::Counters;
 pub use footer::Footer;
 pub use instances::InstancesPanel;
+pub use service_card::ServiceCard;
 pub use service_cards::ServiceCards;
 pub use store_panel::StorePanel;
 pub use timeline::TransitionTimeline;

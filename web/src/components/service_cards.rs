@@ -1,35 +1,30 @@
 //! The list of service cards, one per configured service.
 
-use super::service_card::card;
-use crate::dynamic::text;
+use super::ServiceCard;
 use crate::state::use_app;
 use leptos::prelude::*;
 
-/// A card for every service of the running config, in config order (see [`card`]), drawn as
-/// markup (see [`crate::markup`]) and redrawn when a number on a card changes.
+/// A card for every service of the running config, in config order.
 #[component]
 pub fn ServiceCards() -> impl IntoView {
     let state = use_app();
-    let cards = text(move || {
-        state.frame.with(|frame| {
-            state.config.with(|config| {
-                let mut html = String::new();
-                for service in &config.services {
-                    card(
-                        &mut html,
-                        &service.name,
-                        frame.service(&service.name),
-                        frame.at_ms,
-                    );
-                }
-                html
-            })
+    let names = Memo::new(move |_| {
+        state.config.with(|config| {
+            config
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
         })
     });
     view! {
         <section class="panel services" aria-labelledby="services-heading">
             <h2 id="services-heading">"Services"</h2>
-            <div class="cards" inner_html=cards></div>
+            <div class="cards">
+                <For each=move || names.get() key=|name| name.clone() let:name>
+                    <ServiceCard name=name/>
+                </For>
+            </div>
         </section>
     }
 }
