@@ -1,9 +1,13 @@
 //! Markup for the parts of the page drawn as HTML text rather than as Leptos views.
 //!
-//! Display-only parts that change together (the chart, a service card, the counts tables, a
+//! Display-only parts that change as a whole (the chart, the counts tables, the sync stats, a
 //! log entry) are drawn as one string of markup each: a reactive view per element costs a few
-//! hundred bytes of `.wasm` apiece, a line of markup a few dozen. Every text that comes from
-//! outside the program (service names, error messages) goes through [`escape`].
+//! hundred bytes of `.wasm` apiece, a line of markup a few dozen. The parts whose numbers
+//! change on every frame while the workers run (the service cards) stay fine-grained views:
+//! redrawn as markup they cost more style, layout and paint per frame than they save in size.
+//!
+//! Every text that comes from outside the program (service names, error messages) goes
+//! through [`escape`]; `web/tests/web.rs` checks that a service name is never read as markup.
 
 use std::fmt::Write;
 
@@ -57,6 +61,7 @@ impl CountsTable<'_> {
         html
     }
 
+    /// One row: `header` (already escaped) and `counts`, whose cells' test ids end in `suffix`.
     fn row(&self, html: &mut String, header: &str, counts: &[u64], suffix: &str) {
         let lost = counts.last().is_some_and(|&lost| lost > 0);
         let _ = write!(

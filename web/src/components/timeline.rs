@@ -13,9 +13,9 @@ use std::fmt::Write;
 /// change; critical and exhausted entries are highlighted. Keeps the latest
 /// [`Timeline::CAPACITY`] entries.
 ///
-/// The entries are markup (see [`crate::markup`]) added to the list as they come (see
-/// [`show`]): at the fastest speeds dozens arrive on every frame, and redrawing the whole list
-/// each time would double the page's rendering work.
+/// The entries are markup (see [`crate::markup`]) added to the top of the list as they come,
+/// the oldest taken off the bottom: at the fastest speeds dozens arrive on every frame, and
+/// redrawing the whole list each time doubled the page's rendering work.
 #[component]
 pub fn TransitionTimeline() -> impl IntoView {
     let state = use_app();
