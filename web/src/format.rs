@@ -1,4 +1,4 @@
-//! Numbers and times as the page writes them.
+//! Numbers and times as the page writes (and reads) them.
 
 /// `ms` since the Unix epoch as a UTC time of day, `HH:MM:SS`.
 pub fn time_of_day(ms: u64) -> String {
@@ -33,4 +33,42 @@ pub fn rate(value: f64) -> String {
     } else {
         format!("{value:.1}")
     }
+}
+
+/// `text` as a number, as `str::parse::<f64>` reads it: a decimal with an optional sign,
+/// fraction and exponent (`0.8`, `.5`, `-1e-3`), or `inf`, `infinity` or `nan` in any case;
+/// `None` for anything else (surrounding whitespace included).
+///
+/// Rust's float parser brings about 15 KB of code and tables into the `.wasm`; the browser's
+/// `parseFloat` converts the same way (correctly rounded), so the text is checked here and
+/// converted there.
+pub fn parse_number(text: &str) -> Option<f64> {
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let special = match body.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => Some(f64::INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => None,
+    };
+    if let Some(value) = special {
+        return Some(if negative { -value } else { value });
+    }
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (body, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent_ok = exponent.is_none_or(|exponent| {
+        let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        !exponent.is_empty() && digits(exponent)
+    });
+    let valid = !(whole.is_empty() && fraction.is_empty())
+        && digits(whole)
+        && digits(fraction)
+        && exponent_ok;
+    valid.then(|| js_sys::parse_float(text))
 }

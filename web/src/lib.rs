@@ -16,6 +16,8 @@
 //!   in `localStorage`), and the store outage switch.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
 //! - [`components`]: one file per part of the page.
+//! - [`dynamic`] and [`markup`]: how the views stay small in the `.wasm` (boxed reactive values
+//!   and event handlers; display-only parts drawn as markup).
 
 #[cfg(target_arch = "wasm32")]
 pub mod app;
@@ -24,11 +26,15 @@ pub mod clock;
 #[cfg(target_arch = "wasm32")]
 pub mod components;
 #[cfg(target_arch = "wasm32")]
+pub mod dynamic;
+#[cfg(target_arch = "wasm32")]
 pub mod engine;
 #[cfg(target_arch = "wasm32")]
 pub mod format;
 #[cfg(target_arch = "wasm32")]
 pub mod instances;
+#[cfg(target_arch = "wasm32")]
+pub mod markup;
 #[cfg(target_arch = "wasm32")]
 pub mod model;
 #[cfg(target_arch = "wasm32")]

@@ -11,6 +11,7 @@ use quota_core::{
 use quota_web::clock::SimClock;
 use quota_web::components::{
     ConfigEditor, Controls, Counters, InstancesPanel, ServiceCards, StorePanel, TransitionTimeline,
+    UsageChart,
 };
 use quota_web::engine::{CallMode, SYNC_INTERVAL_MS};
 use quota_web::instances::SnapshotStore;
@@ -227,6 +228,109 @@ async fn crossing_critical_adds_exactly_one_timeline_entry() {
     record(1); // 49: still critical, no new entry
     settle().await;
     assert_eq!(transitions(&root).len(), after.len());
+}
+
+/// The timeline's (service, from, to) entries, newest first, as the state has them.
+fn timeline_entries(state: &AppState) -> Vec<(String, String, String)> {
+    state.timeline.with_untracked(|timeline| {
+        timeline
+            .entries()
+            .map(|entry| {
+                let t = &entry.transition;
+                (t.service.to_string(), t.from.to_string(), t.to.to_string())
+            })
+            .collect()
+    })
+}
+
+#[wasm_bindgen_test]
+async fn the_timeline_list_follows_the_timeline_as_entries_come_are_dropped_and_are_cleared() {
+    let (state, root) = mount(|| view! { <TransitionTimeline/> });
+    let clock = state.engine().clock().clone();
+    // finnhub (60 a minute) critical, then a new minute: two level changes per cycle, and
+    // several cycles between two renderings of the list.
+    for cycle in 1..=60 {
+        state.engine().record(1, FINNHUB, 48);
+        state.refresh();
+        clock.advance(60_000);
+        state.refresh();
+        if cycle % 7 == 0 || cycle > 45 {
+            settle().await;
+            assert_eq!(
+                transitions(&root),
+                timeline_entries(&state),
+                "cycle {cycle}"
+            );
+        }
+    }
+    let dropped = state.timeline.with_untracked(|t| t.dropped());
+    assert!(dropped > 0, "the test never filled the timeline");
+    assert_eq!(transitions(&root).len(), 100);
+
+    state.reset();
+    settle().await;
+    assert_eq!(transitions(&root), []);
+    state.engine().record(2, FINNHUB, 48);
+    state.refresh();
+    settle().await;
+    assert_eq!(
+        transitions(&root),
+        [("finnhub".into(), "normal".into(), "critical".into())]
+    );
+}
+
+#[wasm_bindgen_test]
+async fn service_names_are_shown_as_text_never_as_markup() {
+    let (state, root) = mount(|| {
+        view! {
+            <ServiceCards/>
+            <Counters/>
+            <UsageChart/>
+            <TransitionTimeline/>
+            <InstancesPanel/>
+        }
+    });
+    let name = r#"<img src="x" onerror="window.injected = 1">&amp;'"#;
+    state
+        .apply_config(TrackerConfig::new([
+            ServiceConfig::new(name, 10, Period::Minute),
+            ServiceConfig::new("plain", 10, Period::Minute),
+        ]))
+        .unwrap();
+    state.engine().record(1, 0, 9); // exhausted: a timeline entry
+    state.refresh();
+    settle().await;
+    assert!(
+        root.query_selector("img").unwrap().is_none(),
+        "a service name became markup: {}",
+        root.inner_html()
+    );
+    // Found by comparing test ids (a selector would need the name escaped for CSS).
+    let by_id = |id: String| {
+        let all = root.query_selector_all("[data-testid]").unwrap();
+        (0..all.length())
+            .map(|i| all.item(i).unwrap().unchecked_into::<Element>())
+            .find(|element| element.get_attribute("data-testid").as_ref() == Some(&id))
+            .unwrap_or_else(|| panic!("no element with data-testid={id}"))
+    };
+    let shown = |id: String| by_id(id).text_content().unwrap_or_default();
+    assert_eq!(shown(format!("used-{name}")), "9");
+    let heading = by_id(format!("card-{name}"))
+        .query_selector("h3")
+        .unwrap()
+        .unwrap();
+    assert_eq!(heading.text_content().unwrap(), name);
+    assert_eq!(shown(format!("issued-{name}")), "9");
+    assert_eq!(shown(format!("instances-issued-{name}")), "0");
+    assert_eq!(transitions(&root)[0].0, name);
+    let row = by_id(format!("lost-{name}")).parent_element().unwrap();
+    assert_eq!(
+        row.first_element_child().unwrap().text_content().unwrap(),
+        name
+    );
+    let legend = root.query_selector(".legend").unwrap().unwrap();
+    assert!(legend.text_content().unwrap().contains(name));
+    assert!(text(&root, "instances-view-1").contains(name));
 }
 
 #[wasm_bindgen_test]

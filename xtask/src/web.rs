@@ -57,6 +57,7 @@ pub fn stages(stages: &mut Stages) {
         install::WASM_TEST_ENV,
     );
     stages.run("dashboard release build (trunk)", release_build);
+    stages.run("dashboard .wasm size budget (gzip -9)", size_budget);
     stages.run("dashboard end-to-end (playwright-core)", end_to_end);
 }
 
@@ -107,20 +108,65 @@ fn check_pins() -> Result<(), String> {
     }
 }
 
-/// `trunk build index.html --release` into `dist/`, then prints the .wasm size.
+/// `trunk build index.html --release` into `dist/`.
 fn release_build() -> Result<(), String> {
-    trunk(&["build", "index.html", "--release"])?;
+    trunk(&["build", "index.html", "--release"])
+}
+
+/// The most the release .wasm may weigh gzipped (`gzip -9`), in bytes (BENCHMARKS.md, Dashboard).
+const WASM_GZIP_BUDGET: u64 = 200_000;
+
+/// Prints the size of the release build's .wasm, raw and gzipped (`gzip -9`, as BENCHMARKS.md
+/// measures it), and fails if the gzipped size is over [`WASM_GZIP_BUDGET`], or if `dist/` has
+/// no .wasm or gzip does not run (a budget that is not checked must not pass).
+fn size_budget() -> Result<(), String> {
     let dist = root().join("dist");
     let entries = std::fs::read_dir(&dist)
         .map_err(|error| format!("could not list {}: {error}", dist.display()))?;
+    let mut checked = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") {
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            println!("{}: {size} bytes", path.display());
+        if path.extension().is_none_or(|ext| ext != "wasm") {
+            continue;
         }
+        let size = entry
+            .metadata()
+            .map_err(|error| format!("could not read {}: {error}", path.display()))?
+            .len();
+        let gzipped = gzipped_size(&path)?;
+        println!(
+            "{}: {size} bytes, {gzipped} gzipped (budget {WASM_GZIP_BUDGET})",
+            path.display()
+        );
+        if gzipped > WASM_GZIP_BUDGET {
+            return Err(format!(
+                "the dashboard's .wasm is {gzipped} bytes gzipped, over its budget of \
+                 {WASM_GZIP_BUDGET} (see BENCHMARKS.md, Dashboard)"
+            ));
+        }
+        checked += 1;
+    }
+    if checked == 0 {
+        return Err(format!("{} has no .wasm: build it first", dist.display()));
     }
     Ok(())
+}
+
+/// The size of `path` compressed by `gzip -9`.
+fn gzipped_size(path: &std::path::Path) -> Result<u64, String> {
+    let out = std::process::Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .map_err(|error| format!("could not run gzip: {error}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "gzip -9 {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout.len() as u64)
 }
 
 /// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core

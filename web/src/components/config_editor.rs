@@ -1,5 +1,7 @@
 //! Editing the services: add, remove, change limit, period and thresholds.
 
+use crate::dynamic::{flag, on_change, on_click, text, Flag};
+use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::{Period, ServiceConfig, TrackerConfig};
@@ -52,9 +54,7 @@ impl Row {
             .parse::<Period>()
             .map_err(|error| format!("service {name:?}: {error}"))?;
         let fraction = |field: &str, text: String| {
-            text.trim()
-                .parse::<f64>()
-                .map_err(|_| number_error(field, &text, "a number"))
+            format::parse_number(text.trim()).ok_or_else(|| number_error(field, &text, "a number"))
         };
         Ok(ServiceConfig {
             limit,
@@ -119,7 +119,7 @@ pub fn ConfigEditor() -> impl IntoView {
             }
         }
     };
-    let single = move || rows.with(|rows| rows.len() <= 1);
+    let single = flag(move || rows.with(|rows| rows.len() <= 1));
     view! {
         <section class="panel config" aria-labelledby="config-heading">
             <h2 id="config-heading">"Services config"</h2>
@@ -129,7 +129,7 @@ pub fn ConfigEditor() -> impl IntoView {
             <form on:submit=apply aria-describedby="config-error" novalidate>
                 <div class="config-rows">
                     <For each=move || rows.get() key=|row| row.key let:row>
-                        <ConfigRow row=row rows=rows single=Signal::derive(single)/>
+                        <ConfigRow row=row rows=rows single=single.clone()/>
                     </For>
                 </div>
                 <p
@@ -138,19 +138,25 @@ pub fn ConfigEditor() -> impl IntoView {
                     role="alert"
                     data-testid="config-error"
                 >
-                    {move || error.get()}
+                    {text(move || error.get().unwrap_or_default())}
                 </p>
                 <p class="applied" aria-live="polite">
-                    {move || applied.get().then_some("Applied: counting from zero with the new config.")}
+                    {text(move || {
+                        if applied.get() {
+                            "Applied: counting from zero with the new config.".to_owned()
+                        } else {
+                            String::new()
+                        }
+                    })}
                 </p>
                 <div class="buttons">
-                    <button type="button" data-testid="config-add" on:click=add>
+                    <button type="button" data-testid="config-add" on:click=on_click(add)>
                         "Add service"
                     </button>
                     <button type="submit" class="primary" data-testid="config-apply">
                         "Apply"
                     </button>
-                    <button type="button" data-testid="config-discard" on:click=move |_| discard()>
+                    <button type="button" data-testid="config-discard" on:click=on_click(move |_| discard())>
                         "Discard changes"
                     </button>
                 </div>
@@ -161,13 +167,13 @@ pub fn ConfigEditor() -> impl IntoView {
 
 /// The inputs of one service.
 #[component]
-fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Signal<bool>) -> impl IntoView {
+fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView {
     let id = move |field: &str| format!("config-{field}-{}", row.label.get_value());
     let remove = move |_| rows.update(|rows| rows.retain(|r| r.key != row.key));
-    let text = move |field: &'static str,
-                     title: &'static str,
-                     signal: RwSignal<String>,
-                     mode: &'static str| {
+    let field = move |field: &'static str,
+                      title: &'static str,
+                      signal: RwSignal<String>,
+                      mode: &'static str| {
         view! {
             <div class="field">
                 <label for=id(field)>{title}</label>
@@ -176,39 +182,39 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Signal<bool>) -> impl I
                     data-testid=id(field)
                     type="text"
                     inputmode=mode
-                    prop:value=move || signal.get()
-                    on:input=move |ev| signal.set(event_target_value(&ev))
+                    prop:value=text(move || signal.get())
+                    on:input=on_change(move |ev| signal.set(event_target_value(&ev)))
                 />
             </div>
         }
     };
     view! {
         <fieldset class="config-row">
-            <legend>{move || row.name.get()}</legend>
+            <legend>{text(move || row.name.get())}</legend>
             <div class="fields">
-                {text("name", "Name", row.name, "text")}
-                {text("limit", "Limit", row.limit, "numeric")}
+                {field("name", "Name", row.name, "text")}
+                {field("limit", "Limit", row.limit, "numeric")}
                 <div class="field">
                     <label for=id("period")>"Period"</label>
                     <select
                         id=id("period")
                         data-testid=id("period")
-                        prop:value=move || row.period.get()
-                        on:change=move |ev| row.period.set(event_target_value(&ev))
+                        prop:value=text(move || row.period.get())
+                        on:change=on_change(move |ev| row.period.set(event_target_value(&ev)))
                     >
                         {Period::ALL
                             .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
                     </select>
                 </div>
-                {text("warn", "Warn at", row.warn, "decimal")}
-                {text("critical", "Critical at", row.critical, "decimal")}
+                {field("warn", "Warn at", row.warn, "decimal")}
+                {field("critical", "Critical at", row.critical, "decimal")}
                 <button
                     type="button"
                     class="remove"
                     data-testid=id("remove")
-                    aria-label=move || format!("Remove {}", row.name.get())
-                    disabled=move || single.get()
-                    on:click=remove
+                    aria-label=text(move || format!("Remove {}", row.name.get()))
+                    disabled=single
+                    on:click=on_click(remove)
                 >
                     "Remove"
                 </button>

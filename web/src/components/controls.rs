@@ -1,6 +1,7 @@
 //! Start / pause / reset and the workload: workers, rate, mix, seed, mode, admission, speed,
 //! call sizes and bursts.
 
+use crate::dynamic::{flag, on_change, on_click, text, Text};
 use crate::engine::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
@@ -19,8 +20,9 @@ const SPEEDS: [(f64, &str); 4] = [
 #[component]
 pub fn Controls() -> impl IntoView {
     let state = use_app();
-    let settings = move |f: fn(&Settings) -> String| move || state.settings.with(f);
-    let status = move || state.frame.with(|f| f.status.as_str());
+    let settings =
+        move |f: fn(&Settings) -> String| -> Text { text(move || state.settings.with(f)) };
+    let status = text(move || state.frame.with(|f| f.status.as_str()).to_owned());
     let services = Memo::new(move |_| {
         state.settings.with(|s| {
             s.workload
@@ -34,13 +36,13 @@ pub fn Controls() -> impl IntoView {
         <section class="panel controls" aria-labelledby="controls-heading">
             <h2 id="controls-heading">"Simulation"</h2>
             <div class="buttons" role="group" aria-label="Run the simulation">
-                <button type="button" class="primary" data-testid="start" on:click=move |_| state.start()>
+                <button type="button" class="primary" data-testid="start" on:click=on_click(move |_| state.start())>
                     "Start"
                 </button>
-                <button type="button" data-testid="pause" on:click=move |_| state.pause()>
+                <button type="button" data-testid="pause" on:click=on_click(move |_| state.pause())>
                     "Pause"
                 </button>
-                <button type="button" data-testid="reset" on:click=move |_| state.reset()>
+                <button type="button" data-testid="reset" on:click=on_click(move |_| state.reset())>
                     "Reset"
                 </button>
                 <span class="status" role="status">
@@ -54,12 +56,12 @@ pub fn Controls() -> impl IntoView {
                         id="mode"
                         data-testid="mode"
                         prop:value=settings(|s| s.mode.as_str().to_owned())
-                        on:change=move |ev| {
+                        on:change=on_change(move |ev| {
                             match event_target_value(&ev).parse::<Mode>() {
                                 Ok(mode) => state.set_mode(mode),
                                 Err(error) => state.reject_input(error.0),
                             }
-                        }
+                        })
                     >
                         <option value="locked">"locked"</option>
                         <option value="racy">"racy (demo)"</option>
@@ -73,13 +75,13 @@ pub fn Controls() -> impl IntoView {
                         title="Locked mode: ask try_record first, or count every call with record_call. \
                                Racy mode always counts."
                         prop:value=settings(|s| s.call_mode.as_str().to_owned())
-                        prop:disabled=move || state.settings.with(|s| s.mode == Mode::Racy)
-                        on:change=move |ev| {
+                        prop:disabled=flag(move || state.settings.with(|s| s.mode == Mode::Racy))
+                        on:change=on_change(move |ev| {
                             match event_target_value(&ev).parse::<CallMode>() {
                                 Ok(call_mode) => state.set_call_mode(call_mode),
                                 Err(error) => state.reject_input(error),
                             }
-                        }
+                        })
                     >
                         <option value="try">"try_record"</option>
                         <option value="count">"count only"</option>
@@ -115,12 +117,14 @@ pub fn Controls() -> impl IntoView {
                         id="speed"
                         data-testid="speed"
                         prop:value=settings(|s| s.speed.to_string())
-                        on:change=move |ev| {
-                            match event_target_value(&ev).parse::<f64>() {
-                                Ok(speed) => state.set_speed(speed),
-                                Err(_) => state.reject_input("unknown speed".to_owned()),
+                        on:change=on_change(move |ev| {
+                            // One of the options: found by its value (no float parsing).
+                            let value = event_target_value(&ev);
+                            match SPEEDS.iter().find(|(speed, _)| speed.to_string() == value) {
+                                Some(&(speed, _)) => state.set_speed(speed),
+                                None => state.reject_input("unknown speed".to_owned()),
                             }
-                        }
+                        })
                     >
                         {SPEEDS
                             .map(|(speed, label)| {
@@ -175,7 +179,7 @@ pub fn Controls() -> impl IntoView {
                 </div>
             </details>
             <p class="error" role="alert" data-testid="workload-error">
-                {move || state.workload_error.get()}
+                {text(move || state.workload_error.get().unwrap_or_default())}
             </p>
         </section>
     }
@@ -188,7 +192,7 @@ fn NumberField(
     label: &'static str,
     min: u64,
     max: u64,
-    value: impl Fn() -> String + Send + Sync + 'static,
+    value: Text,
     apply: fn(&mut Workload, u64),
 ) -> impl IntoView {
     let state = use_app();
@@ -204,11 +208,11 @@ fn NumberField(
                 max=max.to_string()
                 step="1"
                 prop:value=value
-                on:change=move |ev| {
+                on:change=on_change(move |ev| {
                     if let Some(v) = parse::<u64>(state, label, &event_target_value(&ev)) {
                         state.update_workload(|w| apply(w, v));
                     }
-                }
+                })
             />
         </div>
     }
@@ -220,7 +224,7 @@ fn WeightField(service: String) -> impl IntoView {
     let state = use_app();
     let id = format!("weight-{service}");
     let key = service.clone();
-    let weight = move || {
+    let weight = text(move || {
         state.settings.with(|s| {
             s.workload
                 .mix
@@ -229,7 +233,7 @@ fn WeightField(service: String) -> impl IntoView {
                 .map_or(0, |share| share.weight)
                 .to_string()
         })
-    };
+    });
     view! {
         <div class="field">
             <label for=id.clone()>{service.clone()}</label>
@@ -242,7 +246,7 @@ fn WeightField(service: String) -> impl IntoView {
                 max="1000"
                 step="1"
                 prop:value=weight
-                on:change=move |ev| {
+                on:change=on_change(move |ev| {
                     let Some(weight) = parse::<u32>(state, &service, &event_target_value(&ev)) else {
                         return;
                     };
@@ -252,7 +256,7 @@ fn WeightField(service: String) -> impl IntoView {
                             share.weight = weight;
                         }
                     });
-                }
+                })
             />
         </div>
     }

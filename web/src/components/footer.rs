@@ -1,5 +1,6 @@
 //! Measured throughput and frame rate.
 
+use crate::dynamic::text;
 use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
@@ -13,14 +14,14 @@ pub fn Footer() -> impl IntoView {
         <footer class="page-footer">
             <p>
                 <span data-testid="calls-per-second">
-                    {move || format::rate(state.rates.get().calls_per_second)}
+                    {text(move || format::rate(state.rates.get().calls_per_second))}
                 </span>
                 " calls/s · "
                 <span data-testid="fps">
-                    {move || format::rate(state.rates.get().frames_per_second)}
+                    {text(move || format::rate(state.rates.get().frames_per_second))}
                 </span>
                 " frames/s · "
-                <span data-testid="calls">{move || state.frame.with(|f| f.calls).to_string()}</span>
+                <span data-testid="calls">{text(move || state.frame.with(|f| f.calls).to_string())}</span>
                 " calls since reset"
             </p>
         </footer>

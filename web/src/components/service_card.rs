@@ -1,5 +1,6 @@
 //! One service's card: usage, bar with thresholds, level, period and countdown to reset.
 
+use crate::dynamic::{text, Text};
 use crate::format;
 use crate::model::ServiceView;
 use crate::state::use_app;
@@ -8,6 +9,10 @@ use quota_core::Level;
 
 /// The card of service `name`: used / limit / remaining, a bar with the warn and critical
 /// markers, the level as a word and a colour, the period and the time until the window resets.
+///
+/// Its numbers change on nearly every frame while the workers run, so each is a reactive text
+/// of its own (only the text nodes and attributes that changed are written), not markup
+/// redrawn whole (see [`crate::markup`]).
 #[component]
 pub fn ServiceCard(
     /// The service's name, as configured.
@@ -15,58 +20,51 @@ pub fn ServiceCard(
 ) -> impl IntoView {
     let state = use_app();
     let key = name.clone();
+    // Blank (`None`) while the frame has no such service.
     let service: Memo<Option<ServiceView>> =
         Memo::new(move |_| state.frame.with(|frame| frame.service(&key).cloned()));
-    let read = move |f: fn(&ServiceView) -> String| {
-        move || service.with(|s| s.as_ref().map(f).unwrap_or_default())
+    let read = move |f: fn(&ServiceView) -> String| -> Text {
+        text(move || service.with(|s| s.as_ref().map(f).unwrap_or_default()))
     };
     let level =
         Memo::new(move |_| service.with(|s| s.as_ref().map_or(Level::Normal, |s| s.usage.level())));
-    let fill = move || {
-        service.with(|s| {
-            s.as_ref()
-                .map_or(0.0, |s| s.usage.percent_used().clamp(0.0, 100.0))
-        })
+    let percent = move |f: fn(&ServiceView) -> f64| -> Text {
+        text(move || format!("{}%", service.with(|s| s.as_ref().map_or(0.0, f))))
     };
-    let marker = move |f: fn(&ServiceView) -> f64| {
-        move || service.with(|s| format!("{}%", s.as_ref().map_or(0.0, f) * 100.0))
-    };
-    let countdown = move || {
+    let countdown = text(move || {
         let at = state.frame.with(|f| f.at_ms);
         service.with(|s| {
             s.as_ref()
                 .map(|s| format::countdown(s.usage.reset_at_ms.saturating_sub(at)))
                 .unwrap_or_default()
         })
-    };
-    let heading = format!("card-heading-{name}");
+    });
+    let id = |part: &str| format!("{part}-{name}");
     view! {
         <article
-            class=move || format!("card level-{}", level.get())
-            data-testid=format!("card-{name}")
-            aria-labelledby=heading.clone()
+            class=text(move || format!("card level-{}", level.get()))
+            data-testid=id("card")
+            aria-labelledby=id("card-heading")
         >
             <header class="card-header">
-                <h3 id=heading.clone()>{name.clone()}</h3>
+                <h3 id=id("card-heading")>{name.clone()}</h3>
                 <span class="badge">
                     <span class="badge-icon" aria-hidden="true">
-                        {move || icon(level.get())}
+                        {text(move || icon(level.get()).to_owned())}
                     </span>
-                    <span data-testid=format!("level-{name}")>
-                        {move || level.get().as_str()}
+                    <span data-testid=id("level")>
+                        {text(move || level.get().as_str().to_owned())}
                     </span>
                 </span>
             </header>
             <p class="usage">
-                <span class="used" data-testid=format!("used-{name}")>
+                <span class="used" data-testid=id("used")>
                     {read(|s| s.usage.used.to_string())}
                 </span>
                 " / "
-                <span data-testid=format!("limit-{name}")>{read(|s| s.usage.limit.to_string())}</span>
+                <span data-testid=id("limit")>{read(|s| s.usage.limit.to_string())}</span>
                 " used · "
-                <span data-testid=format!("remaining-{name}")>
-                    {read(|s| s.usage.remaining.to_string())}
-                </span>
+                <span data-testid=id("remaining")>{read(|s| s.usage.remaining.to_string())}</span>
                 " left"
             </p>
             <div
@@ -77,21 +75,24 @@ pub fn ServiceCard(
                 aria-valuemax=read(|s| s.usage.limit.to_string())
                 aria-valuenow=read(|s| s.usage.used.min(s.usage.limit).to_string())
             >
-                <div class="bar-fill" style:width=move || format!("{}%", fill())></div>
+                <div
+                    class="bar-fill"
+                    style:width=percent(|s| s.usage.percent_used().clamp(0.0, 100.0))
+                ></div>
                 <div
                     class="bar-marker warn"
                     title="warning threshold"
-                    style:left=marker(|s| s.usage.warn_threshold)
+                    style:left=percent(|s| s.usage.warn_threshold * 100.0)
                 ></div>
                 <div
                     class="bar-marker critical"
                     title="critical threshold"
-                    style:left=marker(|s| s.usage.critical_threshold)
+                    style:left=percent(|s| s.usage.critical_threshold * 100.0)
                 ></div>
             </div>
             <p class="period">
-                "per " <span data-testid=format!("period-{name}")>{read(|s| s.usage.period.to_string())}</span>
-                " · resets in " <span data-testid=format!("reset-{name}")>{countdown}</span>
+                "per " <span data-testid=id("period")>{read(|s| s.usage.period.to_string())}</span>
+                " · resets in " <span data-testid=id("reset")>{countdown}</span>
             </p>
         </article>
     }

@@ -1,12 +1,15 @@
 //! The tracker's store: the outage switch, reduced-rate mode, the sync stats and the store
 //! events.
 
+use crate::dynamic::{flag, on_change, text};
 use crate::engine::{CallMode, SYNC_INTERVAL_MS};
 use crate::format;
+use crate::markup::escape;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 use quota_core::{StoreEvent, StoreStats, SyncPolicy};
+use std::fmt::Write;
 
 /// The "Store sync" panel: a switch that makes every sync fail, whether reduced-rate
 /// mode is on, the tracker's [`StoreStats`], and a log of reduced-rate mode starting and
@@ -18,9 +21,21 @@ pub fn StorePanel() -> impl IntoView {
     let racy = Memo::new(move |_| state.frame.with(|f| f.mode == Mode::Racy));
     let stats = Memo::new(move |_| state.frame.with(|f| f.store.clone().unwrap_or_default()));
     let outage = Memo::new(move |_| state.frame.with(|f| f.outage));
-    let number = move |f: fn(&StoreStats) -> u64| move || stats.with(f).to_string();
+    let stats_list = text(move || {
+        stats.with(|stats| {
+            let mut html = String::new();
+            for (label, id, value) in STATS {
+                let _ = write!(
+                    html,
+                    "<div class=\"stat\"><dt>{label}</dt><dd data-testid=\"{id}\">{}</dd></div>",
+                    value(stats)
+                );
+            }
+            html
+        })
+    });
     let reduced = move || stats.with(|s| s.reduced_rate);
-    let hint = move || {
+    let hint = text(move || {
         if racy.get() {
             "Racy mode has no store: the demonstration keeps its state in memory only, so \
              nothing is saved and the outage switch applies to locked mode only."
@@ -34,8 +49,8 @@ pub fn StorePanel() -> impl IntoView {
                 SYNC_INTERVAL_MS as f64 / 1_000.0
             )
         }
-    };
-    let rule = move || {
+    });
+    let rule = text(move || {
         let workers = match state.settings.with(|s| s.call_mode) {
             CallMode::Try => "The workers ask try_record, so their calls are reduced too.",
             CallMode::Count => "The workers use record_call (count only), which always counts.",
@@ -48,12 +63,15 @@ pub fn StorePanel() -> impl IntoView {
             policy.fraction * 100.0,
             policy.leave_after_successes
         )
-    };
-    let entries = move || {
-        state
-            .store_log
-            .with(|log| log.entries().cloned().collect::<Vec<_>>())
-    };
+    });
+    let events = text(move || {
+        state.store_log.with(|log| {
+            let mut html = String::new();
+            log.entries()
+                .for_each(|(_, event)| event_markup(&mut html, event));
+            html
+        })
+    });
     view! {
         <section class="panel store" aria-labelledby="store-heading">
             <h2 id="store-heading">"Store sync"</h2>
@@ -64,75 +82,64 @@ pub fn StorePanel() -> impl IntoView {
                         type="checkbox"
                         id="store-outage"
                         data-testid="store-outage"
-                        prop:checked=move || outage.get()
-                        prop:disabled=move || racy.get()
-                        on:change=move |ev| state.set_outage(event_target_checked(&ev))
+                        prop:checked=flag(move || outage.get())
+                        prop:disabled=flag(move || racy.get())
+                        on:change=on_change(move |ev| state.set_outage(event_target_checked(&ev)))
                     />
                     " Store outage (every sync fails)"
                 </label>
-                <p class="reduced" class:on=reduced role="status">
+                <p class="reduced" class:on=flag(reduced) role="status">
                     "Reduced rate: "
                     <strong data-testid="reduced-rate">
-                        {move || if reduced() { "on" } else { "off" }}
+                        {text(move || if reduced() { "on" } else { "off" }.to_owned())}
                     </strong>
                 </p>
             </div>
             <p class="hint">{rule}</p>
-            <dl class="stats">
-                <Stat label="Syncs" id="stats-saves" value=number(|s| s.saves)/>
-                <Stat label="Sync failures" id="stats-save-failures" value=number(|s| s.save_failures)/>
-                <Stat label="Forced (critical)" id="stats-forced-saves" value=number(|s| s.forced_saves)/>
-                <Stat label="Coalesced" id="stats-coalesced-saves" value=number(|s| s.coalesced_saves)/>
-                <Stat
-                    label="Failures in a row"
-                    id="stats-consecutive-failures"
-                    value=number(|s| u64::from(s.consecutive_failures))
-                />
-                <Stat
-                    label="Successes in a row"
-                    id="stats-consecutive-successes"
-                    value=number(|s| u64::from(s.consecutive_successes))
-                />
-                <Stat label="Reads at start" id="stats-loads" value=number(|s| s.loads)/>
-                <Stat label="Read failures" id="stats-load-failures" value=number(|s| s.load_failures)/>
-            </dl>
+            <dl class="stats" inner_html=stats_list></dl>
             <p class="last-error">
                 "Last error: "
                 <span data-testid="stats-last-error">
-                    {move || stats.with(|s| s.last_error.clone().unwrap_or_else(|| "none".to_owned()))}
+                    {text(move || stats.with(|s| s.last_error.clone().unwrap_or_else(|| "none".to_owned())))}
                 </span>
             </p>
             <h3 id="store-events-heading">"Store events"</h3>
-            <ol data-testid="store-events" class="entries" aria-labelledby="store-events-heading">
-                <For each=entries key=|(id, _)| *id let:entry>
-                    <StoreEventEntry event=entry.1/>
-                </For>
-            </ol>
-            <p class="hint" class:hidden=move || state.store_log.with(|l| l.entries().next().is_some())>
+            <ol
+                data-testid="store-events"
+                class="entries"
+                aria-labelledby="store-events-heading"
+                inner_html=events
+            ></ol>
+            <p class="hint" class:hidden=flag(move || state.store_log.with(|l| l.entries().next().is_some()))>
                 "None yet: turn the outage on while the workers run."
             </p>
         </section>
     }
 }
 
-/// One labelled number of the stats list.
-#[component]
-fn Stat(
-    label: &'static str,
-    id: &'static str,
-    value: impl Fn() -> String + Send + Sync + 'static,
-) -> impl IntoView {
-    view! {
-        <div class="stat">
-            <dt>{label}</dt>
-            <dd data-testid=id>{value}</dd>
-        </div>
-    }
-}
+/// One number of the stats list: its label, its test id, and how it is read.
+type StatRow = (&'static str, &'static str, fn(&StoreStats) -> u64);
 
-/// One store event: reduced-rate mode on or off, when, and why.
-#[component]
-fn StoreEventEntry(event: StoreEvent) -> impl IntoView {
+/// The stats list.
+const STATS: [StatRow; 8] = [
+    ("Syncs", "stats-saves", |s| s.saves),
+    ("Sync failures", "stats-save-failures", |s| s.save_failures),
+    ("Forced (critical)", "stats-forced-saves", |s| {
+        s.forced_saves
+    }),
+    ("Coalesced", "stats-coalesced-saves", |s| s.coalesced_saves),
+    ("Failures in a row", "stats-consecutive-failures", |s| {
+        u64::from(s.consecutive_failures)
+    }),
+    ("Successes in a row", "stats-consecutive-successes", |s| {
+        u64::from(s.consecutive_successes)
+    }),
+    ("Reads at start", "stats-loads", |s| s.loads),
+    ("Read failures", "stats-load-failures", |s| s.load_failures),
+];
+
+/// One store event, as an `<li>`: reduced-rate mode on or off, when, and why.
+fn event_markup(html: &mut String, event: &StoreEvent) {
     let (kind, at_ms, what, why) = match event {
         StoreEvent::ReducedRateEntered {
             at_ms,
@@ -154,13 +161,11 @@ fn StoreEventEntry(event: StoreEvent) -> impl IntoView {
             format!("after {consecutive_successes} good syncs in a row"),
         ),
     };
-    view! {
-        <li data-testid="store-event" data-kind=kind class=format!("entry store-{kind}")>
-            <time>{format::time_of_day(at_ms)}</time>
-            " "
-            <strong>{what}</strong>
-            " "
-            <span class="detail">{why}</span>
-        </li>
-    }
+    let _ = write!(
+        html,
+        "<li data-testid=\"store-event\" data-kind=\"{kind}\" class=\"entry store-{kind}\">\
+         <time>{}</time> <strong>{what}</strong> <span class=\"detail\">{}</span></li>",
+        format::time_of_day(*at_ms),
+        escape(&why)
+    );
 }

@@ -1,8 +1,11 @@
 //! Usage over time per service, as an SVG line chart with the threshold lines.
 
+use crate::dynamic::text;
+use crate::markup::escape;
 use crate::model::History;
 use crate::state::use_app;
 use leptos::prelude::*;
+use std::fmt::Write;
 
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 220.0;
@@ -34,40 +37,31 @@ fn colour(index: usize) -> &'static str {
 
 /// Each service's `used / limit` over up to the last minute of running (sampled 4 times a
 /// second, bounded), with dashed lines at the warn and critical thresholds.
+///
+/// The SVG's content is redrawn as markup whenever a sample is added or the config changes
+/// (every line changes with each sample anyway): a few lines of text instead of a view per
+/// element keeps the chart small in the `.wasm`.
 #[component]
 pub fn UsageChart() -> impl IntoView {
     let state = use_app();
-    let lines = move || {
-        state.history.with(|history| {
-            history
-                .services
-                .iter()
-                .enumerate()
-                .map(|(service, line)| {
-                    let len = history.samples().len();
-                    let points = history
-                        .samples()
-                        .enumerate()
-                        .filter_map(|(i, sample)| {
-                            sample
-                                .get(service)
-                                .map(|&f| format!("{:.1},{:.1}", x(i, len), y(f)))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    view! {
-                        <polyline
-                            class="series"
-                            points=points
-                            stroke=colour(service)
-                            data-service=line.name.clone()
-                        ></polyline>
-                    }
-                })
-                .collect_view()
-        })
-    };
-    let thresholds = move || {
+    let plot = text(move || {
+        let mut svg = String::new();
+        svg.push_str(
+            "<desc id=\"chart-description\">Percent of each service's limit used, over the last \
+             minute of running, with dashed lines at the warning and critical thresholds.</desc>",
+        );
+        for fraction in [0.0, 0.5, 1.0] {
+            let at = y(fraction);
+            let _ = write!(
+                svg,
+                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{at}\" y2=\"{at}\"></line>\
+                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}%</text>",
+                WIDTH - RIGHT,
+                LEFT - 6.0,
+                at + 4.0,
+                fraction * 100.0
+            );
+        }
         state.config.with(|config| {
             let mut marks: Vec<(f64, &'static str)> = Vec::new();
             for service in &config.services {
@@ -80,55 +74,67 @@ pub fn UsageChart() -> impl IntoView {
                     }
                 }
             }
-            marks
-                .into_iter()
-                .map(|(fraction, kind)| {
-                    let at = y(fraction);
-                    view! {
-                        <line
-                            class=format!("threshold {kind}")
-                            x1=LEFT
-                            x2=WIDTH - RIGHT
-                            y1=at
-                            y2=at
-                        ></line>
-                        <text class=format!("threshold-label {kind}") x=WIDTH - RIGHT - 4.0 y=at - 3.0 text-anchor="end">
-                            {format!("{kind} {:.0}%", fraction * 100.0)}
-                        </text>
+            for (fraction, kind) in marks {
+                let at = y(fraction);
+                let _ = write!(
+                    svg,
+                    "<line class=\"threshold {kind}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{at}\" \
+                     y2=\"{at}\"></line><text class=\"threshold-label {kind}\" x=\"{}\" \
+                     y=\"{}\" text-anchor=\"end\">{kind} {:.0}%</text>",
+                    WIDTH - RIGHT,
+                    WIDTH - RIGHT - 4.0,
+                    at - 3.0,
+                    fraction * 100.0
+                );
+            }
+        });
+        state.history.with(|history| {
+            let len = history.samples().len();
+            for (service, line) in history.services.iter().enumerate() {
+                svg.push_str("<polyline class=\"series\" points=\"");
+                let mut separator = "";
+                for (i, sample) in history.samples().enumerate() {
+                    if let Some(&f) = sample.get(service) {
+                        let _ = write!(svg, "{separator}{:.1},{:.1}", x(i, len), y(f));
+                        separator = " ";
                     }
-                })
-                .collect_view()
-        })
-    };
-    let legend = move || {
+                }
+                let _ = write!(
+                    svg,
+                    "\" stroke=\"{}\" data-service=\"{}\"></polyline>",
+                    colour(service),
+                    escape(&line.name)
+                );
+            }
+            let seconds = len.saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
+            let _ = write!(
+                svg,
+                "<text class=\"axis\" x=\"{LEFT}\" y=\"{}\">{seconds:.0} s ago</text>",
+                HEIGHT - 6.0
+            );
+        });
+        let _ = write!(
+            svg,
+            "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">now</text>",
+            WIDTH - RIGHT,
+            HEIGHT - 6.0
+        );
+        svg
+    });
+    let legend = text(move || {
         state.config.with(|config| {
-            config
-                .services
-                .iter()
-                .enumerate()
-                .map(|(i, service)| {
-                    view! {
-                        <li>
-                            <span class="swatch" style:background=colour(i) aria-hidden="true"></span>
-                            {service.name.clone()}
-                        </li>
-                    }
-                })
-                .collect_view()
+            let mut html = String::new();
+            for (i, service) in config.services.iter().enumerate() {
+                let _ = write!(
+                    html,
+                    "<li><span class=\"swatch\" style=\"background: {}\" aria-hidden=\"true\">\
+                     </span>{}</li>",
+                    colour(i),
+                    escape(&service.name)
+                );
+            }
+            html
         })
-    };
-    let span = move || {
-        let len = state.history.with(|h| h.samples().len());
-        let seconds = len.saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
-        format!("{seconds:.0} s ago")
-    };
-    let axis = [0.0, 0.5, 1.0].map(|fraction| {
-        view! {
-            <line class="grid" x1=LEFT x2=WIDTH - RIGHT y1=y(fraction) y2=y(fraction)></line>
-            <text class="axis" x=LEFT - 6.0 y=y(fraction) + 4.0 text-anchor="end">
-                {format!("{:.0}%", fraction * 100.0)}
-            </text>
-        }
     });
     view! {
         <section class="panel chart" aria-labelledby="chart-heading">
@@ -138,18 +144,9 @@ pub fn UsageChart() -> impl IntoView {
                 role="img"
                 aria-labelledby="chart-heading chart-description"
                 data-testid="usage-chart"
-            >
-                <desc id="chart-description">
-                    "Percent of each service's limit used, over the last minute of running, with \
-                     dashed lines at the warning and critical thresholds."
-                </desc>
-                {axis}
-                {thresholds}
-                {lines}
-                <text class="axis" x=LEFT y=HEIGHT - 6.0>{span}</text>
-                <text class="axis" x=WIDTH - RIGHT y=HEIGHT - 6.0 text-anchor="end">"now"</text>
-            </svg>
-            <ul class="legend">{legend}</ul>
+                inner_html=plot
+            ></svg>
+            <ul class="legend" inner_html=legend></ul>
         </section>
     }
 }
