@@ -75,6 +75,8 @@ fn service(limit: u64, critical: f64) -> ServiceConfig {
     ServiceConfig::builder("api", limit, Period::Day)
         .warn_threshold(critical.min(0.5))
         .critical_threshold(critical)
+        // No reserve: normal admission stops at the Critical level alone.
+        .reserve_fraction(0.0)
         .build()
         .unwrap()
 }
@@ -471,6 +473,7 @@ async fn trackers_sharing_a_store_admit_exactly_the_limit_between_them() {
     let store = MemoryStore::new();
     let config = TrackerConfig::new([ServiceConfig::builder("api", 50, Period::Day)
         .critical_threshold(1.0)
+        .reserve_fraction(0.0)
         .admission(Admission::Exact)
         .build()
         .unwrap()]);
