@@ -518,7 +518,13 @@ fn deny_reasons_have_distinct_stable_labels() {
     let labels: Vec<&str> = reasons.iter().map(|r| deny_reason_label(*r)).collect();
     assert_eq!(
         labels,
-        ["critical", "reserve", "limit", "reduced_rate", "store_unavailable"]
+        [
+            "critical",
+            "reserve",
+            "limit",
+            "reduced_rate",
+            "store_unavailable"
+        ]
     );
 }
 
