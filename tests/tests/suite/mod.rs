@@ -6,6 +6,7 @@
 mod bad_input;
 mod callbacks;
 mod concurrency;
+mod document;
 pub(crate) mod js;
 mod methods;
 mod service;
