@@ -1,6 +1,6 @@
 //! Service and tracker configuration.
 
-use crate::error::QuotaError;
+use crate::error::{Float, QuotaError};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 
@@ -120,23 +120,23 @@ impl ServiceConfig {
             ("critical_threshold", self.critical_threshold),
         ] {
             if !(value > 0.0 && value <= 1.0) {
-                return invalid(field, &value, "must be in (0, 1]");
+                return invalid(field, &Float(value), "must be in (0, 1]");
             }
         }
         if self.warn_threshold > self.critical_threshold {
             return invalid(
                 "warn_threshold",
-                &self.warn_threshold,
+                &Float(self.warn_threshold),
                 &format!(
                     "must not exceed the critical threshold ({})",
-                    self.critical_threshold
+                    Float(self.critical_threshold)
                 ),
             );
         }
         if !(self.reserve_fraction >= 0.0 && self.reserve_fraction < 1.0) {
             return invalid(
                 "reserve_fraction",
-                &self.reserve_fraction,
+                &Float(self.reserve_fraction),
                 "must be in [0, 1)",
             );
         }
