@@ -147,3 +147,18 @@ fn version_1_is_converted() {
     assert!(state.skipped()[0].contains("config.period"));
     assert!(state.to_json().contains("\"version\": 2"));
 }
+
+#[wasm_bindgen_test]
+fn fields_on_object_prototype_are_not_the_documents() {
+    let prototype = js_sys::Object::get_prototype_of(&js_sys::Object::new().into());
+    let set = |value: &wasm_bindgen::JsValue| {
+        js_sys::Reflect::set(&prototype, &"version".into(), value).unwrap();
+    };
+    set(&2.into());
+    let read = StoredState::from_json("{}");
+    js_sys::Reflect::delete_property(&prototype, &"version".into()).unwrap();
+    match read {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("version"), "{message:?}"),
+        other => panic!("a document without \"version\" read as {other:?}"),
+    }
+}

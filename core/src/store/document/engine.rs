@@ -24,7 +24,13 @@ impl Json for JsValue {
         if !JsValue::is_object(self) {
             return None;
         }
-        let value = Reflect::get(self, &JsValue::from_str(name)).ok()?;
+        // Own fields only, as serde_json reads them: a field a page added to
+        // `Object.prototype` is not the document's.
+        let name = JsValue::from_str(name);
+        if !Object::has_own(self.unchecked_ref::<Object>(), &name) {
+            return None;
+        }
+        let value = Reflect::get(self, &name).ok()?;
         (!value.is_undefined()).then_some(value)
     }
 
