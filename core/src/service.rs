@@ -55,12 +55,14 @@ pub enum Admission {
     /// interval).
     #[default]
     Local,
-    /// Decide on the shared count: `try_record` and `can_call` are one atomic step in the
+    /// Decide on the shared count (feature `shared-admission`, on by default; the JS module
+    /// leaves it out): `try_record` and `can_call` are one atomic step in the
     /// store (one round trip per call) applying the same rule as the local step, and only
     /// admitted calls are counted. Never over-admits, with any number of instances. While the
     /// store is unreachable they deny; `record_call` counts locally and syncs later.
     Exact,
-    /// Take `block` calls at a time from the store (at most the headroom below the Critical
+    /// Take `block` calls at a time from the store (feature `shared-admission`, on by
+    /// default; the JS module leaves it out; at most the headroom below the Critical
     /// threshold), spend them at in-process speed, ask for the next block when they run out
     /// (a call larger than a block asks for that many), give back what is unused on `flush`,
     /// on drop and at the window's end. Never over-admits; an instance killed while holding a

@@ -167,6 +167,8 @@ fn js_module_stages(stages: &mut Stages) {
             "-p",
             "quota-core",
             "--lib",
+            // As `cargo xtask pkg` builds it.
+            "--no-default-features",
             "--features",
             "js",
             "--target",

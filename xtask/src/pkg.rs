@@ -32,6 +32,9 @@ pub fn pkg() -> Result<(), String> {
             "-p",
             "quota-core",
             "--lib",
+            // Without `shared-admission` (Exact and Leased admission), which JS configs cannot
+            // select.
+            "--no-default-features",
             "--features",
             "js",
             "--target",

@@ -10,4 +10,5 @@ mod document;
 pub(crate) mod js;
 mod methods;
 mod service;
+mod shared_admission;
 pub(crate) mod storage;
