@@ -134,6 +134,28 @@ impl QuotaError {
     }
 }
 
+/// An `f64` in a message: Rust's `Display`, except in the JS module (wasm32 with feature
+/// `js`), where JavaScript formats it (as `String(x)` does: `0.5`, `NaN`, `Infinity`), so the
+/// module carries no float formatting of its own (about 14 KB of wasm).
+pub(crate) struct Float(pub(crate) f64);
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        {
+            let text = js_sys::Number::from(self.0)
+                .to_string_with_radix(10)
+                .map(String::from)
+                .unwrap_or_default();
+            f.write_str(&text)
+        }
+        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        {
+            fmt::Display::fmt(&self.0, f)
+        }
+    }
+}
+
 /// Formats an invalid-config problem; the JS layer formats the same fields with camelCase
 /// field names.
 pub(crate) struct ConfigProblem<'a> {

@@ -31,9 +31,10 @@
 //! calls skip the wasm-bindgen glue.
 //!
 //! With `storage`, the tracker persists through a
-//! [`LocalStorageStore`](crate::LocalStorageStore) (off wasm32, a stand-in that reports itself
-//! unavailable). Where there is no `localStorage` (Node) the tracker still starts, fresh, and
-//! `stats().lastError` says why: the store never stops a tracker.
+//! [`LocalStorageStore`](crate::LocalStorageStore). Where there is no `localStorage` at all
+//! (Node) the constructor throws: a store that cannot exist is a configuration error, not a
+//! string of failed saves. A store that exists but fails never stops a tracker:
+//! `stats().lastError` says why.
 //!
 //! JS callbacks are not `Send + Sync`, so they cannot be the tracker's observers. Instead one
 //! Rust observer queues every transition, and each method delivers the queue to the JS
@@ -88,7 +89,7 @@ export interface ServiceConfig {
  * Where a tracker persists its counts: `localStorage[key]`. A new tracker on the same key
  * continues from the last save. Saves are made by the calls themselves (no timer): once
  * `syncIntervalMs` has passed since the last save, at once when a service enters critical, and
- * on `flush()`. Without `localStorage` (Node) the tracker starts fresh and `stats()` says why.
+ * on `flush()`. Where there is no `localStorage` (Node) the constructor throws an Error.
  */
 export interface StorageOptions {
   /** The localStorage key: a non-empty string. */
@@ -253,9 +254,10 @@ impl JsQuotaTracker {
     /// criticalThreshold?, reserveFraction? }], storage?: { key, syncIntervalMs? } }`. Throws
     /// on a missing or invalid config and on unknown fields (to catch typos).
     ///
-    /// With `storage`, counts are restored from `localStorage[key]` and saved there. A store
-    /// that cannot load (no `localStorage`, corrupt data) never makes this throw: the tracker
-    /// starts fresh and `stats().lastError` says why.
+    /// With `storage`, counts are restored from `localStorage[key]` and saved there. Where
+    /// there is no `localStorage` at all (Node) this throws: a store that cannot exist is a
+    /// configuration error. A store that fails to load (corrupt data, a failing `getItem`)
+    /// does not: the tracker starts fresh and `stats().lastError` says why.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TrackerConfig")] config: &JsValue,
@@ -266,7 +268,7 @@ impl JsQuotaTracker {
         let mut builder = QuotaTracker::builder(tracker).clock(clock.clone());
         if let Some(storage) = storage {
             builder = builder
-                .boxed_store(local_storage(storage.key))
+                .boxed_store(local_storage(storage.key)?)
                 .sync_policy(SyncPolicy {
                     interval_ms: storage.sync_interval_ms,
                     ..SyncPolicy::default()
@@ -527,29 +529,31 @@ fn service_names(config: &TrackerConfig) -> Vec<String> {
         .collect()
 }
 
-/// The store behind `storage: { key }`: `localStorage[key]`.
+/// The store behind `storage: { key }`: `localStorage[key]`. A runtime without
+/// `localStorage` (Node, a browser that refuses it) is a configuration error: a store that
+/// cannot exist would only make every save fail and the tracker fall to reduced rate.
 #[cfg(target_arch = "wasm32")]
-fn local_storage(key: String) -> Box<dyn Store> {
-    Box::new(crate::store::LocalStorageStore::new(key))
+fn local_storage(key: String) -> Result<Box<dyn Store>, Error> {
+    if crate::store::LocalStorageStore::available() {
+        Ok(Box::new(crate::store::LocalStorageStore::new(key)))
+    } else {
+        Err(no_local_storage(&key))
+    }
 }
 
-/// Off wasm32 there is no `localStorage` (the JS module is built for wasm32 only): a store that
-/// reports it unavailable, as `LocalStorageStore` does in Node.
+/// Off wasm32 there is no `localStorage` (the JS module is built for wasm32 only).
 #[cfg(not(target_arch = "wasm32"))]
-fn local_storage(key: String) -> Box<dyn Store> {
-    use crate::store::{StoreError, SyncBatch};
-    struct NoLocalStorage(String);
-    impl Store for NoLocalStorage {
-        fn sync(&self, _: &SyncBatch) -> Result<Vec<u64>, StoreError> {
-            Err(self.unavailable())
-        }
-    }
-    impl NoLocalStorage {
-        fn unavailable(&self) -> StoreError {
-            StoreError::Unavailable(format!("no localStorage off wasm32 (key {:?})", self.0))
-        }
-    }
-    Box::new(NoLocalStorage(key))
+fn local_storage(key: String) -> Result<Box<dyn Store>, Error> {
+    Err(no_local_storage(&key))
+}
+
+/// The error for `storage: { key }` where there is no `localStorage`.
+fn no_local_storage(key: &str) -> Error {
+    Error::new(&format!(
+        "storage: there is no localStorage in this runtime (Node has none), so counts cannot \
+         be kept under key {}; leave storage out to count in memory only",
+        input::quoted(key)
+    ))
 }
 
 impl JsQuotaTracker {

@@ -10,7 +10,7 @@
 //! flight (so for as long as the store's own I/O takes): never for an observer, since
 //! observers run only after the save lock is released. A store that panics is a failed save.
 
-use crate::error::QuotaError;
+use crate::error::{Float, QuotaError};
 use crate::observers::{quietly, Outbox, Registry};
 use crate::store::{AdmitRequest, GiveBack, InstanceId, Store, StoreError, SyncBatch};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
@@ -73,7 +73,7 @@ impl SyncPolicy {
             return invalid("leave_after_successes", &0, "must be at least 1");
         }
         if !(rate.fraction > 0.0 && rate.fraction <= 1.0) {
-            return invalid("fraction", &rate.fraction, "must be in (0, 1]");
+            return invalid("fraction", &Float(rate.fraction), "must be in (0, 1]");
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Service and tracker configuration.
 
-use crate::error::QuotaError;
+use crate::error::{Float, QuotaError};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 
@@ -58,16 +58,17 @@ pub enum Admission {
     /// interval).
     #[default]
     Local,
-    /// Decide on the shared count: `try_record`, `try_record_priority` and `can_call` are one
-    /// atomic step in the store (one round trip per call) applying the same rule as the local
-    /// step (normal calls stop at the Critical level or the reserve, priority calls at the
-    /// limit), and only
+    /// Decide on the shared count (feature `shared-admission`, on by default; the JS module
+    /// leaves it out): `try_record`, `try_record_priority` and `can_call` are one atomic step in
+    /// the store (one round trip per call) applying the same rule as the local step (normal
+    /// calls stop at the Critical level or the reserve, priority calls at the limit), and only
     /// admitted calls are counted. Never over-admits, with any number of instances. While the
     /// store is unreachable they deny; `record_call` counts locally and syncs later.
     Exact,
-    /// Take `block` calls at a time from the store (at most the headroom below where normal
-    /// admission stops: the Critical threshold or `limit - reserve`, so a block never holds the
-    /// reserve), spend them at in-process speed, ask for the next block when they run out
+    /// Take `block` calls at a time from the store (feature `shared-admission`, on by
+    /// default; the JS module leaves it out; at most the headroom below where normal admission
+    /// stops: the Critical threshold or `limit - reserve`, so a block never holds the reserve),
+    /// spend them at in-process speed, ask for the next block when they run out
     /// (a call larger than a block asks for that many), give back what is unused on `flush`,
     /// on drop and at the window's end. A priority call that its block does not cover asks the
     /// store once, as `Exact` does, up to the limit. Never over-admits; an instance killed
@@ -127,23 +128,23 @@ impl ServiceConfig {
             ("critical_threshold", self.critical_threshold),
         ] {
             if !(value > 0.0 && value <= 1.0) {
-                return invalid(field, &value, "must be in (0, 1]");
+                return invalid(field, &Float(value), "must be in (0, 1]");
             }
         }
         if self.warn_threshold > self.critical_threshold {
             return invalid(
                 "warn_threshold",
-                &self.warn_threshold,
+                &Float(self.warn_threshold),
                 &format!(
                     "must not exceed the critical threshold ({})",
-                    self.critical_threshold
+                    Float(self.critical_threshold)
                 ),
             );
         }
         if !(self.reserve_fraction >= 0.0 && self.reserve_fraction < 1.0) {
             return invalid(
                 "reserve_fraction",
-                &self.reserve_fraction,
+                &Float(self.reserve_fraction),
                 "must be in [0, 1)",
             );
         }

@@ -126,6 +126,21 @@ impl QuotaTrackerBuilder {
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
         self.config.validate()?;
         self.policy.validate()?;
+        if !SHARED {
+            if let Some(service) = self
+                .config
+                .services
+                .iter()
+                .find(|s| s.admission != Admission::Local)
+            {
+                return Err(QuotaError::invalid_config(
+                    Some(&service.name),
+                    "admission",
+                    format_args!("{:?}", service.admission),
+                    "needs the crate feature `shared-admission`, which this build leaves out",
+                ));
+            }
+        }
         if self.store.is_none() {
             if let Some(service) = self
                 .config
@@ -372,6 +387,10 @@ impl Drop for SavingGuard {
 fn unknown_service(service: &str) -> QuotaError {
     QuotaError::UnknownService(service.to_owned())
 }
+
+/// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`); without
+/// it `build()` refuses them, so the shared paths are never taken and are left out.
+const SHARED: bool = cfg!(feature = "shared-admission");
 
 fn describe_transition(t: &Transition) -> String {
     format!("transition {} {} -> {}", t.service, t.from, t.to)
@@ -931,7 +950,7 @@ impl QuotaTracker {
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
-        if slot.config.admission != Admission::Local {
+        if SHARED && slot.config.admission != Admission::Local {
             return self.shared_update(position, count, request);
         }
         let now = self.now();
@@ -1007,6 +1026,7 @@ impl QuotaTracker {
 
     fn can_call_at(&self, position: usize) -> bool {
         match self.services[position].config.admission {
+            _ if !SHARED => {}
             Admission::Local => {}
             Admission::Exact => return self.exact_can_call(position),
             Admission::Leased { block } => return self.leased_can_call(position, block),
@@ -1143,7 +1163,7 @@ impl QuotaTracker {
             };
             give_backs.append(&mut guard.sync.give_backs);
             admits.append(&mut guard.sync.admits);
-            if return_leases {
+            if SHARED && return_leases {
                 let (back, step) = guard.give_lease_back(slot, instance, &self.op_seq, now);
                 give_backs.extend(back);
                 self.queue_transitions(slot, &step);

@@ -138,28 +138,31 @@ test("bad input throws an Error and changes nothing", () => {
   assert.equal(tracker.usage("search").used, 3);
 });
 
-test("storage in Node (no localStorage): the tracker starts, says why, and flush throws", () =>
+test("storage in Node (no localStorage) is a configuration error: the constructor throws", () =>
   atFixedTime(NOW, () => {
     const services = [{ name: "search", limit: 100, period: "day" }];
-    const tracker = new QuotaTracker({ services, storage: { key: "my-app", syncIntervalMs: 1000 } });
-    assert.equal(tracker.recordCall("search", 30).usage.used, 30);
-    assert.equal(tracker.isReducedRate(), false);
-    const stats = tracker.stats();
-    assert.deepEqual(Object.keys(stats).sort(), [
-      "coalescedSaves", "consecutiveFailures", "consecutiveSuccesses", "forcedSaves", "lastError",
-      "loadFailures", "loads", "reducedRate", "saveFailures", "saves",
-    ]);
-    assert.equal(stats.loads, 1);
-    assert.equal(stats.loadFailures, 1);
-    assert.match(stats.lastError, /unavailable.*localStorage/);
-    assert.throws(() => tracker.flush(), (error) => error instanceof Error && /localStorage/.test(error.message));
-    assert.equal(tracker.stats().saveFailures, 1);
-    assert.equal(tracker.usage("search").used, 30);
+    const before = new QuotaTracker({ services });
+    before.recordCall("search", 7);
+    for (const storage of [{ key: "my-app" }, { key: "my-app", syncIntervalMs: 1000 }]) {
+      assert.throws(
+        () => new QuotaTracker({ services, storage }),
+        (error) =>
+          error instanceof Error &&
+          /^storage: there is no localStorage in this runtime/.test(error.message) &&
+          error.message.includes('"my-app"'),
+      );
+    }
+    // Nothing panicked: the module, and a tracker made before, work on.
+    assert.equal(before.recordCall("search", 3).usage.used, 10);
+    assert.equal(before.stats().lastError, null);
+    assert.equal(before.isReducedRate(), false);
 
     const plain = new QuotaTracker({ services });
     assert.equal(plain.flush(), undefined);
     assert.equal(plain.stats().lastError, null);
+    assert.equal(plain.recordCall("search").usage.used, 1);
 
+    // Bad options are reported as such, before the missing localStorage.
     for (const [storage, message] of [
       [{ key: "" }, /storage\.key must be a non-empty string/],
       [{ key: "a", syncIntervalMs: -5 }, /storage\.syncIntervalMs/],

@@ -169,6 +169,8 @@ fn js_module_stages(stages: &mut Stages) {
             "-p",
             "quota-core",
             "--lib",
+            // As `cargo xtask pkg` builds it.
+            "--no-default-features",
             "--features",
             "js",
             "--target",
@@ -203,8 +205,15 @@ fn js_module_stages(stages: &mut Stages) {
     stages.run("JS consumer tests (node --test)", node_tests);
 }
 
-/// `node --test` on every `tests/node/*.test.mjs`: they import the built `pkg/`.
+/// `node --test` on every `tests/node/*.test.mjs`: they import the built `pkg/`, install it
+/// into a project of their own as the README says, and type-check the declarations with the
+/// TypeScript from `tests/node/package-lock.json` (hence `npm ci` first).
 fn node_tests() -> Result<(), String> {
+    run::command(
+        "npm",
+        &["ci", "--prefix", "tests/node", "--no-audit", "--no-fund"],
+        &[],
+    )?;
     let dir = run::root().join("tests/node");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|error| format!("could not list {}: {error}", dir.display()))?

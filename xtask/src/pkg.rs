@@ -1,7 +1,8 @@
 //! `cargo xtask pkg`: the JS module (quota-core with feature `js`) as an npm package in `pkg/`.
 //!
 //! Release wasm (profile `wasm-release`: size first), wasm-bindgen `--target web`, wasm-opt
-//! `-Oz --converge` (binaryen from `.tools/`) stripping the sections engines do not read, then a
+//! `-Oz --converge` (binaryen from `.tools/`) stripping the sections engines do not read, the
+//! TypeScript declarations made to stand alone (see [`standalone_types`]), then a
 //! `package.json`.
 
 use crate::install;
@@ -31,6 +32,9 @@ pub fn pkg() -> Result<(), String> {
             "-p",
             "quota-core",
             "--lib",
+            // Without `shared-admission` (Exact and Leased admission), which JS configs cannot
+            // select.
+            "--no-default-features",
             "--features",
             "js",
             "--target",
@@ -72,9 +76,79 @@ pub fn pkg() -> Result<(), String> {
         ],
         &[],
     )?;
+    let types = out.join(TYPES);
+    let declarations = fs::read_to_string(&types)
+        .map_err(|error| format!("could not read {}: {error}", types.display()))?;
+    fs::write(&types, standalone_types(&declarations)?)
+        .map_err(|error| format!("could not write {}: {error}", types.display()))?;
     write_package_json(&out)?;
     report_size(&out.join(WASM));
     Ok(())
+}
+
+/// What the init functions' declarations name from the DOM and Node libraries, and what stands
+/// in for it.
+const GLOBAL_TYPES: &str = "
+// The init functions take DOM and Node types (Response, URL, WebAssembly.Module, ...). They are
+// looked up on `globalThis`, so these declarations type-check with `lib: [\"es2022\"]` alone;
+// where a library declares one, it is that library's type, and where none does, it is `never`.
+type Global = typeof globalThis;
+type GlobalRequest = Global extends { Request: { prototype: infer T } } ? T : never;
+type GlobalResponse = Global extends { Response: { prototype: infer T } } ? T : never;
+type GlobalUrl = Global extends { URL: { prototype: infer T } } ? T : never;
+type WasmModule = Global extends { WebAssembly: { Module: { prototype: infer T } } } ? T : never;
+type WasmMemory = Global extends { WebAssembly: { Memory: { prototype: infer T } } } ? T : never;
+type WasmTable = Global extends { WebAssembly: { Table: { prototype: infer T } } } ? T : never;
+";
+
+/// wasm-bindgen's declarations, rewritten to type-check under `tsc --strict` with
+/// `lib: ["es2022"]` and no `@types/node`: the init functions' DOM and Node types come from
+/// `globalThis` ([`GLOBAL_TYPES`]), and `[Symbol.dispose]` (esnext) is left out of the class
+/// (`free()` is the typed way; the method is still there at run time where `Symbol.dispose`
+/// exists). Fails if wasm-bindgen's output no longer has what is replaced.
+fn standalone_types(declarations: &str) -> Result<String, String> {
+    let replacements: [(&str, &str); 5] = [
+        ("    [Symbol.dispose](): void;\n", ""),
+        (
+            "export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;",
+            "export type InitInput = string | GlobalRequest | GlobalUrl | GlobalResponse | ArrayBuffer | ArrayBufferView | WasmModule;",
+        ),
+        (
+            "export type SyncInitInput = BufferSource | WebAssembly.Module;",
+            "export type SyncInitInput = ArrayBuffer | ArrayBufferView | WasmModule;",
+        ),
+        ("WebAssembly.Memory", "WasmMemory"),
+        ("WebAssembly.Table", "WasmTable"),
+    ];
+    let mut text = declarations.to_owned();
+    for (from, to) in replacements {
+        if !text.contains(from) {
+            return Err(format!(
+                "{TYPES}: wasm-bindgen's output has no {from:?} to replace"
+            ));
+        }
+        text = text.replace(from, to);
+    }
+    // Doc comments may name them; declarations must not.
+    let code = text.lines().filter(|line| {
+        let line = line.trim_start();
+        !(line.starts_with('*') || line.starts_with("/*") || line.starts_with("//"))
+    });
+    for line in code {
+        for global in [
+            "Symbol.dispose",
+            "WebAssembly.",
+            "RequestInfo",
+            "BufferSource",
+        ] {
+            if line.contains(global) {
+                return Err(format!(
+                    "{TYPES}: still names {global} after the rewrite: {line}"
+                ));
+            }
+        }
+    }
+    Ok(text + GLOBAL_TYPES)
 }
 
 /// `CARGO_TARGET_DIR` if set, else `target/`, as cargo resolves it from the workspace root.

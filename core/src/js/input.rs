@@ -288,6 +288,6 @@ fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
 }
 
 /// `text` in double quotes, as `{:?}` writes it for plain text.
-fn quoted(text: &str) -> String {
+pub(super) fn quoted(text: &str) -> String {
     format!("{text:?}")
 }

@@ -17,8 +17,12 @@
 use super::{InstanceId, StoreError, SyncBatch, WindowKey};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+mod engine;
 
 /// One window's stored total.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +88,7 @@ pub struct StoredState {
 }
 
 /// The JSON shape, version 2.
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 #[derive(Serialize)]
 struct Document<'a> {
     version: u32,
@@ -329,35 +334,58 @@ impl StoredState {
     }
 
     /// The state as JSON text, version 2.
+    ///
+    /// In the JS module (wasm32 with feature `js`) the JS engine's `JSON.stringify` writes it,
+    /// so the module carries no JSON writer: numbers above `Number.MAX_SAFE_INTEGER` (2^53 - 1)
+    /// are then written rounded, as the JS API reports counts anyway.
     pub fn to_json(&self) -> String {
-        let document = Document {
-            version: Self::VERSION,
-            updated_at_ms: self.updated_at_ms,
-            windows: self.windows.values().collect(),
-            applied: self.applied.values().collect(),
-            leases: self.leases.values().collect(),
-            admits: self.admits.values().collect(),
-            applies: self.applies,
-        };
-        // Plain structs of strings, numbers and enums always serialize.
-        serde_json::to_string_pretty(&document).unwrap_or_default()
+        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        {
+            engine::to_json(self)
+        }
+        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        {
+            let document = Document {
+                version: Self::VERSION,
+                updated_at_ms: self.updated_at_ms,
+                windows: self.windows.values().collect(),
+                applied: self.applied.values().collect(),
+                leases: self.leases.values().collect(),
+                admits: self.admits.values().collect(),
+                applies: self.applies,
+            };
+            // Plain structs of strings, numbers and enums always serialize.
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        }
     }
 
     /// Parses JSON text, version 2 or 1, entry by entry (see the module rules). Text that is
     /// not a JSON object with a known `"version"` is [`StoreError::Corrupt`] with the reason.
+    ///
+    /// In the JS module (wasm32 with feature `js`) the JS engine's `JSON.parse` reads it, so the
+    /// module carries no JSON parser: a number above `Number.MAX_SAFE_INTEGER` (2^53 - 1) is
+    /// then read as the nearest JS number, as the JS API reports counts anyway.
     pub fn from_json(text: &str) -> Result<Self, StoreError> {
         if text.trim().is_empty() {
             return Err(StoreError::Corrupt("empty data".into()));
         }
-        let value: Value = serde_json::from_str(text)
+        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        let value = engine::parse(text)?;
+        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        let value = &serde_json::from_str::<Value>(text)
             .map_err(|error| StoreError::Corrupt(format!("not valid JSON: {error}")))?;
-        let Some(object) = value.as_object() else {
+        Self::read(&value)
+    }
+
+    /// The state of a parsed document (see [`from_json`](Self::from_json)).
+    fn read<J: Json>(value: &J) -> Result<Self, StoreError> {
+        if !value.is_object() {
             return Err(StoreError::Corrupt("not a JSON object".into()));
-        };
+        }
         let mut state = StoredState::new();
-        match object.get("version").and_then(Value::as_u64) {
-            Some(2) => state.read_v2(object),
-            Some(1) => state.read_v1(object),
+        match value.field("version").and_then(|version| version.as_u64()) {
+            Some(2) => state.read_v2(value),
+            Some(1) => state.read_v1(value),
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "unsupported version {other} (this build reads versions 1 and 2)"
@@ -368,33 +396,25 @@ impl StoredState {
         Ok(state)
     }
 
-    fn entries<'v>(
-        object: &'v serde_json::Map<String, Value>,
-        field: &str,
-        skipped: &mut Vec<String>,
-    ) -> &'v [Value] {
-        match object.get(field) {
-            Some(Value::Array(entries)) => entries,
-            None => &[],
-            Some(_) => {
+    fn entries<J: Json>(object: &J, field: &str, skipped: &mut Vec<String>) -> Vec<J> {
+        match object.field(field) {
+            None => Vec::new(),
+            Some(value) => value.items().unwrap_or_else(|| {
                 skipped.push(format!("\"{field}\" is not an array"));
-                &[]
-            }
+                Vec::new()
+            }),
         }
     }
 
-    fn read_v2(&mut self, object: &serde_json::Map<String, Value>) {
-        self.updated_at_ms = object
-            .get("updated_at_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        self.applies = object.get("applies").and_then(Value::as_u64).unwrap_or(0);
+    fn read_v2<J: Json>(&mut self, object: &J) {
+        self.updated_at_ms = object.number("updated_at_ms").unwrap_or(0);
+        self.applies = object.number("applies").unwrap_or(0);
         let mut skipped = Vec::new();
         for (index, entry) in Self::entries(object, "windows", &mut skipped)
             .iter()
             .enumerate()
         {
-            match StoredWindow::deserialize(entry) {
+            match window_entry(entry) {
                 Ok(window) => self.add_window(window),
                 Err(error) => skipped.push(format!("windows[{index}]: {error}")),
             }
@@ -403,7 +423,7 @@ impl StoredState {
             .iter()
             .enumerate()
         {
-            match Applied::deserialize(entry) {
+            match applied_entry(entry) {
                 Ok(applied) => {
                     self.applies = self.applies.max(applied.seen);
                     let key = (applied.service.clone(), applied.instance);
@@ -422,7 +442,7 @@ impl StoredState {
             .iter()
             .enumerate()
         {
-            match Admitted::deserialize(entry) {
+            match admitted_entry(entry) {
                 Ok(admitted) => {
                     self.applies = self.applies.max(admitted.seen);
                     self.admits
@@ -435,7 +455,7 @@ impl StoredState {
             .iter()
             .enumerate()
         {
-            match Lease::deserialize(entry) {
+            match lease_entry(entry) {
                 Ok(lease) => {
                     self.leases
                         .insert((lease.service.clone(), lease.instance), lease);
@@ -448,12 +468,9 @@ impl StoredState {
 
     /// Version 1: `{ "version": 1, "services": [{ "name", "used", "window_start_ms",
     /// "config": { "period", ... }, "previous"?: { "window_start_ms", "used" } }] }`.
-    fn read_v1(&mut self, object: &serde_json::Map<String, Value>) {
+    fn read_v1<J: Json>(&mut self, object: &J) {
         self.converted = true;
-        self.updated_at_ms = object
-            .get("updated_at_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        self.updated_at_ms = object.number("updated_at_ms").unwrap_or(0);
         let mut skipped = Vec::new();
         for (index, entry) in Self::entries(object, "services", &mut skipped)
             .iter()
@@ -504,19 +521,131 @@ pub(crate) fn admit_rule(total: u64, request: &super::AdmitRequest) -> Option<u6
     (request.force || (total < request.below && after <= request.cap)).then_some(after)
 }
 
+/// A parsed JSON document, read: serde_json's [`Value`], or in the JS module the JS engine's
+/// own `JSON.parse` result ([`engine`]), so that one reader serves both.
+trait Json: Sized {
+    /// The field `name` of an object (`None` if this is no object or has no such field).
+    fn field(&self, name: &str) -> Option<Self>;
+    /// A whole number from 0 to `u64::MAX` (`None` for anything else).
+    fn as_u64(&self) -> Option<u64>;
+    fn as_text(&self) -> Option<String>;
+    fn as_bool(&self) -> Option<bool>;
+    /// An array's items (`None` if this is no array).
+    fn items(&self) -> Option<Vec<Self>>;
+    fn is_object(&self) -> bool;
+    fn is_null(&self) -> bool;
+
+    /// The whole-number field `name`.
+    fn number(&self, name: &str) -> Option<u64> {
+        self.field(name)?.as_u64()
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+impl Json for &Value {
+    fn field(&self, name: &str) -> Option<Self> {
+        self.get(name)
+    }
+    fn as_u64(&self) -> Option<u64> {
+        Value::as_u64(self)
+    }
+    fn as_text(&self) -> Option<String> {
+        self.as_str().map(str::to_owned)
+    }
+    fn as_bool(&self) -> Option<bool> {
+        Value::as_bool(self)
+    }
+    fn items(&self) -> Option<Vec<Self>> {
+        self.as_array().map(|items| items.iter().collect())
+    }
+    fn is_object(&self) -> bool {
+        Value::is_object(self)
+    }
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+}
+
+/// The whole-number field `name` of `entry`, or why not.
+fn number<J: Json>(entry: &J, name: &str) -> Result<u64, String> {
+    entry
+        .number(name)
+        .ok_or_else(|| format!("\"{name}\" is not a whole number"))
+}
+
+/// The text field `name` of `entry`, or why not.
+fn text<J: Json>(entry: &J, name: &str) -> Result<String, String> {
+    entry
+        .field(name)
+        .and_then(|value| value.as_text())
+        .ok_or_else(|| format!("\"{name}\" is not a string"))
+}
+
+fn period<J: Json>(entry: &J, name: &str) -> Result<Period, String> {
+    text(entry, name)?
+        .parse()
+        .map_err(|error: crate::window::UnknownPeriod| error.to_string())
+}
+
+fn instance<J: Json>(entry: &J) -> Result<InstanceId, String> {
+    InstanceId::try_from(text(entry, "instance")?)
+}
+
+fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
+    Ok(StoredWindow {
+        service: text(entry, "service")?,
+        period: period(entry, "period")?,
+        start_ms: number(entry, "start_ms")?,
+        end_ms: number(entry, "end_ms")?,
+        total: number(entry, "total")?,
+    })
+}
+
+fn applied_entry<J: Json>(entry: &J) -> Result<Applied, String> {
+    Ok(Applied {
+        instance: instance(entry)?,
+        service: text(entry, "service")?,
+        seq: number(entry, "seq")?,
+        seen: number(entry, "seen")?,
+    })
+}
+
+fn lease_entry<J: Json>(entry: &J) -> Result<Lease, String> {
+    Ok(Lease {
+        instance: instance(entry)?,
+        service: text(entry, "service")?,
+        seq: number(entry, "seq")?,
+        granted: number(entry, "granted")?,
+        returned_seq: number(entry, "returned_seq")?,
+        // Written since leases could be forgotten; older documents have none.
+        seen: match entry.field("seen") {
+            None => 0,
+            Some(_) => number(entry, "seen")?,
+        },
+    })
+}
+
+fn admitted_entry<J: Json>(entry: &J) -> Result<Admitted, String> {
+    Ok(Admitted {
+        instance: instance(entry)?,
+        service: text(entry, "service")?,
+        seq: number(entry, "seq")?,
+        admitted: entry
+            .field("admitted")
+            .and_then(|value| value.as_bool())
+            .ok_or("\"admitted\" is not a boolean")?,
+        total: number(entry, "total")?,
+        seen: number(entry, "seen")?,
+    })
+}
+
 /// The windows of one version 1 service entry.
-fn v1_windows(entry: &Value) -> Result<Vec<StoredWindow>, String> {
-    let text = |field: &str| entry.get(field).and_then(Value::as_str);
-    let number = |value: Option<&Value>, field: &str| {
-        value
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("\"{field}\" is not a whole number"))
-    };
-    let service = text("name").ok_or("\"name\" is not a string")?.to_owned();
+fn v1_windows<J: Json>(entry: &J) -> Result<Vec<StoredWindow>, String> {
+    let service = text(entry, "name")?;
     let period: Period = entry
-        .get("config")
-        .and_then(|config| config.get("period"))
-        .and_then(Value::as_str)
+        .field("config")
+        .and_then(|config| config.field("period"))
+        .and_then(|period| period.as_text())
         .ok_or("\"config.period\" is missing")?
         .parse()
         .map_err(|error: crate::window::UnknownPeriod| error.to_string())?;
@@ -531,15 +660,13 @@ fn v1_windows(entry: &Value) -> Result<Vec<StoredWindow>, String> {
             total,
         });
     };
-    push(
-        number(entry.get("window_start_ms"), "window_start_ms")?,
-        number(entry.get("used"), "used")?,
-    );
-    if let Some(previous) = entry.get("previous").filter(|p| !p.is_null()) {
-        push(
-            number(previous.get("window_start_ms"), "previous.window_start_ms")?,
-            number(previous.get("used"), "previous.used")?,
-        );
+    push(number(entry, "window_start_ms")?, number(entry, "used")?);
+    if let Some(previous) = entry.field("previous").filter(|p| !p.is_null()) {
+        let field = |name| {
+            number(&previous, name)
+                .map_err(|_| format!("\"previous.{name}\" is not a whole number"))
+        };
+        push(field("window_start_ms")?, field("used")?);
     }
     Ok(windows)
 }
@@ -548,6 +675,22 @@ fn v1_windows(entry: &Value) -> Result<Vec<StoredWindow>, String> {
 mod tests {
     use super::*;
     use crate::store::Delta;
+
+    /// A version 2 document with every kind of entry, as serde_json writes it. The JS module
+    /// (`engine`) must read and write it the same: see `tests/tests/suite/document.rs`.
+    const FIXTURE: &str = include_str!("document/fixture_v2.json");
+
+    #[test]
+    fn the_fixture_reads_and_writes_back_byte_for_byte() {
+        let state = StoredState::from_json(FIXTURE).unwrap();
+        assert!(state.skipped().is_empty(), "{:?}", state.skipped());
+        assert_eq!(state.to_json(), FIXTURE.trim_end());
+        assert_eq!(state.windows().count(), 3);
+        assert_eq!(
+            state.total(&key("search", 1_709_164_800_000)),
+            (1 << 53) - 1
+        );
+    }
 
     fn key(service: &str, start_ms: u64) -> WindowKey {
         WindowKey {

@@ -227,3 +227,19 @@ fn failing_local_storage_turns_reduced_rate_on_and_off() {
     assert_eq!(tracker.call("canCall", &["mail".into()]).unwrap(), true);
     assert_eq!(num(&stats(&tracker), "saves"), 5.0);
 }
+
+#[wasm_bindgen_test]
+fn good_storage_options_construct() {
+    for storage in [
+        "undefined",
+        "({ key: 'quota-test-ok' })",
+        "({ key: 'quota-test-ok', syncIntervalMs: 0 })",
+        "({ key: 'quota-test-ok', syncIntervalMs: 1000 })",
+        "({ key: 'quota-test-ok', syncIntervalMs: undefined })",
+        "({ key: 'quota-test-ok', syncIntervalMs: Number.MAX_SAFE_INTEGER })",
+    ] {
+        let tracker = super::suite::storage::with_storage(storage)
+            .unwrap_or_else(|thrown| panic!("storage: {storage} threw {}", message(&thrown)));
+        assert_eq!(tracker.used("search"), 0.0, "storage: {storage}");
+    }
+}

@@ -1,65 +1,35 @@
-//! `storage` in Node, which has no `localStorage`: the tracker still starts and works, and the
-//! store's failures are reported, never thrown from the constructor.
+//! `storage` in Node, which has no `localStorage`: a store that cannot exist is a configuration
+//! error, so the constructor throws, and nothing else changes.
 
 use super::suite::js::*;
-use super::suite::storage::{reduced, stats, with_storage};
+use super::suite::storage::with_storage;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen_test]
-fn storage_without_local_storage_starts_fresh_and_says_why() {
+fn storage_without_local_storage_throws_from_the_constructor() {
     let _clock = FixedClock::at(NOW);
-    let tracker = with_storage("({ key: 'quota-node' })").unwrap_or_else(|thrown| {
-        panic!(
-            "no localStorage must not stop the tracker: {}",
-            message(&thrown)
-        )
-    });
-    let stats_now = stats(&tracker);
-    assert_eq!(num(&stats_now, "loads"), 1.0);
-    assert_eq!(num(&stats_now, "loadFailures"), 1.0);
-    assert_eq!(num(&stats_now, "saves"), 0.0);
-    let last_error = text(&stats_now, "lastError");
-    assert!(
-        last_error.contains("unavailable") && last_error.contains("localStorage"),
-        "{last_error:?}"
-    );
-    assert!(!reduced(&tracker));
-
-    // The tracker works as without a store.
-    tracker.record("search", 25);
-    assert_eq!(tracker.used("search"), 25.0);
-    assert_eq!(tracker.call("canCall", &["search".into()]).unwrap(), true);
-
-    // flush throws the store's message, and each failure counts.
-    for failures in 1..=3 {
-        let thrown = tracker
-            .call("flush", &[])
-            .expect_err("flush without localStorage throws");
-        let text = message(&thrown);
-        assert!(text.contains("localStorage"), "{text:?}");
-        let stats_now = stats(&tracker);
-        assert_eq!(num(&stats_now, "saveFailures"), f64::from(failures));
-        assert_eq!(num(&stats_now, "consecutiveFailures"), f64::from(failures));
-        assert_eq!(num(&stats_now, "saves"), 0.0);
-        // Reduced rate from the third failure in a row (the default policy).
-        assert_eq!(
-            reduced(&tracker),
-            failures >= 3,
-            "after {failures} failures"
-        );
-        assert_eq!(
-            get(&stats_now, "reducedRate").as_bool(),
-            Some(failures >= 3)
+    let before =
+        Tracker::of(r#"{ "services": [{ "name": "search", "limit": 100, "period": "day" }] }"#);
+    before.record("search", 25);
+    for storage in [
+        "({ key: 'quota-node' })",
+        "({ key: 'quota-node', syncIntervalMs: 0 })",
+        "({ key: 'quota-node', syncIntervalMs: Number.MAX_SAFE_INTEGER })",
+    ] {
+        let thrown = match with_storage(storage) {
+            Ok(_) => panic!("storage: {storage} made a tracker without localStorage"),
+            Err(thrown) => thrown,
+        };
+        let text = message(&thrown); // asserts an `Error`
+        assert!(
+            text.starts_with("storage: there is no localStorage in this runtime")
+                && text.contains("\"quota-node\""),
+            "storage: {storage}: {text:?}"
         );
     }
-
-    // Reduced rate: a quarter of the limit (25 of 100), which `search` has used.
-    assert_eq!(tracker.call("canCall", &["search".into()]).unwrap(), false);
-    let refused = tracker
-        .call("tryRecord", &["search".into(), 1.into()])
-        .unwrap();
-    assert_eq!(get(&refused, "allowed").as_bool(), Some(false));
-    // recordCall always records; nothing is lost while the store is down.
-    tracker.record("search", 1);
-    assert_eq!(tracker.used("search"), 26.0);
+    // Nothing panicked: a tracker made before works on, unchanged.
+    assert_eq!(before.used("search"), 25.0);
+    before.record("search", 1);
+    assert_eq!(before.used("search"), 26.0);
+    assert_eq!(before.call("canCall", &["search".into()]).unwrap(), true);
 }

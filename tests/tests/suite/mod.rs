@@ -6,7 +6,9 @@
 mod bad_input;
 mod callbacks;
 mod concurrency;
+mod document;
 pub(crate) mod js;
 mod methods;
 mod service;
+mod shared_admission;
 pub(crate) mod storage;

@@ -137,22 +137,6 @@ fn bad_storage_options_throw_an_error_naming_the_problem() {
 }
 
 #[wasm_bindgen_test]
-fn good_storage_options_construct() {
-    for storage in [
-        "undefined",
-        "({ key: 'quota-test-ok' })",
-        "({ key: 'quota-test-ok', syncIntervalMs: 0 })",
-        "({ key: 'quota-test-ok', syncIntervalMs: 1000 })",
-        "({ key: 'quota-test-ok', syncIntervalMs: undefined })",
-        "({ key: 'quota-test-ok', syncIntervalMs: Number.MAX_SAFE_INTEGER })",
-    ] {
-        let tracker = with_storage(storage)
-            .unwrap_or_else(|thrown| panic!("storage: {storage} threw {}", message(&thrown)));
-        assert_eq!(tracker.used("search"), 0.0, "storage: {storage}");
-    }
-}
-
-#[wasm_bindgen_test]
 fn without_storage_flush_does_nothing_and_stats_are_zero() {
     for tracker in [
         Tracker::with_defaults(),

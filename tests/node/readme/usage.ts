@@ -1,0 +1,16 @@
+import init, { QuotaTracker, type ServiceUsage, type Transition } from "quota-core";
+
+await init(); // or initSync, as above
+
+const tracker = new QuotaTracker({
+  services: [{ name: "search", limit: 100, period: "minute" }],
+});
+tracker.onTransition((t: Transition) => console.log(`${t.service} is now ${t.to}`));
+
+const result = tracker.tryRecord("search", 90); // → search is now critical
+if (result.allowed) {
+  const usage: ServiceUsage = result.usage;
+  console.log(usage.remaining, result.transition?.to); // → 10 critical
+} else {
+  console.log(`denied: ${result.usage.remaining} left`); // no transition on a denial
+}

@@ -1,0 +1,87 @@
+// Every part of the API as a TypeScript user writes it: readme.test.mjs type-checks this file
+// with `tsc --strict` and `lib: ["es2022"]` alone (no DOM, no @types/node) against the
+// installed package. Each `@ts-expect-error` must be an error, so the types cannot be `any`.
+import init, {
+  initSync,
+  QuotaTracker,
+  type Level,
+  type Period,
+  type RecordResult,
+  type Service,
+  type ServiceConfig,
+  type ServiceUsage,
+  type Snapshot,
+  type StoreStats,
+  type TrackerConfig,
+  type Transition,
+  type TryRecordResult,
+} from "quota-core";
+
+export async function load(bytes: Uint8Array): Promise<void> {
+  initSync({ module: bytes });
+  await init({ module_or_path: bytes });
+  await init({ module_or_path: "https://example.invalid/quota_core_bg.wasm" });
+}
+
+export function use(): number {
+  const services: ServiceConfig[] = [
+    { name: "search", limit: 100, period: "minute" },
+    { name: "email", limit: 1000, period: "day", warnThreshold: 0.6, criticalThreshold: 0.9 },
+  ];
+  const config: TrackerConfig = { services, storage: { key: "my-app", syncIntervalMs: 1000 } };
+  const tracker = new QuotaTracker(config);
+  const defaults: QuotaTracker = QuotaTracker.withDefaults();
+  // @ts-expect-error: "week" is no period
+  new QuotaTracker({ services: [{ name: "a", limit: 1, period: "week" }] });
+
+  const id: number = tracker.onTransition((t: Transition) => {
+    const from: Level = t.from;
+    const to: Level = t.to;
+    console.log(t.service, from, to, t.used, t.limit, t.atMs);
+  });
+  tracker.offTransition(id);
+
+  const recorded: RecordResult = tracker.recordCall("search", 2);
+  const usage: ServiceUsage = recorded.usage;
+  const period: Period = usage.period;
+  const numbers: number[] = [
+    usage.used, usage.limit, usage.remaining, usage.percentUsed, usage.windowStartMs,
+    usage.resetAtMs,
+  ];
+  // @ts-expect-error: the transition may be null
+  recorded.transition.to;
+
+  const tried: TryRecordResult = tracker.tryRecord("search");
+  if (tried.allowed) {
+    const transition: Transition | null = tried.transition;
+    console.log(transition?.to);
+  } else {
+    // @ts-expect-error: a denial has no transition
+    tried.transition;
+  }
+
+  const allowed: boolean = tracker.canCall("search");
+  const reserve: number = tracker.reserveAllocation("search");
+  const snapshot: Snapshot = tracker.snapshot();
+  const total: number = snapshot.totalUsed + snapshot.atMs + snapshot.services.length;
+  const stats: StoreStats = tracker.stats();
+  const lastError: string | null = stats.lastError;
+  const reduced: boolean = tracker.isReducedRate() || stats.reducedRate;
+  tracker.flush();
+
+  const search: Service = tracker.service("search");
+  const remaining: number = search.record() + search.record(3) + search.tryRecord(2);
+  const name: string = search.name;
+  // @ts-expect-error: the name is read-only
+  search.name = "other";
+  const handleAllowed: boolean = search.canCall();
+  const handleUsage: ServiceUsage = search.usage();
+  search.free();
+  // @ts-expect-error: counts are numbers
+  tracker.recordCall("search", "2");
+
+  tracker.free();
+  defaults.free();
+  console.log(period, numbers, allowed, lastError, reduced, name, handleAllowed, handleUsage);
+  return reserve + total + remaining;
+}

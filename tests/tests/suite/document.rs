@@ -1,0 +1,164 @@
+//! The stored JSON in the JS module, which reads and writes it with the JS engine's
+//! `JSON.parse` and `JSON.stringify` instead of serde_json: the same documents, byte for byte,
+//! as the Rust stores (checked against the fixture the native tests check serde_json with).
+
+use quota_core::{Delta, InstanceId, Period, StoreError, StoredState, SyncBatch, WindowKey};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+/// Written by serde_json (`to_string_pretty`); `core/src/store/document.rs` checks that.
+const FIXTURE: &str = include_str!("../../../core/src/store/document/fixture_v2.json");
+
+fn key(service: &str, period: Period, start_ms: u64) -> WindowKey {
+    let window = period.window_at(start_ms);
+    WindowKey {
+        service: service.into(),
+        period,
+        start_ms: window.start_ms,
+        end_ms: window.reset_at_ms,
+    }
+}
+
+#[wasm_bindgen_test]
+fn the_fixture_reads_and_writes_back_byte_for_byte() {
+    let state = StoredState::from_json(FIXTURE).expect("the fixture parses");
+    assert!(state.skipped().is_empty(), "{:?}", state.skipped());
+    assert_eq!(state.to_json(), FIXTURE.trim_end());
+    let search_minute = key("search", Period::Minute, 1_709_214_300_000);
+    assert_eq!(state.total(&search_minute), 42);
+    // Number.MAX_SAFE_INTEGER: exact.
+    let search_day = key("search", Period::Day, 1_709_164_800_000);
+    assert_eq!(state.total(&search_day), (1 << 53) - 1);
+    let mail = key("mail", Period::Month, 1_706_745_600_000);
+    assert_eq!(state.total(&mail), 1000);
+    assert_eq!(state.updated_at_ms, 1_709_214_317_250);
+}
+
+#[wasm_bindgen_test]
+fn numbers_above_max_safe_integer_are_read_as_the_nearest_js_number() {
+    let window = key("a", Period::Day, 0);
+    let document = |total: &str| {
+        format!(
+            r#"{{ "version": 2, "windows": [{{ "service": "a", "period": "day", "start_ms": 0,
+                "end_ms": 86400000, "total": {total} }}] }}"#
+        )
+    };
+    // 2^62, the cap, is a JS number: read exactly, and written so that it reads back exactly.
+    let state = StoredState::from_json(&document("4611686018427387904")).unwrap();
+    assert_eq!(state.total(&window), StoredState::MAX_TOTAL);
+    let again = StoredState::from_json(&state.to_json()).unwrap();
+    assert_eq!(again.total(&window), StoredState::MAX_TOTAL);
+    // 2^53 + 1 is not: JSON.parse reads 2^53.
+    let state = StoredState::from_json(&document("9007199254740993")).unwrap();
+    assert_eq!(state.total(&window), 1 << 53);
+    // Above u64::MAX: not a count, skipped and named.
+    let state = StoredState::from_json(&document("1e20")).unwrap();
+    assert_eq!(state.windows().count(), 0);
+    assert_eq!(state.skipped().len(), 1, "{:?}", state.skipped());
+}
+
+#[wasm_bindgen_test]
+fn applying_a_batch_counts_once_and_writes_what_reads_back() {
+    let mut state = StoredState::from_json(FIXTURE).unwrap();
+    let window = key("search", Period::Minute, 1_709_214_300_000);
+    let batch = SyncBatch {
+        instance: InstanceId::from_u128(0xff),
+        seq: 18,
+        at_ms: 1_709_214_318_000,
+        deltas: vec![Delta {
+            window: window.clone(),
+            calls: 8,
+        }],
+        read: vec![window.clone()],
+    };
+    assert_eq!(state.apply(&batch), [50]);
+    assert_eq!(state.apply(&batch), [50], "a retry is not counted again");
+    let again = StoredState::from_json(&state.to_json()).unwrap();
+    assert_eq!(again, state);
+    assert_eq!(again.total(&window), 50);
+}
+
+#[wasm_bindgen_test]
+fn bad_documents_are_corrupt_with_the_reason() {
+    for (text, reason) in [
+        ("", "empty data"),
+        ("{ \"version\": 2, ", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ("null", "not a JSON object"),
+        ("{ \"version\": 3 }", "unsupported version 3"),
+        ("{ \"version\": \"2\" }", "no numeric \"version\""),
+        ("{ \"version\": 1.5 }", "no numeric \"version\""),
+    ] {
+        match StoredState::from_json(text) {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(reason), "{text:?}: {message:?}")
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn bad_entries_are_skipped_one_by_one_and_named() {
+    let text = r#"{ "version": 2, "windows": [
+        { "service": "a", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 5 },
+        { "service": "b", "period": "week", "start_ms": 0, "end_ms": 1, "total": 5 },
+        { "service": "c", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": -1 },
+        { "service": "d", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 1.5 },
+        { "service": "e", "period": "day", "start_ms": 0, "end_ms": 86400000 },
+        [1, 2, 3],
+        { "service": "a", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 3 }
+    ], "applied": [{ "instance": "xyz", "service": "a", "seq": 1, "seen": 1 }],
+       "leases": 7 }"#;
+    let state = StoredState::from_json(text).unwrap();
+    assert_eq!(state.windows().count(), 1);
+    // Two copies of one window keep the larger total.
+    assert_eq!(state.total(&key("a", Period::Day, 0)), 5);
+    let skipped = state.skipped();
+    for (index, words) in [
+        (0, ["windows[1]", "unknown period \"week\""]),
+        (1, ["windows[2]", "\"total\" is not a whole number"]),
+        (2, ["windows[3]", "\"total\" is not a whole number"]),
+        (3, ["windows[4]", "\"total\" is not a whole number"]),
+        (4, ["windows[5]", "\"service\" is not a string"]),
+        (5, ["applied[0]", "32 hex digits"]),
+        (6, ["\"leases\" is not an array", ""]),
+    ] {
+        let note = skipped.get(index).map(String::as_str).unwrap_or_default();
+        assert!(
+            words.iter().all(|word| note.contains(word)),
+            "{index}: {skipped:?}"
+        );
+    }
+    assert_eq!(skipped.len(), 7, "{skipped:?}");
+}
+
+#[wasm_bindgen_test]
+fn version_1_is_converted() {
+    let text = r#"{ "version": 1, "updated_at_ms": 7, "services": [
+        { "name": "search", "used": 12, "window_start_ms": 86400000,
+          "config": { "period": "day" }, "previous": { "window_start_ms": 0, "used": 30 } },
+        { "name": "mail", "used": 3, "window_start_ms": 0, "config": {} }
+    ] }"#;
+    let state = StoredState::from_json(text).unwrap();
+    assert!(state.converted());
+    assert_eq!(state.total(&key("search", Period::Day, 86_400_000)), 12);
+    assert_eq!(state.total(&key("search", Period::Day, 0)), 30);
+    assert_eq!(state.skipped().len(), 1, "{:?}", state.skipped());
+    assert!(state.skipped()[0].contains("config.period"));
+    assert!(state.to_json().contains("\"version\": 2"));
+}
+
+#[wasm_bindgen_test]
+fn fields_on_object_prototype_are_not_the_documents() {
+    let prototype = js_sys::Object::get_prototype_of(&js_sys::Object::new().into());
+    let set = |value: &wasm_bindgen::JsValue| {
+        js_sys::Reflect::set(&prototype, &"version".into(), value).unwrap();
+    };
+    set(&2.into());
+    let read = StoredState::from_json("{}");
+    js_sys::Reflect::delete_property(&prototype, &"version".into()).unwrap();
+    match read {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("version"), "{message:?}"),
+        other => panic!("a document without \"version\" read as {other:?}"),
+    }
+}
