@@ -69,6 +69,7 @@ fn applying_a_batch_counts_once_and_writes_what_reads_back() {
             calls: 8,
         }],
         read: vec![window.clone()],
+        raises: vec![],
     };
     assert_eq!(state.apply(&batch), [50]);
     assert_eq!(state.apply(&batch), [50], "a retry is not counted again");
