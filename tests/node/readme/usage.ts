@@ -7,10 +7,10 @@ const tracker = new QuotaTracker({
 });
 tracker.onTransition((t: Transition) => console.log(`${t.service} is now ${t.to}`));
 
-const result = tracker.tryRecord("search", 90); // → search is now critical
+const result = tracker.tryRecord("search", 80); // → search is now critical
 if (result.allowed) {
   const usage: ServiceUsage = result.usage;
-  console.log(usage.remaining, result.transition?.to); // → 10 critical
+  console.log(usage.remaining, result.transition?.to); // → 20 critical
 } else {
   console.log(`denied: ${result.usage.remaining} left`); // no transition on a denial
 }
