@@ -297,7 +297,7 @@ async fn service_names_are_shown_as_text_never_as_markup() {
             ServiceConfig::new("plain", 10, Period::Minute),
         ]))
         .unwrap();
-    state.engine().record(1, 0, 9); // exhausted: a timeline entry
+    state.engine().record(1, 0, 8); // Critical (normal admission stops there): a timeline entry
     state.refresh();
     settle().await;
     assert!(
@@ -314,13 +314,13 @@ async fn service_names_are_shown_as_text_never_as_markup() {
             .unwrap_or_else(|| panic!("no element with data-testid={id}"))
     };
     let shown = |id: String| by_id(id).text_content().unwrap_or_default();
-    assert_eq!(shown(format!("used-{name}")), "9");
+    assert_eq!(shown(format!("used-{name}")), "8");
     let heading = by_id(format!("card-{name}"))
         .query_selector("h3")
         .unwrap()
         .unwrap();
     assert_eq!(heading.text_content().unwrap(), name);
-    assert_eq!(shown(format!("issued-{name}")), "9");
+    assert_eq!(shown(format!("issued-{name}")), "8");
     assert_eq!(shown(format!("instances-issued-{name}")), "0");
     assert_eq!(transitions(&root)[0].0, name);
     let row = by_id(format!("lost-{name}")).parent_element().unwrap();
