@@ -334,8 +334,8 @@ impl SyncState {
 
 impl SyncState {
     /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
-    /// the store, held, or spent from a lease) add to a floor not synced yet, which the store
-    /// would otherwise absorb; returns the floor.
+    /// the store, held, or a leased block, whole, when it is granted) add to a floor not synced
+    /// yet, which the store would otherwise absorb; returns the floor.
     fn after_raise(&mut self, window: Window, count: u64) -> Option<u64> {
         let (raised, floor) = self.raise.as_mut()?;
         if *raised != window {

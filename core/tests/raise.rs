@@ -376,3 +376,50 @@ fn calls_admitted_by_the_store_after_a_raise_stay_on_top_of_it() {
     assert_eq!(other.usage("api").unwrap().used, 22, "max(5 + 2, 20 + 2)");
     assert_eq!(exact.usage("api").unwrap().used, 22);
 }
+
+#[test]
+fn a_block_leased_before_the_floor_reaches_the_store_never_takes_the_total_below_it() {
+    // The floor is not in the store yet (its sync failed) when the next call leases a new
+    // block: the store adds the block under the floor, which then absorbs it. The block's
+    // unused calls given back must not take `used`, here or in the store, below the floor
+    // plus the call spent.
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.fail_next(1);
+    leased.raise_used("api", 50, None).unwrap();
+    assert_eq!(
+        leased.stats().consecutive_failures,
+        1,
+        "the floor's sync failed"
+    );
+    clock.advance(1_000); // past the back-off
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    leased.flush().unwrap();
+    assert_eq!(
+        leased.usage("api").unwrap().used,
+        51,
+        "the floor and the call spent"
+    );
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 51);
+    drop(leased);
+    assert_eq!(shared(100, &clock, store).usage("api").unwrap().used, 51);
+}

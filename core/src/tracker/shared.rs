@@ -397,8 +397,9 @@ impl QuotaTracker {
             if covered {
                 guard.lease.left -= count;
                 guard.service.total = guard.service.total.saturating_add(count);
-                let window = guard.service.window;
-                guard.sync.after_raise(window, count);
+                // Not added to a floor here: a block leased after a raise was added to it
+                // whole when it was granted (see `take_lease`), and a raise forfeits the block
+                // it finds in hand.
             }
             (covered.then_some(guard.service), reset, recorded)
         };
@@ -463,6 +464,12 @@ impl QuotaTracker {
                 }
                 guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
+                // The store added the block to its total, maybe before it applied a floor
+                // not acknowledged yet, which would absorb it: the floor carries it too (the
+                // whole block, as the store counts it), so the view counts the block in hand
+                // on top of the floor, and giving its unused calls back never takes the total
+                // below the floor.
+                guard.sync.after_raise(current, reply.granted);
                 guard.lease.seq = guard.lease.seq.max(request.seq);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
