@@ -228,13 +228,16 @@ impl QuotaRules {
                     reason,
                     ..
                 }) => {
-                    // Waiting helps for the limit and the Critical level: until the window
-                    // resets. For the store's troubles nobody knows.
-                    let retry_after = matches!(reason, DenyReason::Limit | DenyReason::Critical)
-                        .then(|| {
-                            let reset = service.usage().reset_at_ms;
-                            Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
-                        });
+                    // Waiting helps for the limit, the Critical level and the reserve: until
+                    // the window resets. For the store's troubles nobody knows.
+                    let retry_after = matches!(
+                        reason,
+                        DenyReason::Limit | DenyReason::Critical | DenyReason::Reserve
+                    )
+                    .then(|| {
+                        let reset = service.usage().reset_at_ms;
+                        Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
+                    });
                     return Err(Refused::Exceeded(QuotaExceeded {
                         service: known.name.to_string(),
                         used,

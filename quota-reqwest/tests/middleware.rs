@@ -665,3 +665,50 @@ fn the_readme_shows_the_example_as_it_is() {
         "README and examples/reqwest_quota.rs differ"
     );
 }
+
+#[tokio::test]
+async fn a_denial_by_the_reserve_says_when_to_retry_like_one_at_the_critical_level() {
+    // Normal calls stop at limit - reserve (90 of 100): until the window resets, like a
+    // denial at the Critical level, so the wait is known.
+    let api = Api::start().await;
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.1)
+        .build()
+        .unwrap()]);
+    let tracker = Arc::new(QuotaTracker::new_with_clock(config, ManualClock::new(NOW)).unwrap());
+    tracker.record_call("api", 90).unwrap();
+    let client = counted(&tracker, Counting::TryBefore);
+    let error = send(&client, &api.url, &[]).await.unwrap_err();
+    assert_eq!(error.reason, Exceeded::Denied(DenyReason::Reserve));
+    assert_eq!(
+        error.retry_after,
+        Some(Duration::from_millis(DAY_END - NOW))
+    );
+    assert_eq!(api.received(), 0);
+}
+
+#[tokio::test]
+async fn the_layer_reads_a_host_header_without_a_port_including_an_ipv6_literal() {
+    // Server side: the URI has no host, the Host header names it, with or without a port.
+    let tracker = tracker(100, 1.0);
+    let rules = QuotaRules::new(Arc::clone(&tracker))
+        .host("[::1]", "api")
+        .unwrap()
+        .host("api.example", "api")
+        .unwrap();
+    let inner = tower::service_fn(|_: http::Request<String>| async {
+        Ok::<_, BoxError>(http::Response::new(String::new()))
+    });
+    let mut service = tower::ServiceBuilder::new()
+        .layer(QuotaLayer::new(rules))
+        .service(inner);
+    for host in ["[::1]", "[::1]:8080", "api.example", "api.example:443"] {
+        let request = http::Request::get("/v1/items")
+            .header("host", host)
+            .body(String::new())
+            .unwrap();
+        service.ready().await.unwrap().call(request).await.unwrap();
+    }
+    assert_eq!(tracker.usage("api").unwrap().used, 4);
+}
