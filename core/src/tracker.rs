@@ -296,6 +296,10 @@ struct SyncState {
     raise: Option<(Window, u64)>,
     /// Raises of windows that ended before they were cut.
     ended_raises: Vec<(Window, u64)>,
+    /// Calls asked of the store (`Exact` admissions, leased blocks) while `raise` had not
+    /// reached it, whose answer is not taken in yet. The store cannot hold a floor it has not
+    /// seen against a call, so admission checks the floor plus these here first.
+    floor_asked: u64,
 }
 
 impl SyncState {
@@ -343,6 +347,13 @@ impl SyncState {
         }
         *floor = floor.saturating_add(count);
         Some(*floor)
+    }
+
+    /// The floor of `window` the store may not hold yet, plus the calls asked of the store
+    /// since (`None`: no such floor).
+    fn floor_seen(&self, window: Window) -> Option<u64> {
+        let (raised, floor) = self.raise?;
+        (raised == window).then(|| floor.saturating_add(self.floor_asked))
     }
 }
 

@@ -423,3 +423,186 @@ fn a_block_leased_before_the_floor_reaches_the_store_never_takes_the_total_below
     drop(leased);
     assert_eq!(shared(100, &clock, store).usage("api").unwrap().used, 51);
 }
+
+/// A tracker on `store` with one service of `admission` (limit 100, Critical at the limit,
+/// no reserve) that syncs only when told, on entering Critical, or after a raise.
+fn admitting(clock: &ManualClock, store: &MemoryStore, admission: Admission) -> QuotaTracker {
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(admission)
+        .build()
+        .unwrap()]);
+    QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_floor_not_in_the_store_yet_still_stops_shared_admission() {
+    // A 429 (a floor at the limit) whose sync failed: the store still holds 5, but the
+    // provider said the quota is spent. Neither an `Exact` admission nor a new leased block
+    // may admit a call past the floor before the floor reaches the store.
+    for admission in [Admission::Leased { block: 10 }, Admission::Exact] {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(JUNE_10);
+        let tracker = admitting(&clock, &store, admission);
+        tracker.record_call("api", 5).unwrap();
+        tracker.flush().unwrap();
+        store.fail_next(1);
+        tracker.raise_used("api", 95, None).unwrap();
+        assert_eq!(tracker.stats().consecutive_failures, 1, "{admission:?}");
+        clock.advance(1_000); // past the back-off
+                              // 95 + 6 would pass the limit: denied, though the store alone would admit it.
+        let denied = tracker.try_record_priority("api", 6).unwrap_err();
+        assert!(
+            matches!(
+                denied,
+                QuotaError::Denied {
+                    reason: DenyReason::Limit,
+                    used: 95,
+                    ..
+                }
+            ),
+            "{admission:?}: {denied:?}"
+        );
+        assert_eq!(
+            tracker.try_record("api", 5).unwrap().usage.used,
+            100,
+            "{admission:?}"
+        );
+        assert!(tracker.try_record("api", 1).is_err(), "{admission:?}");
+        tracker.flush().unwrap();
+        drop(tracker);
+        let other = shared(100, &clock, store.clone());
+        assert_eq!(other.usage("api").unwrap().used, 100, "{admission:?}");
+    }
+}
+
+/// A `MemoryStore` whose syncs wait while `hold` is set (admissions and leases do not).
+struct SlowSyncs {
+    inner: MemoryStore,
+    hold: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Set once a sync waits.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for SlowSyncs {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let (held, wake) = &*self.hold;
+        let mut held = held.lock().unwrap();
+        while *held {
+            self.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            held = wake.wait(held).unwrap();
+        }
+        drop(held);
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        self.inner.admit(request)
+    }
+    fn lease(
+        &self,
+        request: &quota_core::LeaseRequest,
+    ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
+        self.inner.lease(request)
+    }
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+        self.inner.give_back(request)
+    }
+}
+
+#[test]
+fn threads_racing_for_the_calls_left_under_a_floor_not_in_the_store_take_at_most_those() {
+    // A slow sync holds the save lock, so the floor of 90 stays out of the store while 8
+    // threads race for the 10 calls it leaves: `Exact` admits exactly 10, `Leased` at most
+    // 10 (a block in another thread's hand may go back unspent), and `used` is the floor plus
+    // exactly the calls admitted, here and in the store.
+    for admission in [Admission::Exact, Admission::Leased { block: 3 }] {
+        let inner = MemoryStore::new();
+        let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = ManualClock::new(JUNE_10);
+        let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+            .critical_threshold(1.0)
+            .reserve_fraction(0.0)
+            .admission(admission)
+            .build()
+            .unwrap()]);
+        let tracker = Arc::new(
+            QuotaTracker::builder(config)
+                .clock(clock.clone())
+                .store(SlowSyncs {
+                    inner: inner.clone(),
+                    hold: Arc::clone(&hold),
+                    waiting: Arc::clone(&waiting),
+                })
+                .sync_policy(SyncPolicy {
+                    interval_ms: 3_600_000,
+                    ..SyncPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        );
+        tracker.record_call("api", 5).unwrap();
+        tracker.flush().unwrap();
+        *hold.0.lock().unwrap() = true;
+        let flusher = {
+            let tracker = Arc::clone(&tracker);
+            std::thread::spawn(move || tracker.flush().unwrap())
+        };
+        // The flush holds the save lock once its sync waits.
+        while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        tracker.raise_used("api", 90, None).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let tracker = Arc::clone(&tracker);
+                std::thread::spawn(move || {
+                    (0..5)
+                        .filter(|_| {
+                            if i % 2 == 0 {
+                                tracker.try_record("api", 1).is_ok()
+                            } else {
+                                tracker.try_record_priority("api", 1).is_ok()
+                            }
+                        })
+                        .count() as u64
+                })
+            })
+            .collect();
+        let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        *hold.0.lock().unwrap() = false;
+        hold.1.notify_all();
+        flusher.join().unwrap();
+        if admission == Admission::Exact {
+            assert_eq!(admitted, 10);
+        } else {
+            assert!((1..=10).contains(&admitted), "{admission:?}: {admitted}");
+        }
+        tracker.flush().unwrap();
+        assert_eq!(
+            tracker.usage("api").unwrap().used,
+            90 + admitted,
+            "{admission:?}"
+        );
+        drop(tracker);
+        let other = shared(100, &clock, inner.clone());
+        assert_eq!(
+            other.usage("api").unwrap().used,
+            90 + admitted,
+            "{admission:?}"
+        );
+    }
+}

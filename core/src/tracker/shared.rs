@@ -99,14 +99,31 @@ impl QuotaTracker {
             return self.exact_unavailable(position, read, count, force, now);
         }
         let reduced = self.is_reduced_rate();
+        let mut asked = 0;
+        if !force {
+            // A floor the store has not seen yet: the store cannot hold it against the call.
+            let cap = slot.rules.cap(reduced, priority);
+            match self.ask_under_floor(position, read.state.window, count, cap) {
+                Ok(booked) => asked = booked,
+                Err(seen) => {
+                    let reason = slot
+                        .rules
+                        .denies(seen, count, reduced, priority)
+                        .unwrap_or(DenyReason::Limit);
+                    self.after_call(now, false);
+                    return Err(self.denied(slot, count, seen, reason));
+                }
+            }
+        }
         let request = self.admit_request(slot, position, read.state.window, count, reduced, ask);
         let result = match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
-                let learned = self.take_total(position, read.state.window, total, count, now);
+                let learned =
+                    self.take_total(position, read.state.window, total, count, asked, now);
                 Ok(self.recorded_after(slot, read, learned))
             }
             Ok(AdmitReply::Denied { total }) => {
-                let learned = self.take_total(position, read.state.window, total, 0, now);
+                let learned = self.take_total(position, read.state.window, total, 0, asked, now);
                 let unsynced = self.unsynced(position);
                 let reason = slot
                     .rules
@@ -121,10 +138,46 @@ impl QuotaTracker {
                 self.after_call(now, false);
                 return Ok(self.recorded_after(slot, read, recorded));
             }
-            Err(_) => Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable)),
+            Err(_) => {
+                self.release_asked(position, asked);
+                Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable))
+            }
         };
         self.after_call(now, false);
         result
+    }
+
+    /// While a floor of `window` has not reached the store (a raise not synced yet), the
+    /// store's admission cannot apply it, so it is applied here first: `count` more calls are
+    /// refused if the floor plus the calls asked of the store meanwhile plus `count` would pass
+    /// `cap` (`Err` with that floor seen), and otherwise booked as asked until their answer is
+    /// taken in (`Ok(count)`; `Ok(0)`: no such floor, nothing booked). One lock acquisition, so
+    /// two threads cannot both take the last calls under the floor.
+    fn ask_under_floor(
+        &self,
+        position: usize,
+        window: Window,
+        count: u64,
+        cap: u64,
+    ) -> Result<u64, u64> {
+        let mut guard = self.services[position].state.lock();
+        let Some(seen) = guard.sync.floor_seen(window) else {
+            return Ok(0);
+        };
+        if seen.saturating_add(count.max(1)) > cap {
+            return Err(seen);
+        }
+        guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(count);
+        Ok(count)
+    }
+
+    /// Calls booked by [`ask_under_floor`](Self::ask_under_floor) whose answer came (or
+    /// failed).
+    fn release_asked(&self, position: usize, asked: u64) {
+        if asked > 0 {
+            let mut guard = self.services[position].state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
+        }
     }
 
     /// An `Exact` call while the store backs off: `try_record` denies, `record_call` counts
@@ -263,15 +316,19 @@ impl QuotaTracker {
             return false;
         }
         let reduced = self.is_reduced_rate();
+        let floor = slot.state.lock().sync.floor_seen(read.state.window);
+        if floor.is_some_and(|seen| slot.rules.denies(seen, 1, reduced, false).is_some()) {
+            return false;
+        }
         let request =
             self.admit_request(slot, position, read.state.window, 0, reduced, Ask::Normal);
         match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
-                self.take_total(position, read.state.window, total, 0, now);
+                self.take_total(position, read.state.window, total, 0, 0, now);
                 true
             }
             Ok(AdmitReply::Denied { total }) => {
-                self.take_total(position, read.state.window, total, 0, now);
+                self.take_total(position, read.state.window, total, 0, 0, now);
                 false
             }
             Err(_) => false,
@@ -426,13 +483,31 @@ impl QuotaTracker {
         now: u64,
     ) -> Result<u64, StoreError> {
         let slot = &self.services[position];
-        let unanswered = slot.state.lock().lease.unanswered.take();
+        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let (unanswered, asked, booked) = {
+            let mut guard = slot.state.lock();
+            let unanswered = guard.lease.unanswered.take();
+            // A floor the store has not seen yet: no block past it (the store cannot hold it
+            // against the block); the block asked is booked until the answer is taken in.
+            let mut asked = asked;
+            let mut booked = 0;
+            if unanswered.is_none() {
+                if let Some(seen) = guard.sync.floor_seen(window) {
+                    asked = asked.min(ceiling.saturating_sub(seen));
+                    if asked == 0 {
+                        return Ok(0);
+                    }
+                    guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
+                    booked = asked;
+                }
+            }
+            (unanswered, asked, booked)
+        };
         let request = match unanswered {
             Some(request) => request,
             None => {
                 // The store does not know this tracker's unsynced calls: they come off the
                 // ceiling. Blocks are normal admission: they never hold the reserve.
-                let (_, ceiling) = slot.rules.shared_rule(reduced, false);
                 LeaseRequest {
                     instance: self.instance(),
                     seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
@@ -445,9 +520,12 @@ impl QuotaTracker {
         let reply = match self.store_call(|store| store.lease(&request)) {
             Ok(reply) => reply,
             Err(error) => {
+                let mut guard = slot.state.lock();
+                guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
                 if matches!(error, StoreError::Io(_)) {
-                    slot.state.lock().lease.unanswered = Some(request);
+                    guard.lease.unanswered = Some(request);
                 }
+                drop(guard);
                 self.store_failed();
                 return Err(error);
             }
@@ -455,6 +533,7 @@ impl QuotaTracker {
         let requested_window = request.window.start_ms;
         {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
             let current = guard.service.window;
             if current.start_ms == requested_window {
                 if guard.lease.window.is_some_and(|w| w != current) {
@@ -482,24 +561,28 @@ impl QuotaTracker {
             }
         }
         if requested_window == window.start_ms {
-            self.take_total(position, window, reply.total, 0, now);
+            self.take_total(position, window, reply.total, 0, 0, now);
         }
         Ok(reply.granted)
     }
 
     /// Takes in a total the store answered for `window` (plus `count` calls this instance just
-    /// had counted there): `used` rises to it and what this instance has not synced yet.
+    /// had counted there): `used` rises to it and what this instance has not synced yet. The
+    /// `asked` calls booked by [`ask_under_floor`](Self::ask_under_floor) are released under
+    /// the same lock that adds the admitted ones to the floor.
     fn take_total(
         &self,
         position: usize,
         window: Window,
         total: u64,
         count: u64,
+        asked: u64,
         now: u64,
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let mut step = Step::default();
             if guard.service.window == window {
                 let mut view = total.saturating_add(guard.sync.unacked);
