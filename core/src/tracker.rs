@@ -298,7 +298,9 @@ struct SyncState {
     ended_raises: Vec<(Window, u64)>,
     /// Calls asked of the store (`Exact` admissions, leased blocks) while `raise` had not
     /// reached it, whose answer is not taken in yet. The store cannot hold a floor it has not
-    /// seen against a call, so admission checks the floor plus these here first.
+    /// seen against a call, so admission checks the floor plus these here first; and while
+    /// any is unanswered no reply acknowledges the floor (the store may have added the call
+    /// before the floor, which absorbed it).
     floor_asked: u64,
 }
 
@@ -1230,8 +1232,10 @@ impl QuotaTracker {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
             // The floor is in the store once a reply acknowledges the value it holds now (no
-            // call counted since the batch was cut).
-            if let Some((raised, floor)) = sync.raise {
+            // call counted since the batch was cut), and no call asked of the store meanwhile
+            // is still unanswered (the store may have added it before the floor, which then
+            // absorbed it: the floor goes again with it on top).
+            if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
                 let acknowledged = batch.raises.iter().any(|r| {
                     r.window.service == read.service
                         && r.window.start_ms == raised.start_ms

@@ -606,3 +606,91 @@ fn threads_racing_for_the_calls_left_under_a_floor_not_in_the_store_take_at_most
         );
     }
 }
+
+/// A `MemoryStore` whose admissions, once applied, wait before replying while `hold` is set.
+struct SlowAdmitReplies {
+    inner: MemoryStore,
+    hold: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Set once an admission waits.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for SlowAdmitReplies {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        let reply = self.inner.admit(request);
+        let (held, wake) = &*self.hold;
+        let mut held = held.lock().unwrap();
+        while *held {
+            self.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            held = wake.wait(held).unwrap();
+        }
+        reply
+    }
+}
+
+#[test]
+fn a_call_admitted_before_the_floor_arrives_but_taken_in_after_its_ack_is_not_absorbed() {
+    // The store admits a call (adding it), then the floor's batch arrives and is acknowledged
+    // before the admission's reply is taken in: the floor absorbed the call, so the floor
+    // must go again with it on top.
+    for force in [false, true] {
+        let inner = MemoryStore::new();
+        let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = ManualClock::new(JUNE_10);
+        let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+            .critical_threshold(1.0)
+            .reserve_fraction(0.0)
+            .admission(Admission::Exact)
+            .build()
+            .unwrap()]);
+        let tracker = Arc::new(
+            QuotaTracker::builder(config)
+                .clock(clock.clone())
+                .store(SlowAdmitReplies {
+                    inner: inner.clone(),
+                    hold: Arc::clone(&hold),
+                    waiting: Arc::clone(&waiting),
+                })
+                .sync_policy(SyncPolicy {
+                    interval_ms: 3_600_000,
+                    ..SyncPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        );
+        inner.fail_next(1);
+        tracker.raise_used("api", 40, None).unwrap();
+        clock.advance(1_000); // past the back-off
+        *hold.0.lock().unwrap() = true;
+        let caller = {
+            let tracker = Arc::clone(&tracker);
+            std::thread::spawn(move || {
+                if force {
+                    tracker.record_call("api", 1).map(|r| r.usage.used)
+                } else {
+                    tracker.try_record("api", 1).map(|r| r.usage.used)
+                }
+            })
+        };
+        while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // The admission is in the store; the floor's batch goes and is acknowledged.
+        tracker.flush().unwrap();
+        *hold.0.lock().unwrap() = false;
+        hold.1.notify_all();
+        assert_eq!(caller.join().unwrap().unwrap(), 41, "force {force}");
+        tracker.flush().unwrap();
+        drop(tracker);
+        let other = shared(100, &clock, inner.clone());
+        assert_eq!(other.usage("api").unwrap().used, 41, "force {force}");
+    }
+}

@@ -99,10 +99,15 @@ impl QuotaTracker {
             return self.exact_unavailable(position, read, count, force, now);
         }
         let reduced = self.is_reduced_rate();
-        let mut asked = 0;
-        if !force {
-            // A floor the store has not seen yet: the store cannot hold it against the call.
-            let cap = slot.rules.cap(reduced, priority);
+        let asked;
+        {
+            // A floor the store has not seen yet: the store cannot hold it against the call
+            // (`record_call` is only booked: it counts whatever the floor).
+            let cap = if force {
+                u64::MAX
+            } else {
+                slot.rules.cap(reduced, priority)
+            };
             match self.ask_under_floor(position, read.state.window, count, cap) {
                 Ok(booked) => asked = booked,
                 Err(seen) => {
@@ -134,7 +139,7 @@ impl QuotaTracker {
             Err(_) if force => {
                 // Maybe applied, maybe not: the same request goes again with the next sync,
                 // and the store applies it once. Counted in this tracker's view meanwhile.
-                let recorded = self.hold_admit(position, request, count, now);
+                let recorded = self.hold_admit(position, request, count, asked, now);
                 self.after_call(now, false);
                 return Ok(self.recorded_after(slot, read, recorded));
             }
@@ -254,11 +259,13 @@ impl QuotaTracker {
         position: usize,
         request: AdmitRequest,
         count: u64,
+        asked: u64,
         now: u64,
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let used = guard.service.used.saturating_add(count);
             let step = slot.rules.observe(&mut guard.service, used, now);
             guard.service.total = guard.service.total.saturating_add(count);
