@@ -694,3 +694,87 @@ fn a_call_admitted_before_the_floor_arrives_but_taken_in_after_its_ack_is_not_ab
         assert_eq!(other.usage("api").unwrap().used, 41, "force {force}");
     }
 }
+
+/// A `MemoryStore` whose next `fail` syncs fail (admissions, leases and give-backs do not).
+#[derive(Clone)]
+struct FailingSyncs {
+    inner: MemoryStore,
+    fail: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Store for FailingSyncs {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let failing = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
+            return Err(quota_core::StoreError::Injected);
+        }
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        self.inner.admit(request)
+    }
+    fn lease(
+        &self,
+        request: &quota_core::LeaseRequest,
+    ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
+        self.inner.lease(request)
+    }
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+        self.inner.give_back(request)
+    }
+}
+
+#[test]
+fn unused_calls_of_a_block_leased_under_a_pending_floor_come_off_that_floor_when_given_back() {
+    // The block leased while the floor is not in the store is added to the floor whole; its
+    // unused calls given back (on flush, in the same sync as the floor) must come off the
+    // floor too, or the floor would put them back.
+    let inner = MemoryStore::new();
+    let store = FailingSyncs {
+        inner: inner.clone(),
+        fail: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    store.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+    leased.raise_used("api", 50, None).unwrap();
+    clock.advance(1_000); // past the back-off
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    assert_eq!(
+        leased.stats().consecutive_failures,
+        2,
+        "the floor is still not in the store"
+    );
+    leased.flush().unwrap();
+    assert_eq!(leased.usage("api").unwrap().used, 51);
+    let other = shared(100, &clock, inner.clone());
+    assert_eq!(
+        other.usage("api").unwrap().used,
+        51,
+        "the floor and the call spent"
+    );
+}

@@ -55,6 +55,15 @@ impl SlotState {
         if unused == 0 {
             return (None, Step::default());
         }
+        // A block in hand while a floor of its window is not acknowledged was added to that
+        // floor whole when granted (a raise forfeits the block it finds): its unused calls come
+        // off the floor too, or the floor would put back what the give-back takes off.
+        let sync = &mut self.sync;
+        for (raised, floor) in sync.raise.iter_mut().chain(sync.ended_raises.iter_mut()) {
+            if *raised == window {
+                *floor = floor.saturating_sub(unused);
+            }
+        }
         let step = if window == self.service.window {
             slot.rules.lower(&mut self.service, unused, now)
         } else {
