@@ -89,7 +89,7 @@ pub fn describe_metrics() {
         describe_counter!(TRANSITIONS, "Level changes, by the level changed to.");
         describe_counter!(
             DENIED,
-            "Calls refused by try_record, by the rule that refused."
+            "Calls refused by try_record or try_record_priority, by the rule that refused."
         );
         describe_counter!(SAVES, "Successful syncs with the store.");
         describe_counter!(SAVE_FAILURES, "Failed syncs with the store.");

@@ -296,11 +296,10 @@ struct SyncState {
     raise: Option<(Window, u64)>,
     /// Raises of windows that ended before they were cut.
     ended_raises: Vec<(Window, u64)>,
-    /// Calls asked of the store (`Exact` admissions, leased blocks) while `raise` had not
-    /// reached it, whose answer is not taken in yet. The store cannot hold a floor it has not
-    /// seen against a call, so admission checks the floor plus these here first; and while
-    /// any is unanswered no reply acknowledges the floor (the store may have added the call
-    /// before the floor, which absorbed it).
+    /// Calls asked of the store (`Exact` admissions, leased blocks) whose answer is not taken
+    /// in yet. While any is unanswered no reply acknowledges a floor (the store may have added
+    /// the call before the floor, which absorbed it); and the store cannot hold a floor it has
+    /// not seen against a call, so admission checks the floor plus these here first.
     floor_asked: u64,
 }
 

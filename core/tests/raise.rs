@@ -778,3 +778,47 @@ fn unused_calls_of_a_block_leased_under_a_pending_floor_come_off_that_floor_when
         "the floor and the call spent"
     );
 }
+
+#[test]
+fn a_raise_while_an_admission_is_in_flight_does_not_absorb_it() {
+    // The store has added the call when the provider's count arrives and its floor is synced
+    // and acknowledged; the admission's answer is taken in after: the floor must go again
+    // with the call on top.
+    let inner = MemoryStore::new();
+    let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()]);
+    let tracker = Arc::new(
+        QuotaTracker::builder(config)
+            .clock(clock.clone())
+            .store(SlowAdmitReplies {
+                inner: inner.clone(),
+                hold: Arc::clone(&hold),
+                waiting: Arc::clone(&waiting),
+            })
+            .build()
+            .unwrap(),
+    );
+    *hold.0.lock().unwrap() = true;
+    let caller = {
+        let tracker = Arc::clone(&tracker);
+        std::thread::spawn(move || tracker.try_record("api", 1).map(|r| r.usage.used))
+    };
+    while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    tracker.raise_used("api", 40, None).unwrap(); // synced at once
+    assert_eq!(tracker.stats().saves, 1);
+    *hold.0.lock().unwrap() = false;
+    hold.1.notify_all();
+    assert_eq!(caller.join().unwrap().unwrap(), 41);
+    tracker.flush().unwrap();
+    drop(tracker);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 41);
+}

@@ -110,8 +110,9 @@ impl QuotaTracker {
         let reduced = self.is_reduced_rate();
         let asked;
         {
-            // A floor the store has not seen yet: the store cannot hold it against the call
-            // (`record_call` is only booked: it counts whatever the floor).
+            // Booked while asked; and a floor the store has not seen yet, which it cannot hold
+            // against the call, is applied here (`record_call` is only booked: it counts
+            // whatever the floor).
             let cap = if force {
                 u64::MAX
             } else {
@@ -161,12 +162,14 @@ impl QuotaTracker {
         result
     }
 
-    /// While a floor of `window` has not reached the store (a raise not synced yet), the
-    /// store's admission cannot apply it, so it is applied here first: `count` more calls are
-    /// refused if the floor plus the calls asked of the store meanwhile plus `count` would pass
-    /// `cap` (`Err` with that floor seen), and otherwise booked as asked until their answer is
-    /// taken in (`Ok(count)`; `Ok(0)`: no such floor, nothing booked). One lock acquisition, so
-    /// two threads cannot both take the last calls under the floor.
+    /// Books `count` calls about to be asked of the store (until their answer is taken in, a
+    /// reply does not acknowledge a floor: the store may add them before it applies the
+    /// floor, which would absorb them). And while a floor of `window` has not reached the store
+    /// (a raise not synced yet), the store's admission cannot apply it, so it is applied here
+    /// first: the calls are refused (`Err` with the floor seen, nothing booked) if the floor
+    /// plus the calls asked of the store meanwhile plus `count` would pass `cap`. Returns the
+    /// calls booked. One lock acquisition, so two threads cannot both take the last calls
+    /// under the floor.
     fn ask_under_floor(
         &self,
         position: usize,
@@ -175,11 +178,10 @@ impl QuotaTracker {
         cap: u64,
     ) -> Result<u64, u64> {
         let mut guard = self.services[position].state.lock();
-        let Some(seen) = guard.sync.floor_seen(window) else {
-            return Ok(0);
-        };
-        if seen.saturating_add(count.max(1)) > cap {
-            return Err(seen);
+        if let Some(seen) = guard.sync.floor_seen(window) {
+            if seen.saturating_add(count.max(1)) > cap {
+                return Err(seen);
+            }
         }
         guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(count);
         Ok(count)
@@ -504,19 +506,19 @@ impl QuotaTracker {
             let mut guard = slot.state.lock();
             let unanswered = guard.lease.unanswered.take();
             // A floor the store has not seen yet: no block past it (the store cannot hold it
-            // against the block); the block asked is booked until the answer is taken in.
+            // against the block). The block asked is booked until the answer is taken in (see
+            // `ask_under_floor`).
             let mut asked = asked;
-            let mut booked = 0;
             if unanswered.is_none() {
                 if let Some(seen) = guard.sync.floor_seen(window) {
                     asked = asked.min(ceiling.saturating_sub(seen));
                     if asked == 0 {
                         return Ok(0);
                     }
-                    guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
-                    booked = asked;
                 }
             }
+            let booked = unanswered.as_ref().map_or(asked, |request| request.block);
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(booked);
             (unanswered, asked, booked)
         };
         let request = match unanswered {
