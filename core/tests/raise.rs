@@ -822,3 +822,63 @@ fn a_raise_while_an_admission_is_in_flight_does_not_absorb_it() {
     drop(tracker);
     assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 41);
 }
+
+/// A `MemoryStore` that, in each sync, raises its own tracker's count (a store calling back:
+/// re-entry from inside a sync) and panics on the sync after that.
+struct RaisingStore {
+    inner: MemoryStore,
+    tracker: Arc<Mutex<std::sync::Weak<QuotaTracker>>>,
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl Store for RaisingStore {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let n = self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tracker = self.tracker.lock().unwrap().upgrade();
+        if let Some(tracker) = tracker {
+            match n {
+                1 => {
+                    let raised = tracker.raise_used("api", 30, None).unwrap();
+                    assert_eq!(raised.usage.used, 30);
+                    // A flush from inside the tracker's own sync is refused, not a deadlock.
+                    assert!(tracker.flush().is_err());
+                }
+                2 => panic!("a store that panics"),
+                _ => {}
+            }
+        }
+        self.inner.sync(batch)
+    }
+}
+
+#[test]
+fn a_store_that_raises_from_inside_its_sync_and_then_panics_loses_nothing() {
+    let inner = MemoryStore::new();
+    let slot = Arc::new(Mutex::new(std::sync::Weak::new()));
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = Arc::new(
+        QuotaTracker::builder(config(100))
+            .clock(clock.clone())
+            .store(RaisingStore {
+                inner: inner.clone(),
+                tracker: Arc::clone(&slot),
+                syncs: std::sync::atomic::AtomicU64::new(0),
+            })
+            .sync_policy(SyncPolicy {
+                interval_ms: 3_600_000,
+                ..SyncPolicy::default()
+            })
+            .build()
+            .unwrap(),
+    );
+    *slot.lock().unwrap() = Arc::downgrade(&tracker);
+    tracker.record_call("api", 5).unwrap();
+    tracker.flush().unwrap(); // sync 1 raises to 30 from inside; its batch has the 5
+    tracker.record_call("api", 1).unwrap();
+    assert!(tracker.flush().is_err(), "sync 2 panics: a failed sync");
+    clock.advance(1_000);
+    tracker.flush().unwrap();
+    assert_eq!(tracker.usage("api").unwrap().used, 31);
+    drop(tracker);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 31);
+}
