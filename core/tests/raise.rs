@@ -882,3 +882,53 @@ fn a_store_that_raises_from_inside_its_sync_and_then_panics_loses_nothing() {
     drop(tracker);
     assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 31);
 }
+
+#[test]
+fn a_lease_whose_reply_was_lost_under_a_pending_floor_is_not_absorbed_by_it() {
+    // The store grants the block (adding it) but the reply is lost; the floor then reaches
+    // the store, which absorbs the block. The retried lease gets the same block: it must be
+    // counted on top of the floor, here and in the store.
+    let inner = MemoryStore::new();
+    let store = FailingSyncs {
+        inner: inner.clone(),
+        fail: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    leased.raise_used("api", 50, None).unwrap(); // its sync fails
+    clock.advance(1_000);
+    inner.lose_next_replies(1);
+    assert!(matches!(
+        leased.try_record("api", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::StoreUnavailable,
+            ..
+        })
+    ));
+    leased.flush().unwrap(); // the floor reaches the store
+    clock.advance(1_000);
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    leased.flush().unwrap();
+    assert_eq!(leased.usage("api").unwrap().used, 51);
+    drop(leased);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 51);
+}

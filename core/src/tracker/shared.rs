@@ -517,8 +517,12 @@ impl QuotaTracker {
                     }
                 }
             }
+            // A lease whose answer was lost stays booked from its first asking (the store may
+            // have granted it) until this retry's answer is taken in.
             let booked = unanswered.as_ref().map_or(asked, |request| request.block);
-            guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(booked);
+            if unanswered.is_none() {
+                guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(booked);
+            }
             (unanswered, asked, booked)
         };
         let request = match unanswered {
@@ -539,9 +543,11 @@ impl QuotaTracker {
             Ok(reply) => reply,
             Err(error) => {
                 let mut guard = slot.state.lock();
-                guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
                 if matches!(error, StoreError::Io(_)) {
+                    // Maybe granted: still asked (and booked) until the retry is answered.
                     guard.lease.unanswered = Some(request);
+                } else {
+                    guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
                 }
                 drop(guard);
                 self.store_failed();
