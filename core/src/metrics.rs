@@ -9,8 +9,55 @@ use crate::observers;
 use crate::persistence::StoreEvent;
 use crate::usage::Transition;
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+thread_local! {
+    /// Set while this thread reports saves and gauges (see [`report`]).
+    static REPORTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `emit` unless this thread is inside a report already (a recorder that called back
+/// into a tracker, whose sync would be reported from inside the report that caused it: with a
+/// recorder that syncs on every call, a recursion without end). Then nothing is emitted, and
+/// what was to be reported waits for the next report ([`Unreported`]).
+pub(crate) fn report(emit: impl FnOnce()) {
+    if REPORTING.with(|reporting| reporting.replace(true)) {
+        return;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REPORTING.with(|reporting| reporting.set(false));
+        }
+    }
+    let _reset = Reset;
+    emit();
+}
+
+/// Syncs a tracker ran and has not reported yet: added after each save, taken by the next
+/// report (usually that save's own; a save made from inside a report waits for the next).
+#[derive(Debug, Default)]
+pub(crate) struct Unreported {
+    synced: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Unreported {
+    pub(crate) fn add(&self, synced: u64, failed: u64) {
+        self.synced.fetch_add(synced, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+    }
+
+    /// Counts them (`quota_saves_total`, `quota_save_failures_total`), each once.
+    pub(crate) fn report(&self) {
+        saves(
+            self.synced.swap(0, Ordering::Relaxed),
+            self.failed.swap(0, Ordering::Relaxed),
+        );
+    }
+}
 
 /// Runs `emit`, catching a panicking recorder; the first panic of the process is logged.
 fn quietly(emit: impl FnOnce()) {

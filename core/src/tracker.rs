@@ -65,6 +65,9 @@ pub struct QuotaTracker {
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
+    /// Syncs not reported to the metrics yet.
+    #[cfg(feature = "metrics")]
+    unreported: crate::metrics::Unreported,
 }
 
 /// Builds a [`QuotaTracker`] with a clock, a store and a sync policy.
@@ -457,6 +460,8 @@ impl QuotaTracker {
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
+            #[cfg(feature = "metrics")]
+            unreported: crate::metrics::Unreported::default(),
         };
         let now = tracker.now();
         tracker.services = config
@@ -730,9 +735,13 @@ impl QuotaTracker {
     /// full list.
     ///
     /// The gauges are also set when the tracker is built, after each sync with the store, and
-    /// for one service when its level changes, but never on the plain recording path, so between refreshes `quota_used` may lag. Takes every service's lock
-    /// once (in config order, like [`snapshot`](Self::snapshot)); the recorder is called after
-    /// they are released.
+    /// for one service when its level changes, but never on the plain recording path, so
+    /// between refreshes `quota_used` may lag. Takes every service's lock once (in config
+    /// order, like [`snapshot`](Self::snapshot)); the recorder is called after they are
+    /// released. Syncs not counted yet (`quota_saves_total`, `quota_save_failures_total`) are
+    /// counted too. Called back from inside the recorder while this thread reports (a
+    /// refresh, or a sync's counts), it does nothing: the report in progress is what it would
+    /// emit, and a sync the recorder caused is counted by the next report.
     ///
     /// ```
     /// use metrics_exporter_prometheus::PrometheusBuilder;
@@ -749,6 +758,15 @@ impl QuotaTracker {
     /// ```
     #[cfg(feature = "metrics")]
     pub fn publish_metrics(&self) {
+        crate::metrics::report(|| {
+            self.unreported.report();
+            self.publish_gauges();
+        });
+    }
+
+    /// [`publish_metrics`](Self::publish_metrics)' gauges.
+    #[cfg(feature = "metrics")]
+    fn publish_gauges(&self) {
         let states = self.read_all(self.now(), true);
         crate::metrics::publish(
             self.services.iter().zip(&states).map(|(slot, state)| {
@@ -1137,13 +1155,17 @@ impl QuotaTracker {
             persistence
                 .events
                 .pump(&self.store_observers, describe_store_event);
-            // Every lock is released. The load's view is published when the build ends.
+            // Every lock is released. The load's view is published when the build ends. A
+            // save made from inside a report (a recorder calling back) is reported by the next.
             #[cfg(feature = "metrics")]
             if let Some(outcome) = &outcome {
-                crate::metrics::saves(outcome.synced, outcome.failed);
-                if reason != SaveReason::Load {
-                    self.publish_metrics();
-                }
+                self.unreported.add(outcome.synced, outcome.failed);
+                crate::metrics::report(|| {
+                    self.unreported.report();
+                    if reason != SaveReason::Load {
+                        self.publish_gauges();
+                    }
+                });
             }
         }
         outcome.map(|outcome| outcome.result)
