@@ -225,13 +225,53 @@ pub(crate) fn store_event(event: &StoreEvent) {
     });
 }
 
-/// A call denied: counted (only: a service hammered while denied pays one counter per call,
-/// not five metrics).
-pub(crate) fn denied(service: &Arc<str>, reason: DenyReason) {
-    quietly(|| {
-        counter!(DENIED, "service" => Arc::clone(service), "reason" => deny_reason_label(reason))
-            .increment(1);
-    });
+/// One service's denials not counted yet, by reason: a denial is counted at once, unless it
+/// happens while this thread reports (a recorder that made a denied call from inside: counted
+/// from inside that report, each denial would call the recorder again, a recursion without
+/// end); those are counted by the service's next denial, or the next refresh.
+#[derive(Debug, Default)]
+pub(crate) struct Denials([AtomicU64; 5]);
+
+/// Every reason, in the order of [`Denials`]' slots.
+const REASONS: [DenyReason; 5] = [
+    DenyReason::Critical,
+    DenyReason::Reserve,
+    DenyReason::Limit,
+    DenyReason::ReducedRate,
+    DenyReason::StoreUnavailable,
+];
+
+impl Denials {
+    /// A call of `service` denied for `reason`: counted (only: a service hammered while
+    /// denied pays one counter per call, not five metrics), with any left from before.
+    pub(crate) fn deny(&self, service: &Arc<str>, reason: DenyReason) {
+        let slot = match reason {
+            DenyReason::Critical => 0,
+            DenyReason::Reserve => 1,
+            DenyReason::Limit => 2,
+            DenyReason::ReducedRate => 3,
+            DenyReason::StoreUnavailable => 4,
+        };
+        self.0[slot].fetch_add(1, Ordering::Relaxed);
+        report(|| self.report(service));
+    }
+
+    /// Counts the denials not counted yet (call it inside [`report`]).
+    pub(crate) fn report(&self, service: &Arc<str>) {
+        for (pending, reason) in self.0.iter().zip(REASONS) {
+            let count = pending.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                quietly(|| {
+                    counter!(
+                        DENIED,
+                        "service" => Arc::clone(service),
+                        "reason" => deny_reason_label(reason)
+                    )
+                    .increment(count);
+                });
+            }
+        }
+    }
 }
 
 /// Syncs that ran: `synced` succeeded, `failed` failed.

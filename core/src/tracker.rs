@@ -263,6 +263,9 @@ struct ServiceSlot {
     state: CachePadded<Mutex<SlotState>>,
     /// Transitions waiting for the observers, queued under `state`'s lock.
     outbox: Outbox<Transition>,
+    /// Denials not counted in the metrics yet.
+    #[cfg(feature = "metrics")]
+    denials: crate::metrics::Denials,
 }
 
 /// What a service's lock guards.
@@ -476,6 +479,8 @@ impl QuotaTracker {
                     lease: shared::LeaseState::default(),
                 })),
                 outbox: Outbox::new(),
+                #[cfg(feature = "metrics")]
+                denials: crate::metrics::Denials::default(),
                 config,
             })
             .collect();
@@ -738,8 +743,8 @@ impl QuotaTracker {
     /// for one service when its level changes, but never on the plain recording path, so
     /// between refreshes `quota_used` may lag. Takes every service's lock once (in config
     /// order, like [`snapshot`](Self::snapshot)); the recorder is called after they are
-    /// released. Syncs not counted yet (`quota_saves_total`, `quota_save_failures_total`) are
-    /// counted too. Called back from inside the recorder while this thread reports (a
+    /// released. Syncs and denials not counted yet (made from inside the recorder) are counted
+    /// too. Called back from inside the recorder while this thread reports (a
     /// refresh, or a sync's counts), it does nothing: the report in progress is what it would
     /// emit, and a sync the recorder caused is counted by the next report.
     ///
@@ -764,9 +769,13 @@ impl QuotaTracker {
         });
     }
 
-    /// [`publish_metrics`](Self::publish_metrics)' gauges.
+    /// [`publish_metrics`](Self::publish_metrics)' gauges, and the denials left for the next
+    /// report (made from inside the recorder). Call it inside `metrics::report`.
     #[cfg(feature = "metrics")]
     fn publish_gauges(&self) {
+        for slot in self.services.iter() {
+            slot.denials.report(&slot.name);
+        }
         let states = self.read_all(self.now(), true);
         crate::metrics::publish(
             self.services.iter().zip(&states).map(|(slot, state)| {
@@ -1398,7 +1407,7 @@ impl ServiceSlot {
     #[cold]
     fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
         #[cfg(feature = "metrics")]
-        crate::metrics::denied(&self.name, reason);
+        self.denials.deny(&self.name, reason);
         QuotaError::Denied {
             service: Arc::clone(&self.name),
             count,
