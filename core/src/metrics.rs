@@ -9,8 +9,55 @@ use crate::observers;
 use crate::persistence::StoreEvent;
 use crate::usage::Transition;
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+thread_local! {
+    /// Set while this thread reports saves and gauges (see [`report`]).
+    static REPORTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `emit` unless this thread is inside a report already (a recorder that called back
+/// into a tracker, whose sync would be reported from inside the report that caused it: with a
+/// recorder that syncs on every call, a recursion without end). Then nothing is emitted, and
+/// what was to be reported waits for the next report ([`Unreported`]).
+pub(crate) fn report(emit: impl FnOnce()) {
+    if REPORTING.with(|reporting| reporting.replace(true)) {
+        return;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REPORTING.with(|reporting| reporting.set(false));
+        }
+    }
+    let _reset = Reset;
+    emit();
+}
+
+/// Syncs a tracker ran and has not reported yet: added after each save, taken by the next
+/// report (usually that save's own; a save made from inside a report waits for the next).
+#[derive(Debug, Default)]
+pub(crate) struct Unreported {
+    synced: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Unreported {
+    pub(crate) fn add(&self, synced: u64, failed: u64) {
+        self.synced.fetch_add(synced, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+    }
+
+    /// Counts them (`quota_saves_total`, `quota_save_failures_total`), each once.
+    pub(crate) fn report(&self) {
+        saves(
+            self.synced.swap(0, Ordering::Relaxed),
+            self.failed.swap(0, Ordering::Relaxed),
+        );
+    }
+}
 
 /// Runs `emit`, catching a panicking recorder; the first panic of the process is logged.
 fn quietly(emit: impl FnOnce()) {
@@ -89,7 +136,7 @@ pub fn describe_metrics() {
         describe_counter!(TRANSITIONS, "Level changes, by the level changed to.");
         describe_counter!(
             DENIED,
-            "Calls refused by try_record, by the rule that refused."
+            "Calls refused by try_record or try_record_priority, by the rule that refused."
         );
         describe_counter!(SAVES, "Successful syncs with the store.");
         describe_counter!(SAVE_FAILURES, "Failed syncs with the store.");
@@ -178,13 +225,53 @@ pub(crate) fn store_event(event: &StoreEvent) {
     });
 }
 
-/// A call denied: counted (only: a service hammered while denied pays one counter per call,
-/// not five metrics).
-pub(crate) fn denied(service: &Arc<str>, reason: DenyReason) {
-    quietly(|| {
-        counter!(DENIED, "service" => Arc::clone(service), "reason" => deny_reason_label(reason))
-            .increment(1);
-    });
+/// One service's denials not counted yet, by reason: a denial is counted at once, unless it
+/// happens while this thread reports (a recorder that made a denied call from inside: counted
+/// from inside that report, each denial would call the recorder again, a recursion without
+/// end); those are counted by the service's next denial, or the next refresh.
+#[derive(Debug, Default)]
+pub(crate) struct Denials([AtomicU64; 5]);
+
+/// Every reason, in the order of [`Denials`]' slots.
+const REASONS: [DenyReason; 5] = [
+    DenyReason::Critical,
+    DenyReason::Reserve,
+    DenyReason::Limit,
+    DenyReason::ReducedRate,
+    DenyReason::StoreUnavailable,
+];
+
+impl Denials {
+    /// A call of `service` denied for `reason`: counted (only: a service hammered while
+    /// denied pays one counter per call, not five metrics), with any left from before.
+    pub(crate) fn deny(&self, service: &Arc<str>, reason: DenyReason) {
+        let slot = match reason {
+            DenyReason::Critical => 0,
+            DenyReason::Reserve => 1,
+            DenyReason::Limit => 2,
+            DenyReason::ReducedRate => 3,
+            DenyReason::StoreUnavailable => 4,
+        };
+        self.0[slot].fetch_add(1, Ordering::Relaxed);
+        report(|| self.report(service));
+    }
+
+    /// Counts the denials not counted yet (call it inside [`report`]).
+    pub(crate) fn report(&self, service: &Arc<str>) {
+        for (pending, reason) in self.0.iter().zip(REASONS) {
+            let count = pending.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                quietly(|| {
+                    counter!(
+                        DENIED,
+                        "service" => Arc::clone(service),
+                        "reason" => deny_reason_label(reason)
+                    )
+                    .increment(count);
+                });
+            }
+        }
+    }
 }
 
 /// Syncs that ran: `synced` succeeded, `failed` failed.

@@ -65,6 +65,9 @@ pub struct QuotaTracker {
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
+    /// Syncs not reported to the metrics yet.
+    #[cfg(feature = "metrics")]
+    unreported: crate::metrics::Unreported,
 }
 
 /// Builds a [`QuotaTracker`] with a clock, a store and a sync policy.
@@ -260,6 +263,9 @@ struct ServiceSlot {
     state: CachePadded<Mutex<SlotState>>,
     /// Transitions waiting for the observers, queued under `state`'s lock.
     outbox: Outbox<Transition>,
+    /// Denials not counted in the metrics yet.
+    #[cfg(feature = "metrics")]
+    denials: crate::metrics::Denials,
 }
 
 /// What a service's lock guards.
@@ -296,6 +302,11 @@ struct SyncState {
     raise: Option<(Window, u64)>,
     /// Raises of windows that ended before they were cut.
     ended_raises: Vec<(Window, u64)>,
+    /// Calls asked of the store (`Exact` admissions, leased blocks) whose answer is not taken
+    /// in yet. While any is unanswered no reply acknowledges a floor (the store may have added
+    /// the call before the floor, which absorbed it); and the store cannot hold a floor it has
+    /// not seen against a call, so admission checks the floor plus these here first.
+    floor_asked: u64,
 }
 
 impl SyncState {
@@ -334,8 +345,8 @@ impl SyncState {
 
 impl SyncState {
     /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
-    /// the store, held, or spent from a lease) add to a floor not synced yet, which the store
-    /// would otherwise absorb; returns the floor.
+    /// the store, held, or a leased block, whole, when it is granted) add to a floor not synced
+    /// yet, which the store would otherwise absorb; returns the floor.
     fn after_raise(&mut self, window: Window, count: u64) -> Option<u64> {
         let (raised, floor) = self.raise.as_mut()?;
         if *raised != window {
@@ -343,6 +354,13 @@ impl SyncState {
         }
         *floor = floor.saturating_add(count);
         Some(*floor)
+    }
+
+    /// The floor of `window` the store may not hold yet, plus the calls asked of the store
+    /// since (`None`: no such floor).
+    fn floor_seen(&self, window: Window) -> Option<u64> {
+        let (raised, floor) = self.raise?;
+        (raised == window).then(|| floor.saturating_add(self.floor_asked))
     }
 }
 
@@ -445,6 +463,8 @@ impl QuotaTracker {
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
+            #[cfg(feature = "metrics")]
+            unreported: crate::metrics::Unreported::default(),
         };
         let now = tracker.now();
         tracker.services = config
@@ -459,6 +479,8 @@ impl QuotaTracker {
                     lease: shared::LeaseState::default(),
                 })),
                 outbox: Outbox::new(),
+                #[cfg(feature = "metrics")]
+                denials: crate::metrics::Denials::default(),
                 config,
             })
             .collect();
@@ -718,9 +740,13 @@ impl QuotaTracker {
     /// full list.
     ///
     /// The gauges are also set when the tracker is built, after each sync with the store, and
-    /// for one service when its level changes, but never on the plain recording path, so between refreshes `quota_used` may lag. Takes every service's lock
-    /// once (in config order, like [`snapshot`](Self::snapshot)); the recorder is called after
-    /// they are released.
+    /// for one service when its level changes, but never on the plain recording path, so
+    /// between refreshes `quota_used` may lag. Takes every service's lock once (in config
+    /// order, like [`snapshot`](Self::snapshot)); the recorder is called after they are
+    /// released. Syncs and denials not counted yet (made from inside the recorder) are counted
+    /// too. Called back from inside the recorder while this thread reports (a
+    /// refresh, or a sync's counts), it does nothing: the report in progress is what it would
+    /// emit, and a sync the recorder caused is counted by the next report.
     ///
     /// ```
     /// use metrics_exporter_prometheus::PrometheusBuilder;
@@ -737,6 +763,19 @@ impl QuotaTracker {
     /// ```
     #[cfg(feature = "metrics")]
     pub fn publish_metrics(&self) {
+        crate::metrics::report(|| {
+            self.unreported.report();
+            self.publish_gauges();
+        });
+    }
+
+    /// [`publish_metrics`](Self::publish_metrics)' gauges, and the denials left for the next
+    /// report (made from inside the recorder). Call it inside `metrics::report`.
+    #[cfg(feature = "metrics")]
+    fn publish_gauges(&self) {
+        for slot in self.services.iter() {
+            slot.denials.report(&slot.name);
+        }
         let states = self.read_all(self.now(), true);
         crate::metrics::publish(
             self.services.iter().zip(&states).map(|(slot, state)| {
@@ -1125,13 +1164,17 @@ impl QuotaTracker {
             persistence
                 .events
                 .pump(&self.store_observers, describe_store_event);
-            // Every lock is released. The load's view is published when the build ends.
+            // Every lock is released. The load's view is published when the build ends. A
+            // save made from inside a report (a recorder calling back) is reported by the next.
             #[cfg(feature = "metrics")]
             if let Some(outcome) = &outcome {
-                crate::metrics::saves(outcome.synced, outcome.failed);
-                if reason != SaveReason::Load {
-                    self.publish_metrics();
-                }
+                self.unreported.add(outcome.synced, outcome.failed);
+                crate::metrics::report(|| {
+                    self.unreported.report();
+                    if reason != SaveReason::Load {
+                        self.publish_gauges();
+                    }
+                });
             }
         }
         outcome.map(|outcome| outcome.result)
@@ -1219,8 +1262,10 @@ impl QuotaTracker {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
             // The floor is in the store once a reply acknowledges the value it holds now (no
-            // call counted since the batch was cut).
-            if let Some((raised, floor)) = sync.raise {
+            // call counted since the batch was cut), and no call asked of the store meanwhile
+            // is still unanswered (the store may have added it before the floor, which then
+            // absorbed it: the floor goes again with it on top).
+            if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
                 let acknowledged = batch.raises.iter().any(|r| {
                     r.window.service == read.service
                         && r.window.start_ms == raised.start_ms
@@ -1362,7 +1407,7 @@ impl ServiceSlot {
     #[cold]
     fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
         #[cfg(feature = "metrics")]
-        crate::metrics::denied(&self.name, reason);
+        self.denials.deny(&self.name, reason);
         QuotaError::Denied {
             service: Arc::clone(&self.name),
             count,

@@ -608,3 +608,153 @@ fn a_recorder_that_calls_back_into_the_tracker_neither_deadlocks_nor_loses_a_cal
         assert_eq!(restarted.usage("audit").unwrap().used, calls);
     });
 }
+
+/// Flushes its tracker for every metric the tracker registers (a sync per call into the
+/// recorder, each of which the tracker reports through the recorder again).
+struct FlushingRecorder {
+    tracker: OnceLock<Arc<QuotaTracker>>,
+    calls: AtomicUsize,
+}
+
+impl FlushingRecorder {
+    fn reenter(&self) {
+        // Bounded, so that a failure is an assertion and not a stack overflow.
+        if self.calls.fetch_add(1, Ordering::SeqCst) > 10_000 {
+            return;
+        }
+        if let Some(tracker) = self.tracker.get() {
+            tracker.record_call("api", 1).unwrap();
+            tracker.flush().unwrap();
+        }
+    }
+}
+
+impl Recorder for FlushingRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        self.reenter();
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        self.reenter();
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn a_recorder_that_flushes_the_tracker_from_every_call_comes_to_an_end() {
+    // Each save is reported (a counter, the gauges), each report flushes: the tracker must
+    // not report the saves its own reports caused from inside those reports (a recursion
+    // without end), yet lose none of them (the next report carries them).
+    timeout::within(30, || {
+        let recorder = FlushingRecorder {
+            tracker: OnceLock::new(),
+            calls: AtomicUsize::new(0),
+        };
+        let store = MemoryStore::new();
+        let tracker = Arc::new(
+            QuotaTracker::builder(TrackerConfig::new([ServiceConfig::new(
+                "api",
+                u64::MAX,
+                Period::Day,
+            )]))
+            .clock(ManualClock::new(JUNE_10))
+            .store(store.clone())
+            .build()
+            .unwrap(),
+        );
+        recorder.tracker.set(Arc::clone(&tracker)).unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            tracker.flush().unwrap();
+            tracker.publish_metrics();
+        });
+        let calls = recorder.calls.load(Ordering::SeqCst) as u64;
+        assert!(calls <= 100, "{calls} calls into the recorder");
+        assert_eq!(tracker.usage("api").unwrap().used, calls);
+        tracker.flush().unwrap();
+        let restarted = QuotaTracker::builder(tracker.config())
+            .clock(ManualClock::new(JUNE_10))
+            .store(store)
+            .build()
+            .unwrap();
+        assert_eq!(restarted.usage("api").unwrap().used, calls);
+    });
+}
+
+/// Sums the increments of `quota_denied_total`, and for every counter the tracker registers
+/// makes one more call on the tracker's denied service (a denial per call into the recorder).
+struct DenyingRecorder {
+    tracker: OnceLock<Arc<QuotaTracker>>,
+    calls: AtomicUsize,
+    denied: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct Sum(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for Sum {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl Recorder for DenyingRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        // Bounded, so that a failure is an assertion and not a stack overflow.
+        if self.calls.fetch_add(1, Ordering::SeqCst) < 100 {
+            if let Some(tracker) = self.tracker.get() {
+                tracker.try_record("api", 1).unwrap_err();
+            }
+        }
+        if key.name() == "quota_denied_total" {
+            Counter::from_arc(Arc::new(Sum(Arc::clone(&self.denied))))
+        } else {
+            Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn a_recorder_that_is_denied_from_every_call_comes_to_an_end_and_every_denial_is_counted() {
+    timeout::within(30, || {
+        let recorder = DenyingRecorder {
+            tracker: OnceLock::new(),
+            calls: AtomicUsize::new(0),
+            denied: Arc::default(),
+        };
+        let tracker = Arc::new(
+            QuotaTracker::new_with_clock(
+                TrackerConfig::new([ServiceConfig::new("api", 1, Period::Day)]),
+                ManualClock::new(JUNE_10),
+            )
+            .unwrap(),
+        );
+        tracker.record_call("api", 1).unwrap();
+        recorder.tracker.set(Arc::clone(&tracker)).unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            tracker.try_record("api", 1).unwrap_err();
+            let calls = recorder.calls.load(Ordering::SeqCst);
+            assert!(calls < 10, "{calls} nested calls into the recorder");
+            // The denials made from inside the recorder are counted by the next report.
+            tracker.publish_metrics();
+        });
+        let calls = recorder.calls.load(Ordering::SeqCst) as u64;
+        // Every denial (the first, and one per counter registered) counted exactly once; the
+        // last registration's denial waits for the next report.
+        assert_eq!(recorder.denied.load(Ordering::SeqCst), calls);
+    });
+}

@@ -376,3 +376,559 @@ fn calls_admitted_by_the_store_after_a_raise_stay_on_top_of_it() {
     assert_eq!(other.usage("api").unwrap().used, 22, "max(5 + 2, 20 + 2)");
     assert_eq!(exact.usage("api").unwrap().used, 22);
 }
+
+#[test]
+fn a_block_leased_before_the_floor_reaches_the_store_never_takes_the_total_below_it() {
+    // The floor is not in the store yet (its sync failed) when the next call leases a new
+    // block: the store adds the block under the floor, which then absorbs it. The block's
+    // unused calls given back must not take `used`, here or in the store, below the floor
+    // plus the call spent.
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.fail_next(1);
+    leased.raise_used("api", 50, None).unwrap();
+    assert_eq!(
+        leased.stats().consecutive_failures,
+        1,
+        "the floor's sync failed"
+    );
+    clock.advance(1_000); // past the back-off
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    leased.flush().unwrap();
+    assert_eq!(
+        leased.usage("api").unwrap().used,
+        51,
+        "the floor and the call spent"
+    );
+    let other = shared(100, &clock, store.clone());
+    assert_eq!(other.usage("api").unwrap().used, 51);
+    drop(leased);
+    assert_eq!(shared(100, &clock, store).usage("api").unwrap().used, 51);
+}
+
+/// A tracker on `store` with one service of `admission` (limit 100, Critical at the limit,
+/// no reserve) that syncs only when told, on entering Critical, or after a raise.
+fn admitting(clock: &ManualClock, store: &MemoryStore, admission: Admission) -> QuotaTracker {
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(admission)
+        .build()
+        .unwrap()]);
+    QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_floor_not_in_the_store_yet_still_stops_shared_admission() {
+    // A 429 (a floor at the limit) whose sync failed: the store still holds 5, but the
+    // provider said the quota is spent. Neither an `Exact` admission nor a new leased block
+    // may admit a call past the floor before the floor reaches the store.
+    for admission in [Admission::Leased { block: 10 }, Admission::Exact] {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(JUNE_10);
+        let tracker = admitting(&clock, &store, admission);
+        tracker.record_call("api", 5).unwrap();
+        tracker.flush().unwrap();
+        store.fail_next(1);
+        tracker.raise_used("api", 95, None).unwrap();
+        assert_eq!(tracker.stats().consecutive_failures, 1, "{admission:?}");
+        clock.advance(1_000); // past the back-off
+                              // 95 + 6 would pass the limit: denied, though the store alone would admit it.
+        let denied = tracker.try_record_priority("api", 6).unwrap_err();
+        assert!(
+            matches!(
+                denied,
+                QuotaError::Denied {
+                    reason: DenyReason::Limit,
+                    used: 95,
+                    ..
+                }
+            ),
+            "{admission:?}: {denied:?}"
+        );
+        assert_eq!(
+            tracker.try_record("api", 5).unwrap().usage.used,
+            100,
+            "{admission:?}"
+        );
+        assert!(tracker.try_record("api", 1).is_err(), "{admission:?}");
+        tracker.flush().unwrap();
+        drop(tracker);
+        let other = shared(100, &clock, store.clone());
+        assert_eq!(other.usage("api").unwrap().used, 100, "{admission:?}");
+    }
+}
+
+/// A `MemoryStore` whose syncs wait while `hold` is set (admissions and leases do not).
+struct SlowSyncs {
+    inner: MemoryStore,
+    hold: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Set once a sync waits.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for SlowSyncs {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let (held, wake) = &*self.hold;
+        let mut held = held.lock().unwrap();
+        while *held {
+            self.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            held = wake.wait(held).unwrap();
+        }
+        drop(held);
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        self.inner.admit(request)
+    }
+    fn lease(
+        &self,
+        request: &quota_core::LeaseRequest,
+    ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
+        self.inner.lease(request)
+    }
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+        self.inner.give_back(request)
+    }
+}
+
+#[test]
+fn threads_racing_for_the_calls_left_under_a_floor_not_in_the_store_take_at_most_those() {
+    // A slow sync holds the save lock, so the floor of 90 stays out of the store while 8
+    // threads race for the 10 calls it leaves: `Exact` admits exactly 10, `Leased` at most
+    // 10 (a block in another thread's hand may go back unspent), and `used` is the floor plus
+    // exactly the calls admitted, here and in the store.
+    for admission in [Admission::Exact, Admission::Leased { block: 3 }] {
+        let inner = MemoryStore::new();
+        let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = ManualClock::new(JUNE_10);
+        let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+            .critical_threshold(1.0)
+            .reserve_fraction(0.0)
+            .admission(admission)
+            .build()
+            .unwrap()]);
+        let tracker = Arc::new(
+            QuotaTracker::builder(config)
+                .clock(clock.clone())
+                .store(SlowSyncs {
+                    inner: inner.clone(),
+                    hold: Arc::clone(&hold),
+                    waiting: Arc::clone(&waiting),
+                })
+                .sync_policy(SyncPolicy {
+                    interval_ms: 3_600_000,
+                    ..SyncPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        );
+        tracker.record_call("api", 5).unwrap();
+        tracker.flush().unwrap();
+        *hold.0.lock().unwrap() = true;
+        let flusher = {
+            let tracker = Arc::clone(&tracker);
+            std::thread::spawn(move || tracker.flush().unwrap())
+        };
+        // The flush holds the save lock once its sync waits.
+        while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        tracker.raise_used("api", 90, None).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let tracker = Arc::clone(&tracker);
+                std::thread::spawn(move || {
+                    (0..5)
+                        .filter(|_| {
+                            if i % 2 == 0 {
+                                tracker.try_record("api", 1).is_ok()
+                            } else {
+                                tracker.try_record_priority("api", 1).is_ok()
+                            }
+                        })
+                        .count() as u64
+                })
+            })
+            .collect();
+        let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        *hold.0.lock().unwrap() = false;
+        hold.1.notify_all();
+        flusher.join().unwrap();
+        if admission == Admission::Exact {
+            assert_eq!(admitted, 10);
+        } else {
+            assert!((1..=10).contains(&admitted), "{admission:?}: {admitted}");
+        }
+        tracker.flush().unwrap();
+        assert_eq!(
+            tracker.usage("api").unwrap().used,
+            90 + admitted,
+            "{admission:?}"
+        );
+        drop(tracker);
+        let other = shared(100, &clock, inner.clone());
+        assert_eq!(
+            other.usage("api").unwrap().used,
+            90 + admitted,
+            "{admission:?}"
+        );
+    }
+}
+
+/// A `MemoryStore` whose admissions, once applied, wait before replying while `hold` is set.
+struct SlowAdmitReplies {
+    inner: MemoryStore,
+    hold: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Set once an admission waits.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for SlowAdmitReplies {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        let reply = self.inner.admit(request);
+        let (held, wake) = &*self.hold;
+        let mut held = held.lock().unwrap();
+        while *held {
+            self.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            held = wake.wait(held).unwrap();
+        }
+        reply
+    }
+}
+
+#[test]
+fn a_call_admitted_before_the_floor_arrives_but_taken_in_after_its_ack_is_not_absorbed() {
+    // The store admits a call (adding it), then the floor's batch arrives and is acknowledged
+    // before the admission's reply is taken in: the floor absorbed the call, so the floor
+    // must go again with it on top.
+    for force in [false, true] {
+        let inner = MemoryStore::new();
+        let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = ManualClock::new(JUNE_10);
+        let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+            .critical_threshold(1.0)
+            .reserve_fraction(0.0)
+            .admission(Admission::Exact)
+            .build()
+            .unwrap()]);
+        let tracker = Arc::new(
+            QuotaTracker::builder(config)
+                .clock(clock.clone())
+                .store(SlowAdmitReplies {
+                    inner: inner.clone(),
+                    hold: Arc::clone(&hold),
+                    waiting: Arc::clone(&waiting),
+                })
+                .sync_policy(SyncPolicy {
+                    interval_ms: 3_600_000,
+                    ..SyncPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        );
+        inner.fail_next(1);
+        tracker.raise_used("api", 40, None).unwrap();
+        clock.advance(1_000); // past the back-off
+        *hold.0.lock().unwrap() = true;
+        let caller = {
+            let tracker = Arc::clone(&tracker);
+            std::thread::spawn(move || {
+                if force {
+                    tracker.record_call("api", 1).map(|r| r.usage.used)
+                } else {
+                    tracker.try_record("api", 1).map(|r| r.usage.used)
+                }
+            })
+        };
+        while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // The admission is in the store; the floor's batch goes and is acknowledged.
+        tracker.flush().unwrap();
+        *hold.0.lock().unwrap() = false;
+        hold.1.notify_all();
+        assert_eq!(caller.join().unwrap().unwrap(), 41, "force {force}");
+        tracker.flush().unwrap();
+        drop(tracker);
+        let other = shared(100, &clock, inner.clone());
+        assert_eq!(other.usage("api").unwrap().used, 41, "force {force}");
+    }
+}
+
+/// A `MemoryStore` whose next `fail` syncs fail (admissions, leases and give-backs do not).
+#[derive(Clone)]
+struct FailingSyncs {
+    inner: MemoryStore,
+    fail: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Store for FailingSyncs {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let failing = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
+            return Err(quota_core::StoreError::Injected);
+        }
+        self.inner.sync(batch)
+    }
+    fn admit(
+        &self,
+        request: &quota_core::AdmitRequest,
+    ) -> Result<quota_core::AdmitReply, quota_core::StoreError> {
+        self.inner.admit(request)
+    }
+    fn lease(
+        &self,
+        request: &quota_core::LeaseRequest,
+    ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
+        self.inner.lease(request)
+    }
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+        self.inner.give_back(request)
+    }
+}
+
+#[test]
+fn unused_calls_of_a_block_leased_under_a_pending_floor_come_off_that_floor_when_given_back() {
+    // The block leased while the floor is not in the store is added to the floor whole; its
+    // unused calls given back (on flush, in the same sync as the floor) must come off the
+    // floor too, or the floor would put them back.
+    let inner = MemoryStore::new();
+    let store = FailingSyncs {
+        inner: inner.clone(),
+        fail: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    store.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+    leased.raise_used("api", 50, None).unwrap();
+    clock.advance(1_000); // past the back-off
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    assert_eq!(
+        leased.stats().consecutive_failures,
+        2,
+        "the floor is still not in the store"
+    );
+    leased.flush().unwrap();
+    assert_eq!(leased.usage("api").unwrap().used, 51);
+    let other = shared(100, &clock, inner.clone());
+    assert_eq!(
+        other.usage("api").unwrap().used,
+        51,
+        "the floor and the call spent"
+    );
+}
+
+#[test]
+fn a_raise_while_an_admission_is_in_flight_does_not_absorb_it() {
+    // The store has added the call when the provider's count arrives and its floor is synced
+    // and acknowledged; the admission's answer is taken in after: the floor must go again
+    // with the call on top.
+    let inner = MemoryStore::new();
+    let hold = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()]);
+    let tracker = Arc::new(
+        QuotaTracker::builder(config)
+            .clock(clock.clone())
+            .store(SlowAdmitReplies {
+                inner: inner.clone(),
+                hold: Arc::clone(&hold),
+                waiting: Arc::clone(&waiting),
+            })
+            .build()
+            .unwrap(),
+    );
+    *hold.0.lock().unwrap() = true;
+    let caller = {
+        let tracker = Arc::clone(&tracker);
+        std::thread::spawn(move || tracker.try_record("api", 1).map(|r| r.usage.used))
+    };
+    while !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    tracker.raise_used("api", 40, None).unwrap(); // synced at once
+    assert_eq!(tracker.stats().saves, 1);
+    *hold.0.lock().unwrap() = false;
+    hold.1.notify_all();
+    assert_eq!(caller.join().unwrap().unwrap(), 41);
+    tracker.flush().unwrap();
+    drop(tracker);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 41);
+}
+
+/// A `MemoryStore` that, in each sync, raises its own tracker's count (a store calling back:
+/// re-entry from inside a sync) and panics on the sync after that.
+struct RaisingStore {
+    inner: MemoryStore,
+    tracker: Arc<Mutex<std::sync::Weak<QuotaTracker>>>,
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl Store for RaisingStore {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let n = self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tracker = self.tracker.lock().unwrap().upgrade();
+        if let Some(tracker) = tracker {
+            match n {
+                1 => {
+                    let raised = tracker.raise_used("api", 30, None).unwrap();
+                    assert_eq!(raised.usage.used, 30);
+                    // A flush from inside the tracker's own sync is refused, not a deadlock.
+                    assert!(tracker.flush().is_err());
+                }
+                2 => panic!("a store that panics"),
+                _ => {}
+            }
+        }
+        self.inner.sync(batch)
+    }
+}
+
+#[test]
+fn a_store_that_raises_from_inside_its_sync_and_then_panics_loses_nothing() {
+    let inner = MemoryStore::new();
+    let slot = Arc::new(Mutex::new(std::sync::Weak::new()));
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = Arc::new(
+        QuotaTracker::builder(config(100))
+            .clock(clock.clone())
+            .store(RaisingStore {
+                inner: inner.clone(),
+                tracker: Arc::clone(&slot),
+                syncs: std::sync::atomic::AtomicU64::new(0),
+            })
+            .sync_policy(SyncPolicy {
+                interval_ms: 3_600_000,
+                ..SyncPolicy::default()
+            })
+            .build()
+            .unwrap(),
+    );
+    *slot.lock().unwrap() = Arc::downgrade(&tracker);
+    tracker.record_call("api", 5).unwrap();
+    tracker.flush().unwrap(); // sync 1 raises to 30 from inside; its batch has the 5
+    tracker.record_call("api", 1).unwrap();
+    assert!(tracker.flush().is_err(), "sync 2 panics: a failed sync");
+    clock.advance(1_000);
+    tracker.flush().unwrap();
+    assert_eq!(tracker.usage("api").unwrap().used, 31);
+    drop(tracker);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 31);
+}
+
+#[test]
+fn a_lease_whose_reply_was_lost_under_a_pending_floor_is_not_absorbed_by_it() {
+    // The store grants the block (adding it) but the reply is lost; the floor then reaches
+    // the store, which absorbs the block. The retried lease gets the same block: it must be
+    // counted on top of the floor, here and in the store.
+    let inner = MemoryStore::new();
+    let store = FailingSyncs {
+        inner: inner.clone(),
+        fail: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let clock = ManualClock::new(JUNE_10);
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(Admission::Leased { block: 10 })
+        .build()
+        .unwrap()]);
+    let leased = QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    leased.raise_used("api", 50, None).unwrap(); // its sync fails
+    clock.advance(1_000);
+    inner.lose_next_replies(1);
+    assert!(matches!(
+        leased.try_record("api", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::StoreUnavailable,
+            ..
+        })
+    ));
+    leased.flush().unwrap(); // the floor reaches the store
+    clock.advance(1_000);
+    assert_eq!(
+        leased.try_record("api", 1).unwrap().usage.used,
+        60,
+        "50 + the block"
+    );
+    leased.flush().unwrap();
+    assert_eq!(leased.usage("api").unwrap().used, 51);
+    drop(leased);
+    assert_eq!(shared(100, &clock, inner).usage("api").unwrap().used, 51);
+}

@@ -20,7 +20,7 @@ pub struct QuotaExceeded {
     /// The service's limit.
     pub limit: u64,
     /// How long to wait: for a 429 the provider's `Retry-After` (or else the time until its
-    /// reset header's instant); for a denial at the limit or the Critical level, the time left
+    /// reset header's instant); for a denial at the limit, the Critical level or the reserve, the time left
     /// until the tracker's window resets. `None` when unknown.
     pub retry_after: Option<Duration>,
     /// Why.

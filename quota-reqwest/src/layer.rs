@@ -1,6 +1,6 @@
 //! The tower layer: the same rules for any `http` client or server stack built on tower.
 
-use crate::rules::{QuotaRules, Refused, RequestInfo};
+use crate::rules::{InFlight, QuotaRules, Refused, RequestInfo};
 use crate::BoxError;
 use http::header::HOST;
 use http::{Request, Response};
@@ -111,19 +111,20 @@ where
         // The clone that was made ready is the one that is called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let rules = Arc::clone(&self.rules);
+        // Counts the request as failed if the future is dropped before the answer.
+        let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
         Box::pin(async move {
             let result = inner.call(request).await;
-            let Some(ticket) = ticket else {
+            let Some(in_flight) = in_flight else {
                 return result.map_err(Into::into);
             };
             match result {
                 Ok(response) => {
-                    rules.after(ticket, response.status(), response.headers())?;
+                    in_flight.answered(response.status(), response.headers())?;
                     Ok(response)
                 }
                 Err(error) => {
-                    rules.failed(ticket);
+                    in_flight.failed();
                     Err(error.into())
                 }
             }

@@ -1,6 +1,6 @@
 //! The reqwest-middleware middleware.
 
-use crate::rules::{Counting, QuotaRules, Refused, RequestInfo};
+use crate::rules::{Counting, InFlight, QuotaRules, Refused, RequestInfo};
 use http::Extensions;
 use quota_core::{QuotaError, QuotaTracker};
 use reqwest::{Request, Response};
@@ -124,19 +124,21 @@ impl Middleware for QuotaMiddleware {
             headers: request.headers(),
         };
         let ticket = self.rules.before(&info).map_err(refused)?;
+        // Counts the request as failed if this future is dropped before the answer.
+        let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
         let result = next.run(request, extensions).await;
-        let Some(ticket) = ticket else {
+        let Some(in_flight) = in_flight else {
             return result;
         };
         match result {
             Ok(response) => {
-                self.rules
-                    .after(ticket, response.status(), response.headers())
+                in_flight
+                    .answered(response.status(), response.headers())
                     .map_err(reqwest_middleware::Error::middleware)?;
                 Ok(response)
             }
             Err(error) => {
-                self.rules.failed(ticket);
+                in_flight.failed();
                 Err(error)
             }
         }

@@ -18,8 +18,9 @@ pub enum Counting {
     /// have reached the provider: an over-count, never a miss).
     #[default]
     TryBefore,
-    /// `record_call` after the response (or the transport error: the request may have
-    /// reached the provider): every request is sent, the tracker only counts.
+    /// `record_call` after the response (or the transport error, or when the caller gives up
+    /// on the request's future after it was handed on: the request may have reached the
+    /// provider): every request is sent, the tracker only counts.
     RecordAfter,
 }
 
@@ -91,6 +92,51 @@ pub struct QuotaRules {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
     service: ServiceId,
+}
+
+/// A counted request on its way: its answer is taken in with [`answered`](Self::answered)
+/// or [`failed`](Self::failed). Dropped before either (the caller gave up on the future after
+/// the request was handed on: a timeout, a `select!`), it counts as a transport error does,
+/// since the request may have reached the provider.
+pub(crate) struct InFlight {
+    rules: Arc<QuotaRules>,
+    ticket: Option<Ticket>,
+}
+
+impl InFlight {
+    pub(crate) fn new(rules: Arc<QuotaRules>, ticket: Ticket) -> Self {
+        InFlight {
+            rules,
+            ticket: Some(ticket),
+        }
+    }
+
+    /// [`QuotaRules::after`].
+    pub(crate) fn answered(
+        mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<(), QuotaExceeded> {
+        match self.ticket.take() {
+            Some(ticket) => self.rules.after(ticket, status, headers),
+            None => Ok(()),
+        }
+    }
+
+    /// [`QuotaRules::failed`].
+    pub(crate) fn failed(mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.rules.failed(ticket);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.rules.failed(ticket);
+        }
+    }
 }
 
 /// Why a request is not sent.
@@ -228,13 +274,16 @@ impl QuotaRules {
                     reason,
                     ..
                 }) => {
-                    // Waiting helps for the limit and the Critical level: until the window
-                    // resets. For the store's troubles nobody knows.
-                    let retry_after = matches!(reason, DenyReason::Limit | DenyReason::Critical)
-                        .then(|| {
-                            let reset = service.usage().reset_at_ms;
-                            Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
-                        });
+                    // Waiting helps for the limit, the Critical level and the reserve: until
+                    // the window resets. For the store's troubles nobody knows.
+                    let retry_after = matches!(
+                        reason,
+                        DenyReason::Limit | DenyReason::Critical | DenyReason::Reserve
+                    )
+                    .then(|| {
+                        let reset = service.usage().reset_at_ms;
+                        Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
+                    });
                     return Err(Refused::Exceeded(QuotaExceeded {
                         service: known.name.to_string(),
                         used,
@@ -298,8 +347,8 @@ impl QuotaRules {
         })
     }
 
-    /// After a transport error (no response): a [`Counting::RecordAfter`] call is counted, as
-    /// it may have reached the provider.
+    /// After a transport error (no response), or a request given up in flight: a
+    /// [`Counting::RecordAfter`] call is counted, as it may have reached the provider.
     pub(crate) fn failed(&self, ticket: Ticket) {
         if let Ok((service, known)) = self.handle(ticket.service) {
             if known.counting == Counting::RecordAfter {

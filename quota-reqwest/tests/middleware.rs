@@ -1,7 +1,7 @@
 //! The middleware and the layer against a real HTTP server on 127.0.0.1 that counts the
 //! requests it receives, and answers with the status and headers each request asks for
 //! (`x-echo-status: 429`, `x-echo-retry-after: 30`: a header `x-echo-NAME` comes back as
-//! `NAME`).
+//! `NAME`; `x-echo-delay-ms: 500` answers half a second late).
 
 #[path = "../examples/reqwest_quota.rs"]
 mod example;
@@ -47,6 +47,9 @@ impl Api {
                 };
                 if name == "status" {
                     status = value.to_str().unwrap().parse().unwrap();
+                } else if name == "delay-ms" {
+                    let ms = value.to_str().unwrap().parse().unwrap();
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
                 } else {
                     out.append(
                         HeaderName::from_bytes(name.as_bytes()).unwrap(),
@@ -664,4 +667,88 @@ fn the_readme_shows_the_example_as_it_is() {
         example,
         "README and examples/reqwest_quota.rs differ"
     );
+}
+
+#[tokio::test]
+async fn a_denial_by_the_reserve_says_when_to_retry_like_one_at_the_critical_level() {
+    // Normal calls stop at limit - reserve (90 of 100): until the window resets, like a
+    // denial at the Critical level, so the wait is known.
+    let api = Api::start().await;
+    let config = TrackerConfig::new([ServiceConfig::builder("api", 100, Period::Day)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.1)
+        .build()
+        .unwrap()]);
+    let tracker = Arc::new(QuotaTracker::new_with_clock(config, ManualClock::new(NOW)).unwrap());
+    tracker.record_call("api", 90).unwrap();
+    let client = counted(&tracker, Counting::TryBefore);
+    let error = send(&client, &api.url, &[]).await.unwrap_err();
+    assert_eq!(error.reason, Exceeded::Denied(DenyReason::Reserve));
+    assert_eq!(
+        error.retry_after,
+        Some(Duration::from_millis(DAY_END - NOW))
+    );
+    assert_eq!(api.received(), 0);
+}
+
+#[tokio::test]
+async fn the_layer_reads_a_host_header_without_a_port_including_an_ipv6_literal() {
+    // Server side: the URI has no host, the Host header names it, with or without a port.
+    let tracker = tracker(100, 1.0);
+    let rules = QuotaRules::new(Arc::clone(&tracker))
+        .host("[::1]", "api")
+        .unwrap()
+        .host("api.example", "api")
+        .unwrap();
+    let inner = tower::service_fn(|_: http::Request<String>| async {
+        Ok::<_, BoxError>(http::Response::new(String::new()))
+    });
+    let mut service = tower::ServiceBuilder::new()
+        .layer(QuotaLayer::new(rules))
+        .service(inner);
+    for host in ["[::1]", "[::1]:8080", "api.example", "api.example:443"] {
+        let request = http::Request::get("/v1/items")
+            .header("host", host)
+            .body(String::new())
+            .unwrap();
+        service.ready().await.unwrap().call(request).await.unwrap();
+    }
+    assert_eq!(tracker.usage("api").unwrap().used, 4);
+}
+
+#[tokio::test]
+async fn a_record_after_request_given_up_in_flight_is_still_counted() {
+    // The caller's timeout drops the request's future after it was sent: the request may
+    // have reached the provider, as after a transport error, so it is counted.
+    let api = Api::start().await;
+    let tracker = tracker(100, 1.0);
+    let client = counted(&tracker, Counting::RecordAfter);
+    let request = client
+        .get(&api.url)
+        .header("x-echo-delay-ms", "2000")
+        .send();
+    assert!(tokio::time::timeout(Duration::from_millis(300), request)
+        .await
+        .is_err());
+    assert_eq!(api.received(), 1, "it was sent");
+    assert_eq!(tracker.usage("api").unwrap().used, 1);
+    // Through the layer too.
+    let mut service = tower::ServiceBuilder::new()
+        .layer(QuotaLayer::new(
+            QuotaRules::new(Arc::clone(&tracker))
+                .route(|_| Some("api"))
+                .counting("api", Counting::RecordAfter)
+                .unwrap(),
+        ))
+        .service(sender());
+    let call = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api.url, &[("delay-ms", "2000")]));
+    assert!(tokio::time::timeout(Duration::from_millis(300), call)
+        .await
+        .is_err());
+    assert_eq!(api.received(), 2);
+    assert_eq!(tracker.usage("api").unwrap().used, 2);
 }

@@ -55,6 +55,15 @@ impl SlotState {
         if unused == 0 {
             return (None, Step::default());
         }
+        // A block in hand while a floor of its window is not acknowledged was added to that
+        // floor whole when granted (a raise forfeits the block it finds): its unused calls come
+        // off the floor too, or the floor would put back what the give-back takes off.
+        let sync = &mut self.sync;
+        for (raised, floor) in sync.raise.iter_mut().chain(sync.ended_raises.iter_mut()) {
+            if *raised == window {
+                *floor = floor.saturating_sub(unused);
+            }
+        }
         let step = if window == self.service.window {
             slot.rules.lower(&mut self.service, unused, now)
         } else {
@@ -99,14 +108,37 @@ impl QuotaTracker {
             return self.exact_unavailable(position, read, count, force, now);
         }
         let reduced = self.is_reduced_rate();
+        let asked;
+        {
+            // Booked while asked; and a floor the store has not seen yet, which it cannot hold
+            // against the call, is applied here (`record_call` is only booked: it counts
+            // whatever the floor).
+            let cap = if force {
+                u64::MAX
+            } else {
+                slot.rules.cap(reduced, priority)
+            };
+            match self.ask_under_floor(position, read.state.window, count, cap) {
+                Ok(booked) => asked = booked,
+                Err(seen) => {
+                    let reason = slot
+                        .rules
+                        .denies(seen, count, reduced, priority)
+                        .unwrap_or(DenyReason::Limit);
+                    self.after_call(now, false);
+                    return Err(self.denied(slot, count, seen, reason));
+                }
+            }
+        }
         let request = self.admit_request(slot, position, read.state.window, count, reduced, ask);
         let result = match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
-                let learned = self.take_total(position, read.state.window, total, count, now);
+                let learned =
+                    self.take_total(position, read.state.window, total, count, asked, now);
                 Ok(self.recorded_after(slot, read, learned))
             }
             Ok(AdmitReply::Denied { total }) => {
-                let learned = self.take_total(position, read.state.window, total, 0, now);
+                let learned = self.take_total(position, read.state.window, total, 0, asked, now);
                 let unsynced = self.unsynced(position);
                 let reason = slot
                     .rules
@@ -117,14 +149,51 @@ impl QuotaTracker {
             Err(_) if force => {
                 // Maybe applied, maybe not: the same request goes again with the next sync,
                 // and the store applies it once. Counted in this tracker's view meanwhile.
-                let recorded = self.hold_admit(position, request, count, now);
+                let recorded = self.hold_admit(position, request, count, asked, now);
                 self.after_call(now, false);
                 return Ok(self.recorded_after(slot, read, recorded));
             }
-            Err(_) => Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable)),
+            Err(_) => {
+                self.release_asked(position, asked);
+                Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable))
+            }
         };
         self.after_call(now, false);
         result
+    }
+
+    /// Books `count` calls about to be asked of the store (until their answer is taken in, a
+    /// reply does not acknowledge a floor: the store may add them before it applies the
+    /// floor, which would absorb them). And while a floor of `window` has not reached the store
+    /// (a raise not synced yet), the store's admission cannot apply it, so it is applied here
+    /// first: the calls are refused (`Err` with the floor seen, nothing booked) if the floor
+    /// plus the calls asked of the store meanwhile plus `count` would pass `cap`. Returns the
+    /// calls booked. One lock acquisition, so two threads cannot both take the last calls
+    /// under the floor.
+    fn ask_under_floor(
+        &self,
+        position: usize,
+        window: Window,
+        count: u64,
+        cap: u64,
+    ) -> Result<u64, u64> {
+        let mut guard = self.services[position].state.lock();
+        if let Some(seen) = guard.sync.floor_seen(window) {
+            if seen.saturating_add(count.max(1)) > cap {
+                return Err(seen);
+            }
+        }
+        guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(count);
+        Ok(count)
+    }
+
+    /// Calls booked by [`ask_under_floor`](Self::ask_under_floor) whose answer came (or
+    /// failed).
+    fn release_asked(&self, position: usize, asked: u64) {
+        if asked > 0 {
+            let mut guard = self.services[position].state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
+        }
     }
 
     /// An `Exact` call while the store backs off: `try_record` denies, `record_call` counts
@@ -201,11 +270,13 @@ impl QuotaTracker {
         position: usize,
         request: AdmitRequest,
         count: u64,
+        asked: u64,
         now: u64,
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let used = guard.service.used.saturating_add(count);
             let step = slot.rules.observe(&mut guard.service, used, now);
             guard.service.total = guard.service.total.saturating_add(count);
@@ -263,15 +334,19 @@ impl QuotaTracker {
             return false;
         }
         let reduced = self.is_reduced_rate();
+        let floor = slot.state.lock().sync.floor_seen(read.state.window);
+        if floor.is_some_and(|seen| slot.rules.denies(seen, 1, reduced, false).is_some()) {
+            return false;
+        }
         let request =
             self.admit_request(slot, position, read.state.window, 0, reduced, Ask::Normal);
         match self.admit_twice(&request) {
             Ok(AdmitReply::Admitted { total }) => {
-                self.take_total(position, read.state.window, total, 0, now);
+                self.take_total(position, read.state.window, total, 0, 0, now);
                 true
             }
             Ok(AdmitReply::Denied { total }) => {
-                self.take_total(position, read.state.window, total, 0, now);
+                self.take_total(position, read.state.window, total, 0, 0, now);
                 false
             }
             Err(_) => false,
@@ -397,8 +472,9 @@ impl QuotaTracker {
             if covered {
                 guard.lease.left -= count;
                 guard.service.total = guard.service.total.saturating_add(count);
-                let window = guard.service.window;
-                guard.sync.after_raise(window, count);
+                // Not added to a floor here: a block leased after a raise was added to it
+                // whole when it was granted (see `take_lease`), and a raise forfeits the block
+                // it finds in hand.
             }
             (covered.then_some(guard.service), reset, recorded)
         };
@@ -425,13 +501,35 @@ impl QuotaTracker {
         now: u64,
     ) -> Result<u64, StoreError> {
         let slot = &self.services[position];
-        let unanswered = slot.state.lock().lease.unanswered.take();
+        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let (unanswered, asked, booked) = {
+            let mut guard = slot.state.lock();
+            let unanswered = guard.lease.unanswered.take();
+            // A floor the store has not seen yet: no block past it (the store cannot hold it
+            // against the block). The block asked is booked until the answer is taken in (see
+            // `ask_under_floor`).
+            let mut asked = asked;
+            if unanswered.is_none() {
+                if let Some(seen) = guard.sync.floor_seen(window) {
+                    asked = asked.min(ceiling.saturating_sub(seen));
+                    if asked == 0 {
+                        return Ok(0);
+                    }
+                }
+            }
+            // A lease whose answer was lost stays booked from its first asking (the store may
+            // have granted it) until this retry's answer is taken in.
+            let booked = unanswered.as_ref().map_or(asked, |request| request.block);
+            if unanswered.is_none() {
+                guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(booked);
+            }
+            (unanswered, asked, booked)
+        };
         let request = match unanswered {
             Some(request) => request,
             None => {
                 // The store does not know this tracker's unsynced calls: they come off the
                 // ceiling. Blocks are normal admission: they never hold the reserve.
-                let (_, ceiling) = slot.rules.shared_rule(reduced, false);
                 LeaseRequest {
                     instance: self.instance(),
                     seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
@@ -444,9 +542,14 @@ impl QuotaTracker {
         let reply = match self.store_call(|store| store.lease(&request)) {
             Ok(reply) => reply,
             Err(error) => {
+                let mut guard = slot.state.lock();
                 if matches!(error, StoreError::Io(_)) {
-                    slot.state.lock().lease.unanswered = Some(request);
+                    // Maybe granted: still asked (and booked) until the retry is answered.
+                    guard.lease.unanswered = Some(request);
+                } else {
+                    guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
                 }
+                drop(guard);
                 self.store_failed();
                 return Err(error);
             }
@@ -454,6 +557,7 @@ impl QuotaTracker {
         let requested_window = request.window.start_ms;
         {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
             let current = guard.service.window;
             if current.start_ms == requested_window {
                 if guard.lease.window.is_some_and(|w| w != current) {
@@ -463,6 +567,12 @@ impl QuotaTracker {
                 }
                 guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
+                // The store added the block to its total, maybe before it applied a floor
+                // not acknowledged yet, which would absorb it: the floor carries it too (the
+                // whole block, as the store counts it), so the view counts the block in hand
+                // on top of the floor, and giving its unused calls back never takes the total
+                // below the floor.
+                guard.sync.after_raise(current, reply.granted);
                 guard.lease.seq = guard.lease.seq.max(request.seq);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
@@ -475,24 +585,28 @@ impl QuotaTracker {
             }
         }
         if requested_window == window.start_ms {
-            self.take_total(position, window, reply.total, 0, now);
+            self.take_total(position, window, reply.total, 0, 0, now);
         }
         Ok(reply.granted)
     }
 
     /// Takes in a total the store answered for `window` (plus `count` calls this instance just
-    /// had counted there): `used` rises to it and what this instance has not synced yet.
+    /// had counted there): `used` rises to it and what this instance has not synced yet. The
+    /// `asked` calls booked by [`ask_under_floor`](Self::ask_under_floor) are released under
+    /// the same lock that adds the admitted ones to the floor.
     fn take_total(
         &self,
         position: usize,
         window: Window,
         total: u64,
         count: u64,
+        asked: u64,
         now: u64,
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
             let mut guard = slot.state.lock();
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let mut step = Step::default();
             if guard.service.window == window {
                 let mut view = total.saturating_add(guard.sync.unacked);
