@@ -153,7 +153,7 @@ impl ServiceConfig {
         if crate::level::calls_at_most(self.limit, self.reserve_fraction) >= self.limit {
             return invalid(
                 "reserve_fraction",
-                &self.reserve_fraction,
+                &Float(self.reserve_fraction),
                 &format!("must leave normal calls some of the limit ({})", self.limit),
             );
         }
