@@ -19,10 +19,49 @@ use crate::window::Period;
 use serde::{Deserialize, Serialize};
 #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use serde_json::Value;
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use std::collections::BTreeMap;
 
 #[cfg(all(target_arch = "wasm32", feature = "js"))]
 mod engine;
+
+/// The stored state's maps. In the JS module (wasm32 with feature `js`) a sorted vector
+/// (`litemap`): its code is a few binary searches, where each `BTreeMap` of another value type
+/// carries its own B-tree code (about 3 KB gzipped for the four). A localStorage document
+/// holds few entries, so inserting into a vector costs nothing there.
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+type Map<K, V> = litemap::LiteMap<K, V>;
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+type Map<K, V> = BTreeMap<K, V>;
+
+/// The entries of `map` with keys from `first` to `last`, both included, in key order.
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+fn between<'a, K: Ord, V>(
+    map: &'a Map<K, V>,
+    first: &K,
+    last: &K,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    let start = map.find_index(first).unwrap_or_else(|index| index);
+    let end = map
+        .find_index(last)
+        .map_or_else(|index| index, |index| index + 1);
+    map.as_slice()
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(key, value)| (key, value))
+}
+
+/// The entries of `map` with keys from `first` to `last`, both included, in key order.
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+fn between<'a, K: Ord, V>(
+    map: &'a Map<K, V>,
+    first: &K,
+    last: &K,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    use std::ops::Bound::Included;
+    map.range::<K, _>((Included(first), Included(last)))
+}
 
 /// One window's stored total.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,10 +115,10 @@ struct Admitted {
 /// What a text store holds: every service's recent windows and who synced what.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
-    windows: BTreeMap<(String, Period, u64), StoredWindow>,
-    applied: BTreeMap<(String, InstanceId), Applied>,
-    leases: BTreeMap<(String, InstanceId), Lease>,
-    admits: BTreeMap<(String, InstanceId), Admitted>,
+    windows: Map<(String, Period, u64), StoredWindow>,
+    applied: Map<(String, InstanceId), Applied>,
+    leases: Map<(String, InstanceId), Lease>,
+    admits: Map<(String, InstanceId), Admitted>,
     /// The latest `at_ms` of a batch applied, ms since the Unix epoch (information only).
     pub updated_at_ms: u64,
     applies: u64,
@@ -314,9 +353,9 @@ impl StoredState {
     /// Keeps the service's latest windows and most recently seen instances.
     fn forget_old(&mut self, service: &str) {
         for period in Period::ALL {
-            let starts: Vec<u64> = self
-                .windows
-                .range((service.to_owned(), period, 0)..=(service.to_owned(), period, u64::MAX))
+            let first = (service.to_owned(), period, 0);
+            let last = (service.to_owned(), period, u64::MAX);
+            let starts: Vec<u64> = between(&self.windows, &first, &last)
                 .map(|((_, _, start), _)| *start)
                 .collect();
             for start in starts
@@ -326,11 +365,11 @@ impl StoredState {
                 self.windows.remove(&(service.to_owned(), period, *start));
             }
         }
-        let range = (service.to_owned(), InstanceId::from_u128(0))
-            ..=(service.to_owned(), InstanceId::from_u128(u128::MAX));
-        keep_recent(&mut self.applied, range.clone(), |a| a.seen);
-        keep_recent(&mut self.leases, range.clone(), |l| l.seen);
-        keep_recent(&mut self.admits, range, |a| a.seen);
+        let first = (service.to_owned(), InstanceId::from_u128(0));
+        let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
+        keep_recent(&mut self.applied, &first, &last, |a| a.seen);
+        keep_recent(&mut self.leases, &first, &last, |l| l.seen);
+        keep_recent(&mut self.admits, &first, &last, |a| a.seen);
     }
 
     /// The state as JSON text, version 2.
@@ -496,14 +535,14 @@ impl StoredState {
     }
 }
 
-/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries of `range`.
+/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries from `first` to `last`.
 fn keep_recent<V>(
-    map: &mut BTreeMap<(String, InstanceId), V>,
-    range: std::ops::RangeInclusive<(String, InstanceId)>,
+    map: &mut Map<(String, InstanceId), V>,
+    first: &(String, InstanceId),
+    last: &(String, InstanceId),
     seen: impl Fn(&V) -> u64,
 ) {
-    let mut entries: Vec<(u64, (String, InstanceId))> = map
-        .range(range)
+    let mut entries: Vec<(u64, (String, InstanceId))> = between(map, first, last)
         .map(|(key, value)| (seen(value), key.clone()))
         .collect();
     if entries.len() > StoredState::INSTANCES_KEPT {
