@@ -15,53 +15,14 @@
 //!   converted once, never re-added by every process.
 
 use super::{InstanceId, StoreError, SyncBatch, WindowKey};
+use crate::sorted::{between, Map};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use serde_json::Value;
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
-use std::collections::BTreeMap;
 
 #[cfg(all(target_arch = "wasm32", feature = "js"))]
 mod engine;
-
-/// The stored state's maps. In the JS module (wasm32 with feature `js`) a sorted vector
-/// (`litemap`): its code is a few binary searches, where each `BTreeMap` of another value type
-/// carries its own B-tree code (about 3 KB gzipped for the four). A localStorage document
-/// holds few entries, so inserting into a vector costs nothing there.
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
-type Map<K, V> = litemap::LiteMap<K, V>;
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
-type Map<K, V> = BTreeMap<K, V>;
-
-/// The entries of `map` with keys from `first` to `last`, both included, in key order.
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
-fn between<'a, K: Ord, V>(
-    map: &'a Map<K, V>,
-    first: &K,
-    last: &K,
-) -> impl Iterator<Item = (&'a K, &'a V)> {
-    let start = map.find_index(first).unwrap_or_else(|index| index);
-    let end = map
-        .find_index(last)
-        .map_or_else(|index| index, |index| index + 1);
-    map.as_slice()
-        .get(start..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|(key, value)| (key, value))
-}
-
-/// The entries of `map` with keys from `first` to `last`, both included, in key order.
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
-fn between<'a, K: Ord, V>(
-    map: &'a Map<K, V>,
-    first: &K,
-    last: &K,
-) -> impl Iterator<Item = (&'a K, &'a V)> {
-    use std::ops::Bound::Included;
-    map.range::<K, _>((Included(first), Included(last)))
-}
 
 /// One window's stored total.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
