@@ -146,15 +146,16 @@ impl StoredState {
         self.applies += 1;
         self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
         // Every service the batch changes (a floor too) records the batch as applied.
-        let mut services: Vec<&str> = batch
+        let mut services: Map<&str, ()> = Map::new();
+        for service in batch
             .deltas
             .iter()
             .map(|d| d.window.service.as_str())
             .chain(batch.raises.iter().map(|r| r.window.service.as_str()))
-            .collect();
-        services.sort_unstable();
-        services.dedup();
-        for service in services {
+        {
+            services.insert(service, ());
+        }
+        for &service in services.keys() {
             let key = (service.to_owned(), batch.instance);
             if self
                 .applied
