@@ -37,8 +37,11 @@ pub fn pkg() -> Result<(), String> {
             // Without `shared-admission` (Exact and Leased admission), which JS configs cannot
             // select.
             "--no-default-features",
+            // `log/max_level_off`: the module has no logger (nothing in it can install one), so
+            // the core's `log` calls could never print; without them their formatting is left
+            // out. Set here, not in feature `js`: log's levels hold for a whole program.
             "--features",
-            "js",
+            "js log/max_level_off",
             "--target",
             "wasm32-unknown-unknown",
         ],
