@@ -40,12 +40,6 @@
 //! Rust observer queues every transition, and each method delivers the queue to the JS
 //! callbacks after the tracker returned, outside every lock.
 
-/// The module's allocator: Talc, smaller in wasm than Rust's default (dlmalloc). Single-threaded
-/// wasm only (without the `atomics` target feature, as the JS module is built).
-#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-#[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
-
 mod input;
 mod names;
 mod service;
