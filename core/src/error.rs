@@ -21,10 +21,10 @@ pub enum QuotaError {
         reason: String,
     },
     /// No service of that name is configured.
-    #[error("unknown service {0:?}")]
+    #[error("unknown service {}", Quoted(.0))]
     UnknownService(String),
     /// A call count of 0, or one that would overflow the service's counter.
-    #[error("invalid count {count} for service {service:?}: {reason}")]
+    #[error("invalid count {count} for service {}: {reason}", Quoted(service))]
     InvalidCount {
         /// The service the count was for.
         service: Arc<str>,
@@ -35,7 +35,8 @@ pub enum QuotaError {
     },
     /// [`try_record`](crate::QuotaTracker::try_record) refused: the calls are not allowed now.
     #[error(
-        "denied: {count} call(s) to {service:?} not allowed at {used} of {limit} used: {reason}"
+        "denied: {count} call(s) to {} not allowed at {used} of {limit} used: {reason}",
+        Quoted(service)
     )]
     Denied {
         /// The service that was asked for.
@@ -156,6 +157,29 @@ impl fmt::Display for Float {
     }
 }
 
+/// Text in double quotes, as Rust's `{:?}` writes it (`"api"`, `"say \"hi\""`), except in the
+/// JS module (wasm32 with feature `js`), where JavaScript's `JSON.stringify` writes it, so the
+/// module carries no `Debug` formatting of strings (escapes and Unicode tables, about 3 KB of
+/// wasm). The two write the same for text without control characters or invisible code points
+/// (those Rust writes as `\u{1}`, `\u{200b}`; JSON as `\u0001` and unescaped).
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        {
+            let text = js_sys::JSON::stringify(&wasm_bindgen::JsValue::from_str(self.0))
+                .map(String::from)
+                .unwrap_or_default();
+            f.write_str(&text)
+        }
+        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        {
+            fmt::Debug::fmt(self.0, f)
+        }
+    }
+}
+
 /// Formats an invalid-config problem; the JS layer formats the same fields with camelCase
 /// field names.
 pub(crate) struct ConfigProblem<'a> {
@@ -168,7 +192,7 @@ pub(crate) struct ConfigProblem<'a> {
 impl fmt::Display for ConfigProblem<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(service) = self.service {
-            write!(f, "service {service:?}: ")?;
+            write!(f, "service {}: ", Quoted(service))?;
         }
         write!(f, "{} {} (got {})", self.field, self.reason, self.value)
     }

@@ -39,6 +39,7 @@ mod persistence;
 mod service;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod sorted;
 mod step;
 mod store;
 mod sync;

@@ -15,8 +15,9 @@
 //! Every flag is reset by a drop guard, and panics from observers (and from their payloads'
 //! `Drop`) are caught, so no panic can wedge delivery.
 
+use crate::sorted::Map;
 use crate::sync::{AtomicU64, AtomicU8, Mutex, Ordering};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -55,10 +56,10 @@ type Observer<E> = dyn Fn(&E) + Send + Sync;
 /// ids unique; the protocol loom checks is each registry's `next_id`.)
 static NEXT_SUBSCRIPTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The subscribed observers of events `E`, by id. Subscribing and unsubscribing are
-/// O(log n); a delivery copies the list of observers once per event.
+/// The subscribed observers of events `E`, by id (a `BTreeMap`, a sorted vector in the JS
+/// module: see `crate::sorted`). A delivery copies the list of observers once per event.
 pub(crate) struct Registry<E> {
-    observers: Mutex<BTreeMap<u64, Arc<Observer<E>>>>,
+    observers: Mutex<Map<u64, Arc<Observer<E>>>>,
     /// Above every id in the map. Raised only after the observer is in the map, so an event
     /// that read it (its *epoch*) finds every observer with a smaller id when it is delivered.
     next_id: AtomicU64,
@@ -67,7 +68,7 @@ pub(crate) struct Registry<E> {
 impl<E> Registry<E> {
     pub(crate) fn new() -> Self {
         Registry {
-            observers: Mutex::new(BTreeMap::new()),
+            observers: Mutex::new(Map::new()),
             next_id: AtomicU64::new(0),
         }
     }
@@ -105,7 +106,7 @@ impl<E> Registry<E> {
             if map.is_empty() {
                 return;
             }
-            map.range(..epoch)
+            crate::sorted::below(&map, &epoch)
                 .map(|(id, observer)| (*id, Arc::clone(observer)))
                 .collect()
         };

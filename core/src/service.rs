@@ -1,6 +1,6 @@
 //! Service and tracker configuration.
 
-use crate::error::{Float, QuotaError};
+use crate::error::{Float, QuotaError, Quoted};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +116,7 @@ impl ServiceConfig {
             return Err(QuotaError::invalid_config(
                 None,
                 "name",
-                format_args!("{:?}", self.name),
+                Quoted(&self.name),
                 "must not be empty",
             ));
         }
@@ -246,7 +246,7 @@ impl TrackerConfig {
                 return Err(QuotaError::invalid_config(
                     Some(&service.name),
                     "name",
-                    format_args!("{:?}", service.name),
+                    Quoted(&service.name),
                     "must be unique (it is used twice)",
                 ));
             }

@@ -131,7 +131,10 @@ impl fmt::Display for Period {
 
 /// The error of parsing a [`Period`] from a word other than minute, hour, day or month.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown period {0:?}: expected \"minute\", \"hour\", \"day\" or \"month\"")]
+#[error(
+    "unknown period {}: expected \"minute\", \"hour\", \"day\" or \"month\"",
+    crate::error::Quoted(.0)
+)]
 pub struct UnknownPeriod(pub String);
 
 impl FromStr for Period {

@@ -110,3 +110,20 @@ impl Stages {
         }
     }
 }
+
+/// The size of `path` compressed by `gzip -9`.
+pub fn gzipped_size(path: &Path) -> Result<u64, String> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .map_err(|error| format!("could not run gzip: {error}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "gzip -9 {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout.len() as u64)
+}

@@ -3,7 +3,7 @@
 //! build, and the end-to-end tests against it).
 
 use crate::install;
-use crate::run::{command, output, root, Stages};
+use crate::run::{command, gzipped_size, output, root, Stages};
 
 /// The Trunk release the project pins (0.22 needs a newer rustc).
 const TRUNK_VERSION: &str = "0.21.14";
@@ -150,23 +150,6 @@ fn size_budget() -> Result<(), String> {
         return Err(format!("{} has no .wasm: build it first", dist.display()));
     }
     Ok(())
-}
-
-/// The size of `path` compressed by `gzip -9`.
-fn gzipped_size(path: &std::path::Path) -> Result<u64, String> {
-    let out = std::process::Command::new("gzip")
-        .args(["-9", "-c"])
-        .arg(path)
-        .output()
-        .map_err(|error| format!("could not run gzip: {error}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "gzip -9 {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(out.stdout.len() as u64)
 }
 
 /// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core

@@ -273,7 +273,7 @@ fn plain_object(value: &JsValue) -> Option<&Object> {
 
 fn field(object: &Object, name: &str) -> Result<JsValue, Error> {
     Reflect::get(object, &JsValue::from_str(name))
-        .map_err(|_| invalid(format!("reading field {name:?} threw")))
+        .map_err(|_| invalid(format!("reading field {} threw", quoted(name))))
 }
 
 /// Refuses fields other than `allowed` (separated by `", "`), naming the first unknown one.
@@ -287,7 +287,7 @@ fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
     }
 }
 
-/// `text` in double quotes, as `{:?}` writes it for plain text.
+/// `text` in double quotes, as `{:?}` writes it for plain text (see `error::Quoted`).
 pub(super) fn quoted(text: &str) -> String {
-    format!("{text:?}")
+    crate::error::Quoted(text).to_string()
 }

@@ -15,11 +15,11 @@
 //!   converted once, never re-added by every process.
 
 use super::{InstanceId, StoreError, SyncBatch, WindowKey};
+use crate::sorted::{between, Map};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 #[cfg(all(target_arch = "wasm32", feature = "js"))]
 mod engine;
@@ -76,10 +76,10 @@ struct Admitted {
 /// What a text store holds: every service's recent windows and who synced what.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
-    windows: BTreeMap<(String, Period, u64), StoredWindow>,
-    applied: BTreeMap<(String, InstanceId), Applied>,
-    leases: BTreeMap<(String, InstanceId), Lease>,
-    admits: BTreeMap<(String, InstanceId), Admitted>,
+    windows: Map<(String, Period, u64), StoredWindow>,
+    applied: Map<(String, InstanceId), Applied>,
+    leases: Map<(String, InstanceId), Lease>,
+    admits: Map<(String, InstanceId), Admitted>,
     /// The latest `at_ms` of a batch applied, ms since the Unix epoch (information only).
     pub updated_at_ms: u64,
     applies: u64,
@@ -146,15 +146,16 @@ impl StoredState {
         self.applies += 1;
         self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
         // Every service the batch changes (a floor too) records the batch as applied.
-        let mut services: Vec<&str> = batch
+        let mut services: Map<&str, ()> = Map::new();
+        for service in batch
             .deltas
             .iter()
             .map(|d| d.window.service.as_str())
             .chain(batch.raises.iter().map(|r| r.window.service.as_str()))
-            .collect();
-        services.sort_unstable();
-        services.dedup();
-        for service in services {
+        {
+            services.insert(service, ());
+        }
+        for &service in services.keys() {
             let key = (service.to_owned(), batch.instance);
             if self
                 .applied
@@ -314,9 +315,9 @@ impl StoredState {
     /// Keeps the service's latest windows and most recently seen instances.
     fn forget_old(&mut self, service: &str) {
         for period in Period::ALL {
-            let starts: Vec<u64> = self
-                .windows
-                .range((service.to_owned(), period, 0)..=(service.to_owned(), period, u64::MAX))
+            let first = (service.to_owned(), period, 0);
+            let last = (service.to_owned(), period, u64::MAX);
+            let starts: Vec<u64> = between(&self.windows, &first, &last)
                 .map(|((_, _, start), _)| *start)
                 .collect();
             for start in starts
@@ -326,11 +327,11 @@ impl StoredState {
                 self.windows.remove(&(service.to_owned(), period, *start));
             }
         }
-        let range = (service.to_owned(), InstanceId::from_u128(0))
-            ..=(service.to_owned(), InstanceId::from_u128(u128::MAX));
-        keep_recent(&mut self.applied, range.clone(), |a| a.seen);
-        keep_recent(&mut self.leases, range.clone(), |l| l.seen);
-        keep_recent(&mut self.admits, range, |a| a.seen);
+        let first = (service.to_owned(), InstanceId::from_u128(0));
+        let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
+        keep_recent(&mut self.applied, &first, &last, |a| a.seen);
+        keep_recent(&mut self.leases, &first, &last, |l| l.seen);
+        keep_recent(&mut self.admits, &first, &last, |a| a.seen);
     }
 
     /// The state as JSON text, version 2.
@@ -496,14 +497,14 @@ impl StoredState {
     }
 }
 
-/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries of `range`.
+/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries from `first` to `last`.
 fn keep_recent<V>(
-    map: &mut BTreeMap<(String, InstanceId), V>,
-    range: std::ops::RangeInclusive<(String, InstanceId)>,
+    map: &mut Map<(String, InstanceId), V>,
+    first: &(String, InstanceId),
+    last: &(String, InstanceId),
     seen: impl Fn(&V) -> u64,
 ) {
-    let mut entries: Vec<(u64, (String, InstanceId))> = map
-        .range(range)
+    let mut entries: Vec<(u64, (String, InstanceId))> = between(map, first, last)
         .map(|(key, value)| (seen(value), key.clone()))
         .collect();
     if entries.len() > StoredState::INSTANCES_KEPT {

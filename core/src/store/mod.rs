@@ -266,11 +266,19 @@ impl TryFrom<String> for InstanceId {
 
     fn try_from(text: String) -> Result<Self, String> {
         if text.len() != 32 {
-            return Err(format!("an instance id is 32 hex digits (got {text:?})"));
+            return Err(format!(
+                "an instance id is 32 hex digits (got {})",
+                crate::error::Quoted(&text)
+            ));
         }
         u128::from_str_radix(&text, 16)
             .map(InstanceId)
-            .map_err(|_| format!("an instance id is 32 hex digits (got {text:?})"))
+            .map_err(|_| {
+                format!(
+                    "an instance id is 32 hex digits (got {})",
+                    crate::error::Quoted(&text)
+                )
+            })
     }
 }
 

@@ -104,6 +104,13 @@ fn bad_services_throw_and_change_nothing() {
         );
         assert_refused(&tracker, method, &["".into()], &["unknown service", "\"\""]);
         assert_refused(&tracker, method, &["Search".into()], &["\"Search\""]);
+        // Names are quoted as JSON writes them (the module has no Rust `{:?}` for text).
+        assert_refused(
+            &tracker,
+            method,
+            &["say \"hi\"\\\n".into()],
+            &["unknown service \"say \\\"hi\\\"\\\\\\n\""],
+        );
         for (value, shown) in [
             ("5", "5"),
             ("null", "null"),

@@ -163,3 +163,81 @@ fn fields_on_object_prototype_are_not_the_documents() {
         other => panic!("a document without \"version\" read as {other:?}"),
     }
 }
+
+/// One delta of `calls` to `window` from `instance`.
+fn batch(instance: u128, seq: u64, window: &WindowKey, calls: u64) -> SyncBatch {
+    SyncBatch {
+        instance: InstanceId::from_u128(instance),
+        seq,
+        at_ms: window.start_ms,
+        deltas: vec![Delta {
+            window: window.clone(),
+            calls,
+        }],
+        read: Vec::new(),
+        raises: Vec::new(),
+    }
+}
+
+// The JS module keeps the state's maps as sorted vectors (the other builds as B-trees): the
+// rules that walk a service's entries in key order.
+
+#[wasm_bindgen_test]
+fn old_windows_go_by_count_per_service_and_period() {
+    let mut state = StoredState::new();
+    for day in 0..20u64 {
+        let start = day * 86_400_000;
+        state.apply(&batch(1, day + 1, &key("b", Period::Day, start), 1));
+        // Entries of services before and after "b" in key order, and another period of "b".
+        state.apply(&batch(2, day + 1, &key("a", Period::Day, start), 2));
+        state.apply(&batch(3, day + 1, &key("c", Period::Day, start), 3));
+    }
+    state.apply(&batch(4, 1, &key("b", Period::Minute, 0), 4));
+    let kept = |service: &str, period: Period| {
+        state
+            .windows()
+            .filter(|w| w.service == service && w.period == period)
+            .map(|w| w.start_ms / 86_400_000)
+            .collect::<Vec<_>>()
+    };
+    let latest: Vec<u64> = (20 - StoredState::WINDOWS_KEPT as u64..20).collect();
+    assert_eq!(kept("a", Period::Day), latest);
+    assert_eq!(kept("b", Period::Day), latest);
+    assert_eq!(kept("c", Period::Day), latest);
+    assert_eq!(kept("b", Period::Minute), [0]);
+    assert_eq!(state.total(&key("b", Period::Minute, 0)), 4);
+    assert_eq!(state.total(&key("c", Period::Day, 19 * 86_400_000)), 3);
+    // Written in key order, and read back the same.
+    let again = StoredState::from_json(&state.to_json()).unwrap();
+    assert_eq!(again, state);
+    let order: Vec<(String, Period, u64)> = state
+        .windows()
+        .map(|w| (w.service.clone(), w.period, w.start_ms))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+}
+
+#[wasm_bindgen_test]
+fn the_least_recently_seen_instances_are_forgotten_per_service() {
+    let mut state = StoredState::new();
+    let window = key("a", Period::Day, 0);
+    let other = key("b", Period::Day, 0);
+    let instances = StoredState::INSTANCES_KEPT as u128 + 1;
+    // Instance 0 first (the least recently seen), then INSTANCES_KEPT others: 0 is forgotten.
+    for instance in 0..instances {
+        state.apply(&batch(instance, 1, &window, 1));
+    }
+    state.apply(&batch(0, 1, &other, 1));
+    assert_eq!(state.total(&window), instances as u64);
+    // A retry from a remembered instance counts once...
+    state.apply(&batch(instances - 1, 1, &window, 1));
+    assert_eq!(state.total(&window), instances as u64);
+    // ...one from the forgotten instance 0 counts again (the documented limit).
+    state.apply(&batch(0, 1, &window, 1));
+    assert_eq!(state.total(&window), instances as u64 + 1);
+    // Service "b" remembers instance 0 on its own.
+    state.apply(&batch(0, 1, &other, 1));
+    assert_eq!(state.total(&other), 1);
+}
