@@ -80,7 +80,10 @@ pub enum QuotaError {
 /// tracker.try_record_priority("api", 10)?; // the reserve, up to the limit
 /// # Ok::<(), QuotaError>(())
 /// ```
+// Non-exhaustive: admission may gain rules (the reserve came after the others), and a new
+// reason must not break a downstream `match`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DenyReason {
     /// Normal admission: the service is at its Critical level, or the calls would pass it
     /// (normal admission stops there). A priority call may go on to the limit.

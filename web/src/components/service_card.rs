@@ -44,10 +44,12 @@ pub fn ServiceCard(
         <article
             class=text(move || format!("card level-{}", level.get()))
             data-testid=id("card")
-            aria-labelledby=id("card-heading")
+            // Labelled by the name itself: an id made from a name with a space would not work
+            // in aria-labelledby (a list of ids), and ids may not contain spaces at all.
+            aria-label=name.clone()
         >
             <header class="card-header">
-                <h3 id=id("card-heading")>{name.clone()}</h3>
+                <h3>{name.clone()}</h3>
                 <span class="badge">
                     <span class="badge-icon" aria-hidden="true">
                         {text(move || icon(level.get()).to_owned())}
