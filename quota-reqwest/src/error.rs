@@ -72,3 +72,26 @@ impl QuotaExceeded {
         error.downcast_ref()
     }
 }
+
+/// A [`route`](crate::QuotaRules::route) closure panicked on a request: the service the
+/// request counts against is unknown, so it was not sent and nothing was counted.
+///
+/// The reqwest middleware returns it as `reqwest_middleware::Error::Middleware` (get it with
+/// `downcast_ref`), the tower layer as its boxed error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePanicked {
+    /// The panic's message (`Box<dyn Any>` when its payload is not a string).
+    pub message: String,
+}
+
+impl fmt::Display for RoutePanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a quota route rule panicked ({}): the request was not sent",
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for RoutePanicked {}

@@ -35,6 +35,9 @@ pub(crate) struct ProviderWord {
     pub(crate) remaining: Vec<Remaining>,
     /// The first reset time any family gave (a 429's count is taken to reset then).
     pub(crate) resets_at_ms: Option<u64>,
+    /// A reset header was sent but none parsed: the window of the provider's count (a 429's
+    /// included) is unknown.
+    pub(crate) reset_malformed: bool,
     /// `Retry-After`, as a delay from now.
     pub(crate) retry_after: Option<Duration>,
 }
@@ -51,8 +54,10 @@ impl ProviderWord {
         };
         let x_reset = read_reset(&X_RESET, parse_x_reset);
         let reset = read_reset(&RESET, parse_delta_reset);
+        let resets_at_ms = x_reset.flatten().or(reset.flatten());
         let mut word = ProviderWord {
-            resets_at_ms: x_reset.flatten().or(reset.flatten()),
+            resets_at_ms,
+            reset_malformed: (x_reset.is_some() || reset.is_some()) && resets_at_ms.is_none(),
             retry_after: first(headers, &RETRY_AFTER).and_then(|v| parse_retry_after(v, now_ms)),
             ..ProviderWord::default()
         };
@@ -117,14 +122,18 @@ fn parse_seconds_ms(text: &str) -> Option<u64> {
 }
 
 /// `X-RateLimit-Reset`: a value from 10^12 up is epoch milliseconds, from 10^9 up epoch
-/// seconds, anything smaller seconds from now (providers use all three).
+/// seconds, anything smaller seconds from now (providers use all three). Each may have a
+/// decimal fraction (`1718003600.5` is epoch seconds, `0.5` half a second from now), rounded
+/// up to the next millisecond.
 pub(crate) fn parse_x_reset(text: &str, now_ms: u64) -> Option<u64> {
-    let ms = parse_seconds_ms(text)?;
-    let value = parse_whole(text);
-    match value {
-        Some(v) if v >= EPOCH_MS_FROM => Some(v),
-        Some(v) if v >= EPOCH_S_FROM => v.checked_mul(1_000),
-        _ => now_ms.checked_add(ms),
+    // The value times 1000, rounded up: the scale is told by the value, fraction and all.
+    let thousandths = parse_seconds_ms(text)?;
+    if thousandths >= EPOCH_MS_FROM * 1_000 {
+        Some(thousandths.div_ceil(1_000))
+    } else if thousandths >= EPOCH_S_FROM * 1_000 {
+        Some(thousandths)
+    } else {
+        now_ms.checked_add(thousandths)
     }
 }
 
@@ -203,9 +212,52 @@ mod tests {
         assert_eq!(parse_x_reset("soon", NOW), None);
         assert_eq!(parse_x_reset("999", u64::MAX - 5), None, "overflow");
         assert_eq!(
+            parse_x_reset("999999999.5", NOW),
+            Some(NOW + 999_999_999_500)
+        );
+        assert_eq!(parse_x_reset("1000000000", NOW), Some(1_000_000_000_000));
+        assert_eq!(
+            parse_x_reset("999999999999", NOW),
+            Some(999_999_999_999_000)
+        );
+        assert_eq!(parse_x_reset("1000000000000", NOW), Some(1_000_000_000_000));
+        assert_eq!(
             parse_delta_reset("1718003600", NOW),
             Some(NOW + 1_718_003_600_000)
         );
+    }
+
+    #[test]
+    fn a_fractional_x_reset_keeps_the_scale_of_its_value() {
+        // Epoch seconds with a fraction: an instant, not 1.7 billion seconds from now.
+        assert_eq!(parse_x_reset("1718003600.5", NOW), Some(1_718_003_600_500));
+        assert_eq!(
+            parse_x_reset("1718003600.0001", NOW),
+            Some(1_718_003_600_001)
+        );
+        assert_eq!(
+            parse_x_reset(" 1718003600.25 ", NOW),
+            Some(1_718_003_600_250)
+        );
+        // Epoch milliseconds with a fraction: rounded up to the next millisecond.
+        assert_eq!(
+            parse_x_reset("1718003600123.4", NOW),
+            Some(1_718_003_600_124)
+        );
+        assert_eq!(
+            parse_x_reset("1718003600123.0", NOW),
+            Some(1_718_003_600_123)
+        );
+        // Seconds from now with a fraction, as before.
+        assert_eq!(parse_x_reset("30.25", NOW), Some(NOW + 30_250));
+        for bad in [
+            "1718003600.",
+            "1718003600.5.5",
+            "-1718003600.5",
+            "1718003600,5",
+        ] {
+            assert_eq!(parse_x_reset(bad, NOW), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -266,7 +318,13 @@ mod tests {
             ]),
             NOW,
         );
-        assert_eq!(junk, ProviderWord::default());
+        assert_eq!(
+            junk,
+            ProviderWord {
+                reset_malformed: true,
+                ..ProviderWord::default()
+            }
+        );
         // A reset that does not parse: that family's count is for an unknown window.
         let unknown = ProviderWord::read(
             &headers(&[
@@ -282,6 +340,21 @@ mod tests {
                 remaining: 4,
                 resets_at_ms: None
             }]
+        );
+        assert!(unknown.reset_malformed, "a 429's window is unknown too");
+        // One family's reset still tells the window when the other's does not parse.
+        let either = ProviderWord::read(
+            &headers(&[("x-ratelimit-reset", b"never"), ("ratelimit-reset", b"9")]),
+            NOW,
+        );
+        assert_eq!(
+            (either.resets_at_ms, either.reset_malformed),
+            (Some(NOW + 9_000), false)
+        );
+        let none = ProviderWord::read(&headers(&[("ratelimit-remaining", b"4")]), NOW);
+        assert!(
+            !none.reset_malformed,
+            "no reset header is not a malformed one"
         );
         // Only the first of repeated headers counts.
         let repeated = ProviderWord::read(

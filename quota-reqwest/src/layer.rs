@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 /// service, the provider's headers and 429s are taken in from its responses. The service's
 /// error is a [`BoxError`]: a [`QuotaExceeded`](crate::QuotaExceeded) (see
 /// [`QuotaExceeded::find_boxed`](crate::QuotaExceeded::find_boxed)), a
-/// [`QuotaError`](quota_core::QuotaError) for a rule naming an unknown service, or the inner
+/// [`QuotaError`](quota_core::QuotaError) for a rule naming an unknown service, a
+/// [`RoutePanicked`](crate::RoutePanicked) for a route closure that panicked, or the inner
 /// service's error.
 ///
 /// The host a rule sees is the URI's, or else the `Host` header's (without the port).
@@ -107,6 +108,9 @@ where
                 return Box::pin(std::future::ready(Err(error.into())))
             }
             Err(Refused::Tracker(error)) => return Box::pin(std::future::ready(Err(error.into()))),
+            Err(Refused::Panicked(error)) => {
+                return Box::pin(std::future::ready(Err(error.into())))
+            }
         };
         // The clone that was made ready is the one that is called.
         let clone = self.inner.clone();

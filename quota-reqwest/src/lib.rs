@@ -21,7 +21,7 @@ mod layer;
 mod middleware;
 mod rules;
 
-pub use error::{Exceeded, QuotaExceeded};
+pub use error::{Exceeded, QuotaExceeded, RoutePanicked};
 pub use layer::{QuotaLayer, QuotaService};
 pub use middleware::QuotaMiddleware;
 pub use rules::{Counting, QuotaRules, RequestInfo};

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// A request the tracker denies is never sent: the client returns
 /// `reqwest_middleware::Error::Middleware` holding a [`QuotaExceeded`](crate::QuotaExceeded)
 /// (get it with [`QuotaExceeded::find`](crate::QuotaExceeded::find)). A rule naming a service
-/// the tracker lacks fails the request with a [`QuotaError`] the same way.
+/// the tracker lacks fails the request with a [`QuotaError`] the same way, and a panicking
+/// route closure with a [`RoutePanicked`](crate::RoutePanicked).
 ///
 /// ```
 /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
@@ -105,6 +106,7 @@ fn refused(refusal: Refused) -> reqwest_middleware::Error {
     match refusal {
         Refused::Exceeded(error) => reqwest_middleware::Error::middleware(error),
         Refused::Tracker(error) => reqwest_middleware::Error::middleware(error),
+        Refused::Panicked(error) => reqwest_middleware::Error::middleware(error),
     }
 }
 

@@ -1,12 +1,13 @@
 //! The rules both the reqwest middleware and the tower layer apply: which service a request
 //! counts against, when it is counted, and what the provider's answer says.
 
-use crate::error::{Exceeded, QuotaExceeded};
+use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
 use quota_core::{DenyReason, Period, QuotaError, QuotaTracker, Service, ServiceId};
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +43,8 @@ type Route = dyn Fn(&RequestInfo<'_>) -> Option<Result<ServiceId, QuotaError>> +
 
 #[derive(Clone)]
 enum Rule {
-    /// Requests to this host (compared ignoring ASCII case).
+    /// Requests to this host (without a trailing dot; compared ignoring ASCII case and one
+    /// trailing dot of the request's host).
     Host(String, ServiceId),
     Route(Arc<Route>),
 }
@@ -69,16 +71,22 @@ struct Known {
 ///   added (the provider's count includes calls already counted here, and by every instance
 ///   sharing the tracker's store), and only when the header family's reset time falls in the
 ///   tracker's current window (`X-RateLimit-Reset`: epoch seconds from 10^9, epoch ms from
-///   10^12, seconds from now below that; `RateLimit-Reset`: seconds from now). A reset up to
+///   10^12, seconds from now below that, each whole or with a decimal fraction, rounded up
+///   to the millisecond: `1718003600.5` is an instant, `0.5` half a second from now;
+///   `RateLimit-Reset`: seconds from now). A reset up to
 ///   [`reset_slack`](Self::reset_slack) past the window's end counts as its end (whole
 ///   seconds are rounded, clocks differ). A count with no reset header is taken as the
-///   current window's unless [`require_reset`](Self::require_reset) is set;
+///   current window's unless [`require_reset`](Self::require_reset) is set; a count whose
+///   family's reset header does not parse is ignored (its window is unknown);
 /// - a `429 Too Many Requests` raises `used` to the limit (with the same reset rule when the
-///   response has a reset header) and fails the call with [`QuotaExceeded`], whose
-///   `retry_after` is the response's `Retry-After` (delay-seconds or an HTTP-date), or else
-///   the time until the response's reset header: a delay, never a count.
+///   response has a reset header: the first of `X-RateLimit-Reset`, `RateLimit-Reset` that
+///   parses) and fails the call with [`QuotaExceeded`], whose `retry_after` is the
+///   response's `Retry-After` (delay-seconds or an HTTP-date), or else the time until the
+///   response's reset: a delay, never a count. When the response has reset headers and none
+///   parses, the 429's window is unknown, as for a count: `used` is not raised, and the call
+///   still fails with [`QuotaExceeded`] and the `Retry-After`.
 ///
-/// Malformed headers are ignored.
+/// Malformed headers are otherwise ignored: never an error, never a panic.
 #[derive(Clone)]
 pub struct QuotaRules {
     tracker: Arc<QuotaTracker>,
@@ -146,6 +154,8 @@ pub(crate) enum Refused {
     Exceeded(QuotaExceeded),
     /// The rules named a service the tracker does not have.
     Tracker(QuotaError),
+    /// A route closure panicked.
+    Panicked(RoutePanicked),
 }
 
 impl QuotaRules {
@@ -181,18 +191,31 @@ impl QuotaRules {
         &self.tracker
     }
 
-    /// Requests to `host` (any port, ASCII case ignored) count against `service`.
+    /// Requests to `host` (any port) count against `service`.
+    ///
+    /// Host names are compared ignoring ASCII case and one trailing dot, on either side: the
+    /// fully qualified `API.Example.com.` is the same host as `api.example.com`. Nothing else
+    /// is normalized (no IDNA: write an internationalized name as its `xn--` form, as URLs
+    /// carry it; an IPv6 literal is written in brackets, `[::1]`, as URLs carry it).
     ///
     /// Errors: [`QuotaError::UnknownService`] if the tracker has no such service.
     pub fn host(mut self, host: &str, service: &str) -> Result<Self, QuotaError> {
         let id = self.tracker.service(service)?.id();
-        self.rules.push(Rule::Host(host.to_owned(), id));
+        self.rules
+            .push(Rule::Host(without_root(host).to_owned(), id));
         Ok(self)
     }
 
     /// Requests for which `route` names a service count against it (`None`: this rule does
     /// not decide). A name the tracker does not know fails the request with
     /// [`QuotaError::UnknownService`] before it is sent.
+    ///
+    /// A `route` that panics (or whose name's `as_ref` panics) fails the request with
+    /// [`RoutePanicked`] before it is sent, counted nowhere, as core treats a panicking
+    /// observer or clock: the panic does not unwind through the client or the tower service,
+    /// and later rules are not tried (the request's service is unknown, so sending it
+    /// uncounted could miss a call). The panic hook still reports the panic; under
+    /// `panic = "abort"` nothing can be caught.
     pub fn route<F, N>(mut self, route: F) -> Self
     where
         F: Fn(&RequestInfo<'_>) -> Option<N> + Send + Sync + 'static,
@@ -232,19 +255,29 @@ impl QuotaRules {
     }
 
     /// The service `info` counts against, if a rule names one.
-    fn resolve(&self, info: &RequestInfo<'_>) -> Result<Option<ServiceId>, QuotaError> {
+    fn resolve(&self, info: &RequestInfo<'_>) -> Result<Option<ServiceId>, Refused> {
+        let host = info.host.map(without_root);
         for rule in &self.rules {
             match rule {
-                Rule::Host(host, id) => {
-                    if info.host.is_some_and(|h| h.eq_ignore_ascii_case(host)) {
+                Rule::Host(rule_host, id) => {
+                    if host.is_some_and(|h| h.eq_ignore_ascii_case(rule_host)) {
                         return Ok(Some(*id));
                     }
                 }
-                Rule::Route(route) => {
-                    if let Some(resolved) = route(info) {
-                        return resolved.map(Some);
+                Rule::Route(route) => match catch_unwind(AssertUnwindSafe(|| route(info))) {
+                    Ok(Some(resolved)) => return resolved.map(Some).map_err(Refused::Tracker),
+                    Ok(None) => {}
+                    Err(payload) => {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|m| (*m).to_owned())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+                        // Leaked, not dropped, as core does: a payload's `Drop` may panic.
+                        std::mem::forget(payload);
+                        return Err(Refused::Panicked(RoutePanicked { message }));
                     }
-                }
+                },
             }
         }
         Ok(None)
@@ -261,7 +294,7 @@ impl QuotaRules {
     /// Before sending: finds the service and, for [`Counting::TryBefore`], counts the call or
     /// refuses it. `Ok(None)`: no rule counts this request.
     pub(crate) fn before(&self, info: &RequestInfo<'_>) -> Result<Option<Ticket>, Refused> {
-        let Some(id) = self.resolve(info).map_err(Refused::Tracker)? else {
+        let Some(id) = self.resolve(info)? else {
             return Ok(None);
         };
         let (service, known) = self.handle(id).map_err(Refused::Tracker)?;
@@ -329,10 +362,12 @@ impl QuotaRules {
         if status != StatusCode::TOO_MANY_REQUESTS {
             return Ok(());
         }
-        let resets = self.snap(known, now, word.resets_at_ms);
-        let used = match service.raise_used(known.limit, resets) {
-            Ok(raised) => raised.usage.used,
-            Err(_) => service.usage().used,
+        // A reset header that does not parse: the 429's window is unknown, as for a count.
+        let raised = (!word.reset_malformed)
+            .then(|| service.raise_used(known.limit, self.snap(known, now, word.resets_at_ms)));
+        let used = match raised {
+            Some(Ok(raised)) => raised.usage.used,
+            _ => service.usage().used,
         };
         Err(QuotaExceeded {
             service: known.name.to_string(),
@@ -367,6 +402,11 @@ impl QuotaRules {
             at
         })
     }
+}
+
+/// `host` without one trailing dot (the DNS root): `api.example.com.` is `api.example.com`.
+fn without_root(host: &str) -> &str {
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 impl fmt::Debug for QuotaRules {

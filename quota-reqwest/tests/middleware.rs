@@ -16,6 +16,7 @@ use quota_core::{
 };
 use quota_reqwest::{
     BoxError, Counting, Exceeded, QuotaExceeded, QuotaLayer, QuotaMiddleware, QuotaRules,
+    RoutePanicked,
 };
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -751,4 +752,224 @@ async fn a_record_after_request_given_up_in_flight_is_still_counted() {
         .is_err());
     assert_eq!(api.received(), 2);
     assert_eq!(tracker.usage("api").unwrap().used, 2);
+}
+
+#[tokio::test]
+async fn a_host_with_a_trailing_dot_or_other_case_matches_its_host_rule() {
+    // `API.Example.com.` is the fully qualified form of `api.example.com`: the same host.
+    let api = Api::start().await;
+    let addr: std::net::SocketAddr = api.url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tracker = tracker(100, 1.0);
+    let reqwest = reqwest::Client::builder()
+        .resolve("api.example.com.", addr)
+        .resolve("api.example.com", addr)
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(reqwest)
+        .with(
+            QuotaMiddleware::new(Arc::clone(&tracker))
+                .host("api.example.com", "api")
+                .unwrap(),
+        )
+        .build();
+    let port = addr.port();
+    for host in ["api.example.com.", "API.Example.COM.", "api.example.com"] {
+        client
+            .get(format!("http://{host}:{port}/v1/items"))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(api.received(), 3);
+    assert_eq!(tracker.usage("api").unwrap().used, 3, "every one counted");
+    // A rule written with the dot matches both forms; one dot only, and never a suffix.
+    let rules = QuotaRules::new(Arc::clone(&tracker))
+        .host("api.example.com.", "api")
+        .unwrap();
+    let mut service = tower::ServiceBuilder::new()
+        .layer(QuotaLayer::new(rules))
+        .service(tower::service_fn(|_: http::Request<String>| async {
+            Ok::<_, BoxError>(http::Response::new(String::new()))
+        }));
+    for host in [
+        "api.example.com",
+        "API.EXAMPLE.COM.:443",
+        "api.example.com..",
+        "xapi.example.com",
+        "api.example.co",
+    ] {
+        let request = http::Request::get("/v1/items")
+            .header("host", host)
+            .body(String::new())
+            .unwrap();
+        service.ready().await.unwrap().call(request).await.unwrap();
+    }
+    assert_eq!(tracker.usage("api").unwrap().used, 5, "two more, not five");
+}
+
+#[tokio::test]
+async fn a_panicking_route_fails_the_request_with_a_typed_error_and_sends_nothing() {
+    let api = Api::start().await;
+    let tracker = tracker(100, 1.0);
+    let client = client(
+        QuotaMiddleware::new(Arc::clone(&tracker))
+            .route(|request| {
+                if request.path.starts_with("/v2") {
+                    panic!("route rule broke on {}", request.path);
+                }
+                if request.path.starts_with("/v3") {
+                    std::panic::panic_any(42_u8);
+                }
+                None::<&str>
+            })
+            .route(|_| Some("api")),
+    );
+    let v2 = api.url.replace("/v1/", "/v2/");
+    let error = client.get(&v2).send().await.unwrap_err();
+    let reqwest_middleware::Error::Middleware(inner) = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(
+        inner.downcast_ref::<RoutePanicked>(),
+        Some(&RoutePanicked {
+            message: "route rule broke on /v2/items".into()
+        })
+    );
+    assert_eq!(
+        error.to_string(),
+        "a quota route rule panicked (route rule broke on /v2/items): the request was not sent"
+    );
+    let v3 = api.url.replace("/v1/", "/v3/");
+    let error = client.get(&v3).send().await.unwrap_err();
+    let reqwest_middleware::Error::Middleware(inner) = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(
+        inner.downcast_ref::<RoutePanicked>().unwrap().message,
+        "Box<dyn Any>"
+    );
+    assert_eq!(api.received(), 0, "not sent");
+    assert_eq!(tracker.usage("api").unwrap().used, 0, "not counted");
+    // The rules still work for the requests they do not panic on.
+    client.get(&api.url).send().await.unwrap();
+    assert_eq!((api.received(), tracker.usage("api").unwrap().used), (1, 1));
+    // Through the layer: the same typed error, the inner service never called.
+    let mut service = tower::ServiceBuilder::new()
+        .layer(QuotaLayer::new(
+            QuotaRules::new(Arc::clone(&tracker))
+                .route(|_| -> Option<String> { panic!("layer route broke") }),
+        ))
+        .service(sender());
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api.url, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<RoutePanicked>().unwrap().message,
+        "layer route broke"
+    );
+    assert_eq!((api.received(), tracker.usage("api").unwrap().used), (1, 1));
+}
+
+#[tokio::test]
+async fn a_429_or_a_count_whose_reset_does_not_parse_raises_nothing() {
+    // The window of the provider's count is unknown: neither is applied to ours. The 429 still
+    // fails the call with its Retry-After.
+    let api = Api::start().await;
+    for counting in [Counting::TryBefore, Counting::RecordAfter] {
+        let tracker = tracker(100, 1.0);
+        let client = counted(&tracker, counting);
+        for reset in ["x-ratelimit-reset", "ratelimit-reset"] {
+            let error = send(
+                &client,
+                &api.url,
+                &[("status", "429"), (reset, "soon"), ("retry-after", "30")],
+            )
+            .await
+            .unwrap_err();
+            let used = tracker.usage("api").unwrap().used;
+            assert_eq!(used, if reset == "ratelimit-reset" { 2 } else { 1 });
+            assert_eq!(
+                error,
+                QuotaExceeded {
+                    service: "api".into(),
+                    used,
+                    limit: 100,
+                    retry_after: Some(Duration::from_secs(30)),
+                    reason: Exceeded::TooManyRequests,
+                },
+                "{counting:?} {reset}"
+            );
+        }
+        send(
+            &client,
+            &api.url,
+            &[("ratelimit-remaining", "0"), ("ratelimit-reset", "soon")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(tracker.usage("api").unwrap().used, 3, "{counting:?}");
+        // Without Retry-After and with no usable reset, the wait is unknown.
+        let error = send(
+            &client,
+            &api.url,
+            &[("status", "429"), ("x-ratelimit-reset", "-5")],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((error.used, error.retry_after), (4, None));
+        // One family's reset that parses still tells the window.
+        let error = send(
+            &client,
+            &api.url,
+            &[
+                ("status", "429"),
+                ("x-ratelimit-reset", "soon"),
+                ("ratelimit-reset", "60"),
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (error.used, error.retry_after),
+            (100, Some(Duration::from_secs(60)))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fractional_epoch_seconds_reset_is_an_instant_not_a_delay() {
+    let api = Api::start().await;
+    let tracker = tracker(100, 1.0);
+    let client = counted(&tracker, Counting::TryBefore);
+    // Half a second before our window's end, in epoch seconds with a fraction: ours.
+    let end = format!("{}.5", DAY_END / 1000 - 1);
+    send(
+        &client,
+        &api.url,
+        &[("x-ratelimit-remaining", "30"), ("x-ratelimit-reset", &end)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(tracker.usage("api").unwrap().used, 70);
+    // And a 429's wait is the time until that instant.
+    let error = send(
+        &client,
+        &api.url,
+        &[("status", "429"), ("x-ratelimit-reset", &end)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.used, error.retry_after),
+        (100, Some(Duration::from_millis(DAY_END - 500 - NOW)))
+    );
 }
