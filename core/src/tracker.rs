@@ -129,35 +129,26 @@ impl QuotaTrackerBuilder {
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
         self.config.validate()?;
         self.policy.validate()?;
-        if !SHARED {
-            if let Some(service) = self
-                .config
-                .services
-                .iter()
-                .find(|s| s.admission != Admission::Local)
-            {
-                return Err(QuotaError::invalid_config(
-                    Some(&service.name),
-                    "admission",
-                    format_args!("{:?}", service.admission),
-                    "needs the crate feature `shared-admission`, which this build leaves out",
-                ));
-            }
-        }
-        if self.store.is_none() {
-            if let Some(service) = self
-                .config
-                .services
-                .iter()
-                .find(|s| s.admission != Admission::Local)
-            {
-                return Err(QuotaError::invalid_config(
-                    Some(&service.name),
-                    "admission",
-                    format_args!("{:?}", service.admission),
-                    "needs a store shared by the instances (builder().store(..))",
-                ));
-            }
+        // Shared admission needs the feature and a store shared by the instances.
+        let missing = if !SHARED {
+            Some("needs the crate feature `shared-admission`, which this build leaves out")
+        } else if self.store.is_none() {
+            Some("needs a store shared by the instances (builder().store(..))")
+        } else {
+            None
+        };
+        let shared = self
+            .config
+            .services
+            .iter()
+            .find(|s| s.admission != Admission::Local);
+        if let (Some(service), Some(reason)) = (shared, missing) {
+            return Err(QuotaError::invalid_config(
+                Some(&service.name),
+                "admission",
+                format_args!("{:?}", service.admission),
+                reason,
+            ));
         }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);

@@ -12,6 +12,7 @@
 
 use super::{input, shapes, Inner};
 use crate::error::QuotaError;
+use crate::{Recorded, Service};
 use js_sys::Error;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -116,49 +117,43 @@ fn answer(inner: &Inner, result: Result<u64, QuotaError>) -> f64 {
 /// `service.record(count)`: the remaining count after recording.
 #[no_mangle]
 pub extern "C" fn quota_service_record(handle: u32, count: f64, now_ms: f64) -> f64 {
-    with(handle, |inner, position| {
-        let Some(count) = input::whole_count(count) else {
-            return BAD_COUNT;
-        };
-        let result = inner.clock.at(super::JsClock::js_time(now_ms), || {
-            let service = inner.service_at(position)?;
-            service
-                .record(count)
-                .map(|recorded| recorded.usage.remaining)
-        });
-        answer(inner, result)
+    counted(handle, count, now_ms, |service, count| {
+        service.record(count)
     })
 }
 
 /// `service.tryRecord(count)`: the remaining count after recording, or [`DENIED`].
 #[no_mangle]
 pub extern "C" fn quota_service_try_record(handle: u32, count: f64, now_ms: f64) -> f64 {
-    with(handle, |inner, position| {
-        let Some(count) = input::whole_count(count) else {
-            return BAD_COUNT;
-        };
-        let result = inner.clock.at(super::JsClock::js_time(now_ms), || {
-            let service = inner.service_at(position)?;
-            service
-                .try_record(count)
-                .map(|recorded| recorded.usage.remaining)
-        });
-        answer(inner, result)
+    counted(handle, count, now_ms, |service, count| {
+        service.try_record(count)
     })
 }
 
 /// `service.tryRecordPriority(count)`: the remaining count after recording, or [`DENIED`].
 #[no_mangle]
 pub extern "C" fn quota_service_try_record_priority(handle: u32, count: f64, now_ms: f64) -> f64 {
+    counted(handle, count, now_ms, |service, count| {
+        service.try_record_priority(count)
+    })
+}
+
+/// The three counting calls: checks the count, runs `call` at the caller's time, and answers
+/// the remaining count (or [`DENIED`], or a handed-over error).
+#[inline(always)]
+fn counted(
+    handle: u32,
+    count: f64,
+    now_ms: f64,
+    call: impl for<'t> Fn(&Service<'t>, u64) -> Result<Recorded<'t>, QuotaError>,
+) -> f64 {
     with(handle, |inner, position| {
         let Some(count) = input::whole_count(count) else {
             return BAD_COUNT;
         };
         let result = inner.clock.at(super::JsClock::js_time(now_ms), || {
             let service = inner.service_at(position)?;
-            service
-                .try_record_priority(count)
-                .map(|recorded| recorded.usage.remaining)
+            call(&service, count).map(|recorded| recorded.usage.remaining)
         });
         answer(inner, result)
     })
