@@ -57,6 +57,7 @@ fn print_help() {
 
 /// Every check, in the order CI runs them. Stops at the first failure.
 fn test() -> Result<(), String> {
+    run::warn_if_disk_low();
     let mut stages = Stages::new("cargo xtask test");
     stages.run("install: wasm32 target", install::wasm32_target);
     stages.run("install: wasm-bindgen-cli", install::wasm_bindgen_cli);

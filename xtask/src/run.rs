@@ -15,7 +15,12 @@ pub fn root() -> PathBuf {
 /// Runs `program args` in the workspace root with extra `env`; an error says what failed.
 pub fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     println!("$ {} {}", program, args.join(" "));
-    let status = Command::new(program)
+    let mut child = Command::new(program);
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        // A CI run builds once: incremental caches would only take disk (gigabytes).
+        child.env("CARGO_INCREMENTAL", "0");
+    }
+    let status = child
         .args(args)
         .envs(env.iter().copied())
         .current_dir(root())
@@ -25,6 +30,29 @@ pub fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(),
         Ok(())
     } else {
         Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Warns when the disk under the workspace has less free space than a full `cargo xtask test`
+/// needs, so a later "No space left on device" has its cause printed at the top.
+pub fn warn_if_disk_low() {
+    const NEEDED_KB: u64 = 12 * 1024 * 1024;
+    let Some(df) = output("df", &["-Pk", "."]) else {
+        return;
+    };
+    // `df -P`: one header line, then `filesystem blocks used available capacity mount`.
+    let available_kb = df
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|field| field.parse::<u64>().ok());
+    if let Some(kb) = available_kb.filter(|&kb| kb < NEEDED_KB) {
+        println!(
+            "warning: {:.1} GiB free under {}; a full run from a clean target/ needs about {} GiB",
+            kb as f64 / 1024.0 / 1024.0,
+            root().display(),
+            NEEDED_KB / 1024 / 1024
+        );
     }
 }
 
