@@ -100,6 +100,9 @@ fn hot_path(c: &mut Criterion) {
         group.bench_function(format!("record_by_handle_{clock}"), |b| {
             b.iter(|| llm.record(black_box(1)).unwrap())
         });
+        group.bench_function(format!("record_remaining_by_handle_{clock}"), |b| {
+            b.iter(|| llm.record_remaining(black_box(1)).unwrap())
+        });
         group.bench_function(format!("try_record_by_name_{clock}"), |b| {
             b.iter(|| tracker.try_record(black_box("llm"), 1).unwrap())
         });

@@ -56,6 +56,12 @@ fn measured(mode: &str, tracker: &QuotaTracker, n: u64) {
                 black_box(llm.record(black_box(1)).expect("recorded"));
             }
         }
+        "remaining-manual" | "remaining-system" => {
+            let llm = tracker.service("llm").expect("configured");
+            for _ in 0..n {
+                black_box(llm.record_remaining(black_box(1)).expect("recorded"));
+            }
+        }
         "try-manual" | "try-system" => {
             for _ in 0..n {
                 black_box(tracker.try_record(black_box("llm"), 1).expect("allowed"));

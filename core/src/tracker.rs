@@ -23,8 +23,11 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+mod fast_path;
 mod handle;
 mod shared;
+
+use fast_path::FastPath;
 pub use handle::{Service, ServiceId};
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
@@ -250,8 +253,11 @@ struct ServiceSlot {
     name: Arc<str>,
     config: ServiceConfig,
     rules: ServiceRules,
-    /// Padded to its own cache line so threads on different services do not contend.
+    /// Padded to its own cache line so threads on different services do not contend. Taken
+    /// only through [`lock`](Self::lock), which also takes the fast path's word.
     state: CachePadded<Mutex<SlotState>>,
+    /// The lock-free count of calls that change nothing else (its own cache line).
+    fast: FastPath,
     /// Transitions waiting for the observers, queued under `state`'s lock.
     outbox: Outbox<Transition>,
     /// Denials not counted in the metrics yet.
@@ -266,6 +272,41 @@ struct SlotState {
     sync: SyncState,
     /// The block in hand (`Leased` admission only).
     lease: shared::LeaseState,
+    /// The count the fast path's word was released with (`None`: left taken).
+    published: Option<u64>,
+}
+
+/// A service's lock, held: its state, with the calls the fast path counted before the lock
+/// was taken already in it. Dropping it publishes the state for the fast path, then unlocks.
+struct SlotGuard<'a> {
+    guard: MutexGuard<'a, SlotState>,
+    slot: &'a ServiceSlot,
+    /// The fast path's word as the lock took it.
+    taken: u64,
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = SlotState;
+    fn deref(&self) -> &SlotState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SlotState {
+        &mut self.guard
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let slot = self.slot;
+        let enabled = !SHARED || slot.config.admission == Admission::Local;
+        let state = &mut *self.guard;
+        state.published = slot
+            .fast
+            .release(self.taken, &state.service, &slot.rules, enabled);
+    }
 }
 
 /// A service's calls a store has not acknowledged yet. `service.used` is the store's total of
@@ -468,7 +509,9 @@ impl QuotaTracker {
                     service: ServiceState::new(config.period, now),
                     sync: SyncState::default(),
                     lease: shared::LeaseState::default(),
+                    published: None,
                 })),
+                fast: FastPath::new(),
                 outbox: Outbox::new(),
                 #[cfg(feature = "metrics")]
                 denials: crate::metrics::Denials::default(),
@@ -863,14 +906,9 @@ impl QuotaTracker {
     /// The first half of [`step_at`](Self::step_at): locks the service and steps it (booking
     /// the change for a store); the lock stays held.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
-    fn lock_and_step(
-        &self,
-        position: usize,
-        now: u64,
-        request: Request,
-    ) -> (MutexGuard<'_, SlotState>, Step) {
+    fn lock_and_step(&self, position: usize, now: u64, request: Request) -> (SlotGuard<'_>, Step) {
         let slot = &self.services[position];
-        let mut guard = slot.state.lock();
+        let mut guard = slot.lock(self.persistence.is_some());
         let old_window = guard.service.window;
         let step = slot.rules.step(&mut guard.service, now, request);
         if step.changed && self.persistence.is_some() {
@@ -889,7 +927,7 @@ impl QuotaTracker {
     fn finish_step(
         &self,
         position: usize,
-        guard: MutexGuard<'_, SlotState>,
+        guard: SlotGuard<'_>,
         step: Step,
         deliver: bool,
     ) -> StepResult {
@@ -964,14 +1002,49 @@ impl QuotaTracker {
         self.update_inline(position, request)
     }
 
-    /// `record_call` and `try_record` (by name or by handle): the hot path for `Local`
-    /// admission, written so that the step, the state and the result stay in registers and the
-    /// result is built once, in place. Shared admission and every error are out of line.
+    /// [`update`](Self::update) answering only the remaining count: its own function, so
+    /// that the inlined hot path builds nothing else.
+    #[inline(never)]
+    fn update_remaining(&self, position: usize, request: Request) -> Result<u64, QuotaError> {
+        self.update_as(
+            position,
+            request,
+            |slot, state| slot.rules.limit.saturating_sub(state.used),
+            |recorded| recorded.usage.remaining,
+        )
+    }
+
+    /// `record_call` and `try_record` (by name or by handle) with the whole result.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn update_inline(&self, position: usize, request: Request) -> Result<Recorded<'_>, QuotaError> {
+        self.update_as(
+            position,
+            request,
+            |slot, state| Recorded {
+                usage: slot.usage(state),
+                reset: None,
+                recorded: None,
+            },
+            |recorded| recorded,
+        )
+    }
+
+    /// The hot path for `Local` admission, answering `quiet(slot, state after)` when the call
+    /// changed nothing but the count (the fast path, or the lock with nothing to queue) and
+    /// `changed(result)` otherwise. Written so that the step, the state and the answer stay
+    /// in registers; shared admission, a window that moves, a level change and every error
+    /// are out of line.
     ///
     /// The hot path's helpers are forced inline natively only: on wasm32 (built for size) the
     /// copies would cost more module bytes than the JS boundary would notice.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
-    fn update_inline(&self, position: usize, request: Request) -> Result<Recorded<'_>, QuotaError> {
+    fn update_as<'s, R>(
+        &'s self,
+        position: usize,
+        request: Request,
+        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
         let slot = &self.services[position];
         let count = match request {
             Request::Record(count) | Request::TryRecord { count, .. } => count,
@@ -981,12 +1054,35 @@ impl QuotaTracker {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
         if SHARED && slot.config.admission != Admission::Local {
-            return self.shared_update(position, count, request);
+            return self.shared_update(position, count, request).map(changed);
         }
         let now = self.now();
+        let ask = match request {
+            Request::Record(_) => fast_path::Ask::Record,
+            Request::TryRecord {
+                reduced_rate: false,
+                priority,
+                ..
+            } => {
+                if priority {
+                    fast_path::Ask::Priority
+                } else {
+                    fast_path::Ask::Normal
+                }
+            }
+            // Reduced rate (rare) and reads take the lock.
+            _ => fast_path::Ask::Lock,
+        };
+        // A call that changes nothing but the count: one atomic swap, no lock.
+        if let Some(counted) = slot.fast.try_count(now, count, ask) {
+            self.after_call(now, false);
+            return Ok(quiet(slot, &counted.state()));
+        }
         let (guard, step) = self.lock_and_step(position, now, request);
         if step.reset.is_some() || step.recorded.is_some() || step.moved.is_some() {
-            return self.update_changed(position, guard, step, now, count);
+            return self
+                .update_changed(position, guard, step, now, count)
+                .map(changed);
         }
         // Nothing to queue, deliver or sync soon: what `finish_step` would do is only this.
         let state = guard.service;
@@ -994,11 +1090,7 @@ impl QuotaTracker {
         self.after_call(now, false);
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
-            None => Ok(Recorded {
-                usage: slot.usage(&state),
-                reset: None,
-                recorded: None,
-            }),
+            None => Ok(quiet(slot, &state)),
         }
     }
 
@@ -1008,7 +1100,7 @@ impl QuotaTracker {
     fn update_changed(
         &self,
         position: usize,
-        guard: MutexGuard<'_, SlotState>,
+        guard: SlotGuard<'_>,
         step: Step,
         now: u64,
         count: u64,
@@ -1079,8 +1171,11 @@ impl QuotaTracker {
     /// Every service's state under all their locks, taken in config order (the crate's one
     /// lock order); roll-over transitions are delivered after if `deliver`.
     fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
-        let mut guards: Vec<MutexGuard<'_, SlotState>> =
-            self.services.iter().map(|slot| slot.state.lock()).collect();
+        let mut guards: Vec<SlotGuard<'_>> = self
+            .services
+            .iter()
+            .map(|slot| slot.lock(self.persistence.is_some()))
+            .collect();
         let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _| {});
         drop(guards);
         // As after any call that moves a window: the store may hold other instances' calls
@@ -1100,7 +1195,7 @@ impl QuotaTracker {
     /// window moved.
     fn read_locked(
         &self,
-        guards: &mut [MutexGuard<'_, SlotState>],
+        guards: &mut [SlotGuard<'_>],
         now: u64,
         also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
     ) -> (Vec<ServiceState>, bool) {
@@ -1186,8 +1281,11 @@ impl QuotaTracker {
         let mut give_backs = Vec::new();
         let mut admits = Vec::new();
         let mut read = Vec::with_capacity(self.services.len());
-        let mut guards: Vec<MutexGuard<'_, SlotState>> =
-            self.services.iter().map(|slot| slot.state.lock()).collect();
+        let mut guards: Vec<SlotGuard<'_>> = self
+            .services
+            .iter()
+            .map(|slot| slot.lock(self.persistence.is_some()))
+            .collect();
         self.read_locked(&mut guards, now, &mut |slot, guard| {
             let key = |window: Window| WindowKey {
                 service: slot.config.name.clone(),
@@ -1246,7 +1344,7 @@ impl QuotaTracker {
                 continue;
             };
             let slot = &self.services[position];
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             let window = guard.service.window;
             let sync = &mut guard.sync;
             if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
@@ -1290,7 +1388,7 @@ impl QuotaTracker {
             return Err(slot.invalid_count(at_least, "a raise is at most 2^62 calls"));
         }
         let now = self.now();
-        let mut guard = slot.state.lock();
+        let mut guard = slot.lock(self.persistence.is_some());
         let old_window = guard.service.window;
         let (step, rose) = slot
             .rules
@@ -1357,6 +1455,34 @@ struct StepResult {
 }
 
 impl ServiceSlot {
+    /// Takes the service's lock, the only way to it: the calls the fast path counted since
+    /// the lock was last released go into the state first (and, with a store, `booking`,
+    /// into what the store has not acknowledged yet), as if each had taken the lock.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn lock(&self, booking: bool) -> SlotGuard<'_> {
+        let mut guard = self.state.lock();
+        let (taken, counted) = self.fast.take(guard.published);
+        if counted > 0 {
+            Self::absorb(&mut guard, counted, booking);
+        }
+        SlotGuard {
+            guard,
+            slot: self,
+            taken,
+        }
+    }
+
+    /// Adds `counted` fast calls (all in the current window, at the same level) to `state`.
+    #[inline(never)]
+    fn absorb(state: &mut SlotState, counted: u64, booking: bool) {
+        state.service.used = state.service.used.saturating_add(counted);
+        state.service.total = state.service.total.saturating_add(counted);
+        if booking {
+            let window = state.service.window;
+            state.sync.book(window, &Step::default(), counted);
+        }
+    }
+
     fn transition(&self, change: Change) -> Transition {
         Transition {
             service: Arc::clone(&self.name),

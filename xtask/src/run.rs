@@ -36,7 +36,7 @@ pub fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(),
 /// Warns when the disk under the workspace has less free space than a full `cargo xtask test`
 /// needs, so a later "No space left on device" has its cause printed at the top.
 pub fn warn_if_disk_low() {
-    const NEEDED_KB: u64 = 12 * 1024 * 1024;
+    const NEEDED_KB: u64 = 6 * 1024 * 1024;
     let Some(df) = output("df", &["-Pk", "."]) else {
         return;
     };

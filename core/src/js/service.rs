@@ -12,7 +12,7 @@
 
 use super::{input, shapes, Inner};
 use crate::error::QuotaError;
-use crate::{Recorded, Service};
+use crate::Service;
 use js_sys::Error;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -118,7 +118,7 @@ fn answer(inner: &Inner, result: Result<u64, QuotaError>) -> f64 {
 #[no_mangle]
 pub extern "C" fn quota_service_record(handle: u32, count: f64, now_ms: f64) -> f64 {
     counted(handle, count, now_ms, |service, count| {
-        service.record(count)
+        service.record_remaining(count)
     })
 }
 
@@ -126,7 +126,7 @@ pub extern "C" fn quota_service_record(handle: u32, count: f64, now_ms: f64) -> 
 #[no_mangle]
 pub extern "C" fn quota_service_try_record(handle: u32, count: f64, now_ms: f64) -> f64 {
     counted(handle, count, now_ms, |service, count| {
-        service.try_record(count)
+        service.try_record_remaining(count)
     })
 }
 
@@ -134,7 +134,9 @@ pub extern "C" fn quota_service_try_record(handle: u32, count: f64, now_ms: f64)
 #[no_mangle]
 pub extern "C" fn quota_service_try_record_priority(handle: u32, count: f64, now_ms: f64) -> f64 {
     counted(handle, count, now_ms, |service, count| {
-        service.try_record_priority(count)
+        service
+            .try_record_priority(count)
+            .map(|recorded| recorded.usage.remaining)
     })
 }
 
@@ -145,7 +147,7 @@ fn counted(
     handle: u32,
     count: f64,
     now_ms: f64,
-    call: impl for<'t> Fn(&Service<'t>, u64) -> Result<Recorded<'t>, QuotaError>,
+    call: impl Fn(&Service<'_>, u64) -> Result<u64, QuotaError>,
 ) -> f64 {
     with(handle, |inner, position| {
         let Some(count) = input::whole_count(count) else {
@@ -153,7 +155,7 @@ fn counted(
         };
         let result = inner.clock.at(super::JsClock::js_time(now_ms), || {
             let service = inner.service_at(position)?;
-            call(&service, count).map(|recorded| recorded.usage.remaining)
+            call(&service, count)
         });
         answer(inner, result)
     })

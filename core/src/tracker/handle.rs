@@ -64,6 +64,23 @@ impl<'t> Service<'t> {
         self.tracker.update(self.position, request)
     }
 
+    /// [`record`](Self::record), answering only the remaining count (`limit - used`, 0 once
+    /// the limit is reached): for hot loops that need no more. Transitions, observers and
+    /// saves are the same as `record`'s; nothing else is built.
+    #[inline]
+    pub fn record_remaining(&self, count: u64) -> Result<u64, QuotaError> {
+        self.tracker
+            .update_remaining(self.position, Request::Record(count))
+    }
+
+    /// [`try_record`](Self::try_record), answering only the remaining count (see
+    /// [`record_remaining`](Self::record_remaining)); a denial is the same error.
+    #[inline]
+    pub fn try_record_remaining(&self, count: u64) -> Result<u64, QuotaError> {
+        let request = self.tracker.admission(count, false);
+        self.tracker.update_remaining(self.position, request)
+    }
+
     /// [`QuotaTracker::raise_used`] on this service.
     pub fn raise_used(
         &self,

@@ -177,7 +177,7 @@ impl QuotaTracker {
         count: u64,
         cap: u64,
     ) -> Result<u64, u64> {
-        let mut guard = self.services[position].state.lock();
+        let mut guard = self.services[position].lock(self.persistence.is_some());
         if let Some(seen) = guard.sync.floor_seen(window) {
             if seen.saturating_add(count.max(1)) > cap {
                 return Err(seen);
@@ -191,7 +191,7 @@ impl QuotaTracker {
     /// failed).
     fn release_asked(&self, position: usize, asked: u64) {
         if asked > 0 {
-            let mut guard = self.services[position].state.lock();
+            let mut guard = self.services[position].lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
         }
     }
@@ -275,7 +275,7 @@ impl QuotaTracker {
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let used = guard.service.used.saturating_add(count);
             let step = slot.rules.observe(&mut guard.service, used, now);
@@ -300,7 +300,7 @@ impl QuotaTracker {
     /// Calls this tracker counted in the current window that the store has not acknowledged
     /// (unsynced deltas, and admissions whose answer was lost).
     fn unsynced(&self, position: usize) -> u64 {
-        let guard = self.services[position].state.lock();
+        let guard = self.services[position].lock(self.persistence.is_some());
         let window = guard.service.window.start_ms;
         let held: u64 = guard
             .sync
@@ -334,7 +334,10 @@ impl QuotaTracker {
             return false;
         }
         let reduced = self.is_reduced_rate();
-        let floor = slot.state.lock().sync.floor_seen(read.state.window);
+        let floor = slot
+            .lock(self.persistence.is_some())
+            .sync
+            .floor_seen(read.state.window);
         if floor.is_some_and(|seen| slot.rules.denies(seen, 1, reduced, false).is_some()) {
             return false;
         }
@@ -438,7 +441,7 @@ impl QuotaTracker {
     }
 
     fn lease_left(&self, position: usize, window: Window) -> u64 {
-        let guard = self.services[position].state.lock();
+        let guard = self.services[position].lock(self.persistence.is_some());
         if guard.lease.window == Some(window) {
             guard.lease.left
         } else {
@@ -450,7 +453,7 @@ impl QuotaTracker {
     fn spend_lease(&self, position: usize, now: u64, count: u64) -> Option<Recorded<'_>> {
         let slot = &self.services[position];
         let (state, reset, recorded) = {
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             let old_window = guard.service.window;
             let step = slot.rules.step(&mut guard.service, now, Request::Read);
             if step.changed {
@@ -503,7 +506,7 @@ impl QuotaTracker {
         let slot = &self.services[position];
         let (_, ceiling) = slot.rules.shared_rule(reduced, false);
         let (unanswered, asked, booked) = {
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             let unanswered = guard.lease.unanswered.take();
             // A floor the store has not seen yet: no block past it (the store cannot hold it
             // against the block). The block asked is booked until the answer is taken in (see
@@ -542,7 +545,7 @@ impl QuotaTracker {
         let reply = match self.store_call(|store| store.lease(&request)) {
             Ok(reply) => reply,
             Err(error) => {
-                let mut guard = slot.state.lock();
+                let mut guard = slot.lock(self.persistence.is_some());
                 if matches!(error, StoreError::Io(_)) {
                     // Maybe granted: still asked (and booked) until the retry is answered.
                     guard.lease.unanswered = Some(request);
@@ -556,7 +559,7 @@ impl QuotaTracker {
         };
         let requested_window = request.window.start_ms;
         {
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
             let current = guard.service.window;
             if current.start_ms == requested_window {
@@ -605,7 +608,7 @@ impl QuotaTracker {
     ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
-            let mut guard = slot.state.lock();
+            let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
             let mut step = Step::default();
             if guard.service.window == window {

@@ -1,0 +1,325 @@
+//! The counting fast path: a call that changes nothing but the count (no roll-over, no level
+//! change, no refusal) is one compare-and-swap on an atomic word beside the service's lock.
+//!
+//! The word holds the window's count and an epoch. Everything else a fast call needs (the
+//! window, and the counts below which the level stays the same and admission says yes) sits
+//! beside it, written only by the holder of the service's lock while the word is *taken*:
+//!
+//! - Taking the service's lock also takes the word ([`FastPath::take`]: `fetch_or(TAKEN)`).
+//!   From then on no fast call counts, and the lock holder adds the calls the fast path
+//!   counted since the last release to the locked state, booked for a store like any call.
+//! - Releasing ([`FastPath::release`], when the lock guard drops) writes the parameters for
+//!   the state the lock leaves, then the word: that count, the next epoch, not taken.
+//! - A fast call ([`FastPath::try_count`]) loads the word, reads the parameters, checks that
+//!   counting changes nothing but the count, and swaps the word it loaded for that plus its
+//!   count. The swap succeeds only if nobody took the word in between, so the parameters it
+//!   read belong to the count it added to (a seqlock read, validated by the swap itself).
+//!
+//! So a service still has one state and one writer of everything but the count, and the count
+//! is only ever changed by an atomic read-modify-write: no update is lost. Anything else (a
+//! window to roll over, a level to change, a denial, a count too large for the word, shared
+//! admission, reduced rate) takes the lock as before. The epoch (25 bits) only guards against
+//! a swap that loaded its word before 2^25 lock releases that all left the same count: a
+//! thread would have to stall between two instructions for that long.
+
+use crate::step::{ServiceRules, ServiceState};
+use crate::sync::{AtomicU64, Ordering};
+use crate::window::Window;
+
+const COUNT_BITS: u32 = 38;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Set while the service's lock holder owns the word (and for good while a service cannot use
+/// the fast path).
+const TAKEN: u64 = 1 << 63;
+const EPOCH_ONE: u64 = 1 << COUNT_BITS;
+const EPOCH_MASK: u64 = !TAKEN & !COUNT_MASK;
+/// How often a fast call retries a swap that another fast call beat before it takes the lock.
+const RETRIES: usize = 4;
+
+/// Which admission a fast call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// `record_call`: always counted (fast only while the level stays the same).
+    Record,
+    /// `try_record`: below the normal cap.
+    Normal,
+    /// `try_record_priority`: up to the limit.
+    Priority,
+    /// Anything else (a read, reduced rate): never fast.
+    Lock,
+}
+
+/// The atomic word and the parameters of one service's fast path; one cache line.
+#[repr(align(64))]
+pub(crate) struct FastPath {
+    word: AtomicU64,
+    /// Readings from here (one period before the window) to `reset_at_ms` count in the window.
+    from_ms: AtomicU64,
+    start_ms: AtomicU64,
+    reset_at_ms: AtomicU64,
+    /// `total - used` of the released state (wrapping): a fast call's total is its count plus
+    /// this.
+    total_offset: AtomicU64,
+    /// Counts below these change no level and (for the two admissions) are admitted.
+    record_below: AtomicU64,
+    normal_below: AtomicU64,
+    priority_below: AtomicU64,
+}
+
+/// What a fast call leaves: the service's state right after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted {
+    pub(crate) used: u64,
+    pub(crate) total: u64,
+    pub(crate) window: Window,
+}
+
+impl Counted {
+    pub(crate) fn state(self) -> ServiceState {
+        ServiceState {
+            used: self.used,
+            total: self.total,
+            window: self.window,
+            left: None,
+        }
+    }
+}
+
+impl FastPath {
+    /// A fast path that is taken: every call takes the lock until a lock holder releases it.
+    pub(crate) fn new() -> Self {
+        FastPath {
+            word: AtomicU64::new(TAKEN),
+            from_ms: AtomicU64::new(0),
+            start_ms: AtomicU64::new(0),
+            reset_at_ms: AtomicU64::new(0),
+            total_offset: AtomicU64::new(0),
+            record_below: AtomicU64::new(0),
+            normal_below: AtomicU64::new(0),
+            priority_below: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `count` calls at `now_ms` if that changes nothing but the count; `None` if the
+    /// caller must take the lock.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(crate) fn try_count(&self, now_ms: u64, count: u64, ask: Ask) -> Option<Counted> {
+        let mut word = self.word.load(Ordering::Acquire);
+        for _ in 0..RETRIES {
+            if word & TAKEN != 0 {
+                return None;
+            }
+            // Relaxed: ordered by the Acquire load before and the swap after (module docs).
+            let from_ms = self.from_ms.load(Ordering::Relaxed);
+            let reset_at_ms = self.reset_at_ms.load(Ordering::Relaxed);
+            if now_ms < from_ms || now_ms >= reset_at_ms {
+                return None;
+            }
+            let below = match ask {
+                Ask::Record => &self.record_below,
+                Ask::Normal => &self.normal_below,
+                Ask::Priority => &self.priority_below,
+                Ask::Lock => return None,
+            }
+            .load(Ordering::Relaxed);
+            let used = word & COUNT_MASK;
+            // `below` is at most COUNT_MASK + 1, so `used + count` stays in the count's bits.
+            if count >= below.saturating_sub(used) {
+                return None;
+            }
+            let start_ms = self.start_ms.load(Ordering::Relaxed);
+            let total_offset = self.total_offset.load(Ordering::Relaxed);
+            match self.word.compare_exchange(
+                word,
+                word + count,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let used = used + count;
+                    return Some(Counted {
+                        used,
+                        total: used.wrapping_add(total_offset),
+                        window: Window {
+                            start_ms,
+                            reset_at_ms,
+                        },
+                    });
+                }
+                Err(now_word) => word = now_word,
+            }
+        }
+        None
+    }
+
+    /// Takes the word (call it holding the service's lock): no fast call counts until
+    /// [`release`](Self::release). Returns the word as taken and the calls the fast path
+    /// counted since `published` (the count the last release left; `None` if it left the
+    /// word taken).
+    pub(crate) fn take(&self, published: Option<u64>) -> (u64, u64) {
+        let word = self.word.fetch_or(TAKEN, Ordering::Acquire);
+        let counted = match published {
+            Some(published) if word & TAKEN == 0 => (word & COUNT_MASK).wrapping_sub(published),
+            _ => 0,
+        };
+        (word, counted)
+    }
+
+    /// Publishes `state` for fast calls and gives the word back (call it holding the service's
+    /// lock, after [`take`](Self::take) returned `taken`). Returns the count published, or
+    /// `None` if the word stays taken (`enabled` false, or a count the word cannot hold).
+    pub(crate) fn release(
+        &self,
+        taken: u64,
+        state: &ServiceState,
+        rules: &ServiceRules,
+        enabled: bool,
+    ) -> Option<u64> {
+        let fits = state.used <= COUNT_MASK && state.total < u64::MAX - COUNT_MASK;
+        if !enabled || !fits {
+            // Still taken (it was taken by `take`): every call takes the lock.
+            return None;
+        }
+        let limit_at = COUNT_MASK + 1;
+        // The level is the same for every count below the next threshold above `used`.
+        let record_below = [
+            rules.thresholds.warn_at,
+            rules.thresholds.critical_at,
+            rules.limit,
+        ]
+        .into_iter()
+        .filter(|&at| at > state.used)
+        .min()
+        .unwrap_or(limit_at)
+        .min(limit_at);
+        let normal_below = record_below.min(rules.cap(false, false).saturating_add(1));
+        let priority_below = record_below.min(rules.cap(false, true).saturating_add(1));
+        let window = state.window;
+        let relaxed = Ordering::Relaxed;
+        self.from_ms.store(
+            window.start_ms.saturating_sub(rules.period.max_ms()),
+            relaxed,
+        );
+        self.start_ms.store(window.start_ms, relaxed);
+        self.reset_at_ms.store(window.reset_at_ms, relaxed);
+        self.total_offset
+            .store(state.total.wrapping_sub(state.used), relaxed);
+        self.record_below.store(record_below, relaxed);
+        self.normal_below.store(normal_below, relaxed);
+        self.priority_below.store(priority_below, relaxed);
+        let epoch = (taken & EPOCH_MASK).wrapping_add(EPOCH_ONE) & EPOCH_MASK;
+        self.word.store(epoch | state.used, Ordering::Release);
+        Some(state.used)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::service::ServiceConfig;
+    use crate::window::Period;
+
+    const T0: u64 = 1_718_000_000_000 / 86_400_000 * 86_400_000;
+
+    fn rules(limit: u64) -> ServiceRules {
+        let config = ServiceConfig::builder("s", limit, Period::Day)
+            .warn_threshold(0.5)
+            .critical_threshold(0.8)
+            .reserve_fraction(0.1)
+            .build()
+            .unwrap();
+        ServiceRules::new(&config, 0.25)
+    }
+
+    fn released(rules: &ServiceRules, used: u64) -> FastPath {
+        let fast = FastPath::new();
+        let mut state = ServiceState::new(Period::Day, T0);
+        state.used = used;
+        state.total = used + 7;
+        let (taken, _) = fast.take(None);
+        assert_eq!(fast.release(taken, &state, rules, true), Some(used));
+        fast
+    }
+
+    #[test]
+    fn a_new_fast_path_counts_nothing() {
+        let fast = FastPath::new();
+        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
+        assert_eq!(fast.take(None).1, 0);
+    }
+
+    #[test]
+    fn counts_below_the_next_threshold_and_never_crosses_it() {
+        let rules = rules(100);
+        let fast = released(&rules, 10);
+        let counted = fast.try_count(T0 + 5, 39, Ask::Record).unwrap();
+        assert_eq!((counted.used, counted.total), (49, 56));
+        assert_eq!(counted.window, Period::Day.window_at(T0));
+        // 49 + 1 = 50 is the warn threshold: a level change, so the lock's.
+        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
+        let (taken, counted) = fast.take(Some(10));
+        assert_eq!(
+            counted, 39,
+            "the lock holder gets exactly what the fast path counted"
+        );
+        assert_eq!(taken & TAKEN, 0, "free until this take");
+        assert!(fast.try_count(T0, 1, Ask::Record).is_none(), "taken");
+    }
+
+    #[test]
+    fn admission_stops_at_the_normal_cap_and_the_limit() {
+        let rules = rules(100); // normal cap: min(80, 100 - 10) = 80
+        let fast = released(&rules, 85);
+        assert!(fast.try_count(T0, 1, Ask::Normal).is_none());
+        assert_eq!(fast.try_count(T0, 14, Ask::Priority).unwrap().used, 99);
+        assert!(
+            fast.try_count(T0, 1, Ask::Priority).is_none(),
+            "100 is Exhausted"
+        );
+        let fast = released(&rules, 100);
+        assert!(fast.try_count(T0, 1, Ask::Priority).is_none());
+        assert_eq!(fast.try_count(T0, 5, Ask::Record).unwrap().used, 105);
+    }
+
+    #[test]
+    fn readings_outside_the_window_take_the_lock() {
+        let rules = rules(100);
+        let fast = released(&rules, 0);
+        let window = Period::Day.window_at(T0);
+        assert!(fast.try_count(window.reset_at_ms, 1, Ask::Record).is_none());
+        assert!(fast
+            .try_count(T0 - Period::Day.max_ms() - 1, 1, Ask::Record)
+            .is_none());
+        // A small step back counts in the window, as the step's clock sanity says.
+        assert!(fast.try_count(T0 - 1_000, 1, Ask::Record).is_some());
+    }
+
+    #[test]
+    fn counts_the_word_cannot_hold_take_the_lock() {
+        let rules = rules(u64::MAX / 2);
+        let fast = released(&rules, COUNT_MASK - 2);
+        assert!(fast.try_count(T0, 3, Ask::Record).is_none());
+        assert_eq!(fast.try_count(T0, 2, Ask::Record).unwrap().used, COUNT_MASK);
+        assert!(fast.try_count(T0, u64::MAX, Ask::Record).is_none());
+        let fast = FastPath::new();
+        let mut state = ServiceState::new(Period::Day, T0);
+        state.used = COUNT_MASK + 1;
+        let (taken, _) = fast.take(None);
+        assert_eq!(fast.release(taken, &state, &rules, true), None);
+        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
+    }
+
+    #[test]
+    fn each_release_moves_the_epoch() {
+        let rules = rules(100);
+        let fast = released(&rules, 3);
+        let before = fast.word.load(Ordering::Relaxed);
+        let (taken, _) = fast.take(Some(3));
+        let mut state = ServiceState::new(Period::Day, T0);
+        state.used = 3;
+        fast.release(taken, &state, &rules, true);
+        let after = fast.word.load(Ordering::Relaxed);
+        assert_eq!(after & COUNT_MASK, before & COUNT_MASK);
+        assert_ne!(after, before);
+    }
+}
