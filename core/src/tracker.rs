@@ -1054,7 +1054,7 @@ impl QuotaTracker {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
         if SHARED && slot.config.admission != Admission::Local {
-            return self.shared_update(position, count, request).map(changed);
+            return self.shared_update_as(position, count, request, changed);
         }
         let now = self.now();
         let ask = match request {
@@ -1078,6 +1078,35 @@ impl QuotaTracker {
             self.after_call(now, false);
             return Ok(quiet(slot, &counted.state()));
         }
+        self.update_locked(position, request, now, count, quiet, changed)
+    }
+
+    /// [`update_as`](Self::update_as) with shared admission: out of line, so that its result
+    /// takes no room in the fast path's frame.
+    #[inline(never)]
+    fn shared_update_as<'s, R>(
+        &'s self,
+        position: usize,
+        count: u64,
+        request: Request,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
+        self.shared_update(position, count, request).map(changed)
+    }
+
+    /// [`update_as`](Self::update_as) under the service's lock: out of line (natively), so
+    /// that the fast path's function stays small (no registers to save for the step).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+    fn update_locked<'s, R>(
+        &'s self,
+        position: usize,
+        request: Request,
+        now: u64,
+        count: u64,
+        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
+        let slot = &self.services[position];
         let (guard, step) = self.lock_and_step(position, now, request);
         if step.reset.is_some() || step.recorded.is_some() || step.moved.is_some() {
             return self
