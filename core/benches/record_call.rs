@@ -3,8 +3,8 @@
 //! it, and `SystemClock` now), governor's direct `check()` and keyed `check_key`, and
 //! `record_call` by name and through a handle (`tracker.service("x")?.record(1)`), with a
 //! `ManualClock` and with the real clock, the lean `record_remaining` through a handle, and
-//! `try_record`. Then the aggregate throughput of N
-//! threads on different services and on one service.
+//! `try_record`. Then the aggregate throughput of N threads on different services and on one
+//! service.
 //!
 //! Run (everything, threads 1 and 2):
 //!
