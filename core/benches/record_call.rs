@@ -113,22 +113,12 @@ fn hot_path(c: &mut Criterion) {
 
 /// Runs `iters` calls on each of `services.len()` threads at once; the elapsed wall time.
 fn parallel(tracker: &QuotaTracker, services: &[String], iters: u64) -> Duration {
-    let barrier = Barrier::new(services.len() + 1);
-    std::thread::scope(|scope| {
-        for service in services {
-            let barrier = &barrier;
-            scope.spawn(move || {
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(tracker.record_call(black_box(service), 1).unwrap());
-                }
-            });
+    timed_threads(services.len(), |thread| {
+        let service = &services[thread];
+        for _ in 0..iters {
+            black_box(tracker.record_call(black_box(service), 1).unwrap());
         }
-        barrier.wait();
-        // The scope joins the workers before returning.
-        Instant::now()
     })
-    .elapsed()
 }
 
 /// The machine's own scaling: each thread increments its own padded `Mutex<u64>`.
@@ -136,21 +126,43 @@ fn parallel_bare(threads: usize, iters: u64) -> Duration {
     let counters: Vec<crossbeam_utils::CachePadded<Mutex<u64>>> = (0..threads)
         .map(|_| crossbeam_utils::CachePadded::new(Mutex::new(0)))
         .collect();
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for counter in &counters {
-            let barrier = &barrier;
-            scope.spawn(move || {
-                barrier.wait();
-                for _ in 0..iters {
-                    *counter.lock().unwrap() += black_box(1);
-                }
-            });
+    timed_threads(threads, |thread| {
+        for _ in 0..iters {
+            *counters[thread].lock().unwrap() += black_box(1);
         }
-        barrier.wait();
-        Instant::now()
     })
-    .elapsed()
+}
+
+/// Runs `work(i)` on `threads` threads released together; the time from the first thread's
+/// start to the last one's end, as the threads themselves read it (a time read by the
+/// spawning thread would miss whatever ran before it was scheduled again).
+fn timed_threads(threads: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(thread);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    last - first
 }
 
 /// The thread counts of the aggregate group: `QUOTA_BENCH_THREADS` (say `1,2,16`), else 1 and 2.
