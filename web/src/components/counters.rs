@@ -17,11 +17,13 @@ pub fn Counters() -> impl IntoView {
     let explanation = text(move || {
         match (state.frame.with(|f| f.mode), call_mode()) {
             (Mode::Locked, CallMode::Try) => {
-                "Locked mode: every call goes through the tracker's lock, so nothing is lost. \
+                "Locked mode: the tracker counts each call in one atomic step (its lock, or a \
+                 compare-and-swap when only the count changes), so nothing is lost. \
                  The workers ask try_record first: a call it refuses is denied, never sent."
             }
             (Mode::Locked, CallMode::Count) => {
-                "Locked mode: every call goes through the tracker's lock, so nothing is lost. \
+                "Locked mode: the tracker counts each call in one atomic step (its lock, or a \
+                 compare-and-swap when only the count changes), so nothing is lost. \
                  The workers use record_call (count only): every call is sent and counted, past \
                  the limit too."
             }
