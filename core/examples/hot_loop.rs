@@ -13,7 +13,8 @@
 //! Instructions per call = (refs at 2,000,000 - refs at 1,000,000) / 1,000,000, counted inside
 //! `measured` only (the loop, each call, and dropping each result): the system clock's one-off
 //! calibration, whose length varies, stays out. Modes: `record-manual`, `record-system`,
-//! `handle-manual`, `handle-system`, `try-manual`, `try-system`, and the references
+//! `handle-manual`, `handle-system`, `remaining-manual`, `remaining-system`, `try-manual`,
+//! `try-system`, and the references
 //! `governor-direct` (`check()`) and `governor-keyed` (`check_key(&"llm")`).
 
 use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, SystemClock, TrackerConfig};

@@ -34,7 +34,9 @@ pub use handle::{Service, ServiceId};
 ///
 /// Every operation on a service is one acquisition of that service's lock, which covers the
 /// whole read-modify-write (window roll-over, check, count, level change), so concurrent calls
-/// never lose updates. Observers, logging and everything slow run after the lock is released.
+/// never lose updates; a call that changes nothing but the count (same window, same level,
+/// admitted) is instead one compare-and-swap on an atomic word beside the lock, which the next
+/// lock holder takes in. Observers, logging and everything slow run after the lock is released.
 /// See ARCHITECTURE.md for the design.
 ///
 /// ```

@@ -233,3 +233,83 @@ fn a_service_at_the_word_limit_keeps_counting_under_the_lock() {
     assert_eq!(big.record_remaining(1).unwrap(), u64::MAX - (edge + 6));
     assert_eq!(tracker.usage("big").unwrap().total_recorded, edge + 6);
 }
+
+#[test]
+fn raises_racing_fast_calls_keep_every_call_and_the_transition_chain() {
+    // Floors reported from outside (raise_used, under the lock) while fast calls count: no
+    // call is lost, and the transitions the observers see form one chain ending at the level
+    // the service is at (a fast call that crossed a threshold would break it).
+    for round in 0..10u64 {
+        let tracker = Arc::new(
+            QuotaTracker::new_with_clock(api(200_000), ManualClock::new(JUNE_10)).unwrap(),
+        );
+        let transitions = Arc::new(Mutex::new(Vec::<Transition>::new()));
+        let sink = Arc::clone(&transitions);
+        tracker.on_transition(move |t| sink.lock().unwrap().push(t.clone()));
+        hammer(
+            &tracker,
+            move |tracker| {
+                let api = tracker.service("api").unwrap();
+                for i in 0..10_000u64 {
+                    api.record_remaining(1).unwrap();
+                    if i % 500 == 0 {
+                        // A floor a little above the count: it crosses the thresholds
+                        // between other threads' fast calls.
+                        let used = api.usage().used;
+                        api.raise_used(used + 997 + round * 13, None).unwrap();
+                    }
+                }
+                Vec::<()>::new()
+            },
+            |tracker| {
+                let _ = tracker.usage("api").unwrap();
+            },
+        );
+        let usage = tracker.usage("api").unwrap();
+        assert_eq!(usage.total_recorded, THREADS as u64 * 10_000);
+        let seen = transitions.lock().unwrap();
+        let mut level = Level::Normal;
+        for t in seen.iter() {
+            assert_eq!(t.from, level, "{seen:?}");
+            let at = match t.used {
+                0..100_000 => Level::Normal,
+                100_000..160_000 => Level::Warning,
+                160_000..200_000 => Level::Critical,
+                _ => Level::Exhausted,
+            };
+            assert_eq!(t.to, at, "{t:?}");
+            level = t.to;
+        }
+        assert_eq!(level, usage.level(), "{seen:?} at {}", usage.used);
+    }
+}
+
+#[test]
+fn a_file_store_gets_every_fast_call_once() {
+    let dir = std::env::temp_dir().join(format!("quota-fast-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("quota.json");
+    let build = || {
+        QuotaTracker::builder(api(u64::MAX / 4))
+            .clock(ManualClock::new(JUNE_10))
+            .store(quota_core::FileStore::new(&path))
+            .build()
+            .unwrap()
+    };
+    let tracker = Arc::new(build());
+    hammer(
+        &tracker,
+        |tracker| {
+            let api = tracker.service("api").unwrap();
+            for _ in 0..10_000 {
+                api.record_remaining(1).unwrap();
+            }
+            Vec::<()>::new()
+        },
+        |tracker| tracker.flush().unwrap(),
+    );
+    drop(tracker); // its last sync
+    let calls = THREADS as u64 * 10_000;
+    assert_eq!(build().usage("api").unwrap().used, calls);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

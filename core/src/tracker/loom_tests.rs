@@ -229,3 +229,35 @@ fn loom_fast_calls_reach_the_store_exactly_once() {
         assert_eq!(saved.windows().map(|w| w.total).sum::<u64>(), 3);
     });
 }
+
+/// A lock holder that moves the window but leaves the count as it was (a roll-over at 0): the
+/// word's epoch alone tells a fast call that loaded the word before it that the window it
+/// read is gone. The call's answer names the window its count is in.
+#[test]
+fn loom_a_fast_call_racing_a_roll_over_that_keeps_the_count_answers_its_window() {
+    loom::model(|| {
+        let clock = ManualClock::new(NOW);
+        let config = TrackerConfig::new([ServiceConfig::new("a", 100, Period::Day)]);
+        let tracker = Arc::new(QuotaTracker::new_with_clock(config, clock.clone()).unwrap());
+        let old_window = tracker.usage("a").unwrap().window_start_ms; // publishes 0
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || {
+            let usage = other.record_call("a", 1).unwrap().usage;
+            (usage.used, usage.window_start_ms)
+        });
+        clock.advance(86_400_000);
+        let rolled = tracker.usage("a").unwrap(); // rolls over; the count stays 0 or 1
+        let (theirs, their_window) = handle.join().unwrap();
+        let after = tracker.usage("a").unwrap();
+        assert_eq!(after.total_recorded, 1);
+        assert_eq!(theirs, 1);
+        assert_eq!(rolled.window_start_ms, old_window + 86_400_000);
+        if their_window == old_window {
+            // Counted before the roll-over: the new window starts empty.
+            assert_eq!(after.used, 0);
+        } else {
+            assert_eq!(their_window, after.window_start_ms);
+            assert_eq!(after.used, 1);
+        }
+    });
+}
