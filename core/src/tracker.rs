@@ -274,8 +274,8 @@ struct SlotState {
     sync: SyncState,
     /// The block in hand (`Leased` admission only).
     lease: shared::LeaseState,
-    /// The count the fast path's word was released with (`None`: left taken).
-    published: Option<u64>,
+    /// What the fast path's word was released with (`None`: left taken).
+    published: Option<fast_path::Published>,
 }
 
 /// A service's lock, held: its state, with the calls the fast path counted before the lock
@@ -305,9 +305,13 @@ impl Drop for SlotGuard<'_> {
         let slot = self.slot;
         let enabled = !SHARED || slot.config.admission == Admission::Local;
         let state = &mut *self.guard;
-        state.published = slot
-            .fast
-            .release(self.taken, &state.service, &slot.rules, enabled);
+        state.published = slot.fast.release(
+            self.taken,
+            &state.service,
+            &slot.rules,
+            enabled,
+            state.published,
+        );
     }
 }
 

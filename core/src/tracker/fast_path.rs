@@ -9,7 +9,8 @@
 //!   From then on no fast call counts, and the lock holder adds the calls the fast path
 //!   counted since the last release to the locked state, booked for a store like any call.
 //! - Releasing ([`FastPath::release`], when the lock guard drops) writes the parameters for
-//!   the state the lock leaves, then the word: that count, the next epoch, not taken.
+//!   the state the lock leaves (if they changed), then the word: that count, the epoch (the
+//!   next one if the parameters changed), not taken.
 //! - A fast call ([`FastPath::try_count`]) loads the word, reads the parameters, checks that
 //!   counting changes nothing but the count, and swaps the word it loaded for that plus its
 //!   count. The swap succeeds only if nobody took the word in between, so the parameters it
@@ -18,9 +19,14 @@
 //! So a service still has one state and one writer of everything but the count, and the count
 //! is only ever changed by an atomic read-modify-write: no update is lost. Anything else (a
 //! window to roll over, a level to change, a denial, a count too large for the word, shared
-//! admission, reduced rate) takes the lock as before. The epoch (25 bits) only guards against
-//! a swap that loaded its word before 2^25 lock releases that all left the same count: a
-//! thread would have to stall between two instructions for that long.
+//! admission, reduced rate) takes the lock as before.
+//!
+//! The epoch moves only when a release changes the parameters (a window or level change, a
+//! raise): a release that changes nothing else leaves a fast call that loaded the word before
+//! it right, or failing on the count, which only grows within an epoch. So the epoch's 25 bits
+//! would have to wrap, through 2^25 such changes on one service while one thread stalls
+//! between two instructions, and the count be the same again, before a swap could succeed on
+//! parameters that are no longer in force.
 
 use crate::step::{ServiceRules, ServiceState};
 use crate::sync::{AtomicU64, Ordering};
@@ -156,30 +162,83 @@ impl FastPath {
     /// [`release`](Self::release). Returns the word as taken and the calls the fast path
     /// counted since `published` (the count the last release left; `None` if it left the
     /// word taken).
-    pub(crate) fn take(&self, published: Option<u64>) -> (u64, u64) {
+    pub(crate) fn take(&self, published: Option<Published>) -> (u64, u64) {
         let word = self.word.fetch_or(TAKEN, Ordering::Acquire);
         let counted = match published {
-            Some(published) if word & TAKEN == 0 => (word & COUNT_MASK).wrapping_sub(published),
+            Some(published) if word & TAKEN == 0 => {
+                (word & COUNT_MASK).wrapping_sub(published.used)
+            }
             _ => 0,
         };
         (word, counted)
     }
 
     /// Publishes `state` for fast calls and gives the word back (call it holding the service's
-    /// lock, after [`take`](Self::take) returned `taken`). Returns the count published, or
-    /// `None` if the word stays taken (`enabled` false, or a count the word cannot hold).
+    /// lock, after [`take`](Self::take) returned `taken`). `last` is what the last release
+    /// published. Returns what this one published, or `None` if the word stays taken
+    /// (`enabled` false, or a count the word cannot hold).
+    ///
+    /// The epoch moves only when the parameters change or the count goes back: a fast call
+    /// that loaded the word before a release that changed neither cannot tell the difference,
+    /// and needs none (its parameters are still the ones in force, and the count it swaps
+    /// from is still the count). So the epoch's 25 bits count changes of window or level, not
+    /// lock acquisitions (reads take the lock too), and reads write nothing but the word.
     pub(crate) fn release(
         &self,
         taken: u64,
         state: &ServiceState,
         rules: &ServiceRules,
         enabled: bool,
-    ) -> Option<u64> {
+        last: Option<Published>,
+    ) -> Option<Published> {
         let fits = state.used <= COUNT_MASK && state.total < u64::MAX - COUNT_MASK;
         if !enabled || !fits {
             // Still taken (it was taken by `take`): every call takes the lock.
             return None;
         }
+        let params = Params::of(state, rules);
+        let same = last.is_some_and(|last| last.params == params && last.used <= state.used);
+        let mut epoch = taken & EPOCH_MASK;
+        if !same {
+            let relaxed = Ordering::Relaxed;
+            self.from_ms.store(params.from_ms, relaxed);
+            self.start_ms.store(params.start_ms, relaxed);
+            self.reset_at_ms.store(params.reset_at_ms, relaxed);
+            self.total_offset.store(params.total_offset, relaxed);
+            self.record_below.store(params.record_below, relaxed);
+            self.normal_below.store(params.normal_below, relaxed);
+            self.priority_below.store(params.priority_below, relaxed);
+            epoch = epoch.wrapping_add(EPOCH_ONE) & EPOCH_MASK;
+        }
+        self.word.store(epoch | state.used, Ordering::Release);
+        Some(Published {
+            used: state.used,
+            params,
+        })
+    }
+}
+
+/// What a release published: the count and the parameters beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) used: u64,
+    params: Params,
+}
+
+/// The fast path's parameters for one state of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Params {
+    from_ms: u64,
+    start_ms: u64,
+    reset_at_ms: u64,
+    total_offset: u64,
+    record_below: u64,
+    normal_below: u64,
+    priority_below: u64,
+}
+
+impl Params {
+    fn of(state: &ServiceState, rules: &ServiceRules) -> Self {
         let limit_at = COUNT_MASK + 1;
         // The level is the same for every count below the next threshold above `used`.
         let record_below = [
@@ -192,24 +251,16 @@ impl FastPath {
         .min()
         .unwrap_or(limit_at)
         .min(limit_at);
-        let normal_below = record_below.min(rules.cap(false, false).saturating_add(1));
-        let priority_below = record_below.min(rules.cap(false, true).saturating_add(1));
         let window = state.window;
-        let relaxed = Ordering::Relaxed;
-        self.from_ms.store(
-            window.start_ms.saturating_sub(rules.period.max_ms()),
-            relaxed,
-        );
-        self.start_ms.store(window.start_ms, relaxed);
-        self.reset_at_ms.store(window.reset_at_ms, relaxed);
-        self.total_offset
-            .store(state.total.wrapping_sub(state.used), relaxed);
-        self.record_below.store(record_below, relaxed);
-        self.normal_below.store(normal_below, relaxed);
-        self.priority_below.store(priority_below, relaxed);
-        let epoch = (taken & EPOCH_MASK).wrapping_add(EPOCH_ONE) & EPOCH_MASK;
-        self.word.store(epoch | state.used, Ordering::Release);
-        Some(state.used)
+        Params {
+            from_ms: window.start_ms.saturating_sub(rules.period.max_ms()),
+            start_ms: window.start_ms,
+            reset_at_ms: window.reset_at_ms,
+            total_offset: state.total.wrapping_sub(state.used),
+            record_below,
+            normal_below: record_below.min(rules.cap(false, false).saturating_add(1)),
+            priority_below: record_below.min(rules.cap(false, true).saturating_add(1)),
+        }
     }
 }
 
@@ -231,14 +282,25 @@ mod tests {
         ServiceRules::new(&config, 0.25)
     }
 
-    fn released(rules: &ServiceRules, used: u64) -> FastPath {
-        let fast = FastPath::new();
+    fn state(used: u64) -> ServiceState {
         let mut state = ServiceState::new(Period::Day, T0);
         state.used = used;
         state.total = used + 7;
+        state
+    }
+
+    fn released_with(rules: &ServiceRules, used: u64) -> (FastPath, Published) {
+        let fast = FastPath::new();
         let (taken, _) = fast.take(None);
-        assert_eq!(fast.release(taken, &state, rules, true), Some(used));
-        fast
+        let published = fast
+            .release(taken, &state(used), rules, true, None)
+            .unwrap();
+        assert_eq!(published.used, used);
+        (fast, published)
+    }
+
+    fn released(rules: &ServiceRules, used: u64) -> FastPath {
+        released_with(rules, used).0
     }
 
     #[test]
@@ -251,13 +313,13 @@ mod tests {
     #[test]
     fn counts_below_the_next_threshold_and_never_crosses_it() {
         let rules = rules(100);
-        let fast = released(&rules, 10);
+        let (fast, published) = released_with(&rules, 10);
         let counted = fast.try_count(T0 + 5, 39, Ask::Record).unwrap();
         assert_eq!((counted.used, counted.total), (49, 56));
         assert_eq!(counted.window, Period::Day.window_at(T0));
         // 49 + 1 = 50 is the warn threshold: a level change, so the lock's.
         assert!(fast.try_count(T0, 1, Ask::Record).is_none());
-        let (taken, counted) = fast.take(Some(10));
+        let (taken, counted) = fast.take(Some(published));
         assert_eq!(
             counted, 39,
             "the lock holder gets exactly what the fast path counted"
@@ -302,24 +364,40 @@ mod tests {
         assert_eq!(fast.try_count(T0, 2, Ask::Record).unwrap().used, COUNT_MASK);
         assert!(fast.try_count(T0, u64::MAX, Ask::Record).is_none());
         let fast = FastPath::new();
-        let mut state = ServiceState::new(Period::Day, T0);
-        state.used = COUNT_MASK + 1;
         let (taken, _) = fast.take(None);
-        assert_eq!(fast.release(taken, &state, &rules, true), None);
+        assert_eq!(
+            fast.release(taken, &state(COUNT_MASK + 1), &rules, true, None),
+            None
+        );
         assert!(fast.try_count(T0, 1, Ask::Record).is_none());
     }
 
     #[test]
-    fn each_release_moves_the_epoch() {
+    fn the_epoch_moves_when_the_parameters_change_or_the_count_goes_back() {
         let rules = rules(100);
-        let fast = released(&rules, 3);
-        let before = fast.word.load(Ordering::Relaxed);
-        let (taken, _) = fast.take(Some(3));
-        let mut state = ServiceState::new(Period::Day, T0);
-        state.used = 3;
-        fast.release(taken, &state, &rules, true);
-        let after = fast.word.load(Ordering::Relaxed);
-        assert_eq!(after & COUNT_MASK, before & COUNT_MASK);
-        assert_ne!(after, before);
+        let (fast, mut published) = released_with(&rules, 3);
+        let mut release = |state: ServiceState| {
+            let before = fast.word.load(Ordering::Relaxed);
+            let (taken, _) = fast.take(Some(published));
+            published = fast
+                .release(taken, &state, &rules, true, Some(published))
+                .unwrap();
+            let after = fast.word.load(Ordering::Relaxed);
+            assert_eq!(after & COUNT_MASK, state.used);
+            before & EPOCH_MASK != after & EPOCH_MASK
+        };
+        // A read (nothing changed) and a count in the same level keep the epoch: a fast call
+        // that loaded the word before them is still right, or fails on the count.
+        assert!(!release(state(3)));
+        assert!(!release(state(4)));
+        // A level change (50 is Warning), a window change, and a count that goes back move it.
+        assert!(release(state(50)));
+        let mut next_day = state(50);
+        next_day.window = Period::Day.window_at(T0 + 86_400_000);
+        assert!(release(next_day));
+        let mut fewer = next_day;
+        fewer.used = 49;
+        fewer.total = next_day.total;
+        assert!(release(fewer));
     }
 }
