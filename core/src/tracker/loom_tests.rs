@@ -18,6 +18,23 @@ fn tracker(services: &[(&str, u64)]) -> Arc<QuotaTracker> {
     Arc::new(QuotaTracker::new_with_clock(config, ManualClock::new(NOW)).unwrap())
 }
 
+/// A tracker of one service `a` (`limit` a day) that syncs to a `MemoryStore`.
+fn stored_tracker(limit: u64) -> (Arc<QuotaTracker>, MemoryStore) {
+    let store = MemoryStore::new();
+    let config = TrackerConfig::new([ServiceConfig::new("a", limit, Period::Day)]);
+    let tracker = QuotaTracker::builder(config)
+        .clock(ManualClock::new(NOW))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    (Arc::new(tracker), store)
+}
+
+/// Every window's total in the store.
+fn stored_total(store: &MemoryStore) -> u64 {
+    store.state().unwrap().windows().map(|w| w.total).sum()
+}
+
 #[test]
 fn loom_two_threads_on_different_services_lose_no_update() {
     loom::model(|| {
@@ -103,23 +120,14 @@ fn loom_transitions_of_one_service_are_delivered_in_order() {
 #[test]
 fn loom_a_forced_save_that_coalesces_is_never_dropped() {
     loom::model(|| {
-        let store = MemoryStore::new();
-        let config = TrackerConfig::new([ServiceConfig::new("a", 10, Period::Day)]);
-        let tracker = Arc::new(
-            QuotaTracker::builder(config)
-                .clock(ManualClock::new(NOW))
-                .store(store.clone())
-                .build()
-                .unwrap(),
-        );
+        let (tracker, store) = stored_tracker(10);
         let other = Arc::clone(&tracker);
         let handle = thread::spawn(move || {
             other.record_call("a", 8).unwrap(); // enters Critical: a forced save
         });
         tracker.flush().unwrap();
         handle.join().unwrap();
-        let saved = store.state().unwrap();
-        assert_eq!(saved.windows().map(|w| w.total).sum::<u64>(), 8);
+        assert_eq!(stored_total(&store), 8);
     });
 }
 
@@ -208,15 +216,7 @@ fn loom_a_fast_call_racing_a_roll_over_counts_once() {
 #[test]
 fn loom_fast_calls_reach_the_store_exactly_once() {
     loom::model(|| {
-        let store = MemoryStore::new();
-        let config = TrackerConfig::new([ServiceConfig::new("a", 100, Period::Day)]);
-        let tracker = Arc::new(
-            QuotaTracker::builder(config)
-                .clock(ManualClock::new(NOW))
-                .store(store.clone())
-                .build()
-                .unwrap(),
-        );
+        let (tracker, store) = stored_tracker(100);
         tracker.record_call("a", 1).unwrap();
         let other = Arc::clone(&tracker);
         let handle = thread::spawn(move || {
@@ -225,8 +225,7 @@ fn loom_fast_calls_reach_the_store_exactly_once() {
         tracker.flush().unwrap();
         handle.join().unwrap();
         tracker.flush().unwrap();
-        let saved = store.state().unwrap();
-        assert_eq!(saved.windows().map(|w| w.total).sum::<u64>(), 3);
+        assert_eq!(stored_total(&store), 3);
     });
 }
 
