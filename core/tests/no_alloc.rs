@@ -75,6 +75,8 @@ fn exercise(tracker: &QuotaTracker, name: &str) {
     for _ in 0..1_000 {
         service.record(1).unwrap();
         service.try_record(2).unwrap();
+        assert!(service.record_remaining(1).unwrap() > 0);
+        assert!(service.try_record_remaining(1).unwrap() > 0);
         assert!(service.can_call());
         assert!(service.usage().remaining > 0);
     }
