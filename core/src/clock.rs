@@ -13,8 +13,9 @@ pub trait Clock: Send + Sync {
 
 /// The system's wall clock, in milliseconds since the Unix epoch.
 ///
-/// On `wasm32-unknown-unknown` every reading is the JavaScript clock (`Date.now()`, through
-/// `web-time`, in browsers and Node; `std`'s clock would panic there): 1 ms resolution.
+/// On `wasm32-unknown-unknown` every reading is the JavaScript clock (`Date.now()`, read
+/// through js-sys, in browsers and Node; `std`'s clock would panic there): 1 ms resolution; a
+/// reading before 1970 is 0.
 ///
 /// Natively, where the CPU has an invariant time-stamp counter (x86-64 with `rdtscp` and the
 /// invariant TSC flag; the system counter on AArch64: what the `quanta` crate detects), a
@@ -42,11 +43,12 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl SystemClock {
-    /// The wall clock, read directly (no counter). Never panics on the platforms the crate
-    /// supports: `clock_gettime(CLOCK_REALTIME)` does not fail natively, `Date.now()` on wasm.
+    /// The wall clock, read directly (no counter). Never panics: a reading before 1970 is 0
+    /// (natively `duration_since` fails, on wasm32 the float converts saturating).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wall_ms() -> u64 {
-        web_time::SystemTime::now()
-            .duration_since(web_time::UNIX_EPOCH)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             // Whole seconds and milliseconds: no 128-bit division (`as_millis`).
             .map_or(0, |since| {
                 since
@@ -54,6 +56,14 @@ impl SystemClock {
                     .saturating_mul(1_000)
                     .saturating_add(u64::from(since.subsec_millis()))
             })
+    }
+
+    /// The wall clock: `Date.now()`, read directly rather than through web-time, whose
+    /// `SystemTime::now()` panics on a negative reading. Negative and NaN readings are 0, past
+    /// `u64::MAX` saturate (`as` converts that way).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn wall_ms() -> u64 {
+        js_sys::Date::now() as u64
     }
 }
 

@@ -176,6 +176,18 @@ test("storage in Node (no localStorage) is a configuration error: the constructo
     }
   }));
 
+test("a clock before 1970 (or NaN) reads as 0: the tracker works, nothing traps", async () => {
+  for (const reading of [-5, -1e15, Number.NaN]) {
+    await atFixedTime(reading, () => {
+      const tracker = new QuotaTracker({ services: [{ name: "api", limit: 10, period: "day" }] });
+      const { usage } = tracker.recordCall("api");
+      assert.equal(usage.used, 1, `Date.now() = ${reading}`);
+      assert.equal(usage.windowStartMs, 0);
+      assert.equal(tracker.service("api").record(), 8);
+    });
+  }
+});
+
 test("a throwing callback is reported with console.error and affects nothing else", () => {
   const tracker = new QuotaTracker({ services: [{ name: "search", limit: 10, period: "day" }] });
   const seen = [];
