@@ -105,6 +105,15 @@ pub(crate) struct Step {
     pub(crate) changed: bool,
 }
 
+impl Step {
+    /// Whether the counting took the service from below Critical to Critical or beyond (a
+    /// forced save, with a store that asks for one).
+    pub(crate) fn entered_critical(&self) -> bool {
+        self.recorded
+            .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical)
+    }
+}
+
 /// One service's fixed rules, computed once from its config.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ServiceRules {

@@ -2,7 +2,6 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{DenyReason, QuotaError};
-use crate::level::Level;
 use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
 use crate::service::Admission;
@@ -1147,10 +1146,7 @@ impl QuotaTracker {
             reset,
             recorded,
         } = self.finish_step(position, guard, step, true);
-        let entered_critical = step
-            .recorded
-            .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical);
-        self.after_call(now, entered_critical);
+        self.after_call(now, step.entered_critical());
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
             None => Ok(Recorded {
@@ -1455,10 +1451,7 @@ impl QuotaTracker {
             reset,
             recorded,
         } = self.finish_step(position, guard, step, true);
-        let entered_critical = step
-            .recorded
-            .is_some_and(|c| c.from < Level::Critical && c.to >= Level::Critical);
-        self.after_call(now, entered_critical);
+        self.after_call(now, step.entered_critical());
         Ok(Raised {
             usage: slot.usage(&state),
             applied: rose.is_some(),
