@@ -80,6 +80,10 @@ pub struct QuotaFile {
     pub store: Option<StoreUrl>,
     /// When the tracker syncs with its store (`sync`).
     pub sync: SyncPolicy,
+    /// `require_store = true`: [`build`](Self::build) fails with [`ConfigError::Store`] when
+    /// the first read of the store fails (a wrong URL, port or password), instead of starting
+    /// from zero (see [`QuotaTrackerBuilder::require_store`]).
+    pub require_store: bool,
 }
 
 impl QuotaFile {
@@ -89,6 +93,7 @@ impl QuotaFile {
             tracker,
             store: None,
             sync: SyncPolicy::default(),
+            require_store: false,
         }
     }
 
@@ -182,16 +187,29 @@ impl QuotaFile {
     /// (or a file store on wasm32); [`ConfigError::Store`] if the store refuses its URL.
     pub fn builder(&self) -> Result<QuotaTrackerBuilder, ConfigError> {
         self.validate().map_err(ConfigError::invalid)?;
-        let builder = QuotaTracker::builder(self.tracker.clone()).sync_policy(self.sync.clone());
+        let mut builder =
+            QuotaTracker::builder(self.tracker.clone()).sync_policy(self.sync.clone());
+        if self.require_store {
+            builder = builder.require_store();
+        }
         Ok(match &self.store {
             Some(store) => builder.boxed_store(store.open()?),
             None => builder,
         })
     }
 
-    /// The tracker: [`builder`](Self::builder), built (which reads the stored counts).
+    /// The tracker: [`builder`](Self::builder), built (which reads the stored counts). With
+    /// `require_store`, a first read that fails is a [`ConfigError::Store`].
     pub fn build(&self) -> Result<QuotaTracker, ConfigError> {
-        self.builder()?.build().map_err(ConfigError::invalid)
+        self.builder()?
+            .build()
+            .map_err(|error| match (error, &self.store) {
+                (QuotaError::Store(error), Some(store)) => ConfigError::Store {
+                    store: store.to_string(),
+                    error,
+                },
+                (error, _) => ConfigError::invalid(error),
+            })
     }
 
     /// [`validate`](Self::validate), also answering which part of the file is wrong.
@@ -333,7 +351,7 @@ impl fmt::Display for ConfigFormat {
 ///
 /// No message contains a password from the file's store URL (nor, for safety, any text of the
 /// file that looks like a URL password).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
@@ -391,7 +409,8 @@ pub enum ConfigError {
         /// Why, and what to change.
         reason: &'static str,
     },
-    /// The store refused its URL (the Redis client's own checks).
+    /// The store refused its URL (the Redis client's own checks), or, with `require_store`,
+    /// its first read failed.
     #[error("cannot open store {store}: {error}")]
     Store {
         /// The store URL, its password redacted.
@@ -700,6 +719,8 @@ struct FileRepr {
     store: Option<StoreRepr>,
     #[serde(default)]
     sync: SyncRepr,
+    #[serde(default)]
+    require_store: bool,
 }
 
 /// A [`StoreUrl`] in a file. Not a `Deserialize` of `StoreUrl` itself: a parser's own error
@@ -890,6 +911,7 @@ impl FileRepr {
         QuotaFile {
             tracker: TrackerConfig::new(services),
             store: self.store.map(|StoreRepr(store)| store),
+            require_store: self.require_store,
             sync: SyncPolicy {
                 interval_ms: self.sync.interval_ms,
                 force_on_critical: self.sync.force_on_critical,
@@ -1341,3 +1363,11 @@ fn json_strings(text: &str, each: &mut dyn FnMut(&str)) {
 
 #[cfg(test)]
 mod tests;
+
+/// The message, as `Display` writes it: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints `Error: ` and this, and `unwrap` shows it too, rather than a struct dump.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}

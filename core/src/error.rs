@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Everything the tracker can refuse. An operation that returns an error has changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
     /// The configuration is not valid. The fields say where and why; the message reads
     /// `invalid config: service "api": limit must be at least 1 (got 0)`.
@@ -198,5 +198,13 @@ impl fmt::Display for ConfigProblem<'_> {
             write!(f, "service {}: ", Quoted(service))?;
         }
         write!(f, "{} {} (got {})", self.field, self.reason, self.value)
+    }
+}
+
+/// The message, as `Display` writes it: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints `Error: ` and this, and `unwrap` shows it too, rather than a struct dump.
+impl std::fmt::Debug for QuotaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }

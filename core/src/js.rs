@@ -96,6 +96,12 @@ export interface StorageOptions {
   key: string;
   /** Save when this many ms have passed since the last save: a whole number >= 0; default 60000. */
   syncIntervalMs?: number;
+  /**
+   * `true`: the constructor throws an Error with the store's message when the first read of
+   * `localStorage[key]` fails (corrupt data, a `getItem` that throws). Default `false`: the
+   * tracker starts from zero and `stats().lastError` says why.
+   */
+  required?: boolean;
 }
 
 /** The services a tracker counts, in display order, and optionally where to persist them. */
@@ -251,13 +257,14 @@ struct Inner {
 #[wasm_bindgen(js_class = QuotaTracker)]
 impl JsQuotaTracker {
     /// A tracker of `config`'s services: `{ services: [{ name, limit, period, warnThreshold?,
-    /// criticalThreshold?, reserveFraction? }], storage?: { key, syncIntervalMs? } }`. Throws
+    /// criticalThreshold?, reserveFraction? }], storage?: { key, syncIntervalMs?, required? } }`. Throws
     /// on a missing or invalid config and on unknown fields (to catch typos).
     ///
     /// With `storage`, counts are restored from `localStorage[key]` and saved there. Where
     /// there is no `localStorage` at all (Node) this throws: a store that cannot exist is a
     /// configuration error. A store that fails to load (corrupt data, a failing `getItem`)
-    /// does not: the tracker starts fresh and `stats().lastError` says why.
+    /// throws only with `required: true`; otherwise the tracker starts fresh and
+    /// `stats().lastError` says why.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TrackerConfig")] config: &JsValue,
@@ -273,8 +280,16 @@ impl JsQuotaTracker {
                     interval_ms: storage.sync_interval_ms,
                     ..SyncPolicy::default()
                 });
+            if storage.required {
+                builder = builder.require_store();
+            }
         }
-        let tracker = builder.build().map_err(input::error)?;
+        let tracker = builder.build().map_err(|error| match error {
+            QuotaError::Store(error) => Error::new(&format!(
+                "storage: could not read localStorage (storage.required is true): {error}"
+            )),
+            error => input::error(error),
+        })?;
         Ok(Self::wrap(tracker, names, clock))
     }
 

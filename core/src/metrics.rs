@@ -222,6 +222,7 @@ pub(crate) fn store_event(event: &StoreEvent) {
     quietly(|| match event {
         StoreEvent::ReducedRateEntered { .. } => set_reduced_rate(true),
         StoreEvent::ReducedRateLeft { .. } => set_reduced_rate(false),
+        StoreEvent::ReadFailed { .. } => {}
     });
 }
 

@@ -104,10 +104,24 @@ pub struct StoreStats {
     pub reduced_rate: bool,
 }
 
-/// Reduced-rate mode starting or ending, delivered to
-/// [`on_store_event`](crate::QuotaTracker::on_store_event) subscribers.
+/// What happened with the store, delivered to
+/// [`on_store_event`](crate::QuotaTracker::on_store_event) subscribers (and to those of the
+/// builder's [`on_store_event`](crate::QuotaTrackerBuilder::on_store_event), which also hear
+/// about the first read).
+// Non-exhaustive: the store may gain events, and a new one must not break a downstream `match`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreEvent {
+    /// The first read of the store, when the tracker was built, failed: the tracker counts
+    /// from zero, retries after a short back-off, and adds the stored totals at its first
+    /// good sync. A wrong URL, port or password shows here first; see
+    /// [`require_store`](crate::QuotaTrackerBuilder::require_store) to fail the build instead.
+    ReadFailed {
+        /// When (the tracker clock), ms since the Unix epoch.
+        at_ms: u64,
+        /// The store's error.
+        error: String,
+    },
     /// The store failed `consecutive_failures` times in a row: calls are reduced.
     ReducedRateEntered {
         /// When (the tracker clock), ms since the Unix epoch.
@@ -423,6 +437,11 @@ impl Persistence {
             if let Err(error) = result {
                 stats.load_failures += 1;
                 stats.last_error = Some(error.to_string());
+                let event = StoreEvent::ReadFailed {
+                    at_ms: now_ms,
+                    error: error.to_string(),
+                };
+                self.events.push(event, registry.epoch());
                 // Read again soon: until then the view lacks the other instances' calls.
                 self.due_ms
                     .store(now_ms.saturating_add(FIRST_BACKOFF_MS), Ordering::Relaxed);

@@ -101,6 +101,8 @@ pub struct QuotaTrackerBuilder {
     clock: TrackerClock,
     store: Option<Box<dyn Store>>,
     policy: SyncPolicy,
+    require_store: bool,
+    store_observers: Vec<Arc<dyn Fn(&StoreEvent) + Send + Sync>>,
 }
 
 impl QuotaTrackerBuilder {
@@ -128,8 +130,64 @@ impl QuotaTrackerBuilder {
         self
     }
 
-    /// The tracker. Fails only on invalid config or policy: a store that fails to load, or
-    /// holds corrupt data, is reported in [`QuotaTracker::stats`] and the tracker starts fresh.
+    /// Fail fast on a misconfigured store: [`build`](Self::build) reads the store's totals
+    /// first, and with this set, a read that fails (a wrong URL, port or password, a store
+    /// that is down) makes `build` return that [`StoreError`] as [`QuotaError::Store`]
+    /// instead of a tracker. Without it the tracker starts from zero, reports a
+    /// [`StoreEvent::ReadFailed`], retries after a short back-off and adds the stored totals
+    /// at its first good sync: a store that is down costs a reduced rate, never an outage.
+    /// Without a store it changes nothing.
+    ///
+    /// ```
+    /// use quota_core::{MemoryStore, QuotaError, QuotaTracker, StoreError, TrackerConfig};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.set_failing(true); // as a wrong password would
+    /// let built = QuotaTracker::builder(TrackerConfig::defaults())
+    ///     .store(store)
+    ///     .require_store()
+    ///     .build();
+    /// assert!(matches!(built, Err(QuotaError::Store(StoreError::Injected))));
+    /// ```
+    pub fn require_store(mut self) -> Self {
+        self.require_store = true;
+        self
+    }
+
+    /// Subscribes `observer` to the store's events (as
+    /// [`QuotaTracker::on_store_event`]) before `build` reads the store, so it also hears
+    /// about that first read ([`StoreEvent::ReadFailed`]). It stays subscribed for the
+    /// tracker's life; subscribe after `build` for a subscription that can be removed.
+    ///
+    /// ```
+    /// use quota_core::{MemoryStore, QuotaTracker, StoreEvent, TrackerConfig};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.set_failing(true);
+    /// let events = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&events);
+    /// let tracker = QuotaTracker::builder(TrackerConfig::defaults())
+    ///     .store(store)
+    ///     .on_store_event(move |event| seen.lock().unwrap().push(event.clone()))
+    ///     .build()?;
+    /// assert!(matches!(events.lock().unwrap()[..], [StoreEvent::ReadFailed { .. }]));
+    /// tracker.record_call("finnhub", 1)?; // counted all the same
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn on_store_event(
+        mut self,
+        observer: impl Fn(&StoreEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.store_observers.push(Arc::new(observer));
+        self
+    }
+
+    /// The tracker. Fails on invalid config or policy, and, with
+    /// [`require_store`](Self::require_store), when the first read of the store fails.
+    /// Otherwise a store that fails to load, or holds corrupt data, is reported in
+    /// [`QuotaTracker::stats`] and by a [`StoreEvent::ReadFailed`], and the tracker starts
+    /// fresh.
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
         self.config.validate()?;
         self.policy.validate()?;
@@ -156,6 +214,9 @@ impl QuotaTrackerBuilder {
         }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
+        for observer in self.store_observers {
+            tracker.store_observers.subscribe(observer);
+        }
         // Subscribed before the first sync, so the transitions it causes are counted too.
         #[cfg(feature = "metrics")]
         tracker.subscribe_metrics();
@@ -167,6 +228,11 @@ impl QuotaTrackerBuilder {
             // Read the stored totals of the current windows. A store that is down now is
             // harmless: deltas only add, so later syncs never overwrite what it holds.
             if let Some(Err(error)) = tracker.save(SaveReason::Load, now) {
+                if self.require_store {
+                    // Nothing was recorded: dropped without a store, it syncs nothing.
+                    tracker.persistence = None;
+                    return Err(QuotaError::Store(error));
+                }
                 quietly(|| log::warn!("quota: could not read the store, starting fresh: {error}"));
             }
         }
@@ -484,6 +550,8 @@ impl QuotaTracker {
             clock: TrackerClock::System,
             store: None,
             policy: SyncPolicy::default(),
+            require_store: false,
+            store_observers: Vec::new(),
         }
     }
 

@@ -408,6 +408,92 @@ fn a_failed_first_read_does_not_count_towards_reduced_rate() {
 }
 
 #[test]
+fn require_store_fails_the_build_on_a_failed_first_read_and_changes_nothing() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let builder = || {
+        QuotaTracker::builder(config())
+            .clock(clock.clone())
+            .store(store.clone())
+            .require_store()
+    };
+    store.set_failing(true);
+    let error = builder().build().expect_err("the store is down");
+    assert!(
+        matches!(error, quota_core::QuotaError::Store(StoreError::Injected)),
+        "{error:?}"
+    );
+    // One read, no sync on the way out (the tracker never existed), nothing written.
+    assert_eq!(store.syncs(), 1);
+    assert_eq!(store.raw(), None);
+    // The store is back: the same builder builds, and reads what others stored.
+    store.set_failing(false);
+    let other = build(&store, &clock, 60_000);
+    other.record_call("a", 7).unwrap();
+    other.flush().unwrap();
+    let tracker = builder().build().unwrap();
+    assert_eq!(tracker.usage("a").unwrap().used, 7);
+    assert_eq!(tracker.stats().load_failures, 0);
+    // A corrupt document fails it too; the bad data is moved aside, never dropped.
+    store.set_raw(Some("{not json".into()));
+    let error = builder().build().expect_err("corrupt");
+    assert!(
+        matches!(error, quota_core::QuotaError::Store(StoreError::Corrupt(_))),
+        "{error:?}"
+    );
+    assert_eq!(store.moved_aside(), ["{not json"]);
+}
+
+#[test]
+fn store_events_subscribed_on_the_builder_hear_the_first_read() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    store.fail_next(1);
+    let tracker = QuotaTracker::builder(config())
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(policy(1_000))
+        .on_store_event(move |event| seen.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        [StoreEvent::ReadFailed {
+            at_ms: JUNE_10,
+            error: StoreError::Injected.to_string()
+        }]
+    );
+    // Subscribed for good: later events reach it too (three failed syncs: reduced rate).
+    store.set_failing(true);
+    for _ in 0..3 {
+        clock.advance(60_000);
+        tracker.record_call("a", 1).unwrap();
+    }
+    assert!(tracker.is_reduced_rate());
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(matches!(
+        events[1],
+        StoreEvent::ReducedRateEntered {
+            consecutive_failures: 3,
+            ..
+        }
+    ));
+    // A good first read is no event.
+    let quiet = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&quiet);
+    store.set_failing(false);
+    let _tracker = QuotaTracker::builder(config())
+        .store(store.clone())
+        .on_store_event(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    assert_eq!(quiet.load(Ordering::SeqCst), 0);
+}
+
+#[test]
 fn invalid_sync_policy_is_refused() {
     let mut policy = SyncPolicy::default();
     policy.reduced_rate.fraction = 0.0;

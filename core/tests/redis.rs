@@ -804,3 +804,54 @@ fn next_admit_seq() -> u64 {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }
+
+#[test]
+fn require_store_turns_a_wrong_password_or_port_into_a_build_error() {
+    use quota_core::{QuotaError, QuotaTracker, ServiceConfig, TrackerConfig};
+    let server = Server::with(Options {
+        password: Some(PASSWORD.into()),
+        ..Options::default()
+    });
+    let config = || TrackerConfig::new([ServiceConfig::new("api", 100, Period::Day)]);
+    let build = |url: &str| {
+        QuotaTracker::builder(config())
+            .store(RedisStore::new(url).unwrap())
+            .require_store()
+            .build()
+    };
+    // No password: the message says what to put in the URL.
+    let error = build(&server.url()).expect_err("no password");
+    assert!(
+        matches!(&error, QuotaError::Store(StoreError::Unavailable(text)) if text.contains("requires authentication: put the user and password in the URL")),
+        "{error}"
+    );
+    // A wrong password, a port where nothing listens: errors, the password never shown.
+    let wrong = format!("redis://:wr0ng-Secret@127.0.0.1:{}", server.port);
+    let closed = format!(
+        "redis://:{PASSWORD_IN_URL}@127.0.0.1:{}",
+        redis_server::free_port()
+    );
+    for url in [wrong, closed] {
+        let error = build(&url).expect_err(&url);
+        assert!(
+            matches!(error, QuotaError::Store(StoreError::Unavailable(_))),
+            "{error}"
+        );
+        // `Debug` is the message, as `main` prints it.
+        assert_eq!(format!("{error:?}"), error.to_string());
+        assert_hidden(&format!("{error}"));
+    }
+    // The right URL builds; without `require_store` a wrong one builds too and says why.
+    let right = format!("redis://:{PASSWORD_IN_URL}@127.0.0.1:{}", server.port);
+    build(&right).unwrap().record_call("api", 1).unwrap();
+    let tracker = QuotaTracker::builder(config())
+        .store(RedisStore::new(&server.url()).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(tracker.stats().load_failures, 1);
+    assert!(tracker
+        .stats()
+        .last_error
+        .unwrap()
+        .contains("requires authentication"));
+}

@@ -6,6 +6,7 @@ use super::*;
 const FULL_TOML: &str = r#"
 # Everything set.
 store = "file:/var/lib/app/quota.json"
+require_store = true
 
 [sync]
 interval_ms = 5000
@@ -39,6 +40,7 @@ admission = "exact"
 
 const FULL_JSON: &str = r#"{
   "store": "file:/var/lib/app/quota.json",
+  "require_store": true,
   "sync": {
     "interval_ms": 5000,
     "force_on_critical": false,
@@ -69,6 +71,7 @@ fn full() -> QuotaFile {
                 .unwrap(),
         ]),
         store: Some(StoreUrl::File("/var/lib/app/quota.json".into())),
+        require_store: true,
         sync: SyncPolicy {
             interval_ms: 5_000,
             force_on_critical: false,
@@ -784,6 +787,74 @@ fn build_opens_the_store() {
     tracker.try_record("svc", 3).unwrap();
     assert_eq!(tracker.usage("svc").unwrap().used, 3);
     assert_eq!(tracker.stats().loads, 1, "it has a store");
+}
+
+#[test]
+fn require_store_fails_the_build_when_the_first_read_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store under a plain file: every read fails (not a directory).
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let store = format!("file:{}", blocker.join("quota.json").display());
+    let text = |require: &str| format!("store = {store:?}\n{require}{}", toml_service(""));
+
+    let file = QuotaFile::from_toml_str(&text("require_store = true\n")).unwrap();
+    assert!(file.require_store);
+    let error = file.build().expect_err("the store cannot be read");
+    let ConfigError::Store {
+        store: named,
+        error: cause,
+    } = &error
+    else {
+        panic!("not a store error: {error:?}");
+    };
+    assert_eq!(named, &store);
+    assert!(matches!(cause, StoreError::Io(_)), "{cause:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("cannot open store {store}: store I/O failed")),
+        "{error}"
+    );
+
+    // Without it the tracker starts from zero and says so in its stats.
+    let file = QuotaFile::from_toml_str(&text("")).unwrap();
+    assert!(!file.require_store);
+    let tracker = file.build().unwrap();
+    assert_eq!(tracker.stats().load_failures, 1);
+    tracker.record_call("svc", 1).unwrap();
+
+    // A store that can be read builds either way.
+    let good = format!(
+        "store = {:?}\nrequire_store = true\n{}",
+        format!("file:{}", dir.path().join("ok.json").display()),
+        toml_service("")
+    );
+    QuotaFile::from_toml_str(&good).unwrap().build().unwrap();
+    // A wrong type is a parse error at its line.
+    let error = toml_error(&format!("require_store = \"yes\"\n{}", toml_service("")));
+    assert!(error.to_string().contains("line 1"), "{error}");
+}
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+#[test]
+fn require_store_with_an_unreachable_redis_names_it_redacted() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let text = format!(
+        "store = \"redis://app:hunter2@127.0.0.1:1\"\nrequire_store = true\n{}",
+        toml_service("")
+    );
+    let error = QuotaFile::from_toml_str(&text)
+        .unwrap()
+        .build()
+        .expect_err("nothing listens");
+    assert!(matches!(error, ConfigError::Store { .. }), "{error:?}");
+    let text = format!("{error} {error:?}");
+    assert!(
+        text.contains("redis://app:<redacted>@127.0.0.1:1"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
 }
 
 #[test]

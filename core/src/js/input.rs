@@ -45,7 +45,7 @@ const SERVICE_FIELDS: &str =
     "name, limit, period, warnThreshold, criticalThreshold, reserveFraction";
 
 /// The fields of `storage` in a JS config.
-const STORAGE_FIELDS: &str = "key, syncIntervalMs";
+const STORAGE_FIELDS: &str = "key, syncIntervalMs, required";
 
 /// A JS config read and checked: the services, and where to persist them.
 pub(super) struct Config {
@@ -54,12 +54,14 @@ pub(super) struct Config {
     pub(super) storage: Option<Storage>,
 }
 
-/// `storage: { key, syncIntervalMs? }`: persist the counts in `localStorage` under `key`.
+/// `storage: { key, syncIntervalMs?, required? }`: persist the counts in `localStorage` under `key`.
 pub(super) struct Storage {
     /// The `localStorage` key: a non-empty string.
     pub(super) key: String,
     /// Save when this long has passed since the last save (default 60 000 ms).
     pub(super) sync_interval_ms: u64,
+    /// `required: true`: the constructor throws when the first read fails.
+    pub(super) required: bool,
 }
 
 /// The tracker config `{ services: [{ name, limit, period, ... }], storage? }`.
@@ -110,7 +112,7 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
     })
 }
 
-/// `storage`: omitted or `undefined` for none, else `{ key, syncIntervalMs? }`.
+/// `storage`: omitted or `undefined` for none, else `{ key, syncIntervalMs?, required? }`.
 fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
     if value.is_undefined() {
         return Ok(None);
@@ -148,9 +150,21 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
                 ))
             })?
     };
+    let required = field(object, "required")?;
+    let required = if required.is_undefined() {
+        false
+    } else {
+        required.as_bool().ok_or_else(|| {
+            invalid(format!(
+                "storage.required must be true or false (got {})",
+                describe(&required)
+            ))
+        })?
+    };
     Ok(Some(Storage {
         key,
         sync_interval_ms,
+        required,
     }))
 }
 

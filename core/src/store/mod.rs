@@ -35,7 +35,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Why a store could not sync.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The stored data is not a valid [`StoredState`]; the message says what was wrong (a
     /// store that keeps data moves the bad data aside, never drops it).
@@ -343,4 +343,12 @@ pub struct Raise {
     pub window: WindowKey,
     /// The least total the window holds from now on.
     pub at_least: u64,
+}
+
+/// The message, as `Display` writes it: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints `Error: ` and this, and `unwrap` shows it too, rather than a struct dump.
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }

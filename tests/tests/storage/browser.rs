@@ -183,6 +183,37 @@ fn corrupt_saved_data_is_reported_and_the_tracker_starts_fresh() {
 }
 
 #[wasm_bindgen_test]
+fn required_storage_throws_when_the_first_read_fails_and_changes_nothing() {
+    let _clock = FixedClock::at(NOW);
+    let key = Key::fresh("required");
+    local_storage().set(&key.0, "{ not json");
+    let config = |required: &str| {
+        format!(
+            r#"{{ "services": {SERVICES}, "storage": {{ "key": "{}", "required": {required} }} }}"#,
+            key.0
+        )
+    };
+    let thrown = Tracker::construct(&[parse(&config("true"))]).expect_err("the read fails");
+    let text = message(&thrown);
+    assert!(
+        text.starts_with("storage: could not read localStorage") && text.contains("corrupt"),
+        "{text:?}"
+    );
+    // The bad data is kept beside the key (never dropped), as on any failed read.
+    let aside = Key(format!("{}.corrupt-{NOW}", key.0));
+    assert_eq!(local_storage().get(&aside.0).as_deref(), Some("{ not json"));
+    assert_eq!(local_storage().get(&key.0), None);
+    // `required: false` (the default) starts fresh and says why in its stats.
+    local_storage().set(&key.0, "{ not json");
+    let tracker = Tracker::of(&config("false"));
+    assert_eq!(num(&stats(&tracker), "loadFailures"), 1.0);
+    // Readable data: `required: true` builds and restores it.
+    tracker.record("mail", 4);
+    tracker.call("flush", &[]).unwrap();
+    assert_eq!(Tracker::of(&config("true")).used("mail"), 4.0);
+}
+
+#[wasm_bindgen_test]
 fn failing_local_storage_turns_reduced_rate_on_and_off() {
     let _clock = FixedClock::at(NOW);
     let key = Key::fresh("outage");

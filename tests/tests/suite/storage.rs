@@ -49,7 +49,7 @@ pub fn reduced(tracker: &Tracker) -> bool {
 
 #[wasm_bindgen_test]
 fn bad_storage_options_throw_an_error_naming_the_problem() {
-    let cases: [(&str, &[&str]); 18] = [
+    let cases: [(&str, &[&str]); 20] = [
         ("null", &["\"storage\" must be an object", "null"]),
         (
             "'localStorage'",
@@ -102,6 +102,11 @@ fn bad_storage_options_throw_an_error_naming_the_problem() {
             ],
         ),
         ("({ kee: 'a' })", &["storage", "unknown field \"kee\""]),
+        (
+            "({ key: 'a', required: 'yes' })",
+            &["storage.required", "true or false", "\"yes\""],
+        ),
+        ("({ key: 'a', required: 1 })", &["storage.required", "1"]),
     ];
     for (storage, words) in cases {
         let thrown = match with_storage(storage) {
