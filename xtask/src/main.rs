@@ -3,11 +3,13 @@
 //! - `cargo xtask test`: installs what is missing, then runs every check CI runs.
 //! - `cargo xtask serve`: builds and serves the dashboard at http://127.0.0.1:8080.
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
+//! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
 mod fuzz;
 mod install;
 mod pkg;
+mod readme;
 mod run;
 mod web;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "serve" => web::serve(),
         "pkg" => pkg::pkg(),
+        "readme" => readme::run_blocks(),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
@@ -41,6 +44,7 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
+         \x20       the README's Rust blocks (each pasted into a new project and run),\n\
          \x20       loom tests, short fuzz runs (20 s per target), the wasm32 build, the JS\n\
          \x20       module's tests (Node, Chromium, the built package) and the dashboard's\n\
          \x20       (components, end to end); ends with a summary\n\
@@ -50,6 +54,8 @@ fn print_help() {
          \x20       crash's input is kept in fuzz/artifacts/<target>/ and reruns with\n\
          \x20       `cargo +nightly fuzz run --fuzz-dir fuzz <target> <input>`\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
+         readme  paste each Rust block of README.md into a new project and run it (starts\n\
+         \x20       a redis-server for the blocks that need one)\n\
          serve   install what is missing, then build and serve the dashboard at\n\
          \x20       http://127.0.0.1:8080\n"
     );
@@ -110,6 +116,10 @@ fn test() -> Result<(), String> {
             "quota-core/sim,quota-core/redis,quota-core/metrics",
         ],
         &[],
+    );
+    stages.run(
+        "README: every Rust block in a new project",
+        readme::run_blocks,
     );
     stages.cargo(
         "loom tests",

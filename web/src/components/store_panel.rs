@@ -160,6 +160,14 @@ fn event_markup(html: &mut String, event: &StoreEvent) {
             "reduced rate off",
             format!("after {consecutive_successes} good syncs in a row"),
         ),
+        StoreEvent::ReadFailed { at_ms, error } => (
+            "read-failed",
+            at_ms,
+            "first read failed",
+            format!("counting from zero until a sync succeeds ({error})"),
+        ),
+        // Events this page does not know yet (the enum is non-exhaustive).
+        _ => return,
     };
     let _ = write!(
         html,
