@@ -438,7 +438,9 @@ impl JsQuotaTracker {
     /// Calls `callback(transition)` once for every level change from now on, after the call
     /// that caused it has updated the tracker and before it returns. Returns an id for
     /// `offTransition`. A callback that throws is reported with `console.error`; the tracker
-    /// and the other callbacks carry on.
+    /// and the other callbacks carry on. The tracker holds the callback until `offTransition`
+    /// or `free()`: one that refers to this tracker keeps it alive until then (the garbage
+    /// collector does not see the cycle through the `.wasm`).
     #[wasm_bindgen(js_name = onTransition)]
     pub fn on_transition(
         &self,

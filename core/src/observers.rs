@@ -49,7 +49,7 @@ impl StoreEventSubscription {
     }
 }
 
-type Observer<E> = dyn Fn(&E) + Send + Sync;
+pub(crate) type Observer<E> = dyn Fn(&E) + Send + Sync;
 
 /// Subscription ids come from one counter for the whole process, so an id handed to another
 /// tracker's `unsubscribe` matches nothing there. (std's atomic even under loom: it only makes

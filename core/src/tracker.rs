@@ -2,7 +2,9 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{DenyReason, QuotaError};
-use crate::observers::{quietly, Outbox, Registry, StoreEventSubscription, TransitionSubscription};
+use crate::observers::{
+    quietly, Observer, Outbox, Registry, StoreEventSubscription, TransitionSubscription,
+};
 use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
 use crate::service::Admission;
 use crate::service::{ServiceConfig, TrackerConfig};
@@ -102,7 +104,7 @@ pub struct QuotaTrackerBuilder {
     store: Option<Box<dyn Store>>,
     policy: SyncPolicy,
     require_store: bool,
-    store_observers: Vec<Arc<dyn Fn(&StoreEvent) + Send + Sync>>,
+    store_observers: Vec<Arc<Observer<StoreEvent>>>,
 }
 
 impl QuotaTrackerBuilder {

@@ -236,6 +236,41 @@ async fn requests_no_rule_names_are_sent_uncounted_and_unknown_names_are_errors(
     assert_eq!(api.received(), 1, "not sent");
 }
 
+#[tokio::test]
+async fn the_first_added_rule_that_names_a_service_wins() {
+    let api = Api::start().await;
+    let mail_path = api.url.replace("/v1/items", "/mail");
+    let config = TrackerConfig::new([
+        service(100, 1.0),
+        ServiceConfig::new("mail", 100, Period::Day),
+    ]);
+    let tracker = Arc::new(QuotaTracker::new_with_clock(config, ManualClock::new(NOW)).unwrap());
+    let route = |request: &quota_reqwest::RequestInfo<'_>| {
+        request.path.starts_with("/mail").then_some("mail")
+    };
+    // The host first: it takes /mail too (the README's warning).
+    let host_first = client(
+        QuotaMiddleware::new(Arc::clone(&tracker))
+            .host("127.0.0.1", "api")
+            .unwrap()
+            .route(route),
+    );
+    host_first.get(&mail_path).send().await.unwrap();
+    let used = |name| tracker.usage(name).unwrap().used;
+    assert_eq!((used("api"), used("mail")), (1, 0));
+    // The route first: /mail counts against mail, the rest against the host's service.
+    let route_first = client(
+        QuotaMiddleware::new(Arc::clone(&tracker))
+            .route(route)
+            .host("127.0.0.1", "api")
+            .unwrap(),
+    );
+    route_first.get(&mail_path).send().await.unwrap();
+    route_first.get(&api.url).send().await.unwrap();
+    assert_eq!((used("api"), used("mail")), (2, 1));
+    assert_eq!(api.received(), 3);
+}
+
 /// A client counting every request to the API against `api` (limit 100).
 fn counted(tracker: &Arc<QuotaTracker>, counting: Counting) -> ClientWithMiddleware {
     client(

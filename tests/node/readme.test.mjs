@@ -1,11 +1,12 @@
 // The README's JavaScript and TypeScript, as a new user meets them: every ```js and ```ts block
-// of README.md is a file in readme/ (byte for byte), run, or compiled and run, in a project of
-// its own that installs the built package the way the README says (`npm install path/to/pkg`),
+// of README.md is a file in readme/ (byte for byte), run, or compiled and run, in a project
+// made by the README's own commands (`npm init -y`, `npm pkg set type=module`, `npm install
+// path/to/pkg`; for TypeScript its `npm install --save-dev ...` and `npx tsc ...` lines),
 // printing what its `// → ...` comments say; and the declarations type-check with
 // `tsc --strict` and `lib: ["es2022"]` alone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,14 +51,28 @@ function node(dir, args, file) {
 
 let project;
 
+/** Runs `command` with bash in `dir`; its stdout, after checking it succeeded. */
+function shell(dir, command) {
+  const run = spawnSync("bash", ["-euo", "pipefail", "-c", command], { cwd: dir, encoding: "utf8", timeout: 300_000 });
+  assert.equal(run.status, 0, `${command} failed in ${dir}:\n${run.stdout}${run.stderr}`);
+  return run.stdout;
+}
+
+/** The README's `sh` block that contains `marker`, its lines. */
+function readmeCommands(marker) {
+  const block = readmeBlocks(["sh"]).find((block) => block.body.includes(marker));
+  assert.ok(block, `README.md has no sh block with ${marker}`);
+  return block.body.trim().split("\n");
+}
+
 before(() => {
-  // A user's project: a package.json of its own, and quota-core installed from the built pkg/.
-  project = mkdtempSync(join(tmpdir(), "quota-readme-"));
-  writeFileSync(
-    join(project, "package.json"),
-    JSON.stringify({ name: "my-app", private: true, type: "module" }, null, 2),
-  );
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", pkg], { cwd: project, stdio: "pipe" });
+  // A user's project, made with the README's own commands (npm init -y, npm pkg set
+  // type=module, npm install path/to/quota/pkg); pkg/ is built already.
+  const parent = mkdtempSync(join(tmpdir(), "quota-readme-"));
+  const steps = readmeCommands("npm init -y").filter((line) => !line.startsWith("cargo xtask pkg"));
+  assert.ok(steps.some((line) => line.includes("path/to/quota/pkg")), steps.join("\n"));
+  shell(parent, steps.join("\n").replaceAll("path/to/quota/pkg", pkg));
+  project = join(parent, "my-app");
   for (const name of readdirSync(snippets)) copyFileSync(join(snippets, name), join(project, name));
   // The type-check consumers too, so that "quota-core" resolves from the project.
   mkdirSync(join(project, "types"));
@@ -67,7 +82,7 @@ before(() => {
 });
 
 after(() => {
-  if (project) rmSync(project, { recursive: true, force: true });
+  if (project) rmSync(join(project, ".."), { recursive: true, force: true });
 });
 
 test("every JavaScript and TypeScript block of the README is a file in tests/node/readme/, byte for byte", () => {
@@ -86,8 +101,10 @@ test("every JavaScript and TypeScript block of the README is a file in tests/nod
   assert.deepEqual(shown.sort(), files, "each file in tests/node/readme/ is shown in the README once");
 });
 
-test("the package is installed from pkg/ as the README says", () => {
+test("the package is installed from pkg/ as the README says, in an ES module project", () => {
   const installed = JSON.parse(readFileSync(join(project, "package.json"), "utf8"));
+  assert.equal(installed.name, "my-app", "npm init -y names it after its folder");
+  assert.equal(installed.type, "module");
   assert.match(installed.dependencies["quota-core"], /^file:/);
   assert.equal(realpathSync(join(project, "node_modules/quota-core")), realpathSync(pkg));
 });
@@ -121,8 +138,8 @@ function typeCheck(name, overrides) {
   assert.equal(run.status, 0, `tsc -p ${name}:\n${run.stdout}${run.stderr}`);
 }
 
-test("tsc --strict, lib es2022 alone (no DOM, no @types/node): the declarations, README usage.ts and types/api.ts", () => {
-  const files = ["usage.ts", "types/api.ts", "types/console.d.ts", "types/no-dom.ts"];
+test("tsc --strict, lib es2022 alone (no DOM, no @types/node): the declarations and types/api.ts", () => {
+  const files = ["types/api.ts", "types/console.d.ts", "types/no-dom.ts"];
   // Node's resolution (the package's "exports") and a bundler's.
   typeCheck("nodenext", { files });
   typeCheck("bundler", { compilerOptions: { module: "es2022", moduleResolution: "bundler" }, files });
@@ -131,18 +148,33 @@ test("tsc --strict, lib es2022 alone (no DOM, no @types/node): the declarations,
 test("tsc --strict with the DOM library: init takes a fetch, a URL and a Request", () => {
   typeCheck("dom", {
     compilerOptions: { lib: ["es2022", "dom"] },
-    files: ["usage.ts", "types/api.ts", "types/dom.ts"],
+    files: ["types/api.ts", "types/dom.ts"],
   });
 });
 
-test("README, TypeScript: compiled by tsc, runs and prints what its comments say", () => {
+test("README, TypeScript: compiled and run with the README's own commands, prints what its comments say", () => {
   const source = readFileSync(join(snippets, "usage.ts"), "utf8");
-  const out = join(project, "compiled");
-  typeCheck("emit", {
-    compilerOptions: { noEmit: false, outDir: out },
-    files: ["usage.ts", "types/console.d.ts"],
-  });
-  writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module" }));
-  const { stdout } = node(project, [...preload("fixed-time.mjs"), ...preload("serve-files.mjs")], join(out, "usage.js"));
-  assert.deepEqual(stdout, expectedOutput(source));
+  const [install, compileAndRun, ...rest] = readmeCommands("npx tsc");
+  assert.deepEqual(rest, []);
+  assert.match(install, /^npm install --save-dev typescript@\S+ @types\/node@\S+$/);
+  shell(project, install);
+  const stdout = shell(project, compileAndRun);
+  assert.deepEqual(stdout.split("\n").slice(0, -1), expectedOutput(source));
+});
+
+test("README, TypeScript: in a CommonJS project (npm init -y alone) tsc refuses it, which is why the README sets type=module", () => {
+  const parent = mkdtempSync(join(tmpdir(), "quota-readme-cjs-"));
+  try {
+    shell(parent, `mkdir cjs && cd cjs && npm init -y >/dev/null && npm install --no-audit --no-fund ${pkg} >/dev/null`);
+    const dir = join(parent, "cjs");
+    copyFileSync(join(snippets, "usage.ts"), join(dir, "usage.ts"));
+    // The same compiler as the README's, from the project above.
+    const tsc = join(project, "node_modules/typescript/bin/tsc");
+    const types = join(project, "node_modules/@types");
+    const run = spawnSync(process.execPath, [tsc, "--strict", "--target", "es2022", "--module", "nodenext", "--typeRoots", types, "--types", "node", "usage.ts"], { cwd: dir, encoding: "utf8" });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stdout, /TS1309|TS1378|CommonJS/, run.stdout);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,8 @@
-import init, { QuotaTracker, type ServiceUsage, type Transition } from "quota-core";
+import { readFileSync } from "node:fs";
+import { initSync, QuotaTracker, type ServiceUsage, type Transition } from "quota-core";
 
-await init(); // or initSync, as above
+// Node, as above; in a browser: `await init()`.
+initSync({ module: readFileSync(new URL(import.meta.resolve("quota-core/quota_core_bg.wasm"))) });
 
 const tracker = new QuotaTracker({
   services: [{ name: "search", limit: 100, period: "minute" }],
