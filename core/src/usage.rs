@@ -17,6 +17,11 @@ pub struct ServiceUsage<'t> {
     /// The service's name.
     pub name: Cow<'t, str>,
     /// Calls recorded in the current window (may exceed `limit`: `record_call` always records).
+    /// With a store, this tracker's view: the shared total at its last sync plus its own calls
+    /// since. Under [`Admission::Leased`](crate::Admission::Leased) it counts the block in hand
+    /// as used, spent or not (that is what admission decides on): after one call with
+    /// `block: 100` it reads 100; the calls really made reach the store when the unused part
+    /// is given back (`flush`, drop, the window's end).
     pub used: u64,
     /// Calls allowed per window.
     pub limit: u64,
