@@ -40,14 +40,16 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-const USAGE: &str = "usage: simulate [--config FILE] [--workers N] [--calls N] \
-                     [--mode locked|racy] [--seed N] [--max-size N] [--limit N]\n\
-                     \x20      simulate [--config FILE] --processes N \
-                     --store file:PATH|redis://HOST:PORT [--admission local|exact|leased:BLOCK] \
-                     [--limit N] [--calls N] [--seed N]\n\
-                     defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; \
-                     the services tiingo, finnhub and sendgrid with admission local, or those of \
-                     --config FILE (.toml or .json) with its store";
+/// The `--help` text (also after an argument error), each line within 100 columns.
+const USAGE: &str = "\
+usage: simulate [--config FILE] [--workers N] [--calls N] [--mode locked|racy] [--seed N]
+                [--max-size N] [--limit N]
+       simulate [--config FILE] --processes N --store file:PATH|redis://HOST:PORT
+                [--admission local|exact|leased:BLOCK] [--limit N] [--calls N] [--seed N]
+defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; the services tiingo,
+finnhub and sendgrid with admission local, or those of --config FILE (.toml or .json) with its
+store. A redis:// store needs a build with Redis: cargo run -p quota-core --release
+--features sim,redis --example simulate -- ...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

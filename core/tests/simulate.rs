@@ -403,3 +403,104 @@ fn two_runs_at_once_on_one_file_never_over_admit() {
     assert_eq!(stored, 160, "80 of each service");
     assert_eq!(admitted, 160, "what the two runs admitted together");
 }
+
+#[test]
+fn help_ends_with_one_newline_and_fits_100_columns() {
+    let help = simulate_as_process(&["--help"]);
+    assert!(help.success && help.stderr.is_empty(), "{}", help.stderr);
+    assert!(
+        help.stdout.starts_with("usage: simulate "),
+        "{}",
+        help.stdout
+    );
+    assert!(
+        help.stdout.ends_with("--example simulate -- ...\n"),
+        "{:?}",
+        help.stdout
+    );
+    assert!(!help.stdout.ends_with("\n\n"), "{:?}", help.stdout);
+    assert!(help.stdout.lines().all(|line| line.len() <= 100));
+    assert_eq!(simulate_as_process(&["-h"]).stdout, help.stdout);
+    // After an argument error, on standard error, as `main` prints it.
+    let error = simulate_as_process(&["--calls"]);
+    assert!(
+        !error.success && error.stdout.is_empty(),
+        "{}",
+        error.stdout
+    );
+    assert_eq!(
+        error.stderr,
+        format!("simulate: --calls needs a value\n{}", help.stdout)
+    );
+}
+
+#[test]
+fn a_shared_run_refuses_what_it_cannot_do() {
+    let error = |args: &[&str]| run_cli(args).unwrap_err();
+    assert_eq!(
+        error(&["--processes", "4"]),
+        "--processes 4 needs a store for the processes to share: --store file:PATH or \
+         --store redis://HOST:PORT (or a config file with a store)"
+    );
+    assert_eq!(
+        error(&["--processes", "0"]),
+        "--processes must be in 1..=64 (got 0)"
+    );
+    assert_eq!(
+        error(&["--processes", "65", "--store", "file:/tmp/x"]),
+        "--processes must be in 1..=64 (got 65)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("file:{}", dir.path().join("q.json").display());
+    assert_eq!(
+        error(&["--processes", "2", "--store", &file, "--mode", "racy"]),
+        "--mode racy runs on threads only: the processes of a shared run count through the \
+         store"
+    );
+    assert_eq!(
+        error(&["--processes", "2", "--store", &file, "--limit", "0"]),
+        "invalid config: service \"tiingo\": limit must be at least 1 (got 0)"
+    );
+    // A folder that does not exist: the first read fails before any process starts.
+    let error = error(&["--processes", "2", "--store", "file:/no/such/dir/q.json"]);
+    assert!(
+        error.starts_with("could not read the store file:/no/such/dir/q.json: store I/O failed"),
+        "{error}"
+    );
+    assert!(!dir.path().join("q.json").exists());
+}
+
+/// Which features a Redis store needs, said in the error of a build without them.
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_redis_store_without_the_feature_names_the_features_to_build_with() {
+    let error = run_cli(&["--processes", "2", "--store", "redis://:pw@127.0.0.1:1"]).unwrap_err();
+    assert_eq!(
+        error,
+        "store redis://:<redacted>@127.0.0.1:1: this simulate was built without Redis: build it \
+         with `--features sim,redis` (cargo run -p quota-core --release --features sim,redis \
+         --example simulate -- ...)"
+    );
+}
+
+/// A Redis that is not there: the run stops at its first read, before any process starts,
+/// within the connect timeout.
+#[cfg(feature = "redis")]
+#[test]
+fn a_redis_store_that_is_down_fails_at_once() {
+    let port = redis_server::free_port();
+    let store = format!("redis://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let run = simulate_as_process(&["--processes", "4", "--store", &store]);
+    assert!(!run.success);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "simulate: could not read the store {store}: store unavailable: cannot connect to \
+             Redis at 127.0.0.1:{port}"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
