@@ -208,10 +208,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     "local" => Admission::Local,
                     "exact" => Admission::Exact,
                     other => match other.strip_prefix("leased:").map(str::parse) {
-                        Some(Ok(block)) => Admission::Leased { block },
+                        Some(Ok(block @ 1..)) => Admission::Leased { block },
                         _ => {
                             return Err(format!(
-                                "--admission must be local, exact or leased:BLOCK (got {value:?})"
+                                "--admission must be local, exact or leased:BLOCK with a BLOCK of at least \
+                                 1 (got {value:?})"
                             ))
                         }
                     },

@@ -450,6 +450,11 @@ fn a_shared_run_refuses_what_it_cannot_do() {
         error(&["--processes", "65", "--store", "file:/tmp/x"]),
         "--processes must be in 1..=64 (got 65)"
     );
+    assert_eq!(
+        error(&["--admission", "leased:0"]),
+        "--admission must be local, exact or leased:BLOCK with a BLOCK of at least 1 (got \
+         \"leased:0\")"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = format!("file:{}", dir.path().join("q.json").display());
     assert_eq!(
