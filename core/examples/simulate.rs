@@ -2,8 +2,8 @@
 //! service, the units issued, recorded and lost, the transitions and the calls per second.
 //!
 //! ```text
-//! cargo run -p quota-core --release --example simulate -- --workers 8 --calls 1000000 --mode locked --seed 7
-//! cargo run -p quota-core --release --example simulate -- --workers 8 --calls 1000000 --mode racy --seed 7
+//! cargo run -p quota-core --release --features sim --example simulate -- --workers 8 --calls 1000000 --mode locked --seed 7
+//! cargo run -p quota-core --release --features sim --example simulate -- --workers 8 --calls 1000000 --mode racy --seed 7
 //! ```
 //!
 //! Locked mode always prints lost 0; racy mode (the lost-update bug, kept as a demonstration)
@@ -11,13 +11,18 @@
 //!
 //! With `--processes N --store file:PATH` (or `--store redis://127.0.0.1:PORT`, built with
 //! `--features sim,redis`), N OS processes (this program, re-run) share one quota through the
-//! store, each with its own tracker calling `try_record`, and it prints per service the calls
-//! issued and admitted by all processes, the store's total (recorded) and lost (admitted -
-//! recorded):
+//! store, each with its own tracker calling `try_record`. It prints per service what this run
+//! did: the calls issued, admitted and denied by all processes, the store's totals before and
+//! after the run in every window the run touched, what the run added (after - before) and
+//! lost (admitted - added, 0 unless calls were lost), then where normal admission stops and
+//! why. A second run on the same store starts from what the first left: it adds only what it
+//! admits itself.
 //!
 //! ```text
 //! cargo run -p quota-core --release --features sim --example simulate -- \
-//!     --processes 4 --store file:/tmp/quota.json --admission leased:1000 --limit 100000 --calls 400000
+//!     --processes 4 --store file:/tmp/quota.json --admission leased:100 --limit 10000 --calls 60000
+//! cargo run -p quota-core --release --features sim,redis --example simulate -- \
+//!     --processes 4 --store redis://127.0.0.1:6379 --admission leased:100 --limit 10000 --calls 60000
 //! ```
 //!
 //! With `--config quota.toml` (or a `.json` file, see `quota_core::QuotaFile`), the file's
@@ -27,25 +32,28 @@
 
 use quota_core::sim::{threads, CallSize, Mode, Workload};
 use quota_core::{
-    Admission, QuotaError, QuotaFile, QuotaTracker, StoreUrl, SyncPolicy, TrackerConfig,
+    Admission, Clock, DenyReason, InstanceId, Period, QuotaError, QuotaFile, QuotaTracker,
+    ServiceConfig, Store, StoreUrl, SyncBatch, SyncPolicy, SystemClock, TrackerConfig, WindowKey,
 };
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-const USAGE: &str = "usage: simulate [--config FILE] [--workers N] [--calls N] \
-                     [--mode locked|racy] [--seed N] [--max-size N] [--limit N]\n\
-                     \x20      simulate [--config FILE] --processes N \
-                     --store file:PATH|redis://HOST:PORT [--admission local|exact|leased:BLOCK] \
-                     [--limit N] [--calls N] [--seed N]\n\
-                     defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; \
-                     the services tiingo, finnhub and sendgrid with admission local, or those of \
-                     --config FILE (.toml or .json) with its store";
+/// The `--help` text (also after an argument error), each line within 100 columns.
+const USAGE: &str = "\
+usage: simulate [--config FILE] [--workers N] [--calls N] [--mode locked|racy] [--seed N]
+                [--max-size N] [--limit N]
+       simulate [--config FILE] --processes N --store file:PATH|redis://HOST:PORT
+                [--admission local|exact|leased:BLOCK] [--limit N] [--calls N] [--seed N]
+defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; the services tiingo,
+finnhub and sendgrid with admission local, or those of --config FILE (.toml or .json) with its
+store. A redis:// store needs a build with Redis: cargo run -p quota-core --release
+--features sim,redis --example simulate -- ...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match cli(&args, &mut std::io::stdout().lock()) {
+    match cli(&args, &mut std::io::stdout().lock(), &relaunch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("simulate: {message}");
@@ -110,8 +118,22 @@ fn setup(options: &Options) -> Result<Setup, String> {
     })
 }
 
-/// Parses `args`, runs the simulation and writes the report to `out`.
-pub fn cli(args: &[String], out: &mut impl Write) -> Result<(), String> {
+/// How a shared run starts one of its processes with `args`: [`relaunch`] in the example;
+/// the test that includes this file starts itself instead.
+pub type Launch = dyn Fn(&[String]) -> Result<Command, String>;
+
+/// This program again, with `args`.
+pub fn relaunch(args: &[String]) -> Result<Command, String> {
+    let program =
+        std::env::current_exe().map_err(|e| format!("could not find this program: {e}"))?;
+    let mut command = Command::new(program);
+    command.args(args);
+    Ok(command)
+}
+
+/// Parses `args`, runs the simulation and writes the report to `out`; a shared run starts its
+/// processes through `launch`.
+pub fn cli(args: &[String], out: &mut impl Write, launch: &Launch) -> Result<(), String> {
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         writeln!(out, "{USAGE}").map_err(|e| e.to_string())?;
         return Ok(());
@@ -119,7 +141,14 @@ pub fn cli(args: &[String], out: &mut impl Write) -> Result<(), String> {
     let options = parse(args)?;
     let setup = setup(&options)?;
     if let Some(store) = &setup.store {
-        return shared(args, &options, &setup, store, out);
+        return shared(args, &options, &setup, store, out, launch);
+    }
+    if options.processes > 1 {
+        return Err(format!(
+            "--processes {} needs a store for the processes to share: --store file:PATH or \
+             --store redis://HOST:PORT (or a config file with a store)",
+            options.processes
+        ));
     }
     let config = &setup.config;
     let mut workload = Workload::even(config);
@@ -164,7 +193,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--seed" => options.seed = number("--seed")?,
             "--max-size" => options.max_size = number("--max-size")?,
             "--mode" => options.mode = value.parse().map_err(|e| format!("{e}"))?,
-            "--processes" => options.processes = number("--processes")?.max(1) as usize,
+            "--processes" => {
+                options.processes = match number("--processes")? {
+                    n @ 1..=64 => n as usize,
+                    n => return Err(format!("--processes must be in 1..=64 (got {n})")),
+                }
+            }
             "--store" => options.store = Some(value.clone()),
             "--limit" => options.limit = Some(number("--limit")?),
             "--child" => options.child = Some(number("--child")?),
@@ -174,10 +208,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     "local" => Admission::Local,
                     "exact" => Admission::Exact,
                     other => match other.strip_prefix("leased:").map(str::parse) {
-                        Some(Ok(block)) => Admission::Leased { block },
+                        Some(Ok(block @ 1..)) => Admission::Leased { block },
                         _ => {
                             return Err(format!(
-                                "--admission must be local, exact or leased:BLOCK (got {value:?})"
+                                "--admission must be local, exact or leased:BLOCK with a BLOCK of at least \
+                                 1 (got {value:?})"
                             ))
                         }
                     },
@@ -244,110 +279,311 @@ fn admissions(config: &TrackerConfig) -> String {
     }
 }
 
-/// `--processes N` with a store: the parent starts N children and sums what they report.
+/// The reasons a child counts its denials by, in the order of its report line.
+const REASONS: [DenyReason; 5] = [
+    DenyReason::Critical,
+    DenyReason::Reserve,
+    DenyReason::Limit,
+    DenyReason::ReducedRate,
+    DenyReason::StoreUnavailable,
+];
+
+/// What the processes of one run did with one service, summed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Done {
+    issued: u64,
+    admitted: u64,
+    /// Denials by [`REASONS`].
+    denied: [u64; 5],
+}
+
+impl Done {
+    fn denied(&self) -> u64 {
+        self.denied.iter().sum()
+    }
+}
+
+/// How far apart two clocks on this machine may read (the trackers' and this one): windows
+/// this close to the run are read too.
+const CLOCK_SLACK_MS: u64 = 2_000;
+
+/// Every window of `period` that holds an instant of `from_ms..=to_ms`.
+fn windows_between(service: &str, period: Period, from_ms: u64, to_ms: u64) -> Vec<WindowKey> {
+    let mut keys = Vec::new();
+    let mut window = period.window_at(from_ms);
+    loop {
+        keys.push(WindowKey {
+            service: service.to_owned(),
+            period,
+            start_ms: window.start_ms,
+            end_ms: window.reset_at_ms,
+        });
+        if window.reset_at_ms > to_ms || window.reset_at_ms == u64::MAX {
+            return keys;
+        }
+        window = period.window_at(window.reset_at_ms);
+    }
+}
+
+/// The stored totals of `windows`, read without adding anything.
+fn read_totals(
+    store: &dyn Store,
+    url: &StoreUrl,
+    windows: &[WindowKey],
+) -> Result<Vec<u64>, String> {
+    let batch = SyncBatch {
+        instance: InstanceId::random(),
+        seq: 0,
+        at_ms: SystemClock.now_ms(),
+        deltas: Vec::new(),
+        read: windows.to_vec(),
+        raises: Vec::new(),
+    };
+    store
+        .sync(&batch)
+        .map_err(|error| format!("could not read the store {url}: {error}"))
+}
+
+/// `--processes N` with a store: the parent starts N children (each through `launch`) and
+/// reports what they did and what the store gained in the windows the run touched (its
+/// totals before and after, so earlier runs on the same store do not count).
 fn shared(
     args: &[String],
     options: &Options,
     setup: &Setup,
     store: &StoreUrl,
     out: &mut impl Write,
+    launch: &Launch,
 ) -> Result<(), String> {
-    if *store == StoreUrl::Memory {
+    if let Some(child) = options.child {
+        return shared_child(options, setup, store, child, out);
+    }
+    match store {
+        StoreUrl::Memory => {
+            return Err(
+                "store memory: keeps counts inside one process: the processes need file:PATH or \
+                 redis://HOST:PORT"
+                    .into(),
+            )
+        }
+        StoreUrl::Redis(_) if !cfg!(feature = "redis") => {
+            return Err(format!(
+                "store {store}: this simulate was built without Redis: build it with \
+                 `--features sim,redis` (cargo run -p quota-core --release --features sim,redis \
+                 --example simulate -- ...)"
+            ))
+        }
+        _ => {}
+    }
+    if options.mode == Mode::Racy {
         return Err(
-            "store memory: keeps counts inside one process: the processes need file:PATH or \
-             redis://HOST:PORT"
+            "--mode racy runs on threads only: the processes of a shared run count \
+                    through the store"
                 .into(),
         );
     }
     let config = &setup.config;
-    let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
-    if let Some(child) = options.child {
-        return shared_child(options, setup, store, child, out);
-    }
-    // Opened before any process starts: a store this build cannot open fails here.
-    let reader_store = store.open().map_err(|error| error.to_string())?;
+    config.validate().map_err(|error| error.to_string())?;
+    // Opened and read before any process starts: a store this build cannot open, or one that
+    // is down, fails here.
+    let reader = store.open().map_err(|error| error.to_string())?;
+    let started_ms = SystemClock.now_ms();
+    let near_start = |service: &ServiceConfig| {
+        windows_between(
+            &service.name,
+            service.period,
+            started_ms.saturating_sub(CLOCK_SLACK_MS),
+            started_ms + CLOCK_SLACK_MS,
+        )
+    };
+    let first: Vec<WindowKey> = config.services.iter().flat_map(near_start).collect();
+    let before_totals = read_totals(&*reader, store, &first)?;
     let started = Instant::now();
     let children: Vec<_> = (0..options.processes)
         .map(|child| {
-            Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-                .args(args)
-                .args(["--child", &child.to_string()])
+            let mut child_args = args.to_vec();
+            child_args.extend(["--child".to_owned(), child.to_string()]);
+            launch(&child_args)?
                 .stdout(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("could not start a process: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    let mut issued = vec![0u64; names.len()];
-    let mut admitted = vec![0u64; names.len()];
-    for child in children {
-        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let mut done = vec![Done::default(); config.services.len()];
+    let mut failed = Vec::new();
+    for (child, process) in children.into_iter().enumerate() {
+        let output = process.wait_with_output().map_err(|e| e.to_string())?;
         if !output.status.success() {
-            return Err(format!("a process failed ({})", output.status));
+            failed.push(format!("process {child} failed ({})", output.status));
+            continue;
         }
+        let mut seen = vec![false; config.services.len()];
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [name, i, a] = fields[..] {
-                if let Some(k) = names.iter().position(|n| *n == name) {
-                    issued[k] += i.parse::<u64>().unwrap_or(0);
-                    admitted[k] += a.parse::<u64>().unwrap_or(0);
+            let Some(rest) = line.strip_prefix("service ") else {
+                continue;
+            };
+            let numbers: Vec<u64> = rest.split(' ').filter_map(|f| f.parse().ok()).collect();
+            match numbers[..] {
+                [k, issued, admitted, a, b, c, d, e] if (k as usize) < done.len() => {
+                    let k = k as usize;
+                    let total = &mut done[k];
+                    total.issued += issued;
+                    total.admitted += admitted;
+                    for (sum, n) in total.denied.iter_mut().zip([a, b, c, d, e]) {
+                        *sum += n;
+                    }
+                    seen[k] = true;
                 }
+                _ => return Err(format!("process {child} reported {line:?}")),
             }
         }
+        if seen.contains(&false) {
+            return Err(format!("process {child} did not report every service"));
+        }
+    }
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    // What the store holds now, read by a tracker of its own.
-    let mut local = config.clone();
-    for service in &mut local.services {
-        service.admission = Admission::Local;
+    let ended_ms = SystemClock.now_ms().max(started_ms);
+    // Every window from the first read to now: those that began after the first read held
+    // nothing before this run.
+    let windows: Vec<WindowKey> = config
+        .services
+        .iter()
+        .flat_map(|service| {
+            windows_between(
+                &service.name,
+                service.period,
+                started_ms.saturating_sub(CLOCK_SLACK_MS),
+                ended_ms + CLOCK_SLACK_MS,
+            )
+        })
+        .collect();
+    let after_totals = read_totals(&*reader, store, &windows)?;
+    let mut before = vec![0u64; config.services.len()];
+    let mut after = vec![0u64; config.services.len()];
+    for (window, total) in windows.iter().zip(after_totals) {
+        let k = config
+            .services
+            .iter()
+            .position(|s| s.name == window.service);
+        let k = k.expect("a window of a configured service");
+        after[k] += total;
+        if let Some(i) = first.iter().position(|w| w == window) {
+            before[k] += before_totals[i];
+        }
     }
-    let reader = QuotaTracker::builder(local)
-        .boxed_store(reader_store)
-        .build()
-        .map_err(|e| e.to_string())?;
+    report_shared(out, options, setup, store, elapsed, &done, &before, &after)
+        .map_err(|e| e.to_string())
+}
+
+/// The shared run's report: a table and, per service, why admission stopped where it did.
+#[allow(clippy::too_many_arguments)]
+fn report_shared(
+    out: &mut impl Write,
+    options: &Options,
+    setup: &Setup,
+    store: &StoreUrl,
+    elapsed: f64,
+    done: &[Done],
+    before: &[u64],
+    after: &[u64],
+) -> std::io::Result<()> {
+    let config = &setup.config;
+    let issued: u64 = done.iter().map(|d| d.issued).sum();
     writeln!(
         out,
         "{} processes, store {store}, admission {}: {elapsed:.3} s, {:.0} calls/s",
         options.processes,
         admissions(config),
-        issued.iter().sum::<u64>() as f64 / elapsed
-    )
-    .map_err(|e| e.to_string())?;
+        issued as f64 / elapsed
+    )?;
+    let row = |out: &mut dyn Write, name: &str, numbers: [i128; 7]| {
+        write!(out, "{name:<10}")?;
+        for n in numbers {
+            write!(out, " {n:>10}")?;
+        }
+        writeln!(out)
+    };
     writeln!(
         out,
-        "{:<10} {:>12} {:>12} {:>12} {:>12}",
-        "service", "issued", "admitted", "recorded", "lost"
-    )
-    .map_err(|e| e.to_string())?;
-    // A file's every window (a minute service rolls over during a long run); a Redis store's
-    // current window.
-    let file_totals = match store {
-        StoreUrl::File(path) => quota_core::FileStore::new(path).state().ok(),
-        _ => None,
-    };
-    for (k, name) in names.iter().enumerate() {
-        let recorded = match &file_totals {
-            Some(state) => state
-                .windows()
-                .filter(|w| w.service == *name)
-                .map(|w| w.total)
-                .sum(),
-            None => reader.usage(name).map_err(|e| e.to_string())?.used,
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "service", "issued", "admitted", "denied", "before", "added", "after", "lost"
+    )?;
+    let mut sums = [0i128; 7];
+    for (k, service) in config.services.iter().enumerate() {
+        let d = &done[k];
+        let added = i128::from(after[k]) - i128::from(before[k]);
+        let numbers = [
+            d.issued.into(),
+            d.admitted.into(),
+            d.denied().into(),
+            before[k].into(),
+            added,
+            after[k].into(),
+            i128::from(d.admitted) - added,
+        ];
+        for (sum, n) in sums.iter_mut().zip(numbers) {
+            *sum += n;
+        }
+        row(out, &service.name, numbers)?;
+    }
+    row(out, "total", sums)?;
+    writeln!(
+        out,
+        "before, after: the store's totals in the windows this run touched; added = after - \
+         before; lost = admitted - added"
+    )?;
+    for (k, service) in config.services.iter().enumerate() {
+        let (stop, reason) = service.normal_stop();
+        let rule = match reason {
+            DenyReason::Reserve => format!(
+                "the reserve: {} - {} % held back = {stop}",
+                service.limit,
+                service.reserve_fraction * 100.0
+            ),
+            _ => format!(
+                "the Critical level: {} % of {} = {stop}",
+                service.critical_threshold * 100.0,
+                service.limit
+            ),
         };
+        write!(
+            out,
+            "{}: normal calls stop at {rule} a {}",
+            service.name,
+            service.period.as_str()
+        )?;
+        if before[k] >= stop {
+            write!(out, " (reached before this run)")?;
+        }
+        let reasons: Vec<String> = REASONS
+            .iter()
+            .zip(done[k].denied)
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        if reasons.is_empty() {
+            writeln!(out, "; none denied")?;
+        } else {
+            writeln!(out, "; denied: {}", reasons.join(", "))?;
+        }
+    }
+    if sums[6] < 0 {
         writeln!(
             out,
-            "{:<10} {:>12} {:>12} {:>12} {:>12}",
-            name,
-            issued[k],
-            admitted[k],
-            recorded,
-            admitted[k] as i128 - recorded as i128
-        )
-        .map_err(|e| e.to_string())?;
+            "note: the store gained {} calls more than this run admitted: another process \
+             counted in these windows during the run",
+            -sums[6]
+        )?;
     }
     Ok(())
 }
 
-/// One child: its share of the calls through `try_record`; prints `name issued admitted`.
+/// One child: its share of the calls through `try_record`; prints per service `service K
+/// issued admitted` and its denials by [`REASONS`] (K: the service's index in the config, which
+/// parent and children read alike; a name may hold spaces).
 fn shared_child(
     options: &Options,
     setup: &Setup,
@@ -366,21 +602,31 @@ fn shared_child(
     let stream = workload
         .stream(config, 0)
         .map_err(|error| error.to_string())?;
-    let share = options.calls / options.processes as u64;
-    let mut issued = vec![0u64; config.services.len()];
-    let mut admitted = vec![0u64; config.services.len()];
+    // The calls split as evenly as they go: the first `calls % processes` take one more.
+    let processes = options.processes as u64;
+    let share = options.calls / processes + u64::from(child < options.calls % processes);
+    let mut done = vec![Done::default(); config.services.len()];
     for op in stream.take(share as usize) {
-        issued[op.service] += 1;
+        let counts = &mut done[op.service];
+        counts.issued += 1;
         match tracker.try_record(&config.services[op.service].name, 1) {
-            Ok(_) => admitted[op.service] += 1,
-            Err(QuotaError::Denied { .. }) => {}
+            Ok(_) => counts.admitted += 1,
+            Err(QuotaError::Denied { reason, .. }) => {
+                let slot = REASONS.iter().position(|r| *r == reason);
+                counts.denied[slot.expect("every reason is in REASONS")] += 1;
+            }
             Err(error) => return Err(error.to_string()),
         }
     }
     tracker.flush().map_err(|error| error.to_string())?;
-    for (k, service) in config.services.iter().enumerate() {
-        writeln!(out, "{} {} {}", service.name, issued[k], admitted[k])
-            .map_err(|e| e.to_string())?;
+    for (k, d) in done.iter().enumerate() {
+        let [a, b, c, e, f] = d.denied;
+        writeln!(
+            out,
+            "service {k} {} {} {a} {b} {c} {e} {f}",
+            d.issued, d.admitted
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -393,7 +639,7 @@ mod config_tests {
     fn run(args: &[&str]) -> Result<String, String> {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let mut out = Vec::new();
-        cli(&args, &mut out)?;
+        cli(&args, &mut out, &relaunch)?;
         Ok(String::from_utf8(out).expect("the report is UTF-8"))
     }
 
@@ -475,8 +721,8 @@ mod config_tests {
             shared_child(&options, &setup, &store, child, &mut out).unwrap();
             let out = String::from_utf8(out).unwrap();
             let fields: Vec<&str> = out.split_whitespace().collect();
-            assert_eq!(fields[..2], ["llm", "200"], "{out}");
-            admitted += fields[2].parse::<u64>().unwrap();
+            assert_eq!(fields[..3], ["service", "0", "200"], "{out}");
+            admitted += fields[3].parse::<u64>().unwrap();
         }
         // Leases stop at the Critical threshold (80 of 100): never over it, nothing lost.
         assert!(admitted > 0 && admitted <= 80, "{admitted}");

@@ -95,8 +95,10 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// | `quota_saves_total` | counter | | successful syncs with the store |
 /// | `quota_save_failures_total` | counter | | failed syncs |
 ///
-/// When they change: the gauges of every service are set from one snapshot when the tracker is
-/// built, after every sync with the store (the sync is when the shared view changes), and by
+/// When they change: the counters of every service (each `to` of `quota_transitions_total`,
+/// each `reason` of `quota_denied_total`) and, with a store, the sync counters are registered
+/// at 0 when the tracker is built, so a scrape shows them before anything happened; the gauges
+/// of every service are set from one snapshot when the tracker is built, after every sync with the store (the sync is when the shared view changes), and by
 /// [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
 /// calls before each scrape; a service's gauges are also set when its level changes. The
 /// counters count as things happen. Nothing is emitted on the
@@ -171,16 +173,40 @@ fn level_value(level: Level) -> f64 {
     }
 }
 
-/// A tracker was built: descriptions, and the store counters at 0 so that they exist before
-/// the first sync.
-pub(crate) fn built(has_store: bool) {
+/// Every level, in the order of their values: the `to` labels of `quota_transitions_total`.
+const LEVELS: [Level; 4] = [
+    Level::Normal,
+    Level::Warning,
+    Level::Critical,
+    Level::Exhausted,
+];
+
+/// A tracker was built: descriptions, and its counters at 0 so that a scrape shows every
+/// series from the start (a rate or an alert on `quota_denied_total` needs the series before
+/// the first denial): per service, `quota_transitions_total` for every level and
+/// `quota_denied_total` for every reason; with a store, the sync counters.
+pub(crate) fn built<'a>(services: impl Iterator<Item = &'a Arc<str>>, has_store: bool) {
     describe_metrics();
-    if has_store {
-        quietly(|| {
+    quietly(|| {
+        for service in services {
+            for level in LEVELS {
+                counter!(TRANSITIONS, "service" => Arc::clone(service), "to" => level.as_str())
+                    .increment(0);
+            }
+            for reason in REASONS {
+                counter!(
+                    DENIED,
+                    "service" => Arc::clone(service),
+                    "reason" => deny_reason_label(reason)
+                )
+                .increment(0);
+            }
+        }
+        if has_store {
             counter!(SAVES).increment(0);
             counter!(SAVE_FAILURES).increment(0);
-        });
-    }
+        }
+    });
 }
 
 fn set_service_gauges(service: &Arc<str>, used: u64, limit: u64, level: Level) {

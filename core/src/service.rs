@@ -1,6 +1,6 @@
 //! Service and tracker configuration.
 
-use crate::error::{Float, QuotaError, Quoted};
+use crate::error::{DenyReason, Float, QuotaError, Quoted};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,32 @@ impl ServiceConfig {
     /// A builder starting from the defaults.
     pub fn builder(name: impl Into<String>, limit: u64, period: Period) -> ServiceConfigBuilder {
         ServiceConfigBuilder(Self::new(name, limit, period))
+    }
+
+    /// Where normal admission (`try_record`, `can_call`, and a lease's ceiling) stops in each
+    /// window, and the rule that stops it: [`DenyReason::Critical`] at the Critical threshold
+    /// (`critical_threshold x limit`, rounded up), or [`DenyReason::Reserve`] at `limit -
+    /// floor(limit x reserve_fraction)` when that comes first. The tracker's own rule, not a
+    /// copy of it (outside reduced-rate mode, which stops earlier).
+    ///
+    /// ```
+    /// use quota_core::{DenyReason, Period, ServiceConfig};
+    /// let llm = ServiceConfig::new("llm", 10_000, Period::Day);
+    /// assert_eq!(llm.normal_stop(), (8_000, DenyReason::Critical));
+    /// let tight = ServiceConfig::builder("llm", 10_000, Period::Day)
+    ///     .reserve_fraction(0.3)
+    ///     .build()?;
+    /// assert_eq!(tight.normal_stop(), (7_000, DenyReason::Reserve));
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn normal_stop(&self) -> (u64, DenyReason) {
+        let rules = crate::step::ServiceRules::new(self, 0.0);
+        let reason = if rules.reserve_first {
+            DenyReason::Reserve
+        } else {
+            DenyReason::Critical
+        };
+        (rules.normal_cap, reason)
     }
 
     /// Checks every field; the error names the service, the field and its value.

@@ -240,7 +240,7 @@ impl QuotaTrackerBuilder {
         }
         #[cfg(feature = "metrics")]
         {
-            crate::metrics::built(has_store);
+            crate::metrics::built(tracker.services.iter().map(|slot| &slot.name), has_store);
             tracker.publish_metrics();
         }
         Ok(tracker)

@@ -60,6 +60,104 @@ fn denied(samples: &BTreeMap<String, f64>, service: &str, reason: &str) -> Optio
     )
 }
 
+/// The counters a tracker of `services` registers when it is built, each at 0 in `samples`
+/// (`quota_saves_total` and `quota_save_failures_total` only `with_store`): the samples that
+/// are not exactly that (empty when all are).
+fn all_counters_at_zero(
+    samples: &BTreeMap<String, f64>,
+    services: &[&str],
+    with_store: bool,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut expected = 0;
+    for service in services {
+        for to in ["normal", "warning", "critical", "exhausted"] {
+            expected += 1;
+            if transitions(samples, service, to) != Some(0.0) {
+                wrong.push(format!("transitions {service} {to}"));
+            }
+        }
+        for reason in [
+            "critical",
+            "reserve",
+            "limit",
+            "reduced_rate",
+            "store_unavailable",
+        ] {
+            expected += 1;
+            if denied(samples, service, reason) != Some(0.0) {
+                wrong.push(format!("denied {service} {reason}"));
+            }
+        }
+    }
+    for name in ["quota_saves_total", "quota_save_failures_total"] {
+        let sample = value(samples, name, &[]);
+        if with_store {
+            expected += 1;
+            if sample != Some(0.0) {
+                wrong.push(name.to_owned());
+            }
+        } else if sample.is_some() {
+            wrong.push(format!("{name} without a store"));
+        }
+    }
+    let counters = samples.keys().filter(|k| k.contains("_total")).count();
+    if counters != expected {
+        wrong.push(format!("{counters} counter series, not {expected}"));
+    }
+    wrong
+}
+
+/// A scrape right after `build()` shows every counter of every service at 0: 4 transition
+/// series (one per level) and 5 denial series (one per reason) each, and the sync counters
+/// with a store; the first denial then reads 1 in a series that was already there.
+#[test]
+fn every_counter_is_there_at_zero_from_the_start() {
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        let clock = ManualClock::new(JUNE_10);
+        let tracker = QuotaTracker::builder(TrackerConfig::defaults())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let s = scrape(&handle);
+        let services = ["tiingo", "finnhub", "sendgrid"];
+        assert_eq!(
+            all_counters_at_zero(&s, &services, false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            s.keys()
+                .filter(|k| k.starts_with("quota_denied_total"))
+                .count(),
+            15
+        );
+        tracker.record_call("finnhub", 48).unwrap();
+        tracker.try_record("finnhub", 1).unwrap_err();
+        let s = scrape(&handle);
+        assert_eq!(denied(&s, "finnhub", "critical"), Some(1.0));
+        assert_eq!(denied(&s, "finnhub", "reserve"), Some(0.0));
+        // One transition, from normal straight to critical.
+        assert_eq!(transitions(&s, "finnhub", "warning"), Some(0.0));
+        assert_eq!(transitions(&s, "finnhub", "critical"), Some(1.0));
+        assert_eq!(transitions(&s, "finnhub", "exhausted"), Some(0.0));
+        assert_eq!(denied(&s, "tiingo", "critical"), Some(0.0));
+
+        // With a store, the sync counters too; a second tracker of the same services adds
+        // nothing to the counts (its series are the first one's).
+        let with_store = QuotaTracker::builder(TrackerConfig::defaults())
+            .clock(clock)
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
+        let s = scrape(&handle);
+        assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
+        assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(0.0));
+        assert_eq!(denied(&s, "finnhub", "critical"), Some(1.0));
+        drop(with_store);
+    });
+}
+
 #[test]
 fn a_known_sequence_gives_exact_values() {
     let (recorder, handle) = recorder();
@@ -86,8 +184,12 @@ fn a_known_sequence_gives_exact_values() {
             .build()
             .unwrap();
 
-        // Built: every gauge, the store counters at 0, no transition or denial yet.
+        // Built: every gauge, every counter at 0 (its series there before anything happened).
         let s = scrape(&handle);
+        assert_eq!(
+            all_counters_at_zero(&s, &["search", ODD], true),
+            Vec::<String>::new()
+        );
         assert_eq!(
             gauges(&s, "search"),
             [Some(0.0), Some(10.0), Some(10.0), Some(0.0)]
@@ -99,8 +201,6 @@ fn a_known_sequence_gives_exact_values() {
         assert_eq!(value(&s, "quota_reduced_rate", &[]), Some(0.0));
         assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
         assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(0.0));
-        assert!(!s.keys().any(|k| k.starts_with("quota_transitions_total")));
-        assert!(!s.keys().any(|k| k.starts_with("quota_denied_total")));
         let help = handle.render();
         assert!(help.contains("# HELP quota_level The service's level: 0 normal"));
 

@@ -80,6 +80,14 @@ fn the_example_serves_prometheus_text_with_the_numbers() {
             Some(0.0)
         );
         assert_eq!(value(&s, "quota_saves_total", &[]), Some(0.0));
+        // The counters are there before anything happened, at 0.
+        let at_critical = [("service", "search"), ("reason", "critical")];
+        assert_eq!(value(&s, "quota_denied_total", &at_critical), Some(0.0));
+        let to_critical = [("service", "search"), ("to", "critical")];
+        assert_eq!(
+            value(&s, "quota_transitions_total", &to_critical),
+            Some(0.0)
+        );
 
         // Critical (a forced sync), a denial, a failed sync.
         tracker.record_call("search", 9).unwrap();
@@ -91,12 +99,10 @@ fn the_example_serves_prometheus_text_with_the_numbers() {
         let search = [("service", "search")];
         assert_eq!(value(&s, "quota_used", &search), Some(9.0));
         assert_eq!(value(&s, "quota_level", &search), Some(2.0));
-        let to_critical = [("service", "search"), ("to", "critical")];
         assert_eq!(
             value(&s, "quota_transitions_total", &to_critical),
             Some(1.0)
         );
-        let at_critical = [("service", "search"), ("reason", "critical")];
         assert_eq!(value(&s, "quota_denied_total", &at_critical), Some(1.0));
         assert_eq!(value(&s, "quota_saves_total", &[]), Some(1.0));
         assert_eq!(value(&s, "quota_save_failures_total", &[]), Some(1.0));

@@ -66,8 +66,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// root certificates or [`tls_root_certificate`](Self::tls_root_certificate)). The password
 /// never appears in an error, a log line or this type's `Debug` output.
 ///
-/// A `rediss://` URL installs rustls' *ring* crypto provider as the process default, unless
-/// the process installed one already.
+/// TLS uses the process's default rustls `CryptoProvider`, as rustls intends for libraries: the
+/// one the program installed (`CryptoProvider::install_default`), else the one rustls' crate
+/// features name (*ring*, which the feature `redis` enables). A program whose rustls has two
+/// providers compiled in (*ring* and *aws-lc-rs*, from other crates' features) must install
+/// one before `new` with a `rediss://` URL, which otherwise fails (rustls' message on standard
+/// error says the same).
 pub struct RedisStore {
     client: Client,
     prefix: String,
@@ -81,6 +85,24 @@ pub struct RedisStore {
     target: String,
     tls: bool,
     custom_root: bool,
+}
+
+/// Whether rustls has a crypto provider for the connections: the process's default, or one
+/// it installs now from its crate features (what `ClientConfig::builder`, which the Redis
+/// client calls for each TLS connection, does). Asked here rather than at the first
+/// connection, where rustls panics when its features name two providers (or none).
+fn crypto_provider_chosen() -> Result<(), StoreError> {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return Ok(());
+    }
+    std::panic::catch_unwind(|| drop(rustls::ClientConfig::builder())).map_err(|_| {
+        StoreError::Unavailable(
+            "rustls cannot choose a crypto provider for rediss:// (both ring and aws-lc-rs are \
+             compiled in, and the program installed none): call \
+             rustls::crypto::CryptoProvider::install_default first"
+                .into(),
+        )
+    })
 }
 
 /// A pooled connection and when it was last used.
@@ -128,8 +150,7 @@ impl RedisStore {
             other => (other.to_string(), false),
         };
         if tls {
-            // Fails only when the process has a provider already, which is then used.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            crypto_provider_chosen()?;
         }
         Ok(RedisStore {
             client,
