@@ -280,13 +280,7 @@ fn admissions(config: &TrackerConfig) -> String {
 }
 
 /// The reasons a child counts its denials by, in the order of its report line.
-const REASONS: [DenyReason; 5] = [
-    DenyReason::Critical,
-    DenyReason::Reserve,
-    DenyReason::Limit,
-    DenyReason::ReducedRate,
-    DenyReason::StoreUnavailable,
-];
+const REASONS: [DenyReason; 5] = DenyReason::ALL;
 
 /// What the processes of one run did with one service, summed.
 #[derive(Debug, Default, Clone, Copy)]

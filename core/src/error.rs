@@ -102,6 +102,15 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
+    /// Every reason, in a fixed order (the metrics' and `simulate`'s).
+    pub const ALL: [DenyReason; 5] = [
+        DenyReason::Critical,
+        DenyReason::Reserve,
+        DenyReason::Limit,
+        DenyReason::ReducedRate,
+        DenyReason::StoreUnavailable,
+    ];
+
     /// A short phrase: `critical level`, `over the limit`, `reserve held back`, `reduced rate`,
     /// `store unavailable`.
     pub fn as_str(self) -> &'static str {

@@ -260,13 +260,7 @@ pub(crate) fn store_event(event: &StoreEvent) {
 pub(crate) struct Denials([AtomicU64; 5]);
 
 /// Every reason, in the order of [`Denials`]' slots.
-const REASONS: [DenyReason; 5] = [
-    DenyReason::Critical,
-    DenyReason::Reserve,
-    DenyReason::Limit,
-    DenyReason::ReducedRate,
-    DenyReason::StoreUnavailable,
-];
+const REASONS: [DenyReason; 5] = DenyReason::ALL;
 
 impl Denials {
     /// A call of `service` denied for `reason`: counted (only: a service hammered while
