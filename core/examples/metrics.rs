@@ -7,8 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Response, Server};
 
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn main() -> std::process::ExitCode {
     let address = std::env::args().nth(1);
+    match run(address.as_deref().unwrap_or("127.0.0.1:9000")) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("metrics: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves on `address` until the process ends; the address first, so a taken one fails
+/// before anything is installed.
+pub fn run(address: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let server = Server::http(address).map_err(|error| {
+        format!("cannot serve on {address}: {error} (pass another ADDRESS, like 127.0.0.1:9001)")
+    })?;
     // The process's recorder: the exporter keeps the values and renders them as text.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
     let tracker = Arc::new(
@@ -22,7 +37,6 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let _ = worker.try_record("finnhub", 1);
         std::thread::sleep(Duration::from_millis(500));
     });
-    let server = Server::http(address.as_deref().unwrap_or("127.0.0.1:9000"))?;
     println!("metrics at http://{}/metrics", server.server_addr());
     serve(&server, &tracker, &prometheus);
     Ok(())

@@ -266,6 +266,11 @@ fn write_report(
         sum(|s| s.counts.lost()),
         sum(|s| s.transitions),
         report.total_calls_per_second()
+    )?;
+    writeln!(
+        out,
+        "every call is counted (record_call, past the limit too): this mode shows lost updates, \
+         not admission; --processes N with a store runs admission"
     )
 }
 
@@ -654,7 +659,7 @@ mod config_tests {
             .collect();
         assert_eq!(
             names,
-            ["tiingo", "finnhub", "sendgrid", "total"],
+            ["tiingo", "finnhub", "sendgrid", "total", "every"],
             "{report}"
         );
     }

@@ -252,7 +252,6 @@ impl QuotaFile {
         }
         for (index, service) in services.iter().enumerate() {
             let reason = match service.admission {
-                Admission::Leased { block: 0 } => "the block must be at least 1",
                 Admission::Exact | Admission::Leased { .. } if self.store.is_none() => {
                     "needs a store shared by the instances (set `store`: file:PATH or \
                      redis://HOST)"

@@ -140,6 +140,35 @@ pub enum StoreEvent {
     },
 }
 
+/// One line for a log: `the first read of the store failed: ...`, `reduced rate on after 3
+/// failed syncs in a row: ...`, `reduced rate off after 5 good syncs in a row`.
+impl std::fmt::Display for StoreEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreEvent::ReadFailed { error, .. } => write!(
+                f,
+                "the first read of the store failed, counting from zero until a sync succeeds: \
+                 {error}"
+            ),
+            StoreEvent::ReducedRateEntered {
+                consecutive_failures,
+                error,
+                ..
+            } => write!(
+                f,
+                "reduced rate on after {consecutive_failures} failed syncs in a row: {error}"
+            ),
+            StoreEvent::ReducedRateLeft {
+                consecutive_successes,
+                ..
+            } => write!(
+                f,
+                "reduced rate off after {consecutive_successes} good syncs in a row"
+            ),
+        }
+    }
+}
+
 /// Why a sync runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SaveReason {

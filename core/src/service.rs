@@ -174,6 +174,14 @@ impl ServiceConfig {
                 "must be in [0, 1)",
             );
         }
+        if self.admission == (Admission::Leased { block: 0 }) {
+            // A lease of nothing would ask the store again for every call, and be granted 0.
+            return invalid(
+                "admission",
+                &"Admission::Leased { block: 0 }",
+                "needs a lease block of at least 1",
+            );
+        }
         // A fraction a hair below 1 whose calls round to the whole limit (the thresholds
         // forgive float noise): nothing would be left for normal calls.
         if crate::level::calls_at_most(self.limit, self.reserve_fraction) >= self.limit {

@@ -132,3 +132,31 @@ fn many_services_are_each_found_by_name() {
         QuotaError::UnknownService("service-20".into())
     );
 }
+
+#[test]
+fn a_lease_of_no_calls_is_an_invalid_config() {
+    let built = ServiceConfig::builder("llm", 100, Period::Day)
+        .admission(quota_core::Admission::Leased { block: 0 })
+        .build();
+    let error = built.expect_err("a block of 0");
+    assert!(
+        matches!(
+            error,
+            QuotaError::InvalidConfig {
+                field: "admission",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "invalid config: service \"llm\": admission needs a lease block of at least 1 (got \
+         Admission::Leased { block: 0 })"
+    );
+    // A block of 1 is fine.
+    ServiceConfig::builder("llm", 100, Period::Day)
+        .admission(quota_core::Admission::Leased { block: 1 })
+        .build()
+        .unwrap();
+}

@@ -145,3 +145,16 @@ fn the_readme_metrics_section_is_the_example() {
         "README's Metrics code drifted from examples/metrics.rs"
     );
 }
+
+#[test]
+fn a_taken_address_is_a_message_naming_it_before_anything_is_installed() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let error = example::run(&address).expect_err("the address is taken");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("cannot serve on {address}: "))
+            && text.ends_with("(pass another ADDRESS, like 127.0.0.1:9001)"),
+        "{text}"
+    );
+}

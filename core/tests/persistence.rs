@@ -479,6 +479,16 @@ fn store_events_subscribed_on_the_builder_hear_the_first_read() {
             ..
         }
     ));
+    // Each says what happened in one line.
+    let lines: Vec<String> = events.iter().map(ToString::to_string).collect();
+    let injected = StoreError::Injected.to_string();
+    assert_eq!(
+        lines,
+        [
+            format!("the first read of the store failed, counting from zero until a sync succeeds: {injected}"),
+            format!("reduced rate on after 3 failed syncs in a row: {injected}"),
+        ]
+    );
     // A good first read is no event.
     let quiet = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&quiet);

@@ -15,10 +15,19 @@ fn run_cli(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8(out).expect("the report is UTF-8"))
 }
 
-/// The report's rows as (service, issued, recorded, lost, transitions).
+/// The report's rows as (service, issued, recorded, lost, transitions), after checking its
+/// last line says what the threads mode counts.
 fn rows(report: &str) -> Vec<(String, u64, u64, u64, u64)> {
-    report
-        .lines()
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines.last().copied(),
+        Some(
+            "every call is counted (record_call, past the limit too): this mode shows lost \
+             updates, not admission; --processes N with a store runs admission"
+        )
+    );
+    lines[..lines.len() - 1]
+        .iter()
         .skip(2)
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();

@@ -560,7 +560,7 @@ fn invalid_values_name_the_service_the_field_and_its_line() {
             6,
             Some("svc"),
             "admission",
-            &["block must be at least 1", "Leased { block: 0 }"],
+            &["needs a lease block of at least 1", "Leased { block: 0 }"],
         ),
         (
             format!("{head}limit = 5\nadmission = \"exact\"\n"),
