@@ -621,6 +621,18 @@ impl FromStr for StoreUrl {
             return Ok(StoreUrl::Memory);
         }
         if let Some(path) = text.strip_prefix("file:") {
+            // `file://HOST/PATH` names a file on another machine (and may carry a password):
+            // not a local path. `file:///PATH` is the local `/PATH`.
+            let path = match path.strip_prefix("//") {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+                Some(_) => {
+                    return Err(StoreUrlError(
+                        "file:// with a host is not a local file: write file:/PATH or \
+                         file:///PATH (a file store is shared by the processes of one machine)",
+                    ))
+                }
+                None => path,
+            };
             if path.is_empty() {
                 return Err(StoreUrlError("file: needs a path (file:PATH)"));
             }

@@ -848,6 +848,66 @@ fn file_store_round_trip_and_corrupt_files_are_moved_aside() {
 }
 
 #[test]
+fn file_store_keeps_entries_it_skips_and_the_file_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let store = FileStore::new(&path);
+    let clock = ManualClock::new(JUNE_10);
+    let build = || {
+        QuotaTracker::builder(config())
+            .clock(clock.clone())
+            .store(store.clone())
+            .build()
+            .unwrap()
+    };
+    let tracker = build();
+    tracker.record_call("a", 9).unwrap();
+    tracker.record_call("b", 5).unwrap();
+    tracker.flush().unwrap();
+    drop(tracker);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Someone wrote b's total as a float: that entry does not parse and is skipped.
+    let good = std::fs::read_to_string(&path).unwrap();
+    let edited = good.replacen("\"total\": 5", "\"total\": 5.0", 1);
+    assert_ne!(edited, good, "{good}");
+    std::fs::write(&path, &edited).unwrap();
+    assert_eq!(store.state().unwrap().skipped().len(), 1);
+    let tracker = build();
+    assert_eq!(tracker.usage("a").unwrap().used, 9);
+    // Reads alone copy nothing.
+    let asides = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".skipped-"))
+            .collect()
+    };
+    assert!(asides().is_empty());
+    // The first write keeps the file as it was beside it, then drops the bad entry.
+    tracker.record_call("a", 1).unwrap();
+    tracker.flush().unwrap();
+    let kept = asides();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), edited);
+    assert!(store.state().unwrap().skipped().is_empty());
+    assert_eq!(june(store.state().unwrap(), "a"), 10);
+    // Later writes copy nothing more.
+    tracker.record_call("a", 1).unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(asides().len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file's permissions are kept");
+    }
+}
+
+#[test]
 fn file_store_converts_a_version_1_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("quota.json");

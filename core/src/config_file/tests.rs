@@ -181,6 +181,32 @@ fn store_urls() {
         parse("file:quota.json"),
         Ok(StoreUrl::File("quota.json".into()))
     );
+    assert_eq!(
+        parse("file:///var/lib/q.json"),
+        Ok(StoreUrl::File("/var/lib/q.json".into()))
+    );
+    assert_eq!(parse("file:/q.json"), Ok(StoreUrl::File("/q.json".into())));
+    // A host (and maybe a password) is not a local path: refused, the password not shown.
+    assert!(parse("file://").is_err());
+    for text in ["file://backup:secret@nas/q.json", "file://nas/q.json"] {
+        let error = parse(text).expect_err(text);
+        let shown = format!("{error} {error:?}");
+        assert!(
+            shown.contains("file:// with a host is not a local file"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+    let error = QuotaFile::from_toml_str(&format!(
+        "store = \"file://backup:secret@nas/q.json\"\n{}",
+        toml_service("")
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("line 1") && !error.contains("secret"),
+        "{error}"
+    );
     for (text, shown, tls) in [
         ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379", false),
         ("redis://h/2", "redis://h/2", false),

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 ///
 /// A file that does not parse is moved aside as `<name>.corrupt-<ms>` (its bytes are kept,
 /// never dropped), that sync fails with [`StoreError::Corrupt`], and the next one starts a fresh
-/// file. A version 1 file is converted once, under the lock.
+/// file. A file that parses but has entries that do not (a total written as `40.0`) is
+/// copied to `<name>.skipped-<ms>` before the first write that would drop them, with a `log`
+/// warning naming them. A version 1 file is converted once, under the lock. A write keeps the
+/// file's permissions and, where the process may set them, its owner and group.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -99,17 +102,43 @@ impl FileStore {
         }
     }
 
-    fn move_aside(&self) -> Result<PathBuf, StoreError> {
-        let target = self.target();
+    /// A name beside the target that no file has: `<name>.<kind>-<ms>[-n]`.
+    fn free_name_beside(target: &Path, kind: &str) -> PathBuf {
         let ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-        let mut aside = Self::beside(&target, &format!(".corrupt-{ms}"));
+        let mut aside = Self::beside(target, &format!(".{kind}-{ms}"));
         let mut n = 1;
         while aside.exists() {
-            aside = Self::beside(&target, &format!(".corrupt-{ms}-{n}"));
+            aside = Self::beside(target, &format!(".{kind}-{ms}-{n}"));
             n += 1;
         }
+        aside
+    }
+
+    fn move_aside(&self) -> Result<PathBuf, StoreError> {
+        let target = self.target();
+        let aside = Self::free_name_beside(&target, "corrupt");
         fs::rename(&target, &aside).map_err(|e| io("moving aside", &target, e))?;
         Ok(aside)
+    }
+
+    /// Copies the file as it is to `<name>.skipped-<ms>` before a write drops the entries
+    /// that did not parse, and says so in the log.
+    fn copy_aside_skipped(&self, skipped: &[String]) -> Result<(), StoreError> {
+        let target = self.target();
+        let aside = Self::free_name_beside(&target, "skipped");
+        fs::copy(&target, &aside).map_err(|e| io("copying aside", &target, e))?;
+        crate::observers::quietly(|| {
+            log::warn!(
+                "quota: {} had {} entr{} that did not parse ({}); the file as it was is kept \
+                 as {}",
+                self.path.display(),
+                skipped.len(),
+                if skipped.len() == 1 { "y" } else { "ies" },
+                skipped.join("; "),
+                aside.display()
+            )
+        });
+        Ok(())
     }
 
     fn write(&self, text: &str) -> Result<(), StoreError> {
@@ -123,8 +152,23 @@ impl FileStore {
                 super::InstanceId::random()
             ),
         );
+        // The replacement keeps the file's permissions (a 0600 file stays 0600) and, where
+        // this process may set them, its owner and group.
+        let existing = fs::metadata(&target).ok();
         let written = File::create(&temp)
             .and_then(|mut file| {
+                if let Some(existing) = &existing {
+                    file.set_permissions(existing.permissions())?;
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::MetadataExt;
+                        let _ = std::os::unix::fs::fchown(
+                            &file,
+                            Some(existing.uid()),
+                            Some(existing.gid()),
+                        );
+                    }
+                }
                 file.write_all(text.as_bytes())?;
                 file.sync_all()
             })
@@ -173,6 +217,9 @@ impl FileStore {
         };
         let (answer, changed) = change(&mut state);
         if changed || state.converted() {
+            if !state.skipped().is_empty() {
+                self.copy_aside_skipped(state.skipped())?;
+            }
             self.write(&state.to_json())?;
         }
         Ok(answer)
