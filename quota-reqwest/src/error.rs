@@ -95,3 +95,86 @@ impl fmt::Display for RoutePanicked {
 }
 
 impl std::error::Error for RoutePanicked {}
+
+/// A redirect the [`QuotaMiddleware`](crate::QuotaMiddleware) did not follow, or one the
+/// reqwest `Client` followed on its own, uncounted.
+///
+/// The middleware returns it as `reqwest_middleware::Error::Middleware` (get it with
+/// [`RedirectError::find`]). Every request that was sent before it was counted; the request
+/// it names was not sent, except for [`ClientFollowed`](Self::ClientFollowed), whose hops
+/// were sent by the client without passing through the middleware.
+///
+/// The URLs are shown without user info, query or fragment: those may carry keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedirectError {
+    /// The reqwest `Client` under the middleware followed redirects itself: the response
+    /// comes from `answered`, not from the `sent` URL the middleware counted, and the hops in
+    /// between reached their hosts uncounted. Build the client with
+    /// `reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())`; the
+    /// middleware then follows redirects itself, counting each hop.
+    ClientFollowed {
+        /// The URL the middleware counted and handed on.
+        sent: reqwest::Url,
+        /// The URL the response came from.
+        answered: reqwest::Url,
+    },
+    /// More redirects in a row than the middleware's
+    /// [`max_redirects`](crate::QuotaMiddleware::max_redirects): the last one was not followed.
+    TooMany {
+        /// The limit.
+        max: usize,
+        /// Where the redirect not followed pointed.
+        location: reqwest::Url,
+    },
+    /// A 307 or 308 asks for the request to be sent again with its body, and the body is a
+    /// stream, which cannot be sent twice: the redirect was not followed.
+    BodyNotReplayable {
+        /// 307 or 308.
+        status: http::StatusCode,
+        /// The request's method.
+        method: http::Method,
+        /// Where the redirect pointed.
+        location: reqwest::Url,
+    },
+}
+
+impl RedirectError {
+    /// The redirect error inside a middleware client's error, if it is one.
+    pub fn find(error: &reqwest_middleware::Error) -> Option<&RedirectError> {
+        match error {
+            reqwest_middleware::Error::Middleware(error) => error.downcast_ref(),
+            reqwest_middleware::Error::Reqwest(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for RedirectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedirectError::ClientFollowed { sent, answered } => write!(
+                f,
+                "the reqwest Client followed a redirect on its own: {sent} was answered by \
+                 {answered}, and the requests in between were sent uncounted; build the Client \
+                 with `.redirect(reqwest::redirect::Policy::none())` and QuotaMiddleware \
+                 follows redirects itself, counting each hop"
+            ),
+            RedirectError::TooMany { max, location } => write!(
+                f,
+                "more than {max} redirects in a row: the one to {location} was not followed"
+            ),
+            RedirectError::BodyNotReplayable {
+                status,
+                method,
+                location,
+            } => write!(
+                f,
+                "{status} to {location} asks to send the {method} request again with its body, \
+                 and the body is a stream that cannot be sent twice: not followed (give the \
+                 request a body of bytes, or turn off `follow_redirects` and follow it yourself)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RedirectError {}

@@ -19,9 +19,10 @@ mod error;
 mod headers;
 mod layer;
 mod middleware;
+mod redirect;
 mod rules;
 
-pub use error::{Exceeded, QuotaExceeded, RoutePanicked};
+pub use error::{Exceeded, QuotaExceeded, RedirectError, RoutePanicked};
 pub use layer::{QuotaLayer, QuotaService};
 pub use middleware::QuotaMiddleware;
 pub use rules::{Counting, QuotaRules, RequestInfo};

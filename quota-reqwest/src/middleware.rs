@@ -1,5 +1,6 @@
 //! The reqwest-middleware middleware.
 
+use crate::redirect::{self, Kept, Redirects, Then};
 use crate::rules::{Counting, InFlight, QuotaRules, Refused, RequestInfo};
 use http::Extensions;
 use quota_core::{QuotaError, QuotaTracker};
@@ -18,6 +19,30 @@ use std::time::Duration;
 /// the tracker lacks fails the request with a [`QuotaError`] the same way, and a panicking
 /// route closure with a [`RoutePanicked`](crate::RoutePanicked).
 ///
+/// # Redirects
+///
+/// Build the reqwest `Client` with `redirect(reqwest::redirect::Policy::none())`: the
+/// middleware then follows redirects itself, one hop at a time, and each hop passes through
+/// the rules (its host and path may count against another service, or none), is admitted or
+/// denied and counted like a request of its own, and has its response's headers taken in.
+/// A hop that is denied is not sent. So the provider never receives more requests than the
+/// tracker admitted, redirects included. Hops run the middlewares added after this one again;
+/// those added before it see one request.
+///
+/// A followed redirect is built as reqwest builds it: 303 (and 301 / 302 for a POST) becomes a
+/// GET without body, 307 / 308 send the same method and body again, a relative `Location` is
+/// taken relative to the hop's URL, and Authorization, Cookie and Proxy-Authorization are
+/// dropped when the host or port changes. A redirect without a `Location` that is an http(s)
+/// URL is returned as it is. Failures are a [`RedirectError`](crate::RedirectError): more
+/// than [`max_redirects`](Self::max_redirects) in a row (10 by default), or a 307 / 308 for a
+/// request whose body is a stream (it cannot be sent twice), raised before the next hop is
+/// sent. [`follow_redirects(false)`](Self::follow_redirects) returns every 3xx as it is.
+///
+/// A client that follows redirects itself (reqwest's default policy) sends the hops after the
+/// first without this middleware seeing them: uncounted. The middleware fails such a call
+/// with [`RedirectError::ClientFollowed`](crate::RedirectError::ClientFollowed), which says
+/// how to build the client, whenever a response's URL is not the URL it handed on.
+///
 /// ```
 /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
 /// use quota_reqwest::{Counting, QuotaMiddleware};
@@ -30,15 +55,20 @@ use std::time::Duration;
 ///     .host("api.search.example", "search")?
 ///     .route(|request| request.path.starts_with("/v1/mail").then_some("mail"))
 ///     .counting("mail", Counting::RecordAfter)?;
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+/// // The middleware follows redirects, counting each hop: the client must not.
+/// let reqwest = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest)
 ///     .with(middleware)
 ///     .build();
 /// # drop(client);
-/// # Ok::<(), quota_core::QuotaError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct QuotaMiddleware {
     rules: Arc<QuotaRules>,
+    redirects: Redirects,
 }
 
 impl QuotaMiddleware {
@@ -51,6 +81,7 @@ impl QuotaMiddleware {
     pub fn with_rules(rules: QuotaRules) -> Self {
         QuotaMiddleware {
             rules: Arc::new(rules),
+            redirects: Redirects::default(),
         }
     }
 
@@ -59,9 +90,28 @@ impl QuotaMiddleware {
         &self.rules
     }
 
+    /// Whether the middleware follows redirects itself, counting each hop (`true`, the
+    /// default: see [Redirects](Self#redirects)). With `false`, a 3xx is returned as it is.
+    /// Either way the client must not follow redirects on its own.
+    pub fn follow_redirects(mut self, follow: bool) -> Self {
+        self.redirects.follow = follow;
+        self
+    }
+
+    /// How many redirects in a row the middleware follows (default 10, as reqwest); the next
+    /// one fails with [`RedirectError::TooMany`](crate::RedirectError::TooMany). With 0 a
+    /// redirect is an error.
+    pub fn max_redirects(mut self, max: usize) -> Self {
+        self.redirects.max = max;
+        self
+    }
+
     fn map(self, change: impl FnOnce(QuotaRules) -> QuotaRules) -> Self {
         let rules = Arc::try_unwrap(self.rules).unwrap_or_else(|shared| QuotaRules::clone(&shared));
-        Self::with_rules(change(rules))
+        QuotaMiddleware {
+            rules: Arc::new(change(rules)),
+            redirects: self.redirects,
+        }
     }
 
     fn try_map(
@@ -69,7 +119,53 @@ impl QuotaMiddleware {
         change: impl FnOnce(QuotaRules) -> Result<QuotaRules, QuotaError>,
     ) -> Result<Self, QuotaError> {
         let rules = Arc::try_unwrap(self.rules).unwrap_or_else(|shared| QuotaRules::clone(&shared));
-        Ok(Self::with_rules(change(rules)?))
+        Ok(QuotaMiddleware {
+            rules: Arc::new(change(rules)?),
+            redirects: self.redirects,
+        })
+    }
+
+    /// Sends one hop through the rest of the chain, counted by the rules.
+    async fn send(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let url = request.url();
+        let info = RequestInfo {
+            method: request.method(),
+            host: url.host_str(),
+            path: url.path(),
+            headers: request.headers(),
+        };
+        let ticket = self.rules.before(&info).map_err(refused)?;
+        // Counts the request as failed if this future is dropped before the answer.
+        let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
+        let sent = request.url().clone();
+        let result = next.run(request, extensions).await;
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                if let Some(in_flight) = in_flight {
+                    in_flight.failed();
+                }
+                return Err(error);
+            }
+        };
+        if let Some(error) = redirect::client_followed(&sent, &response) {
+            // Sent, answered by another host: its headers are not this service's word.
+            if let Some(in_flight) = in_flight {
+                in_flight.failed();
+            }
+            return Err(reqwest_middleware::Error::middleware(error));
+        }
+        if let Some(in_flight) = in_flight {
+            in_flight
+                .answered(response.status(), response.headers())
+                .map_err(reqwest_middleware::Error::middleware)?;
+        }
+        Ok(response)
     }
 
     /// [`QuotaRules::host`].
@@ -114,34 +210,22 @@ fn refused(refusal: Refused) -> reqwest_middleware::Error {
 impl Middleware for QuotaMiddleware {
     async fn handle(
         &self,
-        request: Request,
+        mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let url = request.url();
-        let info = RequestInfo {
-            method: request.method(),
-            host: url.host_str(),
-            path: url.path(),
-            headers: request.headers(),
-        };
-        let ticket = self.rules.before(&info).map_err(refused)?;
-        // Counts the request as failed if this future is dropped before the answer.
-        let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
-        let result = next.run(request, extensions).await;
-        let Some(in_flight) = in_flight else {
-            return result;
-        };
-        match result {
-            Ok(response) => {
-                in_flight
-                    .answered(response.status(), response.headers())
-                    .map_err(reqwest_middleware::Error::middleware)?;
-                Ok(response)
-            }
-            Err(error) => {
-                in_flight.failed();
-                Err(error)
+        let Redirects { follow, max } = self.redirects;
+        let mut followed = 0;
+        loop {
+            let kept = follow.then(|| Kept::of(&mut request));
+            let response = self.send(request, extensions, next.clone()).await?;
+            let Some(kept) = kept else {
+                return Ok(response);
+            };
+            match redirect::next_hop(kept, &response, followed, max) {
+                Then::Follow(hop) => (request, followed) = (hop, followed + 1),
+                Then::Answer => return Ok(response),
+                Then::Refuse(error) => return Err(reqwest_middleware::Error::middleware(error)),
             }
         }
     }
