@@ -49,11 +49,13 @@ pub async fn run(config: &str, service: Option<&str>, calls: u64) -> Result<Repo
     let url = format!("http://{}/", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, api).await });
 
-    // Requests to 127.0.0.1 count against `service`; a denied one is never sent.
+    // Requests to 127.0.0.1 count against `service`; a denied one is never sent. The
+    // middleware follows redirects itself, counting each hop: the client must not.
     let middleware = QuotaMiddleware::new(tracker).host("127.0.0.1", &service)?;
-    let client = ClientBuilder::new(reqwest::Client::new())
-        .with(middleware)
-        .build();
+    let reqwest = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let client = ClientBuilder::new(reqwest).with(middleware).build();
 
     let tasks: Vec<_> = (0..8)
         .map(|_| {

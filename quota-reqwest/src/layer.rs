@@ -31,6 +31,33 @@ use std::task::{Context, Poll};
 /// # drop(layer);
 /// # Ok::<(), quota_core::QuotaError>(())
 /// ```
+///
+/// # Redirects
+///
+/// The layer counts one call per request it sees, and does not follow redirects. To follow
+/// them, put tower-http's `FollowRedirect` **outside** the layer (before it in a
+/// `ServiceBuilder`): each hop is then a request of its own through the layer, matched by the
+/// rules against its own host, admitted (or denied, and not sent) and counted. Inside the
+/// layer (or in the client the inner service sends with: build a reqwest client with
+/// `redirect(reqwest::redirect::Policy::none())`), the hops after the first pass uncounted.
+///
+/// ```
+/// # use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
+/// # use quota_reqwest::{QuotaLayer, QuotaRules};
+/// # let tracker = QuotaTracker::new(TrackerConfig::new([ServiceConfig::new(
+/// #     "search", 100, Period::Minute,
+/// # )]))?;
+/// # let layer = QuotaLayer::new(QuotaRules::new(tracker).host("api.search.example", "search")?);
+/// # let client = tower::service_fn(|_: http::Request<String>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # });
+/// let service = tower::ServiceBuilder::new()
+///     .layer(tower_http::follow_redirect::FollowRedirectLayer::new())
+///     .layer(layer)
+///     .service(client);
+/// # drop(service);
+/// # Ok::<(), quota_core::QuotaError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct QuotaLayer {
     rules: Arc<QuotaRules>,

@@ -11,6 +11,14 @@
 //! floor ([`quota_core::QuotaTracker::raise_used`]), a 429 raises it to the limit and fails
 //! the call with its `Retry-After` as a delay. See [`QuotaRules`] for the exact rules.
 //!
+//! Redirects are counted hop by hop, so the provider never receives more requests than the
+//! tracker admitted: build the reqwest `Client` with
+//! `redirect(reqwest::redirect::Policy::none())` and [`QuotaMiddleware`] follows redirects
+//! itself, each hop through the rules (a client that follows them on its own fails the call
+//! with a [`RedirectError`]); with tower, put tower-http's `FollowRedirect` outside
+//! [`QuotaLayer`]. See [QuotaMiddleware's redirects](QuotaMiddleware#redirects) and
+//! [QuotaLayer's](QuotaLayer#redirects).
+//!
 //! The tracker's calls take its per-service lock for a moment and never wait on I/O, except
 //! that a tracker with a store syncs from whichever call makes a sync due (every
 //! `interval_ms`, or on entering Critical): that call waits for the store's round trip.
