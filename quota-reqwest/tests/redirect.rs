@@ -2,8 +2,8 @@
 //! (method, host, path, headers, body). The hosts `api.test`, `search.test` and `other.test`
 //! all resolve to it; the path says how it answers:
 //! - `/hop/N`: 307 to `N-1` (a relative `Location`), and 200 at `/hop/0`;
-//! - `/redirect?status=S&to=URL[&remaining=R]`: status `S` to `URL`, with
-//!   `RateLimit-Remaining: R` when given;
+//! - `/redirect?status=S[&to=URL][&remaining=R]`: status `S` to `URL` (no `Location`
+//!   without it), with `RateLimit-Remaining: R` when given;
 //! - `/loop?...`: 307 to itself, query included;
 //! - anything else: 200 `landed`.
 
@@ -73,7 +73,9 @@ impl Api {
             let param = |name: &str| query.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
             let redirect = |status: u16, to: &str| {
                 let mut out = HeaderMap::new();
-                out.insert("location", HeaderValue::from_str(to).unwrap());
+                if !to.is_empty() {
+                    out.insert("location", HeaderValue::from_str(to).unwrap());
+                }
                 if let Some(remaining) = param("remaining") {
                     out.insert("ratelimit-remaining", remaining.parse().unwrap());
                 }
@@ -88,7 +90,7 @@ impl Api {
             match uri.path() {
                 "/redirect" => redirect(
                     param("status").unwrap().parse().unwrap(),
-                    param("to").unwrap(),
+                    param("to").unwrap_or_default(),
                 ),
                 "/loop" => redirect(307, &path),
                 _ => "landed".into_response(),
@@ -486,6 +488,27 @@ async fn follow_redirects_false_returns_a_redirect_as_it_is() {
     assert_eq!(response.headers()["location"], "2");
     assert_eq!(api.received(), 1);
     assert_eq!(used(&tracker, "api"), 1);
+}
+
+#[tokio::test]
+async fn a_redirect_without_an_http_location_is_returned_as_it_is() {
+    let api = Api::start().await;
+    let tracker = tracker(&[("api", 100)]);
+    let client = api.client(
+        QuotaMiddleware::new(Arc::clone(&tracker))
+            .host("api.test", "api")
+            .unwrap(),
+    );
+    for (status, path) in [
+        (302, "/redirect?status=302"),
+        (307, "/redirect?status=307&to=ftp://api.test/file"),
+        (308, "/redirect?status=308&to=http://[bad"),
+    ] {
+        let response = client.get(api.url("api.test", path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+    }
+    assert_eq!(api.received(), 3);
+    assert_eq!(used(&tracker, "api"), 3);
 }
 
 /// A middleware after the quota middleware that answers without sending, as a cache or a
