@@ -1,11 +1,11 @@
 // End to end: the release build in headless Chromium, driven through the test ids.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
 import {
-  ROOT, count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
+  count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
 } from './harness.mjs';
+import { TEST_SCREENSHOT, takeScreenshot } from './screenshot.mjs';
 
 let server;
 let browser;
@@ -231,23 +231,9 @@ test('usable at 360 px: no horizontal scrolling, a label on every control, keybo
   await narrow.close();
 });
 
-test('screenshot of a run in progress (docs/dashboard.png)', async () => {
-  await page.getByTestId('mode').selectOption('locked');
-  await setInput(page, 'workers', 4);
-  await setInput(page, 'rate', 8);
-  await page.getByTestId('reset').click();
-  await page.getByTestId('start').click();
-  // finnhub (60/minute) goes critical first, then sendgrid (100/day) reaches its warning level.
-  const level = (name) => page.getByTestId(`level-${name}`).textContent();
-  // A short store outage on the way, so the Store sync panel shows both of its events.
-  const reduced = () => page.getByTestId('reduced-rate').textContent();
-  await page.getByTestId('store-outage').check();
-  await waitUntil('reduced rate "on"', async () => (await reduced()) === 'on');
-  await page.getByTestId('store-outage').uncheck();
-  await waitUntil('reduced rate "off"', async () => (await reduced()) === 'off');
-  await waitUntil('finnhub critical and sendgrid warning', async () =>
-    ['critical', 'exhausted'].includes(await level('finnhub')) && (await level('sendgrid')) !== 'normal', 40_000);
-  await pauseAndSettle(page);
-  mkdirSync(join(ROOT, 'docs'), { recursive: true });
-  await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: true });
+test('screenshot of a run in progress (into target/e2e/, git-ignored)', async () => {
+  rmSync(TEST_SCREENSHOT, { force: true });
+  await takeScreenshot(page, TEST_SCREENSHOT);
+  assert.ok(statSync(TEST_SCREENSHOT).size > 10_000, 'a screenshot was written');
+  assert.deepEqual(page.errors, []);
 });

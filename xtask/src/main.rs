@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask test`: installs what is missing, then runs every check CI runs.
 //! - `cargo xtask serve`: builds and serves the dashboard at http://127.0.0.1:8080.
+//! - `cargo xtask screenshot`: refreshes the README's `docs/dashboard.png`.
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match command {
         "test" => test(),
         "serve" => web::serve(),
+        "screenshot" => web::screenshot(),
         "pkg" => pkg::pkg(),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
@@ -50,6 +52,9 @@ fn print_help() {
          \x20       crash's input is kept in fuzz/artifacts/<target>/ and reruns with\n\
          \x20       `cargo +nightly fuzz run --fuzz-dir fuzz <target> <input>`\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
+         screenshot\n\
+         \x20       build the release dashboard and refresh the README's docs/dashboard.png\n\
+         \x20       (a test run writes its screenshot to target/e2e/ instead)\n\
          serve   install what is missing, then build and serve the dashboard at\n\
          \x20       http://127.0.0.1:8080\n"
     );

@@ -1,4 +1,5 @@
-//! The dashboard (`web/`, built by Trunk from `index.html`): `cargo xtask serve`, and its checks
+//! The dashboard (`web/`, built by Trunk from `index.html`): `cargo xtask serve`,
+//! `cargo xtask screenshot`, and its checks
 //! for `cargo xtask test` (clippy on wasm32, component tests in headless Chromium, the release
 //! build, and the end-to-end tests against it).
 
@@ -153,16 +154,38 @@ fn size_budget() -> Result<(), String> {
 }
 
 /// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core
-/// driving the system Chromium. Writes `docs/dashboard.png`.
+/// driving the system Chromium. Their screenshot goes to `target/e2e/dashboard.png`
+/// (git-ignored): a test run changes no tracked file.
 fn end_to_end() -> Result<(), String> {
+    npm_ci()?;
+    command(
+        "node",
+        &["--test", &format!("{E2E_DIR}/dashboard.test.mjs")],
+        &[("CHROMIUM", install::CHROMIUM)],
+    )
+}
+
+/// The end-to-end tests' npm packages (playwright-core), as `tests/e2e/package-lock.json` pins
+/// them.
+fn npm_ci() -> Result<(), String> {
     command(
         "npm",
         &["ci", "--prefix", E2E_DIR, "--no-audit", "--no-fund"],
         &[],
-    )?;
+    )
+}
+
+/// `cargo xtask screenshot`: installs what is missing, builds the release dashboard and
+/// refreshes the README's `docs/dashboard.png` (a locked run in progress, as
+/// `tests/e2e/screenshot.mjs` stages it).
+pub fn screenshot() -> Result<(), String> {
+    tools()?;
+    install::chromium()?;
+    release_build()?;
+    npm_ci()?;
     command(
         "node",
-        &["--test", &format!("{E2E_DIR}/dashboard.test.mjs")],
+        &[&format!("{E2E_DIR}/screenshot.mjs"), "docs/dashboard.png"],
         &[("CHROMIUM", install::CHROMIUM)],
     )
 }
