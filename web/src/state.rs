@@ -52,7 +52,10 @@ pub struct AppState {
 struct Meter {
     since: Instant,
     frames: u64,
+    /// The simulation's calls at `since`.
     calls: u64,
+    /// The instances' calls at `since`.
+    instances_calls: u64,
     last_sample: Option<Instant>,
 }
 
@@ -106,6 +109,7 @@ impl AppState {
                 since: Instant::now(),
                 frames: 0,
                 calls: 0,
+                instances_calls: 0,
                 last_sample: None,
             })),
             instances: StoredValue::new_local(instances),
@@ -183,6 +187,7 @@ impl AppState {
         self.refresh();
         let now = Instant::now();
         let (calls, status) = self.frame.with_untracked(|f| (f.calls, f.status));
+        let instances_calls = self.instances_frame.with_untracked(|f| f.calls);
         let sample = self.meter.with_value(|meter| {
             let mut meter = meter.borrow_mut();
             meter.frames += 1;
@@ -190,14 +195,21 @@ impl AppState {
             if elapsed >= 1.0 {
                 let rates = Rates {
                     calls_per_second: calls.saturating_sub(meter.calls) as f64 / elapsed,
+                    instances_calls_per_second: instances_calls
+                        .saturating_sub(meter.instances_calls)
+                        as f64
+                        / elapsed,
                     frames_per_second: meter.frames as f64 / elapsed,
                 };
                 self.rates.set(rates);
                 meter.since = now;
                 meter.frames = 0;
                 meter.calls = calls;
+                meter.instances_calls = instances_calls;
             }
-            meter.calls = meter.calls.min(calls); // a reset restarted the count
+            // A reset restarted the count.
+            meter.calls = meter.calls.min(calls);
+            meter.instances_calls = meter.instances_calls.min(instances_calls);
             let due = meter.last_sample.is_none_or(|last| {
                 now.duration_since(last).as_secs_f64() * 1_000.0 >= History::INTERVAL_MS
             });
@@ -274,13 +286,24 @@ impl AppState {
         self.change(|_| self.instances().pause());
     }
 
-    /// Starts the instances view over in `mode`, with the running config.
+    /// Starts the instances view over in `mode`, with the running config (its workers stop).
     pub fn reset_instances(&self, mode: SyncMode) {
         self.change(|engine| {
             if let Err(error) = self.instances().reset(engine.config(), mode) {
                 unreachable!("the running config is valid: {error}");
             }
         });
+    }
+
+    /// Switches how the instances share the store: a new, empty store in `mode`, counts from
+    /// zero; workers that ran run on in the new mode. Returns whether they did.
+    pub fn set_instances_mode(&self, mode: SyncMode) -> bool {
+        let running = self.instances().is_running();
+        self.reset_instances(mode);
+        if running {
+            self.start_instances();
+        }
+        running
     }
 
     /// Sets the simulated speed.
