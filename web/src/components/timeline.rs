@@ -11,8 +11,9 @@ use leptos::prelude::*;
 /// [`Timeline::CAPACITY`] entries.
 ///
 /// The entries are keyed by their id: an entry's elements are made once, when it comes, and
-/// removed when the timeline drops it; at the fastest speeds dozens arrive on every frame, and
-/// only those are made.
+/// removed when the timeline drops it. At the fastest speeds dozens arrive on every frame, so
+/// while the page runs its frames the list is told of new entries at most every
+/// [`TIMELINE_INTERVAL_MS`](crate::state::TIMELINE_INTERVAL_MS) (the count above it is exact).
 #[component]
 pub fn TransitionTimeline() -> impl IntoView {
     let state = use_app();
