@@ -13,12 +13,13 @@
 //! already-resolved promise would not let other workers run), records its due calls in the copy
 //! and writes the whole copy back: the workers that ran in between lose their updates.
 //!
-//! In locked mode the tracker syncs its deltas to `localStorage` through the
-//! [`DashboardStorage`], every [`SYNC_INTERVAL_MS`] of simulated time, at once on entering
-//! Critical, and when the workers pause or the page is hidden, and the engine writes its own
-//! counters (with the config and the simulated time) right after each successful sync; a new
-//! engine on the same key continues from the last successful sync. A new run (reset, mode,
-//! config) clears what was saved.
+//! In locked mode the tracker syncs its deltas through the [`DashboardStorage`] every
+//! [`SYNC_INTERVAL_MS`] of simulated time, at once on entering Critical, and when the workers
+//! pause or the page is hidden; the syncs go to a copy of the store in memory, which the engine
+//! writes to `localStorage` with its own counters (and the config and the simulated time) right
+//! after a successful sync, at most a few times a second of real time and at once after a flush
+//! (see [`persist`](crate::persist)); a new engine on the same key continues from the last
+//! write. A new run (reset, mode, config) clears what was saved.
 //!
 //! Nothing here touches the DOM: [`Engine::frame`] reads everything the page shows, once per
 //! animation frame.
