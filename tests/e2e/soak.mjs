@@ -5,7 +5,7 @@
 // (Performance.getMetrics), the elements in the document, the nodes inserted into it per
 // second (a MutationObserver), frames per second (requestAnimationFrame), localStorage writes
 // per second (Storage.prototype.setItem, counted), and the CPU share of the renderer and of
-// Chromium's storage process.
+// Chromium's storage service (from /proc/<pid>/stat).
 //
 // Before the soak (unless --no-sweep) every mode (locked try_record, locked count only, racy)
 // at every speed runs at the cap for a few seconds and its frame rate is measured.
