@@ -1112,3 +1112,46 @@ async fn at_the_fastest_speed_the_page_writes_local_storage_a_few_times_a_second
     });
     assert_eq!(restored, issued);
 }
+
+/// The size of this module's `.wasm` memory, in bytes (it grows, never shrinks).
+fn wasm_memory() -> f64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
+#[wasm_bindgen_test]
+async fn thousands_of_level_changes_leave_the_timeline_and_the_wasm_memory_as_they_were() {
+    let (state, root) = mount(|| view! { <TransitionTimeline/> });
+    let clock = state.engine().clock().clone();
+    // finnhub critical, then a new minute: two level changes per cycle, shown every 5 cycles.
+    let cycles = |n: u32| {
+        let clock = clock.clone();
+        async move {
+            for cycle in 0..n {
+                state.engine().record(1, FINNHUB, 48);
+                clock.advance(60_000);
+                if cycle % 5 == 0 {
+                    state.refresh();
+                    settle().await;
+                }
+            }
+            state.refresh();
+            settle().await;
+        }
+    };
+    cycles(200).await; // the list full, the allocator warmed up
+    let (before, elements) = (wasm_memory(), root.get_elements_by_tag_name("*").length());
+    cycles(3_000).await;
+    let grown = wasm_memory() - before;
+    assert_eq!(transitions(&root), timeline_entries(&state));
+    assert_eq!(transitions(&root).len(), 100);
+    assert_eq!(root.get_elements_by_tag_name("*").length(), elements);
+    // A list keyed by entry id (`<For>`) grew it by 576 KiB here.
+    assert!(
+        grown <= 128.0 * 1024.0,
+        "6,000 level changes grew the wasm memory by {grown} bytes"
+    );
+}
