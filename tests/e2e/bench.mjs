@@ -97,7 +97,7 @@ try {
   for (let i = 0; i < SECONDS; i += 1) {
     await page.waitForTimeout(1_000);
     fps.push(Number(await page.getByTestId('fps').textContent()));
-    calls.push(Number(await page.getByTestId('calls-per-second').textContent()));
+    calls.push(Number(await page.getByTestId('calls-per-second-simulation').textContent()));
   }
   const end = { at: Date.now(), frames: await page.evaluate(() => window.benchFrames), ...(await durations(cdp)) };
   // Then a few seconds traced (tracing slows the page a little: not during the frame count).

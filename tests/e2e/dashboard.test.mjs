@@ -1,11 +1,11 @@
 // End to end: the release build in headless Chromium, driven through the test ids.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
 import {
-  ROOT, count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
+  count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
 } from './harness.mjs';
+import { TEST_SCREENSHOT, takeScreenshot } from './screenshot.mjs';
 
 let server;
 let browser;
@@ -35,6 +35,27 @@ test('the page loads ready to start, with a card per default service', async () 
   assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid']);
   assert.equal(await page.getByTestId('limit-finnhub').textContent(), '60');
   assert.equal(await page.getByTestId('level-finnhub').textContent(), 'normal');
+  assert.equal((await page.getByTestId('start').textContent()).trim(), 'Start');
+  assert.ok(await page.getByTestId('pause').isDisabled(), 'nothing to pause yet');
+  assert.deepEqual(page.errors, []);
+});
+
+test('at the defaults, Start shows a level change within a few seconds', async () => {
+  assert.equal(await page.getByTestId('workers').inputValue(), '4');
+  assert.equal(await page.getByTestId('rate').inputValue(), '8');
+  const started = Date.now();
+  await page.getByTestId('start').click();
+  assert.equal((await page.getByTestId('start').textContent()).trim(), 'Running');
+  assert.ok(await page.getByTestId('start').isDisabled(), 'a running simulation cannot start again');
+  const first = page.locator('[data-testid="transition"]').first();
+  await first.waitFor({ timeout: 6_000 });
+  const seconds = (Date.now() - started) / 1_000;
+  assert.equal(await first.getAttribute('data-service'), 'finnhub');
+  assert.ok(seconds < 6, `first level change after ${seconds} s`);
+  await pauseAndSettle(page);
+  assert.equal((await page.getByTestId('start').textContent()).trim(), 'Resume');
+  await page.getByTestId('reset').click();
+  assert.equal(await page.getByTestId('status').textContent(), 'ready');
   assert.deepEqual(page.errors, []);
 });
 
@@ -167,6 +188,20 @@ test('instances: delta sync loses nothing, snapshot saves lose calls', async () 
   };
 
   await page.getByTestId('instances-mode').selectOption('delta');
+  // The footer's calls/s counts the instances' calls too (the simulation is paused here).
+  await page.getByTestId('instances-start').click();
+  const rate = async (id) => Number(await page.getByTestId(id).textContent());
+  await waitUntil('the instances in the footer', async () => (await rate('calls-per-second-instances')) >= 300);
+  const footer = await page.evaluate(() => Object.fromEntries(
+    ['calls-per-second', 'calls-per-second-simulation', 'calls-per-second-instances']
+      .map((id) => [id, Number(document.querySelector(`[data-testid="${id}"]`).textContent)])));
+  assert.equal(footer['calls-per-second-simulation'], 0, JSON.stringify(footer));
+  assert.equal(footer['calls-per-second'], footer['calls-per-second-instances'], JSON.stringify(footer));
+  // They count every call (record_call): the page says why the stored totals pass the limits.
+  await waitUntil('finnhub past its limit', async () => (await count(page, 'instances-stored-finnhub')) > 60);
+  assert.match(await page.getByTestId('instances-past-limit').textContent(), /finnhub \d+ of 60.*record_call/);
+  await page.getByTestId('instances-pause').click();
+  await page.getByTestId('instances-reset').click();
   await run(async () => (await count(page, 'instances-issued-total')) >= 200);
   for (const name of names) {
     const issued = await count(page, `instances-issued-${name}`);
@@ -177,6 +212,7 @@ test('instances: delta sync loses nothing, snapshot saves lose calls', async () 
 
   await page.getByTestId('instances-mode').selectOption('snapshot');
   assert.equal(await count(page, 'instances-issued-total'), 0, 'a new mode starts over');
+  assert.match(await page.getByTestId('instances-notice').textContent(), /Switched to snapshot saves: .*starts from zero/);
   await run(async () => (await count(page, 'instances-lost-total')) > 0);
   let lost = 0;
   for (const name of names) {
@@ -231,23 +267,9 @@ test('usable at 360 px: no horizontal scrolling, a label on every control, keybo
   await narrow.close();
 });
 
-test('screenshot of a run in progress (docs/dashboard.png)', async () => {
-  await page.getByTestId('mode').selectOption('locked');
-  await setInput(page, 'workers', 4);
-  await setInput(page, 'rate', 8);
-  await page.getByTestId('reset').click();
-  await page.getByTestId('start').click();
-  // finnhub (60/minute) goes critical first, then sendgrid (100/day) reaches its warning level.
-  const level = (name) => page.getByTestId(`level-${name}`).textContent();
-  // A short store outage on the way, so the Store sync panel shows both of its events.
-  const reduced = () => page.getByTestId('reduced-rate').textContent();
-  await page.getByTestId('store-outage').check();
-  await waitUntil('reduced rate "on"', async () => (await reduced()) === 'on');
-  await page.getByTestId('store-outage').uncheck();
-  await waitUntil('reduced rate "off"', async () => (await reduced()) === 'off');
-  await waitUntil('finnhub critical and sendgrid warning', async () =>
-    ['critical', 'exhausted'].includes(await level('finnhub')) && (await level('sendgrid')) !== 'normal', 40_000);
-  await pauseAndSettle(page);
-  mkdirSync(join(ROOT, 'docs'), { recursive: true });
-  await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: true });
+test('screenshot of a run in progress (into target/e2e/, git-ignored)', async () => {
+  rmSync(TEST_SCREENSHOT, { force: true });
+  await takeScreenshot(page, TEST_SCREENSHOT);
+  assert.ok(statSync(TEST_SCREENSHOT).size > 10_000, 'a screenshot was written');
+  assert.deepEqual(page.errors, []);
 });

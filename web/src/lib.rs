@@ -16,8 +16,9 @@
 //!   in `localStorage`), and the store outage switch.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
 //! - [`components`]: one file per part of the page.
-//! - [`dynamic`] and [`markup`]: how the views stay small in the `.wasm` (boxed reactive values
-//!   and event handlers; display-only parts drawn as markup).
+//! - [`dynamic`]: how the views stay small in the `.wasm` (boxed reactive values and event
+//!   handlers). Every part of the page is a Leptos view: a frame changes text nodes and
+//!   attributes in place, and elements are made only for what is new (a row, an entry).
 
 #[cfg(target_arch = "wasm32")]
 pub mod app;
@@ -33,8 +34,6 @@ pub mod engine;
 pub mod format;
 #[cfg(target_arch = "wasm32")]
 pub mod instances;
-#[cfg(target_arch = "wasm32")]
-pub mod markup;
 #[cfg(target_arch = "wasm32")]
 pub mod model;
 #[cfg(target_arch = "wasm32")]

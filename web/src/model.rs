@@ -91,6 +91,8 @@ impl Frame {
 pub struct SharedCounts {
     /// The service's name.
     pub name: String,
+    /// Its limit (the instances count past it: they call `record_call`).
+    pub limit: u64,
     /// Units the instances' workers issued since the reset (all recorded by their trackers).
     pub issued: u64,
     /// What the shared store holds for the service, summed across windows (read from the
@@ -112,6 +114,8 @@ pub struct InstancesFrame {
     pub mode: SyncMode,
     /// Whether their workers run.
     pub status: Status,
+    /// Calls the instances' workers made since the reset (each of one or more units).
+    pub calls: u64,
     /// Per service, in config order.
     pub services: Vec<SharedCounts>,
     /// Per instance, each service's `used` as that instance's tracker sees it (config order).
@@ -298,8 +302,10 @@ impl History {
 /// Measured rates, updated about once a second.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Rates {
-    /// Calls issued per second (all workers).
+    /// Calls the simulation's workers issued per second.
     pub calls_per_second: f64,
+    /// Calls the instances' workers made per second.
+    pub instances_calls_per_second: f64,
     /// Animation frames per second.
     pub frames_per_second: f64,
 }

@@ -3,15 +3,21 @@
 //! [`DashboardStorage`] keeps two keys under one base key (the page uses [`DEFAULT_KEY`]):
 //!
 //! - `<key>.tracker`: the tracker's store, a [`StoredState`] (the stored totals of each
-//!   service's windows, and which syncs were applied), written by the core's
-//!   [`LocalStorageStore`] through [`OutageStore`] (which adds the "store outage" switch).
+//!   service's windows, and which syncs were applied). The tracker syncs to [`OutageStore`]
+//!   (which adds the "store outage" switch), which applies its syncs to a copy in memory,
+//!   [`Synced`]; [`DashboardStorage::write`] writes that copy to `localStorage`.
 //! - `<key>.counters`: the dashboard's [`SavedCounters`]: the running config, the simulated
-//!   time, and issued / denied / recorded since the reset and calls. The engine writes them
-//!   right after each successful sync of the tracker, stamped with the store's
-//!   `updated_at_ms` after that sync, so a page that finds both knows they describe the same
-//!   moment. After a reload every number continues from the last successful sync; calls made
-//!   since then (during an outage, say) are forgotten by both, and lost keeps meaning
-//!   "overwritten by a racing worker".
+//!   time, and issued / denied / recorded since the reset and calls, written right after the
+//!   tracker's store and stamped with its `updated_at_ms`, so a page that finds both knows they
+//!   describe the same moment.
+//!
+//! Writes are bounded in real time, however fast the simulated clock runs (at 86,400x the
+//! tracker syncs on almost every call): the engine writes both keys after a successful sync at
+//! most every [`WRITE_INTERVAL_MS`] of real time, sooner (but not within
+//! [`CRITICAL_WRITE_GAP_MS`] of the last write) when a service has just entered Critical, and at
+//! once after a flush (pause, the page hidden). After a reload every number continues from the
+//! last write; calls made since then (during an outage, say) are forgotten by both, and lost
+//! keeps meaning "overwritten by a racing worker".
 //!
 //! The store holds no config and no clock (it holds counts, which any number of trackers can
 //! share): both come back from the counters.
@@ -19,11 +25,18 @@
 use quota_core::{LocalStorageStore, ServiceConfig, Store, StoreError, StoredState, SyncBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The base key the page stores under.
 pub const DEFAULT_KEY: &str = "quota-dashboard";
+
+/// Real ms between two writes to `localStorage` while the workers run (at most twice a second).
+pub const WRITE_INTERVAL_MS: f64 = 500.0;
+
+/// Real ms a write on entering Critical waits at least after the previous write (at the fastest
+/// speeds services enter Critical hundreds of times a second).
+pub const CRITICAL_WRITE_GAP_MS: f64 = 100.0;
 
 /// The error a sync returns while the outage switch is on.
 pub const OUTAGE_MESSAGE: &str = "simulated store outage";
@@ -44,9 +57,13 @@ impl Outage {
     }
 }
 
-/// The tracker's store: `localStorage` under `<key>.tracker`, failing with
-/// [`StoreError::Unavailable`] (and applying nothing) while the [`Outage`] is on. Notes each
-/// successful sync in its [`Synced`], so the engine can write the counters of that same moment.
+/// The tracker's store: `localStorage` under `<key>.tracker`, written behind. The tracker's
+/// first sync (the read at build) goes to `localStorage` itself (which reads what an earlier
+/// page left, and moves corrupt data aside); every later sync is applied to a copy in memory,
+/// the [`Synced`] state, which [`DashboardStorage::write`] writes to `localStorage`, whole and
+/// together with the page's counters, at most a few times a second (the engine decides when).
+/// While the [`Outage`] is on, every sync fails with [`StoreError::Unavailable`] and applies
+/// nothing.
 #[derive(Debug, Clone)]
 pub struct OutageStore {
     inner: LocalStorageStore,
@@ -59,64 +76,44 @@ impl Store for OutageStore {
         if self.outage.is_on() {
             return Err(StoreError::Unavailable(OUTAGE_MESSAGE.to_owned()));
         }
-        let totals = self.inner.sync(batch)?;
-        // The store's stamp after this sync: a batch with deltas is written with the later of
-        // the two times; one without changes nothing (unless it converted old data), so read
-        // it back then (rare: the read at build, a flush with nothing new).
-        let stored_at_ms = if batch.deltas.is_empty() {
-            self.inner
-                .state()
-                .map_or(self.synced.stored_at_ms(), |state| state.updated_at_ms)
-        } else {
-            self.synced.stored_at_ms().max(batch.at_ms)
+        let mut synced = self.synced.lock();
+        let totals = match &mut synced.state {
+            Some(state) => state.apply(batch),
+            None => {
+                let totals = self.inner.sync(batch)?;
+                synced.state = Some(self.inner.state()?);
+                totals
+            }
         };
-        self.synced.note(SyncedAt {
-            clock_ms: batch.at_ms,
-            stored_at_ms,
-        });
+        synced.clock_ms = batch.at_ms;
+        synced.fresh = true;
         Ok(totals)
     }
 }
 
-/// One successful sync, as the counters are stamped with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncedAt {
-    /// The tracker's (simulated) time of the sync, ms since the Unix epoch.
-    pub clock_ms: u64,
-    /// The store's [`StoredState::updated_at_ms`] right after it.
-    pub stored_at_ms: u64,
-}
-
-/// The latest successful sync not yet taken. Clones share it.
+/// The tracker's store as its successful syncs left it (in memory). Clones share it.
 #[derive(Debug, Clone, Default)]
-pub struct Synced {
-    pending: Arc<AtomicBool>,
-    clock_ms: Arc<AtomicU64>,
-    stored_at_ms: Arc<AtomicU64>,
+pub struct Synced(Arc<Mutex<SyncedState>>);
+
+#[derive(Debug, Default)]
+struct SyncedState {
+    /// The store after the latest successful sync; `None` before the first.
+    state: Option<StoredState>,
+    /// The tracker's (simulated) time of that sync, ms since the Unix epoch.
+    clock_ms: u64,
+    /// A sync succeeded since the last [`Synced::take`].
+    fresh: bool,
 }
 
 impl Synced {
-    fn note(&self, at: SyncedAt) {
-        self.clock_ms.store(at.clock_ms, Ordering::Relaxed);
-        self.stored_at_ms.store(at.stored_at_ms, Ordering::Relaxed);
-        self.pending.store(true, Ordering::Release);
+    fn lock(&self) -> MutexGuard<'_, SyncedState> {
+        // Single-threaded on wasm; no critical section here panics half-way.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn stored_at_ms(&self) -> u64 {
-        self.stored_at_ms.load(Ordering::Relaxed)
-    }
-
-    /// The sync since the last call, if one succeeded (one atomic load when none did: this
-    /// runs after every recorded call).
-    pub fn take(&self) -> Option<SyncedAt> {
-        if !self.pending.load(Ordering::Acquire) {
-            return None;
-        }
-        self.pending.store(false, Ordering::Relaxed);
-        Some(SyncedAt {
-            clock_ms: self.clock_ms.load(Ordering::Relaxed),
-            stored_at_ms: self.stored_at_ms(),
-        })
+    /// Whether a sync succeeded since the last call (this runs after every recorded call).
+    pub fn take(&self) -> bool {
+        std::mem::take(&mut self.lock().fresh)
     }
 }
 
@@ -323,13 +320,26 @@ impl DashboardStorage {
         }
     }
 
-    /// Writes the counters of the sync stamped `counters.synced_at_ms`. Not behind the outage
-    /// switch: it only ever follows a sync that succeeded.
-    pub fn save_counters(&self, counters: &SavedCounters) {
+    /// Writes the tracker's store as `synced` holds it and, right after, the page's counters
+    /// that go with it: `counters(synced_at_ms, clock_ms)`, given the store's `updated_at_ms`
+    /// and the simulated time of its latest sync. Call it only when the counters now describe
+    /// that sync (right after a tracker call or a flush that succeeded). Not behind the outage
+    /// switch: `synced` holds only syncs that succeeded. Nothing to write before the first sync.
+    pub fn write(&self, synced: &Synced, counters: impl FnOnce(u64, u64) -> SavedCounters) {
+        let synced = synced.lock();
+        let clock_ms = synced.clock_ms;
+        let Some(state) = &synced.state else {
+            return;
+        };
         let Some(storage) = local_storage() else {
             return;
         };
-        let text = serde_json::to_string(counters).unwrap_or_default();
+        let counters = counters(state.updated_at_ms, clock_ms);
+        if let Err(error) = storage.set_item(&self.tracker_key, &state.to_json()) {
+            leptos::logging::warn!("dashboard: could not save the tracker's store: {error:?}");
+            return;
+        }
+        let text = serde_json::to_string(&counters).unwrap_or_default();
         if let Err(error) = storage.set_item(&self.counters_key, &text) {
             leptos::logging::warn!("dashboard: could not save the counters: {error:?}");
         }

@@ -52,9 +52,21 @@ pub struct AppState {
 struct Meter {
     since: Instant,
     frames: u64,
+    /// The simulation's calls at `since`.
     calls: u64,
+    /// The instances' calls at `since`.
+    instances_calls: u64,
     last_sample: Option<Instant>,
+    /// When the timeline's list was last told of new entries.
+    timeline_shown: Option<Instant>,
+    /// The timeline has entries its list was not told of yet.
+    timeline_pending: bool,
 }
+
+/// Real ms between two updates of the timeline's list while the page runs its frames: at the
+/// fastest speeds dozens of level changes come on every frame, more than anyone reads, and
+/// redrawing the list for each frame was most of the page's element churn.
+pub const TIMELINE_INTERVAL_MS: f64 = 250.0;
 
 /// The [`AppState`] provided by an ancestor.
 ///
@@ -106,7 +118,10 @@ impl AppState {
                 since: Instant::now(),
                 frames: 0,
                 calls: 0,
+                instances_calls: 0,
                 last_sample: None,
+                timeline_shown: None,
+                timeline_pending: false,
             })),
             instances: StoredValue::new_local(instances),
             frame: RwSignal::new(frame),
@@ -133,10 +148,35 @@ impl AppState {
     /// Reads the engine into the signals: one frame's update. Signals whose value did not
     /// change are left alone, so a paused page does no work.
     pub fn refresh(&self) {
+        self.refresh_with(false);
+    }
+
+    /// [`refresh`](Self::refresh); with `pace_timeline`, the timeline's list is told of new
+    /// entries at most every [`TIMELINE_INTERVAL_MS`] (the entries are kept meanwhile).
+    fn refresh_with(&self, pace_timeline: bool) {
         let engine = self.engine();
         let (frame, changes) = engine.frame();
         if !changes.is_empty() {
-            self.timeline.update(|timeline| timeline.extend(changes));
+            self.timeline
+                .update_untracked(|timeline| timeline.extend(changes));
+            self.meter
+                .with_value(|meter| meter.borrow_mut().timeline_pending = true);
+        }
+        let show_timeline = self.meter.with_value(|meter| {
+            let mut meter = meter.borrow_mut();
+            let due = !pace_timeline
+                || meter
+                    .timeline_shown
+                    .is_none_or(|at| at.elapsed().as_secs_f64() * 1_000.0 >= TIMELINE_INTERVAL_MS);
+            let show = meter.timeline_pending && due;
+            if show {
+                meter.timeline_pending = false;
+                meter.timeline_shown = Some(Instant::now());
+            }
+            show
+        });
+        if show_timeline {
+            self.timeline.notify();
         }
         let events = engine.take_store_events();
         if !events.is_empty() {
@@ -180,9 +220,10 @@ impl AppState {
     }
 
     fn on_frame(&self) {
-        self.refresh();
+        self.refresh_with(true);
         let now = Instant::now();
         let (calls, status) = self.frame.with_untracked(|f| (f.calls, f.status));
+        let instances_calls = self.instances_frame.with_untracked(|f| f.calls);
         let sample = self.meter.with_value(|meter| {
             let mut meter = meter.borrow_mut();
             meter.frames += 1;
@@ -190,14 +231,21 @@ impl AppState {
             if elapsed >= 1.0 {
                 let rates = Rates {
                     calls_per_second: calls.saturating_sub(meter.calls) as f64 / elapsed,
+                    instances_calls_per_second: instances_calls
+                        .saturating_sub(meter.instances_calls)
+                        as f64
+                        / elapsed,
                     frames_per_second: meter.frames as f64 / elapsed,
                 };
                 self.rates.set(rates);
                 meter.since = now;
                 meter.frames = 0;
                 meter.calls = calls;
+                meter.instances_calls = instances_calls;
             }
-            meter.calls = meter.calls.min(calls); // a reset restarted the count
+            // A reset restarted the count.
+            meter.calls = meter.calls.min(calls);
+            meter.instances_calls = meter.instances_calls.min(instances_calls);
             let due = meter.last_sample.is_none_or(|last| {
                 now.duration_since(last).as_secs_f64() * 1_000.0 >= History::INTERVAL_MS
             });
@@ -274,13 +322,24 @@ impl AppState {
         self.change(|_| self.instances().pause());
     }
 
-    /// Starts the instances view over in `mode`, with the running config.
+    /// Starts the instances view over in `mode`, with the running config (its workers stop).
     pub fn reset_instances(&self, mode: SyncMode) {
         self.change(|engine| {
             if let Err(error) = self.instances().reset(engine.config(), mode) {
                 unreachable!("the running config is valid: {error}");
             }
         });
+    }
+
+    /// Switches how the instances share the store: a new, empty store in `mode`, counts from
+    /// zero; workers that ran run on in the new mode. Returns whether they did.
+    pub fn set_instances_mode(&self, mode: SyncMode) -> bool {
+        let running = self.instances().is_running();
+        self.reset_instances(mode);
+        if running {
+            self.start_instances();
+        }
+        running
     }
 
     /// Sets the simulated speed.

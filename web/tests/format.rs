@@ -1,9 +1,7 @@
-//! The page's number reading and markup escaping, in the browser (the numbers are converted by
-//! its `parseFloat`).
+//! The page's number reading, in the browser (the numbers are converted by its `parseFloat`).
 #![cfg(target_arch = "wasm32")]
 
 use quota_web::format::parse_number;
-use quota_web::markup::escape;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -68,13 +66,4 @@ fn numbers_read_as_rust_reads_them() {
             ),
         }
     }
-}
-
-#[wasm_bindgen_test]
-fn markup_text_is_escaped() {
-    assert_eq!(
-        escape(r#"<b class="x">Tom & Jerry's</b>"#),
-        "&lt;b class=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/b&gt;"
-    );
-    assert_eq!(escape("tiingo"), "tiingo");
 }

@@ -867,3 +867,291 @@ fn the_snapshot_store_keeps_only_the_last_whole_view() {
     a.record_call("api", 1).unwrap();
     assert_eq!(store.total("api"), 6, "10 calls made, a's view of 6 stored");
 }
+
+fn button(root: &Element, test_id: &str) -> web_sys::HtmlButtonElement {
+    find(root, test_id).unchecked_into()
+}
+
+/// (label, primary, disabled) of the button `test_id`.
+fn button_state(root: &Element, test_id: &str) -> (String, bool, bool) {
+    let button = button(root, test_id);
+    (
+        button.text_content().unwrap_or_default().trim().to_owned(),
+        button.class_list().contains("primary"),
+        button.disabled(),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn start_says_running_and_gives_way_to_pause_while_the_workers_run() {
+    let (state, root) = mount(|| view! { <Controls/> });
+    settle().await;
+    assert_eq!(button_state(&root, "start"), ("Start".into(), true, false));
+    assert_eq!(button_state(&root, "pause"), ("Pause".into(), false, true));
+
+    click(&root, "start");
+    settle().await;
+    assert_eq!(text(&root, "status"), "running");
+    assert_eq!(
+        button_state(&root, "start"),
+        ("Running".into(), false, true),
+        "a running simulation's Start is neither primary nor clickable"
+    );
+    assert_eq!(button_state(&root, "pause"), ("Pause".into(), true, false));
+
+    click(&root, "pause");
+    wait_for(&state, "paused", |s| {
+        s.frame.with_untracked(|f| f.status == Status::Paused)
+    })
+    .await;
+    assert_eq!(button_state(&root, "start"), ("Resume".into(), true, false));
+    assert_eq!(button_state(&root, "pause"), ("Pause".into(), false, true));
+}
+
+#[wasm_bindgen_test]
+async fn a_new_page_runs_4_workers_at_8_calls_per_second() {
+    let (state, root) = mount(|| view! { <Controls/> });
+    settle().await;
+    let workload = state.settings.get_untracked().workload;
+    assert_eq!((workload.workers, workload.calls_per_second), (4, 8));
+    let value = |id| find(&root, id).unchecked_into::<HtmlInputElement>().value();
+    assert_eq!(value("workers"), "4");
+    assert_eq!(value("rate"), "8");
+}
+
+#[wasm_bindgen_test]
+async fn switching_how_instances_share_the_store_says_what_happened_and_keeps_them_running() {
+    let (state, root) = mount(|| view! { <InstancesPanel/> });
+    settle().await;
+    assert_eq!(text(&root, "instances-notice"), "");
+    assert_eq!(
+        button_state(&root, "instances-start"),
+        ("Start instances".into(), true, false)
+    );
+    assert_eq!(text(&root, "instances-past-limit"), "");
+
+    click(&root, "instances-start");
+    settle().await;
+    assert_eq!(
+        button_state(&root, "instances-start"),
+        ("Instances running".into(), false, true)
+    );
+    assert_eq!(
+        button_state(&root, "instances-pause"),
+        ("Pause".into(), true, false)
+    );
+    // 600 calls a second, a third of them finnhub's: past its 60 within half a second.
+    wait_for(&state, "finnhub's stored total past its limit", |s| {
+        s.instances_frame
+            .with_untracked(|f| f.service("finnhub").is_some_and(|f| f.stored > 60))
+    })
+    .await;
+    let why = text(&root, "instances-past-limit");
+    assert!(why.contains("finnhub"), "{why}");
+    assert!(why.contains("of 60"), "{why}");
+    assert!(why.contains("record_call"), "{why}");
+
+    // Switching while they run: a new store, counts from zero, and they run on.
+    choose(&root, "instances-mode", "snapshot");
+    settle().await;
+    assert_eq!(
+        text(&root, "instances-notice"),
+        "Switched to snapshot saves: a new, empty store, so every count starts from zero; the \
+         instances kept running."
+    );
+    assert_eq!(text(&root, "instances-status"), "running");
+    wait_for(&state, "calls in the new mode", |s| {
+        s.instances_frame
+            .with_untracked(|f| f.services.iter().any(|s| s.issued > 0))
+    })
+    .await;
+    assert!(number(&root, "instances-issued-total") > 0);
+
+    // Switching while paused says how to go on.
+    click(&root, "instances-pause");
+    wait_for(&state, "instances paused", |s| {
+        s.instances_frame
+            .with_untracked(|f| f.status == Status::Paused)
+    })
+    .await;
+    assert_eq!(
+        button_state(&root, "instances-start"),
+        ("Resume instances".into(), true, false)
+    );
+    choose(&root, "instances-mode", "delta");
+    settle().await;
+    assert_eq!(
+        text(&root, "instances-notice"),
+        "Switched to delta sync: a new, empty store, so every count starts from zero. Start \
+         instances to run them."
+    );
+    assert_eq!(text(&root, "instances-status"), "ready");
+    assert_eq!(text(&root, "instances-issued-total"), "0");
+    click(&root, "instances-reset");
+    settle().await;
+    assert_eq!(
+        text(&root, "instances-notice"),
+        "",
+        "reset clears the notice"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_frame_updates_the_numbers_in_place_and_makes_no_new_elements() {
+    let (state, root) = mount(|| {
+        view! {
+            <Counters/>
+            <UsageChart/>
+            <StorePanel/>
+            <InstancesPanel/>
+        }
+    });
+    let sample = |state: &AppState| {
+        state.refresh();
+        state
+            .frame
+            .with_untracked(|frame| state.history.update(|h| h.push(&frame.services)));
+    };
+    state.engine().record(1, FINNHUB, 3);
+    sample(&state);
+    sample(&state);
+    settle().await;
+    let cell = find(&root, "issued-finnhub");
+    let total = find(&root, "issued-total");
+    let saves = find(&root, "stats-saves");
+    let series = root
+        .query_selector("polyline[data-service=\"finnhub\"]")
+        .unwrap()
+        .expect("a finnhub series");
+    let points = series.get_attribute("points").unwrap();
+    let elements = root.get_elements_by_tag_name("*").length();
+
+    for count in 1..=5 {
+        state.engine().record(1, FINNHUB, count);
+        state.engine().flush();
+        sample(&state);
+        settle().await;
+    }
+    assert_eq!(text(&root, "issued-finnhub"), "18");
+    assert!(
+        find(&root, "issued-finnhub").is_same_node(Some(&cell)),
+        "the cell was made again"
+    );
+    assert!(find(&root, "issued-total").is_same_node(Some(&total)));
+    assert!(find(&root, "stats-saves").is_same_node(Some(&saves)));
+    assert_eq!(text(&root, "stats-saves"), "5");
+    assert!(series.is_connected(), "the series was made again");
+    assert_ne!(series.get_attribute("points").unwrap(), points);
+    assert_eq!(
+        root.get_elements_by_tag_name("*").length(),
+        elements,
+        "a frame added or removed elements"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn at_the_fastest_speed_the_page_writes_local_storage_a_few_times_a_second_not_on_every_sync()
+{
+    let key = fresh_key("writes");
+    let (state, _root) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
+    // Counts the writes to this test's keys.
+    js_sys::eval(&format!(
+        "window.writes = 0; const setItem = Storage.prototype.setItem; \
+         Storage.prototype.setItem = function (k, v) {{ \
+           if (k.startsWith({key:?})) window.writes += 1; return setItem.call(this, k, v); }};"
+    ))
+    .unwrap();
+    let writes = || {
+        js_sys::Reflect::get(&web_sys::window().unwrap(), &"writes".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    state.set_speed(86_400.0);
+    state.update_workload(|w| {
+        w.workers = 8;
+        w.calls_per_second = 1_000;
+    });
+    state.start();
+    let started = web_time::Instant::now();
+    TimeoutFuture::new(1_500).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let syncs = state.engine().frame().0.store.unwrap().saves;
+    let during = writes();
+    state.pause();
+    wait_for(&state, "paused", |s| {
+        s.frame.with_untracked(|f| f.status == Status::Paused)
+    })
+    .await;
+    // Each write is two keys (the store, then the counters). At most one write every 0.5 s,
+    // or every 0.1 s when a service has just entered Critical (here: every simulated minute).
+    let bound = 2.0 * (seconds / 0.1 + 2.0);
+    assert!(
+        syncs as f64 > 4.0 * bound,
+        "the test must sync far more often than it may write: {syncs} syncs"
+    );
+    assert!(during >= 2.0, "nothing was written in {seconds} s");
+    assert!(
+        during <= bound,
+        "{during} writes in {seconds} s ({syncs} syncs), over {bound}"
+    );
+    assert_eq!(writes(), during + 2.0, "pause writes once, at once");
+    // What was written is the paused state: a new page continues from it exactly.
+    let issued = state.frame.with_untracked(|f| {
+        f.services
+            .iter()
+            .map(|s| (s.issued, s.denied, s.recorded()))
+            .collect::<Vec<_>>()
+    });
+    let (second, _) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
+    let restored = second.frame.with_untracked(|f| {
+        f.services
+            .iter()
+            .map(|s| (s.issued, s.denied, s.recorded()))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(restored, issued);
+}
+
+/// The size of this module's `.wasm` memory, in bytes (it grows, never shrinks).
+fn wasm_memory() -> f64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
+#[wasm_bindgen_test]
+async fn thousands_of_level_changes_leave_the_timeline_and_the_wasm_memory_as_they_were() {
+    let (state, root) = mount(|| view! { <TransitionTimeline/> });
+    let clock = state.engine().clock().clone();
+    // finnhub critical, then a new minute: two level changes per cycle, shown every 5 cycles.
+    let cycles = |n: u32| {
+        let clock = clock.clone();
+        async move {
+            for cycle in 0..n {
+                state.engine().record(1, FINNHUB, 48);
+                clock.advance(60_000);
+                if cycle % 5 == 0 {
+                    state.refresh();
+                    settle().await;
+                }
+            }
+            state.refresh();
+            settle().await;
+        }
+    };
+    cycles(200).await; // the list full, the allocator warmed up
+    let (before, elements) = (wasm_memory(), root.get_elements_by_tag_name("*").length());
+    cycles(3_000).await;
+    let grown = wasm_memory() - before;
+    assert_eq!(transitions(&root), timeline_entries(&state));
+    assert_eq!(transitions(&root).len(), 100);
+    assert_eq!(root.get_elements_by_tag_name("*").length(), elements);
+    // A list keyed by entry id (`<For>`) grew it by 576 KiB here.
+    assert!(
+        grown <= 128.0 * 1024.0,
+        "6,000 level changes grew the wasm memory by {grown} bytes"
+    );
+}

@@ -2,6 +2,9 @@
 //!
 //! - `cargo xtask test`: installs what is missing, then runs every check CI runs.
 //! - `cargo xtask serve`: builds and serves the dashboard at http://127.0.0.1:8080.
+//! - `cargo xtask screenshot`: refreshes the README's `docs/dashboard.png`.
+//! - `cargo xtask soak [minutes]`: leaves the dashboard running at the cap and checks that it
+//!   keeps its memory and frame rate (30 minutes by default).
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
@@ -22,6 +25,8 @@ fn main() -> ExitCode {
     let result = match command {
         "test" => test(),
         "serve" => web::serve(),
+        "screenshot" => web::screenshot(),
+        "soak" => web::soak(args.get(1).map(String::as_str)),
         "pkg" => pkg::pkg(),
         "readme" => readme::run_blocks(),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
@@ -47,7 +52,7 @@ fn print_help() {
          \x20       the README's Rust blocks (each pasted into a new project and run),\n\
          \x20       loom tests, short fuzz runs (20 s per target), the wasm32 build, the JS\n\
          \x20       module's tests (Node, Chromium, the built package) and the dashboard's\n\
-         \x20       (components, end to end); ends with a summary\n\
+         \x20       (components, end to end, a 2-minute soak); ends with a summary\n\
          fuzz [seconds]\n\
          \x20       install cargo-fuzz if missing, then run every fuzz target in fuzz/\n\
          \x20       (stored_state, stored_state_ops) for [seconds] each (default 600); a\n\
@@ -56,8 +61,18 @@ fn print_help() {
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          readme  paste each Rust block of README.md into a new project and run it (starts\n\
          \x20       a redis-server for the blocks that need one)\n\
+         screenshot\n\
+         \x20       build the release dashboard and refresh the README's docs/dashboard.png\n\
+         \x20       (a test run writes its screenshot to target/e2e/ instead)\n\
          serve   install what is missing, then build and serve the dashboard at\n\
-         \x20       http://127.0.0.1:8080\n"
+         \x20       http://127.0.0.1:8080\n\
+         soak [minutes]\n\
+         \x20       build the release dashboard and leave it running in headless Chromium\n\
+         \x20       at the cap (64 workers x 1,000 calls/s, fastest speed, instances on) for\n\
+         \x20       [minutes] (default 30, at least 2) after a frame-rate check of every mode\n\
+         \x20       and speed; samples memory, DOM nodes, frames/s and localStorage writes\n\
+         \x20       every 30 s; fails if memory grows over 10 % after the first minute or a\n\
+         \x20       frame rate is under 30 (figures also in target/soak/soak.json)\n"
     );
 }
 

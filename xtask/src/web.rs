@@ -1,4 +1,5 @@
-//! The dashboard (`web/`, built by Trunk from `index.html`): `cargo xtask serve`, and its checks
+//! The dashboard (`web/`, built by Trunk from `index.html`): `cargo xtask serve`,
+//! `cargo xtask screenshot`, `cargo xtask soak`, and its checks
 //! for `cargo xtask test` (clippy on wasm32, component tests in headless Chromium, the release
 //! build, and the end-to-end tests against it).
 
@@ -59,6 +60,10 @@ pub fn stages(stages: &mut Stages) {
     stages.run("dashboard release build (trunk)", release_build);
     stages.run("dashboard .wasm size budget (gzip -9)", size_budget);
     stages.run("dashboard end-to-end (playwright-core)", end_to_end);
+    stages.run(
+        "dashboard short soak (2 min at the cap: memory and DOM nodes)",
+        short_soak,
+    );
 }
 
 /// Everything `serve` needs, installed unless present.
@@ -113,8 +118,9 @@ fn release_build() -> Result<(), String> {
     trunk(&["build", "index.html", "--release"])
 }
 
-/// The most the release .wasm may weigh gzipped (`gzip -9`), in bytes (BENCHMARKS.md, Dashboard).
-const WASM_GZIP_BUDGET: u64 = 200_000;
+/// The most the release .wasm may weigh gzipped (`gzip -9`), in bytes (BENCHMARKS.md, Dashboard):
+/// issue 15 allows 230 KB; raised from 200,000 when every part became a Leptos view (issue 21).
+const WASM_GZIP_BUDGET: u64 = 230_000;
 
 /// Prints the size of the release build's .wasm, raw and gzipped (`gzip -9`, as BENCHMARKS.md
 /// measures it), and fails if the gzipped size is over [`WASM_GZIP_BUDGET`], or if `dist/` has
@@ -153,18 +159,101 @@ fn size_budget() -> Result<(), String> {
 }
 
 /// The end-to-end tests (`node --test`) against the release `dist/`, with playwright-core
-/// driving the system Chromium. Writes `docs/dashboard.png`.
+/// driving the system Chromium. Their screenshot goes to `target/e2e/dashboard.png`
+/// (git-ignored): a test run changes no tracked file.
 fn end_to_end() -> Result<(), String> {
-    command(
-        "npm",
-        &["ci", "--prefix", E2E_DIR, "--no-audit", "--no-fund"],
-        &[],
-    )?;
+    npm_ci()?;
     command(
         "node",
         &["--test", &format!("{E2E_DIR}/dashboard.test.mjs")],
         &[("CHROMIUM", install::CHROMIUM)],
     )
+}
+
+/// The end-to-end tests' npm packages (playwright-core), as `tests/e2e/package-lock.json` pins
+/// them.
+fn npm_ci() -> Result<(), String> {
+    command(
+        "npm",
+        &["ci", "--prefix", E2E_DIR, "--no-audit", "--no-fund"],
+        &[],
+    )
+}
+
+/// `cargo xtask screenshot`: installs what is missing, builds the release dashboard and
+/// refreshes the README's `docs/dashboard.png` (a locked run in progress, as
+/// `tests/e2e/screenshot.mjs` stages it).
+pub fn screenshot() -> Result<(), String> {
+    tools()?;
+    install::chromium()?;
+    release_build()?;
+    npm_ci()?;
+    command(
+        "node",
+        &[&format!("{E2E_DIR}/screenshot.mjs"), "docs/dashboard.png"],
+        &[("CHROMIUM", install::CHROMIUM)],
+    )
+}
+
+/// The soak script (`tests/e2e/soak.mjs`), with `args`, against the release `dist/`.
+fn run_soak(args: &[&str]) -> Result<(), String> {
+    npm_ci()?;
+    let script = format!("{E2E_DIR}/soak.mjs");
+    let mut all = vec![script.as_str()];
+    all.extend_from_slice(args);
+    command("node", &all, &[("CHROMIUM", install::CHROMIUM)])
+}
+
+/// The stage of `cargo xtask test`: 2 minutes at the cap, sampled every 15 s after a 45 s
+/// warm-up; fails if the renderer's memory grows more than 10 % after the warm-up or the
+/// document's elements climb. No frame-rate floor here: on a machine busy with other builds
+/// the frame rate says more about them than about the page (`cargo xtask soak` checks it).
+fn short_soak() -> Result<(), String> {
+    run_soak(&[
+        "--minutes",
+        "2",
+        "--sample",
+        "15",
+        "--warmup",
+        "45",
+        "--min-fps",
+        "0",
+        "--no-sweep",
+        "--json",
+        "target/soak/short.json",
+    ])
+}
+
+/// How long `cargo xtask soak` runs by default, in minutes.
+const SOAK_MINUTES: u32 = 30;
+
+/// `cargo xtask soak [minutes]`: installs what is missing, builds the release dashboard, then
+/// checks the frame rate of every mode and speed at the cap and leaves it running for
+/// `minutes` (default 30) with the instances, sampling every 30 s (see `tests/e2e/soak.mjs`);
+/// the figures also go to `target/soak/soak.json`.
+pub fn soak(minutes: Option<&str>) -> Result<(), String> {
+    let minutes = match minutes {
+        None => SOAK_MINUTES,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|&minutes| minutes >= 2)
+            .ok_or_else(|| {
+                format!(
+                    "minutes must be a whole number of at least 2 (the first minute is the \
+                     warm-up), got {text:?}"
+                )
+            })?,
+    };
+    tools()?;
+    install::chromium()?;
+    release_build()?;
+    run_soak(&[
+        "--minutes",
+        &minutes.to_string(),
+        "--json",
+        "target/soak/soak.json",
+    ])
 }
 
 /// Runs trunk with binaryen's `wasm-opt` first on `PATH` (trunk looks there for the pinned

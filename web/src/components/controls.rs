@@ -3,6 +3,7 @@
 
 use crate::dynamic::{flag, on_change, on_click, text, Text};
 use crate::engine::{CallMode, Settings};
+use crate::model::Status;
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload};
@@ -23,6 +24,16 @@ pub fn Controls() -> impl IntoView {
     let settings =
         move |f: fn(&Settings) -> String| -> Text { text(move || state.settings.with(f)) };
     let status = text(move || state.frame.with(|f| f.status.as_str()).to_owned());
+    // While the workers run, Start is done (disabled, "Running") and Pause is the action.
+    let running = Memo::new(move |_| state.frame.with(|f| f.status == Status::Running));
+    let start_label = text(move || {
+        match state.frame.with(|f| f.status) {
+            Status::Ready => "Start",
+            Status::Running => "Running",
+            Status::Pausing | Status::Paused => "Resume",
+        }
+        .to_owned()
+    });
     let services = Memo::new(move |_| {
         state.settings.with(|s| {
             s.workload
@@ -36,10 +47,22 @@ pub fn Controls() -> impl IntoView {
         <section class="panel controls" aria-labelledby="controls-heading">
             <h2 id="controls-heading">"Simulation"</h2>
             <div class="buttons" role="group" aria-label="Run the simulation">
-                <button type="button" class="primary" data-testid="start" on:click=on_click(move |_| state.start())>
-                    "Start"
+                <button
+                    type="button"
+                    class:primary=flag(move || !running.get())
+                    data-testid="start"
+                    prop:disabled=flag(move || running.get())
+                    on:click=on_click(move |_| state.start())
+                >
+                    {start_label}
                 </button>
-                <button type="button" data-testid="pause" on:click=on_click(move |_| state.pause())>
+                <button
+                    type="button"
+                    class:primary=flag(move || running.get())
+                    data-testid="pause"
+                    prop:disabled=flag(move || !running.get())
+                    on:click=on_click(move |_| state.pause())
+                >
                     "Pause"
                 </button>
                 <button type="button" data-testid="reset" on:click=on_click(move |_| state.reset())>

@@ -1,8 +1,8 @@
 //! Issued, denied, recorded and lost units per service, for the current mode.
 
+use super::{Columns, CountsTable};
 use crate::dynamic::text;
 use crate::engine::CallMode;
-use crate::markup::CountsTable;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
@@ -34,15 +34,19 @@ pub fn Counters() -> impl IntoView {
         }
         .to_owned()
     });
-    let table = text(move || {
+    let rows = Memo::new(move |_| {
         state.frame.with(|frame| {
             state.config.with(|config| {
-                COUNTS.markup(config.services.iter().map(|service| {
-                    let counts = frame.service(&service.name).map_or(vec![0; 4], |s| {
-                        vec![s.issued, s.denied, s.recorded(), s.lost()]
-                    });
-                    (service.name.as_str(), counts)
-                }))
+                config
+                    .services
+                    .iter()
+                    .map(|service| {
+                        let counts = frame.service(&service.name).map_or(vec![0; 4], |s| {
+                            vec![s.issued, s.denied, s.recorded(), s.lost()]
+                        });
+                        (service.name.clone(), counts)
+                    })
+                    .collect::<Vec<_>>()
             })
         })
     });
@@ -50,18 +54,17 @@ pub fn Counters() -> impl IntoView {
         <section class="panel counters" aria-labelledby="counters-heading">
             <h2 id="counters-heading">"Issued, denied, recorded, lost"</h2>
             <p class="hint">{explanation}</p>
-            <table inner_html=table></table>
+            <table>
+                <CountsTable prefix="" columns=COLUMNS rows=rows/>
+            </table>
         </section>
     }
 }
 
-/// The counters table: issued, denied, recorded and lost per service, and their totals.
-const COUNTS: CountsTable = CountsTable {
-    prefix: "",
-    columns: &[
-        ("Issued", "issued"),
-        ("Denied", "denied"),
-        ("Recorded", "recorded"),
-        ("Lost", "lost"),
-    ],
-};
+/// The counters table's columns: issued, denied, recorded and lost.
+const COLUMNS: Columns = &[
+    ("Issued", "issued"),
+    ("Denied", "denied"),
+    ("Recorded", "recorded"),
+    ("Lost", "lost"),
+];

@@ -5,8 +5,9 @@ use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
 
-/// The calls per second the workers really made and the frames per second the page really drew,
-/// both measured over the last second, and the calls since the reset.
+/// The calls per second the workers really made (the simulation's and the instances', and
+/// their sum) and the frames per second the page really drew, measured over the last second,
+/// and the simulation's calls since the reset.
 #[component]
 pub fn Footer() -> impl IntoView {
     let state = use_app();
@@ -14,9 +15,20 @@ pub fn Footer() -> impl IntoView {
         <footer class="page-footer">
             <p>
                 <span data-testid="calls-per-second">
+                    {text(move || {
+                        let rates = state.rates.get();
+                        format::rate(rates.calls_per_second + rates.instances_calls_per_second)
+                    })}
+                </span>
+                " calls/s (simulation "
+                <span data-testid="calls-per-second-simulation">
                     {text(move || format::rate(state.rates.get().calls_per_second))}
                 </span>
-                " calls/s · "
+                " + instances "
+                <span data-testid="calls-per-second-instances">
+                    {text(move || format::rate(state.rates.get().instances_calls_per_second))}
+                </span>
+                ") · "
                 <span data-testid="fps">
                     {text(move || format::rate(state.rates.get().frames_per_second))}
                 </span>

@@ -1,13 +1,13 @@
 //! The instances view: several trackers sharing one store, by deltas or by overwriting
 //! snapshots.
 
-use crate::dynamic::{on_change, on_click, text};
+use super::{Columns, CountsTable};
+use crate::dynamic::{flag, on_change, on_click, text};
 use crate::format;
 use crate::instances::{SyncMode, INSTANCES, RATE, WORKERS_PER_INSTANCE};
-use crate::markup::{escape, CountsTable};
+use crate::model::Status;
 use crate::state::use_app;
 use leptos::prelude::*;
-use std::fmt::Write;
 
 /// The "Instances" section: [`INSTANCES`] simulated instances, each with its own tracker,
 /// sharing one in-browser store; a switch between delta sync (the real protocol: nothing lost)
@@ -35,36 +35,76 @@ pub fn InstancesPanel() -> impl IntoView {
         }
         .to_owned()
     });
-    let table = text(move || {
+    let rows = Memo::new(move |_| {
         state.instances_frame.with(|f| {
-            SHARED.markup(
+            f.services
+                .iter()
+                .map(|s| (s.name.clone(), vec![s.issued, s.stored, s.lost()]))
+                .collect::<Vec<_>>()
+        })
+    });
+    // What each instance sees: one text per instance.
+    let sees = move |instance: usize| {
+        text(move || {
+            state.instances_frame.with(|f| {
+                let used = f.views.get(instance).map_or(&[][..], Vec::as_slice);
                 f.services
                     .iter()
-                    .map(|s| (s.name.as_str(), vec![s.issued, s.stored, s.lost()])),
-            )
-        })
-    });
-    let views = text(move || {
-        state.instances_frame.with(|f| {
-            let mut html = String::new();
-            for (instance, used) in f.views.iter().enumerate() {
-                let sees = f
-                    .services
-                    .iter()
                     .zip(used)
-                    .map(|(service, used)| format!("{} {used}", escape(&service.name)))
+                    .map(|(service, used)| format!("{} {used}", service.name))
                     .collect::<Vec<_>>()
-                    .join(" · ");
-                let n = instance + 1;
-                let _ = write!(
-                    html,
-                    "<li data-testid=\"instances-view-{n}\"><strong>Instance {n}</strong> sees \
-                     {sees}</li>"
-                );
+                    .join(" · ")
+            })
+        })
+    };
+    // Why the stored totals pass the limits, once one does.
+    let past_limits = text(move || {
+        state.instances_frame.with(|f| {
+            let past = f
+                .services
+                .iter()
+                .filter(|s| s.stored > s.limit)
+                .map(|s| format!("{} {} of {}", s.name, s.stored, s.limit))
+                .collect::<Vec<_>>();
+            if past.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "Past the limit ({}): expected here. The instances count every call with \
+                     record_call, which never refuses one; this view shows what the shared \
+                     store keeps, not admission (the simulation above shows admission, with \
+                     try_record).",
+                    past.join(", ")
+                )
             }
-            html
         })
     });
+    let running = Memo::new(move |_| state.instances_frame.with(|f| f.status == Status::Running));
+    let start_label = text(move || {
+        match state.instances_frame.with(|f| f.status) {
+            Status::Ready => "Start instances",
+            Status::Running => "Instances running",
+            Status::Pausing | Status::Paused => "Resume instances",
+        }
+        .to_owned()
+    });
+    // What the last mode switch did, until the next switch or reset.
+    let notice = RwSignal::new(String::new());
+    let switch_mode = move |mode: SyncMode| {
+        let kept_running = state.set_instances_mode(mode);
+        let name = match mode {
+            SyncMode::Delta => "delta sync",
+            SyncMode::Snapshot => "snapshot saves",
+        };
+        notice.set(format!(
+            "Switched to {name}: a new, empty store, so every count starts from zero{}",
+            if kept_running {
+                "; the instances kept running."
+            } else {
+                ". Start instances to run them."
+            }
+        ));
+    };
     view! {
         <section
             class="panel instances"
@@ -76,23 +116,27 @@ pub fn InstancesPanel() -> impl IntoView {
                 {format!(
                     "{INSTANCES} instances of an app, each with its own tracker, share one \
                      in-browser store; each runs {WORKERS_PER_INSTANCE} workers at {} calls/s \
-                     with the simulation's mix, call sizes and seed, and counts every call. \
-                     Their clock stands still, so each service's calls land in one window.",
+                     with the simulation's mix, call sizes and seed, and counts every call \
+                     (record_call, past the limits too). Their clock stands still, so each \
+                     service's calls land in one window.",
                     format::rate(f64::from(RATE))
                 )}
             </p>
             <div class="buttons" role="group" aria-label="Run the instances">
                 <button
                     type="button"
-                    class="primary"
+                    class:primary=flag(move || !running.get())
                     data-testid="instances-start"
+                    prop:disabled=flag(move || running.get())
                     on:click=on_click(move |_| state.start_instances())
                 >
-                    "Start instances"
+                    {start_label}
                 </button>
                 <button
                     type="button"
+                    class:primary=flag(move || running.get())
                     data-testid="instances-pause"
+                    prop:disabled=flag(move || !running.get())
                     on:click=on_click(move |_| state.pause_instances())
                 >
                     "Pause"
@@ -100,7 +144,10 @@ pub fn InstancesPanel() -> impl IntoView {
                 <button
                     type="button"
                     data-testid="instances-reset"
-                    on:click=on_click(move |_| state.reset_instances(mode.get_untracked()))
+                    on:click=on_click(move |_| {
+                        notice.set(String::new());
+                        state.reset_instances(mode.get_untracked());
+                    })
                 >
                     "Reset"
                 </button>
@@ -117,8 +164,8 @@ pub fn InstancesPanel() -> impl IntoView {
                         prop:value=text(move || mode.get().as_str().to_owned())
                         on:change=on_change(move |ev| {
                             match event_target_value(&ev).parse::<SyncMode>() {
-                                Ok(mode) => state.reset_instances(mode),
-                                Err(error) => state.reject_input(error),
+                                Ok(mode) => switch_mode(mode),
+                                Err(error) => notice.set(error),
                             }
                         })
                     >
@@ -127,16 +174,29 @@ pub fn InstancesPanel() -> impl IntoView {
                     </select>
                 </div>
             </div>
+            <p class="notice" role="status" data-testid="instances-notice">{text(move || notice.get())}</p>
             <p class="hint">{explanation}</p>
-            <table inner_html=table></table>
-            <ul class="instance-views" inner_html=views></ul>
+            <table>
+                <CountsTable prefix="instances-" columns=COLUMNS rows=rows/>
+            </table>
+            <p class="hint past-limit" data-testid="instances-past-limit">{past_limits}</p>
+            <ul class="instance-views">
+                {(0..INSTANCES)
+                    .map(|instance| {
+                        let n = instance + 1;
+                        view! {
+                            <li data-testid=format!("instances-view-{n}")>
+                                <strong>{format!("Instance {n}")}</strong>
+                                " sees "
+                                {sees(instance)}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
         </section>
     }
 }
 
-/// The instances' table: issued by all instances, the store's total and lost per service,
-/// and their totals.
-const SHARED: CountsTable = CountsTable {
-    prefix: "instances-",
-    columns: &[("Issued", "issued"), ("Stored", "stored"), ("Lost", "lost")],
-};
+/// The instances' table's columns: issued by all instances, the store's total and lost.
+const COLUMNS: Columns = &[("Issued", "issued"), ("Stored", "stored"), ("Lost", "lost")];

@@ -3,6 +3,7 @@
 mod config_editor;
 mod controls;
 mod counters;
+mod counts_table;
 mod footer;
 mod instances;
 mod service_card;
@@ -14,6 +15,7 @@ mod usage_chart;
 pub use config_editor::ConfigEditor;
 pub use controls::Controls;
 pub use counters::Counters;
+pub use counts_table::{Columns, CountsTable, Rows};
 pub use footer::Footer;
 pub use instances::InstancesPanel;
 pub use service_card::ServiceCard;

@@ -11,8 +11,7 @@ use quota_core::Level;
 /// markers, the level as a word and a colour, the period and the time until the window resets.
 ///
 /// Its numbers change on nearly every frame while the workers run, so each is a reactive text
-/// of its own (only the text nodes and attributes that changed are written), not markup
-/// redrawn whole (see [`crate::markup`]).
+/// of its own (only the text nodes and attributes that changed are written).
 #[component]
 pub fn ServiceCard(
     /// The service's name, as configured.

@@ -4,12 +4,10 @@
 use crate::dynamic::{flag, on_change, text};
 use crate::engine::{CallMode, SYNC_INTERVAL_MS};
 use crate::format;
-use crate::markup::escape;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 use quota_core::{StoreEvent, StoreStats, SyncPolicy};
-use std::fmt::Write;
 
 /// The "Store sync" panel: a switch that makes every sync fail, whether reduced-rate
 /// mode is on, the tracker's [`StoreStats`], and a log of reduced-rate mode starting and
@@ -21,19 +19,6 @@ pub fn StorePanel() -> impl IntoView {
     let racy = Memo::new(move |_| state.frame.with(|f| f.mode == Mode::Racy));
     let stats = Memo::new(move |_| state.frame.with(|f| f.store.clone().unwrap_or_default()));
     let outage = Memo::new(move |_| state.frame.with(|f| f.outage));
-    let stats_list = text(move || {
-        stats.with(|stats| {
-            let mut html = String::new();
-            for (label, id, value) in STATS {
-                let _ = write!(
-                    html,
-                    "<div class=\"stat\"><dt>{label}</dt><dd data-testid=\"{id}\">{}</dd></div>",
-                    value(stats)
-                );
-            }
-            html
-        })
-    });
     let reduced = move || stats.with(|s| s.reduced_rate);
     let hint = text(move || {
         if racy.get() {
@@ -42,10 +27,12 @@ pub fn StorePanel() -> impl IntoView {
                 .to_owned()
         } else {
             format!(
-                "The tracker syncs its new calls to this browser's localStorage every {} s of \
-                 simulated time, at once when a service enters critical, and on pause; the page \
-                 saves its own counters, config and simulated time right after each good sync. \
-                 A reload continues from the last good sync; Reset clears it.",
+                "The tracker syncs its new calls every {} s of simulated time, at once when a \
+                 service enters critical, and on pause. The page writes what it synced to this \
+                 browser's localStorage, with its own counters, config and simulated time, at \
+                 most twice a second (sooner when a service enters critical, at once on pause \
+                 and when the page is hidden). A reload continues from the last write; Reset \
+                 clears it.",
                 SYNC_INTERVAL_MS as f64 / 1_000.0
             )
         }
@@ -64,13 +51,10 @@ pub fn StorePanel() -> impl IntoView {
             policy.leave_after_successes
         )
     });
-    let events = text(move || {
-        state.store_log.with(|log| {
-            let mut html = String::new();
-            log.entries()
-                .for_each(|(_, event)| event_markup(&mut html, event));
-            html
-        })
+    let events = Memo::new(move |_| {
+        state
+            .store_log
+            .with(|log| log.entries().cloned().collect::<Vec<_>>())
     });
     view! {
         <section class="panel store" aria-labelledby="store-heading">
@@ -96,7 +80,17 @@ pub fn StorePanel() -> impl IntoView {
                 </p>
             </div>
             <p class="hint">{rule}</p>
-            <dl class="stats" inner_html=stats_list></dl>
+            <dl class="stats">
+                {STATS
+                    .map(|(label, id, value)| {
+                        view! {
+                            <div class="stat">
+                                <dt>{label}</dt>
+                                <dd data-testid=id>{text(move || stats.with(value).to_string())}</dd>
+                            </div>
+                        }
+                    })}
+            </dl>
             <p class="last-error">
                 "Last error: "
                 <span data-testid="stats-last-error">
@@ -104,12 +98,11 @@ pub fn StorePanel() -> impl IntoView {
                 </span>
             </p>
             <h3 id="store-events-heading">"Store events"</h3>
-            <ol
-                data-testid="store-events"
-                class="entries"
-                aria-labelledby="store-events-heading"
-                inner_html=events
-            ></ol>
+            <ol data-testid="store-events" class="entries" aria-labelledby="store-events-heading">
+                <For each=move || events.get() key=|(id, _)| *id let:entry>
+                    {event_view(&entry.1)}
+                </For>
+            </ol>
             <p class="hint" class:hidden=flag(move || state.store_log.with(|l| l.entries().next().is_some()))>
                 "None yet: turn the outage on while the workers run."
             </p>
@@ -139,7 +132,7 @@ const STATS: [StatRow; 8] = [
 ];
 
 /// One store event, as an `<li>`: reduced-rate mode on or off, when, and why.
-fn event_markup(html: &mut String, event: &StoreEvent) {
+fn event_view(event: &StoreEvent) -> impl IntoView {
     let (kind, at_ms, what, why) = match event {
         StoreEvent::ReducedRateEntered {
             at_ms,
@@ -169,11 +162,13 @@ fn event_markup(html: &mut String, event: &StoreEvent) {
         // Events this page does not know yet (the enum is non-exhaustive).
         _ => return,
     };
-    let _ = write!(
-        html,
-        "<li data-testid=\"store-event\" data-kind=\"{kind}\" class=\"entry store-{kind}\">\
-         <time>{}</time> <strong>{what}</strong> <span class=\"detail\">{}</span></li>",
-        format::time_of_day(*at_ms),
-        escape(&why)
-    );
+    view! {
+        <li data-testid="store-event" data-kind=kind class=format!("entry store-{kind}")>
+            <time>{format::time_of_day(*at_ms)}</time>
+            " "
+            <strong>{what}</strong>
+            " "
+            <span class="detail">{why}</span>
+        </li>
+    }
 }

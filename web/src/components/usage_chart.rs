@@ -1,7 +1,6 @@
 //! Usage over time per service, as an SVG line chart with the threshold lines.
 
 use crate::dynamic::text;
-use crate::markup::escape;
 use crate::model::History;
 use crate::state::use_app;
 use leptos::prelude::*;
@@ -38,102 +37,58 @@ fn colour(index: usize) -> &'static str {
 /// Each service's `used / limit` over up to the last minute of running (sampled 4 times a
 /// second, bounded), with dashed lines at the warn and critical thresholds.
 ///
-/// The SVG's content is redrawn as markup whenever a sample is added or the config changes
-/// (every line changes with each sample anyway): a few lines of text instead of a view per
-/// element keeps the chart small in the `.wasm`.
+/// The SVG's elements are made once (the grid), when the config changes (the threshold lines,
+/// the series, the legend) or never again: each sample changes only each series' `points`
+/// attribute and the "s ago" text, in place.
 #[component]
 pub fn UsageChart() -> impl IntoView {
     let state = use_app();
-    let plot = text(move || {
-        let mut svg = String::new();
-        svg.push_str(
-            "<desc id=\"chart-description\">Percent of each service's limit used, over the last \
-             minute of running, with dashed lines at the warning and critical thresholds.</desc>",
-        );
-        for fraction in [0.0, 0.5, 1.0] {
-            let at = y(fraction);
-            let _ = write!(
-                svg,
-                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{at}\" y2=\"{at}\"></line>\
-                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}%</text>",
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                at + 4.0,
-                fraction * 100.0
-            );
-        }
+    // The threshold lines: one per distinct fraction, labelled by the first kind at it.
+    let marks = Memo::new(move |_| {
         state.config.with(|config| {
-            let mut marks: Vec<(f64, &'static str)> = Vec::new();
+            let mut marks: Vec<(u64, &'static str)> = Vec::new();
             for service in &config.services {
-                for mark in [
+                for (fraction, kind) in [
                     (service.warn_threshold, "warn"),
                     (service.critical_threshold, "critical"),
                 ] {
-                    if !marks.iter().any(|(f, _)| (f - mark.0).abs() < 1e-9) {
-                        marks.push(mark);
+                    if !marks
+                        .iter()
+                        .any(|(f, _)| (f64::from_bits(*f) - fraction).abs() < 1e-9)
+                    {
+                        marks.push((fraction.to_bits(), kind));
                     }
                 }
             }
-            for (fraction, kind) in marks {
-                let at = y(fraction);
-                let _ = write!(
-                    svg,
-                    "<line class=\"threshold {kind}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{at}\" \
-                     y2=\"{at}\"></line><text class=\"threshold-label {kind}\" x=\"{}\" \
-                     y=\"{}\" text-anchor=\"end\">{kind} {:.0}%</text>",
-                    WIDTH - RIGHT,
-                    WIDTH - RIGHT - 4.0,
-                    at - 3.0,
-                    fraction * 100.0
-                );
-            }
-        });
-        state.history.with(|history| {
-            let len = history.samples().len();
-            for (service, line) in history.services.iter().enumerate() {
-                svg.push_str("<polyline class=\"series\" points=\"");
-                let mut separator = "";
-                for (i, sample) in history.samples().enumerate() {
-                    if let Some(&f) = sample.get(service) {
-                        let _ = write!(svg, "{separator}{:.1},{:.1}", x(i, len), y(f));
-                        separator = " ";
-                    }
-                }
-                let _ = write!(
-                    svg,
-                    "\" stroke=\"{}\" data-service=\"{}\"></polyline>",
-                    colour(service),
-                    escape(&line.name)
-                );
-            }
-            let seconds = len.saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
-            let _ = write!(
-                svg,
-                "<text class=\"axis\" x=\"{LEFT}\" y=\"{}\">{seconds:.0} s ago</text>",
-                HEIGHT - 6.0
-            );
-        });
-        let _ = write!(
-            svg,
-            "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">now</text>",
-            WIDTH - RIGHT,
-            HEIGHT - 6.0
-        );
-        svg
+            marks
+        })
     });
-    let legend = text(move || {
+    // The series: one per service of the samples, in config order.
+    let series = Memo::new(move |_| {
+        state.history.with(|history| {
+            history
+                .services
+                .iter()
+                .enumerate()
+                .map(|(index, line)| (index, line.name.clone()))
+                .collect::<Vec<_>>()
+        })
+    });
+    let names = Memo::new(move |_| {
         state.config.with(|config| {
-            let mut html = String::new();
-            for (i, service) in config.services.iter().enumerate() {
-                let _ = write!(
-                    html,
-                    "<li><span class=\"swatch\" style=\"background: {}\" aria-hidden=\"true\">\
-                     </span>{}</li>",
-                    colour(i),
-                    escape(&service.name)
-                );
-            }
-            html
+            config
+                .services
+                .iter()
+                .enumerate()
+                .map(|(index, service)| (index, service.name.clone()))
+                .collect::<Vec<_>>()
+        })
+    });
+    let ago = text(move || {
+        state.history.with(|history| {
+            let seconds =
+                history.samples().len().saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
+            format!("{seconds:.0} s ago")
         })
     });
     view! {
@@ -144,9 +99,112 @@ pub fn UsageChart() -> impl IntoView {
                 role="img"
                 aria-labelledby="chart-heading chart-description"
                 data-testid="usage-chart"
-                inner_html=plot
-            ></svg>
-            <ul class="legend" inner_html=legend></ul>
+            >
+                <desc id="chart-description">
+                    "Percent of each service's limit used, over the last minute of running, with \
+                     dashed lines at the warning and critical thresholds."
+                </desc>
+                {[0.0, 0.5, 1.0]
+                    .map(|fraction| {
+                        let at = y(fraction).to_string();
+                        view! {
+                            <line
+                                class="grid"
+                                x1=LEFT.to_string()
+                                x2=(WIDTH - RIGHT).to_string()
+                                y1=at.clone()
+                                y2=at
+                            ></line>
+                            <text
+                                class="axis"
+                                x=(LEFT - 6.0).to_string()
+                                y=(y(fraction) + 4.0).to_string()
+                                text-anchor="end"
+                            >
+                                {format!("{:.0}%", fraction * 100.0)}
+                            </text>
+                        }
+                    })}
+                <For each=move || marks.get() key=|mark| *mark let:mark>
+                    {threshold(f64::from_bits(mark.0), mark.1)}
+                </For>
+                <For each=move || series.get() key=|line| line.clone() let:line>
+                    {
+                        let (index, name) = line;
+                        let points = text(move || {
+                            state.history.with(|history| points(history, index))
+                        });
+                        view! {
+                            <polyline
+                                class="series"
+                                points=points
+                                stroke=colour(index)
+                                data-service=name
+                            ></polyline>
+                        }
+                    }
+                </For>
+                <text class="axis" x=LEFT.to_string() y=(HEIGHT - 6.0).to_string()>
+                    {ago}
+                </text>
+                <text
+                    class="axis"
+                    x=(WIDTH - RIGHT).to_string()
+                    y=(HEIGHT - 6.0).to_string()
+                    text-anchor="end"
+                >
+                    "now"
+                </text>
+            </svg>
+            <ul class="legend">
+                <For each=move || names.get() key=|entry| entry.clone() let:entry>
+                    <li>
+                        <span
+                            class="swatch"
+                            style=format!("background: {}", colour(entry.0))
+                            aria-hidden="true"
+                        ></span>
+                        {entry.1}
+                    </li>
+                </For>
+            </ul>
         </section>
     }
+}
+
+/// The dashed line and label of a threshold at `fraction` of the limit.
+fn threshold(fraction: f64, kind: &'static str) -> impl IntoView {
+    let at = y(fraction);
+    view! {
+        <line
+            class=format!("threshold {kind}")
+            x1=LEFT.to_string()
+            x2=(WIDTH - RIGHT).to_string()
+            y1=at.to_string()
+            y2=at.to_string()
+        ></line>
+        <text
+            class=format!("threshold-label {kind}")
+            x=(WIDTH - RIGHT - 4.0).to_string()
+            y=(at - 3.0).to_string()
+            text-anchor="end"
+        >
+            {format!("{kind} {:.0}%", fraction * 100.0)}
+        </text>
+    }
+}
+
+/// The `points` of service `index`'s series: each sample's fraction across the plot.
+fn points(history: &History, index: usize) -> String {
+    let len = history.samples().len();
+    let mut points = String::with_capacity(len * 12);
+    for (i, sample) in history.samples().enumerate() {
+        if let Some(&f) = sample.get(index) {
+            if !points.is_empty() {
+                points.push(' ');
+            }
+            let _ = write!(points, "{:.1},{:.1}", x(i, len), y(f));
+        }
+    }
+    points
 }

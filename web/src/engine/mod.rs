@@ -13,12 +13,13 @@
 //! already-resolved promise would not let other workers run), records its due calls in the copy
 //! and writes the whole copy back: the workers that ran in between lose their updates.
 //!
-//! In locked mode the tracker syncs its deltas to `localStorage` through the
-//! [`DashboardStorage`], every [`SYNC_INTERVAL_MS`] of simulated time, at once on entering
-//! Critical, and when the workers pause or the page is hidden, and the engine writes its own
-//! counters (with the config and the simulated time) right after each successful sync; a new
-//! engine on the same key continues from the last successful sync. A new run (reset, mode,
-//! config) clears what was saved.
+//! In locked mode the tracker syncs its deltas through the [`DashboardStorage`] every
+//! [`SYNC_INTERVAL_MS`] of simulated time, at once on entering Critical, and when the workers
+//! pause or the page is hidden; the syncs go to a copy of the store in memory, which the engine
+//! writes to `localStorage` with its own counters (and the config and the simulated time) right
+//! after a successful sync, at most a few times a second of real time and at once after a flush
+//! (see [`persist`](crate::persist)); a new engine on the same key continues from the last
+//! write. A new run (reset, mode, config) clears what was saved.
 //!
 //! Nothing here touches the DOM: [`Engine::frame`] reads everything the page shows, once per
 //! animation frame.
@@ -96,6 +97,12 @@ impl std::str::FromStr for CallMode {
 /// simulated time, doubling with each failure) and ends 5 good syncs, 2.5 s, after it.
 pub const SYNC_INTERVAL_MS: u64 = 500;
 
+/// Calls per second per worker on a new page. With [`Workload::even`]'s 4 workers and the
+/// default services, finnhub (60 a minute) gets about 10.7 calls a second: it reaches its
+/// warning level about 3 s after Start and Critical about 5 s after, so a newcomer sees levels
+/// change at once (at `even`'s 2 calls/s the first change took over 10 s).
+pub const DEFAULT_CALLS_PER_SECOND: u32 = 8;
+
 /// The dashboard runs configs the core accepts that have at least one service.
 fn check_config(config: &TrackerConfig) -> Result<(), QuotaError> {
     if config.services.is_empty() {
@@ -132,7 +139,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A paused engine in locked mode, with [`Workload::even`] settings, saving under the
+    /// A paused engine in locked mode, with [`Workload::even`] settings at
+    /// [`DEFAULT_CALLS_PER_SECOND`] per worker, saving under the
     /// `localStorage` key `key` (see [`persist`](crate::persist)).
     ///
     /// If an earlier engine saved under `key`, this one continues where it was: its config,
@@ -163,7 +171,10 @@ impl Engine {
         }
         check_config(&config)?;
         let settings = Settings {
-            workload: Workload::even(&config),
+            workload: Workload {
+                calls_per_second: DEFAULT_CALLS_PER_SECOND,
+                ..Workload::even(&config)
+            },
             mode: Mode::Locked,
             call_mode: CallMode::default(),
             speed: clock.speed(),

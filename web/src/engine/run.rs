@@ -4,14 +4,18 @@
 use super::{check_config, lock, CallMode, SYNC_INTERVAL_MS};
 use crate::clock::SimClock;
 use crate::model::{Cause, ServiceView};
-use crate::persist::{DashboardStorage, SavedCounters, SavedService, Synced};
+use crate::persist::{
+    DashboardStorage, SavedCounters, SavedService, Synced, CRITICAL_WRITE_GAP_MS, WRITE_INTERVAL_MS,
+};
 use quota_core::sim::{Counter, Mode, Op, RacyCounts, RacyState};
 use quota_core::{
-    Clock, QuotaError, QuotaTracker, StoreEvent, StoreStats, SyncPolicy, TrackerConfig, Transition,
+    Clock, Level, QuotaError, QuotaTracker, StoreEvent, StoreStats, SyncPolicy, TrackerConfig,
+    Transition,
 };
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use web_time::Instant;
 
 /// Store events kept until the next frame reads them; older ones are dropped.
 const MAX_PENDING_STORE_EVENTS: usize = 100;
@@ -42,8 +46,12 @@ pub(super) struct Run {
 /// The locked-mode extras: where the tracker's store writes, and what it reports back.
 struct Saving {
     storage: DashboardStorage,
-    /// Set by the store on each successful sync.
+    /// The store as the tracker's successful syncs left it, not yet written.
     synced: Synced,
+    /// When the store and counters were last written to `localStorage` (real time).
+    written_at: Cell<Option<Instant>>,
+    /// Set by the tracker's observer when a service entered Critical: write soon.
+    entered_critical: Arc<AtomicBool>,
     /// Reduced-rate mode starting and ending, not yet shown.
     events: Arc<Mutex<Vec<StoreEvent>>>,
 }
@@ -66,7 +74,11 @@ impl Run {
             Mode::Locked => {
                 let (tracker, saving) = locked_tracker(&config, clock, storage)?;
                 let (changes, actor) = (Arc::clone(&changes), Arc::clone(&actor));
+                let entered_critical = Arc::clone(&saving.entered_critical);
                 tracker.on_transition(move |transition| {
+                    if transition.from < Level::Critical && transition.to >= Level::Critical {
+                        entered_critical.store(true, Ordering::Relaxed);
+                    }
                     let cause = cause_of(transition, actor.load(Ordering::Relaxed));
                     lock(&changes).push((transition.clone(), cause));
                 });
@@ -152,7 +164,7 @@ impl Run {
                 }
             }
             self.count_issued(std::slice::from_ref(op));
-            self.save_counters_if_synced();
+            self.write_if_due();
         }
         self.actor.store(0, Ordering::Relaxed);
     }
@@ -179,47 +191,74 @@ impl Run {
         lock(&self.changes).extend(transitions.map(|t| (t.clone(), cause_of(t, worker))));
     }
 
-    /// Writes the dashboard's counters (with the config and the sync's simulated time) if the
-    /// tracker synced since the last look. Runs right after each tracker call, so nothing
-    /// changed since that sync: the counters now are the ones that go with it.
-    fn save_counters_if_synced(&self) {
+    /// After a tracker call: writes the tracker's store and the dashboard's counters (with the
+    /// config and the sync's simulated time) if the tracker synced since the last look and a
+    /// write is due: [`WRITE_INTERVAL_MS`] after the last one, or [`CRITICAL_WRITE_GAP_MS`]
+    /// after it when a service has just entered Critical. Runs right after each tracker call,
+    /// so nothing changed since that sync: the counters now are the ones that go with it.
+    fn write_if_due(&self) {
+        let Some(saving) = &self.saving else {
+            return;
+        };
+        if !saving.synced.take() {
+            return;
+        }
+        let since_ms = saving
+            .written_at
+            .get()
+            .map_or(f64::INFINITY, |at| at.elapsed().as_secs_f64() * 1_000.0);
+        let due = since_ms >= WRITE_INTERVAL_MS
+            || (since_ms >= CRITICAL_WRITE_GAP_MS
+                && saving.entered_critical.load(Ordering::Relaxed));
+        if due {
+            self.write();
+        }
+    }
+
+    /// Writes the tracker's store (as its syncs left it) and the counters now, which must be
+    /// those of its latest sync.
+    fn write(&self) {
         let (Some(tracker), Some(saving)) = (self.counter.tracker(), &self.saving) else {
             return;
         };
-        let Some(synced) = saving.synced.take() else {
-            return;
-        };
-        let snapshot = tracker.snapshot();
-        let issued = self.issued.borrow();
-        let denied = self.denied.borrow();
-        let services = snapshot
-            .services()
-            .iter()
-            .enumerate()
-            .map(|(index, usage)| SavedService {
-                name: usage.name.to_string(),
-                issued: issued[index],
-                denied: denied[index],
-                recorded: self.recorded_before[index] + usage.total_recorded,
-            })
-            .collect();
-        saving.storage.save_counters(&SavedCounters {
-            version: SavedCounters::VERSION,
-            synced_at_ms: synced.stored_at_ms,
-            clock_ms: synced.clock_ms,
-            config: self.config.services.clone(),
-            calls: self.calls.get(),
-            services,
-        });
+        saving.entered_critical.store(false, Ordering::Relaxed);
+        saving.written_at.set(Some(Instant::now()));
+        saving
+            .storage
+            .write(&saving.synced, |synced_at_ms, clock_ms| {
+                let snapshot = tracker.snapshot();
+                let issued = self.issued.borrow();
+                let denied = self.denied.borrow();
+                let services = snapshot
+                    .services()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, usage)| SavedService {
+                        name: usage.name.to_string(),
+                        issued: issued[index],
+                        denied: denied[index],
+                        recorded: self.recorded_before[index] + usage.total_recorded,
+                    })
+                    .collect();
+                SavedCounters {
+                    version: SavedCounters::VERSION,
+                    synced_at_ms,
+                    clock_ms,
+                    config: self.config.services.clone(),
+                    calls: self.calls.get(),
+                    services,
+                }
+            });
     }
 
-    /// Syncs the tracker (and then writes the counters) now; nothing to do in racy mode.
+    /// Syncs the tracker now and, if that succeeded, writes the store and the counters at once;
+    /// nothing to do in racy mode.
     pub(super) fn flush(&self) {
         if let Some(tracker) = self.counter.tracker() {
-            if let Err(error) = tracker.flush() {
-                leptos::logging::warn!("dashboard: sync failed: {error}");
+            match tracker.flush() {
+                Ok(()) => self.write(),
+                Err(error) => leptos::logging::warn!("dashboard: sync failed: {error}"),
             }
-            self.save_counters_if_synced();
         }
     }
 
@@ -291,6 +330,8 @@ fn locked_tracker(
     let saving = Saving {
         storage: storage.clone(),
         synced,
+        written_at: Cell::new(None),
+        entered_critical: Arc::default(),
         events,
     };
     Ok((tracker, saving))

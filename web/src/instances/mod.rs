@@ -138,6 +138,8 @@ struct Run {
     trackers: Vec<QuotaTracker>,
     /// Units the workers issued per service (config order), all instances together.
     issued: RefCell<Vec<u64>>,
+    /// Calls the workers made, all instances together.
+    calls: Cell<u64>,
 }
 
 impl Run {
@@ -161,6 +163,7 @@ impl Run {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Run {
             issued: RefCell::new(vec![0; config.services.len()]),
+            calls: Cell::new(0),
             config,
             mode,
             shared,
@@ -178,6 +181,7 @@ impl Run {
             }
             self.issued.borrow_mut()[op.service] += op.count;
         }
+        self.calls.set(self.calls.get() + ops.len() as u64);
     }
 }
 
@@ -250,6 +254,11 @@ impl Instances {
         Ok(())
     }
 
+    /// Whether the workers run (or were told to: [`pause`](Self::pause) stops them).
+    pub fn is_running(&self) -> bool {
+        self.running.get()
+    }
+
     /// What the view shows now: per service, the units issued by all instances and the
     /// store's total; and what each instance sees.
     pub fn frame(&self) -> InstancesFrame {
@@ -263,6 +272,7 @@ impl Instances {
             .enumerate()
             .map(|(index, service)| SharedCounts {
                 name: service.name.clone(),
+                limit: service.limit,
                 issued: issued[index],
                 stored: stored[index],
             })
@@ -282,6 +292,7 @@ impl Instances {
         InstancesFrame {
             mode: run.mode,
             status: self.status(),
+            calls: run.calls.get(),
             services,
             views,
         }

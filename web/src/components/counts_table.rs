@@ -1,0 +1,103 @@
+//! A table of counts per service (the counters, the instances' shared store).
+
+use crate::dynamic::{flag, text};
+use leptos::prelude::*;
+
+/// The columns of a counts table: the header and the test-id stem of each (`issued` gives
+/// `<prefix>issued-<service>` and `<prefix>issued-total`); the last one is the "lost" column,
+/// and a row whose count there is above 0 is highlighted.
+pub type Columns = &'static [(&'static str, &'static str)];
+
+/// The rows of a counts table: each service's name and its count per column, in config order.
+pub type Rows = Memo<Vec<(String, Vec<u64>)>>;
+
+/// The inside of a `<table>`: a header, a row per service and the totals.
+///
+/// The rows are keyed by service and each cell is a text node of its own: while the workers
+/// run, a frame changes only the text of the cells whose numbers changed; rows come and go
+/// only when the services do.
+#[component]
+pub fn CountsTable(
+    /// Prepended to every test id (`instances-`, or nothing).
+    prefix: &'static str,
+    /// The columns.
+    columns: Columns,
+    /// The counts.
+    rows: Rows,
+) -> impl IntoView {
+    let names = Memo::new(move |_| {
+        rows.with(|rows| {
+            rows.iter()
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let totals = Memo::new(move |_| {
+        rows.with(|rows| {
+            let mut totals = vec![0u64; columns.len()];
+            for (_, counts) in rows {
+                for (total, count) in totals.iter_mut().zip(counts) {
+                    *total += count;
+                }
+            }
+            totals
+        })
+    });
+    view! {
+        <thead>
+            <tr>
+                <th scope="col">"Service"</th>
+                {columns
+                    .iter()
+                    .map(|&(header, _)| view! { <th scope="col">{header}</th> })
+                    .collect_view()}
+            </tr>
+        </thead>
+        <tbody>
+            <For each=move || names.get() key=|name| name.clone() let:name>
+                {
+                    let key = name.clone();
+                    let counts = Memo::new(move |_| {
+                        rows.with(|rows| {
+                            rows.iter()
+                                .find(|(name, _)| *name == key)
+                                .map(|(_, counts)| counts.clone())
+                                .unwrap_or_default()
+                        })
+                    });
+                    row(prefix, columns, name.clone(), name, counts)
+                }
+            </For>
+        </tbody>
+        <tfoot>{row(prefix, columns, "All services".to_owned(), "total".to_owned(), totals)}</tfoot>
+    }
+}
+
+/// One row: `header` and `counts`, whose cells' test ids end in `suffix`.
+fn row(
+    prefix: &'static str,
+    columns: Columns,
+    header: String,
+    suffix: String,
+    counts: Memo<Vec<u64>>,
+) -> impl IntoView {
+    let lost = flag(move || counts.with(|c| c.last().is_some_and(|&lost| lost > 0)));
+    view! {
+        <tr class:lost=lost>
+            <th scope="row">{header}</th>
+            {columns
+                .iter()
+                .enumerate()
+                .map(|(column, &(_, stem))| {
+                    view! {
+                        <td data-testid=format!("{prefix}{stem}-{suffix}")>
+                            {text(move || {
+                                counts.with(|c| c.get(column).copied().unwrap_or(0).to_string())
+                            })}
+                        </td>
+                    }
+                })
+                .collect_view()}
+        </tr>
+    }
+}
