@@ -131,8 +131,9 @@ const STATS: [StatRow; 8] = [
     ("Read failures", "stats-load-failures", |s| s.load_failures),
 ];
 
-/// One store event, as an `<li>`: reduced-rate mode on or off, when, and why.
-fn event_view(event: &StoreEvent) -> impl IntoView {
+/// One store event, as an `<li>`: reduced-rate mode on or off (or the first read failed),
+/// when, and why; nothing for an event this page does not know.
+fn event_view(event: &StoreEvent) -> Option<impl IntoView> {
     let (kind, at_ms, what, why) = match event {
         StoreEvent::ReducedRateEntered {
             at_ms,
@@ -160,9 +161,9 @@ fn event_view(event: &StoreEvent) -> impl IntoView {
             format!("counting from zero until a sync succeeds ({error})"),
         ),
         // Events this page does not know yet (the enum is non-exhaustive).
-        _ => return,
+        _ => return None,
     };
-    view! {
+    Some(view! {
         <li data-testid="store-event" data-kind=kind class=format!("entry store-{kind}")>
             <time>{format::time_of_day(*at_ms)}</time>
             " "
@@ -170,5 +171,5 @@ fn event_view(event: &StoreEvent) -> impl IntoView {
             " "
             <span class="detail">{why}</span>
         </li>
-    }
+    })
 }
