@@ -39,7 +39,9 @@ use std::task::{Context, Poll};
 /// `ServiceBuilder`): each hop is then a request of its own through the layer, matched by the
 /// rules against its own host, admitted (or denied, and not sent) and counted. Inside the
 /// layer (or in the client the inner service sends with: build a reqwest client with
-/// `redirect(reqwest::redirect::Policy::none())`), the hops after the first pass uncounted.
+/// `redirect(reqwest::redirect::Policy::none())`), the hops after the first pass uncounted,
+/// and the layer cannot tell (an `http::Response` carries no URL to compare): unlike the
+/// middleware, it has no `ClientFollowed` check, so this order is the only guard.
 ///
 /// ```
 /// # use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};

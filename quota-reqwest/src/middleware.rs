@@ -27,7 +27,9 @@ use std::time::Duration;
 /// denied and counted like a request of its own, and has its response's headers taken in.
 /// A hop that is denied is not sent. So the provider never receives more requests than the
 /// tracker admitted, redirects included. Hops run the middlewares added after this one again;
-/// those added before it see one request.
+/// those added before it see one request. So add a middleware that sets credentials *before*
+/// this one: its headers are then dropped on a hop to another host, while one added after it
+/// would add them again to every hop, wherever it goes.
 ///
 /// A followed redirect is built as reqwest builds it: 303 (and 301 / 302 for a POST) becomes a
 /// GET without body, 307 / 308 send the same method and body again, a relative `Location` is
@@ -41,7 +43,8 @@ use std::time::Duration;
 /// A client that follows redirects itself (reqwest's default policy) sends the hops after the
 /// first without this middleware seeing them: uncounted. The middleware fails such a call
 /// with [`RedirectError::ClientFollowed`](crate::RedirectError::ClientFollowed), which says
-/// how to build the client, whenever a response's URL is not the URL it handed on.
+/// how to build the client, whenever a response's URL is not where it sent the request
+/// (scheme, host, port and path: a later middleware may add a query, which is no redirect).
 ///
 /// ```
 /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};

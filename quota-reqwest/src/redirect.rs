@@ -153,7 +153,18 @@ const NO_URL: &str = "http://no.url.provided.local/";
 /// Whether `response` comes from another URL than `sent`: the client followed redirects.
 pub(crate) fn client_followed(sent: &Url, response: &Response) -> Option<RedirectError> {
     let answered = response.url();
-    (answered != sent && answered.as_str() != NO_URL).then(|| RedirectError::ClientFollowed {
+    // Only where the request went: a later middleware may add a query (an API key as
+    // `?token=...`) or a fragment, which no redirect is.
+    let place = |url: &Url| {
+        (
+            url.scheme().to_owned(),
+            url.host_str().map(str::to_owned),
+            url.port_or_known_default(),
+            url.path().to_owned(),
+        )
+    };
+    let moved = place(answered) != place(sent);
+    (moved && answered.as_str() != NO_URL).then(|| RedirectError::ClientFollowed {
         sent: shown(sent),
         answered: shown(answered),
     })

@@ -621,3 +621,109 @@ async fn tower_http_follow_redirect_outside_the_layer_counts_every_hop() {
     assert_eq!(api.received(), 8);
     assert_eq!(used(&tracker, "api"), 5, "the wrong order undercounts");
 }
+
+/// A middleware after the quota middleware that adds the API key as a query parameter (as
+/// many providers want it: `?token=KEY`).
+struct AddToken;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for AddToken {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        request
+            .url_mut()
+            .query_pairs_mut()
+            .append_pair("token", "KEY");
+        next.run(request, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn a_later_middleware_that_adds_a_query_is_no_client_redirect() {
+    let api = Api::start().await;
+    let tracker = tracker(&[("api", 100)]);
+    let client = ClientBuilder::new(api.reqwest(false))
+        .with(
+            QuotaMiddleware::new(Arc::clone(&tracker))
+                .host("api.test", "api")
+                .unwrap(),
+        )
+        .with(AddToken)
+        .build();
+    let response = client
+        .get(api.url("api.test", "/landing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!((api.received(), used(&tracker, "api")), (1, 1));
+}
+
+/// A middleware that authenticates every request it sees.
+struct Auth;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Auth {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_static("Bearer api-secret"),
+        );
+        next.run(request, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn an_auth_middleware_added_before_ours_sends_no_key_to_another_host() {
+    // As documented: credentials added before the quota middleware, which follows the hops.
+    let api = Api::start().await;
+    let tracker = tracker(&[("api", 100)]);
+    let client = ClientBuilder::new(api.reqwest(false))
+        .with(Auth)
+        .with(
+            QuotaMiddleware::new(Arc::clone(&tracker))
+                .host("api.test", "api")
+                .unwrap(),
+        )
+        .build();
+    let to = api.url("other.test", "/landing");
+    client
+        .get(api.url("api.test", &format!("/redirect?status=302&to={to}")))
+        .send()
+        .await
+        .unwrap();
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].headers.contains_key("authorization"));
+    assert_eq!(seen[1].host, "other.test");
+    assert!(
+        !seen[1].headers.contains_key("authorization"),
+        "the key went to other.test"
+    );
+    // Added after it, a middleware runs again for every hop: its key goes along (documented).
+    let api = Api::start().await;
+    let client = ClientBuilder::new(api.reqwest(false))
+        .with(
+            QuotaMiddleware::new(Arc::clone(&tracker))
+                .host("api.test", "api")
+                .unwrap(),
+        )
+        .with(Auth)
+        .build();
+    let to = api.url("other.test", "/landing");
+    client
+        .get(api.url("api.test", &format!("/redirect?status=302&to={to}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(api.seen()[1].headers.contains_key("authorization"));
+}
