@@ -73,6 +73,7 @@ use std::str::FromStr;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct QuotaFile {
     /// The services (`services` in the file).
     pub tracker: TrackerConfig,
@@ -266,6 +267,15 @@ impl QuotaFile {
             );
             return Err((error, Place::Service(index, "admission")));
         }
+        if self.require_store && self.store.is_none() {
+            let error = QuotaError::invalid_config(
+                None,
+                "require_store",
+                true,
+                "needs a store to require (set `store`: file:PATH or redis://HOST)",
+            );
+            return Err((error, Place::Field("require_store")));
+        }
         Ok(())
     }
 }
@@ -290,6 +300,8 @@ enum Place {
     Service(usize, &'static str),
     /// A sync field, as `sync_field` names it.
     Sync(&'static str),
+    /// A field of the file itself.
+    Field(&'static str),
 }
 
 /// A step into a TOML or JSON document.
@@ -310,6 +322,7 @@ impl Place {
                 Key::Field(field),
             ],
             Place::Sync(field) => field.split('.').map(Key::Field).collect(),
+            Place::Field(field) => vec![Key::Field(field)],
         }
     }
 }
@@ -625,6 +638,7 @@ impl FromStr for StoreUrl {
             // not a local path. `file:///PATH` is the local `/PATH`.
             let path = match path.strip_prefix("//") {
                 Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+                Some(rest) if rest.starts_with("localhost/") => &rest["localhost".len()..],
                 Some(_) => {
                     return Err(StoreUrlError(
                         "file:// with a host is not a local file: write file:/PATH or \
@@ -633,6 +647,14 @@ impl FromStr for StoreUrl {
                 }
                 None => path,
             };
+            // `file:////HOST/...` would show as `file://HOST/...` (a UNC-like path that may
+            // carry a password too): the same refusal.
+            if path.starts_with("//") {
+                return Err(StoreUrlError(
+                    "file:// with a host is not a local file: write file:/PATH or \
+                     file:///PATH (a file store is shared by the processes of one machine)",
+                ));
+            }
             if path.is_empty() {
                 return Err(StoreUrlError("file: needs a path (file:PATH)"));
             }

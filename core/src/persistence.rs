@@ -115,7 +115,10 @@ pub enum StoreEvent {
     /// The first read of the store, when the tracker was built, failed: the tracker counts
     /// from zero, retries after a short back-off, and adds the stored totals at its first
     /// good sync. A wrong URL, port or password shows here first; see
-    /// [`require_store`](crate::QuotaTrackerBuilder::require_store) to fail the build instead.
+    /// [`require_store`](crate::QuotaTrackerBuilder::require_store) to fail the build instead
+    /// (the event still reaches the builder's observers, then `build` returns the error). A
+    /// store that keeps data moves corrupt data aside on this read, so with `require_store` the
+    /// next start finds no data and builds from zero: the error names where the data went.
     ReadFailed {
         /// When (the tracker clock), ms since the Unix epoch.
         at_ms: u64,
@@ -140,16 +143,15 @@ pub enum StoreEvent {
     },
 }
 
-/// One line for a log: `the first read of the store failed: ...`, `reduced rate on after 3
+/// One line for a log: `the first read of the store failed: ...` (the tracker then counts
+/// from zero, or with `require_store` the build fails), `reduced rate on after 3
 /// failed syncs in a row: ...`, `reduced rate off after 5 good syncs in a row`.
 impl std::fmt::Display for StoreEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreEvent::ReadFailed { error, .. } => write!(
-                f,
-                "the first read of the store failed, counting from zero until a sync succeeds: \
-                 {error}"
-            ),
+            StoreEvent::ReadFailed { error, .. } => {
+                write!(f, "the first read of the store failed: {error}")
+            }
             StoreEvent::ReducedRateEntered {
                 consecutive_failures,
                 error,

@@ -485,7 +485,7 @@ fn store_events_subscribed_on_the_builder_hear_the_first_read() {
     assert_eq!(
         lines,
         [
-            format!("the first read of the store failed, counting from zero until a sync succeeds: {injected}"),
+            format!("the first read of the store failed: {injected}"),
             format!("reduced rate on after 3 failed syncs in a row: {injected}"),
         ]
     );
@@ -905,6 +905,47 @@ fn file_store_keeps_entries_it_skips_and_the_file_permissions() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the file's permissions are kept");
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn file_store_copies_skipped_entries_to_a_new_file_never_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let store = FileStore::new(&path);
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = QuotaTracker::builder(config())
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    tracker.record_call("a", 9).unwrap();
+    tracker.record_call("b", 5).unwrap();
+    tracker.flush().unwrap();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replacen("\"total\": 5", "\"total\": 5.0", 1)).unwrap();
+    // Dangling links under every name the copy could take in the next 3 s.
+    let now = quota_core::Clock::now_ms(&quota_core::SystemClock);
+    for ms in now..now + 3_000 {
+        let name = dir.path().join(format!("quota.json.skipped-{ms}"));
+        std::os::unix::fs::symlink(outside.path().join(format!("planted-{ms}")), name).unwrap();
+    }
+    tracker.record_call("a", 1).unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing was written through a link"
+    );
+    let copies: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::symlink_metadata(p).unwrap().is_file())
+        .filter(|p| p.to_string_lossy().contains(".skipped-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(std::fs::read_to_string(&copies[0]).unwrap().contains("5.0"));
 }
 
 #[test]

@@ -85,8 +85,22 @@ fn needs(above: &str) -> Result<Option<Needs>, String> {
             .ok_or_else(|| format!("unclosed `--features` in {above:?}"))?;
         needs.features = list.split(',').map(|f| f.trim().to_owned()).collect();
     }
-    needs.quota_toml = rest.contains("the file above as `quota.toml`");
-    needs.redis = rest.contains(&format!("a Redis server at `{DOCUMENTED_REDIS}`"));
+    let quota_toml = "the file above as `quota.toml`";
+    let redis = format!("a Redis server at `{DOCUMENTED_REDIS}` (password `{REDIS_PASSWORD}`)");
+    needs.quota_toml = rest.contains(quota_toml);
+    needs.redis = rest.contains(&redis);
+    // Every part of the line must be one this check acts on: a typo must fail, not run the
+    // block without what it needs.
+    let mut left = rest.replace(quota_toml, "").replace(&redis, "");
+    if !needs.features.is_empty() {
+        left = left.replace(&format!("`--features {}`", needs.features.join(",")), "");
+    }
+    let left = left.replace(" and ", " ");
+    if left.contains(|c: char| !(c == ',' || c == ':' || c.is_whitespace())) {
+        return Err(format!(
+            "a \"Needs\" line with a part this check does not know ({left:?} is left): {above:?}"
+        ));
+    }
     if needs == Needs::default() {
         return Err(format!(
             "a \"Needs\" line that names nothing this check knows: {above:?}"
@@ -108,7 +122,7 @@ pub fn run_blocks() -> Result<(), String> {
     // One target directory for every block: the dependencies build once.
     let target = scratch.join("target");
     let mut redis: Option<Redis> = None;
-    let mut ran = 0;
+    let (mut ran, mut compared) = (0, 0);
     for (index, block) in blocks.iter().enumerate() {
         if !block.info.starts_with("rust") {
             continue;
@@ -130,6 +144,7 @@ pub fn run_blocks() -> Result<(), String> {
                 "README.md line {}: {file}, byte for byte (its own tests run it)",
                 block.line
             );
+            compared += 1;
             continue;
         }
         let needs = needs(&block.above)
@@ -186,6 +201,21 @@ pub fn run_blocks() -> Result<(), String> {
         build_and_run(&dir, &target)
             .map_err(|error| format!("README.md line {}: {error}", block.line))?;
         ran += 1;
+    }
+    // Every Rust fence, however written, must have been run or compared above (an indented
+    // or `~~~` fence would be skipped by the parser silently).
+    let fences = readme
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            line.starts_with("```rust") || line.starts_with("~~~")
+        })
+        .count();
+    if fences != ran + compared {
+        return Err(format!(
+            "README.md has {fences} Rust fences, but {ran} blocks ran and {compared} were \
+             compared: write each as a plain ```rust fence at the start of a line"
+        ));
     }
     if ran < 4 {
         return Err(format!("only {ran} Rust blocks ran: the README shows more"));
@@ -380,6 +410,19 @@ mod tests {
             })
         );
         assert!(needs("Needs nothing known").is_err());
+        // A typo in one part fails instead of dropping that part.
+        let typo = "Needs `--features redis` and a Redis server at `redis.internal:6380` \
+                    (password `secret`):";
+        assert!(needs(typo).is_err());
+        let typo = "Needs `--features redis` and the file above as `quota.tom`:";
+        assert!(needs(typo).is_err());
+        assert_eq!(
+            needs("Needs `--features redis`:").unwrap(),
+            Some(Needs {
+                features: vec!["redis".into()],
+                ..Needs::default()
+            })
+        );
     }
 
     #[test]

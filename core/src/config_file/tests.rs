@@ -188,7 +188,17 @@ fn store_urls() {
     assert_eq!(parse("file:/q.json"), Ok(StoreUrl::File("/q.json".into())));
     // A host (and maybe a password) is not a local path: refused, the password not shown.
     assert!(parse("file://").is_err());
-    for text in ["file://backup:secret@nas/q.json", "file://nas/q.json"] {
+    assert_eq!(
+        parse("file://localhost/var/q.json"),
+        Ok(StoreUrl::File("/var/q.json".into()))
+    );
+    for text in [
+        "file://backup:secret@nas/q.json",
+        "file://nas/q.json",
+        "file:////backup:secret@nas/q.json",
+        "file://///nas/q.json",
+        "file:/\u{2f}backup:secret@nas/q.json",
+    ] {
         let error = parse(text).expect_err(text);
         let shown = format!("{error} {error:?}");
         assert!(
@@ -857,6 +867,14 @@ fn require_store_fails_the_build_when_the_first_read_fails() {
         toml_service("")
     );
     QuotaFile::from_toml_str(&good).unwrap().build().unwrap();
+    // Nothing to require: an error at the field.
+    let text = format!("require_store = true\n{}", toml_service(""));
+    let error = toml_error(&text).to_string();
+    assert_eq!(
+        error,
+        "invalid config at line 1, column 1: require_store needs a store to require (set \
+         `store`: file:PATH or redis://HOST) (got true)"
+    );
     // A wrong type is a parse error at its line.
     let error = toml_error(&format!("require_store = \"yes\"\n{}", toml_service("")));
     assert!(error.to_string().contains("line 1"), "{error}");

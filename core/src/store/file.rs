@@ -102,12 +102,13 @@ impl FileStore {
         }
     }
 
-    /// A name beside the target that no file has: `<name>.<kind>-<ms>[-n]`.
+    /// A name beside the target that nothing has, not even a dangling link:
+    /// `<name>.<kind>-<ms>[-n]`.
     fn free_name_beside(target: &Path, kind: &str) -> PathBuf {
         let ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let mut aside = Self::beside(target, &format!(".{kind}-{ms}"));
         let mut n = 1;
-        while aside.exists() {
+        while fs::symlink_metadata(&aside).is_ok() {
             aside = Self::beside(target, &format!(".{kind}-{ms}-{n}"));
             n += 1;
         }
@@ -121,12 +122,33 @@ impl FileStore {
         Ok(aside)
     }
 
-    /// Copies the file as it is to `<name>.skipped-<ms>` before a write drops the entries
-    /// that did not parse, and says so in the log.
-    fn copy_aside_skipped(&self, skipped: &[String]) -> Result<(), StoreError> {
+    /// Copies `text` (the file as it is) to a new `<name>.skipped-<ms>` before a write drops
+    /// the entries that did not parse. The copy is created, never opened through a link
+    /// someone planted under that name (`create_new`), and the caller removes it if the write
+    /// fails (the file still holds the entries, and a retry copies again).
+    fn copy_aside_skipped(&self, text: &str) -> Result<PathBuf, StoreError> {
         let target = self.target();
-        let aside = Self::free_name_beside(&target, "skipped");
-        fs::copy(&target, &aside).map_err(|e| io("copying aside", &target, e))?;
+        let mut aside = Self::free_name_beside(&target, "skipped");
+        let mut file = loop {
+            match OpenOptions::new().write(true).create_new(true).open(&aside) {
+                Ok(file) => break file,
+                Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                    aside = Self::free_name_beside(&target, "skipped");
+                }
+                Err(error) => return Err(io("copying aside to", &aside, error)),
+            }
+        };
+        if let Err(error) = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+        {
+            let _ = fs::remove_file(&aside);
+            return Err(io("copying aside to", &aside, error));
+        }
+        Ok(aside)
+    }
+
+    fn log_skipped(&self, skipped: &[String], aside: &Path) {
         crate::observers::quietly(|| {
             log::warn!(
                 "quota: {} had {} entr{} that did not parse ({}); the file as it was is kept \
@@ -138,7 +160,6 @@ impl FileStore {
                 aside.display()
             )
         });
-        Ok(())
     }
 
     fn write(&self, text: &str) -> Result<(), StoreError> {
@@ -158,15 +179,8 @@ impl FileStore {
         let written = File::create(&temp)
             .and_then(|mut file| {
                 if let Some(existing) = &existing {
-                    file.set_permissions(existing.permissions())?;
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::MetadataExt;
-                        let _ = std::os::unix::fs::fchown(
-                            &file,
-                            Some(existing.uid()),
-                            Some(existing.gid()),
-                        );
+                    if keep_owner(&file, existing) {
+                        file.set_permissions(existing.permissions())?;
                     }
                 }
                 file.write_all(text.as_bytes())?;
@@ -188,6 +202,22 @@ impl FileStore {
     }
 }
 
+/// Gives `file` the owner and group of `existing` where this process may (root may; an owner
+/// may set a group it belongs to). Whether the file's mode may be kept: only with the group
+/// kept, else a mode like 0660 would lock the group out of a file that now has this
+/// process's group (the file keeps the process's default mode then, as before).
+#[cfg(unix)]
+fn keep_owner(file: &File, existing: &fs::Metadata) -> bool {
+    use std::os::unix::fs::{fchown, MetadataExt};
+    fchown(file, Some(existing.uid()), Some(existing.gid())).is_ok()
+        || fchown(file, None, Some(existing.gid())).is_ok()
+}
+
+#[cfg(not(unix))]
+fn keep_owner(_: &File, _: &fs::Metadata) -> bool {
+    true
+}
+
 fn io(what: &str, path: &Path, error: std::io::Error) -> StoreError {
     StoreError::Io(format!("{what} {}: {error}", path.display()))
 }
@@ -200,8 +230,10 @@ impl FileStore {
         change: impl FnOnce(&mut StoredState) -> (T, bool),
     ) -> Result<T, StoreError> {
         let _lock = self.lock()?;
-        let parsed = self
-            .read()
+        let text = self.read();
+        let parsed = text
+            .as_ref()
+            .map_err(Clone::clone)
             .and_then(|text| text.as_deref().map(StoredState::from_json).transpose());
         let mut state = match parsed {
             Ok(state) => state.unwrap_or_default(),
@@ -217,10 +249,19 @@ impl FileStore {
         };
         let (answer, changed) = change(&mut state);
         if changed || state.converted() {
-            if !state.skipped().is_empty() {
-                self.copy_aside_skipped(state.skipped())?;
+            let copy = match (state.skipped().is_empty(), &text) {
+                (false, Ok(Some(text))) => Some(self.copy_aside_skipped(text)?),
+                _ => None,
+            };
+            if let Err(error) = self.write(&state.to_json()) {
+                if let Some(copy) = copy {
+                    let _ = fs::remove_file(copy);
+                }
+                return Err(error);
             }
-            self.write(&state.to_json())?;
+            if let Some(copy) = copy {
+                self.log_skipped(state.skipped(), &copy);
+            }
         }
         Ok(answer)
     }
