@@ -37,6 +37,15 @@ fn build(store: &MemoryStore, clock: &ManualClock, interval_ms: u64) -> QuotaTra
         .unwrap()
 }
 
+/// A tracker of [`config`] on a file store.
+fn file_tracker(store: &FileStore, clock: &ManualClock) -> QuotaTracker {
+    QuotaTracker::builder(config())
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap()
+}
+
 /// The key of `name`'s month window at `at_ms`.
 fn month(name: &str, at_ms: u64) -> WindowKey {
     let window = Period::Month.window_at(at_ms);
@@ -853,13 +862,7 @@ fn file_store_keeps_entries_it_skips_and_the_file_permissions() {
     let path = dir.path().join("quota.json");
     let store = FileStore::new(&path);
     let clock = ManualClock::new(JUNE_10);
-    let build = || {
-        QuotaTracker::builder(config())
-            .clock(clock.clone())
-            .store(store.clone())
-            .build()
-            .unwrap()
-    };
+    let build = || file_tracker(&store, &clock);
     let tracker = build();
     tracker.record_call("a", 9).unwrap();
     tracker.record_call("b", 5).unwrap();
@@ -915,11 +918,7 @@ fn file_store_copies_skipped_entries_to_a_new_file_never_through_a_planted_link(
     let path = dir.path().join("quota.json");
     let store = FileStore::new(&path);
     let clock = ManualClock::new(JUNE_10);
-    let tracker = QuotaTracker::builder(config())
-        .clock(clock.clone())
-        .store(store.clone())
-        .build()
-        .unwrap();
+    let tracker = file_tracker(&store, &clock);
     tracker.record_call("a", 9).unwrap();
     tracker.record_call("b", 5).unwrap();
     tracker.flush().unwrap();
@@ -955,13 +954,7 @@ fn file_store_converts_a_version_1_file_once() {
     std::fs::write(&path, version_1(30)).unwrap();
     let store = FileStore::new(&path);
     let clock = ManualClock::new(JUNE_10);
-    let build = || {
-        QuotaTracker::builder(config())
-            .clock(clock.clone())
-            .store(store.clone())
-            .build()
-            .unwrap()
-    };
+    let build = || file_tracker(&store, &clock);
     let first = build();
     assert_eq!(first.stats().load_failures, 0);
     assert_eq!(first.usage("a").unwrap().used, 30);

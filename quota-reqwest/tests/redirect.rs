@@ -193,11 +193,7 @@ async fn a_307_to_itself_three_times_is_four_requests_admitted_and_four_received
 async fn an_uncounted_host_redirecting_to_a_counted_one_is_counted_there() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = api.client(
-        QuotaMiddleware::new(Arc::clone(&tracker))
-            .host("api.test", "api")
-            .unwrap(),
-    );
+    let client = counted(&api, &tracker);
     let to = api.url("api.test", "/landing");
     let response = client
         .get(api.url("other.test", &format!("/redirect?status=302&to={to}")))
@@ -312,11 +308,7 @@ async fn second_hop(api: &Api, client: &ClientWithMiddleware, method: Method, st
 async fn a_303_and_a_post_answered_301_or_302_become_a_get_without_body_and_307_308_keep_both() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = api.client(
-        QuotaMiddleware::new(Arc::clone(&tracker))
-            .host("api.test", "api")
-            .unwrap(),
-    );
+    let client = counted(&api, &tracker);
     for (method, status) in [
         (Method::POST, 303),
         (Method::PUT, 303),
@@ -352,11 +344,7 @@ async fn a_303_and_a_post_answered_301_or_302_become_a_get_without_body_and_307_
 async fn a_streaming_body_answered_307_is_a_typed_error_and_the_next_hop_is_not_sent() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = api.client(
-        QuotaMiddleware::new(Arc::clone(&tracker))
-            .host("api.test", "api")
-            .unwrap(),
-    );
+    let client = counted(&api, &tracker);
     let stream = || reqwest::Body::wrap(String::from("payload"));
     let error = client
         .post(api.url("api.test", "/redirect?status=307&to=/landing"))
@@ -399,11 +387,7 @@ async fn a_streaming_body_answered_307_is_a_typed_error_and_the_next_hop_is_not_
 async fn a_cross_host_redirect_drops_credentials_and_a_same_host_one_keeps_them() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = api.client(
-        QuotaMiddleware::new(Arc::clone(&tracker))
-            .host("api.test", "api")
-            .unwrap(),
-    );
+    let client = counted(&api, &tracker);
     let send = |to: String| {
         client
             .get(api.url("api.test", &format!("/redirect?status=307&to={to}")))
@@ -494,11 +478,7 @@ async fn follow_redirects_false_returns_a_redirect_as_it_is() {
 async fn a_redirect_without_an_http_location_is_returned_as_it_is() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = api.client(
-        QuotaMiddleware::new(Arc::clone(&tracker))
-            .host("api.test", "api")
-            .unwrap(),
-    );
+    let client = counted(&api, &tracker);
     for (status, path) in [
         (302, "/redirect?status=302"),
         (307, "/redirect?status=307&to=ftp://api.test/file"),
@@ -531,14 +511,7 @@ impl reqwest_middleware::Middleware for Answers {
 async fn a_response_without_a_url_from_a_later_middleware_is_no_client_redirect() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = ClientBuilder::new(api.reqwest(false))
-        .with(
-            QuotaMiddleware::new(Arc::clone(&tracker))
-                .host("api.test", "api")
-                .unwrap(),
-        )
-        .with(Answers)
-        .build();
+    let client = counted_then(&api, &tracker, Answers);
     let response = client
         .get(api.url("api.test", "/landing"))
         .send()
@@ -646,14 +619,7 @@ impl reqwest_middleware::Middleware for AddToken {
 async fn a_later_middleware_that_adds_a_query_is_no_client_redirect() {
     let api = Api::start().await;
     let tracker = tracker(&[("api", 100)]);
-    let client = ClientBuilder::new(api.reqwest(false))
-        .with(
-            QuotaMiddleware::new(Arc::clone(&tracker))
-                .host("api.test", "api")
-                .unwrap(),
-        )
-        .with(AddToken)
-        .build();
+    let client = counted_then(&api, &tracker, AddToken);
     let response = client
         .get(api.url("api.test", "/landing"))
         .send()
@@ -711,14 +677,7 @@ async fn an_auth_middleware_added_before_ours_sends_no_key_to_another_host() {
     );
     // Added after it, a middleware runs again for every hop: its key goes along (documented).
     let api = Api::start().await;
-    let client = ClientBuilder::new(api.reqwest(false))
-        .with(
-            QuotaMiddleware::new(Arc::clone(&tracker))
-                .host("api.test", "api")
-                .unwrap(),
-        )
-        .with(Auth)
-        .build();
+    let client = counted_then(&api, &tracker, Auth);
     let to = api.url("other.test", "/landing");
     client
         .get(api.url("api.test", &format!("/redirect?status=302&to={to}")))
@@ -726,4 +685,30 @@ async fn an_auth_middleware_added_before_ours_sends_no_key_to_another_host() {
         .await
         .unwrap();
     assert!(api.seen()[1].headers.contains_key("authorization"));
+}
+
+/// A client counting requests to api.test against `api`, with `later` added after the quota
+/// middleware (so it runs for every hop).
+fn counted_then(
+    api: &Api,
+    tracker: &Arc<QuotaTracker>,
+    later: impl reqwest_middleware::Middleware,
+) -> ClientWithMiddleware {
+    ClientBuilder::new(api.reqwest(false))
+        .with(
+            QuotaMiddleware::new(Arc::clone(tracker))
+                .host("api.test", "api")
+                .unwrap(),
+        )
+        .with(later)
+        .build()
+}
+
+/// A client counting requests to api.test against `api`.
+fn counted(api: &Api, tracker: &Arc<QuotaTracker>) -> ClientWithMiddleware {
+    api.client(
+        QuotaMiddleware::new(Arc::clone(tracker))
+            .host("api.test", "api")
+            .unwrap(),
+    )
 }
