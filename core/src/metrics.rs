@@ -98,7 +98,8 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// When they change: the counters of every service (each `to` of `quota_transitions_total`,
 /// each `reason` of `quota_denied_total`) and, with a store, the sync counters are registered
 /// at 0 when the tracker is built, so a scrape shows them before anything happened; the gauges
-/// of every service are set from one snapshot when the tracker is built, after every sync with the store (the sync is when the shared view changes), and by
+/// of every service are set from one snapshot when the tracker is built, after every sync with
+/// the store (the sync is when the shared view changes), and by
 /// [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
 /// calls before each scrape; a service's gauges are also set when its level changes. The
 /// counters count as things happen. Nothing is emitted on the
