@@ -331,6 +331,7 @@ fn read_totals(
     windows: &[WindowKey],
 ) -> Result<Vec<u64>, String> {
     let batch = SyncBatch {
+        done_below: 0,
         instance: InstanceId::random(),
         seq: 0,
         at_ms: SystemClock.now_ms(),

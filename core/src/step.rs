@@ -699,6 +699,7 @@ mod admission_tests {
         let request = |seq, count, (below, cap): (u64, u64), force| AdmitRequest {
             instance: InstanceId::from_u128(1),
             seq,
+            done_below: 0,
             window: key.clone(),
             count,
             below,

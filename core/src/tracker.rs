@@ -1429,6 +1429,7 @@ impl QuotaTracker {
         let batch = SyncBatch {
             instance,
             seq,
+            done_below: 0,
             at_ms: now,
             deltas,
             read,

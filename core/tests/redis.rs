@@ -45,6 +45,7 @@ fn id(n: u128) -> InstanceId {
 
 fn batch(instance: u128, seq: u64, deltas: &[(&WindowKey, u64)], read: &[&WindowKey]) -> SyncBatch {
     SyncBatch {
+        done_below: 0,
         instance: id(instance),
         seq,
         at_ms: now_ms(),
@@ -173,6 +174,7 @@ fn keys_are_named_per_service_and_window_and_always_expire() {
     // A lease record too.
     store
         .lease(&LeaseRequest {
+            done_below: 0,
             instance: id(0xabc),
             seq: 1,
             window: today.clone(),
@@ -206,6 +208,7 @@ fn admit_lease_and_give_back_match_stored_state() {
     let store = server.store();
     let w = day("s", 0);
     let admit = |count, below, cap, force| AdmitRequest {
+        done_below: 0,
         instance: InstanceId::from_u128(99),
         seq: next_admit_seq(),
         window: w.clone(),
@@ -237,6 +240,7 @@ fn admit_lease_and_give_back_match_stored_state() {
         Ok(AdmitReply::Admitted { total: 13 })
     );
     let lease = |instance, seq, block, ceiling| LeaseRequest {
+        done_below: 0,
         instance: id(instance),
         seq,
         window: w.clone(),
@@ -274,6 +278,7 @@ fn admit_lease_and_give_back_match_stored_state() {
         "no headroom"
     );
     let give_back = |instance, seq, unused| GiveBack {
+        done_below: 0,
         instance: id(instance),
         seq,
         window: w.clone(),
@@ -375,6 +380,7 @@ fn every_operation_answers_exactly_as_stored_state() {
                     })
                     .collect();
                 let batch = SyncBatch {
+                    done_below: 0,
                     instance: id(instance as u128 + 1),
                     seq,
                     at_ms: 0,
@@ -390,6 +396,7 @@ fn every_operation_answers_exactly_as_stored_state() {
             }
             1 => {
                 let request = AdmitRequest {
+                    done_below: 0,
                     instance: InstanceId::from_u128(99),
                     seq: next_admit_seq(),
                     window: window.clone(),
@@ -406,6 +413,7 @@ fn every_operation_answers_exactly_as_stored_state() {
             }
             2 => {
                 let request = LeaseRequest {
+                    done_below: 0,
                     instance: id(instance as u128 + 1),
                     seq: next_seq(&mut lease_seqs, &mut rng),
                     window: window.clone(),
@@ -420,6 +428,7 @@ fn every_operation_answers_exactly_as_stored_state() {
             }
             _ => {
                 let request = GiveBack {
+                    done_below: 0,
                     instance: id(instance as u128 + 1),
                     seq: next_seq(&mut lease_seqs, &mut rng),
                     window: window.clone(),
@@ -555,6 +564,7 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 42)], &[&w])), Ok(vec![42]));
     store
         .lease(&LeaseRequest {
+            done_below: 0,
             instance: id(1),
             seq: 1,
             window: w.clone(),
@@ -569,6 +579,7 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 42)], &[&w])), Ok(vec![51]));
     assert_eq!(
         store.lease(&LeaseRequest {
+            done_below: 0,
             instance: id(1),
             seq: 1,
             window: w.clone(),
@@ -582,6 +593,7 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     );
     assert_eq!(
         store.admit(&AdmitRequest {
+            done_below: 0,
             instance: InstanceId::from_u128(99),
             seq: next_admit_seq(),
             window: w.clone(),
@@ -613,6 +625,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 1)], &[&w])), Ok(vec![1]));
     let other = day("other", 0);
     let warm = |seq| LeaseRequest {
+        done_below: 0,
         instance: id(9),
         seq,
         window: other.clone(),
@@ -622,6 +635,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     store.lease(&warm(1)).unwrap();
     store
         .admit(&AdmitRequest {
+            done_below: 0,
             instance: InstanceId::from_u128(99),
             seq: next_admit_seq(),
             window: other.clone(),
@@ -647,6 +661,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     // The same for a lease: the retry gets the same grant.
     proxy.lose_next_reply(false);
     let lease = LeaseRequest {
+        done_below: 0,
         instance: id(1),
         seq: 1,
         window: w.clone(),
@@ -677,6 +692,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     // store answers the retry from its record (counted once).
     proxy.lose_next_reply(true);
     let admit = AdmitRequest {
+        done_below: 0,
         instance: InstanceId::from_u128(99),
         seq: next_admit_seq(),
         window: w.clone(),
@@ -781,6 +797,7 @@ fn tls_with_a_self_signed_certificate() {
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 4)], &[&w])), Ok(vec![4]));
     assert_eq!(
         store.admit(&AdmitRequest {
+            done_below: 0,
             instance: InstanceId::from_u128(99),
             seq: next_admit_seq(),
             window: w.clone(),

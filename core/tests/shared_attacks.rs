@@ -359,15 +359,17 @@ fn regression_exact_services_windows_are_never_forgotten() {
     );
 }
 
-/// `applied` is capped at `INSTANCES_KEPT` per service, but `leases` (one per service and
-/// instance, a new instance per process start) is never pruned.
+/// Leases were once kept per instance forever (a new instance per process start). Now every
+/// operations record lives until its window ends plus a grace: they all go once a window
+/// starts that much later.
 #[test]
 fn regression_lease_records_are_never_forgotten() {
     let mut state = StoredState::new();
     let window = day_key(JUNE_10);
-    let instances = StoredState::INSTANCES_KEPT as u128 + 500;
+    let instances = 1_500u128;
     for instance in 1..=instances {
         let request = LeaseRequest {
+            done_below: 0,
             instance: InstanceId::from_u128(instance),
             seq: 1,
             window: window.clone(),
@@ -376,16 +378,33 @@ fn regression_lease_records_are_never_forgotten() {
         };
         state.lease(&request);
         state.give_back(&GiveBack {
+            done_below: 0,
             instance: InstanceId::from_u128(instance),
-            seq: 1,
+            seq: 2,
             window: window.clone(),
             unused: 1,
         });
     }
-    let kept = state.to_json().matches("\"returned_seq\"").count();
-    assert!(
-        kept <= StoredState::INSTANCES_KEPT,
-        "{kept} lease records kept for one service"
+    assert_eq!(
+        state.records(),
+        1_500,
+        "every instance's record lives while its window does"
+    );
+    assert_eq!(state.total(&window), 0, "every block given back once");
+    // June 12 starts past the end of June 10 plus the grace (1 h); June 11 would not.
+    let next = day_key(JUNE_10 + 2 * DAY);
+    state.lease(&LeaseRequest {
+        done_below: 0,
+        instance: InstanceId::from_u128(1),
+        seq: 3,
+        window: next,
+        block: 1,
+        ceiling: u64::MAX,
+    });
+    assert_eq!(
+        state.records(),
+        1,
+        "only the record that counted in the new window is kept"
     );
 }
 
@@ -416,6 +435,7 @@ fn regression_file_store_through_a_symlink_and_through_its_target_lose_updates()
                     barrier.wait();
                     for seq in 1..=per_thread {
                         let batch = SyncBatch {
+                            done_below: 0,
                             instance,
                             seq,
                             at_ms: JUNE_10,

@@ -8,8 +8,17 @@
 //! - Totals are capped at [`StoredState::MAX_TOTAL`] (2^62), so later additions never overflow.
 //! - A service keeps its [`StoredState::WINDOWS_KEPT`] latest windows: old windows go without
 //!   reading any clock, so a bogus clock reading cannot purge the current window.
-//! - A service remembers the last applied `seq` of its [`StoredState::INSTANCES_KEPT`] most
-//!   recently seen instances; a retry from an instance forgotten since would count again.
+//! - Exactly once, in any order (the rule of [`Store`](super::Store)): per service and
+//!   instance an operations record (`ops`) keeps a low-water mark and the `seq`s applied at or
+//!   above it, with their answers. A record lives until a window of its service starts
+//!   [`StoredState::RECORD_GRACE_MS`] after the end of the last window it counted in (no clock
+//!   is read); at most [`StoredState::RECORDS_KEPT`] records are kept in all, the least
+//!   recently seen going first, each eviction counted ([`StoredState::evicted`]) and logged.
+//! - Records of older builds (`applied`, `leases`, `admits`: the last `seq` per instance) are
+//!   read and written back as they are, for those builds' instances; this build does not use
+//!   them. A build before this one that rewrites the document drops `ops` (it does not know
+//!   them): in a fleet of old and new builds, a resend in flight then may count twice (an
+//!   over-count only; totals are never lost).
 //! - Version 1 (snapshots of one tracker) is read and converted: each service's count becomes
 //!   its window's total. A store converts it under its lock and writes version 2 back, so it is
 //!   converted once, never re-added by every process.
@@ -73,10 +82,82 @@ struct Admitted {
     seen: u64,
 }
 
+/// What one instance's operation on one service was answered: kept so that a resend gets the
+/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>`, `d<total>`,
+/// `g<granted>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A sync's deltas or a give-back, applied.
+    Applied,
+    /// An admission, admitted; the total after.
+    Admitted(u64),
+    /// An admission, refused; the total seen.
+    Denied(u64),
+    /// A lease; the calls granted.
+    Granted(u64),
+}
+
+impl Answer {
+    fn text(self) -> String {
+        match self {
+            Answer::Applied => "1".into(),
+            Answer::Admitted(total) => format!("a{total}"),
+            Answer::Denied(total) => format!("d{total}"),
+            Answer::Granted(granted) => format!("g{granted}"),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Answer> {
+        if text == "1" {
+            return Some(Answer::Applied);
+        }
+        let (kind, number) = text.split_at_checked(1)?;
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let number = number.parse().ok()?;
+        match kind {
+            "a" => Some(Answer::Admitted(number)),
+            "d" => Some(Answer::Denied(number)),
+            "g" => Some(Answer::Granted(number)),
+            _ => None,
+        }
+    }
+}
+
+/// One instance's operations on one service (see the module rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ops {
+    instance: InstanceId,
+    service: String,
+    /// Every `seq` below this was answered and is never applied again.
+    low: u64,
+    /// The `seq`s applied at or above `low`, with their answers.
+    done: Map<u64, Answer>,
+    /// Kept until a window of the service starts at or after this (ms since the Unix epoch):
+    /// the end of the last window counted in, plus the grace.
+    until_ms: u64,
+    /// Rises with every change: the least recently seen records are evicted first.
+    seen: u64,
+}
+
+/// Where an operation's `seq` stands in its record.
+enum Seen {
+    /// Below the low-water mark: answered long ago.
+    Stale,
+    /// Applied already, with this answer.
+    Done(Answer),
+    /// Not applied yet.
+    New,
+}
+
 /// What a text store holds: every service's recent windows and who synced what.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
     windows: Map<(String, Period, u64), StoredWindow>,
+    ops: Map<(String, InstanceId), Ops>,
+    /// Records evicted by the bound (information: each one may let a late resend count twice).
+    evicted: u64,
     applied: Map<(String, InstanceId), Applied>,
     leases: Map<(String, InstanceId), Lease>,
     admits: Map<(String, InstanceId), Admitted>,
@@ -94,12 +175,33 @@ struct Document<'a> {
     version: u32,
     updated_at_ms: u64,
     windows: Vec<&'a StoredWindow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ops: Vec<OpsEntry<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    evicted: u64,
     applied: Vec<&'a Applied>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     leases: Vec<&'a Lease>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     admits: Vec<&'a Admitted>,
     applies: u64,
+}
+
+/// An operations record as JSON: `done` is a list of `[seq, answer]`.
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[derive(Serialize)]
+struct OpsEntry<'a> {
+    instance: InstanceId,
+    service: &'a str,
+    low: u64,
+    done: Vec<(u64, String)>,
+    until_ms: u64,
+    seen: u64,
+}
+
+#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StoredState {
@@ -109,8 +211,12 @@ impl StoredState {
     pub const MAX_TOTAL: u64 = 1 << 62;
     /// Windows kept per service and period (the latest by start).
     pub const WINDOWS_KEPT: usize = 8;
-    /// Instances remembered per service for exactly-once.
-    pub const INSTANCES_KEPT: usize = 1024;
+    /// Operations records kept in all (one per service and instance that changed anything);
+    /// past it the least recently seen go, counted in [`evicted`](Self::evicted).
+    pub const RECORDS_KEPT: usize = 250_000;
+    /// How long an operations record outlives the last window it counted in: a resend later
+    /// than this would count again.
+    pub const RECORD_GRACE_MS: u64 = 3_600_000;
 
     /// Nothing stored.
     pub fn new() -> Self {
@@ -134,53 +240,61 @@ impl StoredState {
         &self.skipped
     }
 
+    /// Operations records evicted by [`RECORDS_KEPT`](Self::RECORDS_KEPT) since the document
+    /// was created.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// How many operations records are kept (one per service and instance).
+    pub fn records(&self) -> usize {
+        self.ops.len()
+    }
+
     /// Whether this state was read from version 1 (and should be written back as version 2).
     pub fn converted(&self) -> bool {
         self.converted
     }
 
     /// Adds `batch`: each service's deltas unless `(batch.instance, batch.seq)` was already
-    /// applied for that service, then each raise as a maximum; returns the totals of
-    /// `batch.read`, in order.
+    /// applied for that service (in any order: see the module rules), then each raise as a
+    /// maximum; returns the totals of `batch.read`, in order.
     pub fn apply(&mut self, batch: &SyncBatch) -> Vec<u64> {
         self.applies += 1;
         self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
-        // Every service the batch changes (a floor too) records the batch as applied.
-        let mut services: Map<&str, ()> = Map::new();
-        for service in batch
-            .deltas
-            .iter()
-            .map(|d| d.window.service.as_str())
-            .chain(batch.raises.iter().map(|r| r.window.service.as_str()))
-        {
-            services.insert(service, ());
-        }
-        for &service in services.keys() {
-            let key = (service.to_owned(), batch.instance);
-            if self
-                .applied
-                .get(&key)
-                .is_some_and(|applied| applied.seq >= batch.seq)
+        if batch.changes() {
+            // Every service the batch changes (a floor too) records the batch.
+            let mut services: Map<&str, u64> = Map::new();
+            for window in batch
+                .deltas
+                .iter()
+                .map(|d| &d.window)
+                .chain(batch.raises.iter().map(|r| &r.window))
             {
-                continue; // a retry of a batch this store already applied
+                let end = services.entry(window.service.as_str()).or_insert(0);
+                *end = (*end).max(window.end_ms);
             }
-            for delta in batch.deltas.iter().filter(|d| d.window.service == service) {
-                let window = self.window_mut(&delta.window);
-                window.total = window
-                    .total
-                    .saturating_add(delta.calls)
-                    .min(Self::MAX_TOTAL);
+            for (&service, &end_ms) in services.iter() {
+                let fresh = matches!(self.seen(service, batch.instance, batch.seq), Seen::New);
+                if fresh {
+                    for delta in batch.deltas.iter().filter(|d| d.window.service == service) {
+                        let window = self.window_mut(&delta.window);
+                        window.total = window
+                            .total
+                            .saturating_add(delta.calls)
+                            .min(Self::MAX_TOTAL);
+                    }
+                }
+                let answer = fresh.then_some(Answer::Applied);
+                self.record(
+                    service,
+                    batch.instance,
+                    batch.seq,
+                    batch.done_below,
+                    answer,
+                    end_ms,
+                );
             }
-            self.applied.insert(
-                key,
-                Applied {
-                    instance: batch.instance,
-                    service: service.to_owned(),
-                    seq: batch.seq,
-                    seen: self.applies,
-                },
-            );
-            self.forget_old(service);
         }
         // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
         // changes nothing.
@@ -196,108 +310,153 @@ impl StoredState {
 
     /// [`Store::admit`](super::Store::admit) on this state.
     pub fn admit(&mut self, request: &super::AdmitRequest) -> super::AdmitReply {
-        let service = &request.window.service;
-        let key = (service.clone(), request.instance);
-        if let Some(last) = self.admits.get(&key) {
-            if last.seq == request.seq {
-                // A retry whose first answer was lost: the same answer, counted once.
-                return if last.admitted {
-                    super::AdmitReply::Admitted { total: last.total }
-                } else {
-                    super::AdmitReply::Denied { total: last.total }
-                };
-            }
-        }
+        use super::AdmitReply::{Admitted, Denied};
         self.applies += 1;
-        let total = self.total(&request.window);
-        let reply = match admit_rule(total, request) {
-            Some(after) => {
-                let after = after.min(Self::MAX_TOTAL);
-                self.window_mut(&request.window).total = after;
-                super::AdmitReply::Admitted { total: after }
+        let window = &request.window;
+        let total = self.total(window);
+        let reply = match self.seen(&window.service, request.instance, request.seq) {
+            // A retry whose first answer was lost: the same answer, counted once.
+            Seen::Done(Answer::Admitted(total)) => Admitted { total },
+            Seen::Done(Answer::Denied(total)) => Denied { total },
+            // Answered long ago (or a number reused for another kind): nothing added.
+            Seen::Stale | Seen::Done(_) => Denied { total },
+            Seen::New => {
+                let reply = match admit_rule(total, request) {
+                    Some(after) => {
+                        let after = after.min(Self::MAX_TOTAL);
+                        self.window_mut(window).total = after;
+                        Admitted { total: after }
+                    }
+                    None => Denied { total },
+                };
+                let answer = match reply {
+                    Admitted { total } => Answer::Admitted(total),
+                    Denied { total } => Answer::Denied(total),
+                };
+                self.record(
+                    &window.service,
+                    request.instance,
+                    request.seq,
+                    request.done_below,
+                    Some(answer),
+                    window.end_ms,
+                );
+                return reply;
             }
-            None => super::AdmitReply::Denied { total },
         };
-        let (admitted, total) = match reply {
-            super::AdmitReply::Admitted { total } => (true, total),
-            super::AdmitReply::Denied { total } => (false, total),
-        };
-        self.admits.insert(
-            key,
-            Admitted {
-                instance: request.instance,
-                service: service.clone(),
-                seq: request.seq,
-                admitted,
-                total,
-                seen: self.applies,
-            },
+        self.record(
+            &window.service,
+            request.instance,
+            request.seq,
+            request.done_below,
+            None,
+            window.end_ms,
         );
-        self.forget_old(service);
         reply
     }
 
     /// [`Store::lease`](super::Store::lease) on this state.
     pub fn lease(&mut self, request: &super::LeaseRequest) -> super::LeaseReply {
-        let key = (request.window.service.clone(), request.instance);
-        if let Some(lease) = self.leases.get(&key) {
-            if lease.seq >= request.seq {
-                let granted = if lease.seq == request.seq {
-                    lease.granted
-                } else {
-                    0
-                };
-                let total = self.total(&request.window);
-                return super::LeaseReply { granted, total };
-            }
-        }
-        let total = self.total(&request.window);
-        let granted = request.block.min(request.ceiling.saturating_sub(total));
-        if granted > 0 {
-            let window = self.window_mut(&request.window);
-            window.total = window.total.saturating_add(granted).min(Self::MAX_TOTAL);
-        }
-        let returned_seq = self.leases.get(&key).map_or(0, |l| l.returned_seq);
         self.applies += 1;
-        self.leases.insert(
-            key,
-            Lease {
-                instance: request.instance,
-                service: request.window.service.clone(),
-                seq: request.seq,
-                granted,
-                returned_seq,
-                seen: self.applies,
-            },
+        let window = &request.window;
+        let (granted, answer) = match self.seen(&window.service, request.instance, request.seq) {
+            Seen::Done(Answer::Granted(granted)) => (granted, None),
+            Seen::Stale | Seen::Done(_) => (0, None),
+            Seen::New => {
+                let total = self.total(window);
+                let granted = request.block.min(request.ceiling.saturating_sub(total));
+                if granted > 0 {
+                    let stored = self.window_mut(window);
+                    stored.total = stored.total.saturating_add(granted).min(Self::MAX_TOTAL);
+                }
+                (granted, Some(Answer::Granted(granted)))
+            }
+        };
+        self.record(
+            &window.service,
+            request.instance,
+            request.seq,
+            request.done_below,
+            answer,
+            window.end_ms,
         );
-        self.forget_old(&request.window.service);
         super::LeaseReply {
             granted,
-            total: self.total(&request.window),
+            total: self.total(window),
         }
     }
 
     /// [`Store::give_back`](super::Store::give_back) on this state.
     pub fn give_back(&mut self, request: &super::GiveBack) {
-        let key = (request.window.service.clone(), request.instance);
         self.applies += 1;
-        let seen = self.applies;
-        let lease = self.leases.entry(key).or_insert_with(|| Lease {
-            instance: request.instance,
-            service: request.window.service.clone(),
-            seq: 0,
-            granted: 0,
-            returned_seq: 0,
-            seen,
-        });
-        lease.seen = seen;
-        if lease.returned_seq >= request.seq {
-            return; // a retry
+        let window = &request.window;
+        let fresh = matches!(
+            self.seen(&window.service, request.instance, request.seq),
+            Seen::New
+        );
+        if fresh {
+            let stored = self.window_mut(window);
+            stored.total = stored.total.saturating_sub(request.unused);
         }
-        lease.returned_seq = request.seq;
-        let window = self.window_mut(&request.window);
-        window.total = window.total.saturating_sub(request.unused);
-        self.forget_old(&request.window.service);
+        self.record(
+            &window.service,
+            request.instance,
+            request.seq,
+            request.done_below,
+            fresh.then_some(Answer::Applied),
+            window.end_ms,
+        );
+    }
+
+    /// Where `seq` stands in the record of `instance` on `service`.
+    fn seen(&self, service: &str, instance: InstanceId, seq: u64) -> Seen {
+        let Some(ops) = self.ops.get(&(service.to_owned(), instance)) else {
+            return Seen::New;
+        };
+        if seq < ops.low {
+            return Seen::Stale;
+        }
+        match ops.done.get(&seq) {
+            Some(&answer) => Seen::Done(answer),
+            None => Seen::New,
+        }
+    }
+
+    /// Updates the record of `instance` on `service` after an operation: its answer (if it
+    /// was applied now), the low-water mark, how long it lives; then forgets what is old.
+    fn record(
+        &mut self,
+        service: &str,
+        instance: InstanceId,
+        seq: u64,
+        done_below: u64,
+        answer: Option<Answer>,
+        end_ms: u64,
+    ) {
+        let seen = self.applies;
+        let until_ms = end_ms.saturating_add(Self::RECORD_GRACE_MS);
+        let ops = self
+            .ops
+            .entry((service.to_owned(), instance))
+            .or_insert_with(|| Ops {
+                instance,
+                service: service.to_owned(),
+                low: 0,
+                done: Map::new(),
+                until_ms,
+                seen,
+            });
+        if let Some(answer) = answer {
+            ops.done.insert(seq, answer);
+        }
+        if done_below > ops.low {
+            ops.low = done_below;
+            let low = ops.low;
+            ops.done.retain(|&seq, _| seq >= low);
+        }
+        ops.until_ms = ops.until_ms.max(until_ms);
+        ops.seen = seen;
+        self.forget_old(service);
     }
 
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
@@ -312,14 +471,17 @@ impl StoredState {
             })
     }
 
-    /// Keeps the service's latest windows and most recently seen instances.
+    /// Keeps the service's latest windows and the records that may still see a resend; keeps
+    /// at most [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
     fn forget_old(&mut self, service: &str) {
+        let mut newest_start = 0;
         for period in Period::ALL {
             let first = (service.to_owned(), period, 0);
             let last = (service.to_owned(), period, u64::MAX);
             let starts: Vec<u64> = between(&self.windows, &first, &last)
                 .map(|((_, _, start), _)| *start)
                 .collect();
+            newest_start = newest_start.max(starts.last().copied().unwrap_or(0));
             for start in starts
                 .iter()
                 .take(starts.len().saturating_sub(Self::WINDOWS_KEPT))
@@ -327,11 +489,45 @@ impl StoredState {
                 self.windows.remove(&(service.to_owned(), period, *start));
             }
         }
+        // A record whose last window ended a grace before the service's newest window began
+        // sees no more resends.
         let first = (service.to_owned(), InstanceId::from_u128(0));
         let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
-        keep_recent(&mut self.applied, &first, &last, |a| a.seen);
-        keep_recent(&mut self.leases, &first, &last, |l| l.seen);
-        keep_recent(&mut self.admits, &first, &last, |a| a.seen);
+        let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
+            .filter(|(_, ops)| ops.until_ms <= newest_start)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.ops.remove(&key);
+        }
+        self.evict_over_bound();
+    }
+
+    /// Past [`RECORDS_KEPT`](Self::RECORDS_KEPT) records, evicts the least recently seen down
+    /// to nine tenths of it (so the sort runs once per many operations), counts and logs it.
+    fn evict_over_bound(&mut self) {
+        if self.ops.len() <= Self::RECORDS_KEPT {
+            return;
+        }
+        let mut by_seen: Vec<(u64, (String, InstanceId))> = self
+            .ops
+            .iter()
+            .map(|(key, ops)| (ops.seen, key.clone()))
+            .collect();
+        by_seen.sort_unstable();
+        let keep = Self::RECORDS_KEPT / 10 * 9;
+        let gone = by_seen.len() - keep;
+        for (_, key) in &by_seen[..gone] {
+            self.ops.remove(key);
+        }
+        self.evicted = self.evicted.saturating_add(gone as u64);
+        crate::observers::quietly(|| {
+            log::warn!(
+                "quota: the store kept more than {} operations records; evicted the {gone} least \
+                 recently seen (a resend of theirs would count again)",
+                Self::RECORDS_KEPT
+            )
+        });
     }
 
     /// The state as JSON text, version 2.
@@ -350,6 +546,19 @@ impl StoredState {
                 version: Self::VERSION,
                 updated_at_ms: self.updated_at_ms,
                 windows: self.windows.values().collect(),
+                ops: self
+                    .ops
+                    .values()
+                    .map(|ops| OpsEntry {
+                        instance: ops.instance,
+                        service: &ops.service,
+                        low: ops.low,
+                        done: ops.done.iter().map(|(&seq, a)| (seq, a.text())).collect(),
+                        until_ms: ops.until_ms,
+                        seen: ops.seen,
+                    })
+                    .collect(),
+                evicted: self.evicted,
                 applied: self.applied.values().collect(),
                 leases: self.leases.values().collect(),
                 admits: self.admits.values().collect(),
@@ -418,6 +627,19 @@ impl StoredState {
             match window_entry(entry) {
                 Ok(window) => self.add_window(window),
                 Err(error) => skipped.push(format!("windows[{index}]: {error}")),
+            }
+        }
+        self.evicted = object.number("evicted").unwrap_or(0);
+        for (index, entry) in Self::entries(object, "ops", &mut skipped)
+            .iter()
+            .enumerate()
+        {
+            match ops_entry(entry) {
+                Ok(ops) => {
+                    self.applies = self.applies.max(ops.seen);
+                    self.ops.insert((ops.service.clone(), ops.instance), ops);
+                }
+                Err(error) => skipped.push(format!("ops[{index}]: {error}")),
             }
         }
         for (index, entry) in Self::entries(object, "applied", &mut skipped)
@@ -493,24 +715,6 @@ impl StoredState {
             None => {
                 self.windows.insert(key, window);
             }
-        }
-    }
-}
-
-/// Keeps the [`StoredState::INSTANCES_KEPT`] most recently seen entries from `first` to `last`.
-fn keep_recent<V>(
-    map: &mut Map<(String, InstanceId), V>,
-    first: &(String, InstanceId),
-    last: &(String, InstanceId),
-    seen: impl Fn(&V) -> u64,
-) {
-    let mut entries: Vec<(u64, (String, InstanceId))> = between(map, first, last)
-        .map(|(key, value)| (seen(value), key.clone()))
-        .collect();
-    if entries.len() > StoredState::INSTANCES_KEPT {
-        entries.sort_unstable();
-        for (_, key) in &entries[..entries.len() - StoredState::INSTANCES_KEPT] {
-            map.remove(key);
         }
     }
 }
@@ -599,6 +803,33 @@ fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
         start_ms: number(entry, "start_ms")?,
         end_ms: number(entry, "end_ms")?,
         total: number(entry, "total")?,
+    })
+}
+
+fn ops_entry<J: Json>(entry: &J) -> Result<Ops, String> {
+    let mut done = Map::new();
+    let items = entry
+        .field("done")
+        .and_then(|done| done.items())
+        .ok_or("\"done\" is not an array")?;
+    for item in items {
+        let pair = item.items().unwrap_or_default();
+        let parsed = match pair.as_slice() {
+            [seq, answer] => seq
+                .as_u64()
+                .zip(answer.as_text().as_deref().and_then(Answer::parse)),
+            _ => None,
+        };
+        let (seq, answer) = parsed.ok_or("\"done\" holds an entry that is not [seq, answer]")?;
+        done.insert(seq, answer);
+    }
+    Ok(Ops {
+        instance: instance(entry)?,
+        service: text(entry, "service")?,
+        low: number(entry, "low")?,
+        done,
+        until_ms: number(entry, "until_ms")?,
+        seen: number(entry, "seen")?,
     })
 }
 
@@ -706,6 +937,7 @@ mod tests {
         SyncBatch {
             instance: InstanceId::from_u128(instance),
             seq,
+            done_below: 0,
             at_ms: 0,
             deltas: deltas
                 .iter()

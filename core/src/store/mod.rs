@@ -41,11 +41,15 @@ pub enum StoreError {
     /// store that keeps data moves the bad data aside, never drops it).
     #[error("corrupt store data: {0}")]
     Corrupt(String),
-    /// Reading or writing failed, or the reply was lost (the sync may have been applied: the
-    /// tracker retries it identically, and the store applies it once).
+    /// The call was sent but no answer came (a lost reply, a timeout, a connection closed
+    /// after sending): it **may have been applied**. The tracker keeps the operation and
+    /// resends it, identically, until the store answers; the store applies it once. A store
+    /// returns this, never [`Unavailable`](Self::Unavailable), whenever the call may have
+    /// reached the data, even if reconnecting fails afterwards.
     #[error("store I/O failed: {0}")]
     Io(String),
-    /// The store cannot be reached at all (for instance no `localStorage` in this runtime).
+    /// The call was **not applied**: the store could not be reached at all (no connection, no
+    /// `localStorage` in this runtime), so nothing was sent.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// A failure injected on purpose by [`MemoryStore`]'s switches.
@@ -64,7 +68,40 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
+impl StoreError {
+    /// Whether the operation may have been applied although it failed: [`Io`](Self::Io) (sent,
+    /// no answer) and [`Panicked`](Self::Panicked) (the store stopped half way). The tracker
+    /// resends such an operation until it is answered; every other error means nothing was
+    /// applied.
+    pub fn maybe_applied(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Panicked(_))
+    }
+}
+
 /// Shares and keeps counts. Object-safe; `Send + Sync` so a tracker holding one stays so.
+///
+/// # Exactly once
+/// Every operation that changes the store (a [`SyncBatch`] with deltas or raises, an
+/// [`AdmitRequest`], a [`LeaseRequest`], a [`GiveBack`]) carries its instance's `seq`, one
+/// number per operation from one rising sequence per instance, and `done_below`: every
+/// operation of that instance numbered below it has been answered and will never be sent
+/// again. A store applies each `(instance, seq)` at most once per service, **in whatever
+/// order** first sends, resends and newer operations arrive:
+/// - per service and instance it keeps a record: a low-water mark `low` (the largest
+///   `done_below` seen) and the set of `seq`s at or above `low` it has applied, each with its
+///   answer (an admission's, a lease's grant);
+/// - a `seq` below `low` was answered long ago: nothing is applied (a sync's floors still are,
+///   being maxima), an admission answers `Denied`, a lease grants 0;
+/// - a `seq` in the set is a resend: nothing is applied again, and an admission or lease gets
+///   its first answer again;
+/// - any other `seq` is applied and joins the set; then `low` rises to `done_below` and the
+///   set forgets what is below it (so the set holds only the instance's operations in flight);
+/// - the record lives at least until the last window it counted in ends, plus a grace: a
+///   resend can only come while its window is live.
+///
+/// A lost reply must surface as [`StoreError::Io`] (maybe applied); answer
+/// [`StoreError::Unavailable`] only when nothing reached the data.
+/// [`StoredState`] implements all of this for stores that keep a document.
 ///
 /// The tracker calls it from whichever thread triggered a sync, never while holding a service
 /// lock, and never twice at once (per tracker: many trackers may call one store at once).
@@ -96,7 +133,7 @@ pub trait Store: Send + Sync {
     /// `Leased` admission: in one atomic step, grants `request.instance` up to
     /// `request.block` calls of the headroom below `request.ceiling` in `request.window`, and
     /// adds what it grants to the stored total at once. A retry of the same
-    /// `(instance, seq)` gets the same grant, not a second one (an older `seq` gets 0).
+    /// `(instance, seq)` gets the same grant, not a second one.
     ///
     /// A store that leases should also [`admit`](Self::admit): a priority call that the block
     /// in hand does not cover is admitted that way (a lease never hands out the reserve).
@@ -105,8 +142,8 @@ pub trait Store: Send + Sync {
         Err(StoreError::Unsupported("leased admission"))
     }
 
-    /// Gives back `request.unused` leased calls of `request.window` (subtracts them from the
-    /// stored total), at most once per `(instance, seq)`.
+    /// Gives back `request.unused` calls of `request.window` (subtracts them from the stored
+    /// total, never below 0), at most once per `(instance, seq)`.
     fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("leased admission"))
@@ -146,6 +183,9 @@ pub struct AdmitRequest {
     pub instance: InstanceId,
     /// The instance's operation number (a retry sends the same).
     pub seq: u64,
+    /// Every operation of the instance numbered below this is answered (see [`Store`]).
+    #[serde(default)]
+    pub done_below: u64,
     /// The window to count in.
     pub window: WindowKey,
     /// Calls asked for, at least 1.
@@ -181,8 +221,11 @@ pub enum AdmitReply {
 pub struct LeaseRequest {
     /// Who leases.
     pub instance: InstanceId,
-    /// The instance's lease number: a retry sends the same.
+    /// The instance's operation number (a retry sends the same).
     pub seq: u64,
+    /// Every operation of the instance numbered below this is answered (see [`Store`]).
+    #[serde(default)]
+    pub done_below: u64,
     /// The window to lease in.
     pub window: WindowKey,
     /// Calls asked for.
@@ -207,12 +250,15 @@ pub struct LeaseReply {
 pub struct GiveBack {
     /// Who gives back.
     pub instance: InstanceId,
-    /// The instance's operation number, from the same sequence as its leases (a retry sends
-    /// the same; a store applies give-backs of a rising number once each).
+    /// The instance's operation number (a retry sends the same).
     pub seq: u64,
-    /// The window the calls were leased in.
+    /// Every operation of the instance numbered below this is answered (see [`Store`]).
+    #[serde(default)]
+    pub done_below: u64,
+    /// The window the calls were counted in.
     pub window: WindowKey,
-    /// Leased calls not used.
+    /// Calls to take off the window's total: leased calls not used, or an admission the
+    /// caller was told was refused but the store turned out to have applied.
     pub unused: u64,
 }
 
@@ -309,9 +355,12 @@ pub struct Delta {
 pub struct SyncBatch {
     /// The sending instance.
     pub instance: InstanceId,
-    /// Rises with every batch of the instance that has deltas; a retry resends the same batch
-    /// with the same number.
+    /// The instance's operation number, for a batch that changes anything (a retry resends
+    /// the same batch with the same number); a batch that only reads may carry any.
     pub seq: u64,
+    /// Every operation of the instance numbered below this is answered (see [`Store`]).
+    #[serde(default)]
+    pub done_below: u64,
     /// When it was cut (the tracker's clock), ms since the Unix epoch.
     pub at_ms: u64,
     /// The calls to add, per window (a window that has ended gets its own calls, never the

@@ -843,7 +843,7 @@ impl Store for RedisStore {
                     .arg(self.grace_ms)
                     .arg(&instance)
                     .arg(batch.seq)
-                    .arg(StoredState::INSTANCES_KEPT);
+                    .arg(1024);
                 for (&(period, start_ms), &(calls, floor, end_ms)) in windows {
                     let (end, longest) = self.expiry_args(period, end_ms);
                     invocation

@@ -71,6 +71,7 @@ impl SlotState {
         };
         let back = GiveBack {
             instance,
+            done_below: 0,
             seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
             window: slot.window_key(window),
             unused,
@@ -234,6 +235,7 @@ impl QuotaTracker {
         let unsynced = self.unsynced(position);
         AdmitRequest {
             instance: self.instance(),
+            done_below: 0,
             seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
             window: slot.window_key(window),
             count,
@@ -535,6 +537,7 @@ impl QuotaTracker {
                 // ceiling. Blocks are normal admission: they never hold the reserve.
                 LeaseRequest {
                     instance: self.instance(),
+                    done_below: 0,
                     seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
                     window: slot.window_key(window),
                     block: asked,
@@ -581,6 +584,7 @@ impl QuotaTracker {
                 // The window moved while asking: that block is for a window that ended.
                 guard.sync.give_backs.push(GiveBack {
                     instance: self.instance(),
+                    done_below: 0,
                     seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
                     window: request.window.clone(),
                     unused: reply.granted,

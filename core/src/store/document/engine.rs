@@ -85,8 +85,33 @@ pub(super) fn to_json(state: &StoredState) -> String {
         ("version", JsValue::from(StoredState::VERSION)),
         ("updated_at_ms", number(state.updated_at_ms)),
         ("windows", windows),
-        ("applied", applied),
     ];
+    if !state.ops.is_empty() {
+        let ops = list(state.ops.values(), |ops| {
+            let done = ops
+                .done
+                .iter()
+                .map(|(&seq, answer)| {
+                    [number(seq), JsValue::from(answer.text())]
+                        .into_iter()
+                        .collect::<Array>()
+                })
+                .collect::<Array>();
+            object(&[
+                ("instance", String::from(ops.instance).into()),
+                ("service", ops.service.as_str().into()),
+                ("low", number(ops.low)),
+                ("done", done.into()),
+                ("until_ms", number(ops.until_ms)),
+                ("seen", number(ops.seen)),
+            ])
+        });
+        fields.push(("ops", ops));
+    }
+    if state.evicted > 0 {
+        fields.push(("evicted", number(state.evicted)));
+    }
+    fields.push(("applied", applied));
     if !state.leases.is_empty() {
         let leases = list(state.leases.values(), |lease| {
             object(&[
