@@ -31,7 +31,8 @@ use std::str::FromStr;
 /// `warn_threshold`, `critical_threshold`, `reserve_fraction` (defaults 0.5, 0.8, 0.1) and
 /// `admission`: `"local"` (the default), `"exact"`, or `{ leased = BLOCK }` (JSON:
 /// `{"leased": BLOCK}`), see [`Admission`]. `store` is a [`StoreUrl`]; `exact` and `leased`
-/// need one. `[sync]` takes `interval_ms` (60 000), `force_on_critical` (true) and
+/// need one. `[sync]` takes `interval_ms` (60 000), `force_on_critical` (true),
+/// `flush_timeout_ms` (3 000) and
 /// `[sync.reduced_rate]` with `enter_after_failures` (3), `leave_after_successes` (5) and
 /// `fraction` (0.25), see [`SyncPolicy`].
 ///
@@ -811,6 +812,7 @@ struct SyncRepr {
     interval_ms: u64,
     force_on_critical: bool,
     reduced_rate: ReducedRateRepr,
+    flush_timeout_ms: u64,
 }
 
 impl Default for SyncRepr {
@@ -820,6 +822,7 @@ impl Default for SyncRepr {
             interval_ms: policy.interval_ms,
             force_on_critical: policy.force_on_critical,
             reduced_rate: ReducedRateRepr::default(),
+            flush_timeout_ms: policy.flush_timeout_ms,
         }
     }
 }
@@ -953,6 +956,7 @@ impl FileRepr {
                     leave_after_successes: self.sync.reduced_rate.leave_after_successes,
                     fraction: self.sync.reduced_rate.fraction,
                 },
+                flush_timeout_ms: self.sync.flush_timeout_ms,
             },
         }
     }

@@ -12,7 +12,9 @@
 
 use crate::error::{Float, QuotaError};
 use crate::observers::{quietly, Outbox, Registry};
-use crate::store::{AdmitRequest, GiveBack, InstanceId, Store, StoreError, SyncBatch};
+use crate::store::{
+    AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseRequest, Store, StoreError, SyncBatch,
+};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -25,6 +27,11 @@ pub struct SyncPolicy {
     pub force_on_critical: bool,
     /// Reduced-rate mode while the store fails.
     pub reduced_rate: ReducedRatePolicy,
+    /// How long [`flush`](crate::QuotaTracker::flush) and a native `Drop` keep resending
+    /// operations whose outcome is unknown (a lost reply, a store down) before they give up
+    /// and report them in [`StoreStats::unresolved_calls`] (default 3 000 ms; 0: one try). On
+    /// wasm `flush` tries once: a page must not block.
+    pub flush_timeout_ms: u64,
 }
 
 impl Default for SyncPolicy {
@@ -33,6 +40,7 @@ impl Default for SyncPolicy {
             interval_ms: 60_000,
             force_on_critical: true,
             reduced_rate: ReducedRatePolicy::default(),
+            flush_timeout_ms: 3_000,
         }
     }
 }
@@ -102,6 +110,20 @@ pub struct StoreStats {
     pub consecutive_successes: u32,
     /// Whether reduced-rate mode is on.
     pub reduced_rate: bool,
+    /// Operations sent to the store whose outcome is not known yet (a reply lost, or the
+    /// store down), kept and resent until it answers: counted after each sync. Non-zero after
+    /// [`flush`](crate::QuotaTracker::flush) returns means it gave up on them (see
+    /// [`SyncPolicy::flush_timeout_ms`]).
+    pub unresolved_ops: u64,
+    /// The calls those operations carry: the most the store's totals may be off by, either
+    /// way, if the process ended now (recorded calls that may not be stored, refused calls
+    /// that may be stored, leased blocks that may be granted).
+    pub unresolved_calls: u64,
+    /// Calls the store applied although the caller was told they were refused (their reply
+    /// was lost), or granted in a lease whose reply was lost, that could not be given back
+    /// because a raise of their window came meanwhile (a give-back could take the total below
+    /// the provider's count): counted, never given back. An over-count only.
+    pub forfeited_calls: u64,
 }
 
 /// What happened with the store, delivered to
@@ -204,6 +226,8 @@ pub(crate) struct Persistence {
     rerun: AtomicBool,
     /// Held across store I/O: at most one sync in flight.
     saver: Mutex<SaverState>,
+    /// Operation numbers (a leaf lock: nothing else is taken while it is held).
+    seqs: Mutex<Seqs>,
     /// Held only to update the stats (and to queue the event the update causes, so events
     /// are queued in the order the state changed).
     stats: Mutex<StoreStats>,
@@ -211,16 +235,91 @@ pub(crate) struct Persistence {
     pub(crate) events: Outbox<StoreEvent>,
 }
 
-/// What the save lock guards.
+/// What the save lock guards: operations to send or resend, each as it is (the store applies
+/// an `(instance, seq)` once), until the store answers.
+#[derive(Default)]
 struct SaverState {
-    /// The next batch's number.
-    next_seq: u64,
     /// A batch sent whose reply never came: resent as it is before anything else.
     outstanding: Option<SyncBatch>,
-    /// Leased calls to give back, not acknowledged yet (resent as they are).
+    /// Calls to give back (unused leased calls, admissions applied but refused to the caller).
     give_backs: Vec<GiveBack>,
-    /// `Exact` admissions whose answer was lost (resent as they are: applied once).
-    admits: Vec<AdmitRequest>,
+    /// `Exact` admissions whose answer was lost.
+    admits: Vec<HeldAdmit>,
+    /// Leases whose answer was lost.
+    leases: Vec<LeaseRequest>,
+}
+
+impl SaverState {
+    /// (operations, calls) whose outcome is unknown.
+    fn unresolved(&self) -> (u64, u64) {
+        let batch = self.outstanding.iter();
+        let ops = batch.len() + self.give_backs.len() + self.admits.len() + self.leases.len();
+        let calls = self
+            .outstanding
+            .iter()
+            .flat_map(|b| &b.deltas)
+            .map(|d| d.calls)
+            .chain(self.give_backs.iter().map(|b| b.unused))
+            .chain(self.admits.iter().map(|a| a.request.count))
+            .chain(self.leases.iter().map(|l| l.block))
+            .fold(0u64, u64::saturating_add);
+        (ops as u64, calls)
+    }
+}
+
+/// An `Exact` admission whose answer was lost, kept until the store answers it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldAdmit {
+    pub(crate) request: AdmitRequest,
+    /// Whether the caller was told it was admitted (a `record_call`, counted in the view);
+    /// otherwise it was told refused, and calls the store applied anyway are given back.
+    pub(crate) counted: bool,
+}
+
+/// What a sync learned late, for the tracker to settle under the service's lock.
+pub(crate) enum Late<'a> {
+    /// An admission the caller was told was refused: whether the store applied it.
+    Admit {
+        request: &'a AdmitRequest,
+        admitted: bool,
+    },
+    /// A lease whose answer was lost, and what it granted.
+    Lease {
+        request: &'a LeaseRequest,
+        granted: u64,
+    },
+}
+
+/// What the tracker does with a late answer: calls to give back, or calls forfeited.
+pub(crate) enum Settled {
+    Nothing,
+    GiveBack(GiveBack),
+    Forfeited(u64),
+}
+
+/// What a cut hands the save lock: the batch, and the operations queued under the service
+/// locks (give-backs, held admissions, leases whose answer was lost).
+pub(crate) struct Cut {
+    pub(crate) batch: SyncBatch,
+    pub(crate) give_backs: Vec<GiveBack>,
+    pub(crate) admits: Vec<HeldAdmit>,
+    pub(crate) leases: Vec<LeaseRequest>,
+}
+
+/// The tracker's side of a save.
+struct Calls<'c> {
+    cut: &'c mut dyn FnMut(InstanceId) -> Cut,
+    apply: &'c mut dyn FnMut(&SyncBatch, &[u64]),
+    settle: &'c mut dyn FnMut(Late<'_>) -> Settled,
+}
+
+/// This instance's operation numbers: one rising sequence for every operation that changes
+/// the store, and those not answered yet; the least of them is the `done_below` each new
+/// operation carries, below which the store may forget.
+#[derive(Default)]
+struct Seqs {
+    last: u64,
+    pending: std::collections::BTreeSet<u64>,
 }
 
 /// What one save produced.
@@ -243,15 +342,28 @@ impl Persistence {
             reduced: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             rerun: AtomicBool::new(false),
-            saver: Mutex::new(SaverState {
-                next_seq: 1,
-                outstanding: None,
-                give_backs: Vec::new(),
-                admits: Vec::new(),
-            }),
+            saver: Mutex::new(SaverState::default()),
+            seqs: Mutex::new(Seqs::default()),
             stats: Mutex::new(StoreStats::default()),
             events: Outbox::new(),
         }
+    }
+
+    /// A new operation number, pending until [`answered`](Self::answered), and the
+    /// `done_below` to send with it.
+    pub(crate) fn issue(&self) -> (u64, u64) {
+        let mut seqs = self.seqs.lock();
+        seqs.last += 1;
+        let seq = seqs.last;
+        seqs.pending.insert(seq);
+        let done_below = seqs.pending.first().copied().unwrap_or(seq);
+        (seq, done_below)
+    }
+
+    /// The store answered operation `seq` (or it was never sent): it is never resent, and
+    /// later operations let the store forget it.
+    pub(crate) fn answered(&self, seq: u64) {
+        self.seqs.lock().pending.remove(&seq);
     }
 
     /// Any other store call (shared admission), a panic turned into an error.
@@ -285,9 +397,12 @@ impl Persistence {
     /// A shared-admission call failed: the store counts as failing until a sync succeeds, and
     /// the next sync waits the first back-off.
     pub(crate) fn back_off(&self, now_ms: u64) {
-        self.failing.store(true, Ordering::Relaxed);
-        let next = now_ms.saturating_add(FIRST_BACKOFF_MS);
-        self.due_ms.fetch_min(next, Ordering::Relaxed);
+        // Already failing: the back-off the last failed sync set stands (shortening it to the
+        // first back-off on every failed call would hammer a store that is down).
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            let next = now_ms.saturating_add(FIRST_BACKOFF_MS);
+            self.due_ms.fetch_min(next, Ordering::Relaxed);
+        }
     }
 
     /// Whether the store failed and its back-off has not passed yet (shared admission does
@@ -323,8 +438,9 @@ impl Persistence {
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        mut cut: impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
+        mut cut: impl FnMut(InstanceId) -> Cut,
         mut apply: impl FnMut(&SyncBatch, &[u64]),
+        mut settle: impl FnMut(Late<'_>) -> Settled,
     ) -> Option<SaveOutcome> {
         let mut first: Option<SaveOutcome> = None;
         let mut reason = reason;
@@ -344,8 +460,12 @@ impl Persistence {
                 }
                 return first;
             };
-            let outcome =
-                self.save_locked(&mut saver, reason, now_ms, registry, &mut cut, &mut apply);
+            let mut calls = Calls {
+                cut: &mut cut,
+                apply: &mut apply,
+                settle: &mut settle,
+            };
+            let outcome = self.save_locked(&mut saver, reason, now_ms, registry, &mut calls);
             drop(saver);
             let failed = outcome.result.is_err();
             match &mut first {
@@ -370,8 +490,7 @@ impl Persistence {
         reason: SaveReason,
         now_ms: u64,
         registry: &Registry<StoreEvent>,
-        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
-        apply: &mut impl FnMut(&SyncBatch, &[u64]),
+        calls: &mut Calls<'_>,
     ) -> SaveOutcome {
         let mut outcome = SaveOutcome {
             result: Ok(()),
@@ -381,8 +500,14 @@ impl Persistence {
         // One pass, plus one more each time a forced sync coalesced into this one meanwhile.
         loop {
             self.rerun.store(false, Ordering::SeqCst);
-            outcome.result = self.sync_once(saver, cut, apply);
+            outcome.result = self.sync_once(saver, calls);
             self.account(reason, now_ms, &outcome.result, registry);
+            let (ops, unresolved) = saver.unresolved();
+            {
+                let mut stats = self.stats.lock();
+                stats.unresolved_ops = ops;
+                stats.unresolved_calls = unresolved;
+            }
             match (&outcome.result, reason) {
                 (_, SaveReason::Load) => {}
                 (Ok(()), _) => outcome.synced += 1,
@@ -395,51 +520,34 @@ impl Persistence {
         outcome
     }
 
-    /// Resends a batch whose reply was lost, then cuts and sends a new one.
-    fn sync_once(
-        &self,
-        saver: &mut SaverState,
-        cut: &mut impl FnMut(InstanceId, u64) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>),
-        apply: &mut impl FnMut(&SyncBatch, &[u64]),
-    ) -> Result<(), StoreError> {
+    /// Resends a batch whose reply was lost, then cuts a new one; sends every operation whose
+    /// outcome is unknown (admissions and leases whose answer was lost, give-backs), then the
+    /// batch. Each stays queued, as it is, until the store answers it.
+    fn sync_once(&self, saver: &mut SaverState, calls: &mut Calls<'_>) -> Result<(), StoreError> {
         if let Some(batch) = saver.outstanding.take() {
             match self.send(&batch) {
-                Ok(totals) => apply(&batch, &totals),
+                Ok(totals) => {
+                    self.answered(batch.seq);
+                    (calls.apply)(&batch, &totals);
+                }
                 Err(error) => {
                     saver.outstanding = Some(batch);
                     return Err(error);
                 }
             }
         }
-        let (batch, give_backs, admits) = cut(self.instance, saver.next_seq);
-        saver.give_backs.extend(give_backs);
-        saver.admits.extend(admits);
-        if batch.changes() {
-            saver.next_seq += 1;
-        }
-        // Admissions whose answer was lost, and leased calls not used, go first, each exactly
-        // once (the store keeps their numbers).
-        while let Some(admit) = saver.admits.first() {
-            if let Err(error) = guarded(|| self.store.admit(admit)) {
-                if batch.changes() {
-                    saver.outstanding = Some(batch);
-                }
-                return Err(error);
-            }
-            saver.admits.remove(0);
-        }
-        while let Some(back) = saver.give_backs.first() {
-            if let Err(error) = guarded(|| self.store.give_back(back)) {
-                if batch.changes() {
-                    saver.outstanding = Some(batch);
-                }
-                return Err(error);
-            }
-            saver.give_backs.remove(0);
-        }
-        match self.send(&batch) {
+        let cut = (calls.cut)(self.instance);
+        saver.give_backs.extend(cut.give_backs);
+        saver.admits.extend(cut.admits);
+        saver.leases.extend(cut.leases);
+        let batch = cut.batch;
+        let result = self.resolve(saver, calls).and_then(|()| self.send(&batch));
+        match result {
             Ok(totals) => {
-                apply(&batch, &totals);
+                if batch.changes() {
+                    self.answered(batch.seq);
+                }
+                (calls.apply)(&batch, &totals);
                 Ok(())
             }
             Err(error) => {
@@ -450,6 +558,71 @@ impl Persistence {
                 Err(error)
             }
         }
+    }
+
+    /// Sends the queued operations, first to last; stops at the first failure (all stay
+    /// queued from there). A late answer is settled by the tracker, which may give calls back.
+    fn resolve(&self, saver: &mut SaverState, calls: &mut Calls<'_>) -> Result<(), StoreError> {
+        let mut forfeited = 0u64;
+        let mut settled = |settled: Settled, saver: &mut SaverState| match settled {
+            Settled::Nothing => {}
+            Settled::GiveBack(back) => saver.give_backs.push(back),
+            Settled::Forfeited(calls) => forfeited = forfeited.saturating_add(calls),
+        };
+        let mut result = Ok(());
+        while let Some(held) = saver.admits.first() {
+            match guarded(|| self.store.admit(&held.request)) {
+                Ok(reply) => {
+                    let held = saver.admits.remove(0);
+                    self.answered(held.request.seq);
+                    if !held.counted {
+                        let admitted = matches!(reply, AdmitReply::Admitted { .. });
+                        let late = Late::Admit {
+                            request: &held.request,
+                            admitted,
+                        };
+                        settled((calls.settle)(late), saver);
+                    }
+                }
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        while result.is_ok() && !saver.leases.is_empty() {
+            match guarded(|| self.store.lease(&saver.leases[0])) {
+                Ok(reply) => {
+                    let request = saver.leases.remove(0);
+                    self.answered(request.seq);
+                    let late = Late::Lease {
+                        request: &request,
+                        granted: reply.granted,
+                    };
+                    settled((calls.settle)(late), saver);
+                }
+                Err(error) => result = Err(error),
+            }
+        }
+        while result.is_ok() && !saver.give_backs.is_empty() {
+            match guarded(|| self.store.give_back(&saver.give_backs[0])) {
+                Ok(()) => {
+                    let back = saver.give_backs.remove(0);
+                    self.answered(back.seq);
+                }
+                Err(error) => result = Err(error),
+            }
+        }
+        if forfeited > 0 {
+            self.stats.lock().forfeited_calls += forfeited;
+            quietly(|| {
+                log::warn!(
+                    "quota: {forfeited} calls the store counted although their reply was lost \
+                     stay counted: a raise of their window came meanwhile"
+                )
+            });
+        }
+        result
     }
 
     /// Updates the stats and reduced-rate mode after one write.

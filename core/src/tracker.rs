@@ -5,13 +5,14 @@ use crate::error::{DenyReason, QuotaError};
 use crate::observers::{
     quietly, Observer, Outbox, Registry, StoreEventSubscription, TransitionSubscription,
 };
-use crate::persistence::{Persistence, SaveReason, StoreEvent, StoreStats, SyncPolicy};
+use crate::persistence::{
+    Cut, HeldAdmit, Late, Persistence, SaveReason, Settled, StoreEvent, StoreStats, SyncPolicy,
+};
 use crate::service::Admission;
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::step::{Change, Refusal, Request, ServiceRules, ServiceState, Step};
 use crate::store::{
-    AdmitRequest, Delta, GiveBack, InstanceId, Raise, Store, StoreError, StoredState, SyncBatch,
-    WindowKey,
+    Delta, GiveBack, InstanceId, Raise, Store, StoreError, StoredState, SyncBatch, WindowKey,
 };
 use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
@@ -65,9 +66,6 @@ pub struct QuotaTracker {
     clock: TrackerClock,
     /// The clock's latest good reading, to within a second: used when the clock panics.
     last_good_ms: AtomicU64,
-    /// The last number given to a shared-admission operation (admits, leases, give-backs):
-    /// stores apply each `(instance, seq)` once.
-    op_seq: AtomicU64,
     observers: Registry<Transition>,
     store_observers: Registry<StoreEvent>,
     persistence: Option<Persistence>,
@@ -397,8 +395,9 @@ struct SyncState {
     ended: Vec<(Window, u64)>,
     /// Leased calls to give back with the next sync.
     give_backs: Vec<GiveBack>,
-    /// `Exact` admissions whose answer was lost, resent as they are with the next sync.
-    admits: Vec<AdmitRequest>,
+    /// `Exact` admissions whose answer was lost, resent as they are by the next sync (those
+    /// refused to the caller stay booked in `floor_asked` until then).
+    admits: Vec<HeldAdmit>,
     /// A raise of the current window that no reply has acknowledged as it is now: the window
     /// and the floor to send (`used` right after the raise, plus the calls counted since).
     /// Every batch carries it (a maximum: resending it is harmless) until a reply
@@ -566,7 +565,6 @@ impl QuotaTracker {
             clock,
             // Until the clock gave a reading, a panicking clock falls back to the system's.
             last_good_ms: AtomicU64::new(SystemClock::wall_ms()),
-            op_seq: AtomicU64::new(0),
             observers: Registry::new(),
             store_observers: Registry::new(),
             persistence: None,
@@ -822,9 +820,46 @@ impl QuotaTracker {
     /// observer. Called from inside this tracker's own save (a store that calls back), it
     /// returns [`StoreError::Reentrant`] instead of waiting for itself.
     pub fn flush(&self) -> Result<(), StoreError> {
-        match self.save(SaveReason::Flush, self.now()) {
-            Some(result) => result,
-            None => Ok(()),
+        let Some(persistence) = &self.persistence else {
+            return Ok(());
+        };
+        #[cfg(not(any(target_arch = "wasm32", loom)))]
+        let (started, mut pause) = (
+            std::time::Instant::now(),
+            std::time::Duration::from_millis(10),
+        );
+        loop {
+            let result = self.save(SaveReason::Flush, self.now()).unwrap_or(Ok(()));
+            let Err(error) = result else {
+                return Ok(());
+            };
+            if error == StoreError::Reentrant {
+                return Err(error);
+            }
+            // Operations whose outcome is unknown stay queued: resend them for a while (the
+            // store may be back in a moment), then report what is left.
+            #[cfg(not(any(target_arch = "wasm32", loom)))]
+            {
+                let limit = std::time::Duration::from_millis(persistence.policy.flush_timeout_ms);
+                let left = limit.saturating_sub(started.elapsed());
+                if !left.is_zero() {
+                    std::thread::sleep(pause.min(left));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    continue;
+                }
+            }
+            let stats = persistence.stats();
+            if stats.unresolved_ops > 0 {
+                quietly(|| {
+                    log::warn!(
+                        "quota: flush gave up with {} store operations unresolved ({} calls \
+                         may be counted wrongly in the store): {error}",
+                        stats.unresolved_ops,
+                        stats.unresolved_calls
+                    )
+                });
+            }
+            return Err(error);
         }
     }
 
@@ -1339,8 +1374,9 @@ impl QuotaTracker {
                 reason,
                 now,
                 &self.store_observers,
-                |instance, seq| self.cut(instance, seq, now, reason == SaveReason::Flush),
+                |instance| self.cut(instance, now, reason == SaveReason::Flush),
                 |batch, totals| self.take_totals(batch, totals, now),
+                |late| self.settle(late),
             )
         };
         // The save lock is released: deliver what the sync queued (its reads, replies, and
@@ -1370,17 +1406,12 @@ impl QuotaTracker {
     /// A new batch under all service locks: each service's ended windows' calls and its
     /// current window's unacknowledged calls, which become the batch's `cut`; it reads every
     /// current window.
-    fn cut(
-        &self,
-        instance: InstanceId,
-        seq: u64,
-        now: u64,
-        return_leases: bool,
-    ) -> (SyncBatch, Vec<GiveBack>, Vec<AdmitRequest>) {
+    fn cut(&self, instance: InstanceId, now: u64, return_leases: bool) -> Cut {
         let mut deltas = Vec::new();
         let mut raises = Vec::new();
         let mut give_backs = Vec::new();
         let mut admits = Vec::new();
+        let mut leases = Vec::new();
         let mut read = Vec::with_capacity(self.services.len());
         let mut guards: Vec<SlotGuard<'_>> = self
             .services
@@ -1396,8 +1427,9 @@ impl QuotaTracker {
             };
             give_backs.append(&mut guard.sync.give_backs);
             admits.append(&mut guard.sync.admits);
+            leases.append(&mut guard.lease.unanswered);
             if SHARED && return_leases {
-                let (back, step) = guard.give_lease_back(slot, instance, &self.op_seq, now);
+                let (back, step) = guard.give_lease_back(slot, self, now);
                 give_backs.extend(back);
                 self.queue_transitions(slot, &step);
             }
@@ -1426,16 +1458,55 @@ impl QuotaTracker {
             sync.cut_window = Some(window);
             read.push(key(window));
         });
-        let batch = SyncBatch {
+        let mut batch = SyncBatch {
             instance,
-            seq,
+            seq: 0,
             done_below: 0,
             at_ms: now,
             deltas,
             read,
             raises,
         };
-        (batch, give_backs, admits)
+        if batch.changes() {
+            (batch.seq, batch.done_below) = self.issue();
+        }
+        Cut {
+            batch,
+            give_backs,
+            admits,
+            leases,
+        }
+    }
+
+    /// A late answer a sync learned: releases the calls booked for it; calls the store applied
+    /// or granted that the caller never got are given back, or forfeited if a raise of their
+    /// window came meanwhile (the store may have absorbed them into the floor: giving them
+    /// back could take its total below the provider's count).
+    fn settle(&self, late: Late<'_>) -> Settled {
+        let (window, booked, calls) = match late {
+            Late::Admit { request, admitted } => {
+                let applied = if admitted { request.count } else { 0 };
+                (&request.window, request.count, applied)
+            }
+            Late::Lease { request, granted } => (&request.window, request.block, granted),
+        };
+        let Some(position) = self.find(&window.service) else {
+            return Settled::Nothing;
+        };
+        let raised = {
+            let mut guard = self.services[position].lock(self.persistence.is_some());
+            let sync = &mut guard.sync;
+            sync.floor_asked = sync.floor_asked.saturating_sub(booked);
+            sync.raise
+                .iter()
+                .chain(&sync.ended_raises)
+                .any(|(raised, _)| raised.start_ms == window.start_ms)
+        };
+        match (calls, raised) {
+            (0, _) => Settled::Nothing,
+            (calls, true) => Settled::Forfeited(calls),
+            (calls, false) => Settled::GiveBack(self.give_back_of(window.clone(), calls)),
+        }
     }
 
     /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the
@@ -1648,7 +1719,8 @@ impl ServiceSlot {
 #[cfg(not(target_arch = "wasm32"))]
 impl Drop for QuotaTracker {
     fn drop(&mut self) {
-        if let Some(Err(error)) = self.save(SaveReason::Flush, self.now()) {
+        // `flush` resends for at most `SyncPolicy::flush_timeout_ms` and logs what it leaves.
+        if let Err(error) = self.flush() {
             quietly(|| log::warn!("quota: the last sync before drop failed: {error}"));
         }
     }

@@ -176,6 +176,7 @@ fn a_known_sequence_gives_exact_values() {
                 leave_after_successes: 1,
                 fraction: 0.25,
             },
+            flush_timeout_ms: 0,
         };
         let tracker = QuotaTracker::builder(config)
             .clock(clock.clone())
@@ -583,6 +584,11 @@ fn a_panicking_recorder_changes_nothing() {
         )]))
         .clock(ManualClock::new(JUNE_10))
         .store(store.clone())
+        // One try per flush: the test fails one on purpose.
+        .sync_policy(SyncPolicy {
+            flush_timeout_ms: 0,
+            ..SyncPolicy::default()
+        })
         .build()
         .unwrap();
         let recorded = tracker.record_call("api", 8).unwrap();
@@ -677,6 +683,11 @@ fn a_recorder_that_calls_back_into_the_tracker_neither_deadlocks_nor_loses_a_cal
             ]))
             .clock(ManualClock::new(JUNE_10))
             .store(store.clone())
+            // One try per flush: the test fails one on purpose.
+            .sync_policy(SyncPolicy {
+                flush_timeout_ms: 0,
+                ..SyncPolicy::default()
+            })
             .build()
             .unwrap(),
         );

@@ -12,7 +12,9 @@ mod timeout;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use prometheus::value;
-use quota_core::{ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+use quota_core::{
+    ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, SyncPolicy, TrackerConfig,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -47,6 +49,11 @@ fn the_example_serves_prometheus_text_with_the_numbers() {
             ]))
             .clock(clock.clone())
             .store(store.clone())
+            // One try per flush: the test fails one on purpose.
+            .sync_policy(SyncPolicy {
+                flush_timeout_ms: 0,
+                ..SyncPolicy::default()
+            })
             .build()
             .unwrap(),
         );

@@ -24,6 +24,8 @@ fn config() -> TrackerConfig {
 fn policy(interval_ms: u64) -> SyncPolicy {
     SyncPolicy {
         interval_ms,
+        // One try per flush: these tests fail syncs on purpose and look at each.
+        flush_timeout_ms: 0,
         ..SyncPolicy::default()
     }
 }

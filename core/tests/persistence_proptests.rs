@@ -206,6 +206,8 @@ impl Harness {
         .store(self.spy.clone())
         .sync_policy(SyncPolicy {
             interval_ms: 1_000,
+            // The model fails and heals the store itself: one try per flush.
+            flush_timeout_ms: 0,
             ..SyncPolicy::default()
         })
         .build()

@@ -34,6 +34,8 @@ fn shared(limit: u64, clock: &ManualClock, store: impl Store + 'static) -> Quota
         .store(store)
         .sync_policy(SyncPolicy {
             interval_ms: 3_600_000,
+            // One try per flush: these tests fail syncs on purpose and look at each.
+            flush_timeout_ms: 0,
             ..SyncPolicy::default()
         })
         .build()
@@ -865,6 +867,7 @@ fn a_store_that_raises_from_inside_its_sync_and_then_panics_loses_nothing() {
                 syncs: std::sync::atomic::AtomicU64::new(0),
             })
             .sync_policy(SyncPolicy {
+                flush_timeout_ms: 0,
                 interval_ms: 3_600_000,
                 ..SyncPolicy::default()
             })

@@ -227,6 +227,11 @@ fn lost_replies_are_retried_and_counted_once() {
     let tracker = QuotaTracker::builder(service(1_000, Admission::Local))
         .clock(clock.clone())
         .store(store.clone())
+        // One try per flush: the test fails one on purpose.
+        .sync_policy(SyncPolicy {
+            flush_timeout_ms: 0,
+            ..SyncPolicy::default()
+        })
         .build()
         .unwrap();
     tracker.record_call("api", 7).unwrap();

@@ -32,6 +32,11 @@ fn build(config: TrackerConfig, clock: &ManualClock, store: impl Store + 'static
     QuotaTracker::builder(config)
         .clock(clock.clone())
         .store(store)
+        // One try per flush: these tests fail syncs on purpose and look at each.
+        .sync_policy(SyncPolicy {
+            flush_timeout_ms: 0,
+            ..SyncPolicy::default()
+        })
         .build()
         .unwrap()
 }

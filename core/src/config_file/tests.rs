@@ -11,6 +11,7 @@ require_store = true
 [sync]
 interval_ms = 5000
 force_on_critical = false
+flush_timeout_ms = 1500
 
 [sync.reduced_rate]
 enter_after_failures = 2
@@ -43,6 +44,7 @@ const FULL_JSON: &str = r#"{
   "require_store": true,
   "sync": {
     "interval_ms": 5000,
+    "flush_timeout_ms": 1500,
     "force_on_critical": false,
     "reduced_rate": { "enter_after_failures": 2, "leave_after_successes": 4, "fraction": 0.5 }
   },
@@ -80,6 +82,7 @@ fn full() -> QuotaFile {
                 leave_after_successes: 4,
                 fraction: 0.5,
             },
+            flush_timeout_ms: 1_500,
         },
     }
 }

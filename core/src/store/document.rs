@@ -967,6 +967,137 @@ mod tests {
         assert_eq!(again.apply(&batch(2, 1, &[("a", 0, 3)])), [9, 1]);
     }
 
+    fn admit(instance: u128, seq: u64, done_below: u64, count: u64) -> super::super::AdmitRequest {
+        super::super::AdmitRequest {
+            instance: InstanceId::from_u128(instance),
+            seq,
+            done_below,
+            window: key("a", 0),
+            count,
+            below: 100,
+            cap: 100,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_operation_counts_once_in_any_order() {
+        use super::super::{AdmitReply, GiveBack, LeaseRequest};
+        let mut state = StoredState::new();
+        // Admissions 1 and 2 answered; 1 resent after 2 landed (the old bug: counted 3).
+        assert_eq!(
+            state.admit(&admit(1, 1, 1, 1)),
+            AdmitReply::Admitted { total: 1 }
+        );
+        assert_eq!(
+            state.admit(&admit(1, 2, 1, 1)),
+            AdmitReply::Admitted { total: 2 }
+        );
+        assert_eq!(
+            state.admit(&admit(1, 1, 1, 1)),
+            AdmitReply::Admitted { total: 1 }
+        );
+        assert_eq!(state.total(&key("a", 0)), 2);
+        // A sync batch resent after a newer admission.
+        let mut sync = batch(1, 3, &[("a", 0, 5)]);
+        sync.done_below = 1;
+        assert_eq!(state.apply(&sync)[0], 7);
+        assert_eq!(
+            state.admit(&admit(1, 4, 1, 1)),
+            AdmitReply::Admitted { total: 8 }
+        );
+        assert_eq!(state.apply(&sync)[0], 8);
+        // A lease resent after a newer one gets its own grant again, not 0, and adds nothing.
+        let lease = |seq, block| LeaseRequest {
+            instance: InstanceId::from_u128(1),
+            seq,
+            done_below: 1,
+            window: key("a", 0),
+            block,
+            ceiling: 100,
+        };
+        assert_eq!(state.lease(&lease(5, 10)).granted, 10);
+        assert_eq!(state.lease(&lease(6, 10)).granted, 10);
+        assert_eq!(state.lease(&lease(5, 10)).granted, 10);
+        assert_eq!(state.total(&key("a", 0)), 28);
+        // A give-back resent after a newer one takes nothing twice.
+        let back = |seq| GiveBack {
+            instance: InstanceId::from_u128(1),
+            seq,
+            done_below: 1,
+            window: key("a", 0),
+            unused: 3,
+        };
+        state.give_back(&back(7));
+        state.give_back(&back(8));
+        state.give_back(&back(7));
+        assert_eq!(state.total(&key("a", 0)), 22);
+        // The record survives JSON: the resends still count once.
+        let mut state = StoredState::from_json(&state.to_json()).unwrap();
+        state.give_back(&back(8));
+        assert_eq!(state.lease(&lease(6, 10)).granted, 10);
+        assert_eq!(
+            state.admit(&admit(1, 2, 1, 1)),
+            AdmitReply::Admitted { total: 2 }
+        );
+        assert_eq!(state.total(&key("a", 0)), 22);
+        // done_below 9: everything below is forgotten, and a stale copy changes nothing.
+        assert_eq!(
+            state.admit(&admit(1, 9, 9, 1)),
+            AdmitReply::Admitted { total: 23 }
+        );
+        assert_eq!(
+            state.admit(&admit(1, 4, 1, 1)),
+            AdmitReply::Denied { total: 23 }
+        );
+        assert_eq!(state.lease(&lease(5, 10)).granted, 0);
+        state.give_back(&back(7));
+        assert_eq!(state.total(&key("a", 0)), 23);
+        let text = state.to_json();
+        assert!(text.contains("\"low\": 9"), "{text}");
+        assert!(
+            !text.contains("\"a1\""),
+            "answers below low are forgotten: {text}"
+        );
+    }
+
+    #[test]
+    fn thousands_of_instances_keep_their_records_while_their_window_lives() {
+        let mut state = StoredState::new();
+        for instance in 1..=3_000 {
+            state.apply(&batch(instance, 1, &[("a", 0, 1)]));
+        }
+        // Instance 1's resend, 2,999 instances later: counted once.
+        state.apply(&batch(1, 1, &[("a", 0, 1)]));
+        assert_eq!(state.total(&key("a", 0)), 3_000);
+        assert_eq!(state.records(), 3_000);
+        // The next day is within the grace of this one's end; the day after is not.
+        state.apply(&batch(1, 2, &[("a", 86_400_000, 1)]));
+        assert_eq!(state.records(), 3_000);
+        state.apply(&batch(2, 2, &[("a", 2 * 86_400_000, 1)]));
+        assert_eq!(
+            state.records(),
+            2,
+            "instances 1 and 2 counted in a later window"
+        );
+        assert_eq!(state.evicted(), 0);
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        for answer in [
+            Answer::Applied,
+            Answer::Admitted(0),
+            Answer::Denied(41),
+            Answer::Granted(u64::MAX),
+        ] {
+            assert_eq!(Answer::parse(&answer.text()), Some(answer));
+        }
+        for bad in ["", "a", "x1", "a-1", "a1.5", "g18446744073709551616", "2"] {
+            assert_eq!(Answer::parse(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn a_raise_keeps_the_larger_total_and_a_resend_changes_nothing() {
         let mut state = StoredState::new();

@@ -7,9 +7,9 @@
 use super::{QuotaTracker, ServiceSlot, SlotState, StepResult};
 use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
+use crate::persistence::HeldAdmit;
 use crate::step::{Request, Step};
 use crate::store::{AdmitReply, AdmitRequest, GiveBack, LeaseRequest, StoreError, WindowKey};
-use crate::sync::Ordering;
 use crate::usage::Recorded;
 use crate::window::Window;
 
@@ -31,11 +31,10 @@ pub(super) struct LeaseState {
     pub(super) left: u64,
     /// The window they were granted in.
     pub(super) window: Option<Window>,
-    /// The latest lease number granted.
-    pub(super) seq: u64,
-    /// A lease whose answer was lost: asked again, as it is, before anything else (the store
-    /// answers a retry with the same grant, so it is neither stranded nor granted twice).
-    pub(super) unanswered: Option<LeaseRequest>,
+    /// A lease whose answer was lost: the next sync asks it again, as it is, until the store
+    /// answers (a retry gets the same grant, counted once), then gives its grant back (or
+    /// forfeits it after a raise): never stranded, never granted twice.
+    pub(super) unanswered: Vec<LeaseRequest>,
 }
 
 impl SlotState {
@@ -44,8 +43,7 @@ impl SlotState {
     pub(super) fn give_lease_back(
         &mut self,
         slot: &ServiceSlot,
-        instance: crate::InstanceId,
-        seq: &crate::sync::AtomicU64,
+        tracker: &QuotaTracker,
         now: u64,
     ) -> (Option<GiveBack>, Step) {
         let Some(window) = self.lease.window else {
@@ -69,13 +67,7 @@ impl SlotState {
         } else {
             Step::default()
         };
-        let back = GiveBack {
-            instance,
-            done_below: 0,
-            seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
-            window: slot.window_key(window),
-            unused,
-        };
+        let back = tracker.give_back_of(slot.window_key(window), unused);
         (Some(back), step)
     }
 }
@@ -92,6 +84,30 @@ impl ServiceSlot {
 }
 
 impl QuotaTracker {
+    /// A new give-back of `calls` counted in `window`, numbered (pending until answered).
+    pub(super) fn give_back_of(&self, window: WindowKey, calls: u64) -> GiveBack {
+        let (seq, done_below) = self.issue();
+        GiveBack {
+            instance: self.instance(),
+            seq,
+            done_below,
+            window,
+            unused: calls,
+        }
+    }
+
+    /// A new operation number and the `done_below` to send with it (none without a store).
+    pub(super) fn issue(&self) -> (u64, u64) {
+        self.persistence.as_ref().map_or((0, 0), |p| p.issue())
+    }
+
+    /// Operation `seq` was answered, or dropped unsent.
+    pub(super) fn answered(&self, seq: u64) {
+        if let Some(persistence) = &self.persistence {
+            persistence.answered(seq);
+        }
+    }
+
     /// `record_call`, `try_record` or `try_record_priority` on an `Exact` service (and a
     /// priority call on a `Leased` one that its block does not cover).
     pub(super) fn exact_update(
@@ -132,7 +148,12 @@ impl QuotaTracker {
             }
         }
         let request = self.admit_request(slot, position, read.state.window, count, reduced, ask);
-        let result = match self.admit_twice(&request) {
+        let answer = self.admit_twice(&request);
+        match &answer {
+            Err(error) if error.maybe_applied() => {}
+            _ => self.answered(request.seq),
+        }
+        let result = match answer {
             Ok(AdmitReply::Admitted { total }) => {
                 let learned =
                     self.take_total(position, read.state.window, total, count, asked, now);
@@ -147,15 +168,31 @@ impl QuotaTracker {
                     .unwrap_or(DenyReason::Limit);
                 Err(self.denied(slot, count, learned.state.used, reason))
             }
-            Err(_) if force => {
+            Err(error) if force && error.maybe_applied() => {
                 // Maybe applied, maybe not: the same request goes again with the next sync,
                 // and the store applies it once. Counted in this tracker's view meanwhile.
                 let recorded = self.hold_admit(position, request, count, asked, now);
                 self.after_call(now, false);
                 return Ok(self.recorded_after(slot, read, recorded));
             }
-            Err(_) => {
+            Err(_) if force => {
+                // Not applied: counted here, synced later as a delta (exactly once).
                 self.release_asked(position, asked);
+                return self.exact_unavailable(position, read, count, true, now);
+            }
+            Err(error) => {
+                if error.maybe_applied() {
+                    // The caller is told it was refused; if the store applied it, the next
+                    // sync learns it and gives the calls back. Booked until then.
+                    let held = HeldAdmit {
+                        request,
+                        counted: false,
+                    };
+                    let mut guard = self.services[position].lock(self.persistence.is_some());
+                    guard.sync.admits.push(held);
+                } else {
+                    self.release_asked(position, asked);
+                }
                 Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable))
             }
         };
@@ -233,10 +270,11 @@ impl QuotaTracker {
         let force = ask == Ask::Force;
         let (below, cap) = slot.rules.shared_rule(reduced, ask == Ask::Priority);
         let unsynced = self.unsynced(position);
+        let (seq, done_below) = self.issue();
         AdmitRequest {
             instance: self.instance(),
-            done_below: 0,
-            seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            seq,
+            done_below,
             window: slot.window_key(window),
             count,
             below: below.saturating_sub(unsynced),
@@ -284,7 +322,10 @@ impl QuotaTracker {
             guard.service.total = guard.service.total.saturating_add(count);
             let window = guard.service.window;
             guard.sync.after_raise(window, count);
-            guard.sync.admits.push(request);
+            guard.sync.admits.push(HeldAdmit {
+                request,
+                counted: true,
+            });
             let (reset, recorded) = self.queue_transitions(slot, &step);
             (step, guard.service, reset, recorded)
         };
@@ -308,8 +349,8 @@ impl QuotaTracker {
             .sync
             .admits
             .iter()
-            .filter(|a| a.window.start_ms == window)
-            .map(|a| a.count)
+            .filter(|a| a.counted && a.request.window.start_ms == window)
+            .map(|a| a.request.count)
             .sum();
         guard.sync.unacked.saturating_add(held)
     }
@@ -345,7 +386,10 @@ impl QuotaTracker {
         }
         let request =
             self.admit_request(slot, position, read.state.window, 0, reduced, Ask::Normal);
-        match self.admit_twice(&request) {
+        // Asks for 0 calls: applied or not, it changes no total, so it is never resent.
+        let answer = self.admit_twice(&request);
+        self.answered(request.seq);
+        match answer {
             Ok(AdmitReply::Admitted { total }) => {
                 self.take_total(position, read.state.window, total, 0, 0, now);
                 true
@@ -468,7 +512,7 @@ impl QuotaTracker {
                 .window
                 .is_some_and(|w| w != guard.service.window)
             {
-                let (back, _) = guard.give_lease_back(slot, self.instance(), &self.op_seq, now);
+                let (back, _) = guard.give_lease_back(slot, self, now);
                 guard.sync.give_backs.extend(back);
             }
             let (reset, recorded) = self.queue_transitions(slot, &step);
@@ -495,8 +539,8 @@ impl QuotaTracker {
         })
     }
 
-    /// Asks the store for `asked` calls of `window` (first, as it was, a lease whose answer
-    /// was lost); the grant joins the block in hand.
+    /// Asks the store for `asked` calls of `window`; the grant joins the block in hand. A lease
+    /// whose answer is lost is left to the next sync (see [`LeaseState::unanswered`]).
     fn take_lease(
         &self,
         position: usize,
@@ -507,53 +551,46 @@ impl QuotaTracker {
     ) -> Result<u64, StoreError> {
         let slot = &self.services[position];
         let (_, ceiling) = slot.rules.shared_rule(reduced, false);
-        let (unanswered, asked, booked) = {
+        let asked = {
             let mut guard = slot.lock(self.persistence.is_some());
-            let unanswered = guard.lease.unanswered.take();
             // A floor the store has not seen yet: no block past it (the store cannot hold it
             // against the block). The block asked is booked until the answer is taken in (see
             // `ask_under_floor`).
             let mut asked = asked;
-            if unanswered.is_none() {
-                if let Some(seen) = guard.sync.floor_seen(window) {
-                    asked = asked.min(ceiling.saturating_sub(seen));
-                    if asked == 0 {
-                        return Ok(0);
-                    }
+            if let Some(seen) = guard.sync.floor_seen(window) {
+                asked = asked.min(ceiling.saturating_sub(seen));
+                if asked == 0 {
+                    return Ok(0);
                 }
             }
-            // A lease whose answer was lost stays booked from its first asking (the store may
-            // have granted it) until this retry's answer is taken in.
-            let booked = unanswered.as_ref().map_or(asked, |request| request.block);
-            if unanswered.is_none() {
-                guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(booked);
-            }
-            (unanswered, asked, booked)
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
+            asked
         };
-        let request = match unanswered {
-            Some(request) => request,
-            None => {
-                // The store does not know this tracker's unsynced calls: they come off the
-                // ceiling. Blocks are normal admission: they never hold the reserve.
-                LeaseRequest {
-                    instance: self.instance(),
-                    done_below: 0,
-                    seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
-                    window: slot.window_key(window),
-                    block: asked,
-                    ceiling: ceiling.saturating_sub(self.unsynced(position)),
-                }
-            }
+        let booked = asked;
+        // The store does not know this tracker's unsynced calls: they come off the ceiling.
+        // Blocks are normal admission: they never hold the reserve.
+        let (seq, done_below) = self.issue();
+        let request = LeaseRequest {
+            instance: self.instance(),
+            seq,
+            done_below,
+            window: slot.window_key(window),
+            block: asked,
+            ceiling: ceiling.saturating_sub(self.unsynced(position)),
         };
         let reply = match self.store_call(|store| store.lease(&request)) {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                self.answered(request.seq);
+                reply
+            }
             Err(error) => {
                 let mut guard = slot.lock(self.persistence.is_some());
-                if matches!(error, StoreError::Io(_)) {
-                    // Maybe granted: still asked (and booked) until the retry is answered.
-                    guard.lease.unanswered = Some(request);
+                if error.maybe_applied() {
+                    // Maybe granted: booked, and asked again by the next sync until answered.
+                    guard.lease.unanswered.push(request);
                 } else {
                     guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+                    self.answered(request.seq);
                 }
                 drop(guard);
                 self.store_failed();
@@ -568,7 +605,7 @@ impl QuotaTracker {
             if current.start_ms == requested_window {
                 if guard.lease.window.is_some_and(|w| w != current) {
                     // A block of an ended window: back to that window, never dropped.
-                    let (back, _) = guard.give_lease_back(slot, self.instance(), &self.op_seq, now);
+                    let (back, _) = guard.give_lease_back(slot, self, now);
                     guard.sync.give_backs.extend(back);
                 }
                 guard.lease.window = Some(current);
@@ -579,16 +616,10 @@ impl QuotaTracker {
                 // on top of the floor, and giving its unused calls back never takes the total
                 // below the floor.
                 guard.sync.after_raise(current, reply.granted);
-                guard.lease.seq = guard.lease.seq.max(request.seq);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
-                guard.sync.give_backs.push(GiveBack {
-                    instance: self.instance(),
-                    done_below: 0,
-                    seq: self.op_seq.fetch_add(1, Ordering::Relaxed) + 1,
-                    window: request.window.clone(),
-                    unused: reply.granted,
-                });
+                let back = self.give_back_of(request.window.clone(), reply.granted);
+                guard.sync.give_backs.push(back);
             }
         }
         if requested_window == window.start_ms {
