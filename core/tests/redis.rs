@@ -543,8 +543,11 @@ fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
                 .unwrap();
         }
         let before = record(&mut raw, &ops);
+        // Each raises the mark past every seq, so the whole record is read.
+        let mut sync = batch(7, 9, &[(&w, 1)], &[]);
+        sync.done_below = 10;
         let errors = [
-            store.sync(&batch(7, 9, &[(&w, 1)], &[])).map(drop),
+            store.sync(&sync).map(drop),
             store
                 .admit(&AdmitRequest {
                     done_below: 10,

@@ -1232,29 +1232,34 @@ local function answer_of(v)
   if kind == 'a' or kind == 'd' or kind == 'g' then return kind, n end
   return nil
 end
--- Reads and checks the whole record: its low-water mark, its seq fields, and SEQ's answer
--- ('stale' below the mark, the answer's kind and number if applied, nil if new). Returns nil
--- if the record is not valid. The hash holds only operations in flight: reading it all is
--- cheap, and it must be read all to forget what falls below the mark later.
+-- Reads and checks what the operation needs of the record: its low-water mark, SEQ's answer
+-- ('stale' below the mark, the answer's kind and number if applied, nil if new), and, when
+-- DONE_BELOW raises the mark, the seqs it passes (every field name is read then, and checked:
+-- nothing may fail after the first write). Returns nil if any of it is not valid. Only a rising
+-- mark reads the whole hash: an instance that never raises it costs O(1) per operation.
 local function read_ops(key)
   if not has_type(key, 'hash') then return nil end
-  local all = redis.call('HGETALL', key)
-  local low, seqs, kind, number = '0', {}, nil, nil
-  for i = 1, #all, 2 do
-    local f, v = all[i], all[i + 1]
-    if f == 'low' then
-      low = canon(v)
-      if not low or cmp(low, U64) > 0 then return nil end
-    else
-      if canon(f) ~= f or cmp(f, U64) > 0 then return nil end
-      local k, n = answer_of(v)
-      if not k then return nil end
-      seqs[#seqs + 1] = f
-      if f == SEQ then kind, number = k, n end
-    end
+  local got = redis.call('HMGET', key, 'low', SEQ)
+  local low, kind, number = '0', nil, nil
+  if got[1] then
+    low = canon(got[1])
+    if not low or cmp(low, U64) > 0 then return nil end
+  end
+  if got[2] then
+    kind, number = answer_of(got[2])
+    if not kind then return nil end
   end
   if cmp(SEQ, low) < 0 then kind, number = 'stale', nil end
-  return {low = low, seqs = seqs, kind = kind, number = number}
+  local gone = {}
+  if cmp(DONE_BELOW, low) > 0 then
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if f ~= 'low' then
+        if canon(f) ~= f or cmp(f, U64) > 0 then return nil end
+        if cmp(f, DONE_BELOW) < 0 then gone[#gone + 1] = f end
+      end
+    end
+  end
+  return {low = low, gone = gone, kind = kind, number = number}
 end
 -- After the operation: records `answer` (when applied now), raises the mark to DONE_BELOW,
 -- forgets the seqs below it and keeps the record at least until `at` (the end of the last
@@ -1268,14 +1273,9 @@ local function write_ops(key, rec, answer, at)
     redis.call('HSET', key, 'low', low)
   end
   -- In chunks: unpack has a limit, and nothing may fail after the first write.
-  local gone = {}
-  for _, s in ipairs(rec.seqs) do
-    if cmp(s, low) < 0 then
-      gone[#gone + 1] = s
-      if #gone == 500 then redis.call('HDEL', key, unpack(gone)); gone = {} end
-    end
+  for i = 1, #rec.gone, 500 do
+    redis.call('HDEL', key, unpack(rec.gone, i, math.min(i + 499, #rec.gone)))
   end
-  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
   extend(key, at)
 end
 "#;
