@@ -516,6 +516,44 @@ fn data_of_the_wrong_kind_fails_the_call_and_changes_nothing() {
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
 }
 
+/// One script per service (each its own cluster slot): once one has run, a later failure of
+/// the batch is `Io` (maybe applied), never `Corrupt` (nothing applied), and the resend of the
+/// same batch counts each service once.
+#[test]
+fn a_batch_that_fails_after_a_service_was_applied_is_io() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let (a, b) = (day("a", 0), day("b", 0));
+    let set = |raw: &mut redis::Connection, value: &str| {
+        let _: () = redis::cmd("SET")
+            .arg(store.window_key(&b))
+            .arg(value)
+            .query(raw)
+            .unwrap();
+    };
+    set(&mut raw, "twelve");
+    // "a" goes first and is applied; "b" fails.
+    let both = batch(1, 1, &[(&a, 5), (&b, 1)], &[&a]);
+    let error = store.sync(&both).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Io(m) if m.contains("part of it was applied")),
+        "{error:?}"
+    );
+    assert_eq!(total(&store, &a), 5);
+    set(&mut raw, "12");
+    assert_eq!(store.sync(&both), Ok(vec![5]), "a once, b now");
+    assert_eq!(total(&store, &b), 13);
+    // A corrupt window read back after the batch's changes: applied, so `Io` too.
+    set(&mut raw, "twelve");
+    let error = store.sync(&batch(1, 2, &[(&a, 1)], &[&a, &b])).unwrap_err();
+    assert!(matches!(error, StoreError::Io(_)), "{error:?}");
+    assert_eq!(total(&store, &a), 6);
+    // Reading only: nothing was applied, so `Corrupt`.
+    let error = store.sync(&batch(1, 0, &[], &[&b])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+}
+
 #[test]
 fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
     let server = Server::start();

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// ```
 /// use quota_core::{InstanceId, MemoryStore, Store, SyncBatch};
 /// let store = MemoryStore::new();
-/// let read = SyncBatch { instance: InstanceId::random(), seq: 0, at_ms: 0, deltas: vec![], read: vec![], raises: vec![] };
+/// let read = SyncBatch { instance: InstanceId::random(), seq: 0, done_below: 0, at_ms: 0, deltas: vec![], read: vec![], raises: vec![] };
 /// store.fail_next(1);
 /// assert!(store.sync(&read).is_err());
 /// assert_eq!(store.sync(&read), Ok(vec![]));
