@@ -69,6 +69,13 @@ fn int(con: &mut redis::Connection, command: &str, key: &str) -> i64 {
     redis::cmd(command).arg(key).query(con).unwrap()
 }
 
+/// An operations record's fields and values, sorted by field.
+fn record(con: &mut redis::Connection, key: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = redis::cmd("HGETALL").arg(key).query(con).unwrap();
+    fields.sort();
+    fields
+}
+
 // ---------------------------------------------------------------------------------------------
 // Semantics
 
@@ -92,15 +99,18 @@ fn deltas_add_up_across_instances_a_retry_counts_once_and_totals_read_back() {
         store.sync(&batch(1, 1, &[(&a, 5)], &read)),
         Ok(vec![8, 1, 2, 0])
     );
-    // An older seq is not applied either; a newer one is.
-    assert_eq!(
-        store.sync(&batch(2, 0, &[(&a, 100)], &read)),
-        Ok(vec![8, 1, 2, 0])
-    );
-    assert_eq!(
-        store.sync(&batch(1, 2, &[(&a, 1)], &read)),
-        Ok(vec![9, 1, 2, 0])
-    );
+    // A newer seq is applied; saying every seq below 2 was answered (`done_below`), it makes
+    // the older ones stale: not applied, whether they were applied before (1) or never (0).
+    let mut newer = batch(1, 2, &[(&a, 1)], &read);
+    newer.done_below = 2;
+    assert_eq!(store.sync(&newer), Ok(vec![9, 1, 2, 0]));
+    for stale in [1, 0] {
+        assert_eq!(
+            store.sync(&batch(1, stale, &[(&a, 100)], &read)),
+            Ok(vec![9, 1, 2, 0]),
+            "seq {stale}"
+        );
+    }
     // One window twice in a batch: both count.
     assert_eq!(
         store.sync(&batch(3, 7, &[(&b, 1), (&b, 2)], &read)),
@@ -152,38 +162,45 @@ fn keys_are_named_per_service_and_window_and_always_expire() {
     // The bogus future one lives at most two days and an hour.
     let ttl = int(&mut raw, "PTTL", &format!("{base}:day:{}", future.start_ms));
     assert!(ttl > 0 && ttl <= (2 * DAY + GRACE) as i64, "{ttl}");
-    // The dedup record: the instance's last seq, expiring with the latest window counted.
+    // The instance's operations record: the low-water mark and seq 4, applied, expiring no
+    // earlier than any window key it counted in.
     let instance = id(0xabc).to_string();
-    let seq: String = redis::cmd("HGET")
-        .arg(format!("{base}:applied"))
-        .arg(&instance)
-        .query(&mut raw)
-        .unwrap();
-    assert_eq!(seq, "4");
-    for record in ["applied", "seen"] {
-        let ttl = int(&mut raw, "PTTL", &format!("{base}:{record}"));
-        assert!(ttl > DAY as i64, "{record}: {ttl}");
+    let ops = format!("{base}:ops:{instance}");
+    assert_eq!(
+        record(&mut raw, &ops),
+        [("4".to_owned(), "1".to_owned()), ("low".into(), "0".into())]
+    );
+    let record_expires = int(&mut raw, "PEXPIRETIME", &ops);
+    for window in [&today, &yesterday, &future] {
+        let window = int(&mut raw, "PEXPIRETIME", &store.window_key(window));
+        assert!(record_expires >= window, "{record_expires} < {window}");
     }
     // Every key of the service shares one cluster slot (one hash tag) and expires.
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut raw).unwrap();
-    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert_eq!(keys.len(), 4, "{keys:?}");
     for key in &keys {
         assert!(key.starts_with("quota:{we%7Bir%7Dd%25}:"), "{key}");
         assert!(int(&mut raw, "PTTL", key) > 0, "{key} does not expire");
     }
-    // A lease record too.
+    // A lease goes to the same record, with its grant.
     store
         .lease(&LeaseRequest {
             done_below: 0,
             instance: id(0xabc),
-            seq: 1,
+            seq: 5,
             window: today.clone(),
             block: 5,
             ceiling: 100,
         })
         .unwrap();
-    let lease = format!("{base}:lease:{instance}");
-    assert!(int(&mut raw, "PTTL", &lease) > 0);
+    assert_eq!(
+        record(&mut raw, &ops),
+        [
+            ("4".to_owned(), "1".to_owned()),
+            ("5".into(), "g5".into()),
+            ("low".into(), "0".into())
+        ]
+    );
     // Names that differ only by escaping stay apart; a prefix of one's own.
     let prefixed = server.store().prefix("app{1}");
     let plain = day("we%7Bir%7Dd%25", 0);
@@ -239,8 +256,10 @@ fn admit_lease_and_give_back_match_stored_state() {
         store.admit(&admit(5, 8, 10, true)),
         Ok(AdmitReply::Admitted { total: 13 })
     );
+    // One rising seq per instance for every kind of operation; each says the ones before it
+    // were answered (`done_below`).
     let lease = |instance, seq, block, ceiling| LeaseRequest {
-        done_below: 0,
+        done_below: seq,
         instance: id(instance),
         seq,
         window: w.clone(),
@@ -254,7 +273,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             total: 20
         })
     );
-    // A retry gets the same grant (and adds nothing); an older seq gets nothing.
+    // A retry gets the same grant (and adds nothing); a seq below the mark gets nothing.
     assert_eq!(
         store.lease(&lease(1, 1, 10, 20)),
         Ok(LeaseReply {
@@ -278,19 +297,22 @@ fn admit_lease_and_give_back_match_stored_state() {
         "no headroom"
     );
     let give_back = |instance, seq, unused| GiveBack {
-        done_below: 0,
+        done_below: seq,
         instance: id(instance),
         seq,
         window: w.clone(),
         unused,
     };
-    store.give_back(&give_back(1, 1, 4)).unwrap();
-    store.give_back(&give_back(1, 1, 4)).unwrap(); // a retry
+    store.give_back(&give_back(1, 2, 4)).unwrap();
+    store.give_back(&give_back(1, 2, 4)).unwrap(); // a retry
     assert_eq!(total(&store, &w), 16);
-    store.give_back(&give_back(1, 2, 100)).unwrap();
+    // The lease's own seq is not a give-back: nothing taken off.
+    store.give_back(&give_back(1, 1, 4)).unwrap();
+    assert_eq!(total(&store, &w), 16);
+    store.give_back(&give_back(1, 3, 100)).unwrap();
     assert_eq!(total(&store, &w), 0, "never below zero");
     assert_eq!(
-        store.lease(&lease(1, 2, 5, 20)),
+        store.lease(&lease(1, 4, 5, 20)),
         Ok(LeaseReply {
             granted: 5,
             total: 5
@@ -360,6 +382,11 @@ fn every_operation_answers_exactly_as_stored_state() {
                 small(rng)
             }
         };
+        // Sometimes a low-water mark: up to the seq itself, so older ones turn stale.
+        let mark = |rng: &mut Lcg, seq: u64| match rng.next() % 3 {
+            0 => rng.next() % (seq + 1),
+            _ => 0,
+        };
         let window = rng.pick(&[0, 1, 2, 3]);
         let window = &windows[window];
         match rng.next() % 4 {
@@ -380,7 +407,7 @@ fn every_operation_answers_exactly_as_stored_state() {
                     })
                     .collect();
                 let batch = SyncBatch {
-                    done_below: 0,
+                    done_below: mark(&mut rng, seq),
                     instance: id(instance as u128 + 1),
                     seq,
                     at_ms: 0,
@@ -412,10 +439,11 @@ fn every_operation_answers_exactly_as_stored_state() {
                 );
             }
             2 => {
+                let seq = next_seq(&mut lease_seqs, &mut rng);
                 let request = LeaseRequest {
-                    done_below: 0,
+                    done_below: mark(&mut rng, seq),
                     instance: id(instance as u128 + 1),
-                    seq: next_seq(&mut lease_seqs, &mut rng),
+                    seq,
                     window: window.clone(),
                     block: any(&mut rng),
                     ceiling: any(&mut rng),
@@ -427,10 +455,11 @@ fn every_operation_answers_exactly_as_stored_state() {
                 );
             }
             _ => {
+                let seq = next_seq(&mut lease_seqs, &mut rng);
                 let request = GiveBack {
-                    done_below: 0,
+                    done_below: mark(&mut rng, seq),
                     instance: id(instance as u128 + 1),
-                    seq: next_seq(&mut lease_seqs, &mut rng),
+                    seq,
                     window: window.clone(),
                     unused: any(&mut rng),
                 };
@@ -485,6 +514,420 @@ fn data_of_the_wrong_kind_fails_the_call_and_changes_nothing() {
         .unwrap();
     let error = store.sync(&batch(0, 0, &[], &[&good])).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+}
+
+/// One script per service (each its own cluster slot): once one has run, a later failure of
+/// the batch is `Io` (maybe applied), never `Corrupt` (nothing applied), and the resend of the
+/// same batch counts each service once.
+#[test]
+fn a_batch_that_fails_after_a_service_was_applied_is_io() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let (a, b) = (day("a", 0), day("b", 0));
+    let set = |raw: &mut redis::Connection, value: &str| {
+        let _: () = redis::cmd("SET")
+            .arg(store.window_key(&b))
+            .arg(value)
+            .query(raw)
+            .unwrap();
+    };
+    set(&mut raw, "twelve");
+    // "a" goes first and is applied; "b" fails.
+    let both = batch(1, 1, &[(&a, 5), (&b, 1)], &[&a]);
+    let error = store.sync(&both).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Io(m) if m.contains("part of it was applied")),
+        "{error:?}"
+    );
+    assert_eq!(total(&store, &a), 5);
+    set(&mut raw, "12");
+    assert_eq!(store.sync(&both), Ok(vec![5]), "a once, b now");
+    assert_eq!(total(&store, &b), 13);
+    // A corrupt window read back after the batch's changes: applied, so `Io` too.
+    set(&mut raw, "twelve");
+    let error = store.sync(&batch(1, 2, &[(&a, 1)], &[&a, &b])).unwrap_err();
+    assert!(matches!(error, StoreError::Io(_)), "{error:?}");
+    assert_eq!(total(&store, &a), 6);
+    // Reading only: nothing was applied, so `Corrupt`.
+    let error = store.sync(&batch(1, 0, &[], &[&b])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+}
+
+#[test]
+fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let w = day("s", 0);
+    store.sync(&batch(7, 1, &[(&w, 5)], &[])).unwrap();
+    let ops = format!("quota:{{s}}:ops:{}", id(7));
+    let bad: [&[(&str, &str)]; 6] = [
+        &[("low", "x")],
+        &[("low", "18446744073709551616")],
+        &[("x", "1")],
+        &[("007", "1")],
+        &[("9", "z9")],
+        &[("9", "a")],
+    ];
+    for fields in bad {
+        let _: () = redis::cmd("DEL").arg(&ops).query(&mut raw).unwrap();
+        for (field, value) in fields {
+            let _: () = redis::cmd("HSET")
+                .arg(&ops)
+                .arg(field)
+                .arg(value)
+                .query(&mut raw)
+                .unwrap();
+        }
+        let before = record(&mut raw, &ops);
+        // Each raises the mark past every seq, so the whole record is read.
+        let mut sync = batch(7, 9, &[(&w, 1)], &[]);
+        sync.done_below = 10;
+        let errors = [
+            store.sync(&sync).map(drop),
+            store
+                .admit(&AdmitRequest {
+                    done_below: 10,
+                    instance: id(7),
+                    seq: 9,
+                    window: w.clone(),
+                    count: 1,
+                    below: 100,
+                    cap: 100,
+                    force: true,
+                })
+                .map(drop),
+            store
+                .lease(&LeaseRequest {
+                    done_below: 10,
+                    instance: id(7),
+                    seq: 9,
+                    window: w.clone(),
+                    block: 1,
+                    ceiling: 100,
+                })
+                .map(drop),
+            store.give_back(&GiveBack {
+                done_below: 10,
+                instance: id(7),
+                seq: 9,
+                window: w.clone(),
+                unused: 1,
+            }),
+        ];
+        for error in errors {
+            assert!(
+                matches!(&error, Err(StoreError::Corrupt(m)) if m.contains("operations record")),
+                "{fields:?}: {error:?}"
+            );
+        }
+        assert_eq!(record(&mut raw, &ops), before, "{fields:?}");
+        assert_eq!(total(&store, &w), 5, "{fields:?}");
+    }
+    // A key of another type too.
+    let _: () = redis::cmd("DEL").arg(&ops).query(&mut raw).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&ops)
+        .arg("1")
+        .query(&mut raw)
+        .unwrap();
+    let error = store.sync(&batch(7, 9, &[(&w, 1)], &[])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+    assert_eq!(total(&store, &w), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exactly once, in any order (the rule of `Store`, as `StoredState` keeps it)
+
+/// Was a bug: the store kept only an instance's last seq per kind, so a resend of an older
+/// one after a newer one (1, 2, then 1 again) counted again, or was refused as old.
+#[test]
+fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
+    let server = Server::start();
+    let store = server.store();
+    let mut reference = StoredState::new();
+    // Seq 1's reply is lost: seq 2 goes with done_below 1, then seq 1 again.
+    let order = [1, 2, 1, 2, 1];
+
+    let w = day("sync", 0);
+    for seq in order {
+        let mut sync = batch(1, seq, &[(&w, 10)], &[&w]);
+        sync.done_below = 1;
+        assert_eq!(store.sync(&sync), Ok(reference.apply(&sync)), "sync {seq}");
+    }
+    assert_eq!(total(&store, &w), 20, "sync: 2 ops, 10 calls each");
+
+    let w = day("admit", 0);
+    for seq in order {
+        let admit = AdmitRequest {
+            done_below: 1,
+            instance: id(2),
+            seq,
+            window: w.clone(),
+            count: 1,
+            below: 100,
+            cap: 100,
+            force: false,
+        };
+        let answer = store.admit(&admit);
+        assert_eq!(answer, Ok(reference.admit(&admit)), "admit {seq}");
+        // The first answer again, not a second count.
+        assert_eq!(
+            answer,
+            Ok(AdmitReply::Admitted { total: seq }),
+            "admit {seq}"
+        );
+    }
+    assert_eq!(total(&store, &w), 2, "admit: 2 ops, 1 call each (was 3)");
+
+    let w = day("lease", 0);
+    for (step, seq) in order.into_iter().enumerate() {
+        let lease = LeaseRequest {
+            done_below: 1,
+            instance: id(3),
+            seq,
+            window: w.clone(),
+            block: 5,
+            ceiling: 100,
+        };
+        let reply = store.lease(&lease);
+        assert_eq!(reply, Ok(reference.lease(&lease)), "lease {seq}");
+        // The first grant again, with the total as it is now.
+        let total = if step == 0 { 5 } else { 10 };
+        assert_eq!(reply, Ok(LeaseReply { granted: 5, total }), "lease {seq}");
+    }
+    assert_eq!(total(&store, &w), 10, "lease: 2 grants of 5");
+
+    let w = day("give_back", 0);
+    let fill = batch(9, 1, &[(&w, 10)], &[]);
+    store.sync(&fill).unwrap();
+    reference.apply(&fill);
+    for seq in order {
+        let give_back = GiveBack {
+            done_below: 1,
+            instance: id(4),
+            seq,
+            window: w.clone(),
+            unused: 3,
+        };
+        store.give_back(&give_back).unwrap();
+        reference.give_back(&give_back);
+    }
+    assert_eq!(total(&store, &w), 4, "give-back: 10 - 2 x 3");
+    assert_eq!(reference.total(&w), 4);
+}
+
+#[test]
+fn an_operation_below_the_low_water_mark_is_not_applied() {
+    let server = Server::start();
+    let store = server.store();
+    let mut reference = StoredState::new();
+    let w = day("s", 0);
+    // Seq 3 says 1 and 2 were answered: the mark rises to 3.
+    let mut first = batch(1, 1, &[(&w, 10)], &[&w]);
+    first.done_below = 1;
+    let mut third = batch(1, 3, &[(&w, 10)], &[&w]);
+    third.done_below = 3;
+    for sync in [&first, &third] {
+        assert_eq!(store.sync(sync), Ok(reference.apply(sync)));
+    }
+    assert_eq!(total(&store, &w), 20);
+    // Seq 2 never arrived; it is stale now: its calls do not count, its floor does (a
+    // maximum, applied whatever the seq).
+    let mut stale = batch(1, 2, &[(&w, 100)], &[&w]);
+    stale.raises.push(Raise {
+        window: w.clone(),
+        at_least: 25,
+    });
+    assert_eq!(store.sync(&stale), Ok(vec![25]));
+    assert_eq!(reference.apply(&stale), [25]);
+    // Stale admissions are denied with the total now; leases grant nothing; give-backs take
+    // nothing off. Seq 1 (applied before) and 2 (never) alike.
+    for seq in [1, 2] {
+        let admit = AdmitRequest {
+            done_below: 3,
+            instance: id(1),
+            seq,
+            window: w.clone(),
+            count: 1,
+            below: 100,
+            cap: 100,
+            force: true,
+        };
+        assert_eq!(store.admit(&admit), Ok(AdmitReply::Denied { total: 25 }));
+        assert_eq!(reference.admit(&admit), AdmitReply::Denied { total: 25 });
+        let lease = LeaseRequest {
+            done_below: 3,
+            instance: id(1),
+            seq,
+            window: w.clone(),
+            block: 5,
+            ceiling: 100,
+        };
+        let nothing = LeaseReply {
+            granted: 0,
+            total: 25,
+        };
+        assert_eq!(store.lease(&lease), Ok(nothing));
+        assert_eq!(reference.lease(&lease), nothing);
+        let give_back = GiveBack {
+            done_below: 3,
+            instance: id(1),
+            seq,
+            window: w.clone(),
+            unused: 7,
+        };
+        store.give_back(&give_back).unwrap();
+        reference.give_back(&give_back);
+        assert_eq!(total(&store, &w), 25);
+    }
+    assert_eq!(reference.total(&w), 25);
+}
+
+/// Seqs are compared as decimal text, exactly to `u64::MAX` (2^53 and 2^53 + 1 are one double).
+#[test]
+fn seqs_compare_exactly_up_to_u64_max() {
+    let server = Server::start();
+    let store = server.store();
+    let w = day("big", 0);
+    let two_53 = 1u64 << 53;
+    let sync = |seq, done_below| {
+        let mut sync = batch(1, seq, &[(&w, 1)], &[&w]);
+        sync.done_below = done_below;
+        store.sync(&sync).unwrap()[0]
+    };
+    assert_eq!(sync(two_53, 0), 1);
+    assert_eq!(sync(two_53 + 1, 0), 2, "another seq than 2^53");
+    assert_eq!(sync(two_53, 0), 2, "a resend");
+    assert_eq!(sync(u64::MAX - 1, two_53 + 1), 3);
+    assert_eq!(sync(two_53, 0), 3, "below the mark 2^53 + 1");
+    assert_eq!(sync(two_53 + 1, 0), 3, "a resend at the mark");
+    assert_eq!(sync(u64::MAX, u64::MAX), 4);
+    assert_eq!(sync(u64::MAX - 1, 0), 4, "below the mark u64::MAX");
+    assert_eq!(sync(u64::MAX, 0), 4, "a resend");
+}
+
+#[test]
+fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let (today, yesterday) = (day("s", 0), day("s", 1));
+    let month = {
+        let window = Period::Month.window_at(now_ms());
+        WindowKey {
+            service: "s".into(),
+            period: Period::Month,
+            start_ms: window.start_ms,
+            end_ms: window.reset_at_ms,
+        }
+    };
+    let ops = format!("quota:{{s}}:ops:{}", id(1));
+    let hlen = |raw: &mut redis::Connection| int(raw, "HLEN", &ops);
+    // Seq 1's reply is lost: 1 to 10 are in flight (done_below stays 1).
+    for seq in 1..=10 {
+        let mut sync = batch(1, seq, &[(&today, 1), (&yesterday, 1)], &[]);
+        sync.done_below = 1;
+        store.sync(&sync).unwrap();
+    }
+    assert_eq!(hlen(&mut raw), 11, "low and 10 seqs");
+    // Seq 1 answered at last, then 2 to 6: the mark rises to 7.
+    let mut sync = batch(1, 11, &[(&today, 1)], &[]);
+    sync.done_below = 7;
+    store.sync(&sync).unwrap();
+    let fields = record(&mut raw, &ops);
+    let seqs: Vec<&str> = fields.iter().map(|(field, _)| field.as_str()).collect();
+    assert_eq!(seqs, ["10", "11", "7", "8", "9", "low"]);
+    assert!(fields.contains(&("low".into(), "7".into())), "{fields:?}");
+    // An admission and a lease with done_below 12 leave only themselves.
+    store
+        .admit(&AdmitRequest {
+            done_below: 12,
+            instance: id(1),
+            seq: 12,
+            window: today.clone(),
+            count: 1,
+            below: 100,
+            cap: 100,
+            force: false,
+        })
+        .unwrap();
+    store
+        .lease(&LeaseRequest {
+            done_below: 12,
+            instance: id(1),
+            seq: 13,
+            window: month.clone(),
+            block: 2,
+            ceiling: 100,
+        })
+        .unwrap();
+    assert_eq!(
+        record(&mut raw, &ops),
+        [
+            ("12".to_owned(), "a12".to_owned()),
+            ("13".into(), "g2".into()),
+            ("low".into(), "12".into())
+        ]
+    );
+    // It lives at least until the end of the last window it counted in (the month) plus
+    // grace, and at least as long as each of those windows' keys.
+    let ttl = int(&mut raw, "PTTL", &ops);
+    assert!(
+        ttl as u64 + now_ms() >= month.end_ms + GRACE,
+        "PTTL {ttl}: goes before the month ends plus grace"
+    );
+    let expires = int(&mut raw, "PEXPIRETIME", &ops);
+    for window in [&today, &yesterday, &month] {
+        let window = int(&mut raw, "PEXPIRETIME", &store.window_key(window));
+        assert!(expires >= window, "{expires} < {window}");
+    }
+    // A later operation in a shorter window never shortens it.
+    store
+        .give_back(&GiveBack {
+            done_below: 14,
+            instance: id(1),
+            seq: 14,
+            window: today.clone(),
+            unused: 1,
+        })
+        .unwrap();
+    assert_eq!(int(&mut raw, "PEXPIRETIME", &ops), expires);
+    assert_eq!(hlen(&mut raw), 2, "low and 14");
+}
+
+/// Was a bug: the store remembered only the 1,024 most recently seen instances per service, so
+/// a resend from an instance past them counted again.
+#[test]
+fn two_thousand_instances_keep_two_thousand_records() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let w = day("crowd", 0);
+    for instance in 1..=2_000 {
+        store.sync(&batch(instance, 1, &[(&w, 1)], &[])).unwrap();
+    }
+    let mut records = 0;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("quota:{crowd}:ops:*")
+            .arg("COUNT")
+            .arg(1_000)
+            .query(&mut raw)
+            .unwrap();
+        records += keys.len();
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(records, 2_000);
+    // Instance #1, the least recently seen, resends late: counted once.
+    assert_eq!(store.sync(&batch(1, 1, &[(&w, 1)], &[&w])), Ok(vec![2_000]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,26 +1005,25 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     let store = server.store();
     let w = day("r", 0);
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 42)], &[&w])), Ok(vec![42]));
-    store
-        .lease(&LeaseRequest {
-            done_below: 0,
-            instance: id(1),
-            seq: 1,
-            window: w.clone(),
-            block: 8,
-            ceiling: 100,
-        })
-        .unwrap();
+    let lease = LeaseRequest {
+        done_below: 0,
+        instance: id(1),
+        seq: 2,
+        window: w.clone(),
+        block: 8,
+        ceiling: 100,
+    };
+    store.lease(&lease).unwrap();
     server.restart();
     // Same store, pooled connection closed by the restart: reconnected, no error.
-    assert_eq!(store.sync(&batch(1, 2, &[(&w, 1)], &[&w])), Ok(vec![51]));
-    // The dedup and lease records survived too.
+    assert_eq!(store.sync(&batch(1, 3, &[(&w, 1)], &[&w])), Ok(vec![51]));
+    // The operations record survived too: resends count once, the lease's grant is kept.
     assert_eq!(store.sync(&batch(1, 1, &[(&w, 42)], &[&w])), Ok(vec![51]));
     assert_eq!(
         store.lease(&LeaseRequest {
             done_below: 0,
             instance: id(1),
-            seq: 1,
+            seq: 2,
             window: w.clone(),
             block: 8,
             ceiling: 100,
@@ -606,9 +1048,9 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
     );
     // Down: an error, not a hang; up again: works.
     server.kill();
-    assert!(store.sync(&batch(1, 3, &[(&w, 1)], &[&w])).is_err());
+    assert!(store.sync(&batch(1, 4, &[(&w, 1)], &[&w])).is_err());
     server.restart();
-    assert_eq!(store.sync(&batch(1, 3, &[(&w, 1)], &[&w])), Ok(vec![53]));
+    assert_eq!(store.sync(&batch(1, 4, &[(&w, 1)], &[&w])), Ok(vec![53]));
 }
 
 #[test]
@@ -663,7 +1105,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     let lease = LeaseRequest {
         done_below: 0,
         instance: id(1),
-        seq: 1,
+        seq: 3,
         window: w.clone(),
         block: 5,
         ceiling: 100,
@@ -685,7 +1127,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     // The connection is cut after the reply arrived: the store sends the sync again on a new
     // connection at once (it counts once), so the caller sees no error.
     proxy.lose_next_reply(true);
-    assert_eq!(store.sync(&batch(1, 3, &[(&w, 100)], &[&w])), Ok(vec![116]));
+    assert_eq!(store.sync(&batch(1, 4, &[(&w, 100)], &[&w])), Ok(vec![116]));
     assert_eq!(total(&direct, &w), 116);
 
     // An admission has a dedup record too: a cut connection is resent at once, and the
@@ -706,6 +1148,74 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
     // The same request again (a caller's own retry): the same answer, nothing added.
     assert_eq!(store.admit(&admit), Ok(AdmitReply::Admitted { total: 117 }));
     assert_eq!(total(&direct, &w), 117);
+}
+
+/// Was a bug: when the pooled connection dropped after the call was sent and reconnecting
+/// failed, the call failed with `Unavailable` (not applied), although the first send was.
+#[test]
+fn a_lost_reply_whose_reconnect_fails_is_io_and_its_retry_counts_once() {
+    let server = Server::start();
+    let proxy = Proxy::start(server.port);
+    let store = RedisStore::new(&proxy.url())
+        .unwrap()
+        .timeout(Duration::from_millis(400));
+    let direct = server.store();
+    let w = day("lossy", 0);
+    // Loads the scripts (NOSCRIPT, SCRIPT LOAD) and pools the connection.
+    assert_eq!(store.sync(&batch(1, 1, &[(&w, 1)], &[&w])), Ok(vec![1]));
+    let admit = |seq| AdmitRequest {
+        done_below: 0,
+        instance: id(1),
+        seq,
+        window: w.clone(),
+        count: 1,
+        below: 1_000,
+        cap: 1_000,
+        force: false,
+    };
+    store.admit(&admit(2)).unwrap();
+
+    // Each call is applied, its reply cut off, and the reconnect refused.
+    let lost = batch(1, 3, &[(&w, 10)], &[&w]);
+    proxy.lose_next_reply_and_refuse();
+    let error = store.sync(&lost).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Io(m) if m.contains("reconnecting failed")),
+        "{error:?}"
+    );
+    assert!(error.maybe_applied());
+    assert_eq!(total(&direct, &w), 12, "applied although it failed");
+    proxy
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(store.sync(&lost), Ok(vec![12]), "the retry counts once");
+
+    proxy.lose_next_reply_and_refuse();
+    let error = store.admit(&admit(4)).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Io(m) if m.contains("reconnecting failed")),
+        "{error:?}"
+    );
+    assert_eq!(total(&direct, &w), 13, "applied although it failed");
+    proxy
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        store.admit(&admit(4)),
+        Ok(AdmitReply::Admitted { total: 13 }),
+        "the first answer, counted once"
+    );
+    assert_eq!(total(&direct, &w), 13);
+    // With nothing sent (no pooled connection, Redis refused), it is `Unavailable`.
+    let fresh = RedisStore::new(&proxy.url())
+        .unwrap()
+        .timeout(Duration::from_millis(400));
+    proxy
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let error = fresh.sync(&batch(1, 5, &[(&w, 1)], &[&w])).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert_eq!(total(&direct, &w), 13);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ use super::{
 use crate::clock::Clock;
 use crate::window::Period;
 use ::redis::{Client, Connection, ConnectionAddr, RedisError, RedisResult, Script};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -42,12 +43,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// is written `%`.
 /// - `<prefix>:{<service>}:<period>:<window start ms>`: the window's total, a plain integer
 ///   (`GET` it to read it), expiring [`grace`](Self::grace) after the window ends.
-/// - `<prefix>:{<service>}:applied`: a hash, instance (32 hex digits) → the last `seq` applied
-///   for that service; `<prefix>:{<service>}:seen`, a sorted set, keeps the
-///   [`StoredState::INSTANCES_KEPT`] most recently seen instances, as [`StoredState`] does.
-///   Both expire with the latest window they counted into.
-/// - `<prefix>:{<service>}:lease:<instance>`: a hash (`seq`, `granted`, `returned`), the last
-///   lease of that instance, expiring with its window.
+/// - `<prefix>:{<service>}:ops:<instance>` (the instance as 32 hex digits): its operations
+///   record on that service, the exactly-once rule of [`Store`] as [`StoredState`] keeps it. A
+///   hash: `low`, the low-water mark (the largest `done_below` seen), and one field per `seq`
+///   applied at or above it, holding its answer as text (`1` a sync or give-back applied,
+///   `a<total>` admitted, `d<total>` denied, `g<granted>` a lease's grant). Fields below `low`
+///   are deleted as it rises, so the hash holds only the instance's operations in flight. Every
+///   sync that changes something, admission, lease and give-back reads and updates it in the
+///   same script. Redis 7.0 has no expiry per field: the key's expiry is the record's, at
+///   least the end of the last window it counted in plus [`grace`](Self::grace) (as long as
+///   any window key it counted in). There is no bound on their number, as
+///   [`StoredState::RECORDS_KEPT`] is: each record is its own key and goes when it expires.
+///
+/// Builds before this one kept `:applied`, `:seen`, `:admit:<instance>` and
+/// `:lease:<instance>` keys instead; this build neither reads nor writes them (they expire).
 ///
 /// Old windows go when their keys expire (never earlier than `grace` after the window's end),
 /// not by [`StoredState::WINDOWS_KEPT`]. Expiry times come from the server's clock, never one
@@ -57,9 +66,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Each call checks a connection out of a small pool (a new one when the pool is empty), so
 /// threads never queue behind one connection; a connection that failed is dropped. A pooled
 /// connection idle for a second or more is checked with `PING` first; one that turns out
-/// closed (Redis restarted) is replaced, and a `sync`, `lease` or `give_back` that lost its
-/// connection that way is sent again at once on a new one (they count once however often they
-/// are sent). Connecting and each reply wait at most [`timeout`](Self::timeout).
+/// closed (Redis restarted) is replaced, and a call that lost its connection that way is sent
+/// again at once on a new one (every call counts once however often it is sent); if that
+/// reconnect fails, the call fails with [`StoreError::Io`], since the first send may have been
+/// applied. [`StoreError::Unavailable`] means nothing was sent. Connecting and each reply wait
+/// at most [`timeout`](Self::timeout).
 ///
 /// # Credentials
 /// `redis://user:password@host:port/db`, or `rediss://` for TLS (rustls, with the system's
@@ -340,8 +351,10 @@ impl RedisStore {
         resendable: bool,
         op: impl Fn(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
+        // Nothing was sent until the checkout succeeds: its errors say "not applied".
         let (mut connection, pooled) = self.checkout()?;
         let mut result = op(&mut connection);
+        let mut resent = false;
         if let Err(error) = &result {
             if pooled && resendable && error.is_connection_dropped() && !error.is_timeout() {
                 log::debug!(
@@ -350,8 +363,18 @@ impl RedisStore {
                     self.redact(&error.to_string())
                 );
                 self.idle_lock().clear();
-                connection = self.connect()?;
+                // The first send may have been applied: a failed reconnect must not read as
+                // `Unavailable` (not applied).
+                connection = self.connect().map_err(|error| {
+                    StoreError::Io(format!(
+                        "the connection to Redis at {} was lost during {what}, which may have \
+                         been applied (a retry of the same call counts once), and reconnecting \
+                         failed: {error}",
+                        self.target
+                    ))
+                })?;
                 result = op(&mut connection);
+                resent = true;
             }
         }
         match result {
@@ -364,9 +387,27 @@ impl RedisStore {
                 if error.is_connection_dropped() {
                     self.idle_lock().clear();
                 }
-                Err(self.call_error(what, &error, resendable))
+                let error = self.call_error(what, &error, resendable);
+                Err(if resent {
+                    self.after_sending(what, error)
+                } else {
+                    error
+                })
             }
         }
+    }
+
+    /// `error`, from a call part of which may have been applied already (a script that ran,
+    /// a first send whose reply was lost): never an error that says nothing was applied.
+    fn after_sending(&self, what: &str, error: StoreError) -> StoreError {
+        if error.maybe_applied() {
+            return error;
+        }
+        StoreError::Io(format!(
+            "{what} on Redis at {} failed after part of it was applied, so it may have been \
+             (a retry of the same call counts once): {error}",
+            self.target
+        ))
     }
 
     fn call_error(&self, what: &str, error: &RedisError, resendable: bool) -> StoreError {
@@ -831,19 +872,16 @@ impl Store for RedisStore {
             entry.1 = entry.1.max(raise.at_least.min(StoredState::MAX_TOTAL));
             entry.2 = entry.2.max(window.end_ms);
         }
-        let instance = batch.instance.to_string();
         let invocations: Vec<_> = services
             .iter()
             .map(|(service, windows)| {
                 let base = self.service_base(service);
                 let mut invocation = SCRIPTS.sync.prepare_invoke();
                 invocation
-                    .key(format!("{base}:applied"))
-                    .key(format!("{base}:seen"))
+                    .key(self.ops_key(service, batch.instance))
                     .arg(self.grace_ms)
-                    .arg(&instance)
                     .arg(batch.seq)
-                    .arg(1024);
+                    .arg(batch.done_below);
                 for (&(period, start_ms), &(calls, floor, end_ms)) in windows {
                     let (end, longest) = self.expiry_args(period, end_ms);
                     invocation
@@ -857,66 +895,78 @@ impl Store for RedisStore {
             })
             .collect();
         let reads: Vec<String> = batch.read.iter().map(|w| self.window_key(w)).collect();
-        let stored = self.call("sync", true, |connection| {
-            for invocation in &invocations {
-                invocation.invoke::<i64>(connection)?;
-            }
-            if reads.is_empty() {
-                if invocations.is_empty() {
-                    // Nothing to add or read: still check that Redis answers.
-                    ::redis::cmd("PING").query::<String>(connection)?;
+        // Whether a service's script ran: one script per service (each its own slot), so an
+        // error after one is no longer "nothing applied".
+        let ran = Cell::new(false);
+        let stored = self
+            .call("sync", true, |connection| {
+                for invocation in &invocations {
+                    invocation.invoke::<i64>(connection)?;
+                    ran.set(true);
                 }
-                return Ok(Vec::new());
-            }
-            let mut pipe = ::redis::pipe();
-            pipe.ignore_errors();
-            for key in &reads {
-                pipe.cmd("GET").arg(key);
-            }
-            pipe.query::<Vec<RedisResult<Option<String>>>>(connection)
-        })?;
+                if reads.is_empty() {
+                    if invocations.is_empty() {
+                        // Nothing to add or read: still check that Redis answers.
+                        ::redis::cmd("PING").query::<String>(connection)?;
+                    }
+                    return Ok(Vec::new());
+                }
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                for key in &reads {
+                    pipe.cmd("GET").arg(key);
+                }
+                pipe.query::<Vec<RedisResult<Option<String>>>>(connection)
+            })
+            .map_err(|error| match ran.get() {
+                true => self.after_sending("sync", error),
+                false => error,
+            })?;
         stored
             .into_iter()
             .zip(&reads)
-            .map(|(text, key)| match text {
-                Ok(None) => Ok(0),
-                Ok(Some(text)) => parse_total(&text).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "Redis at {}: {key:?} is not a whole number",
-                        self.target
-                    ))
-                }),
-                Err(error) if error.code() == Some("WRONGTYPE") => Err(StoreError::Corrupt(
-                    format!("Redis at {}: {key:?} is not a whole number", self.target),
-                )),
-                Err(error) => Err(self.call_error("sync", &error, true)),
+            .map(|(text, key)| {
+                let error = match text {
+                    Ok(None) => return Ok(0),
+                    Ok(Some(text)) => match parse_total(&text) {
+                        Some(total) => return Ok(total),
+                        None => StoreError::Corrupt(format!(
+                            "Redis at {}: {key:?} is not a whole number",
+                            self.target
+                        )),
+                    },
+                    Err(error) if error.code() == Some("WRONGTYPE") => StoreError::Corrupt(
+                        format!("Redis at {}: {key:?} is not a whole number", self.target),
+                    ),
+                    Err(error) => self.call_error("sync", &error, true),
+                };
+                // The batch's changes went before the reads.
+                Err(match invocations.is_empty() {
+                    true => error,
+                    false => self.after_sending("sync", error),
+                })
             })
             .collect()
     }
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         let window = &request.window;
-        let (end, longest) = self.expiry_args(window.period, window.end_ms);
         let mut invocation = SCRIPTS.admit.prepare_invoke();
+        self.op_invocation(
+            &mut invocation,
+            request.instance,
+            request.seq,
+            request.done_below,
+            window,
+        );
         invocation
-            .key(self.window_key(window))
-            .key(format!(
-                "{}:admit:{}",
-                self.service_base(&window.service),
-                request.instance
-            ))
-            .arg(self.grace_ms)
             .arg(request.count)
             .arg(request.below)
             .arg(request.cap)
-            .arg(u8::from(request.force))
-            .arg(end)
-            .arg(longest)
-            .arg(request.seq);
-        // Resendable: the admit record answers a retry of the same seq without counting again.
+            .arg(u8::from(request.force));
         let (admitted, total): (i64, String) =
             self.call("admit", true, |connection| invocation.invoke(connection))?;
-        let total = self.reply_number(&total)?;
+        let total = self.reply_number("admit", &total)?;
         Ok(if admitted == 1 {
             AdmitReply::Admitted { total }
         } else {
@@ -926,37 +976,34 @@ impl Store for RedisStore {
 
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
         let window = &request.window;
-        let (end, longest) = self.expiry_args(window.period, window.end_ms);
         let mut invocation = SCRIPTS.lease.prepare_invoke();
-        invocation
-            .key(self.lease_key(&window.service, request.instance))
-            .key(self.window_key(window))
-            .arg(self.grace_ms)
-            .arg(request.seq)
-            .arg(request.block)
-            .arg(request.ceiling)
-            .arg(end)
-            .arg(longest);
+        self.op_invocation(
+            &mut invocation,
+            request.instance,
+            request.seq,
+            request.done_below,
+            window,
+        );
+        invocation.arg(request.block).arg(request.ceiling);
         let (granted, total): (String, String) =
             self.call("lease", true, |connection| invocation.invoke(connection))?;
         Ok(LeaseReply {
-            granted: self.reply_number(&granted)?,
-            total: self.reply_number(&total)?,
+            granted: self.reply_number("lease", &granted)?,
+            total: self.reply_number("lease", &total)?,
         })
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
         let window = &request.window;
-        let (end, longest) = self.expiry_args(window.period, window.end_ms);
         let mut invocation = SCRIPTS.give_back.prepare_invoke();
-        invocation
-            .key(self.lease_key(&window.service, request.instance))
-            .key(self.window_key(window))
-            .arg(self.grace_ms)
-            .arg(request.seq)
-            .arg(request.unused)
-            .arg(end)
-            .arg(longest);
+        self.op_invocation(
+            &mut invocation,
+            request.instance,
+            request.seq,
+            request.done_below,
+            window,
+        );
+        invocation.arg(request.unused);
         self.call("give_back", true, |connection| {
             invocation.invoke::<i64>(connection)
         })?;
@@ -965,14 +1012,39 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
-    fn lease_key(&self, service: &str, instance: InstanceId) -> String {
-        format!("{}:lease:{instance}", self.service_base(service))
+    /// `<prefix>:{<service>}:ops:<instance>`: the instance's operations record on the service.
+    fn ops_key(&self, service: &str, instance: InstanceId) -> String {
+        format!("{}:ops:{instance}", self.service_base(service))
     }
 
-    fn reply_number(&self, text: &str) -> Result<u64, StoreError> {
+    /// The keys and arguments every admit, lease and give-back script starts with: KEYS the
+    /// operations record and the window; ARGV grace, seq, done_below, end + grace, longest.
+    fn op_invocation(
+        &self,
+        invocation: &mut ::redis::ScriptInvocation<'_>,
+        instance: InstanceId,
+        seq: u64,
+        done_below: u64,
+        window: &WindowKey,
+    ) {
+        let (end, longest) = self.expiry_args(window.period, window.end_ms);
+        invocation
+            .key(self.ops_key(&window.service, instance))
+            .key(self.window_key(window))
+            .arg(self.grace_ms)
+            .arg(seq)
+            .arg(done_below)
+            .arg(end)
+            .arg(longest);
+    }
+
+    /// A number a script answered. The script ran: an answer that does not parse (a broken
+    /// server or proxy) may follow an applied change, so it is [`StoreError::Io`].
+    fn reply_number(&self, what: &str, text: &str) -> Result<u64, StoreError> {
         text.parse().map_err(|_| {
-            StoreError::Corrupt(format!(
-                "Redis at {}: a script answered {text:?}, not a whole number",
+            StoreError::Io(format!(
+                "Redis at {} answered {what} with {text:?}, not a whole number (it may have \
+                 been applied)",
                 self.target
             ))
         })
@@ -1036,10 +1108,10 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    sync: Script::new(&format!("{PRELUDE}{SYNC}")),
-    admit: Script::new(&format!("{PRELUDE}{ADMIT}")),
-    lease: Script::new(&format!("{PRELUDE}{LEASE_RECORD}{LEASE_BODY}")),
-    give_back: Script::new(&format!("{PRELUDE}{LEASE_RECORD}{GIVE_BACK_BODY}")),
+    sync: Script::new(&format!("{PRELUDE}{OPS}{SYNC}")),
+    admit: Script::new(&format!("{PRELUDE}{OPS}{ADMIT}")),
+    lease: Script::new(&format!("{PRELUDE}{OPS}{LEASE}")),
+    give_back: Script::new(&format!("{PRELUDE}{OPS}{GIVE_BACK}")),
 });
 
 /// Shared by every script: exact arithmetic on decimal text, the server's time, reading and
@@ -1144,34 +1216,87 @@ local function extend(key, at)
 end
 "#;
 
-/// KEYS: applied hash, seen sorted set, then the service's windows. ARGV: grace, instance,
-/// seq, instances kept, then per window: calls, floor (0: none), end + grace, longest life.
-/// A `seq` already applied skips the calls but still applies the floors (a maximum: a resend
-/// changes nothing).
+/// An instance's operations record on a service, the rule of [`Store`] (as [`StoredState`]
+/// keeps it): a hash with `low`, the low-water mark, and one field per `seq` applied at or
+/// above it, holding its answer as `StoredState` writes it (`1` applied, `a<total>` admitted,
+/// `d<total>` denied, `g<granted>` granted). `ARGV[2]` is always the operation's `seq`,
+/// `ARGV[3]` its `done_below` (canonical decimal text, from a `u64`).
+const OPS: &str = r#"
+local SEQ, DONE_BELOW = ARGV[2], ARGV[3]
+-- An answer's kind ('1', 'a', 'd' or 'g') and number (canonical text; nil for '1'), or nil if
+-- it is not one.
+local function answer_of(v)
+  if v == '1' then return '1', nil end
+  local kind, n = string.sub(v, 1, 1), canon(string.sub(v, 2))
+  if not n or cmp(n, U64) > 0 then return nil end
+  if kind == 'a' or kind == 'd' or kind == 'g' then return kind, n end
+  return nil
+end
+-- Reads and checks what the operation needs of the record: its low-water mark, SEQ's answer
+-- ('stale' below the mark, the answer's kind and number if applied, nil if new), and, when
+-- DONE_BELOW raises the mark, the seqs it passes (every field name is read then, and checked:
+-- nothing may fail after the first write). Returns nil if any of it is not valid. Only a rising
+-- mark reads the whole hash: an instance that never raises it costs O(1) per operation.
+local function read_ops(key)
+  if not has_type(key, 'hash') then return nil end
+  local got = redis.call('HMGET', key, 'low', SEQ)
+  local low, kind, number = '0', nil, nil
+  if got[1] then
+    low = canon(got[1])
+    if not low or cmp(low, U64) > 0 then return nil end
+  end
+  if got[2] then
+    kind, number = answer_of(got[2])
+    if not kind then return nil end
+  end
+  if cmp(SEQ, low) < 0 then kind, number = 'stale', nil end
+  local gone = {}
+  if cmp(DONE_BELOW, low) > 0 then
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if f ~= 'low' then
+        if canon(f) ~= f or cmp(f, U64) > 0 then return nil end
+        if cmp(f, DONE_BELOW) < 0 then gone[#gone + 1] = f end
+      end
+    end
+  end
+  return {low = low, gone = gone, kind = kind, number = number}
+end
+-- After the operation: records `answer` (when applied now), raises the mark to DONE_BELOW,
+-- forgets the seqs below it and keeps the record at least until `at` (the end of the last
+-- window it counted in, plus grace). Never fails: the record was checked.
+local function write_ops(key, rec, answer, at)
+  local low = rec.low
+  if cmp(DONE_BELOW, low) > 0 then low = DONE_BELOW end
+  if answer and cmp(SEQ, low) >= 0 then
+    redis.call('HSET', key, 'low', low, SEQ, answer)
+  else
+    redis.call('HSET', key, 'low', low)
+  end
+  -- In chunks: unpack has a limit, and nothing may fail after the first write.
+  for i = 1, #rec.gone, 500 do
+    redis.call('HDEL', key, unpack(rec.gone, i, math.min(i + 499, #rec.gone)))
+  end
+  extend(key, at)
+end
+"#;
+
+/// KEYS: the instance's operations record, then the service's windows. ARGV: grace, seq,
+/// done_below, then per window: calls, floor (0: none), end + grace, longest life. A `seq`
+/// applied already or below the mark skips the calls but still applies the floors (a maximum:
+/// a resend changes nothing).
 const SYNC: &str = r#"
-local instance, seq = ARGV[2], ARGV[3]
-if not has_type(KEYS[1], 'hash') then return corrupt(KEYS[1], 'is not a hash') end
-if not has_type(KEYS[2], 'zset') then return corrupt(KEYS[2], 'is not a sorted set') end
-local fresh = true
-local last = redis.call('HGET', KEYS[1], instance)
-if last then
-  local l = canon(last)
-  if not l then return corrupt(KEYS[1], 'has a seq that is not a whole number') end
-  if cmp(l, seq) >= 0 then fresh = false end
-end
-local applies = redis.call('HGET', KEYS[1], '#applies')
-if applies and (not canon(applies) or #applies > 15) then
-  return corrupt(KEYS[1], 'has a bad #applies')
-end
+local rec = read_ops(KEYS[1])
+if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
+local fresh = rec.kind == nil
 local cur, plain, exists = {}, {}, {}
-for k = 3, #KEYS do
+for k = 2, #KEYS do
   cur[k], plain[k], exists[k] = read_total(KEYS[k])
   if not cur[k] then return corrupt(KEYS[k], 'is not a whole number') end
 end
 -- Checked: from here on nothing fails.
 local record_at = now + GRACE
-for k = 3, #KEYS do
-  local a = 5 + 4 * (k - 3)
+for k = 2, #KEYS do
+  local a = 4 + 4 * (k - 2)
   local at = window_expiry(ARGV[a + 2], ARGV[a + 3])
   local new = cur[k]
   if fresh then new = minimum(add(cur[k], ARGV[a]), MAX) end
@@ -1179,101 +1304,82 @@ for k = 3, #KEYS do
   write_total(KEYS[k], cur[k], plain[k], exists[k], new, at)
   if at > record_at then record_at = at end
 end
-if not fresh then return 0 end
-redis.call('HSET', KEYS[1], instance, seq)
-local seen = redis.call('HINCRBY', KEYS[1], '#applies', 1)
-redis.call('ZADD', KEYS[2], seen, instance)
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if extra > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], extra)
-  for i = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[i]) end
-end
-extend(KEYS[1], record_at)
-extend(KEYS[2], record_at)
-return 1
+local answer = nil
+if fresh then answer = '1' end
+write_ops(KEYS[1], rec, answer, record_at)
+if fresh then return 1 end
+return 0
 "#;
 
-/// KEYS: the window, the instance's admit record. ARGV: grace, count, below, cap, force (1 or
-/// 0), end + grace, longest, seq.
+/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
+/// longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied, total}.
 const ADMIT: &str = r#"
-if not has_type(KEYS[2], 'hash') then return corrupt(KEYS[2], 'is not a hash') end
-local rec = redis.call('HMGET', KEYS[2], 'seq', 'admitted', 'total')
-if rec[1] and rec[1] == ARGV[8] then
-  -- A retry whose first answer was lost: the same answer, counted once.
-  local t = canon(rec[3] or '')
-  if not t then return corrupt(KEYS[2], 'has a total that is not a whole number') end
-  return {tonumber(rec[2]) or 0, t}
-end
-local cur, plain, exists = read_total(KEYS[1])
-if not cur then return corrupt(KEYS[1], 'is not a whole number') end
-local at = window_expiry(ARGV[6], ARGV[7])
-local after = add(cur, ARGV[2])
-local admitted, total = 0, cur
-if cmp(after, U64) <= 0 and (ARGV[5] == '1' or (cmp(cur, ARGV[3]) < 0 and cmp(after, ARGV[4]) <= 0)) then
-  total = minimum(after, MAX)
-  write_total(KEYS[1], cur, plain, exists, total, at)
-  admitted = 1
-end
-redis.call('HSET', KEYS[2], 'seq', ARGV[8], 'admitted', admitted, 'total', total)
-extend(KEYS[2], at)
-return {admitted, total}
-"#;
-
-/// Reads a lease record: its seq, granted and returned (text), or nil when absent, or false
-/// when it is not valid.
-const LEASE_RECORD: &str = r#"
-local function read_lease(key)
-  if not has_type(key, 'hash') then return false end
-  local rec = redis.call('HMGET', key, 'seq', 'granted', 'returned')
-  if not rec[1] and not rec[2] and not rec[3] then return nil end
-  local s, g, r = canon(rec[1] or '0'), canon(rec[2] or '0'), canon(rec[3] or '0')
-  if not (s and g and r) then return false end
-  return {s, g, r}
-end
-"#;
-
-/// KEYS: the lease record, the window. ARGV: grace, seq, block, ceiling, end + grace, longest.
-const LEASE_BODY: &str = r#"
-local rec = read_lease(KEYS[1])
-if rec == false then return corrupt(KEYS[1], 'is not a valid lease record') end
+local rec = read_ops(KEYS[1])
+if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
 local cur, plain, exists = read_total(KEYS[2])
 if not cur then return corrupt(KEYS[2], 'is not a whole number') end
-local seq = ARGV[2]
-if rec and cmp(rec[1], seq) >= 0 then
-  if rec[1] == seq then return {rec[2], cur} end
-  return {'0', cur}
+local at = window_expiry(ARGV[4], ARGV[5])
+local reply, answer
+if rec.kind == 'a' then
+  -- A resend whose first answer was lost: the same answer, counted once.
+  reply = {1, rec.number}
+elseif rec.kind == 'd' then
+  reply = {0, rec.number}
+elseif rec.kind then
+  -- Answered long ago (or a number another kind of operation used): nothing added.
+  reply = {0, cur}
+else
+  local after = add(cur, ARGV[6])
+  if cmp(after, U64) <= 0 and (ARGV[9] == '1' or (cmp(cur, ARGV[7]) < 0 and cmp(after, ARGV[8]) <= 0)) then
+    local total = minimum(after, MAX)
+    write_total(KEYS[2], cur, plain, exists, total, at)
+    reply, answer = {1, total}, 'a' .. total
+  else
+    reply, answer = {0, cur}, 'd' .. cur
+  end
 end
-local granted = minimum(ARGV[3], sub(ARGV[4], cur))
-local total = cur
-local at = window_expiry(ARGV[5], ARGV[6])
-if granted ~= '0' then
-  total = minimum(add(cur, granted), MAX)
-  write_total(KEYS[2], cur, plain, exists, total, at)
+write_ops(KEYS[1], rec, answer, at)
+return reply
+"#;
+
+/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
+/// longest, block, ceiling. Answers {granted, the total now}.
+const LEASE: &str = r#"
+local rec = read_ops(KEYS[1])
+if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
+local cur, plain, exists = read_total(KEYS[2])
+if not cur then return corrupt(KEYS[2], 'is not a whole number') end
+local at = window_expiry(ARGV[4], ARGV[5])
+local granted, total, answer = '0', cur, nil
+if rec.kind == 'g' then
+  -- A resend: the first grant again, with the total as it is now.
+  granted = rec.number
+elseif not rec.kind then
+  granted = minimum(ARGV[6], sub(ARGV[7], cur))
+  if granted ~= '0' then
+    total = minimum(add(cur, granted), MAX)
+    write_total(KEYS[2], cur, plain, exists, total, at)
+  end
+  answer = 'g' .. granted
 end
-local returned = '0'
-if rec then returned = rec[3] end
-redis.call('HSET', KEYS[1], 'seq', seq, 'granted', granted, 'returned', returned)
-extend(KEYS[1], at)
+write_ops(KEYS[1], rec, answer, at)
 return {granted, total}
 "#;
 
-/// KEYS: the lease record, the window. ARGV: grace, seq, unused, end + grace, longest.
-const GIVE_BACK_BODY: &str = r#"
-local rec = read_lease(KEYS[1])
-if rec == false then return corrupt(KEYS[1], 'is not a valid lease record') end
+/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
+/// longest, unused.
+const GIVE_BACK: &str = r#"
+local rec = read_ops(KEYS[1])
+if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
 local cur, plain, exists = read_total(KEYS[2])
 if not cur then return corrupt(KEYS[2], 'is not a whole number') end
-local seq = ARGV[2]
 local at = window_expiry(ARGV[4], ARGV[5])
-if not rec then
-  -- As StoredState: a give-back creates the instance's lease record, even when a retry.
-  rec = {'0', '0', '0'}
-  redis.call('HSET', KEYS[1], 'seq', '0', 'granted', '0', 'returned', '0')
-  extend(KEYS[1], at)
+local answer = nil
+if not rec.kind then
+  write_total(KEYS[2], cur, plain, exists, sub(cur, ARGV[6]), at)
+  answer = '1'
 end
-if cmp(rec[3], seq) >= 0 then return 0 end
-redis.call('HSET', KEYS[1], 'returned', seq)
-extend(KEYS[1], at)
-write_total(KEYS[2], cur, plain, exists, sub(cur, ARGV[3]), at)
-return 1
+write_ops(KEYS[1], rec, answer, at)
+if answer then return 1 end
+return 0
 "#;

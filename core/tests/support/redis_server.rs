@@ -268,12 +268,16 @@ pub fn make_certificate(dir: &Path) {
 
 /// A loopback TCP proxy in front of Redis that counts script calls (`EVALSHA`) and loses the
 /// reply of the one numbered `drop_at`: withheld (the client times out) or cut off (the
-/// connection closes once the reply is in).
+/// connection closes once the reply is in). While `refuse` is set it closes every new
+/// connection at once (Redis seems down); `refuse_on_cut` sets it as a reply is cut off, so
+/// the client's reconnect fails.
 pub struct Proxy {
     pub port: u16,
     pub evalsha: Arc<AtomicUsize>,
     pub drop_at: Arc<AtomicUsize>,
     pub close: Arc<AtomicBool>,
+    pub refuse: Arc<AtomicBool>,
+    pub refuse_on_cut: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -284,20 +288,35 @@ impl Proxy {
             evalsha: Arc::default(),
             drop_at: Arc::default(),
             close: Arc::default(),
+            refuse: Arc::default(),
+            refuse_on_cut: Arc::default(),
         };
-        let (evalsha, drop_at, close) = (
-            proxy.evalsha.clone(),
-            proxy.drop_at.clone(),
-            proxy.close.clone(),
-        );
+        let switches = Switches {
+            evalsha: proxy.evalsha.clone(),
+            drop_at: proxy.drop_at.clone(),
+            close: proxy.close.clone(),
+            refuse: proxy.refuse.clone(),
+            refuse_on_cut: proxy.refuse_on_cut.clone(),
+        };
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let (evalsha, drop_at, close) = (evalsha.clone(), drop_at.clone(), close.clone());
-                thread::spawn(move || forward(client, upstream, &evalsha, &drop_at, &close));
+                if switches.refuse.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let switches = switches.clone();
+                thread::spawn(move || forward(client, upstream, &switches));
             }
         });
         proxy
+    }
+
+    /// Cuts the connection once the next script call's reply is in (it was applied), and
+    /// closes every new connection from then on, until `refuse` is cleared.
+    pub fn lose_next_reply_and_refuse(&self) {
+        self.refuse_on_cut.store(true, Ordering::SeqCst);
+        self.lose_next_reply(true);
     }
 
     /// Loses the reply of the next script call.
@@ -312,13 +331,23 @@ impl Proxy {
     }
 }
 
-fn forward(
-    mut client: TcpStream,
-    upstream: u16,
-    evalsha: &AtomicUsize,
-    drop_at: &AtomicUsize,
-    close: &AtomicBool,
-) {
+/// The proxy's shared switches (see [`Proxy`]).
+#[derive(Clone)]
+struct Switches {
+    evalsha: Arc<AtomicUsize>,
+    drop_at: Arc<AtomicUsize>,
+    close: Arc<AtomicBool>,
+    refuse: Arc<AtomicBool>,
+    refuse_on_cut: Arc<AtomicBool>,
+}
+
+fn forward(mut client: TcpStream, upstream: u16, switches: &Switches) {
+    let Switches {
+        evalsha,
+        drop_at,
+        close,
+        ..
+    } = switches;
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
@@ -332,6 +361,7 @@ fn forward(
             client.try_clone().unwrap(),
             losing.clone(),
         );
+        let (refuse, refuse_on_cut) = (switches.refuse.clone(), switches.refuse_on_cut.clone());
         thread::spawn(move || {
             let mut buffer = [0u8; 16 * 1024];
             loop {
@@ -341,6 +371,10 @@ fn forward(
                 };
                 if losing.load(Ordering::SeqCst) {
                     if cut.load(Ordering::SeqCst) {
+                        // Before the cut: the client's reconnect must find the door shut.
+                        if refuse_on_cut.swap(false, Ordering::SeqCst) {
+                            refuse.store(true, Ordering::SeqCst);
+                        }
                         let _ = to.shutdown(Shutdown::Both);
                         let _ = from.shutdown(Shutdown::Both);
                         break;
