@@ -1,10 +1,14 @@
 //! Exactly once over a lossy network: OS processes (this test binary re-executed as its
 //! children) share one real `redis-server`, each through a `LossyProxy` of its own (its own
 //! lossy link) that loses commands before they reach Redis and replies after Redis applied
-//! them, and then refuses that process's reconnects for a while. Every admission mode, at 3 % and 20 % loss. After each child flushed and exited,
-//! the window's total read straight from Redis must equal what the children were told they
-//! were admitted (or recorded), exactly, and shared admission must never have let it pass the
-//! cap. The losses are random; what is asserted is not.
+//! them, and then refuses that process's reconnects for a while. Every admission mode, at 3 %
+//! and 20 % loss. After each child flushed and exited, the window's total read straight from
+//! Redis must equal what the children were told they were admitted (or recorded), exactly,
+//! and shared admission must never have let it pass the cap. The losses are random; what is
+//! asserted is not.
+//!
+//! Each case prints its figures (stored, admitted, what the proxies dropped, every child's
+//! output) to standard error: `cargo test --features redis --test lossy_redis -- --nocapture`.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
