@@ -1,6 +1,8 @@
 //! The `redis-server` harness shared by the Redis tests: a server per test on a free loopback
 //! port (never 6379), killed on drop; a self-signed certificate for TLS; loopback proxies that
-//! lose replies (`Proxy`) or make the server's clock read another time (`ClockProxy`). Included by each test file that needs it:
+//! lose replies (`Proxy`), lose commands and replies at random and refuse reconnects for a
+//! while (`LossyProxy`), or make the server's clock read another time (`ClockProxy`).
+//! Included by each test file that needs it:
 //! `#[path = "support/redis_server.rs"] mod redis_server;`.
 //!
 //! A server that cannot start fails the test with its log (install `redis-server` with
@@ -14,8 +16,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -406,6 +408,259 @@ fn forward(mut client: TcpStream, upstream: u16, switches: &Switches) {
         }
     }
     let _ = server.shutdown(Shutdown::Both);
+}
+
+/// How a [`LossyProxy`] loses traffic.
+#[derive(Clone, Debug)]
+pub struct Loss {
+    /// The chance that a command (one not [exempt](LossyProxy::EXEMPT)) is lost, 0 to 1.
+    pub probability: f64,
+    /// Of the losses, the share that lose the reply of a command Redis applied (the rest lose
+    /// the command before it reaches Redis), 0 to 1.
+    pub after_reply: f64,
+    /// After each loss, new connections are refused for a time drawn from this range (ms;
+    /// `0..0`: never), so that the client's reconnect fails too.
+    pub refuse_ms: std::ops::Range<u64>,
+    /// Seeds the draws: connection `n` draws from its own generator seeded with `seed` and `n`.
+    pub seed: u64,
+}
+
+/// What a [`LossyProxy`] did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LossCounts {
+    /// Client connections accepted and forwarded.
+    pub connections: u64,
+    /// Client connections closed at once, while refusing.
+    pub refused: u64,
+    /// Commands that could be lost, forwarded whole with their reply.
+    pub forwarded: u64,
+    /// Exempt commands, forwarded whole with their reply.
+    pub exempt: u64,
+    /// Commands Redis received and answered whose reply the client never got.
+    pub replies_dropped: u64,
+    /// Commands that never reached Redis.
+    pub commands_dropped: u64,
+}
+
+impl std::ops::Add for LossCounts {
+    type Output = LossCounts;
+
+    /// The counts of two proxies together.
+    fn add(self, other: LossCounts) -> LossCounts {
+        LossCounts {
+            connections: self.connections + other.connections,
+            refused: self.refused + other.refused,
+            forwarded: self.forwarded + other.forwarded,
+            exempt: self.exempt + other.exempt,
+            replies_dropped: self.replies_dropped + other.replies_dropped,
+            commands_dropped: self.commands_dropped + other.commands_dropped,
+        }
+    }
+}
+
+#[derive(Default)]
+struct LossCounters {
+    connections: AtomicU64,
+    refused: AtomicU64,
+    forwarded: AtomicU64,
+    exempt: AtomicU64,
+    replies_dropped: AtomicU64,
+    commands_dropped: AtomicU64,
+}
+
+/// A loopback TCP proxy in front of Redis that forwards one whole RESP command, then its
+/// whole reply, and per command, at random ([`Loss`]), either
+/// - forwards the command, waits for Redis's reply, drops it and closes the client's
+///   connection (applied, reply lost: the failure exactly-once is about), or
+/// - closes the client's connection without forwarding it (not applied);
+///
+/// then refuses new connections (accepts and closes them at once) for a while, so the client's
+/// reconnect fails too. Commands in [`EXEMPT`](Self::EXEMPT) are never lost.
+pub struct LossyProxy {
+    pub port: u16,
+    counters: Arc<LossCounters>,
+    /// Losses happen only while set (on from the start).
+    lossy: Arc<AtomicBool>,
+}
+
+impl LossyProxy {
+    /// Commands never lost: the connection handshake and liveness checks (the Redis client's
+    /// `HELLO`, `AUTH`, `SELECT`, `CLIENT SETINFO`, and `RedisStore`'s `PING` when it connects,
+    /// before reusing an idle connection and for a sync with nothing to send). They count
+    /// nothing, and losing them only makes a connect fail, which the refusal after each loss
+    /// does already; losing them too would mostly slow the tests down. Everything else
+    /// (`EVALSHA`, `EVAL`, `SCRIPT LOAD`, `GET`, `TIME`...) may be lost.
+    pub const EXEMPT: [&'static str; 6] = ["HELLO", "AUTH", "SELECT", "CLIENT", "PING", "QUIT"];
+
+    pub fn start(upstream: u16, loss: Loss) -> LossyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = LossyProxy {
+            port: listener.local_addr().unwrap().port(),
+            counters: Arc::default(),
+            lossy: Arc::new(AtomicBool::new(true)),
+        };
+        let (counters, lossy) = (proxy.counters.clone(), proxy.lossy.clone());
+        // Refusing new connections until then.
+        let refuse_until = Arc::new(Mutex::new(Instant::now()));
+        thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { return };
+                let refusing = {
+                    let until = refuse_until.lock().unwrap_or_else(PoisonError::into_inner);
+                    Instant::now() < *until
+                };
+                if refusing {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                counters.connections.fetch_add(1, Ordering::Relaxed);
+                let rng = XorShift::new(loss.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let link = Link {
+                    loss: loss.clone(),
+                    rng,
+                    counters: counters.clone(),
+                    lossy: lossy.clone(),
+                    refuse_until: refuse_until.clone(),
+                };
+                thread::spawn(move || {
+                    let _ = link.forward(client, upstream);
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn counts(&self) -> LossCounts {
+        let c = &self.counters;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        LossCounts {
+            connections: read(&c.connections),
+            refused: read(&c.refused),
+            forwarded: read(&c.forwarded),
+            exempt: read(&c.exempt),
+            replies_dropped: read(&c.replies_dropped),
+            commands_dropped: read(&c.commands_dropped),
+        }
+    }
+
+    /// Turns losses (and refusals) on or off from now on.
+    pub fn set_lossy(&self, lossy: bool) {
+        self.lossy.store(lossy, Ordering::SeqCst);
+    }
+}
+
+/// One client connection of a [`LossyProxy`].
+struct Link {
+    loss: Loss,
+    rng: XorShift,
+    counters: Arc<LossCounters>,
+    lossy: Arc<AtomicBool>,
+    refuse_until: Arc<Mutex<Instant>>,
+}
+
+impl Link {
+    fn forward(mut self, client: TcpStream, upstream: u16) -> std::io::Result<()> {
+        let server = TcpStream::connect(("127.0.0.1", upstream))?;
+        let (mut to_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
+        let (mut from_client, mut from_server) = (BufReader::new(client), BufReader::new(server));
+        loop {
+            let mut command = Vec::new();
+            read_resp(&mut from_client, &mut command)?;
+            let exempt = LossyProxy::EXEMPT
+                .iter()
+                .any(|name| command_name(&command).eq_ignore_ascii_case(name.as_bytes()));
+            // One draw per losable command, whether or not losses are on, so a run's draws
+            // depend only on the seed and the commands.
+            let lost = !exempt && self.rng.chance(self.loss.probability);
+            let after_reply = self.rng.chance(self.loss.after_reply);
+            let lost = lost && self.lossy.load(Ordering::SeqCst);
+            if lost && !after_reply {
+                self.counters
+                    .commands_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.cut(&to_client, &to_server);
+            }
+            to_server.write_all(&command)?;
+            let mut reply = Vec::new();
+            read_resp(&mut from_server, &mut reply)?;
+            if lost {
+                self.counters
+                    .replies_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.cut(&to_client, &to_server);
+            }
+            let counter = if exempt {
+                &self.counters.exempt
+            } else {
+                &self.counters.forwarded
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            to_client.write_all(&reply)?;
+        }
+    }
+
+    /// Refuses new connections for a while (set first, so that the client's reconnect,
+    /// which may follow at once, is refused), then closes both sides.
+    fn cut(&mut self, client: &TcpStream, server: &TcpStream) -> std::io::Result<()> {
+        let range = &self.loss.refuse_ms;
+        if range.start < range.end {
+            let ms = range.start + self.rng.next() % (range.end - range.start);
+            let until = Instant::now() + Duration::from_millis(ms);
+            let mut refuse = self
+                .refuse_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *refuse = (*refuse).max(until);
+        }
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
+        Ok(())
+    }
+}
+
+/// The name of a command sent as a RESP array (its first bulk string), or empty.
+fn command_name(command: &[u8]) -> &[u8] {
+    let mut lines = command.split(|&b| b == b'\n');
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(array), Some(length), Some(name))
+            if array.starts_with(b"*") && length.starts_with(b"$") =>
+        {
+            name.strip_suffix(b"\r").unwrap_or(name)
+        }
+        _ => b"",
+    }
+}
+
+/// xorshift64*: a small seeded generator (the draws need no more, and no new dependency).
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> XorShift {
+        // splitmix64 of the seed: nearby seeds give unrelated streams, and never the zero state.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        XorShift((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
 }
 
 /// A loopback TCP proxy in front of Redis that answers `TIME` itself, with this host's clock
