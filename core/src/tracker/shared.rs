@@ -284,10 +284,16 @@ impl QuotaTracker {
     }
 
     /// Asks the store, and once more with the same request if the answer was lost. A failure
-    /// starts the back-off (no round trip per call to a store that is down).
+    /// starts the back-off (no round trip per call to a store that is down). If the first try
+    /// may have been applied, so may the request, whatever the second try says.
     fn admit_twice(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         let answer = match self.store_call(|store| store.admit(request)) {
-            Err(StoreError::Io(_)) => self.store_call(|store| store.admit(request)),
+            Err(lost) if lost.maybe_applied() => {
+                match self.store_call(|store| store.admit(request)) {
+                    Err(error) if !error.maybe_applied() => Err(lost),
+                    other => other,
+                }
+            }
             other => other,
         };
         if answer.is_err() {
