@@ -11,8 +11,9 @@
 //! - Exactly once, in any order (the rule of [`Store`](super::Store)): per service and
 //!   instance an operations record (`ops`) keeps a low-water mark and the `seq`s applied at or
 //!   above it, with their answers. A record lives until a window of its service starts
-//!   [`StoredState::RECORD_GRACE_MS`] after the end of the last window it counted in (no clock
-//!   is read); at most [`StoredState::RECORDS_KEPT`] records are kept in all, the least
+//!   [`StoredState::RECORD_GRACE_MS`] after the end of the last window it counted in, or after
+//!   the service's newest window when it was written if that is later (no clock is read); at
+//!   most [`StoredState::RECORDS_KEPT`] records are kept in all, the least
 //!   recently seen going first, each eviction counted ([`StoredState::evicted`]) and logged.
 //! - Records of older builds (`applied`, `leases`, `admits`: the last `seq` per instance) are
 //!   read and written back as they are, for those builds' instances; this build does not use
@@ -434,7 +435,11 @@ impl StoredState {
         end_ms: u64,
     ) {
         let seen = self.applies;
-        let until_ms = end_ms.saturating_add(Self::RECORD_GRACE_MS);
+        // From the later of its window's end and the service's newest window: a late operation
+        // for a window that ended long ago is remembered for a grace too.
+        let until_ms = end_ms
+            .max(self.newest_start(service))
+            .saturating_add(Self::RECORD_GRACE_MS);
         let ops = self
             .ops
             .entry((service.to_owned(), instance))
@@ -474,14 +479,12 @@ impl StoredState {
     /// Keeps the service's latest windows and the records that may still see a resend; keeps
     /// at most [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
     fn forget_old(&mut self, service: &str) {
-        let mut newest_start = 0;
         for period in Period::ALL {
             let first = (service.to_owned(), period, 0);
             let last = (service.to_owned(), period, u64::MAX);
             let starts: Vec<u64> = between(&self.windows, &first, &last)
                 .map(|((_, _, start), _)| *start)
                 .collect();
-            newest_start = newest_start.max(starts.last().copied().unwrap_or(0));
             for start in starts
                 .iter()
                 .take(starts.len().saturating_sub(Self::WINDOWS_KEPT))
@@ -491,6 +494,7 @@ impl StoredState {
         }
         // A record whose last window ended a grace before the service's newest window began
         // sees no more resends.
+        let newest_start = self.newest_start(service);
         let first = (service.to_owned(), InstanceId::from_u128(0));
         let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
         let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
@@ -501,6 +505,21 @@ impl StoredState {
             self.ops.remove(&key);
         }
         self.evict_over_bound();
+    }
+
+    /// The start of the service's newest stored window (0 if none).
+    fn newest_start(&self, service: &str) -> u64 {
+        Period::ALL
+            .iter()
+            .filter_map(|&period| {
+                let first = (service.to_owned(), period, 0);
+                let last = (service.to_owned(), period, u64::MAX);
+                between(&self.windows, &first, &last)
+                    .last()
+                    .map(|((_, _, start), _)| *start)
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Past [`RECORDS_KEPT`](Self::RECORDS_KEPT) records, evicts the least recently seen down

@@ -169,6 +169,7 @@ fn batch(instance: u128, seq: u64, window: &WindowKey, calls: u64) -> SyncBatch 
     SyncBatch {
         instance: InstanceId::from_u128(instance),
         seq,
+        done_below: 0,
         at_ms: window.start_ms,
         deltas: vec![Delta {
             window: window.clone(),
@@ -220,24 +221,22 @@ fn old_windows_go_by_count_per_service_and_period() {
 }
 
 #[wasm_bindgen_test]
-fn the_least_recently_seen_instances_are_forgotten_per_service() {
+fn operations_records_are_kept_per_service_while_their_window_lives() {
     let mut state = StoredState::new();
-    let window = key("a", Period::Day, 0);
-    let other = key("b", Period::Day, 0);
-    let instances = StoredState::INSTANCES_KEPT as u128 + 1;
-    // Instance 0 first (the least recently seen), then INSTANCES_KEPT others: 0 is forgotten.
-    for instance in 0..instances {
+    let window = key("b", Period::Day, 0);
+    // Services before and after "b" in key order, and thousands of instances.
+    for instance in 0..2_000u128 {
         state.apply(&batch(instance, 1, &window, 1));
+        state.apply(&batch(instance, 2, &key("a", Period::Day, 0), 1));
+        state.apply(&batch(instance, 3, &key("c", Period::Day, 0), 1));
     }
-    state.apply(&batch(0, 1, &other, 1));
-    assert_eq!(state.total(&window), instances as u64);
-    // A retry from a remembered instance counts once...
-    state.apply(&batch(instances - 1, 1, &window, 1));
-    assert_eq!(state.total(&window), instances as u64);
-    // ...one from the forgotten instance 0 counts again (the documented limit).
+    assert_eq!(state.records(), 6_000);
+    // Resends in any order, through JSON: counted once.
+    let mut state = StoredState::from_json(&state.to_json()).unwrap();
     state.apply(&batch(0, 1, &window, 1));
-    assert_eq!(state.total(&window), instances as u64 + 1);
-    // Service "b" remembers instance 0 on its own.
-    state.apply(&batch(0, 1, &other, 1));
-    assert_eq!(state.total(&other), 1);
+    state.apply(&batch(1_999, 1, &window, 1));
+    assert_eq!(state.total(&window), 2_000);
+    // Two days later (past the end of day 0 plus the grace), "b"'s records go, not the others.
+    state.apply(&batch(7, 4, &key("b", Period::Day, 2 * 86_400_000), 1));
+    assert_eq!(state.records(), 4_001);
 }
