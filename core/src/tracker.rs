@@ -823,11 +823,7 @@ impl QuotaTracker {
         let Some(persistence) = &self.persistence else {
             return Ok(());
         };
-        #[cfg(not(any(target_arch = "wasm32", loom)))]
-        let (started, mut pause) = (
-            std::time::Instant::now(),
-            std::time::Duration::from_millis(10),
-        );
+        let mut retry = FlushRetry::new(persistence.policy.flush_timeout_ms);
         loop {
             let result = self.save(SaveReason::Flush, self.now()).unwrap_or(Ok(()));
             let Err(error) = result else {
@@ -838,15 +834,8 @@ impl QuotaTracker {
             }
             // Operations whose outcome is unknown stay queued: resend them for a while (the
             // store may be back in a moment), then report what is left.
-            #[cfg(not(any(target_arch = "wasm32", loom)))]
-            {
-                let limit = std::time::Duration::from_millis(persistence.policy.flush_timeout_ms);
-                let left = limit.saturating_sub(started.elapsed());
-                if !left.is_zero() {
-                    std::thread::sleep(pause.min(left));
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
-                    continue;
-                }
+            if retry.pause() {
+                continue;
             }
             let stats = persistence.stats();
             if stats.unresolved_ops > 0 {
@@ -1711,6 +1700,45 @@ impl ServiceSlot {
             count,
             reason,
         }
+    }
+}
+
+/// How long `flush` keeps resending: pauses doubling from 10 ms to 500 ms until
+/// `flush_timeout_ms` has passed (native; on wasm and under loom it never waits).
+struct FlushRetry {
+    #[cfg(not(any(target_arch = "wasm32", loom)))]
+    until: std::time::Instant,
+    #[cfg(not(any(target_arch = "wasm32", loom)))]
+    pause: std::time::Duration,
+}
+
+impl FlushRetry {
+    fn new(timeout_ms: u64) -> Self {
+        let _ = timeout_ms;
+        FlushRetry {
+            #[cfg(not(any(target_arch = "wasm32", loom)))]
+            // At most a day: a larger setting must not overflow the instant.
+            until: std::time::Instant::now()
+                + std::time::Duration::from_millis(timeout_ms.min(86_400_000)),
+            #[cfg(not(any(target_arch = "wasm32", loom)))]
+            pause: std::time::Duration::from_millis(10),
+        }
+    }
+
+    /// Waits before the next try; `false` when time is up.
+    fn pause(&mut self) -> bool {
+        #[cfg(not(any(target_arch = "wasm32", loom)))]
+        {
+            let left = self
+                .until
+                .saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(self.pause.min(left));
+                self.pause = (self.pause * 2).min(std::time::Duration::from_millis(500));
+                return true;
+            }
+        }
+        false
     }
 }
 
