@@ -1,0 +1,251 @@
+//! Exactly once when replies are lost, in one process: every shared operation whose outcome is
+//! unknown is resent until the store answers; a refused call the store applied is given back
+//! (or forfeited after a raise); a lease whose answer was lost is never stranded; `flush`
+//! retries for a bounded time and reports what it leaves. The multi-process runs through a
+//! lossy network are in `lossy_redis.rs`.
+
+use quota_core::{
+    Admission, DenyReason, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
+    ServiceConfig, StoreStats, SyncPolicy, TrackerConfig, WindowKey,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+const JUNE_10: u64 = 1_718_000_000_000;
+
+fn config(limit: u64, admission: Admission) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", limit, Period::Day)
+        .critical_threshold(0.8)
+        .admission(admission)
+        .build()
+        .unwrap()])
+}
+
+fn build(store: &MemoryStore, clock: &ManualClock, admission: Admission) -> QuotaTracker {
+    QuotaTracker::builder(config(1_000, admission))
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            flush_timeout_ms: 200,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap()
+}
+
+fn day() -> WindowKey {
+    let window = Period::Day.window_at(JUNE_10);
+    WindowKey {
+        service: "api".into(),
+        period: Period::Day,
+        start_ms: window.start_ms,
+        end_ms: window.reset_at_ms,
+    }
+}
+
+fn stored(store: &MemoryStore) -> u64 {
+    store.state().unwrap().total(&day())
+}
+
+fn unavailable(result: Result<impl std::fmt::Debug, QuotaError>) -> bool {
+    matches!(
+        result,
+        Err(QuotaError::Denied {
+            reason: DenyReason::StoreUnavailable,
+            ..
+        })
+    )
+}
+
+#[test]
+fn a_refused_admission_the_store_applied_is_given_back_by_the_next_sync() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = build(&store, &clock, Admission::Exact);
+    // Both tries apply and lose their reply: the caller is told it was refused.
+    store.lose_next_replies(2);
+    assert!(unavailable(tracker.try_record("api", 5)));
+    assert_eq!(stored(&store), 5, "the store did apply it, once");
+    // The next sync resends it, learns it was admitted, and gives the 5 calls back.
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store), 0);
+    let stats = tracker.stats();
+    assert_eq!(
+        (
+            stats.unresolved_ops,
+            stats.unresolved_calls,
+            stats.forfeited_calls
+        ),
+        (0, 0, 0)
+    );
+    // What the caller was told holds: 3 admitted, 3 stored.
+    tracker.try_record("api", 3).unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store), 3);
+}
+
+#[test]
+fn a_refused_admission_applied_before_a_raise_is_forfeited_not_given_back() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = build(&store, &clock, Admission::Exact);
+    store.lose_next_replies(2);
+    assert!(unavailable(tracker.try_record("api", 5)));
+    // The provider says 4 calls were made (the refused 5 never reached it): a floor of 4.
+    tracker.raise_used("api", 4, None).unwrap();
+    tracker.flush().unwrap();
+    // Giving the 5 back could take the total below the provider's count: they stay counted.
+    assert_eq!(stored(&store), 5);
+    assert_eq!(tracker.stats().forfeited_calls, 5);
+}
+
+#[test]
+fn a_lease_whose_reply_was_lost_is_resent_and_given_back_never_stranded() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = build(&store, &clock, Admission::Leased { block: 100 });
+    store.lose_next_replies(1);
+    assert!(unavailable(tracker.try_record("api", 1)));
+    assert_eq!(stored(&store), 100, "the store granted the block");
+    // The next sync asks the same lease again (granted once), and gives the block back.
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store), 0);
+    // Later calls lease as usual; flush gives the unused calls back.
+    tracker.try_record("api", 1).unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store), 1);
+}
+
+#[test]
+fn a_recorded_call_whose_reply_was_lost_is_counted_once_whatever_comes_between() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = build(&store, &clock, Admission::Exact);
+    store.lose_next_replies(2);
+    tracker.record_call("api", 7).unwrap();
+    // Past the back-off, newer operations of the same instance land before the resend (the
+    // old bug: the store kept only the last seq, so the resend counted again).
+    clock.advance(200);
+    tracker.try_record("api", 1).unwrap();
+    tracker.record_call("api", 2).unwrap();
+    assert!(tracker.can_call("api").unwrap());
+    tracker.flush().unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store), 10);
+    assert_eq!(tracker.usage("api").unwrap().used, 10);
+}
+
+#[test]
+fn flush_gives_up_after_its_timeout_and_reports_what_is_unresolved() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = build(&store, &clock, Admission::Exact);
+    // Applied, reply lost; then the store is down past the flush timeout (200 ms).
+    store.lose_next_replies(2);
+    tracker.record_call("api", 7).unwrap();
+    store.set_failing(true);
+    assert!(tracker.flush().is_err());
+    let stats = tracker.stats();
+    assert_eq!((stats.unresolved_ops, stats.unresolved_calls), (1, 7));
+    // Stored - admitted is within what was reported unresolved (here the store has them).
+    assert_eq!(stored(&store), 7);
+    // Back: resolved, counted once.
+    store.set_failing(false);
+    tracker.flush().unwrap();
+    let stats = tracker.stats();
+    assert_eq!((stats.unresolved_ops, stats.unresolved_calls), (0, 0));
+    assert_eq!(stored(&store), 7);
+}
+
+#[test]
+fn flush_resends_until_a_store_that_comes_back_in_time_answers() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let tracker = QuotaTracker::builder(config(1_000, Admission::Exact))
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            flush_timeout_ms: 60_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.lose_next_replies(2);
+    tracker.record_call("api", 3).unwrap();
+    // Down for the next 4 tries (10, 20, 40, 80 ms apart), then back: one flush resolves it.
+    store.fail_next(4);
+    tracker.flush().unwrap();
+    assert_eq!(tracker.stats().save_failures, 4);
+    assert_eq!(tracker.stats().unresolved_ops, 0);
+    assert_eq!(stored(&store), 3);
+}
+
+/// Three trackers, three threads each, on one store that loses replies at random moments:
+/// every call told admitted or recorded is stored once, none that was refused.
+#[test]
+fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told() {
+    for admission in [Admission::Exact, Admission::Leased { block: 10 }] {
+        let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+        let trackers: Vec<Arc<QuotaTracker>> = (0..3)
+            .map(|_| {
+                Arc::new(
+                    QuotaTracker::builder(config(1_000_000, admission))
+                        .clock(clock.clone())
+                        .store(store.clone())
+                        .sync_policy(SyncPolicy {
+                            interval_ms: 0,
+                            flush_timeout_ms: 5_000,
+                            ..SyncPolicy::default()
+                        })
+                        .build()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let told = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let barrier = Arc::new(Barrier::new(10));
+        let chaos = {
+            let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                while !done.load(Ordering::SeqCst) {
+                    store.lose_next_replies(1);
+                    thread::yield_now();
+                }
+            })
+        };
+        let workers: Vec<_> = (0..9)
+            .map(|i| {
+                let tracker = trackers[i % 3].clone();
+                let (told, barrier) = (told.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    for n in 0..1_500u64 {
+                        let ok = if n % 3 == 0 {
+                            tracker.record_call("api", 1).is_ok()
+                        } else {
+                            tracker.try_record("api", 1).is_ok()
+                        };
+                        if ok {
+                            told.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        chaos.join().unwrap();
+        store.lose_next_replies(0);
+        let mut unresolved = StoreStats::default().unresolved_calls;
+        for tracker in &trackers {
+            tracker.flush().unwrap();
+            unresolved += tracker.stats().unresolved_calls;
+        }
+        assert_eq!(unresolved, 0);
+        assert_eq!(
+            stored(&store),
+            told.load(Ordering::SeqCst),
+            "{admission:?}: stored against told admitted or recorded"
+        );
+    }
+}
