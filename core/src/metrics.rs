@@ -74,6 +74,7 @@ const LIMIT: &str = "quota_limit";
 const REMAINING: &str = "quota_remaining";
 const LEVEL: &str = "quota_level";
 const REDUCED_RATE: &str = "quota_reduced_rate";
+const UNRESOLVED: &str = "quota_unresolved_calls";
 const TRANSITIONS: &str = "quota_transitions_total";
 const DENIED: &str = "quota_denied_total";
 const SAVES: &str = "quota_saves_total";
@@ -90,6 +91,7 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// | `quota_remaining` | gauge | `service` | `limit - used`, at least 0 |
 /// | `quota_level` | gauge | `service` | 0 normal, 1 warning, 2 critical, 3 exhausted |
 /// | `quota_reduced_rate` | gauge | | 1 while reduced-rate mode is on, else 0 |
+/// | `quota_unresolved_calls` | gauge | | with a store: calls in operations whose outcome the store has not answered yet ([`StoreStats::unresolved_calls`](crate::StoreStats::unresolved_calls)), resent until it does |
 /// | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
 /// | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` or `try_record_priority` (by name or handle): `reason` = [`deny_reason_label`] |
 /// | `quota_saves_total` | counter | | successful syncs with the store |
@@ -135,6 +137,11 @@ pub fn describe_metrics() {
         describe_gauge!(
             REDUCED_RATE,
             "1 while reduced-rate mode is on (the store failed too often), else 0."
+        );
+        describe_gauge!(
+            UNRESOLVED,
+            Unit::Count,
+            "Calls in store operations whose outcome is not known yet (resent until answered)."
         );
         describe_counter!(TRANSITIONS, "Level changes, by the level changed to.");
         describe_counter!(
@@ -222,12 +229,16 @@ fn set_service_gauges(service: &Arc<str>, used: u64, limit: u64, level: Level) {
 pub(crate) fn publish<'a>(
     services: impl Iterator<Item = (&'a Arc<str>, u64, u64, Level)>,
     reduced_rate: bool,
+    unresolved_calls: Option<u64>,
 ) {
     quietly(|| {
         for (service, used, limit, level) in services {
             set_service_gauges(service, used, limit, level);
         }
         set_reduced_rate(reduced_rate);
+        if let Some(calls) = unresolved_calls {
+            gauge!(UNRESOLVED).set(calls as f64);
+        }
     });
 }
 

@@ -920,6 +920,9 @@ impl QuotaTracker {
                 )
             }),
             self.is_reduced_rate(),
+            self.persistence
+                .as_ref()
+                .map(|persistence| persistence.stats().unresolved_calls),
         );
     }
 
