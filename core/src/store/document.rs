@@ -167,6 +167,9 @@ pub struct StoredState {
     applies: u64,
     skipped: Vec<String>,
     converted: bool,
+    /// A window was created since the last `forget_old`: records may have expired (they only
+    /// do when a newer window starts, so the scan runs only then).
+    new_window: bool,
 }
 
 /// The JSON shape, version 2.
@@ -465,14 +468,18 @@ impl StoredState {
     }
 
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
+        let new_window = &mut self.new_window;
         self.windows
             .entry((key.service.clone(), key.period, key.start_ms))
-            .or_insert_with(|| StoredWindow {
-                service: key.service.clone(),
-                period: key.period,
-                start_ms: key.start_ms,
-                end_ms: key.end_ms,
-                total: 0,
+            .or_insert_with(|| {
+                *new_window = true;
+                StoredWindow {
+                    service: key.service.clone(),
+                    period: key.period,
+                    start_ms: key.start_ms,
+                    end_ms: key.end_ms,
+                    total: 0,
+                }
             })
     }
 
@@ -494,6 +501,10 @@ impl StoredState {
         }
         // A record whose last window ended a grace before the service's newest window began
         // sees no more resends.
+        if !std::mem::take(&mut self.new_window) {
+            self.evict_over_bound();
+            return;
+        }
         let newest_start = self.newest_start(service);
         let first = (service.to_owned(), InstanceId::from_u128(0));
         let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
