@@ -11,8 +11,9 @@
 //! - Exactly once, in any order (the rule of [`Store`](super::Store)): per service and
 //!   instance an operations record (`ops`) keeps a low-water mark and the `seq`s applied at or
 //!   above it, with their answers. A record lives until a window of its service starts
-//!   [`StoredState::RECORD_GRACE_MS`] after the end of the last window it counted in, or after
-//!   the service's newest window when it was written if that is later (no clock is read); at
+//!   [`StoredState::RECORD_GRACE_MS`] after the end of the last window it counted in (but no
+//!   more than two periods after: a window from a host whose clock is far ahead does not
+//!   count), or until the service's kept windows are all later than that (no clock is read); at
 //!   most [`StoredState::RECORDS_KEPT`] records are kept in all, the least
 //!   recently seen going first, each eviction counted ([`StoredState::evicted`]) and logged.
 //! - Records of older builds (`applied`, `leases`, `admits`: the last `seq` per instance) are
@@ -438,11 +439,7 @@ impl StoredState {
         end_ms: u64,
     ) {
         let seen = self.applies;
-        // From the later of its window's end and the service's newest window: a late operation
-        // for a window that ended long ago is remembered for a grace too.
-        let until_ms = end_ms
-            .max(self.newest_start(service))
-            .saturating_add(Self::RECORD_GRACE_MS);
+        let until_ms = end_ms.saturating_add(Self::RECORD_GRACE_MS);
         let ops = self
             .ops
             .entry((service.to_owned(), instance))
@@ -499,17 +496,15 @@ impl StoredState {
                 self.windows.remove(&(service.to_owned(), period, *start));
             }
         }
-        // A record whose last window ended a grace before the service's newest window began
-        // sees no more resends.
+        // Records expire only when a window starts (so the scan runs only then).
         if !std::mem::take(&mut self.new_window) {
             self.evict_over_bound();
             return;
         }
-        let newest_start = self.newest_start(service);
         let first = (service.to_owned(), InstanceId::from_u128(0));
         let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
         let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
-            .filter(|(_, ops)| ops.until_ms <= newest_start)
+            .filter(|(_, ops)| self.outlived(service, ops.until_ms))
             .map(|(key, _)| key.clone())
             .collect();
         for key in expired {
@@ -518,19 +513,28 @@ impl StoredState {
         self.evict_over_bound();
     }
 
-    /// The start of the service's newest stored window (0 if none).
-    fn newest_start(&self, service: &str) -> u64 {
-        Period::ALL
-            .iter()
-            .filter_map(|&period| {
-                let first = (service.to_owned(), period, 0);
-                let last = (service.to_owned(), period, u64::MAX);
-                between(&self.windows, &first, &last)
-                    .last()
-                    .map(|((_, _, start), _)| *start)
-            })
-            .max()
-            .unwrap_or(0)
+    /// Whether a record kept until `until_ms` sees no more resends: a window of the service
+    /// started at or after it, no later than two periods and a grace after it (time moved on;
+    /// a window further off, from a host whose clock is far ahead, does not count), or the
+    /// service keeps [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of a period, all after it
+    /// (its windows are gone: a resend would only add to a window forgotten again).
+    fn outlived(&self, service: &str, until_ms: u64) -> bool {
+        Period::ALL.iter().any(|&period| {
+            let horizon = period
+                .max_ms()
+                .saturating_mul(2)
+                .saturating_add(Self::RECORD_GRACE_MS);
+            let first = (service.to_owned(), period, until_ms);
+            let last = (service.to_owned(), period, until_ms.saturating_add(horizon));
+            if between(&self.windows, &first, &last).next().is_some() {
+                return true;
+            }
+            let all = (service.to_owned(), period, 0);
+            let end = (service.to_owned(), period, u64::MAX);
+            let mut windows = between(&self.windows, &all, &end).peekable();
+            windows.peek().is_some_and(|((_, _, start), _)| *start >= until_ms)
+                && between(&self.windows, &all, &end).count() >= Self::WINDOWS_KEPT
+        })
     }
 
     /// Past [`RECORDS_KEPT`](Self::RECORDS_KEPT) records, evicts the least recently seen down
@@ -1111,6 +1115,18 @@ mod tests {
             "instances 1 and 2 counted in a later window"
         );
         assert_eq!(state.evicted(), 0);
+    }
+
+    #[test]
+    fn a_window_from_a_clock_far_ahead_forgets_no_record() {
+        let mut state = StoredState::new();
+        state.apply(&batch(1, 1, &[("a", 0, 5)]));
+        // A host whose clock says 2100 syncs once.
+        state.apply(&batch(2, 1, &[("a", 4_102_444_800_000, 1)]));
+        // Instance 1's resend (its reply was lost) still counts once.
+        state.apply(&batch(1, 1, &[("a", 0, 5)]));
+        assert_eq!(state.total(&key("a", 0)), 5);
+        assert_eq!(state.records(), 2);
     }
 
     #[test]
