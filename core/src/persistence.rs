@@ -228,6 +228,9 @@ pub(crate) struct Persistence {
     saver: Mutex<SaverState>,
     /// Operation numbers (a leaf lock: nothing else is taken while it is held).
     seqs: Mutex<Seqs>,
+    /// Syncs started so far (a flush that waited for the lock sees whether one started after
+    /// it was called).
+    syncs_started: AtomicU64,
     /// Held only to update the stats (and to queue the event the update causes, so events
     /// are queued in the order the state changed).
     stats: Mutex<StoreStats>,
@@ -344,6 +347,7 @@ impl Persistence {
             rerun: AtomicBool::new(false),
             saver: Mutex::new(SaverState::default()),
             seqs: Mutex::new(Seqs::default()),
+            syncs_started: AtomicU64::new(0),
             stats: Mutex::new(StoreStats::default()),
             events: Outbox::new(),
         }
@@ -433,6 +437,7 @@ impl Persistence {
     /// `rerun` after each sync and once more after letting go of the lock (retrying the lock
     /// if it is set), so a forced sync is never dropped between the holder's last look and its
     /// release (the lost wake-up, as in the observers' drain).
+    #[allow(clippy::too_many_arguments)] // the tracker's side of a save, passed as closures
     pub(crate) fn save(
         &self,
         reason: SaveReason,
@@ -441,6 +446,7 @@ impl Persistence {
         mut cut: impl FnMut(InstanceId) -> Cut,
         mut apply: impl FnMut(&SyncBatch, &[u64]),
         mut settle: impl FnMut(Late<'_>) -> Settled,
+        out_of_time: &dyn Fn() -> bool,
     ) -> Option<SaveOutcome> {
         let mut first: Option<SaveOutcome> = None;
         let mut reason = reason;
@@ -451,7 +457,33 @@ impl Persistence {
                 self.rerun.store(true, Ordering::SeqCst);
             }
             let saver = match reason {
-                SaveReason::Flush | SaveReason::Load => Some(self.saver.lock()),
+                SaveReason::Load => Some(self.saver.lock()),
+                SaveReason::Flush => match self.saver.try_lock() {
+                    Some(saver) => Some(saver),
+                    None => {
+                        let before = self.syncs_started.load(Ordering::SeqCst);
+                        let saver = self.saver.lock();
+                        if self.syncs_started.load(Ordering::SeqCst) != before && out_of_time() {
+                            // A sync started after this flush was called (so it cut this
+                            // thread's calls) and ended while this one waited, and this one's
+                            // time is up: that sync's outcome is this one's (flushes lined up
+                            // behind a slow store would otherwise each add a store call).
+                            let (ops, _) = saver.unresolved();
+                            let result = match ops {
+                                0 => Ok(()),
+                                ops => Err(StoreError::Io(format!(
+                                    "{ops} store operations still unresolved after the last sync"
+                                ))),
+                            };
+                            return Some(SaveOutcome {
+                                result,
+                                synced: 0,
+                                failed: 0,
+                            });
+                        }
+                        Some(saver)
+                    }
+                },
                 SaveReason::Interval | SaveReason::Critical => self.saver.try_lock(),
             };
             let Some(mut saver) = saver else {
@@ -500,6 +532,7 @@ impl Persistence {
         // One pass, plus one more each time a forced sync coalesced into this one meanwhile.
         loop {
             self.rerun.store(false, Ordering::SeqCst);
+            self.syncs_started.fetch_add(1, Ordering::SeqCst);
             outcome.result = self.sync_once(saver, calls);
             self.account(reason, now_ms, &outcome.result, registry);
             let (ops, unresolved) = saver.unresolved();

@@ -825,7 +825,9 @@ impl QuotaTracker {
         };
         let mut retry = FlushRetry::new(persistence.policy.flush_timeout_ms);
         loop {
-            let result = self.save(SaveReason::Flush, self.now()).unwrap_or(Ok(()));
+            let result = self
+                .save_until(SaveReason::Flush, self.now(), &|| retry.expired())
+                .unwrap_or(Ok(()));
             let Err(error) = result else {
                 return Ok(());
             };
@@ -1356,6 +1358,17 @@ impl QuotaTracker {
     /// into one in flight. Runs with no service lock held; observers run only after the save
     /// lock is released.
     fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
+        self.save_until(reason, now, &|| false)
+    }
+
+    /// [`save`](Self::save); a flush that waited for the lock while another sync ran takes that
+    /// sync's outcome once `out_of_time` says its time is up.
+    fn save_until(
+        &self,
+        reason: SaveReason,
+        now: u64,
+        out_of_time: &dyn Fn() -> bool,
+    ) -> Option<Result<(), StoreError>> {
         let persistence = self.persistence.as_ref()?;
         if reason == SaveReason::Flush && SavingGuard::is_saving(self) {
             return Some(Err(StoreError::Reentrant));
@@ -1369,6 +1382,7 @@ impl QuotaTracker {
                 |instance| self.cut(instance, now, reason == SaveReason::Flush),
                 |batch, totals| self.take_totals(batch, totals, now),
                 |late| self.settle(late),
+                out_of_time,
             )
         };
         // The save lock is released: deliver what the sync queued (its reads, replies, and
@@ -1725,6 +1739,18 @@ impl FlushRetry {
                 + std::time::Duration::from_millis(timeout_ms.min(86_400_000)),
             #[cfg(not(any(target_arch = "wasm32", loom)))]
             pause: std::time::Duration::from_millis(10),
+        }
+    }
+
+    /// Whether time is up (never on wasm or under loom, where a flush tries once).
+    fn expired(&self) -> bool {
+        #[cfg(not(any(target_arch = "wasm32", loom)))]
+        {
+            std::time::Instant::now() >= self.until
+        }
+        #[cfg(any(target_arch = "wasm32", loom))]
+        {
+            false
         }
     }
 

@@ -332,7 +332,7 @@ fn a_known_sequence_gives_exact_values() {
         tracker.try_record("search", 1).unwrap_err();
         assert_eq!(denied(&scrape(&handle), "search", "limit"), Some(2.0));
 
-        // The nine metrics of the contract, and no other.
+        // The ten metrics of the contract, and no other.
         let names: std::collections::BTreeSet<String> = scrape(&handle)
             .into_keys()
             .map(|k| k.split('{').next().unwrap().to_owned())
@@ -346,6 +346,7 @@ fn a_known_sequence_gives_exact_values() {
             "quota_save_failures_total",
             "quota_saves_total",
             "quota_transitions_total",
+            "quota_unresolved_calls",
             "quota_used",
         ];
         assert_eq!(
