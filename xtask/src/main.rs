@@ -7,10 +7,12 @@
 //!   keeps its memory and frame rate (30 minutes by default).
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
+//! - `cargo xtask mixed-fleet`: runs the previous build and this one on one file and one Redis.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
 mod fuzz;
 mod install;
+mod mixed_fleet;
 mod pkg;
 mod readme;
 mod run;
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         "soak" => web::soak(args.get(1).map(String::as_str)),
         "pkg" => pkg::pkg(),
         "readme" => readme::run_blocks(),
+        "mixed-fleet" => mixed_fleet_alone(),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
@@ -50,14 +53,20 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          test    install what is missing, then fmt, clippy (native + wasm32), native tests,\n\
          \x20       the README's Rust blocks (each pasted into a new project and run),\n\
-         \x20       loom tests, short fuzz runs (20 s per target), the wasm32 build, the JS\n\
-         \x20       module's tests (Node, Chromium, the built package) and the dashboard's\n\
-         \x20       (components, end to end, a 2-minute soak); ends with a summary\n\
+         \x20       the mixed fleet (below), loom tests, short fuzz runs (20 s per target),\n\
+         \x20       the wasm32 build, the JS module's tests (Node, Chromium, the built\n\
+         \x20       package) and the dashboard's (components, end to end, a 2-minute soak);\n\
+         \x20       ends with a summary\n\
          fuzz [seconds]\n\
          \x20       install cargo-fuzz if missing, then run every fuzz target in fuzz/\n\
          \x20       (stored_state, stored_state_ops) for [seconds] each (default 600); a\n\
          \x20       crash's input is kept in fuzz/artifacts/<target>/ and reruns with\n\
          \x20       `cargo +nightly fuzz run --fuzz-dir fuzz <target> <input>`\n\
+         mixed-fleet\n\
+         \x20       build the previous build's `simulate` (commit fa687b9, by `git archive`,\n\
+         \x20       cached in target/mixed-fleet/) and this build's, run both at once on one\n\
+         \x20       file, then on one redis-server (Local, Exact, Leased; 3 processes each),\n\
+         \x20       and check that the store holds exactly what the two admitted\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          readme  paste each Rust block of README.md into a new project and run it (starts\n\
          \x20       a redis-server for the blocks that need one)\n\
@@ -136,6 +145,7 @@ fn test() -> Result<(), String> {
         "README: every Rust block in a new project",
         readme::run_blocks,
     );
+    stages.run(mixed_fleet::STAGE, mixed_fleet::run);
     stages.cargo(
         "loom tests",
         &["test", "-p", "quota-core", "--lib", "--release", "loom"],
@@ -161,6 +171,14 @@ fn test() -> Result<(), String> {
     );
     js_module_stages(&mut stages);
     web::stages(&mut stages);
+    stages.finish()
+}
+
+/// `cargo xtask mixed-fleet`: the mixed-fleet stage alone, with redis-server installed first.
+fn mixed_fleet_alone() -> Result<(), String> {
+    let mut stages = Stages::new("cargo xtask mixed-fleet");
+    stages.run("install: redis-server", install::redis_server);
+    stages.run(mixed_fleet::STAGE, mixed_fleet::run);
     stages.finish()
 }
 

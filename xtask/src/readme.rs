@@ -23,7 +23,7 @@ const RUN_SECONDS: u64 = 60;
 /// The Redis address the README's blocks name; replaced by the test server's.
 const DOCUMENTED_REDIS: &str = "redis.internal:6379";
 /// The password the README's Redis URLs carry (`redis://:secret@…` and `redis://app:secret@…`).
-const REDIS_PASSWORD: &str = "secret";
+pub(crate) const REDIS_PASSWORD: &str = "secret";
 
 /// One fenced block of README.md.
 struct Block {
@@ -312,14 +312,15 @@ impl Drop for RemoveOnDrop {
 }
 
 /// A `redis-server` on a free loopback port, with the README's password for the default user
-/// and for the user `app`; killed on drop.
-struct Redis {
+/// and for the user `app`; killed on drop. The mixed-fleet stage runs its stores on one too.
+pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Redis {
-    fn start(scratch: &Path) -> Result<Redis, String> {
+    /// Starts one, its files in `scratch/redis`, and waits until it answers.
+    pub(crate) fn start(scratch: &Path) -> Result<Redis, String> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|listener| listener.local_addr())
             .map_err(|error| format!("no free port: {error}"))?
