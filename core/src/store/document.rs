@@ -532,7 +532,9 @@ impl StoredState {
             let all = (service.to_owned(), period, 0);
             let end = (service.to_owned(), period, u64::MAX);
             let mut windows = between(&self.windows, &all, &end).peekable();
-            windows.peek().is_some_and(|((_, _, start), _)| *start >= until_ms)
+            windows
+                .peek()
+                .is_some_and(|((_, _, start), _)| *start >= until_ms)
                 && between(&self.windows, &all, &end).count() >= Self::WINDOWS_KEPT
         })
     }
