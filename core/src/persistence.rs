@@ -281,23 +281,24 @@ pub(crate) struct HeldAdmit {
 
 /// What a sync learned late, for the tracker to settle under the service's lock.
 pub(crate) enum Late<'a> {
-    /// An admission the caller was told was refused: whether the store applied it.
+    /// An admission the caller was told was refused: the window's lift count when the store
+    /// applied it, if it did.
     Admit {
         request: &'a AdmitRequest,
-        admitted: bool,
+        admitted: Option<u64>,
     },
-    /// A lease whose answer was lost, and what it granted.
+    /// A lease whose answer was lost: what it granted, and the window's lift count then.
     Lease {
         request: &'a LeaseRequest,
         granted: u64,
+        lifts: u64,
     },
 }
 
-/// What the tracker does with a late answer: calls to give back, or calls forfeited.
+/// What the tracker does with a late answer: calls to give back, if any.
 pub(crate) enum Settled {
     Nothing,
     GiveBack(GiveBack),
-    Forfeited(u64),
 }
 
 /// What a cut hands the save lock: the batch, and the operations queued under the service
@@ -597,10 +598,10 @@ impl Persistence {
     /// queued from there). A late answer is settled by the tracker, which may give calls back.
     fn resolve(&self, saver: &mut SaverState, calls: &mut Calls<'_>) -> Result<(), StoreError> {
         let mut forfeited = 0u64;
-        let mut settled = |settled: Settled, saver: &mut SaverState| match settled {
-            Settled::Nothing => {}
-            Settled::GiveBack(back) => saver.give_backs.push(back),
-            Settled::Forfeited(calls) => forfeited = forfeited.saturating_add(calls),
+        let settled = |settled: Settled, saver: &mut SaverState| {
+            if let Settled::GiveBack(back) = settled {
+                saver.give_backs.push(back);
+            }
         };
         let mut result = Ok(());
         while let Some(held) = saver.admits.first() {
@@ -609,7 +610,10 @@ impl Persistence {
                     let held = saver.admits.remove(0);
                     self.answered(held.request.seq);
                     if !held.counted {
-                        let admitted = matches!(reply, AdmitReply::Admitted { .. });
+                        let admitted = match reply {
+                            AdmitReply::Admitted { lifts, .. } => Some(lifts),
+                            AdmitReply::Denied { .. } => None,
+                        };
                         let late = Late::Admit {
                             request: &held.request,
                             admitted,
@@ -631,6 +635,7 @@ impl Persistence {
                     let late = Late::Lease {
                         request: &request,
                         granted: reply.granted,
+                        lifts: reply.lifts,
                     };
                     settled((calls.settle)(late), saver);
                 }
@@ -639,9 +644,11 @@ impl Persistence {
         }
         while result.is_ok() && !saver.give_backs.is_empty() {
             match guarded(|| self.store.give_back(&saver.give_backs[0])) {
-                Ok(()) => {
+                Ok(taken) => {
                     let back = saver.give_backs.remove(0);
                     self.answered(back.seq);
+                    // Less taken off: the window was lifted since (the store forfeited them).
+                    forfeited = forfeited.saturating_add(back.unused.saturating_sub(taken));
                 }
                 Err(error) => result = Err(error),
             }
@@ -650,8 +657,8 @@ impl Persistence {
             self.stats.lock().forfeited_calls += forfeited;
             quietly(|| {
                 log::warn!(
-                    "quota: {forfeited} calls the store counted although their reply was lost \
-                     stay counted: a raise of their window came meanwhile"
+                    "quota: {forfeited} calls to give back stay counted: a raise lifted their \
+                     window after they were counted (the floor may include them)"
                 )
             });
         }

@@ -1485,33 +1485,29 @@ impl QuotaTracker {
     }
 
     /// A late answer a sync learned: releases the calls booked for it; calls the store applied
-    /// or granted that the caller never got are given back, or forfeited if a raise of their
-    /// window came meanwhile (the store may have absorbed them into the floor: giving them
-    /// back could take its total below the provider's count).
+    /// or granted that the caller never got are given back (the store forfeits them if a raise
+    /// lifted their window since: see [`GiveBack::lifts`]).
     fn settle(&self, late: Late<'_>) -> Settled {
-        let (window, booked, calls) = match late {
-            Late::Admit { request, admitted } => {
-                let applied = if admitted { request.count } else { 0 };
-                (&request.window, request.count, applied)
-            }
-            Late::Lease { request, granted } => (&request.window, request.block, granted),
+        let (window, booked, calls, lifts) = match late {
+            Late::Admit { request, admitted } => (
+                &request.window,
+                request.count,
+                admitted.map_or(0, |_| request.count),
+                admitted.unwrap_or(0),
+            ),
+            Late::Lease {
+                request,
+                granted,
+                lifts,
+            } => (&request.window, request.block, granted, lifts),
         };
-        let Some(position) = self.find(&window.service) else {
-            return Settled::Nothing;
-        };
-        let raised = {
+        if let Some(position) = self.find(&window.service) {
             let mut guard = self.services[position].lock(self.persistence.is_some());
-            let sync = &mut guard.sync;
-            sync.floor_asked = sync.floor_asked.saturating_sub(booked);
-            sync.raise
-                .iter()
-                .chain(&sync.ended_raises)
-                .any(|(raised, _)| raised.start_ms == window.start_ms)
-        };
-        match (calls, raised) {
-            (0, _) => Settled::Nothing,
-            (calls, true) => Settled::Forfeited(calls),
-            (calls, false) => Settled::GiveBack(self.give_back_of(window.clone(), calls)),
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+        }
+        match calls {
+            0 => Settled::Nothing,
+            calls => Settled::GiveBack(self.give_back_of(window.clone(), calls, lifts)),
         }
     }
 

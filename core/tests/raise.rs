@@ -519,7 +519,7 @@ impl Store for SlowSyncs {
     ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
         self.inner.lease(request)
     }
-    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<u64, quota_core::StoreError> {
         self.inner.give_back(request)
     }
 }
@@ -731,7 +731,7 @@ impl Store for FailingSyncs {
     ) -> Result<quota_core::LeaseReply, quota_core::StoreError> {
         self.inner.lease(request)
     }
-    fn give_back(&self, request: &quota_core::GiveBack) -> Result<(), quota_core::StoreError> {
+    fn give_back(&self, request: &quota_core::GiveBack) -> Result<u64, quota_core::StoreError> {
         self.inner.give_back(request)
     }
 }

@@ -48,6 +48,9 @@ pub struct StoredWindow {
     pub end_ms: u64,
     /// Calls recorded in it, by every instance.
     pub total: u64,
+    /// Raises that lifted its total (see [`GiveBack::lifts`](super::GiveBack::lifts)).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lifts: u64,
 }
 
 /// The last batch applied for one service from one instance.
@@ -85,27 +88,30 @@ struct Admitted {
 }
 
 /// What one instance's operation on one service was answered: kept so that a resend gets the
-/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>`, `d<total>`,
-/// `g<granted>`.
+/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>/<lifts>`,
+/// `d<total>`, `g<granted>/<lifts>`, `b<taken>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
-    /// A sync's deltas or a give-back, applied.
+    /// A sync's deltas, applied.
     Applied,
-    /// An admission, admitted; the total after.
-    Admitted(u64),
+    /// An admission, admitted: the total after, the window's lift count then.
+    Admitted { total: u64, lifts: u64 },
     /// An admission, refused; the total seen.
     Denied(u64),
-    /// A lease; the calls granted.
-    Granted(u64),
+    /// A lease: the calls granted, the window's lift count then.
+    Granted { granted: u64, lifts: u64 },
+    /// A give-back: the calls taken off (0: forfeited).
+    GivenBack(u64),
 }
 
 impl Answer {
     fn text(self) -> String {
         match self {
             Answer::Applied => "1".into(),
-            Answer::Admitted(total) => format!("a{total}"),
+            Answer::Admitted { total, lifts } => format!("a{total}/{lifts}"),
             Answer::Denied(total) => format!("d{total}"),
-            Answer::Granted(granted) => format!("g{granted}"),
+            Answer::Granted { granted, lifts } => format!("g{granted}/{lifts}"),
+            Answer::GivenBack(taken) => format!("b{taken}"),
         }
     }
 
@@ -113,15 +119,22 @@ impl Answer {
         if text == "1" {
             return Some(Answer::Applied);
         }
-        let (kind, number) = text.split_at_checked(1)?;
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let number = number.parse().ok()?;
+        let (kind, rest) = text.split_at_checked(1)?;
+        let number = |digits: &str| -> Option<u64> {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        };
+        let pair = || -> Option<(u64, u64)> {
+            let (first, second) = rest.split_once('/')?;
+            Some((number(first)?, number(second)?))
+        };
         match kind {
-            "a" => Some(Answer::Admitted(number)),
-            "d" => Some(Answer::Denied(number)),
-            "g" => Some(Answer::Granted(number)),
+            "a" => pair().map(|(total, lifts)| Answer::Admitted { total, lifts }),
+            "d" => number(rest).map(Answer::Denied),
+            "g" => pair().map(|(granted, lifts)| Answer::Granted { granted, lifts }),
+            "b" => number(rest).map(Answer::GivenBack),
             _ => None,
         }
     }
@@ -204,7 +217,6 @@ struct OpsEntry<'a> {
     seen: u64,
 }
 
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -306,7 +318,9 @@ impl StoredState {
         for raise in &batch.raises {
             let at_least = raise.at_least.min(Self::MAX_TOTAL);
             if at_least > self.total(&raise.window) {
-                self.window_mut(&raise.window).total = at_least;
+                let window = self.window_mut(&raise.window);
+                window.total = at_least;
+                window.lifts = window.lifts.saturating_add(1);
                 self.forget_old(&raise.window.service);
             }
         }
@@ -321,21 +335,24 @@ impl StoredState {
         let total = self.total(window);
         let reply = match self.seen(&window.service, request.instance, request.seq) {
             // A retry whose first answer was lost: the same answer, counted once.
-            Seen::Done(Answer::Admitted(total)) => Admitted { total },
+            Seen::Done(Answer::Admitted { total, lifts }) => Admitted { total, lifts },
             Seen::Done(Answer::Denied(total)) => Denied { total },
             // Answered long ago (or a number reused for another kind): nothing added.
             Seen::Stale | Seen::Done(_) => Denied { total },
             Seen::New => {
                 let reply = match admit_rule(total, request) {
                     Some(after) => {
-                        let after = after.min(Self::MAX_TOTAL);
-                        self.window_mut(window).total = after;
-                        Admitted { total: after }
+                        let stored = self.window_mut(window);
+                        stored.total = after.min(Self::MAX_TOTAL);
+                        Admitted {
+                            total: stored.total,
+                            lifts: stored.lifts,
+                        }
                     }
                     None => Denied { total },
                 };
                 let answer = match reply {
-                    Admitted { total } => Answer::Admitted(total),
+                    Admitted { total, lifts } => Answer::Admitted { total, lifts },
                     Denied { total } => Answer::Denied(total),
                 };
                 self.record(
@@ -364,19 +381,25 @@ impl StoredState {
     pub fn lease(&mut self, request: &super::LeaseRequest) -> super::LeaseReply {
         self.applies += 1;
         let window = &request.window;
-        let (granted, answer) = match self.seen(&window.service, request.instance, request.seq) {
-            Seen::Done(Answer::Granted(granted)) => (granted, None),
-            Seen::Stale | Seen::Done(_) => (0, None),
-            Seen::New => {
-                let total = self.total(window);
-                let granted = request.block.min(request.ceiling.saturating_sub(total));
-                if granted > 0 {
-                    let stored = self.window_mut(window);
-                    stored.total = stored.total.saturating_add(granted).min(Self::MAX_TOTAL);
+        let lifts_now = self.lifts(window);
+        let (granted, lifts, answer) =
+            match self.seen(&window.service, request.instance, request.seq) {
+                Seen::Done(Answer::Granted { granted, lifts }) => (granted, lifts, None),
+                Seen::Stale | Seen::Done(_) => (0, lifts_now, None),
+                Seen::New => {
+                    let total = self.total(window);
+                    let granted = request.block.min(request.ceiling.saturating_sub(total));
+                    if granted > 0 {
+                        let stored = self.window_mut(window);
+                        stored.total = stored.total.saturating_add(granted).min(Self::MAX_TOTAL);
+                    }
+                    let answer = Answer::Granted {
+                        granted,
+                        lifts: lifts_now,
+                    };
+                    (granted, lifts_now, Some(answer))
                 }
-                (granted, Some(Answer::Granted(granted)))
-            }
-        };
+            };
         self.record(
             &window.service,
             request.instance,
@@ -388,29 +411,47 @@ impl StoredState {
         super::LeaseReply {
             granted,
             total: self.total(window),
+            lifts,
         }
     }
 
-    /// [`Store::give_back`](super::Store::give_back) on this state.
-    pub fn give_back(&mut self, request: &super::GiveBack) {
+    /// [`Store::give_back`](super::Store::give_back) on this state: the calls taken off.
+    pub fn give_back(&mut self, request: &super::GiveBack) -> u64 {
         self.applies += 1;
         let window = &request.window;
-        let fresh = matches!(
-            self.seen(&window.service, request.instance, request.seq),
-            Seen::New
-        );
-        if fresh {
-            let stored = self.window_mut(window);
-            stored.total = stored.total.saturating_sub(request.unused);
-        }
+        let (taken, answer) = match self.seen(&window.service, request.instance, request.seq) {
+            Seen::Done(Answer::GivenBack(taken)) => (taken, None),
+            Seen::Stale | Seen::Done(_) => (0, None),
+            Seen::New => {
+                // Lifted since the calls were counted: the floor may have absorbed them.
+                let lifted = self.lifts(window) != request.lifts;
+                let taken = match request.unused.min(self.total(window)) {
+                    0 => 0,
+                    _ if lifted => 0,
+                    taken => {
+                        self.window_mut(window).total -= taken;
+                        taken
+                    }
+                };
+                (taken, Some(Answer::GivenBack(taken)))
+            }
+        };
         self.record(
             &window.service,
             request.instance,
             request.seq,
             request.done_below,
-            fresh.then_some(Answer::Applied),
+            answer,
             window.end_ms,
         );
+        taken
+    }
+
+    /// The lift count of `window` (0 if none is stored).
+    fn lifts(&self, window: &WindowKey) -> u64 {
+        self.windows
+            .get(&(window.service.clone(), window.period, window.start_ms))
+            .map_or(0, |w| w.lifts)
     }
 
     /// Where `seq` stands in the record of `instance` on `service`.
@@ -476,6 +517,7 @@ impl StoredState {
                     start_ms: key.start_ms,
                     end_ms: key.end_ms,
                     total: 0,
+                    lifts: 0,
                 }
             })
     }
@@ -747,7 +789,10 @@ impl StoredState {
         window.total = window.total.min(Self::MAX_TOTAL);
         let key = (window.service.clone(), window.period, window.start_ms);
         match self.windows.get_mut(&key) {
-            Some(existing) => existing.total = existing.total.max(window.total),
+            Some(existing) => {
+                existing.total = existing.total.max(window.total);
+                existing.lifts = existing.lifts.max(window.lifts);
+            }
             None => {
                 self.windows.insert(key, window);
             }
@@ -839,6 +884,11 @@ fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
         start_ms: number(entry, "start_ms")?,
         end_ms: number(entry, "end_ms")?,
         total: number(entry, "total")?,
+        // Written since give-backs check lifts; older documents have none.
+        lifts: match entry.field("lifts") {
+            None => 0,
+            Some(_) => number(entry, "lifts")?,
+        },
     })
 }
 
@@ -926,6 +976,7 @@ fn v1_windows<J: Json>(entry: &J) -> Result<Vec<StoredWindow>, String> {
             start_ms,
             end_ms: window.reset_at_ms,
             total,
+            lifts: 0,
         });
     };
     push(number(entry, "window_start_ms")?, number(entry, "used")?);
@@ -1023,15 +1074,15 @@ mod tests {
         // Admissions 1 and 2 answered; 1 resent after 2 landed (the old bug: counted 3).
         assert_eq!(
             state.admit(&admit(1, 1, 1, 1)),
-            AdmitReply::Admitted { total: 1 }
+            AdmitReply::Admitted { total: 1, lifts: 0 }
         );
         assert_eq!(
             state.admit(&admit(1, 2, 1, 1)),
-            AdmitReply::Admitted { total: 2 }
+            AdmitReply::Admitted { total: 2, lifts: 0 }
         );
         assert_eq!(
             state.admit(&admit(1, 1, 1, 1)),
-            AdmitReply::Admitted { total: 1 }
+            AdmitReply::Admitted { total: 1, lifts: 0 }
         );
         assert_eq!(state.total(&key("a", 0)), 2);
         // A sync batch resent after a newer admission.
@@ -1040,7 +1091,7 @@ mod tests {
         assert_eq!(state.apply(&sync)[0], 7);
         assert_eq!(
             state.admit(&admit(1, 4, 1, 1)),
-            AdmitReply::Admitted { total: 8 }
+            AdmitReply::Admitted { total: 8, lifts: 0 }
         );
         assert_eq!(state.apply(&sync)[0], 8);
         // A lease resent after a newer one gets its own grant again, not 0, and adds nothing.
@@ -1063,6 +1114,7 @@ mod tests {
             done_below: 1,
             window: key("a", 0),
             unused: 3,
+            lifts: 0,
         };
         state.give_back(&back(7));
         state.give_back(&back(8));
@@ -1074,13 +1126,16 @@ mod tests {
         assert_eq!(state.lease(&lease(6, 10)).granted, 10);
         assert_eq!(
             state.admit(&admit(1, 2, 1, 1)),
-            AdmitReply::Admitted { total: 2 }
+            AdmitReply::Admitted { total: 2, lifts: 0 }
         );
         assert_eq!(state.total(&key("a", 0)), 22);
         // done_below 9: everything below is forgotten, and a stale copy changes nothing.
         assert_eq!(
             state.admit(&admit(1, 9, 9, 1)),
-            AdmitReply::Admitted { total: 23 }
+            AdmitReply::Admitted {
+                total: 23,
+                lifts: 0
+            }
         );
         assert_eq!(
             state.admit(&admit(1, 4, 1, 1)),
@@ -1135,13 +1190,28 @@ mod tests {
     fn answers_read_back_as_written() {
         for answer in [
             Answer::Applied,
-            Answer::Admitted(0),
+            Answer::Admitted { total: 0, lifts: 3 },
             Answer::Denied(41),
-            Answer::Granted(u64::MAX),
+            Answer::Granted {
+                granted: u64::MAX,
+                lifts: 0,
+            },
+            Answer::GivenBack(7),
         ] {
             assert_eq!(Answer::parse(&answer.text()), Some(answer));
         }
-        for bad in ["", "a", "x1", "a-1", "a1.5", "g18446744073709551616", "2"] {
+        for bad in [
+            "",
+            "a",
+            "a1",
+            "x1",
+            "a-1/0",
+            "a1.5/0",
+            "g18446744073709551616/0",
+            "2",
+            "b",
+            "d1/2",
+        ] {
             assert_eq!(Answer::parse(bad), None, "{bad}");
         }
     }

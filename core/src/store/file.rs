@@ -288,7 +288,7 @@ impl Store for FileStore {
         })
     }
 
-    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.with_state(|state| (state.give_back(request), true))
     }
 }

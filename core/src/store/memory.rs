@@ -141,7 +141,7 @@ impl Store for MemoryStore {
         self.with_state(|state| state.lease(request))
     }
 
-    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.with_state(|state| state.give_back(request))
     }
 }

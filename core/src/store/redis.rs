@@ -884,8 +884,10 @@ impl Store for RedisStore {
                     .arg(batch.done_below);
                 for (&(period, start_ms), &(calls, floor, end_ms)) in windows {
                     let (end, longest) = self.expiry_args(period, end_ms);
+                    let window = format!("{base}:{}:{start_ms}", period.as_str());
                     invocation
-                        .key(format!("{base}:{}:{start_ms}", period.as_str()))
+                        .key(lifts_key(&window))
+                        .key(window)
                         .arg(calls)
                         .arg(floor)
                         .arg(end)
@@ -964,11 +966,14 @@ impl Store for RedisStore {
             .arg(request.below)
             .arg(request.cap)
             .arg(u8::from(request.force));
-        let (admitted, total): (i64, String) =
+        let (admitted, total, lifts): (i64, String, String) =
             self.call("admit", true, |connection| invocation.invoke(connection))?;
         let total = self.reply_number("admit", &total)?;
         Ok(if admitted == 1 {
-            AdmitReply::Admitted { total }
+            AdmitReply::Admitted {
+                total,
+                lifts: self.reply_number("admit", &lifts)?,
+            }
         } else {
             AdmitReply::Denied { total }
         })
@@ -985,15 +990,16 @@ impl Store for RedisStore {
             window,
         );
         invocation.arg(request.block).arg(request.ceiling);
-        let (granted, total): (String, String) =
+        let (granted, total, lifts): (String, String, String) =
             self.call("lease", true, |connection| invocation.invoke(connection))?;
         Ok(LeaseReply {
             granted: self.reply_number("lease", &granted)?,
             total: self.reply_number("lease", &total)?,
+            lifts: self.reply_number("lease", &lifts)?,
         })
     }
 
-    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         let window = &request.window;
         let mut invocation = SCRIPTS.give_back.prepare_invoke();
         self.op_invocation(
@@ -1003,11 +1009,11 @@ impl Store for RedisStore {
             request.done_below,
             window,
         );
-        invocation.arg(request.unused);
-        self.call("give_back", true, |connection| {
-            invocation.invoke::<i64>(connection)
+        invocation.arg(request.unused).arg(request.lifts);
+        let taken: String = self.call("give_back", true, |connection| {
+            invocation.invoke(connection)
         })?;
-        Ok(())
+        self.reply_number("give_back", &taken)
     }
 }
 
@@ -1018,7 +1024,8 @@ impl RedisStore {
     }
 
     /// The keys and arguments every admit, lease and give-back script starts with: KEYS the
-    /// operations record and the window; ARGV grace, seq, done_below, end + grace, longest.
+    /// operations record, the window and its lift count; ARGV grace, seq, done_below, end +
+    /// grace, longest.
     fn op_invocation(
         &self,
         invocation: &mut ::redis::ScriptInvocation<'_>,
@@ -1031,6 +1038,7 @@ impl RedisStore {
         invocation
             .key(self.ops_key(&window.service, instance))
             .key(self.window_key(window))
+            .key(lifts_key(&self.window_key(window)))
             .arg(self.grace_ms)
             .arg(seq)
             .arg(done_below)
@@ -1049,6 +1057,12 @@ impl RedisStore {
             ))
         })
     }
+}
+
+/// `<window key>:lifts`: how many raises lifted the window's total (see
+/// [`GiveBack::lifts`]), an integer created by the first; it expires with the window.
+fn lifts_key(window_key: &str) -> String {
+    format!("{window_key}:lifts")
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -1109,9 +1123,9 @@ struct Scripts {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     sync: Script::new(&format!("{PRELUDE}{OPS}{SYNC}")),
-    admit: Script::new(&format!("{PRELUDE}{OPS}{ADMIT}")),
-    lease: Script::new(&format!("{PRELUDE}{OPS}{LEASE}")),
-    give_back: Script::new(&format!("{PRELUDE}{OPS}{GIVE_BACK}")),
+    admit: Script::new(&format!("{PRELUDE}{OPS}{OP_READ}{ADMIT}")),
+    lease: Script::new(&format!("{PRELUDE}{OPS}{OP_READ}{LEASE}")),
+    give_back: Script::new(&format!("{PRELUDE}{OPS}{OP_READ}{GIVE_BACK}")),
 });
 
 /// Shared by every script: exact arithmetic on decimal text, the server's time, reading and
@@ -1223,14 +1237,40 @@ end
 /// `ARGV[3]` its `done_below` (canonical decimal text, from a `u64`).
 const OPS: &str = r#"
 local SEQ, DONE_BELOW = ARGV[2], ARGV[3]
--- An answer's kind ('1', 'a', 'd' or 'g') and number (canonical text; nil for '1'), or nil if
--- it is not one.
+-- An answer's kind ('1', 'a', 'd', 'g' or 'b'), number and lift count (canonical text; nil
+-- where the kind has none), or nil if it is not one: '1', 'a<total>/<lifts>', 'd<total>',
+-- 'g<granted>/<lifts>', 'b<taken>', as StoredState writes them.
 local function answer_of(v)
-  if v == '1' then return '1', nil end
-  local kind, n = string.sub(v, 1, 1), canon(string.sub(v, 2))
-  if not n or cmp(n, U64) > 0 then return nil end
-  if kind == 'a' or kind == 'd' or kind == 'g' then return kind, n end
+  if v == '1' then return '1', nil, nil end
+  local kind, rest = string.sub(v, 1, 1), string.sub(v, 2)
+  local function number(t)
+    local n = canon(t)
+    if not n or cmp(n, U64) > 0 then return nil end
+    return n
+  end
+  if kind == 'a' or kind == 'g' then
+    local slash = string.find(rest, '/', 1, true)
+    if not slash then return nil end
+    local n, l = number(string.sub(rest, 1, slash - 1)), number(string.sub(rest, slash + 1))
+    if not (n and l) then return nil end
+    return kind, n, l
+  end
+  if kind == 'd' or kind == 'b' then
+    local n = number(rest)
+    if not n then return nil end
+    return kind, n, nil
+  end
   return nil
+end
+-- A window's lift count (canonical text, '0' when none), or nil if the key holds something
+-- else.
+local function read_lifts(key)
+  if not has_type(key, 'string') then return nil end
+  local raw = redis.call('GET', key)
+  if not raw then return '0' end
+  local c = canon(raw)
+  if not c or c ~= raw or #c > 15 then return nil end
+  return c
 end
 -- Reads and checks what the operation needs of the record: its low-water mark, SEQ's answer
 -- ('stale' below the mark, the answer's kind and number if applied, nil if new), and, when
@@ -1245,11 +1285,12 @@ local function read_ops(key)
     low = canon(got[1])
     if not low or cmp(low, U64) > 0 then return nil end
   end
+  local lifts = nil
   if got[2] then
-    kind, number = answer_of(got[2])
+    kind, number, lifts = answer_of(got[2])
     if not kind then return nil end
   end
-  if cmp(SEQ, low) < 0 then kind, number = 'stale', nil end
+  if cmp(SEQ, low) < 0 then kind, number, lifts = 'stale', nil, nil end
   local gone = {}
   if cmp(DONE_BELOW, low) > 0 then
     for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -1259,7 +1300,7 @@ local function read_ops(key)
       end
     end
   end
-  return {low = low, gone = gone, kind = kind, number = number}
+  return {low = low, gone = gone, kind = kind, number = number, lifts = lifts}
 end
 -- After the operation: records `answer` (when applied now), raises the mark to DONE_BELOW,
 -- forgets the seqs below it and keeps the record at least until `at` (the end of the last
@@ -1280,28 +1321,36 @@ local function write_ops(key, rec, answer, at)
 end
 "#;
 
-/// KEYS: the instance's operations record, then the service's windows. ARGV: grace, seq,
-/// done_below, then per window: calls, floor (0: none), end + grace, longest life. A `seq`
-/// applied already or below the mark skips the calls but still applies the floors (a maximum:
-/// a resend changes nothing).
+/// KEYS: the instance's operations record, then per window its lift count and the window.
+/// ARGV: grace, seq, done_below, then per window: calls, floor (0: none), end + grace, longest
+/// life. A `seq` applied already or below the mark skips the calls but still applies the
+/// floors (a maximum: a resend changes nothing); a floor that lifts a total counts a lift.
 const SYNC: &str = r#"
 local rec = read_ops(KEYS[1])
 if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
 local fresh = rec.kind == nil
-local cur, plain, exists = {}, {}, {}
-for k = 2, #KEYS do
-  cur[k], plain[k], exists[k] = read_total(KEYS[k])
-  if not cur[k] then return corrupt(KEYS[k], 'is not a whole number') end
+local windows = (#KEYS - 1) / 2
+local cur, plain, exists, lifts = {}, {}, {}, {}
+for i = 1, windows do
+  local l, w = KEYS[2 * i], KEYS[2 * i + 1]
+  cur[i], plain[i], exists[i] = read_total(w)
+  if not cur[i] then return corrupt(w, 'is not a whole number') end
+  lifts[i] = read_lifts(l)
+  if not lifts[i] then return corrupt(l, 'is not a lift count') end
 end
 -- Checked: from here on nothing fails.
 local record_at = now + GRACE
-for k = 2, #KEYS do
-  local a = 4 + 4 * (k - 2)
+for i = 1, windows do
+  local a = 4 + 4 * (i - 1)
   local at = window_expiry(ARGV[a + 2], ARGV[a + 3])
-  local new = cur[k]
-  if fresh then new = minimum(add(cur[k], ARGV[a]), MAX) end
-  if cmp(ARGV[a + 1], new) > 0 then new = ARGV[a + 1] end
-  write_total(KEYS[k], cur[k], plain[k], exists[k], new, at)
+  local new = cur[i]
+  if fresh then new = minimum(add(cur[i], ARGV[a]), MAX) end
+  if cmp(ARGV[a + 1], new) > 0 then
+    new = ARGV[a + 1]
+    redis.call('SET', KEYS[2 * i], add(lifts[i], '1'))
+    redis.call('PEXPIREAT', KEYS[2 * i], string.format('%.0f', at))
+  end
+  write_total(KEYS[2 * i + 1], cur[i], plain[i], exists[i], new, at)
   if at > record_at then record_at = at end
 end
 local answer = nil
@@ -1311,75 +1360,93 @@ if fresh then return 1 end
 return 0
 "#;
 
-/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
-/// longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied, total}.
+/// Reads what admit, lease and give-back need: the record, the window's total and lift count
+/// (KEYS 1 to 3); returns nil and an error reply if any is not valid.
+const OP_READ: &str = r#"
+local function read_op()
+  local rec = read_ops(KEYS[1])
+  if not rec then return nil, corrupt(KEYS[1], 'is not a valid operations record') end
+  local cur, plain, exists = read_total(KEYS[2])
+  if not cur then return nil, corrupt(KEYS[2], 'is not a whole number') end
+  local lifts = read_lifts(KEYS[3])
+  if not lifts then return nil, corrupt(KEYS[3], 'is not a lift count') end
+  return {rec = rec, cur = cur, plain = plain, exists = exists, lifts = lifts}
+end
+"#;
+
+/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
+/// + grace, longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied,
+/// total, lift count}.
 const ADMIT: &str = r#"
-local rec = read_ops(KEYS[1])
-if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
-local cur, plain, exists = read_total(KEYS[2])
-if not cur then return corrupt(KEYS[2], 'is not a whole number') end
+local op, err = read_op()
+if not op then return err end
+local rec, cur = op.rec, op.cur
 local at = window_expiry(ARGV[4], ARGV[5])
 local reply, answer
 if rec.kind == 'a' then
   -- A resend whose first answer was lost: the same answer, counted once.
-  reply = {1, rec.number}
+  reply = {1, rec.number, rec.lifts}
 elseif rec.kind == 'd' then
-  reply = {0, rec.number}
+  reply = {0, rec.number, '0'}
 elseif rec.kind then
   -- Answered long ago (or a number another kind of operation used): nothing added.
-  reply = {0, cur}
+  reply = {0, cur, '0'}
 else
   local after = add(cur, ARGV[6])
   if cmp(after, U64) <= 0 and (ARGV[9] == '1' or (cmp(cur, ARGV[7]) < 0 and cmp(after, ARGV[8]) <= 0)) then
     local total = minimum(after, MAX)
-    write_total(KEYS[2], cur, plain, exists, total, at)
-    reply, answer = {1, total}, 'a' .. total
+    write_total(KEYS[2], cur, op.plain, op.exists, total, at)
+    reply, answer = {1, total, op.lifts}, 'a' .. total .. '/' .. op.lifts
   else
-    reply, answer = {0, cur}, 'd' .. cur
+    reply, answer = {0, cur, '0'}, 'd' .. cur
   end
 end
 write_ops(KEYS[1], rec, answer, at)
 return reply
 "#;
 
-/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
-/// longest, block, ceiling. Answers {granted, the total now}.
+/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
+/// + grace, longest, block, ceiling. Answers {granted, the total now, the lift count when
+/// granted}.
 const LEASE: &str = r#"
-local rec = read_ops(KEYS[1])
-if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
-local cur, plain, exists = read_total(KEYS[2])
-if not cur then return corrupt(KEYS[2], 'is not a whole number') end
+local op, err = read_op()
+if not op then return err end
+local rec, cur = op.rec, op.cur
 local at = window_expiry(ARGV[4], ARGV[5])
-local granted, total, answer = '0', cur, nil
+local granted, total, lifts, answer = '0', cur, op.lifts, nil
 if rec.kind == 'g' then
   -- A resend: the first grant again, with the total as it is now.
-  granted = rec.number
+  granted, lifts = rec.number, rec.lifts
 elseif not rec.kind then
   granted = minimum(ARGV[6], sub(ARGV[7], cur))
   if granted ~= '0' then
     total = minimum(add(cur, granted), MAX)
-    write_total(KEYS[2], cur, plain, exists, total, at)
+    write_total(KEYS[2], cur, op.plain, op.exists, total, at)
   end
-  answer = 'g' .. granted
+  answer = 'g' .. granted .. '/' .. lifts
 end
 write_ops(KEYS[1], rec, answer, at)
-return {granted, total}
+return {granted, total, lifts}
 "#;
 
-/// KEYS: the operations record, the window. ARGV: grace, seq, done_below, end + grace,
-/// longest, unused.
+/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
+/// + grace, longest, unused, lifts when the calls were counted. Answers the calls taken off
+/// (0: a window lifted since, forfeited; a resend gets the first answer).
 const GIVE_BACK: &str = r#"
-local rec = read_ops(KEYS[1])
-if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
-local cur, plain, exists = read_total(KEYS[2])
-if not cur then return corrupt(KEYS[2], 'is not a whole number') end
+local op, err = read_op()
+if not op then return err end
+local rec, cur = op.rec, op.cur
 local at = window_expiry(ARGV[4], ARGV[5])
-local answer = nil
-if not rec.kind then
-  write_total(KEYS[2], cur, plain, exists, sub(cur, ARGV[6]), at)
-  answer = '1'
+local taken, answer = '0', nil
+if rec.kind == 'b' then
+  taken = rec.number
+elseif not rec.kind then
+  if op.lifts == canon(ARGV[7]) then
+    taken = minimum(ARGV[6], cur)
+    write_total(KEYS[2], cur, op.plain, op.exists, sub(cur, taken), at)
+  end
+  answer = 'b' .. taken
 end
 write_ops(KEYS[1], rec, answer, at)
-if answer then return 1 end
-return 0
+return taken
 "#;

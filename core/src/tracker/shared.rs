@@ -31,6 +31,9 @@ pub(super) struct LeaseState {
     pub(super) left: u64,
     /// The window they were granted in.
     pub(super) window: Option<Window>,
+    /// The window's lift count when the oldest of them was granted (a give-back of them is
+    /// forfeited if the window was lifted since).
+    pub(super) lifts: u64,
     /// A lease whose answer was lost: the next sync asks it again, as it is, until the store
     /// answers (a retry gets the same grant, counted once), then gives its grant back (or
     /// forfeits it after a raise): never stranded, never granted twice.
@@ -67,7 +70,7 @@ impl SlotState {
         } else {
             Step::default()
         };
-        let back = tracker.give_back_of(slot.window_key(window), unused);
+        let back = tracker.give_back_of(slot.window_key(window), unused, self.lease.lifts);
         (Some(back), step)
     }
 }
@@ -84,8 +87,9 @@ impl ServiceSlot {
 }
 
 impl QuotaTracker {
-    /// A new give-back of `calls` counted in `window`, numbered (pending until answered).
-    pub(super) fn give_back_of(&self, window: WindowKey, calls: u64) -> GiveBack {
+    /// A new give-back of `calls` counted in `window` when its lift count was `lifts`, numbered
+    /// (pending until answered).
+    pub(super) fn give_back_of(&self, window: WindowKey, calls: u64, lifts: u64) -> GiveBack {
         let (seq, done_below) = self.issue();
         GiveBack {
             instance: self.instance(),
@@ -93,6 +97,7 @@ impl QuotaTracker {
             done_below,
             window,
             unused: calls,
+            lifts,
         }
     }
 
@@ -154,7 +159,7 @@ impl QuotaTracker {
             _ => self.answered(request.seq),
         }
         let result = match answer {
-            Ok(AdmitReply::Admitted { total }) => {
+            Ok(AdmitReply::Admitted { total, .. }) => {
                 let learned =
                     self.take_total(position, read.state.window, total, count, asked, now);
                 Ok(self.recorded_after(slot, read, learned))
@@ -396,7 +401,7 @@ impl QuotaTracker {
         let answer = self.admit_twice(&request);
         self.answered(request.seq);
         match answer {
-            Ok(AdmitReply::Admitted { total }) => {
+            Ok(AdmitReply::Admitted { total, .. }) => {
                 self.take_total(position, read.state.window, total, 0, 0, now);
                 true
             }
@@ -614,6 +619,9 @@ impl QuotaTracker {
                     let (back, _) = guard.give_lease_back(slot, self, now);
                     guard.sync.give_backs.extend(back);
                 }
+                if guard.lease.left == 0 || guard.lease.window != Some(current) {
+                    guard.lease.lifts = reply.lifts;
+                }
                 guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
                 // The store added the block to its total, maybe before it applied a floor
@@ -624,7 +632,7 @@ impl QuotaTracker {
                 guard.sync.after_raise(current, reply.granted);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
-                let back = self.give_back_of(request.window.clone(), reply.granted);
+                let back = self.give_back_of(request.window.clone(), reply.granted, reply.lifts);
                 guard.sync.give_backs.push(back);
             }
         }

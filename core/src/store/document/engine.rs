@@ -65,13 +65,17 @@ impl Json for JsValue {
 /// The state as JSON text, version 2, indented by 2 as serde_json's `to_string_pretty`.
 pub(super) fn to_json(state: &StoredState) -> String {
     let windows = list(state.windows.values(), |window| {
-        object(&[
+        let mut fields = vec![
             ("service", window.service.as_str().into()),
             ("period", window.period.as_str().into()),
             ("start_ms", number(window.start_ms)),
             ("end_ms", number(window.end_ms)),
             ("total", number(window.total)),
-        ])
+        ];
+        if window.lifts > 0 {
+            fields.push(("lifts", number(window.lifts)));
+        }
+        object(&fields)
     });
     let applied = list(state.applied.values(), |applied| {
         object(&[
