@@ -281,17 +281,17 @@ pub(crate) struct HeldAdmit {
 
 /// What a sync learned late, for the tracker to settle under the service's lock.
 pub(crate) enum Late<'a> {
-    /// An admission the caller was told was refused: the window's lift count when the store
+    /// An admission the caller was told was refused: the window's raise count when the store
     /// applied it, if it did.
     Admit {
         request: &'a AdmitRequest,
         admitted: Option<u64>,
     },
-    /// A lease whose answer was lost: what it granted, and the window's lift count then.
+    /// A lease whose answer was lost: what it granted, and the window's raise count then.
     Lease {
         request: &'a LeaseRequest,
         granted: u64,
-        lifts: u64,
+        raise_count: u64,
     },
 }
 
@@ -611,7 +611,7 @@ impl Persistence {
                     self.answered(held.request.seq);
                     if !held.counted {
                         let admitted = match reply {
-                            AdmitReply::Admitted { lifts, .. } => Some(lifts),
+                            AdmitReply::Admitted { raise_count, .. } => Some(raise_count),
                             AdmitReply::Denied { .. } => None,
                         };
                         let late = Late::Admit {
@@ -635,7 +635,7 @@ impl Persistence {
                     let late = Late::Lease {
                         request: &request,
                         granted: reply.granted,
-                        lifts: reply.lifts,
+                        raise_count: reply.raise_count,
                     };
                     settled((calls.settle)(late), saver);
                 }
@@ -647,7 +647,7 @@ impl Persistence {
                 Ok(taken) => {
                     let back = saver.give_backs.remove(0);
                     self.answered(back.seq);
-                    // Less taken off: the window was lifted since (the store forfeited them).
+                    // Less taken off: the window was raised since (the store forfeited them).
                     forfeited = forfeited.saturating_add(back.unused.saturating_sub(taken));
                 }
                 Err(error) => result = Err(error),
@@ -657,8 +657,8 @@ impl Persistence {
             self.stats.lock().forfeited_calls += forfeited;
             quietly(|| {
                 log::warn!(
-                    "quota: {forfeited} calls to give back stay counted: a raise lifted their \
-                     window after they were counted (the floor may include them)"
+                    "quota: {forfeited} calls to give back stay counted: their window was \
+                     raised after they were counted (the floor may include them)"
                 )
             });
         }

@@ -1486,9 +1486,9 @@ impl QuotaTracker {
 
     /// A late answer a sync learned: releases the calls booked for it; calls the store applied
     /// or granted that the caller never got are given back (the store forfeits them if a raise
-    /// lifted their window since: see [`GiveBack::lifts`]).
+    /// was applied to their window since: see [`GiveBack::raise_count`]).
     fn settle(&self, late: Late<'_>) -> Settled {
-        let (window, booked, calls, lifts) = match late {
+        let (window, booked, calls, raise_count) = match late {
             Late::Admit { request, admitted } => (
                 &request.window,
                 request.count,
@@ -1498,8 +1498,8 @@ impl QuotaTracker {
             Late::Lease {
                 request,
                 granted,
-                lifts,
-            } => (&request.window, request.block, granted, lifts),
+                raise_count,
+            } => (&request.window, request.block, granted, raise_count),
         };
         if let Some(position) = self.find(&window.service) {
             let mut guard = self.services[position].lock(self.persistence.is_some());
@@ -1507,7 +1507,7 @@ impl QuotaTracker {
         }
         match calls {
             0 => Settled::Nothing,
-            calls => Settled::GiveBack(self.give_back_of(window.clone(), calls, lifts)),
+            calls => Settled::GiveBack(self.give_back_of(window.clone(), calls, raise_count)),
         }
     }
 

@@ -86,17 +86,34 @@ fn a_refused_admission_the_store_applied_is_given_back_by_the_next_sync() {
 }
 
 #[test]
-fn a_refused_admission_applied_before_a_raise_is_forfeited_not_given_back() {
+fn a_refused_admission_given_back_before_its_trackers_raise_lands_leaves_the_providers_count() {
     let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
     let tracker = build(&store, &clock, Admission::Exact);
     store.lose_next_replies(2);
     assert!(unavailable(tracker.try_record("api", 5)));
     // The provider says 4 calls were made (the refused 5 never reached it): a floor of 4.
     tracker.raise_used("api", 4, None).unwrap();
+    // The sync gives the 5 back before its batch brings the floor: 0, then max(0, 4).
     tracker.flush().unwrap();
-    // Giving the 5 back could take the total below the provider's count: they stay counted.
+    assert_eq!(stored(&store), 4);
+    assert_eq!(tracker.stats().forfeited_calls, 0);
+}
+
+#[test]
+fn a_refused_admission_applied_before_another_instances_raise_is_forfeited_not_given_back() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+    let a = build(&store, &clock, Admission::Exact);
+    let b = build(&store, &clock, Admission::Exact);
+    store.lose_next_replies(2);
+    assert!(unavailable(a.try_record("api", 5)));
+    // B learns from the provider that 5 calls were made (not A's: it never made them) and
+    // syncs the floor: the store holds max(5, 5) = 5, the 5 calls B saw.
+    b.raise_used("api", 5, None).unwrap();
+    b.flush().unwrap();
+    // Giving A's 5 back would leave 0 against the provider's 5: the store keeps them.
+    a.flush().unwrap();
     assert_eq!(stored(&store), 5);
-    assert_eq!(tracker.stats().forfeited_calls, 5);
+    assert_eq!(a.stats().forfeited_calls, 5);
 }
 
 #[test]

@@ -48,9 +48,9 @@ pub struct StoredWindow {
     pub end_ms: u64,
     /// Calls recorded in it, by every instance.
     pub total: u64,
-    /// Raises that lifted its total (see [`GiveBack::lifts`](super::GiveBack::lifts)).
+    /// Raises applied to it (see [`GiveBack::raise_count`](super::GiveBack::raise_count)).
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub lifts: u64,
+    pub raise_count: u64,
 }
 
 /// The last batch applied for one service from one instance.
@@ -88,18 +88,18 @@ struct Admitted {
 }
 
 /// What one instance's operation on one service was answered: kept so that a resend gets the
-/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>/<lifts>`,
-/// `d<total>`, `g<granted>/<lifts>`, `b<taken>`.
+/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>/<raise_count>`,
+/// `d<total>`, `g<granted>/<raise_count>`, `b<taken>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
     /// A sync's deltas, applied.
     Applied,
-    /// An admission, admitted: the total after, the window's lift count then.
-    Admitted { total: u64, lifts: u64 },
+    /// An admission, admitted: the total after, the window's raise count then.
+    Admitted { total: u64, raise_count: u64 },
     /// An admission, refused; the total seen.
     Denied(u64),
-    /// A lease: the calls granted, the window's lift count then.
-    Granted { granted: u64, lifts: u64 },
+    /// A lease: the calls granted, the window's raise count then.
+    Granted { granted: u64, raise_count: u64 },
     /// A give-back: the calls taken off (0: forfeited).
     GivenBack(u64),
 }
@@ -108,9 +108,12 @@ impl Answer {
     fn text(self) -> String {
         match self {
             Answer::Applied => "1".into(),
-            Answer::Admitted { total, lifts } => format!("a{total}/{lifts}"),
+            Answer::Admitted { total, raise_count } => format!("a{total}/{raise_count}"),
             Answer::Denied(total) => format!("d{total}"),
-            Answer::Granted { granted, lifts } => format!("g{granted}/{lifts}"),
+            Answer::Granted {
+                granted,
+                raise_count,
+            } => format!("g{granted}/{raise_count}"),
             Answer::GivenBack(taken) => format!("b{taken}"),
         }
     }
@@ -131,9 +134,12 @@ impl Answer {
             Some((number(first)?, number(second)?))
         };
         match kind {
-            "a" => pair().map(|(total, lifts)| Answer::Admitted { total, lifts }),
+            "a" => pair().map(|(total, raise_count)| Answer::Admitted { total, raise_count }),
             "d" => number(rest).map(Answer::Denied),
-            "g" => pair().map(|(granted, lifts)| Answer::Granted { granted, lifts }),
+            "g" => pair().map(|(granted, raise_count)| Answer::Granted {
+                granted,
+                raise_count,
+            }),
             "b" => number(rest).map(Answer::GivenBack),
             _ => None,
         }
@@ -314,15 +320,22 @@ impl StoredState {
             }
         }
         // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
-        // changes nothing.
-        for raise in &batch.raises {
+        // changes no total. Each window's largest floor, counted once per batch (as the Redis
+        // script does): a give-back of calls counted before it is forfeited.
+        let mut floors: Map<(&str, Period, u64), (u64, &WindowKey)> = Map::new();
+        for raise in batch.raises.iter().filter(|r| r.at_least > 0) {
+            let window = &raise.window;
             let at_least = raise.at_least.min(Self::MAX_TOTAL);
-            if at_least > self.total(&raise.window) {
-                let window = self.window_mut(&raise.window);
-                window.total = at_least;
-                window.lifts = window.lifts.saturating_add(1);
-                self.forget_old(&raise.window.service);
-            }
+            let floor = floors
+                .entry((window.service.as_str(), window.period, window.start_ms))
+                .or_insert((0, window));
+            floor.0 = floor.0.max(at_least);
+        }
+        for (at_least, key) in floors.values() {
+            let window = self.window_mut(key);
+            window.total = window.total.max(*at_least);
+            window.raise_count = window.raise_count.saturating_add(1);
+            self.forget_old(&key.service);
         }
         batch.read.iter().map(|window| self.total(window)).collect()
     }
@@ -335,7 +348,7 @@ impl StoredState {
         let total = self.total(window);
         let reply = match self.seen(&window.service, request.instance, request.seq) {
             // A retry whose first answer was lost: the same answer, counted once.
-            Seen::Done(Answer::Admitted { total, lifts }) => Admitted { total, lifts },
+            Seen::Done(Answer::Admitted { total, raise_count }) => Admitted { total, raise_count },
             Seen::Done(Answer::Denied(total)) => Denied { total },
             // Answered long ago (or a number reused for another kind): nothing added.
             Seen::Stale | Seen::Done(_) => Denied { total },
@@ -346,13 +359,13 @@ impl StoredState {
                         stored.total = after.min(Self::MAX_TOTAL);
                         Admitted {
                             total: stored.total,
-                            lifts: stored.lifts,
+                            raise_count: stored.raise_count,
                         }
                     }
                     None => Denied { total },
                 };
                 let answer = match reply {
-                    Admitted { total, lifts } => Answer::Admitted { total, lifts },
+                    Admitted { total, raise_count } => Answer::Admitted { total, raise_count },
                     Denied { total } => Answer::Denied(total),
                 };
                 self.record(
@@ -381,11 +394,14 @@ impl StoredState {
     pub fn lease(&mut self, request: &super::LeaseRequest) -> super::LeaseReply {
         self.applies += 1;
         let window = &request.window;
-        let lifts_now = self.lifts(window);
-        let (granted, lifts, answer) =
+        let raise_count_now = self.raise_count(window);
+        let (granted, raise_count, answer) =
             match self.seen(&window.service, request.instance, request.seq) {
-                Seen::Done(Answer::Granted { granted, lifts }) => (granted, lifts, None),
-                Seen::Stale | Seen::Done(_) => (0, lifts_now, None),
+                Seen::Done(Answer::Granted {
+                    granted,
+                    raise_count,
+                }) => (granted, raise_count, None),
+                Seen::Stale | Seen::Done(_) => (0, raise_count_now, None),
                 Seen::New => {
                     let total = self.total(window);
                     let granted = request.block.min(request.ceiling.saturating_sub(total));
@@ -395,9 +411,9 @@ impl StoredState {
                     }
                     let answer = Answer::Granted {
                         granted,
-                        lifts: lifts_now,
+                        raise_count: raise_count_now,
                     };
-                    (granted, lifts_now, Some(answer))
+                    (granted, raise_count_now, Some(answer))
                 }
             };
         self.record(
@@ -411,7 +427,7 @@ impl StoredState {
         super::LeaseReply {
             granted,
             total: self.total(window),
-            lifts,
+            raise_count,
         }
     }
 
@@ -423,11 +439,11 @@ impl StoredState {
             Seen::Done(Answer::GivenBack(taken)) => (taken, None),
             Seen::Stale | Seen::Done(_) => (0, None),
             Seen::New => {
-                // Lifted since the calls were counted: the floor may have absorbed them.
-                let lifted = self.lifts(window) != request.lifts;
+                // Raised since the calls were counted: the floor may have absorbed them.
+                let raised = self.raise_count(window) != request.raise_count;
                 let taken = match request.unused.min(self.total(window)) {
                     0 => 0,
-                    _ if lifted => 0,
+                    _ if raised => 0,
                     taken => {
                         self.window_mut(window).total -= taken;
                         taken
@@ -447,11 +463,11 @@ impl StoredState {
         taken
     }
 
-    /// The lift count of `window` (0 if none is stored).
-    fn lifts(&self, window: &WindowKey) -> u64 {
+    /// The raise count of `window` (0 if none is stored).
+    fn raise_count(&self, window: &WindowKey) -> u64 {
         self.windows
             .get(&(window.service.clone(), window.period, window.start_ms))
-            .map_or(0, |w| w.lifts)
+            .map_or(0, |w| w.raise_count)
     }
 
     /// Where `seq` stands in the record of `instance` on `service`.
@@ -517,7 +533,7 @@ impl StoredState {
                     start_ms: key.start_ms,
                     end_ms: key.end_ms,
                     total: 0,
-                    lifts: 0,
+                    raise_count: 0,
                 }
             })
     }
@@ -791,7 +807,7 @@ impl StoredState {
         match self.windows.get_mut(&key) {
             Some(existing) => {
                 existing.total = existing.total.max(window.total);
-                existing.lifts = existing.lifts.max(window.lifts);
+                existing.raise_count = existing.raise_count.max(window.raise_count);
             }
             None => {
                 self.windows.insert(key, window);
@@ -884,10 +900,10 @@ fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
         start_ms: number(entry, "start_ms")?,
         end_ms: number(entry, "end_ms")?,
         total: number(entry, "total")?,
-        // Written since give-backs check lifts; older documents have none.
-        lifts: match entry.field("lifts") {
+        // Written since give-backs check raise_count; older documents have none.
+        raise_count: match entry.field("raise_count") {
             None => 0,
-            Some(_) => number(entry, "lifts")?,
+            Some(_) => number(entry, "raise_count")?,
         },
     })
 }
@@ -976,7 +992,7 @@ fn v1_windows<J: Json>(entry: &J) -> Result<Vec<StoredWindow>, String> {
             start_ms,
             end_ms: window.reset_at_ms,
             total,
-            lifts: 0,
+            raise_count: 0,
         });
     };
     push(number(entry, "window_start_ms")?, number(entry, "used")?);
@@ -1074,15 +1090,24 @@ mod tests {
         // Admissions 1 and 2 answered; 1 resent after 2 landed (the old bug: counted 3).
         assert_eq!(
             state.admit(&admit(1, 1, 1, 1)),
-            AdmitReply::Admitted { total: 1, lifts: 0 }
+            AdmitReply::Admitted {
+                total: 1,
+                raise_count: 0
+            }
         );
         assert_eq!(
             state.admit(&admit(1, 2, 1, 1)),
-            AdmitReply::Admitted { total: 2, lifts: 0 }
+            AdmitReply::Admitted {
+                total: 2,
+                raise_count: 0
+            }
         );
         assert_eq!(
             state.admit(&admit(1, 1, 1, 1)),
-            AdmitReply::Admitted { total: 1, lifts: 0 }
+            AdmitReply::Admitted {
+                total: 1,
+                raise_count: 0
+            }
         );
         assert_eq!(state.total(&key("a", 0)), 2);
         // A sync batch resent after a newer admission.
@@ -1091,7 +1116,10 @@ mod tests {
         assert_eq!(state.apply(&sync)[0], 7);
         assert_eq!(
             state.admit(&admit(1, 4, 1, 1)),
-            AdmitReply::Admitted { total: 8, lifts: 0 }
+            AdmitReply::Admitted {
+                total: 8,
+                raise_count: 0
+            }
         );
         assert_eq!(state.apply(&sync)[0], 8);
         // A lease resent after a newer one gets its own grant again, not 0, and adds nothing.
@@ -1114,7 +1142,7 @@ mod tests {
             done_below: 1,
             window: key("a", 0),
             unused: 3,
-            lifts: 0,
+            raise_count: 0,
         };
         state.give_back(&back(7));
         state.give_back(&back(8));
@@ -1126,7 +1154,10 @@ mod tests {
         assert_eq!(state.lease(&lease(6, 10)).granted, 10);
         assert_eq!(
             state.admit(&admit(1, 2, 1, 1)),
-            AdmitReply::Admitted { total: 2, lifts: 0 }
+            AdmitReply::Admitted {
+                total: 2,
+                raise_count: 0
+            }
         );
         assert_eq!(state.total(&key("a", 0)), 22);
         // done_below 9: everything below is forgotten, and a stale copy changes nothing.
@@ -1134,7 +1165,7 @@ mod tests {
             state.admit(&admit(1, 9, 9, 1)),
             AdmitReply::Admitted {
                 total: 23,
-                lifts: 0
+                raise_count: 0
             }
         );
         assert_eq!(
@@ -1190,11 +1221,14 @@ mod tests {
     fn answers_read_back_as_written() {
         for answer in [
             Answer::Applied,
-            Answer::Admitted { total: 0, lifts: 3 },
+            Answer::Admitted {
+                total: 0,
+                raise_count: 3,
+            },
             Answer::Denied(41),
             Answer::Granted {
                 granted: u64::MAX,
-                lifts: 0,
+                raise_count: 0,
             },
             Answer::GivenBack(7),
         ] {

@@ -96,8 +96,8 @@ impl StoreError {
 ///   its first answer again;
 /// - any other `seq` is applied and joins the set; then `low` rises to `done_below` and the
 ///   set forgets what is below it (so the set holds only the instance's operations in flight);
-/// - each window keeps a *lift count*, the raises that lifted its total, which admissions and
-///   leases report and give-backs check (see [`GiveBack::lifts`]);
+/// - each window keeps a *raise count*, the raises applied to it, which admissions and
+///   leases report and give-backs check (see [`GiveBack::raise_count`]);
 /// - the record lives at least until the last window it counted in ends, plus a grace: a
 ///   resend can only come while its window is live.
 ///
@@ -145,9 +145,9 @@ pub trait Store: Send + Sync {
     }
 
     /// Gives back `request.unused` calls of `request.window` (subtracts them from the stored
-    /// total, never below 0), at most once per `(instance, seq)`, unless the window's lift
-    /// count is no longer `request.lifts` (then forfeited: nothing taken off). Returns the
-    /// calls taken off (a retry gets the first answer; a stale copy 0).
+    /// total, never below 0), at most once per `(instance, seq)`, unless the window's raise
+    /// count is no longer `request.raise_count` (then forfeited: nothing taken off). Returns
+    /// the calls taken off (a retry gets the first answer; a stale copy 0).
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("leased admission"))
@@ -212,9 +212,9 @@ pub enum AdmitReply {
     Admitted {
         /// The window's stored total after adding.
         total: u64,
-        /// The window's lift count when the calls were added (see [`GiveBack::lifts`]); a
+        /// The window's raise count when the calls were added (see [`GiveBack::raise_count`]); a
         /// retry gets the first answer's.
-        lifts: u64,
+        raise_count: u64,
     },
     /// Not added; the stored total seen.
     Denied {
@@ -250,9 +250,9 @@ pub struct LeaseReply {
     pub granted: u64,
     /// The window's stored total after the grant (granted calls included).
     pub total: u64,
-    /// The window's lift count when the calls were granted (see [`GiveBack::lifts`]); a retry
+    /// The window's raise count when the calls were granted (see [`GiveBack::raise_count`]); a retry
     /// gets the first answer's.
-    pub lifts: u64,
+    pub raise_count: u64,
 }
 
 /// What [`Store::give_back`] is asked.
@@ -270,13 +270,15 @@ pub struct GiveBack {
     /// Calls to take off the window's total: leased calls not used, or an admission the
     /// caller was told was refused but the store turned out to have applied.
     pub unused: u64,
-    /// The window's *lift count* when those calls were counted: how many raises had lifted
-    /// its total (a floor above the total sets it, absorbing calls below the floor). If the
-    /// window has been lifted since, the floor may have absorbed these calls and taking them
-    /// off could put the total below the provider's count: the store forfeits the give-back
-    /// (takes nothing off; an over-count only).
+    /// The window's *raise count* when those calls were counted: how many raises (floors,
+    /// [`Raise`]) had been applied to it. A floor applied since may have absorbed these calls
+    /// (`max(total, floor)` counts calls below the floor once), so taking them off could put
+    /// the total below the provider's count: if the window's raise count is no longer this,
+    /// the store forfeits the give-back (takes nothing off; an over-count only). Every raise
+    /// counts, whether it lifted the total or not: one that did not may still hold calls that
+    /// were never made above its floor.
     #[serde(default)]
-    pub lifts: u64,
+    pub raise_count: u64,
 }
 
 /// A tracker instance's identity in a shared store: 128 random bits (from the operating

@@ -886,7 +886,7 @@ impl Store for RedisStore {
                     let (end, longest) = self.expiry_args(period, end_ms);
                     let window = format!("{base}:{}:{start_ms}", period.as_str());
                     invocation
-                        .key(lifts_key(&window))
+                        .key(raise_count_key(&window))
                         .key(window)
                         .arg(calls)
                         .arg(floor)
@@ -966,13 +966,13 @@ impl Store for RedisStore {
             .arg(request.below)
             .arg(request.cap)
             .arg(u8::from(request.force));
-        let (admitted, total, lifts): (i64, String, String) =
+        let (admitted, total, raise_count): (i64, String, String) =
             self.call("admit", true, |connection| invocation.invoke(connection))?;
         let total = self.reply_number("admit", &total)?;
         Ok(if admitted == 1 {
             AdmitReply::Admitted {
                 total,
-                lifts: self.reply_number("admit", &lifts)?,
+                raise_count: self.reply_number("admit", &raise_count)?,
             }
         } else {
             AdmitReply::Denied { total }
@@ -990,12 +990,12 @@ impl Store for RedisStore {
             window,
         );
         invocation.arg(request.block).arg(request.ceiling);
-        let (granted, total, lifts): (String, String, String) =
+        let (granted, total, raise_count): (String, String, String) =
             self.call("lease", true, |connection| invocation.invoke(connection))?;
         Ok(LeaseReply {
             granted: self.reply_number("lease", &granted)?,
             total: self.reply_number("lease", &total)?,
-            lifts: self.reply_number("lease", &lifts)?,
+            raise_count: self.reply_number("lease", &raise_count)?,
         })
     }
 
@@ -1009,7 +1009,7 @@ impl Store for RedisStore {
             request.done_below,
             window,
         );
-        invocation.arg(request.unused).arg(request.lifts);
+        invocation.arg(request.unused).arg(request.raise_count);
         let taken: String = self.call("give_back", true, |connection| {
             invocation.invoke(connection)
         })?;
@@ -1024,7 +1024,7 @@ impl RedisStore {
     }
 
     /// The keys and arguments every admit, lease and give-back script starts with: KEYS the
-    /// operations record, the window and its lift count; ARGV grace, seq, done_below, end +
+    /// operations record, the window and its raise count; ARGV grace, seq, done_below, end +
     /// grace, longest.
     fn op_invocation(
         &self,
@@ -1038,7 +1038,7 @@ impl RedisStore {
         invocation
             .key(self.ops_key(&window.service, instance))
             .key(self.window_key(window))
-            .key(lifts_key(&self.window_key(window)))
+            .key(raise_count_key(&self.window_key(window)))
             .arg(self.grace_ms)
             .arg(seq)
             .arg(done_below)
@@ -1059,10 +1059,10 @@ impl RedisStore {
     }
 }
 
-/// `<window key>:lifts`: how many raises lifted the window's total (see
-/// [`GiveBack::lifts`]), an integer created by the first; it expires with the window.
-fn lifts_key(window_key: &str) -> String {
-    format!("{window_key}:lifts")
+/// `<window key>:raises`: how many raises were applied to the window (see
+/// [`GiveBack::raise_count`]), an integer created by the first; it expires with the window.
+fn raise_count_key(window_key: &str) -> String {
+    format!("{window_key}:raises")
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -1237,9 +1237,9 @@ end
 /// `ARGV[3]` its `done_below` (canonical decimal text, from a `u64`).
 const OPS: &str = r#"
 local SEQ, DONE_BELOW = ARGV[2], ARGV[3]
--- An answer's kind ('1', 'a', 'd', 'g' or 'b'), number and lift count (canonical text; nil
--- where the kind has none), or nil if it is not one: '1', 'a<total>/<lifts>', 'd<total>',
--- 'g<granted>/<lifts>', 'b<taken>', as StoredState writes them.
+-- An answer's kind ('1', 'a', 'd', 'g' or 'b'), number and raise count (canonical text; nil
+-- where the kind has none), or nil if it is not one: '1', 'a<total>/<raise_count>', 'd<total>',
+-- 'g<granted>/<raise_count>', 'b<taken>', as StoredState writes them.
 local function answer_of(v)
   if v == '1' then return '1', nil, nil end
   local kind, rest = string.sub(v, 1, 1), string.sub(v, 2)
@@ -1262,9 +1262,9 @@ local function answer_of(v)
   end
   return nil
 end
--- A window's lift count (canonical text, '0' when none), or nil if the key holds something
+-- A window's raise count (canonical text, '0' when none), or nil if the key holds something
 -- else.
-local function read_lifts(key)
+local function read_raise_count(key)
   if not has_type(key, 'string') then return nil end
   local raw = redis.call('GET', key)
   if not raw then return '0' end
@@ -1285,12 +1285,12 @@ local function read_ops(key)
     low = canon(got[1])
     if not low or cmp(low, U64) > 0 then return nil end
   end
-  local lifts = nil
+  local raise_count = nil
   if got[2] then
-    kind, number, lifts = answer_of(got[2])
+    kind, number, raise_count = answer_of(got[2])
     if not kind then return nil end
   end
-  if cmp(SEQ, low) < 0 then kind, number, lifts = 'stale', nil, nil end
+  if cmp(SEQ, low) < 0 then kind, number, raise_count = 'stale', nil, nil end
   local gone = {}
   if cmp(DONE_BELOW, low) > 0 then
     for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -1300,7 +1300,7 @@ local function read_ops(key)
       end
     end
   end
-  return {low = low, gone = gone, kind = kind, number = number, lifts = lifts}
+  return {low = low, gone = gone, kind = kind, number = number, raise_count = raise_count}
 end
 -- After the operation: records `answer` (when applied now), raises the mark to DONE_BELOW,
 -- forgets the seqs below it and keeps the record at least until `at` (the end of the last
@@ -1321,22 +1321,22 @@ local function write_ops(key, rec, answer, at)
 end
 "#;
 
-/// KEYS: the instance's operations record, then per window its lift count and the window.
+/// KEYS: the instance's operations record, then per window its raise count and the window.
 /// ARGV: grace, seq, done_below, then per window: calls, floor (0: none), end + grace, longest
 /// life. A `seq` applied already or below the mark skips the calls but still applies the
-/// floors (a maximum: a resend changes nothing); a floor that lifts a total counts a lift.
+/// floors (a maximum: a resend changes no total); each window given a floor counts a raise.
 const SYNC: &str = r#"
 local rec = read_ops(KEYS[1])
 if not rec then return corrupt(KEYS[1], 'is not a valid operations record') end
 local fresh = rec.kind == nil
 local windows = (#KEYS - 1) / 2
-local cur, plain, exists, lifts = {}, {}, {}, {}
+local cur, plain, exists, raise_count = {}, {}, {}, {}
 for i = 1, windows do
   local l, w = KEYS[2 * i], KEYS[2 * i + 1]
   cur[i], plain[i], exists[i] = read_total(w)
   if not cur[i] then return corrupt(w, 'is not a whole number') end
-  lifts[i] = read_lifts(l)
-  if not lifts[i] then return corrupt(l, 'is not a lift count') end
+  raise_count[i] = read_raise_count(l)
+  if not raise_count[i] then return corrupt(l, 'is not a raise count') end
 end
 -- Checked: from here on nothing fails.
 local record_at = now + GRACE
@@ -1345,9 +1345,9 @@ for i = 1, windows do
   local at = window_expiry(ARGV[a + 2], ARGV[a + 3])
   local new = cur[i]
   if fresh then new = minimum(add(cur[i], ARGV[a]), MAX) end
-  if cmp(ARGV[a + 1], new) > 0 then
-    new = ARGV[a + 1]
-    redis.call('SET', KEYS[2 * i], add(lifts[i], '1'))
+  if ARGV[a + 1] ~= '0' then
+    if cmp(ARGV[a + 1], new) > 0 then new = ARGV[a + 1] end
+    redis.call('SET', KEYS[2 * i], add(raise_count[i], '1'))
     redis.call('PEXPIREAT', KEYS[2 * i], string.format('%.0f', at))
   end
   write_total(KEYS[2 * i + 1], cur[i], plain[i], exists[i], new, at)
@@ -1360,7 +1360,7 @@ if fresh then return 1 end
 return 0
 "#;
 
-/// Reads what admit, lease and give-back need: the record, the window's total and lift count
+/// Reads what admit, lease and give-back need: the record, the window's total and raise count
 /// (KEYS 1 to 3); returns nil and an error reply if any is not valid.
 const OP_READ: &str = r#"
 local function read_op()
@@ -1368,15 +1368,15 @@ local function read_op()
   if not rec then return nil, corrupt(KEYS[1], 'is not a valid operations record') end
   local cur, plain, exists = read_total(KEYS[2])
   if not cur then return nil, corrupt(KEYS[2], 'is not a whole number') end
-  local lifts = read_lifts(KEYS[3])
-  if not lifts then return nil, corrupt(KEYS[3], 'is not a lift count') end
-  return {rec = rec, cur = cur, plain = plain, exists = exists, lifts = lifts}
+  local raise_count = read_raise_count(KEYS[3])
+  if not raise_count then return nil, corrupt(KEYS[3], 'is not a raise count') end
+  return {rec = rec, cur = cur, plain = plain, exists = exists, raise_count = raise_count}
 end
 "#;
 
-/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
 /// + grace, longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied,
-/// total, lift count}.
+/// total, raise count}.
 const ADMIT: &str = r#"
 local op, err = read_op()
 if not op then return err end
@@ -1385,7 +1385,7 @@ local at = window_expiry(ARGV[4], ARGV[5])
 local reply, answer
 if rec.kind == 'a' then
   -- A resend whose first answer was lost: the same answer, counted once.
-  reply = {1, rec.number, rec.lifts}
+  reply = {1, rec.number, rec.raise_count}
 elseif rec.kind == 'd' then
   reply = {0, rec.number, '0'}
 elseif rec.kind then
@@ -1396,7 +1396,7 @@ else
   if cmp(after, U64) <= 0 and (ARGV[9] == '1' or (cmp(cur, ARGV[7]) < 0 and cmp(after, ARGV[8]) <= 0)) then
     local total = minimum(after, MAX)
     write_total(KEYS[2], cur, op.plain, op.exists, total, at)
-    reply, answer = {1, total, op.lifts}, 'a' .. total .. '/' .. op.lifts
+    reply, answer = {1, total, op.raise_count}, 'a' .. total .. '/' .. op.raise_count
   else
     reply, answer = {0, cur, '0'}, 'd' .. cur
   end
@@ -1405,33 +1405,33 @@ write_ops(KEYS[1], rec, answer, at)
 return reply
 "#;
 
-/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
-/// + grace, longest, block, ceiling. Answers {granted, the total now, the lift count when
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
+/// + grace, longest, block, ceiling. Answers {granted, the total now, the raise count when
 /// granted}.
 const LEASE: &str = r#"
 local op, err = read_op()
 if not op then return err end
 local rec, cur = op.rec, op.cur
 local at = window_expiry(ARGV[4], ARGV[5])
-local granted, total, lifts, answer = '0', cur, op.lifts, nil
+local granted, total, raise_count, answer = '0', cur, op.raise_count, nil
 if rec.kind == 'g' then
   -- A resend: the first grant again, with the total as it is now.
-  granted, lifts = rec.number, rec.lifts
+  granted, raise_count = rec.number, rec.raise_count
 elseif not rec.kind then
   granted = minimum(ARGV[6], sub(ARGV[7], cur))
   if granted ~= '0' then
     total = minimum(add(cur, granted), MAX)
     write_total(KEYS[2], cur, op.plain, op.exists, total, at)
   end
-  answer = 'g' .. granted .. '/' .. lifts
+  answer = 'g' .. granted .. '/' .. raise_count
 end
 write_ops(KEYS[1], rec, answer, at)
-return {granted, total, lifts}
+return {granted, total, raise_count}
 "#;
 
-/// KEYS: the operations record, the window, its lift count. ARGV: grace, seq, done_below, end
-/// + grace, longest, unused, lifts when the calls were counted. Answers the calls taken off
-/// (0: a window lifted since, forfeited; a resend gets the first answer).
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
+/// + grace, longest, unused, the raise count when the calls were counted. Answers the calls
+/// taken off (0: the window was raised since, forfeited; a resend gets the first answer).
 const GIVE_BACK: &str = r#"
 local op, err = read_op()
 if not op then return err end
@@ -1441,7 +1441,7 @@ local taken, answer = '0', nil
 if rec.kind == 'b' then
   taken = rec.number
 elseif not rec.kind then
-  if op.lifts == canon(ARGV[7]) then
+  if op.raise_count == canon(ARGV[7]) then
     taken = minimum(ARGV[6], cur)
     write_total(KEYS[2], cur, op.plain, op.exists, sub(cur, taken), at)
   end

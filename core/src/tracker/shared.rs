@@ -31,9 +31,9 @@ pub(super) struct LeaseState {
     pub(super) left: u64,
     /// The window they were granted in.
     pub(super) window: Option<Window>,
-    /// The window's lift count when the oldest of them was granted (a give-back of them is
-    /// forfeited if the window was lifted since).
-    pub(super) lifts: u64,
+    /// The window's raise count when the oldest of them was granted (a give-back of them is
+    /// forfeited if the window was raised since).
+    pub(super) raise_count: u64,
     /// A lease whose answer was lost: the next sync asks it again, as it is, until the store
     /// answers (a retry gets the same grant, counted once), then gives its grant back (or
     /// forfeits it after a raise): never stranded, never granted twice.
@@ -70,7 +70,7 @@ impl SlotState {
         } else {
             Step::default()
         };
-        let back = tracker.give_back_of(slot.window_key(window), unused, self.lease.lifts);
+        let back = tracker.give_back_of(slot.window_key(window), unused, self.lease.raise_count);
         (Some(back), step)
     }
 }
@@ -87,9 +87,9 @@ impl ServiceSlot {
 }
 
 impl QuotaTracker {
-    /// A new give-back of `calls` counted in `window` when its lift count was `lifts`, numbered
+    /// A new give-back of `calls` counted in `window` when its raise count was `raise_count`, numbered
     /// (pending until answered).
-    pub(super) fn give_back_of(&self, window: WindowKey, calls: u64, lifts: u64) -> GiveBack {
+    pub(super) fn give_back_of(&self, window: WindowKey, calls: u64, raise_count: u64) -> GiveBack {
         let (seq, done_below) = self.issue();
         GiveBack {
             instance: self.instance(),
@@ -97,7 +97,7 @@ impl QuotaTracker {
             done_below,
             window,
             unused: calls,
-            lifts,
+            raise_count,
         }
     }
 
@@ -620,7 +620,7 @@ impl QuotaTracker {
                     guard.sync.give_backs.extend(back);
                 }
                 if guard.lease.left == 0 || guard.lease.window != Some(current) {
-                    guard.lease.lifts = reply.lifts;
+                    guard.lease.raise_count = reply.raise_count;
                 }
                 guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
@@ -632,7 +632,8 @@ impl QuotaTracker {
                 guard.sync.after_raise(current, reply.granted);
             } else if reply.granted > 0 {
                 // The window moved while asking: that block is for a window that ended.
-                let back = self.give_back_of(request.window.clone(), reply.granted, reply.lifts);
+                let back =
+                    self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
                 guard.sync.give_backs.push(back);
             }
         }

@@ -72,8 +72,8 @@ pub(super) fn to_json(state: &StoredState) -> String {
             ("end_ms", number(window.end_ms)),
             ("total", number(window.total)),
         ];
-        if window.lifts > 0 {
-            fields.push(("lifts", number(window.lifts)));
+        if window.raise_count > 0 {
+            fields.push(("raise_count", number(window.raise_count)));
         }
         object(&fields)
     });
