@@ -244,6 +244,10 @@ pub(crate) struct Persistence {
 struct SaverState {
     /// A batch sent whose reply never came: resent as it is before anything else.
     outstanding: Option<SyncBatch>,
+    /// A batch cut but never sent (an operation queued before it failed): sent after the
+    /// queued operations, as a fresh cut would be (its floors may count held calls, which must
+    /// reach the store first), and no new batch is cut meanwhile.
+    unsent: Option<SyncBatch>,
     /// Calls to give back (unused leased calls, admissions applied but refused to the caller).
     give_backs: Vec<GiveBack>,
     /// `Exact` admissions whose answer was lost.
@@ -255,11 +259,12 @@ struct SaverState {
 impl SaverState {
     /// (operations, calls) whose outcome is unknown.
     fn unresolved(&self) -> (u64, u64) {
-        let batch = self.outstanding.iter();
-        let ops = batch.len() + self.give_backs.len() + self.admits.len() + self.leases.len();
+        let batches = self.outstanding.iter().chain(&self.unsent);
+        let ops = batches.count() + self.give_backs.len() + self.admits.len() + self.leases.len();
         let calls = self
             .outstanding
             .iter()
+            .chain(&self.unsent)
             .flat_map(|b| &b.deltas)
             .map(|d| d.calls)
             .chain(self.give_backs.iter().map(|b| b.unused))
@@ -570,13 +575,23 @@ impl Persistence {
                 }
             }
         }
-        let cut = (calls.cut)(self.instance);
-        saver.give_backs.extend(cut.give_backs);
-        saver.admits.extend(cut.admits);
-        saver.leases.extend(cut.leases);
-        let batch = cut.batch;
-        let result = self.resolve(saver, calls).and_then(|()| self.send(&batch));
-        match result {
+        let batch = match saver.unsent.take() {
+            Some(batch) => batch,
+            None => {
+                let cut = (calls.cut)(self.instance);
+                saver.give_backs.extend(cut.give_backs);
+                saver.admits.extend(cut.admits);
+                saver.leases.extend(cut.leases);
+                cut.batch
+            }
+        };
+        if let Err(error) = self.resolve(saver, calls) {
+            if batch.changes() {
+                saver.unsent = Some(batch);
+            }
+            return Err(error);
+        }
+        match self.send(&batch) {
             Ok(totals) => {
                 if batch.changes() {
                     self.answered(batch.seq);

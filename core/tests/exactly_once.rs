@@ -5,11 +5,12 @@
 //! lossy network are in `lossy_redis.rs`.
 
 use quota_core::{
-    Admission, DenyReason, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
-    ServiceConfig, StoreStats, SyncPolicy, TrackerConfig, WindowKey,
+    Admission, AdmitReply, AdmitRequest, DenyReason, GiveBack, LeaseReply, LeaseRequest,
+    ManualClock, MemoryStore, Period, QuotaError, QuotaTracker, ServiceConfig, Store, StoreError,
+    StoreStats, SyncBatch, SyncPolicy, TrackerConfig, WindowKey,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 const JUNE_10: u64 = 1_718_000_000_000;
@@ -265,4 +266,88 @@ fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told
             "{admission:?}: stored against told admitted or recorded"
         );
     }
+}
+
+/// A store that loses commands (`Io`, nothing applied) while `down`, and runs a hook inside
+/// its next sync (another thread's call while that sync is in flight).
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+    hook: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+}
+
+impl Flaky {
+    fn gate(&self) -> Result<(), StoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(StoreError::Io("the command was lost".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Store for Flaky {
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.gate()?;
+        self.inner.sync(batch)
+    }
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        self.gate()?;
+        self.inner.admit(request)
+    }
+    fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        self.gate()?;
+        self.inner.lease(request)
+    }
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
+        self.gate()?;
+        self.inner.give_back(request)
+    }
+}
+
+/// A batch cut with a floor that counts a held `record_call`, but never sent (the held
+/// admission ahead of it failed), goes after the held admission once the store is back, as a
+/// fresh cut would: sent first, its floor would absorb nothing and the held calls would land
+/// on top of it (found by the hostile review: 131 stored for 126).
+#[test]
+fn a_batch_never_sent_goes_after_the_operations_held_before_it() {
+    let store = Flaky::default();
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = Arc::new(
+        QuotaTracker::builder(config(1_000, Admission::Exact))
+            .clock(clock.clone())
+            .store(store.clone())
+            .sync_policy(SyncPolicy {
+                interval_ms: 3_600_000,
+                flush_timeout_ms: 0,
+                ..SyncPolicy::default()
+            })
+            .build()
+            .unwrap(),
+    );
+    // While the raise's sync is in flight, another thread records 1 call (admitted by the
+    // store), so that reply does not acknowledge the floor: it stays pending.
+    let weak = Arc::downgrade(&tracker);
+    *store.hook.lock().unwrap() = Some(Box::new(move || {
+        let tracker = weak.upgrade().unwrap();
+        thread::spawn(move || {
+            tracker.record_call("api", 1).unwrap();
+        })
+        .join()
+        .unwrap();
+    }));
+    tracker.raise_used("api", 120, None).unwrap();
+    // The store loses commands: record_call(5) is held, counted in the view and the floor.
+    store.down.store(true, Ordering::SeqCst);
+    tracker.record_call("api", 5).unwrap();
+    assert!(tracker.flush().is_err());
+    store.down.store(false, Ordering::SeqCst);
+    tracker.flush().unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(stored(&store.inner), 126, "120 reported + 1 + 5 made since");
+    assert_eq!(tracker.usage("api").unwrap().used, 126);
 }
