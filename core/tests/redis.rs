@@ -197,7 +197,7 @@ fn keys_are_named_per_service_and_window_and_always_expire() {
         record(&mut raw, &ops),
         [
             ("4".to_owned(), "1".to_owned()),
-            ("5".into(), "g5".into()),
+            ("5".into(), "g5/0".into()),
             ("low".into(), "0".into())
         ]
     );
@@ -236,7 +236,10 @@ fn admit_lease_and_give_back_match_stored_state() {
     };
     assert_eq!(
         store.admit(&admit(3, 8, 10, false)),
-        Ok(AdmitReply::Admitted { total: 3 })
+        Ok(AdmitReply::Admitted {
+            total: 3,
+            raise_count: 0
+        })
     );
     assert_eq!(
         store.admit(&admit(8, 8, 10, false)),
@@ -245,7 +248,10 @@ fn admit_lease_and_give_back_match_stored_state() {
     );
     assert_eq!(
         store.admit(&admit(5, 8, 10, false)),
-        Ok(AdmitReply::Admitted { total: 8 })
+        Ok(AdmitReply::Admitted {
+            total: 8,
+            raise_count: 0
+        })
     );
     assert_eq!(
         store.admit(&admit(1, 8, 10, false)),
@@ -254,7 +260,10 @@ fn admit_lease_and_give_back_match_stored_state() {
     );
     assert_eq!(
         store.admit(&admit(5, 8, 10, true)),
-        Ok(AdmitReply::Admitted { total: 13 })
+        Ok(AdmitReply::Admitted {
+            total: 13,
+            raise_count: 0
+        })
     );
     // One rising seq per instance for every kind of operation; each says the ones before it
     // were answered (`done_below`).
@@ -270,7 +279,8 @@ fn admit_lease_and_give_back_match_stored_state() {
         store.lease(&lease(1, 1, 10, 20)),
         Ok(LeaseReply {
             granted: 7,
-            total: 20
+            total: 20,
+            raise_count: 0,
         })
     );
     // A retry gets the same grant (and adds nothing); a seq below the mark gets nothing.
@@ -278,21 +288,24 @@ fn admit_lease_and_give_back_match_stored_state() {
         store.lease(&lease(1, 1, 10, 20)),
         Ok(LeaseReply {
             granted: 7,
-            total: 20
+            total: 20,
+            raise_count: 0,
         })
     );
     assert_eq!(
         store.lease(&lease(1, 0, 10, 40)),
         Ok(LeaseReply {
             granted: 0,
-            total: 20
+            total: 20,
+            raise_count: 0,
         })
     );
     assert_eq!(
         store.lease(&lease(2, 1, 10, 20)),
         Ok(LeaseReply {
             granted: 0,
-            total: 20
+            total: 20,
+            raise_count: 0,
         }),
         "no headroom"
     );
@@ -302,22 +315,216 @@ fn admit_lease_and_give_back_match_stored_state() {
         seq,
         window: w.clone(),
         unused,
+        raise_count: 0,
     };
-    store.give_back(&give_back(1, 2, 4)).unwrap();
-    store.give_back(&give_back(1, 2, 4)).unwrap(); // a retry
+    assert_eq!(store.give_back(&give_back(1, 2, 4)), Ok(4));
+    assert_eq!(store.give_back(&give_back(1, 2, 4)), Ok(4), "a retry");
     assert_eq!(total(&store, &w), 16);
     // The lease's own seq is not a give-back: nothing taken off.
-    store.give_back(&give_back(1, 1, 4)).unwrap();
+    assert_eq!(store.give_back(&give_back(1, 1, 4)), Ok(0));
     assert_eq!(total(&store, &w), 16);
-    store.give_back(&give_back(1, 3, 100)).unwrap();
+    assert_eq!(
+        store.give_back(&give_back(1, 3, 100)),
+        Ok(16),
+        "never below zero: what there was"
+    );
     assert_eq!(total(&store, &w), 0, "never below zero");
     assert_eq!(
         store.lease(&lease(1, 4, 5, 20)),
         Ok(LeaseReply {
             granted: 5,
-            total: 5
+            total: 5,
+            raise_count: 0,
         })
     );
+}
+
+/// Was a bug: a give-back took its calls off whatever had happened to the window since they
+/// were counted. After another instance's raise (a floor from the provider's count, which may
+/// have absorbed those calls) the total went below the provider's count. Now a give-back
+/// carries the raise count its admission or lease reported, and the store forfeits it (takes
+/// nothing off, answers 0) if the window was raised since; kept in `<window>:raises`.
+#[test]
+fn a_give_back_after_another_instances_raise_is_forfeited() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let mut reference = StoredState::new();
+    let w = day("floor", 0);
+    let raises_key = format!("{}:raises", store.window_key(&w));
+    let (a, b) = (id(1), id(2));
+    // A's admission of 5 is applied: the window was never raised.
+    let admit = |seq| AdmitRequest {
+        done_below: 1,
+        instance: a,
+        seq,
+        window: w.clone(),
+        count: 5,
+        below: 100,
+        cap: 100,
+        force: false,
+    };
+    let admitted = AdmitReply::Admitted {
+        total: 5,
+        raise_count: 0,
+    };
+    assert_eq!(store.admit(&admit(1)), Ok(admitted));
+    assert_eq!(reference.admit(&admit(1)), admitted);
+    // B raises the window to the provider's count, 8, above the total: the floor absorbs A's 5.
+    let raise = |seq, at_least| {
+        let mut sync = batch(2, seq, &[], &[&w]);
+        sync.raises.push(Raise {
+            window: w.clone(),
+            at_least,
+        });
+        sync
+    };
+    assert_eq!(store.sync(&raise(1, 8)), Ok(vec![8]));
+    assert_eq!(reference.apply(&raise(1, 8)), [8]);
+    // A gives its 5 back (its caller was told the admission failed) with the raise count from
+    // its admission: forfeited, the provider's count stands; a resend gets the same answer.
+    let give_back = |seq, unused, raise_count| GiveBack {
+        done_below: 1,
+        instance: a,
+        seq,
+        window: w.clone(),
+        unused,
+        raise_count,
+    };
+    for send in 0..2 {
+        assert_eq!(store.give_back(&give_back(2, 5, 0)), Ok(0), "send {send}");
+        assert_eq!(reference.give_back(&give_back(2, 5, 0)), 0, "send {send}");
+        assert_eq!(total(&store, &w), 8, "send {send}");
+    }
+    // With the window's raise count now: taken off; a resend takes nothing more.
+    for send in 0..2 {
+        assert_eq!(store.give_back(&give_back(3, 3, 1)), Ok(3), "send {send}");
+        assert_eq!(reference.give_back(&give_back(3, 3, 1)), 3, "send {send}");
+        assert_eq!(total(&store, &w), 5, "send {send}");
+    }
+    // The admission's resend still answers the count it was applied under.
+    assert_eq!(store.admit(&admit(1)), Ok(admitted));
+    assert_eq!(reference.admit(&admit(1)), admitted);
+    // A lease reports the count it was granted under, and a resend the same after a raise.
+    let lease = |seq| LeaseRequest {
+        done_below: 1,
+        instance: a,
+        seq,
+        window: w.clone(),
+        block: 4,
+        ceiling: 100,
+    };
+    let granted = LeaseReply {
+        granted: 4,
+        total: 9,
+        raise_count: 1,
+    };
+    assert_eq!(store.lease(&lease(4)), Ok(granted));
+    assert_eq!(reference.lease(&lease(4)), granted);
+    // B's next floor, 2, is below the total: it changes no total, but it is a raise too.
+    assert_eq!(store.sync(&raise(2, 2)), Ok(vec![9]));
+    assert_eq!(reference.apply(&raise(2, 2)), [9]);
+    assert_eq!(
+        store.lease(&lease(4)),
+        Ok(granted),
+        "a resend: the first count"
+    );
+    assert_eq!(reference.lease(&lease(4)), granted);
+    // The lease's unused 4 given back with its count: forfeited, as the window was raised.
+    assert_eq!(store.give_back(&give_back(5, 4, 1)), Ok(0));
+    assert_eq!(reference.give_back(&give_back(5, 4, 1)), 0);
+    assert_eq!(total(&store, &w), 9);
+    // A later lease's, with the count now: taken off.
+    let later = LeaseReply {
+        granted: 4,
+        total: 13,
+        raise_count: 2,
+    };
+    assert_eq!(store.lease(&lease(6)), Ok(later));
+    assert_eq!(reference.lease(&lease(6)), later);
+    assert_eq!(store.give_back(&give_back(7, 4, 2)), Ok(4));
+    assert_eq!(reference.give_back(&give_back(7, 4, 2)), 4);
+    assert_eq!(total(&store, &w), 9);
+    assert_eq!(reference.total(&w), 9);
+    assert_eq!(redis_raise_count(&store, &mut raw, &w), 2);
+    assert_eq!(stored_raise_count(&reference, &w), 2);
+    // The answers as the record keeps them (the mark stayed at 1).
+    let ops = format!("quota:{{floor}}:ops:{a}");
+    let answers = |answers: &[(&str, &str)]| -> Vec<(String, String)> {
+        answers
+            .iter()
+            .map(|&(seq, answer)| (seq.to_owned(), answer.to_owned()))
+            .collect()
+    };
+    let kept = answers(&[
+        ("1", "a5/0"),
+        ("2", "b0"),
+        ("3", "b3"),
+        ("4", "g4/1"),
+        ("5", "b0"),
+        ("6", "g4/2"),
+        ("7", "b4"),
+        ("low", "1"),
+    ]);
+    assert_eq!(record(&mut raw, &ops), kept);
+    // The raise count goes with the window: an hour after it ends, exactly as the window.
+    let expires = int(&mut raw, "PEXPIRETIME", &raises_key);
+    assert_eq!(expires as u64, w.end_ms + GRACE);
+    assert_eq!(int(&mut raw, "PEXPIRETIME", &store.window_key(&w)), expires);
+    let ttl = int(&mut raw, "PTTL", &raises_key);
+    assert!(ttl > 0 && ttl as u64 <= DAY + GRACE, "{ttl}");
+
+    // A raise count that is not one fails every call that reads it, and changes nothing.
+    let b_ops = format!("quota:{{floor}}:ops:{b}");
+    let b_kept = record(&mut raw, &b_ops);
+    // A hash; text; a negative, a padded and an empty number.
+    let bad: [(&str, &[&str]); 5] = [
+        ("HSET", &["n", "2"]),
+        ("SET", &["two"]),
+        ("SET", &["-1"]),
+        ("SET", &["02"]),
+        ("SET", &[""]),
+    ];
+    let delta = batch(2, 3, &[(&w, 1)], &[&w]);
+    for (case, (command, value)) in bad.into_iter().enumerate() {
+        let _: () = redis::cmd("DEL").arg(&raises_key).query(&mut raw).unwrap();
+        let _: () = redis::cmd(command)
+            .arg(&raises_key)
+            .arg(value)
+            .query(&mut raw)
+            .unwrap();
+        let dump = |raw: &mut redis::Connection| -> Vec<u8> {
+            redis::cmd("DUMP").arg(&raises_key).query(raw).unwrap()
+        };
+        let before = dump(&mut raw);
+        let errors = [
+            store.sync(&delta).map(drop),
+            store.sync(&raise(3, 100)).map(drop),
+            store.admit(&admit(8)).map(drop),
+            store.lease(&lease(8)).map(drop),
+            store.give_back(&give_back(8, 1, 2)).map(drop),
+        ];
+        for (call, error) in errors.into_iter().enumerate() {
+            assert!(
+                matches!(&error, Err(StoreError::Corrupt(m)) if m.contains(&raises_key)),
+                "case {case}, call {call}: {error:?}"
+            );
+        }
+        assert_eq!(dump(&mut raw), before, "case {case}");
+        assert_eq!(total(&store, &w), 9, "case {case}");
+        assert_eq!(record(&mut raw, &ops), kept, "case {case}");
+        assert_eq!(record(&mut raw, &b_ops), b_kept, "case {case}");
+    }
+    // Put right, the same calls are new: applied now, as StoredState applies them.
+    let _: () = redis::cmd("SET")
+        .arg(&raises_key)
+        .arg("2")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(store.sync(&delta), Ok(reference.apply(&delta)));
+    assert_eq!(store.admit(&admit(8)), Ok(reference.admit(&admit(8))));
+    assert_eq!(total(&store, &w), 15);
+    assert_eq!(reference.total(&w), 15);
 }
 
 /// A small deterministic generator (no dependency on a random crate).
@@ -337,13 +544,40 @@ impl Lcg {
     }
 }
 
-/// Random syncs, admissions, leases and give-backs (numbers up to `u64::MAX` and around
-/// `MAX_TOTAL` included), each answered exactly as `StoredState` answers it.
+/// The raise count `StoredState` keeps for `window` (0 if none is stored).
+fn stored_raise_count(state: &StoredState, window: &WindowKey) -> u64 {
+    state
+        .windows()
+        .find(|w| {
+            (&w.service, w.period, w.start_ms) == (&window.service, window.period, window.start_ms)
+        })
+        .map_or(0, |w| w.raise_count)
+}
+
+/// The `:raises` key of `window` as Redis holds it (0 if none).
+fn redis_raise_count(store: &RedisStore, raw: &mut redis::Connection, window: &WindowKey) -> u64 {
+    let value: Option<String> = redis::cmd("GET")
+        .arg(format!("{}:raises", store.window_key(window)))
+        .query(raw)
+        .unwrap();
+    value.map_or(0, |v| v.parse().unwrap())
+}
+
+/// Random syncs (floors above the total and below it), admissions, leases and give-backs
+/// (numbers up to `u64::MAX` and around `MAX_TOTAL` included; give-backs carrying the raise
+/// count an admission or lease reported, the current one, or a stale one), each answered
+/// exactly as `StoredState` answers it, raise counts included.
 #[test]
 fn every_operation_answers_exactly_as_stored_state() {
     let server = Server::start();
     let store = server.store();
+    let mut raw = server.raw();
     let mut reference = StoredState::new();
+    // Per window, the raise count the last admission or lease reported.
+    let mut reported = [0u64; 4];
+    // Give-backs answered 0 with a raise count not the window's (forfeited, or stale), and
+    // give-backs that took calls off a raised window (with its current count).
+    let (mut forfeited, mut taken_after_raise) = (0, 0);
     let windows = [day("a", 0), day("a", 1), day("b", 0), day("b", 1)];
     let max = StoredState::MAX_TOTAL;
     let numbers = [
@@ -387,8 +621,8 @@ fn every_operation_answers_exactly_as_stored_state() {
             0 => rng.next() % (seq + 1),
             _ => 0,
         };
-        let window = rng.pick(&[0, 1, 2, 3]);
-        let window = &windows[window];
+        let index = rng.pick(&[0, 1, 2, 3]);
+        let window = &windows[index];
         match rng.next() % 4 {
             0 => {
                 let seq = next_seq(&mut seqs, &mut rng);
@@ -432,11 +666,11 @@ fn every_operation_answers_exactly_as_stored_state() {
                     cap: any(&mut rng),
                     force: rng.next().is_multiple_of(5),
                 };
-                assert_eq!(
-                    store.admit(&request),
-                    Ok(reference.admit(&request)),
-                    "{step}: {request:?}"
-                );
+                let expected = reference.admit(&request);
+                assert_eq!(store.admit(&request), Ok(expected), "{step}: {request:?}");
+                if let AdmitReply::Admitted { raise_count, .. } = expected {
+                    reported[index] = raise_count;
+                }
             }
             2 => {
                 let seq = next_seq(&mut lease_seqs, &mut rng);
@@ -448,11 +682,9 @@ fn every_operation_answers_exactly_as_stored_state() {
                     block: any(&mut rng),
                     ceiling: any(&mut rng),
                 };
-                assert_eq!(
-                    store.lease(&request),
-                    Ok(reference.lease(&request)),
-                    "{step}: {request:?}"
-                );
+                let expected = reference.lease(&request);
+                assert_eq!(store.lease(&request), Ok(expected), "{step}: {request:?}");
+                reported[index] = expected.raise_count;
             }
             _ => {
                 let seq = next_seq(&mut lease_seqs, &mut rng);
@@ -462,18 +694,46 @@ fn every_operation_answers_exactly_as_stored_state() {
                     seq,
                     window: window.clone(),
                     unused: any(&mut rng),
+                    raise_count: match rng.next() % 4 {
+                        0 => reported[index],
+                        1 => rng.next() % 3,
+                        _ => stored_raise_count(&reference, window),
+                    },
                 };
-                store.give_back(&request).unwrap();
-                reference.give_back(&request);
+                let expected = reference.give_back(&request);
+                if expected == 0 && stored_raise_count(&reference, window) != request.raise_count {
+                    forfeited += 1;
+                }
+                if expected > 0 && request.raise_count > 0 {
+                    taken_after_raise += 1;
+                }
+                assert_eq!(
+                    store.give_back(&request),
+                    Ok(expected),
+                    "{step}: {request:?}"
+                );
             }
         }
         if step.is_multiple_of(100) {
-            // Totals too (not only what operations answered).
+            // Totals and raise counts too (not only what operations answered).
             for window in &windows {
                 assert_eq!(total(&store, window), reference.total(window), "{step}");
+                assert_eq!(
+                    redis_raise_count(&store, &mut raw, window),
+                    stored_raise_count(&reference, window),
+                    "{step}: {window:?}"
+                );
             }
         }
     }
+    let raises: u64 = windows
+        .iter()
+        .map(|w| stored_raise_count(&reference, w))
+        .sum();
+    assert!(
+        raises > 10 && forfeited > 10 && taken_after_raise > 10,
+        "raises {raises}, forfeited {forfeited}, taken after a raise {taken_after_raise}"
+    );
 }
 
 #[test]
@@ -608,13 +868,16 @@ fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
                     ceiling: 100,
                 })
                 .map(drop),
-            store.give_back(&GiveBack {
-                done_below: 10,
-                instance: id(7),
-                seq: 9,
-                window: w.clone(),
-                unused: 1,
-            }),
+            store
+                .give_back(&GiveBack {
+                    done_below: 10,
+                    instance: id(7),
+                    seq: 9,
+                    window: w.clone(),
+                    unused: 1,
+                    raise_count: 0,
+                })
+                .map(drop),
         ];
         for error in errors {
             assert!(
@@ -675,7 +938,10 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
         // The first answer again, not a second count.
         assert_eq!(
             answer,
-            Ok(AdmitReply::Admitted { total: seq }),
+            Ok(AdmitReply::Admitted {
+                total: seq,
+                raise_count: 0
+            }),
             "admit {seq}"
         );
     }
@@ -695,7 +961,15 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
         assert_eq!(reply, Ok(reference.lease(&lease)), "lease {seq}");
         // The first grant again, with the total as it is now.
         let total = if step == 0 { 5 } else { 10 };
-        assert_eq!(reply, Ok(LeaseReply { granted: 5, total }), "lease {seq}");
+        assert_eq!(
+            reply,
+            Ok(LeaseReply {
+                granted: 5,
+                total,
+                raise_count: 0
+            }),
+            "lease {seq}"
+        );
     }
     assert_eq!(total(&store, &w), 10, "lease: 2 grants of 5");
 
@@ -710,9 +984,16 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             seq,
             window: w.clone(),
             unused: 3,
+            raise_count: 0,
         };
-        store.give_back(&give_back).unwrap();
-        reference.give_back(&give_back);
+        let taken = store.give_back(&give_back);
+        assert_eq!(
+            taken,
+            Ok(reference.give_back(&give_back)),
+            "give-back {seq}"
+        );
+        // The first answer again, nothing more taken off.
+        assert_eq!(taken, Ok(3), "give-back {seq}");
     }
     assert_eq!(total(&store, &w), 4, "give-back: 10 - 2 x 3");
     assert_eq!(reference.total(&w), 4);
@@ -765,9 +1046,11 @@ fn an_operation_below_the_low_water_mark_is_not_applied() {
             block: 5,
             ceiling: 100,
         };
+        // The window's raise count now (the stale floor raised it).
         let nothing = LeaseReply {
             granted: 0,
             total: 25,
+            raise_count: 1,
         };
         assert_eq!(store.lease(&lease), Ok(nothing));
         assert_eq!(reference.lease(&lease), nothing);
@@ -777,9 +1060,10 @@ fn an_operation_below_the_low_water_mark_is_not_applied() {
             seq,
             window: w.clone(),
             unused: 7,
+            raise_count: 1,
         };
-        store.give_back(&give_back).unwrap();
-        reference.give_back(&give_back);
+        assert_eq!(store.give_back(&give_back), Ok(0));
+        assert_eq!(reference.give_back(&give_back), 0);
         assert_eq!(total(&store, &w), 25);
     }
     assert_eq!(reference.total(&w), 25);
@@ -866,8 +1150,8 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
     assert_eq!(
         record(&mut raw, &ops),
         [
-            ("12".to_owned(), "a12".to_owned()),
-            ("13".into(), "g2".into()),
+            ("12".to_owned(), "a12/0".to_owned()),
+            ("13".into(), "g2/0".into()),
             ("low".into(), "12".into())
         ]
     );
@@ -891,6 +1175,7 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
             seq: 14,
             window: today.clone(),
             unused: 1,
+            raise_count: 0,
         })
         .unwrap();
     assert_eq!(int(&mut raw, "PEXPIRETIME", &ops), expires);
@@ -1030,7 +1315,8 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
         }),
         Ok(LeaseReply {
             granted: 8,
-            total: 51
+            total: 51,
+            raise_count: 0,
         })
     );
     assert_eq!(
@@ -1044,7 +1330,10 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
             cap: 100,
             force: false
         }),
-        Ok(AdmitReply::Admitted { total: 52 })
+        Ok(AdmitReply::Admitted {
+            total: 52,
+            raise_count: 0
+        })
     );
     // Down: an error, not a hang; up again: works.
     server.kill();
@@ -1120,7 +1409,8 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         store.lease(&lease),
         Ok(LeaseReply {
             granted: 5,
-            total: 16
+            total: 16,
+            raise_count: 0,
         })
     );
 
@@ -1143,10 +1433,22 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         cap: 1_000,
         force: false,
     };
-    assert_eq!(store.admit(&admit), Ok(AdmitReply::Admitted { total: 117 }));
+    assert_eq!(
+        store.admit(&admit),
+        Ok(AdmitReply::Admitted {
+            total: 117,
+            raise_count: 0
+        })
+    );
     assert_eq!(total(&direct, &w), 117, "applied once, although sent twice");
     // The same request again (a caller's own retry): the same answer, nothing added.
-    assert_eq!(store.admit(&admit), Ok(AdmitReply::Admitted { total: 117 }));
+    assert_eq!(
+        store.admit(&admit),
+        Ok(AdmitReply::Admitted {
+            total: 117,
+            raise_count: 0
+        })
+    );
     assert_eq!(total(&direct, &w), 117);
 }
 
@@ -1202,7 +1504,10 @@ fn a_lost_reply_whose_reconnect_fails_is_io_and_its_retry_counts_once() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         store.admit(&admit(4)),
-        Ok(AdmitReply::Admitted { total: 13 }),
+        Ok(AdmitReply::Admitted {
+            total: 13,
+            raise_count: 0
+        }),
         "the first answer, counted once"
     );
     assert_eq!(total(&direct, &w), 13);
@@ -1316,7 +1621,10 @@ fn tls_with_a_self_signed_certificate() {
             cap: 10,
             force: false
         }),
-        Ok(AdmitReply::Admitted { total: 6 })
+        Ok(AdmitReply::Admitted {
+            total: 6,
+            raise_count: 0
+        })
     );
     // A root certificate needs a rediss:// URL.
     assert!(RedisStore::new("redis://127.0.0.1:1")

@@ -6,6 +6,13 @@
 //! window total must be equal in all three; the model's totals are what each operation,
 //! applied at most once, adds.
 //!
+//! Raise counts too: sync batches carry floors (above the total, at it, below it, several on
+//! one window), each window given a floor counts one raise per batch; admissions and leases
+//! report the count they were applied under; give-backs return an admission's or a lease's
+//! calls with the count it reported (sometimes a wrong one), and are forfeited (0 taken off)
+//! exactly when the window was raised since. Every window's raise count, as Redis, StoredState
+//! and the model keep it, must be equal.
+//!
 //! The server is started by the test (`support/redis_server.rs`); one that cannot start fails
 //! the test with its log (install it with `cargo xtask test`, or `apt-get install
 //! redis-server`).
@@ -35,7 +42,7 @@ const SERVICES: [(&str, Period); 3] = [
 /// Instances that send many operations (the others send one or two).
 const HOT: u128 = 4;
 /// Operations per case: about 2,400 distinct instances each.
-const STEPS: std::ops::Range<usize> = 4_800..5_400;
+const STEPS: std::ops::Range<usize> = 6_400..7_000;
 const CASES: u32 = 8;
 
 // ---------------------------------------------------------------------------------------------
@@ -51,10 +58,10 @@ enum Who {
 #[derive(Debug, Clone)]
 enum NewOp {
     /// Deltas (service, calls, in the previous window), floors (service, offset from the
-    /// total), and whether to read every window back.
+    /// total, in the previous window), and whether to read every window back.
     Sync {
         deltas: Vec<(usize, u64, bool)>,
-        raises: Vec<(usize, i64)>,
+        raises: Vec<(usize, i64, bool)>,
         read: bool,
     },
     /// `cap` (and `below`, as trackers send them) is the total plus `offset`; count 0 is
@@ -71,9 +78,15 @@ enum NewOp {
         block: u64,
         offset: i64,
     },
+    /// Gives back calls of one of the latest admissions or leases answered (`pick`, from the
+    /// newest), at most `unused`, by its instance, with the raise count it reported, or a
+    /// wrong one if `wrong_count`; with none to give back, of `service`'s window, with its
+    /// raise count now (or a wrong one).
     GiveBack {
         service: usize,
         unused: u64,
+        pick: usize,
+        wrong_count: bool,
     },
 }
 
@@ -102,7 +115,13 @@ fn new_op() -> impl Strategy<Value = NewOp> {
     prop_oneof![
         4 => (
             prop::collection::vec((0..SERVICES.len(), 0u64..6, prop::bool::weighted(0.2)), 0..3),
-            prop::collection::vec((0..SERVICES.len(), -3i64..6), 0..2),
+            prop_oneof![
+                3 => Just(Vec::new()),
+                1 => prop::collection::vec(
+                    (0..SERVICES.len(), -3i64..6, prop::bool::weighted(0.2)),
+                    1..4
+                ),
+            ],
             any::<bool>(),
         )
             .prop_map(|(deltas, raises, read)| NewOp::Sync { deltas, raises, read }),
@@ -111,7 +130,14 @@ fn new_op() -> impl Strategy<Value = NewOp> {
         ),
         2 => (service.clone(), 1u64..8, -2i64..10)
             .prop_map(|(service, block, offset)| NewOp::Lease { service, block, offset }),
-        1 => (service, 0u64..6).prop_map(|(service, unused)| NewOp::GiveBack { service, unused }),
+        2 => (service, 0u64..6, any::<usize>(), prop::bool::weighted(0.15)).prop_map(
+            |(service, unused, pick, wrong_count)| NewOp::GiveBack {
+                service,
+                unused,
+                pick,
+                wrong_count,
+            }
+        ),
     ]
 }
 
@@ -151,7 +177,8 @@ enum Reply {
     Sync(Vec<u64>),
     Admit(AdmitReply),
     Lease(LeaseReply),
-    GiveBack,
+    /// The calls taken off.
+    GiveBack(u64),
 }
 
 impl Request {
@@ -178,7 +205,7 @@ impl Request {
             Request::Sync(batch) => store.sync(batch).map(Reply::Sync),
             Request::Admit(request) => store.admit(request).map(Reply::Admit),
             Request::Lease(request) => store.lease(request).map(Reply::Lease),
-            Request::GiveBack(request) => store.give_back(request).map(|()| Reply::GiveBack),
+            Request::GiveBack(request) => store.give_back(request).map(Reply::GiveBack),
         };
         reply.map_err(|error| error.to_string())
     }
@@ -188,10 +215,7 @@ impl Request {
             Request::Sync(batch) => Reply::Sync(state.apply(batch)),
             Request::Admit(request) => Reply::Admit(state.admit(request)),
             Request::Lease(request) => Reply::Lease(state.lease(request)),
-            Request::GiveBack(request) => {
-                state.give_back(request);
-                Reply::GiveBack
-            }
+            Request::GiveBack(request) => Reply::GiveBack(state.give_back(request)),
         }
     }
 }
@@ -199,14 +223,18 @@ impl Request {
 // ---------------------------------------------------------------------------------------------
 // The model: per (service, instance) the largest `done_below` seen and every seq applied with
 // its answer (never forgotten: a seq below the mark is stale whether remembered or not), and
-// per window the total.
+// per window the total and the raise count.
 
 #[derive(Debug, Clone, Copy)]
 enum Answer {
     Applied,
-    Admitted(u64),
+    /// Total after, raise count then.
+    Admitted(u64, u64),
     Denied(u64),
-    Granted(u64),
+    /// Granted, raise count then.
+    Granted(u64, u64),
+    /// Taken off.
+    GivenBack(u64),
 }
 
 enum Seen {
@@ -218,13 +246,22 @@ enum Seen {
 #[derive(Default)]
 struct Model {
     totals: HashMap<WindowKey, u64>,
+    /// Per window, the batches that gave it a floor (one raise each).
+    raises: HashMap<WindowKey, u64>,
     lows: HashMap<(String, InstanceId), u64>,
     done: HashMap<(String, InstanceId, u64), Answer>,
+    /// Floors applied: above the total, and at or below it.
+    lifting_floors: u64,
+    flat_floors: u64,
 }
 
 impl Model {
     fn total(&self, window: &WindowKey) -> u64 {
         self.totals.get(window).copied().unwrap_or(0)
+    }
+
+    fn raise_count(&self, window: &WindowKey) -> u64 {
+        self.raises.get(window).copied().unwrap_or(0)
     }
 
     fn total_mut(&mut self, window: &WindowKey) -> &mut u64 {
@@ -304,10 +341,22 @@ impl Model {
                         self.record(service, request, batch.done_below, answer);
                     }
                 }
-                // Floors are maxima: applied whatever the seq.
-                for raise in &batch.raises {
-                    let total = self.total_mut(&raise.window);
-                    *total = (*total).max(raise.at_least);
+                // Floors are maxima: applied whatever the seq. Each window's largest (a floor of
+                // 0 is none) counts one raise, lifting its total or not.
+                let mut floors: HashMap<&WindowKey, u64> = HashMap::new();
+                for raise in batch.raises.iter().filter(|r| r.at_least > 0) {
+                    let floor = floors.entry(&raise.window).or_insert(0);
+                    *floor = (*floor).max(raise.at_least);
+                }
+                for (window, floor) in floors {
+                    if floor > self.total(window) {
+                        self.lifting_floors += 1;
+                    } else {
+                        self.flat_floors += 1;
+                    }
+                    let total = self.total_mut(window);
+                    *total = (*total).max(floor);
+                    *self.raises.entry(window.clone()).or_insert(0) += 1;
                 }
                 Reply::Sync(batch.read.iter().map(|w| self.total(w)).collect())
             }
@@ -315,16 +364,22 @@ impl Model {
                 let window = &admit.window;
                 let total = self.total(window);
                 let (reply, answer) = match self.seen(&window.service, admit.instance, admit.seq) {
-                    Seen::Done(Answer::Admitted(total)) => (AdmitReply::Admitted { total }, None),
+                    Seen::Done(Answer::Admitted(total, raise_count)) => {
+                        (AdmitReply::Admitted { total, raise_count }, None)
+                    }
                     Seen::Done(Answer::Denied(total)) => (AdmitReply::Denied { total }, None),
                     Seen::Done(_) | Seen::Stale => (AdmitReply::Denied { total }, None),
                     Seen::New => {
                         let after = total + admit.count;
                         if admit.force || (total < admit.below && after <= admit.cap) {
                             *self.total_mut(window) = after;
+                            let raise_count = self.raise_count(window);
                             (
-                                AdmitReply::Admitted { total: after },
-                                Some(Answer::Admitted(after)),
+                                AdmitReply::Admitted {
+                                    total: after,
+                                    raise_count,
+                                },
+                                Some(Answer::Admitted(after, raise_count)),
                             )
                         } else {
                             (AdmitReply::Denied { total }, Some(Answer::Denied(total)))
@@ -336,34 +391,45 @@ impl Model {
             }
             Request::Lease(lease) => {
                 let window = &lease.window;
-                let (granted, answer) = match self.seen(&window.service, lease.instance, lease.seq)
-                {
-                    Seen::Done(Answer::Granted(granted)) => (granted, None),
-                    Seen::Done(_) | Seen::Stale => (0, None),
+                let now = self.raise_count(window);
+                let seen = self.seen(&window.service, lease.instance, lease.seq);
+                let (granted, raise_count, answer) = match seen {
+                    Seen::Done(Answer::Granted(granted, raise_count)) => {
+                        (granted, raise_count, None)
+                    }
+                    Seen::Done(_) | Seen::Stale => (0, now, None),
                     Seen::New => {
                         let total = self.total(window);
                         let granted = lease.block.min(lease.ceiling.saturating_sub(total));
                         *self.total_mut(window) += granted;
-                        (granted, Some(Answer::Granted(granted)))
+                        (granted, now, Some(Answer::Granted(granted, now)))
                     }
                 };
                 self.record(&window.service, request, lease.done_below, answer);
                 Reply::Lease(LeaseReply {
                     granted,
                     total: self.total(window),
+                    raise_count,
                 })
             }
             Request::GiveBack(give_back) => {
                 let window = &give_back.window;
                 let seen = self.seen(&window.service, give_back.instance, give_back.seq);
-                let fresh = matches!(seen, Seen::New);
-                if fresh {
-                    let total = self.total_mut(window);
-                    *total = total.saturating_sub(give_back.unused);
-                }
-                let answer = fresh.then_some(Answer::Applied);
+                let (taken, answer) = match seen {
+                    Seen::Done(Answer::GivenBack(taken)) => (taken, None),
+                    Seen::Done(_) | Seen::Stale => (0, None),
+                    Seen::New => {
+                        // Raised since the calls were counted: forfeited.
+                        let taken = match self.raise_count(window) == give_back.raise_count {
+                            true => give_back.unused.min(self.total(window)),
+                            false => 0,
+                        };
+                        *self.total_mut(window) -= taken;
+                        (taken, Some(Answer::GivenBack(taken)))
+                    }
+                };
                 self.record(&window.service, request, give_back.done_below, answer);
-                Reply::GiveBack
+                Reply::GiveBack(taken)
             }
         }
     }
@@ -400,6 +466,38 @@ struct Coverage {
     deduplicated: u64,
     /// Operations sent after the window moved.
     after_move: u64,
+    /// Floors applied above the total, and at or below it.
+    lifting_floors: u64,
+    flat_floors: u64,
+    /// New give-backs of an answered admission or lease, with the raise count it reported:
+    /// forfeited (the window raised since), and taken off a window raised before the grant.
+    forfeited: u64,
+    taken_after_raise: u64,
+    /// New give-backs with a wrong raise count.
+    wrong_counts: u64,
+}
+
+impl Coverage {
+    fn add(&mut self, other: &Coverage) {
+        self.resends_after_newer += other.resends_after_newer;
+        self.stale += other.stale;
+        self.deduplicated += other.deduplicated;
+        self.after_move += other.after_move;
+        self.lifting_floors += other.lifting_floors;
+        self.flat_floors += other.flat_floors;
+        self.forfeited += other.forfeited;
+        self.taken_after_raise += other.taken_after_raise;
+        self.wrong_counts += other.wrong_counts;
+    }
+}
+
+/// Calls an instance may give back: an admission's or a lease's, as its answer reported them.
+#[derive(Debug, Clone)]
+struct Returnable {
+    instance: InstanceId,
+    window: WindowKey,
+    calls: u64,
+    raise_count: u64,
 }
 
 /// One case: the windows, the three stores and the instances.
@@ -409,12 +507,18 @@ struct Case {
     /// 0 until the window moves, then 1.
     epoch: usize,
     store: RedisStore,
+    /// To read the raise counts Redis keeps.
+    raw: redis::Connection,
     state: StoredState,
     model: Model,
     clients: HashMap<InstanceId, Client>,
     sent: HashMap<(InstanceId, u64), Request>,
     in_flight: Vec<(InstanceId, u64)>,
     answered: Vec<(InstanceId, u64)>,
+    /// Admissions and leases answered, not given back yet, oldest first.
+    returnable: Vec<Returnable>,
+    /// The give-back being sent: what it returns, and whether its count is the one reported.
+    giving_back: Option<(Returnable, bool)>,
 }
 
 fn now_ms() -> u64 {
@@ -435,7 +539,7 @@ fn window(service: &str, period: Period, at_ms: u64) -> WindowKey {
 }
 
 impl Case {
-    fn new(store: RedisStore) -> Case {
+    fn new(store: RedisStore, raw: redis::Connection) -> Case {
         let now = now_ms();
         let windows = SERVICES
             .iter()
@@ -450,12 +554,15 @@ impl Case {
             windows,
             epoch: 0,
             store,
+            raw,
             state: StoredState::new(),
             model: Model::default(),
             clients: HashMap::new(),
             sent: HashMap::new(),
             in_flight: Vec::new(),
             answered: Vec::new(),
+            returnable: Vec::new(),
+            giving_back: None,
         }
     }
 
@@ -472,10 +579,22 @@ impl Case {
     /// A new operation's request, with the instance's next seq (a sync that only reads does
     /// not take it: see `run`).
     fn request(&mut self, who: &Who, op: &NewOp) -> Request {
-        let instance = InstanceId::from_u128(match *who {
+        let mut instance = InstanceId::from_u128(match *who {
             Who::Hot(n) => 1 + n as u128,
             Who::Cold(n) => 1_000 + n as u128,
         });
+        // A give-back comes from the instance whose calls it returns.
+        self.giving_back = None;
+        if let &NewOp::GiveBack { pick, .. } = op {
+            if !self.returnable.is_empty() {
+                // One of the latest 16.
+                let len = self.returnable.len();
+                let at = len - 1 - pick % len.min(16);
+                let returned = self.returnable.remove(at);
+                instance = returned.instance;
+                self.giving_back = Some((returned, true));
+            }
+        }
         let client = self.clients.entry(instance).or_default();
         let seq = client.last_seq + 1;
         // Unanswered until its reply comes, so the least unanswered is at most this one.
@@ -507,8 +626,8 @@ impl Case {
                 },
                 raises: raises
                     .iter()
-                    .map(|&(service, offset)| {
-                        let window = self.window(service, false);
+                    .map(|&(service, offset, previous)| {
+                        let window = self.window(service, previous);
                         Raise {
                             at_least: near(&self.model, &window, offset),
                             window,
@@ -550,39 +669,126 @@ impl Case {
                     block,
                 })
             }
-            &NewOp::GiveBack { service, unused } => Request::GiveBack(GiveBack {
-                instance,
-                seq,
-                done_below,
-                window: self.window(service, false),
+            &NewOp::GiveBack {
+                service,
                 unused,
-            }),
+                wrong_count,
+                ..
+            } => {
+                let (window, unused, right) = match &self.giving_back {
+                    Some((returned, _)) => (
+                        returned.window.clone(),
+                        unused.min(returned.calls),
+                        returned.raise_count,
+                    ),
+                    None => {
+                        let window = self.window(service, false);
+                        let now = self.model.raise_count(&window);
+                        (window, unused, now)
+                    }
+                };
+                // A wrong count: one the window had before, or one it never had yet.
+                let raise_count = match (wrong_count, right) {
+                    (false, right) => right,
+                    (true, 0) => 1,
+                    (true, right) => right - 1,
+                };
+                if let Some((_, right)) = &mut self.giving_back {
+                    *right = !wrong_count;
+                }
+                if wrong_count {
+                    self.coverage.wrong_counts += 1;
+                }
+                Request::GiveBack(GiveBack {
+                    instance,
+                    seq,
+                    done_below,
+                    window,
+                    unused,
+                    raise_count,
+                })
+            }
         }
     }
 
-    /// Sends `request` to all three; every answer must be equal.
-    fn send(&mut self, index: usize, step: &Step, request: &Request) -> Result<(), TestCaseError> {
+    /// Sends `request` to all three; every answer must be equal. Returns it.
+    fn send(
+        &mut self,
+        index: usize,
+        step: &Step,
+        request: &Request,
+    ) -> Result<Reply, TestCaseError> {
         if self.epoch == 1 {
             self.coverage.after_move += 1;
         }
+        let fail = |what: String| {
+            TestCaseError::fail(format!(
+                "operation {index} ({step:?}): {request:?}\n  {what}"
+            ))
+        };
+        // A new give-back of an answered admission or lease: whether the window was raised
+        // since (by the model's count then and now), and whether there is anything to take.
+        let giving_back = match (&self.giving_back, request) {
+            (Some((returned, right)), Request::GiveBack(give_back)) => Some((
+                *right,
+                self.model.raise_count(&returned.window) != returned.raise_count,
+                returned.raise_count > 0,
+                give_back.unused.min(self.model.total(&give_back.window)) > 0,
+            )),
+            _ => None,
+        };
+        self.giving_back = None;
         let redis = request.redis(&self.store);
         let state = request.stored_state(&mut self.state);
         let model = self.model.apply(request);
         if redis.as_ref() != Ok(&state) || state != model {
-            return Err(TestCaseError::fail(format!(
-                "operation {index} ({step:?}): {request:?}\n  Redis:       {redis:?}\n  \
-                 StoredState: {state:?}\n  model:       {model:?}"
+            return Err(fail(format!(
+                "Redis:       {redis:?}\n  StoredState: {state:?}\n  model:       {model:?}"
             )));
         }
-        Ok(())
+        if let (Some((true, raised, before, something)), Reply::GiveBack(taken)) =
+            (giving_back, &model)
+        {
+            // With the count its admission or lease reported: forfeited exactly when the
+            // window was raised since.
+            if (*taken == 0) != (raised || !something) {
+                return Err(fail(format!(
+                    "took off {taken}; raised since: {raised}, anything to take: {something}"
+                )));
+            }
+            match raised {
+                true if something => self.coverage.forfeited += 1,
+                false if *taken > 0 && before => self.coverage.taken_after_raise += 1,
+                _ => {}
+            }
+        }
+        Ok(model)
     }
 
-    /// The reply of `(instance, seq)` came: it is answered.
-    fn answer(&mut self, instance: InstanceId, seq: u64) {
+    /// The reply of `(instance, seq)` came: it is answered; what it admitted or granted may
+    /// be given back.
+    fn answer(&mut self, instance: InstanceId, seq: u64, reply: &Reply) {
         if let Some(client) = self.clients.get_mut(&instance) {
             client.unanswered.remove(&seq);
         }
         self.answered.push((instance, seq));
+        let (window, calls, raise_count) = match (&self.sent[&(instance, seq)], reply) {
+            (Request::Admit(admit), &Reply::Admit(AdmitReply::Admitted { raise_count, .. })) => {
+                (&admit.window, admit.count, raise_count)
+            }
+            (Request::Lease(lease), &Reply::Lease(reply)) => {
+                (&lease.window, reply.granted, reply.raise_count)
+            }
+            _ => return,
+        };
+        if calls > 0 {
+            self.returnable.push(Returnable {
+                instance,
+                window: window.clone(),
+                calls,
+                raise_count,
+            });
+        }
     }
 
     fn run(&mut self, index: usize, step: &Step) -> Result<(), TestCaseError> {
@@ -593,17 +799,17 @@ impl Case {
                 let changes = !matches!(&request, Request::Sync(batch) if !batch.changes());
                 if !changes {
                     // Only reads: no seq of its own, nothing to resend.
-                    return self.send(index, step, &request);
+                    return self.send(index, step, &request).map(drop);
                 }
                 let client = self.clients.entry(instance).or_default();
                 client.last_seq = seq;
                 client.unanswered.insert(seq);
                 self.sent.insert((instance, seq), request.clone());
-                self.send(index, step, &request)?;
+                let reply = self.send(index, step, &request)?;
                 if *lost {
                     self.in_flight.push((instance, seq));
                 } else {
-                    self.answer(instance, seq);
+                    self.answer(instance, seq, &reply);
                 }
             }
             Step::Resend { pick, lost } => {
@@ -619,10 +825,10 @@ impl Case {
                 if self.model.applied_already(&request) {
                     self.coverage.deduplicated += 1;
                 }
-                self.send(index, step, &request)?;
+                let reply = self.send(index, step, &request)?;
                 if !lost {
                     self.in_flight.swap_remove(at);
-                    self.answer(instance, seq);
+                    self.answer(instance, seq, &reply);
                 }
             }
             Step::Stale { pick } => {
@@ -641,8 +847,9 @@ impl Case {
         Ok(())
     }
 
-    /// Every window's total, read back from Redis, equals `StoredState`'s and the model's.
-    fn check_totals(&self, index: usize) -> Result<(), TestCaseError> {
+    /// Every window's total and raise count, read back from Redis, equals `StoredState`'s and
+    /// the model's.
+    fn check_totals(&mut self, index: usize) -> Result<(), TestCaseError> {
         let windows = self.every_window();
         let redis = self
             .store
@@ -662,6 +869,27 @@ impl Case {
                 return Err(TestCaseError::fail(format!(
                     "after operation {index}: {window:?}: Redis {redis}, StoredState {state}, \
                      model {model}"
+                )));
+            }
+            let key = format!("{}:raises", self.store.window_key(window));
+            let redis: Option<u64> = redis::cmd("GET")
+                .arg(&key)
+                .query(&mut self.raw)
+                .map_err(|error| TestCaseError::fail(format!("reading {key}: {error}")))?;
+            let redis = redis.unwrap_or(0);
+            let state = self
+                .state
+                .windows()
+                .find(|w| {
+                    (w.period, w.start_ms, &w.service)
+                        == (window.period, window.start_ms, &window.service)
+                })
+                .map_or(0, |w| w.raise_count);
+            let model = self.model.raise_count(window);
+            if redis != state || state != model {
+                return Err(TestCaseError::fail(format!(
+                    "after operation {index}: {window:?}: raise counts: Redis {redis}, \
+                     StoredState {state}, model {model}"
                 )));
             }
         }
@@ -689,7 +917,10 @@ fn redis_and_stored_state_apply_each_operation_exactly_once_in_any_order() {
             .map_err(|error| TestCaseError::fail(error.to_string()))?
             .timeout(Duration::from_secs(5))
             .prefix(format!("model{}", case_number.get()));
-        let mut case = Case::new(store);
+        let raw = redis::Client::open(server.url())
+            .and_then(|client| client.get_connection())
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let mut case = Case::new(store, raw);
         for (index, step) in steps.iter().enumerate() {
             case.run(index, step)?;
             if index % 500 == 499 {
@@ -699,11 +930,10 @@ fn redis_and_stored_state_apply_each_operation_exactly_once_in_any_order() {
         case.check_totals(steps.len())?;
         let instances = case.clients.values().filter(|c| c.last_seq > 0).count();
         instances_seen.set(instances_seen.get().min(instances));
-        let (mut all, this) = (coverage.get(), case.coverage);
-        all.resends_after_newer += this.resends_after_newer;
-        all.stale += this.stale;
-        all.deduplicated += this.deduplicated;
-        all.after_move += this.after_move;
+        case.coverage.lifting_floors = case.model.lifting_floors;
+        case.coverage.flat_floors = case.model.flat_floors;
+        let mut all = coverage.get();
+        all.add(&case.coverage);
         coverage.set(all);
         Ok(())
     });
@@ -726,7 +956,12 @@ fn redis_and_stored_state_apply_each_operation_exactly_once_in_any_order() {
         coverage.resends_after_newer > 100
             && coverage.stale > 100
             && coverage.deduplicated > 100
-            && coverage.after_move > 100,
+            && coverage.after_move > 100
+            && coverage.lifting_floors > 100
+            && coverage.flat_floors > 100
+            && coverage.forfeited > 100
+            && coverage.taken_after_raise > 100
+            && coverage.wrong_counts > 100,
         "{coverage:?}"
     );
 }
