@@ -527,6 +527,75 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
     assert_eq!(reference.total(&w), 15);
 }
 
+/// Was a bug: an ended window's keys go an hour after the last write, but its raise count
+/// kept the expiry of its last raise, so it could go first: read as 0 again, a later raise
+/// made it a count an older admission had reported, and that admission's give-back was taken
+/// off although the window had been raised since.
+#[test]
+fn an_ended_windows_raise_count_goes_with_the_window() {
+    let server = Server::start();
+    let store = server.store();
+    let mut raw = server.raw();
+    let w = day("ended", 1);
+    let (window_key, raises_key) = (
+        store.window_key(&w),
+        format!("{}:raises", store.window_key(&w)),
+    );
+    let mut raise = batch(2, 1, &[], &[&w]);
+    raise.raises.push(Raise {
+        window: w.clone(),
+        at_least: 8,
+    });
+    store.sync(&raise).unwrap();
+    let mut expiries = Vec::new();
+    let mut check = |raw: &mut redis::Connection, what: &str| {
+        let window = int(raw, "PEXPIRETIME", &window_key);
+        assert_eq!(int(raw, "PEXPIRETIME", &raises_key), window, "after {what}");
+        expiries.push(window);
+        // The next write comes later: the window's expiry moves on.
+        thread::sleep(Duration::from_millis(20));
+    };
+    check(&mut raw, "the raise");
+    store.sync(&batch(3, 1, &[(&w, 1)], &[])).unwrap();
+    check(&mut raw, "a sync");
+    let admit = AdmitRequest {
+        done_below: 0,
+        instance: id(1),
+        seq: 1,
+        window: w.clone(),
+        count: 1,
+        below: 100,
+        cap: 100,
+        force: false,
+    };
+    store.admit(&admit).unwrap();
+    check(&mut raw, "an admission");
+    let lease = LeaseRequest {
+        done_below: 0,
+        instance: id(1),
+        seq: 2,
+        window: w.clone(),
+        block: 2,
+        ceiling: 100,
+    };
+    store.lease(&lease).unwrap();
+    check(&mut raw, "a lease");
+    let give_back = GiveBack {
+        done_below: 0,
+        instance: id(1),
+        seq: 3,
+        window: w.clone(),
+        unused: 1,
+        raise_count: 1,
+    };
+    assert_eq!(store.give_back(&give_back), Ok(1));
+    check(&mut raw, "a give-back");
+    assert!(
+        expiries.windows(2).all(|pair| pair[0] < pair[1]),
+        "each write moved the expiry on: {expiries:?}"
+    );
+}
+
 /// A small deterministic generator (no dependency on a random crate).
 struct Lcg(u64);
 

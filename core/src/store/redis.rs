@@ -1206,13 +1206,16 @@ local function read_total(key)
   if cmp(c, MAX) > 0 then return MAX, false, true end
   return c, c == raw, true
 end
-local function write_total(key, cur, plain, exists, new, at)
+-- `raises`, the window's raise count key if it has one, is given the window's expiry (an
+-- ended window's moves on with each write: the count must not go before the window).
+local function write_total(key, cur, plain, exists, new, at, raises)
   local c = cmp(new, cur)
   if not plain then redis.call('SET', key, new)
   elseif c > 0 then redis.call('INCRBY', key, sub(new, cur))
   elseif c < 0 then redis.call('DECRBY', key, sub(cur, new))
   elseif not exists then return end
   redis.call('PEXPIREAT', key, string.format('%.0f', at))
+  if raises then redis.call('PEXPIREAT', raises, string.format('%.0f', at)) end
 end
 -- When a window's keys go: its end plus grace, never before now plus grace, never after
 -- now plus `longest`.
@@ -1350,7 +1353,9 @@ for i = 1, windows do
     redis.call('SET', KEYS[2 * i], add(raise_count[i], '1'))
     redis.call('PEXPIREAT', KEYS[2 * i], string.format('%.0f', at))
   end
-  write_total(KEYS[2 * i + 1], cur[i], plain[i], exists[i], new, at)
+  local raises = nil
+  if raise_count[i] ~= '0' then raises = KEYS[2 * i] end
+  write_total(KEYS[2 * i + 1], cur[i], plain[i], exists[i], new, at, raises)
   if at > record_at then record_at = at end
 end
 local answer = nil
@@ -1370,12 +1375,15 @@ local function read_op()
   if not cur then return nil, corrupt(KEYS[2], 'is not a whole number') end
   local raise_count = read_raise_count(KEYS[3])
   if not raise_count then return nil, corrupt(KEYS[3], 'is not a raise count') end
-  return {rec = rec, cur = cur, plain = plain, exists = exists, raise_count = raise_count}
+  local raises = nil
+  if raise_count ~= '0' then raises = KEYS[3] end
+  return {rec = rec, cur = cur, plain = plain, exists = exists, raise_count = raise_count,
+    raises = raises}
 end
 "#;
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
-/// + grace, longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied,
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
+/// end + grace, longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied,
 /// total, raise count}.
 const ADMIT: &str = r#"
 local op, err = read_op()
@@ -1395,7 +1403,7 @@ else
   local after = add(cur, ARGV[6])
   if cmp(after, U64) <= 0 and (ARGV[9] == '1' or (cmp(cur, ARGV[7]) < 0 and cmp(after, ARGV[8]) <= 0)) then
     local total = minimum(after, MAX)
-    write_total(KEYS[2], cur, op.plain, op.exists, total, at)
+    write_total(KEYS[2], cur, op.plain, op.exists, total, at, op.raises)
     reply, answer = {1, total, op.raise_count}, 'a' .. total .. '/' .. op.raise_count
   else
     reply, answer = {0, cur, '0'}, 'd' .. cur
@@ -1405,8 +1413,8 @@ write_ops(KEYS[1], rec, answer, at)
 return reply
 "#;
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
-/// + grace, longest, block, ceiling. Answers {granted, the total now, the raise count when
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
+/// end + grace, longest, block, ceiling. Answers {granted, the total now, the raise count when
 /// granted}.
 const LEASE: &str = r#"
 local op, err = read_op()
@@ -1421,7 +1429,7 @@ elseif not rec.kind then
   granted = minimum(ARGV[6], sub(ARGV[7], cur))
   if granted ~= '0' then
     total = minimum(add(cur, granted), MAX)
-    write_total(KEYS[2], cur, op.plain, op.exists, total, at)
+    write_total(KEYS[2], cur, op.plain, op.exists, total, at, op.raises)
   end
   answer = 'g' .. granted .. '/' .. raise_count
 end
@@ -1429,9 +1437,9 @@ write_ops(KEYS[1], rec, answer, at)
 return {granted, total, raise_count}
 "#;
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below, end
-/// + grace, longest, unused, the raise count when the calls were counted. Answers the calls
-/// taken off (0: the window was raised since, forfeited; a resend gets the first answer).
+/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
+/// end + grace, longest, unused, the raise count when the calls were counted. Answers the
+/// calls taken off (0: the window was raised since, forfeited; a resend gets the first answer).
 const GIVE_BACK: &str = r#"
 local op, err = read_op()
 if not op then return err end
@@ -1443,7 +1451,7 @@ if rec.kind == 'b' then
 elseif not rec.kind then
   if op.raise_count == canon(ARGV[7]) then
     taken = minimum(ARGV[6], cur)
-    write_total(KEYS[2], cur, op.plain, op.exists, sub(cur, taken), at)
+    write_total(KEYS[2], cur, op.plain, op.exists, sub(cur, taken), at, op.raises)
   end
   answer = 'b' .. taken
 end
