@@ -274,8 +274,11 @@ fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told
 struct Flaky {
     inner: MemoryStore,
     down: Arc<AtomicBool>,
-    hook: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    hook: Arc<Mutex<Option<Hook>>>,
 }
+
+/// A call made inside the store's next sync.
+type Hook = Box<dyn FnOnce() + Send>;
 
 impl Flaky {
     fn gate(&self) -> Result<(), StoreError> {

@@ -288,7 +288,7 @@ impl Store for GatedLeases {
         self.inner.lease(request)
     }
 
-    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.inner.give_back(request)
     }
 }
@@ -388,6 +388,7 @@ fn regression_lease_records_are_never_forgotten() {
             seq: 2,
             window: window.clone(),
             unused: 1,
+            raise_count: 0,
         });
     }
     assert_eq!(
@@ -674,7 +675,7 @@ impl Store for CallingBack {
         self.call_back();
         self.inner.lease(request)
     }
-    fn give_back(&self, request: &GiveBack) -> Result<(), StoreError> {
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.call_back();
         self.inner.give_back(request)
     }
