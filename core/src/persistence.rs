@@ -575,16 +575,26 @@ impl Persistence {
                 }
             }
         }
-        let batch = match saver.unsent.take() {
-            Some(batch) => batch,
-            None => {
-                let cut = (calls.cut)(self.instance);
-                saver.give_backs.extend(cut.give_backs);
-                saver.admits.extend(cut.admits);
-                saver.leases.extend(cut.leases);
-                cut.batch
-            }
-        };
+        // A batch cut before but never sent goes after the operations queued before it, then
+        // a new cut takes what was recorded and queued since (a flush must carry it all).
+        if let Some(batch) = saver.unsent.take() {
+            self.send_after_queued(saver, calls, batch)?;
+        }
+        let cut = (calls.cut)(self.instance);
+        saver.give_backs.extend(cut.give_backs);
+        saver.admits.extend(cut.admits);
+        saver.leases.extend(cut.leases);
+        self.send_after_queued(saver, calls, cut.batch)
+    }
+
+    /// Sends the queued operations, then `batch`: kept *unsent* if an operation failed, or
+    /// *outstanding* if its own reply was lost.
+    fn send_after_queued(
+        &self,
+        saver: &mut SaverState,
+        calls: &mut Calls<'_>,
+        batch: SyncBatch,
+    ) -> Result<(), StoreError> {
         if let Err(error) = self.resolve(saver, calls) {
             if batch.changes() {
                 saver.unsent = Some(batch);

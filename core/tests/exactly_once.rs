@@ -198,7 +198,8 @@ fn flush_resends_until_a_store_that_comes_back_in_time_answers() {
 /// every call told admitted or recorded is stored once, none that was refused.
 #[test]
 fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told() {
-    for admission in [Admission::Exact, Admission::Leased { block: 10 }] {
+    let rounds = [Admission::Exact, Admission::Leased { block: 10 }].repeat(4);
+    for admission in rounds {
         let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
         let trackers: Vec<Arc<QuotaTracker>> = (0..3)
             .map(|_| {
@@ -353,4 +354,64 @@ fn a_batch_never_sent_goes_after_the_operations_held_before_it() {
     tracker.flush().unwrap();
     assert_eq!(stored(&store.inner), 126, "120 reported + 1 + 5 made since");
     assert_eq!(tracker.usage("api").unwrap().used, 126);
+}
+
+/// Two threads record through one `Leased` tracker while nearly every reply is lost, 200 times:
+/// a flush that sends a batch left unsent must still cut what was recorded and queued since (a
+/// lease whose answer was lost, the block in hand), or a lease stays stranded and recorded
+/// calls are never sent (an over- and an under-count, found by a scratch run of this).
+#[test]
+fn a_flush_after_an_unsent_batch_carries_everything_recorded_since() {
+    for _ in 0..200 {
+        let (store, clock) = (MemoryStore::new(), ManualClock::new(JUNE_10));
+        let tracker = Arc::new(
+            QuotaTracker::builder(config(1_000_000, Admission::Leased { block: 10 }))
+                .clock(clock.clone())
+                .store(store.clone())
+                .sync_policy(SyncPolicy {
+                    interval_ms: 0,
+                    flush_timeout_ms: 5_000,
+                    ..SyncPolicy::default()
+                })
+                .build()
+                .unwrap(),
+        );
+        let (told, done) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let barrier = Arc::new(Barrier::new(3));
+        let chaos = {
+            let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                while !done.load(Ordering::SeqCst) {
+                    store.lose_next_replies(1);
+                    thread::yield_now();
+                }
+            })
+        };
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (tracker, told, barrier) = (tracker.clone(), told.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..3 {
+                        if tracker.record_call("api", 1).is_ok() {
+                            told.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        chaos.join().unwrap();
+        store.lose_next_replies(0);
+        tracker.flush().unwrap();
+        assert_eq!(stored(&store), told.load(Ordering::SeqCst));
+        assert_eq!(tracker.stats().unresolved_ops, 0);
+    }
 }
