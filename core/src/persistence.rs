@@ -119,10 +119,11 @@ pub struct StoreStats {
     /// way, if the process ended now (recorded calls that may not be stored, refused calls
     /// that may be stored, leased blocks that may be granted).
     pub unresolved_calls: u64,
-    /// Calls the store applied although the caller was told they were refused (their reply
-    /// was lost), or granted in a lease whose reply was lost, that could not be given back
-    /// because a raise of their window came meanwhile (a give-back could take the total below
-    /// the provider's count): counted, never given back. An over-count only.
+    /// Calls to give back (unused leased calls, calls the store applied although the caller
+    /// was told they were refused, a lease whose reply was lost) that the store kept because a
+    /// raise reached their window after they were counted (its floor may include them: giving
+    /// them back could take the total below the provider's count; see
+    /// [`GiveBack::raise_count`](crate::GiveBack::raise_count)). An over-count only.
     pub forfeited_calls: u64,
 }
 
