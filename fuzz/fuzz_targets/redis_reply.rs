@@ -19,10 +19,13 @@ fuzz_target!(|input: (&str, &str)| {
     assert_eq!(parsed.is_some(), digits, "{text:?}");
     if let Some(total) = parsed {
         assert!(total <= StoredState::MAX_TOTAL);
-        let value: u128 = text
-            .trim_start_matches('0')
-            .parse::<u128>()
-            .unwrap_or(if text.trim_start_matches('0').is_empty() { 0 } else { u128::MAX });
+        let value: u128 = text.trim_start_matches('0').parse::<u128>().unwrap_or(
+            if text.trim_start_matches('0').is_empty() {
+                0
+            } else {
+                u128::MAX
+            },
+        );
         assert_eq!(
             u128::from(total),
             value.min(u128::from(StoredState::MAX_TOTAL)),
@@ -32,9 +35,16 @@ fuzz_target!(|input: (&str, &str)| {
     for name in [text, other] {
         let escaped = escape(name);
         assert!(!escaped.is_empty());
-        assert!(!escaped.contains('{') && !escaped.contains('}'), "{escaped:?}");
+        assert!(
+            !escaped.contains('{') && !escaped.contains('}'),
+            "{escaped:?}"
+        );
     }
     if text != other {
-        assert_ne!(escape(text), escape(other), "{text:?} and {other:?} escape alike");
+        assert_ne!(
+            escape(text),
+            escape(other),
+            "{text:?} and {other:?} escape alike"
+        );
     }
 });

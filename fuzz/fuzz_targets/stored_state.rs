@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let batch = SyncBatch {
         instance: InstanceId::from_u128(u128::MAX),
         seq: u64::MAX,
+        done_below: 0,
         at_ms: u64::MAX,
         deltas: keys
             .iter()
