@@ -217,43 +217,13 @@ fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told
                 )
             })
             .collect();
-        let told = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let barrier = Arc::new(Barrier::new(10));
-        let chaos = {
-            let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                while !done.load(Ordering::SeqCst) {
-                    store.lose_next_replies(1);
-                    thread::yield_now();
-                }
-            })
-        };
-        let workers: Vec<_> = (0..9)
-            .map(|i| {
-                let tracker = trackers[i % 3].clone();
-                let (told, barrier) = (told.clone(), barrier.clone());
-                thread::spawn(move || {
-                    barrier.wait();
-                    for n in 0..1_500u64 {
-                        let ok = if n % 3 == 0 {
-                            tracker.record_call("api", 1).is_ok()
-                        } else {
-                            tracker.try_record("api", 1).is_ok()
-                        };
-                        if ok {
-                            told.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().unwrap();
-        }
-        done.store(true, Ordering::SeqCst);
-        chaos.join().unwrap();
+        let told = calls_while_replies_are_lost(&store, &trackers, 9, 1_500, |tracker, n| {
+            if n % 3 == 0 {
+                tracker.record_call("api", 1).is_ok()
+            } else {
+                tracker.try_record("api", 1).is_ok()
+            }
+        });
         store.lose_next_replies(0);
         let mut unresolved = StoreStats::default().unresolved_calls;
         for tracker in &trackers {
@@ -263,7 +233,7 @@ fn threads_of_three_trackers_with_lost_replies_store_exactly_what_they_were_told
         assert_eq!(unresolved, 0);
         assert_eq!(
             stored(&store),
-            told.load(Ordering::SeqCst),
+            told,
             "{admission:?}: stored against told admitted or recorded"
         );
     }
@@ -376,42 +346,59 @@ fn a_flush_after_an_unsent_batch_carries_everything_recorded_since() {
                 .build()
                 .unwrap(),
         );
-        let (told, done) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let barrier = Arc::new(Barrier::new(3));
-        let chaos = {
-            let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                while !done.load(Ordering::SeqCst) {
-                    store.lose_next_replies(1);
-                    thread::yield_now();
-                }
-            })
-        };
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let (tracker, told, barrier) = (tracker.clone(), told.clone(), barrier.clone());
-                thread::spawn(move || {
-                    barrier.wait();
-                    for _ in 0..3 {
-                        if tracker.record_call("api", 1).is_ok() {
-                            told.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().unwrap();
-        }
-        done.store(true, Ordering::SeqCst);
-        chaos.join().unwrap();
+        let told = calls_while_replies_are_lost(&store, &[tracker.clone()], 2, 3, |tracker, _| {
+            tracker.record_call("api", 1).is_ok()
+        });
         store.lose_next_replies(0);
         tracker.flush().unwrap();
-        assert_eq!(stored(&store), told.load(Ordering::SeqCst));
+        assert_eq!(stored(&store), told);
         assert_eq!(tracker.stats().unresolved_ops, 0);
     }
+}
+
+/// Runs `threads` threads (round robin over `trackers`), each making `calls` calls with `call`
+/// (given the call's number; true if the caller was told it was counted), while another
+/// thread keeps making the store lose its next reply; returns the calls told counted. The
+/// store loses nothing more once they are done.
+fn calls_while_replies_are_lost(
+    store: &MemoryStore,
+    trackers: &[Arc<QuotaTracker>],
+    threads: usize,
+    calls: u64,
+    call: fn(&QuotaTracker, u64) -> bool,
+) -> u64 {
+    let told = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let chaos = {
+        let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
+        thread::spawn(move || {
+            barrier.wait();
+            while !done.load(Ordering::SeqCst) {
+                store.lose_next_replies(1);
+                thread::yield_now();
+            }
+        })
+    };
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let tracker = trackers[i % trackers.len()].clone();
+            let (told, barrier) = (told.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for n in 0..calls {
+                    if call(&tracker, n) {
+                        told.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    chaos.join().unwrap();
+    store.lose_next_replies(0);
+    told.load(Ordering::SeqCst)
 }
