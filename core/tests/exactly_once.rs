@@ -346,9 +346,13 @@ fn a_flush_after_an_unsent_batch_carries_everything_recorded_since() {
                 .build()
                 .unwrap(),
         );
-        let told = calls_while_replies_are_lost(&store, &[tracker.clone()], 2, 3, |tracker, _| {
-            tracker.record_call("api", 1).is_ok()
-        });
+        let told = calls_while_replies_are_lost(
+            &store,
+            std::slice::from_ref(&tracker),
+            2,
+            3,
+            |tracker, _| tracker.record_call("api", 1).is_ok(),
+        );
         store.lose_next_replies(0);
         tracker.flush().unwrap();
         assert_eq!(stored(&store), told);

@@ -404,7 +404,11 @@ impl StoredState {
                 Seen::Stale | Seen::Done(_) => (0, raise_count_now, None),
                 Seen::New => {
                     let total = self.total(window);
-                    let granted = request.block.min(request.ceiling.saturating_sub(total));
+                    // Never more than the total can count (it stops at MAX_TOTAL).
+                    let granted = request
+                        .block
+                        .min(request.ceiling.saturating_sub(total))
+                        .min(Self::MAX_TOTAL.saturating_sub(total));
                     if granted > 0 {
                         let stored = self.window_mut(window);
                         stored.total = stored.total.saturating_add(granted).min(Self::MAX_TOTAL);
@@ -484,8 +488,8 @@ impl StoredState {
         }
     }
 
-    /// Updates the record of `instance` on `service` after an operation: its answer (if it
-    /// was applied now), the low-water mark, how long it lives; then forgets what is old.
+    /// Forgets what is old, then updates the record of `instance` on `service` after an
+    /// operation: its answer (if it was applied now), the low-water mark, how long it lives.
     fn record(
         &mut self,
         service: &str,
@@ -495,6 +499,9 @@ impl StoredState {
         answer: Option<Answer>,
         end_ms: u64,
     ) {
+        // What is old goes first: a late operation for a long-ended window keeps its record
+        // until the next window starts (a resend comes soon after a lost reply).
+        self.forget_old(service);
         let seen = self.applies;
         let until_ms = end_ms.saturating_add(Self::RECORD_GRACE_MS);
         let ops = self
@@ -518,7 +525,6 @@ impl StoredState {
         }
         ops.until_ms = ops.until_ms.max(until_ms);
         ops.seen = seen;
-        self.forget_old(service);
     }
 
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
@@ -577,6 +583,10 @@ impl StoredState {
     /// service keeps [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of a period, all after it
     /// (its windows are gone: a resend would only add to a window forgotten again).
     fn outlived(&self, service: &str, until_ms: u64) -> bool {
+        if until_ms == u64::MAX {
+            // A window ending at the end of time (a bogus clock): kept until evicted.
+            return false;
+        }
         Period::ALL.iter().any(|&period| {
             let horizon = period
                 .max_ms()

@@ -1426,7 +1426,8 @@ if rec.kind == 'g' then
   -- A resend: the first grant again, with the total as it is now.
   granted, raise_count = rec.number, rec.raise_count
 elseif not rec.kind then
-  granted = minimum(ARGV[6], sub(ARGV[7], cur))
+  -- Never more than the total can count (it stops at MAX).
+  granted = minimum(minimum(ARGV[6], sub(ARGV[7], cur)), sub(MAX, cur))
   if granted ~= '0' then
     total = minimum(add(cur, granted), MAX)
     write_total(KEYS[2], cur, op.plain, op.exists, total, at, op.raises)
