@@ -564,7 +564,11 @@ impl Request {
             Request::Lease(request) => {
                 let before = total(&windows, &request.window);
                 let raise_count = raise_count(&windows, &request.window);
-                let granted = request.block.min(request.ceiling.saturating_sub(before));
+                // Never more than the total can count (it stops at MAX_TOTAL).
+                let granted = request
+                    .block
+                    .min(request.ceiling.saturating_sub(before))
+                    .min(MAX_TOTAL.saturating_sub(before));
                 if apply && granted > 0 {
                     window_mut(&mut windows, &request.window).total =
                         before.saturating_add(granted).min(MAX_TOTAL);
@@ -932,8 +936,9 @@ impl Run {
                         context()
                     );
                     assert!(
-                        lease.granted <= request.ceiling.saturating_sub(was),
-                        "granted past the ceiling: {}",
+                        lease.granted <= request.ceiling.saturating_sub(was)
+                            && lease.granted <= MAX_TOTAL.saturating_sub(was),
+                        "granted past the ceiling or what the total can count: {}",
                         context()
                     );
                     assert_eq!(

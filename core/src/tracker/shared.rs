@@ -619,8 +619,13 @@ impl QuotaTracker {
                     let (back, _) = guard.give_lease_back(slot, self, now);
                     guard.sync.give_backs.extend(back);
                 }
+                // The oldest grant's count (the store's only rises): a block merged from grants
+                // whose replies came in any order is forfeited if any raise came after any of
+                // them.
                 if guard.lease.left == 0 || guard.lease.window != Some(current) {
                     guard.lease.raise_count = reply.raise_count;
+                } else {
+                    guard.lease.raise_count = guard.lease.raise_count.min(reply.raise_count);
                 }
                 guard.lease.window = Some(current);
                 guard.lease.left = guard.lease.left.saturating_add(reply.granted);
