@@ -285,38 +285,36 @@ impl StoredState {
     pub fn apply(&mut self, batch: &SyncBatch) -> Vec<u64> {
         self.applies += 1;
         self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
+        // Every service the batch changes (a floor too) records the batch, with the latest
+        // end of its windows in it; whether its deltas are new is decided before anything
+        // changes.
+        let mut services: Map<&str, (u64, bool)> = Map::new();
         if batch.changes() {
-            // Every service the batch changes (a floor too) records the batch.
-            let mut services: Map<&str, u64> = Map::new();
             for window in batch
                 .deltas
                 .iter()
                 .map(|d| &d.window)
                 .chain(batch.raises.iter().map(|r| &r.window))
             {
-                let end = services.entry(window.service.as_str()).or_insert(0);
-                *end = (*end).max(window.end_ms);
+                let entry = services
+                    .entry(window.service.as_str())
+                    .or_insert((0, false));
+                entry.0 = entry.0.max(window.end_ms);
             }
-            for (&service, &end_ms) in services.iter() {
-                let fresh = matches!(self.seen(service, batch.instance, batch.seq), Seen::New);
-                if fresh {
-                    for delta in batch.deltas.iter().filter(|d| d.window.service == service) {
-                        let window = self.window_mut(&delta.window);
-                        window.total = window
-                            .total
-                            .saturating_add(delta.calls)
-                            .min(Self::MAX_TOTAL);
-                    }
-                }
-                let answer = fresh.then_some(Answer::Applied);
-                self.record(
-                    service,
-                    batch.instance,
-                    batch.seq,
-                    batch.done_below,
-                    answer,
-                    end_ms,
-                );
+            for (&service, (_, fresh)) in services.iter_mut() {
+                *fresh = matches!(self.seen(service, batch.instance, batch.seq), Seen::New);
+            }
+        }
+        for delta in &batch.deltas {
+            if services
+                .get(delta.window.service.as_str())
+                .is_some_and(|s| s.1)
+            {
+                let window = self.window_mut(&delta.window);
+                window.total = window
+                    .total
+                    .saturating_add(delta.calls)
+                    .min(Self::MAX_TOTAL);
             }
         }
         // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
@@ -335,7 +333,19 @@ impl StoredState {
             let window = self.window_mut(key);
             window.total = window.total.max(*at_least);
             window.raise_count = window.raise_count.saturating_add(1);
-            self.forget_old(&key.service);
+            self.forget_old(&key.service, None);
+        }
+        // Last, so that nothing this batch created forgets its own records.
+        for (&service, &(end_ms, fresh)) in services.iter() {
+            let answer = fresh.then_some(Answer::Applied);
+            self.record(
+                service,
+                batch.instance,
+                batch.seq,
+                batch.done_below,
+                answer,
+                end_ms,
+            );
         }
         batch.read.iter().map(|window| self.total(window)).collect()
     }
@@ -499,9 +509,10 @@ impl StoredState {
         answer: Option<Answer>,
         end_ms: u64,
     ) {
-        // What is old goes first: a late operation for a long-ended window keeps its record
-        // until the next window starts (a resend comes soon after a lost reply).
-        self.forget_old(service);
+        // What is old goes first, but not this record: the operation was judged by it (a late
+        // operation for a long-ended window keeps it until the next window starts; a resend
+        // comes soon after a lost reply).
+        self.forget_old(service, Some(instance));
         let seen = self.applies;
         let until_ms = end_ms.saturating_add(Self::RECORD_GRACE_MS);
         let ops = self
@@ -544,9 +555,10 @@ impl StoredState {
             })
     }
 
-    /// Keeps the service's latest windows and the records that may still see a resend; keeps
-    /// at most [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
-    fn forget_old(&mut self, service: &str) {
+    /// Keeps the service's latest windows and the records that may still see a resend (and
+    /// `keep`'s, whose operation is being recorded); keeps at most
+    /// [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
+    fn forget_old(&mut self, service: &str, keep: Option<InstanceId>) {
         for period in Period::ALL {
             let first = (service.to_owned(), period, 0);
             let last = (service.to_owned(), period, u64::MAX);
@@ -568,7 +580,7 @@ impl StoredState {
         let first = (service.to_owned(), InstanceId::from_u128(0));
         let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
         let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
-            .filter(|(_, ops)| self.outlived(service, ops.until_ms))
+            .filter(|(_, ops)| Some(ops.instance) != keep && self.outlived(service, ops.until_ms))
             .map(|(key, _)| key.clone())
             .collect();
         for key in expired {
