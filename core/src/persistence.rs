@@ -6,9 +6,10 @@
 //! store I/O so at most one save is in flight; a call that finds it taken does not wait (the
 //! save *coalesces*). It is always taken before any service lock, never after.
 //!
-//! [`flush`](crate::QuotaTracker::flush) is the one call that waits, and only for a save in
-//! flight (so for as long as the store's own I/O takes): never for an observer, since
-//! observers run only after the save lock is released. A store that panics is a failed save.
+//! [`flush`](crate::QuotaTracker::flush) is the one call that waits: for a save in flight (so
+//! for as long as the store's own I/O takes) and for its own retries while the store fails
+//! ([`SyncPolicy::flush_timeout_ms`]); never for an observer, since observers run only after
+//! the save lock is released. A store that panics is a failed save.
 
 use crate::error::{Float, QuotaError};
 use crate::observers::{quietly, Outbox, Registry};
@@ -27,10 +28,11 @@ pub struct SyncPolicy {
     pub force_on_critical: bool,
     /// Reduced-rate mode while the store fails.
     pub reduced_rate: ReducedRatePolicy,
-    /// How long [`flush`](crate::QuotaTracker::flush) and a native `Drop` keep resending
-    /// operations whose outcome is unknown (a lost reply, a store down) before they give up
-    /// and report them in [`StoreStats::unresolved_calls`] (default 3 000 ms; 0: one try). On
-    /// wasm `flush` tries once: a page must not block.
+    /// How long [`flush`](crate::QuotaTracker::flush) and a native `Drop` keep trying while
+    /// the store fails (any error but `Reentrant`) before they give up and leave what is
+    /// unresolved in [`StoreStats::unresolved_calls`] (default 3 000 ms; 0: one try; at most a
+    /// day). The deadline is checked between tries: a try under way runs to its end, bounded
+    /// by the store's own timeouts. On wasm `flush` tries once: a page must not block.
     pub flush_timeout_ms: u64,
 }
 
@@ -110,20 +112,23 @@ pub struct StoreStats {
     pub consecutive_successes: u32,
     /// Whether reduced-rate mode is on.
     pub reduced_rate: bool,
-    /// Operations sent to the store whose outcome is not known yet (a reply lost, or the
-    /// store down), kept and resent until it answers: counted after each sync. Non-zero after
+    /// Operations the store has not answered yet (a reply lost, the store down), queued and
+    /// resent until it does: batches, held and refused admissions, leases, give-backs, sent or
+    /// still waiting. Read when [`stats`](crate::QuotaTracker::stats) is called. Non-zero after
     /// [`flush`](crate::QuotaTracker::flush) returns means it gave up on them (see
     /// [`SyncPolicy::flush_timeout_ms`]).
     pub unresolved_ops: u64,
-    /// The calls those operations carry: the most the store's totals may be off by, either
-    /// way, if the process ended now (recorded calls that may not be stored, refused calls
-    /// that may be stored, leased blocks that may be granted).
+    /// The calls those operations carry (recorded calls that may not be stored, refused calls
+    /// that may be stored, leased blocks that may be granted, calls to give back). Calls
+    /// recorded since the last sync and not sent yet are not among them: they go with the
+    /// next sync.
     pub unresolved_calls: u64,
-    /// Calls to give back (unused leased calls, calls the store applied although the caller
-    /// was told they were refused, a lease whose reply was lost) that the store kept because a
-    /// raise reached their window after they were counted (its floor may include them: giving
-    /// them back could take the total below the provider's count; see
-    /// [`GiveBack::raise_count`](crate::GiveBack::raise_count)). An over-count only.
+    /// Calls given back (unused leased calls, calls the store applied although the caller was
+    /// told they were refused, a lease whose reply was lost) that the store did not take off:
+    /// mostly because a raise reached their window after they were counted (its floor may
+    /// include them: see [`GiveBack::raise_count`](crate::GiveBack::raise_count)), or because
+    /// the total was already lower. An over-count only. A block in hand that this tracker
+    /// drops after its own raise is not among them.
     pub forfeited_calls: u64,
 }
 

@@ -812,13 +812,20 @@ impl QuotaTracker {
         self.store_observers.unsubscribe(id.get())
     }
 
-    /// Saves every count to the store now. `Ok(())` without a store. A failed flush counts
-    /// like any failed save.
+    /// Saves every count to the store now, resends every operation whose outcome is unknown,
+    /// and gives unused leased calls back. `Ok(())` without a store, or once the store has
+    /// answered everything.
     ///
-    /// The one call of the tracker that may wait: for a save in flight on another thread
-    /// (as long as the store's own I/O takes, bounded by the store's timeouts), never for an
-    /// observer. Called from inside this tracker's own save (a store that calls back), it
-    /// returns [`StoreError::Reentrant`] instead of waiting for itself.
+    /// While the store fails it tries again, pausing 10 ms doubling to 500 ms, until
+    /// [`SyncPolicy::flush_timeout_ms`] (3 s by default) has passed (a try under way runs to
+    /// its end, bounded by the store's timeouts; on wasm it tries once), then returns the last
+    /// error; each failed try counts as a failed save. What stays unresolved is in
+    /// [`stats`](Self::stats) (`unresolved_ops`, `unresolved_calls`) and logged.
+    ///
+    /// The one call of the tracker that may wait: for a save in flight on another thread and
+    /// for those retries, never for an observer. Called from inside this tracker's own save (a
+    /// store that calls back), it returns [`StoreError::Reentrant`] instead of waiting for
+    /// itself.
     pub fn flush(&self) -> Result<(), StoreError> {
         let Some(persistence) = &self.persistence else {
             return Ok(());
@@ -839,7 +846,7 @@ impl QuotaTracker {
             if retry.pause() {
                 continue;
             }
-            let stats = persistence.stats();
+            let stats = self.stats();
             if stats.unresolved_ops > 0 {
                 quietly(|| {
                     log::warn!(
@@ -861,12 +868,30 @@ impl QuotaTracker {
             .is_some_and(Persistence::is_reduced)
     }
 
-    /// Counters of the store activity; all zero without a store.
+    /// Counters of the store activity; all zero without a store. The unresolved operations
+    /// include those still queued under the services' locks (not cut into a sync yet, for
+    /// instance while an earlier batch's resend keeps failing): one lock acquisition per
+    /// service.
     pub fn stats(&self) -> StoreStats {
-        self.persistence
-            .as_ref()
-            .map(Persistence::stats)
-            .unwrap_or_default()
+        let Some(persistence) = &self.persistence else {
+            return StoreStats::default();
+        };
+        let mut stats = persistence.stats();
+        for slot in self.services.iter() {
+            let guard = slot.lock(true);
+            let queued = guard.sync.admits.len() + guard.lease.unanswered.len();
+            let calls = guard
+                .sync
+                .admits
+                .iter()
+                .map(|held| held.request.count)
+                .chain(guard.lease.unanswered.iter().map(|lease| lease.block))
+                .chain(guard.sync.give_backs.iter().map(|back| back.unused))
+                .fold(0u64, u64::saturating_add);
+            stats.unresolved_ops += (queued + guard.sync.give_backs.len()) as u64;
+            stats.unresolved_calls = stats.unresolved_calls.saturating_add(calls);
+        }
+        stats
     }
 
     /// Sets the metrics' gauges (`quota_used`, `quota_limit`, `quota_remaining`, `quota_level`
@@ -924,7 +949,7 @@ impl QuotaTracker {
             self.is_reduced_rate(),
             self.persistence
                 .as_ref()
-                .map(|persistence| persistence.stats().unresolved_calls),
+                .map(|_| self.stats().unresolved_calls),
         );
     }
 
@@ -1767,8 +1792,10 @@ impl FlushRetry {
     }
 }
 
-/// A tracker with a store syncs what it recorded since the last sync when dropped (native
-/// builds; best effort: a failure is logged). On wasm the page decides when to `flush`.
+/// A tracker with a store flushes when dropped (native builds): it syncs what it recorded,
+/// resends what is unresolved and gives leased calls back, retrying for up to
+/// [`SyncPolicy::flush_timeout_ms`] while the store fails (so a drop may take that long); a
+/// failure is logged. On wasm the page decides when to `flush`.
 #[cfg(not(target_arch = "wasm32"))]
 impl Drop for QuotaTracker {
     fn drop(&mut self) {

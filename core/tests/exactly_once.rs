@@ -630,3 +630,37 @@ fn lost_commands_and_replies_across_a_day_change_with_flushes_store_exactly_what
         }
     }
 }
+
+/// What stays unresolved counts the operations still queued under the services' locks too:
+/// while the held admission ahead keeps failing, a sync cuts nothing new.
+#[test]
+fn unresolved_counts_operations_not_cut_into_a_sync_yet() {
+    let store = Flaky::default();
+    let clock = ManualClock::new(JUNE_10);
+    let tracker = QuotaTracker::builder(config(1_000, Admission::Exact))
+        .clock(clock.clone())
+        .store(store.clone())
+        .sync_policy(SyncPolicy {
+            interval_ms: 3_600_000,
+            flush_timeout_ms: 0,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    store.down.store(true, Ordering::SeqCst);
+    tracker.record_call("api", 5).unwrap(); // held (its command may have been applied)
+    tracker.record_call("api", 2).unwrap(); // the store backs off: a delta to sync
+                                            // Cut (the delta, the held admission), the admission resent and lost: the batch waits.
+    assert!(tracker.flush().is_err());
+    clock.advance(60_000); // past the back-off
+    tracker.record_call("api", 3).unwrap(); // held, still under the service's lock
+                                            // The waiting batch's admission fails again first: nothing new is cut.
+    assert!(tracker.flush().is_err());
+    let stats = tracker.stats();
+    assert_eq!((stats.unresolved_ops, stats.unresolved_calls), (3, 10));
+    store.down.store(false, Ordering::SeqCst);
+    tracker.flush().unwrap();
+    let stats = tracker.stats();
+    assert_eq!((stats.unresolved_ops, stats.unresolved_calls), (0, 0));
+    assert_eq!(stored(&store.inner), 10);
+}

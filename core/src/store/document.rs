@@ -234,8 +234,9 @@ impl StoredState {
     pub const MAX_TOTAL: u64 = 1 << 62;
     /// Windows kept per service and period (the latest by start).
     pub const WINDOWS_KEPT: usize = 8;
-    /// Operations records kept in all (one per service and instance that changed anything);
-    /// past it the least recently seen go, counted in [`evicted`](Self::evicted).
+    /// Operations records kept in all (one per service and instance that sent an operation);
+    /// past it the least recently seen go, down to nine tenths of it, counted in
+    /// [`evicted`](Self::evicted).
     pub const RECORDS_KEPT: usize = 250_000;
     /// How long an operations record outlives the last window it counted in: a resend later
     /// than this would count again.

@@ -52,8 +52,9 @@ impl MemoryStore {
         self.lock().failing = failing;
     }
 
-    /// Makes the next `n` syncs apply their batch and then fail as if the reply was lost
-    /// ([`StoreError::Io`]): the tracker retries the same batch, which must count once.
+    /// Makes the next `n` calls (syncs, admissions, leases, give-backs) apply and then fail as
+    /// if the reply was lost ([`StoreError::Io`]): the tracker resends the same operation,
+    /// which must count once.
     pub fn lose_next_replies(&self, n: u64) {
         self.lock().lose_replies = n;
     }

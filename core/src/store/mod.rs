@@ -192,7 +192,7 @@ pub struct AdmitRequest {
     pub done_below: u64,
     /// The window to count in.
     pub window: WindowKey,
-    /// Calls asked for, at least 1.
+    /// Calls asked for (0 from `can_call`: whether one more would fit).
     pub count: u64,
     /// Admit only while the stored total is below this. Trackers send the same as `cap` (so a
     /// count of 0, from `can_call`, asks whether one more call fits).
@@ -248,7 +248,7 @@ pub struct LeaseRequest {
 pub struct LeaseReply {
     /// Calls granted (0 when there is no headroom below the ceiling).
     pub granted: u64,
-    /// The window's stored total after the grant (granted calls included).
+    /// The window's stored total now (after the grant; for a resend, as it is now).
     pub total: u64,
     /// The window's raise count when the calls were granted (see [`GiveBack::raise_count`]); a retry
     /// gets the first answer's.
@@ -267,7 +267,8 @@ pub struct GiveBack {
     pub done_below: u64,
     /// The window the calls were counted in.
     pub window: WindowKey,
-    /// Calls to take off the window's total: leased calls not used, or an admission the
+    /// Calls to take off the window's total: leased calls not used (also a block granted for
+    /// a window that ended while asking, or a lease whose reply was lost), or an admission the
     /// caller was told was refused but the store turned out to have applied.
     pub unused: u64,
     /// The window's *raise count* when those calls were counted: how many raises (floors,

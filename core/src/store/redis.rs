@@ -46,14 +46,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// - `<prefix>:{<service>}:ops:<instance>` (the instance as 32 hex digits): its operations
 ///   record on that service, the exactly-once rule of [`Store`] as [`StoredState`] keeps it. A
 ///   hash: `low`, the low-water mark (the largest `done_below` seen), and one field per `seq`
-///   applied at or above it, holding its answer as text (`1` a sync or give-back applied,
-///   `a<total>` admitted, `d<total>` denied, `g<granted>` a lease's grant). Fields below `low`
+///   applied at or above it, holding its answer as text (`1` a sync applied,
+///   `a<total>/<raise count>` admitted, `d<total>` denied, `g<granted>/<raise count>` a lease's
+///   grant, `b<taken>` a give-back: the calls it took off). Fields below `low`
 ///   are deleted as it rises, so the hash holds only the instance's operations in flight. Every
 ///   sync that changes something, admission, lease and give-back reads and updates it in the
 ///   same script. Redis 7.0 has no expiry per field: the key's expiry is the record's, at
 ///   least the end of the last window it counted in plus [`grace`](Self::grace) (as long as
 ///   any window key it counted in). There is no bound on their number, as
 ///   [`StoredState::RECORDS_KEPT`] is: each record is its own key and goes when it expires.
+/// - `<prefix>:{<service>}:<period>:<window start ms>:raises`: the window's raise count (see
+///   [`GiveBack::raise_count`](crate::GiveBack::raise_count)), an integer created by the first
+///   raise applied to the window, expiring with the window key.
 ///
 /// Builds before this one kept `:applied`, `:seen`, `:admit:<instance>` and
 /// `:lease:<instance>` keys instead; this build neither reads nor writes them (they expire).
@@ -1235,8 +1239,9 @@ end
 
 /// An instance's operations record on a service, the rule of [`Store`] (as [`StoredState`]
 /// keeps it): a hash with `low`, the low-water mark, and one field per `seq` applied at or
-/// above it, holding its answer as `StoredState` writes it (`1` applied, `a<total>` admitted,
-/// `d<total>` denied, `g<granted>` granted). `ARGV[2]` is always the operation's `seq`,
+/// above it, holding its answer as `StoredState` writes it (`1` a sync applied,
+/// `a<total>/<raise count>` admitted, `d<total>` denied, `g<granted>/<raise count>` granted,
+/// `b<taken>` given back). `ARGV[2]` is always the operation's `seq`,
 /// `ARGV[3]` its `done_below` (canonical decimal text, from a `u64`).
 const OPS: &str = r#"
 local SEQ, DONE_BELOW = ARGV[2], ARGV[3]
