@@ -266,18 +266,25 @@ impl SaverState {
     /// (operations, calls) whose outcome is unknown.
     fn unresolved(&self) -> (u64, u64) {
         let batches = self.outstanding.iter().chain(&self.unsent);
-        let ops = batches.count() + self.give_backs.len() + self.admits.len() + self.leases.len();
-        let calls = self
+        let mut ops = batches.count() as u64;
+        let mut calls = self
             .outstanding
             .iter()
             .chain(&self.unsent)
             .flat_map(|b| &b.deltas)
-            .map(|d| d.calls)
-            .chain(self.give_backs.iter().map(|b| b.unused))
-            .chain(self.admits.iter().map(|a| a.request.count))
-            .chain(self.leases.iter().map(|l| l.block))
-            .fold(0u64, u64::saturating_add);
-        (ops as u64, calls)
+            .fold(0u64, |sum, d| sum.saturating_add(d.calls));
+        // Only shared admission queues operations (the JS module has none).
+        if cfg!(feature = "shared-admission") {
+            ops += (self.give_backs.len() + self.admits.len() + self.leases.len()) as u64;
+            calls = self
+                .give_backs
+                .iter()
+                .map(|b| b.unused)
+                .chain(self.admits.iter().map(|a| a.request.count))
+                .chain(self.leases.iter().map(|l| l.block))
+                .fold(calls, u64::saturating_add);
+        }
+        (ops, calls)
     }
 }
 
@@ -334,7 +341,9 @@ struct Calls<'c> {
 #[derive(Default)]
 struct Seqs {
     last: u64,
-    pending: std::collections::BTreeSet<u64>,
+    /// A few at a time (one per operation in flight): a vector, not a B-tree (whose code
+    /// would weigh on the JS module).
+    pending: Vec<u64>,
 }
 
 /// What one save produced.
@@ -371,15 +380,18 @@ impl Persistence {
         let mut seqs = self.seqs.lock();
         seqs.last += 1;
         let seq = seqs.last;
-        seqs.pending.insert(seq);
-        let done_below = seqs.pending.first().copied().unwrap_or(seq);
+        seqs.pending.push(seq);
+        let done_below = seqs.pending.iter().copied().min().unwrap_or(seq);
         (seq, done_below)
     }
 
     /// The store answered operation `seq` (or it was never sent): it is never resent, and
     /// later operations let the store forget it.
     pub(crate) fn answered(&self, seq: u64) {
-        self.seqs.lock().pending.remove(&seq);
+        let mut seqs = self.seqs.lock();
+        if let Some(at) = seqs.pending.iter().position(|&pending| pending == seq) {
+            seqs.pending.swap_remove(at);
+        }
     }
 
     /// Any other store call (shared admission), a panic turned into an error.
@@ -587,9 +599,12 @@ impl Persistence {
             self.send_after_queued(saver, calls, batch)?;
         }
         let cut = (calls.cut)(self.instance);
-        saver.give_backs.extend(cut.give_backs);
-        saver.admits.extend(cut.admits);
-        saver.leases.extend(cut.leases);
+        // Only shared admission queues operations (the JS module has none).
+        if cfg!(feature = "shared-admission") {
+            saver.give_backs.extend(cut.give_backs);
+            saver.admits.extend(cut.admits);
+            saver.leases.extend(cut.leases);
+        }
         self.send_after_queued(saver, calls, cut.batch)
     }
 
@@ -635,7 +650,10 @@ impl Persistence {
             }
         };
         let mut result = Ok(());
-        while let Some(held) = saver.admits.first() {
+        // Without shared admission (the JS module) nothing is ever queued here: the compiler
+        // drops all of it.
+        let shared = cfg!(feature = "shared-admission");
+        while let Some(held) = saver.admits.first().filter(|_| shared) {
             match guarded(|| self.store.admit(&held.request)) {
                 Ok(reply) => {
                     let held = saver.admits.remove(0);
@@ -658,7 +676,7 @@ impl Persistence {
                 }
             }
         }
-        while result.is_ok() && !saver.leases.is_empty() {
+        while shared && result.is_ok() && !saver.leases.is_empty() {
             match guarded(|| self.store.lease(&saver.leases[0])) {
                 Ok(reply) => {
                     let request = saver.leases.remove(0);
@@ -673,7 +691,7 @@ impl Persistence {
                 Err(error) => result = Err(error),
             }
         }
-        while result.is_ok() && !saver.give_backs.is_empty() {
+        while shared && result.is_ok() && !saver.give_backs.is_empty() {
             match guarded(|| self.store.give_back(&saver.give_backs[0])) {
                 Ok(taken) => {
                     let back = saver.give_backs.remove(0);

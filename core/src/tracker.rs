@@ -877,7 +877,8 @@ impl QuotaTracker {
             return StoreStats::default();
         };
         let mut stats = persistence.stats();
-        for slot in self.services.iter() {
+        // Without shared admission nothing is queued under the services' locks.
+        for slot in self.services.iter().filter(|_| SHARED) {
             let guard = slot.lock(true);
             let queued = guard.sync.admits.len() + guard.lease.unanswered.len();
             let calls = guard
@@ -1406,7 +1407,11 @@ impl QuotaTracker {
                 &self.store_observers,
                 |instance| self.cut(instance, now, reason == SaveReason::Flush),
                 |batch, totals| self.take_totals(batch, totals, now),
-                |late| self.settle(late),
+                // Late answers come only with shared admission (not in the JS module).
+                |late| match SHARED {
+                    true => self.settle(late),
+                    false => Settled::Nothing,
+                },
                 out_of_time,
             )
         };
@@ -1456,9 +1461,11 @@ impl QuotaTracker {
                 start_ms: window.start_ms,
                 end_ms: window.reset_at_ms,
             };
-            give_backs.append(&mut guard.sync.give_backs);
-            admits.append(&mut guard.sync.admits);
-            leases.append(&mut guard.lease.unanswered);
+            if SHARED {
+                give_backs.append(&mut guard.sync.give_backs);
+                admits.append(&mut guard.sync.admits);
+                leases.append(&mut guard.lease.unanswered);
+            }
             if SHARED && return_leases {
                 let (back, step) = guard.give_lease_back(slot, self, now);
                 give_backs.extend(back);

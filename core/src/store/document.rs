@@ -123,11 +123,15 @@ impl Answer {
             return Some(Answer::Applied);
         }
         let (kind, rest) = text.split_at_checked(1)?;
+        // Decimal digits by hand: `str::parse` would add its own code to the JS module.
         let number = |digits: &str| -> Option<u64> {
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty() {
                 return None;
             }
-            digits.parse().ok()
+            digits.bytes().try_fold(0u64, |n, b| {
+                let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+                n.checked_mul(10)?.checked_add(u64::from(digit))
+            })
         };
         let pair = || -> Option<(u64, u64)> {
             let (first, second) = rest.split_once('/')?;
@@ -153,8 +157,9 @@ struct Ops {
     service: String,
     /// Every `seq` below this was answered and is never applied again.
     low: u64,
-    /// The `seq`s applied at or above `low`, with their answers.
-    done: Map<u64, Answer>,
+    /// The `seq`s applied at or above `low`, with their answers, by `seq` (a few: the
+    /// instance's operations in flight; a vector, which adds no map code to the JS module).
+    done: Vec<(u64, Answer)>,
     /// Kept until a window of the service starts at or after this (ms since the Unix epoch):
     /// the end of the last window counted in, plus the grace.
     until_ms: u64,
@@ -289,7 +294,8 @@ impl StoredState {
         // Every service the batch changes (a floor too) records the batch, with the latest
         // end of its windows in it; whether its deltas are new is decided before anything
         // changes.
-        let mut services: Map<&str, (u64, bool)> = Map::new();
+        // (service, latest end, whether new): a vector searched in place, as `floors` below.
+        let mut services: Vec<(&str, u64, bool)> = Vec::new();
         if batch.changes() {
             for window in batch
                 .deltas
@@ -297,20 +303,19 @@ impl StoredState {
                 .map(|d| &d.window)
                 .chain(batch.raises.iter().map(|r| &r.window))
             {
-                let entry = services
-                    .entry(window.service.as_str())
-                    .or_insert((0, false));
-                entry.0 = entry.0.max(window.end_ms);
-            }
-            for (&service, (_, fresh)) in services.iter_mut() {
-                *fresh = matches!(self.seen(service, batch.instance, batch.seq), Seen::New);
+                let service = window.service.as_str();
+                match services.iter_mut().find(|(s, _, _)| *s == service) {
+                    Some(entry) => entry.1 = entry.1.max(window.end_ms),
+                    None => {
+                        let seen = self.seen(service, batch.instance, batch.seq);
+                        services.push((service, window.end_ms, matches!(seen, Seen::New)));
+                    }
+                }
             }
         }
         for delta in &batch.deltas {
-            if services
-                .get(delta.window.service.as_str())
-                .is_some_and(|s| s.1)
-            {
+            let service = delta.window.service.as_str();
+            if services.iter().any(|&(s, _, fresh)| s == service && fresh) {
                 let window = self.window_mut(&delta.window);
                 window.total = window
                     .total
@@ -321,23 +326,28 @@ impl StoredState {
         // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
         // changes no total. Each window's largest floor, counted once per batch (as the Redis
         // script does): a give-back of calls counted before it is forfeited.
-        let mut floors: Map<(&str, Period, u64), (u64, &WindowKey)> = Map::new();
+        // A few per batch: a vector searched in place (a map type of its own would add code to
+        // the JS module).
+        let mut floors: Vec<(u64, &WindowKey)> = Vec::new();
         for raise in batch.raises.iter().filter(|r| r.at_least > 0) {
-            let window = &raise.window;
-            let at_least = raise.at_least.min(Self::MAX_TOTAL);
-            let floor = floors
-                .entry((window.service.as_str(), window.period, window.start_ms))
-                .or_insert((0, window));
-            floor.0 = floor.0.max(at_least);
+            let (window, at_least) = (&raise.window, raise.at_least.min(Self::MAX_TOTAL));
+            let same = |(_, w): &&mut (u64, &WindowKey)| {
+                (&w.service, w.period, w.start_ms)
+                    == (&window.service, window.period, window.start_ms)
+            };
+            match floors.iter_mut().find(same) {
+                Some(floor) => floor.0 = floor.0.max(at_least),
+                None => floors.push((at_least, window)),
+            }
         }
-        for (at_least, key) in floors.values() {
+        for (at_least, key) in &floors {
             let window = self.window_mut(key);
             window.total = window.total.max(*at_least);
             window.raise_count = window.raise_count.saturating_add(1);
             self.forget_old(&key.service, None);
         }
         // Last, so that nothing this batch created forgets its own records.
-        for (&service, &(end_ms, fresh)) in services.iter() {
+        for &(service, end_ms, fresh) in &services {
             let answer = fresh.then_some(Answer::Applied);
             self.record(
                 service,
@@ -493,8 +503,8 @@ impl StoredState {
         if seq < ops.low {
             return Seen::Stale;
         }
-        match ops.done.get(&seq) {
-            Some(&answer) => Seen::Done(answer),
+        match ops.done.iter().find(|(done, _)| *done == seq) {
+            Some(&(_, answer)) => Seen::Done(answer),
             None => Seen::New,
         }
     }
@@ -523,17 +533,17 @@ impl StoredState {
                 instance,
                 service: service.to_owned(),
                 low: 0,
-                done: Map::new(),
+                done: Vec::new(),
                 until_ms,
                 seen,
             });
         if let Some(answer) = answer {
-            ops.done.insert(seq, answer);
+            add_done(&mut ops.done, seq, answer);
         }
         if done_below > ops.low {
             ops.low = done_below;
             let low = ops.low;
-            ops.done.retain(|&seq, _| seq >= low);
+            ops.done.retain(|&(seq, _)| seq >= low);
         }
         ops.until_ms = ops.until_ms.max(until_ms);
         ops.seen = seen;
@@ -626,17 +636,22 @@ impl StoredState {
         if self.ops.len() <= Self::RECORDS_KEPT {
             return;
         }
-        let mut by_seen: Vec<(u64, (String, InstanceId))> = self
-            .ops
-            .iter()
-            .map(|(key, ops)| (ops.seen, key.clone()))
-            .collect();
-        by_seen.sort_unstable();
+        // The least `seen` that keeps at most nine tenths: searched by counting, not by sorting
+        // (a sort of these keys would add its own code to the JS module).
         let keep = Self::RECORDS_KEPT / 10 * 9;
-        let gone = by_seen.len() - keep;
-        for (_, key) in &by_seen[..gone] {
-            self.ops.remove(key);
+        let older = |cutoff: u64| self.ops.values().filter(|ops| ops.seen < cutoff).count();
+        let (mut low, mut high) = (0, self.applies.saturating_add(1));
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.ops.len() - older(mid) <= keep {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
         }
+        let before = self.ops.len();
+        self.ops.retain(|_, ops| ops.seen >= low);
+        let gone = before - self.ops.len();
         self.evicted = self.evicted.saturating_add(gone as u64);
         crate::observers::quietly(|| {
             log::warn!(
@@ -670,7 +685,7 @@ impl StoredState {
                         instance: ops.instance,
                         service: &ops.service,
                         low: ops.low,
-                        done: ops.done.iter().map(|(&seq, a)| (seq, a.text())).collect(),
+                        done: ops.done.iter().map(|&(seq, a)| (seq, a.text())).collect(),
                         until_ms: ops.until_ms,
                         seen: ops.seen,
                     })
@@ -931,8 +946,18 @@ fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
     })
 }
 
+/// Puts `seq`'s answer in `done`, kept in `seq` order (a second answer for a `seq` replaces the
+/// first).
+fn add_done(done: &mut Vec<(u64, Answer)>, seq: u64, answer: Answer) {
+    let at = done.partition_point(|(other, _)| *other < seq);
+    match done.get_mut(at) {
+        Some(entry) if entry.0 == seq => entry.1 = answer,
+        _ => done.insert(at, (seq, answer)),
+    }
+}
+
 fn ops_entry<J: Json>(entry: &J) -> Result<Ops, String> {
-    let mut done = Map::new();
+    let mut done = Vec::new();
     let items = entry
         .field("done")
         .and_then(|done| done.items())
@@ -946,7 +971,7 @@ fn ops_entry<J: Json>(entry: &J) -> Result<Ops, String> {
             _ => None,
         };
         let (seq, answer) = parsed.ok_or("\"done\" holds an entry that is not [seq, answer]")?;
-        done.insert(seq, answer);
+        add_done(&mut done, seq, answer);
     }
     Ok(Ops {
         instance: instance(entry)?,

@@ -95,7 +95,7 @@ pub(super) fn to_json(state: &StoredState) -> String {
             let done = ops
                 .done
                 .iter()
-                .map(|(&seq, answer)| {
+                .map(|&(seq, answer)| {
                     [number(seq), JsValue::from(answer.text())]
                         .into_iter()
                         .collect::<Array>()
