@@ -1,6 +1,6 @@
 //! Where the tracker gets the time from.
 
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::locks::{Arc, AtomicU64, Ordering};
 
 /// A source of the current time, in milliseconds since the Unix epoch (UTC).
 ///

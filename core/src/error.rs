@@ -1,6 +1,7 @@
 //! The tracker's errors.
 
 use crate::store::StoreError;
+use crate::text::Quoted;
 use std::fmt;
 use std::sync::Arc;
 
@@ -143,51 +144,6 @@ impl QuotaError {
             field,
             value: value.to_string(),
             reason: reason.into(),
-        }
-    }
-}
-
-/// An `f64` in a message: Rust's `Display`, except in the JS module (wasm32 with feature
-/// `js`), where JavaScript formats it (as `String(x)` does: `0.5`, `NaN`, `Infinity`), so the
-/// module carries no float formatting of its own (about 14 KB of wasm).
-pub(crate) struct Float(pub(crate) f64);
-
-impl fmt::Display for Float {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        #[cfg(all(target_arch = "wasm32", feature = "js"))]
-        {
-            let text = js_sys::Number::from(self.0)
-                .to_string_with_radix(10)
-                .map(String::from)
-                .unwrap_or_default();
-            f.write_str(&text)
-        }
-        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
-        {
-            fmt::Display::fmt(&self.0, f)
-        }
-    }
-}
-
-/// Text in double quotes, as Rust's `{:?}` writes it (`"api"`, `"say \"hi\""`), except in the
-/// JS module (wasm32 with feature `js`), where JavaScript's `JSON.stringify` writes it, so the
-/// module carries no `Debug` formatting of strings (escapes and Unicode tables, about 3 KB of
-/// wasm). The two write the same for text without control characters or invisible code points
-/// (those Rust writes as `\u{1}`, `\u{200b}`; JSON as `\u0001` and unescaped).
-pub(crate) struct Quoted<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        #[cfg(all(target_arch = "wasm32", feature = "js"))]
-        {
-            let text = js_sys::JSON::stringify(&wasm_bindgen::JsValue::from_str(self.0))
-                .map(String::from)
-                .unwrap_or_default();
-            f.write_str(&text)
-        }
-        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
-        {
-            fmt::Debug::fmt(self.0, f)
         }
     }
 }

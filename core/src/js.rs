@@ -58,7 +58,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
@@ -684,13 +684,13 @@ struct Pending {
 
 impl Pending {
     fn push(&self, transition: &Transition) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = crate::locks::lock_std(&self.queue);
         queue.push_back(transition.clone());
         self.queued.store(true, Ordering::Release);
     }
 
     fn pop(&self) -> Option<Transition> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = crate::locks::lock_std(&self.queue);
         let next = queue.pop_front();
         if queue.is_empty() {
             self.queued.store(false, Ordering::Release);

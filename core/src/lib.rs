@@ -32,6 +32,7 @@ mod error;
 #[cfg(feature = "js")]
 pub mod js;
 mod level;
+mod locks;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod observers;
@@ -42,7 +43,7 @@ pub mod sim;
 mod sorted;
 mod step;
 mod store;
-mod sync;
+mod text;
 mod tracker;
 mod usage;
 mod window;

@@ -15,8 +15,8 @@
 //! Every flag is reset by a drop guard, and panics from observers (and from their payloads'
 //! `Drop`) are caught, so no panic can wedge delivery.
 
+use crate::locks::{AtomicU64, AtomicU8, Mutex, Ordering};
 use crate::sorted::Map;
-use crate::sync::{AtomicU64, AtomicU8, Mutex, Ordering};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -222,16 +222,16 @@ mod loom_tests {
     #[test]
     fn loom_drain_delivers_everything_exactly_once_in_order() {
         loom::model(|| {
-            let outbox = crate::sync::Arc::new(Outbox::<u32>::new());
-            let registry = crate::sync::Arc::new(Registry::<u32>::new());
+            let outbox = crate::locks::Arc::new(Outbox::<u32>::new());
+            let registry = crate::locks::Arc::new(Registry::<u32>::new());
             let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = Arc::clone(&seen);
             registry.subscribe(Arc::new(move |e: &u32| sink.lock().unwrap().push(*e)));
             // Queue order is decided by this lock, as a service's lock decides it.
-            let order = crate::sync::Arc::new(Mutex::new(0u32));
-            let spawn = |outbox: crate::sync::Arc<Outbox<u32>>,
-                         registry: crate::sync::Arc<Registry<u32>>,
-                         order: crate::sync::Arc<Mutex<u32>>| {
+            let order = crate::locks::Arc::new(Mutex::new(0u32));
+            let spawn = |outbox: crate::locks::Arc<Outbox<u32>>,
+                         registry: crate::locks::Arc<Registry<u32>>,
+                         order: crate::locks::Arc<Mutex<u32>>| {
                 move || {
                     {
                         let mut next = order.lock();
@@ -242,14 +242,14 @@ mod loom_tests {
                 }
             };
             let other = thread::spawn(spawn(
-                crate::sync::Arc::clone(&outbox),
-                crate::sync::Arc::clone(&registry),
-                crate::sync::Arc::clone(&order),
+                crate::locks::Arc::clone(&outbox),
+                crate::locks::Arc::clone(&registry),
+                crate::locks::Arc::clone(&order),
             ));
             spawn(
-                crate::sync::Arc::clone(&outbox),
-                crate::sync::Arc::clone(&registry),
-                crate::sync::Arc::clone(&order),
+                crate::locks::Arc::clone(&outbox),
+                crate::locks::Arc::clone(&registry),
+                crate::locks::Arc::clone(&order),
             )();
             other.join().unwrap();
             assert_eq!(outbox.queued(), 0, "an event was stranded");

@@ -11,12 +11,13 @@
 //! ([`SyncPolicy::flush_timeout_ms`]); never for an observer, since observers run only after
 //! the save lock is released. A store that panics is a failed save.
 
-use crate::error::{Float, QuotaError};
+use crate::error::QuotaError;
+use crate::locks::{AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::observers::{quietly, Outbox, Registry};
 use crate::store::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseRequest, Store, StoreError, SyncBatch,
 };
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::text::Float;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// When the tracker saves, and when it drops to reduced rate.

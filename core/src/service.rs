@@ -1,6 +1,7 @@
 //! Service and tracker configuration.
 
-use crate::error::{DenyReason, Float, QuotaError, Quoted};
+use crate::error::{DenyReason, QuotaError};
+use crate::text::{Float, Quoted};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 

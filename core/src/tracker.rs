@@ -2,6 +2,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{DenyReason, QuotaError};
+use crate::locks::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::observers::{
     quietly, Observer, Outbox, Registry, StoreEventSubscription, TransitionSubscription,
 };
@@ -14,7 +15,6 @@ use crate::step::{Change, Refusal, Request, ServiceRules, ServiceState, Step};
 use crate::store::{
     Delta, GiveBack, InstanceId, Raise, Store, StoreError, StoredState, SyncBatch, WindowKey,
 };
-use crate::sync::{thread_local, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 use crate::window::Window;
 use crossbeam_utils::CachePadded;

@@ -133,7 +133,7 @@ impl fmt::Display for Period {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown period {}: expected \"minute\", \"hour\", \"day\" or \"month\"",
-    crate::error::Quoted(.0)
+    crate::text::Quoted(.0)
 )]
 pub struct UnknownPeriod(pub String);
 

@@ -301,7 +301,7 @@ fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
     }
 }
 
-/// `text` in double quotes, as `{:?}` writes it for plain text (see `error::Quoted`).
+/// `text` in double quotes, as `{:?}` writes it for plain text (see `text::Quoted`).
 pub(super) fn quoted(text: &str) -> String {
-    crate::error::Quoted(text).to_string()
+    crate::text::Quoted(text).to_string()
 }

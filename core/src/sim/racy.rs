@@ -113,9 +113,7 @@ impl RacyCounts {
     fn lock(&self) -> std::sync::MutexGuard<'_, RacyState> {
         // Each critical section is one clone or one assignment: a poisoned lock still holds a
         // whole state.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock_std(&self.state)
     }
 }
 

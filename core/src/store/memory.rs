@@ -7,7 +7,7 @@ use super::{
 use crate::store::Store;
 // The store's own data, outside the tracker: std's lock (not the loom-aware one), held only
 // for one parse-apply-write with no callback inside.
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// A store in memory, for tests, demos and trackers sharing counts within one process. Clones
 /// share the data and the switches; any number of trackers may sync to it at once.
@@ -90,7 +90,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::locks::lock_std(&self.inner)
     }
 }
 

@@ -334,7 +334,7 @@ impl TryFrom<String> for InstanceId {
         if text.len() != 32 {
             return Err(format!(
                 "an instance id is 32 hex digits (got {})",
-                crate::error::Quoted(&text)
+                crate::text::Quoted(&text)
             ));
         }
         u128::from_str_radix(&text, 16)
@@ -342,7 +342,7 @@ impl TryFrom<String> for InstanceId {
             .map_err(|_| {
                 format!(
                     "an instance id is 32 hex digits (got {})",
-                    crate::error::Quoted(&text)
+                    crate::text::Quoted(&text)
                 )
             })
     }

@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Shared counts in Redis 5 or later (or Valkey, or a hosted Redis), for trackers in any
@@ -264,7 +264,7 @@ impl RedisStore {
     }
 
     fn idle_lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::locks::lock_std(&self.idle)
     }
 
     fn redact(&self, text: &str) -> String {
@@ -627,11 +627,7 @@ impl RedisClock {
     /// Errors: [`StoreError::Unavailable`] if Redis cannot be reached, [`StoreError::Io`] if
     /// it does not answer `TIME` in time or answers something else.
     pub fn refresh(&self) -> Result<(), StoreError> {
-        let mut connection = self
-            .shared
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut connection = crate::locks::lock_std(&self.shared.connection);
         self.measure(&mut connection)
     }
 
@@ -783,10 +779,8 @@ impl RedisClock {
         if !stale(now_us) {
             return;
         }
-        let mut connection = match shared.connection.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
+        let Some(mut connection) = crate::locks::try_lock_std(&shared.connection) else {
+            return;
         };
         // Another thread may have measured between the look and the lock.
         if !stale(self.mono_us()) {

@@ -28,8 +28,8 @@
 //! between two instructions, and the count be the same again, before a swap could succeed on
 //! parameters that are no longer in force.
 
+use crate::locks::{AtomicU64, Ordering};
 use crate::step::{ServiceRules, ServiceState};
-use crate::sync::{AtomicU64, Ordering};
 use crate::window::Window;
 
 const COUNT_BITS: u32 = 38;

@@ -1,4 +1,4 @@
-//! Loom model checks of the real tracker (its primitives come from `crate::sync`).
+//! Loom model checks of the real tracker (its primitives come from `crate::locks`).
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p quota-core --lib --release loom`.
 
 use crate::{

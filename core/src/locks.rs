@@ -8,9 +8,11 @@
 //! logging all run outside every lock), so a poisoned flag carries no information here and the
 //! data behind it is always whole.
 //!
-//! Three modules deliberately use `std` directly and say why: `sim::racy` (the demonstration
-//! of the bug is not what loom checks), `store` (a store's own data, outside the tracker) and
-//! `clock` (the system clock's calibration, which no tracker protocol depends on).
+//! A few locks are deliberately `std`'s even under loom, because no tracker protocol depends on
+//! them: a store's own data (`MemoryStore`, the Redis pool and server clock), the racy
+//! demonstration (`sim::racy`: the bug is shown, not model-checked) and the JS module's queue
+//! of transitions. They take [`lock_std`] / [`try_lock_std`], which ignore poison for the same
+//! reason. (The dashboard, a crate of its own, has its one helper in `web/src/locks.rs`.)
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
@@ -58,5 +60,26 @@ impl<T> Mutex<T> {
             Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
+    }
+}
+
+/// Locks a `std` mutex (one of the deliberate exceptions listed in the module docs), ignoring
+/// poison.
+pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`lock_std`] if nobody holds the lock; `None` if somebody does.
+#[cfg_attr(
+    not(all(feature = "redis", not(target_arch = "wasm32"))),
+    allow(dead_code)
+)]
+pub(crate) fn try_lock_std<T>(mutex: &std::sync::Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
