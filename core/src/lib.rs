@@ -37,11 +37,11 @@ mod locks;
 mod metrics;
 mod observers;
 mod persistence;
+mod rules;
 mod service;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sorted;
-mod step;
 mod store;
 mod text;
 mod tracker;

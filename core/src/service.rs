@@ -124,7 +124,7 @@ impl ServiceConfig {
     /// # Ok::<(), quota_core::QuotaError>(())
     /// ```
     pub fn normal_stop(&self) -> (u64, DenyReason) {
-        let rules = crate::step::ServiceRules::new(self, 0.0);
+        let rules = crate::rules::ServiceRules::new(self, 0.0);
         let reason = if rules.reserve_first {
             DenyReason::Reserve
         } else {

@@ -7,8 +7,8 @@
 //! here is atomic on its own (so this is safe Rust), but nothing holds the state between them.
 
 use crate::error::QuotaError;
+use crate::rules::{Change, Request, ServiceRules, ServiceState};
 use crate::service::{ServiceConfig, TrackerConfig};
-use crate::step::{Change, Request, ServiceRules, ServiceState};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -29,7 +29,7 @@
 //! parameters that are no longer in force.
 
 use crate::locks::{AtomicU64, Ordering};
-use crate::step::{ServiceRules, ServiceState};
+use crate::rules::{ServiceRules, ServiceState};
 use crate::window::Window;
 
 const COUNT_BITS: u32 = 38;

@@ -2,7 +2,7 @@
 
 use super::QuotaTracker;
 use crate::error::QuotaError;
-use crate::step::Request;
+use crate::rules::Request;
 use crate::usage::{Raised, Recorded, ServiceUsage};
 
 /// One service of a [`QuotaTracker`], from [`QuotaTracker::service`]: the same operations as

@@ -8,7 +8,7 @@ use super::{QuotaTracker, ServiceSlot, SlotState, StepResult};
 use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
 use crate::persistence::HeldAdmit;
-use crate::step::{Request, Step};
+use crate::rules::{Request, Step};
 use crate::store::{AdmitReply, AdmitRequest, GiveBack, LeaseRequest, StoreError, WindowKey};
 use crate::usage::Recorded;
 use crate::window::Window;

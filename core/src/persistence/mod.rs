@@ -19,6 +19,8 @@ use crate::store::{
 };
 use crate::text::Float;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+mod ledger;
+pub(crate) use ledger::Ledger;
 
 /// When the tracker saves, and when it drops to reduced rate.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,97 @@
+//! A service's ledger: what a shared store has not acknowledged yet (calls of the current
+//! window and of ended ones, raises, calls asked of the store whose answer is not in, and the
+//! operations queued for the next sync). It lives inside the service's lock-guarded state and
+//! is booked in the same acquisition as the count.
+
+use super::HeldAdmit;
+use crate::rules::Step;
+use crate::store::GiveBack;
+use crate::window::Window;
+
+/// A service's calls a store has not acknowledged yet. `service.used` is the store's total of
+/// the current window at the last sync plus `unacked`.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    /// Calls of the current window not acknowledged by a reply.
+    pub(crate) unacked: u64,
+    /// How many of `unacked` are in the batch in flight (or whose reply was lost), and their
+    /// window: once the window moves on, those calls belong to the batch alone.
+    pub(crate) cut: u64,
+    pub(crate) cut_window: Option<Window>,
+    /// Calls of ended windows not cut into a batch yet (a delta for a window that ended is
+    /// added to that window, never to the next).
+    pub(crate) ended: Vec<(Window, u64)>,
+    /// Leased calls to give back with the next sync.
+    pub(crate) give_backs: Vec<GiveBack>,
+    /// `Exact` admissions whose answer was lost, resent as they are by the next sync (those
+    /// refused to the caller stay booked in `floor_asked` until then).
+    pub(crate) admits: Vec<HeldAdmit>,
+    /// A raise of the current window that no reply has acknowledged as it is now: the window
+    /// and the floor to send (`used` right after the raise, plus the calls counted since).
+    /// Every batch carries it (a maximum: resending it is harmless) until a reply
+    /// acknowledges this very value: calls a store adds before it applies the floor (shared
+    /// admission, or a batch resent late) would otherwise be absorbed by it.
+    pub(crate) raise: Option<(Window, u64)>,
+    /// Raises of windows that ended before they were cut.
+    pub(crate) ended_raises: Vec<(Window, u64)>,
+    /// Calls asked of the store (`Exact` admissions, leased blocks) whose answer is not taken
+    /// in yet. While any is unanswered no reply acknowledges a floor (the store may have added
+    /// the call before the floor, which absorbed it); and the store cannot hold a floor it has
+    /// not seen against a call, so admission checks the floor plus these here first.
+    pub(crate) floor_asked: u64,
+}
+
+impl Ledger {
+    /// Books a step: counted calls, and a window that moved (the old window's calls not cut
+    /// yet go to `ended`; the new one starts with what the step carried into it).
+    pub(crate) fn book(&mut self, old_window: Window, step: &Step, counted: u64) {
+        if let Some(carried) = step.moved {
+            let cut = if self.cut_window == Some(old_window) {
+                self.cut
+            } else {
+                0
+            };
+            let pending = self.unacked.saturating_sub(cut);
+            // The calls cut from the old window now belong to the batch alone: its reply
+            // must not take them off the new window's count.
+            self.cut = 0;
+            self.cut_window = None;
+            if pending > 0 {
+                match self.ended.iter_mut().find(|(w, _)| *w == old_window) {
+                    Some((_, calls)) => *calls = calls.saturating_add(pending),
+                    None => self.ended.push((old_window, pending)),
+                }
+            }
+            self.unacked = carried;
+            // A raise not cut yet belongs to the window it was seen in.
+            if let Some(raise) = self.raise.take() {
+                self.ended_raises.push(raise);
+            }
+        }
+        self.unacked = self.unacked.saturating_add(counted);
+        if let Some((_, floor)) = &mut self.raise {
+            *floor = floor.saturating_add(counted);
+        }
+    }
+}
+
+impl Ledger {
+    /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
+    /// the store, held, or a leased block, whole, when it is granted) add to a floor not synced
+    /// yet, which the store would otherwise absorb; returns the floor.
+    pub(crate) fn after_raise(&mut self, window: Window, count: u64) -> Option<u64> {
+        let (raised, floor) = self.raise.as_mut()?;
+        if *raised != window {
+            return None;
+        }
+        *floor = floor.saturating_add(count);
+        Some(*floor)
+    }
+
+    /// The floor of `window` the store may not hold yet, plus the calls asked of the store
+    /// since (`None`: no such floor).
+    pub(crate) fn floor_seen(&self, window: Window) -> Option<u64> {
+        let (raised, floor) = self.raise?;
+        (raised == window).then(|| floor.saturating_add(self.floor_asked))
+    }
+}

@@ -1,0 +1,464 @@
+//! The counting paths: one step of one service under its lock (or the fast path's swap),
+//! the transitions it queues, reads of one or every service, and raises.
+
+use super::{
+    describe_transition, fast_path, shared, unknown_service, QuotaTracker, SavingGuard,
+    ServiceSlot, SlotGuard, SlotState, StepResult, SHARED,
+};
+use crate::error::QuotaError;
+use crate::persistence::SaveReason;
+use crate::rules::{Request, ServiceState, Step};
+use crate::service::Admission;
+use crate::store::StoredState;
+use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
+
+impl QuotaTracker {
+    /// One step of one service under its lock (the only lock taken), then, if `deliver`, the
+    /// transitions delivered after the lock is released. Inlined, so that the hot path's
+    /// step, state and result live in registers rather than being moved through memory.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn step_at(
+        &self,
+        position: usize,
+        now: u64,
+        request: Request,
+        deliver: bool,
+    ) -> StepResult {
+        let (guard, step) = self.lock_and_step(position, now, request);
+        self.finish_step(position, guard, step, deliver)
+    }
+
+    /// The first half of [`step_at`](Self::step_at): locks the service and steps it (booking
+    /// the change for a store); the lock stays held.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn lock_and_step(
+        &self,
+        position: usize,
+        now: u64,
+        request: Request,
+    ) -> (SlotGuard<'_>, Step) {
+        let slot = &self.services[position];
+        let mut guard = slot.lock(self.persistence.is_some());
+        let old_window = guard.service.window;
+        let step = slot.rules.step(&mut guard.service, now, request);
+        if step.changed && self.persistence.is_some() {
+            let counted = match (request, step.refused) {
+                (Request::Record(n) | Request::TryRecord { count: n, .. }, None) => n,
+                _ => 0,
+            };
+            guard.sync.book(old_window, &step, counted);
+        }
+        (guard, step)
+    }
+
+    /// The second half of [`step_at`](Self::step_at): queues the step's transitions under
+    /// the lock, releases it, then asks for a sync if the window moved and delivers.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn finish_step(
+        &self,
+        position: usize,
+        guard: SlotGuard<'_>,
+        step: Step,
+        deliver: bool,
+    ) -> StepResult {
+        let slot = &self.services[position];
+        let (reset, recorded) = self.queue_transitions(slot, &step);
+        let state = guard.service;
+        drop(guard);
+        if step.moved.is_some() {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
+        // Inside this tracker's own save (a store that records), observers wait for the
+        // save to end: it delivers every service's queue once its lock is released.
+        if deliver && (reset.is_some() || recorded.is_some()) && !SavingGuard::is_saving(self) {
+            slot.outbox.pump(&self.observers, describe_transition);
+        }
+        StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        }
+    }
+
+    /// Builds the step's transitions and queues them for the observers; call it under the
+    /// service's lock (which orders them).
+    #[inline]
+    pub(super) fn queue_transitions(
+        &self,
+        slot: &ServiceSlot,
+        step: &Step,
+    ) -> (Option<Transition>, Option<Transition>) {
+        if step.reset.is_none() && step.recorded.is_none() {
+            return (None, None);
+        }
+        self.queue_changes(slot, step)
+    }
+
+    /// [`queue_transitions`](Self::queue_transitions) when there are some: rare, out of line.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn queue_changes(
+        &self,
+        slot: &ServiceSlot,
+        step: &Step,
+    ) -> (Option<Transition>, Option<Transition>) {
+        let epoch = self.observers.epoch();
+        let [reset, recorded] = [step.reset, step.recorded].map(|change| {
+            change.map(|change| {
+                let transition = slot.transition(change);
+                slot.outbox.push(transition.clone(), epoch);
+                transition
+            })
+        });
+        (reset, recorded)
+    }
+
+    /// [`update`](Self::update) of the service named `service`: the lookup and the update in
+    /// one function (one call, one stack frame for `record_call` and `try_record`).
+    #[inline(never)]
+    pub(super) fn update_named(
+        &self,
+        service: &str,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        match self.find(service) {
+            Some(position) => self.update_inline(position, request),
+            None => Err(unknown_service(service)),
+        }
+    }
+
+    /// `record` and `try_record` of a [`Service`] handle.
+    #[inline(never)]
+    pub(super) fn update(
+        &self,
+        position: usize,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        self.update_inline(position, request)
+    }
+
+    /// [`update`](Self::update) answering only the remaining count: its own function, so
+    /// that the inlined hot path builds nothing else.
+    #[inline(never)]
+    pub(super) fn update_remaining(
+        &self,
+        position: usize,
+        request: Request,
+    ) -> Result<u64, QuotaError> {
+        self.update_as(
+            position,
+            request,
+            |slot, state| slot.rules.limit.saturating_sub(state.used),
+            |recorded| recorded.usage.remaining,
+        )
+    }
+
+    /// `record_call` and `try_record` (by name or by handle) with the whole result.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn update_inline(
+        &self,
+        position: usize,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        self.update_as(
+            position,
+            request,
+            |slot, state| Recorded {
+                usage: slot.usage(state),
+                reset: None,
+                recorded: None,
+            },
+            |recorded| recorded,
+        )
+    }
+
+    /// The hot path for `Local` admission, answering `quiet(slot, state after)` when the call
+    /// changed nothing but the count (the fast path, or the lock with nothing to queue) and
+    /// `changed(result)` otherwise. Written so that the step, the state and the answer stay
+    /// in registers; shared admission, a window that moves, a level change and every error
+    /// are out of line.
+    ///
+    /// The hot path's helpers are forced inline natively only: on wasm32 (built for size) the
+    /// copies would cost more module bytes than the JS boundary would notice.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn update_as<'s, R>(
+        &'s self,
+        position: usize,
+        request: Request,
+        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
+        let slot = &self.services[position];
+        let count = match request {
+            Request::Record(count) | Request::TryRecord { count, .. } => count,
+            Request::Read => 0,
+        };
+        if count == 0 {
+            return Err(slot.invalid_count(count, "count must be at least 1"));
+        }
+        if SHARED && slot.config.admission != Admission::Local {
+            return self.shared_update_as(position, count, request, changed);
+        }
+        let now = self.now();
+        let ask = match request {
+            Request::Record(_) => fast_path::Ask::Record,
+            Request::TryRecord {
+                reduced_rate: false,
+                priority,
+                ..
+            } => {
+                if priority {
+                    fast_path::Ask::Priority
+                } else {
+                    fast_path::Ask::Normal
+                }
+            }
+            // Reduced rate (rare) and reads take the lock.
+            _ => fast_path::Ask::Lock,
+        };
+        // A call that changes nothing but the count: one atomic swap, no lock.
+        if let Some(counted) = slot.fast.try_count(now, count, ask) {
+            self.after_call(now, false);
+            return Ok(quiet(slot, &counted.state()));
+        }
+        self.update_locked(position, request, now, count, quiet, changed)
+    }
+
+    /// [`update_as`](Self::update_as) with shared admission: out of line, so that its result
+    /// takes no room in the fast path's frame.
+    #[inline(never)]
+    pub(super) fn shared_update_as<'s, R>(
+        &'s self,
+        position: usize,
+        count: u64,
+        request: Request,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
+        self.shared_update(position, count, request).map(changed)
+    }
+
+    /// [`update_as`](Self::update_as) under the service's lock: out of line (natively), so
+    /// that the fast path's function stays small (no registers to save for the step).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+    pub(super) fn update_locked<'s, R>(
+        &'s self,
+        position: usize,
+        request: Request,
+        now: u64,
+        count: u64,
+        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        changed: impl FnOnce(Recorded<'s>) -> R,
+    ) -> Result<R, QuotaError> {
+        let slot = &self.services[position];
+        let (guard, step) = self.lock_and_step(position, now, request);
+        if step.reset.is_some() || step.recorded.is_some() || step.moved.is_some() {
+            return self
+                .update_changed(position, guard, step, now, count)
+                .map(changed);
+        }
+        // Nothing to queue, deliver or sync soon: what `finish_step` would do is only this.
+        let state = guard.service;
+        drop(guard);
+        self.after_call(now, false);
+        match step.refused {
+            Some(refusal) => Err(slot.refused(refusal, count)),
+            None => Ok(quiet(slot, &state)),
+        }
+    }
+
+    /// The end of [`update`](Self::update) when the level changed or the window moved.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn update_changed(
+        &self,
+        position: usize,
+        guard: SlotGuard<'_>,
+        step: Step,
+        now: u64,
+        count: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let slot = &self.services[position];
+        let StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        } = self.finish_step(position, guard, step, true);
+        self.after_call(now, step.entered_critical());
+        match step.refused {
+            Some(refusal) => Err(slot.refused(refusal, count)),
+            None => Ok(Recorded {
+                usage: slot.usage(&state),
+                reset,
+                recorded,
+            }),
+        }
+    }
+
+    /// [`update`](Self::update) of a service with `Exact` or `Leased` admission.
+    #[inline(never)]
+    pub(super) fn shared_update(
+        &self,
+        position: usize,
+        count: u64,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let ask = match request {
+            Request::TryRecord { priority: true, .. } => shared::Ask::Priority,
+            Request::TryRecord { .. } => shared::Ask::Normal,
+            _ => shared::Ask::Force,
+        };
+        match self.services[position].config.admission {
+            Admission::Exact => self.exact_update(position, count, ask),
+            Admission::Leased { block } => self.leased_update(position, count, ask, block),
+            Admission::Local => unreachable!("update handles Local admission"),
+        }
+    }
+
+    pub(super) fn can_call_at(&self, position: usize) -> bool {
+        match self.services[position].config.admission {
+            _ if !SHARED => {}
+            Admission::Local => {}
+            Admission::Exact => return self.exact_can_call(position),
+            Admission::Leased { block } => return self.leased_can_call(position, block),
+        }
+        let state = self
+            .step_at(position, self.now(), Request::Read, true)
+            .state;
+        self.services[position]
+            .rules
+            .allows(state.used, self.is_reduced_rate())
+    }
+
+    pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
+        let state = self
+            .step_at(position, self.now(), Request::Read, true)
+            .state;
+        self.services[position].usage(&state)
+    }
+
+    /// Every service's state under all their locks, taken in config order (the crate's one
+    /// lock order); roll-over transitions are delivered after if `deliver`.
+    pub(super) fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
+        let mut guards: Vec<SlotGuard<'_>> = self
+            .services
+            .iter()
+            .map(|slot| slot.lock(self.persistence.is_some()))
+            .collect();
+        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _| {});
+        drop(guards);
+        // As after any call that moves a window: the store may hold other instances' calls
+        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
+        if moved {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
+        if deliver {
+            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
+        }
+        states
+    }
+
+    /// Steps every service (all locked) to `now`, then lets `also` look at each; whether a
+    /// window moved.
+    pub(super) fn read_locked(
+        &self,
+        guards: &mut [SlotGuard<'_>],
+        now: u64,
+        also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
+    ) -> (Vec<ServiceState>, bool) {
+        let shared = self.persistence.is_some();
+        let mut states = Vec::with_capacity(guards.len());
+        let mut moved = false;
+        for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
+            let old_window = guard.service.window;
+            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            if shared && step.changed {
+                guard.sync.book(old_window, &step, 0);
+            }
+            moved |= step.moved.is_some();
+            self.queue_transitions(slot, &step);
+            also(slot, guard);
+            states.push(guard.service);
+        }
+        (states, moved)
+    }
+
+    pub(super) fn pump(&self, positions: &[usize]) {
+        for &position in positions {
+            self.services[position]
+                .outbox
+                .pump(&self.observers, describe_transition);
+        }
+    }
+
+    /// [`raise_used`](Self::raise_used) of the service at `position`: one step under its lock.
+    pub(super) fn raise_at(
+        &self,
+        position: usize,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> Result<Raised<'_>, QuotaError> {
+        let slot = &self.services[position];
+        if at_least > StoredState::MAX_TOTAL {
+            return Err(slot.invalid_count(at_least, "a raise is at most 2^62 calls"));
+        }
+        let now = self.now();
+        let mut guard = slot.lock(self.persistence.is_some());
+        let old_window = guard.service.window;
+        let (step, rose) = slot
+            .rules
+            .raise(&mut guard.service, now, at_least, resets_at_ms);
+        if self.persistence.is_some() {
+            if step.changed {
+                guard.sync.book(old_window, &step, 0);
+            }
+            if rose == Some(true) {
+                // The floor to sync: `used` now (the calls counted since add to it).
+                guard.sync.raise = Some((guard.service.window, guard.service.used));
+                // A leased block in hand is forfeited, not spent (the provider's count says
+                // less is left than the block assumed) and not given back (a give-back
+                // subtracts, and could take the stored total below the floor). The store
+                // keeps counting its calls: an under-admission, never an over-admission.
+                guard.lease.left = 0;
+                // Shared admission asks the store, which needs the floor soon: sync with the
+                // next call.
+                if slot.config.admission != Admission::Local {
+                    if let Some(persistence) = &self.persistence {
+                        persistence.sync_soon();
+                    }
+                }
+            }
+        }
+        let StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        } = self.finish_step(position, guard, step, true);
+        self.after_call(now, step.entered_critical());
+        Ok(Raised {
+            usage: slot.usage(&state),
+            applied: rose.is_some(),
+            reset,
+            recorded,
+        })
+    }
+
+    /// After a recording call: save if one is due, or at once on entering Critical.
+    #[inline]
+    pub(super) fn after_call(&self, now: u64, entered_critical: bool) {
+        let Some(persistence) = &self.persistence else {
+            return;
+        };
+        if entered_critical && persistence.policy.force_on_critical {
+            self.save(SaveReason::Critical, now);
+        } else if persistence.due(now) {
+            self.save(SaveReason::Interval, now);
+        }
+    }
+}

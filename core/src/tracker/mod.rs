@@ -1,0 +1,349 @@
+//! The tracker: per-service counters behind per-service locks.
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::QuotaError;
+use crate::locks::AtomicU64;
+use crate::observers::{Registry, StoreEventSubscription, TransitionSubscription};
+use crate::persistence::{Persistence, StoreEvent, SyncPolicy};
+use crate::rules::Request;
+use crate::service::TrackerConfig;
+use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+mod builder;
+mod clock;
+mod fast_path;
+mod handle;
+mod hot;
+mod lookup;
+mod shared;
+mod slot;
+mod sync;
+
+use crate::persistence::Ledger;
+pub use builder::QuotaTrackerBuilder;
+use clock::TrackerClock;
+use fast_path::FastPath;
+pub use handle::{Service, ServiceId};
+use lookup::{unknown_service, NameKey};
+use slot::StepResult;
+use slot::{ServiceSlot, SlotGuard, SlotState};
+use sync::SavingGuard;
+
+/// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
+///
+/// Every operation on a service is one acquisition of that service's lock, which covers the
+/// whole read-modify-write (window roll-over, check, count, level change), so concurrent calls
+/// never lose updates; a call that changes nothing but the count (same window, same level,
+/// admitted) is instead one compare-and-swap on an atomic word beside the lock, which the next
+/// lock holder takes in. Observers, logging and everything slow run after the lock is released.
+/// See ARCHITECTURE.md for the design.
+///
+/// ```
+/// use quota_core::{Level, ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+///
+/// let clock = ManualClock::new(1_700_000_000_000);
+/// let config = TrackerConfig::new([ServiceConfig::new("search", 10, Period::Minute)]);
+/// let tracker = QuotaTracker::new_with_clock(config, clock.clone()).unwrap();
+///
+/// let recorded = tracker.record_call("search", 8).unwrap();
+/// assert_eq!(recorded.usage.remaining, 2);
+/// assert_eq!(recorded.transition().unwrap().to, Level::Critical);
+/// assert!(!tracker.can_call("search").unwrap());
+/// assert!(tracker.try_record("search", 1).is_err());
+///
+/// clock.advance(60_000); // the next minute: a fresh window
+/// assert_eq!(tracker.usage("search").unwrap().used, 0);
+/// ```
+pub struct QuotaTracker {
+    services: Box<[ServiceSlot]>,
+    /// Each service's [`NameKey`], in config order: the lookup among a few services.
+    keys: Box<[NameKey]>,
+    /// Names to positions, for lookups among many services.
+    index: FxHashMap<Arc<str>, usize>,
+    clock: TrackerClock,
+    /// The clock's latest good reading, to within a second: used when the clock panics.
+    last_good_ms: AtomicU64,
+    observers: Registry<Transition>,
+    store_observers: Registry<StoreEvent>,
+    persistence: Option<Persistence>,
+    /// Syncs not reported to the metrics yet.
+    #[cfg(feature = "metrics")]
+    unreported: crate::metrics::Unreported,
+}
+
+/// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`); without
+/// it `build()` refuses them, so the shared paths are never taken and are left out.
+const SHARED: bool = cfg!(feature = "shared-admission");
+
+fn describe_transition(t: &Transition) -> String {
+    format!("transition {} {} -> {}", t.service, t.from, t.to)
+}
+
+fn describe_store_event(event: &StoreEvent) -> String {
+    format!("{event:?}")
+}
+
+impl QuotaTracker {
+    /// A tracker of `config`'s services on the system clock.
+    pub fn new(config: TrackerConfig) -> Result<Self, QuotaError> {
+        Self::new_with_clock(config, SystemClock)
+    }
+
+    /// A tracker of [`TrackerConfig::defaults`] on the system clock.
+    pub fn with_defaults() -> Self {
+        match Self::new(TrackerConfig::defaults()) {
+            Ok(tracker) => tracker,
+            Err(error) => unreachable!("the default config is valid: {error}"),
+        }
+    }
+
+    /// A tracker of `config`'s services reading time from `clock`.
+    pub fn new_with_clock(
+        config: TrackerConfig,
+        clock: impl Clock + 'static,
+    ) -> Result<Self, QuotaError> {
+        Self::builder(config).clock(clock).build()
+    }
+
+    /// A builder, for a tracker with a store or a custom sync policy.
+    pub fn builder(config: TrackerConfig) -> QuotaTrackerBuilder {
+        QuotaTrackerBuilder {
+            config,
+            clock: TrackerClock::System,
+            store: None,
+            policy: SyncPolicy::default(),
+            require_store: false,
+            store_observers: Vec::new(),
+        }
+    }
+
+    /// Records `count` calls to `service` as one atomic read-modify-write and returns the
+    /// usage right after. It always records: `used` may pass the limit (`remaining` saturates).
+    /// Allocates nothing unless the level changes.
+    ///
+    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 or a count
+    /// that would overflow the counter. On error nothing was recorded.
+    #[inline]
+    pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
+        self.update_named(service, Request::Record(count))
+    }
+
+    /// Records `count` calls only if normal admission allows them: `used + count` stays at
+    /// or below the Critical threshold and at or below `limit - reserve` (the reserve is held
+    /// back for [`try_record_priority`](Self::try_record_priority)), and in reduced-rate mode
+    /// at or below the reduced allowance. Check and record are one atomic step, so two
+    /// threads can never both take the last calls.
+    ///
+    /// Errors: [`QuotaError::Denied`] when not allowed (nothing recorded), whose
+    /// [`DenyReason`](crate::DenyReason) names the rule that refused, and the errors of
+    /// [`record_call`](Self::record_call).
+    #[inline]
+    pub fn try_record(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
+        self.update_named(service, self.admission(count, false))
+    }
+
+    /// Takes in a count reported from outside, such as an API provider's remaining-calls
+    /// header (`limit - remaining`) or a 429 (`limit`): `used` rises to `at_least`, never
+    /// falls. It is a floor, not calls: the provider's count includes calls this tracker (and
+    /// every instance sharing its store) already counted, so adding it would count them twice.
+    /// With a store it is synced as a floor too (the stored total becomes the larger of the
+    /// two), with the next sync, at once if it makes the service Critical.
+    ///
+    /// `resets_at_ms` is when the reporter's count resets (ms since the Unix epoch): the report
+    /// is taken in only if that instant falls in the current window (`window_start_ms <
+    /// resets_at_ms <= reset_at_ms`), and is ignored otherwise (a count of another window says
+    /// nothing about this one); `None` takes it as a count of the current window. The window
+    /// rolls over first if due, and level changes reach the observers as for recorded calls.
+    ///
+    /// ```
+    /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    ///
+    /// let clock = ManualClock::new(1_700_000_000_000);
+    /// let config = TrackerConfig::new([ServiceConfig::new("search", 100, Period::Minute)]);
+    /// let tracker = QuotaTracker::new_with_clock(config, clock)?;
+    /// tracker.record_call("search", 10)?;
+    /// let reset_at = tracker.usage("search")?.reset_at_ms;
+    /// // The provider says 60 calls remain until our window's end: 40 were used.
+    /// let raised = tracker.raise_used("search", 100 - 60, Some(reset_at))?;
+    /// assert!(raised.applied);
+    /// assert_eq!(raised.usage.used, 40);
+    /// // A count for a window that resets later is not ours: ignored.
+    /// let ignored = tracker.raise_used("search", 90, Some(reset_at + 60_000))?;
+    /// assert!(!ignored.applied);
+    /// assert_eq!(ignored.usage.used, 40);
+    /// // Lower reports change nothing: `used` never falls.
+    /// assert_eq!(tracker.raise_used("search", 5, None)?.usage.used, 40);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for `at_least`
+    /// above 2^62 (no store could hold it). On error nothing changed.
+    pub fn raise_used(
+        &self,
+        service: &str,
+        at_least: u64,
+        resets_at_ms: Option<u64>,
+    ) -> Result<Raised<'_>, QuotaError> {
+        self.raise_at(self.position(service)?, at_least, resets_at_ms)
+    }
+
+    /// Records `count` calls only if priority admission allows them: `used + count` stays at
+    /// or below the limit, past the Critical level and into the reserve. Reduced-rate mode
+    /// still caps it at the reduced allowance (it guards against a failing store, which no
+    /// priority makes safe). Atomic like [`try_record`](Self::try_record); shared admission
+    /// (`Exact`, `Leased`) applies the same rule across instances.
+    ///
+    /// ```
+    /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// let config = TrackerConfig::new([ServiceConfig::new("api", 100, Period::Day)]);
+    /// let tracker = QuotaTracker::new_with_clock(config, ManualClock::new(1_718_000_000_000))?;
+    /// tracker.try_record("api", 80)?; // normal calls stop at Critical (80)
+    /// assert!(tracker.try_record("api", 1).is_err());
+    /// tracker.try_record_priority("api", 20)?; // priority calls go on to the limit
+    /// assert!(tracker.try_record_priority("api", 1).is_err());
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: as [`try_record`](Self::try_record).
+    #[inline]
+    pub fn try_record_priority(
+        &self,
+        service: &str,
+        count: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        self.update_named(service, self.admission(count, true))
+    }
+
+    /// The request of `try_record` (`priority`: of `try_record_priority`).
+    #[inline]
+    fn admission(&self, count: u64, priority: bool) -> Request {
+        Request::TryRecord {
+            count,
+            reduced_rate: self.is_reduced_rate(),
+            priority,
+        }
+    }
+
+    /// Whether a normal call to `service` is allowed now, as [`try_record`](Self::try_record)
+    /// would decide for one call: below the Critical threshold, below `limit - reserve`, and in
+    /// reduced-rate mode below the reduced allowance.
+    pub fn can_call(&self, service: &str) -> Result<bool, QuotaError> {
+        Ok(self.can_call_at(self.position(service)?))
+    }
+
+    /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
+    pub fn reserve_allocation(&self, service: &str) -> Result<u64, QuotaError> {
+        Ok(self.services[self.position(service)?].rules.reserve)
+    }
+
+    /// `service`'s usage now.
+    pub fn usage(&self, service: &str) -> Result<ServiceUsage<'_>, QuotaError> {
+        Ok(self.usage_at(self.position(service)?))
+    }
+
+    /// A handle on `service`, to record without looking the name up every time.
+    ///
+    /// ```
+    /// use quota_core::QuotaTracker;
+    /// let tracker = QuotaTracker::with_defaults();
+    /// let finnhub = tracker.service("finnhub")?;
+    /// finnhub.record(3)?;
+    /// assert_eq!(finnhub.usage().used, 3);
+    /// // Keep the id; get the handle back later.
+    /// let id = finnhub.id();
+    /// assert_eq!(tracker.service_by_id(id).unwrap().name(), "finnhub");
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Errors: [`QuotaError::UnknownService`].
+    pub fn service(&self, service: &str) -> Result<Service<'_>, QuotaError> {
+        Ok(Service::new(self, self.position(service)?))
+    }
+
+    /// The handle of the service `id` names; `None` if this tracker has no such service (an
+    /// id from a tracker with fewer services).
+    pub fn service_by_id(&self, id: ServiceId) -> Option<Service<'_>> {
+        (id.index() < self.services.len()).then(|| Service::new(self, id.index()))
+    }
+
+    /// Every service's usage at one instant, in config order.
+    ///
+    /// Takes every service's lock, always in config order (the one lock order of the crate),
+    /// so no recording is half-seen.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = self.now();
+        let states = self.read_all(now, true);
+        Snapshot {
+            services: self
+                .services
+                .iter()
+                .zip(&states)
+                .map(|(slot, state)| slot.usage(state).into_owned())
+                .collect(),
+            at_ms: now,
+        }
+    }
+
+    /// Calls `observer` once for every level change, outside every tracker lock.
+    ///
+    /// The guarantee: each transition reaches every observer that was subscribed when the
+    /// transition happened (and is still subscribed when it is delivered), exactly once, per
+    /// service in the order the transitions happened. It runs on the thread of some call of
+    /// this tracker — the call that caused it, or another call that was delivering that
+    /// service's transitions at the time (no call ever waits for another thread's observer) —
+    /// and before that call returns. The caller always learns its own transition from the
+    /// returned [`Recorded`]. A panicking observer is caught and logged; the call still
+    /// returns its result and the other observers still run. An observer may call back into
+    /// the tracker (record, snapshot, flush, subscribe); transitions it causes are delivered
+    /// after it returns.
+    pub fn on_transition(
+        &self,
+        observer: impl Fn(&Transition) + Send + Sync + 'static,
+    ) -> TransitionSubscription {
+        TransitionSubscription::new(self.observers.subscribe(Arc::new(observer)))
+    }
+
+    /// Removes a subscription; `false` if it was not subscribed. Transitions that happen
+    /// after this returns never reach the observer; a delivery already running on another
+    /// thread may still be inside it (or call it once more for a transition it had started).
+    pub fn unsubscribe(&self, id: TransitionSubscription) -> bool {
+        self.observers.unsubscribe(id.get())
+    }
+
+    /// Calls `observer` when reduced-rate mode starts or ends, in the order the mode changed,
+    /// with the same guarantees as [`on_transition`](Self::on_transition).
+    pub fn on_store_event(
+        &self,
+        observer: impl Fn(&StoreEvent) + Send + Sync + 'static,
+    ) -> StoreEventSubscription {
+        StoreEventSubscription::new(self.store_observers.subscribe(Arc::new(observer)))
+    }
+
+    /// Removes a subscription made with [`on_store_event`](Self::on_store_event).
+    pub fn unsubscribe_store_events(&self, id: StoreEventSubscription) -> bool {
+        self.store_observers.unsubscribe(id.get())
+    }
+
+    /// The configuration this tracker was built with.
+    pub fn config(&self) -> TrackerConfig {
+        TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
+    }
+
+    /// The tracker clock's time now, ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.now()
+    }
+}
+
+impl std::fmt::Debug for QuotaTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaTracker")
+            .field("services", &self.snapshot().services)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -1,0 +1,466 @@
+//! The tracker's side of store sync: flush, stats, the save (cut a batch under every
+//! service's lock, take in the totals, settle late answers) and the drop that flushes.
+
+use super::{describe_store_event, QuotaTracker, SlotGuard, SHARED};
+use crate::locks::thread_local;
+use crate::observers::quietly;
+use crate::persistence::{Cut, Late, Persistence, SaveReason, Settled, StoreStats};
+use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
+use crate::window::Window;
+use std::cell::RefCell;
+
+// Not `const`-initialized: loom's `thread_local!` (used under `cfg(loom)`) does not take it.
+thread_local! {
+    /// The trackers (by address) whose save is running on this thread, so that a store that
+    /// calls `flush` on its own tracker gets an error instead of waiting for itself.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static SAVING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+}
+
+/// Marks a tracker's save as running on this thread until dropped (unwinding included).
+pub(super) struct SavingGuard(usize);
+
+impl SavingGuard {
+    pub(super) fn enter(tracker: &QuotaTracker) -> Self {
+        let address = tracker as *const QuotaTracker as usize;
+        SAVING.with(|saving| saving.borrow_mut().push(address));
+        SavingGuard(address)
+    }
+
+    pub(super) fn is_saving(tracker: &QuotaTracker) -> bool {
+        let address = tracker as *const QuotaTracker as usize;
+        SAVING.with(|saving| saving.borrow().contains(&address))
+    }
+}
+
+impl Drop for SavingGuard {
+    fn drop(&mut self) {
+        SAVING.with(|saving| {
+            let mut saving = saving.borrow_mut();
+            if let Some(position) = saving.iter().rposition(|&a| a == self.0) {
+                saving.remove(position);
+            }
+        });
+    }
+}
+
+impl QuotaTracker {
+    /// Saves every count to the store now, resends every operation whose outcome is unknown,
+    /// and gives unused leased calls back. `Ok(())` without a store, or once the store has
+    /// answered everything.
+    ///
+    /// While the store fails it tries again, pausing 10 ms doubling to 500 ms, until
+    /// [`SyncPolicy::flush_timeout_ms`] (3 s by default) has passed (a try under way runs to
+    /// its end, bounded by the store's timeouts; on wasm it tries once), then returns the last
+    /// error; each failed try counts as a failed save. What stays unresolved is in
+    /// [`stats`](Self::stats) (`unresolved_ops`, `unresolved_calls`) and logged.
+    ///
+    /// The one call of the tracker that may wait: for a save in flight on another thread and
+    /// for those retries, never for an observer. Called from inside this tracker's own save (a
+    /// store that calls back), it returns [`StoreError::Reentrant`] instead of waiting for
+    /// itself.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let Some(persistence) = &self.persistence else {
+            return Ok(());
+        };
+        let mut retry = FlushRetry::new(persistence.policy.flush_timeout_ms);
+        loop {
+            let result = self
+                .save_until(SaveReason::Flush, self.now(), &|| retry.expired())
+                .unwrap_or(Ok(()));
+            let Err(error) = result else {
+                return Ok(());
+            };
+            if error == StoreError::Reentrant {
+                return Err(error);
+            }
+            // Operations whose outcome is unknown stay queued: resend them for a while (the
+            // store may be back in a moment), then report what is left.
+            if retry.pause() {
+                continue;
+            }
+            let stats = self.stats();
+            if stats.unresolved_ops > 0 {
+                quietly(|| {
+                    log::warn!(
+                        "quota: flush gave up with {} store operations unresolved ({} calls \
+                         may be counted wrongly in the store): {error}",
+                        stats.unresolved_ops,
+                        stats.unresolved_calls
+                    )
+                });
+            }
+            return Err(error);
+        }
+    }
+
+    /// Whether reduced-rate mode is on (the store failed too often in a row).
+    pub fn is_reduced_rate(&self) -> bool {
+        self.persistence
+            .as_ref()
+            .is_some_and(Persistence::is_reduced)
+    }
+
+    /// Counters of the store activity; all zero without a store. The unresolved operations
+    /// include those still queued under the services' locks (not cut into a sync yet, for
+    /// instance while an earlier batch's resend keeps failing): one lock acquisition per
+    /// service.
+    pub fn stats(&self) -> StoreStats {
+        let Some(persistence) = &self.persistence else {
+            return StoreStats::default();
+        };
+        let mut stats = persistence.stats();
+        // Without shared admission nothing is queued under the services' locks.
+        for slot in self.services.iter().filter(|_| SHARED) {
+            let guard = slot.lock(true);
+            let queued = guard.sync.admits.len() + guard.lease.unanswered.len();
+            let calls = guard
+                .sync
+                .admits
+                .iter()
+                .map(|held| held.request.count)
+                .chain(guard.lease.unanswered.iter().map(|lease| lease.block))
+                .chain(guard.sync.give_backs.iter().map(|back| back.unused))
+                .fold(0u64, u64::saturating_add);
+            stats.unresolved_ops += (queued + guard.sync.give_backs.len()) as u64;
+            stats.unresolved_calls = stats.unresolved_calls.saturating_add(calls);
+        }
+        stats
+    }
+
+    /// Sets the metrics' gauges (`quota_used`, `quota_limit`, `quota_remaining`, `quota_level`
+    /// of every service, and `quota_reduced_rate`) from one snapshot: call it before each
+    /// scrape. Feature `metrics`; see [`describe_metrics`](crate::describe_metrics) for the
+    /// full list.
+    ///
+    /// The gauges are also set when the tracker is built, after each sync with the store, and
+    /// for one service when its level changes, but never on the plain recording path, so
+    /// between refreshes `quota_used` may lag. Takes every service's lock once (in config
+    /// order, like [`snapshot`](Self::snapshot)); the recorder is called after they are
+    /// released. Syncs and denials not counted yet (made from inside the recorder) are counted
+    /// too. Called back from inside the recorder while this thread reports (a
+    /// refresh, or a sync's counts), it does nothing: the report in progress is what it would
+    /// emit, and a sync the recorder caused is counted by the next report.
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use quota_core::QuotaTracker;
+    ///
+    /// let recorder = PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// metrics::with_local_recorder(&recorder, || {
+    ///     let tracker = QuotaTracker::with_defaults();
+    ///     tracker.record_call("finnhub", 12).unwrap();
+    ///     tracker.publish_metrics();
+    /// });
+    /// assert!(handle.render().contains(r#"quota_used{service="finnhub"} 12"#));
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        crate::metrics::report(|| {
+            self.unreported.report();
+            self.publish_gauges();
+        });
+    }
+
+    /// [`publish_metrics`](Self::publish_metrics)' gauges, and the denials left for the next
+    /// report (made from inside the recorder). Call it inside `metrics::report`.
+    #[cfg(feature = "metrics")]
+    pub(super) fn publish_gauges(&self) {
+        for slot in self.services.iter() {
+            slot.denials.report(&slot.name);
+        }
+        let states = self.read_all(self.now(), true);
+        crate::metrics::publish(
+            self.services.iter().zip(&states).map(|(slot, state)| {
+                (
+                    &slot.name,
+                    state.used,
+                    slot.rules.limit,
+                    slot.rules.level(state.used),
+                )
+            }),
+            self.is_reduced_rate(),
+            self.persistence
+                .as_ref()
+                .map(|_| self.stats().unresolved_calls),
+        );
+    }
+
+    /// The tracker's own observers, feeding the metrics as transitions and store events are
+    /// delivered (outside every lock, in order).
+    #[cfg(feature = "metrics")]
+    pub(super) fn subscribe_metrics(&self) {
+        self.observers
+            .subscribe(std::sync::Arc::new(crate::metrics::transition));
+        self.store_observers
+            .subscribe(std::sync::Arc::new(crate::metrics::store_event));
+    }
+    /// Syncs with the store if there is one; `None` if there is none or the sync coalesced
+    /// into one in flight. Runs with no service lock held; observers run only after the save
+    /// lock is released.
+    pub(super) fn save(&self, reason: SaveReason, now: u64) -> Option<Result<(), StoreError>> {
+        self.save_until(reason, now, &|| false)
+    }
+
+    /// [`save`](Self::save); a flush that waited for the lock while another sync ran takes that
+    /// sync's outcome once `out_of_time` says its time is up.
+    pub(super) fn save_until(
+        &self,
+        reason: SaveReason,
+        now: u64,
+        out_of_time: &dyn Fn() -> bool,
+    ) -> Option<Result<(), StoreError>> {
+        let persistence = self.persistence.as_ref()?;
+        if reason == SaveReason::Flush && SavingGuard::is_saving(self) {
+            return Some(Err(StoreError::Reentrant));
+        }
+        let outcome = {
+            let _saving = SavingGuard::enter(self);
+            persistence.save(
+                reason,
+                now,
+                &self.store_observers,
+                |instance| self.cut(instance, now, reason == SaveReason::Flush),
+                |batch, totals| self.take_totals(batch, totals, now),
+                // Late answers come only with shared admission (not in the JS module).
+                |late| match SHARED {
+                    true => self.settle(late),
+                    false => Settled::Nothing,
+                },
+                out_of_time,
+            )
+        };
+        // The save lock is released: deliver what the sync queued (its reads, replies, and
+        // calls its store made), then its events; unless this is a sync nested in one of this
+        // tracker's own, which delivers it all when it ends.
+        if !SavingGuard::is_saving(self) {
+            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
+            persistence
+                .events
+                .pump(&self.store_observers, describe_store_event);
+            // Every lock is released. The load's view is published when the build ends. A
+            // save made from inside a report (a recorder calling back) is reported by the next.
+            #[cfg(feature = "metrics")]
+            if let Some(outcome) = &outcome {
+                self.unreported.add(outcome.synced, outcome.failed);
+                crate::metrics::report(|| {
+                    self.unreported.report();
+                    if reason != SaveReason::Load {
+                        self.publish_gauges();
+                    }
+                });
+            }
+        }
+        outcome.map(|outcome| outcome.result)
+    }
+
+    /// A new batch under all service locks: each service's ended windows' calls and its
+    /// current window's unacknowledged calls, which become the batch's `cut`; it reads every
+    /// current window.
+    pub(super) fn cut(&self, instance: InstanceId, now: u64, return_leases: bool) -> Cut {
+        let mut deltas = Vec::new();
+        let mut raises = Vec::new();
+        let mut give_backs = Vec::new();
+        let mut admits = Vec::new();
+        let mut leases = Vec::new();
+        let mut read = Vec::with_capacity(self.services.len());
+        let mut guards: Vec<SlotGuard<'_>> = self
+            .services
+            .iter()
+            .map(|slot| slot.lock(self.persistence.is_some()))
+            .collect();
+        self.read_locked(&mut guards, now, &mut |slot, guard| {
+            let key = |window: Window| WindowKey {
+                service: slot.config.name.clone(),
+                period: slot.rules.period,
+                start_ms: window.start_ms,
+                end_ms: window.reset_at_ms,
+            };
+            if SHARED {
+                give_backs.append(&mut guard.sync.give_backs);
+                admits.append(&mut guard.sync.admits);
+                leases.append(&mut guard.lease.unanswered);
+            }
+            if SHARED && return_leases {
+                let (back, step) = guard.give_lease_back(slot, self, now);
+                give_backs.extend(back);
+                self.queue_transitions(slot, &step);
+            }
+            for (window, calls) in guard.sync.ended.drain(..) {
+                deltas.push(Delta {
+                    window: key(window),
+                    calls,
+                });
+            }
+            let raised = guard.sync.raise;
+            for (window, at_least) in guard.sync.ended_raises.drain(..).chain(raised) {
+                raises.push(Raise {
+                    window: key(window),
+                    at_least,
+                });
+            }
+            let window = guard.service.window;
+            let sync = &mut guard.sync;
+            if sync.unacked > 0 {
+                deltas.push(Delta {
+                    window: key(window),
+                    calls: sync.unacked,
+                });
+            }
+            sync.cut = sync.unacked;
+            sync.cut_window = Some(window);
+            read.push(key(window));
+        });
+        let mut batch = SyncBatch {
+            instance,
+            seq: 0,
+            done_below: 0,
+            at_ms: now,
+            deltas,
+            read,
+            raises,
+        };
+        if batch.changes() {
+            (batch.seq, batch.done_below) = self.issue();
+        }
+        Cut {
+            batch,
+            give_backs,
+            admits,
+            leases,
+        }
+    }
+
+    /// A late answer a sync learned: releases the calls booked for it; calls the store applied
+    /// or granted that the caller never got are given back (the store forfeits them if a raise
+    /// was applied to their window since: see [`GiveBack::raise_count`]).
+    pub(super) fn settle(&self, late: Late<'_>) -> Settled {
+        let (window, booked, calls, raise_count) = match late {
+            Late::Admit { request, admitted } => (
+                &request.window,
+                request.count,
+                admitted.map_or(0, |_| request.count),
+                admitted.unwrap_or(0),
+            ),
+            Late::Lease {
+                request,
+                granted,
+                raise_count,
+            } => (&request.window, request.block, granted, raise_count),
+        };
+        if let Some(position) = self.find(&window.service) {
+            let mut guard = self.services[position].lock(self.persistence.is_some());
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+        }
+        match calls {
+            0 => Settled::Nothing,
+            calls => Settled::GiveBack(self.give_back_of(window.clone(), calls, raise_count)),
+        }
+    }
+
+    /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the
+    /// stored total plus what was recorded since the cut.
+    pub(super) fn take_totals(&self, batch: &SyncBatch, totals: &[u64], now: u64) {
+        for (read, &total) in batch.read.iter().zip(totals) {
+            let Ok(position) = self.position(&read.service) else {
+                continue;
+            };
+            let slot = &self.services[position];
+            let mut guard = slot.lock(self.persistence.is_some());
+            let window = guard.service.window;
+            let sync = &mut guard.sync;
+            if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
+                sync.unacked = sync.unacked.saturating_sub(sync.cut);
+            }
+            // The floor is in the store once a reply acknowledges the value it holds now (no
+            // call counted since the batch was cut), and no call asked of the store meanwhile
+            // is still unanswered (the store may have added it before the floor, which then
+            // absorbed it: the floor goes again with it on top).
+            if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
+                let acknowledged = batch.raises.iter().any(|r| {
+                    r.window.service == read.service
+                        && r.window.start_ms == raised.start_ms
+                        && r.at_least == floor
+                });
+                if acknowledged {
+                    sync.raise = None;
+                }
+            }
+            sync.cut = 0;
+            sync.cut_window = None;
+            if window.start_ms == read.start_ms {
+                let unacked = sync.unacked;
+                let step =
+                    slot.rules
+                        .observe(&mut guard.service, total.saturating_add(unacked), now);
+                self.queue_transitions(slot, &step);
+            }
+        }
+    }
+}
+
+/// How long `flush` keeps resending: pauses doubling from 10 ms to 500 ms until
+/// `flush_timeout_ms` has passed (native; on wasm and under loom it never waits).
+pub(super) struct FlushRetry {
+    #[cfg(not(any(target_arch = "wasm32", loom)))]
+    pub(super) until: std::time::Instant,
+    #[cfg(not(any(target_arch = "wasm32", loom)))]
+    pub(super) pause: std::time::Duration,
+}
+
+impl FlushRetry {
+    pub(super) fn new(timeout_ms: u64) -> Self {
+        let _ = timeout_ms;
+        FlushRetry {
+            #[cfg(not(any(target_arch = "wasm32", loom)))]
+            // At most a day: a larger setting must not overflow the instant.
+            until: std::time::Instant::now()
+                + std::time::Duration::from_millis(timeout_ms.min(86_400_000)),
+            #[cfg(not(any(target_arch = "wasm32", loom)))]
+            pause: std::time::Duration::from_millis(10),
+        }
+    }
+
+    /// Whether time is up (never on wasm or under loom, where a flush tries once).
+    pub(super) fn expired(&self) -> bool {
+        #[cfg(not(any(target_arch = "wasm32", loom)))]
+        {
+            std::time::Instant::now() >= self.until
+        }
+        #[cfg(any(target_arch = "wasm32", loom))]
+        {
+            false
+        }
+    }
+
+    /// Waits before the next try; `false` when time is up.
+    pub(super) fn pause(&mut self) -> bool {
+        #[cfg(not(any(target_arch = "wasm32", loom)))]
+        {
+            let left = self
+                .until
+                .saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(self.pause.min(left));
+                self.pause = (self.pause * 2).min(std::time::Duration::from_millis(500));
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A tracker with a store flushes when dropped (native builds): it syncs what it recorded,
+/// resends what is unresolved and gives leased calls back, retrying for up to
+/// [`SyncPolicy::flush_timeout_ms`] while the store fails (so a drop may take that long); a
+/// failure is logged. On wasm the page decides when to `flush`.
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for QuotaTracker {
+    fn drop(&mut self) {
+        // `flush` resends for at most `SyncPolicy::flush_timeout_ms` and logs what it leaves.
+        if let Err(error) = self.flush() {
+            quietly(|| log::warn!("quota: the last sync before drop failed: {error}"));
+        }
+    }
+}
