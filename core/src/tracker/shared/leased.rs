@@ -1,0 +1,303 @@
+//! `Leased` admission: blocks of calls taken from the store and spent in process; the block
+//! in hand, and giving its unused calls back.
+
+use super::Ask;
+use crate::error::{DenyReason, QuotaError};
+use crate::rules::{Request, Step};
+use crate::store::{GiveBack, LeaseRequest, StoreError};
+use crate::tracker::{QuotaTracker, ServiceSlot, SlotState};
+use crate::usage::Recorded;
+use crate::window::Window;
+
+/// The block a `Leased` service holds.
+#[derive(Debug, Default)]
+pub(in crate::tracker) struct LeaseState {
+    /// Granted calls not spent yet.
+    pub(in crate::tracker) left: u64,
+    /// The window they were granted in.
+    pub(in crate::tracker) window: Option<Window>,
+    /// The window's raise count when the oldest of them was granted (a give-back of them is
+    /// forfeited if the window was raised since).
+    pub(in crate::tracker) raise_count: u64,
+    /// A lease whose answer was lost: the next sync asks it again, as it is, until the store
+    /// answers (a retry gets the same grant, counted once), then gives its grant back (or
+    /// forfeits it after a raise): never stranded, never granted twice.
+    pub(in crate::tracker) unanswered: Vec<LeaseRequest>,
+}
+
+impl SlotState {
+    /// Takes the unspent leased calls back out, as a give-back of their window numbered by
+    /// `seq`; in the current window they leave this tracker's view too (it counted them).
+    pub(in crate::tracker) fn give_lease_back(
+        &mut self,
+        slot: &ServiceSlot,
+        tracker: &QuotaTracker,
+        now: u64,
+    ) -> (Option<GiveBack>, Step) {
+        let Some(window) = self.lease.window else {
+            return (None, Step::default());
+        };
+        let unused = std::mem::take(&mut self.lease.left);
+        if unused == 0 {
+            return (None, Step::default());
+        }
+        // A block in hand while a floor of its window is not acknowledged was added to that
+        // floor whole when granted (a raise forfeits the block it finds): its unused calls come
+        // off the floor too, or the floor would put back what the give-back takes off.
+        let sync = &mut self.sync;
+        for (raised, floor) in sync.raise.iter_mut().chain(sync.ended_raises.iter_mut()) {
+            if *raised == window {
+                *floor = floor.saturating_sub(unused);
+            }
+        }
+        let step = if window == self.service.window {
+            slot.rules.lower(&mut self.service, unused, now)
+        } else {
+            Step::default()
+        };
+        let back = tracker.give_back_of(slot.window_key(window), unused, self.lease.raise_count);
+        (Some(back), step)
+    }
+}
+
+impl QuotaTracker {
+    /// `record_call`, `try_record` or `try_record_priority` on a `Leased` service.
+    ///
+    /// Blocks are leased under the normal ceiling only, so a block never holds calls of the
+    /// reserve (nor past the Critical threshold) for normal calls to spend. A priority call
+    /// spends the block in hand like any call; what the block does not cover it asks of the
+    /// store as one `Exact` admission under the priority rule (nothing is left over).
+    pub(in crate::tracker) fn leased_update(
+        &self,
+        position: usize,
+        count: u64,
+        ask: Ask,
+        block: u64,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        let slot = &self.services[position];
+        let force = ask == Ask::Force;
+        let now = self.now();
+        if let Some(spent) = self.spend_lease(position, now, count) {
+            return Ok(spent);
+        }
+        // Not enough in hand: ask for a block (or as many as this call needs), unless the
+        // headroom below the ceiling seen cannot cover the call (the shared total only falls
+        // by other instances giving blocks back, which this instance learns at the next
+        // window: it may under-admit until then, never over-admit).
+        let reduced = self.is_reduced_rate();
+        let read = self.step_at(position, now, Request::Read, true);
+        let in_hand = self.lease_left(position, read.state.window);
+        let asked = block.max(count.saturating_sub(in_hand));
+        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let granted = if self.backing_off(now) {
+            Err(StoreError::Unavailable(
+                "the store failed; backing off".into(),
+            ))
+        } else if !force && count.saturating_sub(in_hand) > ceiling.saturating_sub(read.state.used)
+        {
+            // No block could cover it (at the ceiling already, or a count larger than the
+            // headroom seen): take none, rather than hold the headroom for nothing.
+            Ok(0)
+        } else {
+            self.take_lease(position, read.state.window, asked, reduced, now)
+        };
+        if let Some(spent) = self.spend_lease(position, now, count) {
+            return Ok(spent);
+        }
+        if force {
+            let recorded = self.step_at(position, now, Request::Record(count), true);
+            self.after_call(now, false);
+            return match recorded.step.refused {
+                None => Ok(self.recorded_after(slot, read, recorded)),
+                Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
+            };
+        }
+        if ask == Ask::Priority && granted.is_ok() {
+            return self.exact_update(position, count, Ask::Priority);
+        }
+        let state = self.step_at(position, now, Request::Read, true).state;
+        let reason = match granted {
+            Err(_) => DenyReason::StoreUnavailable,
+            // Refused by the view, or else by the shared total at the ceiling.
+            Ok(_) => slot
+                .rules
+                .denies(state.used, count, reduced, false)
+                .or_else(|| slot.rules.denies(ceiling, count, reduced, false))
+                .unwrap_or(DenyReason::Critical),
+        };
+        Err(self.denied(slot, count, state.used, reason))
+    }
+
+    /// `can_call` on a `Leased` service: calls in hand, or a block granted now.
+    pub(in crate::tracker) fn leased_can_call(&self, position: usize, block: u64) -> bool {
+        let now = self.now();
+        let window = self
+            .step_at(position, now, Request::Read, true)
+            .state
+            .window;
+        if self.lease_left(position, window) > 0 {
+            return true;
+        }
+        if self.backing_off(now) {
+            return false;
+        }
+        let reduced = self.is_reduced_rate();
+        matches!(self.take_lease(position, window, block, reduced, now), Ok(granted) if granted > 0)
+    }
+
+    pub(in crate::tracker) fn lease_left(&self, position: usize, window: Window) -> u64 {
+        let guard = self.services[position].lock(self.persistence.is_some());
+        if guard.lease.window == Some(window) {
+            guard.lease.left
+        } else {
+            0
+        }
+    }
+
+    /// Spends `count` leased calls if the block in hand covers them (one lock acquisition).
+    pub(in crate::tracker) fn spend_lease(
+        &self,
+        position: usize,
+        now: u64,
+        count: u64,
+    ) -> Option<Recorded<'_>> {
+        let slot = &self.services[position];
+        let (state, reset, recorded) = {
+            let mut guard = slot.lock(self.persistence.is_some());
+            let old_window = guard.service.window;
+            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            if step.changed {
+                guard.sync.book(old_window, &step, 0);
+            }
+            // A block of a window that has ended goes back, whichever call rolled the window
+            // over (this one, or a read or sync before it).
+            if guard
+                .lease
+                .window
+                .is_some_and(|w| w != guard.service.window)
+            {
+                let (back, _) = guard.give_lease_back(slot, self, now);
+                guard.sync.give_backs.extend(back);
+            }
+            let (reset, recorded) = self.queue_transitions(slot, &step);
+            let covered =
+                guard.lease.window == Some(guard.service.window) && guard.lease.left >= count;
+            if covered {
+                guard.lease.left -= count;
+                guard.service.total = guard.service.total.saturating_add(count);
+                // Not added to a floor here: a block leased after a raise was added to it
+                // whole when it was granted (see `take_lease`), and a raise forfeits the block
+                // it finds in hand.
+            }
+            (covered.then_some(guard.service), reset, recorded)
+        };
+        if reset.is_some() || recorded.is_some() {
+            self.pump(&[position]);
+        }
+        let state = state?;
+        self.after_call(now, false);
+        Some(Recorded {
+            usage: slot.usage(&state),
+            reset,
+            recorded,
+        })
+    }
+
+    /// Asks the store for `asked` calls of `window`; the grant joins the block in hand. A lease
+    /// whose answer is lost is left to the next sync (see [`LeaseState::unanswered`]).
+    pub(in crate::tracker) fn take_lease(
+        &self,
+        position: usize,
+        window: Window,
+        asked: u64,
+        reduced: bool,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let slot = &self.services[position];
+        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let asked = {
+            let mut guard = slot.lock(self.persistence.is_some());
+            // A floor the store has not seen yet: no block past it (the store cannot hold it
+            // against the block). The block asked is booked until the answer is taken in (see
+            // `ask_under_floor`).
+            let mut asked = asked;
+            if let Some(seen) = guard.sync.floor_seen(window) {
+                asked = asked.min(ceiling.saturating_sub(seen));
+                if asked == 0 {
+                    return Ok(0);
+                }
+            }
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
+            asked
+        };
+        let booked = asked;
+        // The store does not know this tracker's unsynced calls: they come off the ceiling.
+        // Blocks are normal admission: they never hold the reserve.
+        let (seq, done_below) = self.issue();
+        let request = LeaseRequest {
+            instance: self.instance(),
+            seq,
+            done_below,
+            window: slot.window_key(window),
+            block: asked,
+            ceiling: ceiling.saturating_sub(self.unsynced(position)),
+        };
+        let reply = match self.store_call(|store| store.lease(&request)) {
+            Ok(reply) => {
+                self.answered(request.seq);
+                reply
+            }
+            Err(error) => {
+                let mut guard = slot.lock(self.persistence.is_some());
+                if error.maybe_applied() {
+                    // Maybe granted: booked, and asked again by the next sync until answered.
+                    guard.lease.unanswered.push(request);
+                } else {
+                    guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+                    self.answered(request.seq);
+                }
+                drop(guard);
+                self.store_failed();
+                return Err(error);
+            }
+        };
+        let requested_window = request.window.start_ms;
+        {
+            let mut guard = slot.lock(self.persistence.is_some());
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+            let current = guard.service.window;
+            if current.start_ms == requested_window {
+                if guard.lease.window.is_some_and(|w| w != current) {
+                    // A block of an ended window: back to that window, never dropped.
+                    let (back, _) = guard.give_lease_back(slot, self, now);
+                    guard.sync.give_backs.extend(back);
+                }
+                // The oldest grant's count (the store's only rises): a block merged from grants
+                // whose replies came in any order is forfeited if any raise came after any of
+                // them.
+                if guard.lease.left == 0 || guard.lease.window != Some(current) {
+                    guard.lease.raise_count = reply.raise_count;
+                } else {
+                    guard.lease.raise_count = guard.lease.raise_count.min(reply.raise_count);
+                }
+                guard.lease.window = Some(current);
+                guard.lease.left = guard.lease.left.saturating_add(reply.granted);
+                // The store added the block to its total, maybe before it applied a floor
+                // not acknowledged yet, which would absorb it: the floor carries it too (the
+                // whole block, as the store counts it), so the view counts the block in hand
+                // on top of the floor, and giving its unused calls back never takes the total
+                // below the floor.
+                guard.sync.after_raise(current, reply.granted);
+            } else if reply.granted > 0 {
+                // The window moved while asking: that block is for a window that ended.
+                let back =
+                    self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
+                guard.sync.give_backs.push(back);
+            }
+        }
+        if requested_window == window.start_ms {
+            self.take_total(position, window, reply.total, 0, 0, now);
+        }
+        Ok(reply.granted)
+    }
+}

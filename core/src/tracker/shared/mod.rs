@@ -1,0 +1,194 @@
+//! Shared admission: `Exact` (every decision in the store) and `Leased` (blocks of calls taken
+//! from the store, spent in process). See [`Admission`](crate::Admission).
+//!
+//! Store calls here run with no tracker lock held; the service's lock is taken before (to roll
+//! the window over and read it) and after (to take in the answer), never across.
+
+use super::{QuotaTracker, ServiceSlot, StepResult};
+use crate::error::{DenyReason, QuotaError};
+use crate::level::Level;
+use crate::rules::Step;
+use crate::store::{GiveBack, StoreError, WindowKey};
+use crate::usage::Recorded;
+use crate::window::Window;
+
+/// What a shared-admission call asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// `record_call`: count, without asking.
+    Force,
+    /// `try_record`: normal admission (stops at the Critical level or at `limit - reserve`).
+    Normal,
+    /// `try_record_priority`: priority admission (up to the limit).
+    Priority,
+}
+
+mod exact;
+mod leased;
+
+pub(super) use leased::LeaseState;
+
+impl ServiceSlot {
+    pub(in crate::tracker) fn window_key(&self, window: Window) -> WindowKey {
+        WindowKey {
+            service: self.config.name.clone(),
+            period: self.rules.period,
+            start_ms: window.start_ms,
+            end_ms: window.reset_at_ms,
+        }
+    }
+}
+
+impl QuotaTracker {
+    /// A new give-back of `calls` counted in `window` when its raise count was `raise_count`, numbered
+    /// (pending until answered).
+    pub(in crate::tracker) fn give_back_of(
+        &self,
+        window: WindowKey,
+        calls: u64,
+        raise_count: u64,
+    ) -> GiveBack {
+        let (seq, done_below) = self.issue();
+        GiveBack {
+            instance: self.instance(),
+            seq,
+            done_below,
+            window,
+            unused: calls,
+            raise_count,
+        }
+    }
+
+    /// A new operation number and the `done_below` to send with it (none without a store).
+    pub(in crate::tracker) fn issue(&self) -> (u64, u64) {
+        self.persistence.as_ref().map_or((0, 0), |p| p.issue())
+    }
+
+    /// Operation `seq` was answered, or dropped unsent.
+    pub(in crate::tracker) fn answered(&self, seq: u64) {
+        if let Some(persistence) = &self.persistence {
+            persistence.answered(seq);
+        }
+    }
+
+    /// `record_call`, `try_record` or `try_record_priority` on an `Exact` service (and a
+    /// priority call on a `Leased` one that its block does not cover).
+    /// A shared-admission call failed: back off as after a failed sync (the next sync, due
+    /// after the back-off, tells when the store is back).
+    pub(in crate::tracker) fn store_failed(&self) {
+        if let Some(persistence) = &self.persistence {
+            persistence.back_off(self.now());
+        }
+    }
+
+    /// Calls this tracker counted in the current window that the store has not acknowledged
+    /// (unsynced deltas, and admissions whose answer was lost).
+    pub(in crate::tracker) fn unsynced(&self, position: usize) -> u64 {
+        let guard = self.services[position].lock(self.persistence.is_some());
+        let window = guard.service.window.start_ms;
+        let held: u64 = guard
+            .sync
+            .admits
+            .iter()
+            .filter(|a| a.counted && a.request.window.start_ms == window)
+            .map(|a| a.request.count)
+            .sum();
+        guard.sync.unacked.saturating_add(held)
+    }
+
+    pub(in crate::tracker) fn instance(&self) -> crate::InstanceId {
+        self.persistence
+            .as_ref()
+            .map_or(crate::InstanceId::from_u128(0), |p| p.instance)
+    }
+
+    /// Whether the store failed recently and its back-off has not passed.
+    pub(in crate::tracker) fn backing_off(&self, now: u64) -> bool {
+        self.persistence
+            .as_ref()
+            .is_some_and(|p| p.backing_off(now))
+    }
+
+    /// Takes in a total the store answered for `window` (plus `count` calls this instance just
+    /// had counted there): `used` rises to it and what this instance has not synced yet. The
+    /// `asked` calls booked by [`ask_under_floor`](Self::ask_under_floor) are released under
+    /// the same lock that adds the admitted ones to the floor.
+    pub(in crate::tracker) fn take_total(
+        &self,
+        position: usize,
+        window: Window,
+        total: u64,
+        count: u64,
+        asked: u64,
+        now: u64,
+    ) -> StepResult {
+        let slot = &self.services[position];
+        let (step, state, reset, recorded) = {
+            let mut guard = slot.lock(self.persistence.is_some());
+            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
+            let mut step = Step::default();
+            if guard.service.window == window {
+                let mut view = total.saturating_add(guard.sync.unacked);
+                // Admitted after a raise not synced yet: on top of the floor, not under it.
+                if let Some(floor) = guard.sync.after_raise(window, count) {
+                    view = view.max(floor);
+                }
+                step = slot.rules.observe(&mut guard.service, view, now);
+                guard.service.total = guard.service.total.saturating_add(count);
+            }
+            let (reset, recorded) = self.queue_transitions(slot, &step);
+            (step, guard.service, reset, recorded)
+        };
+        if reset.is_some() || recorded.is_some() {
+            self.pump(&[position]);
+            if recorded
+                .as_ref()
+                .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical)
+            {
+                self.after_call(now, true);
+            }
+        }
+        StepResult {
+            step,
+            state,
+            reset,
+            recorded,
+        }
+    }
+
+    /// The result of a shared call: the window's reset from the read before, the level
+    /// change from the answer after.
+    pub(in crate::tracker) fn recorded_after<'t>(
+        &'t self,
+        slot: &'t ServiceSlot,
+        read: StepResult,
+        after: StepResult,
+    ) -> Recorded<'t> {
+        Recorded {
+            usage: slot.usage(&after.state),
+            reset: read.reset,
+            recorded: after.recorded,
+        }
+    }
+
+    pub(in crate::tracker) fn denied(
+        &self,
+        slot: &ServiceSlot,
+        count: u64,
+        used: u64,
+        reason: DenyReason,
+    ) -> QuotaError {
+        slot.denied(count, used, reason)
+    }
+
+    /// A store call outside every lock, a panic turned into an error.
+    pub(in crate::tracker) fn store_call<T>(
+        &self,
+        call: impl FnOnce(&dyn crate::Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.persistence {
+            Some(persistence) => persistence.call(call),
+            None => Err(StoreError::Unsupported("shared admission without a store")),
+        }
+    }
+}
