@@ -3,9 +3,8 @@
 //! operations queued for the next sync). It lives inside the service's lock-guarded state and
 //! is booked in the same acquisition as the count.
 
-use super::HeldAdmit;
 use crate::rules::Step;
-use crate::store::GiveBack;
+use crate::store::{AdmitRequest, GiveBack, LeaseRequest};
 use crate::window::Window;
 
 /// A service's calls a store has not acknowledged yet. `service.used` is the store's total of
@@ -21,11 +20,9 @@ pub(crate) struct Ledger {
     /// Calls of ended windows not cut into a batch yet (a delta for a window that ended is
     /// added to that window, never to the next).
     pub(crate) ended: Vec<(Window, u64)>,
-    /// Leased calls to give back with the next sync.
-    pub(crate) give_backs: Vec<GiveBack>,
-    /// `Exact` admissions whose answer was lost, resent as they are by the next sync (those
-    /// refused to the caller stay booked in `floor_asked` until then).
-    pub(crate) admits: Vec<HeldAdmit>,
+    /// Operations for the next sync to send (give-backs, and admissions and leases whose
+    /// answer was lost: those refused to the caller stay booked in `floor_asked` until then).
+    pub(crate) queued: Queued,
     /// A raise of the current window that no reply has acknowledged as it is now: the window
     /// and the floor to send (`used` right after the raise, plus the calls counted since).
     /// Every batch carries it (a maximum: resending it is harmless) until a reply
@@ -94,4 +91,50 @@ impl Ledger {
         let (raised, floor) = self.raise?;
         (raised == window).then(|| floor.saturating_add(self.floor_asked))
     }
+}
+
+/// Operations whose outcome the store has not told yet, each sent as it is until the store
+/// answers it. A service's ledger queues them under its lock; a cut moves them to the save
+/// lock's queue, which sends them (store I/O is never done under a service's lock).
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    /// Calls to give back (unused leased calls, admissions applied but refused to the caller).
+    pub(crate) give_backs: Vec<GiveBack>,
+    /// `Exact` admissions whose answer was lost.
+    pub(crate) admits: Vec<HeldAdmit>,
+    /// Leases whose answer was lost: asked again, as they are, until the store answers (a
+    /// retry gets the same grant, counted once), then given back (or forfeited after a raise):
+    /// never stranded, never granted twice.
+    pub(crate) leases: Vec<LeaseRequest>,
+}
+
+impl Queued {
+    /// Moves every operation of `other` to the end of this queue.
+    pub(crate) fn append(&mut self, other: &mut Queued) {
+        self.give_backs.append(&mut other.give_backs);
+        self.admits.append(&mut other.admits);
+        self.leases.append(&mut other.leases);
+    }
+
+    /// (operations, calls) queued.
+    pub(crate) fn unresolved(&self) -> (u64, u64) {
+        let ops = self.give_backs.len() + self.admits.len() + self.leases.len();
+        let calls = self
+            .give_backs
+            .iter()
+            .map(|back| back.unused)
+            .chain(self.admits.iter().map(|held| held.request.count))
+            .chain(self.leases.iter().map(|lease| lease.block))
+            .fold(0u64, u64::saturating_add);
+        (ops as u64, calls)
+    }
+}
+
+/// An `Exact` admission whose answer was lost, kept until the store answers it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldAdmit {
+    pub(crate) request: AdmitRequest,
+    /// Whether the caller was told it was admitted (a `record_call`, counted in the view);
+    /// otherwise it was told refused, and calls the store applied anyway are given back.
+    pub(crate) counted: bool,
 }

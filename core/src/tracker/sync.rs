@@ -4,7 +4,7 @@
 use super::{describe_store_event, QuotaTracker, SlotGuard, SHARED};
 use crate::locks::thread_local;
 use crate::observers::quietly;
-use crate::persistence::{Cut, Late, Persistence, SaveReason, Settled, StoreStats};
+use crate::persistence::{Books, Cut, Late, Persistence, Queued, SaveReason, Settled, StoreStats};
 use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
 use crate::window::Window;
 use std::cell::RefCell;
@@ -112,17 +112,8 @@ impl QuotaTracker {
         let mut stats = persistence.stats();
         // Without shared admission nothing is queued under the services' locks.
         for slot in self.services.iter().filter(|_| SHARED) {
-            let guard = slot.lock(true);
-            let queued = guard.sync.admits.len() + guard.lease.unanswered.len();
-            let calls = guard
-                .sync
-                .admits
-                .iter()
-                .map(|held| held.request.count)
-                .chain(guard.lease.unanswered.iter().map(|lease| lease.block))
-                .chain(guard.sync.give_backs.iter().map(|back| back.unused))
-                .fold(0u64, u64::saturating_add);
-            stats.unresolved_ops += (queued + guard.sync.give_backs.len()) as u64;
+            let (ops, calls) = slot.lock(true).sync.queued.unresolved();
+            stats.unresolved_ops += ops;
             stats.unresolved_calls = stats.unresolved_calls.saturating_add(calls);
         }
         stats
@@ -217,19 +208,12 @@ impl QuotaTracker {
         }
         let outcome = {
             let _saving = SavingGuard::enter(self);
-            persistence.save(
-                reason,
+            let books = Saving {
+                tracker: self,
                 now,
-                &self.store_observers,
-                |instance| self.cut(instance, now, reason == SaveReason::Flush),
-                |batch, totals| self.take_totals(batch, totals, now),
-                // Late answers come only with shared admission (not in the JS module).
-                |late| match SHARED {
-                    true => self.settle(late),
-                    false => Settled::Nothing,
-                },
-                out_of_time,
-            )
+                return_leases: reason == SaveReason::Flush,
+            };
+            persistence.save(reason, now, &self.store_observers, &books, out_of_time)
         };
         // The save lock is released: deliver what the sync queued (its reads, replies, and
         // calls its store made), then its events; unless this is a sync nested in one of this
@@ -261,9 +245,7 @@ impl QuotaTracker {
     pub(super) fn cut(&self, instance: InstanceId, now: u64, return_leases: bool) -> Cut {
         let mut deltas = Vec::new();
         let mut raises = Vec::new();
-        let mut give_backs = Vec::new();
-        let mut admits = Vec::new();
-        let mut leases = Vec::new();
+        let mut queued = Queued::default();
         let mut read = Vec::with_capacity(self.services.len());
         let mut guards: Vec<SlotGuard<'_>> = self
             .services
@@ -278,13 +260,11 @@ impl QuotaTracker {
                 end_ms: window.reset_at_ms,
             };
             if SHARED {
-                give_backs.append(&mut guard.sync.give_backs);
-                admits.append(&mut guard.sync.admits);
-                leases.append(&mut guard.lease.unanswered);
+                queued.append(&mut guard.sync.queued);
             }
             if SHARED && return_leases {
                 let (back, step) = guard.give_lease_back(slot, self, now);
-                give_backs.extend(back);
+                queued.give_backs.extend(back);
                 self.queue_transitions(slot, &step);
             }
             for (window, calls) in guard.sync.ended.drain(..) {
@@ -324,12 +304,7 @@ impl QuotaTracker {
         if batch.changes() {
             (batch.seq, batch.done_below) = self.issue();
         }
-        Cut {
-            batch,
-            give_backs,
-            admits,
-            leases,
-        }
+        Cut { batch, queued }
     }
 
     /// A late answer a sync learned: releases the calls booked for it; calls the store applied
@@ -461,6 +436,32 @@ impl Drop for QuotaTracker {
         // `flush` resends for at most `SyncPolicy::flush_timeout_ms` and logs what it leaves.
         if let Err(error) = self.flush() {
             quietly(|| log::warn!("quota: the last sync before drop failed: {error}"));
+        }
+    }
+}
+
+/// One save of a tracker at `now`: the tracker's [`Books`] for the save loop.
+pub(super) struct Saving<'t> {
+    tracker: &'t QuotaTracker,
+    now: u64,
+    /// A flush gives leased blocks back.
+    return_leases: bool,
+}
+
+impl Books for Saving<'_> {
+    fn cut(&self, instance: InstanceId) -> Cut {
+        self.tracker.cut(instance, self.now, self.return_leases)
+    }
+
+    fn take_totals(&self, batch: &SyncBatch, totals: &[u64]) {
+        self.tracker.take_totals(batch, totals, self.now);
+    }
+
+    fn settle(&self, late: Late<'_>) -> Settled {
+        // Late answers come only with shared admission (not in the JS module).
+        match SHARED {
+            true => self.tracker.settle(late),
+            false => Settled::Nothing,
         }
     }
 }

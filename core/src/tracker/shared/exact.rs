@@ -92,7 +92,7 @@ impl QuotaTracker {
                         counted: false,
                     };
                     let mut guard = self.services[position].lock(self.persistence.is_some());
-                    guard.sync.admits.push(held);
+                    guard.sync.queued.admits.push(held);
                 } else {
                     self.release_asked(position, asked);
                 }
@@ -226,7 +226,7 @@ impl QuotaTracker {
             guard.service.total = guard.service.total.saturating_add(count);
             let window = guard.service.window;
             guard.sync.after_raise(window, count);
-            guard.sync.admits.push(HeldAdmit {
+            guard.sync.queued.admits.push(HeldAdmit {
                 request,
                 counted: true,
             });

@@ -19,10 +19,6 @@ pub(in crate::tracker) struct LeaseState {
     /// The window's raise count when the oldest of them was granted (a give-back of them is
     /// forfeited if the window was raised since).
     pub(in crate::tracker) raise_count: u64,
-    /// A lease whose answer was lost: the next sync asks it again, as it is, until the store
-    /// answers (a retry gets the same grant, counted once), then gives its grant back (or
-    /// forfeits it after a raise): never stranded, never granted twice.
-    pub(in crate::tracker) unanswered: Vec<LeaseRequest>,
 }
 
 impl SlotState {
@@ -177,7 +173,7 @@ impl QuotaTracker {
                 .is_some_and(|w| w != guard.service.window)
             {
                 let (back, _) = guard.give_lease_back(slot, self, now);
-                guard.sync.give_backs.extend(back);
+                guard.sync.queued.give_backs.extend(back);
             }
             let (reset, recorded) = self.queue_transitions(slot, &step);
             let covered =
@@ -204,7 +200,7 @@ impl QuotaTracker {
     }
 
     /// Asks the store for `asked` calls of `window`; the grant joins the block in hand. A lease
-    /// whose answer is lost is left to the next sync (see [`LeaseState::unanswered`]).
+    /// whose answer is lost is left to the next sync (see [`Queued::leases`](crate::persistence::Queued::leases)).
     pub(in crate::tracker) fn take_lease(
         &self,
         position: usize,
@@ -251,7 +247,7 @@ impl QuotaTracker {
                 let mut guard = slot.lock(self.persistence.is_some());
                 if error.maybe_applied() {
                     // Maybe granted: booked, and asked again by the next sync until answered.
-                    guard.lease.unanswered.push(request);
+                    guard.sync.queued.leases.push(request);
                 } else {
                     guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
                     self.answered(request.seq);
@@ -270,7 +266,7 @@ impl QuotaTracker {
                 if guard.lease.window.is_some_and(|w| w != current) {
                     // A block of an ended window: back to that window, never dropped.
                     let (back, _) = guard.give_lease_back(slot, self, now);
-                    guard.sync.give_backs.extend(back);
+                    guard.sync.queued.give_backs.extend(back);
                 }
                 // The oldest grant's count (the store's only rises): a block merged from grants
                 // whose replies came in any order is forfeited if any raise came after any of
@@ -292,7 +288,7 @@ impl QuotaTracker {
                 // The window moved while asking: that block is for a window that ended.
                 let back =
                     self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
-                guard.sync.give_backs.push(back);
+                guard.sync.queued.give_backs.push(back);
             }
         }
         if requested_window == window.start_ms {

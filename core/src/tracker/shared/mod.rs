@@ -88,6 +88,7 @@ impl QuotaTracker {
         let window = guard.service.window.start_ms;
         let held: u64 = guard
             .sync
+            .queued
             .admits
             .iter()
             .filter(|a| a.counted && a.request.window.start_ms == window)
