@@ -26,6 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 mod fast_path;
+mod from_file;
 mod handle;
 mod shared;
 

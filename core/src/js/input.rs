@@ -3,8 +3,8 @@
 //! Every bad value becomes a JS `Error` whose message says what is wrong and what was given,
 //! and is refused before the tracker is touched.
 
+use crate::config::{ServiceConfig, TrackerConfig};
 use crate::error::{ConfigProblem, QuotaError};
-use crate::service::{ServiceConfig, TrackerConfig};
 use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -305,3 +305,4 @@ fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
 pub(super) fn quoted(text: &str) -> String {
     crate::text::Quoted(text).to_string()
 }
+
