@@ -306,3 +306,42 @@ pub(super) fn quoted(text: &str) -> String {
     crate::text::Quoted(text).to_string()
 }
 
+#[cfg(test)]
+mod tests {
+    //! The JS reader's fields against the one schema (`config/tests/schema.rs`).
+
+    use super::{js_field, SERVICE_FIELDS};
+    use crate::config::tests::schema;
+
+    /// The schema's service fields a JS config has, by their JS names.
+    fn js_names() -> Vec<&'static str> {
+        schema::SERVICE_FIELDS
+            .iter()
+            .filter_map(|(_, js)| *js)
+            .collect()
+    }
+
+    #[test]
+    fn the_js_reader_accepts_the_schemas_fields() {
+        assert_eq!(SERVICE_FIELDS.split(", ").collect::<Vec<_>>(), js_names());
+        // `input.js` reads them, in the same order (`serviceFields` answers them by index).
+        let script = include_str!("input.js");
+        let start = script.find("const SERVICE_FIELDS = [").unwrap();
+        let list = &script[start..start + script[start..].find("];").unwrap()];
+        let read: Vec<&str> = list
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.trim().strip_prefix("[\"")?.split('"').next())
+            .collect();
+        assert_eq!(read, js_names());
+    }
+
+    #[test]
+    fn errors_name_the_fields_as_js_configs_do() {
+        for (rust, js) in schema::SERVICE_FIELDS {
+            if let Some(js) = js {
+                assert_eq!(js_field(rust), js);
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 mod errors;
 mod file;
+pub(crate) mod schema;
 mod service;
 mod store_url;
 
