@@ -27,7 +27,7 @@
 //! refreshes the gauges before a scrape).
 
 mod clock;
-mod config_file;
+mod config;
 mod error;
 #[cfg(feature = "js")]
 pub mod js;
@@ -38,7 +38,7 @@ mod metrics;
 mod observers;
 mod persistence;
 mod rules;
-mod service;
+mod secrets;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sorted;
@@ -48,15 +48,20 @@ mod tracker;
 mod usage;
 mod window;
 
+// Until every `crate::service::` path reads `crate::config::` (files other engineers are moving).
+use config as service;
+
 #[cfg(feature = "metrics")]
 pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config_file::{ConfigError, ConfigFormat, QuotaFile, RedisUrl, StoreUrl, StoreUrlError};
+pub use config::{
+    Admission, ConfigError, ConfigFormat, QuotaFile, RedisUrl, ServiceConfig, ServiceConfigBuilder,
+    StoreUrl, StoreUrlError, TrackerConfig,
+};
 pub use error::{DenyReason, QuotaError};
 pub use level::Level;
 pub use observers::{StoreEventSubscription, TransitionSubscription};
 pub use persistence::{ReducedRatePolicy, StoreEvent, StoreStats, SyncPolicy};
-pub use service::{Admission, ServiceConfig, ServiceConfigBuilder, TrackerConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]

@@ -3,8 +3,8 @@
 //! Every bad value becomes a JS `Error` whose message says what is wrong and what was given,
 //! and is refused before the tracker is touched.
 
+use crate::config::{ServiceConfig, TrackerConfig};
 use crate::error::{ConfigProblem, QuotaError};
-use crate::service::{ServiceConfig, TrackerConfig};
 use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -304,4 +304,44 @@ fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
 /// `text` in double quotes, as `{:?}` writes it for plain text (see `text::Quoted`).
 pub(super) fn quoted(text: &str) -> String {
     crate::text::Quoted(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The JS reader's fields against the one schema (`config/tests/schema.rs`).
+
+    use super::{js_field, SERVICE_FIELDS};
+    use crate::config::tests::schema;
+
+    /// The schema's service fields a JS config has, by their JS names.
+    fn js_names() -> Vec<&'static str> {
+        schema::SERVICE_FIELDS
+            .iter()
+            .filter_map(|(_, js)| *js)
+            .collect()
+    }
+
+    #[test]
+    fn the_js_reader_accepts_the_schemas_fields() {
+        assert_eq!(SERVICE_FIELDS.split(", ").collect::<Vec<_>>(), js_names());
+        // `input.js` reads them, in the same order (`serviceFields` answers them by index).
+        let script = include_str!("input.js");
+        let start = script.find("const SERVICE_FIELDS = [").unwrap();
+        let list = &script[start..start + script[start..].find("];").unwrap()];
+        let read: Vec<&str> = list
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.trim().strip_prefix("[\"")?.split('"').next())
+            .collect();
+        assert_eq!(read, js_names());
+    }
+
+    #[test]
+    fn errors_name_the_fields_as_js_configs_do() {
+        for (rust, js) in schema::SERVICE_FIELDS {
+            if let Some(js) = js {
+                assert_eq!(js_field(rust), js);
+            }
+        }
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 mod builder;
 mod clock;
 mod fast_path;
+mod from_file;
 mod handle;
 mod hot;
 mod lookup;

@@ -1,4 +1,22 @@
-//! Service and tracker configuration.
+//! Configuration: what a tracker counts ([`ServiceConfig`], [`Admission`], [`TrackerConfig`],
+//! validated here) and the config file that says it ([`QuotaFile`]: `file.rs` reads it,
+//! `repr.rs` is its schema, `position.rs` locates its errors, `store_url.rs` names its store).
+//!
+//! Nothing here depends on the tracker: building one from a file is `tracker/from_file.rs`.
+//! The JS module reads the same config from JS objects (`js/input.rs`); `tests/schema.rs`
+//! fails if the readers' field names drift apart.
+
+mod error;
+mod file;
+mod position;
+mod repr;
+mod store_url;
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use error::ConfigError;
+pub use file::{ConfigFormat, QuotaFile};
+pub use store_url::{RedisUrl, StoreUrl, StoreUrlError};
 
 use crate::error::{DenyReason, QuotaError};
 use crate::text::{Float, Quoted};
@@ -287,115 +305,5 @@ impl TrackerConfig {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(config: &TrackerConfig) -> String {
-        match config.validate() {
-            Err(error @ QuotaError::InvalidConfig { .. }) => error.to_string(),
-            other => panic!("expected InvalidConfig, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        TrackerConfig::defaults().validate().unwrap();
-    }
-
-    #[test]
-    fn an_empty_config_is_invalid() {
-        assert_eq!(
-            message(&TrackerConfig::new([])),
-            "invalid config: services must name at least one service (got [])"
-        );
-    }
-
-    #[test]
-    fn invalid_fields_are_named_with_their_values() {
-        let one = |s: ServiceConfig| TrackerConfig::new([s]);
-        let base = || ServiceConfig::new("svc", 10, Period::Day);
-        let cases: Vec<(ServiceConfig, &[&str])> = vec![
-            (ServiceConfig::new("", 10, Period::Day), &["name", "empty"]),
-            (ServiceConfig::new("svc", 0, Period::Day), &["limit", "0"]),
-            (
-                ServiceConfig {
-                    warn_threshold: 0.0,
-                    ..base()
-                },
-                &["warn_threshold", "0"],
-            ),
-            (
-                ServiceConfig {
-                    warn_threshold: f64::NAN,
-                    ..base()
-                },
-                &["warn_threshold", "NaN"],
-            ),
-            (
-                ServiceConfig {
-                    critical_threshold: 1.5,
-                    ..base()
-                },
-                &["critical_threshold", "1.5"],
-            ),
-            (
-                ServiceConfig {
-                    warn_threshold: 0.9,
-                    critical_threshold: 0.8,
-                    ..base()
-                },
-                &["warn_threshold", "0.9", "0.8"],
-            ),
-            (
-                ServiceConfig {
-                    reserve_fraction: 1.0,
-                    ..base()
-                },
-                &["reserve_fraction", "1"],
-            ),
-            (
-                ServiceConfig {
-                    reserve_fraction: -0.1,
-                    ..base()
-                },
-                &["reserve_fraction", "-0.1"],
-            ),
-            (
-                ServiceConfig {
-                    reserve_fraction: 1.0 - 1e-15,
-                    ..base()
-                },
-                &[
-                    "reserve_fraction",
-                    "0.999999999999999",
-                    "normal calls",
-                    "(10)",
-                ],
-            ),
-        ];
-        for (service, words) in cases {
-            let text = message(&one(service));
-            for word in words {
-                assert!(text.contains(word), "{text:?} should mention {word:?}");
-            }
-        }
-        let dup = TrackerConfig::new([base(), base()]);
-        assert_eq!(
-            message(&dup),
-            "invalid config: service \"svc\": name must be unique (it is used twice) (got \"svc\")"
-        );
-        assert_eq!(
-            TrackerConfig::new([ServiceConfig::new("svc", 0, Period::Day)]).validate(),
-            Err(QuotaError::InvalidConfig {
-                service: Some("svc".into()),
-                field: "limit",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            })
-        );
     }
 }

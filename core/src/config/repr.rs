@@ -1,0 +1,228 @@
+//! The config file's schema: the serde `*Repr` types TOML and JSON are read into (strict: an
+//! unknown field is an error naming it), converted into a [`QuotaFile`].
+
+use super::file::QuotaFile;
+use super::store_url::StoreUrl;
+use super::{Admission, ServiceConfig, TrackerConfig};
+use crate::persistence::{ReducedRatePolicy, SyncPolicy};
+use crate::window::Period;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "config file")]
+pub(super) struct FileRepr {
+    services: Vec<ServiceRepr>,
+    #[serde(default)]
+    store: Option<StoreRepr>,
+    #[serde(default)]
+    sync: SyncRepr,
+    #[serde(default)]
+    require_store: bool,
+}
+
+/// A [`StoreUrl`] in a file. Not a `Deserialize` of `StoreUrl` itself: a parser's own error
+/// display (`toml`'s quotes the line) could show the password, so only this module, which
+/// shows messages only, reads one.
+struct StoreRepr(StoreUrl);
+
+impl<'de> Deserialize<'de> for StoreRepr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StoreVisitor;
+        impl Visitor<'_> for StoreVisitor {
+            type Value = StoreRepr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a store URL (memory:, file:PATH, redis://... or rediss://...)")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<StoreRepr, E> {
+                text.parse().map(StoreRepr).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(StoreVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "service")]
+struct ServiceRepr {
+    name: String,
+    limit: u64,
+    period: Period,
+    #[serde(default = "default_warn")]
+    warn_threshold: f64,
+    #[serde(default = "default_critical")]
+    critical_threshold: f64,
+    #[serde(default = "default_reserve")]
+    reserve_fraction: f64,
+    #[serde(default)]
+    admission: AdmissionRepr,
+}
+
+fn default_warn() -> f64 {
+    ServiceConfig::DEFAULT_WARN
+}
+
+fn default_critical() -> f64 {
+    ServiceConfig::DEFAULT_CRITICAL
+}
+
+fn default_reserve() -> f64 {
+    ServiceConfig::DEFAULT_RESERVE
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default, rename = "sync")]
+struct SyncRepr {
+    interval_ms: u64,
+    force_on_critical: bool,
+    reduced_rate: ReducedRateRepr,
+    flush_timeout_ms: u64,
+}
+
+impl Default for SyncRepr {
+    fn default() -> Self {
+        let policy = SyncPolicy::default();
+        SyncRepr {
+            interval_ms: policy.interval_ms,
+            force_on_critical: policy.force_on_critical,
+            reduced_rate: ReducedRateRepr::default(),
+            flush_timeout_ms: policy.flush_timeout_ms,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default, rename = "reduced_rate")]
+struct ReducedRateRepr {
+    enter_after_failures: u32,
+    leave_after_successes: u32,
+    fraction: f64,
+}
+
+impl Default for ReducedRateRepr {
+    fn default() -> Self {
+        let policy = ReducedRatePolicy::default();
+        ReducedRateRepr {
+            enter_after_failures: policy.enter_after_failures,
+            leave_after_successes: policy.leave_after_successes,
+            fraction: policy.fraction,
+        }
+    }
+}
+
+/// `"local"`, `"exact"`, `{ leased = BLOCK }` (or, as `Admission` serializes,
+/// `{ leased = { block = BLOCK } }`).
+#[derive(Default)]
+struct AdmissionRepr(Admission);
+
+const ADMISSION: &str = "\"local\", \"exact\" or { leased = BLOCK }";
+
+impl<'de> Deserialize<'de> for AdmissionRepr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AdmissionVisitor;
+        impl<'de> Visitor<'de> for AdmissionVisitor {
+            type Value = AdmissionRepr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an admission: {ADMISSION}")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<AdmissionRepr, E> {
+                match text {
+                    "local" => Ok(AdmissionRepr(Admission::Local)),
+                    "exact" => Ok(AdmissionRepr(Admission::Exact)),
+                    "leased" => Err(E::custom(
+                        "leased admission needs its block: admission = { leased = 100 } \
+                         (JSON: \"admission\": {\"leased\": 100})",
+                    )),
+                    other => Err(E::custom(format_args!(
+                        "unknown admission `{other}`, expected {ADMISSION}"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AdmissionRepr, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(format_args!(
+                        "empty admission, expected {ADMISSION}"
+                    )));
+                };
+                if key != "leased" {
+                    return Err(de::Error::unknown_field(&key, &["leased"]));
+                }
+                let BlockRepr(block) = map.next_value()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("an admission table has one key: leased"));
+                }
+                Ok(AdmissionRepr(Admission::Leased { block }))
+            }
+        }
+        deserializer.deserialize_any(AdmissionVisitor)
+    }
+}
+
+/// A leased block: a whole number, or `{ block = N }`.
+struct BlockRepr(u64);
+
+impl<'de> Deserialize<'de> for BlockRepr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BlockVisitor;
+        impl<'de> Visitor<'de> for BlockVisitor {
+            type Value = BlockRepr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the block, a whole number of calls")
+            }
+            fn visit_u64<E: de::Error>(self, block: u64) -> Result<BlockRepr, E> {
+                Ok(BlockRepr(block))
+            }
+            fn visit_i64<E: de::Error>(self, block: i64) -> Result<BlockRepr, E> {
+                u64::try_from(block)
+                    .map(BlockRepr)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(block), &self))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BlockRepr, A::Error> {
+                let mut block = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "block" {
+                        return Err(de::Error::unknown_field(&key, &["block"]));
+                    }
+                    if block.is_some() {
+                        return Err(de::Error::duplicate_field("block"));
+                    }
+                    block = Some(map.next_value::<u64>()?);
+                }
+                block
+                    .map(BlockRepr)
+                    .ok_or_else(|| de::Error::missing_field("block"))
+            }
+        }
+        deserializer.deserialize_any(BlockVisitor)
+    }
+}
+
+impl FileRepr {
+    pub(super) fn into_file(self) -> QuotaFile {
+        let services = self.services.into_iter().map(|s| ServiceConfig {
+            name: s.name,
+            limit: s.limit,
+            period: s.period,
+            warn_threshold: s.warn_threshold,
+            critical_threshold: s.critical_threshold,
+            reserve_fraction: s.reserve_fraction,
+            admission: s.admission.0,
+        });
+        QuotaFile {
+            tracker: TrackerConfig::new(services),
+            store: self.store.map(|StoreRepr(store)| store),
+            require_store: self.require_store,
+            sync: SyncPolicy {
+                interval_ms: self.sync.interval_ms,
+                force_on_critical: self.sync.force_on_critical,
+                reduced_rate: ReducedRatePolicy {
+                    enter_after_failures: self.sync.reduced_rate.enter_after_failures,
+                    leave_after_successes: self.sync.reduced_rate.leave_after_successes,
+                    fraction: self.sync.reduced_rate.fraction,
+                },
+                flush_timeout_ms: self.sync.flush_timeout_ms,
+            },
+        }
+    }
+}
