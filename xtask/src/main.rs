@@ -8,11 +8,13 @@
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
 //! - `cargo xtask mixed-fleet`: runs the previous build and this one on one file and one Redis.
+//! - `cargo xtask modules`: each crate's module graph; fails on a cycle or a file over 500 lines.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
 mod fuzz;
 mod install;
 mod mixed_fleet;
+mod modules;
 mod pkg;
 mod readme;
 mod run;
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         "pkg" => pkg::pkg(),
         "readme" => readme::run_blocks(),
         "mixed-fleet" => mixed_fleet_alone(),
+        "modules" => modules::check(),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
@@ -67,6 +70,8 @@ fn print_help() {
          \x20       cached in target/mixed-fleet/) and this build's, run both at once on one\n\
          \x20       file, then on one redis-server (Local, Exact, Leased; 3 processes each),\n\
          \x20       and check that the store holds exactly what the two admitted\n\
+         modules print each crate's import graph between top-level modules; fail on a
+         \x20       cycle or on a source file over 500 lines (test files excepted)
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          readme  paste each Rust block of README.md into a new project and run it (starts\n\
          \x20       a redis-server for the blocks that need one)\n\
@@ -96,6 +101,10 @@ fn test() -> Result<(), String> {
     stages.run("install: redis-server", install::redis_server);
     stages.run("install: cargo-fuzz", install::cargo_fuzz);
     stages.cargo("fmt", &["fmt", "--all", "--", "--check"], &[]);
+    stages.run(
+        "modules: no import cycle, no file over 500 lines",
+        modules::check,
+    );
     stages.cargo(
         "clippy (native)",
         &[
