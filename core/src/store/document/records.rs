@@ -113,6 +113,7 @@ impl StoredState {
         use AdmitReply::{Admitted, Denied};
         self.applies += 1;
         let window = &request.window;
+        let op = (request.instance, request.seq, request.done_below);
         let total = self.total(window);
         let reply = match self.seen(&window.service, request.instance, request.seq) {
             // A retry whose first answer was lost: the same answer, counted once.
@@ -136,25 +137,11 @@ impl StoredState {
                     Admitted { total, raise_count } => Answer::Admitted { total, raise_count },
                     Denied { total } => Answer::Denied(total),
                 };
-                self.record(
-                    &window.service,
-                    request.instance,
-                    request.seq,
-                    request.done_below,
-                    Some(answer),
-                    window.end_ms,
-                );
+                self.record_op(window, op, Some(answer));
                 return reply;
             }
         };
-        self.record(
-            &window.service,
-            request.instance,
-            request.seq,
-            request.done_below,
-            None,
-            window.end_ms,
-        );
+        self.record_op(window, op, None);
         reply
     }
 
@@ -162,6 +149,7 @@ impl StoredState {
     pub fn lease(&mut self, request: &LeaseRequest) -> LeaseReply {
         self.applies += 1;
         let window = &request.window;
+        let op = (request.instance, request.seq, request.done_below);
         let raise_count_now = self.raise_count(window);
         let (granted, raise_count, answer) =
             match self.seen(&window.service, request.instance, request.seq) {
@@ -188,14 +176,7 @@ impl StoredState {
                     (granted, raise_count_now, Some(answer))
                 }
             };
-        self.record(
-            &window.service,
-            request.instance,
-            request.seq,
-            request.done_below,
-            answer,
-            window.end_ms,
-        );
+        self.record_op(window, op, answer);
         LeaseReply {
             granted,
             total: self.total(window),
@@ -207,6 +188,7 @@ impl StoredState {
     pub fn give_back(&mut self, request: &GiveBack) -> u64 {
         self.applies += 1;
         let window = &request.window;
+        let op = (request.instance, request.seq, request.done_below);
         let (taken, answer) = match self.seen(&window.service, request.instance, request.seq) {
             Seen::Done(Answer::GivenBack(taken)) => (taken, None),
             Seen::Stale | Seen::Done(_) => (0, None),
@@ -224,14 +206,7 @@ impl StoredState {
                 (taken, Some(Answer::GivenBack(taken)))
             }
         };
-        self.record(
-            &window.service,
-            request.instance,
-            request.seq,
-            request.done_below,
-            answer,
-            window.end_ms,
-        );
+        self.record_op(window, op, answer);
         taken
     }
 
@@ -254,6 +229,18 @@ impl StoredState {
             Some(&(_, answer)) => Seen::Done(answer),
             None => Seen::New,
         }
+    }
+
+    /// [`record`](Self::record) after an admission, lease or give-back on `window`, whose
+    /// `(instance, seq, done_below)` is `op`.
+    fn record_op(
+        &mut self,
+        window: &WindowKey,
+        (instance, seq, done_below): (InstanceId, u64, u64),
+        answer: Option<Answer>,
+    ) {
+        let (service, end_ms) = (&window.service, window.end_ms);
+        self.record(service, instance, seq, done_below, answer, end_ms);
     }
 
     /// Forgets what is old, then updates the record of `instance` on `service` after an
