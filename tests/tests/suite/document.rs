@@ -5,7 +5,7 @@
 use quota_core::{Delta, InstanceId, Period, StoreError, StoredState, SyncBatch, WindowKey};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-/// Written by serde_json (`to_string_pretty`); `core/src/store/document.rs` checks that.
+/// Written by serde_json (`to_string_pretty`); `core/src/store/document/tests.rs` checks that.
 const FIXTURE: &str = include_str!("../../../core/src/store/document/fixture_v2.json");
 
 fn key(service: &str, period: Period, start_ms: u64) -> WindowKey {

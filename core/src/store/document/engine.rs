@@ -3,7 +3,8 @@
 //! quarter of its gzipped size with serde_json). The document is the same as serde_json's,
 //! field for field and in the same order; numbers are exact up to `Number.MAX_SAFE_INTEGER`.
 
-use super::{Json, StoredState};
+use super::json::Json;
+use super::StoredState;
 use crate::store::StoreError;
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
