@@ -19,9 +19,7 @@ impl Secrets {
     /// The password of one URL as URL parsers read it (the user information ends at the last
     /// `@` before the path, query or fragment), as written and percent-decoded. Read by hand,
     /// so that even a URL the parser rejects has it redacted.
-    // Used by store/redis.rs (its `password_in_url`, `percent_decode` and `redact` call this
-    // module once the Redis split is merged).
-    #[allow(dead_code)]
+    #[cfg_attr(not(all(feature = "redis", not(target_arch = "wasm32"))), allow(dead_code))]
     pub(crate) fn of_url(url: &str) -> Secrets {
         let password = url
             .split_once("://")
@@ -32,7 +30,7 @@ impl Secrets {
     }
 
     /// These and `more` (a password the URL's parser read).
-    #[allow(dead_code)] // As `of_url`.
+    #[cfg_attr(not(all(feature = "redis", not(target_arch = "wasm32"))), allow(dead_code))]
     pub(crate) fn and(self, more: impl IntoIterator<Item = String>) -> Secrets {
         let mut found = self.0;
         found.extend(more);

@@ -1,7 +1,7 @@
 //! The Redis server's clock, read locally: [`RedisStore::server_clock`] and [`RedisClock`],
 //! this host's monotonic clock plus an offset measured against the server's `TIME`.
 
-use super::redact::Secrets;
+use crate::secrets::Secrets;
 use super::RedisStore;
 use crate::clock::Clock;
 use crate::store::StoreError;

@@ -12,13 +12,12 @@
 mod clock;
 mod operations;
 mod pool;
-mod redact;
 mod scripts;
 
 pub use self::clock::RedisClock;
 
 use self::pool::Idle;
-use self::redact::Secrets;
+use crate::secrets::Secrets;
 use super::redis_text::escape;
 #[cfg(doc)]
 use super::{Store, StoredState};
@@ -140,7 +139,7 @@ impl RedisStore {
     /// Errors: [`StoreError::Unavailable`] if the URL is not a valid Redis URL (the message
     /// never contains the password).
     pub fn new(url: &str) -> Result<RedisStore, StoreError> {
-        let secrets = Secrets::in_url(url);
+        let secrets = Secrets::of_url(url);
         let client = Client::open(url).map_err(|error| {
             StoreError::Unavailable(format!(
                 "invalid Redis URL: {}",
@@ -148,7 +147,7 @@ impl RedisStore {
             ))
         })?;
         let info = client.get_connection_info();
-        let secrets = secrets.and(info.redis_settings().password());
+        let secrets = secrets.and(info.redis_settings().password().map(str::to_owned));
         let (target, tls) = match info.addr() {
             ConnectionAddr::Tcp(host, port) => (format!("{host}:{port}"), false),
             ConnectionAddr::TcpTls { host, port, .. } => (format!("{host}:{port}"), true),
