@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 /// Everything the tracker can refuse. An operation that returns an error has changed nothing.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
+// Non-exhaustive: new calls (holds, waiting) may fail in new ways, without breaking a downstream `match` or literal.
+#[non_exhaustive]
 pub enum QuotaError {
     /// The configuration is not valid. The fields say where and why; the message reads
     /// `invalid config: service "api": limit must be at least 1 (got 0)`.

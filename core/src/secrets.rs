@@ -19,7 +19,10 @@ impl Secrets {
     /// The password of one URL as URL parsers read it (the user information ends at the last
     /// `@` before the path, query or fragment), as written and percent-decoded. Read by hand,
     /// so that even a URL the parser rejects has it redacted.
-    #[cfg_attr(not(all(feature = "redis", not(target_arch = "wasm32"))), allow(dead_code))]
+    #[cfg_attr(
+        not(all(feature = "redis", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn of_url(url: &str) -> Secrets {
         let password = url
             .split_once("://")
@@ -30,7 +33,10 @@ impl Secrets {
     }
 
     /// These and `more` (a password the URL's parser read).
-    #[cfg_attr(not(all(feature = "redis", not(target_arch = "wasm32"))), allow(dead_code))]
+    #[cfg_attr(
+        not(all(feature = "redis", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn and(self, more: impl IntoIterator<Item = String>) -> Secrets {
         let mut found = self.0;
         found.extend(more);

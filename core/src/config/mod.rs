@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 /// assert!(ServiceConfig::builder("bad", 0, Period::Day).build().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Non-exhaustive: several limits (issue 18) add fields, without breaking a downstream `match` or literal.
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// Unique, non-empty name that calls are recorded under.
     pub name: String,

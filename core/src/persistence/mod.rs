@@ -94,6 +94,8 @@ impl SyncPolicy {
 
 /// Counters of the tracker's store activity, from [`stats`](crate::QuotaTracker::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Non-exhaustive: new counters must not break a struct literal or pattern, without breaking a downstream `match` or literal.
+#[non_exhaustive]
 pub struct StoreStats {
     /// Loads attempted (one when the tracker was built with a store).
     pub loads: u64,

@@ -38,6 +38,8 @@ use std::sync::Arc;
 
 /// Why a store could not sync.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
+// Non-exhaustive: new store kinds (cluster, sentinel) may add failures, without breaking a downstream `match` or literal.
+#[non_exhaustive]
 pub enum StoreError {
     /// The stored data is not a valid [`StoredState`]; the message says what was wrong (a
     /// store that keeps data moves the bad data aside, never drops it).

@@ -56,14 +56,15 @@ impl Row {
         let fraction = |field: &str, text: String| {
             format::parse_number(text.trim()).ok_or_else(|| number_error(field, &text, "a number"))
         };
-        Ok(ServiceConfig {
-            limit,
-            period,
-            warn_threshold: fraction("warn_threshold", self.warn.get_untracked())?,
-            critical_threshold: fraction("critical_threshold", self.critical.get_untracked())?,
-            name,
-            ..self.base.get_value()
-        })
+        // Fields set on the row's base config (`ServiceConfig` is non-exhaustive): what the
+        // editor does not show (reserve, admission) stays as it was.
+        let mut config = self.base.get_value();
+        config.warn_threshold = fraction("warn_threshold", self.warn.get_untracked())?;
+        config.critical_threshold = fraction("critical_threshold", self.critical.get_untracked())?;
+        config.limit = limit;
+        config.period = period;
+        config.name = name;
+        Ok(config)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The Redis server's clock, read locally: [`RedisStore::server_clock`] and [`RedisClock`],
 //! this host's monotonic clock plus an offset measured against the server's `TIME`.
 
-use crate::secrets::Secrets;
 use super::RedisStore;
 use crate::clock::Clock;
+use crate::secrets::Secrets;
 use crate::store::StoreError;
 use ::redis::{Client, Connection, RedisError};
 use std::fmt;

@@ -17,11 +17,11 @@ mod scripts;
 pub use self::clock::RedisClock;
 
 use self::pool::Idle;
-use crate::secrets::Secrets;
 use super::redis_text::escape;
 #[cfg(doc)]
 use super::{Store, StoredState};
 use super::{StoreError, WindowKey};
+use crate::secrets::Secrets;
 use ::redis::{Client, ConnectionAddr};
 use std::fmt;
 use std::sync::Mutex;
