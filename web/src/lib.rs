@@ -14,6 +14,8 @@
 //!   the old overwriting snapshots, a demonstration).
 //! - [`persist`]: what a reload continues from ([`DashboardStorage`](persist::DashboardStorage)
 //!   in `localStorage`), and the store outage switch.
+//! - [`settings`]: the workload, mode and admission the engine runs, and how the instances
+//!   share their store.
 //! - [`state`]: the signals the components read, refreshed once per animation frame.
 //! - [`components`]: one file per part of the page.
 //! - [`dynamic`]: how the views stay small in the `.wasm` (boxed reactive values and event
@@ -38,6 +40,8 @@ pub mod instances;
 pub mod model;
 #[cfg(target_arch = "wasm32")]
 pub mod persist;
+#[cfg(target_arch = "wasm32")]
+pub mod settings;
 #[cfg(target_arch = "wasm32")]
 pub mod state;
 

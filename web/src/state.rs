@@ -6,10 +6,11 @@
 //! no action copies engine state into signals by hand.
 
 use crate::clock::SimClock;
-use crate::engine::{CallMode, Engine, Settings};
-use crate::instances::{Instances, SyncMode};
+use crate::engine::Engine;
+use crate::instances::Instances;
 use crate::model::{Frame, History, InstancesFrame, Rates, Status, StoreLog, Timeline};
 use crate::persist::DEFAULT_KEY;
+use crate::settings::{CallMode, Settings, SyncMode};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload, WorkloadError};
 use quota_core::{QuotaError, TrackerConfig};

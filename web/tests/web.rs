@@ -13,10 +13,11 @@ use quota_web::components::{
     ConfigEditor, Controls, Counters, InstancesPanel, ServiceCards, StorePanel, TransitionTimeline,
     UsageChart,
 };
-use quota_web::engine::{CallMode, SYNC_INTERVAL_MS};
+use quota_web::engine::SYNC_INTERVAL_MS;
 use quota_web::instances::SnapshotStore;
 use quota_web::model::Status;
 use quota_web::persist::DashboardStorage;
+use quota_web::settings::CallMode;
 use quota_web::state::AppState;
 use std::cell::Cell;
 use std::rc::Rc;

@@ -2,8 +2,8 @@
 //! call sizes and bursts.
 
 use crate::dynamic::{flag, on_change, on_click, text, Text};
-use crate::engine::{CallMode, Settings};
 use crate::model::Status;
+use crate::settings::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload};

@@ -2,7 +2,7 @@
 
 use super::{Columns, CountsTable};
 use crate::dynamic::text;
-use crate::engine::CallMode;
+use crate::settings::CallMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;

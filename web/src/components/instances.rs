@@ -4,8 +4,9 @@
 use super::{Columns, CountsTable};
 use crate::dynamic::{flag, on_change, on_click, text};
 use crate::format;
-use crate::instances::{SyncMode, INSTANCES, RATE, WORKERS_PER_INSTANCE};
+use crate::instances::{INSTANCES, RATE, WORKERS_PER_INSTANCE};
 use crate::model::Status;
+use crate::settings::SyncMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 

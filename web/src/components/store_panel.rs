@@ -2,8 +2,9 @@
 //! events.
 
 use crate::dynamic::{flag, on_change, text};
-use crate::engine::{CallMode, SYNC_INTERVAL_MS};
+use crate::engine::SYNC_INTERVAL_MS;
 use crate::format;
+use crate::settings::CallMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
