@@ -37,6 +37,8 @@ pub mod format;
 #[cfg(target_arch = "wasm32")]
 pub mod instances;
 #[cfg(target_arch = "wasm32")]
+mod locks;
+#[cfg(target_arch = "wasm32")]
 pub mod model;
 #[cfg(target_arch = "wasm32")]
 pub mod persist;

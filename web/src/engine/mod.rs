@@ -39,7 +39,6 @@ use quota_core::{Clock, QuotaError, StoreEvent, TrackerConfig, Transition};
 use run::Run;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Mutex;
 use worker::Worker;
 pub(crate) use worker::{take_due, Pace};
 
@@ -66,11 +65,6 @@ fn check_config(config: &TrackerConfig) -> Result<(), QuotaError> {
         });
     }
     config.validate()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single-threaded on wasm; no critical section here can panic half-way.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running simulation. Shared (`Rc`) by the page and the worker tasks.
