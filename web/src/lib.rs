@@ -16,7 +16,8 @@
 //!   in `localStorage`), and the store outage switch.
 //! - [`settings`]: the workload, mode and admission the engine runs, and how the instances
 //!   share their store.
-//! - [`state`]: the signals the components read, refreshed once per animation frame.
+//! - [`state`]: the signals the components read (read-only), refreshed once per animation
+//!   frame, and the actions that change the engine and write them.
 //! - [`components`]: one file per part of the page.
 //! - [`dynamic`]: how the views stay small in the `.wasm` (boxed reactive values and event
 //!   handlers). Every part of the page is a Leptos view: a frame changes text nodes and
