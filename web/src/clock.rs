@@ -91,8 +91,7 @@ impl SimClock {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Single-threaded on wasm, and no method panics while holding the lock.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.state)
     }
 }
 

@@ -14,7 +14,10 @@
 //!   the old overwriting snapshots, a demonstration).
 //! - [`persist`]: what a reload continues from ([`DashboardStorage`](persist::DashboardStorage)
 //!   in `localStorage`), and the store outage switch.
-//! - [`state`]: the signals the components read, refreshed once per animation frame.
+//! - [`settings`]: the workload, mode and admission the engine runs, and how the instances
+//!   share their store.
+//! - [`state`]: the signals the components read (read-only), refreshed once per animation
+//!   frame, and the actions that change the engine and write them.
 //! - [`components`]: one file per part of the page.
 //! - [`dynamic`]: how the views stay small in the `.wasm` (boxed reactive values and event
 //!   handlers). Every part of the page is a Leptos view: a frame changes text nodes and
@@ -35,9 +38,13 @@ pub mod format;
 #[cfg(target_arch = "wasm32")]
 pub mod instances;
 #[cfg(target_arch = "wasm32")]
+mod locks;
+#[cfg(target_arch = "wasm32")]
 pub mod model;
 #[cfg(target_arch = "wasm32")]
 pub mod persist;
+#[cfg(target_arch = "wasm32")]
+pub mod settings;
 #[cfg(target_arch = "wasm32")]
 pub mod state;
 

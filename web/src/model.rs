@@ -2,7 +2,7 @@
 //! [`InstancesFrame`] for the instances view), the bounded [`Timeline`] and [`StoreLog`], and
 //! the bounded [`History`] behind the chart.
 
-use crate::instances::SyncMode;
+use crate::settings::SyncMode;
 use quota_core::sim::Mode;
 use quota_core::{Level, ServiceUsage, StoreEvent, StoreStats, Transition};
 use std::collections::VecDeque;

@@ -107,8 +107,7 @@ struct SyncedState {
 
 impl Synced {
     fn lock(&self) -> MutexGuard<'_, SyncedState> {
-        // Single-threaded on wasm; no critical section here panics half-way.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.0)
     }
 
     /// Whether a sync succeeded since the last call (this runs after every recorded call).

@@ -3,13 +3,15 @@
 //!
 //! Every change the page makes to the engine goes through one place (`AppState::change`), which
 //! then refreshes the frame and has the settings and config [`Memo`]s read the engine again, so
-//! no action copies engine state into signals by hand.
+//! no action copies engine state into signals by hand. The components get read-only signals
+//! ([`ReadOnly`], [`Memo`]): only this state's own methods write them.
 
 use crate::clock::SimClock;
-use crate::engine::{CallMode, Engine, Settings};
-use crate::instances::{Instances, SyncMode};
+use crate::engine::Engine;
+use crate::instances::Instances;
 use crate::model::{Frame, History, InstancesFrame, Rates, Status, StoreLog, Timeline};
 use crate::persist::DEFAULT_KEY;
+use crate::settings::{CallMode, Settings, SyncMode};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload, WorkloadError};
 use quota_core::{QuotaError, TrackerConfig};
@@ -28,24 +30,56 @@ pub struct AppState {
     meter: StoredValue<RefCell<Meter>, LocalStorage>,
     /// The instances view's simulation (several trackers sharing one store).
     instances: StoredValue<Rc<Instances>, LocalStorage>,
-    /// What the cards, counters and footer show.
-    pub frame: RwSignal<Frame>,
-    /// What the instances view shows.
-    pub instances_frame: RwSignal<InstancesFrame>,
-    /// Level changes, newest first.
-    pub timeline: RwSignal<Timeline>,
-    /// Reduced-rate mode starting and ending, newest first.
-    pub store_log: RwSignal<StoreLog>,
-    /// Usage over time, for the chart.
-    pub history: RwSignal<History>,
-    /// Measured calls and frames per second.
-    pub rates: RwSignal<Rates>,
-    /// The workload and mode, as the engine has them.
-    pub settings: Memo<Settings>,
-    /// The running config, as the engine has it.
-    pub config: Memo<TrackerConfig>,
-    /// The last invalid workload input, shown beside the controls.
-    pub workload_error: RwSignal<Option<String>>,
+    // The signals this state writes; the accessors below hand them out read-only.
+    frame: RwSignal<Frame>,
+    instances_frame: RwSignal<InstancesFrame>,
+    timeline: RwSignal<Timeline>,
+    store_log: RwSignal<StoreLog>,
+    history: RwSignal<History>,
+    rates: RwSignal<Rates>,
+    settings: Memo<Settings>,
+    config: Memo<TrackerConfig>,
+    workload_error: RwSignal<Option<String>>,
+}
+
+/// One of [`AppState`]'s signals, read-only: it reads and tracks like the signal (`with`,
+/// `get`, `with_untracked`, ...) but cannot be set, so only `AppState`'s methods write page
+/// state. A view of the same signal rather than a Leptos [`ReadSignal`], which would be a
+/// second arena entry per signal and a second copy of the reading code in the `.wasm`.
+pub struct ReadOnly<T: 'static>(RwSignal<T>);
+
+impl<T> Clone for ReadOnly<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ReadOnly<T> {}
+
+impl<T> DefinedAt for ReadOnly<T> {
+    fn defined_at(&self) -> Option<&'static std::panic::Location<'static>> {
+        self.0.defined_at()
+    }
+}
+
+impl<T> Track for ReadOnly<T>
+where
+    RwSignal<T>: Track,
+{
+    fn track(&self) {
+        self.0.track();
+    }
+}
+
+impl<T> ReadUntracked for ReadOnly<T>
+where
+    RwSignal<T>: ReadUntracked,
+{
+    type Value = <RwSignal<T> as ReadUntracked>::Value;
+
+    fn try_read_untracked(&self) -> Option<Self::Value> {
+        self.0.try_read_untracked()
+    }
 }
 
 /// Frame and call counts behind [`Rates`], and when the chart was last sampled.
@@ -134,13 +168,59 @@ impl AppState {
         })
     }
 
+    /// What the cards, counters and footer show.
+    pub fn frame(&self) -> ReadOnly<Frame> {
+        ReadOnly(self.frame)
+    }
+
+    /// What the instances view shows.
+    pub fn instances_frame(&self) -> ReadOnly<InstancesFrame> {
+        ReadOnly(self.instances_frame)
+    }
+
+    /// Level changes, newest first.
+    pub fn timeline(&self) -> ReadOnly<Timeline> {
+        ReadOnly(self.timeline)
+    }
+
+    /// Reduced-rate mode starting and ending, newest first.
+    pub fn store_log(&self) -> ReadOnly<StoreLog> {
+        ReadOnly(self.store_log)
+    }
+
+    /// Usage over time, for the chart.
+    pub fn history(&self) -> ReadOnly<History> {
+        ReadOnly(self.history)
+    }
+
+    /// Measured calls and frames per second.
+    pub fn rates(&self) -> ReadOnly<Rates> {
+        ReadOnly(self.rates)
+    }
+
+    /// The workload and mode, as the engine has them.
+    pub fn settings(&self) -> Memo<Settings> {
+        self.settings
+    }
+
+    /// The running config, as the engine has it.
+    pub fn config(&self) -> Memo<TrackerConfig> {
+        self.config
+    }
+
+    /// The last invalid workload input, shown beside the controls.
+    pub fn workload_error(&self) -> ReadOnly<Option<String>> {
+        ReadOnly(self.workload_error)
+    }
+
     /// Makes this state the context of the current component and its children.
     pub fn provide(self) -> AppState {
         provide_context(self);
         self
     }
 
-    /// The engine.
+    /// The engine. The page changes it only through this state's methods, which then refresh
+    /// the signals; the component tests also drive it directly.
     pub fn engine(&self) -> Rc<Engine> {
         self.engine.with_value(Rc::clone)
     }
@@ -192,7 +272,7 @@ impl AppState {
     }
 
     /// The instances view's simulation.
-    pub fn instances(&self) -> Rc<Instances> {
+    fn instances(&self) -> Rc<Instances> {
         self.instances.with_value(Rc::clone)
     }
 
@@ -256,9 +336,15 @@ impl AppState {
             sample
         });
         if sample {
-            self.frame
-                .with_untracked(|frame| self.history.update(|h| h.push(&frame.services)));
+            self.sample_history();
         }
+    }
+
+    /// Adds the frame's usage to the chart's history (each animation frame does, every
+    /// [`History::INTERVAL_MS`] while the workers run).
+    pub fn sample_history(&self) {
+        self.frame
+            .with_untracked(|frame| self.history.update(|h| h.push(&frame.services)));
     }
 
     /// Runs `change` on the engine, then shows its effect: the settings and config read again,

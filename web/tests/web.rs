@@ -13,10 +13,11 @@ use quota_web::components::{
     ConfigEditor, Controls, Counters, InstancesPanel, ServiceCards, StorePanel, TransitionTimeline,
     UsageChart,
 };
-use quota_web::engine::{CallMode, SYNC_INTERVAL_MS};
+use quota_web::engine::SYNC_INTERVAL_MS;
 use quota_web::instances::SnapshotStore;
 use quota_web::model::Status;
 use quota_web::persist::DashboardStorage;
+use quota_web::settings::CallMode;
 use quota_web::state::AppState;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -232,7 +233,7 @@ async fn crossing_critical_adds_exactly_one_timeline_entry() {
 
 /// The timeline's (service, from, to) entries, newest first, as the state has them.
 fn timeline_entries(state: &AppState) -> Vec<(String, String, String)> {
-    state.timeline.with_untracked(|timeline| {
+    state.timeline().with_untracked(|timeline| {
         timeline
             .entries()
             .map(|entry| {
@@ -263,7 +264,7 @@ async fn the_timeline_list_follows_the_timeline_as_entries_come_are_dropped_and_
             );
         }
     }
-    let dropped = state.timeline.with_untracked(|t| t.dropped());
+    let dropped = state.timeline().with_untracked(|t| t.dropped());
     assert!(dropped > 0, "the test never filled the timeline");
     assert_eq!(transitions(&root).len(), 100);
 
@@ -363,7 +364,7 @@ async fn an_invalid_limit_shows_the_error_and_keeps_the_config() {
         "the running config stays"
     );
     assert_eq!(text(&root, "recorded-tiingo"), "9", "and so do its counts");
-    assert_eq!(state.config.get_untracked(), TrackerConfig::defaults());
+    assert_eq!(state.config().get_untracked(), TrackerConfig::defaults());
 
     type_into(&root, "config-limit-tiingo", "lots");
     find(&root, "config-apply")
@@ -402,7 +403,7 @@ async fn locked_workers_lose_nothing_whether_they_ask_first_or_only_count() {
         state.pause();
         // Workers finish the call they started, then exit.
         wait_for(&state, "paused", |s| {
-            s.frame.with_untracked(|f| f.status == Status::Paused)
+            s.frame().with_untracked(|f| f.status == Status::Paused)
         })
         .await;
         let issued = number(&root, "issued-total");
@@ -462,7 +463,7 @@ async fn calls_try_record_refuses_are_counted_as_denied_and_count_only_records_t
     // "count only": record_call counts every call, past the limit too; denied stays.
     choose(&root, "admission", "count");
     settle().await;
-    assert_eq!(state.settings.get_untracked().call_mode, CallMode::Count);
+    assert_eq!(state.settings().get_untracked().call_mode, CallMode::Count);
     record(1, FINNHUB, 20);
     settle().await;
     assert_eq!(text(&root, "used-finnhub"), "68");
@@ -520,7 +521,7 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     });
     settle().await;
     assert_eq!(
-        second.config.get_untracked(),
+        second.config().get_untracked(),
         config,
         "the config is restored"
     );
@@ -544,7 +545,7 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
         assert_eq!(text(&root, &format!("lost-{name}")), "0");
     }
     assert_eq!(
-        second.frame.get_untracked().status,
+        second.frame().get_untracked().status,
         Status::Paused,
         "a restored run is paused, not ready"
     );
@@ -575,7 +576,7 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     let (third, root) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
     settle().await;
     assert_eq!(text(&root, "issued-total"), "0");
-    assert_eq!(third.frame.get_untracked().status, Status::Ready);
+    assert_eq!(third.frame().get_untracked().status, Status::Ready);
 }
 
 #[wasm_bindgen_test]
@@ -714,7 +715,7 @@ async fn racy_mode_counts_direct_records_and_its_workers_lose_updates() {
         }
     });
     state.set_mode(Mode::Racy);
-    assert_eq!(state.settings.get_untracked().mode, Mode::Racy);
+    assert_eq!(state.settings().get_untracked().mode, Mode::Racy);
     // One record at a time overwrites nothing: all of it counts, and its level change shows.
     state.engine().record(2, FINNHUB, 30); // 30 of 60: the warn threshold
     state.refresh();
@@ -735,13 +736,13 @@ async fn racy_mode_counts_direct_records_and_its_workers_lose_updates() {
         w.workers = 8;
         w.calls_per_second = 400;
     });
-    assert_eq!(state.settings.get_untracked().workload.workers, 8);
+    assert_eq!(state.settings().get_untracked().workload.workers, 8);
     state.start();
     for _ in 0..100 {
         TimeoutFuture::new(20).await;
         state.refresh();
         if state
-            .frame
+            .frame()
             .with_untracked(|f| f.services.iter().any(|s| s.lost() > 0))
         {
             break;
@@ -761,7 +762,7 @@ async fn run_instances(state: &AppState, root: &Element, ms: u32) {
     TimeoutFuture::new(ms).await;
     click(root, "instances-pause");
     wait_for(state, "instances paused", |s| {
-        s.instances_frame
+        s.instances_frame()
             .with_untracked(|f| f.status == Status::Paused)
     })
     .await;
@@ -901,7 +902,7 @@ async fn start_says_running_and_gives_way_to_pause_while_the_workers_run() {
 
     click(&root, "pause");
     wait_for(&state, "paused", |s| {
-        s.frame.with_untracked(|f| f.status == Status::Paused)
+        s.frame().with_untracked(|f| f.status == Status::Paused)
     })
     .await;
     assert_eq!(button_state(&root, "start"), ("Resume".into(), true, false));
@@ -912,7 +913,7 @@ async fn start_says_running_and_gives_way_to_pause_while_the_workers_run() {
 async fn a_new_page_runs_4_workers_at_8_calls_per_second() {
     let (state, root) = mount(|| view! { <Controls/> });
     settle().await;
-    let workload = state.settings.get_untracked().workload;
+    let workload = state.settings().get_untracked().workload;
     assert_eq!((workload.workers, workload.calls_per_second), (4, 8));
     let value = |id| find(&root, id).unchecked_into::<HtmlInputElement>().value();
     assert_eq!(value("workers"), "4");
@@ -942,7 +943,7 @@ async fn switching_how_instances_share_the_store_says_what_happened_and_keeps_th
     );
     // 600 calls a second, a third of them finnhub's: past its 60 within half a second.
     wait_for(&state, "finnhub's stored total past its limit", |s| {
-        s.instances_frame
+        s.instances_frame()
             .with_untracked(|f| f.service("finnhub").is_some_and(|f| f.stored > 60))
     })
     .await;
@@ -961,7 +962,7 @@ async fn switching_how_instances_share_the_store_says_what_happened_and_keeps_th
     );
     assert_eq!(text(&root, "instances-status"), "running");
     wait_for(&state, "calls in the new mode", |s| {
-        s.instances_frame
+        s.instances_frame()
             .with_untracked(|f| f.services.iter().any(|s| s.issued > 0))
     })
     .await;
@@ -970,7 +971,7 @@ async fn switching_how_instances_share_the_store_says_what_happened_and_keeps_th
     // Switching while paused says how to go on.
     click(&root, "instances-pause");
     wait_for(&state, "instances paused", |s| {
-        s.instances_frame
+        s.instances_frame()
             .with_untracked(|f| f.status == Status::Paused)
     })
     .await;
@@ -1008,9 +1009,7 @@ async fn a_frame_updates_the_numbers_in_place_and_makes_no_new_elements() {
     });
     let sample = |state: &AppState| {
         state.refresh();
-        state
-            .frame
-            .with_untracked(|frame| state.history.update(|h| h.push(&frame.services)));
+        state.sample_history();
     };
     state.engine().record(1, FINNHUB, 3);
     sample(&state);
@@ -1080,7 +1079,7 @@ async fn at_the_fastest_speed_the_page_writes_local_storage_a_few_times_a_second
     let during = writes();
     state.pause();
     wait_for(&state, "paused", |s| {
-        s.frame.with_untracked(|f| f.status == Status::Paused)
+        s.frame().with_untracked(|f| f.status == Status::Paused)
     })
     .await;
     // Each write is two keys (the store, then the counters). At most one write every 0.5 s,
@@ -1097,14 +1096,14 @@ async fn at_the_fastest_speed_the_page_writes_local_storage_a_few_times_a_second
     );
     assert_eq!(writes(), during + 2.0, "pause writes once, at once");
     // What was written is the paused state: a new page continues from it exactly.
-    let issued = state.frame.with_untracked(|f| {
+    let issued = state.frame().with_untracked(|f| {
         f.services
             .iter()
             .map(|s| (s.issued, s.denied, s.recorded()))
             .collect::<Vec<_>>()
     });
     let (second, _) = mount_on(&key, SimClock::new(T0), || view! { <Counters/> });
-    let restored = second.frame.with_untracked(|f| {
+    let restored = second.frame().with_untracked(|f| {
         f.services
             .iter()
             .map(|s| (s.issued, s.denied, s.recorded()))

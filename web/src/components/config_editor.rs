@@ -87,11 +87,11 @@ pub fn ConfigEditor() -> impl IntoView {
             .map(|service| Row::new(take_key(), service.name.clone(), service))
             .collect::<Vec<_>>()
     };
-    let rows = RwSignal::new(state.config.with_untracked(rows_from));
+    let rows = RwSignal::new(state.config().with_untracked(rows_from));
     let error = RwSignal::new(None::<String>);
     let applied = RwSignal::new(false);
     let discard = move || {
-        rows.set(state.config.with_untracked(rows_from));
+        rows.set(state.config().with_untracked(rows_from));
         error.set(None);
     };
     let add = move |_| {

@@ -2,8 +2,8 @@
 //! call sizes and bursts.
 
 use crate::dynamic::{flag, on_change, on_click, text, Text};
-use crate::engine::{CallMode, Settings};
 use crate::model::Status;
+use crate::settings::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::{Mode, Workload};
@@ -22,12 +22,12 @@ const SPEEDS: [(f64, &str); 4] = [
 pub fn Controls() -> impl IntoView {
     let state = use_app();
     let settings =
-        move |f: fn(&Settings) -> String| -> Text { text(move || state.settings.with(f)) };
-    let status = text(move || state.frame.with(|f| f.status.as_str()).to_owned());
+        move |f: fn(&Settings) -> String| -> Text { text(move || state.settings().with(f)) };
+    let status = text(move || state.frame().with(|f| f.status.as_str()).to_owned());
     // While the workers run, Start is done (disabled, "Running") and Pause is the action.
-    let running = Memo::new(move |_| state.frame.with(|f| f.status == Status::Running));
+    let running = Memo::new(move |_| state.frame().with(|f| f.status == Status::Running));
     let start_label = text(move || {
-        match state.frame.with(|f| f.status) {
+        match state.frame().with(|f| f.status) {
             Status::Ready => "Start",
             Status::Running => "Running",
             Status::Pausing | Status::Paused => "Resume",
@@ -35,7 +35,7 @@ pub fn Controls() -> impl IntoView {
         .to_owned()
     });
     let services = Memo::new(move |_| {
-        state.settings.with(|s| {
+        state.settings().with(|s| {
             s.workload
                 .mix
                 .iter()
@@ -98,7 +98,7 @@ pub fn Controls() -> impl IntoView {
                         title="Locked mode: ask try_record first, or count every call with record_call. \
                                Racy mode always counts."
                         prop:value=settings(|s| s.call_mode.as_str().to_owned())
-                        prop:disabled=flag(move || state.settings.with(|s| s.mode == Mode::Racy))
+                        prop:disabled=flag(move || state.settings().with(|s| s.mode == Mode::Racy))
                         on:change=on_change(move |ev| {
                             match event_target_value(&ev).parse::<CallMode>() {
                                 Ok(call_mode) => state.set_call_mode(call_mode),
@@ -202,7 +202,7 @@ pub fn Controls() -> impl IntoView {
                 </div>
             </details>
             <p class="error" role="alert" data-testid="workload-error">
-                {text(move || state.workload_error.get().unwrap_or_default())}
+                {text(move || state.workload_error().get().unwrap_or_default())}
             </p>
         </section>
     }
@@ -248,7 +248,7 @@ fn WeightField(service: String) -> impl IntoView {
     let id = format!("weight-{service}");
     let key = service.clone();
     let weight = text(move || {
-        state.settings.with(|s| {
+        state.settings().with(|s| {
             s.workload
                 .mix
                 .iter()

@@ -2,7 +2,7 @@
 
 use super::{Columns, CountsTable};
 use crate::dynamic::text;
-use crate::engine::CallMode;
+use crate::settings::CallMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
@@ -13,9 +13,9 @@ use quota_core::sim::Mode;
 #[component]
 pub fn Counters() -> impl IntoView {
     let state = use_app();
-    let call_mode = move || state.settings.with(|s| s.call_mode);
+    let call_mode = move || state.settings().with(|s| s.call_mode);
     let explanation = text(move || {
-        match (state.frame.with(|f| f.mode), call_mode()) {
+        match (state.frame().with(|f| f.mode), call_mode()) {
             (Mode::Locked, CallMode::Try) => {
                 "Locked mode: the tracker counts each call in one atomic step (its lock, or a \
                  compare-and-swap when only the count changes), so nothing is lost. \
@@ -35,8 +35,8 @@ pub fn Counters() -> impl IntoView {
         .to_owned()
     });
     let rows = Memo::new(move |_| {
-        state.frame.with(|frame| {
-            state.config.with(|config| {
+        state.frame().with(|frame| {
+            state.config().with(|config| {
                 config
                     .services
                     .iter()

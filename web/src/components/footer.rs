@@ -16,24 +16,24 @@ pub fn Footer() -> impl IntoView {
             <p>
                 <span data-testid="calls-per-second">
                     {text(move || {
-                        let rates = state.rates.get();
+                        let rates = state.rates().get();
                         format::rate(rates.calls_per_second + rates.instances_calls_per_second)
                     })}
                 </span>
                 " calls/s (simulation "
                 <span data-testid="calls-per-second-simulation">
-                    {text(move || format::rate(state.rates.get().calls_per_second))}
+                    {text(move || format::rate(state.rates().get().calls_per_second))}
                 </span>
                 " + instances "
                 <span data-testid="calls-per-second-instances">
-                    {text(move || format::rate(state.rates.get().instances_calls_per_second))}
+                    {text(move || format::rate(state.rates().get().instances_calls_per_second))}
                 </span>
                 ") · "
                 <span data-testid="fps">
-                    {text(move || format::rate(state.rates.get().frames_per_second))}
+                    {text(move || format::rate(state.rates().get().frames_per_second))}
                 </span>
                 " frames/s · "
-                <span data-testid="calls">{text(move || state.frame.with(|f| f.calls).to_string())}</span>
+                <span data-testid="calls">{text(move || state.frame().with(|f| f.calls).to_string())}</span>
                 " calls since reset"
             </p>
         </footer>

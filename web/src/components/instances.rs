@@ -4,8 +4,9 @@
 use super::{Columns, CountsTable};
 use crate::dynamic::{flag, on_change, on_click, text};
 use crate::format;
-use crate::instances::{SyncMode, INSTANCES, RATE, WORKERS_PER_INSTANCE};
+use crate::instances::{INSTANCES, RATE, WORKERS_PER_INSTANCE};
 use crate::model::Status;
+use crate::settings::SyncMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 
@@ -18,8 +19,13 @@ use leptos::prelude::*;
 #[component]
 pub fn InstancesPanel() -> impl IntoView {
     let state = use_app();
-    let mode = Memo::new(move |_| state.instances_frame.with(|f| f.mode));
-    let status = text(move || state.instances_frame.with(|f| f.status.as_str()).to_owned());
+    let mode = Memo::new(move |_| state.instances_frame().with(|f| f.mode));
+    let status = text(move || {
+        state
+            .instances_frame()
+            .with(|f| f.status.as_str())
+            .to_owned()
+    });
     let explanation = text(move || {
         match mode.get() {
             SyncMode::Delta => {
@@ -36,7 +42,7 @@ pub fn InstancesPanel() -> impl IntoView {
         .to_owned()
     });
     let rows = Memo::new(move |_| {
-        state.instances_frame.with(|f| {
+        state.instances_frame().with(|f| {
             f.services
                 .iter()
                 .map(|s| (s.name.clone(), vec![s.issued, s.stored, s.lost()]))
@@ -46,7 +52,7 @@ pub fn InstancesPanel() -> impl IntoView {
     // What each instance sees: one text per instance.
     let sees = move |instance: usize| {
         text(move || {
-            state.instances_frame.with(|f| {
+            state.instances_frame().with(|f| {
                 let used = f.views.get(instance).map_or(&[][..], Vec::as_slice);
                 f.services
                     .iter()
@@ -59,7 +65,7 @@ pub fn InstancesPanel() -> impl IntoView {
     };
     // Why the stored totals pass the limits, once one does.
     let past_limits = text(move || {
-        state.instances_frame.with(|f| {
+        state.instances_frame().with(|f| {
             let past = f
                 .services
                 .iter()
@@ -79,9 +85,13 @@ pub fn InstancesPanel() -> impl IntoView {
             }
         })
     });
-    let running = Memo::new(move |_| state.instances_frame.with(|f| f.status == Status::Running));
+    let running = Memo::new(move |_| {
+        state
+            .instances_frame()
+            .with(|f| f.status == Status::Running)
+    });
     let start_label = text(move || {
-        match state.instances_frame.with(|f| f.status) {
+        match state.instances_frame().with(|f| f.status) {
             Status::Ready => "Start instances",
             Status::Running => "Instances running",
             Status::Pausing | Status::Paused => "Resume instances",

@@ -21,7 +21,7 @@ pub fn ServiceCard(
     let key = name.clone();
     // Blank (`None`) while the frame has no such service.
     let service: Memo<Option<ServiceView>> =
-        Memo::new(move |_| state.frame.with(|frame| frame.service(&key).cloned()));
+        Memo::new(move |_| state.frame().with(|frame| frame.service(&key).cloned()));
     let read = move |f: fn(&ServiceView) -> String| -> Text {
         text(move || service.with(|s| s.as_ref().map(f).unwrap_or_default()))
     };
@@ -31,7 +31,7 @@ pub fn ServiceCard(
         text(move || format!("{}%", service.with(|s| s.as_ref().map_or(0.0, f))))
     };
     let countdown = text(move || {
-        let at = state.frame.with(|f| f.at_ms);
+        let at = state.frame().with(|f| f.at_ms);
         service.with(|s| {
             s.as_ref()
                 .map(|s| format::countdown(s.usage.reset_at_ms.saturating_sub(at)))

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 pub fn ServiceCards() -> impl IntoView {
     let state = use_app();
     let names = Memo::new(move |_| {
-        state.config.with(|config| {
+        state.config().with(|config| {
             config
                 .services
                 .iter()

@@ -2,8 +2,9 @@
 //! events.
 
 use crate::dynamic::{flag, on_change, text};
-use crate::engine::{CallMode, SYNC_INTERVAL_MS};
+use crate::engine::SYNC_INTERVAL_MS;
 use crate::format;
+use crate::settings::CallMode;
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
@@ -16,9 +17,9 @@ use quota_core::{StoreEvent, StoreStats, SyncPolicy};
 pub fn StorePanel() -> impl IntoView {
     let state = use_app();
     let policy = SyncPolicy::default().reduced_rate;
-    let racy = Memo::new(move |_| state.frame.with(|f| f.mode == Mode::Racy));
-    let stats = Memo::new(move |_| state.frame.with(|f| f.store.clone().unwrap_or_default()));
-    let outage = Memo::new(move |_| state.frame.with(|f| f.outage));
+    let racy = Memo::new(move |_| state.frame().with(|f| f.mode == Mode::Racy));
+    let stats = Memo::new(move |_| state.frame().with(|f| f.store.clone().unwrap_or_default()));
+    let outage = Memo::new(move |_| state.frame().with(|f| f.outage));
     let reduced = move || stats.with(|s| s.reduced_rate);
     let hint = text(move || {
         if racy.get() {
@@ -38,7 +39,7 @@ pub fn StorePanel() -> impl IntoView {
         }
     });
     let rule = text(move || {
-        let workers = match state.settings.with(|s| s.call_mode) {
+        let workers = match state.settings().with(|s| s.call_mode) {
             CallMode::Try => "The workers ask try_record, so their calls are reduced too.",
             CallMode::Count => "The workers use record_call (count only), which always counts.",
         };
@@ -53,7 +54,7 @@ pub fn StorePanel() -> impl IntoView {
     });
     let events = Memo::new(move |_| {
         state
-            .store_log
+            .store_log()
             .with(|log| log.entries().cloned().collect::<Vec<_>>())
     });
     view! {
@@ -103,7 +104,7 @@ pub fn StorePanel() -> impl IntoView {
                     {event_view(&entry.1)}
                 </For>
             </ol>
-            <p class="hint" class:hidden=flag(move || state.store_log.with(|l| l.entries().next().is_some()))>
+            <p class="hint" class:hidden=flag(move || state.store_log().with(|l| l.entries().next().is_some()))>
                 "None yet: turn the outage on while the workers run."
             </p>
         </section>

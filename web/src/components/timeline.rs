@@ -21,7 +21,7 @@ use leptos::prelude::*;
 pub fn TransitionTimeline() -> impl IntoView {
     let state = use_app();
     let summary = text(move || {
-        state.timeline.with(|t| match t.dropped() {
+        state.timeline().with(|t| match t.dropped() {
             0 => format!("{} level changes", t.total()),
             dropped => format!(
                 "{} level changes; showing the latest {} ({dropped} older ones dropped)",
@@ -37,7 +37,7 @@ pub fn TransitionTimeline() -> impl IntoView {
             <ol data-testid="timeline" class="entries">
                 {move || {
                     state
-                        .timeline
+                        .timeline()
                         .with(|t| t.entries().map(entry_view).collect::<Vec<_>>())
                 }}
             </ol>

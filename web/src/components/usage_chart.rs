@@ -45,7 +45,7 @@ pub fn UsageChart() -> impl IntoView {
     let state = use_app();
     // The threshold lines: one per distinct fraction, labelled by the first kind at it.
     let marks = Memo::new(move |_| {
-        state.config.with(|config| {
+        state.config().with(|config| {
             let mut marks: Vec<(u64, &'static str)> = Vec::new();
             for service in &config.services {
                 for (fraction, kind) in [
@@ -65,7 +65,7 @@ pub fn UsageChart() -> impl IntoView {
     });
     // The series: one per service of the samples, in config order.
     let series = Memo::new(move |_| {
-        state.history.with(|history| {
+        state.history().with(|history| {
             history
                 .services
                 .iter()
@@ -75,7 +75,7 @@ pub fn UsageChart() -> impl IntoView {
         })
     });
     let names = Memo::new(move |_| {
-        state.config.with(|config| {
+        state.config().with(|config| {
             config
                 .services
                 .iter()
@@ -85,7 +85,7 @@ pub fn UsageChart() -> impl IntoView {
         })
     });
     let ago = text(move || {
-        state.history.with(|history| {
+        state.history().with(|history| {
             let seconds =
                 history.samples().len().saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
             format!("{seconds:.0} s ago")
@@ -132,7 +132,7 @@ pub fn UsageChart() -> impl IntoView {
                     {
                         let (index, name) = line;
                         let points = text(move || {
-                            state.history.with(|history| points(history, index))
+                            state.history().with(|history| points(history, index))
                         });
                         view! {
                             <polyline

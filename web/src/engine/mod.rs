@@ -33,63 +33,14 @@ mod worker;
 use crate::clock::SimClock;
 use crate::model::{Cause, Frame, Status};
 use crate::persist::DashboardStorage;
+use crate::settings::{CallMode, Settings};
 use quota_core::sim::{Mode, Op, Share, Workload, WorkloadError};
 use quota_core::{Clock, QuotaError, StoreEvent, TrackerConfig, Transition};
 use run::Run;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Mutex;
 use worker::Worker;
 pub(crate) use worker::{take_due, Pace};
-
-/// The workload and how it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Workers, rate, mix, call sizes, bursts, seed.
-    pub workload: Workload,
-    /// Locked (the tracker) or racy (the demonstration of the bug).
-    pub mode: Mode,
-    /// How locked-mode workers ask the tracker (racy mode always counts).
-    pub call_mode: CallMode,
-    /// Simulated time per real time: 60 makes a minute window pass in a second.
-    pub speed: f64,
-}
-
-/// How a locked-mode worker asks the tracker for a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CallMode {
-    /// [`QuotaTracker::try_record`](quota_core::QuotaTracker::try_record): a careful client
-    /// that makes the call only if the tracker admits it; refused calls are counted as denied.
-    #[default]
-    Try,
-    /// [`QuotaTracker::record_call`](quota_core::QuotaTracker::record_call): every call is made
-    /// and counted, past the limit too (the tracker stops nothing).
-    Count,
-}
-
-impl CallMode {
-    /// `"try"` or `"count"`, the values of the page's select.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallMode::Try => "try",
-            CallMode::Count => "count",
-        }
-    }
-}
-
-impl std::str::FromStr for CallMode {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "try" => Ok(CallMode::Try),
-            "count" => Ok(CallMode::Count),
-            other => Err(format!(
-                "admission must be \"try\" or \"count\" (got {other:?})"
-            )),
-        }
-    }
-}
 
 /// The tracker syncs when this much *simulated* time passed since its last successful sync (the
 /// tracker reads the simulated clock). At 1x that is two syncs a second: reduced-rate mode
@@ -114,11 +65,6 @@ fn check_config(config: &TrackerConfig) -> Result<(), QuotaError> {
         });
     }
     config.validate()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single-threaded on wasm; no critical section here can panic half-way.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running simulation. Shared (`Rc`) by the page and the worker tasks.

@@ -1,12 +1,14 @@
 //! One run's counting, from one reset to the next: the [`Counter`] and the dashboard's own
 //! counters (issued, denied, calls, level changes), and in locked mode the tracker's syncs.
 
-use super::{check_config, lock, CallMode, SYNC_INTERVAL_MS};
+use super::{check_config, SYNC_INTERVAL_MS};
 use crate::clock::SimClock;
+use crate::locks::lock;
 use crate::model::{Cause, ServiceView};
 use crate::persist::{
     DashboardStorage, SavedCounters, SavedService, Synced, CRITICAL_WRITE_GAP_MS, WRITE_INTERVAL_MS,
 };
+use crate::settings::CallMode;
 use quota_core::sim::{Counter, Mode, Op, RacyCounts, RacyState};
 use quota_core::{
     Clock, Level, QuotaError, QuotaTracker, StoreEvent, StoreStats, SyncPolicy, TrackerConfig,

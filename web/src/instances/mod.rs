@@ -25,6 +25,7 @@ pub use snapshot_store::SnapshotStore;
 
 use crate::engine::{take_due, Pace};
 use crate::model::{InstancesFrame, SharedCounts, Status};
+use crate::settings::SyncMode;
 use gloo_timers::future::TimeoutFuture;
 use leptos::task::spawn_local;
 use quota_core::sim::{OpStream, Workload};
@@ -41,41 +42,6 @@ pub const INSTANCES: usize = 3;
 pub const WORKERS_PER_INSTANCE: usize = 2;
 /// Calls per second per worker.
 pub const RATE: u32 = 100;
-
-/// How the instances share the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SyncMode {
-    /// DEMONSTRATION ONLY: each instance writes its whole view over the store (the old
-    /// protocol); calls get lost.
-    Snapshot,
-    /// Each instance sends its deltas and the store adds them (the [`Store`] protocol).
-    #[default]
-    Delta,
-}
-
-impl SyncMode {
-    /// `"snapshot"` or `"delta"`, the values of the page's select.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncMode::Snapshot => "snapshot",
-            SyncMode::Delta => "delta",
-        }
-    }
-}
-
-impl std::str::FromStr for SyncMode {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "snapshot" => Ok(SyncMode::Snapshot),
-            "delta" => Ok(SyncMode::Delta),
-            other => Err(format!(
-                "instances mode must be \"snapshot\" or \"delta\" (got {other:?})"
-            )),
-        }
-    }
-}
 
 /// The store the instances of one run share.
 enum Shared {

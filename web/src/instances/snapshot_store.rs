@@ -59,8 +59,7 @@ impl SnapshotStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Single-threaded on wasm; no critical section here panics half-way.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.inner)
     }
 }
 

@@ -40,191 +40,33 @@
 //! Rust observer queues every transition, and each method delivers the queue to the JS
 //! callbacks after the tracker returned, outside every lock.
 
+mod callbacks;
+mod clock;
+mod inner;
 mod input;
 mod names;
 mod service;
 mod shapes;
+mod storage;
 
-use crate::clock::Clock;
 use crate::error::QuotaError;
 use crate::persistence::SyncPolicy;
 use crate::service::TrackerConfig;
-use crate::store::Store;
 use crate::tracker::QuotaTracker;
-use crate::usage::Transition;
-use js_sys::{Array, Error, Function};
-use names::{Found, Names};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use callbacks::Callbacks;
+use clock::JsClock;
+use inner::Inner;
+use js_sys::{Array, Error};
+use names::Names;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
+/// The TypeScript declarations of the shapes the class takes and returns, kept in `types.d.ts`
+/// (where an editor reads them as TypeScript); wasm-bindgen appends them to the generated
+/// `.d.ts`, after a blank line.
 #[wasm_bindgen(typescript_custom_section)]
-const TYPES: &'static str = r#"
-/** A window length; windows align to UTC calendar boundaries. */
-export type Period = "minute" | "hour" | "day" | "month";
-
-/** How close a service is to its limit. */
-export type Level = "normal" | "warning" | "critical" | "exhausted";
-
-/** One rate-limited service. Thresholds are fractions of the limit. */
-export interface ServiceConfig {
-  /** Unique, non-empty name that calls are recorded under. */
-  name: string;
-  /** Calls allowed per window: a positive integer. */
-  limit: number;
-  period: Period;
-  /** Warning from this fraction of the limit, in (0, 1]; default 0.5. */
-  warnThreshold?: number;
-  /** Critical from this fraction of the limit, in (0, 1]; default 0.8. */
-  criticalThreshold?: number;
-  /** Fraction of the limit held back for `tryRecordPriority`, in [0, 1); default 0.1. */
-  reserveFraction?: number;
-}
-
-/**
- * Where a tracker persists its counts: `localStorage[key]`. A new tracker on the same key
- * continues from the last save. Saves are made by the calls themselves (no timer): once
- * `syncIntervalMs` has passed since the last save, at once when a service enters critical, and
- * on `flush()`. Where there is no `localStorage` (Node) the constructor throws an Error.
- */
-export interface StorageOptions {
-  /** The localStorage key: a non-empty string. */
-  key: string;
-  /** Save when this many ms have passed since the last save: a whole number >= 0; default 60000. */
-  syncIntervalMs?: number;
-  /**
-   * `true`: the constructor throws an Error with the store's message when the first read of
-   * `localStorage[key]` fails (corrupt data, a `getItem` that throws). Default `false`: the
-   * tracker starts from zero and `stats().lastError` says why.
-   */
-  required?: boolean;
-}
-
-/** The services a tracker counts, in display order, and optionally where to persist them. */
-export interface TrackerConfig {
-  services: ServiceConfig[];
-  storage?: StorageOptions;
-}
-
-/** Counters of a tracker's store activity (all zero, `lastError` null, without `storage`). */
-export interface StoreStats {
-  /** Loads attempted: one at construction, and retries before a save while loading fails. */
-  loads: number;
-  /** Loads that failed or found corrupt data (the tracker then started fresh). */
-  loadFailures: number;
-  /** Successful saves. */
-  saves: number;
-  /** Failed saves (a failed flush counts too). */
-  saveFailures: number;
-  /** Saves made at once because a service entered critical. */
-  forcedSaves: number;
-  /** Save triggers that found a save already running and folded into it. */
-  coalescedSaves: number;
-  /** The most recent load or save error, or null if there was none. */
-  lastError: string | null;
-  /** Failed saves since the last success. */
-  consecutiveFailures: number;
-  /** Successful saves since the last failure. */
-  consecutiveSuccesses: number;
-  /** Whether reduced-rate mode is on (see `isReducedRate`). */
-  reducedRate: boolean;
-}
-
-/** One service's usage in its current window. Times are ms since the Unix epoch. */
-export interface ServiceUsage {
-  name: string;
-  used: number;
-  limit: number;
-  remaining: number;
-  period: Period;
-  level: Level;
-  percentUsed: number;
-  windowStartMs: number;
-  resetAtMs: number;
-}
-
-/** A change of one service's level. */
-export interface Transition {
-  service: string;
-  from: Level;
-  to: Level;
-  used: number;
-  limit: number;
-  atMs: number;
-}
-
-/** What `recordCall` returns; `transition` is the level change this call made, if any. */
-export interface RecordResult {
-  usage: ServiceUsage;
-  transition: Transition | null;
-}
-
-/**
- * Which admission rule refused a call: `"critical"` (normal calls stop at the Critical level),
- * `"reserve"` (normal calls leave the reserve to priority calls), `"limit"` (past the limit,
- * priority calls too), `"reducedRate"` (the store failed too often: the reduced allowance caps
- * priority calls too), `"storeUnavailable"` (shared admission could not reach the store).
- */
-export type DenyReason = "critical" | "reserve" | "limit" | "reducedRate" | "storeUnavailable";
-
-/** What `tryRecord` and `tryRecordPriority` return: recorded, or refused with nothing recorded. */
-export type TryRecordResult =
-  | { allowed: true; usage: ServiceUsage; transition: Transition | null }
-  | { allowed: false; usage: ServiceUsage; reason: DenyReason };
-
-/** Every service's usage at one instant. */
-export interface Snapshot {
-  services: ServiceUsage[];
-  totalUsed: number;
-  atMs: number;
-}
-
-/** Called once per level change. */
-export type TransitionCallback = (transition: Transition) => void;
-
-/**
- * A lean handle on one service, from `tracker.service(name)`, for hot loops: `record` and
- * `tryRecord` return only the remaining count and build no objects. The counts, levels,
- * callbacks and storage are the tracker's: a call here is a call there.
- */
-export interface Service {
-  /** The service's name. */
-  readonly name: string;
-  /**
-   * Records `count` calls (default 1) and returns the remaining count, `max(limit - used, 0)`.
-   * It always records, as `recordCall` does. Throws an Error if `count` is not a whole number
-   * from 1 to `Number.MAX_SAFE_INTEGER`.
-   */
-  record(count?: number): number;
-  /**
-   * Records `count` calls (default 1) only if they are allowed, as `tryRecord` decides, and
-   * returns the remaining count after; `-1` when denied (nothing recorded). Throws as `record`.
-   */
-  tryRecord(count?: number): number;
-  /**
-   * As `tryRecord`, under priority admission (`tryRecordPriority`): may use the reserve, up
-   * to the limit. Returns the remaining count after, or `-1` when denied.
-   */
-  tryRecordPriority(count?: number): number;
-  /** Whether a call is allowed now, as `canCall(name)`. */
-  canCall(): boolean;
-  /** The service's usage now, as `usage(name)`. */
-  usage(): ServiceUsage;
-  /** Lets go of the tracker now rather than when this handle is garbage-collected; any later call throws. */
-  free(): void;
-}
-"#;
-
-#[wasm_bindgen(module = "/src/js/shapes.js")]
-extern "C" {
-    /// `console.error` that callback `id` threw `error` on `transition` (a JS transition).
-    #[wasm_bindgen(js_name = reportThrow)]
-    fn report_throw(id: u32, transition: &JsValue, error: &JsValue);
-}
+const TYPES: &'static str = concat!("\n", include_str!("types.d.ts"));
 
 /// Counts calls per service against their quotas, on the JS clock (`Date.now()`).
 ///
@@ -235,23 +77,6 @@ pub struct JsQuotaTracker {
     /// Shared with the lean [`Service`](service) handles, which outlive this object if JS keeps
     /// them.
     inner: Rc<Inner>,
-}
-
-/// What a JS `QuotaTracker` and its `Service` handles share.
-struct Inner {
-    tracker: QuotaTracker,
-    names: Names,
-    /// The time a lean call read in JS, for the tracker's clock while that call runs.
-    clock: JsClock,
-    /// Transitions the tracker reported and the JS callbacks have not seen yet. Filled by a
-    /// `Send + Sync` observer, hence the `Mutex` (`std`'s: this state is not part of the
-    /// loom-checked tracker).
-    pending: Arc<Pending>,
-    callbacks: RefCell<Vec<(u32, Function)>>,
-    next_id: Cell<u32>,
-    /// Set while delivering: a call made from inside a callback leaves its transitions to the
-    /// delivery already running, so each service's transitions arrive in order.
-    delivering: Cell<bool>,
 }
 
 #[wasm_bindgen(js_class = QuotaTracker)]
@@ -275,7 +100,7 @@ impl JsQuotaTracker {
         let mut builder = QuotaTracker::builder(tracker).clock(clock.clone());
         if let Some(storage) = storage {
             builder = builder
-                .boxed_store(local_storage(storage.key)?)
+                .boxed_store(storage::local_storage(storage.key)?)
                 .sync_policy(SyncPolicy {
                     interval_ms: storage.sync_interval_ms,
                     ..SyncPolicy::default()
@@ -447,10 +272,7 @@ impl JsQuotaTracker {
         #[wasm_bindgen(unchecked_param_type = "TransitionCallback")] callback: &JsValue,
     ) -> Result<u32, Error> {
         let callback = input::callback(callback)?;
-        let id = self.inner.next_id.get();
-        self.inner.next_id.set(id + 1);
-        self.inner.callbacks.borrow_mut().push((id, callback));
-        Ok(id)
+        Ok(self.inner.callbacks.add(callback))
     }
 
     /// Saves every count to the store now (waiting for a save in progress). Throws an `Error`
@@ -488,52 +310,7 @@ impl JsQuotaTracker {
         let Some(id) = id.as_f64() else {
             return false;
         };
-        let mut callbacks = self.inner.callbacks.borrow_mut();
-        let before = callbacks.len();
-        callbacks.retain(|(existing, _)| f64::from(*existing) != id);
-        callbacks.len() != before
-    }
-}
-
-/// The tracker's clock: `Date.now()`, except while a lean call runs, which reads `Date.now()`
-/// in JavaScript (cheaper there than a call out of wasm) and passes it in.
-#[derive(Clone)]
-struct JsClock(Arc<AtomicU64>);
-
-impl JsClock {
-    /// No time passed in: read `Date.now()`.
-    const UNSET: u64 = u64::MAX;
-
-    /// Runs `body` with the clock reading `now_ms` (`Date.now()` if `None`).
-    fn at<T>(&self, now_ms: Option<u64>, body: impl FnOnce() -> T) -> T {
-        let Some(now_ms) = now_ms else {
-            return body();
-        };
-        self.0.store(now_ms.min(Self::UNSET - 1), Ordering::Relaxed);
-        let result = body();
-        self.0.store(Self::UNSET, Ordering::Relaxed);
-        result
-    }
-
-    /// `Date.now()` as JS passed it in: `as` saturates, so a negative or NaN time reads as 0,
-    /// as `SystemClock` reads it.
-    fn js_time(now_ms: f64) -> Option<u64> {
-        Some(now_ms as u64)
-    }
-}
-
-impl Default for JsClock {
-    fn default() -> Self {
-        JsClock(Arc::new(AtomicU64::new(Self::UNSET)))
-    }
-}
-
-impl Clock for JsClock {
-    fn now_ms(&self) -> u64 {
-        match self.0.load(Ordering::Relaxed) {
-            Self::UNSET => js_sys::Date::now() as u64,
-            now_ms => now_ms,
-        }
+        self.inner.callbacks.remove(id)
     }
 }
 
@@ -546,48 +323,16 @@ fn service_names(config: &TrackerConfig) -> Vec<String> {
         .collect()
 }
 
-/// The store behind `storage: { key }`: `localStorage[key]`. A runtime without
-/// `localStorage` (Node, a browser that refuses it) is a configuration error: a store that
-/// cannot exist would only make every save fail and the tracker fall to reduced rate.
-#[cfg(target_arch = "wasm32")]
-fn local_storage(key: String) -> Result<Box<dyn Store>, Error> {
-    if crate::store::LocalStorageStore::available() {
-        Ok(Box::new(crate::store::LocalStorageStore::new(key)))
-    } else {
-        Err(no_local_storage(&key))
-    }
-}
-
-/// Off wasm32 there is no `localStorage` (the JS module is built for wasm32 only).
-#[cfg(not(target_arch = "wasm32"))]
-fn local_storage(key: String) -> Result<Box<dyn Store>, Error> {
-    Err(no_local_storage(&key))
-}
-
-/// The error for `storage: { key }` where there is no `localStorage`.
-fn no_local_storage(key: &str) -> Error {
-    Error::new(&format!(
-        "storage: there is no localStorage in this runtime (Node has none), so counts cannot \
-         be kept under key {}; leave storage out to count in memory only",
-        input::quoted(key)
-    ))
-}
-
 impl JsQuotaTracker {
     fn wrap(tracker: QuotaTracker, names: Vec<String>, clock: JsClock) -> JsQuotaTracker {
-        let pending = Arc::new(Pending::default());
-        let queue = Arc::clone(&pending);
-        tracker.on_transition(move |transition| queue.push(transition));
+        let callbacks = Callbacks::observe(&tracker);
         let names = Names::new(&tracker, names);
         JsQuotaTracker {
             inner: Rc::new(Inner {
                 tracker,
                 names,
                 clock,
-                pending,
-                callbacks: RefCell::new(Vec::new()),
-                next_id: Cell::new(1),
-                delivering: Cell::new(false),
+                callbacks,
             }),
         }
     }
@@ -619,82 +364,5 @@ impl JsQuotaTracker {
             Err(Ok((usage, reason))) => Ok(shapes::denied(service, &usage, reason)),
             Err(Err(error)) => Err(input::error(error)),
         }
-    }
-}
-
-impl Inner {
-    /// The tracker's handle on the service `found` names; the tracker's error for a name that
-    /// is no configured service.
-    fn handle(&self, found: &Found) -> Result<crate::tracker::Service<'_>, QuotaError> {
-        self.service_at(self.position(found)?)
-    }
-
-    /// The tracker's handle on the service at `position` (of the config).
-    fn service_at(&self, position: usize) -> Result<crate::tracker::Service<'_>, QuotaError> {
-        self.tracker
-            .service_by_id(self.names.id(position))
-            .ok_or_else(|| QuotaError::UnknownService(self.names.rust(position).to_owned()))
-    }
-
-    /// The position of the service `found` names; the tracker's error for a name that is no
-    /// configured service.
-    fn position(&self, found: &Found) -> Result<usize, QuotaError> {
-        match found {
-            Found::Position(position) => Ok(*position),
-            Found::Unknown(name) => Err(QuotaError::UnknownService(name.clone())),
-        }
-    }
-
-    /// Delivers what the tracker call that produced `result` queued, then converts its error.
-    fn delivered<T>(&self, result: Result<T, QuotaError>) -> Result<T, Error> {
-        self.deliver();
-        result.map_err(input::error)
-    }
-
-    /// Hands every queued transition to every callback, in order, outside all locks.
-    fn deliver(&self) {
-        // Nearly every call: nothing queued, and the lock is not taken.
-        if !self.pending.queued.load(Ordering::Acquire) || self.delivering.replace(true) {
-            return;
-        }
-        while let Some(transition) = self.pending.pop() {
-            let callbacks = self.callbacks.borrow().clone();
-            for (id, callback) in callbacks {
-                // A callback may have removed another one during this round.
-                if !self.callbacks.borrow().iter().any(|(live, _)| *live == id) {
-                    continue;
-                }
-                let value = shapes::transition(Some(&transition));
-                if let Err(error) = callback.call1(&JsValue::UNDEFINED, &value) {
-                    report_throw(id, &value, &error);
-                }
-            }
-        }
-        self.delivering.set(false);
-    }
-}
-
-/// The transitions the tracker reported and the JS callbacks have not seen yet, in order.
-#[derive(Default)]
-struct Pending {
-    queue: Mutex<VecDeque<Transition>>,
-    /// Whether `queue` may hold any: read without the lock on every call.
-    queued: AtomicBool,
-}
-
-impl Pending {
-    fn push(&self, transition: &Transition) {
-        let mut queue = crate::locks::lock_std(&self.queue);
-        queue.push_back(transition.clone());
-        self.queued.store(true, Ordering::Release);
-    }
-
-    fn pop(&self) -> Option<Transition> {
-        let mut queue = crate::locks::lock_std(&self.queue);
-        let next = queue.pop_front();
-        if queue.is_empty() {
-            self.queued.store(false, Ordering::Release);
-        }
-        next
     }
 }

@@ -1,0 +1,153 @@
+/** A window length; windows align to UTC calendar boundaries. */
+export type Period = "minute" | "hour" | "day" | "month";
+
+/** How close a service is to its limit. */
+export type Level = "normal" | "warning" | "critical" | "exhausted";
+
+/** One rate-limited service. Thresholds are fractions of the limit. */
+export interface ServiceConfig {
+  /** Unique, non-empty name that calls are recorded under. */
+  name: string;
+  /** Calls allowed per window: a positive integer. */
+  limit: number;
+  period: Period;
+  /** Warning from this fraction of the limit, in (0, 1]; default 0.5. */
+  warnThreshold?: number;
+  /** Critical from this fraction of the limit, in (0, 1]; default 0.8. */
+  criticalThreshold?: number;
+  /** Fraction of the limit held back for `tryRecordPriority`, in [0, 1); default 0.1. */
+  reserveFraction?: number;
+}
+
+/**
+ * Where a tracker persists its counts: `localStorage[key]`. A new tracker on the same key
+ * continues from the last save. Saves are made by the calls themselves (no timer): once
+ * `syncIntervalMs` has passed since the last save, at once when a service enters critical, and
+ * on `flush()`. Where there is no `localStorage` (Node) the constructor throws an Error.
+ */
+export interface StorageOptions {
+  /** The localStorage key: a non-empty string. */
+  key: string;
+  /** Save when this many ms have passed since the last save: a whole number >= 0; default 60000. */
+  syncIntervalMs?: number;
+  /**
+   * `true`: the constructor throws an Error with the store's message when the first read of
+   * `localStorage[key]` fails (corrupt data, a `getItem` that throws). Default `false`: the
+   * tracker starts from zero and `stats().lastError` says why.
+   */
+  required?: boolean;
+}
+
+/** The services a tracker counts, in display order, and optionally where to persist them. */
+export interface TrackerConfig {
+  services: ServiceConfig[];
+  storage?: StorageOptions;
+}
+
+/** Counters of a tracker's store activity (all zero, `lastError` null, without `storage`). */
+export interface StoreStats {
+  /** Loads attempted: one at construction, and retries before a save while loading fails. */
+  loads: number;
+  /** Loads that failed or found corrupt data (the tracker then started fresh). */
+  loadFailures: number;
+  /** Successful saves. */
+  saves: number;
+  /** Failed saves (a failed flush counts too). */
+  saveFailures: number;
+  /** Saves made at once because a service entered critical. */
+  forcedSaves: number;
+  /** Save triggers that found a save already running and folded into it. */
+  coalescedSaves: number;
+  /** The most recent load or save error, or null if there was none. */
+  lastError: string | null;
+  /** Failed saves since the last success. */
+  consecutiveFailures: number;
+  /** Successful saves since the last failure. */
+  consecutiveSuccesses: number;
+  /** Whether reduced-rate mode is on (see `isReducedRate`). */
+  reducedRate: boolean;
+}
+
+/** One service's usage in its current window. Times are ms since the Unix epoch. */
+export interface ServiceUsage {
+  name: string;
+  used: number;
+  limit: number;
+  remaining: number;
+  period: Period;
+  level: Level;
+  percentUsed: number;
+  windowStartMs: number;
+  resetAtMs: number;
+}
+
+/** A change of one service's level. */
+export interface Transition {
+  service: string;
+  from: Level;
+  to: Level;
+  used: number;
+  limit: number;
+  atMs: number;
+}
+
+/** What `recordCall` returns; `transition` is the level change this call made, if any. */
+export interface RecordResult {
+  usage: ServiceUsage;
+  transition: Transition | null;
+}
+
+/**
+ * Which admission rule refused a call: `"critical"` (normal calls stop at the Critical level),
+ * `"reserve"` (normal calls leave the reserve to priority calls), `"limit"` (past the limit,
+ * priority calls too), `"reducedRate"` (the store failed too often: the reduced allowance caps
+ * priority calls too), `"storeUnavailable"` (shared admission could not reach the store).
+ */
+export type DenyReason = "critical" | "reserve" | "limit" | "reducedRate" | "storeUnavailable";
+
+/** What `tryRecord` and `tryRecordPriority` return: recorded, or refused with nothing recorded. */
+export type TryRecordResult =
+  | { allowed: true; usage: ServiceUsage; transition: Transition | null }
+  | { allowed: false; usage: ServiceUsage; reason: DenyReason };
+
+/** Every service's usage at one instant. */
+export interface Snapshot {
+  services: ServiceUsage[];
+  totalUsed: number;
+  atMs: number;
+}
+
+/** Called once per level change. */
+export type TransitionCallback = (transition: Transition) => void;
+
+/**
+ * A lean handle on one service, from `tracker.service(name)`, for hot loops: `record` and
+ * `tryRecord` return only the remaining count and build no objects. The counts, levels,
+ * callbacks and storage are the tracker's: a call here is a call there.
+ */
+export interface Service {
+  /** The service's name. */
+  readonly name: string;
+  /**
+   * Records `count` calls (default 1) and returns the remaining count, `max(limit - used, 0)`.
+   * It always records, as `recordCall` does. Throws an Error if `count` is not a whole number
+   * from 1 to `Number.MAX_SAFE_INTEGER`.
+   */
+  record(count?: number): number;
+  /**
+   * Records `count` calls (default 1) only if they are allowed, as `tryRecord` decides, and
+   * returns the remaining count after; `-1` when denied (nothing recorded). Throws as `record`.
+   */
+  tryRecord(count?: number): number;
+  /**
+   * As `tryRecord`, under priority admission (`tryRecordPriority`): may use the reserve, up
+   * to the limit. Returns the remaining count after, or `-1` when denied.
+   */
+  tryRecordPriority(count?: number): number;
+  /** Whether a call is allowed now, as `canCall(name)`. */
+  canCall(): boolean;
+  /** The service's usage now, as `usage(name)`. */
+  usage(): ServiceUsage;
+  /** Lets go of the tracker now rather than when this handle is garbage-collected; any later call throws. */
+  free(): void;
+}
