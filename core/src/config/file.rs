@@ -203,20 +203,10 @@ impl QuotaFile {
             return Err((error, place));
         }
         if let Err(error) = self.sync.validate() {
-            let error = match error {
-                QuotaError::InvalidConfig {
-                    service,
-                    field,
-                    value,
-                    reason,
-                } => QuotaError::InvalidConfig {
-                    service,
-                    field: sync_field(field),
-                    value,
-                    reason,
-                },
-                other => other,
-            };
+            let mut error = error;
+            if let QuotaError::InvalidConfig { field, .. } = &mut error {
+                *field = sync_field(field);
+            }
             let place = match &error {
                 QuotaError::InvalidConfig { field, .. } => Place::Sync(field),
                 _ => Place::Root,
@@ -344,21 +334,19 @@ fn file_secrets(text: &str, format: ConfigFormat) -> Secrets {
 }
 
 /// `error` with every secret in its texts redacted.
-fn redact_quota_error(secrets: &Secrets, error: QuotaError) -> QuotaError {
-    match error {
-        QuotaError::InvalidConfig {
-            service,
-            field,
-            value,
-            reason,
-        } => QuotaError::InvalidConfig {
-            service: service.map(|s| secrets.redact(&s)),
-            field,
-            value: secrets.redact(&value),
-            reason: secrets.redact(&reason),
-        },
-        other => other,
+fn redact_quota_error(secrets: &Secrets, mut error: QuotaError) -> QuotaError {
+    if let QuotaError::InvalidConfig {
+        service,
+        value,
+        reason,
+        ..
+    } = &mut error
+    {
+        for text in service.iter_mut().chain([value, reason]) {
+            *text = secrets.redact(text);
+        }
     }
+    error
 }
 
 /// Calls `each` with every key and string value of a TOML table, decoded.
