@@ -3,39 +3,119 @@
 use super::ServiceRules;
 use crate::error::DenyReason;
 
-/// What a call asks of a service.
+/// What a call asks of a service: `count` calls under `ask`, in reduced-rate mode or not.
+///
+/// The one request of admission: the step ([`ServiceRules::step`]), the fast path
+/// (`FastPath::try_count`) and shared admission (`Exact`, `Leased`) all take it, and the rules
+/// below ([`cap`](ServiceRules::cap), [`denies`](ServiceRules::denies),
+/// [`shared_rule`](ServiceRules::shared_rule)) read it. A small `Copy` value, passed in two
+/// registers on the hot path.
+///
+/// How the next features extend it rather than add a type:
+/// - Several limits per service (issue 18): the step checks the same request against every
+///   limit's rules (admitted only if none [`denies`](ServiceRules::denies) it) and counts it in
+///   every limit's window; the request does not change.
+/// - Holds settled later (issue 19): a hold asks as `try_record` does (`Normal` or
+///   `Priority`); settling above the estimate records the excess (`Record`); settling below
+///   it, or cancelling, is a give-back ([`ServiceRules::lower`]), not a request.
+///   `try_record_many` is one request per service, checked all before any is counted.
+/// - Waiting for capacity (issue 20): `until_ready` keeps its request and retries it as it
+///   is, reading the mode again for each try ([`with_reduced_rate`](Self::with_reduced_rate));
+///   a priority waiter is one whose request asks `Priority`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
-    /// Only roll over if due (reads: `usage`, `can_call`, snapshots).
+pub(crate) struct Request {
+    /// The calls asked for: at least 1 from the API (0 is refused before any step); 0 for a
+    /// read, and for a shared `can_call`, which asks about one call.
+    pub(crate) count: u64,
+    pub(crate) ask: Ask,
+    /// Whether reduced-rate mode caps admission ([`cap`](ServiceRules::cap)). Read by the
+    /// tracker for `try_record` only: a record is never refused, so its request (on the hot
+    /// path) does not read the mode. Shared admission, which sends a rule to the store with
+    /// every call, reads the mode again when it decides.
+    pub(crate) reduced_rate: bool,
+}
+
+/// Which admission a [`Request`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Only roll over if due (reads: `usage`, `can_call`, snapshots); counts nothing.
     Read,
-    /// Count `n` calls, always (`record_call`).
-    Record(u64),
-    /// Count `n` calls only if admitted (`try_record`, `try_record_priority`): see
-    /// [`ServiceRules::denies`].
-    TryRecord {
-        count: u64,
-        reduced_rate: bool,
-        priority: bool,
-    },
+    /// Count always (`record_call`): refused only if the counter would overflow. Where a rule
+    /// goes with it (a store's forced admission, a lease it takes) it is the normal one.
+    Record,
+    /// Count only if normal admission allows (`try_record`): see [`ServiceRules::denies`].
+    Normal,
+    /// Count only if priority admission allows (`try_record_priority`): up to the limit.
+    Priority,
+}
+
+impl Request {
+    /// A read: rolls the window over if due, counts nothing.
+    pub(crate) const READ: Request = Request {
+        count: 0,
+        ask: Ask::Read,
+        reduced_rate: false,
+    };
+
+    /// `record_call` of `count` calls.
+    #[inline]
+    pub(crate) const fn record(count: u64) -> Self {
+        Request {
+            count,
+            ask: Ask::Record,
+            reduced_rate: false,
+        }
+    }
+
+    /// `try_record` of `count` calls (normal admission).
+    #[inline]
+    pub(crate) const fn normal(count: u64, reduced_rate: bool) -> Self {
+        Request {
+            count,
+            ask: Ask::Normal,
+            reduced_rate,
+        }
+    }
+
+    /// `try_record_priority` of `count` calls.
+    #[inline]
+    pub(crate) const fn priority(count: u64, reduced_rate: bool) -> Self {
+        Request {
+            count,
+            ask: Ask::Priority,
+            reduced_rate,
+        }
+    }
+
+    /// The same request, in reduced-rate mode or not (the mode as read when deciding).
+    #[inline]
+    pub(crate) const fn with_reduced_rate(self, reduced_rate: bool) -> Self {
+        Request {
+            reduced_rate,
+            ..self
+        }
+    }
 }
 
 impl ServiceRules {
     /// Whether one more call is admitted at `used` (`can_call`: normal admission).
     pub(crate) fn allows(&self, used: u64, reduced_rate: bool) -> bool {
-        self.denies(used, 1, reduced_rate, false).is_none()
+        self.denies(used, Request::normal(1, reduced_rate))
+            .is_none()
     }
 
     /// The most calls admission lets the window's count reach: the limit for a priority call,
-    /// `min(critical threshold, limit - reserve)` for a normal one, and in reduced rate no more
-    /// than the reduced allowance either way.
+    /// `min(critical threshold, limit - reserve)` for a normal one (and for a record, which is
+    /// never refused, the rule that goes with it to a store), and in reduced rate no more than
+    /// the reduced allowance either way.
     #[inline]
-    pub(crate) fn cap(&self, reduced_rate: bool, priority: bool) -> u64 {
-        let cap = if priority {
+    pub(crate) fn cap(&self, request: Request) -> u64 {
+        let cap = if request.ask == Ask::Priority {
             self.limit
         } else {
             self.normal_cap
         };
-        if reduced_rate {
+        if request.reduced_rate {
             cap.min(self.reduced_allowance)
         } else {
             cap
@@ -43,9 +123,10 @@ impl ServiceRules {
     }
 
     /// The admission rule, the one place it is written (the tracker's step, `can_call`, and
-    /// shared admission through [`shared_rule`](Self::shared_rule) all apply it): `count`
-    /// more calls at `used` are admitted if `used + count` is at most
-    /// [`cap`](Self::cap). A count of 0 asks about one call.
+    /// shared admission through [`shared_rule`](Self::shared_rule) all apply it): the
+    /// request's `count` more calls at `used` are admitted if `used + count` is at most
+    /// [`cap`](Self::cap). A count of 0 asks about one call. A record is never refused: the
+    /// step does not ask (what this says of one is the normal rule's answer).
     ///
     /// The rule that refuses, if one does, naming first the rules that refuse priority calls
     /// too: [`Limit`](DenyReason::Limit) (past the limit), then
@@ -55,18 +136,12 @@ impl ServiceRules {
     /// the reserve, and the reserve comes before the Critical threshold). So `Critical` and
     /// `Reserve` mean: a priority call would be admitted.
     #[inline]
-    pub(crate) fn denies(
-        &self,
-        used: u64,
-        count: u64,
-        reduced_rate: bool,
-        priority: bool,
-    ) -> Option<DenyReason> {
-        let after = used.saturating_add(count.max(1));
-        if after <= self.cap(reduced_rate, priority) {
+    pub(crate) fn denies(&self, used: u64, request: Request) -> Option<DenyReason> {
+        let after = used.saturating_add(request.count.max(1));
+        if after <= self.cap(request) {
             return None;
         }
-        Some(self.refusing(used, after, reduced_rate))
+        Some(self.refusing(used, after, request.reduced_rate))
     }
 
     /// The reason [`denies`](Self::denies) names for a refused count that brings `used` to
@@ -88,9 +163,15 @@ impl ServiceRules {
     /// admit while the total is below `below` and total + count is at most `cap`. Both are
     /// [`cap`](Self::cap): for a count of at least 1 that is the rule of
     /// [`denies`](Self::denies), and for a count of 0 (`can_call`) it asks about one call. A
-    /// lease's ceiling is the normal `cap`: a block never holds calls of the reserve.
-    pub(crate) fn shared_rule(&self, reduced_rate: bool, priority: bool) -> (u64, u64) {
-        let cap = self.cap(reduced_rate, priority);
+    /// record is sent forced, with the normal rule (the store counts it whatever the rule).
+    pub(crate) fn shared_rule(&self, request: Request) -> (u64, u64) {
+        let cap = self.cap(request);
         (cap, cap)
+    }
+
+    /// A lease's ceiling: the normal [`cap`](Self::cap), whatever the call that takes the
+    /// lease asks (a block never holds calls of the reserve).
+    pub(crate) fn lease_ceiling(&self, reduced_rate: bool) -> u64 {
+        self.cap(Request::normal(0, reduced_rate))
     }
 }

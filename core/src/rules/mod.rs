@@ -19,7 +19,7 @@ use crate::level::{calls_at_most, Level, Thresholds};
 use crate::service::ServiceConfig;
 use crate::window::{Period, Window};
 
-pub(crate) use admission::Request;
+pub(crate) use admission::{Ask, Request};
 
 /// What a service's lock guards (and what a racy copy holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,21 +162,17 @@ impl ServiceRules {
         let mut step = Step::default();
         (step.reset, step.moved) = self.align(state, now_ms);
         step.changed = step.moved.is_some();
-        let (count, admit) = match request {
-            Request::Read => return step,
-            Request::Record(count) => (count, None),
-            Request::TryRecord {
-                count,
-                reduced_rate,
-                priority,
-            } => (count, Some((reduced_rate, priority))),
-        };
+        if request.ask == Ask::Read {
+            return step;
+        }
+        let count = request.count;
         let Some(after) = state.used.checked_add(count) else {
             step.refused = Some(Refusal::Overflow);
             return step;
         };
-        if let Some((reduced_rate, priority)) = admit {
-            if let Some(reason) = self.denies(state.used, count, reduced_rate, priority) {
+        // A record is never refused (but for the overflow above).
+        if request.ask != Ask::Record {
+            if let Some(reason) = self.denies(state.used, request) {
                 step.refused = Some(Refusal::Denied {
                     used: state.used,
                     reason,

@@ -145,7 +145,7 @@ impl RacyState {
         }
         let step = slot
             .rules
-            .step(&mut slot.state, now_ms, Request::Record(count));
+            .step(&mut slot.state, now_ms, Request::record(count));
         // A plain record is refused only when the counter would overflow.
         if step.refused.is_some() {
             return Err(invalid("the counter would overflow"));

@@ -16,11 +16,7 @@ fn rules(limit: u64, critical: f64, reserve: f64) -> ServiceRules {
 }
 
 fn try_record(count: u64, priority: bool) -> Request {
-    Request::TryRecord {
-        count,
-        reduced_rate: false,
-        priority,
-    }
+    admit(count, false, priority)
 }
 
 /// The refusal of one step, or `None` when it counted.
@@ -113,11 +109,7 @@ fn past_the_critical_level_the_reason_is_critical_even_where_the_reserve_comes_f
 fn reduced_rate_caps_priority_calls_too() {
     let rules = rules(100, 0.8, 0.1);
     let mut state = ServiceState::new(Period::Day, T0);
-    let reduced = |count, priority| Request::TryRecord {
-        count,
-        reduced_rate: true,
-        priority,
-    };
+    let reduced = |count, priority| admit(count, true, priority);
     assert_eq!(refusal(&rules, &mut state, reduced(25, true)), None);
     for priority in [false, true] {
         assert_eq!(
@@ -175,10 +167,11 @@ fn shared_admission_applies_the_same_rule() {
                                 if used > 0 {
                                     store.admit(&request(1, used, (0, 0), true));
                                 }
-                                let rule = rules.shared_rule(reduced, priority);
+                                let call = admit(count, reduced, priority);
+                                let rule = rules.shared_rule(call);
                                 let reply = store.admit(&request(2, count, rule, false));
                                 let admitted = matches!(reply, AdmitReply::Admitted { .. });
-                                let denies = rules.denies(used, count, reduced, priority);
+                                let denies = rules.denies(used, call);
                                 assert_eq!(
                                     admitted,
                                     denies.is_none(),

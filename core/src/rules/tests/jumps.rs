@@ -11,7 +11,7 @@ fn rules() -> ServiceRules {
 }
 
 fn at(rules: &ServiceRules, state: &mut ServiceState, now: u64, n: u64) -> u64 {
-    rules.step(state, now, Request::Record(n));
+    rules.step(state, now, Request::record(n));
     state.used
 }
 
@@ -52,11 +52,7 @@ fn days_passing_after_a_jump_still_return_to_the_window_left() {
 fn reduced_rate_caps_the_count_not_only_the_level() {
     let rules = ServiceRules::new(&ServiceConfig::new("s", 100, Period::Day), 0.25);
     let mut state = ServiceState::new(Period::Day, T0);
-    let try_record = |count| Request::TryRecord {
-        count,
-        reduced_rate: true,
-        priority: false,
-    };
+    let try_record = |count| admit(count, true, false);
     assert!(rules.step(&mut state, T0, try_record(26)).refused.is_some());
     assert!(rules.step(&mut state, T0, try_record(25)).refused.is_none());
     assert!(rules.step(&mut state, T0, try_record(1)).refused.is_some());

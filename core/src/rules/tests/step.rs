@@ -10,18 +10,14 @@ fn rules(limit: u64) -> ServiceRules {
 }
 
 fn record(rules: &ServiceRules, state: &mut ServiceState, now: u64, n: u64) -> Step {
-    rules.step(state, now, Request::Record(n))
+    rules.step(state, now, Request::record(n))
 }
 
 #[test]
 fn try_record_counts_only_what_is_admitted() {
     let rules = rules(10);
     let mut state = ServiceState::new(Period::Day, T0);
-    let try_record = |count| Request::TryRecord {
-        count,
-        reduced_rate: false,
-        priority: false,
-    };
+    let try_record = |count| admit(count, false, false);
     assert_eq!(rules.step(&mut state, T0, try_record(7)).refused, None);
     let too_many = rules.step(&mut state, T0, try_record(4)); // 7 + 4 > 10
     assert_eq!(
