@@ -169,6 +169,26 @@ impl ServiceRules {
         (cap, cap)
     }
 
+    /// The fast path's boundary for `ask` at `used`, out of reduced rate (which takes the
+    /// lock): counts that keep `used + count` below it change nothing but the count, no level
+    /// ([`level_holds_below`](Self::level_holds_below)) and, for admission, no refusal
+    /// ([`cap`](Self::cap)). 0 for a read (it takes the lock, to roll the window over).
+    pub(crate) fn quiet_below(&self, used: u64, ask: Ask) -> u64 {
+        let level = self.level_holds_below(used);
+        match ask {
+            Ask::Read => 0,
+            Ask::Record => level,
+            Ask::Normal | Ask::Priority => {
+                let cap = self.cap(Request {
+                    count: 0,
+                    ask,
+                    reduced_rate: false,
+                });
+                level.min(cap.saturating_add(1))
+            }
+        }
+    }
+
     /// A lease's ceiling: the normal [`cap`](Self::cap), whatever the call that takes the
     /// lease asks (a block never holds calls of the reserve).
     pub(crate) fn lease_ceiling(&self, reduced_rate: bool) -> u64 {

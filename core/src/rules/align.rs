@@ -1,6 +1,7 @@
 //! Clock sanity: which window a reading belongs in, and moving a service there.
 
 use super::{Change, Left, ServiceRules, ServiceState};
+use crate::window::Window;
 
 impl ServiceRules {
     /// Moves `state` to the window `now_ms` belongs in, if it is not the current one.
@@ -23,11 +24,18 @@ impl ServiceRules {
         now_ms: u64,
     ) -> (Option<Change>, Option<u64>) {
         let forward = now_ms >= state.window.reset_at_ms;
-        let far_back = now_ms < state.window.start_ms.saturating_sub(self.period.max_ms());
+        let far_back = now_ms < self.earliest_reading(state.window);
         if !forward && !far_back {
             return (None, None);
         }
         self.realign(state, now_ms, forward)
+    }
+
+    /// The earliest reading that still counts in `window`: one period before its start (a
+    /// small step back); [`align`](Self::align) takes an earlier one for a jump.
+    #[inline]
+    pub(crate) fn earliest_reading(&self, window: Window) -> u64 {
+        window.start_ms.saturating_sub(self.period.max_ms())
     }
 
     /// [`align`](Self::align) when `now_ms` is not in the current window (`forward`: at or

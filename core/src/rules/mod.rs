@@ -152,6 +152,21 @@ impl ServiceRules {
         Level::of(used, self.limit, self.thresholds)
     }
 
+    /// The level is the same for every count from `used` up to (not including) this: the
+    /// next of the warn threshold, the critical threshold and the limit above `used`
+    /// (`u64::MAX` past them all).
+    pub(crate) fn level_holds_below(&self, used: u64) -> u64 {
+        [
+            self.thresholds.warn_at,
+            self.thresholds.critical_at,
+            self.limit,
+        ]
+        .into_iter()
+        .filter(|&at| at > used)
+        .min()
+        .unwrap_or(u64::MAX)
+    }
+
     /// Applies `request` at `now_ms` to `state`. On a refusal nothing is counted (a due
     /// roll-over still happens: it would have happened on any call).
     ///

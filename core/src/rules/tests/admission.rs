@@ -187,3 +187,35 @@ fn shared_admission_applies_the_same_rule() {
         }
     }
 }
+
+/// The fast path's boundaries are the rules': below `quiet_below`, a count changes neither
+/// the level nor admission's answer; at it, one of them changes.
+#[test]
+fn quiet_below_is_where_the_level_or_admission_changes() {
+    for limit in [1, 2, 3, 7, 10, 20] {
+        for critical in [0.5, 0.8, 1.0] {
+            for reserve in [0.0, 0.1, 0.3] {
+                let rules = rules(limit, critical, reserve);
+                for used in 0..=limit + 1 {
+                    for count in 1..=limit + 2 {
+                        for ask in [Ask::Record, Ask::Normal, Ask::Priority] {
+                            let call = Request {
+                                count,
+                                ask,
+                                reduced_rate: false,
+                            };
+                            let same_level = rules.level(used + count) == rules.level(used);
+                            let admitted = ask == Ask::Record || rules.denies(used, call).is_none();
+                            assert_eq!(
+                                used + count < rules.quiet_below(used, ask),
+                                same_level && admitted,
+                                "limit {limit} critical {critical} reserve {reserve} used \
+                                 {used} count {count} {ask:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
