@@ -8,8 +8,9 @@ use crate::error::DenyReason;
 /// The one request of admission: the step ([`ServiceRules::step`]), the fast path
 /// (`FastPath::try_count`) and shared admission (`Exact`, `Leased`) all take it, and the rules
 /// below ([`cap`](ServiceRules::cap), [`denies`](ServiceRules::denies),
-/// [`shared_rule`](ServiceRules::shared_rule)) read it. A small `Copy` value, passed in two
-/// registers on the hot path.
+/// [`shared_rule`](ServiceRules::shared_rule)) read it. A small `Copy` value (16 bytes, the
+/// size of the step's request enum it replaces): inlined along the hot path, it lives in
+/// registers.
 ///
 /// How the next features extend it rather than add a type:
 /// - Several limits per service (issue 18): the step checks the same request against every
@@ -34,6 +35,9 @@ pub(crate) struct Request {
     /// every call, reads the mode again when it decides.
     pub(crate) reduced_rate: bool,
 }
+
+// The hot path copies it through every call: it must stay this small.
+const _: () = assert!(std::mem::size_of::<Request>() <= 16);
 
 /// Which admission a [`Request`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +177,7 @@ impl ServiceRules {
     /// lock): counts that keep `used + count` below it change nothing but the count, no level
     /// ([`level_holds_below`](Self::level_holds_below)) and, for admission, no refusal
     /// ([`cap`](Self::cap)). 0 for a read (it takes the lock, to roll the window over).
+    #[inline]
     pub(crate) fn quiet_below(&self, used: u64, ask: Ask) -> u64 {
         let level = self.level_holds_below(used);
         match ask {

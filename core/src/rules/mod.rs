@@ -155,6 +155,7 @@ impl ServiceRules {
     /// The level is the same for every count from `used` up to (not including) this: the
     /// next of the warn threshold, the critical threshold and the limit above `used`
     /// (`u64::MAX` past them all).
+    #[inline]
     pub(crate) fn level_holds_below(&self, used: u64) -> u64 {
         [
             self.thresholds.warn_at,
