@@ -1,6 +1,8 @@
 //! Plain values the tracker hands out: usage, transitions, snapshots.
 
 use crate::level::{Level, Thresholds};
+use crate::rules::{Change, ServiceState};
+use crate::service::ServiceConfig;
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -39,6 +41,26 @@ pub struct ServiceUsage<'t> {
     pub warn_threshold: f64,
     /// The critical threshold (fraction of the limit) the level is computed with.
     pub critical_threshold: f64,
+}
+
+impl<'t> ServiceUsage<'t> {
+    /// The usage of the service `name` configured by `config`, in `state`: the one builder,
+    /// for the tracker's services and the racy demonstration's.
+    #[inline]
+    pub(crate) fn of(name: &'t str, config: &ServiceConfig, state: &ServiceState) -> Self {
+        ServiceUsage {
+            name: Cow::Borrowed(name),
+            used: state.used,
+            limit: config.limit,
+            remaining: config.limit.saturating_sub(state.used),
+            period: config.period,
+            window_start_ms: state.window.start_ms,
+            reset_at_ms: state.window.reset_at_ms,
+            total_recorded: state.total,
+            warn_threshold: config.warn_threshold,
+            critical_threshold: config.critical_threshold,
+        }
+    }
 }
 
 impl ServiceUsage<'_> {
@@ -90,6 +112,20 @@ pub struct Transition {
     pub limit: u64,
     /// When it happened (the tracker clock), ms since the Unix epoch.
     pub at_ms: u64,
+}
+
+impl Transition {
+    /// The transition of the service `service` (of `limit` calls) that `change` describes.
+    pub(crate) fn of(service: &Arc<str>, limit: u64, change: Change) -> Self {
+        Transition {
+            service: Arc::clone(service),
+            from: change.from,
+            to: change.to,
+            used: change.used,
+            limit,
+            at_ms: change.at_ms,
+        }
+    }
 }
 
 /// What [`record_call`](crate::QuotaTracker::record_call) and

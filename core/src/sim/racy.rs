@@ -10,7 +10,6 @@ use crate::error::QuotaError;
 use crate::rules::{Change, Request, ServiceRules, ServiceState};
 use crate::service::{ServiceConfig, TrackerConfig};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
-use std::borrow::Cow;
 use std::sync::Arc;
 // Deliberately std's Mutex, not the crate's loom-aware one: this store is not part of what the
 // loom tests check, and each lock covers one copy or one write, never the read-modify-write.
@@ -145,7 +144,7 @@ impl RacyState {
         }
         let step = slot
             .rules
-            .step(&mut slot.state, now_ms, Request::Record(count));
+            .step(&mut slot.state, now_ms, Request::record(count));
         // A plain record is refused only when the counter would overflow.
         if step.refused.is_some() {
             return Err(invalid("the counter would overflow"));
@@ -178,29 +177,11 @@ impl RacyState {
 
 impl RacyService {
     fn transition(&self, change: Change) -> Transition {
-        Transition {
-            service: Arc::clone(&self.name),
-            from: change.from,
-            to: change.to,
-            used: change.used,
-            limit: self.rules.limit,
-            at_ms: change.at_ms,
-        }
+        Transition::of(&self.name, self.rules.limit, change)
     }
 
     fn usage(&self) -> ServiceUsage<'_> {
-        ServiceUsage {
-            name: Cow::Borrowed(&self.name),
-            used: self.state.used,
-            limit: self.rules.limit,
-            remaining: self.rules.limit.saturating_sub(self.state.used),
-            period: self.rules.period,
-            window_start_ms: self.state.window.start_ms,
-            reset_at_ms: self.state.window.reset_at_ms,
-            total_recorded: self.state.total,
-            warn_threshold: self.config.warn_threshold,
-            critical_threshold: self.config.critical_threshold,
-        }
+        ServiceUsage::of(&self.name, &self.config, &self.state)
     }
 }
 

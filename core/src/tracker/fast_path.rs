@@ -29,7 +29,7 @@
 //! parameters that are no longer in force.
 
 use crate::locks::{AtomicU64, Ordering};
-use crate::rules::{ServiceRules, ServiceState};
+use crate::rules::{Ask, Request, ServiceRules, ServiceState};
 use crate::window::Window;
 
 const COUNT_BITS: u32 = 38;
@@ -41,19 +41,6 @@ const EPOCH_ONE: u64 = 1 << COUNT_BITS;
 const EPOCH_MASK: u64 = !TAKEN & !COUNT_MASK;
 /// How often a fast call retries a swap that another fast call beat before it takes the lock.
 const RETRIES: usize = 4;
-
-/// Which admission a fast call asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ask {
-    /// `record_call`: always counted (fast only while the level stays the same).
-    Record,
-    /// `try_record`: below the normal cap.
-    Normal,
-    /// `try_record_priority`: up to the limit.
-    Priority,
-    /// Anything else (a read, reduced rate): never fast.
-    Lock,
-}
 
 /// The atomic word and the parameters of one service's fast path; one cache line.
 #[repr(align(64))]
@@ -106,10 +93,11 @@ impl FastPath {
         }
     }
 
-    /// Counts `count` calls at `now_ms` if that changes nothing but the count; `None` if the
-    /// caller must take the lock.
+    /// Counts the `request`'s calls at `now_ms` if that changes nothing but the count; `None`
+    /// if the caller must take the lock: a read or reduced rate always does.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
-    pub(crate) fn try_count(&self, now_ms: u64, count: u64, ask: Ask) -> Option<Counted> {
+    pub(crate) fn try_count(&self, now_ms: u64, request: Request) -> Option<Counted> {
+        let count = request.count;
         let mut word = self.word.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             if word & TAKEN != 0 {
@@ -121,11 +109,12 @@ impl FastPath {
             if now_ms < from_ms || now_ms >= reset_at_ms {
                 return None;
             }
-            let below = match ask {
-                Ask::Record => &self.record_below,
-                Ask::Normal => &self.normal_below,
-                Ask::Priority => &self.priority_below,
-                Ask::Lock => return None,
+            let below = match (request.ask, request.reduced_rate) {
+                (Ask::Record, _) => &self.record_below,
+                (Ask::Normal, false) => &self.normal_below,
+                (Ask::Priority, false) => &self.priority_below,
+                // Reads and reduced rate (rare) take the lock.
+                _ => return None,
             }
             .load(Ordering::Relaxed);
             let used = word & COUNT_MASK;
@@ -238,166 +227,21 @@ struct Params {
 }
 
 impl Params {
+    /// The rules' boundaries and clock test for `state`, and no count the word cannot hold.
     fn of(state: &ServiceState, rules: &ServiceRules) -> Self {
-        let limit_at = COUNT_MASK + 1;
-        // The level is the same for every count below the next threshold above `used`.
-        let record_below = [
-            rules.thresholds.warn_at,
-            rules.thresholds.critical_at,
-            rules.limit,
-        ]
-        .into_iter()
-        .filter(|&at| at > state.used)
-        .min()
-        .unwrap_or(limit_at)
-        .min(limit_at);
+        let below = |ask| rules.quiet_below(state.used, ask).min(COUNT_MASK + 1);
         let window = state.window;
         Params {
-            from_ms: window.start_ms.saturating_sub(rules.period.max_ms()),
+            from_ms: rules.earliest_reading(window),
             start_ms: window.start_ms,
             reset_at_ms: window.reset_at_ms,
             total_offset: state.total.wrapping_sub(state.used),
-            record_below,
-            normal_below: record_below.min(rules.cap(false, false).saturating_add(1)),
-            priority_below: record_below.min(rules.cap(false, true).saturating_add(1)),
+            record_below: below(Ask::Record),
+            normal_below: below(Ask::Normal),
+            priority_below: below(Ask::Priority),
         }
     }
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::service::ServiceConfig;
-    use crate::window::Period;
-
-    const T0: u64 = 1_718_000_000_000 / 86_400_000 * 86_400_000;
-
-    fn rules(limit: u64) -> ServiceRules {
-        let config = ServiceConfig::builder("s", limit, Period::Day)
-            .warn_threshold(0.5)
-            .critical_threshold(0.8)
-            .reserve_fraction(0.1)
-            .build()
-            .unwrap();
-        ServiceRules::new(&config, 0.25)
-    }
-
-    fn state(used: u64) -> ServiceState {
-        let mut state = ServiceState::new(Period::Day, T0);
-        state.used = used;
-        state.total = used + 7;
-        state
-    }
-
-    fn released_with(rules: &ServiceRules, used: u64) -> (FastPath, Published) {
-        let fast = FastPath::new();
-        let (taken, _) = fast.take(None);
-        let published = fast
-            .release(taken, &state(used), rules, true, None)
-            .unwrap();
-        assert_eq!(published.used, used);
-        (fast, published)
-    }
-
-    fn released(rules: &ServiceRules, used: u64) -> FastPath {
-        released_with(rules, used).0
-    }
-
-    #[test]
-    fn a_new_fast_path_counts_nothing() {
-        let fast = FastPath::new();
-        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
-        assert_eq!(fast.take(None).1, 0);
-    }
-
-    #[test]
-    fn counts_below_the_next_threshold_and_never_crosses_it() {
-        let rules = rules(100);
-        let (fast, published) = released_with(&rules, 10);
-        let counted = fast.try_count(T0 + 5, 39, Ask::Record).unwrap();
-        assert_eq!((counted.used, counted.total), (49, 56));
-        assert_eq!(counted.window, Period::Day.window_at(T0));
-        // 49 + 1 = 50 is the warn threshold: a level change, so the lock's.
-        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
-        let (taken, counted) = fast.take(Some(published));
-        assert_eq!(
-            counted, 39,
-            "the lock holder gets exactly what the fast path counted"
-        );
-        assert_eq!(taken & TAKEN, 0, "free until this take");
-        assert!(fast.try_count(T0, 1, Ask::Record).is_none(), "taken");
-    }
-
-    #[test]
-    fn admission_stops_at_the_normal_cap_and_the_limit() {
-        let rules = rules(100); // normal cap: min(80, 100 - 10) = 80
-        let fast = released(&rules, 85);
-        assert!(fast.try_count(T0, 1, Ask::Normal).is_none());
-        assert_eq!(fast.try_count(T0, 14, Ask::Priority).unwrap().used, 99);
-        assert!(
-            fast.try_count(T0, 1, Ask::Priority).is_none(),
-            "100 is Exhausted"
-        );
-        let fast = released(&rules, 100);
-        assert!(fast.try_count(T0, 1, Ask::Priority).is_none());
-        assert_eq!(fast.try_count(T0, 5, Ask::Record).unwrap().used, 105);
-    }
-
-    #[test]
-    fn readings_outside_the_window_take_the_lock() {
-        let rules = rules(100);
-        let fast = released(&rules, 0);
-        let window = Period::Day.window_at(T0);
-        assert!(fast.try_count(window.reset_at_ms, 1, Ask::Record).is_none());
-        assert!(fast
-            .try_count(T0 - Period::Day.max_ms() - 1, 1, Ask::Record)
-            .is_none());
-        // A small step back counts in the window, as the step's clock sanity says.
-        assert!(fast.try_count(T0 - 1_000, 1, Ask::Record).is_some());
-    }
-
-    #[test]
-    fn counts_the_word_cannot_hold_take_the_lock() {
-        let rules = rules(u64::MAX / 2);
-        let fast = released(&rules, COUNT_MASK - 2);
-        assert!(fast.try_count(T0, 3, Ask::Record).is_none());
-        assert_eq!(fast.try_count(T0, 2, Ask::Record).unwrap().used, COUNT_MASK);
-        assert!(fast.try_count(T0, u64::MAX, Ask::Record).is_none());
-        let fast = FastPath::new();
-        let (taken, _) = fast.take(None);
-        assert_eq!(
-            fast.release(taken, &state(COUNT_MASK + 1), &rules, true, None),
-            None
-        );
-        assert!(fast.try_count(T0, 1, Ask::Record).is_none());
-    }
-
-    #[test]
-    fn the_epoch_moves_when_the_parameters_change_or_the_count_goes_back() {
-        let rules = rules(100);
-        let (fast, mut published) = released_with(&rules, 3);
-        let mut release = |state: ServiceState| {
-            let before = fast.word.load(Ordering::Relaxed);
-            let (taken, _) = fast.take(Some(published));
-            published = fast
-                .release(taken, &state, &rules, true, Some(published))
-                .unwrap();
-            let after = fast.word.load(Ordering::Relaxed);
-            assert_eq!(after & COUNT_MASK, state.used);
-            before & EPOCH_MASK != after & EPOCH_MASK
-        };
-        // A read (nothing changed) and a count in the same level keep the epoch: a fast call
-        // that loaded the word before them is still right, or fails on the count.
-        assert!(!release(state(3)));
-        assert!(!release(state(4)));
-        // A level change (50 is Warning), a window change, and a count that goes back move it.
-        assert!(release(state(50)));
-        let mut next_day = state(50);
-        next_day.window = Period::Day.window_at(T0 + 86_400_000);
-        assert!(release(next_day));
-        let mut fewer = next_day;
-        fewer.used = 49;
-        fewer.total = next_day.total;
-        assert!(release(fewer));
-    }
-}
+mod tests;

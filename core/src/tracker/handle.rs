@@ -46,7 +46,7 @@ impl<'t> Service<'t> {
     /// [`QuotaTracker::record_call`] on this service.
     #[inline]
     pub fn record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {
-        self.tracker.update(self.position, Request::Record(count))
+        self.tracker.update(self.position, Request::record(count))
     }
 
     /// [`QuotaTracker::try_record`] on this service.
@@ -70,7 +70,7 @@ impl<'t> Service<'t> {
     #[inline]
     pub fn record_remaining(&self, count: u64) -> Result<u64, QuotaError> {
         self.tracker
-            .update_remaining(self.position, Request::Record(count))
+            .update_remaining(self.position, Request::record(count))
     }
 
     /// [`try_record`](Self::try_record), answering only the remaining count (see

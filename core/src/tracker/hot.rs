@@ -2,8 +2,8 @@
 //! the transitions it queues, reads of one or every service, and raises.
 
 use super::{
-    describe_transition, fast_path, shared, unknown_service, QuotaTracker, SavingGuard,
-    ServiceSlot, SlotGuard, SlotState, StepResult, SHARED,
+    describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, SlotGuard,
+    SlotState, StepResult, SHARED,
 };
 use crate::error::QuotaError;
 use crate::persistence::SaveReason;
@@ -42,9 +42,9 @@ impl QuotaTracker {
         let old_window = guard.service.window;
         let step = slot.rules.step(&mut guard.service, now, request);
         if step.changed && self.persistence.is_some() {
-            let counted = match (request, step.refused) {
-                (Request::Record(n) | Request::TryRecord { count: n, .. }, None) => n,
-                _ => 0,
+            let counted = match step.refused {
+                None => request.count,
+                Some(_) => 0,
             };
             guard.sync.book(old_window, &step, counted);
         }
@@ -192,35 +192,16 @@ impl QuotaTracker {
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
         let slot = &self.services[position];
-        let count = match request {
-            Request::Record(count) | Request::TryRecord { count, .. } => count,
-            Request::Read => 0,
-        };
+        let count = request.count;
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
         if SHARED && slot.config.admission != Admission::Local {
-            return self.shared_update_as(position, count, request, changed);
+            return self.shared_update_as(position, request, changed);
         }
         let now = self.now();
-        let ask = match request {
-            Request::Record(_) => fast_path::Ask::Record,
-            Request::TryRecord {
-                reduced_rate: false,
-                priority,
-                ..
-            } => {
-                if priority {
-                    fast_path::Ask::Priority
-                } else {
-                    fast_path::Ask::Normal
-                }
-            }
-            // Reduced rate (rare) and reads take the lock.
-            _ => fast_path::Ask::Lock,
-        };
         // A call that changes nothing but the count: one atomic swap, no lock.
-        if let Some(counted) = slot.fast.try_count(now, count, ask) {
+        if let Some(counted) = slot.fast.try_count(now, request) {
             self.after_call(now, false);
             return Ok(quiet(slot, &counted.state()));
         }
@@ -233,11 +214,10 @@ impl QuotaTracker {
     pub(super) fn shared_update_as<'s, R>(
         &'s self,
         position: usize,
-        count: u64,
         request: Request,
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
-        self.shared_update(position, count, request).map(changed)
+        self.shared_update(position, request).map(changed)
     }
 
     /// [`update_as`](Self::update_as) under the service's lock: out of line (natively), so
@@ -303,17 +283,11 @@ impl QuotaTracker {
     pub(super) fn shared_update(
         &self,
         position: usize,
-        count: u64,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let ask = match request {
-            Request::TryRecord { priority: true, .. } => shared::Ask::Priority,
-            Request::TryRecord { .. } => shared::Ask::Normal,
-            _ => shared::Ask::Force,
-        };
         match self.services[position].config.admission {
-            Admission::Exact => self.exact_update(position, count, ask),
-            Admission::Leased { block } => self.leased_update(position, count, ask, block),
+            Admission::Exact => self.exact_update(position, request),
+            Admission::Leased { block } => self.leased_update(position, request, block),
             Admission::Local => unreachable!("update handles Local admission"),
         }
     }
@@ -326,7 +300,7 @@ impl QuotaTracker {
             Admission::Leased { block } => return self.leased_can_call(position, block),
         }
         let state = self
-            .step_at(position, self.now(), Request::Read, true)
+            .step_at(position, self.now(), Request::READ, true)
             .state;
         self.services[position]
             .rules
@@ -335,7 +309,7 @@ impl QuotaTracker {
 
     pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
         let state = self
-            .step_at(position, self.now(), Request::Read, true)
+            .step_at(position, self.now(), Request::READ, true)
             .state;
         self.services[position].usage(&state)
     }
@@ -376,7 +350,7 @@ impl QuotaTracker {
         let mut moved = false;
         for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
             let old_window = guard.service.window;
-            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            let step = slot.rules.step(&mut guard.service, now, Request::READ);
             if shared && step.changed {
                 guard.sync.book(old_window, &step, 0);
             }

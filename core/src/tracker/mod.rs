@@ -128,7 +128,7 @@ impl QuotaTracker {
     /// that would overflow the counter. On error nothing was recorded.
     #[inline]
     pub fn record_call(&self, service: &str, count: u64) -> Result<Recorded<'_>, QuotaError> {
-        self.update_named(service, Request::Record(count))
+        self.update_named(service, Request::record(count))
     }
 
     /// Records `count` calls only if normal admission allows them: `used + count` stays at
@@ -220,10 +220,11 @@ impl QuotaTracker {
     /// The request of `try_record` (`priority`: of `try_record_priority`).
     #[inline]
     fn admission(&self, count: u64, priority: bool) -> Request {
-        Request::TryRecord {
-            count,
-            reduced_rate: self.is_reduced_rate(),
-            priority,
+        let reduced_rate = self.is_reduced_rate();
+        if priority {
+            Request::priority(count, reduced_rate)
+        } else {
+            Request::normal(count, reduced_rate)
         }
     }
 

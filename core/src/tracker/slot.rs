@@ -10,7 +10,6 @@ use crate::service::Admission;
 use crate::service::ServiceConfig;
 use crate::usage::{ServiceUsage, Transition};
 use crossbeam_utils::CachePadded;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One service: its fixed config and rules, its guarded state, its queued transitions.
@@ -117,30 +116,12 @@ impl ServiceSlot {
     }
 
     pub(super) fn transition(&self, change: Change) -> Transition {
-        Transition {
-            service: Arc::clone(&self.name),
-            from: change.from,
-            to: change.to,
-            used: change.used,
-            limit: self.rules.limit,
-            at_ms: change.at_ms,
-        }
+        Transition::of(&self.name, self.rules.limit, change)
     }
 
     #[inline]
     pub(super) fn usage(&self, state: &ServiceState) -> ServiceUsage<'_> {
-        ServiceUsage {
-            name: Cow::Borrowed(&self.name),
-            used: state.used,
-            limit: self.rules.limit,
-            remaining: self.rules.limit.saturating_sub(state.used),
-            period: self.rules.period,
-            window_start_ms: state.window.start_ms,
-            reset_at_ms: state.window.reset_at_ms,
-            total_recorded: state.total,
-            warn_threshold: self.config.warn_threshold,
-            critical_threshold: self.config.critical_threshold,
-        }
+        ServiceUsage::of(&self.name, &self.config, state)
     }
 
     /// The error of a refused step.

@@ -1,10 +1,9 @@
 //! `Exact` admission: every decision is one store call (an admission asked twice if its
 //! answer was lost, then held and resent by the next sync).
 
-use super::Ask;
 use crate::error::{DenyReason, QuotaError};
 use crate::persistence::HeldAdmit;
-use crate::rules::Request;
+use crate::rules::{Ask, Request};
 use crate::store::{AdmitReply, AdmitRequest, StoreError};
 use crate::tracker::{QuotaTracker, ServiceSlot, StepResult};
 use crate::usage::Recorded;
@@ -16,18 +15,17 @@ impl QuotaTracker {
     pub(in crate::tracker) fn exact_update(
         &self,
         position: usize,
-        count: u64,
-        ask: Ask,
+        call: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = &self.services[position];
-        let (force, priority) = (ask == Ask::Force, ask == Ask::Priority);
+        let (count, force) = (call.count, call.ask == Ask::Record);
         let now = self.now();
-        let read = self.step_at(position, now, Request::Read, true);
+        let read = self.step_at(position, now, Request::READ, true);
         if self.backing_off(now) {
             // The store failed a moment ago: no round trip per call while it backs off.
             return self.exact_unavailable(position, read, count, force, now);
         }
-        let reduced = self.is_reduced_rate();
+        let call = call.with_reduced_rate(self.is_reduced_rate());
         let asked;
         {
             // Booked while asked; and a floor the store has not seen yet, which it cannot hold
@@ -36,21 +34,18 @@ impl QuotaTracker {
             let cap = if force {
                 u64::MAX
             } else {
-                slot.rules.cap(reduced, priority)
+                slot.rules.cap(call)
             };
             match self.ask_under_floor(position, read.state.window, count, cap) {
                 Ok(booked) => asked = booked,
                 Err(seen) => {
-                    let reason = slot
-                        .rules
-                        .denies(seen, count, reduced, priority)
-                        .unwrap_or(DenyReason::Limit);
+                    let reason = slot.rules.denies(seen, call).unwrap_or(DenyReason::Limit);
                     self.after_call(now, false);
                     return Err(self.denied(slot, count, seen, reason));
                 }
             }
         }
-        let request = self.admit_request(slot, position, read.state.window, count, reduced, ask);
+        let request = self.admit_request(slot, position, read.state.window, call);
         let answer = self.admit_twice(&request);
         match &answer {
             Err(error) if error.maybe_applied() => {}
@@ -67,7 +62,7 @@ impl QuotaTracker {
                 let unsynced = self.unsynced(position);
                 let reason = slot
                     .rules
-                    .denies(total.saturating_add(unsynced), count, reduced, priority)
+                    .denies(total.saturating_add(unsynced), call)
                     .unwrap_or(DenyReason::Limit);
                 Err(self.denied(slot, count, learned.state.used, reason))
             }
@@ -151,7 +146,7 @@ impl QuotaTracker {
         if !force {
             return Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable));
         }
-        let recorded = self.step_at(position, now, Request::Record(count), true);
+        let recorded = self.step_at(position, now, Request::record(count), true);
         self.after_call(now, false);
         match recorded.step.refused {
             None => Ok(self.recorded_after(slot, read, recorded)),
@@ -159,19 +154,17 @@ impl QuotaTracker {
         }
     }
 
-    /// The admission request for `count` calls: the step's rule (normal or priority), less
-    /// what this tracker counted and has not synced yet (the store does not know those calls).
+    /// The admission request for `call`: the step's rule (normal or priority), less what
+    /// this tracker counted and has not synced yet (the store does not know those calls).
     pub(in crate::tracker) fn admit_request(
         &self,
         slot: &ServiceSlot,
         position: usize,
         window: Window,
-        count: u64,
-        reduced: bool,
-        ask: Ask,
+        call: Request,
     ) -> AdmitRequest {
-        let force = ask == Ask::Force;
-        let (below, cap) = slot.rules.shared_rule(reduced, ask == Ask::Priority);
+        let force = call.ask == Ask::Record;
+        let (below, cap) = slot.rules.shared_rule(call);
         let unsynced = self.unsynced(position);
         let (seq, done_below) = self.issue();
         AdmitRequest {
@@ -179,7 +172,7 @@ impl QuotaTracker {
             seq,
             done_below,
             window: slot.window_key(window),
-            count,
+            count: call.count,
             below: below.saturating_sub(unsynced),
             cap: cap.saturating_sub(unsynced),
             force,
@@ -248,20 +241,20 @@ impl QuotaTracker {
     pub(in crate::tracker) fn exact_can_call(&self, position: usize) -> bool {
         let slot = &self.services[position];
         let now = self.now();
-        let read = self.step_at(position, now, Request::Read, true);
+        let read = self.step_at(position, now, Request::READ, true);
         if self.backing_off(now) {
             return false;
         }
-        let reduced = self.is_reduced_rate();
+        // One call asked about (a count of 0), none counted.
+        let call = Request::normal(0, self.is_reduced_rate());
         let floor = slot
             .lock(self.persistence.is_some())
             .sync
             .floor_seen(read.state.window);
-        if floor.is_some_and(|seen| slot.rules.denies(seen, 1, reduced, false).is_some()) {
+        if floor.is_some_and(|seen| slot.rules.denies(seen, call).is_some()) {
             return false;
         }
-        let request =
-            self.admit_request(slot, position, read.state.window, 0, reduced, Ask::Normal);
+        let request = self.admit_request(slot, position, read.state.window, call);
         // Asks for 0 calls: applied or not, it changes no total, so it is never resent.
         let answer = self.admit_twice(&request);
         self.answered(request.seq);

@@ -1,9 +1,8 @@
 //! `Leased` admission: blocks of calls taken from the store and spent in process; the block
 //! in hand, and giving its unused calls back.
 
-use super::Ask;
 use crate::error::{DenyReason, QuotaError};
-use crate::rules::{Request, Step};
+use crate::rules::{Ask, Request, Step};
 use crate::store::{GiveBack, LeaseRequest, StoreError};
 use crate::tracker::{QuotaTracker, ServiceSlot, SlotState};
 use crate::usage::Recorded;
@@ -66,12 +65,11 @@ impl QuotaTracker {
     pub(in crate::tracker) fn leased_update(
         &self,
         position: usize,
-        count: u64,
-        ask: Ask,
+        call: Request,
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = &self.services[position];
-        let force = ask == Ask::Force;
+        let (count, force) = (call.count, call.ask == Ask::Record);
         let now = self.now();
         if let Some(spent) = self.spend_lease(position, now, count) {
             return Ok(spent);
@@ -81,10 +79,10 @@ impl QuotaTracker {
         // by other instances giving blocks back, which this instance learns at the next
         // window: it may under-admit until then, never over-admit).
         let reduced = self.is_reduced_rate();
-        let read = self.step_at(position, now, Request::Read, true);
+        let read = self.step_at(position, now, Request::READ, true);
         let in_hand = self.lease_left(position, read.state.window);
         let asked = block.max(count.saturating_sub(in_hand));
-        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let ceiling = slot.rules.lease_ceiling(reduced);
         let granted = if self.backing_off(now) {
             Err(StoreError::Unavailable(
                 "the store failed; backing off".into(),
@@ -101,24 +99,24 @@ impl QuotaTracker {
             return Ok(spent);
         }
         if force {
-            let recorded = self.step_at(position, now, Request::Record(count), true);
+            let recorded = self.step_at(position, now, Request::record(count), true);
             self.after_call(now, false);
             return match recorded.step.refused {
                 None => Ok(self.recorded_after(slot, read, recorded)),
                 Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
             };
         }
-        if ask == Ask::Priority && granted.is_ok() {
-            return self.exact_update(position, count, Ask::Priority);
+        if call.ask == Ask::Priority && granted.is_ok() {
+            return self.exact_update(position, call);
         }
-        let state = self.step_at(position, now, Request::Read, true).state;
+        let state = self.step_at(position, now, Request::READ, true).state;
         let reason = match granted {
             Err(_) => DenyReason::StoreUnavailable,
             // Refused by the view, or else by the shared total at the ceiling.
             Ok(_) => slot
                 .rules
-                .denies(state.used, count, reduced, false)
-                .or_else(|| slot.rules.denies(ceiling, count, reduced, false))
+                .denies(state.used, Request::normal(count, reduced))
+                .or_else(|| slot.rules.denies(ceiling, Request::normal(count, reduced)))
                 .unwrap_or(DenyReason::Critical),
         };
         Err(self.denied(slot, count, state.used, reason))
@@ -128,7 +126,7 @@ impl QuotaTracker {
     pub(in crate::tracker) fn leased_can_call(&self, position: usize, block: u64) -> bool {
         let now = self.now();
         let window = self
-            .step_at(position, now, Request::Read, true)
+            .step_at(position, now, Request::READ, true)
             .state
             .window;
         if self.lease_left(position, window) > 0 {
@@ -161,7 +159,7 @@ impl QuotaTracker {
         let (state, reset, recorded) = {
             let mut guard = slot.lock(self.persistence.is_some());
             let old_window = guard.service.window;
-            let step = slot.rules.step(&mut guard.service, now, Request::Read);
+            let step = slot.rules.step(&mut guard.service, now, Request::READ);
             if step.changed {
                 guard.sync.book(old_window, &step, 0);
             }
@@ -210,7 +208,7 @@ impl QuotaTracker {
         now: u64,
     ) -> Result<u64, StoreError> {
         let slot = &self.services[position];
-        let (_, ceiling) = slot.rules.shared_rule(reduced, false);
+        let ceiling = slot.rules.lease_ceiling(reduced);
         let asked = {
             let mut guard = slot.lock(self.persistence.is_some());
             // A floor the store has not seen yet: no block past it (the store cannot hold it

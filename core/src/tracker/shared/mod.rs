@@ -12,17 +12,6 @@ use crate::store::{GiveBack, StoreError, WindowKey};
 use crate::usage::Recorded;
 use crate::window::Window;
 
-/// What a shared-admission call asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ask {
-    /// `record_call`: count, without asking.
-    Force,
-    /// `try_record`: normal admission (stops at the Critical level or at `limit - reserve`).
-    Normal,
-    /// `try_record_priority`: priority admission (up to the limit).
-    Priority,
-}
-
 mod exact;
 mod leased;
 
