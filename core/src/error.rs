@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// Everything the tracker can refuse. An operation that returns an error has changed nothing.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-// Non-exhaustive: new calls (holds, waiting) may fail in new ways, without breaking a downstream `match` or literal.
+// Non-exhaustive: new calls (holds, waiting) may fail in new ways.
 #[non_exhaustive]
 pub enum QuotaError {
     /// The configuration is not valid. The fields say where and why; the message reads

@@ -48,20 +48,19 @@ mod tracker;
 mod usage;
 mod window;
 
-// Until every `crate::service::` path reads `crate::config::` (files other engineers are moving).
-use config as service;
+// Until every `crate::config::` path reads `crate::config::` (files other engineers are moving).
 
 #[cfg(feature = "metrics")]
 pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Admission, ConfigError, ConfigFormat, QuotaFile, RedisUrl, ServiceConfig, ServiceConfigBuilder,
-    StoreUrl, StoreUrlError, TrackerConfig,
+    Admission, ConfigError, ConfigFormat, QuotaFile, RedisUrl, ReducedRatePolicy, ServiceConfig,
+    ServiceConfigBuilder, StoreUrl, StoreUrlError, SyncPolicy, TrackerConfig,
 };
 pub use error::{DenyReason, QuotaError};
 pub use level::Level;
 pub use observers::{StoreEventSubscription, TransitionSubscription};
-pub use persistence::{ReducedRatePolicy, StoreEvent, StoreStats, SyncPolicy};
+pub use persistence::{StoreEvent, StoreStats};
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]

@@ -1,8 +1,8 @@
 //! Plain values the tracker hands out: usage, transitions, snapshots.
 
+use crate::config::ServiceConfig;
 use crate::level::{Level, Thresholds};
 use crate::rules::{Change, ServiceState};
-use crate::service::ServiceConfig;
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

@@ -8,6 +8,7 @@
 
 mod error;
 mod file;
+mod policy;
 mod position;
 mod repr;
 mod store_url;
@@ -16,9 +17,10 @@ pub(crate) mod tests;
 
 pub use error::ConfigError;
 pub use file::{ConfigFormat, QuotaFile};
+pub use policy::{ReducedRatePolicy, SyncPolicy};
 pub use store_url::{RedisUrl, StoreUrl, StoreUrlError};
 
-use crate::error::{DenyReason, QuotaError};
+use crate::error::QuotaError;
 use crate::text::{Float, Quoted};
 use crate::window::Period;
 use serde::{Deserialize, Serialize};
@@ -36,7 +38,7 @@ use serde::{Deserialize, Serialize};
 /// assert!(ServiceConfig::builder("bad", 0, Period::Day).build().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-// Non-exhaustive: several limits (issue 18) add fields, without breaking a downstream `match` or literal.
+// Non-exhaustive: several limits per service (issue 18) add fields.
 #[non_exhaustive]
 pub struct ServiceConfig {
     /// Unique, non-empty name that calls are recorded under.
@@ -125,32 +127,6 @@ impl ServiceConfig {
     /// A builder starting from the defaults.
     pub fn builder(name: impl Into<String>, limit: u64, period: Period) -> ServiceConfigBuilder {
         ServiceConfigBuilder(Self::new(name, limit, period))
-    }
-
-    /// Where normal admission (`try_record`, `can_call`, and a lease's ceiling) stops in each
-    /// window, and the rule that stops it: [`DenyReason::Critical`] at the Critical threshold
-    /// (`critical_threshold x limit`, rounded up), or [`DenyReason::Reserve`] at `limit -
-    /// floor(limit x reserve_fraction)` when that comes first. The tracker's own rule, not a
-    /// copy of it (outside reduced-rate mode, which stops earlier).
-    ///
-    /// ```
-    /// use quota_core::{DenyReason, Period, ServiceConfig};
-    /// let llm = ServiceConfig::new("llm", 10_000, Period::Day);
-    /// assert_eq!(llm.normal_stop(), (8_000, DenyReason::Critical));
-    /// let tight = ServiceConfig::builder("llm", 10_000, Period::Day)
-    ///     .reserve_fraction(0.3)
-    ///     .build()?;
-    /// assert_eq!(tight.normal_stop(), (7_000, DenyReason::Reserve));
-    /// # Ok::<(), quota_core::QuotaError>(())
-    /// ```
-    pub fn normal_stop(&self) -> (u64, DenyReason) {
-        let rules = crate::rules::ServiceRules::new(self, 0.0);
-        let reason = if rules.reserve_first {
-            DenyReason::Reserve
-        } else {
-            DenyReason::Critical
-        };
-        (rules.normal_cap, reason)
     }
 
     /// Checks every field; the error names the service, the field and its value.

@@ -4,7 +4,7 @@
 use super::file::QuotaFile;
 use super::store_url::StoreUrl;
 use super::{Admission, ServiceConfig, TrackerConfig};
-use crate::persistence::{ReducedRatePolicy, SyncPolicy};
+use super::{ReducedRatePolicy, SyncPolicy};
 use crate::window::Period;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;

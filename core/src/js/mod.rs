@@ -49,9 +49,9 @@ mod service;
 mod shapes;
 mod storage;
 
+use crate::config::SyncPolicy;
+use crate::config::TrackerConfig;
 use crate::error::QuotaError;
-use crate::persistence::SyncPolicy;
-use crate::service::TrackerConfig;
 use crate::tracker::QuotaTracker;
 use callbacks::Callbacks;
 use clock::JsClock;

@@ -1,6 +1,7 @@
 //! Admission: what a call asks for, and the rule that admits it or names why not.
 
 use super::ServiceRules;
+use crate::config::ServiceConfig;
 use crate::error::DenyReason;
 
 /// What a call asks of a service: `count` calls under `ask`, in reduced-rate mode or not.
@@ -198,5 +199,35 @@ impl ServiceRules {
     /// lease asks (a block never holds calls of the reserve).
     pub(crate) fn lease_ceiling(&self, reduced_rate: bool) -> u64 {
         self.cap(Request::normal(0, reduced_rate))
+    }
+}
+
+// `ServiceConfig::normal_stop` lives here, beside the rule it reports, so that the config
+// module does not import the rules (which are computed from it).
+impl ServiceConfig {
+    /// Where normal admission (`try_record`, `can_call`, and a lease's ceiling) stops in each
+    /// window, and the rule that stops it: [`DenyReason::Critical`] at the Critical threshold
+    /// (`critical_threshold x limit`, rounded up), or [`DenyReason::Reserve`] at `limit -
+    /// floor(limit x reserve_fraction)` when that comes first. The tracker's own rule, not a
+    /// copy of it (outside reduced-rate mode, which stops earlier).
+    ///
+    /// ```
+    /// use quota_core::{DenyReason, Period, ServiceConfig};
+    /// let llm = ServiceConfig::new("llm", 10_000, Period::Day);
+    /// assert_eq!(llm.normal_stop(), (8_000, DenyReason::Critical));
+    /// let tight = ServiceConfig::builder("llm", 10_000, Period::Day)
+    ///     .reserve_fraction(0.3)
+    ///     .build()?;
+    /// assert_eq!(tight.normal_stop(), (7_000, DenyReason::Reserve));
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn normal_stop(&self) -> (u64, DenyReason) {
+        let rules = ServiceRules::new(self, 0.0);
+        let reason = if rules.reserve_first {
+            DenyReason::Reserve
+        } else {
+            DenyReason::Critical
+        };
+        (rules.normal_cap, reason)
     }
 }

@@ -14,9 +14,9 @@
 //! from a bogus reading, so the service goes back to the reading's window and never lowers
 //! `used` (see [`ServiceRules::align`]).
 
+use crate::config::ServiceConfig;
 use crate::error::DenyReason;
 use crate::level::{calls_at_most, Level, Thresholds};
-use crate::service::ServiceConfig;
 use crate::window::{Period, Window};
 
 pub(crate) use admission::{Ask, Request};

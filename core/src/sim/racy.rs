@@ -6,9 +6,9 @@
 //! same state both write back, and the second write erases the first worker's calls. Each step
 //! here is atomic on its own (so this is safe Rust), but nothing holds the state between them.
 
+use crate::config::{ServiceConfig, TrackerConfig};
 use crate::error::QuotaError;
 use crate::rules::{Change, Request, ServiceRules, ServiceState};
-use crate::service::{ServiceConfig, TrackerConfig};
 use crate::usage::{Recorded, ServiceUsage, Snapshot, Transition};
 use std::sync::Arc;
 // Deliberately std's Mutex, not the crate's loom-aware one: this store is not part of what the

@@ -127,7 +127,7 @@ impl Iterator for OpStream {
 mod tests {
     use super::super::{Share, Workload};
     use super::*;
-    use crate::service::TrackerConfig;
+    use crate::config::TrackerConfig;
 
     fn config() -> TrackerConfig {
         TrackerConfig::defaults()

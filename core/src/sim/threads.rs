@@ -2,8 +2,8 @@
 
 use super::{Counter, Mode, ServiceCounts, Workload, WorkloadError};
 use crate::clock::{Clock, SystemClock};
+use crate::config::TrackerConfig;
 use crate::error::QuotaError;
-use crate::service::TrackerConfig;
 use crate::usage::{Recorded, Transition};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! What the simulated workers do: the workload parameters and their validation.
 
 use super::stream::{Bursts, CallSize, OpStream};
-use crate::service::TrackerConfig;
+use crate::config::TrackerConfig;
 
 /// The workload of one simulation run. Build one with [`Workload::even`] and change the fields;
 /// [`validate`](Self::validate) (also run by [`stream`](Self::stream)) checks them.
@@ -173,7 +173,7 @@ fn worker_seed(seed: u64, worker: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::ServiceConfig;
+    use crate::config::ServiceConfig;
     use crate::window::Period;
 
     fn config() -> TrackerConfig {

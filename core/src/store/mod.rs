@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 /// Why a store could not sync.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-// Non-exhaustive: new store kinds (cluster, sentinel) may add failures, without breaking a downstream `match` or literal.
+// Non-exhaustive: new store kinds (cluster, sentinel) may add failures.
 #[non_exhaustive]
 pub enum StoreError {
     /// The stored data is not a valid [`StoredState`]; the message says what was wrong (a

@@ -37,7 +37,7 @@ pub struct AdmitRequest {
 
 /// What [`Store::admit`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-// Non-exhaustive: admission may gain answers (a pause until an instant), without breaking a downstream `match` or literal.
+// Non-exhaustive: admission may gain answers (a pause until an instant).
 #[non_exhaustive]
 pub enum AdmitReply {
     /// Added; the stored total after.

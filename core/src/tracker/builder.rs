@@ -5,13 +5,14 @@ use super::{
     shared, FastPath, Ledger, NameKey, QuotaTracker, ServiceSlot, SlotState, TrackerClock, SHARED,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::config::Admission;
+use crate::config::SyncPolicy;
+use crate::config::TrackerConfig;
 use crate::error::QuotaError;
 use crate::locks::{AtomicU64, Mutex};
 use crate::observers::{quietly, Observer, Outbox, Registry};
-use crate::persistence::{Persistence, SaveReason, StoreEvent, SyncPolicy};
+use crate::persistence::{Persistence, SaveReason, StoreEvent};
 use crate::rules::{ServiceRules, ServiceState};
-use crate::service::Admission;
-use crate::service::TrackerConfig;
 use crate::store::Store;
 use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;

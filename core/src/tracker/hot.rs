@@ -5,10 +5,10 @@ use super::{
     describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, SlotGuard,
     SlotState, StepResult, SHARED,
 };
+use crate::config::Admission;
 use crate::error::QuotaError;
 use crate::persistence::SaveReason;
 use crate::rules::{Request, ServiceState, Step};
-use crate::service::Admission;
 use crate::store::StoredState;
 use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
 

@@ -1,12 +1,13 @@
 //! The tracker: per-service counters behind per-service locks.
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::SyncPolicy;
+use crate::config::TrackerConfig;
 use crate::error::QuotaError;
 use crate::locks::AtomicU64;
 use crate::observers::{Registry, StoreEventSubscription, TransitionSubscription};
-use crate::persistence::{Persistence, StoreEvent, SyncPolicy};
+use crate::persistence::{Persistence, StoreEvent};
 use crate::rules::Request;
-use crate::service::TrackerConfig;
 use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;

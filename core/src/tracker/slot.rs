@@ -2,12 +2,12 @@
 //! with the lock) and the usage, transitions and errors built from it.
 
 use super::{fast_path, shared, FastPath, Ledger, SHARED};
+use crate::config::Admission;
+use crate::config::ServiceConfig;
 use crate::error::{DenyReason, QuotaError};
 use crate::locks::{Mutex, MutexGuard};
 use crate::observers::Outbox;
 use crate::rules::{Change, Refusal, ServiceRules, ServiceState, Step};
-use crate::service::Admission;
-use crate::service::ServiceConfig;
 use crate::usage::{ServiceUsage, Transition};
 use crossbeam_utils::CachePadded;
 use std::sync::Arc;

@@ -2,10 +2,10 @@
 //! extension, the example `quota.toml` and the documented examples; errors that read well.
 
 use super::{full, toml_error, toml_service, FULL_JSON, FULL_TOML};
+use crate::config::SyncPolicy;
 use crate::config::{
     Admission, ConfigError, ConfigFormat, QuotaFile, ServiceConfig, StoreUrl, TrackerConfig,
 };
-use crate::persistence::SyncPolicy;
 use crate::window::Period;
 use std::path::Path;
 

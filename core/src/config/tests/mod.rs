@@ -9,7 +9,7 @@ mod service;
 mod store_url;
 
 use super::{Admission, ConfigError, QuotaFile, ServiceConfig, StoreUrl, TrackerConfig};
-use crate::persistence::{ReducedRatePolicy, SyncPolicy};
+use crate::config::{ReducedRatePolicy, SyncPolicy};
 use crate::window::Period;
 
 pub(super) const FULL_TOML: &str = r#"

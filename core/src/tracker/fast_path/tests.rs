@@ -1,7 +1,7 @@
 //! The fast path alone: what it counts, where it stops, when its epoch moves.
 
 use super::*;
-use crate::service::ServiceConfig;
+use crate::config::ServiceConfig;
 use crate::window::Period;
 
 const T0: u64 = 1_718_000_000_000 / 86_400_000 * 86_400_000;

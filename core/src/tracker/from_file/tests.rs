@@ -2,9 +2,9 @@
 //! that is the tracker's own.
 
 use crate::config::tests::{toml_error, toml_service};
+use crate::config::SyncPolicy;
 use crate::config::{ConfigError, QuotaFile, ServiceConfig, TrackerConfig};
 use crate::error::QuotaError;
-use crate::persistence::SyncPolicy;
 use crate::store::StoreError;
 use crate::tracker::QuotaTracker;
 use crate::window::Period;
