@@ -266,8 +266,7 @@ impl QuotaTracker {
             state,
             reset,
             recorded,
-        } = self.finish_step(position, guard, step, true);
-        self.after_call(now, step.entered_critical());
+        } = self.finish_call(position, guard, step, now);
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
             None => Ok(Recorded {
@@ -409,18 +408,31 @@ impl QuotaTracker {
             }
         }
         let StepResult {
-            step,
             state,
             reset,
             recorded,
-        } = self.finish_step(position, guard, step, true);
-        self.after_call(now, step.entered_critical());
+            ..
+        } = self.finish_call(position, guard, step, now);
         Ok(Raised {
             usage: slot.usage(&state),
             applied: rose.is_some(),
             reset,
             recorded,
         })
+    }
+
+    /// [`finish_step`](Self::finish_step) of a recording call, delivering its transitions, then
+    /// the save it owes ([`after_call`](Self::after_call)).
+    pub(super) fn finish_call(
+        &self,
+        position: usize,
+        guard: SlotGuard<'_>,
+        step: Step,
+        now: u64,
+    ) -> StepResult {
+        let result = self.finish_step(position, guard, step, true);
+        self.after_call(now, result.step.entered_critical());
+        result
     }
 
     /// After a recording call: save if one is due, or at once on entering Critical.

@@ -210,31 +210,18 @@ impl QuotaTracker {
         asked: u64,
         now: u64,
     ) -> StepResult {
-        let slot = &self.services[position];
-        let (step, state, reset, recorded) = {
-            let mut guard = slot.lock(self.persistence.is_some());
-            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
-            let used = guard.service.used.saturating_add(count);
-            let step = slot.rules.observe(&mut guard.service, used, now);
-            guard.service.total = guard.service.total.saturating_add(count);
-            let window = guard.service.window;
-            guard.sync.after_raise(window, count);
-            guard.sync.queued.admits.push(HeldAdmit {
+        self.take_in(position, asked, |slot, state| {
+            let used = state.service.used.saturating_add(count);
+            let step = slot.rules.observe(&mut state.service, used, now);
+            state.service.total = state.service.total.saturating_add(count);
+            let window = state.service.window;
+            state.sync.after_raise(window, count);
+            state.sync.queued.admits.push(HeldAdmit {
                 request,
                 counted: true,
             });
-            let (reset, recorded) = self.queue_transitions(slot, &step);
-            (step, guard.service, reset, recorded)
-        };
-        if reset.is_some() || recorded.is_some() {
-            self.pump(&[position]);
-        }
-        StepResult {
-            step,
-            state,
-            reset,
-            recorded,
-        }
+            step
+        })
     }
 
     /// `can_call` on an `Exact` service: the store's rule on the shared count (adds nothing).

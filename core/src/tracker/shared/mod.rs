@@ -4,7 +4,7 @@
 //! Store calls here run with no tracker lock held; the service's lock is taken before (to roll
 //! the window over and read it) and after (to take in the answer), never across.
 
-use super::{QuotaTracker, ServiceSlot, StepResult};
+use super::{QuotaTracker, ServiceSlot, SlotState, StepResult};
 use crate::error::{DenyReason, QuotaError};
 use crate::level::Level;
 use crate::rules::Step;
@@ -112,31 +112,48 @@ impl QuotaTracker {
         asked: u64,
         now: u64,
     ) -> StepResult {
+        let result = self.take_in(position, asked, |slot, state| {
+            if state.service.window != window {
+                return Step::default();
+            }
+            let mut view = total.saturating_add(state.sync.unacked);
+            // Admitted after a raise not synced yet: on top of the floor, not under it.
+            if let Some(floor) = state.sync.after_raise(window, count) {
+                view = view.max(floor);
+            }
+            let step = slot.rules.observe(&mut state.service, view, now);
+            state.service.total = state.service.total.saturating_add(count);
+            step
+        });
+        if result
+            .recorded
+            .as_ref()
+            .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical)
+        {
+            self.after_call(now, true);
+        }
+        result
+    }
+
+    /// Takes a store's answer in under the service's lock: releases the `asked` calls booked by
+    /// [`ask_under_floor`](Self::ask_under_floor), lets `update` change the state, queues the
+    /// transitions it makes and delivers them once the lock is released.
+    pub(in crate::tracker) fn take_in(
+        &self,
+        position: usize,
+        asked: u64,
+        update: impl FnOnce(&ServiceSlot, &mut SlotState) -> Step,
+    ) -> StepResult {
         let slot = &self.services[position];
         let (step, state, reset, recorded) = {
             let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
-            let mut step = Step::default();
-            if guard.service.window == window {
-                let mut view = total.saturating_add(guard.sync.unacked);
-                // Admitted after a raise not synced yet: on top of the floor, not under it.
-                if let Some(floor) = guard.sync.after_raise(window, count) {
-                    view = view.max(floor);
-                }
-                step = slot.rules.observe(&mut guard.service, view, now);
-                guard.service.total = guard.service.total.saturating_add(count);
-            }
+            let step = update(slot, &mut guard);
             let (reset, recorded) = self.queue_transitions(slot, &step);
             (step, guard.service, reset, recorded)
         };
         if reset.is_some() || recorded.is_some() {
             self.pump(&[position]);
-            if recorded
-                .as_ref()
-                .is_some_and(|t| t.from < Level::Critical && t.to >= Level::Critical)
-            {
-                self.after_call(now, true);
-            }
         }
         StepResult {
             step,
