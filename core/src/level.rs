@@ -76,23 +76,23 @@ impl Thresholds {
 
 /// The smallest whole number of calls `>= fraction x limit`, forgiving float noise.
 pub(crate) fn calls_at_least(limit: u64, fraction: f64) -> u64 {
-    let exact = fraction * limit as f64;
-    let nearest = exact.round();
-    if (exact - nearest).abs() <= exact.abs() * 1e-12 {
-        nearest as u64
-    } else {
-        exact.ceil() as u64
-    }
+    whole_calls(limit, fraction, f64::ceil)
 }
 
 /// The largest whole number of calls `<= fraction x limit`, forgiving float noise.
 pub(crate) fn calls_at_most(limit: u64, fraction: f64) -> u64 {
+    whole_calls(limit, fraction, f64::floor)
+}
+
+/// `fraction x limit` in whole calls: the nearest whole number when the product is one up to
+/// float noise (0.7 x 10 is 7.000000000000001), else `round` of it.
+fn whole_calls(limit: u64, fraction: f64, round: fn(f64) -> f64) -> u64 {
     let exact = fraction * limit as f64;
     let nearest = exact.round();
     if (exact - nearest).abs() <= exact.abs() * 1e-12 {
         nearest as u64
     } else {
-        exact.floor() as u64
+        round(exact) as u64
     }
 }
 
