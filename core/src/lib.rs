@@ -48,8 +48,6 @@ mod tracker;
 mod usage;
 mod window;
 
-// Until every `crate::config::` path reads `crate::config::` (files other engineers are moving).
-
 #[cfg(feature = "metrics")]
 pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};

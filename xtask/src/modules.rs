@@ -3,7 +3,7 @@
 //!
 //! An edge `a -> b` is a `crate::b` path in code under module `a` (a `use` or a qualified
 //! path; comments and doc links do not count). Top-level modules are the files and folders
-//! directly under `src/` (`src/tracker.rs` or `src/tracker/`); `lib.rs` and `main.rs` are the
+//! directly under `src/` (`src/window.rs`, `src/tracker/`); `lib.rs` and `main.rs` are the
 //! facades that declare and re-export them, so they are not nodes. Within one module, children
 //! use their parent freely: that is nesting, not a cycle between concepts.
 

@@ -1,6 +1,6 @@
 // The JavaScript shapes of the values `quota_core::js` hands out. Each is built by one call
 // across the wasm boundary (rather than one call per property), which keeps `recordCall` cheap.
-// Levels and periods arrive as indices into these tables; `js.rs` owns the matching order.
+// Levels and periods arrive as indices into these tables; `shapes.rs` owns the matching order.
 
 const LEVELS = ["normal", "warning", "critical", "exhausted"];
 const PERIODS = ["minute", "hour", "day", "month"];
