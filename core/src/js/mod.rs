@@ -31,7 +31,7 @@
 //! calls skip the wasm-bindgen glue.
 //!
 //! With `storage`, the tracker persists through a
-//! [`LocalStorageStore`](crate::LocalStorageStore). Where there is no `localStorage` at all
+//! `LocalStorageStore` (wasm32, feature `browser`). Where there is no `localStorage` at all
 //! (Node) the constructor throws: a store that cannot exist is a configuration error, not a
 //! string of failed saves. A store that exists but fails never stops a tracker:
 //! `stats().lastError` says why.

@@ -76,7 +76,7 @@ impl QuotaTrackerBuilder {
 
     /// Fail fast on a misconfigured store: [`build`](Self::build) reads the store's totals
     /// first, and with this set, a read that fails (a wrong URL, port or password, a store
-    /// that is down) makes `build` return that [`StoreError`] as [`QuotaError::Store`]
+    /// that is down) makes `build` return that [`StoreError`](crate::StoreError) as [`QuotaError::Store`]
     /// instead of a tracker. Without it the tracker starts from zero, reports a
     /// [`StoreEvent::ReadFailed`], retries after a short back-off and adds the stored totals
     /// at its first good sync: a store that is down costs a reduced rate, never an outage.

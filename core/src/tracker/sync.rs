@@ -50,7 +50,7 @@ impl QuotaTracker {
     /// answered everything.
     ///
     /// While the store fails it tries again, pausing 10 ms doubling to 500 ms, until
-    /// [`SyncPolicy::flush_timeout_ms`] (3 s by default) has passed (a try under way runs to
+    /// [`SyncPolicy::flush_timeout_ms`](crate::SyncPolicy::flush_timeout_ms) (3 s by default) has passed (a try under way runs to
     /// its end, bounded by the store's timeouts; on wasm it tries once), then returns the last
     /// error; each failed try counts as a failed save. What stays unresolved is in
     /// [`stats`](Self::stats) (`unresolved_ops`, `unresolved_calls`) and logged.
@@ -428,7 +428,7 @@ impl FlushRetry {
 
 /// A tracker with a store flushes when dropped (native builds): it syncs what it recorded,
 /// resends what is unresolved and gives leased calls back, retrying for up to
-/// [`SyncPolicy::flush_timeout_ms`] while the store fails (so a drop may take that long); a
+/// [`SyncPolicy::flush_timeout_ms`](crate::SyncPolicy::flush_timeout_ms) while the store fails (so a drop may take that long); a
 /// failure is logged. On wasm the page decides when to `flush`.
 #[cfg(not(target_arch = "wasm32"))]
 impl Drop for QuotaTracker {

@@ -60,8 +60,6 @@ impl QuotaTracker {
         }
     }
 
-    /// `record_call`, `try_record` or `try_record_priority` on an `Exact` service (and a
-    /// priority call on a `Leased` one that its block does not cover).
     /// A shared-admission call failed: back off as after a failed sync (the next sync, due
     /// after the back-off, tells when the store is back).
     pub(in crate::tracker) fn store_failed(&self) {
