@@ -2,7 +2,7 @@
 //! unit across threads.
 
 #[allow(dead_code)] // its `main` is the example's entry point, unused here
-#[path = "../examples/simulate.rs"]
+#[path = "../examples/simulate/main.rs"]
 mod simulate;
 
 use quota_core::sim::{threads, Mode, Workload};

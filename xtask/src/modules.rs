@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 /// The crates whose module graphs are checked.
 const CRATES: &[&str] = &["core/src", "web/src", "quota-reqwest/src", "xtask/src"];
 
+/// Source folders outside the crates' `src/` whose files count against the line limit too.
+const EXAMPLES: &[&str] = &["core/examples", "quota-reqwest/examples"];
+
 /// The most physical lines a source file may have (unit tests live in their own files).
 pub const MAX_LINES: usize = 500;
 
@@ -30,6 +33,14 @@ pub fn check() -> Result<(), String> {
         if let Some(cycle) = find_cycle(&graph) {
             problems.push(format!("{root}: import cycle {}", cycle.join(" -> ")));
         }
+        for (file, lines) in long_files(Path::new(root))? {
+            problems.push(format!(
+                "{}: {lines} lines (at most {MAX_LINES}; tests go in their own file)",
+                file.display()
+            ));
+        }
+    }
+    for root in EXAMPLES {
         for (file, lines) in long_files(Path::new(root))? {
             problems.push(format!(
                 "{}: {lines} lines (at most {MAX_LINES}; tests go in their own file)",
