@@ -887,8 +887,11 @@ impl Run {
                 assert!(read.iter().all(|&t| t <= MAX_TOTAL), "{}", context());
             }
             (Request::Admit(request), Reply::Admit(admit)) => {
-                let (AdmitReply::Admitted { total: t, .. } | AdmitReply::Denied { total: t }) =
-                    *admit;
+                // `AdmitReply` is non-exhaustive: a reply this target does not know fails it.
+                let t = match *admit {
+                    AdmitReply::Admitted { total, .. } | AdmitReply::Denied { total } => total,
+                    other => panic!("an admit reply this target does not know: {other:?}"),
+                };
                 assert!(
                     t <= MAX_TOTAL,
                     "admit replied a total past MAX_TOTAL: {}",
