@@ -95,6 +95,13 @@ impl SimClock {
     }
 }
 
+/// Real time now, in ms since the Unix epoch (0 for a system clock set before it).
+pub(crate) fn wall_ms() -> u64 {
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         self.lock().now_ms() as u64

@@ -23,30 +23,20 @@
 //!   handlers). Every part of the page is a Leptos view: a frame changes text nodes and
 //!   attributes in place, and elements are made only for what is new (a row, an entry).
 
-#[cfg(target_arch = "wasm32")]
+// The whole crate is the browser app: nothing of it on other targets.
+#![cfg(target_arch = "wasm32")]
+
 pub mod app;
-#[cfg(target_arch = "wasm32")]
 pub mod clock;
-#[cfg(target_arch = "wasm32")]
 pub mod components;
-#[cfg(target_arch = "wasm32")]
 pub mod dynamic;
-#[cfg(target_arch = "wasm32")]
 pub mod engine;
-#[cfg(target_arch = "wasm32")]
 pub mod format;
-#[cfg(target_arch = "wasm32")]
 pub mod instances;
-#[cfg(target_arch = "wasm32")]
 mod locks;
-#[cfg(target_arch = "wasm32")]
 pub mod model;
-#[cfg(target_arch = "wasm32")]
 pub mod persist;
-#[cfg(target_arch = "wasm32")]
 pub mod settings;
-#[cfg(target_arch = "wasm32")]
 pub mod state;
 
-#[cfg(target_arch = "wasm32")]
 pub use app::App;

@@ -44,13 +44,12 @@ impl std::str::FromStr for CallMode {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "try" => Ok(CallMode::Try),
-            "count" => Ok(CallMode::Count),
-            other => Err(format!(
-                "admission must be \"try\" or \"count\" (got {other:?})"
-            )),
-        }
+        choose(
+            "admission",
+            [CallMode::Try, CallMode::Count],
+            CallMode::as_str,
+            text,
+        )
     }
 }
 
@@ -80,12 +79,26 @@ impl std::str::FromStr for SyncMode {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "snapshot" => Ok(SyncMode::Snapshot),
-            "delta" => Ok(SyncMode::Delta),
-            other => Err(format!(
-                "instances mode must be \"snapshot\" or \"delta\" (got {other:?})"
-            )),
-        }
+        choose(
+            "instances mode",
+            [SyncMode::Snapshot, SyncMode::Delta],
+            SyncMode::as_str,
+            text,
+        )
     }
+}
+
+/// The one of `choices` that `name` spells `text` (a select's value), or else the message that
+/// says which values `what` takes.
+fn choose<T: Copy>(
+    what: &str,
+    choices: [T; 2],
+    name: fn(T) -> &'static str,
+    text: &str,
+) -> Result<T, String> {
+    let [first, second] = choices.map(name);
+    choices
+        .into_iter()
+        .find(|&choice| name(choice) == text)
+        .ok_or_else(|| format!("{what} must be {first:?} or {second:?} (got {text:?})"))
 }

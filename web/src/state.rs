@@ -6,7 +6,7 @@
 //! no action copies engine state into signals by hand. The components get read-only signals
 //! ([`ReadOnly`], [`Memo`]): only this state's own methods write them.
 
-use crate::clock::SimClock;
+use crate::clock::{self, SimClock};
 use crate::engine::Engine;
 use crate::instances::Instances;
 use crate::model::{Frame, History, InstancesFrame, Rates, Status, StoreLog, Timeline};
@@ -117,10 +117,7 @@ impl AppState {
     ///
     /// Errors: the core's [`QuotaError::InvalidConfig`].
     pub fn new(config: TrackerConfig) -> Result<AppState, QuotaError> {
-        let now = web_time::SystemTime::now()
-            .duration_since(web_time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        Self::with_clock(config, SimClock::new(now), DEFAULT_KEY)
+        Self::with_clock(config, SimClock::new(clock::wall_ms()), DEFAULT_KEY)
     }
 
     /// State for `config` reading `clock`, saved under the `localStorage` key `key` (see

@@ -149,11 +149,7 @@ impl JsQuotaTracker {
                 .and_then(|service| service.record(count))
         });
         let recorded = inner.delivered(recorded)?;
-        Ok(shapes::recorded(
-            service,
-            &recorded.usage,
-            recorded.transition(),
-        ))
+        Ok(shapes::recorded(service, &recorded))
     }
 
     /// Records `count` calls (default 1) only if normal admission allows them: `used + count`
@@ -356,11 +352,7 @@ impl JsQuotaTracker {
         });
         inner.deliver();
         match result {
-            Ok(recorded) => Ok(shapes::allowed(
-                service,
-                &recorded.usage,
-                recorded.transition(),
-            )),
+            Ok(recorded) => Ok(shapes::allowed(service, &recorded)),
             Err(Ok((usage, reason))) => Ok(shapes::denied(service, &usage, reason)),
             Err(Err(error)) => Err(input::error(error)),
         }

@@ -43,32 +43,23 @@ class Service {
 
   /** Records `count` calls (default 1); returns the remaining count. */
   record(count = 1) {
-    if (typeof count === "number") {
-      const remaining = this.#wasm.quota_service_record(this.#handle, count, Date.now());
-      if (remaining >= 0) return remaining;
-      throw this.#failure(remaining, count);
-    }
-    throw countError(this.#name, count);
+    if (typeof count !== "number") throw countError(this.#name, count);
+    const answer = this.#wasm.quota_service_record(this.#handle, count, Date.now());
+    return this.#counted(answer, count, 0);
   }
 
   /** Records `count` calls (default 1) if allowed; returns the remaining count, or -1 (nothing recorded). */
   tryRecord(count = 1) {
-    if (typeof count === "number") {
-      const remaining = this.#wasm.quota_service_try_record(this.#handle, count, Date.now());
-      if (remaining >= DENIED) return remaining;
-      throw this.#failure(remaining, count);
-    }
-    throw countError(this.#name, count);
+    if (typeof count !== "number") throw countError(this.#name, count);
+    const answer = this.#wasm.quota_service_try_record(this.#handle, count, Date.now());
+    return this.#counted(answer, count, DENIED);
   }
 
   /** As tryRecord, under priority admission: may use the reserve, up to the limit. */
   tryRecordPriority(count = 1) {
-    if (typeof count === "number") {
-      const remaining = this.#wasm.quota_service_try_record_priority(this.#handle, count, Date.now());
-      if (remaining >= DENIED) return remaining;
-      throw this.#failure(remaining, count);
-    }
-    throw countError(this.#name, count);
+    if (typeof count !== "number") throw countError(this.#name, count);
+    const answer = this.#wasm.quota_service_try_record_priority(this.#handle, count, Date.now());
+    return this.#counted(answer, count, DENIED);
   }
 
   /** Whether a call is allowed now. */
@@ -95,8 +86,13 @@ class Service {
     }
   }
 
-  #failure(answer, count) {
-    return answer === BAD_COUNT ? countError(this.#name, count) : take();
+  /**
+   * A counting call's answer if it is at least `least` (each wasm call stays in its own method:
+   * one call site per export keeps the hot path monomorphic).
+   */
+  #counted(answer, count, least) {
+    if (answer >= least) return answer;
+    throw answer === BAD_COUNT ? countError(this.#name, count) : take();
   }
 }
 

@@ -5,8 +5,11 @@
 const LEVELS = ["normal", "warning", "critical", "exhausted"];
 const PERIODS = ["minute", "hour", "day", "month"];
 
-export function usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs) {
-  return {
+// A usage, alone or inside a result, as `shape` (shapes.rs's `Shape`) says: 0 the usage alone,
+// 1 `{ usage, transition }`, 2 `{ allowed: true, usage, transition }`, 3 `{ allowed: false,
+// usage, reason }`; `extra` is the transition or the reason.
+export function withUsage(shape, name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, extra) {
+  const usage = {
     name,
     used,
     limit,
@@ -17,63 +20,42 @@ export function usage(name, used, limit, remaining, period, level, percentUsed, 
     windowStartMs,
     resetAtMs,
   };
+  switch (shape) {
+    case 0:
+      return usage;
+    case 1:
+      return { usage, transition: extra };
+    case 2:
+      return { allowed: true, usage, transition: extra };
+    default:
+      return { allowed: false, usage, reason: extra };
+  }
 }
 
 export function transition(service, from, to, used, limit, atMs) {
   return { service, from: LEVELS[from], to: LEVELS[to], used, limit, atMs };
 }
 
-export function recorded(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, transition) {
-  return {
-    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
-    transition,
-  };
-}
-
-export function allowed(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, transition) {
-  return {
-    allowed: true,
-    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
-    transition,
-  };
-}
-
-export function denied(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs, reason) {
-  return {
-    allowed: false,
-    usage: usage(name, used, limit, remaining, period, level, percentUsed, windowStartMs, resetAtMs),
-    reason,
-  };
-}
-
 export function snapshot(services, totalUsed, atMs) {
   return { services, totalUsed, atMs };
 }
 
-export function stats(
-  loads,
-  loadFailures,
-  saves,
-  saveFailures,
-  forcedSaves,
-  coalescedSaves,
-  lastError,
-  consecutiveFailures,
-  consecutiveSuccesses,
-  reducedRate,
-) {
-  return {
-    loads,
-    loadFailures,
-    saves,
-    saveFailures,
-    forcedSaves,
-    coalescedSaves,
-    lastError,
-    consecutiveFailures,
-    consecutiveSuccesses,
-    reducedRate,
-  };
+// StoreStats' fields, in the order shapes.rs passes them.
+const STATS = [
+  "loads",
+  "loadFailures",
+  "saves",
+  "saveFailures",
+  "forcedSaves",
+  "coalescedSaves",
+  "lastError",
+  "consecutiveFailures",
+  "consecutiveSuccesses",
+  "reducedRate",
+];
+
+export function stats(...values) {
+  return Object.fromEntries(STATS.map((field, index) => [field, values[index]]));
 }
 
 // A transition callback threw: said on the console, and otherwise ignored.

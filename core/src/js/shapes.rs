@@ -3,17 +3,19 @@
 use crate::error::DenyReason;
 use crate::level::Level;
 use crate::persistence::StoreStats;
-use crate::usage::{ServiceUsage, Transition};
+use crate::usage::{Recorded, ServiceUsage, Transition};
 use crate::window::Period;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
 #[wasm_bindgen(module = "/src/js/shapes.js")]
 extern "C" {
-    /// `{ name, used, ... }` (`transition` is not used).
-    #[wasm_bindgen(js_name = usage)]
+    /// A usage `{ name, used, ... }`, alone or inside the result [`Shape`] names, with `extra`
+    /// (the transition or the reason; unused for the usage alone): one call for the whole result.
+    #[wasm_bindgen(js_name = withUsage)]
     #[allow(clippy::too_many_arguments)]
-    fn usage_object(
+    fn with_usage_object(
+        shape: u8,
         name: &JsValue,
         used: f64,
         limit: f64,
@@ -23,7 +25,7 @@ extern "C" {
         percent_used: f64,
         window_start_ms: f64,
         reset_at_ms: f64,
-        transition: &JsValue,
+        extra: &JsValue,
     ) -> JsValue;
 
     #[wasm_bindgen(js_name = transition)]
@@ -34,54 +36,6 @@ extern "C" {
         used: f64,
         limit: f64,
         at_ms: f64,
-    ) -> JsValue;
-
-    /// `{ usage, transition }`, the usage from its fields: one call for the whole result.
-    #[wasm_bindgen(js_name = recorded)]
-    #[allow(clippy::too_many_arguments)]
-    fn recorded_object(
-        name: &JsValue,
-        used: f64,
-        limit: f64,
-        remaining: f64,
-        period: u8,
-        level: u8,
-        percent_used: f64,
-        window_start_ms: f64,
-        reset_at_ms: f64,
-        transition: &JsValue,
-    ) -> JsValue;
-
-    /// `{ allowed: true, usage, transition }`, likewise.
-    #[wasm_bindgen(js_name = allowed)]
-    #[allow(clippy::too_many_arguments)]
-    fn allowed_object(
-        name: &JsValue,
-        used: f64,
-        limit: f64,
-        remaining: f64,
-        period: u8,
-        level: u8,
-        percent_used: f64,
-        window_start_ms: f64,
-        reset_at_ms: f64,
-        transition: &JsValue,
-    ) -> JsValue;
-
-    /// `{ allowed: false, usage, reason }`, likewise (the last argument is the reason).
-    #[wasm_bindgen(js_name = denied)]
-    #[allow(clippy::too_many_arguments)]
-    fn denied_object(
-        name: &JsValue,
-        used: f64,
-        limit: f64,
-        remaining: f64,
-        period: u8,
-        level: u8,
-        percent_used: f64,
-        window_start_ms: f64,
-        reset_at_ms: f64,
-        reason: &JsValue,
     ) -> JsValue;
 
     /// `{ services, totalUsed, atMs }`
@@ -130,31 +84,23 @@ pub(super) fn stats(stats: &StoreStats) -> JsValue {
 /// Counts and times become JS numbers: exact up to `Number.MAX_SAFE_INTEGER`, which counts
 /// stay under unless more than that many calls are recorded in one window.
 pub(super) fn usage(name: &JsValue, usage: &ServiceUsage) -> JsValue {
-    with_usage(usage_object, name, usage, &JsValue::NULL)
+    with_usage(Shape::Usage, name, usage, &JsValue::NULL)
 }
 
 /// `{ usage, transition }`.
-pub(super) fn recorded(
-    name: &JsValue,
-    usage: &ServiceUsage,
-    transition: Option<&Transition>,
-) -> JsValue {
-    with_usage(recorded_object, name, usage, &self::transition(transition))
+pub(super) fn recorded(name: &JsValue, recorded: &Recorded) -> JsValue {
+    with_transition(Shape::Recorded, name, recorded)
 }
 
 /// `{ allowed: true, usage, transition }`.
-pub(super) fn allowed(
-    name: &JsValue,
-    usage: &ServiceUsage,
-    transition: Option<&Transition>,
-) -> JsValue {
-    with_usage(allowed_object, name, usage, &self::transition(transition))
+pub(super) fn allowed(name: &JsValue, recorded: &Recorded) -> JsValue {
+    with_transition(Shape::Allowed, name, recorded)
 }
 
 /// `{ allowed: false, usage, reason }`.
 pub(super) fn denied(name: &JsValue, usage: &ServiceUsage, reason: DenyReason) -> JsValue {
     with_usage(
-        denied_object,
+        Shape::Denied,
         name,
         usage,
         &JsValue::from_str(deny_reason(reason)),
@@ -172,11 +118,27 @@ pub(super) fn deny_reason(reason: DenyReason) -> &'static str {
     }
 }
 
-/// The shape of a usage and its transition, built by one of the imports above.
-type Build = fn(&JsValue, f64, f64, f64, u8, u8, f64, f64, f64, &JsValue) -> JsValue;
+/// What `withUsage` in `shapes.js` builds around the usage (the numbers it switches on).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The usage alone.
+    Usage = 0,
+    /// `{ usage, transition }`.
+    Recorded = 1,
+    /// `{ allowed: true, usage, transition }`.
+    Allowed = 2,
+    /// `{ allowed: false, usage, reason }`.
+    Denied = 3,
+}
 
-fn with_usage(build: Build, name: &JsValue, usage: &ServiceUsage, transition: &JsValue) -> JsValue {
-    build(
+fn with_transition(shape: Shape, name: &JsValue, recorded: &Recorded) -> JsValue {
+    let transition = transition(recorded.transition());
+    with_usage(shape, name, &recorded.usage, &transition)
+}
+
+fn with_usage(shape: Shape, name: &JsValue, usage: &ServiceUsage, extra: &JsValue) -> JsValue {
+    with_usage_object(
+        shape as u8,
         name,
         usage.used as f64,
         usage.limit as f64,
@@ -186,7 +148,7 @@ fn with_usage(build: Build, name: &JsValue, usage: &ServiceUsage, transition: &J
         usage.percent_used(),
         usage.window_start_ms as f64,
         usage.reset_at_ms as f64,
-        transition,
+        extra,
     )
 }
 

@@ -1,8 +1,8 @@
 //! Start / pause / reset and the workload: workers, rate, mix, seed, mode, admission, speed,
 //! call sizes and bursts.
 
+use super::RunButtons;
 use crate::dynamic::{flag, on_change, on_click, text, Text};
-use crate::model::Status;
 use crate::settings::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
@@ -23,17 +23,7 @@ pub fn Controls() -> impl IntoView {
     let state = use_app();
     let settings =
         move |f: fn(&Settings) -> String| -> Text { text(move || state.settings().with(f)) };
-    let status = text(move || state.frame().with(|f| f.status.as_str()).to_owned());
-    // While the workers run, Start is done (disabled, "Running") and Pause is the action.
-    let running = Memo::new(move |_| state.frame().with(|f| f.status == Status::Running));
-    let start_label = text(move || {
-        match state.frame().with(|f| f.status) {
-            Status::Ready => "Start",
-            Status::Running => "Running",
-            Status::Pausing | Status::Paused => "Resume",
-        }
-        .to_owned()
-    });
+    let status = Memo::new(move |_| state.frame().with(|f| f.status));
     let services = Memo::new(move |_| {
         state.settings().with(|s| {
             s.workload
@@ -46,32 +36,16 @@ pub fn Controls() -> impl IntoView {
     view! {
         <section class="panel controls" aria-labelledby="controls-heading">
             <h2 id="controls-heading">"Simulation"</h2>
-            <div class="buttons" role="group" aria-label="Run the simulation">
-                <button
-                    type="button"
-                    class:primary=flag(move || !running.get())
-                    data-testid="start"
-                    prop:disabled=flag(move || running.get())
-                    on:click=on_click(move |_| state.start())
-                >
-                    {start_label}
-                </button>
-                <button
-                    type="button"
-                    class:primary=flag(move || running.get())
-                    data-testid="pause"
-                    prop:disabled=flag(move || !running.get())
-                    on:click=on_click(move |_| state.pause())
-                >
-                    "Pause"
-                </button>
-                <button type="button" data-testid="reset" on:click=on_click(move |_| state.reset())>
-                    "Reset"
-                </button>
-                <span class="status" role="status">
-                    "Status: " <strong data-testid="status">{status}</strong>
-                </span>
-            </div>
+            <RunButtons
+                status=status
+                label="Run the simulation"
+                start_labels=["Start", "Running", "Resume"]
+                status_label="Status: "
+                prefix=""
+                start=on_click(move |_| state.start())
+                pause=on_click(move |_| state.pause())
+                reset=on_click(move |_| state.reset())
+            />
             <div class="fields">
                 <div class="field">
                     <label for="mode">"Mode"</label>

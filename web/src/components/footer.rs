@@ -2,6 +2,7 @@
 
 use crate::dynamic::text;
 use crate::format;
+use crate::model::Rates;
 use crate::state::use_app;
 use leptos::prelude::*;
 
@@ -11,27 +12,22 @@ use leptos::prelude::*;
 #[component]
 pub fn Footer() -> impl IntoView {
     let state = use_app();
+    // One of the rates, as the page writes a rate.
+    let rate = move |of: fn(&Rates) -> f64| text(move || format::rate(of(&state.rates().get())));
     view! {
         <footer class="page-footer">
             <p>
                 <span data-testid="calls-per-second">
-                    {text(move || {
-                        let rates = state.rates().get();
-                        format::rate(rates.calls_per_second + rates.instances_calls_per_second)
-                    })}
+                    {rate(|r| r.calls_per_second + r.instances_calls_per_second)}
                 </span>
                 " calls/s (simulation "
-                <span data-testid="calls-per-second-simulation">
-                    {text(move || format::rate(state.rates().get().calls_per_second))}
-                </span>
+                <span data-testid="calls-per-second-simulation">{rate(|r| r.calls_per_second)}</span>
                 " + instances "
                 <span data-testid="calls-per-second-instances">
-                    {text(move || format::rate(state.rates().get().instances_calls_per_second))}
+                    {rate(|r| r.instances_calls_per_second)}
                 </span>
                 ") · "
-                <span data-testid="fps">
-                    {text(move || format::rate(state.rates().get().frames_per_second))}
-                </span>
+                <span data-testid="fps">{rate(|r| r.frames_per_second)}</span>
                 " frames/s · "
                 <span data-testid="calls">{text(move || state.frame().with(|f| f.calls).to_string())}</span>
                 " calls since reset"

@@ -1,11 +1,10 @@
 //! The instances view: several trackers sharing one store, by deltas or by overwriting
 //! snapshots.
 
-use super::{Columns, CountsTable};
-use crate::dynamic::{flag, on_change, on_click, text};
+use super::{Columns, CountsTable, RunButtons};
+use crate::dynamic::{on_change, on_click, text};
 use crate::format;
 use crate::instances::{INSTANCES, RATE, WORKERS_PER_INSTANCE};
-use crate::model::Status;
 use crate::settings::SyncMode;
 use crate::state::use_app;
 use leptos::prelude::*;
@@ -20,12 +19,7 @@ use leptos::prelude::*;
 pub fn InstancesPanel() -> impl IntoView {
     let state = use_app();
     let mode = Memo::new(move |_| state.instances_frame().with(|f| f.mode));
-    let status = text(move || {
-        state
-            .instances_frame()
-            .with(|f| f.status.as_str())
-            .to_owned()
-    });
+    let status = Memo::new(move |_| state.instances_frame().with(|f| f.status));
     let explanation = text(move || {
         match mode.get() {
             SyncMode::Delta => {
@@ -85,19 +79,6 @@ pub fn InstancesPanel() -> impl IntoView {
             }
         })
     });
-    let running = Memo::new(move |_| {
-        state
-            .instances_frame()
-            .with(|f| f.status == Status::Running)
-    });
-    let start_label = text(move || {
-        match state.instances_frame().with(|f| f.status) {
-            Status::Ready => "Start instances",
-            Status::Running => "Instances running",
-            Status::Pausing | Status::Paused => "Resume instances",
-        }
-        .to_owned()
-    });
     // What the last mode switch did, until the next switch or reset.
     let notice = RwSignal::new(String::new());
     let switch_mode = move |mode: SyncMode| {
@@ -132,39 +113,19 @@ pub fn InstancesPanel() -> impl IntoView {
                     format::rate(f64::from(RATE))
                 )}
             </p>
-            <div class="buttons" role="group" aria-label="Run the instances">
-                <button
-                    type="button"
-                    class:primary=flag(move || !running.get())
-                    data-testid="instances-start"
-                    prop:disabled=flag(move || running.get())
-                    on:click=on_click(move |_| state.start_instances())
-                >
-                    {start_label}
-                </button>
-                <button
-                    type="button"
-                    class:primary=flag(move || running.get())
-                    data-testid="instances-pause"
-                    prop:disabled=flag(move || !running.get())
-                    on:click=on_click(move |_| state.pause_instances())
-                >
-                    "Pause"
-                </button>
-                <button
-                    type="button"
-                    data-testid="instances-reset"
-                    on:click=on_click(move |_| {
-                        notice.set(String::new());
-                        state.reset_instances(mode.get_untracked());
-                    })
-                >
-                    "Reset"
-                </button>
-                <span class="status" role="status">
-                    "Instances: " <strong data-testid="instances-status">{status}</strong>
-                </span>
-            </div>
+            <RunButtons
+                status=status
+                label="Run the instances"
+                start_labels=["Start instances", "Instances running", "Resume instances"]
+                status_label="Instances: "
+                prefix="instances-"
+                start=on_click(move |_| state.start_instances())
+                pause=on_click(move |_| state.pause_instances())
+                reset=on_click(move |_| {
+                    notice.set(String::new());
+                    state.reset_instances(mode.get_untracked());
+                })
+            />
             <div class="fields">
                 <div class="field">
                     <label for="instances-mode">"How they share the store"</label>

@@ -65,24 +65,14 @@ pub fn UsageChart() -> impl IntoView {
     });
     // The series: one per service of the samples, in config order.
     let series = Memo::new(move |_| {
-        state.history().with(|history| {
-            history
-                .services
-                .iter()
-                .enumerate()
-                .map(|(index, line)| (index, line.name.clone()))
-                .collect::<Vec<_>>()
-        })
+        state
+            .history()
+            .with(|history| numbered(history.services.iter().map(|line| &line.name)))
     });
     let names = Memo::new(move |_| {
-        state.config().with(|config| {
-            config
-                .services
-                .iter()
-                .enumerate()
-                .map(|(index, service)| (index, service.name.clone()))
-                .collect::<Vec<_>>()
-        })
+        state
+            .config()
+            .with(|config| numbered(config.services.iter().map(|service| &service.name)))
     });
     let ago = text(move || {
         state.history().with(|history| {
@@ -170,6 +160,11 @@ pub fn UsageChart() -> impl IntoView {
             </ul>
         </section>
     }
+}
+
+/// Each name with its index (which picks its colour).
+fn numbered<'a>(names: impl Iterator<Item = &'a String>) -> Vec<(usize, String)> {
+    names.cloned().enumerate().collect()
 }
 
 /// The dashed line and label of a threshold at `fraction` of the limit.

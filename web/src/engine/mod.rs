@@ -27,17 +27,19 @@
 //! The parts: this module runs the engine (start, pause, reset, settings); `run` counts one run
 //! (from one reset to the next); `worker` paces the virtual workers.
 
+mod lifecycle;
 mod run;
 mod worker;
 
-use crate::clock::SimClock;
-use crate::model::{Cause, Frame, Status};
+use crate::clock::{self, SimClock};
+use crate::model::{Cause, Frame};
 use crate::persist::DashboardStorage;
 use crate::settings::{CallMode, Settings};
+pub(crate) use lifecycle::Lifecycle;
 use quota_core::sim::{Mode, Op, Share, Workload, WorkloadError};
 use quota_core::{Clock, QuotaError, StoreEvent, TrackerConfig, Transition};
 use run::Run;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use worker::Worker;
 pub(crate) use worker::{take_due, Pace};
@@ -74,14 +76,8 @@ pub struct Engine {
     run: RefCell<Rc<Run>>,
     /// Where locked runs save, and the outage switch.
     storage: DashboardStorage,
-    /// Bumped whenever the workers must stop (pause, reset, new settings); a worker of an older
-    /// generation finishes the call it started and exits.
-    generation: Cell<u64>,
-    running: Cell<bool>,
-    /// Started since the last reset (on this page or, restored, on an earlier one).
-    started: Cell<bool>,
-    /// Worker tasks that have not exited yet.
-    active: Cell<usize>,
+    /// Whether the workers run (stopped on pause, reset and new settings).
+    workers: Lifecycle,
 }
 
 impl Engine {
@@ -138,10 +134,7 @@ impl Engine {
             settings: RefCell::new(settings),
             run: RefCell::new(Rc::new(run)),
             storage,
-            generation: Cell::new(0),
-            running: Cell::new(false),
-            started: Cell::new(started),
-            active: Cell::new(0),
+            workers: Lifecycle::new(started),
         }))
     }
 
@@ -167,10 +160,9 @@ impl Engine {
 
     /// Starts the workers (no effect while running).
     pub fn start(self: &Rc<Self>) {
-        if self.running.replace(true) {
+        if !self.workers.start() {
             return;
         }
-        self.started.set(true);
         self.clock.start();
         self.spawn_workers();
     }
@@ -178,8 +170,7 @@ impl Engine {
     /// Stops the workers; each finishes the call it started. The simulated clock stops too,
     /// and the tracker syncs (so a reload continues from here, unless the store is out).
     pub fn pause(&self) {
-        self.running.set(false);
-        self.generation.set(self.generation.get() + 1);
+        self.workers.stop();
         self.clock.pause();
         self.flush();
     }
@@ -239,7 +230,7 @@ impl Engine {
         change(&mut workload);
         workload.stream(self.run().config(), 0)?;
         self.settings.borrow_mut().workload = workload;
-        if self.running.get() {
+        if self.workers.is_running() {
             self.restart_workers();
         }
         Ok(())
@@ -300,7 +291,7 @@ impl Engine {
         let services = run.services(now);
         let frame = Frame {
             at_ms: now,
-            status: self.status(),
+            status: self.workers.status(),
             mode: self.settings.borrow().mode,
             services,
             calls: run.calls(),
@@ -321,15 +312,6 @@ impl Engine {
         Rc::clone(&self.run.borrow())
     }
 
-    fn status(&self) -> Status {
-        match (self.running.get(), self.active.get(), self.started.get()) {
-            (true, _, _) => Status::Running,
-            (false, 0, true) => Status::Paused,
-            (false, 0, false) => Status::Ready,
-            (false, _, _) => Status::Pausing,
-        }
-    }
-
     /// A new run of `config` in the current mode, from nothing: clears what was saved and sets
     /// the clock to real time first, so the new tracker neither restores nor starts in the
     /// past or future of the old run.
@@ -337,22 +319,18 @@ impl Engine {
         check_config(&config)?;
         let mode = self.settings.borrow().mode;
         self.storage.clear();
-        self.clock.set(
-            web_time::SystemTime::now()
-                .duration_since(web_time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
-        );
+        self.clock.set(clock::wall_ms());
         let run = Run::new(config, mode, &self.clock, &self.storage, None)?;
         *self.run.borrow_mut() = Rc::new(run);
-        self.started.set(self.running.get());
-        if self.running.get() {
+        self.workers.new_run();
+        if self.workers.is_running() {
             self.restart_workers();
         }
         Ok(())
     }
 
     fn restart_workers(self: &Rc<Self>) {
-        self.generation.set(self.generation.get() + 1);
+        self.workers.next_generation();
         self.spawn_workers();
     }
 

@@ -31,11 +31,10 @@ impl Worker {
     /// Starts worker `id` (from 1) of the engine's current generation, issuing `stream` to
     /// `run`. The engine counts it as active until it exits.
     pub(super) fn spawn(engine: &Rc<Engine>, run: &Rc<Run>, id: usize, stream: OpStream) {
-        engine.active.set(engine.active.get() + 1);
         let worker = Worker {
             engine: Rc::clone(engine),
             run: Rc::clone(run),
-            generation: engine.generation.get(),
+            generation: engine.workers.enter(),
             id,
             stream,
         };
@@ -44,7 +43,7 @@ impl Worker {
 
     async fn work(mut self) {
         let mut pace = Pace::new(self.engine.rate());
-        while self.engine.generation.get() == self.generation {
+        while self.engine.workers.is_current(self.generation) {
             let due = pace.due(self.engine.rate());
             let ops = self.take(due);
             if !ops.is_empty() {
@@ -52,7 +51,7 @@ impl Worker {
             }
             TimeoutFuture::new(pace.tick_ms()).await;
         }
-        self.engine.active.set(self.engine.active.get() - 1);
+        self.engine.workers.exit();
     }
 
     /// `due` calls, each followed by the rest of its burst.

@@ -23,8 +23,8 @@ mod snapshot_store;
 
 pub use snapshot_store::SnapshotStore;
 
-use crate::engine::{take_due, Pace};
-use crate::model::{InstancesFrame, SharedCounts, Status};
+use crate::engine::{take_due, Lifecycle, Pace};
+use crate::model::{InstancesFrame, SharedCounts};
 use crate::settings::SyncMode;
 use gloo_timers::future::TimeoutFuture;
 use leptos::task::spawn_local;
@@ -110,10 +110,7 @@ struct Run {
 
 impl Run {
     fn new(config: TrackerConfig, mode: SyncMode) -> Result<Run, QuotaError> {
-        let now = web_time::SystemTime::now()
-            .duration_since(web_time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        let clock = ManualClock::new(now);
+        let clock = ManualClock::new(crate::clock::wall_ms());
         let shared = Shared::new(mode);
         let trackers = (0..INSTANCES)
             .map(|_| {
@@ -154,12 +151,8 @@ impl Run {
 /// The instances view's simulation. Shared (`Rc`) by the page and the worker tasks.
 pub struct Instances {
     run: RefCell<Rc<Run>>,
-    /// Bumped whenever the workers must stop (pause, reset); a worker of an older generation
-    /// exits.
-    generation: Cell<u64>,
-    running: Cell<bool>,
-    started: Cell<bool>,
-    active: Cell<usize>,
+    /// Whether the workers run (stopped on pause and reset).
+    workers: Lifecycle,
 }
 
 impl Instances {
@@ -169,10 +162,7 @@ impl Instances {
     pub fn new(config: TrackerConfig, mode: SyncMode) -> Result<Rc<Instances>, QuotaError> {
         Ok(Rc::new(Instances {
             run: RefCell::new(Rc::new(Run::new(config, mode)?)),
-            generation: Cell::new(0),
-            running: Cell::new(false),
-            started: Cell::new(false),
-            active: Cell::new(0),
+            workers: Lifecycle::new(false),
         }))
     }
 
@@ -185,27 +175,20 @@ impl Instances {
     /// [`RATE`] calls per second, with `workload`'s mix, call sizes, bursts and seed (each
     /// instance its own seed).
     pub fn start(self: &Rc<Self>, workload: &Workload) {
-        if self.running.replace(true) {
-            return;
+        if self.workers.start() {
+            self.spawn_workers(workload);
         }
-        self.started.set(true);
-        self.spawn_workers(workload);
     }
 
     /// Stops the workers (each finishes the calls it started, then exits), and has every
     /// instance sync once more, so each sees what the store holds now.
     pub fn pause(&self) {
-        self.stop_workers();
+        self.workers.stop();
         for tracker in &self.run().trackers {
             if let Err(error) = tracker.flush() {
                 leptos::logging::warn!("instances: sync failed: {error}");
             }
         }
-    }
-
-    fn stop_workers(&self) {
-        self.running.set(false);
-        self.generation.set(self.generation.get() + 1);
     }
 
     /// Starts over with `config` in `mode`: new trackers, a new empty store, counts at 0. The
@@ -214,15 +197,16 @@ impl Instances {
     /// Errors: the core's [`QuotaError::InvalidConfig`]; nothing changed.
     pub fn reset(&self, config: TrackerConfig, mode: SyncMode) -> Result<(), QuotaError> {
         let run = Run::new(config, mode)?;
-        self.stop_workers();
-        self.started.set(false);
+        self.workers.stop();
+        // Stopped: the new run counts as not started.
+        self.workers.new_run();
         *self.run.borrow_mut() = Rc::new(run);
         Ok(())
     }
 
     /// Whether the workers run (or were told to: [`pause`](Self::pause) stops them).
     pub fn is_running(&self) -> bool {
-        self.running.get()
+        self.workers.is_running()
     }
 
     /// What the view shows now: per service, the units issued by all instances and the
@@ -257,7 +241,7 @@ impl Instances {
             .collect();
         InstancesFrame {
             mode: run.mode,
-            status: self.status(),
+            status: self.workers.status(),
             calls: run.calls.get(),
             services,
             views,
@@ -266,15 +250,6 @@ impl Instances {
 
     fn run(&self) -> Rc<Run> {
         Rc::clone(&self.run.borrow())
-    }
-
-    fn status(&self) -> Status {
-        match (self.running.get(), self.active.get(), self.started.get()) {
-            (true, _, _) => Status::Running,
-            (false, 0, true) => Status::Paused,
-            (false, 0, false) => Status::Ready,
-            (false, _, _) => Status::Pausing,
-        }
     }
 
     fn spawn_workers(self: &Rc<Self>, workload: &Workload) {
@@ -300,18 +275,17 @@ impl Instances {
     }
 
     fn spawn(self: &Rc<Self>, run: &Rc<Run>, instance: usize, mut stream: OpStream) {
-        self.active.set(self.active.get() + 1);
+        let generation = self.workers.enter();
         let instances = Rc::clone(self);
         let run = Rc::clone(run);
-        let generation = self.generation.get();
         spawn_local(async move {
             let mut pace = Pace::new(RATE);
-            while instances.generation.get() == generation {
+            while instances.workers.is_current(generation) {
                 let ops = take_due(&mut stream, pace.due(RATE));
                 run.record(instance, &ops);
                 TimeoutFuture::new(pace.tick_ms()).await;
             }
-            instances.active.set(instances.active.get() - 1);
+            instances.workers.exit();
         });
     }
 }
