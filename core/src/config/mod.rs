@@ -62,6 +62,11 @@ pub struct ServiceConfig {
     pub admission: Admission,
 }
 
+/// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`). Without
+/// it a config that selects them is refused, so nothing shared is ever asked, queued or resent,
+/// and every path guarded by this constant is compiled out (the JS module leaves it out).
+pub(crate) const SHARED_ADMISSION: bool = cfg!(feature = "shared-admission");
+
 /// How a service's calls are admitted across instances that share its quota through a store.
 ///
 /// ```

@@ -3,6 +3,7 @@
 //! operations queued for the next sync). It lives inside the service's lock-guarded state and
 //! is booked in the same acquisition as the count.
 
+use crate::config::SHARED_ADMISSION;
 use crate::rules::Step;
 use crate::store::{AdmitRequest, GiveBack, LeaseRequest};
 use crate::window::Window;
@@ -111,6 +112,10 @@ pub(crate) struct Queued {
 impl Queued {
     /// Moves every operation of `other` to the end of this queue.
     pub(crate) fn append(&mut self, other: &mut Queued) {
+        // Only shared admission queues operations: without it this is compiled out.
+        if !SHARED_ADMISSION {
+            return;
+        }
         self.give_backs.append(&mut other.give_backs);
         self.admits.append(&mut other.admits);
         self.leases.append(&mut other.leases);
@@ -118,6 +123,9 @@ impl Queued {
 
     /// (operations, calls) queued.
     pub(crate) fn unresolved(&self) -> (u64, u64) {
+        if !SHARED_ADMISSION {
+            return (0, 0);
+        }
         let ops = self.give_backs.len() + self.admits.len() + self.leases.len();
         let calls = self
             .give_backs

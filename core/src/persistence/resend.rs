@@ -5,6 +5,7 @@
 use super::saver::guarded;
 use super::Queued;
 use super::{Books, Persistence};
+use crate::config::SHARED_ADMISSION;
 use crate::observers::quietly;
 use crate::store::{
     AdmitReply, AdmitRequest, GiveBack, LeaseRequest, Store, StoreError, SyncBatch,
@@ -32,10 +33,6 @@ impl SaverState {
         let calls = batches
             .flat_map(|b| &b.deltas)
             .fold(0u64, |sum, d| sum.saturating_add(d.calls));
-        // Only shared admission queues operations (the JS module has none).
-        if !cfg!(feature = "shared-admission") {
-            return (ops, calls);
-        }
         let (queued_ops, queued_calls) = self.queued.unresolved();
         (ops + queued_ops, calls.saturating_add(queued_calls))
     }
@@ -99,9 +96,7 @@ impl Persistence {
         let cut = books.cut(self.instance);
         // Only shared admission queues operations (the JS module has none).
         let mut cut = cut;
-        if cfg!(feature = "shared-admission") {
-            saver.queued.append(&mut cut.queued);
-        }
+        saver.queued.append(&mut cut.queued);
         self.send_after_queued(saver, books, cut.batch)
     }
 
@@ -153,7 +148,7 @@ impl Persistence {
         let mut result = Ok(());
         // Without shared admission (the JS module) nothing is ever queued here: the compiler
         // drops all of it.
-        let shared = cfg!(feature = "shared-admission");
+        let shared = SHARED_ADMISSION;
         while let Some(held) = saver.queued.admits.first().filter(|_| shared) {
             match guarded(|| self.store.admit(&held.request)) {
                 Ok(reply) => {

@@ -75,9 +75,8 @@ pub struct QuotaTracker {
     unreported: crate::metrics::Unreported,
 }
 
-/// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`); without
-/// it `build()` refuses them, so the shared paths are never taken and are left out.
-const SHARED: bool = cfg!(feature = "shared-admission");
+/// [`SHARED_ADMISSION`](crate::config::SHARED_ADMISSION), by its short name in the tracker.
+const SHARED: bool = crate::config::SHARED_ADMISSION;
 
 fn describe_transition(t: &Transition) -> String {
     format!("transition {} {} -> {}", t.service, t.from, t.to)

@@ -259,9 +259,7 @@ impl QuotaTracker {
                 start_ms: window.start_ms,
                 end_ms: window.reset_at_ms,
             };
-            if SHARED {
-                queued.append(&mut guard.sync.queued);
-            }
+            queued.append(&mut guard.sync.queued);
             if SHARED && return_leases {
                 let (back, step) = guard.give_lease_back(slot, self, now);
                 queued.give_backs.extend(back);
