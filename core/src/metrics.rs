@@ -77,6 +77,7 @@ const REDUCED_RATE: &str = "quota_reduced_rate";
 const UNRESOLVED: &str = "quota_unresolved_calls";
 const TRANSITIONS: &str = "quota_transitions_total";
 const DENIED: &str = "quota_denied_total";
+const SHADOW_DENIED: &str = "quota_shadow_denied_total";
 const SAVES: &str = "quota_saves_total";
 const SAVE_FAILURES: &str = "quota_save_failures_total";
 
@@ -94,6 +95,7 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// | `quota_unresolved_calls` | gauge | | with a store: calls in operations whose outcome the store has not answered yet ([`StoreStats::unresolved_calls`](crate::StoreStats::unresolved_calls)), resent until it does |
 /// | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
 /// | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` or `try_record_priority` (by name or handle): `reason` = [`deny_reason_label`] |
+/// | `quota_shadow_denied_total` | counter | `service`, `reason` | shadow mode ([`ServiceConfig::enforce`](crate::ServiceConfig::enforce) `false`): calls admitted that enforcing would have refused, by the same `reason` labels |
 /// | `quota_saves_total` | counter | | successful syncs with the store |
 /// | `quota_save_failures_total` | counter | | failed syncs |
 ///
@@ -148,6 +150,10 @@ pub fn describe_metrics() {
             DENIED,
             "Calls refused by try_record or try_record_priority, by the rule that refused."
         );
+        describe_counter!(
+            SHADOW_DENIED,
+            "Calls shadow mode (enforce = false) admitted that enforcing would have refused."
+        );
         describe_counter!(SAVES, "Successful syncs with the store.");
         describe_counter!(SAVE_FAILURES, "Failed syncs with the store.");
     });
@@ -192,11 +198,12 @@ const LEVELS: [Level; 4] = [
 /// A tracker was built: descriptions, and its counters at 0 so that a scrape shows every
 /// series from the start (a rate or an alert on `quota_denied_total` needs the series before
 /// the first denial): per service, `quota_transitions_total` for every level and
-/// `quota_denied_total` for every reason; with a store, the sync counters.
-pub(crate) fn built<'a>(services: impl Iterator<Item = &'a Arc<str>>, has_store: bool) {
+/// `quota_denied_total` for every reason (and, in shadow mode, `quota_shadow_denied_total`);
+/// with a store, the sync counters. `services`: each name, and whether it is in shadow mode.
+pub(crate) fn built<'a>(services: impl Iterator<Item = (&'a Arc<str>, bool)>, has_store: bool) {
     describe_metrics();
     quietly(|| {
-        for service in services {
+        for (service, shadow) in services {
             for level in LEVELS {
                 counter!(TRANSITIONS, "service" => Arc::clone(service), "to" => level.as_str())
                     .increment(0);
@@ -208,6 +215,14 @@ pub(crate) fn built<'a>(services: impl Iterator<Item = &'a Arc<str>>, has_store:
                     "reason" => deny_reason_label(reason)
                 )
                 .increment(0);
+                if shadow {
+                    counter!(
+                        SHADOW_DENIED,
+                        "service" => Arc::clone(service),
+                        "reason" => deny_reason_label(reason)
+                    )
+                    .increment(0);
+                }
             }
         }
         if has_store {
@@ -268,8 +283,14 @@ pub(crate) fn store_event(event: &StoreEvent) {
 /// happens while this thread reports (a recorder that made a denied call from inside: counted
 /// from inside that report, each denial would call the recorder again, a recursion without
 /// end); those are counted by the service's next denial, or the next refresh.
+///
+/// Shadow mode's would-be denials (`quota_shadow_denied_total`) wait the same way, in their
+/// own slots.
 #[derive(Debug, Default)]
-pub(crate) struct Denials([AtomicU64; 5]);
+pub(crate) struct Denials {
+    denied: [AtomicU64; 5],
+    shadow: [AtomicU64; 5],
+}
 
 /// Every reason, in the order of [`Denials`]' slots.
 const REASONS: [DenyReason; 5] = DenyReason::ALL;
@@ -278,30 +299,41 @@ impl Denials {
     /// A call of `service` denied for `reason`: counted (only: a service hammered while
     /// denied pays one counter per call, not five metrics), with any left from before.
     pub(crate) fn deny(&self, service: &Arc<str>, reason: DenyReason) {
-        let slot = match reason {
+        self.denied[Self::slot(reason)].fetch_add(1, Ordering::Relaxed);
+        report(|| self.report(service));
+    }
+
+    /// A call of `service` that shadow mode admitted although `reason` would have denied it.
+    pub(crate) fn shadow(&self, service: &Arc<str>, reason: DenyReason) {
+        self.shadow[Self::slot(reason)].fetch_add(1, Ordering::Relaxed);
+        report(|| self.report(service));
+    }
+
+    fn slot(reason: DenyReason) -> usize {
+        match reason {
             DenyReason::Critical => 0,
             DenyReason::Reserve => 1,
             DenyReason::Limit => 2,
             DenyReason::ReducedRate => 3,
             DenyReason::StoreUnavailable => 4,
-        };
-        self.0[slot].fetch_add(1, Ordering::Relaxed);
-        report(|| self.report(service));
+        }
     }
 
-    /// Counts the denials not counted yet (call it inside [`report`]).
+    /// Counts the denials (and shadow denials) not counted yet (call it inside [`report`]).
     pub(crate) fn report(&self, service: &Arc<str>) {
-        for (pending, reason) in self.0.iter().zip(REASONS) {
-            let count = pending.swap(0, Ordering::Relaxed);
-            if count > 0 {
-                quietly(|| {
-                    counter!(
-                        DENIED,
-                        "service" => Arc::clone(service),
-                        "reason" => deny_reason_label(reason)
-                    )
-                    .increment(count);
-                });
+        for (name, pending) in [(DENIED, &self.denied), (SHADOW_DENIED, &self.shadow)] {
+            for (pending, reason) in pending.iter().zip(REASONS) {
+                let count = pending.swap(0, Ordering::Relaxed);
+                if count > 0 {
+                    quietly(|| {
+                        counter!(
+                            name,
+                            "service" => Arc::clone(service),
+                            "reason" => deny_reason_label(reason)
+                        )
+                        .increment(count);
+                    });
+                }
             }
         }
     }

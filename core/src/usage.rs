@@ -139,6 +139,10 @@ pub struct Recorded<'t> {
     pub reset: Option<Transition>,
     /// The level change the recording itself made, if any (after `reset`).
     pub recorded: Option<Transition>,
+    /// Shadow mode ([`ServiceConfig::enforce`](crate::ServiceConfig::enforce) `false`): the
+    /// rule that would have denied this call, which was admitted and counted instead. Always
+    /// `None` where admission is enforced.
+    pub shadow_denied: Option<crate::DenyReason>,
 }
 
 impl Recorded<'_> {
@@ -158,6 +162,7 @@ impl Recorded<'_> {
             usage: self.usage.into_owned(),
             reset: self.reset,
             recorded: self.recorded,
+            shadow_denied: self.shadow_denied,
         }
     }
 }

@@ -870,3 +870,52 @@ fn a_recorder_that_is_denied_from_every_call_comes_to_an_end_and_every_denial_is
         assert_eq!(recorder.denied.load(Ordering::SeqCst), calls);
     });
 }
+
+#[test]
+fn shadow_mode_counts_what_it_would_have_denied() {
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        let beta = ServiceConfig::builder("beta", 10, Period::Day)
+            .enforce(false)
+            .build()
+            .unwrap();
+        let config = TrackerConfig::new([beta, ServiceConfig::new("prod", 10, Period::Day)]);
+        let tracker =
+            QuotaTracker::new_with_clock(config, quota_core::ManualClock::new(JUNE_10)).unwrap();
+        let shadow = |s: &BTreeMap<String, f64>, service, reason| {
+            value(
+                s,
+                "quota_shadow_denied_total",
+                &[("service", service), ("reason", reason)],
+            )
+        };
+        let s = scrape(&handle);
+        assert_eq!(shadow(&s, "beta", "critical"), Some(0.0), "registered at 0");
+        assert_eq!(
+            shadow(&s, "prod", "critical"),
+            None,
+            "only shadow services have it"
+        );
+        for _ in 0..12 {
+            tracker.try_record("beta", 1).unwrap();
+        }
+        tracker.try_record_priority("beta", 1).unwrap();
+        let s = scrape(&handle);
+        // Calls 9 and 10 pass the Critical stop (8); 11 and 12 the limit; the priority call
+        // (the 13th) the limit too.
+        assert_eq!(shadow(&s, "beta", "critical"), Some(2.0));
+        assert_eq!(shadow(&s, "beta", "limit"), Some(3.0));
+        assert_eq!(
+            denied(&s, "beta", "critical"),
+            Some(0.0),
+            "nothing was denied"
+        );
+        assert_eq!(denied(&s, "beta", "limit"), Some(0.0));
+        tracker.publish_metrics();
+        assert_eq!(
+            gauges(&scrape(&handle), "beta")[0],
+            Some(13.0),
+            "counted past the limit"
+        );
+    });
+}

@@ -275,3 +275,36 @@ test("imports as the package `quota-core` through its package.json", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("shadow mode (enforce: false) admits, counts and says what it would have refused", () =>
+  atFixedTime(NOW, () => {
+    const tracker = new QuotaTracker({
+      services: [
+        { name: "beta", limit: 10, period: "day", enforce: false },
+        { name: "prod", limit: 10, period: "day" },
+      ],
+    });
+    const results = Array.from({ length: 12 }, () => tracker.tryRecord("beta"));
+    assert.ok(results.every((r) => r.allowed));
+    assert.deepEqual(
+      results.map((r) => r.shadowDenied),
+      [...Array(8).fill(undefined), "critical", "critical", "limit", "limit"],
+    );
+    assert.equal("shadowDenied" in results[0], false, "no key where nothing would be refused");
+    assert.equal(tracker.usage("beta").used, 12);
+    assert.equal(tracker.usage("beta").level, "exhausted");
+    assert.equal(tracker.canCall("beta"), true);
+    assert.equal(tracker.tryRecordPriority("beta", 2).shadowDenied, "limit");
+    // The enforcing service beside it still refuses.
+    for (let i = 0; i < 12; i++) tracker.tryRecord("prod");
+    assert.deepEqual(
+      { used: tracker.usage("prod").used, last: tracker.tryRecord("prod").reason },
+      { used: 8, last: "critical" },
+    );
+    assert.throws(
+      () => new QuotaTracker({ services: [{ name: "a", limit: 5, period: "day", enforce: "no" }] }),
+      (error) =>
+        error instanceof Error &&
+        error.message.includes("enforce: invalid type: string \"no\", expected a boolean"),
+    );
+  }));

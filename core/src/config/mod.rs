@@ -60,6 +60,19 @@ pub struct ServiceConfig {
     /// [`Admission::Local`]).
     #[serde(default)]
     pub admission: Admission,
+    /// Whether admission denies (default `true`). `false` is shadow mode, for rolling a new
+    /// quota out safely: every call is counted and levels change as usual, and where a call
+    /// would have been denied it is admitted and reported instead
+    /// ([`Recorded::shadow_denied`](crate::Recorded::shadow_denied), the JS result's
+    /// `shadowDenied`, the metric `quota_shadow_denied_total{service,reason}`). `can_call`
+    /// answers `true`. Shadow mode decides on this instance's view, so it takes
+    /// [`Admission::Local`] (a shared count still syncs through the store).
+    #[serde(default = "enforce_by_default")]
+    pub enforce: bool,
+}
+
+fn enforce_by_default() -> bool {
+    true
 }
 
 /// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`). Without
@@ -126,6 +139,7 @@ impl ServiceConfig {
             critical_threshold: Self::DEFAULT_CRITICAL,
             reserve_fraction: Self::DEFAULT_RESERVE,
             admission: Admission::Local,
+            enforce: true,
         }
     }
 
@@ -184,6 +198,15 @@ impl ServiceConfig {
                 "needs a lease block of at least 1",
             );
         }
+        if !self.enforce && self.admission != Admission::Local {
+            // Exact and Leased exist only to deny in the store; shadow mode never denies.
+            return invalid(
+                "enforce",
+                &false,
+                "shadow mode (enforce = false) needs Admission::Local: it never denies, so there \
+                 is nothing for the store to decide (a shared count still syncs)",
+            );
+        }
         // A fraction a hair below 1 whose calls round to the whole limit (the thresholds
         // forgive float noise): nothing would be left for normal calls.
         if crate::level::calls_at_most(self.limit, self.reserve_fraction) >= self.limit {
@@ -224,6 +247,13 @@ impl ServiceConfigBuilder {
     /// Sets how calls are admitted across instances sharing a store.
     pub fn admission(mut self, admission: Admission) -> Self {
         self.0.admission = admission;
+        self
+    }
+
+    /// Sets whether admission denies; `false` is shadow mode (see
+    /// [`ServiceConfig::enforce`]).
+    pub fn enforce(mut self, enforce: bool) -> Self {
+        self.0.enforce = enforce;
         self
     }
 

@@ -57,6 +57,8 @@ struct ServiceRepr {
     reserve_fraction: f64,
     #[serde(default)]
     admission: AdmissionRepr,
+    #[serde(default = "super::enforce_by_default")]
+    enforce: bool,
 }
 
 fn default_warn() -> f64 {
@@ -208,6 +210,7 @@ impl FileRepr {
             critical_threshold: s.critical_threshold,
             reserve_fraction: s.reserve_fraction,
             admission: s.admission.0,
+            enforce: s.enforce,
         });
         QuotaFile {
             tracker: TrackerConfig::new(services),

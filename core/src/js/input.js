@@ -55,6 +55,7 @@ const SERVICE_FIELDS = [
   ["warnThreshold", "number", true],
   ["criticalThreshold", "number", true],
   ["reserveFraction", "number", true],
+  ["enforce", "boolean", true],
 ];
 
 /**

@@ -42,7 +42,7 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// The fields of one service in a JS config; [`check_keys`] rejects the others (typos like
 /// `limt`).
 const SERVICE_FIELDS: &str =
-    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction";
+    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce";
 
 /// The fields of `storage` in a JS config.
 const STORAGE_FIELDS: &str = "key, syncIntervalMs, required";
@@ -205,6 +205,7 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
             .as_f64()
             .unwrap_or(defaults.critical_threshold),
         reserve_fraction: fields.get(5).as_f64().unwrap_or(defaults.reserve_fraction),
+        enforce: fields.get(6).as_bool().unwrap_or(defaults.enforce),
         ..defaults
     })
 }

@@ -92,9 +92,19 @@ pub(super) fn recorded(name: &JsValue, recorded: &Recorded) -> JsValue {
     with_transition(Shape::Recorded, name, recorded)
 }
 
-/// `{ allowed: true, usage, transition }`.
+/// `{ allowed: true, usage, transition }`, and `shadowDenied: reason` where shadow mode
+/// admitted a call that enforcing would have refused.
 pub(super) fn allowed(name: &JsValue, recorded: &Recorded) -> JsValue {
-    with_transition(Shape::Allowed, name, recorded)
+    let allowed = with_transition(Shape::Allowed, name, recorded);
+    if let Some(reason) = recorded.shadow_denied {
+        // Only in shadow mode: one more crossing, off the enforcing path.
+        let _ = js_sys::Reflect::set(
+            &allowed,
+            &JsValue::from_str("shadowDenied"),
+            &JsValue::from_str(deny_reason(reason)),
+        );
+    }
+    allowed
 }
 
 /// `{ allowed: false, usage, reason }`.

@@ -17,6 +17,11 @@ export interface ServiceConfig {
   criticalThreshold?: number;
   /** Fraction of the limit held back for `tryRecordPriority`, in [0, 1); default 0.1. */
   reserveFraction?: number;
+  /**
+   * Whether admission refuses; default true. `false` is shadow mode: every call is counted and
+   * admitted, and a call that would have been refused says why in `shadowDenied`.
+   */
+  enforce?: boolean;
 }
 
 /**
@@ -107,7 +112,13 @@ export type DenyReason = "critical" | "reserve" | "limit" | "reducedRate" | "sto
 
 /** What `tryRecord` and `tryRecordPriority` return: recorded, or refused with nothing recorded. */
 export type TryRecordResult =
-  | { allowed: true; usage: ServiceUsage; transition: Transition | null }
+  | {
+      allowed: true;
+      usage: ServiceUsage;
+      transition: Transition | null;
+      /** Shadow mode (`enforce: false`) only: the rule that would have refused this call. */
+      shadowDenied?: DenyReason;
+    }
   | { allowed: false; usage: ServiceUsage; reason: DenyReason };
 
 /** Every service's usage at one instant. */

@@ -103,10 +103,13 @@ impl Request {
 }
 
 impl ServiceRules {
-    /// Whether one more call is admitted at `used` (`can_call`: normal admission).
+    /// Whether one more call is admitted at `used` (`can_call`: normal admission; always, in
+    /// shadow mode).
     pub(crate) fn allows(&self, used: u64, reduced_rate: bool) -> bool {
-        self.denies(used, Request::normal(1, reduced_rate))
-            .is_none()
+        !self.enforce
+            || self
+                .denies(used, Request::normal(1, reduced_rate))
+                .is_none()
     }
 
     /// The most calls admission lets the window's count reach: the limit for a priority call,

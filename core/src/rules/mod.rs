@@ -91,6 +91,9 @@ pub(crate) struct Step {
     pub(crate) moved: Option<u64>,
     /// The state changed in a way a store should see (counted, or the window moved).
     pub(crate) changed: bool,
+    /// Shadow mode (`enforce = false`): the rule that would have denied this request, which
+    /// was counted instead.
+    pub(crate) shadow: Option<DenyReason>,
 }
 
 impl Step {
@@ -120,6 +123,8 @@ pub(crate) struct ServiceRules {
     pub(crate) reduced_allowance: u64,
     /// Counts below this are `Normal` (the least of the thresholds and the limit).
     pub(crate) normal_below: u64,
+    /// Whether admission denies (`false`: shadow mode, see [`ServiceConfig::enforce`]).
+    pub(crate) enforce: bool,
 }
 
 impl ServiceRules {
@@ -144,6 +149,7 @@ impl ServiceRules {
                 .warn_at
                 .min(thresholds.critical_at)
                 .min(config.limit),
+            enforce: config.enforce,
         }
     }
 
@@ -189,11 +195,14 @@ impl ServiceRules {
         // A record is never refused (but for the overflow above).
         if request.ask != Ask::Record {
             if let Some(reason) = self.denies(state.used, request) {
-                step.refused = Some(Refusal::Denied {
-                    used: state.used,
-                    reason,
-                });
-                return step;
+                if self.enforce {
+                    step.refused = Some(Refusal::Denied {
+                        used: state.used,
+                        reason,
+                    });
+                    return step;
+                }
+                step.shadow = Some(reason);
             }
         }
         // `used` only grows here, so a count still below every threshold after it was Normal

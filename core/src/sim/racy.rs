@@ -153,6 +153,7 @@ impl RacyState {
             usage: slot.usage().into_owned(),
             reset: step.reset.map(|change| slot.transition(change)),
             recorded: step.recorded.map(|change| slot.transition(change)),
+            shadow_denied: None,
         })
     }
 

@@ -182,7 +182,13 @@ impl QuotaTrackerBuilder {
         }
         #[cfg(feature = "metrics")]
         {
-            crate::metrics::built(tracker.services.iter().map(|slot| &slot.name), has_store);
+            crate::metrics::built(
+                tracker
+                    .services
+                    .iter()
+                    .map(|slot| (&slot.name, !slot.config.enforce)),
+                has_store,
+            );
             tracker.publish_metrics();
         }
         Ok(tracker)

@@ -170,6 +170,7 @@ impl QuotaTracker {
                 usage: slot.usage(state),
                 reset: None,
                 recorded: None,
+                shadow_denied: None,
             },
             |recorded| recorded,
         )
@@ -234,7 +235,11 @@ impl QuotaTracker {
     ) -> Result<R, QuotaError> {
         let slot = &self.services[position];
         let (guard, step) = self.lock_and_step(position, now, request);
-        if step.reset.is_some() || step.recorded.is_some() || step.moved.is_some() {
+        if step.reset.is_some()
+            || step.recorded.is_some()
+            || step.moved.is_some()
+            || step.shadow.is_some()
+        {
             return self
                 .update_changed(position, guard, step, now, count)
                 .map(changed);
@@ -267,12 +272,16 @@ impl QuotaTracker {
             reset,
             recorded,
         } = self.finish_call(position, guard, step, now);
+        if let Some(reason) = step.shadow {
+            slot.shadow_denied(reason);
+        }
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
             None => Ok(Recorded {
                 usage: slot.usage(&state),
                 reset,
                 recorded,
+                shadow_denied: step.shadow,
             }),
         }
     }

@@ -148,6 +148,19 @@ impl ServiceSlot {
         }
     }
 
+    /// A call shadow mode admitted that `reason` would have denied (with feature `metrics`,
+    /// counted). Call it with no lock held.
+    #[cold]
+    pub(super) fn shadow_denied(&self, reason: DenyReason) {
+        #[cfg(feature = "metrics")]
+        self.denials.shadow(&self.name, reason);
+        log::debug!(
+            "quota: {} would have been denied ({}); admitted in shadow mode",
+            self.name,
+            reason.as_str()
+        );
+    }
+
     #[cold]
     pub(super) fn invalid_count(&self, count: u64, reason: &'static str) -> QuotaError {
         QuotaError::InvalidCount {

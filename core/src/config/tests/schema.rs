@@ -9,7 +9,7 @@ use crate::window::Period;
 
 /// A service's fields, in order: the name in Rust, serde and config files; the name in a JS
 /// config (`None`: not read there).
-pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 7] = [
+pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 8] = [
     ("name", Some("name")),
     ("limit", Some("limit")),
     ("period", Some("period")),
@@ -18,6 +18,7 @@ pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 7] = [
     ("reserve_fraction", Some("reserveFraction")),
     // Exact and leased admission need a store shared by instances: the JS module has none.
     ("admission", None),
+    ("enforce", Some("enforce")),
 ];
 
 /// The names serde's "unknown field" error lists as expected, in order.

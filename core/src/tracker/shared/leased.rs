@@ -194,6 +194,7 @@ impl QuotaTracker {
             usage: slot.usage(&state),
             reset,
             recorded,
+            shadow_denied: None,
         })
     }
 

@@ -173,6 +173,8 @@ impl QuotaTracker {
             usage: slot.usage(&after.state),
             reset: read.reset,
             recorded: after.recorded,
+            // Shadow mode takes Local admission (`ServiceConfig::validate`).
+            shadow_denied: None,
         }
     }
 
