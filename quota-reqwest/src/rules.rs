@@ -4,7 +4,7 @@
 use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
-use quota_core::{DenyReason, Period, QuotaError, QuotaTracker, Service, ServiceId};
+use quota_core::{DenyReason, QuotaError, QuotaTracker, Service, ServiceId, ServiceUsage};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,15 +49,6 @@ enum Rule {
     Route(Arc<Route>),
 }
 
-/// A service's fixed facts, looked up once.
-#[derive(Clone)]
-struct Known {
-    name: Arc<str>,
-    limit: u64,
-    period: Period,
-    counting: Counting,
-}
-
 /// Which requests count against which service, and how: built with [`host`](Self::host),
 /// [`route`](Self::route) and [`counting`](Self::counting), then used by
 /// [`QuotaMiddleware`](crate::QuotaMiddleware) and [`QuotaLayer`](crate::QuotaLayer).
@@ -91,7 +82,9 @@ struct Known {
 pub struct QuotaRules {
     tracker: Arc<QuotaTracker>,
     rules: Vec<Rule>,
-    known: HashMap<ServiceId, Known>,
+    /// Services counted other than [`Counting::TryBefore`]. Nothing else about a service is
+    /// kept here: its limit and window are read from the tracker when a response needs them.
+    counting: HashMap<ServiceId, Counting>,
     reset_slack_ms: u64,
     require_reset: bool,
 }
@@ -161,26 +154,10 @@ pub(crate) enum Refused {
 impl QuotaRules {
     /// Rules on `tracker` that count nothing yet.
     pub fn new(tracker: impl Into<Arc<QuotaTracker>>) -> Self {
-        let tracker = tracker.into();
-        let known = tracker
-            .config()
-            .services
-            .into_iter()
-            .filter_map(|config| {
-                let id = tracker.service(&config.name).ok()?.id();
-                let known = Known {
-                    name: Arc::from(config.name.as_str()),
-                    limit: config.limit,
-                    period: config.period,
-                    counting: Counting::default(),
-                };
-                Some((id, known))
-            })
-            .collect();
         QuotaRules {
-            tracker,
+            tracker: tracker.into(),
             rules: Vec::new(),
-            known,
+            counting: HashMap::new(),
             reset_slack_ms: 2_000,
             require_reset: false,
         }
@@ -234,9 +211,7 @@ impl QuotaRules {
     /// Errors: [`QuotaError::UnknownService`].
     pub fn counting(mut self, service: &str, counting: Counting) -> Result<Self, QuotaError> {
         let id = self.tracker.service(service)?.id();
-        if let Some(known) = self.known.get_mut(&id) {
-            known.counting = counting;
-        }
+        self.counting.insert(id, counting);
         Ok(self)
     }
 
@@ -283,11 +258,12 @@ impl QuotaRules {
         Ok(None)
     }
 
-    fn handle(&self, id: ServiceId) -> Result<(Service<'_>, &Known), QuotaError> {
-        match (self.tracker.service_by_id(id), self.known.get(&id)) {
-            (Some(service), Some(known)) => Ok((service, known)),
+    fn handle(&self, id: ServiceId) -> Result<(Service<'_>, Counting), QuotaError> {
+        let counting = self.counting.get(&id).copied().unwrap_or_default();
+        match self.tracker.service_by_id(id) {
+            Some(service) => Ok((service, counting)),
             // Ids come from this tracker, which never loses a service.
-            _ => Err(QuotaError::UnknownService(format!("{id:?}"))),
+            None => Err(QuotaError::UnknownService(format!("{id:?}"))),
         }
     }
 
@@ -297,8 +273,8 @@ impl QuotaRules {
         let Some(id) = self.resolve(info)? else {
             return Ok(None);
         };
-        let (service, known) = self.handle(id).map_err(Refused::Tracker)?;
-        if known.counting == Counting::TryBefore {
+        let (service, counting) = self.handle(id).map_err(Refused::Tracker)?;
+        if counting == Counting::TryBefore {
             match service.try_record(1) {
                 Ok(_) => {}
                 Err(QuotaError::Denied {
@@ -318,7 +294,7 @@ impl QuotaRules {
                         Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
                     });
                     return Err(Refused::Exceeded(QuotaExceeded {
-                        service: known.name.to_string(),
+                        service: service.name().to_owned(),
                         used,
                         limit,
                         retry_after,
@@ -339,22 +315,27 @@ impl QuotaRules {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Result<(), QuotaExceeded> {
-        let Ok((service, known)) = self.handle(ticket.service) else {
+        let Ok((service, counting)) = self.handle(ticket.service) else {
             return Ok(());
         };
-        if known.counting == Counting::RecordAfter {
+        if counting == Counting::RecordAfter {
             // Fails only if the counter would overflow: nothing more to count then.
             let _ = service.record(1);
         }
         let now = self.tracker.now_ms();
         let word = ProviderWord::read(headers, now);
+        if word.remaining.is_empty() && status != StatusCode::TOO_MANY_REQUESTS {
+            return Ok(());
+        }
+        // The limit and the window as the tracker has them now (read at need, never cached).
+        let usage = service.usage();
         for report in &word.remaining {
             if report.resets_at_ms.is_none() && self.require_reset {
                 continue;
             }
-            let at_least = known.limit.saturating_sub(report.remaining);
+            let at_least = usage.limit.saturating_sub(report.remaining);
             if at_least > 0 {
-                let resets = self.snap(known, now, report.resets_at_ms);
+                let resets = self.snap(&usage, report.resets_at_ms);
                 // Fails only for floors past 2^62 (limits that large): nothing to raise.
                 let _ = service.raise_used(at_least, resets);
             }
@@ -364,15 +345,15 @@ impl QuotaRules {
         }
         // A reset header that does not parse: the 429's window is unknown, as for a count.
         let raised = (!word.reset_malformed)
-            .then(|| service.raise_used(known.limit, self.snap(known, now, word.resets_at_ms)));
+            .then(|| service.raise_used(usage.limit, self.snap(&usage, word.resets_at_ms)));
         let used = match raised {
             Some(Ok(raised)) => raised.usage.used,
             _ => service.usage().used,
         };
         Err(QuotaExceeded {
-            service: known.name.to_string(),
+            service: service.name().to_owned(),
             used,
-            limit: known.limit,
+            limit: usage.limit,
             // The provider's delay; without one, the time until its count resets.
             retry_after: word.retry_after.or_else(|| {
                 let at = word.resets_at_ms?;
@@ -385,17 +366,18 @@ impl QuotaRules {
     /// After a transport error (no response), or a request given up in flight: a
     /// [`Counting::RecordAfter`] call is counted, as it may have reached the provider.
     pub(crate) fn failed(&self, ticket: Ticket) {
-        if let Ok((service, known)) = self.handle(ticket.service) {
-            if known.counting == Counting::RecordAfter {
+        if let Ok((service, counting)) = self.handle(ticket.service) {
+            if counting == Counting::RecordAfter {
                 let _ = service.record(1);
             }
         }
     }
 
-    /// A provider reset just past the end of the window of `now` counts as that end.
-    fn snap(&self, known: &Known, now: u64, resets_at_ms: Option<u64>) -> Option<u64> {
+    /// A provider reset just past the end of the tracker's current window (as `usage` read
+    /// it) counts as that end.
+    fn snap(&self, usage: &ServiceUsage<'_>, resets_at_ms: Option<u64>) -> Option<u64> {
         let at = resets_at_ms?;
-        let end = known.period.window_at(now).reset_at_ms;
+        let end = usage.reset_at_ms;
         Some(if at > end && at - end <= self.reset_slack_ms {
             end
         } else {
