@@ -40,7 +40,7 @@ impl<'t> Service<'t> {
 
     /// The service's name.
     pub fn name(&self) -> &'t str {
-        &self.tracker.services[self.position].name
+        &self.tracker.slot(self.position).name
     }
 
     /// [`QuotaTracker::record_call`] on this service.
@@ -102,7 +102,7 @@ impl<'t> Service<'t> {
 
     /// [`QuotaTracker::reserve_allocation`] of this service.
     pub fn reserve_allocation(&self) -> u64 {
-        self.tracker.services[self.position].rules.reserve
+        self.tracker.slot(self.position).settings().rules.reserve
     }
 }
 
