@@ -366,18 +366,22 @@ fn reconfigure_racing_eight_recording_threads_loses_no_count() {
     const STAY: [&str; 3] = ["a", "b", "c"];
     let store = MemoryStore::new();
     let configure = |round: u64| {
-        let limit = if round % 2 == 0 { 40_000 } else { 2_000 };
+        let limit = if round.is_multiple_of(2) {
+            40_000
+        } else {
+            2_000
+        };
         let mut services: Vec<ServiceConfig> = STAY
             .iter()
             .map(|name| {
                 ServiceConfig::builder(*name, limit, Period::Day)
-                    .warn_threshold(if round % 3 == 0 { 0.3 } else { 0.5 })
-                    .critical_threshold(if round % 4 == 0 { 0.6 } else { 0.9 })
+                    .warn_threshold(if round.is_multiple_of(3) { 0.3 } else { 0.5 })
+                    .critical_threshold(if round.is_multiple_of(4) { 0.6 } else { 0.9 })
                     .build()
                     .unwrap()
             })
             .collect();
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             services.push(ServiceConfig::new("x", 1_000_000, Period::Day));
         }
         TrackerConfig::new(services)
@@ -426,11 +430,11 @@ fn reconfigure_racing_eight_recording_threads_loses_no_count() {
     for round in 1..=200 {
         let held = tracker.service("x").ok();
         tracker.reconfigure(configure(round)).unwrap();
-        if let Some(x) = held.filter(|_| round % 2 == 1) {
+        if let Some(x) = held.filter(|_| !round.is_multiple_of(2)) {
             assert!(unknown(x.record(1)), "x was removed in round {round}");
             assert!(tracker.service_by_id(x.id()).is_none());
         }
-        if round % 50 == 0 {
+        if round.is_multiple_of(50) {
             tracker.flush().unwrap();
         }
     }

@@ -1,16 +1,16 @@
 //! The counting paths: one step of one service under its lock (or the fast path's swap),
-//! the transitions it queues, reads of one or every service, and raises.
+//! the transitions it queues, and raises (reads are in `reads.rs`).
 
 use super::{
     describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, Settings,
-    SlotGuard, SlotState, StepResult, SHARED,
+    SlotGuard, StepResult,
 };
 use crate::config::Admission;
 use crate::error::QuotaError;
 use crate::persistence::SaveReason;
 use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::store::StoredState;
-use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
+use crate::usage::{Raised, Recorded, Transition};
 
 impl QuotaTracker {
     /// One step of one service under its lock (the only lock taken), then, if `deliver`, the
@@ -335,113 +335,6 @@ impl QuotaTracker {
             Admission::Exact => self.exact_update(position, request),
             Admission::Leased { block } => self.leased_update(position, request, block),
             Admission::Local => unreachable!("update handles Local admission"),
-        }
-    }
-
-    pub(super) fn can_call_at(&self, position: usize) -> bool {
-        let settings = self.slot(position).settings();
-        match settings.config.admission {
-            _ if settings.removed => return false,
-            _ if !SHARED => {}
-            Admission::Local => {}
-            Admission::Exact => return self.exact_can_call(position),
-            Admission::Leased { block } => return self.leased_can_call(position, block),
-        }
-        let state = self
-            .step_at(position, self.now(), Request::READ, true)
-            .state;
-        self.slot(position)
-            .settings()
-            .rules
-            .allows(state.used, self.is_reduced_rate())
-    }
-
-    /// The usage now (a removed service's: as it was removed).
-    pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
-        let state = self
-            .step_at(position, self.now(), Request::READ, true)
-            .state;
-        self.slot(position).usage(&state)
-    }
-
-    /// Takes the locks of the slots at `positions` (ascending: the crate's one lock order).
-    pub(super) fn lock_all(&self, positions: &[usize]) -> Vec<SlotGuard<'_>> {
-        let booking = self.persistence.is_some();
-        positions
-            .iter()
-            .map(|&position| self.slot(position).lock(booking))
-            .collect()
-    }
-
-    /// The state of every service in force (in config order, with the settings it was read
-    /// under) under all their locks, taken in position order (the crate's one lock order);
-    /// roll-over transitions are delivered after if `deliver`.
-    pub(super) fn read_all(
-        &self,
-        now: u64,
-        deliver: bool,
-    ) -> Vec<(&ServiceSlot, &Settings, ServiceState)> {
-        let order = self.live();
-        let mut positions = order.to_vec();
-        positions.sort_unstable();
-        let mut guards = self.lock_all(&positions);
-        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _, _| {});
-        let read: Vec<_> = guards
-            .iter()
-            .zip(states)
-            .map(|(guard, state)| (guard.slot, guard.slot.settings(), state))
-            .collect();
-        drop(guards);
-        // As after any call that moves a window: the store may hold other instances' calls
-        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
-        if moved {
-            if let Some(persistence) = &self.persistence {
-                persistence.sync_soon();
-            }
-        }
-        if deliver {
-            self.pump(&positions);
-        }
-        order
-            .iter()
-            .filter_map(|p| Some(read[positions.binary_search(p).ok()?]))
-            .collect()
-    }
-
-    /// Steps every locked service in force to `now` (a removed one is left as it is), then
-    /// lets `also` look at each, removed or not; whether a window moved.
-    pub(super) fn read_locked(
-        &self,
-        guards: &mut [SlotGuard<'_>],
-        now: u64,
-        also: &mut dyn FnMut(&ServiceSlot, &Settings, &mut SlotState),
-    ) -> (Vec<ServiceState>, bool) {
-        let shared = self.persistence.is_some();
-        let mut states = Vec::with_capacity(guards.len());
-        let mut moved = false;
-        for guard in guards.iter_mut() {
-            let slot = guard.slot;
-            let settings = slot.settings();
-            if !settings.removed {
-                let old_window = guard.service.window;
-                let step = settings.rules.step(&mut guard.service, now, Request::READ);
-                if shared && step.changed {
-                    guard.sync.book(old_window, &step, 0);
-                }
-                moved |= step.moved.is_some();
-                self.queue_transitions(slot, &step);
-            }
-            also(slot, settings, guard);
-            states.push(guard.service);
-        }
-        (states, moved)
-    }
-
-    pub(super) fn pump(&self, positions: &[usize]) {
-        for &position in positions {
-            self.slot(position)
-                .outbox
-                .pump(&self.observers, describe_transition);
         }
     }
 

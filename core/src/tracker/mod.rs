@@ -20,6 +20,7 @@ mod from_file;
 mod handle;
 mod hot;
 mod lookup;
+mod reads;
 mod reconfigure;
 mod shared;
 mod slot;

@@ -49,6 +49,7 @@ pub(super) struct ServiceSlot {
     /// Every settings this slot was ever given, kept until the tracker drops, so a reference
     /// read from `settings` stays valid for as long as the slot is borrowed. A leaf lock, taken
     /// only by `reconfigure`.
+    #[allow(clippy::vec_box)] // boxed: the settings must not move when the vector grows
     kept: Mutex<Vec<Box<Settings>>>,
     /// Padded to its own cache line so threads on different services do not contend. Taken
     /// only through [`lock`](Self::lock), which also takes the fast path's word.
