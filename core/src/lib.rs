@@ -69,7 +69,7 @@ pub use store::{
 };
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use store::{RedisClock, RedisStore};
-pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Service, ServiceId};
+pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, UnknownPeriod, Window};
 

@@ -5,7 +5,7 @@
 
 use crate::config::SHARED_ADMISSION;
 use crate::rules::Step;
-use crate::store::{AdmitRequest, GiveBack, LeaseRequest};
+use crate::store::{AdmitRequest, Delta, GiveBack, LeaseRequest, Raise, WindowKey};
 use crate::window::Window;
 
 /// A service's calls a store has not acknowledged yet. `service.used` is the store's total of
@@ -37,6 +37,10 @@ pub(crate) struct Ledger {
     /// the call before the floor, which absorbed it); and the store cannot hold a floor it has
     /// not seen against a call, so admission checks the floor plus these here first.
     pub(crate) floor_asked: u64,
+    /// Calls and raises of windows this service no longer counts in (a reconfigure changed its
+    /// window spec or removed it), keyed as they were counted; the next cut sends them.
+    pub(crate) detached: Vec<Delta>,
+    pub(crate) detached_raises: Vec<Raise>,
 }
 
 impl Ledger {
@@ -74,6 +78,27 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// Leaves the current window `current` and every ended one for good (a reconfigure that
+    /// changes the window spec or removes the service): what no batch holds yet moves to
+    /// `detached`, keyed by `key` (the spec they were counted under), for the next cut to
+    /// send. Calls cut into a batch in flight belong to that batch alone, as when a window
+    /// moves ([`book`](Self::book)); the new window starts with nothing unacknowledged.
+    pub(crate) fn detach(&mut self, current: Window, key: impl Fn(Window) -> WindowKey) {
+        self.book(current, &Step::moved_by(0), 0);
+        for (window, calls) in self.ended.drain(..) {
+            self.detached.push(Delta {
+                window: key(window),
+                calls,
+            });
+        }
+        for (window, at_least) in self.ended_raises.drain(..) {
+            self.detached_raises.push(Raise {
+                window: key(window),
+                at_least,
+            });
+        }
+    }
+
     /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
     /// the store, held, or a leased block, whole, when it is granted) add to a floor not synced
     /// yet, which the store would otherwise absorb; returns the floor.

@@ -74,6 +74,9 @@ pub(crate) enum Refusal {
     Overflow,
     /// `try_record` was not admitted; `used` is the count it saw.
     Denied { used: u64, reason: DenyReason },
+    /// The service was removed from the tracker (`QuotaTracker::reconfigure`): nothing is
+    /// counted there any more.
+    Removed,
 }
 
 /// What one step did.
@@ -97,6 +100,15 @@ pub(crate) struct Step {
 }
 
 impl Step {
+    /// A step that only moved the window, carrying `carried` calls into the new one.
+    pub(crate) fn moved_by(carried: u64) -> Self {
+        Step {
+            moved: Some(carried),
+            changed: true,
+            ..Step::default()
+        }
+    }
+
     /// Whether the counting took the service from below Critical to Critical or beyond (a
     /// forced save, with a store that asks for one).
     pub(crate) fn entered_critical(&self) -> bool {

@@ -1,20 +1,16 @@
 //! Building a tracker: the builder (clock, store, sync policy, observers) and the assembly
 //! of the services from a validated config.
 
-use super::{
-    shared, FastPath, Ledger, NameKey, QuotaTracker, ServiceSlot, SlotState, TrackerClock, SHARED,
-};
+use super::{Added, NameKey, QuotaTracker, ServiceSlot, TrackerClock, SHARED};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Admission;
 use crate::config::SyncPolicy;
 use crate::config::TrackerConfig;
 use crate::error::QuotaError;
 use crate::locks::{AtomicU64, Mutex};
-use crate::observers::{quietly, Observer, Outbox, Registry};
+use crate::observers::{quietly, Observer, Registry};
 use crate::persistence::{Persistence, SaveReason, StoreEvent};
-use crate::rules::{ServiceRules, ServiceState};
 use crate::store::Store;
-use crossbeam_utils::CachePadded;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -133,29 +129,8 @@ impl QuotaTrackerBuilder {
     /// [`QuotaTracker::stats`] and by a [`StoreEvent::ReadFailed`], and the tracker starts
     /// fresh.
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
-        self.config.validate()?;
+        validate(&self.config, self.store.is_some())?;
         self.policy.validate()?;
-        // Shared admission needs the feature and a store shared by the instances.
-        let missing = if !SHARED {
-            Some("needs the crate feature `shared-admission`, which this build leaves out")
-        } else if self.store.is_none() {
-            Some("needs a store shared by the instances (builder().store(..))")
-        } else {
-            None
-        };
-        let shared = self
-            .config
-            .services
-            .iter()
-            .find(|s| s.admission != Admission::Local);
-        if let (Some(service), Some(reason)) = (shared, missing) {
-            return Err(QuotaError::invalid_config(
-                Some(&service.name),
-                "admission",
-                format_args!("{:?}", service.admission),
-                reason,
-            ));
-        }
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
         for observer in self.store_observers {
@@ -186,13 +161,41 @@ impl QuotaTrackerBuilder {
                 tracker
                     .services
                     .iter()
-                    .map(|slot| (&slot.name, !slot.config.enforce)),
+                    .map(|slot| (&slot.name, !slot.settings().config.enforce)),
                 has_store,
             );
             tracker.publish_metrics();
         }
         Ok(tracker)
     }
+}
+
+/// Checks `config` as a tracker with a store (`has_store`) or without needs it: every service
+/// (`TrackerConfig::validate`), and shared admission, which needs the feature and a store shared
+/// by the instances. [`QuotaTrackerBuilder::build`] and
+/// [`QuotaTracker::reconfigure`] both ask this.
+pub(super) fn validate(config: &TrackerConfig, has_store: bool) -> Result<(), QuotaError> {
+    config.validate()?;
+    let missing = if !SHARED {
+        Some("needs the crate feature `shared-admission`, which this build leaves out")
+    } else if !has_store {
+        Some("needs a store shared by the instances (builder().store(..))")
+    } else {
+        None
+    };
+    let shared = config
+        .services
+        .iter()
+        .find(|s| s.admission != Admission::Local);
+    if let (Some(service), Some(reason)) = (shared, missing) {
+        return Err(QuotaError::invalid_config(
+            Some(&service.name),
+            "admission",
+            format_args!("{:?}", service.admission),
+            reason,
+        ));
+    }
+    Ok(())
 }
 
 impl QuotaTracker {
@@ -204,6 +207,10 @@ impl QuotaTracker {
     ) -> Self {
         let mut tracker = QuotaTracker {
             services: Box::new([]),
+            added: Added::new(),
+            order: Mutex::new((0..config.services.len()).collect()),
+            reconfiguring: Mutex::new(()),
+            reduced_fraction,
             keys: Box::new([]),
             index: FxHashMap::default(),
             clock,
@@ -219,21 +226,7 @@ impl QuotaTracker {
         tracker.services = config
             .services
             .into_iter()
-            .map(|config| ServiceSlot {
-                name: Arc::from(config.name.as_str()),
-                rules: ServiceRules::new(&config, reduced_fraction),
-                state: CachePadded::new(Mutex::new(SlotState {
-                    service: ServiceState::new(config.period, now),
-                    sync: Ledger::default(),
-                    lease: shared::LeaseState::default(),
-                    published: None,
-                })),
-                fast: FastPath::new(),
-                outbox: Outbox::new(),
-                #[cfg(feature = "metrics")]
-                denials: crate::metrics::Denials::default(),
-                config,
-            })
+            .map(|config| ServiceSlot::new(config, reduced_fraction, now))
             .collect();
         tracker.keys = tracker
             .services

@@ -7,6 +7,12 @@ use crate::usage::{Raised, Recorded, ServiceUsage};
 
 /// One service of a [`QuotaTracker`], from [`QuotaTracker::service`]: the same operations as
 /// the tracker's, without looking the name up on every call. `Copy`; borrows the tracker.
+///
+/// A handle names one position for good: once [`QuotaTracker::reconfigure`] removes its
+/// service, every fallible call answers [`QuotaError::UnknownService`] (even if the name is
+/// added again: that is a new service), [`can_call`](Self::can_call) is `false`, and
+/// [`usage`](Self::usage) and [`reserve_allocation`](Self::reserve_allocation) describe the
+/// service as it was removed.
 #[derive(Clone, Copy)]
 pub struct Service<'t> {
     tracker: &'t QuotaTracker,
@@ -16,7 +22,7 @@ pub struct Service<'t> {
 /// A small copyable index naming a service of a tracker, for code that keeps handles (in a
 /// struct, a map, another thread). It means the same service only for the tracker that gave
 /// it, or one built from the same config; [`QuotaTracker::service_by_id`] turns it back into
-/// a [`Service`].
+/// a [`Service`] (`None` once the service was removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceId(u32);
 
@@ -40,7 +46,7 @@ impl<'t> Service<'t> {
 
     /// The service's name.
     pub fn name(&self) -> &'t str {
-        &self.tracker.services[self.position].name
+        &self.tracker.slot(self.position).name
     }
 
     /// [`QuotaTracker::record_call`] on this service.
@@ -102,7 +108,7 @@ impl<'t> Service<'t> {
 
     /// [`QuotaTracker::reserve_allocation`] of this service.
     pub fn reserve_allocation(&self) -> u64 {
-        self.tracker.services[self.position].rules.reserve
+        self.tracker.slot(self.position).settings().rules.reserve
     }
 }
 

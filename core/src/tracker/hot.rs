@@ -1,16 +1,16 @@
 //! The counting paths: one step of one service under its lock (or the fast path's swap),
-//! the transitions it queues, reads of one or every service, and raises.
+//! the transitions it queues, and raises (reads are in `reads.rs`).
 
 use super::{
-    describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, SlotGuard,
-    SlotState, StepResult, SHARED,
+    describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, Settings,
+    SlotGuard, StepResult,
 };
 use crate::config::Admission;
 use crate::error::QuotaError;
 use crate::persistence::SaveReason;
-use crate::rules::{Request, ServiceState, Step};
+use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::store::StoredState;
-use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
+use crate::usage::{Raised, Recorded, Transition};
 
 impl QuotaTracker {
     /// One step of one service under its lock (the only lock taken), then, if `deliver`, the
@@ -24,23 +24,28 @@ impl QuotaTracker {
         request: Request,
         deliver: bool,
     ) -> StepResult {
-        let (guard, step) = self.lock_and_step(position, now, request);
+        let (guard, step, _) = self.lock_and_step(position, now, request);
         self.finish_step(position, guard, step, deliver)
     }
 
-    /// The first half of [`step_at`](Self::step_at): locks the service and steps it (booking
-    /// the change for a store); the lock stays held.
+    /// The first half of [`step_at`](Self::step_at): locks the service and steps it under the
+    /// settings in force while the lock is held (booking the change for a store); the lock
+    /// stays held. A removed service is not stepped: the step is refused (`Removed`).
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(super) fn lock_and_step(
         &self,
         position: usize,
         now: u64,
         request: Request,
-    ) -> (SlotGuard<'_>, Step) {
-        let slot = &self.services[position];
+    ) -> (SlotGuard<'_>, Step, &Settings) {
+        let slot = self.slot(position);
         let mut guard = slot.lock(self.persistence.is_some());
+        let settings = slot.settings();
+        if settings.removed {
+            return (guard, removed_step(), settings);
+        }
         let old_window = guard.service.window;
-        let step = slot.rules.step(&mut guard.service, now, request);
+        let step = settings.rules.step(&mut guard.service, now, request);
         if step.changed && self.persistence.is_some() {
             let counted = match step.refused {
                 None => request.count,
@@ -48,7 +53,7 @@ impl QuotaTracker {
             };
             guard.sync.book(old_window, &step, counted);
         }
-        (guard, step)
+        (guard, step, settings)
     }
 
     /// The second half of [`step_at`](Self::step_at): queues the step's transitions under
@@ -61,7 +66,7 @@ impl QuotaTracker {
         step: Step,
         deliver: bool,
     ) -> StepResult {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let (reset, recorded) = self.queue_transitions(slot, &step);
         let state = guard.service;
         drop(guard);
@@ -125,7 +130,22 @@ impl QuotaTracker {
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
         match self.find(service) {
-            Some(position) => self.update_inline(position, request),
+            Some(position) => self.update_inline(position, request, true),
+            None => self.update_added(service, request),
+        }
+    }
+
+    /// [`update_named`](Self::update_named) of a name the build did not have: one a
+    /// reconfigure added, or none.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn update_added(
+        &self,
+        service: &str,
+        request: Request,
+    ) -> Result<Recorded<'_>, QuotaError> {
+        match self.find_added(service) {
+            Some(position) => self.update(position, request),
             None => Err(unknown_service(service)),
         }
     }
@@ -137,7 +157,7 @@ impl QuotaTracker {
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        self.update_inline(position, request)
+        self.update_inline(position, request, false)
     }
 
     /// [`update`](Self::update) answering only the remaining count: its own function, so
@@ -151,23 +171,27 @@ impl QuotaTracker {
         self.update_as(
             position,
             request,
-            |slot, state| slot.rules.limit.saturating_sub(state.used),
+            false,
+            |_, settings, state| settings.rules.limit.saturating_sub(state.used),
             |recorded| recorded.usage.remaining,
         )
     }
 
-    /// `record_call` and `try_record` (by name or by handle) with the whole result.
+    /// `record_call` and `try_record` (by name, `by_name`, or by handle) with the whole
+    /// result.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(super) fn update_inline(
         &self,
         position: usize,
         request: Request,
+        by_name: bool,
     ) -> Result<Recorded<'_>, QuotaError> {
         self.update_as(
             position,
             request,
-            |slot, state| Recorded {
-                usage: slot.usage(state),
+            by_name,
+            |slot, settings, state| Recorded {
+                usage: slot.usage_of(settings, state),
                 reset: None,
                 recorded: None,
                 shadow_denied: None,
@@ -176,11 +200,13 @@ impl QuotaTracker {
         )
     }
 
-    /// The hot path for `Local` admission, answering `quiet(slot, state after)` when the call
-    /// changed nothing but the count (the fast path, or the lock with nothing to queue) and
-    /// `changed(result)` otherwise. Written so that the step, the state and the answer stay
-    /// in registers; shared admission, a window that moves, a level change and every error
-    /// are out of line.
+    /// The hot path for `Local` admission, answering `quiet(slot, settings, state after)` when
+    /// the call changed nothing but the count (the fast path, or the lock with nothing to
+    /// queue) and `changed(result)` otherwise. Written so that the step, the state and the
+    /// answer stay in registers; shared admission, a window that moves, a level change, a
+    /// removed service and every error are out of line. One load of the settings picks the
+    /// path (`Settings::fast`); `by_name`: a removed service's name may have been added again
+    /// (a handle's position never moves to it).
     ///
     /// The hot path's helpers are forced inline natively only: on wasm32 (built for size) the
     /// copies would cost more module bytes than the JS boundary would notice.
@@ -189,35 +215,46 @@ impl QuotaTracker {
         &'s self,
         position: usize,
         request: Request,
-        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        by_name: bool,
+        quiet: impl FnOnce(&'s ServiceSlot, &'s Settings, &ServiceState) -> R,
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let count = request.count;
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
         }
-        if SHARED && slot.config.admission != Admission::Local {
-            return self.shared_update_as(position, request, changed);
+        let settings = slot.settings();
+        if !settings.fast {
+            return self.shared_update_as(position, request, by_name, changed);
         }
         let now = self.now();
         // A call that changes nothing but the count: one atomic swap, no lock.
         if let Some(counted) = slot.fast.try_count(now, request) {
             self.after_call(now, false);
-            return Ok(quiet(slot, &counted.state()));
+            return Ok(quiet(slot, settings, &counted.state()));
         }
         self.update_locked(position, request, now, count, quiet, changed)
     }
 
-    /// [`update_as`](Self::update_as) with shared admission: out of line, so that its result
-    /// takes no room in the fast path's frame.
+    /// [`update_as`](Self::update_as) with shared admission, or of a removed service: out of
+    /// line, so that its result takes no room in the fast path's frame.
     #[inline(never)]
     pub(super) fn shared_update_as<'s, R>(
         &'s self,
         position: usize,
         request: Request,
+        by_name: bool,
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
+        let slot = self.slot(position);
+        if slot.settings().removed {
+            // By name: the name may be in force again at another position.
+            return match self.find_added(&slot.name).filter(|_| by_name) {
+                Some(position) => self.update(position, request).map(changed),
+                None => Err(slot.removed()),
+            };
+        }
         self.shared_update(position, request).map(changed)
     }
 
@@ -230,18 +267,18 @@ impl QuotaTracker {
         request: Request,
         now: u64,
         count: u64,
-        quiet: impl FnOnce(&'s ServiceSlot, &ServiceState) -> R,
+        quiet: impl FnOnce(&'s ServiceSlot, &'s Settings, &ServiceState) -> R,
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
-        let slot = &self.services[position];
-        let (guard, step) = self.lock_and_step(position, now, request);
+        let slot = self.slot(position);
+        let (guard, step, settings) = self.lock_and_step(position, now, request);
         if step.reset.is_some()
             || step.recorded.is_some()
             || step.moved.is_some()
             || step.shadow.is_some()
         {
             return self
-                .update_changed(position, guard, step, now, count)
+                .update_changed(position, guard, step, settings, now, count)
                 .map(changed);
         }
         // Nothing to queue, deliver or sync soon: what `finish_step` would do is only this.
@@ -250,22 +287,23 @@ impl QuotaTracker {
         self.after_call(now, false);
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
-            None => Ok(quiet(slot, &state)),
+            None => Ok(quiet(slot, settings, &state)),
         }
     }
 
     /// The end of [`update`](Self::update) when the level changed or the window moved.
     #[cold]
     #[inline(never)]
-    pub(super) fn update_changed(
-        &self,
+    pub(super) fn update_changed<'s>(
+        &'s self,
         position: usize,
-        guard: SlotGuard<'_>,
+        guard: SlotGuard<'s>,
         step: Step,
+        settings: &'s Settings,
         now: u64,
         count: u64,
-    ) -> Result<Recorded<'_>, QuotaError> {
-        let slot = &self.services[position];
+    ) -> Result<Recorded<'s>, QuotaError> {
+        let slot = self.slot(position);
         let StepResult {
             step,
             state,
@@ -278,7 +316,7 @@ impl QuotaTracker {
         match step.refused {
             Some(refusal) => Err(slot.refused(refusal, count)),
             None => Ok(Recorded {
-                usage: slot.usage(&state),
+                usage: slot.usage_of(settings, &state),
                 reset,
                 recorded,
                 shadow_denied: step.shadow,
@@ -293,88 +331,10 @@ impl QuotaTracker {
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        match self.services[position].config.admission {
+        match self.slot(position).settings().config.admission {
             Admission::Exact => self.exact_update(position, request),
             Admission::Leased { block } => self.leased_update(position, request, block),
             Admission::Local => unreachable!("update handles Local admission"),
-        }
-    }
-
-    pub(super) fn can_call_at(&self, position: usize) -> bool {
-        match self.services[position].config.admission {
-            _ if !SHARED => {}
-            Admission::Local => {}
-            Admission::Exact => return self.exact_can_call(position),
-            Admission::Leased { block } => return self.leased_can_call(position, block),
-        }
-        let state = self
-            .step_at(position, self.now(), Request::READ, true)
-            .state;
-        self.services[position]
-            .rules
-            .allows(state.used, self.is_reduced_rate())
-    }
-
-    pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
-        let state = self
-            .step_at(position, self.now(), Request::READ, true)
-            .state;
-        self.services[position].usage(&state)
-    }
-
-    /// Every service's state under all their locks, taken in config order (the crate's one
-    /// lock order); roll-over transitions are delivered after if `deliver`.
-    pub(super) fn read_all(&self, now: u64, deliver: bool) -> Vec<ServiceState> {
-        let mut guards: Vec<SlotGuard<'_>> = self
-            .services
-            .iter()
-            .map(|slot| slot.lock(self.persistence.is_some()))
-            .collect();
-        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _| {});
-        drop(guards);
-        // As after any call that moves a window: the store may hold other instances' calls
-        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
-        if moved {
-            if let Some(persistence) = &self.persistence {
-                persistence.sync_soon();
-            }
-        }
-        if deliver {
-            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
-        }
-        states
-    }
-
-    /// Steps every service (all locked) to `now`, then lets `also` look at each; whether a
-    /// window moved.
-    pub(super) fn read_locked(
-        &self,
-        guards: &mut [SlotGuard<'_>],
-        now: u64,
-        also: &mut dyn FnMut(&ServiceSlot, &mut SlotState),
-    ) -> (Vec<ServiceState>, bool) {
-        let shared = self.persistence.is_some();
-        let mut states = Vec::with_capacity(guards.len());
-        let mut moved = false;
-        for (slot, guard) in self.services.iter().zip(guards.iter_mut()) {
-            let old_window = guard.service.window;
-            let step = slot.rules.step(&mut guard.service, now, Request::READ);
-            if shared && step.changed {
-                guard.sync.book(old_window, &step, 0);
-            }
-            moved |= step.moved.is_some();
-            self.queue_transitions(slot, &step);
-            also(slot, guard);
-            states.push(guard.service);
-        }
-        (states, moved)
-    }
-
-    pub(super) fn pump(&self, positions: &[usize]) {
-        for &position in positions {
-            self.services[position]
-                .outbox
-                .pump(&self.observers, describe_transition);
         }
     }
 
@@ -385,14 +345,19 @@ impl QuotaTracker {
         at_least: u64,
         resets_at_ms: Option<u64>,
     ) -> Result<Raised<'_>, QuotaError> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         if at_least > StoredState::MAX_TOTAL {
             return Err(slot.invalid_count(at_least, "a raise is at most 2^62 calls"));
         }
         let now = self.now();
         let mut guard = slot.lock(self.persistence.is_some());
+        let settings = slot.settings();
+        if settings.removed {
+            drop(guard);
+            return Err(slot.removed());
+        }
         let old_window = guard.service.window;
-        let (step, rose) = slot
+        let (step, rose) = settings
             .rules
             .raise(&mut guard.service, now, at_least, resets_at_ms);
         if self.persistence.is_some() {
@@ -409,7 +374,7 @@ impl QuotaTracker {
                 guard.lease.left = 0;
                 // Shared admission asks the store, which needs the floor soon: sync with the
                 // next call.
-                if slot.config.admission != Admission::Local {
+                if settings.config.admission != Admission::Local {
                     if let Some(persistence) = &self.persistence {
                         persistence.sync_soon();
                     }
@@ -423,7 +388,7 @@ impl QuotaTracker {
             ..
         } = self.finish_call(position, guard, step, now);
         Ok(Raised {
-            usage: slot.usage(&state),
+            usage: slot.usage_of(settings, &state),
             applied: rose.is_some(),
             reset,
             recorded,
@@ -455,5 +420,14 @@ impl QuotaTracker {
         } else if persistence.due(now) {
             self.save(SaveReason::Interval, now);
         }
+    }
+}
+
+/// The step of a call on a removed service: refused, nothing changed.
+#[cold]
+fn removed_step() -> Step {
+    Step {
+        refused: Some(Refusal::Removed),
+        ..Step::default()
     }
 }

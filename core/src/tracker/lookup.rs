@@ -1,4 +1,6 @@
-//! Finding a service by name: a word compare per service for a few, a hash map for many.
+//! Finding a service by name: a word compare per service for a few, a hash map for many,
+//! among the build's services; a removed one, or a name the build did not have, is looked
+//! for among the services reconfigures added (a cold path).
 
 use super::QuotaTracker;
 use crate::error::QuotaError;
@@ -62,16 +64,34 @@ pub(super) fn unknown_service(service: &str) -> QuotaError {
 }
 
 impl QuotaTracker {
+    /// The position of the service in force named `service`.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(super) fn position(&self, service: &str) -> Result<usize, QuotaError> {
         match self.find(service) {
-            Some(position) => Ok(position),
-            None => Err(unknown_service(service)),
+            Some(position) if !self.services[position].settings().removed => Ok(position),
+            _ => self
+                .find_added(service)
+                .ok_or_else(|| unknown_service(service)),
         }
     }
 
-    /// A few names are found by their keys (a word compare each, no text compared up to 8
-    /// bytes), many through the map.
+    /// The position of the latest service named `service` among those reconfigures added,
+    /// unless it was removed: a scan, newest first (names are unique among the services in
+    /// force, and a name added again is the newest of its name).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn find_added(&self, service: &str) -> Option<usize> {
+        let base = self.services.len();
+        (0..self.added.len())
+            .rev()
+            .filter_map(|index| Some((base + index, self.added.get(index)?)))
+            .find(|(_, slot)| *slot.name == *service)
+            .and_then(|(position, slot)| (!slot.settings().removed).then_some(position))
+    }
+
+    /// Among the build's services: a few names are found by their keys (a word compare each,
+    /// no text compared up to 8 bytes), many through the map. The service found may have been
+    /// removed since (its settings say so).
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(super) fn find(&self, service: &str) -> Option<usize> {
         if self.keys.len() > LINEAR_LOOKUP_MAX {

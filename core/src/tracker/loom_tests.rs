@@ -260,3 +260,35 @@ fn loom_a_fast_call_racing_a_roll_over_that_keeps_the_count_answers_its_window()
         }
     });
 }
+
+/// A record racing a reconfigure that doubles the limit: the count is kept whichever comes
+/// first, and the observer receives each level change once, chained from the level before to
+/// the level after (record first: Warning -> Critical under 10, then Critical -> Normal under
+/// 20; reconfigure first: Warning -> Normal, and the record changes nothing).
+#[test]
+fn loom_a_record_racing_a_reconfigure_loses_no_count_and_reports_once() {
+    loom::model(|| {
+        let tracker = tracker(&[("a", 10)]);
+        tracker.record_call("a", 7).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Transition>::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        tracker.on_transition(move |t| sink.lock().unwrap().push(t.clone()));
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || {
+            other.record_call("a", 1).unwrap();
+        });
+        let doubled = TrackerConfig::new([ServiceConfig::new("a", 20, Period::Day)]);
+        tracker.reconfigure(doubled).unwrap();
+        handle.join().unwrap();
+        let usage = tracker.usage("a").unwrap();
+        assert_eq!((usage.used, usage.limit), (8, 20));
+        let seen = seen.lock().unwrap().clone();
+        let mut level = Level::Warning;
+        for t in &seen {
+            assert_eq!(t.from, level, "{seen:?}");
+            level = t.to;
+        }
+        assert_eq!(level, Level::Normal, "{seen:?}");
+        assert!(seen.len() <= 2, "{seen:?}");
+    });
+}

@@ -4,7 +4,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::SyncPolicy;
 use crate::config::TrackerConfig;
 use crate::error::QuotaError;
-use crate::locks::AtomicU64;
+use crate::locks::{AtomicU64, Mutex};
 use crate::observers::{Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, StoreEvent};
 use crate::rules::Request;
@@ -12,6 +12,7 @@ use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+mod added;
 mod builder;
 mod clock;
 mod fast_path;
@@ -19,18 +20,22 @@ mod from_file;
 mod handle;
 mod hot;
 mod lookup;
+mod reads;
+mod reconfigure;
 mod shared;
 mod slot;
 mod sync;
 
 use crate::persistence::Ledger;
+use added::Added;
 pub use builder::QuotaTrackerBuilder;
 use clock::TrackerClock;
 use fast_path::FastPath;
 pub use handle::{Service, ServiceId};
 use lookup::{unknown_service, NameKey};
+pub use reconfigure::Reconfigured;
 use slot::StepResult;
-use slot::{ServiceSlot, SlotGuard, SlotState};
+use slot::{ServiceSlot, Settings, SlotGuard, SlotState};
 use sync::SavingGuard;
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
@@ -59,10 +64,22 @@ use sync::SavingGuard;
 /// assert_eq!(tracker.usage("search").unwrap().used, 0);
 /// ```
 pub struct QuotaTracker {
+    /// The services of the build's config, at positions `0..len` (a removed one stays, its
+    /// settings marked removed).
     services: Box<[ServiceSlot]>,
-    /// Each service's [`NameKey`], in config order: the lookup among a few services.
+    /// Services added by [`reconfigure`](Self::reconfigure), at positions from
+    /// `services.len()` on: reached only when a position is past the build's.
+    added: Added,
+    /// The positions of the services in force, in the latest config's order (a leaf lock,
+    /// held only to read or replace it).
+    order: Mutex<Arc<[usize]>>,
+    /// Held by [`reconfigure`](Self::reconfigure) alone: reconfigures run one at a time.
+    reconfiguring: Mutex<()>,
+    /// The reduced-rate fraction of the sync policy (rules of new settings need it).
+    reduced_fraction: f64,
+    /// Each build service's [`NameKey`], in config order: the lookup among a few services.
     keys: Box<[NameKey]>,
-    /// Names to positions, for lookups among many services.
+    /// The build's names to positions, for lookups among many services.
     index: FxHashMap<Arc<str>, usize>,
     clock: TrackerClock,
     /// The clock's latest good reading, to within a second: used when the clock panics.
@@ -237,7 +254,7 @@ impl QuotaTracker {
 
     /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
     pub fn reserve_allocation(&self, service: &str) -> Result<u64, QuotaError> {
-        Ok(self.services[self.position(service)?].rules.reserve)
+        Ok(self.slot(self.position(service)?).settings().rules.reserve)
     }
 
     /// `service`'s usage now.
@@ -265,24 +282,27 @@ impl QuotaTracker {
     }
 
     /// The handle of the service `id` names; `None` if this tracker has no such service (an
-    /// id from a tracker with fewer services).
+    /// id from a tracker with fewer services) or the service was removed by
+    /// [`reconfigure`](Self::reconfigure) (a handle taken before answers
+    /// [`QuotaError::UnknownService`]). An id never names another service than the one it was
+    /// given for, whatever reconfigures add or remove.
     pub fn service_by_id(&self, id: ServiceId) -> Option<Service<'_>> {
-        (id.index() < self.services.len()).then(|| Service::new(self, id.index()))
+        let slot = self.get_slot(id.index())?;
+        (!slot.settings().removed).then(|| Service::new(self, id.index()))
     }
 
-    /// Every service's usage at one instant, in config order.
+    /// Every service's usage at one instant, in config order (the latest config's, after a
+    /// [`reconfigure`](Self::reconfigure)).
     ///
-    /// Takes every service's lock, always in config order (the one lock order of the crate),
-    /// so no recording is half-seen.
+    /// Takes every service's lock, always in position order (the one lock order of the
+    /// crate), so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now();
         let states = self.read_all(now, true);
         Snapshot {
-            services: self
-                .services
+            services: states
                 .iter()
-                .zip(&states)
-                .map(|(slot, state)| slot.usage(state).into_owned())
+                .map(|(slot, settings, state)| slot.usage_of(settings, state).into_owned())
                 .collect(),
             at_ms: now,
         }
@@ -328,14 +348,58 @@ impl QuotaTracker {
         self.store_observers.unsubscribe(id.get())
     }
 
-    /// The configuration this tracker was built with.
+    /// The configuration in force: the one the tracker was built with, or the latest
+    /// [`reconfigure`](Self::reconfigure)'s.
     pub fn config(&self) -> TrackerConfig {
-        TrackerConfig::new(self.services.iter().map(|slot| slot.config.clone()))
+        TrackerConfig::new(
+            self.live()
+                .iter()
+                .map(|&position| self.slot(position).settings().config.clone()),
+        )
     }
 
     /// The tracker clock's time now, ms since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.now()
+    }
+}
+
+impl QuotaTracker {
+    /// The slot at `position` (one the tracker handed out): the build's by one bounds check,
+    /// an added one on a cold path.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    fn slot(&self, position: usize) -> &ServiceSlot {
+        match self.services.get(position) {
+            Some(slot) => slot,
+            None => self.added_slot(position),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn added_slot(&self, position: usize) -> &ServiceSlot {
+        match self.get_slot(position) {
+            Some(slot) => slot,
+            None => unreachable!("position {position} was handed out by this tracker"),
+        }
+    }
+
+    /// The slot at `position`, if there is one.
+    fn get_slot(&self, position: usize) -> Option<&ServiceSlot> {
+        match position.checked_sub(self.services.len()) {
+            None => self.services.get(position),
+            Some(index) => self.added.get(index),
+        }
+    }
+
+    /// How many positions there are (removed services' included).
+    fn slot_count(&self) -> usize {
+        self.services.len() + self.added.len()
+    }
+
+    /// The positions of the services in force, in config order.
+    fn live(&self) -> Arc<[usize]> {
+        Arc::clone(&self.order.lock())
     }
 }
 

@@ -1,23 +1,56 @@
-//! One service's slot: its rules, its lock-guarded state (with the fast path's word taken
-//! with the lock) and the usage, transitions and errors built from it.
+//! One service's slot: its settings (config and rules, replaced only by `reconfigure`), its
+//! lock-guarded state (with the fast path's word taken with the lock) and the usage,
+//! transitions and errors built from it.
 
 use super::{fast_path, shared, FastPath, Ledger, SHARED};
 use crate::config::Admission;
 use crate::config::ServiceConfig;
 use crate::error::{DenyReason, QuotaError};
-use crate::locks::{Mutex, MutexGuard};
+use crate::locks::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use crate::observers::Outbox;
 use crate::rules::{Change, Refusal, ServiceRules, ServiceState, Step};
 use crate::usage::{ServiceUsage, Transition};
 use crossbeam_utils::CachePadded;
 use std::sync::Arc;
 
-/// One service: its fixed config and rules, its guarded state, its queued transitions.
-pub(super) struct ServiceSlot {
-    /// Shared with every transition of the service (cloning it copies no text).
-    pub(super) name: Arc<str>,
+/// A service's config and the rules computed from it: immutable once made. A reconfigure
+/// that changes them makes new settings and points the slot at them (see
+/// [`ServiceSlot::settings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Settings {
     pub(super) config: ServiceConfig,
     pub(super) rules: ServiceRules,
+    /// Removed by a reconfigure: every call answers `UnknownService`.
+    pub(super) removed: bool,
+    /// Whether a counting call may try the fast path: `Local` admission (or a build without
+    /// shared admission) and not removed. The hot path's one test of the settings.
+    pub(super) fast: bool,
+}
+
+impl Settings {
+    pub(super) fn new(config: ServiceConfig, reduced_fraction: f64, removed: bool) -> Self {
+        Settings {
+            rules: ServiceRules::new(&config, reduced_fraction),
+            fast: !removed && (!SHARED || config.admission == Admission::Local),
+            config,
+            removed,
+        }
+    }
+}
+
+/// One service: its settings, its guarded state, its queued transitions.
+pub(super) struct ServiceSlot {
+    /// Shared with every transition of the service (cloning it copies no text). A position's
+    /// name never changes.
+    pub(super) name: Arc<str>,
+    /// The settings in force: one of `kept`'s. Written only under `state`'s lock (by
+    /// `reconfigure`); read with or without it.
+    settings: AtomicPtr<Settings>,
+    /// Every settings this slot was ever given, kept until the tracker drops, so a reference
+    /// read from `settings` stays valid for as long as the slot is borrowed. A leaf lock, taken
+    /// only by `reconfigure`.
+    #[allow(clippy::vec_box)] // boxed: the settings must not move when the vector grows
+    kept: Mutex<Vec<Box<Settings>>>,
     /// Padded to its own cache line so threads on different services do not contend. Taken
     /// only through [`lock`](Self::lock), which also takes the fast path's word.
     pub(super) state: CachePadded<Mutex<SlotState>>,
@@ -65,14 +98,13 @@ impl std::ops::DerefMut for SlotGuard<'_> {
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let slot = self.slot;
-        let enabled = !SHARED || slot.config.admission == Admission::Local;
+        let settings = self.slot.settings();
         let state = &mut *self.guard;
-        state.published = slot.fast.release(
+        state.published = self.slot.fast.release(
             self.taken,
             &state.service,
-            &slot.rules,
-            enabled,
+            &settings.rules,
+            settings.fast,
             state.published,
         );
     }
@@ -87,6 +119,59 @@ pub(super) struct StepResult {
 }
 
 impl ServiceSlot {
+    /// A slot of `config` whose state starts at `now` (its fast path taken until the first
+    /// lock releases it).
+    pub(super) fn new(config: ServiceConfig, reduced_fraction: f64, now: u64) -> Self {
+        let state = SlotState {
+            service: ServiceState::new(config.period, now),
+            sync: Ledger::default(),
+            lease: shared::LeaseState::default(),
+            published: None,
+        };
+        let kept = vec![Box::new(Settings::new(config, reduced_fraction, false))];
+        let pointer: *const Settings = &*kept[0];
+        ServiceSlot {
+            name: Arc::from(kept[0].config.name.as_str()),
+            settings: AtomicPtr::new(pointer.cast_mut()),
+            kept: Mutex::new(kept),
+            state: CachePadded::new(Mutex::new(state)),
+            fast: FastPath::new(),
+            outbox: Outbox::new(),
+            #[cfg(feature = "metrics")]
+            denials: crate::metrics::Denials::default(),
+        }
+    }
+
+    /// The settings in force. Read without the lock they may be replaced right after (a
+    /// reconfigure): the fast path's swap and the locked paths decide on what they read under
+    /// the lock or validate by the swap; a lock-free read only picks a path or describes.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn settings(&self) -> &Settings {
+        let settings = self.settings.load(Ordering::Acquire);
+        // SAFETY: `settings` always points into a `Box` held by `kept` (set by `new` and
+        // `set_settings`, which push the box first), and nothing ever removes a box from
+        // `kept` or changes the settings in one: they live, unchanged, until the slot drops.
+        // The reference borrows `self`, so it cannot outlive the slot. The `Acquire` load pairs
+        // with the `Release` store in `set_settings`: the box's contents are visible.
+        unsafe { &*settings }
+    }
+
+    /// Puts `settings` in force (call it holding this slot's lock, so that lock holders see one
+    /// settings for their whole critical section): settings equal to some kept before are
+    /// reused, so toggling between configs allocates nothing after the first time.
+    pub(super) fn set_settings(&self, _locked: &SlotGuard<'_>, settings: Settings) {
+        let mut kept = self.kept.lock();
+        let at = match kept.iter().position(|k| **k == settings) {
+            Some(at) => at,
+            None => {
+                kept.push(Box::new(settings));
+                kept.len() - 1
+            }
+        };
+        let pointer: *const Settings = &*kept[at];
+        self.settings.store(pointer.cast_mut(), Ordering::Release);
+    }
+
     /// Takes the service's lock, the only way to it: the calls the fast path counted since
     /// the lock was last released go into the state first (and, with a store, `booking`,
     /// into what the store has not acknowledged yet), as if each had taken the lock.
@@ -116,12 +201,22 @@ impl ServiceSlot {
     }
 
     pub(super) fn transition(&self, change: Change) -> Transition {
-        Transition::of(&self.name, self.rules.limit, change)
+        Transition::of(&self.name, self.settings().rules.limit, change)
     }
 
     #[inline]
     pub(super) fn usage(&self, state: &ServiceState) -> ServiceUsage<'_> {
-        ServiceUsage::of(&self.name, &self.config, state)
+        self.usage_of(self.settings(), state)
+    }
+
+    /// The usage of `state` under `settings` (read once by the caller).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn usage_of<'s>(
+        &'s self,
+        settings: &'s Settings,
+        state: &ServiceState,
+    ) -> ServiceUsage<'s> {
+        ServiceUsage::of(&self.name, &settings.config, state)
     }
 
     /// The error of a refused step.
@@ -131,7 +226,14 @@ impl ServiceSlot {
         match refusal {
             Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
             Refusal::Denied { used, reason } => self.denied(count, used, reason),
+            Refusal::Removed => self.removed(),
         }
+    }
+
+    /// The error of a call on a removed service.
+    #[cold]
+    pub(super) fn removed(&self) -> QuotaError {
+        QuotaError::UnknownService(self.name.to_string())
     }
 
     /// The error of a denied call (with feature `metrics`, counted). Call it with no lock held.
@@ -143,7 +245,7 @@ impl ServiceSlot {
             service: Arc::clone(&self.name),
             count,
             used,
-            limit: self.rules.limit,
+            limit: self.settings().rules.limit,
             reason,
         }
     }

@@ -111,8 +111,8 @@ impl QuotaTracker {
         };
         let mut stats = persistence.stats();
         // Without shared admission nothing is queued under the services' locks.
-        for slot in self.services.iter().filter(|_| SHARED) {
-            let (ops, calls) = slot.lock(true).sync.queued.unresolved();
+        for position in (0..self.slot_count()).filter(|_| SHARED) {
+            let (ops, calls) = self.slot(position).lock(true).sync.queued.unresolved();
             stats.unresolved_ops += ops;
             stats.unresolved_calls = stats.unresolved_calls.saturating_add(calls);
         }
@@ -158,17 +158,18 @@ impl QuotaTracker {
     /// report (made from inside the recorder). Call it inside `metrics::report`.
     #[cfg(feature = "metrics")]
     pub(super) fn publish_gauges(&self) {
-        for slot in self.services.iter() {
+        for position in 0..self.slot_count() {
+            let slot = self.slot(position);
             slot.denials.report(&slot.name);
         }
         let states = self.read_all(self.now(), true);
         crate::metrics::publish(
-            self.services.iter().zip(&states).map(|(slot, state)| {
+            states.iter().map(|(slot, settings, state)| {
                 (
                     &slot.name,
                     state.used,
-                    slot.rules.limit,
-                    slot.rules.level(state.used),
+                    settings.rules.limit,
+                    settings.rules.level(state.used),
                 )
             }),
             self.is_reduced_rate(),
@@ -219,7 +220,7 @@ impl QuotaTracker {
         // calls its store made), then its events; unless this is a sync nested in one of this
         // tracker's own, which delivers it all when it ends.
         if !SavingGuard::is_saving(self) {
-            self.pump(&(0..self.services.len()).collect::<Vec<_>>());
+            self.pump(&(0..self.slot_count()).collect::<Vec<_>>());
             persistence
                 .events
                 .pump(&self.store_observers, describe_store_event);
@@ -239,27 +240,27 @@ impl QuotaTracker {
         outcome.map(|outcome| outcome.result)
     }
 
-    /// A new batch under all service locks: each service's ended windows' calls and its
-    /// current window's unacknowledged calls, which become the batch's `cut`; it reads every
-    /// current window.
+    /// A new batch under all service locks (removed services' too, in position order): each
+    /// service's ended windows' calls and its current window's unacknowledged calls, which
+    /// become the batch's `cut`, and the calls a reconfigure detached from a window it left;
+    /// it reads every current window of the services in force.
     pub(super) fn cut(&self, instance: InstanceId, now: u64, return_leases: bool) -> Cut {
         let mut deltas = Vec::new();
         let mut raises = Vec::new();
         let mut queued = Queued::default();
-        let mut read = Vec::with_capacity(self.services.len());
-        let mut guards: Vec<SlotGuard<'_>> = self
-            .services
-            .iter()
-            .map(|slot| slot.lock(self.persistence.is_some()))
-            .collect();
-        self.read_locked(&mut guards, now, &mut |slot, guard| {
+        let positions: Vec<usize> = (0..self.slot_count()).collect();
+        let mut read = Vec::with_capacity(positions.len());
+        let mut guards: Vec<SlotGuard<'_>> = self.lock_all(&positions);
+        self.read_locked(&mut guards, now, &mut |slot, settings, guard| {
             let key = |window: Window| WindowKey {
-                service: slot.config.name.clone(),
-                period: slot.rules.period,
+                service: settings.config.name.clone(),
+                period: settings.rules.period,
                 start_ms: window.start_ms,
                 end_ms: window.reset_at_ms,
             };
             queued.append(&mut guard.sync.queued);
+            deltas.append(&mut guard.sync.detached);
+            raises.append(&mut guard.sync.detached_raises);
             if SHARED && return_leases {
                 let (back, step) = guard.give_lease_back(slot, self, now);
                 queued.give_backs.extend(back);
@@ -277,6 +278,10 @@ impl QuotaTracker {
                     window: key(window),
                     at_least,
                 });
+            }
+            if settings.removed {
+                // Nothing to read, and nothing unacknowledged: its removal detached it.
+                return;
             }
             let window = guard.service.window;
             let sync = &mut guard.sync;
@@ -322,8 +327,8 @@ impl QuotaTracker {
                 raise_count,
             } => (&request.window, request.block, granted, raise_count),
         };
-        if let Some(position) = self.find(&window.service) {
-            let mut guard = self.services[position].lock(self.persistence.is_some());
+        if let Ok(position) = self.position(&window.service) {
+            let mut guard = self.slot(position).lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
         }
         match calls {
@@ -339,11 +344,15 @@ impl QuotaTracker {
             let Ok(position) = self.position(&read.service) else {
                 continue;
             };
-            let slot = &self.services[position];
+            let slot = self.slot(position);
             let mut guard = slot.lock(self.persistence.is_some());
+            let settings = slot.settings();
+            // The read of this service's window as it is now: not one of a window a
+            // reconfigure left (its spec differs), nor one of a removed namesake.
+            let ours = |window: Window| slot.window_key(window) == *read;
             let window = guard.service.window;
             let sync = &mut guard.sync;
-            if sync.cut_window.is_some_and(|w| w.start_ms == read.start_ms) {
+            if sync.cut_window.is_some_and(ours) {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
             // The floor is in the store once a reply acknowledges the value it holds now (no
@@ -362,10 +371,11 @@ impl QuotaTracker {
             }
             sync.cut = 0;
             sync.cut_window = None;
-            if window.start_ms == read.start_ms {
+            if ours(window) {
                 let unacked = sync.unacked;
                 let step =
-                    slot.rules
+                    settings
+                        .rules
                         .observe(&mut guard.service, total.saturating_add(unacked), now);
                 self.queue_transitions(slot, &step);
             }

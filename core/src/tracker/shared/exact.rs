@@ -17,7 +17,7 @@ impl QuotaTracker {
         position: usize,
         call: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let (count, force) = (call.count, call.ask == Ask::Record);
         let now = self.now();
         let read = self.step_at(position, now, Request::READ, true);
@@ -34,12 +34,16 @@ impl QuotaTracker {
             let cap = if force {
                 u64::MAX
             } else {
-                slot.rules.cap(call)
+                slot.settings().rules.cap(call)
             };
             match self.ask_under_floor(position, read.state.window, count, cap) {
                 Ok(booked) => asked = booked,
                 Err(seen) => {
-                    let reason = slot.rules.denies(seen, call).unwrap_or(DenyReason::Limit);
+                    let reason = slot
+                        .settings()
+                        .rules
+                        .denies(seen, call)
+                        .unwrap_or(DenyReason::Limit);
                     self.after_call(now, false);
                     return Err(self.denied(slot, count, seen, reason));
                 }
@@ -61,6 +65,7 @@ impl QuotaTracker {
                 let learned = self.take_total(position, read.state.window, total, 0, asked, now);
                 let unsynced = self.unsynced(position);
                 let reason = slot
+                    .settings()
                     .rules
                     .denies(total.saturating_add(unsynced), call)
                     .unwrap_or(DenyReason::Limit);
@@ -86,7 +91,7 @@ impl QuotaTracker {
                         request,
                         counted: false,
                     };
-                    let mut guard = self.services[position].lock(self.persistence.is_some());
+                    let mut guard = self.slot(position).lock(self.persistence.is_some());
                     guard.sync.queued.admits.push(held);
                 } else {
                     self.release_asked(position, asked);
@@ -113,7 +118,7 @@ impl QuotaTracker {
         count: u64,
         cap: u64,
     ) -> Result<u64, u64> {
-        let mut guard = self.services[position].lock(self.persistence.is_some());
+        let mut guard = self.slot(position).lock(self.persistence.is_some());
         if let Some(seen) = guard.sync.floor_seen(window) {
             if seen.saturating_add(count.max(1)) > cap {
                 return Err(seen);
@@ -127,7 +132,7 @@ impl QuotaTracker {
     /// failed).
     pub(in crate::tracker) fn release_asked(&self, position: usize, asked: u64) {
         if asked > 0 {
-            let mut guard = self.services[position].lock(self.persistence.is_some());
+            let mut guard = self.slot(position).lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);
         }
     }
@@ -142,7 +147,7 @@ impl QuotaTracker {
         force: bool,
         now: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         if !force {
             return Err(self.denied(slot, count, read.state.used, DenyReason::StoreUnavailable));
         }
@@ -150,7 +155,7 @@ impl QuotaTracker {
         self.after_call(now, false);
         match recorded.step.refused {
             None => Ok(self.recorded_after(slot, read, recorded)),
-            Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
+            Some(refusal) => Err(slot.refused(refusal, count)),
         }
     }
 
@@ -164,7 +169,7 @@ impl QuotaTracker {
         call: Request,
     ) -> AdmitRequest {
         let force = call.ask == Ask::Record;
-        let (below, cap) = slot.rules.shared_rule(call);
+        let (below, cap) = slot.settings().rules.shared_rule(call);
         let unsynced = self.unsynced(position);
         let (seq, done_below) = self.issue();
         AdmitRequest {
@@ -212,7 +217,7 @@ impl QuotaTracker {
     ) -> StepResult {
         self.take_in(position, asked, |slot, state| {
             let used = state.service.used.saturating_add(count);
-            let step = slot.rules.observe(&mut state.service, used, now);
+            let step = slot.settings().rules.observe(&mut state.service, used, now);
             state.service.total = state.service.total.saturating_add(count);
             let window = state.service.window;
             state.sync.after_raise(window, count);
@@ -226,7 +231,7 @@ impl QuotaTracker {
 
     /// `can_call` on an `Exact` service: the store's rule on the shared count (adds nothing).
     pub(in crate::tracker) fn exact_can_call(&self, position: usize) -> bool {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let now = self.now();
         let read = self.step_at(position, now, Request::READ, true);
         if self.backing_off(now) {
@@ -238,7 +243,7 @@ impl QuotaTracker {
             .lock(self.persistence.is_some())
             .sync
             .floor_seen(read.state.window);
-        if floor.is_some_and(|seen| slot.rules.denies(seen, call).is_some()) {
+        if floor.is_some_and(|seen| slot.settings().rules.denies(seen, call).is_some()) {
             return false;
         }
         let request = self.admit_request(slot, position, read.state.window, call);

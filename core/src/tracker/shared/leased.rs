@@ -1,6 +1,7 @@
 //! `Leased` admission: blocks of calls taken from the store and spent in process; the block
 //! in hand, and giving its unused calls back.
 
+use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::rules::{Ask, Request, Step};
 use crate::store::{GiveBack, LeaseRequest, StoreError};
@@ -46,7 +47,7 @@ impl SlotState {
             }
         }
         let step = if window == self.service.window {
-            slot.rules.lower(&mut self.service, unused, now)
+            slot.settings().rules.lower(&mut self.service, unused, now)
         } else {
             Step::default()
         };
@@ -68,7 +69,7 @@ impl QuotaTracker {
         call: Request,
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let (count, force) = (call.count, call.ask == Ask::Record);
         let now = self.now();
         if let Some(spent) = self.spend_lease(position, now, count) {
@@ -82,7 +83,7 @@ impl QuotaTracker {
         let read = self.step_at(position, now, Request::READ, true);
         let in_hand = self.lease_left(position, read.state.window);
         let asked = block.max(count.saturating_sub(in_hand));
-        let ceiling = slot.rules.lease_ceiling(reduced);
+        let ceiling = slot.settings().rules.lease_ceiling(reduced);
         let granted = if self.backing_off(now) {
             Err(StoreError::Unavailable(
                 "the store failed; backing off".into(),
@@ -103,7 +104,7 @@ impl QuotaTracker {
             self.after_call(now, false);
             return match recorded.step.refused {
                 None => Ok(self.recorded_after(slot, read, recorded)),
-                Some(_) => Err(slot.invalid_count(count, "the counter would overflow")),
+                Some(refusal) => Err(slot.refused(refusal, count)),
             };
         }
         if call.ask == Ask::Priority && granted.is_ok() {
@@ -114,9 +115,14 @@ impl QuotaTracker {
             Err(_) => DenyReason::StoreUnavailable,
             // Refused by the view, or else by the shared total at the ceiling.
             Ok(_) => slot
+                .settings()
                 .rules
                 .denies(state.used, Request::normal(count, reduced))
-                .or_else(|| slot.rules.denies(ceiling, Request::normal(count, reduced)))
+                .or_else(|| {
+                    slot.settings()
+                        .rules
+                        .denies(ceiling, Request::normal(count, reduced))
+                })
                 .unwrap_or(DenyReason::Critical),
         };
         Err(self.denied(slot, count, state.used, reason))
@@ -140,7 +146,7 @@ impl QuotaTracker {
     }
 
     pub(in crate::tracker) fn lease_left(&self, position: usize, window: Window) -> u64 {
-        let guard = self.services[position].lock(self.persistence.is_some());
+        let guard = self.slot(position).lock(self.persistence.is_some());
         if guard.lease.window == Some(window) {
             guard.lease.left
         } else {
@@ -155,11 +161,14 @@ impl QuotaTracker {
         now: u64,
         count: u64,
     ) -> Option<Recorded<'_>> {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let (state, reset, recorded) = {
             let mut guard = slot.lock(self.persistence.is_some());
             let old_window = guard.service.window;
-            let step = slot.rules.step(&mut guard.service, now, Request::READ);
+            let step = slot
+                .settings()
+                .rules
+                .step(&mut guard.service, now, Request::READ);
             if step.changed {
                 guard.sync.book(old_window, &step, 0);
             }
@@ -208,8 +217,8 @@ impl QuotaTracker {
         reduced: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let slot = &self.services[position];
-        let ceiling = slot.rules.lease_ceiling(reduced);
+        let slot = self.slot(position);
+        let ceiling = slot.settings().rules.lease_ceiling(reduced);
         let asked = {
             let mut guard = slot.lock(self.persistence.is_some());
             // A floor the store has not seen yet: no block past it (the store cannot hold it
@@ -261,7 +270,11 @@ impl QuotaTracker {
             let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
             let current = guard.service.window;
-            if current.start_ms == requested_window {
+            // A reconfigure may have removed the service or changed its admission while the
+            // store was asked: then the grant goes back at once, never held.
+            let settings = slot.settings();
+            let leasing = !settings.removed && settings.config.admission != Admission::Local;
+            if current.start_ms == requested_window && leasing {
                 if guard.lease.window.is_some_and(|w| w != current) {
                     // A block of an ended window: back to that window, never dropped.
                     let (back, _) = guard.give_lease_back(slot, self, now);
@@ -284,7 +297,8 @@ impl QuotaTracker {
                 // below the floor.
                 guard.sync.after_raise(current, reply.granted);
             } else if reply.granted > 0 {
-                // The window moved while asking: that block is for a window that ended.
+                // The window moved while asking (or the service no longer leases): that block
+                // goes back to the window it was granted in.
                 let back =
                     self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
                 guard.sync.queued.give_backs.push(back);

@@ -20,8 +20,8 @@ pub(super) use leased::LeaseState;
 impl ServiceSlot {
     pub(in crate::tracker) fn window_key(&self, window: Window) -> WindowKey {
         WindowKey {
-            service: self.config.name.clone(),
-            period: self.rules.period,
+            service: self.name.to_string(),
+            period: self.settings().rules.period,
             start_ms: window.start_ms,
             end_ms: window.reset_at_ms,
         }
@@ -71,7 +71,7 @@ impl QuotaTracker {
     /// Calls this tracker counted in the current window that the store has not acknowledged
     /// (unsynced deltas, and admissions whose answer was lost).
     pub(in crate::tracker) fn unsynced(&self, position: usize) -> u64 {
-        let guard = self.services[position].lock(self.persistence.is_some());
+        let guard = self.slot(position).lock(self.persistence.is_some());
         let window = guard.service.window.start_ms;
         let held: u64 = guard
             .sync
@@ -119,7 +119,7 @@ impl QuotaTracker {
             if let Some(floor) = state.sync.after_raise(window, count) {
                 view = view.max(floor);
             }
-            let step = slot.rules.observe(&mut state.service, view, now);
+            let step = slot.settings().rules.observe(&mut state.service, view, now);
             state.service.total = state.service.total.saturating_add(count);
             step
         });
@@ -142,7 +142,7 @@ impl QuotaTracker {
         asked: u64,
         update: impl FnOnce(&ServiceSlot, &mut SlotState) -> Step,
     ) -> StepResult {
-        let slot = &self.services[position];
+        let slot = self.slot(position);
         let (step, state, reset, recorded) = {
             let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(asked);

@@ -1,0 +1,118 @@
+//! Reads: whether a call is allowed, one service's usage, and every service's state under all
+//! their locks (snapshots, metrics, a sync's cut).
+
+use super::{
+    describe_transition, QuotaTracker, ServiceSlot, Settings, SlotGuard, SlotState, SHARED,
+};
+use crate::config::Admission;
+use crate::rules::{Request, ServiceState};
+use crate::usage::ServiceUsage;
+
+impl QuotaTracker {
+    pub(super) fn can_call_at(&self, position: usize) -> bool {
+        let settings = self.slot(position).settings();
+        match settings.config.admission {
+            _ if settings.removed => return false,
+            _ if !SHARED => {}
+            Admission::Local => {}
+            Admission::Exact => return self.exact_can_call(position),
+            Admission::Leased { block } => return self.leased_can_call(position, block),
+        }
+        let state = self
+            .step_at(position, self.now(), Request::READ, true)
+            .state;
+        self.slot(position)
+            .settings()
+            .rules
+            .allows(state.used, self.is_reduced_rate())
+    }
+
+    /// The usage now (a removed service's: as it was removed).
+    pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
+        let state = self
+            .step_at(position, self.now(), Request::READ, true)
+            .state;
+        self.slot(position).usage(&state)
+    }
+
+    /// Takes the locks of the slots at `positions` (ascending: the crate's one lock order).
+    pub(super) fn lock_all(&self, positions: &[usize]) -> Vec<SlotGuard<'_>> {
+        let booking = self.persistence.is_some();
+        positions
+            .iter()
+            .map(|&position| self.slot(position).lock(booking))
+            .collect()
+    }
+
+    /// The state of every service in force (in config order, with the settings it was read
+    /// under) under all their locks, taken in position order (the crate's one lock order);
+    /// roll-over transitions are delivered after if `deliver`.
+    pub(super) fn read_all(
+        &self,
+        now: u64,
+        deliver: bool,
+    ) -> Vec<(&ServiceSlot, &Settings, ServiceState)> {
+        let order = self.live();
+        let mut positions = order.to_vec();
+        positions.sort_unstable();
+        let mut guards = self.lock_all(&positions);
+        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _, _| {});
+        let read: Vec<_> = guards
+            .iter()
+            .zip(states)
+            .map(|(guard, state)| (guard.slot, guard.slot.settings(), state))
+            .collect();
+        drop(guards);
+        // As after any call that moves a window: the store may hold other instances' calls
+        // in the new one. (A sync's own read, in `cut`, reads the new windows anyway.)
+        if moved {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
+        if deliver {
+            self.pump(&positions);
+        }
+        order
+            .iter()
+            .filter_map(|p| Some(read[positions.binary_search(p).ok()?]))
+            .collect()
+    }
+
+    /// Steps every locked service in force to `now` (a removed one is left as it is), then
+    /// lets `also` look at each, removed or not; whether a window moved.
+    pub(super) fn read_locked(
+        &self,
+        guards: &mut [SlotGuard<'_>],
+        now: u64,
+        also: &mut dyn FnMut(&ServiceSlot, &Settings, &mut SlotState),
+    ) -> (Vec<ServiceState>, bool) {
+        let shared = self.persistence.is_some();
+        let mut states = Vec::with_capacity(guards.len());
+        let mut moved = false;
+        for guard in guards.iter_mut() {
+            let slot = guard.slot;
+            let settings = slot.settings();
+            if !settings.removed {
+                let old_window = guard.service.window;
+                let step = settings.rules.step(&mut guard.service, now, Request::READ);
+                if shared && step.changed {
+                    guard.sync.book(old_window, &step, 0);
+                }
+                moved |= step.moved.is_some();
+                self.queue_transitions(slot, &step);
+            }
+            also(slot, settings, guard);
+            states.push(guard.service);
+        }
+        (states, moved)
+    }
+
+    pub(super) fn pump(&self, positions: &[usize]) {
+        for &position in positions {
+            self.slot(position)
+                .outbox
+                .pump(&self.observers, describe_transition);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Changing a running tracker's services: [`QuotaTracker::reconfigure`]. See ARCHITECTURE.md,
+//! "Reconfiguring", for why it is safe while other threads record.
+
+use super::builder::validate;
+use super::{QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotGuard, SHARED};
+use crate::config::{Admission, ServiceConfig, TrackerConfig};
+use crate::error::QuotaError;
+use crate::level::Level;
+use crate::rules::{Change, Request, ServiceState};
+use crate::usage::Transition;
+use rustc_hash::FxHashMap;
+
+/// What a [`QuotaTracker::reconfigure`] did, by service name: services `added` and `changed`
+/// in the new config's order, services `removed` in the old one's. A service whose config is
+/// the same is in none of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Reconfigured {
+    /// Services the new config has and the old one did not: they start at 0 calls and read
+    /// the store's totals at the next sync.
+    pub added: Vec<String>,
+    /// Services the new config does not have: they answer
+    /// [`QuotaError::UnknownService`] from now on, by name, by handle and by id.
+    pub removed: Vec<String>,
+    /// Services in both whose config differs (limit, thresholds, reserve, admission,
+    /// `enforce`, or the window).
+    pub changed: Vec<String>,
+}
+
+impl Reconfigured {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Whether two configs of one service count in the same windows: then the window in force
+/// keeps its count; otherwise the service starts fresh in the new spec's window. Today the
+/// window is the `period`; every field that defines a window belongs here.
+fn same_window(a: &ServiceConfig, b: &ServiceConfig) -> bool {
+    a.period == b.period
+}
+
+impl QuotaTracker {
+    /// Applies `config` to the running tracker, while other threads go on recording: adds the
+    /// services it has and the tracker does not, removes those it does not have, and changes
+    /// the others' limits, thresholds, reserve, admission and `enforce` without losing a count.
+    /// Returns what changed, by name. The config is validated first, exactly as
+    /// [`QuotaTrackerBuilder::build`](crate::QuotaTrackerBuilder::build) validates it (shared
+    /// admission needs the feature and a store); on any error nothing changes.
+    ///
+    /// - **Changed** service, same window: the window keeps its count; the level is computed
+    ///   again under the new rules, and a level change is one transition, delivered once to
+    ///   the observers (a lower limit may make the service Critical or Exhausted at once).
+    ///   Handles and ids keep working.
+    /// - **Changed window** (the `period`): the service starts at 0 in the new window (its
+    ///   level falls to Normal: one transition if it was higher); the calls of the old window
+    ///   that the store has not acknowledged still reach it, under the old window's key, with
+    ///   the next sync. `total_recorded` goes on.
+    /// - **Admission** `Local` / `Exact` / `Leased`: a leased block in hand is given back first
+    ///   (with the next sync), then the new admission applies.
+    /// - **Removed** service: every call through its name, a [`Service`](crate::Service) handle
+    ///   or its [`ServiceId`](crate::ServiceId) answers [`QuotaError::UnknownService`]
+    ///   ([`service_by_id`](Self::service_by_id) gives `None`; a handle's infallible
+    ///   `usage()` shows the usage as it was removed, `can_call()` is `false`). Its calls not
+    ///   synced yet still reach the store. Its position is never reused: a name added again
+    ///   later is a new service, at a new position, starting at 0 (and reading the store's
+    ///   total of its window at the next sync); the old handles still answer `UnknownService`.
+    /// - **Added** service: starts at 0, reads the store's totals at the next sync (as at
+    ///   build), and is registered for the metrics.
+    ///
+    /// [`snapshot`](Self::snapshot) and [`config`](Self::config) list the new config's
+    /// services, in its order. A call racing the reconfigure is decided under the old rules
+    /// or the new ones, never a mix; one that began on a service being removed may still be
+    /// counted there (and synced). Reconfigures run one at a time; observers run after every
+    /// lock is released, so they may reconfigure too.
+    ///
+    /// ```
+    /// use quota_core::{Level, ManualClock, Period, QuotaError, QuotaTracker, ServiceConfig,
+    ///     TrackerConfig};
+    ///
+    /// let config = TrackerConfig::new([
+    ///     ServiceConfig::new("search", 100, Period::Day),
+    ///     ServiceConfig::new("mail", 50, Period::Day),
+    /// ]);
+    /// let tracker = QuotaTracker::new_with_clock(config, ManualClock::new(1_718_000_000_000))?;
+    /// let mail = tracker.service("mail")?;
+    /// tracker.record_call("search", 60)?;
+    ///
+    /// // The provider cut the quota to 70 a day; mail is gone, maps is new.
+    /// let done = tracker.reconfigure(TrackerConfig::new([
+    ///     ServiceConfig::new("search", 70, Period::Day),
+    ///     ServiceConfig::new("maps", 10, Period::Day),
+    /// ]))?;
+    /// assert_eq!((done.changed, done.removed, done.added),
+    ///     (vec!["search".to_string()], vec!["mail".to_string()], vec!["maps".to_string()]));
+    /// let search = tracker.usage("search")?;
+    /// assert_eq!((search.used, search.limit), (60, 70)); // the count is kept
+    /// assert_eq!(search.level(), Level::Critical); // 60 of 70: past 80%
+    /// assert!(matches!(mail.record(1), Err(QuotaError::UnknownService(_))));
+    /// tracker.record_call("maps", 1)?;
+    /// # Ok::<(), QuotaError>(())
+    /// ```
+    pub fn reconfigure(&self, config: TrackerConfig) -> Result<Reconfigured, QuotaError> {
+        validate(&config, self.persistence.is_some())?;
+        let now = self.now();
+        let serial = self.reconfiguring.lock();
+        let old = self.live();
+        let in_force: FxHashMap<&str, usize> = old
+            .iter()
+            .map(|&position| (&*self.slot(position).name, position))
+            .collect();
+        let wanted: FxHashMap<&str, ()> = config
+            .services
+            .iter()
+            .map(|service| (service.name.as_str(), ()))
+            .collect();
+        let mut done = Reconfigured::default();
+        let mut touched = Vec::new();
+        let mut critical = false;
+        for &position in old.iter() {
+            let slot = self.slot(position);
+            if !wanted.contains_key(&*slot.name) {
+                self.remove(slot, now);
+                done.removed.push(slot.name.to_string());
+                touched.push(position);
+            }
+        }
+        let mut order = Vec::with_capacity(config.services.len());
+        for service in config.services {
+            let position = match in_force.get(service.name.as_str()) {
+                Some(&position) => {
+                    let slot = self.slot(position);
+                    if slot.settings().config != service {
+                        done.changed.push(service.name.clone());
+                        critical |= self.change(slot, service, now);
+                        touched.push(position);
+                    }
+                    position
+                }
+                None => {
+                    done.added.push(service.name.clone());
+                    self.add(service, now)
+                }
+            };
+            order.push(position);
+        }
+        *self.order.lock() = order.into();
+        drop(serial);
+        // Every lock is released: deliver, sync, report.
+        if !SavingGuard::is_saving(self) {
+            self.pump(&touched);
+        }
+        if let Some(persistence) = &self.persistence {
+            if !done.added.is_empty() || critical {
+                // Added services read the store; a service made Critical syncs at once.
+                persistence.sync_soon();
+            }
+        }
+        #[cfg(feature = "metrics")]
+        self.reconfigured_metrics(&done);
+        Ok(done)
+    }
+
+    /// Rolls the window over if due (a read, under the settings in force), booking it and
+    /// queueing its transitions: what any call would do first.
+    fn catch_up(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) {
+        let old_window = guard.service.window;
+        let step = slot
+            .settings()
+            .rules
+            .step(&mut guard.service, now, Request::READ);
+        if self.persistence.is_some() && step.changed {
+            guard.sync.book(old_window, &step, 0);
+        }
+        self.queue_transitions(slot, &step);
+    }
+
+    /// Gives a leased block in hand back (with the next sync), under the settings in force.
+    fn give_back_block(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) {
+        if !SHARED {
+            return;
+        }
+        let (back, step) = guard.give_lease_back(slot, self, now);
+        guard.sync.queued.give_backs.extend(back);
+        self.queue_transitions(slot, &step);
+    }
+
+    /// Removes the service of `slot`: one acquisition of its lock, after which every call
+    /// there is refused; what the store has not acknowledged is detached for the next sync.
+    fn remove(&self, slot: &ServiceSlot, now: u64) {
+        let mut guard = slot.lock(self.persistence.is_some());
+        self.catch_up(slot, &mut guard, now);
+        self.give_back_block(slot, &mut guard, now);
+        if self.persistence.is_some() {
+            let window = guard.service.window;
+            guard.sync.detach(window, |w| slot.window_key(w));
+        }
+        let removed = Settings {
+            removed: true,
+            fast: false,
+            ..slot.settings().clone()
+        };
+        // The guard's drop leaves the fast path's word taken (`fast` is false).
+        slot.set_settings(&guard, removed);
+    }
+
+    /// Puts `config` in force for the service of `slot` (same name): one acquisition of its
+    /// lock. Returns whether that made the service Critical (or beyond) from below.
+    fn change(&self, slot: &ServiceSlot, config: ServiceConfig, now: u64) -> bool {
+        let new = Settings::new(config, self.reduced_fraction, false);
+        let mut guard = slot.lock(self.persistence.is_some());
+        self.catch_up(slot, &mut guard, now);
+        let old = slot.settings();
+        let respec = !same_window(&old.config, &new.config);
+        if matches!(old.config.admission, Admission::Leased { .. })
+            && (respec || old.config.admission != new.config.admission)
+        {
+            self.give_back_block(slot, &mut guard, now);
+        }
+        let before = old.rules.level(guard.service.used);
+        if respec {
+            if self.persistence.is_some() {
+                let window = guard.service.window;
+                guard.sync.detach(window, |w| slot.window_key(w));
+            }
+            guard.service = ServiceState {
+                total: guard.service.total,
+                ..ServiceState::new(new.config.period, now)
+            };
+        }
+        let used = guard.service.used;
+        let after = new.rules.level(used);
+        if before != after {
+            let change = Change {
+                from: before,
+                to: after,
+                used,
+                at_ms: now,
+            };
+            let transition = Transition::of(&slot.name, new.rules.limit, change);
+            slot.outbox.push(transition, self.observers.epoch());
+        }
+        // Lock holders from now on step under the new rules; the guard's drop publishes the
+        // fast path's boundaries for them (a new epoch: fast calls of the old rules fail).
+        slot.set_settings(&guard, new);
+        before < Level::Critical && after >= Level::Critical
+    }
+
+    /// Adds a service at the next position (the reconfigure's mutex is held: one writer).
+    fn add(&self, config: ServiceConfig, now: u64) -> usize {
+        let index = self.added.len();
+        self.added
+            .push(index, ServiceSlot::new(config, self.reduced_fraction, now));
+        self.services.len() + index
+    }
+
+    /// Metrics after a reconfigure: added services' series (and shadow counters of services
+    /// now in shadow mode) registered at 0, as at build, then every gauge refreshed.
+    #[cfg(feature = "metrics")]
+    fn reconfigured_metrics(&self, done: &Reconfigured) {
+        let named: Vec<_> = done
+            .added
+            .iter()
+            .chain(&done.changed)
+            .filter_map(|name| self.position(name).ok())
+            .map(|position| self.slot(position))
+            .collect();
+        crate::metrics::built(
+            named
+                .iter()
+                .map(|slot| (&slot.name, !slot.settings().config.enforce)),
+            self.persistence.is_some(),
+        );
+        self.publish_metrics();
+    }
+}
