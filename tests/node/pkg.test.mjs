@@ -308,3 +308,60 @@ test("shadow mode (enforce: false) admits, counts and says what it would have re
         error.message.includes("enforce: invalid type: string \"no\", expected a boolean"),
     );
   }));
+
+test("reconfigure changes services at run time without losing a count", () =>
+  atFixedTime(NOW, () => {
+    const tracker = new QuotaTracker({
+      services: [
+        { name: "search", limit: 100, period: "day" },
+        { name: "mail", limit: 10, period: "day" },
+      ],
+    });
+    const seen = [];
+    tracker.onTransition((t) => seen.push(`${t.service}:${t.from}->${t.to}`));
+    tracker.recordCall("search", 60);
+    const mail = tracker.service("mail");
+    mail.record(3);
+    seen.length = 0;
+
+    const done = tracker.reconfigure({
+      services: [
+        { name: "llm", limit: 5, period: "minute" },
+        { name: "search", limit: 70, period: "day" },
+      ],
+    });
+    assert.deepEqual(done, { added: ["llm"], removed: ["mail"], changed: ["search"] });
+    // 60 of 70: critical at once, one transition, delivered to the callback.
+    assert.deepEqual(seen, ["search:warning->critical"]);
+    assert.equal(tracker.usage("search").used, 60);
+    assert.equal(tracker.usage("search").limit, 70);
+    assert.deepEqual(
+      tracker.snapshot().services.map((s) => s.name),
+      ["llm", "search"],
+    );
+    assert.equal(tracker.recordCall("llm", 2).usage.remaining, 3);
+    assert.throws(() => tracker.usage("mail"), /unknown service "mail"/);
+    assert.throws(() => mail.record(), /unknown service "mail"/);
+
+    // A name added again is a new service: the old handle stays unknown.
+    tracker.reconfigure({
+      services: [
+        { name: "search", limit: 70, period: "day" },
+        { name: "mail", limit: 10, period: "day" },
+      ],
+    });
+    assert.throws(() => mail.record(), /unknown service "mail"/);
+    // Without storage nothing holds the old one's count: it starts at 0.
+    assert.equal(tracker.service("mail").record(), 9);
+
+    // Bad input changes nothing.
+    assert.throws(
+      () => tracker.reconfigure({ services: [{ name: "search", limit: 0, period: "day" }] }),
+      /limit must be a positive integer/,
+    );
+    assert.throws(
+      () => tracker.reconfigure({ services: [{ name: "x", limit: 1, period: "day" }], storage: { key: "k" } }),
+      /storage cannot change/,
+    );
+    assert.equal(tracker.usage("search").limit, 70);
+  }));

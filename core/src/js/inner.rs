@@ -33,7 +33,7 @@ impl Inner {
     ) -> Result<crate::tracker::Service<'_>, QuotaError> {
         self.tracker
             .service_by_id(self.names.id(position))
-            .ok_or_else(|| QuotaError::UnknownService(self.names.rust(position).to_owned()))
+            .ok_or_else(|| QuotaError::UnknownService(self.names.rust(position)))
     }
 
     /// The position of the service `found` names; the tracker's error for a name that is no

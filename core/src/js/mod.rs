@@ -243,17 +243,52 @@ impl JsQuotaTracker {
         let inner = &*self.inner;
         let snapshot = inner.tracker.snapshot();
         inner.deliver();
+        // The snapshot lists the configured services in config order, as `order` does.
         let services: Array = snapshot
             .services()
             .iter()
-            .enumerate()
-            .map(|(position, usage)| shapes::usage(inner.names.js(position), usage))
+            .zip(inner.names.order())
+            .map(|(usage, position)| shapes::usage(&inner.names.js(position), usage))
             .collect();
         shapes::snapshot(
             &services,
             snapshot.total_used() as f64,
             snapshot.at_ms() as f64,
         )
+    }
+
+    /// Changes the services at run time without losing a count: `{ services: [...] }` as the
+    /// constructor takes them (`storage` cannot change: passing it throws). Services not in
+    /// the config are removed (their lean handles then throw "unknown service"), new ones
+    /// added, changed ones keep the count of a window that still exists (a lower limit may
+    /// change the level at once: one transition, delivered to the callbacks). A changed
+    /// window (period) starts fresh counts. Returns `{ added, removed, changed }`, each an
+    /// array of names. Throws on an invalid config, changing nothing.
+    #[wasm_bindgen(unchecked_return_type = "Reconfigured")]
+    pub fn reconfigure(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ServicesConfig")] config: &JsValue,
+    ) -> Result<JsValue, Error> {
+        let input::Config { tracker, storage } = input::config(config)?;
+        if storage.is_some() {
+            return Err(Error::new(
+                "invalid config: storage cannot change after the tracker is built \
+                 (reconfigure takes { services })",
+            ));
+        }
+        let inner = &*self.inner;
+        let names = service_names(&tracker);
+        let result = inner.tracker.reconfigure(tracker);
+        if result.is_ok() {
+            inner.names.reconfigured(&inner.tracker, &names);
+        }
+        let done = inner.delivered(result)?;
+        let list = |names: &[String]| -> Array { names.iter().map(JsValue::from).collect() };
+        Ok(shapes::reconfigured(
+            &list(&done.added),
+            &list(&done.removed),
+            &list(&done.changed),
+        ))
     }
 
     /// Calls `callback(transition)` once for every level change from now on, after the call

@@ -80,7 +80,7 @@ pub(super) fn handle(inner: &Rc<Inner>, position: usize) -> JsValue {
     new_service(
         &wasm_bindgen::exports(),
         number as u32,
-        inner.names.js(position),
+        &inner.names.js(position),
     )
 }
 
@@ -184,7 +184,7 @@ pub extern "C" fn quota_service_usage(handle: u32, now_ms: f64) -> f64 {
         });
         inner.deliver();
         match usage {
-            Ok(usage) => handed_over(&shapes::usage(inner.names.js(position), &usage)),
+            Ok(usage) => handed_over(&shapes::usage(&inner.names.js(position), &usage)),
             Err(error) => handed_over(&input::error(error).into()),
         }
     })

@@ -36,6 +36,10 @@ export function transition(service, from, to, used, limit, atMs) {
   return { service, from: LEVELS[from], to: LEVELS[to], used, limit, atMs };
 }
 
+export function reconfigured(added, removed, changed) {
+  return { added, removed, changed };
+}
+
 export function snapshot(services, totalUsed, atMs) {
   return { services, totalUsed, atMs };
 }

@@ -5,6 +5,7 @@ use crate::level::Level;
 use crate::persistence::StoreStats;
 use crate::usage::{Recorded, ServiceUsage, Transition};
 use crate::window::Period;
+use js_sys::Array;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
@@ -37,6 +38,9 @@ extern "C" {
         limit: f64,
         at_ms: f64,
     ) -> JsValue;
+
+    /// `{ added, removed, changed }`
+    pub(super) fn reconfigured(added: &Array, removed: &Array, changed: &Array) -> JsValue;
 
     /// `{ services, totalUsed, atMs }`
     pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;

@@ -49,6 +49,18 @@ export interface TrackerConfig {
   storage?: StorageOptions;
 }
 
+/** What `reconfigure` takes: the services (storage is fixed when the tracker is built). */
+export interface ServicesConfig {
+  services: ServiceConfig[];
+}
+
+/** What `reconfigure` did, by service name. */
+export interface Reconfigured {
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
 /** Counters of a tracker's store activity (all zero, `lastError` null, without `storage`). */
 export interface StoreStats {
   /** Loads attempted: one at construction, and retries before a save while loading fails. */

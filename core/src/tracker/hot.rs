@@ -1,7 +1,7 @@
 //! The counting paths: one step of one service under its lock (or the fast path's swap),
 //! the transitions it queues, and raises (reads are in `reads.rs`).
 
-use super::{
+use super::{SHARED, 
     describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, Settings,
     SlotGuard, StepResult,
 };
@@ -332,6 +332,8 @@ impl QuotaTracker {
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
         match self.slot(position).settings().config.admission {
+            // Without the feature no config selects them: compiled out (the JS module).
+            _ if !SHARED => unreachable!("shared admission needs its feature"),
             Admission::Exact => self.exact_update(position, request),
             Admission::Leased { block } => self.leased_update(position, request, block),
             Admission::Local => unreachable!("update handles Local admission"),

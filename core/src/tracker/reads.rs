@@ -53,8 +53,15 @@ impl QuotaTracker {
         deliver: bool,
     ) -> Vec<(&ServiceSlot, &Settings, ServiceState)> {
         let order = self.live();
-        let mut positions = order.to_vec();
-        positions.sort_unstable();
+        // Each position's place in config order; the positions in increasing order (no sort:
+        // it would be the only one in the JS module).
+        let mut place = vec![usize::MAX; order.iter().max().map_or(0, |&p| p + 1)];
+        for (at, &position) in order.iter().enumerate() {
+            place[position] = at;
+        }
+        let positions: Vec<usize> = (0..place.len())
+            .filter(|&p| place[p] != usize::MAX)
+            .collect();
         let mut guards = self.lock_all(&positions);
         let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _, _| {});
         let read: Vec<_> = guards
@@ -73,10 +80,11 @@ impl QuotaTracker {
         if deliver {
             self.pump(&positions);
         }
-        order
-            .iter()
-            .filter_map(|p| Some(read[positions.binary_search(p).ok()?]))
-            .collect()
+        let mut in_order = vec![None; order.len()];
+        for (position, entry) in positions.iter().zip(read) {
+            in_order[place[*position]] = Some(entry);
+        }
+        in_order.into_iter().flatten().collect()
     }
 
     /// Steps every locked service in force to `now` (a removed one is left as it is), then

@@ -9,6 +9,7 @@ use crate::level::Level;
 use crate::rules::{Change, Request, ServiceState};
 use crate::usage::Transition;
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// What a [`QuotaTracker::reconfigure`] did, by service name: services `added` and `changed`
 /// in the new config's order, services `removed` in the old one's. A service whose config is
@@ -106,14 +107,16 @@ impl QuotaTracker {
         let now = self.now();
         let serial = self.reconfiguring.lock();
         let old = self.live();
-        let in_force: FxHashMap<&str, usize> = old
+        // Keyed as the tracker's own index is (one map type in the JS module).
+        let in_force: FxHashMap<Arc<str>, usize> = old
             .iter()
-            .map(|&position| (&*self.slot(position).name, position))
+            .map(|&position| (Arc::clone(&self.slot(position).name), position))
             .collect();
-        let wanted: FxHashMap<&str, ()> = config
+        let wanted: FxHashMap<Arc<str>, usize> = config
             .services
             .iter()
-            .map(|service| (service.name.as_str(), ()))
+            .enumerate()
+            .map(|(at, service)| (Arc::from(service.name.as_str()), at))
             .collect();
         let mut done = Reconfigured::default();
         let mut touched = Vec::new();
