@@ -17,8 +17,9 @@ const JS: &str = "quota_core.js";
 const TYPES: &str = "quota_core.d.ts";
 const WASM: &str = "quota_core_bg.wasm";
 /// The most the module's .wasm may weigh gzipped (`gzip -9`), in bytes, persistence included
-/// (issue 11; BENCHMARKS.md, JS module).
-const WASM_GZIP_BUDGET: u64 = 60_000;
+/// (issue 11; issue 18 let issues 16 and 18 together take it from 60,000 to 64,000;
+/// BENCHMARKS.md, JS module).
+const WASM_GZIP_BUDGET: u64 = 64_000;
 
 /// Builds `pkg/` from scratch.
 pub fn pkg() -> Result<(), String> {

@@ -40,6 +40,11 @@
 //! Rust observer queues every transition, and each method delivers the queue to the JS
 //! callbacks after the tracker returned, outside every lock.
 
+/// The JS module's allocator: talc's, smaller in the .wasm than the default (dlmalloc).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 mod callbacks;
 mod clock;
 mod inner;
