@@ -77,6 +77,10 @@ pub(crate) enum Refusal {
     /// The service was removed from the tracker (`QuotaTracker::reconfigure`): nothing is
     /// counted there any more.
     Removed,
+    /// The service's admission is in a shared store now (a reconfigure landed between the
+    /// hot path's reading of the settings and its lock): nothing counted locally; the caller
+    /// takes the shared path.
+    Shared,
 }
 
 /// What one step did.

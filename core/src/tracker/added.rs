@@ -4,6 +4,7 @@
 //! index is still one bounds check; only a position past it comes here (a cold path).
 
 use super::ServiceSlot;
+use crate::locks::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// Slots in the first bucket; each next bucket doubles.
@@ -16,6 +17,8 @@ const BUCKETS: usize = 29;
 /// readers take no lock.
 pub(super) struct Added {
     buckets: [OnceLock<Box<[OnceLock<ServiceSlot>]>>; BUCKETS],
+    /// How many cells are set (stored after the cell, so a reader that sees it sees them).
+    len: AtomicUsize,
 }
 
 /// The bucket and the index in it of the `index`-th added slot.
@@ -28,6 +31,7 @@ impl Added {
     pub(super) fn new() -> Self {
         Added {
             buckets: std::array::from_fn(|_| OnceLock::new()),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -37,13 +41,9 @@ impl Added {
         self.buckets.get(bucket)?.get()?.get(at)?.get()
     }
 
-    /// How many were added (the first empty cell: cells are filled in order).
+    /// How many were added.
     pub(super) fn len(&self) -> usize {
-        let mut len = 0;
-        while self.get(len).is_some() {
-            len += 1;
-        }
-        len
+        self.len.load(Ordering::Acquire)
     }
 
     /// Appends `slot` at `index` (which must be [`len`](Self::len); one writer at a time).
@@ -58,6 +58,7 @@ impl Added {
         if cells[at].set(slot).is_err() {
             unreachable!("an added slot is set once, by the one reconfigure running");
         }
+        self.len.store(index + 1, Ordering::Release);
     }
 }
 

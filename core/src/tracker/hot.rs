@@ -1,9 +1,9 @@
 //! The counting paths: one step of one service under its lock (or the fast path's swap),
 //! the transitions it queues, and raises (reads are in `reads.rs`).
 
-use super::{SHARED, 
+use super::{
     describe_transition, unknown_service, QuotaTracker, SavingGuard, ServiceSlot, Settings,
-    SlotGuard, StepResult,
+    SlotGuard, StepResult, SHARED,
 };
 use crate::config::Admission;
 use crate::error::QuotaError;
@@ -24,25 +24,33 @@ impl QuotaTracker {
         request: Request,
         deliver: bool,
     ) -> StepResult {
-        let (guard, step, _) = self.lock_and_step(position, now, request);
+        let (guard, step, _) = self.lock_and_step(position, now, request, false);
         self.finish_step(position, guard, step, deliver)
     }
 
     /// The first half of [`step_at`](Self::step_at): locks the service and steps it under the
     /// settings in force while the lock is held (booking the change for a store); the lock
-    /// stays held. A removed service is not stepped: the step is refused (`Removed`).
+    /// stays held. A removed service is not stepped: the step is refused (`Removed`). With
+    /// `local` (the hot path's locked half, which read the settings before the lock), neither
+    /// is a service whose settings in force now ask the store (a reconfigure to `Exact` or
+    /// `Leased` landed in between): the step is refused (`Shared`), for the caller to take
+    /// the shared path.
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     pub(super) fn lock_and_step(
         &self,
         position: usize,
         now: u64,
         request: Request,
+        local: bool,
     ) -> (SlotGuard<'_>, Step, &Settings) {
         let slot = self.slot(position);
         let mut guard = slot.lock(self.persistence.is_some());
         let settings = slot.settings();
         if settings.removed {
             return (guard, removed_step(), settings);
+        }
+        if SHARED && local && !settings.fast {
+            return (guard, refused_step(Refusal::Shared), settings);
         }
         let old_window = guard.service.window;
         let step = settings.rules.step(&mut guard.service, now, request);
@@ -232,7 +240,9 @@ impl QuotaTracker {
         // A call that changes nothing but the count: one atomic swap, no lock.
         if let Some(counted) = slot.fast.try_count(now, request) {
             self.after_call(now, false);
-            return Ok(quiet(slot, settings, &counted.state()));
+            // Read again: a reconfigure may have landed since the read above, and the swap
+            // counted under the parameters it published (the settings now, or later ones).
+            return Ok(quiet(slot, slot.settings(), &counted.state()));
         }
         self.update_locked(position, request, now, count, quiet, changed)
     }
@@ -271,7 +281,13 @@ impl QuotaTracker {
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
         let slot = self.slot(position);
-        let (guard, step, settings) = self.lock_and_step(position, now, request);
+        let (guard, step, settings) = self.lock_and_step(position, now, request, true);
+        if step.refused == Some(Refusal::Shared) {
+            // Reconfigured to shared admission since the settings were read: decided there
+            // (the lock is released first: the shared path takes it again).
+            drop(guard);
+            return self.shared_update(position, request).map(changed);
+        }
         if step.reset.is_some()
             || step.recorded.is_some()
             || step.moved.is_some()
@@ -428,8 +444,12 @@ impl QuotaTracker {
 /// The step of a call on a removed service: refused, nothing changed.
 #[cold]
 fn removed_step() -> Step {
+    refused_step(Refusal::Removed)
+}
+
+fn refused_step(refusal: Refusal) -> Step {
     Step {
-        refused: Some(Refusal::Removed),
+        refused: Some(refusal),
         ..Step::default()
     }
 }

@@ -6,6 +6,8 @@ use super::{QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotGuard, SHARED}
 use crate::config::{Admission, ServiceConfig, TrackerConfig};
 use crate::error::QuotaError;
 use crate::level::Level;
+use crate::observers::quietly;
+use crate::persistence::SaveReason;
 use crate::rules::{Change, Request, ServiceState};
 use crate::usage::Transition;
 use rustc_hash::FxHashMap;
@@ -121,10 +123,12 @@ impl QuotaTracker {
         let mut done = Reconfigured::default();
         let mut touched = Vec::new();
         let mut critical = false;
+        // Whether a leased block went back (queued for the next sync).
+        let mut returned = false;
         for &position in old.iter() {
             let slot = self.slot(position);
             if !wanted.contains_key(&*slot.name) {
-                self.remove(slot, now);
+                returned |= self.remove(slot, now);
                 done.removed.push(slot.name.to_string());
                 touched.push(position);
             }
@@ -136,7 +140,9 @@ impl QuotaTracker {
                     let slot = self.slot(position);
                     if slot.settings().config != service {
                         done.changed.push(service.name.clone());
-                        critical |= self.change(slot, service, now);
+                        let (made_critical, gave_back) = self.change(slot, service, now);
+                        critical |= made_critical;
+                        returned |= gave_back;
                         touched.push(position);
                     }
                     position
@@ -155,7 +161,16 @@ impl QuotaTracker {
             self.pump(&touched);
         }
         if let Some(persistence) = &self.persistence {
-            if !done.added.is_empty() || critical {
+            if returned && !SavingGuard::is_saving(self) {
+                // A block given back reaches the store now: until then the store counts it,
+                // refuses blocks it would grant without it, and answers totals with it in,
+                // which the view (it never falls) would take in.
+                if let Some(Err(error)) = self.save(SaveReason::Flush, now) {
+                    quietly(|| {
+                        log::warn!("quota: a reconfigure's give-back is not synced yet: {error}")
+                    });
+                }
+            } else if !done.added.is_empty() || critical || returned {
                 // Added services read the store; a service made Critical syncs at once.
                 persistence.sync_soon();
             }
@@ -180,21 +195,25 @@ impl QuotaTracker {
     }
 
     /// Gives a leased block in hand back (with the next sync), under the settings in force.
-    fn give_back_block(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) {
+    /// Returns whether there was one.
+    fn give_back_block(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) -> bool {
         if !SHARED {
-            return;
+            return false;
         }
         let (back, step) = guard.give_lease_back(slot, self, now);
+        let returned = back.is_some();
         guard.sync.queued.give_backs.extend(back);
         self.queue_transitions(slot, &step);
+        returned
     }
 
     /// Removes the service of `slot`: one acquisition of its lock, after which every call
     /// there is refused; what the store has not acknowledged is detached for the next sync.
-    fn remove(&self, slot: &ServiceSlot, now: u64) {
+    /// Returns whether a leased block went back.
+    fn remove(&self, slot: &ServiceSlot, now: u64) -> bool {
         let mut guard = slot.lock(self.persistence.is_some());
         self.catch_up(slot, &mut guard, now);
-        self.give_back_block(slot, &mut guard, now);
+        let returned = self.give_back_block(slot, &mut guard, now);
         if self.persistence.is_some() {
             let window = guard.service.window;
             guard.sync.detach(window, |w| slot.window_key(w));
@@ -206,21 +225,22 @@ impl QuotaTracker {
         };
         // The guard's drop leaves the fast path's word taken (`fast` is false).
         slot.set_settings(&guard, removed);
+        returned
     }
 
     /// Puts `config` in force for the service of `slot` (same name): one acquisition of its
-    /// lock. Returns whether that made the service Critical (or beyond) from below.
-    fn change(&self, slot: &ServiceSlot, config: ServiceConfig, now: u64) -> bool {
+    /// lock. Returns whether that made the service Critical (or beyond) from below, and
+    /// whether a leased block went back.
+    fn change(&self, slot: &ServiceSlot, config: ServiceConfig, now: u64) -> (bool, bool) {
         let new = Settings::new(config, self.reduced_fraction, false);
         let mut guard = slot.lock(self.persistence.is_some());
         self.catch_up(slot, &mut guard, now);
         let old = slot.settings();
         let respec = !same_window(&old.config, &new.config);
-        if matches!(old.config.admission, Admission::Leased { .. })
-            && (respec || old.config.admission != new.config.admission)
-        {
-            self.give_back_block(slot, &mut guard, now);
-        }
+        // Any change of a leased service returns the block in hand: it was granted under
+        // the old rules (a lower limit must not leave it spendable), or for the old window.
+        let returned = matches!(old.config.admission, Admission::Leased { .. })
+            && self.give_back_block(slot, &mut guard, now);
         let before = old.rules.level(guard.service.used);
         if respec {
             if self.persistence.is_some() {
@@ -247,7 +267,10 @@ impl QuotaTracker {
         // Lock holders from now on step under the new rules; the guard's drop publishes the
         // fast path's boundaries for them (a new epoch: fast calls of the old rules fail).
         slot.set_settings(&guard, new);
-        before < Level::Critical && after >= Level::Critical
+        (
+            before < Level::Critical && after >= Level::Critical,
+            returned,
+        )
     }
 
     /// Adds a service at the next position (the reconfigure's mutex is held: one writer).

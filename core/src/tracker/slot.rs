@@ -227,6 +227,7 @@ impl ServiceSlot {
             Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
             Refusal::Denied { used, reason } => self.denied(count, used, reason),
             Refusal::Removed => self.removed(),
+            Refusal::Shared => unreachable!("update_locked takes the shared path instead"),
         }
     }
 

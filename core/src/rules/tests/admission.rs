@@ -28,7 +28,7 @@ fn refusal(
     match rules.step(state, T0, request).refused {
         None => None,
         Some(Refusal::Denied { used, reason }) => Some((used, reason)),
-        Some(Refusal::Overflow | Refusal::Removed) => panic!("no overflow here"),
+        Some(Refusal::Overflow | Refusal::Removed | Refusal::Shared) => panic!("no overflow here"),
     }
 }
 

@@ -266,6 +266,9 @@ impl QuotaTracker {
             }
         };
         let requested_window = request.window.start_ms;
+        // The store's total without a grant that went straight back (it counts the block,
+        // which nobody here holds: the view must not).
+        let mut total = reply.total;
         {
             let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
@@ -273,7 +276,8 @@ impl QuotaTracker {
             // A reconfigure may have removed the service or changed its admission while the
             // store was asked: then the grant goes back at once, never held.
             let settings = slot.settings();
-            let leasing = !settings.removed && settings.config.admission != Admission::Local;
+            let leasing =
+                !settings.removed && matches!(settings.config.admission, Admission::Leased { .. });
             if current.start_ms == requested_window && leasing {
                 if guard.lease.window.is_some_and(|w| w != current) {
                     // A block of an ended window: back to that window, never dropped.
@@ -302,10 +306,11 @@ impl QuotaTracker {
                 let back =
                     self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
                 guard.sync.queued.give_backs.push(back);
+                total = total.saturating_sub(reply.granted);
             }
         }
         if requested_window == window.start_ms {
-            self.take_total(position, window, reply.total, 0, 0, now);
+            self.take_total(position, window, total, 0, 0, now);
         }
         Ok(reply.granted)
     }
