@@ -1,6 +1,24 @@
-//! Quota windows: periods aligned to UTC calendar boundaries.
+//! Quota windows: periods aligned to UTC calendar boundaries ([`Period`]), and window specs
+//! ([`WindowSpec`]): N units of a period, in a time zone, a month from an anchor day.
+//!
+//! - `mod.rs`: [`Period`] and its UTC window, [`Window`];
+//! - `calendar.rs`: the proleptic Gregorian calendar on day numbers (no time zone);
+//! - `spec.rs`: [`WindowSpec`] (its rules, words and serde form), `error.rs`: [`WindowSpecError`];
+//! - `key.rs`: the spec's canonical key string and its parser;
+//! - `compute.rs`: the window of an instant for a spec, and its longest window;
+//! - `zone/`: [`TimeZone`] and the offset it gives at an instant: jiff with its bundled
+//!   database natively (`native.rs`), the JS engine's `Intl` on wasm32 (`intl.rs`).
 
 mod calendar;
+mod compute;
+mod error;
+mod key;
+mod spec;
+mod zone;
+
+pub use error::WindowSpecError;
+pub use spec::WindowSpec;
+pub use zone::TimeZone;
 
 use calendar::{civil_from_days, days_from_civil, DAY_MS};
 use serde::{Deserialize, Serialize};
@@ -10,7 +28,8 @@ use std::str::FromStr;
 /// The unit of a quota window. A period's own windows ([`Period::window_at`]) are aligned to
 /// UTC calendar boundaries: a `Second` starts at millisecond 0, a `Minute` at second 0, an
 /// `Hour` at minute 0, a `Day` at 00:00 UTC, a `Week` on Monday 00:00 UTC (ISO weeks) and a
-/// `Month` on the 1st 00:00 UTC, and each ends where the next begins.
+/// `Month` on the 1st 00:00 UTC, and each ends where the next begins. A [`WindowSpec`] takes
+/// N of a period, in a time zone, from an anchor day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
@@ -99,7 +118,10 @@ impl Period {
                 } else {
                     (year, month + 1)
                 };
-                (start_ms, (days_from_civil(year, month, 1) as u64).checked_mul(DAY))
+                (
+                    start_ms,
+                    (days_from_civil(year, month, 1) as u64).checked_mul(DAY),
+                )
             }
         };
         Window {

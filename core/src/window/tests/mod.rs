@@ -1,5 +1,7 @@
 //! The UTC periods and the calendar, against jiff; the specs in `spec.rs`, zones in `zones.rs`.
 
+mod spec;
+mod zones;
 
 use super::calendar::{days_from_civil, DAY_MS};
 use super::*;
@@ -82,7 +84,9 @@ fn jiff_window(period: Period, now_ms: u64) -> Window {
         Period::Day => civil.date().to_datetime(Time::midnight()),
         Period::Week => {
             let days_since_monday = civil.date().weekday().to_monday_zero_offset();
-            let monday = civil.date().checked_sub(i64::from(days_since_monday).days());
+            let monday = civil
+                .date()
+                .checked_sub(i64::from(days_since_monday).days());
             monday.unwrap().to_datetime(Time::midnight())
         }
         Period::Month => civil.date().first_of_month().to_datetime(Time::midnight()),
@@ -97,7 +101,11 @@ fn jiff_window(period: Period, now_ms: u64) -> Window {
     }
     .unwrap();
     let ms = |civil: jiff::civil::DateTime| {
-        TimeZone::UTC.to_timestamp(civil).unwrap().as_millisecond().max(0) as u64
+        TimeZone::UTC
+            .to_timestamp(civil)
+            .unwrap()
+            .as_millisecond()
+            .max(0) as u64
     };
     Window {
         // The first week starts at the epoch, not on the Monday before.
