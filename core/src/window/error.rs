@@ -9,7 +9,8 @@ use crate::text::Quoted;
 #[non_exhaustive]
 pub enum WindowSpecError {
     /// Not a time zone this build knows: natively, not in the IANA database bundled with the
-    /// crate; on wasm32, not one the JS engine's `Intl` accepts.
+    /// crate; on wasm32, not one the JS engine's `Intl` accepts. Holds the name as given (at
+    /// most its first 100 bytes).
     #[error(
         "unknown time zone {}: expected an IANA time zone name such as \"America/Los_Angeles\"",
         Quoted(.0)
@@ -31,7 +32,11 @@ pub enum WindowSpecError {
         max: u32,
     },
     /// An anchor day on a period other than a month.
-    #[error("anchor_day {day} needs period \"month\" (got {})", Quoted(.period.as_str()))]
+    #[error(
+        "anchor_day {} needs period \"month\" (got {})",
+        u32::from(*.day),
+        Quoted(.period.as_str())
+    )]
     AnchorNeedsMonth {
         /// The period the anchor was given for.
         period: Period,
@@ -39,12 +44,12 @@ pub enum WindowSpecError {
         day: u8,
     },
     /// An anchor day outside 1..=31.
-    #[error("anchor_day must be a day of the month, 1 to 31 (got {0})")]
+    #[error("anchor_day must be a day of the month, 1 to 31 (got {})", u32::from(*.0))]
     AnchorOutOfRange(u8),
     /// A window key that is not one [`WindowSpec::key`](crate::WindowSpec::key) writes.
     #[error("invalid window key {}: {reason}", Quoted(.key))]
     InvalidKey {
-        /// The key, as given (at most its first 100 characters).
+        /// The key, as given (at most its first 100 bytes).
         key: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -52,12 +57,21 @@ pub enum WindowSpecError {
 }
 
 impl WindowSpecError {
-    /// An [`InvalidKey`](Self::InvalidKey) for `key`, which is cut to 100 characters so that a
-    /// hostile key makes no huge message.
+    /// An [`InvalidKey`](Self::InvalidKey) for `key`.
     pub(super) fn key(key: &str, reason: &'static str) -> Self {
         WindowSpecError::InvalidKey {
-            key: key.chars().take(100).collect(),
+            key: cut(key).to_owned(),
             reason,
         }
     }
+}
+
+/// `text`, cut to at most 100 bytes (at a character's start) so that a hostile name or key
+/// makes no huge message.
+pub(super) fn cut(text: &str) -> &str {
+    let mut end = text.len().min(100);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }

@@ -36,11 +36,11 @@ impl WindowSpec {
         }
         key.push_str(self.period.as_str());
         if let Some(day) = self.anchor_day {
-            let _ = write!(key, "+{day}");
+            let _ = write!(key, "+{}", u32::from(day));
         }
         if let Some(zone) = &self.timezone {
-            key.push('@');
-            key.push_str(zone.name());
+            key += "@";
+            key += zone.name();
         }
         key
     }
@@ -63,7 +63,9 @@ impl WindowSpec {
             None => (head, None),
         };
         let digits = unit.bytes().take_while(u8::is_ascii_digit).count();
-        let (every, word) = unit.split_at(digits);
+        // Never splits a character (the digits are ASCII); `split_at` would bring in its panic
+        // message's formatting, kilobytes of the JS module.
+        let (every, word) = unit.split_at_checked(digits).unwrap_or(("", unit));
         let period: Period = word.parse().map_err(|_| bad(GRAMMAR))?;
         let every = match every {
             "" => 1,

@@ -203,10 +203,11 @@ impl fmt::Display for WindowSpec {
             write!(f, "{} {}s", self.every, self.period.as_str())?;
         }
         if let Some(day) = self.anchor_day {
-            write!(f, " from day {day}")?;
+            write!(f, " from day {}", u32::from(day))?;
         }
         if let Some(zone) = &self.timezone {
-            write!(f, " in {}", zone.name())?;
+            f.write_str(" in ")?;
+            f.write_str(zone.name())?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use native as engine;
 pub(in crate::window) use native::database as bundled_database;
 
 use super::calendar::DAY_MS;
+use super::error::cut;
 use super::WindowSpecError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
@@ -66,7 +67,7 @@ impl TimeZone {
     /// written. On wasm32, a name whose spelling the JS engine does not report back (a link it
     /// resolves to another zone) is kept as written.
     pub fn new(name: &str) -> Result<TimeZone, WindowSpecError> {
-        let unknown = || WindowSpecError::UnknownTimeZone(name.chars().take(100).collect());
+        let unknown = || WindowSpecError::UnknownTimeZone(cut(name).to_owned());
         if !valid_name(name) {
             return Err(unknown());
         }
@@ -141,7 +142,9 @@ impl TimeZone {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.split('/').all(|part| !part.is_empty())
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && name.as_bytes().windows(2).all(|pair| pair != b"//")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
