@@ -91,14 +91,19 @@ fn windows_in_time_zones_agree_with_nodes_intl() {
     assert_eq!(count(&cases, |key| key.starts_with("3month")), 400 * 4);
     let days = count(&cases, |key| key.starts_with("day@"));
     assert!(days > 2_000, "{days} day windows");
-    let hours = count(&cases, |key| key.starts_with("hour@") || key.starts_with("30minute@"));
+    let hours = count(&cases, |key| {
+        key.starts_with("hour@") || key.starts_with("30minute@")
+    });
     assert!(hours > 10_000, "{hours} hour and half-hour windows");
     let lengths: Vec<u64> = ["day@America/Los_Angeles", "day@Australia/Lord_Howe"]
         .iter()
         .flat_map(|key| cases[*key].chunks(2).map(|pair| pair[1]))
         .collect();
     for hours in [23.0, 23.5, 24.0, 24.5, 25.0] {
-        assert!(lengths.contains(&((hours * 3_600.0) as u64)), "a day of {hours} hours");
+        assert!(
+            lengths.contains(&((hours * 3_600.0) as u64)),
+            "a day of {hours} hours"
+        );
     }
     let checked = check(&cases);
     assert_eq!(checked, count(&cases, |_| true));
