@@ -42,7 +42,10 @@ fn windows_agree_with_the_oracles_table() {
 
 #[wasm_bindgen_test]
 fn zones_are_what_intl_knows() {
-    assert_eq!(TimeZone::new("europe/paris").unwrap().name(), "Europe/Paris");
+    assert_eq!(
+        TimeZone::new("europe/paris").unwrap().name(),
+        "Europe/Paris"
+    );
     assert_eq!(
         TimeZone::new("Mars/Olympus_Mons").unwrap_err(),
         WindowSpecError::UnknownTimeZone("Mars/Olympus_Mons".into())
