@@ -9,8 +9,9 @@ use crate::text::Quoted;
 #[non_exhaustive]
 pub enum WindowSpecError {
     /// Not a time zone this build knows: natively, not in the IANA database bundled with the
-    /// crate; on wasm32, not one the JS engine's `Intl` accepts. Holds the name as given (at
-    /// most its first 100 bytes).
+    /// crate; on wasm32, not one the JS engine's `Intl` accepts (or no `Intl` at all). Also a
+    /// name with characters other than letters, digits and `/ _ - +`, or over 64 bytes. Holds
+    /// the name as given (at most its first 100 bytes).
     #[error(
         "unknown time zone {}: expected an IANA time zone name such as \"America/Los_Angeles\"",
         Quoted(.0)

@@ -36,7 +36,8 @@ use std::fmt;
 /// now never resets.
 ///
 /// Two specs are equal when their [`key`](Self::key)s are: an hour in UTC and an hour in
-/// Europe/Paris differ. Anchor day 1 is the calendar month itself, so it is no anchor.
+/// Europe/Paris differ. Anchor day 1 is the calendar month itself, so it is no anchor. A zone
+/// is kept as named: `day@UTC` has UTC's windows but is not `day`.
 ///
 /// ```
 /// use quota_core::{Period, WindowSpec};

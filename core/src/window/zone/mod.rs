@@ -42,7 +42,8 @@ const LAST_S: i64 = 253_370_764_800;
 /// Natively the zone comes from the IANA time zone database that jiff bundles into the binary
 /// (never the host's `/usr/share/zoneinfo`), so every host computes the same windows, with or
 /// without system time zone data. On wasm32 it comes from the JS engine's
-/// `Intl.DateTimeFormat`, so the browser's (or Node's) own data decides.
+/// `Intl.DateTimeFormat`, so the browser's (or Node's) own data decides. Before 1900 and after
+/// 9998 a zone keeps the offset it has on 1900-01-01 and 9999-01-01.
 ///
 /// ```
 /// use quota_core::TimeZone;
