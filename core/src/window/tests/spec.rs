@@ -62,6 +62,14 @@ fn the_builder_refuses_what_has_no_window_and_names_it() {
 }
 
 #[test]
+fn specs_and_zones_go_between_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<WindowSpec>();
+    shared::<TimeZone>();
+    shared::<WindowSpecError>();
+}
+
+#[test]
 fn specs_in_words() {
     let cases = [
         ("minute", "minute"),
