@@ -5,7 +5,7 @@
 
 use super::super::calendar::days_from_civil;
 use js_sys::wasm_bindgen::{JsCast, JsValue};
-use js_sys::{Array, Date, Function, Intl::DateTimeFormat, Object, Reflect};
+use js_sys::{Array, Date, Function, Intl::DateTimeFormat, Reflect, JSON};
 use std::cell::RefCell;
 
 thread_local! {
@@ -41,8 +41,8 @@ impl Zone {
         // year, month, day, hour, minute, second
         let mut fields = [0_i64; 6];
         for part in formatter.format_to_parts(&date).iter() {
-            let text = |key: &str| Reflect::get(&part, &key.into()).ok()?.as_string();
-            let index = match text("type").as_deref() {
+            let field = |key: &str| Reflect::get(&part, &key.into()).unwrap_or_default();
+            let index = match field("type").as_string().as_deref() {
                 Some("year") => 0,
                 Some("month") => 1,
                 Some("day") => 2,
@@ -51,9 +51,8 @@ impl Zone {
                 Some("second") => 5,
                 _ => continue,
             };
-            fields[index] = text("value")
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0);
+            // The digits, as JavaScript's `+value` reads them (a string never throws there).
+            fields[index] = field("value").unchecked_into_f64() as i64;
         }
         let [year, month, day, hour, minute, sec] = fields;
         if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
@@ -84,13 +83,13 @@ fn formatter(name: &str) -> Option<DateTimeFormat> {
 /// ... })`, through `Reflect.construct`, which hands back the `RangeError` of an unknown zone
 /// instead of throwing it through the wasm.
 fn make_formatter(name: &str) -> Option<DateTimeFormat> {
-    let options = Object::new();
-    let set = |key: &str, value: &str| Reflect::set(&options, &key.into(), &value.into()).ok();
-    set("timeZone", name)?;
-    set("hourCycle", "h23")?;
-    for field in ["year", "month", "day", "hour", "minute", "second"] {
-        set(field, "numeric")?;
-    }
+    // The name holds letters, digits and `/ _ - +` only (`valid_name`): nothing to escape.
+    let options = JSON::parse(&format!(
+        "{{\"timeZone\":\"{name}\",\"hourCycle\":\"h23\",\"year\":\"numeric\",\
+         \"month\":\"numeric\",\"day\":\"numeric\",\"hour\":\"numeric\",\
+         \"minute\":\"numeric\",\"second\":\"numeric\"}}"
+    ))
+    .ok()?;
     let intl = Reflect::get(&js_sys::global(), &"Intl".into()).ok()?;
     let constructor: Function = Reflect::get(&intl, &"DateTimeFormat".into())
         .ok()?
