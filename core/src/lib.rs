@@ -71,7 +71,7 @@ pub use store::{
 pub use store::{RedisClock, RedisStore};
 pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
-pub use window::{Period, UnknownPeriod, Window};
+pub use window::{Period, TimeZone, UnknownPeriod, Window, WindowSpec, WindowSpecError};
 
 /// Internals the fuzz targets in `fuzz/` drive directly. Not part of the API.
 #[doc(hidden)]

@@ -55,9 +55,12 @@ fn op() -> impl Strategy<Value = Op> {
 fn window_key(period: Period, now_ms: u64) -> (i64, i64) {
     let dt = TimeZone::UTC.to_datetime(Timestamp::from_millisecond(now_ms as i64).unwrap());
     match period {
+        Period::Second => (now_ms as i64 / 1_000, 0),
         Period::Minute => (now_ms as i64 / 60_000, 0),
         Period::Hour => (now_ms as i64 / 3_600_000, 0),
         Period::Day => (now_ms as i64 / 86_400_000, 0),
+        // Weeks from Monday: 1970-01-01 was a Thursday.
+        Period::Week => ((now_ms as i64 / 86_400_000 + 3) / 7, 0),
         Period::Month => (i64::from(dt.year()), i64::from(dt.month())),
     }
 }

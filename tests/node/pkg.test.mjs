@@ -130,7 +130,7 @@ test("bad input throws an Error and changes nothing", () => {
     [() => tracker.onTransition("not a function"), /needs a function/],
     [() => new QuotaTracker(), /withDefaults/],
     [() => new QuotaTracker({ services: [{ name: "a", limt: 5, period: "day" }] }), /unknown field "limt"/],
-    [() => new QuotaTracker({ services: [{ name: "a", limit: 5, period: "week" }] }), /unknown period "week"/],
+    [() => new QuotaTracker({ services: [{ name: "a", limit: 5, period: "fortnight" }] }), /unknown period "fortnight"/],
   ];
   for (const [call, message] of cases) {
     assert.throws(call, (error) => error instanceof Error && message.test(error.message));

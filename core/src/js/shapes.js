@@ -3,7 +3,7 @@
 // Levels and periods arrive as indices into these tables; `shapes.rs` owns the matching order.
 
 const LEVELS = ["normal", "warning", "critical", "exhausted"];
-const PERIODS = ["minute", "hour", "day", "month"];
+const PERIODS = ["minute", "hour", "day", "month", "second", "week"];
 
 // A usage, alone or inside a result, as `shape` (shapes.rs's `Shape`) says: 0 the usage alone,
 // 1 `{ usage, transition }`, 2 `{ allowed: true, usage, transition }`, 3 `{ allowed: false,

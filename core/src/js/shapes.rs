@@ -191,12 +191,14 @@ fn level_index(level: Level) -> u8 {
     }
 }
 
-/// The index into `PERIODS` in `shapes.js`.
+/// The index into `PERIODS` in `shapes.js` (new periods are appended: the numbers stay).
 fn period_index(period: Period) -> u8 {
     match period {
         Period::Minute => 0,
         Period::Hour => 1,
         Period::Day => 2,
         Period::Month => 3,
+        Period::Second => 4,
+        Period::Week => 5,
     }
 }

@@ -1,5 +1,5 @@
 /** A window length; windows align to UTC calendar boundaries. */
-export type Period = "minute" | "hour" | "day" | "month";
+export type Period = "second" | "minute" | "hour" | "day" | "week" | "month";
 
 /** How close a service is to its limit. */
 export type Level = "normal" | "warning" | "critical" | "exhausted";

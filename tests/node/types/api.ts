@@ -31,8 +31,8 @@ export function use(): number {
   const config: TrackerConfig = { services, storage: { key: "my-app", syncIntervalMs: 1000 } };
   const tracker = new QuotaTracker(config);
   const defaults: QuotaTracker = QuotaTracker.withDefaults();
-  // @ts-expect-error: "week" is no period
-  new QuotaTracker({ services: [{ name: "a", limit: 1, period: "week" }] });
+  // @ts-expect-error: "fortnight" is no period
+  new QuotaTracker({ services: [{ name: "a", limit: 1, period: "fortnight" }] });
 
   const id: number = tracker.onTransition((t: Transition) => {
     const from: Level = t.from;

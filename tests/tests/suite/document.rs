@@ -104,7 +104,7 @@ fn bad_documents_are_corrupt_with_the_reason() {
 fn bad_entries_are_skipped_one_by_one_and_named() {
     let text = r#"{ "version": 2, "windows": [
         { "service": "a", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 5 },
-        { "service": "b", "period": "week", "start_ms": 0, "end_ms": 1, "total": 5 },
+        { "service": "b", "period": "fortnight", "start_ms": 0, "end_ms": 1, "total": 5 },
         { "service": "c", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": -1 },
         { "service": "d", "period": "day", "start_ms": 0, "end_ms": 86400000, "total": 1.5 },
         { "service": "e", "period": "day", "start_ms": 0, "end_ms": 86400000 },
@@ -118,7 +118,7 @@ fn bad_entries_are_skipped_one_by_one_and_named() {
     assert_eq!(state.total(&key("a", Period::Day, 0)), 5);
     let skipped = state.skipped();
     for (index, words) in [
-        (0, ["windows[1]", "unknown period \"week\""]),
+        (0, ["windows[1]", "unknown period \"fortnight\""]),
         (1, ["windows[2]", "\"total\" is not a whole number"]),
         (2, ["windows[3]", "\"total\" is not a whole number"]),
         (3, ["windows[4]", "\"total\" is not a whole number"]),
