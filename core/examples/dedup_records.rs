@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let day = Period::Day.window_at(now);
     let window = WindowKey {
         service: "api".into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms: day.start_ms,
         end_ms: day.reset_at_ms,
     };

@@ -53,7 +53,7 @@ impl<'t> ServiceUsage<'t> {
             used: state.used,
             limit: config.limit,
             remaining: config.limit.saturating_sub(state.used),
-            period: config.period,
+            period: config.window.period(),
             window_start_ms: state.window.start_ms,
             reset_at_ms: state.window.reset_at_ms,
             total_recorded: state.total,

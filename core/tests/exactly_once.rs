@@ -40,7 +40,7 @@ fn day() -> WindowKey {
     let window = Period::Day.window_at(JUNE_10);
     WindowKey {
         service: "api".into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms: window.start_ms,
         end_ms: window.reset_at_ms,
     }

@@ -444,7 +444,7 @@ fn lossy_case(mode: Mode, probability: f64, seed: u64) {
         .unwrap()
         .window_key(&WindowKey {
             service: "api".into(),
-            period: Period::Day,
+            spec: Period::Day.into(),
             start_ms: day,
             end_ms: day + DAY,
         });

@@ -53,7 +53,7 @@ fn month(name: &str, at_ms: u64) -> WindowKey {
     let window = Period::Month.window_at(at_ms);
     WindowKey {
         service: name.into(),
-        period: Period::Month,
+        spec: Period::Month.into(),
         start_ms: window.start_ms,
         end_ms: window.reset_at_ms,
     }

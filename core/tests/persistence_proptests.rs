@@ -244,7 +244,7 @@ impl Harness {
                 let mut deltas = BTreeMap::new();
                 for delta in &batch.deltas {
                     let service = service_index(&delta.window.service);
-                    prop_assert_eq!(delta.window.period, SERVICES[service].1);
+                    prop_assert_eq!(delta.window.spec.as_period(), Some(SERVICES[service].1));
                     prop_assert!(delta.calls > 0, "an empty delta: {:?}", batch);
                     let previous = deltas.insert((service, delta.window.start_ms), delta.calls);
                     prop_assert!(previous.is_none(), "two deltas for one window: {:?}", batch);
@@ -383,7 +383,7 @@ impl Harness {
         let mut stored: BTreeMap<Key, u64> = BTreeMap::new();
         for window in state.windows() {
             let service = service_index(&window.service);
-            prop_assert_eq!(window.period, SERVICES[service].1);
+            prop_assert_eq!(window.spec.as_period(), Some(SERVICES[service].1));
             stored.insert((service, window.start_ms), window.total);
         }
         prop_assert_eq!(

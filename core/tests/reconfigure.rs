@@ -45,7 +45,7 @@ fn stored_total(store: &MemoryStore, service: &str, period: Period) -> u64 {
         .state()
         .unwrap()
         .windows()
-        .filter(|w| w.service == service && w.period == period)
+        .filter(|w| w.service == service && w.spec.as_period() == Some(period))
         .map(|w| w.total)
         .sum()
 }

@@ -615,7 +615,7 @@ fn guard_removed_then_readded_with_another_period() {
         .unwrap()
         .windows()
         .filter(|w| w.service == "a")
-        .map(|w| (w.period, w.total))
+        .map(|w| (w.spec.as_period().unwrap(), w.total))
         .collect();
     assert!(windows.contains(&(Period::Day, 7)), "{windows:?}");
     assert!(windows.contains(&(Period::Hour, 2)), "{windows:?}");

@@ -33,7 +33,7 @@ fn day(service: &str, days_ago: u64) -> WindowKey {
     let start_ms = now_ms() / DAY * DAY - days_ago * DAY;
     WindowKey {
         service: service.into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms,
         end_ms: start_ms + DAY,
     }
@@ -618,7 +618,7 @@ fn stored_raise_count(state: &StoredState, window: &WindowKey) -> u64 {
     state
         .windows()
         .find(|w| {
-            (&w.service, w.period, w.start_ms) == (&window.service, window.period, window.start_ms)
+            (&w.service, &w.spec, w.start_ms) == (&window.service, &window.spec, window.start_ms)
         })
         .map_or(0, |w| w.raise_count)
 }
@@ -1171,7 +1171,7 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
         let window = Period::Month.window_at(now_ms());
         WindowKey {
             service: "s".into(),
-            period: Period::Month,
+            spec: Period::Month.into(),
             start_ms: window.start_ms,
             end_ms: window.reset_at_ms,
         }

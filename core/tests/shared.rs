@@ -351,7 +351,7 @@ fn deltas_of_a_month_that_ended_land_in_that_month() {
     let state = store.state().unwrap();
     let key = |start_ms, end_ms| WindowKey {
         service: "api".into(),
-        period: Period::Month,
+        spec: Period::Month.into(),
         start_ms,
         end_ms,
     };

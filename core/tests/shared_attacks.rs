@@ -45,7 +45,7 @@ fn day_key(start_ms: u64) -> WindowKey {
     let window = Period::Day.window_at(start_ms);
     WindowKey {
         service: "api".into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms: window.start_ms,
         end_ms: window.reset_at_ms,
     }

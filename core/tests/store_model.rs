@@ -532,7 +532,7 @@ fn window(service: &str, period: Period, at_ms: u64) -> WindowKey {
     let window = period.window_at(at_ms);
     WindowKey {
         service: service.into(),
-        period,
+        spec: period.into(),
         start_ms: window.start_ms,
         end_ms: window.reset_at_ms,
     }
@@ -881,8 +881,8 @@ impl Case {
                 .state
                 .windows()
                 .find(|w| {
-                    (w.period, w.start_ms, &w.service)
-                        == (window.period, window.start_ms, &window.service)
+                    (&w.spec, w.start_ms, &w.service)
+                        == (&window.spec, window.start_ms, &window.service)
                 })
                 .map_or(0, |w| w.raise_count);
             let model = self.model.raise_count(window);

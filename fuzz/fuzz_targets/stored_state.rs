@@ -71,7 +71,7 @@ fn windows(state: &StoredState) -> Vec<StoredWindow> {
 fn key(window: &StoredWindow) -> WindowKey {
     WindowKey {
         service: window.service.clone(),
-        period: window.period,
+        spec: window.spec.clone(),
         start_ms: window.start_ms,
         end_ms: window.end_ms,
     }

@@ -57,7 +57,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use quota_core::{
     AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, Period, Raise,
-    StoredState, StoredWindow, SyncBatch, WindowKey,
+    StoredState, StoredWindow, SyncBatch, WindowKey, WindowSpec,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -283,7 +283,7 @@ impl FuzzWindow {
             .unwrap_or_else(|| start_ms.saturating_add(period.max_ms()));
         WindowKey {
             service: self.service.name(),
-            period,
+            spec: period.into(),
             start_ms,
             end_ms,
         }
@@ -372,17 +372,17 @@ impl FuzzGiveBack {
 }
 
 /// Stored windows by service, period and start (as `StoredState` keys them).
-type Windows = BTreeMap<(String, Period, u64), StoredWindow>;
+type Windows = BTreeMap<(String, WindowSpec, u64), StoredWindow>;
 
 fn windows(state: &StoredState) -> Windows {
     state
         .windows()
-        .map(|w| ((w.service.clone(), w.period, w.start_ms), w.clone()))
+        .map(|w| ((w.service.clone(), w.spec.clone(), w.start_ms), w.clone()))
         .collect()
 }
 
-fn slot(key: &WindowKey) -> (String, Period, u64) {
-    (key.service.clone(), key.period, key.start_ms)
+fn slot(key: &WindowKey) -> (String, WindowSpec, u64) {
+    (key.service.clone(), key.spec.clone(), key.start_ms)
 }
 
 fn total(windows: &Windows, key: &WindowKey) -> u64 {
@@ -396,7 +396,7 @@ fn raise_count(windows: &Windows, key: &WindowKey) -> u64 {
 fn window_mut<'a>(windows: &'a mut Windows, key: &WindowKey) -> &'a mut StoredWindow {
     windows.entry(slot(key)).or_insert_with(|| StoredWindow {
         service: key.service.clone(),
-        period: key.period,
+        spec: key.spec.clone(),
         start_ms: key.start_ms,
         end_ms: key.end_ms,
         total: 0,
@@ -409,16 +409,22 @@ fn prune(windows: &mut Windows, service: &str) {
     for period in Period::ALL {
         let starts: Vec<u64> = windows
             .keys()
-            .filter(|(s, p, _)| s == service && *p == period)
+            .filter(|(s, p, _)| s == service && p.as_period() == Some(period))
             .map(|(_, _, start)| *start)
             .collect();
         for start in starts
             .iter()
             .take(starts.len().saturating_sub(StoredState::WINDOWS_KEPT))
         {
-            windows.remove(&(service.to_owned(), period, *start));
+            windows.remove(&(service.to_owned(), period.into(), *start));
         }
     }
+}
+
+/// The period of a spec this target made (it makes plain periods only).
+fn plain(spec: &WindowSpec) -> Period {
+    spec.as_period()
+        .expect("the target makes windows of plain periods only")
 }
 
 fn of_service<'a>(windows: &'a Windows, service: &str) -> Vec<&'a StoredWindow> {
@@ -524,7 +530,7 @@ impl Request {
                 // total at least that, the raise count one more. A window a delta made and the
                 // bound dropped at once ends dropped after a floor too: pruning once at the end
                 // is the same.
-                let mut floors: BTreeMap<(String, Period, u64), (u64, &WindowKey)> =
+                let mut floors: BTreeMap<(String, WindowSpec, u64), (u64, &WindowKey)> =
                     BTreeMap::new();
                 for raise in batch.raises.iter().filter(|r| r.at_least > 0) {
                     let floor = floors
@@ -705,7 +711,7 @@ impl Run {
             let kept: Vec<u64> = self
                 .state
                 .windows()
-                .filter(|w| w.service == service && w.period == period)
+                .filter(|w| w.service == service && w.spec.as_period() == Some(period))
                 .map(|w| w.start_ms)
                 .collect();
             // Once the service keeps that many windows of the period, the oldest kept start
@@ -759,7 +765,7 @@ impl Run {
         let before = windows(&self.state);
         for key in request.keys() {
             self.starts
-                .entry((key.service.clone(), key.period))
+                .entry((key.service.clone(), plain(&key.spec)))
                 .or_default()
                 .insert(key.start_ms);
         }
@@ -860,7 +866,7 @@ impl Run {
     fn note_starts(&mut self) {
         for window in self.state.windows() {
             self.starts
-                .entry((window.service.clone(), window.period))
+                .entry((window.service.clone(), plain(&window.spec)))
                 .or_default()
                 .insert(window.start_ms);
         }

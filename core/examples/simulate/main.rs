@@ -32,8 +32,8 @@
 
 use quota_core::sim::{threads, CallSize, Mode, Workload};
 use quota_core::{
-    Admission, Clock, DenyReason, InstanceId, Period, QuotaError, QuotaFile, QuotaTracker,
-    ServiceConfig, Store, StoreUrl, SyncBatch, SyncPolicy, SystemClock, TrackerConfig, WindowKey,
+    Admission, Clock, DenyReason, InstanceId, QuotaError, QuotaFile, QuotaTracker, ServiceConfig,
+    Store, StoreUrl, SyncBatch, SyncPolicy, SystemClock, TrackerConfig, WindowKey, WindowSpec,
 };
 use std::io::Write;
 use std::path::PathBuf;

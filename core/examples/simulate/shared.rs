@@ -7,21 +7,21 @@ use super::*;
 /// this close to the run are read too.
 const CLOCK_SLACK_MS: u64 = 2_000;
 
-/// Every window of `period` that holds an instant of `from_ms..=to_ms`.
-fn windows_between(service: &str, period: Period, from_ms: u64, to_ms: u64) -> Vec<WindowKey> {
+/// Every window of `spec` that holds an instant of `from_ms..=to_ms`.
+fn windows_between(service: &str, spec: &WindowSpec, from_ms: u64, to_ms: u64) -> Vec<WindowKey> {
     let mut keys = Vec::new();
-    let mut window = period.window_at(from_ms);
+    let mut window = spec.window_at(from_ms);
     loop {
         keys.push(WindowKey {
             service: service.to_owned(),
-            period,
+            spec: spec.clone(),
             start_ms: window.start_ms,
             end_ms: window.reset_at_ms,
         });
         if window.reset_at_ms > to_ms || window.reset_at_ms == u64::MAX {
             return keys;
         }
-        window = period.window_at(window.reset_at_ms);
+        window = spec.window_at(window.reset_at_ms);
     }
 }
 
@@ -92,7 +92,7 @@ pub(super) fn shared(
     let near_start = |service: &ServiceConfig| {
         windows_between(
             &service.name,
-            service.period,
+            &service.window,
             started_ms.saturating_sub(CLOCK_SLACK_MS),
             started_ms + CLOCK_SLACK_MS,
         )
@@ -155,7 +155,7 @@ pub(super) fn shared(
         .flat_map(|service| {
             windows_between(
                 &service.name,
-                service.period,
+                &service.window,
                 started_ms.saturating_sub(CLOCK_SLACK_MS),
                 ended_ms + CLOCK_SLACK_MS,
             )
@@ -253,8 +253,7 @@ fn report_shared(
         write!(
             out,
             "{}: normal calls stop at {rule} a {}",
-            service.name,
-            service.period.as_str()
+            service.name, service.window
         )?;
         if before[k] >= stop {
             write!(out, " (reached before this run)")?;

@@ -63,7 +63,7 @@ use std::path::Path;
 ///     period = "minute"
 ///     "#,
 /// )?;
-/// assert_eq!(file.tracker.services[0].period, Period::Minute);
+/// assert_eq!(file.tracker.services[0].window.period(), Period::Minute);
 /// assert_eq!(file.tracker.services[0].admission, Admission::Local);
 /// let tracker = file.build()?; // no store: counts kept in this process only
 /// tracker.record_call("search", 1)?;
@@ -131,7 +131,9 @@ impl QuotaFile {
             }),
         };
         let file = match parsed {
-            Ok(repr) => repr.into_file(),
+            Ok(repr) => repr
+                .into_file()
+                .and_then(|file| file.check().map(|()| file)),
             Err((message, at)) => {
                 let secrets = file_secrets(text, format);
                 return Err(ConfigError::Parse {
@@ -143,8 +145,8 @@ impl QuotaFile {
                 });
             }
         };
-        match file.check() {
-            Ok(()) => Ok(file),
+        match file {
+            Ok(file) => Ok(file),
             Err((error, place)) => {
                 let keys = place.keys();
                 let at = match format {
@@ -255,7 +257,7 @@ fn sync_field(field: &'static str) -> &'static str {
 }
 
 /// Which part of the file a validation error is about.
-enum Place {
+pub(super) enum Place {
     Root,
     Services,
     /// Service `index`, its field.

@@ -22,7 +22,7 @@ pub use store_url::{RedisUrl, StoreUrl, StoreUrlError};
 
 use crate::error::QuotaError;
 use crate::text::{Float, Quoted};
-use crate::window::Period;
+use crate::window::{Period, WindowSpec, WindowSpecError};
 use serde::{Deserialize, Serialize};
 
 /// One rate-limited service: `limit` calls per `period`, with its thresholds.
@@ -45,8 +45,11 @@ pub struct ServiceConfig {
     pub name: String,
     /// Calls allowed per window, at least 1.
     pub limit: u64,
-    /// The window length.
-    pub period: Period,
+    /// The window: a [`Period`], or N of them, in an IANA time zone, a month from an anchor
+    /// day ([`WindowSpec`]). Flattened in files and serde: `period`, `every`, `timezone`,
+    /// `anchor_day`.
+    #[serde(flatten)]
+    pub window: WindowSpec,
     /// Fraction of the limit at which the level becomes Warning, in (0, 1]; default 0.5.
     pub warn_threshold: f64,
     /// Fraction of the limit at which the level becomes Critical, in (0, 1]; default 0.8.
@@ -73,6 +76,43 @@ pub struct ServiceConfig {
 
 fn enforce_by_default() -> bool {
     true
+}
+
+/// The window spec of a config file's or a JS config's service `name`; a refusal is the
+/// tracker's own config error, naming the field (`every`, `timezone`, `anchor_day`).
+pub(crate) fn window_spec(
+    name: &str,
+    period: Period,
+    every: u32,
+    timezone: Option<&str>,
+    anchor_day: Option<u8>,
+) -> Result<WindowSpec, QuotaError> {
+    WindowSpec::from_parts(period, every, timezone, anchor_day).map_err(|error| {
+        let invalid = |field, value: &dyn std::fmt::Display, reason: String| {
+            QuotaError::invalid_config(Some(name), field, value, reason)
+        };
+        let anchor = anchor_day.map_or(0, u32::from);
+        match error {
+            WindowSpecError::UnknownTimeZone(zone) => invalid(
+                "timezone",
+                &Quoted(&zone),
+                "must be an IANA time zone name, such as \"America/Los_Angeles\"".into(),
+            ),
+            WindowSpecError::ZeroEvery | WindowSpecError::EveryTooLarge { .. } => invalid(
+                "every",
+                &every,
+                format!(
+                    "must be from 1 to {} for {}s",
+                    WindowSpec::max_every(period),
+                    period
+                ),
+            ),
+            WindowSpecError::AnchorNeedsMonth { .. } => {
+                invalid("anchor_day", &anchor, "needs period \"month\"".into())
+            }
+            other => invalid("anchor_day", &anchor, other.to_string()),
+        }
+    })
 }
 
 /// Whether this build has `Exact` and `Leased` admission (feature `shared-admission`). Without
@@ -128,13 +168,23 @@ impl ServiceConfig {
     /// Default reserve fraction.
     pub const DEFAULT_RESERVE: f64 = 0.1;
 
-    /// A config with the default thresholds. It is checked when a tracker is built
-    /// (or by [`validate`](Self::validate)).
-    pub fn new(name: impl Into<String>, limit: u64, period: Period) -> Self {
+    /// A config with the default thresholds: `limit` calls per `window` (a [`Period`] or a
+    /// [`WindowSpec`]). It is checked when a tracker is built (or by
+    /// [`validate`](Self::validate)).
+    ///
+    /// ```
+    /// use quota_core::{Period, ServiceConfig, WindowSpec};
+    /// // Google's daily quotas reset at midnight Pacific time.
+    /// let pacific = WindowSpec::new(Period::Day).timezone("America/Los_Angeles")?;
+    /// let maps = ServiceConfig::new("maps", 10_000, pacific);
+    /// assert_eq!(maps.window.to_string(), "day in America/Los_Angeles");
+    /// # Ok::<(), quota_core::WindowSpecError>(())
+    /// ```
+    pub fn new(name: impl Into<String>, limit: u64, window: impl Into<WindowSpec>) -> Self {
         ServiceConfig {
             name: name.into(),
             limit,
-            period,
+            window: window.into(),
             warn_threshold: Self::DEFAULT_WARN,
             critical_threshold: Self::DEFAULT_CRITICAL,
             reserve_fraction: Self::DEFAULT_RESERVE,
@@ -144,8 +194,12 @@ impl ServiceConfig {
     }
 
     /// A builder starting from the defaults.
-    pub fn builder(name: impl Into<String>, limit: u64, period: Period) -> ServiceConfigBuilder {
-        ServiceConfigBuilder(Self::new(name, limit, period))
+    pub fn builder(
+        name: impl Into<String>,
+        limit: u64,
+        window: impl Into<WindowSpec>,
+    ) -> ServiceConfigBuilder {
+        ServiceConfigBuilder(Self::new(name, limit, window))
     }
 
     /// Checks every field; the error names the service, the field and its value.

@@ -1,10 +1,11 @@
 //! The config file's schema: the serde `*Repr` types TOML and JSON are read into (strict: an
 //! unknown field is an error naming it), converted into a [`QuotaFile`].
 
-use super::file::QuotaFile;
+use super::file::{Place, QuotaFile};
 use super::store_url::StoreUrl;
-use super::{Admission, ServiceConfig, TrackerConfig};
+use super::{window_spec, Admission, ServiceConfig, TrackerConfig};
 use super::{ReducedRatePolicy, SyncPolicy};
+use crate::error::QuotaError;
 use crate::window::Period;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -49,6 +50,12 @@ struct ServiceRepr {
     name: String,
     limit: u64,
     period: Period,
+    #[serde(default = "one")]
+    every: u32,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    anchor_day: Option<u8>,
     #[serde(default = "default_warn")]
     warn_threshold: f64,
     #[serde(default = "default_critical")]
@@ -59,6 +66,10 @@ struct ServiceRepr {
     admission: AdmissionRepr,
     #[serde(default = "super::enforce_by_default")]
     enforce: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_warn() -> f64 {
@@ -201,18 +212,36 @@ impl<'de> Deserialize<'de> for BlockRepr {
 }
 
 impl FileRepr {
-    pub(super) fn into_file(self) -> QuotaFile {
-        let services = self.services.into_iter().map(|s| ServiceConfig {
-            name: s.name,
-            limit: s.limit,
-            period: s.period,
-            warn_threshold: s.warn_threshold,
-            critical_threshold: s.critical_threshold,
-            reserve_fraction: s.reserve_fraction,
-            admission: s.admission.0,
-            enforce: s.enforce,
-        });
-        QuotaFile {
+    /// The file, or a window spec's error and where it is.
+    pub(super) fn into_file(self) -> Result<QuotaFile, (QuotaError, Place)> {
+        let mut services = Vec::with_capacity(self.services.len());
+        for (index, s) in self.services.into_iter().enumerate() {
+            let window = window_spec(
+                &s.name,
+                s.period,
+                s.every,
+                s.timezone.as_deref(),
+                s.anchor_day,
+            )
+            .map_err(|error| {
+                let field = match &error {
+                    QuotaError::InvalidConfig { field, .. } => *field,
+                    _ => "period",
+                };
+                (error, Place::Service(index, field))
+            })?;
+            services.push(ServiceConfig {
+                name: s.name,
+                limit: s.limit,
+                window,
+                warn_threshold: s.warn_threshold,
+                critical_threshold: s.critical_threshold,
+                reserve_fraction: s.reserve_fraction,
+                admission: s.admission.0,
+                enforce: s.enforce,
+            });
+        }
+        Ok(QuotaFile {
             tracker: TrackerConfig::new(services),
             store: self.store.map(|StoreRepr(store)| store),
             require_store: self.require_store,
@@ -226,6 +255,6 @@ impl FileRepr {
                 },
                 flush_timeout_ms: self.sync.flush_timeout_ms,
             },
-        }
+        })
     }
 }

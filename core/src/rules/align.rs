@@ -35,7 +35,7 @@ impl ServiceRules {
     /// small step back); [`align`](Self::align) takes an earlier one for a jump.
     #[inline]
     pub(crate) fn earliest_reading(&self, window: Window) -> u64 {
-        window.start_ms.saturating_sub(self.period.max_ms())
+        window.start_ms.saturating_sub(self.window.max_ms())
     }
 
     /// [`align`](Self::align) when `now_ms` is not in the current window (`forward`: at or
@@ -48,7 +48,7 @@ impl ServiceRules {
         now_ms: u64,
         forward: bool,
     ) -> (Option<Change>, Option<u64>) {
-        let window = self.period.window_at(now_ms);
+        let window = self.window.window_at(now_ms);
         if window == state.window {
             // Only the last window, past the calendar's range, ends at u64::MAX itself.
             return (None, None);

@@ -17,7 +17,7 @@
 use crate::config::ServiceConfig;
 use crate::error::DenyReason;
 use crate::level::{calls_at_most, Level, Thresholds};
-use crate::window::{Period, Window};
+use crate::window::{Window, WindowSpec};
 
 pub(crate) use admission::{Ask, Request};
 
@@ -48,11 +48,11 @@ pub(crate) struct Left {
 
 impl ServiceState {
     /// A fresh state: nothing counted, in the window of `now_ms`.
-    pub(crate) fn new(period: Period, now_ms: u64) -> Self {
+    pub(crate) fn new(window: &WindowSpec, now_ms: u64) -> Self {
         ServiceState {
             used: 0,
             total: 0,
-            window: period.window_at(now_ms),
+            window: window.window_at(now_ms),
             left: None,
         }
     }
@@ -122,10 +122,11 @@ impl Step {
 }
 
 /// One service's fixed rules, computed once from its config.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServiceRules {
     pub(crate) limit: u64,
-    pub(crate) period: Period,
+    /// The window spec (its windows and their longest length).
+    pub(crate) window: WindowSpec,
     pub(crate) thresholds: Thresholds,
     /// `floor(limit x reserve_fraction)`.
     pub(crate) reserve: u64,
@@ -155,7 +156,7 @@ impl ServiceRules {
         let unreserved = config.limit.saturating_sub(reserve);
         ServiceRules {
             limit: config.limit,
-            period: config.period,
+            window: config.window.clone(),
             thresholds,
             reserve,
             normal_cap: thresholds.critical_at.min(unreserved),

@@ -67,7 +67,7 @@ impl RacyCounts {
                 name: Arc::from(config.name.as_str()),
                 // Reduced-rate mode needs a store, which the demonstration has not.
                 rules: ServiceRules::new(&config, 1.0),
-                state: ServiceState::new(config.period, now_ms),
+                state: ServiceState::new(&config.window, now_ms),
                 config,
             })
             .collect();

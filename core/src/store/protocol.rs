@@ -5,7 +5,7 @@
 
 #[cfg(doc)]
 use super::Store;
-use crate::window::Period;
+use crate::window::WindowSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -185,8 +185,9 @@ impl TryFrom<String> for InstanceId {
 pub struct WindowKey {
     /// The service's name.
     pub service: String,
-    /// The service's period.
-    pub period: Period,
+    /// The service's window spec (its key, [`WindowSpec::key`], names it in a store: an hour
+    /// in UTC and an hour in Europe/Paris never share a key).
+    pub spec: WindowSpec,
     /// Start of the window, ms since the Unix epoch.
     pub start_ms: u64,
     /// End of the window (a store may forget it some time after), ms since the Unix epoch.

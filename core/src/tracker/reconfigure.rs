@@ -38,10 +38,10 @@ impl Reconfigured {
 }
 
 /// Whether two configs of one service count in the same windows: then the window in force
-/// keeps its count; otherwise the service starts fresh in the new spec's window. Today the
-/// window is the `period`; every field that defines a window belongs here.
+/// keeps its count; otherwise the service starts fresh in the new spec's window (the spec is
+/// the whole window: unit, N, time zone, anchor day).
 fn same_window(a: &ServiceConfig, b: &ServiceConfig) -> bool {
-    a.period == b.period
+    a.window == b.window
 }
 
 impl QuotaTracker {
@@ -249,7 +249,7 @@ impl QuotaTracker {
             }
             guard.service = ServiceState {
                 total: guard.service.total,
-                ..ServiceState::new(new.config.period, now)
+                ..ServiceState::new(&new.config.window, now)
             };
         }
         let used = guard.service.used;

@@ -123,7 +123,7 @@ impl ServiceSlot {
     /// lock releases it).
     pub(super) fn new(config: ServiceConfig, reduced_fraction: f64, now: u64) -> Self {
         let state = SlotState {
-            service: ServiceState::new(config.period, now),
+            service: ServiceState::new(&config.window, now),
             sync: Ledger::default(),
             lease: shared::LeaseState::default(),
             published: None,

@@ -254,7 +254,7 @@ impl QuotaTracker {
         self.read_locked(&mut guards, now, &mut |slot, settings, guard| {
             let key = |window: Window| WindowKey {
                 service: settings.config.name.clone(),
-                period: settings.rules.period,
+                spec: settings.rules.window.clone(),
                 start_ms: window.start_ms,
                 end_ms: window.reset_at_ms,
             };

@@ -30,7 +30,7 @@ impl Row {
             label: StoredValue::new(label),
             name: RwSignal::new(service.name.clone()),
             limit: RwSignal::new(service.limit.to_string()),
-            period: RwSignal::new(service.period.as_str().to_owned()),
+            period: RwSignal::new(service.window.period().as_str().to_owned()),
             warn: RwSignal::new(service.warn_threshold.to_string()),
             critical: RwSignal::new(service.critical_threshold.to_string()),
             base: StoredValue::new(service.clone()),
@@ -62,7 +62,11 @@ impl Row {
         config.warn_threshold = fraction("warn_threshold", self.warn.get_untracked())?;
         config.critical_threshold = fraction("critical_threshold", self.critical.get_untracked())?;
         config.limit = limit;
-        config.period = period;
+        // Another period is a new window (the editor shows no time zone, N or anchor day: a
+        // window that has them keeps them while its period stays).
+        if config.window.period() != period {
+            config.window = period.into();
+        }
         config.name = name;
         Ok(config)
     }

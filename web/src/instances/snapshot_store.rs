@@ -3,15 +3,15 @@
 //! store. Never use it to keep counts: use a real [`Store`] (such as
 //! [`MemoryStore`](quota_core::MemoryStore)), which adds deltas.
 
-use quota_core::{InstanceId, Period, Store, StoreError, SyncBatch, WindowKey};
+use quota_core::{InstanceId, Store, StoreError, SyncBatch, WindowKey, WindowSpec};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// A window as this store keys it: service, period, start.
-type WindowId = (String, Period, u64);
+/// A window as this store keys it: service, window spec, start.
+type WindowId = (String, WindowSpec, u64);
 
 fn id(window: &WindowKey) -> WindowId {
-    (window.service.clone(), window.period, window.start_ms)
+    (window.service.clone(), window.spec.clone(), window.start_ms)
 }
 
 /// DEMONSTRATION ONLY, not a store to keep counts in: the snapshot protocol the [`Store`] trait

@@ -64,7 +64,7 @@ fn every_reader_names_the_periods_alike() {
         assert_eq!(period.as_str().parse::<Period>(), Ok(period));
         let file = format!("[[services]]\nname = \"s\"\nlimit = 1\nperiod = {serde}\n");
         let file = QuotaFile::from_toml_str(&file).unwrap();
-        assert_eq!(file.tracker.services[0].period, period);
+        assert_eq!(file.tracker.services[0].window.period(), period);
     }
     assert!("Day".parse::<Period>().is_err());
     assert!(serde_json::from_str::<Period>("\"Day\"").is_err());

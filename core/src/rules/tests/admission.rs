@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::{AdmitReply, AdmitRequest, InstanceId, StoredState, WindowKey};
+use crate::window::Period;
 
 const T0: u64 = 1_718_000_000_000 / 86_400_000 * 86_400_000;
 
@@ -37,7 +38,7 @@ fn the_reserve_stops_normal_calls_and_priority_calls_take_it() {
     // Critical at the limit: only the reserve (10 of 100) stops normal admission.
     let rules = rules(100, 1.0, 0.1);
     assert_eq!((rules.reserve, rules.normal_cap), (10, 90));
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     assert_eq!(refusal(&rules, &mut state, try_record(89, false)), None);
     assert_eq!(
         refusal(&rules, &mut state, try_record(2, false)),
@@ -72,7 +73,7 @@ fn the_critical_level_stops_normal_calls_when_it_comes_first() {
     // The defaults: Critical at 80, reserve 10 (from 90): Critical comes first.
     let rules = rules(100, 0.8, 0.1);
     assert_eq!(rules.normal_cap, 80);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     assert_eq!(refusal(&rules, &mut state, try_record(79, false)), None);
     // A normal call may reach the Critical level, not pass it.
     assert_eq!(
@@ -92,7 +93,7 @@ fn the_critical_level_stops_normal_calls_when_it_comes_first() {
 fn past_the_critical_level_the_reason_is_critical_even_where_the_reserve_comes_first() {
     // Critical at 95, the reserve from 90.
     let rules = rules(100, 0.95, 0.1);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     assert_eq!(refusal(&rules, &mut state, try_record(90, false)), None);
     assert_eq!(
         refusal(&rules, &mut state, try_record(1, false)),
@@ -108,7 +109,7 @@ fn past_the_critical_level_the_reason_is_critical_even_where_the_reserve_comes_f
 #[test]
 fn reduced_rate_caps_priority_calls_too() {
     let rules = rules(100, 0.8, 0.1);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     let reduced = |count, priority| admit(count, true, priority);
     assert_eq!(refusal(&rules, &mut state, reduced(25, true)), None);
     for priority in [false, true] {
@@ -127,7 +128,7 @@ fn reduced_rate_caps_priority_calls_too() {
 #[test]
 fn a_reserve_of_zero_lets_normal_calls_reach_the_limit() {
     let rules = rules(10, 1.0, 0.0);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     assert_eq!(refusal(&rules, &mut state, try_record(10, false)), None);
     assert_eq!(
         refusal(&rules, &mut state, try_record(1, false)),
@@ -141,7 +142,7 @@ fn a_reserve_of_zero_lets_normal_calls_reach_the_limit() {
 fn shared_admission_applies_the_same_rule() {
     let key = WindowKey {
         service: "s".into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms: T0,
         end_ms: T0 + 86_400_000,
     };

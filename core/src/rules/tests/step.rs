@@ -1,6 +1,7 @@
 //! The step: counting, refusals, small steps back and bogus readings.
 
 use super::*;
+use crate::window::Period;
 
 const DAY: u64 = 86_400_000;
 const T0: u64 = 1_718_000_000_000 / DAY * DAY; // a midnight, UTC
@@ -16,7 +17,7 @@ fn record(rules: &ServiceRules, state: &mut ServiceState, now: u64, n: u64) -> S
 #[test]
 fn try_record_counts_only_what_is_admitted() {
     let rules = rules(10);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     let try_record = |count| admit(count, false, false);
     assert_eq!(rules.step(&mut state, T0, try_record(7)).refused, None);
     let too_many = rules.step(&mut state, T0, try_record(4)); // 7 + 4 > 10
@@ -44,7 +45,7 @@ fn try_record_counts_only_what_is_admitted() {
 #[test]
 fn a_small_step_back_keeps_the_later_window() {
     let rules = rules(100);
-    let mut state = ServiceState::new(Period::Day, T0 + DAY);
+    let mut state = ServiceState::new(&Period::Day.into(), T0 + DAY);
     record(&rules, &mut state, T0 + DAY, 5);
     // One second before the window (an NTP correction): counted in the current window.
     record(&rules, &mut state, T0 + DAY - 1_000, 3);
@@ -54,7 +55,7 @@ fn a_small_step_back_keeps_the_later_window() {
 #[test]
 fn a_reading_a_year_ahead_never_lowers_the_real_windows_count() {
     let rules = rules(100);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     record(&rules, &mut state, T0 + 10, 30);
     record(&rules, &mut state, T0 + 365 * DAY, 1); // bogus: a year ahead
     assert_eq!(state.used, 1);
@@ -75,7 +76,7 @@ fn a_reading_a_year_ahead_never_lowers_the_real_windows_count() {
 #[test]
 fn a_u64_max_reading_does_not_freeze_the_window() {
     let rules = rules(100);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     record(&rules, &mut state, T0, 10);
     record(&rules, &mut state, u64::MAX, 1);
     record(&rules, &mut state, T0 + 1, 1);
@@ -87,7 +88,7 @@ fn a_u64_max_reading_does_not_freeze_the_window() {
 #[test]
 fn a_reading_far_back_keeps_the_count_and_returns_without_double_counting() {
     let rules = rules(100);
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     record(&rules, &mut state, T0, 40);
     record(&rules, &mut state, 0, 2); // bogus: 1970
     assert_eq!(state.used, 42, "never lowered");

@@ -68,7 +68,7 @@ pub(super) fn to_json(state: &StoredState) -> String {
     let windows = list(state.windows.values(), |window| {
         let mut fields = vec![
             ("service", window.service.as_str().into()),
-            ("period", window.period.as_str().into()),
+            ("period", window.spec.key().into()),
             ("start_ms", number(window.start_ms)),
             ("end_ms", number(window.end_ms)),
             ("total", number(window.total)),

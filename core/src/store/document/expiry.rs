@@ -5,25 +5,29 @@
 use super::StoredState;
 use crate::sorted::between;
 use crate::store::InstanceId;
-use crate::window::Period;
 
 impl StoredState {
     /// Keeps the service's latest windows and the records that may still see a resend (and
     /// `keep`'s, whose operation is being recorded); keeps at most
     /// [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
     pub(super) fn forget_old(&mut self, service: &str, keep: Option<InstanceId>) {
-        for period in Period::ALL {
-            let first = (service.to_owned(), period, 0);
-            let last = (service.to_owned(), period, u64::MAX);
-            let starts: Vec<u64> = between(&self.windows, &first, &last)
-                .map(|((_, _, start), _)| *start)
-                .collect();
-            for start in starts
+        // Each window spec's windows are consecutive, oldest first: past the latest
+        // WINDOWS_KEPT of a spec, the oldest go.
+        let keys: Vec<(String, u64)> = self
+            .service_windows(service)
+            .map(|((_, spec, start), _)| (spec.clone(), *start))
+            .collect();
+        let mut at = 0;
+        while at < keys.len() {
+            let same = keys[at..]
                 .iter()
-                .take(starts.len().saturating_sub(Self::WINDOWS_KEPT))
-            {
-                self.windows.remove(&(service.to_owned(), period, *start));
+                .take_while(|(s, _)| *s == keys[at].0)
+                .count();
+            for (spec, start) in &keys[at..at + same.saturating_sub(Self::WINDOWS_KEPT)] {
+                self.windows
+                    .remove(&(service.to_owned(), spec.clone(), *start));
             }
+            at += same;
         }
         // Records expire only when a window starts (so the scan runs only then).
         if !std::mem::take(&mut self.new_window) {
@@ -42,34 +46,48 @@ impl StoredState {
         self.evict_over_bound();
     }
 
+    /// The windows of `service`, by spec key, then start.
+    fn service_windows(
+        &self,
+        service: &str,
+    ) -> impl Iterator<Item = (&(String, String, u64), &super::StoredWindow)> {
+        let first = (service.to_owned(), String::new(), 0);
+        let last = (service.to_owned(), "~".to_owned(), 0);
+        between(&self.windows, &first, &last)
+    }
+
     /// Whether a record kept until `until_ms` sees no more resends: a window of the service
-    /// started at or after it, no later than two periods and a grace after it (time moved on;
-    /// a window further off, from a host whose clock is far ahead, does not count), or the
-    /// service keeps [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of a period, all after it
-    /// (its windows are gone: a resend would only add to a window forgotten again).
+    /// started at or after it, no later than two of its spec's longest windows and a grace
+    /// after it (time moved on; a window further off, from a host whose clock is far ahead,
+    /// does not count), or the service keeps [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of
+    /// a spec, all after it (its windows are gone: a resend would only add to a window
+    /// forgotten again).
     fn outlived(&self, service: &str, until_ms: u64) -> bool {
         if until_ms == u64::MAX {
             // A window ending at the end of time (a bogus clock): kept until evicted.
             return false;
         }
-        Period::ALL.iter().any(|&period| {
-            let horizon = period
+        // (spec key, first start, windows) of the spec being counted.
+        let mut group: Option<(&str, u64, usize)> = None;
+        let mut full_after = false;
+        for ((_, spec, start), window) in self.service_windows(service) {
+            let horizon = window
+                .spec
                 .max_ms()
                 .saturating_mul(2)
                 .saturating_add(Self::RECORD_GRACE_MS);
-            let first = (service.to_owned(), period, until_ms);
-            let last = (service.to_owned(), period, until_ms.saturating_add(horizon));
-            if between(&self.windows, &first, &last).next().is_some() {
+            if *start >= until_ms && *start <= until_ms.saturating_add(horizon) {
                 return true;
             }
-            let all = (service.to_owned(), period, 0);
-            let end = (service.to_owned(), period, u64::MAX);
-            let mut windows = between(&self.windows, &all, &end).peekable();
-            windows
-                .peek()
-                .is_some_and(|((_, _, start), _)| *start >= until_ms)
-                && between(&self.windows, &all, &end).count() >= Self::WINDOWS_KEPT
-        })
+            match &mut group {
+                Some((key, _, count)) if *key == spec.as_str() => *count += 1,
+                _ => group = Some((spec.as_str(), *start, 1)),
+            }
+            if let Some((_, first, count)) = group {
+                full_after |= first >= until_ms && count >= Self::WINDOWS_KEPT;
+            }
+        }
+        full_after
     }
 
     /// Past [`RECORDS_KEPT`](Self::RECORDS_KEPT) records, evicts the least recently seen down

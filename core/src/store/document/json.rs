@@ -7,7 +7,7 @@ use super::engine;
 use super::records::{add_done, Answer, Ops};
 use super::{Admitted, Applied, Lease, StoredState, StoredWindow};
 use crate::store::{InstanceId, StoreError};
-use crate::window::Period;
+use crate::window::{Period, WindowSpec};
 #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
 use serde::Serialize;
 #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
@@ -224,7 +224,7 @@ impl StoredState {
 
     fn add_window(&mut self, mut window: StoredWindow) {
         window.total = window.total.min(Self::MAX_TOTAL);
-        let key = (window.service.clone(), window.period, window.start_ms);
+        let key = (window.service.clone(), window.spec.key(), window.start_ms);
         match self.windows.get_mut(&key) {
             Some(existing) => {
                 existing.total = existing.total.max(window.total);
@@ -297,10 +297,9 @@ fn text<J: Json>(entry: &J, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("\"{name}\" is not a string"))
 }
 
-fn period<J: Json>(entry: &J, name: &str) -> Result<Period, String> {
-    text(entry, name)?
-        .parse()
-        .map_err(|error: crate::window::UnknownPeriod| error.to_string())
+/// A window spec, stored as its key (a plain period's is its word).
+fn spec<J: Json>(entry: &J, name: &str) -> Result<WindowSpec, String> {
+    WindowSpec::from_key(&text(entry, name)?).map_err(|error| error.to_string())
 }
 
 fn instance<J: Json>(entry: &J) -> Result<InstanceId, String> {
@@ -309,7 +308,7 @@ fn instance<J: Json>(entry: &J) -> Result<InstanceId, String> {
 fn window_entry<J: Json>(entry: &J) -> Result<StoredWindow, String> {
     Ok(StoredWindow {
         service: text(entry, "service")?,
-        period: period(entry, "period")?,
+        spec: spec(entry, "period")?,
         start_ms: number(entry, "start_ms")?,
         end_ms: number(entry, "end_ms")?,
         total: number(entry, "total")?,
@@ -401,7 +400,7 @@ fn v1_windows<J: Json>(entry: &J) -> Result<Vec<StoredWindow>, String> {
         let window = period.window_at(start_ms);
         windows.push(StoredWindow {
             service: service.clone(),
-            period,
+            spec: WindowSpec::new(period),
             start_ms,
             end_ms: window.reset_at_ms,
             total,

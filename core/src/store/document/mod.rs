@@ -36,7 +36,7 @@ mod tests;
 use self::records::{Answer, Ops, Seen};
 use super::{InstanceId, SyncBatch, WindowKey};
 use crate::sorted::Map;
-use crate::window::Period;
+use crate::window::WindowSpec;
 use serde::{Deserialize, Serialize};
 
 /// One window's stored total.
@@ -44,8 +44,10 @@ use serde::{Deserialize, Serialize};
 pub struct StoredWindow {
     /// The service's name.
     pub service: String,
-    /// The service's period.
-    pub period: Period,
+    /// The service's window spec, stored as its key (`"day"`, `"day@America/Los_Angeles"`)
+    /// under the name `period` (the key of a plain period is its word, as before).
+    #[serde(rename = "period", with = "spec_key")]
+    pub spec: WindowSpec,
     /// Start of the window, ms since the Unix epoch.
     pub start_ms: u64,
     /// End of the window, ms since the Unix epoch.
@@ -94,7 +96,9 @@ struct Admitted {
 /// What a text store holds: every service's recent windows and who synced what.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
-    windows: Map<(String, Period, u64), StoredWindow>,
+    /// By service, window spec key ([`WindowSpec::key`]: plain ASCII, so `"~"` sorts after
+    /// every key) and start.
+    windows: Map<(String, String, u64), StoredWindow>,
     ops: Map<(String, InstanceId), Ops>,
     /// Records evicted by the bound (information: each one may let a late resend count twice).
     evicted: u64,
@@ -143,7 +147,7 @@ impl StoredState {
     /// The stored total of `window` (0 if none is stored).
     pub fn total(&self, window: &WindowKey) -> u64 {
         self.windows
-            .get(&(window.service.clone(), window.period, window.start_ms))
+            .get(&(window.service.clone(), window.spec.key(), window.start_ms))
             .map_or(0, |w| w.total)
     }
 
@@ -215,8 +219,8 @@ impl StoredState {
         for raise in batch.raises.iter().filter(|r| r.at_least > 0) {
             let (window, at_least) = (&raise.window, raise.at_least.min(Self::MAX_TOTAL));
             let same = |(_, w): &&mut (u64, &WindowKey)| {
-                (&w.service, w.period, w.start_ms)
-                    == (&window.service, window.period, window.start_ms)
+                (&w.service, &w.spec, w.start_ms)
+                    == (&window.service, &window.spec, window.start_ms)
             };
             match floors.iter_mut().find(same) {
                 Some(floor) => floor.0 = floor.0.max(at_least),
@@ -247,12 +251,12 @@ impl StoredState {
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {
         let new_window = &mut self.new_window;
         self.windows
-            .entry((key.service.clone(), key.period, key.start_ms))
+            .entry((key.service.clone(), key.spec.key(), key.start_ms))
             .or_insert_with(|| {
                 *new_window = true;
                 StoredWindow {
                     service: key.service.clone(),
-                    period: key.period,
+                    spec: key.spec.clone(),
                     start_ms: key.start_ms,
                     end_ms: key.end_ms,
                     total: 0,
@@ -267,4 +271,20 @@ impl StoredState {
 pub(crate) fn admit_rule(total: u64, request: &super::AdmitRequest) -> Option<u64> {
     let after = total.checked_add(request.count)?;
     (request.force || (total < request.below && after <= request.cap)).then_some(after)
+}
+
+/// A [`WindowSpec`] in a stored document: its key string (a plain period's is its word, so
+/// documents written before window specs read as they are).
+mod spec_key {
+    use crate::window::WindowSpec;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(spec: &WindowSpec, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(&spec.key())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<WindowSpec, D::Error> {
+        let key = String::deserialize(input)?;
+        WindowSpec::from_key(&key).map_err(de::Error::custom)
+    }
 }

@@ -213,7 +213,7 @@ impl StoredState {
     /// The raise count of `window` (0 if none is stored).
     fn raise_count(&self, window: &WindowKey) -> u64 {
         self.windows
-            .get(&(window.service.clone(), window.period, window.start_ms))
+            .get(&(window.service.clone(), window.spec.key(), window.start_ms))
             .map_or(0, |w| w.raise_count)
     }
 

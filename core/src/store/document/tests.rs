@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::{Delta, StoreError};
+use crate::window::Period;
 
 /// A version 2 document with every kind of entry, as serde_json writes it. The JS module
 /// (`engine`) must read and write it the same: see `tests/tests/suite/document.rs`.
@@ -23,7 +24,7 @@ fn the_fixture_reads_and_writes_back_byte_for_byte() {
 fn key(service: &str, start_ms: u64) -> WindowKey {
     WindowKey {
         service: service.into(),
-        period: Period::Day,
+        spec: Period::Day.into(),
         start_ms,
         end_ms: start_ms + 86_400_000,
     }

@@ -231,13 +231,15 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// The key holding the total of `window`: `<prefix>:{<service>}:<period>:<start ms>`
-    /// (escaped as described under [Keys](Self#keys)).
+    /// The key holding the total of `window`: `<prefix>:{<service>}:<spec>:<start ms>`
+    /// (escaped as described under [Keys](Self#keys); `<spec>` is the window spec's key,
+    /// [`WindowSpec::key`](crate::WindowSpec::key): a plain period's word, as before, or e.g.
+    /// `day@America/Los_Angeles`, which needs no escaping).
     pub fn window_key(&self, window: &WindowKey) -> String {
         format!(
             "{}:{}:{}",
             self.service_base(&window.service),
-            window.period.as_str(),
+            window.spec.key(),
             window.start_ms
         )
     }

@@ -8,24 +8,24 @@ use crate::store::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseReply, LeaseRequest, Store, StoreError,
     StoredState, SyncBatch, WindowKey,
 };
-use crate::window::Period;
+use crate::window::WindowSpec;
 use ::redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// One service's changes in a batch: per (period, window start), the calls, the floor (0:
 /// none) and the window's end.
-type ServiceDeltas = BTreeMap<(Period, u64), (u64, u64, u64)>;
+type ServiceDeltas<'b> = BTreeMap<(&'b WindowSpec, u64), (u64, u64, u64)>;
 
 /// The changes of `window` in a batch (created empty), its end made the latest seen.
 fn window_entry<'s, 'b>(
-    services: &'s mut BTreeMap<&'b str, ServiceDeltas>,
+    services: &'s mut BTreeMap<&'b str, ServiceDeltas<'b>>,
     window: &'b WindowKey,
 ) -> &'s mut (u64, u64, u64) {
     let entry = services
         .entry(window.service.as_str())
         .or_default()
-        .entry((window.period, window.start_ms))
+        .entry((&window.spec, window.start_ms))
         .or_insert((0, 0, 0));
     entry.2 = entry.2.max(window.end_ms);
     entry
@@ -36,7 +36,7 @@ impl Store for RedisStore {
     fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
         // Per service, per window: the calls (added up, capped: capping at the end equals
         // capping after each) and the latest end.
-        let mut services: BTreeMap<&str, ServiceDeltas> = BTreeMap::new();
+        let mut services: BTreeMap<&str, ServiceDeltas<'_>> = BTreeMap::new();
         for delta in &batch.deltas {
             let entry = window_entry(&mut services, &delta.window);
             entry.0 = entry
@@ -59,9 +59,9 @@ impl Store for RedisStore {
                     .arg(self.grace_ms)
                     .arg(batch.seq)
                     .arg(batch.done_below);
-                for (&(period, start_ms), &(calls, floor, end_ms)) in windows {
-                    let (end, longest) = self.expiry_args(period, end_ms);
-                    let window = format!("{base}:{}:{start_ms}", period.as_str());
+                for (&(spec, start_ms), &(calls, floor, end_ms)) in windows {
+                    let (end, longest) = self.expiry_args(spec, end_ms);
+                    let window = format!("{base}:{}:{start_ms}", spec.key());
                     invocation
                         .key(raise_count_key(&window))
                         .key(window)
@@ -197,7 +197,7 @@ impl RedisStore {
         args: impl FnOnce(&mut ScriptInvocation<'_>),
     ) -> Result<T, StoreError> {
         let mut invocation = script.prepare_invoke();
-        let (end, longest) = self.expiry_args(window.period, window.end_ms);
+        let (end, longest) = self.expiry_args(&window.spec, window.end_ms);
         invocation
             .key(self.ops_key(&window.service, instance))
             .key(self.window_key(window))
@@ -212,13 +212,12 @@ impl RedisStore {
     }
 
     /// The arguments of a window's expiry: its end plus grace (at most 2^53, exact in Lua)
-    /// and the longest it may live from now (two periods plus grace: a window whose end is
-    /// further off comes from a bogus clock).
-    fn expiry_args(&self, period: Period, end_ms: u64) -> (u64, u64) {
+    /// and the longest it may live from now (two of the spec's longest windows plus grace: a
+    /// window whose end is further off comes from a bogus clock).
+    fn expiry_args(&self, spec: &WindowSpec, end_ms: u64) -> (u64, u64) {
         (
             end_ms.saturating_add(self.grace_ms).min(1 << 53),
-            period
-                .max_ms()
+            spec.max_ms()
                 .saturating_mul(2)
                 .saturating_add(self.grace_ms),
         )

@@ -17,7 +17,7 @@ fn rules(limit: u64) -> ServiceRules {
 }
 
 fn state(used: u64) -> ServiceState {
-    let mut state = ServiceState::new(Period::Day, T0);
+    let mut state = ServiceState::new(&Period::Day.into(), T0);
     state.used = used;
     state.total = used + 7;
     state

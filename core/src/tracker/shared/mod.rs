@@ -21,7 +21,7 @@ impl ServiceSlot {
     pub(in crate::tracker) fn window_key(&self, window: Window) -> WindowKey {
         WindowKey {
             service: self.name.to_string(),
-            period: self.settings().rules.period,
+            spec: self.settings().rules.window.clone(),
             start_ms: window.start_ms,
             end_ms: window.reset_at_ms,
         }
