@@ -365,3 +365,39 @@ test("reconfigure changes services at run time without losing a count", () =>
     );
     assert.equal(tracker.usage("search").limit, 70);
   }));
+
+test("window specs: a day in a time zone (23 hours across DST), N minutes, an anchored month", () =>
+  atFixedTime(Date.UTC(2024, 2, 10, 9, 0, 0), () => {
+    const tracker = new QuotaTracker({
+      services: [
+        { name: "maps", limit: 10, period: "day", timezone: "America/Los_Angeles" },
+        { name: "search", limit: 10, period: "minute", every: 5 },
+        { name: "llm", limit: 10, period: "month", anchorDay: 31 },
+        { name: "burst", limit: 2, period: "second" },
+      ],
+    });
+    const maps = tracker.usage("maps");
+    assert.equal(maps.period, "day");
+    assert.equal(maps.windowStartMs, Date.UTC(2024, 2, 10, 8)); // midnight PST
+    assert.equal(maps.resetAtMs - maps.windowStartMs, 23 * 3_600_000); // to midnight PDT
+    const search = tracker.usage("search");
+    assert.deepEqual([search.windowStartMs, search.resetAtMs], [Date.UTC(2024, 2, 10, 9, 0), Date.UTC(2024, 2, 10, 9, 5)]);
+    const llm = tracker.usage("llm");
+    assert.deepEqual([llm.windowStartMs, llm.resetAtMs], [Date.UTC(2024, 1, 29), Date.UTC(2024, 2, 31)]);
+    assert.equal(tracker.usage("burst").period, "second");
+
+    const bad = [
+      [{ timezone: "Mars/Olympus" }, /timezone must be an IANA time zone name.*\(got "Mars\/Olympus"\)/],
+      [{ every: 0 }, /every must be from 1 to 36525 for days \(got 0\)/],
+      [{ every: 1.5 }, /every must be a whole number \(got 1.5\)/],
+      [{ anchorDay: 15 }, /anchorDay needs period "month" \(got 15\)/],
+      [{ timezone: 7 }, /timezone: invalid type: number `7.0`, expected a string/],
+    ];
+    for (const [extra, message] of bad) {
+      assert.throws(
+        () => new QuotaTracker({ services: [{ name: "x", limit: 1, period: "day", ...extra }] }),
+        (error) => error instanceof Error && message.test(error.message),
+        JSON.stringify(extra),
+      );
+    }
+  }));

@@ -50,12 +50,6 @@ struct ServiceRepr {
     name: String,
     limit: u64,
     period: Period,
-    #[serde(default = "one")]
-    every: u32,
-    #[serde(default)]
-    timezone: Option<String>,
-    #[serde(default)]
-    anchor_day: Option<u8>,
     #[serde(default = "default_warn")]
     warn_threshold: f64,
     #[serde(default = "default_critical")]
@@ -66,6 +60,12 @@ struct ServiceRepr {
     admission: AdmissionRepr,
     #[serde(default = "super::enforce_by_default")]
     enforce: bool,
+    #[serde(default = "one")]
+    every: u32,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    anchor_day: Option<u8>,
 }
 
 fn one() -> u32 {

@@ -56,6 +56,9 @@ const SERVICE_FIELDS = [
   ["criticalThreshold", "number", true],
   ["reserveFraction", "number", true],
   ["enforce", "boolean", true],
+  ["every", "number", true],
+  ["timezone", "string", true],
+  ["anchorDay", "number", true],
 ];
 
 /**

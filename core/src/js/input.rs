@@ -42,7 +42,7 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// The fields of one service in a JS config; [`check_keys`] rejects the others (typos like
 /// `limt`).
 const SERVICE_FIELDS: &str =
-    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce";
+    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce, every, timezone, anchorDay";
 
 /// The fields of `storage` in a JS config.
 const STORAGE_FIELDS: &str = "key, syncIntervalMs, required";
@@ -68,6 +68,7 @@ pub(super) struct Storage {
 ///
 /// Checks the shape here; the values are checked by [`TrackerConfig::validate`] when the
 /// tracker is built (its messages go through [`error`]).
+#[inline(never)]
 pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
     if value.is_undefined() {
         return Err(Error::new(
@@ -197,7 +198,36 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
         .unwrap_or_default()
         .parse()
         .map_err(|error| invalid(format!("{at}: {error}")))?;
-    let defaults = ServiceConfig::new(name, limit, period);
+    // `every` and `anchorDay`: whole numbers (the window spec checks their range).
+    let whole = |index: u32, field: &str| -> Result<Option<u32>, Error> {
+        let value = fields.get(index);
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+            .map(|n| Some(n as u32))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{at}: {field} must be a whole number (got {})",
+                    describe(&value)
+                ))
+            })
+    };
+    let every = whole(7, "every")?.unwrap_or(1);
+    let anchor_day = match whole(9, "anchorDay")? {
+        None => None,
+        Some(day) => Some(u8::try_from(day).map_err(|_| {
+            invalid(format!(
+                "{at}: anchorDay must be a day of the month, 1 to 31 (got {day})"
+            ))
+        })?),
+    };
+    let timezone = fields.get(8).as_string();
+    let window = crate::config::window_spec(&name, period, every, timezone.as_deref(), anchor_day)
+        .map_err(error)?;
+    let defaults = ServiceConfig::new(name, limit, window);
     Ok(ServiceConfig {
         warn_threshold: fields.get(3).as_f64().unwrap_or(defaults.warn_threshold),
         critical_threshold: fields
@@ -271,6 +301,7 @@ fn js_field(field: &str) -> &str {
         "warn_threshold" => "warnThreshold",
         "critical_threshold" => "criticalThreshold",
         "reserve_fraction" => "reserveFraction",
+        "anchor_day" => "anchorDay",
         "enter_after_failures" => "enterAfterFailures",
         "leave_after_successes" => "leaveAfterSuccesses",
         other => other,

@@ -75,6 +75,7 @@ impl Names {
 
     /// After `tracker.reconfigure`: the services of the new config, `configured` (in order). A
     /// service that kept its tracker id keeps its position; any other gets a new one.
+    #[inline(never)]
     pub(super) fn reconfigured(&self, tracker: &QuotaTracker, configured: &[String]) {
         let mut table = self.table.borrow_mut();
         let mut order = Vec::with_capacity(configured.len());

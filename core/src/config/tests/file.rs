@@ -92,7 +92,7 @@ fn errors_read_well() {
         error.to_string(),
         "invalid TOML at line 5, column 1: unknown field `limt`, expected one of `name`, \
          `limit`, `period`, `warn_threshold`, `critical_threshold`, `reserve_fraction`, \
-         `admission`, `enforce`"
+         `admission`, `enforce`, `every`, `timezone`, `anchor_day`"
     );
     let error = toml_error("[[services]]\nname = \"finnhub\"\nlimit = 0\nperiod = \"minute\"\n");
     assert_eq!(

@@ -9,7 +9,7 @@ use crate::window::Period;
 
 /// A service's fields, in order: the name in Rust, serde and config files; the name in a JS
 /// config (`None`: not read there).
-pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 8] = [
+pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 11] = [
     ("name", Some("name")),
     ("limit", Some("limit")),
     ("period", Some("period")),
@@ -19,6 +19,9 @@ pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 8] = [
     // Exact and leased admission need a store shared by instances: the JS module has none.
     ("admission", None),
     ("enforce", Some("enforce")),
+    ("every", Some("every")),
+    ("timezone", Some("timezone")),
+    ("anchor_day", Some("anchorDay")),
 ];
 
 /// The names serde's "unknown field" error lists as expected, in order.
@@ -37,7 +40,11 @@ fn rust_names() -> Vec<String> {
 
 #[test]
 fn serde_on_service_config_has_the_schemas_fields() {
-    let json = serde_json::to_value(ServiceConfig::new("svc", 1, Period::Day)).unwrap();
+    // Every field set (the window's optional ones are left out when not).
+    let window =
+        crate::window::WindowSpec::from_parts(Period::Month, 3, Some("Europe/Paris"), Some(15))
+            .unwrap();
+    let json = serde_json::to_value(ServiceConfig::new("svc", 1, window)).unwrap();
     // serde_json's map is sorted by key.
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
     let mut expected = rust_names();
