@@ -1,15 +1,23 @@
 //! Serves a tracker's metrics as Prometheus text at http://127.0.0.1:9000/metrics while a
-//! worker spends the finnhub quota (60 a minute): watch `quota_used`, then the transitions, then
-//! `quota_denied_total`. `cargo run -p quota-core --features metrics --example metrics [ADDRESS]`
+//! worker spends a quota (the default services' finnhub, 60 a minute): watch `quota_used`, then
+//! the transitions, then `quota_denied_total`.
+//! `cargo run -p quota-core --features metrics --example metrics [ADDRESS] [CONFIG]`
+//!
+//! With CONFIG (a config file, such as `quota.toml`) the tracker is the file's, the worker
+//! spends its first service, and on Unix a SIGHUP (`kill -HUP <pid>`) reloads the file into the
+//! running tracker ([`QuotaFile::reconfigure`]: counts kept; a file that does not load, or that
+//! changes the store or the sync policy, changes nothing and is reported).
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use quota_core::{MemoryStore, QuotaTracker, TrackerConfig};
+use quota_core::{MemoryStore, QuotaFile, QuotaTracker, TrackerConfig};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Response, Server};
 
 fn main() -> std::process::ExitCode {
     let address = std::env::args().nth(1);
-    match run(address.as_deref().unwrap_or("127.0.0.1:9000")) {
+    let config = std::env::args().nth(2).map(PathBuf::from);
+    match run(address.as_deref().unwrap_or("127.0.0.1:9000"), config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("metrics: {error}");
@@ -20,26 +28,65 @@ fn main() -> std::process::ExitCode {
 
 /// Serves on `address` until the process ends; the address first, so a taken one fails
 /// before anything is installed.
-pub fn run(address: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn run(
+    address: &str,
+    config: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let server = Server::http(address).map_err(|error| {
         format!("cannot serve on {address}: {error} (pass another ADDRESS, like 127.0.0.1:9001)")
     })?;
     // The process's recorder: the exporter keeps the values and renders them as text.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
-    let tracker = Arc::new(
-        QuotaTracker::builder(TrackerConfig::defaults())
+    let tracker = Arc::new(match &config {
+        Some(path) => QuotaFile::load(path)?.build()?,
+        None => QuotaTracker::builder(TrackerConfig::defaults())
             .store(MemoryStore::new())
             .build()?,
-    );
+    });
+    let spent = match &config {
+        Some(_) => tracker.config().services[0].name.clone(),
+        None => "finnhub".to_owned(),
+    };
     let worker = Arc::clone(&tracker);
     std::thread::spawn(move || loop {
-        // Denied once finnhub is Critical: counted in quota_denied_total.
-        let _ = worker.try_record("finnhub", 1);
+        // Denied once the service is Critical: counted in quota_denied_total.
+        let _ = worker.try_record(&spent, 1);
         std::thread::sleep(Duration::from_millis(500));
     });
+    #[cfg(unix)]
+    if let Some(path) = config {
+        reload_on_sighup(path, Arc::clone(&tracker))?;
+    }
     println!("metrics at http://{}/metrics", server.server_addr());
     serve(&server, &tracker, &prometheus);
     Ok(())
+}
+
+/// Reloads `path` into `tracker` on every SIGHUP, from a thread of its own.
+#[cfg(unix)]
+pub fn reload_on_sighup(path: PathBuf, tracker: Arc<QuotaTracker>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            println!("{}", reload(&path, &tracker));
+        }
+    });
+    Ok(())
+}
+
+/// Reloads the config file at `path` into `tracker`, and says what changed.
+pub fn reload(path: &Path, tracker: &QuotaTracker) -> String {
+    let reloaded = QuotaFile::load(path).and_then(|file| file.reconfigure(tracker));
+    match reloaded {
+        Ok(done) => format!(
+            "reloaded {}: added {:?}, removed {:?}, changed {:?}",
+            path.display(),
+            done.added,
+            done.removed,
+            done.changed
+        ),
+        Err(error) => format!("not reloaded, nothing changed: {error}"),
+    }
 }
 
 /// Answers `GET /metrics` with the tracker's gauges refreshed first (the recording path never

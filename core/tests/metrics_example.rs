@@ -157,11 +157,108 @@ fn the_readme_metrics_section_is_the_example() {
 fn a_taken_address_is_a_message_naming_it_before_anything_is_installed() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let error = example::run(&address).expect_err("the address is taken");
+    let error = example::run(&address, None).expect_err("the address is taken");
     let text = error.to_string();
     assert!(
         text.starts_with(&format!("cannot serve on {address}: "))
             && text.ends_with("(pass another ADDRESS, like 127.0.0.1:9001)"),
         "{text}"
     );
+}
+
+/// Where `metrics_process` finds its config file.
+const CONFIG_ENV: &str = "QUOTA_METRICS_EXAMPLE_CONFIG";
+
+/// The example as a process of its own (`reloads_its_config_file_on_sighup` starts it): serves
+/// on a free loopback port until killed.
+#[test]
+#[ignore = "a process of the SIGHUP test, not a test"]
+fn metrics_process() {
+    let config = std::env::var(CONFIG_ENV).expect("started by the SIGHUP test");
+    example::run("127.0.0.1:0", Some(config.into())).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn reloads_its_config_file_on_sighup() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    timeout::within(120, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quota.toml");
+        let service = |name: &str, limit: u64| {
+            format!("[[services]]\nname = \"{name}\"\nlimit = {limit}\nperiod = \"day\"\n")
+        };
+        std::fs::write(&path, service("api", 1_000)).unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "metrics_process",
+                "--nocapture",
+                "--quiet",
+            ])
+            .env(CONFIG_ENV, &path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, said) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let next_line = |prefix: &str| loop {
+            let line = said.recv_timeout(Duration::from_secs(30)).unwrap();
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        };
+        let address: SocketAddr = next_line("metrics at http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap();
+        let limit = |service: &str| {
+            let (_, _, body) = get(address, "/metrics");
+            value(
+                &prometheus::samples(&body),
+                "quota_limit",
+                &[("service", service)],
+            )
+        };
+        assert_eq!(limit("api"), Some(1_000.0));
+        let hang_up = || {
+            let status = Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+
+        std::fs::write(&path, service("api", 500) + &service("mail", 20)).unwrap();
+        hang_up();
+        assert_eq!(
+            next_line("reloaded "),
+            format!(
+                "{}: added [\"mail\"], removed [], changed [\"api\"]",
+                path.display()
+            )
+        );
+        assert_eq!((limit("api"), limit("mail")), (Some(500.0), Some(20.0)));
+
+        // A file the tracker refuses changes nothing.
+        std::fs::write(&path, service("api", 0)).unwrap();
+        hang_up();
+        let refused = next_line("not reloaded, nothing changed: ");
+        assert!(refused.contains("limit must be at least 1"), "{refused}");
+        assert_eq!(limit("api"), Some(500.0));
+
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
 }

@@ -17,6 +17,12 @@ export interface ServiceConfig {
   criticalThreshold?: number;
   /** Fraction of the limit held back for `tryRecordPriority`, in [0, 1); default 0.1. */
   reserveFraction?: number;
+  /** N periods per window (5 with "minute": 5-minute windows from :00); default 1. */
+  every?: number;
+  /** An IANA time zone (e.g. "America/Los_Angeles"): windows from local midnight; default UTC. */
+  timezone?: string;
+  /** With "month": months start on this day (1 to 31; in a shorter month, its last day). */
+  anchorDay?: number;
   /**
    * Whether admission refuses; default true. `false` is shadow mode: every call is counted and
    * admitted, and a call that would have been refused says why in `shadowDenied`.

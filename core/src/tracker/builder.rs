@@ -43,6 +43,8 @@ pub struct QuotaTrackerBuilder {
     pub(super) policy: SyncPolicy,
     pub(super) require_store: bool,
     pub(super) store_observers: Vec<Arc<Observer<StoreEvent>>>,
+    /// The store's URL, set by `QuotaFile::builder`.
+    pub(super) store_url: Option<crate::config::StoreUrl>,
 }
 
 impl QuotaTrackerBuilder {
@@ -133,6 +135,7 @@ impl QuotaTrackerBuilder {
         self.policy.validate()?;
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
+        tracker.store_url = self.store_url;
         for observer in self.store_observers {
             tracker.store_observers.subscribe(observer);
         }
@@ -210,6 +213,7 @@ impl QuotaTracker {
             added: Added::new(),
             order: Mutex::new((0..config.services.len()).collect()),
             reconfiguring: Mutex::new(()),
+            store_url: None,
             reduced_fraction,
             keys: Box::new([]),
             index: FxHashMap::default(),

@@ -75,6 +75,10 @@ pub struct QuotaTracker {
     order: Mutex<Arc<[usize]>>,
     /// Held by [`reconfigure`](Self::reconfigure) alone: reconfigures run one at a time.
     reconfiguring: Mutex<()>,
+    /// The store's URL when the tracker was built from a config file (`QuotaFile::builder`):
+    /// what [`QuotaFile::reconfigure`](crate::QuotaFile::reconfigure) checks a reloaded file
+    /// against (a store cannot change at run time).
+    store_url: Option<crate::config::StoreUrl>,
     /// The reduced-rate fraction of the sync policy (rules of new settings need it).
     reduced_fraction: f64,
     /// Each build service's [`NameKey`], in config order: the lookup among a few services.
@@ -134,6 +138,7 @@ impl QuotaTracker {
             policy: SyncPolicy::default(),
             require_store: false,
             store_observers: Vec::new(),
+            store_url: None,
         }
     }
 

@@ -94,6 +94,13 @@ impl QuotaTracker {
         }
     }
 
+    /// The sync policy in force (`None` without a store).
+    pub(crate) fn sync_policy(&self) -> Option<&crate::config::SyncPolicy> {
+        self.persistence
+            .as_ref()
+            .map(|persistence| &persistence.policy)
+    }
+
     /// Whether reduced-rate mode is on (the store failed too often in a row).
     pub fn is_reduced_rate(&self) -> bool {
         self.persistence

@@ -182,3 +182,77 @@ fn the_example_quota_toml_parses() {
     let tracker = file.build().unwrap();
     tracker.record_call("finnhub", 1).unwrap();
 }
+
+#[test]
+fn a_reloaded_file_reconfigures_the_running_tracker_and_keeps_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file:{}", dir.path().join("quota.json").display());
+    let file = |services: &str, interval: u64| {
+        QuotaFile::from_toml_str(&format!(
+            "store = \"{store}\"\n[sync]\ninterval_ms = {interval}\n{services}"
+        ))
+        .unwrap()
+    };
+    let api =
+        |limit: u64| format!("[[services]]\nname = \"api\"\nlimit = {limit}\nperiod = \"day\"\n");
+    let first = file(&api(100), 1_000);
+    let tracker = first.build().unwrap();
+    tracker.record_call("api", 40).unwrap();
+
+    let more = format!(
+        "{}[[services]]\nname = \"mail\"\nlimit = 5\nperiod = \"hour\"\n",
+        api(50)
+    );
+    let done = file(&more, 1_000).reconfigure(&tracker).unwrap();
+    assert_eq!(
+        (done.changed, done.added),
+        (vec!["api".to_owned()], vec!["mail".to_owned()])
+    );
+    let usage = tracker.usage("api").unwrap();
+    assert_eq!((usage.used, usage.limit), (40, 50));
+    tracker.record_call("mail", 1).unwrap();
+
+    // The store and the sync policy are the tracker's: a file changing them changes nothing.
+    let refused = |file: QuotaFile, field: &str| {
+        let ConfigError::Invalid { error, .. } = file.reconfigure(&tracker).unwrap_err() else {
+            panic!()
+        };
+        let QuotaError::InvalidConfig {
+            field: got, reason, ..
+        } = *error
+        else {
+            panic!()
+        };
+        assert_eq!(got, field);
+        assert!(
+            reason.contains("cannot change while the tracker runs"),
+            "{reason}"
+        );
+    };
+    refused(file(&api(10), 5_000), "sync");
+    refused(QuotaFile::from_toml_str(&api(10)).unwrap(), "store");
+    let paris = QuotaFile::from_toml_str(&format!(
+        "store = \"{store}\"\n[sync]\ninterval_ms = 1000\n{}",
+        api(10).replace(
+            "period = \"day\"",
+            "period = \"day\"\ntimezone = \"Europe/Paris\""
+        )
+    ))
+    .unwrap();
+    // A valid reload that changes the window: fresh counts in the new window.
+    paris.reconfigure(&tracker).unwrap();
+    assert_eq!(tracker.usage("api").unwrap().used, 0);
+    assert!(
+        matches!(tracker.usage("mail"), Err(QuotaError::UnknownService(_))),
+        "removed"
+    );
+    // The calls of the windows left behind are in the store.
+    tracker.flush().unwrap();
+    let stored: u64 = crate::store::FileStore::new(dir.path().join("quota.json"))
+        .state()
+        .unwrap()
+        .windows()
+        .map(|w| w.total)
+        .sum();
+    assert_eq!(stored, 41);
+}
