@@ -1,4 +1,4 @@
-/** A window length; windows align to UTC calendar boundaries. */
+/** A window length; windows align to calendar boundaries (UTC unless a `timezone` is set). */
 export type Period = "second" | "minute" | "hour" | "day" | "week" | "month";
 
 /** How close a service is to its limit. */

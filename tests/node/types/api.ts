@@ -7,6 +7,7 @@ import init, {
   type Level,
   type Period,
   type RecordResult,
+  type Reconfigured,
   type Service,
   type ServiceConfig,
   type ServiceUsage,
@@ -50,6 +51,23 @@ export function use(): number {
   ];
   // @ts-expect-error: the transition may be null
   recorded.transition.to;
+
+  const windows: ServiceConfig[] = [
+    { name: "maps", limit: 25_000, period: "day", timezone: "America/Los_Angeles" },
+    { name: "llm", limit: 1_000_000, period: "month", anchorDay: 15, enforce: false },
+    { name: "burst", limit: 10, period: "second", every: 5 },
+  ];
+  const done: Reconfigured = tracker.reconfigure({ services: [...services, ...windows] });
+  const names: string[] = [...done.added, ...done.removed, ...done.changed];
+  // @ts-expect-error: storage cannot change at run time
+  tracker.reconfigure({ services, storage: { key: "other" } });
+  // @ts-expect-error: a time zone is a name
+  new QuotaTracker({ services: [{ name: "a", limit: 1, period: "day", timezone: 7 }] });
+  const shadow: TryRecordResult = tracker.tryRecord("llm");
+  if (shadow.allowed) {
+    const wouldHave: string | undefined = shadow.shadowDenied;
+    console.log(wouldHave, names);
+  }
 
   const tried: TryRecordResult = tracker.tryRecord("search");
   if (tried.allowed) {
