@@ -1,14 +1,18 @@
-//! One service's card: usage, bar with thresholds, level, period and countdown to reset.
+//! One service's card: usage, bar with thresholds, level, window and countdown to reset (and
+//! the local reset time of a window in a time zone).
 
 use crate::dynamic::{text, Text};
 use crate::format;
 use crate::model::ServiceView;
 use crate::state::use_app;
 use leptos::prelude::*;
-use quota_core::Level;
+use quota_core::{Level, Period, WindowSpec};
 
 /// The card of service `name`: used / limit / remaining, a bar with the warn and critical
-/// markers, the level as a word and a colour, the period and the time until the window resets.
+/// markers, the level as a word and a colour, the window in words (`day in
+/// America/Los_Angeles`) and the time until it resets; for a window in a time zone, also the
+/// reset's local time there (`resets 00:00 America/Los_Angeles`, formatted by the browser's
+/// `Intl`).
 ///
 /// Its numbers change on nearly every frame while the workers run, so each is a reactive text
 /// of its own (only the text nodes and attributes that changed are written).
@@ -36,6 +40,26 @@ pub fn ServiceCard(
             s.as_ref()
                 .map(|s| format::countdown(s.usage.reset_at_ms.saturating_sub(at)))
                 .unwrap_or_default()
+        })
+    });
+    let key = name.clone();
+    let window: Memo<Option<WindowSpec>> = Memo::new(move |_| {
+        state.config().with(|config| {
+            config
+                .services
+                .iter()
+                .find(|service| service.name == key)
+                .map(|service| service.window.clone())
+        })
+    });
+    let spec =
+        text(move || window.with(|w| w.as_ref().map(ToString::to_string).unwrap_or_default()));
+    // Formatted again only when the window ends (or the config changes).
+    let reset_at = Memo::new(move |_| service.with(|s| s.as_ref().map(|s| s.usage.reset_at_ms)));
+    let local_reset = text(move || {
+        window.with(|window| match (window.as_ref(), reset_at.get()) {
+            (Some(window), Some(at)) => local_reset(window, at),
+            _ => String::new(),
         })
     });
     let id = |part: &str| format!("{part}-{name}");
@@ -92,11 +116,28 @@ pub fn ServiceCard(
                 ></div>
             </div>
             <p class="period">
-                "per " <span data-testid=id("period")>{read(|s| s.usage.period.to_string())}</span>
+                "per " <span data-testid=id("period")>{spec}</span>
                 " · resets in " <span data-testid=id("reset")>{countdown}</span>
             </p>
+            <p class="local-reset" data-testid=id("local-reset")>{local_reset}</p>
         </article>
     }
+}
+
+/// For a window in a time zone, when it resets at `at_ms` in the zone's local time: `resets
+/// 00:00 America/Los_Angeles` (with the date, `resets Mar 15, 00:00 ...`, for windows longer
+/// than a day); empty for a UTC window.
+fn local_reset(window: &WindowSpec, at_ms: u64) -> String {
+    let Some(zone) = window.zone() else {
+        return String::new();
+    };
+    let longer_than_a_day = match window.period() {
+        Period::Second | Period::Minute | Period::Hour => false,
+        Period::Day => window.units() > 1,
+        _ => true,
+    };
+    let time = format::local_time(at_ms, zone.name(), longer_than_a_day);
+    format!("resets {time} {}", zone.name())
 }
 
 /// A symbol beside the level word (never the only signal).
