@@ -225,7 +225,8 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
     let field = move |field: &'static str,
                       title: &'static str,
                       signal: RwSignal<String>,
-                      mode: &'static str| {
+                      mode: &'static str,
+                      placeholder: &'static str| {
         view! {
             <div class="field">
                 <label for=id(field)>{title}</label>
@@ -234,6 +235,7 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
                     data-testid=id(field)
                     type="text"
                     inputmode=mode
+                    placeholder=placeholder
                     prop:value=text(move || signal.get())
                     on:input=on_change(move |ev| signal.set(event_target_value(&ev)))
                 />
@@ -244,8 +246,8 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
         <fieldset class="config-row">
             <legend>{text(move || row.name.get())}</legend>
             <div class="fields">
-                {field("name", "Name", row.name, "text")}
-                {field("limit", "Limit", row.limit, "numeric")}
+                {field("name", "Name", row.name, "text", "")}
+                {field("limit", "Limit", row.limit, "numeric", "")}
                 <div class="field">
                     <label for=id("period")>"Period"</label>
                     <select
@@ -258,9 +260,9 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
                             .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
                     </select>
                 </div>
-                {field("zone", "Time zone", row.zone, "text")}
-                {field("warn", "Warn at", row.warn, "decimal")}
-                {field("critical", "Critical at", row.critical, "decimal")}
+                {field("zone", "Time zone", row.zone, "text", "UTC")}
+                {field("warn", "Warn at", row.warn, "decimal", "")}
+                {field("critical", "Critical at", row.critical, "decimal", "")}
                 <button
                     type="button"
                     class="remove"

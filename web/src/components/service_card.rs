@@ -3,10 +3,12 @@
 
 use crate::dynamic::{text, Text};
 use crate::format;
+use crate::locks::lock;
 use crate::model::ServiceView;
 use crate::state::use_app;
 use leptos::prelude::*;
-use quota_core::{Level, Period, WindowSpec};
+use quota_core::{Level, Period, TrackerConfig, WindowSpec};
+use std::sync::Mutex;
 
 /// The card of service `name`: used / limit / remaining, a bar with the warn and critical
 /// markers, the level as a word and a colour, the window in words (`day in
@@ -43,23 +45,32 @@ pub fn ServiceCard(
         })
     });
     let key = name.clone();
-    let window: Memo<Option<WindowSpec>> = Memo::new(move |_| {
+    let spec = text(move || {
         state.config().with(|config| {
-            config
-                .services
-                .iter()
-                .find(|service| service.name == key)
-                .map(|service| service.window.clone())
+            window_of(config, &key)
+                .map(ToString::to_string)
+                .unwrap_or_default()
         })
     });
-    let spec =
-        text(move || window.with(|w| w.as_ref().map(ToString::to_string).unwrap_or_default()));
-    // Formatted again only when the window ends (or the config changes).
-    let reset_at = Memo::new(move |_| service.with(|s| s.as_ref().map(|s| s.usage.reset_at_ms)));
+    // Formatted by `Intl` again only when the window ends or changes (a cache rather than a
+    // memo: no new memo type in the `.wasm`).
+    let key = name.clone();
+    let shown: Mutex<Option<(u64, WindowSpec, String)>> = Mutex::new(None);
     let local_reset = text(move || {
-        window.with(|window| match (window.as_ref(), reset_at.get()) {
-            (Some(window), Some(at)) => local_reset(window, at),
-            _ => String::new(),
+        let at = service.with(|s| s.as_ref().map(|s| s.usage.reset_at_ms));
+        state.config().with(|config| {
+            let (Some(window), Some(at)) = (window_of(config, &key), at) else {
+                return String::new();
+            };
+            let mut shown = lock(&shown);
+            match &*shown {
+                Some((was_at, was, text)) if *was_at == at && was == window => text.clone(),
+                _ => {
+                    let text = local_reset(window, at);
+                    *shown = Some((at, window.clone(), text.clone()));
+                    text
+                }
+            }
         })
     });
     let id = |part: &str| format!("{part}-{name}");
@@ -122,6 +133,15 @@ pub fn ServiceCard(
             <p class="local-reset" data-testid=id("local-reset")>{local_reset}</p>
         </article>
     }
+}
+
+/// The window of service `name` in `config`.
+fn window_of<'c>(config: &'c TrackerConfig, name: &str) -> Option<&'c WindowSpec> {
+    config
+        .services
+        .iter()
+        .find(|service| service.name == name)
+        .map(|service| &service.window)
 }
 
 /// For a window in a time zone, when it resets at `at_ms` in the zone's local time: `resets
