@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
 } from './harness.mjs';
@@ -275,5 +276,65 @@ test('screenshot of a run in progress (into target/e2e/, git-ignored)', async ()
   rmSync(TEST_SCREENSHOT, { force: true });
   await takeScreenshot(page, TEST_SCREENSHOT);
   assert.ok(statSync(TEST_SCREENSHOT).size > 10_000, 'a screenshot was written');
+  assert.deepEqual(page.errors, []);
+});
+
+test('Apply changes the running tracker: counts kept, a removed service loses its card, a time zone shows its local reset', async () => {
+  // Last: it leaves the page with a config of its own (the screenshot above uses the defaults).
+  await page.getByTestId('mode').selectOption('locked');
+  await page.getByTestId('admission').selectOption('count');
+  await setInput(page, 'workers', 4);
+  await setInput(page, 'rate', 50);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  await waitUntil('tiingo used >= 20', async () => (await count(page, 'used-tiingo')) >= 20);
+  await pauseAndSettle(page);
+  const used = await count(page, 'used-tiingo');
+  const recorded = await count(page, 'recorded-tiingo');
+  const applied = () => page.getByTestId('config-applied').textContent();
+
+  // A new limit: the count stays and the card shows the new limit.
+  await setInput(page, 'config-limit-tiingo', 2_000);
+  await page.getByTestId('config-apply').click();
+  assert.equal(await page.getByTestId('config-error').textContent(), '');
+  assert.equal(await applied(), 'Applied to the running tracker, counts kept: changed tiingo.');
+  assert.equal(await count(page, 'limit-tiingo'), 2_000);
+  assert.equal(await count(page, 'used-tiingo'), used, 'the used count is kept, not reset to 0');
+  assert.equal(await count(page, 'recorded-tiingo'), recorded);
+  assert.equal(await count(page, 'remaining-tiingo'), 2_000 - used);
+
+  // A removed service: its card and its counters row go.
+  await page.getByTestId('config-remove-sendgrid').click();
+  await page.getByTestId('config-apply').click();
+  assert.equal(await applied(), 'Applied to the running tracker, counts kept: removed sendgrid.');
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub']);
+  assert.equal(await page.getByTestId('card-sendgrid').count(), 0);
+  assert.equal(await page.getByTestId('recorded-sendgrid').count(), 0);
+  assert.equal(await count(page, 'used-tiingo'), used);
+
+  // A time zone: the card shows the window in words and its local reset time (a month from
+  // local midnight of the 1st in Los Angeles).
+  assert.equal(await page.getByTestId('local-reset-tiingo').isVisible(), false, 'UTC: no local time');
+  await setInput(page, 'config-zone-tiingo', 'America/Los_Angeles');
+  await page.getByTestId('config-period-finnhub').selectOption('day');
+  await setInput(page, 'config-zone-finnhub', 'America/Los_Angeles');
+  await page.getByTestId('config-apply').click();
+  assert.equal(await page.getByTestId('config-error').textContent(), '');
+  assert.equal(await page.getByTestId('period-tiingo').textContent(), 'month in America/Los_Angeles');
+  assert.match(
+    await page.getByTestId('local-reset-tiingo').textContent(),
+    /^resets [A-Z][a-z]{2} 1, 00:00 America\/Los_Angeles$/,
+  );
+  assert.equal(await page.getByTestId('period-finnhub').textContent(), 'day in America/Los_Angeles');
+  assert.equal(await page.getByTestId('local-reset-finnhub').textContent(), 'resets 00:00 America/Los_Angeles');
+
+  // An unknown zone: the core's message, and nothing changes.
+  await setInput(page, 'config-zone-finnhub', 'Mars/Olympus_Mons');
+  await page.getByTestId('config-apply').click();
+  assert.match(await page.getByTestId('config-error').textContent(), /service "finnhub": unknown time zone "Mars\/Olympus_Mons"/);
+  assert.equal(await page.getByTestId('local-reset-finnhub').textContent(), 'resets 00:00 America/Los_Angeles');
+
+  await page.getByTestId('config-discard').click();
+  await page.locator('.cards').screenshot({ path: join(dirname(TEST_SCREENSHOT), 'cards-in-time-zones.png') });
   assert.deepEqual(page.errors, []);
 });

@@ -72,3 +72,51 @@ pub fn parse_number(text: &str) -> Option<f64> {
         && exponent_ok;
     valid.then(|| js_sys::parse_float(text))
 }
+
+/// `ms` since the Unix epoch as the time of day in the IANA time zone `zone`, `HH:MM`, after
+/// the date (`Mar 15, 00:00`) when `with_date`; formatted by the browser's `Intl` (no time
+/// zone data in the `.wasm`). Empty if `Intl` refuses the zone (the core accepted it through
+/// the same `Intl`, so it does not).
+pub fn local_time(ms: u64, zone: &str, with_date: bool) -> String {
+    use js_sys::{Array, Date, Function, Reflect, JSON};
+    use wasm_bindgen::{JsCast, JsValue};
+    let date_fields = if with_date {
+        ",\"month\":\"short\",\"day\":\"numeric\""
+    } else {
+        ""
+    };
+    // A zone name holds letters, digits and `/ _ - +` only (the core checks): nothing to
+    // escape.
+    let formatted = (|| {
+        let options = JSON::parse(&format!(
+            "{{\"timeZone\":\"{zone}\",\"hourCycle\":\"h23\",\"hour\":\"2-digit\",\
+             \"minute\":\"2-digit\"{date_fields}}}"
+        ))
+        .ok()?;
+        let intl = Reflect::get(&js_sys::global(), &"Intl".into()).ok()?;
+        let constructor: Function = Reflect::get(&intl, &"DateTimeFormat".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        // `Reflect.construct` hands back a `RangeError` instead of throwing it through the wasm.
+        let formatter: js_sys::Intl::DateTimeFormat =
+            Reflect::construct(&constructor, &Array::of2(&"en-US".into(), &options))
+                .ok()?
+                .dyn_into()
+                .ok()?;
+        let date = Date::new(&JsValue::from_f64(ms as f64));
+        formatter
+            .format()
+            .call1(&JsValue::UNDEFINED, &date)
+            .ok()?
+            .as_string()
+    })()
+    .unwrap_or_default();
+    // Some engines write midnight as hour 24 despite `h23`.
+    match formatted.rsplit_once("24:") {
+        Some((before, after)) if before.is_empty() || before.ends_with(' ') => {
+            format!("{before}00:{after}")
+        }
+        _ => formatted,
+    }
+}

@@ -136,6 +136,8 @@ pub enum Cause {
     Worker(usize),
     /// The window ended and the count restarted.
     WindowReset,
+    /// A config change (Apply in the config editor): a new limit or threshold, or a new window.
+    Config,
 }
 
 /// One level change, as the timeline lists it.

@@ -7,7 +7,7 @@
 //! ([`ReadOnly`], [`Memo`]): only this state's own methods write them.
 
 use crate::clock::{self, SimClock};
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine};
 use crate::instances::Instances;
 use crate::model::{Frame, History, InstancesFrame, Rates, Status, StoreLog, Timeline};
 use crate::persist::DEFAULT_KEY;
@@ -442,17 +442,20 @@ impl AppState {
         self.workload_error.set(Some(message));
     }
 
-    /// Runs `config` (starting over).
+    /// Runs `config`: locked mode changes the running tracker (counts kept), racy mode starts
+    /// over (see [`Engine::apply_config`]); the instances view starts over with it.
     ///
     /// Errors: the core's error; the running config and counters stay as they were.
-    pub fn apply_config(&self, config: TrackerConfig) -> Result<(), QuotaError> {
+    pub fn apply_config(&self, config: TrackerConfig) -> Result<Applied, QuotaError> {
         self.change(|engine| {
-            engine.apply_config(config)?;
-            self.clear_logs();
-            // The instances view starts over with the new config too.
+            let applied = engine.apply_config(config)?;
+            if applied == Applied::StartedOver {
+                self.clear_logs();
+            }
+            // The instances view starts over with the new config.
             let instances = self.instances();
             instances.reset(engine.config(), instances.mode())?;
-            Ok(())
+            Ok(applied)
         })
     }
 

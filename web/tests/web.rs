@@ -383,9 +383,10 @@ async fn an_invalid_limit_shows_the_error_and_keeps_the_config() {
     assert_eq!(text(&root, "limit-tiingo"), "1000");
     assert_eq!(
         text(&root, "recorded-tiingo"),
-        "0",
-        "a new config counts from zero"
+        "9",
+        "the running tracker takes the new config: its counts stay"
     );
+    assert_eq!(text(&root, "used-tiingo"), "9");
 }
 
 #[wasm_bindgen_test]
@@ -499,7 +500,6 @@ async fn a_new_app_on_the_same_key_continues_where_it_was_and_reset_clears_it() 
     first.engine().record(2, FINNHUB, 3);
     first.engine().record(3, FINNHUB, 100); // denied: more than finnhub's 60
     first.pause(); // syncs
-                   // Applying a config started the simulated clock over at real time.
     let synced_at = first.engine().clock().now_ms();
     settle().await;
     assert_eq!(text(&root, "stats-saves"), "1");

@@ -1,10 +1,11 @@
-//! Editing the services: add, remove, change limit, period and thresholds.
+//! Editing the services: add, remove, change limit, period, time zone and thresholds.
 
 use crate::dynamic::{flag, on_change, on_click, text, Flag};
+use crate::engine::Applied;
 use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
-use quota_core::{Period, ServiceConfig, TrackerConfig};
+use quota_core::{Period, ServiceConfig, TrackerConfig, WindowSpec};
 
 /// One service being edited, its fields as typed.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +18,8 @@ struct Row {
     name: RwSignal<String>,
     limit: RwSignal<String>,
     period: RwSignal<String>,
+    /// The window's IANA time zone; empty for UTC.
+    zone: RwSignal<String>,
     warn: RwSignal<String>,
     critical: RwSignal<String>,
     /// The service as it was: the fields not edited here (the reserve, ...) are kept from it.
@@ -31,6 +34,12 @@ impl Row {
             name: RwSignal::new(service.name.clone()),
             limit: RwSignal::new(service.limit.to_string()),
             period: RwSignal::new(service.window.period().as_str().to_owned()),
+            zone: RwSignal::new(
+                service
+                    .window
+                    .zone()
+                    .map_or_else(String::new, |zone| zone.name().to_owned()),
+            ),
             warn: RwSignal::new(service.warn_threshold.to_string()),
             critical: RwSignal::new(service.critical_threshold.to_string()),
             base: StoredValue::new(service.clone()),
@@ -62,19 +71,28 @@ impl Row {
         config.warn_threshold = fraction("warn_threshold", self.warn.get_untracked())?;
         config.critical_threshold = fraction("critical_threshold", self.critical.get_untracked())?;
         config.limit = limit;
-        // Another period is a new window (the editor shows no time zone, N or anchor day: a
-        // window that has them keeps them while its period stays).
-        if config.window.period() != period {
-            config.window = period.into();
-        }
+        // The editor shows no N or anchor day: a window that has them keeps them while its
+        // period stays (another period is one unit from the 1st). The time zone is the
+        // field's; the core checks it (through the browser's Intl).
+        let (units, anchor) = if config.window.period() == period {
+            (config.window.units(), config.window.anchor())
+        } else {
+            (1, None)
+        };
+        let zone_text = self.zone.get_untracked();
+        let zone = Some(zone_text.trim()).filter(|zone| !zone.is_empty());
+        config.window = WindowSpec::from_parts(period, units, zone, anchor)
+            .map_err(|error| format!("service {name:?}: {error}"))?;
         config.name = name;
         Ok(config)
     }
 }
 
-/// The config editor: a row per service (name, limit, period, warn and critical thresholds as
-/// fractions of the limit), add and remove, and Apply. Apply runs the new config from zero; an
-/// invalid one shows the core's error message and the running config stays as it was.
+/// The config editor: a row per service (name, limit, period, time zone, warn and critical
+/// thresholds as fractions of the limit), add and remove, and Apply. In locked mode Apply
+/// changes the running tracker and says what changed (counts are kept); racy mode, which has
+/// no reconfigure, starts over. An invalid config shows the core's error message and the
+/// running config stays as it was.
 #[component]
 pub fn ConfigEditor() -> impl IntoView {
     let state = use_app();
@@ -93,7 +111,8 @@ pub fn ConfigEditor() -> impl IntoView {
     };
     let rows = RwSignal::new(state.config().with_untracked(rows_from));
     let error = RwSignal::new(None::<String>);
-    let applied = RwSignal::new(false);
+    // What the last Apply did; empty until then and after an edit.
+    let applied = RwSignal::new(String::new());
     let discard = move || {
         rows.set(state.config().with_untracked(rows_from));
         error.set(None);
@@ -102,7 +121,7 @@ pub fn ConfigEditor() -> impl IntoView {
         let key = take_key();
         let service = ServiceConfig::new(format!("service-{key}"), 100, Period::Minute);
         rows.update(|rows| rows.push(Row::new(key, format!("new-{key}"), &service)));
-        applied.set(false);
+        applied.set(String::new());
     };
     let apply = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -114,13 +133,13 @@ pub fn ConfigEditor() -> impl IntoView {
                 .map_err(|error| error.to_string())
         });
         match result {
-            Ok(()) => {
+            Ok(done) => {
                 discard();
-                applied.set(true);
+                applied.set(applied_message(&done));
             }
             Err(message) => {
                 error.set(Some(message));
-                applied.set(false);
+                applied.set(String::new());
             }
         }
     };
@@ -129,7 +148,10 @@ pub fn ConfigEditor() -> impl IntoView {
         <section class="panel config" aria-labelledby="config-heading">
             <h2 id="config-heading">"Services config"</h2>
             <p class="hint">
-                "Thresholds are fractions of the limit (0.5 = 50 %). Apply starts the counts over."
+                "Thresholds are fractions of the limit (0.5 = 50 %); a time zone (IANA, such as \
+                 America/Los_Angeles) resets the window at local time, empty is UTC. Apply \
+                 changes the running tracker and keeps the counts (a new period starts that \
+                 service's window fresh); racy mode, which has no reconfigure, starts over."
             </p>
             <form on:submit=apply aria-describedby="config-error" novalidate>
                 <div class="config-rows">
@@ -145,14 +167,8 @@ pub fn ConfigEditor() -> impl IntoView {
                 >
                     {text(move || error.get().unwrap_or_default())}
                 </p>
-                <p class="applied" aria-live="polite">
-                    {text(move || {
-                        if applied.get() {
-                            "Applied: counting from zero with the new config.".to_owned()
-                        } else {
-                            String::new()
-                        }
-                    })}
+                <p class="applied" aria-live="polite" data-testid="config-applied">
+                    {text(move || applied.get())}
                 </p>
                 <div class="buttons">
                     <button type="button" data-testid="config-add" on:click=on_click(add)>
@@ -170,6 +186,37 @@ pub fn ConfigEditor() -> impl IntoView {
     }
 }
 
+/// What Apply did, in words.
+fn applied_message(applied: &Applied) -> String {
+    match applied {
+        Applied::Reconfigured(changes) => {
+            let mut parts = Vec::new();
+            for (what, names) in [
+                ("added", &changes.added),
+                ("removed", &changes.removed),
+                ("changed", &changes.changed),
+            ] {
+                if !names.is_empty() {
+                    parts.push(format!("{what} {}", names.join(", ")));
+                }
+            }
+            if parts.is_empty() {
+                "Applied: nothing changed.".to_owned()
+            } else {
+                format!(
+                    "Applied to the running tracker, counts kept: {}.",
+                    parts.join("; ")
+                )
+            }
+        }
+        Applied::StartedOver => {
+            "Applied: racy mode has no reconfigure, so the demonstration counts from zero with \
+             the new config."
+                .to_owned()
+        }
+    }
+}
+
 /// The inputs of one service.
 #[component]
 fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView {
@@ -178,7 +225,8 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
     let field = move |field: &'static str,
                       title: &'static str,
                       signal: RwSignal<String>,
-                      mode: &'static str| {
+                      mode: &'static str,
+                      placeholder: &'static str| {
         view! {
             <div class="field">
                 <label for=id(field)>{title}</label>
@@ -187,6 +235,7 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
                     data-testid=id(field)
                     type="text"
                     inputmode=mode
+                    placeholder=placeholder
                     prop:value=text(move || signal.get())
                     on:input=on_change(move |ev| signal.set(event_target_value(&ev)))
                 />
@@ -197,8 +246,8 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
         <fieldset class="config-row">
             <legend>{text(move || row.name.get())}</legend>
             <div class="fields">
-                {field("name", "Name", row.name, "text")}
-                {field("limit", "Limit", row.limit, "numeric")}
+                {field("name", "Name", row.name, "text", "")}
+                {field("limit", "Limit", row.limit, "numeric", "")}
                 <div class="field">
                     <label for=id("period")>"Period"</label>
                     <select
@@ -211,8 +260,9 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
                             .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
                     </select>
                 </div>
-                {field("warn", "Warn at", row.warn, "decimal")}
-                {field("critical", "Critical at", row.critical, "decimal")}
+                {field("zone", "Time zone", row.zone, "text", "UTC")}
+                {field("warn", "Warn at", row.warn, "decimal", "")}
+                {field("critical", "Critical at", row.critical, "decimal", "")}
                 <button
                     type="button"
                     class="remove"

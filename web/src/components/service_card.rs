@@ -1,14 +1,20 @@
-//! One service's card: usage, bar with thresholds, level, period and countdown to reset.
+//! One service's card: usage, bar with thresholds, level, window and countdown to reset (and
+//! the local reset time of a window in a time zone).
 
 use crate::dynamic::{text, Text};
 use crate::format;
+use crate::locks::lock;
 use crate::model::ServiceView;
 use crate::state::use_app;
 use leptos::prelude::*;
-use quota_core::Level;
+use quota_core::{Level, Period, TrackerConfig, WindowSpec};
+use std::sync::Mutex;
 
 /// The card of service `name`: used / limit / remaining, a bar with the warn and critical
-/// markers, the level as a word and a colour, the period and the time until the window resets.
+/// markers, the level as a word and a colour, the window in words (`day in
+/// America/Los_Angeles`) and the time until it resets; for a window in a time zone, also the
+/// reset's local time there (`resets 00:00 America/Los_Angeles`, formatted by the browser's
+/// `Intl`).
 ///
 /// Its numbers change on nearly every frame while the workers run, so each is a reactive text
 /// of its own (only the text nodes and attributes that changed are written).
@@ -36,6 +42,35 @@ pub fn ServiceCard(
             s.as_ref()
                 .map(|s| format::countdown(s.usage.reset_at_ms.saturating_sub(at)))
                 .unwrap_or_default()
+        })
+    });
+    let key = name.clone();
+    let spec = text(move || {
+        state.config().with(|config| {
+            window_of(config, &key)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+    });
+    // Formatted by `Intl` again only when the window ends or changes (a cache rather than a
+    // memo: no new memo type in the `.wasm`).
+    let key = name.clone();
+    let shown: Mutex<Option<(u64, WindowSpec, String)>> = Mutex::new(None);
+    let local_reset = text(move || {
+        let at = service.with(|s| s.as_ref().map(|s| s.usage.reset_at_ms));
+        state.config().with(|config| {
+            let (Some(window), Some(at)) = (window_of(config, &key), at) else {
+                return String::new();
+            };
+            let mut shown = lock(&shown);
+            match &*shown {
+                Some((was_at, was, text)) if *was_at == at && was == window => text.clone(),
+                _ => {
+                    let text = local_reset(window, at);
+                    *shown = Some((at, window.clone(), text.clone()));
+                    text
+                }
+            }
         })
     });
     let id = |part: &str| format!("{part}-{name}");
@@ -92,11 +127,37 @@ pub fn ServiceCard(
                 ></div>
             </div>
             <p class="period">
-                "per " <span data-testid=id("period")>{read(|s| s.usage.period.to_string())}</span>
+                "per " <span data-testid=id("period")>{spec}</span>
                 " · resets in " <span data-testid=id("reset")>{countdown}</span>
             </p>
+            <p class="local-reset" data-testid=id("local-reset")>{local_reset}</p>
         </article>
     }
+}
+
+/// The window of service `name` in `config`.
+fn window_of<'c>(config: &'c TrackerConfig, name: &str) -> Option<&'c WindowSpec> {
+    config
+        .services
+        .iter()
+        .find(|service| service.name == name)
+        .map(|service| &service.window)
+}
+
+/// For a window in a time zone, when it resets at `at_ms` in the zone's local time: `resets
+/// 00:00 America/Los_Angeles` (with the date, `resets Mar 15, 00:00 ...`, for windows longer
+/// than a day); empty for a UTC window.
+fn local_reset(window: &WindowSpec, at_ms: u64) -> String {
+    let Some(zone) = window.zone() else {
+        return String::new();
+    };
+    let longer_than_a_day = match window.period() {
+        Period::Second | Period::Minute | Period::Hour => false,
+        Period::Day => window.units() > 1,
+        _ => true,
+    };
+    let time = format::local_time(at_ms, zone.name(), longer_than_a_day);
+    format!("resets {time} {}", zone.name())
 }
 
 /// A symbol beside the level word (never the only signal).

@@ -51,6 +51,7 @@ fn entry_view(entry: &TimelineEntry) -> impl IntoView {
     let cause = match entry.cause {
         Cause::Worker(n) => format!("worker {n}"),
         Cause::WindowReset => "window reset".to_owned(),
+        Cause::Config => "config change".to_owned(),
     };
     let class = format!(
         "entry to-{}{}",

@@ -19,7 +19,8 @@
 //! writes to `localStorage` with its own counters (and the config and the simulated time) right
 //! after a successful sync, at most a few times a second of real time and at once after a flush
 //! (see [`persist`](crate::persist)); a new engine on the same key continues from the last
-//! write. A new run (reset, mode, config) clears what was saved.
+//! write. A new run (reset, mode, or a config change in racy mode) clears what was saved; a
+//! config change in locked mode goes on in the same run (see [`Engine::apply_config`]).
 //!
 //! Nothing here touches the DOM: [`Engine::frame`] reads everything the page shows, once per
 //! animation frame.
@@ -37,7 +38,7 @@ use crate::persist::DashboardStorage;
 use crate::settings::{CallMode, Settings};
 pub(crate) use lifecycle::Lifecycle;
 use quota_core::sim::{Mode, Op, Share, Workload, WorkloadError};
-use quota_core::{Clock, QuotaError, StoreEvent, TrackerConfig, Transition};
+use quota_core::{Clock, QuotaError, Reconfigured, StoreEvent, TrackerConfig, Transition};
 use run::Run;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -67,6 +68,16 @@ fn check_config(config: &TrackerConfig) -> Result<(), QuotaError> {
         });
     }
     config.validate()
+}
+
+/// What [`Engine::apply_config`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Locked mode: the running tracker took the new config; these services were added,
+    /// removed and changed, every other count goes on.
+    Reconfigured(Reconfigured),
+    /// Racy mode (no reconfigure): the demonstration started over with the new config.
+    StartedOver,
 }
 
 /// The running simulation. Shared (`Rc`) by the page and the worker tasks.
@@ -228,7 +239,7 @@ impl Engine {
     ) -> Result<(), WorkloadError> {
         let mut workload = self.settings.borrow().workload.clone();
         change(&mut workload);
-        workload.stream(self.run().config(), 0)?;
+        workload.stream(&self.run().config(), 0)?;
         self.settings.borrow_mut().workload = workload;
         if self.workers.is_running() {
             self.restart_workers();
@@ -236,33 +247,67 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs `config` from now on: a new counter, counters at 0 (see [`reset`](Self::reset)).
-    /// Services keep their mix weight; new ones get weight 1.
+    /// Runs `config` from now on. Services keep their mix weight; new ones get weight 1;
+    /// running workers restart with the new services.
+    ///
+    /// - Locked mode: the running tracker takes the new config
+    ///   ([`QuotaTracker::reconfigure`](quota_core::QuotaTracker::reconfigure)): a service in
+    ///   both keeps its counts (its window's count too, unless its window changed: then it
+    ///   starts fresh in the new window), added services start at 0 and removed ones go; a
+    ///   lower limit may change a level at once (one transition, caused by the config). The
+    ///   tracker then syncs and the page saves, so a reload continues with the new config.
+    /// - Racy mode: the demonstration has no reconfigure, so it starts over (see
+    ///   [`reset`](Self::reset)) with the new config.
     ///
     /// Errors: the core's [`QuotaError::InvalidConfig`] for an invalid config; the running
     /// config, counters and saved state stay.
-    pub fn apply_config(self: &Rc<Self>, config: TrackerConfig) -> Result<(), QuotaError> {
+    pub fn apply_config(self: &Rc<Self>, config: TrackerConfig) -> Result<Applied, QuotaError> {
         check_config(&config)?;
-        let old_mix = std::mem::take(&mut self.settings.borrow_mut().workload.mix);
-        let weight = |name: &str| {
-            old_mix
+        let mix = {
+            let settings = self.settings.borrow();
+            let weight = |name: &str| {
+                settings
+                    .workload
+                    .mix
+                    .iter()
+                    .find(|share| share.service == name)
+                    .map_or(1, |share| share.weight)
+            };
+            let mut mix: Vec<Share> = config
+                .services
                 .iter()
-                .find(|share| share.service == name)
-                .map_or(1, |share| share.weight)
+                .map(|service| Share {
+                    service: service.name.clone(),
+                    weight: weight(&service.name),
+                })
+                .collect();
+            if mix.iter().all(|share| share.weight == 0) {
+                mix.iter_mut().for_each(|share| share.weight = 1);
+            }
+            mix
         };
-        let mut mix: Vec<Share> = config
-            .services
-            .iter()
-            .map(|service| Share {
-                service: service.name.clone(),
-                weight: weight(&service.name),
-            })
-            .collect();
-        if mix.iter().all(|share| share.weight == 0) {
-            mix.iter_mut().for_each(|share| share.weight = 1);
-        }
-        self.settings.borrow_mut().workload.mix = mix;
-        self.start_over(config)
+        let run = self.run();
+        let applied = match run.reconfigure(config.clone()) {
+            Some(result) => {
+                let changes = result?;
+                self.settings.borrow_mut().workload.mix = mix;
+                self.flush();
+                if self.workers.is_running() {
+                    self.restart_workers();
+                }
+                Applied::Reconfigured(changes)
+            }
+            None => {
+                // Before the workers restart with it (a failed start changes nothing).
+                let old_mix = std::mem::replace(&mut self.settings.borrow_mut().workload.mix, mix);
+                if let Err(error) = self.start_over(config) {
+                    self.settings.borrow_mut().workload.mix = old_mix;
+                    return Err(error);
+                }
+                Applied::StartedOver
+            }
+        };
+        Ok(applied)
     }
 
     /// Records one call of `count` units to service `service` (config index) as worker
@@ -338,7 +383,7 @@ impl Engine {
         let run = self.run();
         let workload = self.settings.borrow().workload.clone();
         for index in 0..workload.workers {
-            match workload.stream(run.config(), index) {
+            match workload.stream(&run.config(), index) {
                 Ok(stream) => Worker::spawn(self, &run, index + 1, stream),
                 Err(error) => unreachable!("the workload was validated: {error}"),
             }

@@ -11,10 +11,10 @@ use crate::persist::{
 use crate::settings::CallMode;
 use quota_core::sim::{Counter, Mode, Op, RacyCounts, RacyState};
 use quota_core::{
-    Clock, Level, QuotaError, QuotaTracker, StoreEvent, StoreStats, SyncPolicy, TrackerConfig,
-    Transition,
+    Clock, Level, QuotaError, QuotaTracker, Reconfigured, StoreEvent, StoreStats, SyncPolicy,
+    TrackerConfig, Transition,
 };
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use web_time::Instant;
@@ -22,9 +22,14 @@ use web_time::Instant;
 /// Store events kept until the next frame reads them; older ones are dropped.
 const MAX_PENDING_STORE_EVENTS: usize = 100;
 
-/// The counter and its counters from one reset to the next.
+/// The actor while a config change is applied: its level changes are the config's doing.
+const CONFIG_ACTOR: usize = usize::MAX;
+
+/// The counter and its counters from one reset to the next. In locked mode a config change
+/// ([`reconfigure`](Self::reconfigure)) goes on in the same run.
 pub(super) struct Run {
-    config: TrackerConfig,
+    /// The config in force (changed by [`reconfigure`](Self::reconfigure)).
+    config: RefCell<TrackerConfig>,
     counter: Counter,
     /// What the tracker's saves share with the engine; `Some` exactly in locked mode.
     saving: Option<Saving>,
@@ -42,7 +47,7 @@ pub(super) struct Run {
     actor: Arc<AtomicUsize>,
     /// Units recorded before this page (restored counters), per service; added to the tracker's
     /// `total_recorded`, which counts from this tracker's build.
-    recorded_before: Vec<u64>,
+    recorded_before: RefCell<Vec<u64>>,
 }
 
 /// The locked-mode extras: where the tracker's store writes, and what it reports back.
@@ -101,9 +106,9 @@ impl Run {
         Ok(Run {
             issued: RefCell::new(restored(|s| s.issued)),
             denied: RefCell::new(restored(|s| s.denied)),
-            recorded_before: restored(|s| s.recorded),
+            recorded_before: RefCell::new(restored(|s| s.recorded)),
             calls: Cell::new(saved.map_or(0, |c| c.calls)),
-            config,
+            config: RefCell::new(config),
             counter,
             saving,
             changes,
@@ -111,9 +116,49 @@ impl Run {
         })
     }
 
-    /// The config this run counts.
-    pub(super) fn config(&self) -> &TrackerConfig {
-        &self.config
+    /// The config this run counts now.
+    pub(super) fn config(&self) -> Ref<'_, TrackerConfig> {
+        self.config.borrow()
+    }
+
+    /// Locked mode: applies `config` to the running tracker
+    /// ([`QuotaTracker::reconfigure`]): a service in both configs keeps its counts here and
+    /// its window's count in the tracker (unless its window changed), an added one starts at
+    /// 0, a removed one is dropped. Level changes it makes are the config's (cause
+    /// [`Cause::Config`]). `None` in racy mode, which cannot change its config.
+    ///
+    /// Errors: the tracker's; nothing changed.
+    pub(super) fn reconfigure(
+        &self,
+        config: TrackerConfig,
+    ) -> Option<Result<Reconfigured, QuotaError>> {
+        let tracker = self.counter.tracker()?;
+        self.actor.store(CONFIG_ACTOR, Ordering::Relaxed);
+        let result = tracker.reconfigure(config.clone());
+        self.actor.store(0, Ordering::Relaxed);
+        if result.is_ok() {
+            let old = self.config.replace(config);
+            let new = self.config.borrow();
+            // Each per-service count, moved to the service's place in the new config.
+            let carry = |counts: &RefCell<Vec<u64>>| {
+                let mut counts = counts.borrow_mut();
+                let kept: Vec<u64> = new
+                    .services
+                    .iter()
+                    .map(|service| {
+                        old.services
+                            .iter()
+                            .position(|s| s.name == service.name)
+                            .map_or(0, |index| counts[index])
+                    })
+                    .collect();
+                *counts = kept;
+            };
+            carry(&self.issued);
+            carry(&self.denied);
+            carry(&self.recorded_before);
+        }
+        Some(result)
     }
 
     /// The counter the workers record to.
@@ -124,10 +169,6 @@ impl Run {
     /// Calls issued since the reset.
     pub(super) fn calls(&self) -> u64 {
         self.calls.get()
-    }
-
-    fn name(&self, service: usize) -> &str {
-        &self.config.services[service].name
     }
 
     fn count_issued(&self, ops: &[Op]) {
@@ -144,8 +185,11 @@ impl Run {
     /// [`QuotaTracker::record_call`]; racy mode always records.
     pub(super) fn record_now(&self, worker: usize, ops: &[Op], now_ms: u64, call_mode: CallMode) {
         self.actor.store(worker, Ordering::Relaxed);
+        // A worker's stream names services by their index in the config it was made for; the
+        // workers restart whenever the config changes.
+        let config = self.config.borrow();
         for op in ops {
-            let name = self.name(op.service);
+            let name = &config.services[op.service].name;
             let result = match (self.counter.tracker(), call_mode) {
                 (Some(tracker), CallMode::Try) => tracker.try_record(name, op.count),
                 _ => self.counter.record(name, op.count, now_ms, || {}),
@@ -180,8 +224,9 @@ impl Run {
         ops: &[Op],
         now_ms: u64,
     ) {
+        let config = self.config.borrow();
         for op in ops {
-            match copy.record(self.name(op.service), op.count, now_ms) {
+            match copy.record(&config.services[op.service].name, op.count, now_ms) {
                 Ok(recorded) => self.note_changes(recorded.transitions(), worker),
                 Err(error) => leptos::logging::warn!("racy record refused: {error}"),
             }
@@ -231,6 +276,7 @@ impl Run {
                 let snapshot = tracker.snapshot();
                 let issued = self.issued.borrow();
                 let denied = self.denied.borrow();
+                let recorded_before = self.recorded_before.borrow();
                 let services = snapshot
                     .services()
                     .iter()
@@ -239,14 +285,14 @@ impl Run {
                         name: usage.name.to_string(),
                         issued: issued[index],
                         denied: denied[index],
-                        recorded: self.recorded_before[index] + usage.total_recorded,
+                        recorded: recorded_before[index] + usage.total_recorded,
                     })
                     .collect();
                 SavedCounters {
                     version: SavedCounters::VERSION,
                     synced_at_ms,
                     clock_ms,
-                    config: self.config.services.clone(),
+                    config: self.config.borrow().services.clone(),
                     calls: self.calls.get(),
                     services,
                 }
@@ -270,13 +316,14 @@ impl Run {
         let snapshot = self.counter.snapshot(now_ms);
         let issued = self.issued.borrow();
         let denied = self.denied.borrow();
+        let recorded_before = self.recorded_before.borrow();
         snapshot
             .services()
             .iter()
             .enumerate()
             .map(|(index, usage)| {
                 let mut usage = usage.clone();
-                usage.total_recorded += self.recorded_before[index];
+                usage.total_recorded += recorded_before[index];
                 ServiceView {
                     usage,
                     issued: issued[index],
@@ -340,7 +387,9 @@ fn locked_tracker(
 }
 
 fn cause_of(transition: &Transition, actor: usize) -> Cause {
-    if transition.to < transition.from || actor == 0 {
+    if actor == CONFIG_ACTOR {
+        Cause::Config
+    } else if transition.to < transition.from || actor == 0 {
         Cause::WindowReset
     } else {
         Cause::Worker(actor)
