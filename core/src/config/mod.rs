@@ -110,6 +110,11 @@ pub(crate) fn window_spec(
             WindowSpecError::AnchorNeedsMonth { .. } => {
                 invalid("anchor_day", &anchor, "needs period \"month\"".into())
             }
+            WindowSpecError::AnchorOutOfRange(_) => invalid(
+                "anchor_day",
+                &anchor,
+                "must be a day of the month, 1 to 31".into(),
+            ),
             other => invalid("anchor_day", &anchor, other.to_string()),
         }
     })
