@@ -1,12 +1,11 @@
 //! A hostile review of window specs (N units, time zones, anchor days) through the tracker, the
 //! text stores, the config file, `QuotaFile::reconfigure` and the metrics example's reload.
-//! `defect_*` tests fail on the code they were written against (a real defect); `guard_*`
-//! tests are attacks the code survived.
+//! `guard_*` tests are attacks the code survived; the others found a defect (fixed since) and
+//! are its regression tests.
 
 #![allow(clippy::unwrap_used)]
 
 #[cfg(feature = "redis")]
-#[allow(dead_code)]
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -550,9 +549,13 @@ fn guard_config_file_window_fields_give_clear_errors_with_lines() {
             }
         }
     }
-    // Accepted spellings: the zone as the database spells it.
-    let file = QuotaFile::from_toml_str(&toml("day", "timezone = \"utc\"")).unwrap();
-    assert_eq!(file.tracker.services[0].window.key(), "day@UTC");
+    // Accepted spellings: the zone as the database spells it; UTC's names are no zone (the
+    // plain spec: writing the default down does not start another window).
+    for utc in ["utc", "UTC", "Etc/UTC", "GMT", "Zulu"] {
+        let file =
+            QuotaFile::from_toml_str(&toml("day", &format!("timezone = \"{utc}\""))).unwrap();
+        assert_eq!(file.tracker.services[0].window.key(), "day", "{utc}");
+    }
     let file =
         QuotaFile::from_toml_str(&toml("day", "timezone = \"america/los_angeles\"")).unwrap();
     assert_eq!(
@@ -587,7 +590,7 @@ fn guard_a_tracker_built_without_a_file_refuses_a_file_with_a_store() {
 }
 
 #[test]
-fn defect_a_reload_without_a_store_is_applied_to_a_tracker_that_has_one() {
+fn a_reload_without_a_store_is_refused_by_a_tracker_that_has_one() {
     // A tracker that shares its counts through a store, given a file that says "no store"
     // (counts in this process only) with a different [sync]: the reload is applied, and the
     // file's sync policy is silently ignored, although `reconfigure` documents that a file
@@ -800,7 +803,7 @@ fn guard_redis_keys_of_a_zoned_service_name_the_spec_and_expire_with_it() {
 }
 
 #[test]
-fn defect_an_anchor_day_out_of_range_in_a_file_says_its_reason_twice() {
+fn an_anchor_day_out_of_range_in_a_file_says_its_reason_once() {
     // `config::window_spec` passes `WindowSpecError::AnchorOutOfRange`'s whole message as the
     // reason, so the field and the value appear twice:
     // `service "x": anchor_day anchor_day must be a day of the month, 1 to 31 (got 0) (got 0)`.
@@ -820,7 +823,7 @@ fn defect_an_anchor_day_out_of_range_in_a_file_says_its_reason_twice() {
 }
 
 #[test]
-fn defect_every_and_anchor_day_past_their_integer_type_name_neither_field_nor_range() {
+fn every_and_anchor_day_past_their_integer_type_name_field_and_range() {
     // `every = 36526` says "every must be from 1 to 36525 for days", `anchor_day = 32` names
     // the range; but one past the Rust integer type gives serde's words: "invalid value:
     // integer `300`, expected u8", naming neither the field nor the allowed range.
@@ -891,7 +894,7 @@ fn guard_extreme_clock_readings_never_panic_for_any_spec() {
 }
 
 #[test]
-fn defect_a_far_ahead_host_on_a_short_spec_expires_a_long_specs_records() {
+fn a_far_ahead_host_on_a_short_spec_keeps_a_long_specs_records() {
     // `outlived` ignores a window further off than two of its spec's longest windows (a host
     // whose clock is far ahead), but its `full_after` clause takes any spec's 8 windows after
     // a record's end as "the record's windows are gone". With two specs of one service in the

@@ -60,15 +60,17 @@ struct ServiceRepr {
     admission: AdmissionRepr,
     #[serde(default = "super::enforce_by_default")]
     enforce: bool,
+    // Wide integers, range-checked with the window spec (a clear message, not serde's "expected
+    // u8" for 300 or -1).
     #[serde(default = "one")]
-    every: u32,
+    every: i64,
     #[serde(default)]
     timezone: Option<String>,
     #[serde(default)]
-    anchor_day: Option<u8>,
+    anchor_day: Option<i64>,
 }
 
-fn one() -> u32 {
+fn one() -> i64 {
     1
 }
 
@@ -216,7 +218,7 @@ impl FileRepr {
     pub(super) fn into_file(self) -> Result<QuotaFile, (QuotaError, Place)> {
         let mut services = Vec::with_capacity(self.services.len());
         for (index, s) in self.services.into_iter().enumerate() {
-            let window = window_spec(
+            let window = window_spec_of_file(
                 &s.name,
                 s.period,
                 s.every,
@@ -257,4 +259,40 @@ impl FileRepr {
             },
         })
     }
+}
+
+/// [`window_spec`] of a file's wide integers: `every` and `anchor_day` out of their types'
+/// ranges get the range's message too.
+fn window_spec_of_file(
+    name: &str,
+    period: Period,
+    every: i64,
+    timezone: Option<&str>,
+    anchor_day: Option<i64>,
+) -> Result<crate::window::WindowSpec, QuotaError> {
+    let Ok(every) = u32::try_from(every) else {
+        return Err(QuotaError::invalid_config(
+            Some(name),
+            "every",
+            every,
+            format!(
+                "must be from 1 to {} for {}s",
+                crate::window::WindowSpec::max_every(period),
+                period
+            ),
+        ));
+    };
+    let anchor_day = match anchor_day.map(u8::try_from) {
+        None => None,
+        Some(Ok(day)) => Some(day),
+        Some(Err(_)) => {
+            return Err(QuotaError::invalid_config(
+                Some(name),
+                "anchor_day",
+                anchor_day.unwrap_or_default(),
+                "must be a day of the month, 1 to 31",
+            ))
+        }
+    };
+    window_spec(name, period, every, timezone, anchor_day)
 }

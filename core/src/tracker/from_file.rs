@@ -58,14 +58,17 @@ impl QuotaFile {
                 format!("cannot change while the tracker runs ({what}; build a new tracker)"),
             )))
         };
-        if self.store != tracker.store_url {
+        // A tracker built in code with a store has no URL to compare: a file with any store,
+        // or none, would be another store.
+        let has_store = tracker.sync_policy().is_some();
+        if self.store != tracker.store_url || self.store.is_some() != has_store {
             let value = match &self.store {
                 Some(store) => store.to_string(),
                 None => "none".to_owned(),
             };
             return refuse("store", &value, "it holds the counts");
         }
-        if self.store.is_some() && tracker.sync_policy() != Some(&self.sync) {
+        if has_store && tracker.sync_policy() != Some(&self.sync) {
             return refuse("sync", &"[sync]", "the sync policy is the tracker's");
         }
         tracker

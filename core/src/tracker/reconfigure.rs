@@ -56,7 +56,7 @@ impl QuotaTracker {
     ///   again under the new rules, and a level change is one transition, delivered once to
     ///   the observers (a lower limit may make the service Critical or Exhausted at once).
     ///   Handles and ids keep working.
-    /// - **Changed window** (the `period`): the service starts at 0 in the new window (its
+    /// - **Changed window** (its spec: period, N, time zone or anchor day): the service starts at 0 in the new window (its
     ///   level falls to Normal: one transition if it was higher); the calls of the old window
     ///   that the store has not acknowledged still reach it, under the old window's key, with
     ///   the next sync. `total_recorded` goes on.

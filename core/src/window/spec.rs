@@ -36,8 +36,9 @@ use std::fmt;
 /// now never resets.
 ///
 /// Two specs are equal when their [`key`](Self::key)s are: an hour in UTC and an hour in
-/// Europe/Paris differ. Anchor day 1 is the calendar month itself, so it is no anchor. A zone
-/// is kept as named: `day@UTC` has UTC's windows but is not `day`.
+/// Europe/Paris differ. Anchor day 1 is the calendar month itself, so it is no anchor, and
+/// UTC's own names (`UTC`, `Etc/UTC`, `GMT`, ...) are no zone. Any other zone is kept as named:
+/// a link such as `US/Pacific` has `America/Los_Angeles`'s windows but is another spec.
 ///
 /// ```
 /// use quota_core::{Period, WindowSpec};
@@ -119,8 +120,25 @@ impl WindowSpec {
     }
 
     /// Windows in the IANA time zone `name` (such as `"America/Los_Angeles"`) instead of UTC.
-    /// See [`TimeZone::new`] for what is accepted.
+    /// See [`TimeZone::new`] for what is accepted. The names of UTC itself (`UTC`, `Etc/UTC`,
+    /// `GMT`, `Zulu`, ... in any case) are no zone: the spec stays the plain UTC one, so
+    /// writing the default down in a config file does not start another window.
     pub fn timezone(self, name: &str) -> Result<Self, WindowSpecError> {
+        const UTC: [&str; 9] = [
+            "UTC",
+            "UCT",
+            "GMT",
+            "GMT0",
+            "GMT+0",
+            "GMT-0",
+            "Zulu",
+            "Universal",
+            "Greenwich",
+        ];
+        let bare = name.strip_prefix("Etc/").unwrap_or(name);
+        if UTC.iter().any(|utc| utc.eq_ignore_ascii_case(bare)) {
+            return Ok(self);
+        }
         Ok(self.in_zone(TimeZone::new(name)?))
     }
 

@@ -60,8 +60,8 @@ impl StoredState {
     /// started at or after it, no later than two of its spec's longest windows and a grace
     /// after it (time moved on; a window further off, from a host whose clock is far ahead,
     /// does not count), or the service keeps [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of
-    /// a spec, all after it (its windows are gone: a resend would only add to a window
-    /// forgotten again).
+    /// a spec, all after it, and no window of any spec from before it (its windows are gone: a
+    /// resend would only add to a window forgotten again).
     fn outlived(&self, service: &str, until_ms: u64) -> bool {
         if until_ms == u64::MAX {
             // A window ending at the end of time (a bogus clock): kept until evicted.
@@ -70,7 +70,12 @@ impl StoredState {
         // (spec key, first start, windows) of the spec being counted.
         let mut group: Option<(&str, u64, usize)> = None;
         let mut full_after = false;
+        // The record's window may be of any spec (records do not say which): a spec whose kept
+        // windows all came after it proves nothing while another spec still has a window from
+        // before it (a host far ahead on a short spec).
+        let mut earliest = u64::MAX;
         for ((_, spec, start), window) in self.service_windows(service) {
+            earliest = earliest.min(*start);
             let horizon = window
                 .spec
                 .max_ms()
@@ -87,7 +92,7 @@ impl StoredState {
                 full_after |= first >= until_ms && count >= Self::WINDOWS_KEPT;
             }
         }
-        full_after
+        full_after && earliest >= until_ms
     }
 
     /// Past [`RECORDS_KEPT`](Self::RECORDS_KEPT) records, evicts the least recently seen down

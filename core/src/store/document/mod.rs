@@ -6,7 +6,7 @@
 //! - Two entries for one window keep the larger total (two copies of one count are not two
 //!   counts).
 //! - Totals are capped at [`StoredState::MAX_TOTAL`] (2^62), so later additions never overflow.
-//! - A service keeps its [`StoredState::WINDOWS_KEPT`] latest windows: old windows go without
+//! - A service keeps its [`StoredState::WINDOWS_KEPT`] latest windows of each window spec: old windows go without
 //!   reading any clock, so a bogus clock reading cannot purge the current window.
 //! - Exactly once, in any order (the rule of [`Store`](super::Store)): per service and
 //!   instance an operations record (`ops`) keeps a low-water mark and the `seq`s applied at or
@@ -124,7 +124,7 @@ impl StoredState {
     pub const VERSION: u32 = 2;
     /// Totals never exceed this (2^62).
     pub const MAX_TOTAL: u64 = 1 << 62;
-    /// Windows kept per service and period (the latest by start).
+    /// Windows kept per service and window spec (the latest by start).
     pub const WINDOWS_KEPT: usize = 8;
     /// Operations records kept in all (one per service and instance that sent an operation);
     /// past it the least recently seen go, down to nine tenths of it, counted in
