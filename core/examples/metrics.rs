@@ -43,12 +43,15 @@ pub fn run(
             .store(MemoryStore::new())
             .build()?,
     });
-    let spent = match &config {
-        Some(_) => tracker.config().services[0].name.clone(),
-        None => "finnhub".to_owned(),
-    };
+    let from_file = config.is_some();
     let worker = Arc::clone(&tracker);
     std::thread::spawn(move || loop {
+        // The file's first service as it is now (a reload may have changed it).
+        let spent = if from_file {
+            worker.config().services[0].name.clone()
+        } else {
+            "finnhub".to_owned()
+        };
         // Denied once the service is Critical: counted in quota_denied_total.
         let _ = worker.try_record(&spent, 1);
         std::thread::sleep(Duration::from_millis(500));
