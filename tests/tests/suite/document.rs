@@ -118,7 +118,7 @@ fn bad_entries_are_skipped_one_by_one_and_named() {
     assert_eq!(state.total(&key("a", Period::Day, 0)), 5);
     let skipped = state.skipped();
     for (index, words) in [
-        (0, ["windows[1]", "unknown period \"fortnight\""]),
+        (0, ["windows[1]", "invalid window key \"fortnight\""]),
         (1, ["windows[2]", "\"total\" is not a whole number"]),
         (2, ["windows[3]", "\"total\" is not a whole number"]),
         (3, ["windows[4]", "\"total\" is not a whole number"]),
