@@ -78,20 +78,24 @@ fn enforce_by_default() -> bool {
     true
 }
 
-/// The window spec of a config file's or a JS config's service `name`; a refusal is the
-/// tracker's own config error, naming the field (`every`, `timezone`, `anchor_day`).
+/// The window spec of a config file's or a JS config's service `name`, from the integers as
+/// written (any `i64`: a value past `u32` or `u8` gets the field's range message too); a refusal
+/// is the tracker's own config error, naming the field (`every`, `timezone`, `anchor_day`).
 pub(crate) fn window_spec(
     name: &str,
     period: Period,
-    every: u32,
+    every: i64,
     timezone: Option<&str>,
-    anchor_day: Option<u8>,
+    anchor_day: Option<i64>,
 ) -> Result<WindowSpec, QuotaError> {
-    WindowSpec::from_parts(period, every, timezone, anchor_day).map_err(|error| {
+    // Out of their types' ranges: 0, which the spec refuses with the same rule.
+    let narrow_every = u32::try_from(every).unwrap_or(0);
+    let narrow_anchor = anchor_day.map(|day| u8::try_from(day).unwrap_or(0));
+    WindowSpec::from_parts(period, narrow_every, timezone, narrow_anchor).map_err(|error| {
         let invalid = |field, value: &dyn std::fmt::Display, reason: String| {
             QuotaError::invalid_config(Some(name), field, value, reason)
         };
-        let anchor = anchor_day.map_or(0, u32::from);
+        let anchor = anchor_day.unwrap_or(0);
         match error {
             WindowSpecError::UnknownTimeZone(zone) => invalid(
                 "timezone",

@@ -218,7 +218,7 @@ impl FileRepr {
     pub(super) fn into_file(self) -> Result<QuotaFile, (QuotaError, Place)> {
         let mut services = Vec::with_capacity(self.services.len());
         for (index, s) in self.services.into_iter().enumerate() {
-            let window = window_spec_of_file(
+            let window = window_spec(
                 &s.name,
                 s.period,
                 s.every,
@@ -259,40 +259,4 @@ impl FileRepr {
             },
         })
     }
-}
-
-/// [`window_spec`] of a file's wide integers: `every` and `anchor_day` out of their types'
-/// ranges get the range's message too.
-fn window_spec_of_file(
-    name: &str,
-    period: Period,
-    every: i64,
-    timezone: Option<&str>,
-    anchor_day: Option<i64>,
-) -> Result<crate::window::WindowSpec, QuotaError> {
-    let Ok(every) = u32::try_from(every) else {
-        return Err(QuotaError::invalid_config(
-            Some(name),
-            "every",
-            every,
-            format!(
-                "must be from 1 to {} for {}s",
-                crate::window::WindowSpec::max_every(period),
-                period
-            ),
-        ));
-    };
-    let anchor_day = match anchor_day.map(u8::try_from) {
-        None => None,
-        Some(Ok(day)) => Some(day),
-        Some(Err(_)) => {
-            return Err(QuotaError::invalid_config(
-                Some(name),
-                "anchor_day",
-                anchor_day.unwrap_or_default(),
-                "must be a day of the month, 1 to 31",
-            ))
-        }
-    };
-    window_spec(name, period, every, timezone, anchor_day)
 }

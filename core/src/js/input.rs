@@ -215,15 +215,8 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
                 ))
             })
     };
-    let every = whole(7, "every")?.unwrap_or(1);
-    let anchor_day = match whole(9, "anchorDay")? {
-        None => None,
-        Some(day) => Some(u8::try_from(day).map_err(|_| {
-            invalid(format!(
-                "{at}: anchorDay must be a day of the month, 1 to 31 (got {day})"
-            ))
-        })?),
-    };
+    let every = whole(7, "every")?.map_or(1, i64::from);
+    let anchor_day = whole(9, "anchorDay")?.map(i64::from);
     let timezone = fields.get(8).as_string();
     let window = crate::config::window_spec(&name, period, every, timezone.as_deref(), anchor_day)
         .map_err(error)?;
