@@ -52,8 +52,8 @@ mod window;
 pub use self::metrics::{deny_reason_label, describe_metrics};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Admission, ConfigError, ConfigFormat, QuotaFile, RedisUrl, ReducedRatePolicy, ServiceConfig,
-    ServiceConfigBuilder, StoreUrl, StoreUrlError, SyncPolicy, TrackerConfig,
+    Admission, ConfigError, ConfigFormat, Limit, QuotaFile, RedisUrl, ReducedRatePolicy,
+    ServiceConfig, ServiceConfigBuilder, StoreUrl, StoreUrlError, SyncPolicy, TrackerConfig,
 };
 pub use error::{DenyReason, QuotaError};
 pub use level::Level;

@@ -1,9 +1,9 @@
 //! Plain values the tracker hands out: usage, transitions, snapshots.
 
-use crate::config::ServiceConfig;
+use crate::config::{LimitRule, ServiceConfig};
 use crate::level::{Level, Thresholds};
 use crate::rules::{Change, ServiceState};
-use crate::window::Period;
+use crate::window::{Period, WindowSpec};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,6 +41,11 @@ pub struct ServiceUsage<'t> {
     pub warn_threshold: f64,
     /// The critical threshold (fraction of the limit) the level is computed with.
     pub critical_threshold: f64,
+    /// The service's level where it has several limits: the highest of its limits', which
+    /// may be above this (binding) limit's own. `None`: [`level`](Self::level) computes it
+    /// from the fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service_level: Option<Level>,
 }
 
 impl<'t> ServiceUsage<'t> {
@@ -59,6 +64,32 @@ impl<'t> ServiceUsage<'t> {
             total_recorded: state.total,
             warn_threshold: config.warn_threshold,
             critical_threshold: config.critical_threshold,
+            service_level: None,
+        }
+    }
+
+    /// The usage of one limit (`rule`) of the service `name`, in `state`, at its own level.
+    pub(crate) fn of_limit(name: &'t str, rule: LimitRule<'_>, state: &ServiceState) -> Self {
+        ServiceUsage {
+            name: Cow::Borrowed(name),
+            used: state.used,
+            limit: rule.count,
+            remaining: rule.count.saturating_sub(state.used),
+            period: rule.window.period(),
+            window_start_ms: state.window.start_ms,
+            reset_at_ms: state.window.reset_at_ms,
+            total_recorded: state.total,
+            warn_threshold: rule.warn_threshold,
+            critical_threshold: rule.critical_threshold,
+            service_level: None,
+        }
+    }
+
+    /// The same usage at the service's `level` (the highest of its limits').
+    pub(crate) fn at_level(self, level: Level) -> Self {
+        ServiceUsage {
+            service_level: Some(level),
+            ..self
         }
     }
 }
@@ -78,8 +109,12 @@ impl ServiceUsage<'_> {
     }
 
     /// The level: Warning from `warn_threshold x limit` calls, Critical from
-    /// `critical_threshold x limit`, Exhausted when nothing remains.
+    /// `critical_threshold x limit`, Exhausted when nothing remains. For a service of several
+    /// limits, the highest of its limits' levels (which may be above this limit's own).
     pub fn level(&self) -> Level {
+        if let Some(level) = self.service_level {
+            return level;
+        }
         let thresholds = Thresholds::new(self.limit, self.warn_threshold, self.critical_threshold);
         Level::of(self.used, self.limit, thresholds)
     }
@@ -108,21 +143,26 @@ pub struct Transition {
     pub to: Level,
     /// Calls used in the window right after the change.
     pub used: u64,
-    /// The window's limit.
+    /// The limit whose level changed: its calls per window.
     pub limit: u64,
+    /// The limit's window: a service of several limits has one transition per limit whose
+    /// level changed, each naming its window.
+    pub window: WindowSpec,
     /// When it happened (the tracker clock), ms since the Unix epoch.
     pub at_ms: u64,
 }
 
 impl Transition {
-    /// The transition of the service `service` (of `limit` calls) that `change` describes.
-    pub(crate) fn of(service: &Arc<str>, limit: u64, change: Change) -> Self {
+    /// The transition of the service `service`'s limit of `limit` calls per `window` that
+    /// `change` describes.
+    pub(crate) fn of(service: &Arc<str>, limit: u64, window: &WindowSpec, change: Change) -> Self {
         Transition {
             service: Arc::clone(service),
             from: change.from,
             to: change.to,
             used: change.used,
             limit,
+            window: window.clone(),
             at_ms: change.at_ms,
         }
     }

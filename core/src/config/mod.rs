@@ -8,6 +8,7 @@
 
 mod error;
 mod file;
+mod limit;
 mod policy;
 mod position;
 mod repr;
@@ -17,6 +18,8 @@ pub(crate) mod tests;
 
 pub use error::ConfigError;
 pub use file::{ConfigFormat, QuotaFile};
+pub use limit::Limit;
+pub(crate) use limit::LimitRule;
 pub use policy::{ReducedRatePolicy, SyncPolicy};
 pub use store_url::{RedisUrl, StoreUrl, StoreUrlError};
 
@@ -72,6 +75,13 @@ pub struct ServiceConfig {
     /// [`Admission::Local`] (a shared count still syncs through the store).
     #[serde(default = "enforce_by_default")]
     pub enforce: bool,
+    /// Limits besides `limit` per `window`, each in its own window (no two alike), at most
+    /// [`MAX_LIMITS`](Self::MAX_LIMITS) in all: a call is admitted only if every limit admits
+    /// it, and counted in every limit's window, in one step. Each has its own level and
+    /// transitions; the service's level is the highest. Empty by default (one limit). With
+    /// more than one, admission is [`Admission::Local`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_limits: Vec<Limit>,
 }
 
 fn enforce_by_default() -> bool {
@@ -199,6 +209,7 @@ impl ServiceConfig {
             reserve_fraction: Self::DEFAULT_RESERVE,
             admission: Admission::Local,
             enforce: true,
+            more_limits: Vec::new(),
         }
     }
 
@@ -279,7 +290,7 @@ impl ServiceConfig {
                 &format!("must leave normal calls some of the limit ({})", self.limit),
             );
         }
-        Ok(())
+        self.validate_more_limits()
     }
 }
 
@@ -317,6 +328,13 @@ impl ServiceConfigBuilder {
     /// [`ServiceConfig::enforce`]).
     pub fn enforce(mut self, enforce: bool) -> Self {
         self.0.enforce = enforce;
+        self
+    }
+
+    /// Adds a limit in another window (see [`Limit`]): the service admits a call only if
+    /// every limit does.
+    pub fn and_limit(mut self, limit: Limit) -> Self {
+        self.0.more_limits.push(limit);
         self
     }
 

@@ -3,10 +3,10 @@
 
 use super::file::{Place, QuotaFile};
 use super::store_url::StoreUrl;
-use super::{window_spec, Admission, ServiceConfig, TrackerConfig};
+use super::{window_spec, Admission, Limit, ServiceConfig, TrackerConfig};
 use super::{ReducedRatePolicy, SyncPolicy};
 use crate::error::QuotaError;
-use crate::window::Period;
+use crate::window::{Period, WindowSpec};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -48,8 +48,14 @@ impl<'de> Deserialize<'de> for StoreRepr {
 #[serde(deny_unknown_fields, rename = "service")]
 struct ServiceRepr {
     name: String,
-    limit: u64,
-    period: Period,
+    // Both given, or neither and `limits` instead (checked in `into_file`, naming the field).
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    period: Option<Period>,
+    /// Several limits, each in its own window: the first is the service's own.
+    #[serde(default)]
+    limits: Option<Vec<LimitRepr>>,
     #[serde(default = "default_warn")]
     warn_threshold: f64,
     #[serde(default = "default_critical")]
@@ -68,6 +74,27 @@ struct ServiceRepr {
     timezone: Option<String>,
     #[serde(default)]
     anchor_day: Option<i64>,
+}
+
+/// One entry of a service's `limits`: a limit's count and window, and optionally its own
+/// thresholds and `enforce` (the service's apply where it sets none).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "limit")]
+struct LimitRepr {
+    limit: u64,
+    period: Period,
+    #[serde(default = "one")]
+    every: i64,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    anchor_day: Option<i64>,
+    #[serde(default)]
+    warn_threshold: Option<f64>,
+    #[serde(default)]
+    critical_threshold: Option<f64>,
+    #[serde(default)]
+    enforce: Option<bool>,
 }
 
 fn one() -> i64 {
@@ -218,30 +245,16 @@ impl FileRepr {
     pub(super) fn into_file(self) -> Result<QuotaFile, (QuotaError, Place)> {
         let mut services = Vec::with_capacity(self.services.len());
         for (index, s) in self.services.into_iter().enumerate() {
-            let window = window_spec(
-                &s.name,
-                s.period,
-                s.every,
-                s.timezone.as_deref(),
-                s.anchor_day,
-            )
-            .map_err(|error| {
+            let listed = s.limits.is_some();
+            services.push(s.into_config().map_err(|error| {
                 let field = match &error {
+                    // A window field inside `limits` is found through the list.
+                    _ if listed => "limits",
                     QuotaError::InvalidConfig { field, .. } => *field,
                     _ => "period",
                 };
                 (error, Place::Service(index, field))
-            })?;
-            services.push(ServiceConfig {
-                name: s.name,
-                limit: s.limit,
-                window,
-                warn_threshold: s.warn_threshold,
-                critical_threshold: s.critical_threshold,
-                reserve_fraction: s.reserve_fraction,
-                admission: s.admission.0,
-                enforce: s.enforce,
-            });
+            })?);
         }
         Ok(QuotaFile {
             tracker: TrackerConfig::new(services),
@@ -258,5 +271,110 @@ impl FileRepr {
                 flush_timeout_ms: self.sync.flush_timeout_ms,
             },
         })
+    }
+}
+
+impl ServiceRepr {
+    /// The service's config: its limits as `limit` + `period` (one) or `limits` (the first
+    /// entry is the service's own limit; its own thresholds and `enforce`, if it sets them,
+    /// are its alone, the service's still apply to every other entry that sets none).
+    fn into_config(self) -> Result<ServiceConfig, QuotaError> {
+        let name = self.name;
+        let invalid = |field, value: &dyn fmt::Display, reason: &str| {
+            QuotaError::invalid_config(Some(&name), field, value, reason)
+        };
+        let mut entries = match (self.limits, self.limit, self.period) {
+            (Some(_), Some(limit), _) => {
+                return Err(invalid(
+                    "limit",
+                    &limit,
+                    "goes inside `limits` when that is given",
+                ))
+            }
+            (Some(_), None, Some(period)) => {
+                return Err(invalid(
+                    "period",
+                    &period,
+                    "goes inside `limits` when that is given",
+                ))
+            }
+            (Some(entries), None, None) => {
+                let window_fields =
+                    self.every != 1 || self.timezone.is_some() || self.anchor_day.is_some();
+                if window_fields {
+                    return Err(invalid(
+                        "limits",
+                        &"[...]",
+                        "takes every, timezone and anchor_day in each entry, not beside it",
+                    ));
+                }
+                entries
+            }
+            (None, Some(limit), Some(period)) => vec![LimitRepr {
+                limit,
+                period,
+                every: self.every,
+                timezone: self.timezone,
+                anchor_day: self.anchor_day,
+                warn_threshold: None,
+                critical_threshold: None,
+                enforce: None,
+            }],
+            (None, None, _) => {
+                return Err(invalid(
+                    "limit",
+                    &"nothing",
+                    "is required: give `limit` and `period`, or a list `limits`",
+                ))
+            }
+            (None, Some(_), None) => {
+                return Err(invalid("period", &"nothing", "is required beside `limit`"))
+            }
+        };
+        if entries.is_empty() {
+            return Err(invalid("limits", &"[]", "must list at least one limit"));
+        }
+        let first = entries.remove(0);
+        // The first entry's own settings are its alone: the others get the service's.
+        let inherit = |own: Option<f64>, first_own: Option<f64>, service: f64| {
+            own.or(first_own.map(|_| service))
+        };
+        let mut more_limits = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let window = entry.window(&name)?;
+            let mut limit = Limit::new(entry.limit, window);
+            limit.warn_threshold = inherit(
+                entry.warn_threshold,
+                first.warn_threshold,
+                self.warn_threshold,
+            );
+            limit.critical_threshold = inherit(
+                entry.critical_threshold,
+                first.critical_threshold,
+                self.critical_threshold,
+            );
+            limit.enforce = entry.enforce.or(first.enforce.map(|_| self.enforce));
+            more_limits.push(limit);
+        }
+        let mut config = ServiceConfig::new(name.clone(), first.limit, first.window(&name)?);
+        config.warn_threshold = first.warn_threshold.unwrap_or(self.warn_threshold);
+        config.critical_threshold = first.critical_threshold.unwrap_or(self.critical_threshold);
+        config.reserve_fraction = self.reserve_fraction;
+        config.admission = self.admission.0;
+        config.enforce = first.enforce.unwrap_or(self.enforce);
+        config.more_limits = more_limits;
+        Ok(config)
+    }
+}
+
+impl LimitRepr {
+    fn window(&self, service: &str) -> Result<WindowSpec, QuotaError> {
+        window_spec(
+            service,
+            self.period,
+            self.every,
+            self.timezone.as_deref(),
+            self.anchor_day,
+        )
     }
 }

@@ -99,6 +99,16 @@ impl Ledger {
         }
     }
 
+    /// Takes over what `left`, the ledger of a limit a reconfigure dropped (after
+    /// [`detach`](Self::detach)), still owes the store: its detached calls and raises, its
+    /// queued operations and its calls asked of the store unanswered.
+    pub(crate) fn take_over(&mut self, mut left: Ledger) {
+        self.detached.append(&mut left.detached);
+        self.detached_raises.append(&mut left.detached_raises);
+        self.queued.append(&mut left.queued);
+        self.floor_asked = self.floor_asked.saturating_add(left.floor_asked);
+    }
+
     /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by
     /// the store, held, or a leased block, whole, when it is granted) add to a floor not synced
     /// yet, which the store would otherwise absorb; returns the floor.

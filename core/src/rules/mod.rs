@@ -14,7 +14,7 @@
 //! from a bogus reading, so the service goes back to the reading's window and never lowers
 //! `used` (see [`ServiceRules::align`]).
 
-use crate::config::ServiceConfig;
+use crate::config::{LimitRule, ServiceConfig};
 use crate::error::DenyReason;
 use crate::level::{calls_at_most, Level, Thresholds};
 use crate::window::{Window, WindowSpec};
@@ -63,6 +63,9 @@ impl ServiceState {
 pub(crate) struct Change {
     pub(crate) from: Level,
     pub(crate) to: Level,
+    /// Which of the service's limits changed level (0: its own; see
+    /// [`ServiceRules::index`]).
+    pub(crate) limit: u8,
     pub(crate) used: u64,
     pub(crate) at_ms: u64,
 }
@@ -101,6 +104,9 @@ pub(crate) struct Step {
     /// Shadow mode (`enforce = false`): the rule that would have denied this request, which
     /// was counted instead.
     pub(crate) shadow: Option<DenyReason>,
+    /// Transitions the step queued itself (a service of several limits has one per limit
+    /// whose level changed, not `reset` and `recorded`): deliver them too.
+    pub(crate) queued: bool,
 }
 
 impl Step {
@@ -124,6 +130,9 @@ impl Step {
 /// One service's fixed rules, computed once from its config.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServiceRules {
+    /// Which of the service's limits these are (0: the service's own `limit` per `window`;
+    /// 1 and on: its `more_limits`, in order).
+    pub(crate) index: u8,
     pub(crate) limit: u64,
     /// The window spec (its windows and their longest length).
     pub(crate) window: WindowSpec,
@@ -145,28 +154,42 @@ pub(crate) struct ServiceRules {
 }
 
 impl ServiceRules {
-    /// The rules of `config`, with `reduced_fraction` of the limit allowed in reduced rate.
+    /// The rules of `config`'s own limit, with `reduced_fraction` of the limit allowed in
+    /// reduced rate.
     pub(crate) fn new(config: &ServiceConfig, reduced_fraction: f64) -> Self {
-        let thresholds = Thresholds::new(
-            config.limit,
-            config.warn_threshold,
-            config.critical_threshold,
-        );
-        let reserve = calls_at_most(config.limit, config.reserve_fraction);
-        let unreserved = config.limit.saturating_sub(reserve);
+        let own = config
+            .limit_rules()
+            .next()
+            .expect("a service has its own limit");
+        Self::of_limit(own, 0, reduced_fraction)
+    }
+
+    /// The rules of every limit of `config`, its own first.
+    pub(crate) fn of_limits(config: &ServiceConfig, reduced_fraction: f64) -> Vec<Self> {
+        config
+            .limit_rules()
+            .enumerate()
+            // At most `ServiceConfig::MAX_LIMITS` (validated): the index fits.
+            .map(|(index, rule)| Self::of_limit(rule, index as u8, reduced_fraction))
+            .collect()
+    }
+
+    fn of_limit(rule: LimitRule<'_>, index: u8, reduced_fraction: f64) -> Self {
+        let limit = rule.count;
+        let thresholds = Thresholds::new(limit, rule.warn_threshold, rule.critical_threshold);
+        let reserve = calls_at_most(limit, rule.reserve_fraction);
+        let unreserved = limit.saturating_sub(reserve);
         ServiceRules {
-            limit: config.limit,
-            window: config.window.clone(),
+            index,
+            limit,
+            window: rule.window.clone(),
             thresholds,
             reserve,
             normal_cap: thresholds.critical_at.min(unreserved),
             reserve_first: unreserved < thresholds.critical_at,
-            reduced_allowance: calls_at_most(config.limit, reduced_fraction),
-            normal_below: thresholds
-                .warn_at
-                .min(thresholds.critical_at)
-                .min(config.limit),
-            enforce: config.enforce,
+            reduced_allowance: calls_at_most(limit, reduced_fraction),
+            normal_below: thresholds.warn_at.min(thresholds.critical_at).min(limit),
+            enforce: rule.enforce,
         }
     }
 
@@ -296,6 +319,7 @@ impl ServiceRules {
         (before != to).then_some(Change {
             from: before,
             to,
+            limit: self.index,
             used,
             at_ms,
         })

@@ -178,7 +178,7 @@ impl RacyState {
 
 impl RacyService {
     fn transition(&self, change: Change) -> Transition {
-        Transition::of(&self.name, self.rules.limit, change)
+        Transition::of(&self.name, self.rules.limit, &self.rules.window, change)
     }
 
     fn usage(&self) -> ServiceUsage<'_> {

@@ -106,6 +106,11 @@ impl<'t> Service<'t> {
         self.tracker.usage_at(self.position)
     }
 
+    /// [`QuotaTracker::usage_limits`] of this service.
+    pub fn usage_limits(&self) -> Vec<ServiceUsage<'t>> {
+        self.tracker.usage_limits_at(self.position)
+    }
+
     /// [`QuotaTracker::reserve_allocation`] of this service.
     pub fn reserve_allocation(&self) -> u64 {
         self.tracker.slot(self.position).settings().rules.reserve

@@ -49,8 +49,14 @@ impl QuotaTracker {
         if settings.removed {
             return (guard, removed_step(), settings);
         }
-        if SHARED && local && !settings.fast {
+        if local && !settings.fast && (SHARED || !settings.more.is_empty()) {
             return (guard, refused_step(Refusal::Shared), settings);
+        }
+        if !settings.more.is_empty() {
+            let step = self
+                .step_limits(slot, &mut guard, settings, now, request)
+                .step;
+            return (guard, step, settings);
         }
         let old_window = guard.service.window;
         let step = settings.rules.step(&mut guard.service, now, request);
@@ -85,7 +91,8 @@ impl QuotaTracker {
         }
         // Inside this tracker's own save (a store that records), observers wait for the
         // save to end: it delivers every service's queue once its lock is released.
-        if deliver && (reset.is_some() || recorded.is_some()) && !SavingGuard::is_saving(self) {
+        let queued = reset.is_some() || recorded.is_some() || step.queued;
+        if deliver && queued && !SavingGuard::is_saving(self) {
             slot.outbox.pump(&self.observers, describe_transition);
         }
         StepResult {
@@ -347,7 +354,10 @@ impl QuotaTracker {
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        match self.slot(position).settings().config.admission {
+        let settings = self.slot(position).settings();
+        match settings.config.admission {
+            // Several limits take `Local` admission (validated).
+            _ if !settings.more.is_empty() => self.limits_update(position, request),
             // Without the feature no config selects them: compiled out (the JS module).
             _ if !SHARED => unreachable!("shared admission needs its feature"),
             Admission::Exact => self.exact_update(position, request),
@@ -367,12 +377,20 @@ impl QuotaTracker {
         if at_least > StoredState::MAX_TOTAL {
             return Err(slot.invalid_count(at_least, "a raise is at most 2^62 calls"));
         }
+        if !slot.settings().more.is_empty() {
+            return self.raise_limits(position, at_least, resets_at_ms);
+        }
         let now = self.now();
         let mut guard = slot.lock(self.persistence.is_some());
         let settings = slot.settings();
         if settings.removed {
             drop(guard);
             return Err(slot.removed());
+        }
+        if !settings.more.is_empty() {
+            // A reconfigure gave it several limits since the test above.
+            drop(guard);
+            return self.raise_limits(position, at_least, resets_at_ms);
         }
         let old_window = guard.service.window;
         let (step, rose) = settings

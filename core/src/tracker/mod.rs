@@ -19,6 +19,7 @@ mod fast_path;
 mod from_file;
 mod handle;
 mod hot;
+mod limits;
 mod lookup;
 mod reads;
 mod reconfigure;
@@ -35,7 +36,7 @@ pub use handle::{Service, ServiceId};
 use lookup::{unknown_service, NameKey};
 pub use reconfigure::Reconfigured;
 use slot::StepResult;
-use slot::{ServiceSlot, Settings, SlotGuard, SlotState};
+use slot::{LimitState, ServiceSlot, Settings, SlotGuard, SlotState};
 use sync::SavingGuard;
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
@@ -267,6 +268,34 @@ impl QuotaTracker {
         Ok(self.usage_at(self.position(service)?))
     }
 
+    /// The usage of every limit of `service` ([`ServiceConfig::more_limits`]), its own limit
+    /// (`limit` per `window`) first, each at its own level; one entry for a service of one
+    /// limit. [`usage`](Self::usage) describes only the binding limit; this allocates.
+    ///
+    /// ```
+    /// use quota_core::{Level, Limit, ManualClock, Period, QuotaTracker, ServiceConfig,
+    ///     TrackerConfig};
+    ///
+    /// let tiingo = ServiceConfig::builder("tiingo", 50, Period::Hour)
+    ///     .and_limit(Limit::new(1_000, Period::Day))
+    ///     .build()?;
+    /// let tracker = QuotaTracker::new_with_clock(
+    ///     TrackerConfig::new([tiingo]),
+    ///     ManualClock::new(1_718_000_000_000),
+    /// )?;
+    /// tracker.record_call("tiingo", 45)?;
+    /// let limits = tracker.usage_limits("tiingo")?;
+    /// assert_eq!((limits[0].used, limits[0].limit), (45, 50));
+    /// assert_eq!((limits[1].used, limits[1].limit), (45, 1_000));
+    /// assert_eq!(limits[1].level(), Level::Normal);
+    /// // `usage` describes the binding limit (the least headroom): the hour's.
+    /// assert_eq!(tracker.usage("tiingo")?.remaining, 5);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn usage_limits(&self, service: &str) -> Result<Vec<ServiceUsage<'_>>, QuotaError> {
+        Ok(self.usage_limits_at(self.position(service)?))
+    }
+
     /// A handle on `service`, to record without looking the name up every time.
     ///
     /// ```
@@ -303,11 +332,11 @@ impl QuotaTracker {
     /// crate), so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now();
-        let states = self.read_all(now, true);
+        let read = self.read_all(now, true);
         Snapshot {
-            services: states
-                .iter()
-                .map(|(slot, settings, state)| slot.usage_of(settings, state).into_owned())
+            services: read
+                .into_iter()
+                .map(|(_, usage)| usage.into_owned())
                 .collect(),
             at_ms: now,
         }

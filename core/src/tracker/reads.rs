@@ -5,7 +5,7 @@ use super::{
     describe_transition, QuotaTracker, ServiceSlot, Settings, SlotGuard, SlotState, SHARED,
 };
 use crate::config::Admission;
-use crate::rules::{Request, ServiceState};
+use crate::rules::Request;
 use crate::usage::ServiceUsage;
 
 impl QuotaTracker {
@@ -18,6 +18,15 @@ impl QuotaTracker {
             Admission::Exact => return self.exact_can_call(position),
             Admission::Leased { block } => return self.leased_can_call(position, block),
         }
+        if !settings.more.is_empty() {
+            let reduced_rate = self.is_reduced_rate();
+            return self.read_limits(position, |_, settings, state| {
+                std::iter::once(&settings.rules)
+                    .chain(&settings.more)
+                    .zip(state.counts())
+                    .all(|(rules, count)| rules.allows(count.used, reduced_rate))
+            });
+        }
         let state = self
             .step_at(position, self.now(), Request::READ, true)
             .state;
@@ -29,6 +38,11 @@ impl QuotaTracker {
 
     /// The usage now (a removed service's: as it was removed).
     pub(super) fn usage_at(&self, position: usize) -> ServiceUsage<'_> {
+        if !self.slot(position).settings().more.is_empty() {
+            return self.read_limits(position, |slot, settings, state| {
+                slot.usage_locked(settings, state)
+            });
+        }
         let state = self
             .step_at(position, self.now(), Request::READ, true)
             .state;
@@ -51,7 +65,7 @@ impl QuotaTracker {
         &self,
         now: u64,
         deliver: bool,
-    ) -> Vec<(&ServiceSlot, &Settings, ServiceState)> {
+    ) -> Vec<(&ServiceSlot, ServiceUsage<'_>)> {
         let order = self.live();
         // Each position's place in config order; the positions in increasing order (no sort:
         // it would be the only one in the JS module).
@@ -63,11 +77,13 @@ impl QuotaTracker {
             .filter(|&p| place[p] != usize::MAX)
             .collect();
         let mut guards = self.lock_all(&positions);
-        let (states, moved) = self.read_locked(&mut guards, now, &mut |_, _, _| {});
+        let moved = self.read_locked(&mut guards, now, &mut |_, _, _| {});
         let read: Vec<_> = guards
             .iter()
-            .zip(states)
-            .map(|(guard, state)| (guard.slot, guard.slot.settings(), state))
+            .map(|guard| {
+                let slot = guard.slot;
+                (slot, slot.usage_locked(slot.settings(), guard))
+            })
             .collect();
         drop(guards);
         // As after any call that moves a window: the store may hold other instances' calls
@@ -94,26 +110,26 @@ impl QuotaTracker {
         guards: &mut [SlotGuard<'_>],
         now: u64,
         also: &mut dyn FnMut(&ServiceSlot, &Settings, &mut SlotState),
-    ) -> (Vec<ServiceState>, bool) {
+    ) -> bool {
         let shared = self.persistence.is_some();
-        let mut states = Vec::with_capacity(guards.len());
         let mut moved = false;
         for guard in guards.iter_mut() {
             let slot = guard.slot;
             let settings = slot.settings();
             if !settings.removed {
-                let old_window = guard.service.window;
-                let step = settings.rules.step(&mut guard.service, now, Request::READ);
-                if shared && step.changed {
-                    guard.sync.book(old_window, &step, 0);
+                for (rules, state, ledger) in guard.guard.limits(settings) {
+                    let old_window = state.window;
+                    let step = rules.step(state, now, Request::READ);
+                    if shared && step.changed {
+                        ledger.book(old_window, &step, 0);
+                    }
+                    moved |= step.moved.is_some();
+                    self.queue_transitions(slot, &step);
                 }
-                moved |= step.moved.is_some();
-                self.queue_transitions(slot, &step);
             }
             also(slot, settings, guard);
-            states.push(guard.service);
         }
-        (states, moved)
+        moved
     }
 
     pub(super) fn pump(&self, positions: &[usize]) {

@@ -2,13 +2,13 @@
 //! "Reconfiguring", for why it is safe while other threads record.
 
 use super::builder::validate;
-use super::{QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotGuard, SHARED};
+use super::{LimitState, QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotGuard, SHARED};
 use crate::config::{Admission, ServiceConfig, TrackerConfig};
 use crate::error::QuotaError;
 use crate::level::Level;
 use crate::observers::quietly;
 use crate::persistence::SaveReason;
-use crate::rules::{Change, Request, ServiceState};
+use crate::rules::{Change, Request, ServiceRules};
 use crate::usage::Transition;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -37,13 +37,6 @@ impl Reconfigured {
     }
 }
 
-/// Whether two configs of one service count in the same windows: then the window in force
-/// keeps its count; otherwise the service starts fresh in the new spec's window (the spec is
-/// the whole window: unit, N, time zone, anchor day).
-fn same_window(a: &ServiceConfig, b: &ServiceConfig) -> bool {
-    a.window == b.window
-}
-
 impl QuotaTracker {
     /// Applies `config` to the running tracker, while other threads go on recording: adds the
     /// services it has and the tracker does not, removes those it does not have, and changes
@@ -56,10 +49,15 @@ impl QuotaTracker {
     ///   again under the new rules, and a level change is one transition, delivered once to
     ///   the observers (a lower limit may make the service Critical or Exhausted at once).
     ///   Handles and ids keep working.
-    /// - **Changed window** (its spec: period, N, time zone or anchor day): the service starts at 0 in the new window (its
-    ///   level falls to Normal: one transition if it was higher); the calls of the old window
-    ///   that the store has not acknowledged still reach it, under the old window's key, with
-    ///   the next sync. `total_recorded` goes on.
+    /// - **Changed window** (its spec: period, N, time zone or anchor day): the limit starts
+    ///   at 0 in the new window (its level falls to Normal: one transition if it was higher);
+    ///   the calls of the old window that the store has not acknowledged still reach it, under
+    ///   the old window's key, with the next sync. `total_recorded` goes on.
+    /// - **Several limits** ([`ServiceConfig::more_limits`]): each limit of the new config
+    ///   keeps the count of the old limit with the same window spec, wherever either is
+    ///   listed; a limit of a new window starts at 0; a window no limit keeps is dropped (its
+    ///   unacknowledged calls still reach the store). Each limit's level change is one
+    ///   transition naming that limit.
     /// - **Admission** `Local` / `Exact` / `Leased`: a leased block in hand is given back first
     ///   (with the next sync), then the new admission applies.
     /// - **Removed** service: every call through its name, a [`Service`](crate::Service) handle
@@ -183,15 +181,15 @@ impl QuotaTracker {
     /// Rolls the window over if due (a read, under the settings in force), booking it and
     /// queueing its transitions: what any call would do first.
     fn catch_up(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) {
-        let old_window = guard.service.window;
-        let step = slot
-            .settings()
-            .rules
-            .step(&mut guard.service, now, Request::READ);
-        if self.persistence.is_some() && step.changed {
-            guard.sync.book(old_window, &step, 0);
+        let booking = self.persistence.is_some();
+        for (rules, state, ledger) in guard.guard.limits(slot.settings()) {
+            let old_window = state.window;
+            let step = rules.step(state, now, Request::READ);
+            if booking && step.changed {
+                ledger.book(old_window, &step, 0);
+            }
+            self.queue_transitions(slot, &step);
         }
-        self.queue_transitions(slot, &step);
     }
 
     /// Gives a leased block in hand back (with the next sync), under the settings in force.
@@ -217,6 +215,14 @@ impl QuotaTracker {
         if self.persistence.is_some() {
             let window = guard.service.window;
             guard.sync.detach(window, |w| slot.window_key(w));
+            let settings = slot.settings();
+            for (rules, mut limit) in settings.more.iter().zip(std::mem::take(&mut guard.more)) {
+                let window = limit.service.window;
+                limit
+                    .sync
+                    .detach(window, |w| slot.limit_window_key(&rules.window, w));
+                guard.sync.take_over(limit.sync);
+            }
         }
         let removed = Settings {
             removed: true,
@@ -236,41 +242,105 @@ impl QuotaTracker {
         let mut guard = slot.lock(self.persistence.is_some());
         self.catch_up(slot, &mut guard, now);
         let old = slot.settings();
-        let respec = !same_window(&old.config, &new.config);
         // Any change of a leased service returns the block in hand: it was granted under
         // the old rules (a lower limit must not leave it spendable), or for the old window.
         let returned = matches!(old.config.admission, Admission::Leased { .. })
             && self.give_back_block(slot, &mut guard, now);
-        let before = old.rules.level(guard.service.used);
-        if respec {
-            if self.persistence.is_some() {
-                let window = guard.service.window;
-                guard.sync.detach(window, |w| slot.window_key(w));
-            }
-            guard.service = ServiceState {
-                total: guard.service.total,
-                ..ServiceState::new(&new.config.window, now)
-            };
-        }
-        let used = guard.service.used;
-        let after = new.rules.level(used);
-        if before != after {
-            let change = Change {
-                from: before,
-                to: after,
-                used,
-                at_ms: now,
-            };
-            let transition = Transition::of(&slot.name, new.rules.limit, change);
-            slot.outbox.push(transition, self.observers.epoch());
+        let (critical, changes) = self.carry_limits(slot, &mut guard, old, &new, now);
+        let epoch = self.observers.epoch();
+        for change in changes {
+            let rules = new.limit(change.limit);
+            let transition = Transition::of(&slot.name, rules.limit, &rules.window, change);
+            slot.outbox.push(transition, epoch);
         }
         // Lock holders from now on step under the new rules; the guard's drop publishes the
         // fast path's boundaries for them (a new epoch: fast calls of the old rules fail).
         slot.set_settings(&guard, new);
-        (
-            before < Level::Critical && after >= Level::Critical,
-            returned,
-        )
+        (critical, returned)
+    }
+
+    /// Moves the counts of `old`'s limits to `new`'s: a limit of the same window spec keeps its
+    /// count and ledger; a new window starts at 0 (`total_recorded` goes on); the ledger of a
+    /// window no limit keeps is detached (its calls not acknowledged still reach the store,
+    /// under its key). Returns whether a limit went from below Critical to Critical or beyond,
+    /// and each limit's level change, read against the old limit of its window, or, for a new
+    /// window, the old limit at its place.
+    fn carry_limits(
+        &self,
+        slot: &ServiceSlot,
+        guard: &mut SlotGuard<'_>,
+        old: &Settings,
+        new: &Settings,
+        now: u64,
+    ) -> (bool, Vec<Change>) {
+        let total = guard.service.total;
+        let own = LimitState {
+            service: guard.service,
+            sync: std::mem::take(&mut guard.sync),
+        };
+        let mut left: Vec<Option<(&ServiceRules, LimitState)>> = std::iter::once(own)
+            .chain(std::mem::take(&mut guard.more))
+            .zip(std::iter::once(&old.rules).chain(&old.more))
+            .map(|(state, rules)| Some((rules, state)))
+            .collect();
+        let before_at = |left: &[Option<(&ServiceRules, LimitState)>], at: usize| {
+            left.get(at)
+                .and_then(Option::as_ref)
+                .map_or(Level::Normal, |(rules, state)| {
+                    rules.level(state.service.used)
+                })
+        };
+        let mut carried = Vec::with_capacity(1 + new.more.len());
+        let mut changes = Vec::new();
+        let mut critical = false;
+        for (at, rules) in std::iter::once(&new.rules).chain(&new.more).enumerate() {
+            let kept = left.iter().position(|entry| {
+                entry
+                    .as_ref()
+                    .is_some_and(|(r, _)| r.window == rules.window)
+            });
+            let (before, state) = match kept {
+                Some(index) => {
+                    let (old_rules, state) = left[index].take().expect("found above");
+                    (old_rules.level(state.service.used), state)
+                }
+                None => {
+                    let before = before_at(&left, at);
+                    let mut fresh = LimitState::new(&rules.window, now);
+                    fresh.service.total = total;
+                    (before, fresh)
+                }
+            };
+            let used = state.service.used;
+            let after = rules.level(used);
+            if before != after {
+                changes.push(Change {
+                    from: before,
+                    to: after,
+                    limit: rules.index,
+                    used,
+                    at_ms: now,
+                });
+            }
+            critical |= before < Level::Critical && after >= Level::Critical;
+            carried.push(state);
+        }
+        let mut carried = carried.into_iter();
+        let own = carried.next().expect("a service has its own limit");
+        guard.service = own.service;
+        guard.sync = own.sync;
+        guard.more = carried.collect();
+        // What no limit keeps: detached, for the next cut (from the service's own ledger).
+        for (rules, mut state) in left.into_iter().flatten() {
+            if self.persistence.is_some() {
+                let window = state.service.window;
+                state
+                    .sync
+                    .detach(window, |w| slot.limit_window_key(&rules.window, w));
+            }
+            guard.sync.take_over(state.sync);
+        }
+        (critical, changes)
     }
 
     /// Adds a service at the next position (the reconfigure's mutex is held: one writer).

@@ -19,21 +19,37 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Settings {
     pub(super) config: ServiceConfig,
+    /// The rules of the service's own limit (`limit` per `window`).
     pub(super) rules: ServiceRules,
+    /// The rules of its [`more_limits`](ServiceConfig::more_limits), in order (empty for a
+    /// service of one limit).
+    pub(super) more: Vec<ServiceRules>,
     /// Removed by a reconfigure: every call answers `UnknownService`.
     pub(super) removed: bool,
     /// Whether a counting call may try the fast path: `Local` admission (or a build without
-    /// shared admission) and not removed. The hot path's one test of the settings.
+    /// shared admission), one limit, and not removed. The hot path's one test of the
+    /// settings.
     pub(super) fast: bool,
 }
 
 impl Settings {
     pub(super) fn new(config: ServiceConfig, reduced_fraction: f64, removed: bool) -> Self {
+        let mut rules = ServiceRules::of_limits(&config, reduced_fraction);
+        let more = rules.split_off(1);
         Settings {
-            rules: ServiceRules::new(&config, reduced_fraction),
-            fast: !removed && (!SHARED || config.admission == Admission::Local),
+            rules: rules.remove(0),
+            fast: !removed && more.is_empty() && (!SHARED || config.admission == Admission::Local),
+            more,
             config,
             removed,
+        }
+    }
+
+    /// The rules of the limit at `index` (0: the service's own).
+    pub(super) fn limit(&self, index: u8) -> &ServiceRules {
+        match index {
+            0 => &self.rules,
+            more => &self.more[usize::from(more) - 1],
         }
     }
 }
@@ -72,6 +88,47 @@ pub(super) struct SlotState {
     pub(super) lease: shared::LeaseState,
     /// What the fast path's word was released with (`None`: left taken).
     pub(super) published: Option<fast_path::Published>,
+    /// The counts of the service's other limits (`Settings::more`, in order): empty for a
+    /// service of one limit, whose count is `service`.
+    pub(super) more: Vec<LimitState>,
+}
+
+/// One more limit's count and its ledger (the service's own limit's are `SlotState::service`
+/// and `SlotState::sync`).
+pub(super) struct LimitState {
+    pub(super) service: ServiceState,
+    pub(super) sync: Ledger,
+}
+
+impl LimitState {
+    pub(super) fn new(window: &crate::window::WindowSpec, now: u64) -> Self {
+        LimitState {
+            service: ServiceState::new(window, now),
+            sync: Ledger::default(),
+        }
+    }
+}
+
+impl SlotState {
+    /// Every limit's rules, count and ledger, the service's own first.
+    pub(super) fn limits<'s>(
+        &'s mut self,
+        settings: &'s Settings,
+    ) -> impl Iterator<Item = (&'s ServiceRules, &'s mut ServiceState, &'s mut Ledger)> {
+        let own = (&settings.rules, &mut self.service, &mut self.sync);
+        std::iter::once(own).chain(
+            settings
+                .more
+                .iter()
+                .zip(self.more.iter_mut())
+                .map(|(rules, limit)| (rules, &mut limit.service, &mut limit.sync)),
+        )
+    }
+
+    /// Every limit's count, the service's own first.
+    pub(super) fn counts(&self) -> impl Iterator<Item = &ServiceState> {
+        std::iter::once(&self.service).chain(self.more.iter().map(|limit| &limit.service))
+    }
 }
 
 /// A service's lock, held: its state, with the calls the fast path counted before the lock
@@ -127,6 +184,11 @@ impl ServiceSlot {
             sync: Ledger::default(),
             lease: shared::LeaseState::default(),
             published: None,
+            more: config
+                .more_limits
+                .iter()
+                .map(|limit| LimitState::new(&limit.window, now))
+                .collect(),
         };
         let kept = vec![Box::new(Settings::new(config, reduced_fraction, false))];
         let pointer: *const Settings = &*kept[0];
@@ -201,7 +263,8 @@ impl ServiceSlot {
     }
 
     pub(super) fn transition(&self, change: Change) -> Transition {
-        Transition::of(&self.name, self.settings().rules.limit, change)
+        let rules = self.settings().limit(change.limit);
+        Transition::of(&self.name, rules.limit, &rules.window, change)
     }
 
     #[inline]
@@ -219,13 +282,63 @@ impl ServiceSlot {
         ServiceUsage::of(&self.name, &settings.config, state)
     }
 
+    /// The usage of a locked `state` under `settings`: a service of one limit's as
+    /// [`usage_of`](Self::usage_of) says; one of several limits' describes the binding limit
+    /// (the least headroom, `limit - used`; the first of equals) at the service's level (the
+    /// highest of its limits').
+    pub(super) fn usage_locked<'s>(
+        &'s self,
+        settings: &'s Settings,
+        state: &SlotState,
+    ) -> ServiceUsage<'s> {
+        if state.more.is_empty() {
+            return self.usage_of(settings, &state.service);
+        }
+        let limits = || {
+            std::iter::once(&settings.rules)
+                .chain(&settings.more)
+                .zip(state.counts())
+        };
+        let binding = limits()
+            .enumerate()
+            .min_by_key(|(at, (rules, count))| (rules.limit.saturating_sub(count.used), *at))
+            .map_or(0, |(at, _)| at);
+        let level = limits()
+            .map(|(rules, count)| rules.level(count.used))
+            .max()
+            .unwrap_or(crate::level::Level::Normal);
+        let rule = settings
+            .config
+            .limit_rules()
+            .nth(binding)
+            .expect("a limit per count");
+        let count = state.counts().nth(binding).expect("a count per limit");
+        ServiceUsage::of_limit(&self.name, rule, count).at_level(level)
+    }
+
+    /// Every limit's usage, the service's own first, each at its own level.
+    pub(super) fn usage_of_limits<'s>(
+        &'s self,
+        settings: &'s Settings,
+        state: &SlotState,
+    ) -> Vec<ServiceUsage<'s>> {
+        settings
+            .config
+            .limit_rules()
+            .zip(state.counts())
+            .map(|(rule, count)| ServiceUsage::of_limit(&self.name, rule, count))
+            .collect()
+    }
+
     /// The error of a refused step.
     #[cold]
     #[inline(never)]
     pub(super) fn refused(&self, refusal: Refusal, count: u64) -> QuotaError {
         match refusal {
             Refusal::Overflow => self.invalid_count(count, "the counter would overflow"),
-            Refusal::Denied { used, reason } => self.denied(count, used, reason),
+            Refusal::Denied { used, reason } => {
+                self.denied(count, used, self.settings().rules.limit, reason)
+            }
             Refusal::Removed => self.removed(),
             Refusal::Shared => unreachable!("update_locked takes the shared path instead"),
         }
@@ -237,16 +350,23 @@ impl ServiceSlot {
         QuotaError::UnknownService(self.name.to_string())
     }
 
-    /// The error of a denied call (with feature `metrics`, counted). Call it with no lock held.
+    /// The error of a call denied by the limit of `limit` calls (with feature `metrics`,
+    /// counted). Call it with no lock held.
     #[cold]
-    pub(super) fn denied(&self, count: u64, used: u64, reason: DenyReason) -> QuotaError {
+    pub(super) fn denied(
+        &self,
+        count: u64,
+        used: u64,
+        limit: u64,
+        reason: DenyReason,
+    ) -> QuotaError {
         #[cfg(feature = "metrics")]
         self.denials.deny(&self.name, reason);
         QuotaError::Denied {
             service: Arc::clone(&self.name),
             count,
             used,
-            limit: self.settings().rules.limit,
+            limit,
             reason,
         }
     }

@@ -5,7 +5,7 @@ use super::{describe_store_event, QuotaTracker, SlotGuard, SHARED};
 use crate::locks::thread_local;
 use crate::observers::quietly;
 use crate::persistence::{Books, Cut, Late, Persistence, Queued, SaveReason, Settled, StoreStats};
-use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
+use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch};
 use crate::window::Window;
 use std::cell::RefCell;
 
@@ -169,16 +169,10 @@ impl QuotaTracker {
             let slot = self.slot(position);
             slot.denials.report(&slot.name);
         }
-        let states = self.read_all(self.now(), true);
+        let read = self.read_all(self.now(), true);
         crate::metrics::publish(
-            states.iter().map(|(slot, settings, state)| {
-                (
-                    &slot.name,
-                    state.used,
-                    settings.rules.limit,
-                    settings.rules.level(state.used),
-                )
-            }),
+            read.iter()
+                .map(|(slot, usage)| (&slot.name, usage.used, usage.limit, usage.level())),
             self.is_reduced_rate(),
             self.persistence
                 .as_ref()
@@ -259,12 +253,6 @@ impl QuotaTracker {
         let mut read = Vec::with_capacity(positions.len());
         let mut guards: Vec<SlotGuard<'_>> = self.lock_all(&positions);
         self.read_locked(&mut guards, now, &mut |slot, settings, guard| {
-            let key = |window: Window| WindowKey {
-                service: settings.config.name.clone(),
-                spec: settings.rules.window.clone(),
-                start_ms: window.start_ms,
-                end_ms: window.reset_at_ms,
-            };
             queued.append(&mut guard.sync.queued);
             deltas.append(&mut guard.sync.detached);
             raises.append(&mut guard.sync.detached_raises);
@@ -273,34 +261,36 @@ impl QuotaTracker {
                 queued.give_backs.extend(back);
                 self.queue_transitions(slot, &step);
             }
-            for (window, calls) in guard.sync.ended.drain(..) {
-                deltas.push(Delta {
-                    window: key(window),
-                    calls,
-                });
+            for (rules, state, sync) in guard.limits(settings) {
+                let key = |window: Window| slot.limit_window_key(&rules.window, window);
+                for (window, calls) in sync.ended.drain(..) {
+                    deltas.push(Delta {
+                        window: key(window),
+                        calls,
+                    });
+                }
+                let raised = sync.raise;
+                for (window, at_least) in sync.ended_raises.drain(..).chain(raised) {
+                    raises.push(Raise {
+                        window: key(window),
+                        at_least,
+                    });
+                }
+                if settings.removed {
+                    // Nothing to read, and nothing unacknowledged: its removal detached it.
+                    continue;
+                }
+                let window = state.window;
+                if sync.unacked > 0 {
+                    deltas.push(Delta {
+                        window: key(window),
+                        calls: sync.unacked,
+                    });
+                }
+                sync.cut = sync.unacked;
+                sync.cut_window = Some(window);
+                read.push(key(window));
             }
-            let raised = guard.sync.raise;
-            for (window, at_least) in guard.sync.ended_raises.drain(..).chain(raised) {
-                raises.push(Raise {
-                    window: key(window),
-                    at_least,
-                });
-            }
-            if settings.removed {
-                // Nothing to read, and nothing unacknowledged: its removal detached it.
-                return;
-            }
-            let window = guard.service.window;
-            let sync = &mut guard.sync;
-            if sync.unacked > 0 {
-                deltas.push(Delta {
-                    window: key(window),
-                    calls: sync.unacked,
-                });
-            }
-            sync.cut = sync.unacked;
-            sync.cut_window = Some(window);
-            read.push(key(window));
         });
         let mut batch = SyncBatch {
             instance,
@@ -354,11 +344,17 @@ impl QuotaTracker {
             let slot = self.slot(position);
             let mut guard = slot.lock(self.persistence.is_some());
             let settings = slot.settings();
-            // The read of this service's window as it is now: not one of a window a
-            // reconfigure left (its spec differs), nor one of a removed namesake.
-            let ours = |window: Window| slot.window_key(window) == *read;
-            let window = guard.service.window;
-            let sync = &mut guard.sync;
+            // The limit counted in the read's windows (none: a reconfigure left them).
+            let Some((rules, state, sync)) = guard
+                .limits(settings)
+                .find(|(rules, _, _)| rules.window == read.spec)
+            else {
+                continue;
+            };
+            // The read of this limit's window as it is now: not one of a window a
+            // reconfigure left, nor one of a removed namesake.
+            let ours = |window: Window| slot.limit_window_key(&rules.window, window) == *read;
+            let window = state.window;
             if sync.cut_window.is_some_and(ours) {
                 sync.unacked = sync.unacked.saturating_sub(sync.cut);
             }
@@ -369,6 +365,7 @@ impl QuotaTracker {
             if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
                 let acknowledged = batch.raises.iter().any(|r| {
                     r.window.service == read.service
+                        && r.window.spec == read.spec
                         && r.window.start_ms == raised.start_ms
                         && r.at_least == floor
                 });
@@ -380,10 +377,7 @@ impl QuotaTracker {
             sync.cut_window = None;
             if ours(window) {
                 let unacked = sync.unacked;
-                let step =
-                    settings
-                        .rules
-                        .observe(&mut guard.service, total.saturating_add(unacked), now);
+                let step = rules.observe(state, total.saturating_add(unacked), now);
                 self.queue_transitions(slot, &step);
             }
         }

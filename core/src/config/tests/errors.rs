@@ -68,12 +68,8 @@ fn bad_toml_names_the_line_and_the_field() {
             6,
             &["unknown field `blok`", "block"],
         ),
-        // Missing fields, named (at the service's table).
-        (
-            "[[services]]\nname = \"svc\"\nperiod = \"day\"\n".into(),
-            1,
-            &["missing field `limit`"],
-        ),
+        // Missing fields, named (at the service's table; a missing limit: see
+        // `a_service_without_a_limit_is_named`).
         (
             "\n\n[[services]]\nlimit = 3\nperiod = \"day\"\n".into(),
             3,
@@ -179,7 +175,6 @@ fn bad_json_names_the_line_and_the_field() {
         (format!("{{\"services\": [\n{service},\n\"limt\": 3}}]}}"), 3, &["unknown field `limt`", "limit"]),
         (format!("{{\"sync\": {{\"reduced_rate\": {{\"fractio\": 1}}}}, \"services\": [{service}}}]}}"), 1, &["unknown field `fractio`"]),
         // Missing and duplicate fields, named.
-        ("{\"services\": [{\"name\": \"svc\", \"period\": \"day\"}]}".into(), 1, &["missing field `limit`"]),
         ("{}".into(), 1, &["missing field `services`"]),
         (format!("{{\"services\": [{service}, \"limit\": 3}}]}}"), 1, &["duplicate field `limit`"]),
         // Wrong types and values.
@@ -375,5 +370,39 @@ fn invalid_values_name_the_service_the_field_and_its_line() {
     ];
     for (text, line, service, field, words) in &cases {
         assert_invalid(&json_error(text), *line, *service, field, words);
+    }
+}
+
+#[test]
+fn a_service_without_a_limit_is_named() {
+    use crate::config::QuotaFile;
+    let cases = [
+        (
+            QuotaFile::from_toml_str("[[services]]\nname = \"svc\"\nperiod = \"day\"\n"),
+            "service \"svc\": limit is required: give `limit` and `period`, or a list `limits`",
+        ),
+        (
+            QuotaFile::from_json_str(r#"{"services": [{"name": "svc", "period": "day"}]}"#),
+            "service \"svc\": limit is required",
+        ),
+        (
+            QuotaFile::from_toml_str("[[services]]\nname = \"svc\"\nlimit = 5\n"),
+            "service \"svc\": period is required beside `limit`",
+        ),
+        (
+            QuotaFile::from_toml_str(
+                "[[services]]\nname = \"svc\"\nlimit = 5\nlimits = [{ limit = 9, period = \"day\" }]\n",
+            ),
+            "service \"svc\": limit goes inside `limits` when that is given (got 5)",
+        ),
+        (
+            QuotaFile::from_toml_str("[[services]]\nname = \"svc\"\nlimits = []\n"),
+            "service \"svc\": limits must list at least one limit",
+        ),
+    ];
+    for (result, words) in cases {
+        let text = result.unwrap_err().to_string();
+        assert!(text.starts_with("invalid config at line "), "{text}");
+        assert!(text.contains(words), "{text:?} should say {words:?}");
     }
 }

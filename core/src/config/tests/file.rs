@@ -91,7 +91,7 @@ fn errors_read_well() {
     assert_eq!(
         error.to_string(),
         "invalid TOML at line 5, column 1: unknown field `limt`, expected one of `name`, \
-         `limit`, `period`, `warn_threshold`, `critical_threshold`, `reserve_fraction`, \
+         `limit`, `period`, `limits`, `warn_threshold`, `critical_threshold`, `reserve_fraction`, \
          `admission`, `enforce`, `every`, `timezone`, `anchor_day`"
     );
     let error = toml_error("[[services]]\nname = \"finnhub\"\nlimit = 0\nperiod = \"minute\"\n");

@@ -10,7 +10,7 @@ use crate::level::Level;
 use crate::rules::Step;
 use crate::store::{GiveBack, StoreError, WindowKey};
 use crate::usage::Recorded;
-use crate::window::Window;
+use crate::window::{Window, WindowSpec};
 
 mod exact;
 mod leased;
@@ -19,9 +19,18 @@ pub(super) use leased::LeaseState;
 
 impl ServiceSlot {
     pub(in crate::tracker) fn window_key(&self, window: Window) -> WindowKey {
+        self.limit_window_key(&self.settings().rules.window, window)
+    }
+
+    /// The key of `window` of this service's limit counted in windows of `spec`.
+    pub(in crate::tracker) fn limit_window_key(
+        &self,
+        spec: &WindowSpec,
+        window: Window,
+    ) -> WindowKey {
         WindowKey {
             service: self.name.to_string(),
-            spec: self.settings().rules.window.clone(),
+            spec: spec.clone(),
             start_ms: window.start_ms,
             end_ms: window.reset_at_ms,
         }
@@ -185,7 +194,7 @@ impl QuotaTracker {
         used: u64,
         reason: DenyReason,
     ) -> QuotaError {
-        slot.denied(count, used, reason)
+        slot.denied(count, used, slot.settings().rules.limit, reason)
     }
 
     /// A store call outside every lock, a panic turned into an error.
