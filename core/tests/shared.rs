@@ -3,8 +3,8 @@
 //! binary as their children.
 
 use quota_core::{
-    Admission, DenyReason, FileStore, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
-    ServiceConfig, Store, StoreError, SyncPolicy, TrackerConfig, WindowKey,
+    Admission, DenyReason, FileStore, Limit, ManualClock, MemoryStore, Period, QuotaError,
+    QuotaTracker, ServiceConfig, Store, StoreError, SyncPolicy, TrackerConfig, WindowKey,
 };
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -54,8 +54,16 @@ fn shared_child() {
         parts[3].parse::<u64>().unwrap(),
     );
     let store = FileStore::new(path);
-    if mode == "record" {
-        let tracker = tracker(service(limit, Admission::Local), store);
+    if mode.starts_with("record") {
+        let config = match mode {
+            // A day's limit and an hour's.
+            "record2" => TrackerConfig::new([ServiceConfig::builder("api", limit, Period::Day)
+                .and_limit(Limit::new(limit, Period::Hour))
+                .build()
+                .unwrap()]),
+            _ => service(limit, Admission::Local),
+        };
+        let tracker = tracker(config, store);
         for _ in 0..calls {
             tracker.record_call("api", 1).unwrap();
         }
@@ -145,6 +153,26 @@ fn eight_processes_recording_on_one_file_lose_nothing() {
     let spec = format!("record|{}|10000|1000000000", path.display());
     run_children(8, &spec);
     assert_eq!(file_total(&path), 80_000);
+    nothing_moved_aside(dir.path());
+}
+
+#[test]
+fn eight_processes_recording_in_two_limits_on_one_file_lose_nothing_in_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let spec = format!("record2|{}|5000|1000000000", path.display());
+    run_children(8, &spec);
+    // Summed over each limit's windows: the children run on the system clock, which may
+    // cross an hour (or a day) while they do.
+    let state = FileStore::new(&path).state().unwrap();
+    for spec in ["day", "hour"] {
+        let total: u64 = state
+            .windows()
+            .filter(|w| w.spec.key() == spec)
+            .map(|w| w.total)
+            .sum();
+        assert_eq!(total, 40_000, "the {spec}'s windows hold every call");
+    }
     nothing_moved_aside(dir.path());
 }
 

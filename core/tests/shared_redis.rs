@@ -8,7 +8,7 @@
 mod redis_server;
 
 use quota_core::{
-    Admission, Clock, DenyReason, ManualClock, Period, QuotaError, QuotaTracker, RedisStore,
+    Admission, Clock, DenyReason, Limit, ManualClock, Period, QuotaError, QuotaTracker, RedisStore,
     ServiceConfig, StoreEvent, SyncPolicy, SystemClock, TrackerConfig,
 };
 use redis_server::{ClockProxy, Options, Proxy, Server};
@@ -51,7 +51,8 @@ fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 
     }
 }
 
-/// One service `api` (critical at 0.8) with this admission, per `period`.
+/// One service `api` (critical at 0.8) with this admission, per `period`; `record2`: a day's
+/// limit and an hour's of `limit` each.
 fn config(limit: u64, period: Period, admission: Admission) -> TrackerConfig {
     TrackerConfig::new([ServiceConfig::builder("api", limit, period)
         .critical_threshold(0.8)
@@ -60,9 +61,16 @@ fn config(limit: u64, period: Period, admission: Admission) -> TrackerConfig {
         .unwrap()])
 }
 
+fn two_limits(limit: u64) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", limit, Period::Day)
+        .and_limit(Limit::new(limit, Period::Hour))
+        .build()
+        .unwrap()])
+}
+
 fn admission(word: &str) -> Admission {
     match word {
-        "local" | "record" => Admission::Local,
+        "local" | "record" | "record2" => Admission::Local,
         "exact" => Admission::Exact,
         block => Admission::Leased {
             block: block.trim_start_matches("leased").parse().unwrap(),
@@ -114,7 +122,11 @@ fn shared_redis_child() {
     let store = RedisStore::new(url)
         .unwrap()
         .timeout(Duration::from_secs(5));
-    let tracker = QuotaTracker::builder(config(limit, Period::Day, admission(mode)))
+    let config = match mode {
+        "record2" => two_limits(limit),
+        _ => config(limit, Period::Day, admission(mode)),
+    };
+    let tracker = QuotaTracker::builder(config)
         .clock(clock.clone())
         .store(store)
         .sync_policy(SyncPolicy {
@@ -131,7 +143,7 @@ fn shared_redis_child() {
     }
     let (mut admitted, mut unavailable) = (0u64, 0u64);
     for _ in 0..calls {
-        if mode == "record" {
+        if mode.starts_with("record") {
             tracker.record_call("api", 1).unwrap();
         } else {
             match tracker.try_record("api", 1) {
@@ -250,6 +262,21 @@ fn eight_processes_recording_through_redis_lose_nothing() {
     let failures: u64 = reports.iter().map(|r| r.failures).sum();
     assert_eq!(failures, 0, "no sync failed: {reports:?}");
     assert_eq!(get(&mut server.raw(), &key("api", "day", day)), 80_000);
+}
+
+#[test]
+fn eight_processes_recording_in_two_limits_through_redis_lose_nothing_in_either() {
+    let _group = one_group_at_a_time();
+    let server = Server::start();
+    let (clock_ms, day) = noon_today();
+    let spec = format!("record2|{}|5000|1000000000|{clock_ms}", server.url());
+    let reports = run_children(8, &spec);
+    let failures: u64 = reports.iter().map(|r| r.failures).sum();
+    assert_eq!(failures, 0, "no sync failed: {reports:?}");
+    // 5,000 calls 1 ms apart from noon: every child's stay in the noon hour.
+    let mut con = server.raw();
+    assert_eq!(get(&mut con, &key("api", "day", day)), 40_000);
+    assert_eq!(get(&mut con, &key("api", "hour", clock_ms)), 40_000);
 }
 
 #[test]
