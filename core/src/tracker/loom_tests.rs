@@ -292,3 +292,33 @@ fn loom_a_record_racing_a_reconfigure_loses_no_count_and_reports_once() {
         assert!(seen.len() <= 2, "{seen:?}");
     });
 }
+
+#[test]
+fn loom_two_threads_admitted_across_two_limits_never_pass_either() {
+    loom::model(|| {
+        // 10 a day and 5 an hour: normal admission stops at 4 an hour (Critical, 80%).
+        let service = ServiceConfig::builder("a", 10, Period::Day)
+            .and_limit(crate::Limit::new(5, Period::Hour))
+            .build()
+            .unwrap();
+        let tracker = Arc::new(
+            QuotaTracker::new_with_clock(TrackerConfig::new([service]), ManualClock::new(NOW))
+                .unwrap(),
+        );
+        tracker.record_call("a", 2).unwrap();
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || other.try_record("a", 2).is_ok());
+        let mine = tracker.try_record("a", 2).is_ok();
+        let theirs = handle.join().unwrap();
+        // Exactly one of the two fits under the hour's 4: counted in both windows, the other
+        // in neither.
+        assert!(mine ^ theirs, "one admitted, not {mine} and {theirs}");
+        let used: Vec<u64> = tracker
+            .usage_limits("a")
+            .unwrap()
+            .iter()
+            .map(|usage| usage.used)
+            .collect();
+        assert_eq!(used, [4, 4]);
+    });
+}
