@@ -195,3 +195,27 @@ fn the_documented_examples_parse() {
         assert!(matches!(file.store, Some(StoreUrl::Redis(_))));
     }
 }
+
+#[test]
+fn the_fuzzers_seed_files_parse() {
+    // A seed that fails to parse would start the fuzzer from an error instead of a file.
+    for (text, parsed) in [
+        (
+            "full.toml",
+            QuotaFile::from_toml_str(include_str!("../../../../fuzz/seeds/config_file/full.toml")),
+        ),
+        (
+            "full.json",
+            QuotaFile::from_json_str(include_str!("../../../../fuzz/seeds/config_file/full.json")),
+        ),
+    ] {
+        let file = parsed.unwrap_or_else(|e| panic!("{text}: {e}"));
+        file.validate().unwrap();
+    }
+    let file =
+        QuotaFile::from_toml_str(include_str!("../../../../fuzz/seeds/config_file/full.toml"))
+            .unwrap();
+    let finnhub = file.tracker.services.last().unwrap();
+    assert_eq!(finnhub.limits().count(), 3);
+    assert_eq!(finnhub.more_limits[0].enforce, Some(false));
+}
