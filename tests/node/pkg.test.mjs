@@ -95,6 +95,7 @@ test("results have the documented shapes", () =>
       to: "warning",
       used: 5,
       limit: 10,
+      window: "minute",
       atMs: NOW,
     });
     const allowed = tracker.tryRecord("search", 2);
@@ -401,3 +402,72 @@ test("window specs: a day in a time zone (23 hours across DST), N minutes, an an
       );
     }
   }));
+
+test("several limits: all or nothing across them, each limit's usage, transitions name their window", () => {
+  let now = Date.UTC(2024, 5, 10, 9, 0);
+  const realNow = Date.now;
+  Date.now = () => now;
+  try {
+    const tracker = new QuotaTracker({
+      services: [
+        {
+          name: "tiingo",
+          warnThreshold: 0.6,
+          limits: [
+            { limit: 50, period: "hour" },
+            { limit: 1000, period: "day", timezone: "America/New_York", warnThreshold: 0.04 },
+          ],
+        },
+      ],
+    });
+    const seen = [];
+    tracker.onTransition((t) => seen.push(`${t.window} ${t.from}->${t.to}`));
+    const recorded = tracker.recordCall("tiingo", 40);
+    // The day's own warn threshold (40 of 1000); the hour's Critical (80% of 50).
+    assert.deepEqual(seen.sort(), ["day@America/New_York normal->warning", "hour normal->critical"]);
+    assert.equal(recorded.transition.window, "hour");
+    assert.equal(recorded.usage.limit, 50, "the binding limit: 10 left, against 960");
+    assert.equal(recorded.usage.level, "critical");
+    const denied = tracker.tryRecord("tiingo", 1);
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.reason, "critical");
+    assert.deepEqual(
+      tracker.usageLimits("tiingo").map((u) => [u.used, u.limit, u.period, u.level]),
+      [
+        [40, 50, "hour", "critical"],
+        [40, 1000, "day", "warning"],
+      ],
+    );
+    now += 3_600_000; // the next hour: the day goes on
+    assert.equal(tracker.tryRecord("tiingo", 30).allowed, true);
+    assert.deepEqual(tracker.usageLimits("tiingo").map((u) => u.used), [30, 70]);
+    assert.throws(() => tracker.usageLimits("nope"), /unknown service "nope"/);
+  } finally {
+    Date.now = realNow;
+  }
+});
+
+test("several limits: bad configs throw Errors that name the service, the entry and the field", () => {
+  const bad = (service) => () => new QuotaTracker({ services: [service] });
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "hour" }, { limit: 9, period: "hour" }] }),
+    /invalid config: service "x": limits entry 2 has the window of entry 1: each limit of a service needs its own window \(got "hour"\)/,
+  );
+  assert.throws(
+    bad({ name: "x", limit: 5, limits: [{ limit: 5, period: "hour" }] }),
+    /services\[0\] \("x"\): limit goes inside `limits` when that is given/,
+  );
+  assert.throws(bad({ name: "x", limits: 5 }), /limits: invalid type: number `5.0`, expected an array/);
+  assert.throws(bad({ name: "x", limits: {} }), /limits must be an array of \{ limit, period \} \(got an object\)/);
+  assert.throws(bad({ name: "x", limits: [] }), /service "x": limits must list at least one limit/);
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "hour", limt: 3 }] }),
+    /limits\[0\]: unknown field "limt"; expected limit, period/,
+  );
+  assert.throws(bad({ name: "x", limits: [{ period: "hour" }] }), /limits\[0\]: missing field `limit`/);
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "day", timezone: "Mars/Base" }] }),
+    /timezone must be an IANA time zone name/,
+  );
+  assert.throws(bad({ name: "x", period: "day" }), /services\[0\]: missing field `limit`/);
+});

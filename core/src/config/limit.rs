@@ -106,24 +106,127 @@ impl ServiceConfig {
         })
     }
 
-    /// Every limit's rule, the service's own first.
-    pub(crate) fn limit_rules(&self) -> impl Iterator<Item = LimitRule<'_>> + '_ {
-        let own = LimitRule {
-            count: self.limit,
-            window: &self.window,
-            warn_threshold: self.warn_threshold,
-            critical_threshold: self.critical_threshold,
-            reserve_fraction: self.reserve_fraction,
-            enforce: self.enforce,
+    /// The service with the limits of a `limits` list, as a config file or a JS config gives
+    /// one (the one home of the rule): the first entry is the service's own limit, and its own
+    /// thresholds and `enforce`, if it sets them, are its alone: the service's (already set
+    /// here) still apply to every other entry that sets none.
+    pub(crate) fn with_listed_limits(mut self, mut listed: Vec<Limit>) -> Result<Self, QuotaError> {
+        if listed.is_empty() {
+            return Err(QuotaError::invalid_config(
+                Some(&self.name),
+                "limits",
+                "[]",
+                "must list at least one limit",
+            ));
+        }
+        let first = listed.remove(0);
+        for limit in &mut listed {
+            let inherit =
+                |own: Option<f64>, first: Option<f64>, service: f64| own.or(first.map(|_| service));
+            limit.warn_threshold = inherit(
+                limit.warn_threshold,
+                first.warn_threshold,
+                self.warn_threshold,
+            );
+            limit.critical_threshold = inherit(
+                limit.critical_threshold,
+                first.critical_threshold,
+                self.critical_threshold,
+            );
+            limit.enforce = limit.enforce.or(first.enforce.map(|_| self.enforce));
+        }
+        self.limit = first.count;
+        self.window = first.window;
+        self.warn_threshold = first.warn_threshold.unwrap_or(self.warn_threshold);
+        self.critical_threshold = first.critical_threshold.unwrap_or(self.critical_threshold);
+        self.enforce = first.enforce.unwrap_or(self.enforce);
+        self.more_limits = listed;
+        Ok(self)
+    }
+
+    /// How many limits the service has (its own and [`more_limits`](Self::more_limits)).
+    pub(crate) fn limit_count(&self) -> usize {
+        1 + self.more_limits.len()
+    }
+
+    /// The rule of the limit at `at` (0: the service's own), resolved.
+    pub(crate) fn limit_rule(&self, at: usize) -> LimitRule<'_> {
+        let Some(limit) = at.checked_sub(1).map(|more| &self.more_limits[more]) else {
+            return LimitRule {
+                count: self.limit,
+                window: &self.window,
+                warn_threshold: self.warn_threshold,
+                critical_threshold: self.critical_threshold,
+                reserve_fraction: self.reserve_fraction,
+                enforce: self.enforce,
+            };
         };
-        std::iter::once(own).chain(self.more_limits.iter().map(move |limit| LimitRule {
+        LimitRule {
             count: limit.count,
             window: &limit.window,
             warn_threshold: limit.warn_threshold.unwrap_or(self.warn_threshold),
             critical_threshold: limit.critical_threshold.unwrap_or(self.critical_threshold),
             reserve_fraction: self.reserve_fraction,
             enforce: limit.enforce.unwrap_or(self.enforce),
-        }))
+        }
+    }
+
+    /// Every limit's rule, the service's own first.
+    pub(crate) fn limit_rules(&self) -> impl Iterator<Item = LimitRule<'_>> + '_ {
+        (0..self.limit_count()).map(|at| self.limit_rule(at))
+    }
+
+    /// Checks the limit at `at` (0: the service's own, whose errors name its fields; the others'
+    /// name `limits` and the entry, counted from 1 as a list is read): a count of at least 1,
+    /// thresholds in (0, 1] and in order, and a reserve that leaves normal calls some calls.
+    pub(super) fn check_limit(&self, at: usize) -> Result<(), QuotaError> {
+        let rule = self.limit_rule(at);
+        let invalid = |field: &'static str, value: &dyn std::fmt::Display, reason: &str| {
+            Err(match at {
+                0 => QuotaError::invalid_config(Some(&self.name), field, value, reason),
+                _ => QuotaError::invalid_config(
+                    Some(&self.name),
+                    "limits",
+                    value,
+                    format!("entry {}: {field} {reason}", at + 1),
+                ),
+            })
+        };
+        if rule.count == 0 {
+            return invalid("limit", &0, "must be at least 1");
+        }
+        for (field, value) in [
+            ("warn_threshold", rule.warn_threshold),
+            ("critical_threshold", rule.critical_threshold),
+        ] {
+            if !(value > 0.0 && value <= 1.0) {
+                return invalid(field, &Float(value), "must be in (0, 1]");
+            }
+        }
+        if rule.warn_threshold > rule.critical_threshold {
+            return invalid(
+                "warn_threshold",
+                &Float(rule.warn_threshold),
+                &format!(
+                    "must not exceed the critical threshold ({})",
+                    Float(rule.critical_threshold)
+                ),
+            );
+        }
+        // A fraction a hair below 1 whose calls round to the whole limit (the thresholds
+        // forgive float noise): nothing would be left for normal calls. (Its range is the
+        // service's check.)
+        let reserve_in_range = (0.0..1.0).contains(&rule.reserve_fraction);
+        if reserve_in_range
+            && crate::level::calls_at_most(rule.count, rule.reserve_fraction) >= rule.count
+        {
+            return invalid(
+                "reserve_fraction",
+                &Float(rule.reserve_fraction),
+                &format!("must leave normal calls some of the limit ({})", rule.count),
+            );
+        }
+        Ok(())
     }
 
     /// Checks [`more_limits`](Self::more_limits): each as the service's own limit is checked,
@@ -156,52 +259,20 @@ impl ServiceConfig {
                     .into(),
             );
         }
-        let windows: Vec<&WindowSpec> = self.limit_rules().map(|rule| rule.window).collect();
-        for (at, rule) in self.limit_rules().enumerate().skip(1) {
-            let entry = at + 1;
-            if let Some(first) = windows[..at].iter().position(|w| *w == rule.window) {
+        for at in 1..self.limit_count() {
+            let window = self.limit_rule(at).window;
+            if let Some(first) = (0..at).find(|&before| self.limit_rule(before).window == window) {
                 return invalid(
-                    &Quoted(&rule.window.key()),
+                    &Quoted(&window.key()),
                     format!(
-                        "entry {entry} has the window of entry {}: each limit of a service \
-                         needs its own window",
+                        "entry {} has the window of entry {}: each limit of a service needs its \
+                         own window",
+                        at + 1,
                         first + 1
                     ),
                 );
             }
-            if rule.count == 0 {
-                return invalid(&0, format!("entry {entry}: limit must be at least 1"));
-            }
-            for (field, value) in [
-                ("warn_threshold", rule.warn_threshold),
-                ("critical_threshold", rule.critical_threshold),
-            ] {
-                if !(value > 0.0 && value <= 1.0) {
-                    return invalid(
-                        &Float(value),
-                        format!("entry {entry}: {field} must be in (0, 1]"),
-                    );
-                }
-            }
-            if rule.warn_threshold > rule.critical_threshold {
-                return invalid(
-                    &Float(rule.warn_threshold),
-                    format!(
-                        "entry {entry}: warn_threshold must not exceed the critical threshold ({})",
-                        Float(rule.critical_threshold)
-                    ),
-                );
-            }
-            if crate::level::calls_at_most(rule.count, rule.reserve_fraction) >= rule.count {
-                return invalid(
-                    &Float(rule.reserve_fraction),
-                    format!(
-                        "entry {entry}: reserve_fraction must leave normal calls some of the \
-                         limit ({})",
-                        rule.count
-                    ),
-                );
-            }
+            self.check_limit(at)?;
         }
         Ok(())
     }

@@ -236,27 +236,7 @@ impl ServiceConfig {
                 "must not be empty",
             ));
         }
-        if self.limit == 0 {
-            return invalid("limit", &0, "must be at least 1");
-        }
-        for (field, value) in [
-            ("warn_threshold", self.warn_threshold),
-            ("critical_threshold", self.critical_threshold),
-        ] {
-            if !(value > 0.0 && value <= 1.0) {
-                return invalid(field, &Float(value), "must be in (0, 1]");
-            }
-        }
-        if self.warn_threshold > self.critical_threshold {
-            return invalid(
-                "warn_threshold",
-                &Float(self.warn_threshold),
-                &format!(
-                    "must not exceed the critical threshold ({})",
-                    Float(self.critical_threshold)
-                ),
-            );
-        }
+        self.check_limit(0)?;
         if !(self.reserve_fraction >= 0.0 && self.reserve_fraction < 1.0) {
             return invalid(
                 "reserve_fraction",
@@ -279,15 +259,6 @@ impl ServiceConfig {
                 &false,
                 "shadow mode (enforce = false) needs Admission::Local: it never denies, so there \
                  is nothing for the store to decide (a shared count still syncs)",
-            );
-        }
-        // A fraction a hair below 1 whose calls round to the whole limit (the thresholds
-        // forgive float noise): nothing would be left for normal calls.
-        if crate::level::calls_at_most(self.limit, self.reserve_fraction) >= self.limit {
-            return invalid(
-                "reserve_fraction",
-                &Float(self.reserve_fraction),
-                &format!("must leave normal calls some of the limit ({})", self.limit),
             );
         }
         self.validate_more_limits()

@@ -53,9 +53,6 @@ struct ServiceRepr {
     limit: Option<u64>,
     #[serde(default)]
     period: Option<Period>,
-    /// Several limits, each in its own window: the first is the service's own.
-    #[serde(default)]
-    limits: Option<Vec<LimitRepr>>,
     #[serde(default = "default_warn")]
     warn_threshold: f64,
     #[serde(default = "default_critical")]
@@ -74,6 +71,9 @@ struct ServiceRepr {
     timezone: Option<String>,
     #[serde(default)]
     anchor_day: Option<i64>,
+    /// Several limits, each in its own window: the first is the service's own.
+    #[serde(default)]
+    limits: Option<Vec<LimitRepr>>,
 }
 
 /// One entry of a service's `limits`: a limit's count and window, and optionally its own
@@ -283,7 +283,7 @@ impl ServiceRepr {
         let invalid = |field, value: &dyn fmt::Display, reason: &str| {
             QuotaError::invalid_config(Some(&name), field, value, reason)
         };
-        let mut entries = match (self.limits, self.limit, self.period) {
+        let entries = match (self.limits, self.limit, self.period) {
             (Some(_), Some(limit), _) => {
                 return Err(invalid(
                     "limit",
@@ -331,39 +331,22 @@ impl ServiceRepr {
                 return Err(invalid("period", &"nothing", "is required beside `limit`"))
             }
         };
-        if entries.is_empty() {
-            return Err(invalid("limits", &"[]", "must list at least one limit"));
-        }
-        let first = entries.remove(0);
-        // The first entry's own settings are its alone: the others get the service's.
-        let inherit = |own: Option<f64>, first_own: Option<f64>, service: f64| {
-            own.or(first_own.map(|_| service))
-        };
-        let mut more_limits = Vec::with_capacity(entries.len());
+        let mut listed = Vec::with_capacity(entries.len());
         for entry in entries {
-            let window = entry.window(&name)?;
-            let mut limit = Limit::new(entry.limit, window);
-            limit.warn_threshold = inherit(
-                entry.warn_threshold,
-                first.warn_threshold,
-                self.warn_threshold,
-            );
-            limit.critical_threshold = inherit(
-                entry.critical_threshold,
-                first.critical_threshold,
-                self.critical_threshold,
-            );
-            limit.enforce = entry.enforce.or(first.enforce.map(|_| self.enforce));
-            more_limits.push(limit);
+            let mut limit = Limit::new(entry.limit, entry.window(&name)?);
+            limit.warn_threshold = entry.warn_threshold;
+            limit.critical_threshold = entry.critical_threshold;
+            limit.enforce = entry.enforce;
+            listed.push(limit);
         }
-        let mut config = ServiceConfig::new(name.clone(), first.limit, first.window(&name)?);
-        config.warn_threshold = first.warn_threshold.unwrap_or(self.warn_threshold);
-        config.critical_threshold = first.critical_threshold.unwrap_or(self.critical_threshold);
+        // The first limit is a placeholder until the list sets it.
+        let mut config = ServiceConfig::new(name, 1, Period::Day);
+        config.warn_threshold = self.warn_threshold;
+        config.critical_threshold = self.critical_threshold;
         config.reserve_fraction = self.reserve_fraction;
         config.admission = self.admission.0;
-        config.enforce = first.enforce.unwrap_or(self.enforce);
-        config.more_limits = more_limits;
-        Ok(config)
+        config.enforce = self.enforce;
+        config.with_listed_limits(listed)
     }
 }
 

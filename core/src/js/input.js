@@ -47,11 +47,12 @@ export function unknownKey(object, allowed) {
   return Object.keys(object).find((key) => !names.includes(key));
 }
 
-// One service's fields: name, type, and whether it may be omitted (or null).
+// One service's fields: name, type, and whether it may be omitted (or null). `limit` and
+// `period` are required unless `limits` is given (input.rs checks which).
 const SERVICE_FIELDS = [
   ["name", "string"],
-  ["limit", "number"],
-  ["period", "string"],
+  ["limit", "number", true],
+  ["period", "string", true],
   ["warnThreshold", "number", true],
   ["criticalThreshold", "number", true],
   ["reserveFraction", "number", true],
@@ -59,6 +60,19 @@ const SERVICE_FIELDS = [
   ["every", "number", true],
   ["timezone", "string", true],
   ["anchorDay", "number", true],
+  ["limits", "object", true],
+];
+
+// One entry of a service's `limits`, as SERVICE_FIELDS.
+const LIMIT_FIELDS = [
+  ["limit", "number"],
+  ["period", "string"],
+  ["every", "number", true],
+  ["timezone", "string", true],
+  ["anchorDay", "number", true],
+  ["warnThreshold", "number", true],
+  ["criticalThreshold", "number", true],
+  ["enforce", "boolean", true],
 ];
 
 /**
@@ -68,11 +82,20 @@ const SERVICE_FIELDS = [
  * string`.
  */
 export function serviceFields(service) {
+  return fieldsOf(service, SERVICE_FIELDS);
+}
+
+/** One entry of `limits` in LIMIT_FIELDS order, as serviceFields answers. */
+export function limitFields(limit) {
+  return fieldsOf(limit, LIMIT_FIELDS);
+}
+
+function fieldsOf(object, table) {
   const fields = [];
-  for (const [name, type, optional] of SERVICE_FIELDS) {
+  for (const [name, type, optional] of table) {
     let value;
     try {
-      value = service[name];
+      value = object[name];
     } catch {
       return `reading field "${name}" threw`;
     }
@@ -81,7 +104,8 @@ export function serviceFields(service) {
     } else if (value === undefined) {
       return `missing field \`${name}\``;
     } else if (typeof value !== type) {
-      return `${name}: invalid type: ${unexpected(value)}, expected a ${type}`;
+      const expected = type === "object" ? "an array" : `a ${type}`;
+      return `${name}: invalid type: ${unexpected(value)}, expected ${expected}`;
     } else {
       fields.push(value);
     }

@@ -3,7 +3,7 @@
 //! Every bad value becomes a JS `Error` whose message says what is wrong and what was given,
 //! and is refused before the tracker is touched.
 
-use crate::config::{ServiceConfig, TrackerConfig};
+use crate::config::{Limit, ServiceConfig, TrackerConfig};
 use crate::error::{ConfigProblem, QuotaError};
 use crate::window::Period;
 use js_sys::{Array, Error, Object, Reflect};
@@ -34,6 +34,10 @@ extern "C" {
     /// the wrong type.
     #[wasm_bindgen(js_name = serviceFields)]
     fn service_fields(service: &Object) -> JsValue;
+
+    /// One entry of `limits` in the order of [`LIMIT_FIELDS`], as `serviceFields` answers.
+    #[wasm_bindgen(js_name = limitFields)]
+    fn limit_fields(limit: &Object) -> JsValue;
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
@@ -42,7 +46,11 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// The fields of one service in a JS config; [`check_keys`] rejects the others (typos like
 /// `limt`).
 const SERVICE_FIELDS: &str =
-    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce, every, timezone, anchorDay";
+    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce, every, timezone, anchorDay, limits";
+
+/// The fields of one entry of a service's `limits`.
+const LIMIT_FIELDS: &str =
+    "limit, period, every, timezone, anchorDay, warnThreshold, criticalThreshold, enforce";
 
 /// The fields of `storage` in a JS config.
 const STORAGE_FIELDS: &str = "key, syncIntervalMs, required";
@@ -183,17 +191,91 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
         return Err(invalid(format!("{at}: {problem}")));
     }
     let fields: Array = fields.unchecked_into();
+    let listed = fields.get(10);
+    if listed.is_undefined() {
+        // One limit: `limit` and `period` are required, as serde words it in a file.
+        for (index, field) in [(1, "limit"), (2, "period")] {
+            if fields.get(index).is_undefined() {
+                return Err(invalid(format!("{at}: missing field `{field}`")));
+            }
+        }
+    }
     let name = fields.get(0).as_string().unwrap_or_default();
-    let limit = fields.get(1);
     let at = format!("{at} ({})", quoted(&name));
-    let limit = limit.as_f64().and_then(whole_count).ok_or_else(|| {
+    let mut config = ServiceConfig::new(name.clone(), 1, Period::Day);
+    config.warn_threshold = fields.get(3).as_f64().unwrap_or(config.warn_threshold);
+    config.critical_threshold = fields.get(4).as_f64().unwrap_or(config.critical_threshold);
+    config.reserve_fraction = fields.get(5).as_f64().unwrap_or(config.reserve_fraction);
+    config.enforce = fields.get(6).as_bool().unwrap_or(config.enforce);
+    if listed.is_undefined() {
+        let (limit, window) = limit_of(&at, &name, &fields, [1, 2, 7, 8, 9])?;
+        config.limit = limit;
+        config.window = window;
+        return Ok(config);
+    }
+    if let Some(field) = [
+        (1, "limit"),
+        (2, "period"),
+        (7, "every"),
+        (8, "timezone"),
+        (9, "anchorDay"),
+    ]
+    .into_iter()
+    .find_map(|(index, field)| (!fields.get(index).is_undefined()).then_some(field))
+    {
+        return Err(invalid(format!(
+            "{at}: {field} goes inside `limits` when that is given"
+        )));
+    }
+    if !Array::is_array(&listed) {
+        return Err(invalid(format!(
+            "{at}: limits must be an array of {{ limit, period }} (got {})",
+            describe(&listed)
+        )));
+    }
+    let listed: Array = listed.unchecked_into();
+    let mut limits = Vec::with_capacity(listed.length() as usize);
+    for (entry, value) in listed.iter().enumerate() {
+        let at = format!("{at}: limits[{entry}]");
+        let object = plain_object(&value).ok_or_else(|| {
+            invalid(format!(
+                "{at} must be an object like {{ limit, period }} (got {})",
+                describe(&value)
+            ))
+        })?;
+        check_keys(object, LIMIT_FIELDS, &at)?;
+        let fields = limit_fields(object);
+        if let Some(problem) = fields.as_string() {
+            return Err(invalid(format!("{at}: {problem}")));
+        }
+        let fields: Array = fields.unchecked_into();
+        let (count, window) = limit_of(&at, &name, &fields, [0, 1, 2, 3, 4])?;
+        let mut limit = Limit::new(count, window);
+        limit.warn_threshold = fields.get(5).as_f64();
+        limit.critical_threshold = fields.get(6).as_f64();
+        limit.enforce = fields.get(7).as_bool();
+        limits.push(limit);
+    }
+    config.with_listed_limits(limits).map_err(error)
+}
+
+/// A limit and its window from `fields` at the indices of `limit`, `period`, `every`,
+/// `timezone` and `anchorDay` (a service's own, or an entry of its `limits`).
+fn limit_of(
+    at: &str,
+    name: &str,
+    fields: &Array,
+    [limit, period, every, timezone, anchor_day]: [u32; 5],
+) -> Result<(u64, crate::window::WindowSpec), Error> {
+    let value = fields.get(limit);
+    let limit = value.as_f64().and_then(whole_count).ok_or_else(|| {
         invalid(format!(
             "{at}: limit must be a positive integer (got {})",
-            describe(&limit)
+            describe(&value)
         ))
     })?;
     let period: Period = fields
-        .get(2)
+        .get(period)
         .as_string()
         .unwrap_or_default()
         .parse()
@@ -215,22 +297,12 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
                 ))
             })
     };
-    let every = whole(7, "every")?.map_or(1, i64::from);
-    let anchor_day = whole(9, "anchorDay")?.map(i64::from);
-    let timezone = fields.get(8).as_string();
-    let window = crate::config::window_spec(&name, period, every, timezone.as_deref(), anchor_day)
+    let every = whole(every, "every")?.map_or(1, i64::from);
+    let anchor_day = whole(anchor_day, "anchorDay")?.map(i64::from);
+    let timezone = fields.get(timezone).as_string();
+    let window = crate::config::window_spec(name, period, every, timezone.as_deref(), anchor_day)
         .map_err(error)?;
-    let defaults = ServiceConfig::new(name, limit, window);
-    Ok(ServiceConfig {
-        warn_threshold: fields.get(3).as_f64().unwrap_or(defaults.warn_threshold),
-        critical_threshold: fields
-            .get(4)
-            .as_f64()
-            .unwrap_or(defaults.critical_threshold),
-        reserve_fraction: fields.get(5).as_f64().unwrap_or(defaults.reserve_fraction),
-        enforce: fields.get(6).as_bool().unwrap_or(defaults.enforce),
-        ..defaults
-    })
+    Ok((limit, window))
 }
 
 /// A service name: any string (whether it is configured is the tracker's check).

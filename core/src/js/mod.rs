@@ -242,6 +242,26 @@ impl JsQuotaTracker {
         Ok(shapes::usage(service, &usage))
     }
 
+    /// The usage of every limit of `service`, its own limit (`limit` per `period`) first, each
+    /// at its own level (one for a service of one limit): an array of what `usage` returns,
+    /// which describes only the binding limit.
+    #[wasm_bindgen(js_name = usageLimits, unchecked_return_type = "ServiceUsage[]")]
+    pub fn usage_limits(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
+    ) -> Result<Array, Error> {
+        let inner = &*self.inner;
+        let (found, _, now) = inner.names.find_call(service, &JsValue::UNDEFINED)?;
+        let limits = inner.clock.at(now, || {
+            inner.handle(&found).map(|handle| handle.usage_limits())
+        });
+        let limits = inner.delivered(limits)?;
+        Ok(limits
+            .iter()
+            .map(|usage| shapes::usage(service, usage))
+            .collect())
+    }
+
     /// Every service's usage at one instant, in config order: `{ services, totalUsed, atMs }`.
     #[wasm_bindgen(unchecked_return_type = "Snapshot")]
     pub fn snapshot(&self) -> JsValue {

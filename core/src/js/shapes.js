@@ -32,8 +32,8 @@ export function withUsage(shape, name, used, limit, remaining, period, level, pe
   }
 }
 
-export function transition(service, from, to, used, limit, atMs) {
-  return { service, from: LEVELS[from], to: LEVELS[to], used, limit, atMs };
+export function transition(service, from, to, used, limit, window, atMs) {
+  return { service, from: LEVELS[from], to: LEVELS[to], used, limit, window, atMs };
 }
 
 export function reconfigured(added, removed, changed) {

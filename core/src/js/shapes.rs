@@ -36,6 +36,7 @@ extern "C" {
         to: u8,
         used: f64,
         limit: f64,
+        window: &str,
         at_ms: f64,
     ) -> JsValue;
 
@@ -166,7 +167,8 @@ fn with_usage(shape: Shape, name: &JsValue, usage: &ServiceUsage, extra: &JsValu
     )
 }
 
-/// `{ service, from, to, used, limit, atMs }`, or `null` for no transition.
+/// `{ service, from, to, used, limit, window, atMs }` (`window`: the limit's window spec's key,
+/// `"day"`, `"5minute"`, `"day@America/Los_Angeles"`), or `null` for no transition.
 pub(super) fn transition(transition: Option<&Transition>) -> JsValue {
     match transition {
         None => JsValue::NULL,
@@ -176,6 +178,7 @@ pub(super) fn transition(transition: Option<&Transition>) -> JsValue {
             level_index(t.to),
             t.used as f64,
             t.limit as f64,
+            &t.window.key(),
             t.at_ms as f64,
         ),
     }

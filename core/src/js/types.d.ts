@@ -8,9 +8,10 @@ export type Level = "normal" | "warning" | "critical" | "exhausted";
 export interface ServiceConfig {
   /** Unique, non-empty name that calls are recorded under. */
   name: string;
-  /** Calls allowed per window: a positive integer. */
-  limit: number;
-  period: Period;
+  /** Calls allowed per window: a positive integer (or the first entry of `limits`). */
+  limit?: number;
+  /** The window's unit (or the first entry of `limits`). */
+  period?: Period;
   /** Warning from this fraction of the limit, in (0, 1]; default 0.5. */
   warnThreshold?: number;
   /** Critical from this fraction of the limit, in (0, 1]; default 0.8. */
@@ -27,6 +28,25 @@ export interface ServiceConfig {
    * Whether admission refuses; default true. `false` is shadow mode: every call is counted and
    * admitted, and a call that would have been refused says why in `shadowDenied`.
    */
+  enforce?: boolean;
+  /**
+   * Several limits, each in its own window, instead of `limit` and `period` (Tiingo: `[{ limit:
+   * 50, period: "hour" }, { limit: 1000, period: "day" }]`): a call is admitted only if every
+   * limit admits it, and counted in every limit's window. The first entry is the service's own
+   * limit; the service's thresholds and `enforce` apply to every entry that sets none.
+   */
+  limits?: LimitConfig[];
+}
+
+/** One entry of `ServiceConfig.limits`: a limit in a window of its own. */
+export interface LimitConfig {
+  limit: number;
+  period: Period;
+  every?: number;
+  timezone?: string;
+  anchorDay?: number;
+  warnThreshold?: number;
+  criticalThreshold?: number;
   enforce?: boolean;
 }
 
@@ -91,7 +111,11 @@ export interface StoreStats {
   reducedRate: boolean;
 }
 
-/** One service's usage in its current window. Times are ms since the Unix epoch. */
+/**
+ * One service's usage in its current window. Times are ms since the Unix epoch. For a service
+ * of several limits, `usage` describes the binding limit (the least headroom) and `level` is
+ * the highest of its limits'; `usageLimits` gives each limit's.
+ */
 export interface ServiceUsage {
   name: string;
   used: number;
@@ -111,6 +135,11 @@ export interface Transition {
   to: Level;
   used: number;
   limit: number;
+  /**
+   * The window of the limit whose level changed, as stores key it: `"day"`, `"5minute"`,
+   * `"day@America/Los_Angeles"`, `"month+15"` (a service of several limits has one per limit).
+   */
+  window: string;
   atMs: number;
 }
 

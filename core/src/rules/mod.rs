@@ -157,24 +157,12 @@ impl ServiceRules {
     /// The rules of `config`'s own limit, with `reduced_fraction` of the limit allowed in
     /// reduced rate.
     pub(crate) fn new(config: &ServiceConfig, reduced_fraction: f64) -> Self {
-        let own = config
-            .limit_rules()
-            .next()
-            .expect("a service has its own limit");
-        Self::of_limit(own, 0, reduced_fraction)
+        Self::of_limit(config.limit_rule(0), 0, reduced_fraction)
     }
 
-    /// The rules of every limit of `config`, its own first.
-    pub(crate) fn of_limits(config: &ServiceConfig, reduced_fraction: f64) -> Vec<Self> {
-        config
-            .limit_rules()
-            .enumerate()
-            // At most `ServiceConfig::MAX_LIMITS` (validated): the index fits.
-            .map(|(index, rule)| Self::of_limit(rule, index as u8, reduced_fraction))
-            .collect()
-    }
-
-    fn of_limit(rule: LimitRule<'_>, index: u8, reduced_fraction: f64) -> Self {
+    /// The rules of one limit of a service (`index`: its place, 0 for the service's own; at
+    /// most `ServiceConfig::MAX_LIMITS`, validated).
+    pub(crate) fn of_limit(rule: LimitRule<'_>, index: u8, reduced_fraction: f64) -> Self {
         let limit = rule.count;
         let thresholds = Thresholds::new(limit, rule.warn_threshold, rule.critical_threshold);
         let reserve = calls_at_most(limit, rule.reserve_fraction);

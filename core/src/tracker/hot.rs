@@ -265,7 +265,11 @@ impl QuotaTracker {
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
         let slot = self.slot(position);
-        if slot.settings().removed {
+        let settings = slot.settings();
+        if !settings.more.is_empty() && !settings.removed {
+            return self.limits_update(position, request).map(changed);
+        }
+        if settings.removed {
             // By name: the name may be in force again at another position.
             return match self.find_added(&slot.name).filter(|_| by_name) {
                 Some(position) => self.update(position, request).map(changed),
@@ -290,10 +294,11 @@ impl QuotaTracker {
         let slot = self.slot(position);
         let (guard, step, settings) = self.lock_and_step(position, now, request, true);
         if step.refused == Some(Refusal::Shared) {
-            // Reconfigured to shared admission since the settings were read: decided there
-            // (the lock is released first: the shared path takes it again).
+            // Reconfigured since the settings were read (to shared admission, or to several
+            // limits): decided on the path the settings in force pick (the lock is released
+            // first: that path takes it again).
             drop(guard);
-            return self.shared_update(position, request).map(changed);
+            return self.update(position, request).map(changed);
         }
         if step.reset.is_some()
             || step.recorded.is_some()
@@ -354,10 +359,7 @@ impl QuotaTracker {
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        let settings = self.slot(position).settings();
-        match settings.config.admission {
-            // Several limits take `Local` admission (validated).
-            _ if !settings.more.is_empty() => self.limits_update(position, request),
+        match self.slot(position).settings().config.admission {
             // Without the feature no config selects them: compiled out (the JS module).
             _ if !SHARED => unreachable!("shared admission needs its feature"),
             Admission::Exact => self.exact_update(position, request),

@@ -16,7 +16,7 @@ pub(super) struct LimitsStep {
     /// nothing the caller books (each limit's ledger is booked).
     pub(super) step: Step,
     /// The limit that refused, if one did (the first in order).
-    pub(super) refused_by: u8,
+    pub(super) refused_by: usize,
     /// Every limit's level changes, resets first, in the order of the limits.
     pub(super) transitions: Vec<Transition>,
     /// How many of `transitions` are resets.
@@ -51,12 +51,11 @@ impl QuotaTracker {
     ) -> LimitsStep {
         let mut refused = None;
         if request.ask != Ask::Read {
-            let limits = std::iter::once(&settings.rules).chain(&settings.more);
-            for (rules, count) in limits.zip(state.counts()) {
+            for at in 0..state.limit_count() {
                 // A trial on a copy: nothing is counted until every limit admits.
-                let mut trial = *count;
-                if let Some(refusal) = rules.step(&mut trial, now, request).refused {
-                    refused = Some((refusal, rules.index));
+                let mut trial = *state.count(at);
+                if let Some(refusal) = settings.limit(at).step(&mut trial, now, request).refused {
+                    refused = Some((refusal, at));
                     break;
                 }
             }
@@ -77,7 +76,9 @@ impl QuotaTracker {
             entered_critical: false,
         };
         let mut recorded = Vec::new();
-        for (rules, count, ledger) in state.limits(settings) {
+        for at in 0..state.limit_count() {
+            let rules = settings.limit(at);
+            let (count, ledger) = state.limit_mut(at);
             let old_window = count.window;
             let step = rules.step(count, now, asked);
             if booking && step.changed {
@@ -208,9 +209,8 @@ impl QuotaTracker {
             return Err(slot.removed());
         }
         let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
-        let target = guard
-            .counts()
-            .enumerate()
+        let target = (0..guard.limit_count())
+            .map(|at| (at, guard.count(at)))
             .filter(|(_, count)| {
                 resets_at_ms
                     .is_none_or(|at| count.window.start_ms < at && at <= count.window.reset_at_ms)
@@ -221,11 +221,8 @@ impl QuotaTracker {
         if let Some(target) = target {
             applied = true;
             let booking = self.persistence.is_some();
-            let (rules, count, ledger) = guard
-                .guard
-                .limits(settings)
-                .nth(target)
-                .expect("a limit per count");
+            let rules = settings.limit(target);
+            let (count, ledger) = guard.limit_mut(target);
             let (step, rose) = rules.raise(count, now, at_least, resets_at_ms);
             if booking && rose == Some(true) {
                 ledger.raise = Some((count.window, count.used));

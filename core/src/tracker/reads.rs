@@ -21,10 +21,11 @@ impl QuotaTracker {
         if !settings.more.is_empty() {
             let reduced_rate = self.is_reduced_rate();
             return self.read_limits(position, |_, settings, state| {
-                std::iter::once(&settings.rules)
-                    .chain(&settings.more)
-                    .zip(state.counts())
-                    .all(|(rules, count)| rules.allows(count.used, reduced_rate))
+                (0..state.limit_count()).all(|at| {
+                    settings
+                        .limit(at)
+                        .allows(state.count(at).used, reduced_rate)
+                })
             });
         }
         let state = self
@@ -117,7 +118,9 @@ impl QuotaTracker {
             let slot = guard.slot;
             let settings = slot.settings();
             if !settings.removed {
-                for (rules, state, ledger) in guard.guard.limits(settings) {
+                for at in 0..guard.limit_count() {
+                    let rules = settings.limit(at);
+                    let (state, ledger) = guard.limit_mut(at);
                     let old_window = state.window;
                     let step = rules.step(state, now, Request::READ);
                     if shared && step.changed {

@@ -8,7 +8,7 @@ use crate::error::QuotaError;
 use crate::level::Level;
 use crate::observers::quietly;
 use crate::persistence::SaveReason;
-use crate::rules::{Change, Request, ServiceRules};
+use crate::rules::{Change, Request};
 use crate::usage::Transition;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -182,7 +182,10 @@ impl QuotaTracker {
     /// queueing its transitions: what any call would do first.
     fn catch_up(&self, slot: &ServiceSlot, guard: &mut SlotGuard<'_>, now: u64) {
         let booking = self.persistence.is_some();
-        for (rules, state, ledger) in guard.guard.limits(slot.settings()) {
+        let settings = slot.settings();
+        for at in 0..guard.limit_count() {
+            let rules = settings.limit(at);
+            let (state, ledger) = guard.limit_mut(at);
             let old_window = state.window;
             let step = rules.step(state, now, Request::READ);
             if booking && step.changed {
@@ -249,7 +252,7 @@ impl QuotaTracker {
         let (critical, changes) = self.carry_limits(slot, &mut guard, old, &new, now);
         let epoch = self.observers.epoch();
         for change in changes {
-            let rules = new.limit(change.limit);
+            let rules = new.limit(usize::from(change.limit));
             let transition = Transition::of(&slot.name, rules.limit, &rules.window, change);
             slot.outbox.push(transition, epoch);
         }
@@ -278,37 +281,31 @@ impl QuotaTracker {
             service: guard.service,
             sync: std::mem::take(&mut guard.sync),
         };
-        let mut left: Vec<Option<(&ServiceRules, LimitState)>> = std::iter::once(own)
+        // The old limits' counts, each taken once by the new limit of its window.
+        let mut left: Vec<Option<LimitState>> = std::iter::once(own)
             .chain(std::mem::take(&mut guard.more))
-            .zip(std::iter::once(&old.rules).chain(&old.more))
-            .map(|(state, rules)| Some((rules, state)))
+            .map(Some)
             .collect();
-        let before_at = |left: &[Option<(&ServiceRules, LimitState)>], at: usize| {
-            left.get(at)
-                .and_then(Option::as_ref)
-                .map_or(Level::Normal, |(rules, state)| {
-                    rules.level(state.service.used)
-                })
-        };
-        let mut carried = Vec::with_capacity(1 + new.more.len());
+        let mut carried = Vec::with_capacity(new.config.limit_count());
         let mut changes = Vec::new();
         let mut critical = false;
-        for (at, rules) in std::iter::once(&new.rules).chain(&new.more).enumerate() {
-            let kept = left.iter().position(|entry| {
-                entry
-                    .as_ref()
-                    .is_some_and(|(r, _)| r.window == rules.window)
-            });
-            let (before, state) = match kept {
-                Some(index) => {
-                    let (old_rules, state) = left[index].take().expect("found above");
-                    (old_rules.level(state.service.used), state)
-                }
+        for at in 0..new.config.limit_count() {
+            let rules = new.limit(at);
+            let kept = (0..left.len())
+                .find(|&old_at| left[old_at].is_some() && old.limit(old_at).window == rules.window);
+            // Against the old limit of its window, or (a new window) the old limit at its place.
+            let before = match kept.or((at < left.len()).then_some(at)) {
+                Some(old_at) => left[old_at].as_ref().map_or(Level::Normal, |state| {
+                    old.limit(old_at).level(state.service.used)
+                }),
+                None => Level::Normal,
+            };
+            let state = match kept {
+                Some(old_at) => left[old_at].take().expect("found above"),
                 None => {
-                    let before = before_at(&left, at);
                     let mut fresh = LimitState::new(&rules.window, now);
                     fresh.service.total = total;
-                    (before, fresh)
+                    fresh
                 }
             };
             let used = state.service.used;
@@ -331,12 +328,14 @@ impl QuotaTracker {
         guard.sync = own.sync;
         guard.more = carried.collect();
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
-        for (rules, mut state) in left.into_iter().flatten() {
+        for (old_at, state) in left.into_iter().enumerate() {
+            let Some(mut state) = state else { continue };
             if self.persistence.is_some() {
                 let window = state.service.window;
+                let spec = &old.limit(old_at).window;
                 state
                     .sync
-                    .detach(window, |w| slot.limit_window_key(&rules.window, w));
+                    .detach(window, |w| slot.limit_window_key(spec, w));
             }
             guard.sync.take_over(state.sync);
         }

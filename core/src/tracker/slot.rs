@@ -34,10 +34,11 @@ pub(super) struct Settings {
 
 impl Settings {
     pub(super) fn new(config: ServiceConfig, reduced_fraction: f64, removed: bool) -> Self {
-        let mut rules = ServiceRules::of_limits(&config, reduced_fraction);
-        let more = rules.split_off(1);
+        let more = (1..config.limit_count())
+            .map(|at| ServiceRules::of_limit(config.limit_rule(at), at as u8, reduced_fraction))
+            .collect::<Vec<_>>();
         Settings {
-            rules: rules.remove(0),
+            rules: ServiceRules::new(&config, reduced_fraction),
             fast: !removed && more.is_empty() && (!SHARED || config.admission == Admission::Local),
             more,
             config,
@@ -45,11 +46,11 @@ impl Settings {
         }
     }
 
-    /// The rules of the limit at `index` (0: the service's own).
-    pub(super) fn limit(&self, index: u8) -> &ServiceRules {
-        match index {
+    /// The rules of the limit at `at` (0: the service's own).
+    pub(super) fn limit(&self, at: usize) -> &ServiceRules {
+        match at {
             0 => &self.rules,
-            more => &self.more[usize::from(more) - 1],
+            more => &self.more[more - 1],
         }
     }
 }
@@ -110,24 +111,28 @@ impl LimitState {
 }
 
 impl SlotState {
-    /// Every limit's rules, count and ledger, the service's own first.
-    pub(super) fn limits<'s>(
-        &'s mut self,
-        settings: &'s Settings,
-    ) -> impl Iterator<Item = (&'s ServiceRules, &'s mut ServiceState, &'s mut Ledger)> {
-        let own = (&settings.rules, &mut self.service, &mut self.sync);
-        std::iter::once(own).chain(
-            settings
-                .more
-                .iter()
-                .zip(self.more.iter_mut())
-                .map(|(rules, limit)| (rules, &mut limit.service, &mut limit.sync)),
-        )
+    /// How many limits the service counts in (its own and `more`).
+    pub(super) fn limit_count(&self) -> usize {
+        1 + self.more.len()
     }
 
-    /// Every limit's count, the service's own first.
-    pub(super) fn counts(&self) -> impl Iterator<Item = &ServiceState> {
-        std::iter::once(&self.service).chain(self.more.iter().map(|limit| &limit.service))
+    /// The count of the limit at `at` (0: the service's own).
+    pub(super) fn count(&self, at: usize) -> &ServiceState {
+        match at {
+            0 => &self.service,
+            more => &self.more[more - 1].service,
+        }
+    }
+
+    /// The count and the ledger of the limit at `at` (0: the service's own).
+    pub(super) fn limit_mut(&mut self, at: usize) -> (&mut ServiceState, &mut Ledger) {
+        match at {
+            0 => (&mut self.service, &mut self.sync),
+            more => {
+                let limit = &mut self.more[more - 1];
+                (&mut limit.service, &mut limit.sync)
+            }
+        }
     }
 }
 
@@ -263,7 +268,7 @@ impl ServiceSlot {
     }
 
     pub(super) fn transition(&self, change: Change) -> Transition {
-        let rules = self.settings().limit(change.limit);
+        let rules = self.settings().limit(usize::from(change.limit));
         Transition::of(&self.name, rules.limit, &rules.window, change)
     }
 
@@ -294,26 +299,22 @@ impl ServiceSlot {
         if state.more.is_empty() {
             return self.usage_of(settings, &state.service);
         }
-        let limits = || {
-            std::iter::once(&settings.rules)
-                .chain(&settings.more)
-                .zip(state.counts())
+        let mut binding = 0;
+        let mut level = crate::level::Level::Normal;
+        let headroom = |at| {
+            settings
+                .limit(at)
+                .limit
+                .saturating_sub(state.count(at).used)
         };
-        let binding = limits()
-            .enumerate()
-            .min_by_key(|(at, (rules, count))| (rules.limit.saturating_sub(count.used), *at))
-            .map_or(0, |(at, _)| at);
-        let level = limits()
-            .map(|(rules, count)| rules.level(count.used))
-            .max()
-            .unwrap_or(crate::level::Level::Normal);
-        let rule = settings
-            .config
-            .limit_rules()
-            .nth(binding)
-            .expect("a limit per count");
-        let count = state.counts().nth(binding).expect("a count per limit");
-        ServiceUsage::of_limit(&self.name, rule, count).at_level(level)
+        for at in 0..state.limit_count() {
+            if headroom(at) < headroom(binding) {
+                binding = at;
+            }
+            level = level.max(settings.limit(at).level(state.count(at).used));
+        }
+        let rule = settings.config.limit_rule(binding);
+        ServiceUsage::of_limit(&self.name, rule, state.count(binding)).at_level(level)
     }
 
     /// Every limit's usage, the service's own first, each at its own level.
@@ -322,11 +323,11 @@ impl ServiceSlot {
         settings: &'s Settings,
         state: &SlotState,
     ) -> Vec<ServiceUsage<'s>> {
-        settings
-            .config
-            .limit_rules()
-            .zip(state.counts())
-            .map(|(rule, count)| ServiceUsage::of_limit(&self.name, rule, count))
+        (0..state.limit_count())
+            .map(|at| {
+                let rule = settings.config.limit_rule(at);
+                ServiceUsage::of_limit(&self.name, rule, state.count(at))
+            })
             .collect()
     }
 

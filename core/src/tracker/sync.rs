@@ -261,7 +261,9 @@ impl QuotaTracker {
                 queued.give_backs.extend(back);
                 self.queue_transitions(slot, &step);
             }
-            for (rules, state, sync) in guard.limits(settings) {
+            for at in 0..guard.limit_count() {
+                let rules = settings.limit(at);
+                let (state, sync) = guard.limit_mut(at);
                 let key = |window: Window| slot.limit_window_key(&rules.window, window);
                 for (window, calls) in sync.ended.drain(..) {
                     deltas.push(Delta {
@@ -345,12 +347,13 @@ impl QuotaTracker {
             let mut guard = slot.lock(self.persistence.is_some());
             let settings = slot.settings();
             // The limit counted in the read's windows (none: a reconfigure left them).
-            let Some((rules, state, sync)) = guard
-                .limits(settings)
-                .find(|(rules, _, _)| rules.window == read.spec)
+            let Some(at) =
+                (0..guard.limit_count()).find(|&at| settings.limit(at).window == read.spec)
             else {
                 continue;
             };
+            let rules = settings.limit(at);
+            let (state, sync) = guard.limit_mut(at);
             // The read of this limit's window as it is now: not one of a window a
             // reconfigure left, nor one of a removed namesake.
             let ours = |window: Window| slot.limit_window_key(&rules.window, window) == *read;

@@ -194,8 +194,9 @@ fn bad_configs_throw_with_the_problem_named() {
             vec!["services[0]", "limit", "invalid type", "expected a number"],
         ),
         (
+            // `limit` may be left out for a list of `limits`: null is left out.
             Some("{ services: [{ name: 'a', limit: null, period: 'day' }] }".into()),
-            vec!["limit", "invalid type"],
+            vec!["services[0]", "missing field `limit`"],
         ),
         (
             Some("{ services: [{ name: 'a', limit: 5, period: 'weekly' }] }".into()),

@@ -17,7 +17,7 @@ const USAGE_KEYS: [&str; 9] = [
     "used",
     "windowStartMs",
 ];
-const TRANSITION_KEYS: [&str; 6] = ["atMs", "from", "limit", "service", "to", "used"];
+const TRANSITION_KEYS: [&str; 7] = ["atMs", "from", "limit", "service", "to", "used", "window"];
 
 #[wasm_bindgen_test]
 fn with_defaults_tracks_the_default_services() {

@@ -91,8 +91,8 @@ fn errors_read_well() {
     assert_eq!(
         error.to_string(),
         "invalid TOML at line 5, column 1: unknown field `limt`, expected one of `name`, \
-         `limit`, `period`, `limits`, `warn_threshold`, `critical_threshold`, `reserve_fraction`, \
-         `admission`, `enforce`, `every`, `timezone`, `anchor_day`"
+         `limit`, `period`, `warn_threshold`, `critical_threshold`, `reserve_fraction`, \
+         `admission`, `enforce`, `every`, `timezone`, `anchor_day`, `limits`"
     );
     let error = toml_error("[[services]]\nname = \"finnhub\"\nlimit = 0\nperiod = \"minute\"\n");
     assert_eq!(

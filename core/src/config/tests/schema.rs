@@ -13,9 +13,6 @@ pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 12] = [
     ("name", Some("name")),
     ("limit", Some("limit")),
     ("period", Some("period")),
-    // Every limit, the service's own first (files; `ServiceConfig` keeps the others in
-    // `more_limits`, serialized only when there are some).
-    ("limits", None),
     ("warn_threshold", Some("warnThreshold")),
     ("critical_threshold", Some("criticalThreshold")),
     ("reserve_fraction", Some("reserveFraction")),
@@ -25,6 +22,9 @@ pub(crate) const SERVICE_FIELDS: [(&str, Option<&str>); 12] = [
     ("every", Some("every")),
     ("timezone", Some("timezone")),
     ("anchor_day", Some("anchorDay")),
+    // Every limit, the service's own first, instead of `limit` and `period` (`ServiceConfig`
+    // keeps the others in `more_limits`, serialized only when there are some).
+    ("limits", Some("limits")),
 ];
 
 /// The names serde's "unknown field" error lists as expected, in order.
