@@ -1,9 +1,9 @@
 //! `cargo xtask pkg`: the JS module (quota-core with feature `js`) as an npm package in `pkg/`.
 //!
 //! Release wasm (profile `wasm-release`: size first), wasm-bindgen `--target web`, wasm-opt
-//! `-Oz --converge` (binaryen from `.tools/`) stripping the sections engines do not read, the
-//! TypeScript declarations made to stand alone (see [`standalone_types`]), then a
-//! `package.json`. Fails if the .wasm is over its size budget ([`WASM_GZIP_BUDGET`]).
+//! `-Oz --converge`, then `--flatten --rereloop -Oz --converge` (binaryen from `.tools/`),
+//! stripping the sections engines do not read, the TypeScript declarations made to stand
+//! alone (see [`standalone_types`]), then a `package.json`. Fails if the .wasm is over its size budget ([`WASM_GZIP_BUDGET`]).
 
 use crate::install;
 use crate::run::{command, gzipped_size, output, root};
@@ -19,9 +19,10 @@ const WASM: &str = "quota_core_bg.wasm";
 /// The most the module's .wasm may weigh gzipped (`gzip -9`), in bytes, persistence included
 /// (issue 11; BENCHMARKS.md, JS module). Issue 18 sets 64,000 for issues 16 and 18 together;
 /// with window specs (time zones through `Intl`), `reconfigure` and several limits per service
-/// the module is at 78.5 KB, so this is 78,800 while issue 18 is open: it goes back to 64,000
-/// (or under) before issue 18 is resolved (BENCHMARKS.md says where the bytes went).
-const WASM_GZIP_BUDGET: u64 = 78_800;
+/// the module is over it after a size pass, so this is an interim figure just above what
+/// `cargo xtask pkg` measures while issue 18 is open: it goes back to 64,000 (or under)
+/// before issue 18 is resolved (BENCHMARKS.md says where the bytes went).
+const WASM_GZIP_BUDGET: u64 = 76_500;
 
 /// Builds `pkg/` from scratch.
 pub fn pkg() -> Result<(), String> {
@@ -74,6 +75,12 @@ pub fn pkg() -> Result<(), String> {
         &[
             "-Oz",
             // Repeats -Oz while it still shrinks the module (about 1% here).
+            "--converge",
+            // Then the control flow rebuilt from flat code and shrunk again: 122 B gzipped
+            // less, about a second more.
+            "--flatten",
+            "--rereloop",
+            "-Oz",
             "--converge",
             "--strip-debug",
             "--strip-producers",

@@ -20,10 +20,9 @@ use super::position::{json_message, json_offset, position_at, position_at_line, 
 use super::repr::FileRepr;
 use super::store_url::StoreUrl;
 use super::SyncPolicy;
-use super::{Admission, TrackerConfig};
+use super::{Admission, AdmissionText, TrackerConfig};
 use crate::error::QuotaError;
 use crate::secrets::{url_passwords, Secrets};
-use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
@@ -192,7 +191,7 @@ impl QuotaFile {
         let services = &self.tracker.services;
         if let Err(error) = self.tracker.validate() {
             // The service `TrackerConfig::validate` stopped at: the same loop.
-            let mut seen = HashSet::with_capacity(services.len());
+            let mut seen = rustc_hash::FxHashSet::default();
             let index = services
                 .iter()
                 .position(|s| s.validate().is_err() || !seen.insert(s.name.as_str()));
@@ -226,7 +225,7 @@ impl QuotaFile {
             let error = QuotaError::invalid_config(
                 Some(&service.name),
                 "admission",
-                format_args!("{:?}", service.admission),
+                AdmissionText(service.admission),
                 reason,
             );
             return Err((error, Place::Service(index, "admission")));

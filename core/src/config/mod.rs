@@ -179,6 +179,21 @@ pub enum Admission {
     },
 }
 
+/// An [`Admission`] in a message, written as `{:?}` writes it (`Exact`, `Leased { block: 0 }`):
+/// the derived `Debug` would link the struct formatter into the JS module for these messages
+/// alone.
+pub(crate) struct AdmissionText(pub(crate) Admission);
+
+impl std::fmt::Display for AdmissionText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Admission::Local => f.write_str("Local"),
+            Admission::Exact => f.write_str("Exact"),
+            Admission::Leased { block } => write!(f, "Leased {{ block: {block} }}"),
+        }
+    }
+}
+
 impl ServiceConfig {
     /// Default warn threshold.
     pub const DEFAULT_WARN: f64 = 0.5;
@@ -357,7 +372,9 @@ impl TrackerConfig {
                 "must name at least one service",
             ));
         }
-        let mut seen = std::collections::HashSet::with_capacity(self.services.len());
+        // The tracker's hasher (rustc-hash): std's SipHash would be linked for this alone.
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.reserve(self.services.len());
         for service in &self.services {
             service.validate()?;
             if !seen.insert(service.name.as_str()) {

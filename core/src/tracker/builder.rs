@@ -3,9 +3,9 @@
 
 use super::{Added, NameKey, QuotaTracker, ServiceSlot, TrackerClock, SHARED};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Admission;
 use crate::config::SyncPolicy;
 use crate::config::TrackerConfig;
+use crate::config::{Admission, AdmissionText};
 use crate::error::QuotaError;
 use crate::locks::{AtomicU64, Mutex};
 use crate::observers::{quietly, Observer, Registry};
@@ -194,7 +194,7 @@ pub(super) fn validate(config: &TrackerConfig, has_store: bool) -> Result<(), Qu
         return Err(QuotaError::invalid_config(
             Some(&service.name),
             "admission",
-            format_args!("{:?}", service.admission),
+            AdmissionText(service.admission),
             reason,
         ));
     }

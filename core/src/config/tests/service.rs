@@ -1,6 +1,6 @@
 //! `ServiceConfig` and `TrackerConfig` validation: every invalid field named with its value.
 
-use crate::config::{ServiceConfig, TrackerConfig};
+use crate::config::{Admission, AdmissionText, ServiceConfig, TrackerConfig};
 use crate::error::QuotaError;
 use crate::window::Period;
 
@@ -107,4 +107,19 @@ fn invalid_fields_are_named_with_their_values() {
             reason: "must be at least 1".into(),
         })
     );
+}
+
+#[test]
+fn admissions_in_messages_read_as_their_debug_form() {
+    for admission in [
+        Admission::Local,
+        Admission::Exact,
+        Admission::Leased { block: 0 },
+        Admission::Leased { block: 100 },
+    ] {
+        assert_eq!(
+            AdmissionText(admission).to_string(),
+            format!("{admission:?}")
+        );
+    }
 }

@@ -1,17 +1,26 @@
 //! Offsets on wasm32: the JS engine's `Intl.DateTimeFormat` in the zone, with a 24-hour
 //! clock, formats an instant into its local date and time (`formatToParts`); the offset is that
 //! local time minus the instant. No time zone data goes into the .wasm. One formatter per zone,
-//! made once per thread (a formatter is a JS object: it cannot be shared between threads).
+//! made once per thread (a formatter is a JS object: it cannot be shared between threads) and
+//! kept by `intl.js`.
 
 use super::super::calendar::days_from_civil;
-use js_sys::wasm_bindgen::{JsCast, JsValue};
-use js_sys::{Array, Date, Function, Intl::DateTimeFormat, Reflect, JSON};
-use std::cell::RefCell;
+use js_sys::wasm_bindgen;
+use js_sys::wasm_bindgen::prelude::wasm_bindgen;
+use js_sys::wasm_bindgen::JsValue;
 
-thread_local! {
-    /// The formatters made so far, by zone name.
-    static FORMATTERS: RefCell<Vec<(Box<str>, DateTimeFormat)>> =
-        const { RefCell::new(Vec::new()) };
+#[wasm_bindgen(module = "/src/window/zone/intl.js")]
+extern "C" {
+    /// The zone's name as `resolvedOptions()` reports it; `undefined` if `Intl` refuses the
+    /// zone.
+    #[wasm_bindgen(js_name = resolvedZone)]
+    fn resolved_zone(name: &str) -> JsValue;
+
+    /// Writes the local year, month, day, hour, minute and second at `second` (seconds since
+    /// the epoch) into `fields`, each as JavaScript's `+value` reads its digits; `false`
+    /// (nothing written) if `Intl` refuses the zone.
+    #[wasm_bindgen(js_name = localTime)]
+    fn local_time(name: &str, second: f64, fields: &mut [f64]) -> bool;
 }
 
 /// A zone the JS engine knows; its formatter is found by name.
@@ -22,10 +31,12 @@ impl Zone {
     /// that differs from `name` in ASCII case only (a link the engine resolves to another zone
     /// keeps its name, so that the key does not depend on the engine's version).
     pub(super) fn lookup(name: &str) -> Option<(String, Zone)> {
-        let formatter = formatter(name)?;
-        let resolved = Reflect::get(&formatter.resolved_options(), &"timeZone".into())
-            .ok()
-            .and_then(|zone| zone.as_string())
+        let resolved = resolved_zone(name);
+        if resolved.is_undefined() {
+            return None;
+        }
+        let resolved = resolved
+            .as_string()
             .filter(|resolved| resolved.eq_ignore_ascii_case(name))
             .unwrap_or_else(|| name.to_owned());
         Some((resolved, Zone))
@@ -34,27 +45,12 @@ impl Zone {
     /// The offset from UTC, in seconds, at `second` (seconds since the epoch, within the range
     /// of a JS `Date`); 0 if the engine no longer formats it (it did when the zone was made).
     pub(super) fn offset_s(&self, name: &str, second: i64) -> i64 {
-        let Some(formatter) = formatter(name) else {
-            return 0;
-        };
-        let date = Date::new(&JsValue::from_f64(second as f64 * 1_000.0));
         // year, month, day, hour, minute, second
-        let mut fields = [0_i64; 6];
-        for part in formatter.format_to_parts(&date).iter() {
-            let field = |key: &str| Reflect::get(&part, &key.into()).unwrap_or_default();
-            let index = match field("type").as_string().as_deref() {
-                Some("year") => 0,
-                Some("month") => 1,
-                Some("day") => 2,
-                Some("hour") => 3,
-                Some("minute") => 4,
-                Some("second") => 5,
-                _ => continue,
-            };
-            // The digits, as JavaScript's `+value` reads them (a string never throws there).
-            fields[index] = field("value").unchecked_into_f64() as i64;
+        let mut fields = [0.0; 6];
+        if !local_time(name, second as f64, &mut fields) {
+            return 0;
         }
-        let [year, month, day, hour, minute, sec] = fields;
+        let [year, month, day, hour, minute, sec] = fields.map(|field| field as i64);
         if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
             return 0;
         }
@@ -63,41 +59,4 @@ impl Zone {
         let days = days_from_civil(year, month as u32, day as u32);
         days * 86_400 + hour * 3_600 + minute * 60 + sec - second
     }
-}
-
-/// The formatter of zone `name`, made on first use; `None` if `Intl` refuses the zone (a
-/// `RangeError`).
-fn formatter(name: &str) -> Option<DateTimeFormat> {
-    FORMATTERS.with(|formatters| {
-        let mut formatters = formatters.borrow_mut();
-        if let Some((_, formatter)) = formatters.iter().find(|(known, _)| &**known == name) {
-            return Some(formatter.clone());
-        }
-        let formatter = make_formatter(name)?;
-        formatters.push((name.into(), formatter.clone()));
-        Some(formatter)
-    })
-}
-
-/// `new Intl.DateTimeFormat("en-US", { timeZone: name, hourCycle: "h23", year: "numeric",
-/// ... })`, through `Reflect.construct`, which hands back the `RangeError` of an unknown zone
-/// instead of throwing it through the wasm.
-fn make_formatter(name: &str) -> Option<DateTimeFormat> {
-    // The name holds letters, digits and `/ _ - +` only (`valid_name`): nothing to escape.
-    let options = JSON::parse(&format!(
-        "{{\"timeZone\":\"{name}\",\"hourCycle\":\"h23\",\"year\":\"numeric\",\
-         \"month\":\"numeric\",\"day\":\"numeric\",\"hour\":\"numeric\",\
-         \"minute\":\"numeric\",\"second\":\"numeric\"}}"
-    ))
-    .ok()?;
-    let intl = Reflect::get(&js_sys::global(), &"Intl".into()).ok()?;
-    let constructor: Function = Reflect::get(&intl, &"DateTimeFormat".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    let arguments = Array::of2(&"en-US".into(), &options);
-    Reflect::construct(&constructor, &arguments)
-        .ok()?
-        .dyn_into()
-        .ok()
 }
