@@ -208,15 +208,12 @@ impl QuotaTracker {
             return Err(slot.removed());
         }
         let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
-        let target = guard
-            .counts()
-            .enumerate()
-            .filter(|(_, count)| {
-                resets_at_ms
-                    .is_none_or(|at| count.window.start_ms < at && at <= count.window.reset_at_ms)
-            })
-            .min_by_key(|(at, count)| (count.window.reset_at_ms - count.window.start_ms, *at))
-            .map(|(at, _)| at);
+        let target = crate::usage::limit_for_reset(
+            guard
+                .counts()
+                .map(|count| (count.window.start_ms, count.window.reset_at_ms)),
+            resets_at_ms,
+        );
         let mut applied = false;
         if let Some(target) = target {
             applied = true;

@@ -181,6 +181,12 @@ impl QuotaTracker {
     /// nothing about this one); `None` takes it as a count of the current window. The window
     /// rolls over first if due, and level changes reach the observers as for recorded calls.
     ///
+    /// A service of several limits ([`ServiceConfig::more_limits`]) takes the report into one
+    /// limit: the one of the shortest window that contains `resets_at_ms` (`None`: the
+    /// shortest window's), every limit rolled over first; `at_least` is a count of that limit.
+    /// [`ServiceUsage::limit_for_reset`] tells which one it will be, to compute `at_least`
+    /// from a provider's remaining calls.
+    ///
     /// ```
     /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
     ///
