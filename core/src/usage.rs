@@ -205,12 +205,22 @@ pub struct Transition {
     pub window: WindowSpec,
     /// When it happened (the tracker clock), ms since the Unix epoch.
     pub at_ms: u64,
+    /// Whether the service had several limits then: the metrics label such a transition's
+    /// series by its window (a service of one keeps its unlabelled series).
+    #[serde(skip)]
+    pub(crate) several: bool,
 }
 
 impl Transition {
     /// The transition of the service `service`'s limit of `limit` calls per `window` that
-    /// `change` describes.
-    pub(crate) fn of(service: &Arc<str>, limit: u64, window: &WindowSpec, change: Change) -> Self {
+    /// `change` describes; `several`: the service has several limits.
+    pub(crate) fn of(
+        service: &Arc<str>,
+        limit: u64,
+        window: &WindowSpec,
+        change: Change,
+        several: bool,
+    ) -> Self {
         Transition {
             service: Arc::clone(service),
             from: change.from,
@@ -219,6 +229,7 @@ impl Transition {
             limit,
             window: window.clone(),
             at_ms: change.at_ms,
+            several,
         }
     }
 }
