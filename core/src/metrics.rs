@@ -87,17 +87,30 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 ///
 /// | metric | kind | labels | value |
 /// | --- | --- | --- | --- |
-/// | `quota_used` | gauge | `service` | calls used in the current window (shared admission: the tracker's view, the last synced total + the calls not synced yet) |
-/// | `quota_limit` | gauge | `service` | the window's limit |
-/// | `quota_remaining` | gauge | `service` | `limit - used`, at least 0 |
-/// | `quota_level` | gauge | `service` | 0 normal, 1 warning, 2 critical, 3 exhausted |
+/// | `quota_used` | gauge | `service` (and `limit`, see below) | calls used in the current window (shared admission: the tracker's view, the last synced total + the calls not synced yet) |
+/// | `quota_limit` | gauge | `service` (and `limit`) | the window's limit |
+/// | `quota_remaining` | gauge | `service` (and `limit`) | `limit - used`, at least 0 |
+/// | `quota_level` | gauge | `service` (and `limit`) | 0 normal, 1 warning, 2 critical, 3 exhausted |
 /// | `quota_reduced_rate` | gauge | | 1 while reduced-rate mode is on, else 0 |
 /// | `quota_unresolved_calls` | gauge | | with a store: calls in operations whose outcome the store has not answered yet ([`StoreStats::unresolved_calls`](crate::StoreStats::unresolved_calls)), resent until it does |
-/// | `quota_transitions_total` | counter | `service`, `to` | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
+/// | `quota_transitions_total` | counter | `service`, `to` (and `limit`) | level changes, `to` = `normal`, `warning`, `critical` or `exhausted` (a window reset is a change `to="normal"`) |
 /// | `quota_denied_total` | counter | `service`, `reason` | calls refused by `try_record` or `try_record_priority` (by name or handle): `reason` = [`deny_reason_label`] |
 /// | `quota_shadow_denied_total` | counter | `service`, `reason` | shadow mode ([`ServiceConfig::enforce`](crate::ServiceConfig::enforce) `false`): calls admitted that enforcing would have refused, by the same `reason` labels |
 /// | `quota_saves_total` | counter | | successful syncs with the store |
 /// | `quota_save_failures_total` | counter | | failed syncs |
+///
+/// A service of several limits ([`ServiceConfig::more_limits`](crate::ServiceConfig::more_limits):
+/// 50 an hour *and* 1,000 a day) has, besides its own unlabelled gauges, which describe it as
+/// [`usage`](crate::QuotaTracker::usage) does (the binding limit, at the highest level of its
+/// limits), the four gauges of each of its limits, labelled `limit` with the window's
+/// [`WindowSpec::key`](crate::WindowSpec::key) (`hour`, `day`, `day@America/Los_Angeles`),
+/// each at that limit's own level; its `quota_transitions_total` is per limit, labelled
+/// `limit` likewise (a transition is one limit's: [`Transition::window`]). A service of one
+/// limit has no `limit` label anywhere: its series are what they were before services could
+/// have several. The unlabelled gauges stay so that a panel or an alert on `quota_level` per
+/// service works for every service alike: select them with `limit=""` (a selector without
+/// `limit` matches the per-limit series too), the per-limit ones with `limit!=""`; sum the
+/// transitions `by (service)` for a service's total.
 ///
 /// When they change: the counters of every service (each `to` of `quota_transitions_total`,
 /// each `reason` of `quota_denied_total`) and, with a store, the sync counters are registered
@@ -105,7 +118,9 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// of every service are set from one snapshot when the tracker is built, after every sync with
 /// the store (the sync is when the shared view changes), and by
 /// [`QuotaTracker::publish_metrics`](crate::QuotaTracker::publish_metrics), which an exporter
-/// calls before each scrape; a service's gauges are also set when its level changes. The
+/// calls before each scrape; a service's gauges are also set when its level changes (for a
+/// service of several limits, only the changed limit's: its own gauges need every limit, and
+/// wait for the next refresh). The
 /// counters count as things happen. Nothing is emitted on the
 /// plain recording path (a `record_call` or an admitted `try_record` that changes no level and
 /// triggers no sync): between scrapes `quota_used` may lag, which the refresh per scrape makes
@@ -116,7 +131,7 @@ const SAVE_FAILURES: &str = "quota_save_failures_total";
 /// order, on the thread of some call of the tracker, as for
 /// [`on_transition`](crate::QuotaTracker::on_transition)), the rest on the calling thread. A
 /// recorder that panics is caught (the first panic is logged) and changes nothing the tracker
-/// does. Labels carry the service's name and
+/// does. Labels carry the service's name (and a limit's window key) and
 /// nothing else, so two trackers of the same service names in one process share their series:
 /// the counters add up, the gauges show whichever wrote last.
 pub fn describe_metrics() {
@@ -197,16 +212,32 @@ const LEVELS: [Level; 4] = [
 
 /// A tracker was built: descriptions, and its counters at 0 so that a scrape shows every
 /// series from the start (a rate or an alert on `quota_denied_total` needs the series before
-/// the first denial): per service, `quota_transitions_total` for every level and
-/// `quota_denied_total` for every reason (and, in shadow mode, `quota_shadow_denied_total`);
-/// with a store, the sync counters. `services`: each name, and whether it is in shadow mode.
-pub(crate) fn built<'a>(services: impl Iterator<Item = (&'a Arc<str>, bool)>, has_store: bool) {
+/// the first denial): per service, `quota_transitions_total` for every level (per limit, for a
+/// service of several) and `quota_denied_total` for every reason (and, in shadow mode,
+/// `quota_shadow_denied_total`); with a store, the sync counters. `services`: each name,
+/// whether it is in shadow mode, and its limits' window keys where it has several (empty
+/// where it has one).
+pub(crate) fn built<'a>(
+    services: impl Iterator<Item = (&'a Arc<str>, bool, Vec<String>)>,
+    has_store: bool,
+) {
     describe_metrics();
     quietly(|| {
-        for (service, shadow) in services {
+        for (service, shadow, limits) in services {
             for level in LEVELS {
-                counter!(TRANSITIONS, "service" => Arc::clone(service), "to" => level.as_str())
+                if limits.is_empty() {
+                    counter!(TRANSITIONS, "service" => Arc::clone(service), "to" => level.as_str())
+                        .increment(0);
+                }
+                for limit in &limits {
+                    counter!(
+                        TRANSITIONS,
+                        "service" => Arc::clone(service),
+                        "to" => level.as_str(),
+                        "limit" => limit.clone()
+                    )
                     .increment(0);
+                }
             }
             for reason in REASONS {
                 counter!(
@@ -232,23 +263,44 @@ pub(crate) fn built<'a>(services: impl Iterator<Item = (&'a Arc<str>, bool)>, ha
     });
 }
 
-fn set_service_gauges(service: &Arc<str>, used: u64, limit: u64, level: Level) {
-    let label = || Arc::clone(service);
-    gauge!(USED, "service" => label()).set(used as f64);
-    gauge!(LIMIT, "service" => label()).set(limit as f64);
-    gauge!(REMAINING, "service" => label()).set(limit.saturating_sub(used) as f64);
-    gauge!(LEVEL, "service" => label()).set(level_value(level));
+/// The values of one set of `quota_used`, `quota_limit`, `quota_remaining` and `quota_level`.
+pub(crate) struct Gauges<'a> {
+    pub(crate) service: &'a Arc<str>,
+    /// `None`: the service's own series (its binding limit, at its level); `Some`: the
+    /// series of one limit of a service of several, labelled `limit` with its window's key.
+    pub(crate) limit_key: Option<String>,
+    pub(crate) used: u64,
+    pub(crate) limit: u64,
+    pub(crate) level: Level,
+}
+
+fn set_gauges(gauges: &Gauges<'_>) {
+    let service = || Arc::clone(gauges.service);
+    let values = [
+        (USED, gauges.used as f64),
+        (LIMIT, gauges.limit as f64),
+        (REMAINING, gauges.limit.saturating_sub(gauges.used) as f64),
+        (LEVEL, level_value(gauges.level)),
+    ];
+    for (name, value) in values {
+        match &gauges.limit_key {
+            None => gauge!(name, "service" => service()).set(value),
+            Some(key) => {
+                gauge!(name, "service" => service(), "limit" => key.clone()).set(value);
+            }
+        }
+    }
 }
 
 /// Sets every service's gauges and the reduced-rate gauge (a refresh).
 pub(crate) fn publish<'a>(
-    services: impl Iterator<Item = (&'a Arc<str>, u64, u64, Level)>,
+    services: impl Iterator<Item = Gauges<'a>>,
     reduced_rate: bool,
     unresolved_calls: Option<u64>,
 ) {
     quietly(|| {
-        for (service, used, limit, level) in services {
-            set_service_gauges(service, used, limit, level);
+        for gauges in services {
+            set_gauges(&gauges);
         }
         set_reduced_rate(reduced_rate);
         if let Some(calls) = unresolved_calls {
@@ -261,12 +313,31 @@ fn set_reduced_rate(on: bool) {
     gauge!(REDUCED_RATE).set(if on { 1.0 } else { 0.0 });
 }
 
-/// A level change, from the tracker's own transition observer.
+/// A level change, from the tracker's own transition observer. A service of several limits
+/// has one per limit: it counts and sets that limit's series (labelled `limit`); its own
+/// series (the binding limit at the highest level) needs every limit, which a transition
+/// does not carry, so the next refresh sets it.
 pub(crate) fn transition(t: &Transition) {
     quietly(|| {
-        counter!(TRANSITIONS, "service" => Arc::clone(&t.service), "to" => t.to.as_str())
-            .increment(1);
-        set_service_gauges(&t.service, t.used, t.limit, t.to);
+        let service = || Arc::clone(&t.service);
+        let limit_key = t.several.then(|| t.window.key());
+        match &limit_key {
+            None => counter!(TRANSITIONS, "service" => service(), "to" => t.to.as_str()),
+            Some(key) => counter!(
+                TRANSITIONS,
+                "service" => service(),
+                "to" => t.to.as_str(),
+                "limit" => key.clone()
+            ),
+        }
+        .increment(1);
+        set_gauges(&Gauges {
+            service: &t.service,
+            limit_key,
+            used: t.used,
+            limit: t.limit,
+            level: t.to,
+        });
     });
 }
 

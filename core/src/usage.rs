@@ -128,6 +128,61 @@ impl ServiceUsage<'_> {
     pub fn is_critical(&self) -> bool {
         self.level() >= Level::Critical
     }
+
+    /// Which of a service's limits ([`usage_limits`](crate::QuotaTracker::usage_limits), in
+    /// its order) a count reported from outside belongs to, as
+    /// [`raise_used`](crate::QuotaTracker::raise_used) decides: the limit of the shortest
+    /// window that contains `resets_at_ms` (`window_start_ms < resets_at_ms <= reset_at_ms`;
+    /// of two as long, the first), or for `None` the shortest window's. `None` when no
+    /// window contains it (`raise_used` ignores such a report).
+    ///
+    /// What turns a provider's "remaining" into "used" (`limits[i].limit - remaining`) for the
+    /// limit `raise_used` will raise.
+    ///
+    /// ```
+    /// use quota_core::{Limit, ManualClock, Period, QuotaTracker, ServiceConfig, ServiceUsage,
+    ///     TrackerConfig};
+    ///
+    /// let tiingo = ServiceConfig::builder("tiingo", 50, Period::Hour)
+    ///     .and_limit(Limit::new(1_000, Period::Day))
+    ///     .build()?;
+    /// // 2024-06-10 06:13:20 UTC: the hour ends at 07:00, the day at midnight.
+    /// let tracker = QuotaTracker::new_with_clock(
+    ///     TrackerConfig::new([tiingo]),
+    ///     ManualClock::new(1_718_000_000_000),
+    /// )?;
+    /// let limits = tracker.usage_limits("tiingo")?;
+    /// let (hour_end, day_end) = (limits[0].reset_at_ms, limits[1].reset_at_ms);
+    /// assert_eq!(ServiceUsage::limit_for_reset(&limits, Some(day_end)), Some(1));
+    /// assert_eq!(ServiceUsage::limit_for_reset(&limits, Some(hour_end)), Some(0));
+    /// assert_eq!(ServiceUsage::limit_for_reset(&limits, None), Some(0));
+    /// assert_eq!(ServiceUsage::limit_for_reset(&limits, Some(day_end + 1)), None);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn limit_for_reset(
+        limits: &[ServiceUsage<'_>],
+        resets_at_ms: Option<u64>,
+    ) -> Option<usize> {
+        limit_for_reset(
+            limits
+                .iter()
+                .map(|usage| (usage.window_start_ms, usage.reset_at_ms)),
+            resets_at_ms,
+        )
+    }
+}
+
+/// [`ServiceUsage::limit_for_reset`] over each limit's current window (`(start_ms,
+/// reset_at_ms)`, in the limits' order): the one rule, for `raise_used` and for its callers.
+pub(crate) fn limit_for_reset(
+    windows: impl Iterator<Item = (u64, u64)>,
+    resets_at_ms: Option<u64>,
+) -> Option<usize> {
+    windows
+        .enumerate()
+        .filter(|(_, (start, end))| resets_at_ms.is_none_or(|at| *start < at && at <= *end))
+        .min_by_key(|(at, (start, end))| (end - start, *at))
+        .map(|(at, _)| at)
 }
 
 /// A change of one service's level, caused by recorded calls (upwards) or by the window
@@ -150,12 +205,22 @@ pub struct Transition {
     pub window: WindowSpec,
     /// When it happened (the tracker clock), ms since the Unix epoch.
     pub at_ms: u64,
+    /// Whether the service had several limits then: the metrics label such a transition's
+    /// series by its window (a service of one keeps its unlabelled series).
+    #[serde(skip)]
+    pub(crate) several: bool,
 }
 
 impl Transition {
     /// The transition of the service `service`'s limit of `limit` calls per `window` that
-    /// `change` describes.
-    pub(crate) fn of(service: &Arc<str>, limit: u64, window: &WindowSpec, change: Change) -> Self {
+    /// `change` describes; `several`: the service has several limits.
+    pub(crate) fn of(
+        service: &Arc<str>,
+        limit: u64,
+        window: &WindowSpec,
+        change: Change,
+        several: bool,
+    ) -> Self {
         Transition {
             service: Arc::clone(service),
             from: change.from,
@@ -164,6 +229,7 @@ impl Transition {
             limit,
             window: window.clone(),
             at_ms: change.at_ms,
+            several,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use quota_core::{
     DenyReason, Level, Limit, ManualClock, MemoryStore, Period, QuotaError, QuotaFile,
-    QuotaTracker, ServiceConfig, TrackerConfig, Transition, WindowSpec,
+    QuotaTracker, ServiceConfig, ServiceUsage, TrackerConfig, Transition, WindowSpec,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -313,6 +313,52 @@ fn raise_used_goes_to_the_limit_whose_window_holds_the_reset() {
         .unwrap();
     assert!(!raised.applied);
     assert_eq!(used(&tracker, "tiingo"), [50, 600]);
+}
+
+/// `ServiceUsage::limit_for_reset` names the limit `raise_used` raises, whatever the order of
+/// the limits (the shortest window here is the last).
+#[test]
+fn limit_for_reset_names_the_limit_raise_used_raises() {
+    let clock = ManualClock::new(START + 10 * HOUR + 30 * MINUTE + 15_000);
+    let config = ServiceConfig::builder("llm", 1_000, Period::Day)
+        .and_limit(Limit::new(100, Period::Hour))
+        .and_limit(Limit::new(10, Period::Minute))
+        .build()
+        .unwrap();
+    let tracker = tracker(vec![config], &clock);
+    tracker.record_call("llm", 2).unwrap();
+    let limits = tracker.usage_limits("llm").unwrap();
+    let ends: Vec<u64> = limits.iter().map(|usage| usage.reset_at_ms).collect();
+    assert_eq!(
+        ends,
+        [
+            START + 24 * HOUR,
+            START + 11 * HOUR,
+            START + 10 * HOUR + 31 * MINUTE
+        ]
+    );
+    let cases = [
+        (Some(START + 24 * HOUR), Some(0), [700, 2, 2]),
+        (Some(START + 11 * HOUR), Some(1), [700, 70, 2]),
+        (Some(START + 10 * HOUR + 31 * MINUTE), Some(2), [700, 70, 7]),
+        (None, Some(2), [700, 70, 8]),
+        (Some(START + 10 * HOUR + 30 * MINUTE), Some(1), [700, 71, 8]),
+        (Some(START + 24 * HOUR + 1), None, [700, 71, 8]),
+    ];
+    for (reset, expected, after) in cases {
+        let limits = tracker.usage_limits("llm").unwrap();
+        let chosen = ServiceUsage::limit_for_reset(&limits, reset);
+        assert_eq!(chosen, expected, "{reset:?}");
+        // The floor each case raises that limit to: 70% of the day, 70% of the hour, then
+        // 70% and 80% of the minute, 71% of the hour.
+        let at_least = match chosen {
+            Some(at) => after[at],
+            None => 999,
+        };
+        let raised = tracker.raise_used("llm", at_least, reset).unwrap();
+        assert_eq!(raised.applied, expected.is_some(), "{reset:?}");
+        assert_eq!(used(&tracker, "llm"), after, "{reset:?}");
+    }
 }
 
 #[test]

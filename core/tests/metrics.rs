@@ -11,7 +11,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use prometheus::value;
 use quota_core::{
-    deny_reason_label, Admission, DenyReason, ManualClock, MemoryStore, Period, QuotaError,
+    deny_reason_label, Admission, DenyReason, Limit, ManualClock, MemoryStore, Period, QuotaError,
     QuotaTracker, ReducedRatePolicy, ServiceConfig, SyncPolicy, TrackerConfig,
 };
 use std::collections::BTreeMap;
@@ -917,5 +917,162 @@ fn shadow_mode_counts_what_it_would_have_denied() {
             Some(13.0),
             "counted past the limit"
         );
+    });
+}
+
+/// The rendered lines of `text` that are samples of `service` (comments skipped), in order.
+fn lines_of(text: &str, service: &str) -> Vec<String> {
+    let label = format!("service=\"{service}\"");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.contains(&label))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A service of two limits: its own gauges (the binding limit, at the highest level) and each
+/// limit's, labelled `limit`, and its transitions per limit; a service of one limit beside it
+/// keeps its unlabelled series only.
+#[test]
+fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        // 2024-06-10 00:10 UTC.
+        let clock = ManualClock::new(1_717_977_600_000 + 600_000);
+        let tiingo = ServiceConfig::builder("tiingo", 50, Period::Hour)
+            .and_limit(Limit::new(1_000, Period::Day))
+            .warn_threshold(0.5)
+            .critical_threshold(0.9)
+            .build()
+            .unwrap();
+        let config = TrackerConfig::new([tiingo, ServiceConfig::new("search", 10, Period::Minute)]);
+        let tracker = QuotaTracker::new_with_clock(config, clock.clone()).unwrap();
+        let zero_transitions = |limit: &str| {
+            ["critical", "exhausted", "normal", "warning"].map(|to| {
+                format!(
+                    "quota_transitions_total{{service=\"tiingo\",to=\"{to}\",limit=\"{limit}\"}} 0"
+                )
+            })
+        };
+        let mut expected: Vec<String> = [
+            "quota_denied_total{service=\"tiingo\",reason=\"critical\"} 0",
+            "quota_denied_total{service=\"tiingo\",reason=\"limit\"} 0",
+            "quota_denied_total{service=\"tiingo\",reason=\"reduced_rate\"} 0",
+            "quota_denied_total{service=\"tiingo\",reason=\"reserve\"} 0",
+            "quota_denied_total{service=\"tiingo\",reason=\"store_unavailable\"} 0",
+            "quota_level{service=\"tiingo\"} 0",
+            "quota_level{service=\"tiingo\",limit=\"day\"} 0",
+            "quota_level{service=\"tiingo\",limit=\"hour\"} 0",
+            "quota_limit{service=\"tiingo\"} 50",
+            "quota_limit{service=\"tiingo\",limit=\"day\"} 1000",
+            "quota_limit{service=\"tiingo\",limit=\"hour\"} 50",
+            "quota_remaining{service=\"tiingo\"} 50",
+            "quota_remaining{service=\"tiingo\",limit=\"day\"} 1000",
+            "quota_remaining{service=\"tiingo\",limit=\"hour\"} 50",
+            "quota_used{service=\"tiingo\"} 0",
+            "quota_used{service=\"tiingo\",limit=\"day\"} 0",
+            "quota_used{service=\"tiingo\",limit=\"hour\"} 0",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(zero_transitions("day"))
+        .chain(zero_transitions("hour"))
+        .collect();
+        expected.sort();
+        assert_eq!(lines_of(&handle.render(), "tiingo"), expected);
+        // The service of one limit: no `limit` label anywhere.
+        let search = lines_of(&handle.render(), "search");
+        assert_eq!(search.len(), 13, "{search:#?}");
+        assert!(
+            search.iter().all(|line| !line.contains("limit=")),
+            "{search:#?}"
+        );
+
+        // 45 calls: the hour's Critical level (45 of 50), the day's Normal (45 of 1,000).
+        tracker.record_call("tiingo", 45).unwrap();
+        tracker.publish_metrics();
+        let s = scrape(&handle);
+        let limit_gauges = |s: &BTreeMap<String, f64>, limit: &str| {
+            [
+                "quota_used",
+                "quota_limit",
+                "quota_remaining",
+                "quota_level",
+            ]
+            .map(|name| value(s, name, &[("service", "tiingo"), ("limit", limit)]))
+        };
+        let limit_transitions = |s: &BTreeMap<String, f64>, limit: &str| {
+            ["normal", "warning", "critical", "exhausted"].map(|to| {
+                value(
+                    s,
+                    "quota_transitions_total",
+                    &[("service", "tiingo"), ("to", to), ("limit", limit)],
+                )
+            })
+        };
+        let some = |values: [f64; 4]| values.map(Some);
+        assert_eq!(gauges(&s, "tiingo"), some([45.0, 50.0, 5.0, 2.0]));
+        assert_eq!(limit_gauges(&s, "hour"), some([45.0, 50.0, 5.0, 2.0]));
+        assert_eq!(limit_gauges(&s, "day"), some([45.0, 1_000.0, 955.0, 0.0]));
+        assert_eq!(limit_transitions(&s, "hour"), some([0.0, 0.0, 1.0, 0.0]));
+        assert_eq!(limit_transitions(&s, "day"), some([0.0; 4]));
+        assert_eq!(
+            transitions(&s, "tiingo", "critical"),
+            None,
+            "per limit only"
+        );
+
+        // The provider says 2 remain of the day: the day's Critical level. The transition
+        // sets the day's gauges; the service's own (now the day's, 2 of headroom against the
+        // hour's 5) wait for the refresh.
+        let day_end = 1_717_977_600_000 + 86_400_000;
+        tracker.raise_used("tiingo", 998, Some(day_end)).unwrap();
+        let s = scrape(&handle);
+        assert_eq!(limit_gauges(&s, "day"), some([998.0, 1_000.0, 2.0, 2.0]));
+        assert_eq!(limit_transitions(&s, "day"), some([0.0, 0.0, 1.0, 0.0]));
+        assert_eq!(gauges(&s, "tiingo"), some([45.0, 50.0, 5.0, 2.0]));
+        tracker.publish_metrics();
+        let s = scrape(&handle);
+        assert_eq!(gauges(&s, "tiingo"), some([998.0, 1_000.0, 2.0, 2.0]));
+        assert_eq!(limit_gauges(&s, "hour"), some([45.0, 50.0, 5.0, 2.0]));
+
+        // The next hour: the hour's count resets (a transition to normal of the hour alone);
+        // the service stays at the day's Critical level.
+        clock.advance(3_600_000);
+        tracker.publish_metrics();
+        let s = scrape(&handle);
+        assert_eq!(limit_gauges(&s, "hour"), some([0.0, 50.0, 50.0, 0.0]));
+        assert_eq!(limit_transitions(&s, "hour"), some([1.0, 0.0, 1.0, 0.0]));
+        assert_eq!(limit_gauges(&s, "day"), some([998.0, 1_000.0, 2.0, 2.0]));
+        assert_eq!(gauges(&s, "tiingo"), some([998.0, 1_000.0, 2.0, 2.0]));
+        // The rendered text of the service, every series in it but the counters still at 0.
+        let mut expected: Vec<String> = [
+            "quota_level{service=\"tiingo\"} 2",
+            "quota_level{service=\"tiingo\",limit=\"day\"} 2",
+            "quota_level{service=\"tiingo\",limit=\"hour\"} 0",
+            "quota_limit{service=\"tiingo\"} 1000",
+            "quota_limit{service=\"tiingo\",limit=\"day\"} 1000",
+            "quota_limit{service=\"tiingo\",limit=\"hour\"} 50",
+            "quota_remaining{service=\"tiingo\"} 2",
+            "quota_remaining{service=\"tiingo\",limit=\"day\"} 2",
+            "quota_remaining{service=\"tiingo\",limit=\"hour\"} 50",
+            "quota_used{service=\"tiingo\"} 998",
+            "quota_used{service=\"tiingo\",limit=\"day\"} 998",
+            "quota_used{service=\"tiingo\",limit=\"hour\"} 0",
+            "quota_transitions_total{service=\"tiingo\",to=\"critical\",limit=\"day\"} 1",
+            "quota_transitions_total{service=\"tiingo\",to=\"critical\",limit=\"hour\"} 1",
+            "quota_transitions_total{service=\"tiingo\",to=\"normal\",limit=\"hour\"} 1",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+        expected.sort();
+        let rendered: Vec<String> = lines_of(&handle.render(), "tiingo")
+            .into_iter()
+            .filter(|line| !(line.contains("_total{") && line.ends_with(" 0")))
+            .collect();
+        assert_eq!(rendered, expected);
     });
 }

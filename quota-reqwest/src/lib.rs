@@ -9,7 +9,9 @@
 //! and the limit) or with `record_call` after the response ([`Counting`]). The provider's own
 //! word is taken in from every counted response: remaining-calls headers raise `used` as a
 //! floor ([`quota_core::QuotaTracker::raise_used`]), a 429 raises it to the limit and fails
-//! the call with its `Retry-After` as a delay. See [`QuotaRules`] for the exact rules.
+//! the call with its `Retry-After` as a delay; for a service of several limits, each into the
+//! limit whose window holds the response's reset (without one, the shortest window's). See
+//! [`QuotaRules`] for the exact rules.
 //!
 //! Redirects are counted hop by hop, so the provider never receives more requests than the
 //! tracker admitted: build the reqwest `Client` with

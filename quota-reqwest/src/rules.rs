@@ -77,6 +77,18 @@ enum Rule {
 ///   parses, the 429's window is unknown, as for a count: `used` is not raised, and the call
 ///   still fails with [`QuotaExceeded`] and the `Retry-After`.
 ///
+/// A service of several limits ([`quota_core::Limit`]: 50 an hour *and* 1,000 a day) takes
+/// each count, and each 429, into one limit, the one [`QuotaTracker::raise_used`] picks: the
+/// limit of the shortest window that contains the (slack-snapped) reset, or the shortest
+/// window's where the response gave no reset ([`ServiceUsage::limit_for_reset`]). `limit` above
+/// is that limit's: remaining `r` with a reset at the day's end raises the day's `used` to
+/// `1,000 - r`; at the hour's end, the hour's to `50 - r`; a 429 without a reset raises the
+/// hour's to 50, and its [`QuotaExceeded`] names the hour's `used` and limit. A reset that
+/// is the end of two windows at once (the hour's and the day's at midnight) is the shorter
+/// one's. The limits are read from the tracker for each response that needs them, so a
+/// [`reconfigure`](QuotaTracker::reconfigure) applies from the next response. A denial's
+/// `retry_after` is the time until the denying limit's window resets.
+///
 /// Malformed headers are otherwise ignored: never an error, never a panic.
 #[derive(Clone)]
 pub struct QuotaRules {
@@ -290,7 +302,7 @@ impl QuotaRules {
                         DenyReason::Limit | DenyReason::Critical | DenyReason::Reserve
                     )
                     .then(|| {
-                        let reset = service.usage().reset_at_ms;
+                        let reset = refusing_reset(&service.usage_limits(), limit);
                         Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
                     });
                     return Err(Refused::Exceeded(QuotaExceeded {
@@ -327,15 +339,18 @@ impl QuotaRules {
         if word.remaining.is_empty() && status != StatusCode::TOO_MANY_REQUESTS {
             return Ok(());
         }
-        // The limit and the window as the tracker has them now (read at need, never cached).
-        let usage = service.usage();
+        // Every limit and window as the tracker has them now (read at need, never cached).
+        let limits = service.usage_limits();
         for report in &word.remaining {
             if report.resets_at_ms.is_none() && self.require_reset {
                 continue;
             }
-            let at_least = usage.limit.saturating_sub(report.remaining);
+            // A count of no current window says nothing about ours: nothing to raise.
+            let Some((at, resets)) = self.target(&limits, report.resets_at_ms) else {
+                continue;
+            };
+            let at_least = limits[at].limit.saturating_sub(report.remaining);
             if at_least > 0 {
-                let resets = self.snap(&usage, report.resets_at_ms);
                 // Fails only for floors past 2^62 (limits that large): nothing to raise.
                 let _ = service.raise_used(at_least, resets);
             }
@@ -344,16 +359,35 @@ impl QuotaRules {
             return Ok(());
         }
         // A reset header that does not parse: the 429's window is unknown, as for a count.
-        let raised = (!word.reset_malformed)
-            .then(|| service.raise_used(usage.limit, self.snap(&usage, word.resets_at_ms)));
-        let used = match raised {
-            Some(Ok(raised)) => raised.usage.used,
-            _ => service.usage().used,
+        let target = if word.reset_malformed {
+            None
+        } else {
+            self.target(&limits, word.resets_at_ms)
+        };
+        let (used, limit) = match target {
+            Some((at, resets)) => {
+                let limit = limits[at].limit;
+                let used = match service.raise_used(limit, resets) {
+                    // One limit: the raise's usage is that limit's.
+                    Ok(raised) if limits.len() == 1 => raised.usage.used,
+                    // Several: the raise's usage is the binding limit's; the 429 is this one's.
+                    _ => service
+                        .usage_limits()
+                        .get(at)
+                        .map_or(limit, |usage| usage.used),
+                };
+                (used, limit)
+            }
+            // No limit's window: reported as the service stands (its binding limit).
+            None => {
+                let usage = service.usage();
+                (usage.used, usage.limit)
+            }
         };
         Err(QuotaExceeded {
             service: service.name().to_owned(),
             used,
-            limit: usage.limit,
+            limit,
             // The provider's delay; without one, the time until its count resets.
             retry_after: word.retry_after.or_else(|| {
                 let at = word.resets_at_ms?;
@@ -373,17 +407,42 @@ impl QuotaRules {
         }
     }
 
-    /// A provider reset just past the end of the tracker's current window (as `usage` read
-    /// it) counts as that end.
-    fn snap(&self, usage: &ServiceUsage<'_>, resets_at_ms: Option<u64>) -> Option<u64> {
-        let at = resets_at_ms?;
-        let end = usage.reset_at_ms;
-        Some(if at > end && at - end <= self.reset_slack_ms {
-            end
-        } else {
-            at
-        })
+    /// The limit (its place in `limits`, the service's
+    /// [`usage_limits`](quota_core::Service::usage_limits)) that a provider's count resetting
+    /// at `resets_at_ms` is taken into, and the reset to give
+    /// [`raise_used`](quota_core::Service::raise_used): a reset just past the end of a current
+    /// window (by [`reset_slack`](Self::reset_slack) at most) counts as that end; then core's
+    /// own rule picks the limit ([`ServiceUsage::limit_for_reset`]). `None`: no limit's.
+    fn target(
+        &self,
+        limits: &[ServiceUsage<'_>],
+        resets_at_ms: Option<u64>,
+    ) -> Option<(usize, Option<u64>)> {
+        let resets = resets_at_ms.map(|at| {
+            // The nearest end before `at` within the slack (providers round to whole seconds).
+            limits
+                .iter()
+                .map(|usage| usage.reset_at_ms)
+                .filter(|&end| at > end && at - end <= self.reset_slack_ms)
+                .max()
+                .unwrap_or(at)
+        });
+        Some((ServiceUsage::limit_for_reset(limits, resets)?, resets))
     }
+}
+
+/// When the limit that denied a call of `limit` calls per window resets: the latest reset
+/// among `limits` of that count (the denial names the count, not the window; two limits of
+/// one count are rare, and waiting for the later is never too early). A service of one limit
+/// has one.
+fn refusing_reset(limits: &[ServiceUsage<'_>], limit: u64) -> u64 {
+    let of_count = limits.iter().filter(|usage| usage.limit == limit);
+    of_count
+        .map(|usage| usage.reset_at_ms)
+        .max()
+        // A reconfigure changed the count since: the latest reset of any limit.
+        .or_else(|| limits.iter().map(|usage| usage.reset_at_ms).max())
+        .unwrap_or(0)
 }
 
 /// `host` without one trailing dot (the DNS root): `api.example.com.` is `api.example.com`.

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use quota_core::{
-    Admission, DenyReason, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
+    Admission, DenyReason, Limit, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
     ServiceConfig, TrackerConfig,
 };
 use quota_reqwest::{
@@ -1007,4 +1007,196 @@ async fn a_fractional_epoch_seconds_reset_is_an_instant_not_a_delay() {
         (error.used, error.retry_after),
         (100, Some(Duration::from_millis(DAY_END - 500 - NOW)))
     );
+}
+
+/// The end of NOW's hour window (07:00 UTC).
+const HOUR_END: u64 = NOW / 3_600_000 * 3_600_000 + 3_600_000;
+
+/// Tiingo's shape: 50 calls an hour and 1,000 a day, Critical at 90% of each, no reserve.
+fn hour_and_day() -> ServiceConfig {
+    ServiceConfig::builder("api", 50, Period::Hour)
+        .and_limit(Limit::new(1_000, Period::Day))
+        .critical_threshold(0.9)
+        .reserve_fraction(0.0)
+        .build()
+        .unwrap()
+}
+
+/// Each limit's `used`, the hour's then the day's.
+fn used_per_limit(tracker: &QuotaTracker) -> Vec<u64> {
+    let limits = tracker.usage_limits("api").unwrap();
+    limits.iter().map(|usage| usage.used).collect()
+}
+
+#[tokio::test]
+async fn with_two_limits_a_count_raises_the_limit_whose_window_holds_its_reset() {
+    let api = Api::start().await;
+    let tracker = Arc::new(
+        QuotaTracker::new_with_clock(TrackerConfig::new([hour_and_day()]), ManualClock::new(NOW))
+            .unwrap(),
+    );
+    let client = counted(&tracker, Counting::TryBefore);
+    let (url, x_remaining, x_reset) = (&api.url, "x-ratelimit-remaining", "x-ratelimit-reset");
+    // 400 left until the day's end (epoch seconds): 600 of the day's 1,000 used (not
+    // 50 - 400 of the hour's, the binding limit's).
+    let day_end = (DAY_END / 1000).to_string();
+    send(&client, url, &[(x_remaining, "400"), (x_reset, &day_end)])
+        .await
+        .unwrap();
+    assert_eq!(used_per_limit(&tracker), [1, 600]);
+    // 30 left until the hour's end (seconds from now): 20 of the hour's 50.
+    let hour_end = ((HOUR_END - NOW) / 1000).to_string();
+    send(&client, url, &[(x_remaining, "30"), (x_reset, &hour_end)])
+        .await
+        .unwrap();
+    assert_eq!(used_per_limit(&tracker), [20, 601]);
+    // A second past the hour's end: within the slack, still the hour's (not the day's,
+    // whose window holds that instant).
+    let past_hour = (HOUR_END / 1000 + 1).to_string();
+    send(&client, url, &[(x_remaining, "25"), (x_reset, &past_hour)])
+        .await
+        .unwrap();
+    assert_eq!(used_per_limit(&tracker), [25, 602]);
+    // A second past the day's end: the day's.
+    let past_day = (DAY_END / 1000 + 1).to_string();
+    send(&client, url, &[(x_remaining, "300"), (x_reset, &past_day)])
+        .await
+        .unwrap();
+    assert_eq!(used_per_limit(&tracker), [26, 700]);
+    // An hour past the day's end (the IETF family, seconds from now): no window of ours.
+    let tomorrow = ((DAY_END + 3_600_000 - NOW) / 1000).to_string();
+    send(
+        &client,
+        url,
+        &[("ratelimit-remaining", "0"), ("ratelimit-reset", &tomorrow)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(used_per_limit(&tracker), [27, 701]);
+    // No reset header: the shortest window's count.
+    send(&client, url, &[("ratelimit-remaining", "10")])
+        .await
+        .unwrap();
+    assert_eq!(used_per_limit(&tracker), [40, 702]);
+    // A 429 without a reset raises the shortest window's limit to its limit, and names it.
+    let error = send(&client, url, &[("status", "429"), ("retry-after", "30")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        QuotaExceeded {
+            service: "api".into(),
+            used: 50,
+            limit: 50,
+            retry_after: Some(Duration::from_secs(30)),
+            reason: Exceeded::TooManyRequests,
+        }
+    );
+    assert_eq!(used_per_limit(&tracker), [50, 703]);
+    // Now the hour denies before sending, until the hour's end.
+    let denied = send(&client, url, &[]).await.unwrap_err();
+    assert_eq!(
+        (denied.reason, denied.used, denied.limit, denied.retry_after),
+        (
+            Exceeded::Denied(DenyReason::Limit),
+            50,
+            50,
+            Some(Duration::from_millis(HOUR_END - NOW))
+        )
+    );
+    assert_eq!(api.received(), 7);
+}
+
+#[tokio::test]
+async fn with_two_limits_a_429_at_the_day_end_exhausts_the_day_and_waits_for_it() {
+    let api = Api::start().await;
+    let tracker = Arc::new(
+        QuotaTracker::new_with_clock(TrackerConfig::new([hour_and_day()]), ManualClock::new(NOW))
+            .unwrap(),
+    );
+    let client = counted(&tracker, Counting::RecordAfter);
+    let day_end = (DAY_END / 1000).to_string();
+    let error = send(
+        &client,
+        &api.url,
+        &[("status", "429"), ("x-ratelimit-reset", &day_end)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error,
+        QuotaExceeded {
+            service: "api".into(),
+            used: 1_000,
+            limit: 1_000,
+            retry_after: Some(Duration::from_millis(DAY_END - NOW)),
+            reason: Exceeded::TooManyRequests,
+        }
+    );
+    assert_eq!(used_per_limit(&tracker), [1, 1_000]);
+}
+
+#[tokio::test]
+async fn with_two_limits_a_denial_by_the_day_says_to_wait_for_the_day_not_the_hour() {
+    let api = Api::start().await;
+    let tracker = Arc::new(
+        QuotaTracker::new_with_clock(TrackerConfig::new([hour_and_day()]), ManualClock::new(NOW))
+            .unwrap(),
+    );
+    let client = counted(&tracker, Counting::TryBefore);
+    // 100 left of the day: 900 used, the day's Critical level; the hour (1 of 50) is the
+    // binding limit, with less headroom than the day's 100.
+    let day_end = (DAY_END / 1000).to_string();
+    send(
+        &client,
+        &api.url,
+        &[
+            ("x-ratelimit-remaining", "100"),
+            ("x-ratelimit-reset", &day_end),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(used_per_limit(&tracker), [1, 900]);
+    assert_eq!(tracker.usage("api").unwrap().limit, 50, "the binding limit");
+    let denied = send(&client, &api.url, &[]).await.unwrap_err();
+    assert_eq!(
+        denied,
+        QuotaExceeded {
+            service: "api".into(),
+            used: 900,
+            limit: 1_000,
+            retry_after: Some(Duration::from_millis(DAY_END - NOW)),
+            reason: Exceeded::Denied(DenyReason::Critical),
+        }
+    );
+    assert_eq!(api.received(), 1);
+}
+
+#[tokio::test]
+async fn a_limit_added_by_a_reconfigure_takes_counts_from_the_next_response() {
+    let api = Api::start().await;
+    let hour_only = ServiceConfig::builder("api", 50, Period::Hour)
+        .reserve_fraction(0.0)
+        .build()
+        .unwrap();
+    let tracker = Arc::new(
+        QuotaTracker::new_with_clock(TrackerConfig::new([hour_only]), ManualClock::new(NOW))
+            .unwrap(),
+    );
+    let client = counted(&tracker, Counting::TryBefore);
+    let day_end = (DAY_END / 1000).to_string();
+    let day_report = [
+        ("x-ratelimit-remaining", "400"),
+        ("x-ratelimit-reset", day_end.as_str()),
+    ];
+    // One limit, the hour's: a count for the day's end is not of its window.
+    send(&client, &api.url, &day_report).await.unwrap();
+    assert_eq!(used_per_limit(&tracker), [1]);
+    tracker
+        .reconfigure(TrackerConfig::new([hour_and_day()]))
+        .unwrap();
+    // The same client, the day's limit now known: 1,000 - 400.
+    send(&client, &api.url, &day_report).await.unwrap();
+    assert_eq!(used_per_limit(&tracker), [2, 600]);
 }

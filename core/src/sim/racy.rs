@@ -178,7 +178,13 @@ impl RacyState {
 
 impl RacyService {
     fn transition(&self, change: Change) -> Transition {
-        Transition::of(&self.name, self.rules.limit, &self.rules.window, change)
+        Transition::of(
+            &self.name,
+            self.rules.limit,
+            &self.rules.window,
+            change,
+            false,
+        )
     }
 
     fn usage(&self) -> ServiceUsage<'_> {

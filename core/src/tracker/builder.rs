@@ -161,10 +161,7 @@ impl QuotaTrackerBuilder {
         #[cfg(feature = "metrics")]
         {
             crate::metrics::built(
-                tracker
-                    .services
-                    .iter()
-                    .map(|slot| (&slot.name, !slot.settings().config.enforce)),
+                tracker.services.iter().map(QuotaTracker::metrics_entry),
                 has_store,
             );
             tracker.publish_metrics();

@@ -209,14 +209,13 @@ impl QuotaTracker {
             return Err(slot.removed());
         }
         let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
-        let target = (0..guard.limit_count())
-            .map(|at| (at, guard.count(at)))
-            .filter(|(_, count)| {
-                resets_at_ms
-                    .is_none_or(|at| count.window.start_ms < at && at <= count.window.reset_at_ms)
-            })
-            .min_by_key(|(at, count)| (count.window.reset_at_ms - count.window.start_ms, *at))
-            .map(|(at, _)| at);
+        let target = crate::usage::limit_for_reset(
+            (0..guard.limit_count()).map(|at| {
+                let window = guard.count(at).window;
+                (window.start_ms, window.reset_at_ms)
+            }),
+            resets_at_ms,
+        );
         let mut applied = false;
         if let Some(target) = target {
             applied = true;

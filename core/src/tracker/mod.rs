@@ -181,6 +181,14 @@ impl QuotaTracker {
     /// nothing about this one); `None` takes it as a count of the current window. The window
     /// rolls over first if due, and level changes reach the observers as for recorded calls.
     ///
+    /// A service of several limits
+    /// ([`ServiceConfig::more_limits`](crate::ServiceConfig::more_limits)) takes the report
+    /// into one limit: the one of the shortest window that contains `resets_at_ms` (`None`:
+    /// the shortest window's), every limit rolled over first; `at_least` is a count of that
+    /// limit.
+    /// [`ServiceUsage::limit_for_reset`] tells which one it will be, to compute `at_least`
+    /// from a provider's remaining calls.
+    ///
     /// ```
     /// use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
     ///
@@ -268,7 +276,8 @@ impl QuotaTracker {
         Ok(self.usage_at(self.position(service)?))
     }
 
-    /// The usage of every limit of `service` ([`ServiceConfig::more_limits`]), its own limit
+    /// The usage of every limit of `service`
+    /// ([`ServiceConfig::more_limits`](crate::ServiceConfig::more_limits)), its own limit
     /// (`limit` per `window`) first, each at its own level; one entry for a service of one
     /// limit. [`usage`](Self::usage) describes only the binding limit; this allocates.
     ///
@@ -332,11 +341,11 @@ impl QuotaTracker {
     /// crate), so no recording is half-seen.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now();
-        let read = self.read_all(now, true);
+        let read = self.read_all(now, true, false);
         Snapshot {
             services: read
                 .into_iter()
-                .map(|(_, usage)| usage.into_owned())
+                .map(|read| read.usage.into_owned())
                 .collect(),
             at_ms: now,
         }

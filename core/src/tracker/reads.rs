@@ -8,6 +8,18 @@ use crate::config::Admission;
 use crate::rules::Request;
 use crate::usage::ServiceUsage;
 
+/// One service as [`QuotaTracker::read_all`] read it, under its lock.
+pub(super) struct Read<'t> {
+    pub(super) slot: &'t ServiceSlot,
+    /// The settings it was read under.
+    pub(super) settings: &'t Settings,
+    /// Its usage: the binding limit's, at the service's level.
+    pub(super) usage: ServiceUsage<'t>,
+    /// Each limit's usage, its own first, where it has several and they were asked for
+    /// (empty otherwise).
+    pub(super) limits: Vec<ServiceUsage<'t>>,
+}
+
 impl QuotaTracker {
     pub(super) fn can_call_at(&self, position: usize) -> bool {
         let settings = self.slot(position).settings();
@@ -61,12 +73,9 @@ impl QuotaTracker {
 
     /// The state of every service in force (in config order, with the settings it was read
     /// under) under all their locks, taken in position order (the crate's one lock order);
-    /// roll-over transitions are delivered after if `deliver`.
-    pub(super) fn read_all(
-        &self,
-        now: u64,
-        deliver: bool,
-    ) -> Vec<(&ServiceSlot, ServiceUsage<'_>)> {
+    /// roll-over transitions are delivered after if `deliver`. With `limits`, each limit's
+    /// usage of the services of several limits too, under the same lock.
+    pub(super) fn read_all(&self, now: u64, deliver: bool, limits: bool) -> Vec<Read<'_>> {
         let order = self.live();
         // Each position's place in config order; the positions in increasing order (no sort:
         // it would be the only one in the JS module).
@@ -83,7 +92,18 @@ impl QuotaTracker {
             .iter()
             .map(|guard| {
                 let slot = guard.slot;
-                (slot, slot.usage_locked(slot.settings(), guard))
+                let settings = slot.settings();
+                let several = limits && !settings.more.is_empty();
+                Read {
+                    slot,
+                    settings,
+                    usage: slot.usage_locked(settings, guard),
+                    limits: if several {
+                        slot.usage_of_limits(settings, guard)
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
             .collect();
         drop(guards);
@@ -97,7 +117,7 @@ impl QuotaTracker {
         if deliver {
             self.pump(&positions);
         }
-        let mut in_order = vec![None; order.len()];
+        let mut in_order: Vec<Option<Read<'_>>> = (0..order.len()).map(|_| None).collect();
         for (position, entry) in positions.iter().zip(read) {
             in_order[place[*position]] = Some(entry);
         }

@@ -253,7 +253,9 @@ impl QuotaTracker {
         let epoch = self.observers.epoch();
         for change in changes {
             let rules = new.limit(usize::from(change.limit));
-            let transition = Transition::of(&slot.name, rules.limit, &rules.window, change);
+            let several = !new.more.is_empty();
+            let transition =
+                Transition::of(&slot.name, rules.limit, &rules.window, change, several);
             slot.outbox.push(transition, epoch);
         }
         // Lock holders from now on step under the new rules; the guard's drop publishes the
@@ -362,9 +364,7 @@ impl QuotaTracker {
             .map(|position| self.slot(position))
             .collect();
         crate::metrics::built(
-            named
-                .iter()
-                .map(|slot| (&slot.name, !slot.settings().config.enforce)),
+            named.iter().map(|slot| QuotaTracker::metrics_entry(slot)),
             self.persistence.is_some(),
         );
         self.publish_metrics();

@@ -268,8 +268,10 @@ impl ServiceSlot {
     }
 
     pub(super) fn transition(&self, change: Change) -> Transition {
-        let rules = self.settings().limit(usize::from(change.limit));
-        Transition::of(&self.name, rules.limit, &rules.window, change)
+        let settings = self.settings();
+        let rules = settings.limit(usize::from(change.limit));
+        let several = !settings.more.is_empty();
+        Transition::of(&self.name, rules.limit, &rules.window, change, several)
     }
 
     #[inline]

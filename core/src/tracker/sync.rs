@@ -169,15 +169,51 @@ impl QuotaTracker {
             let slot = self.slot(position);
             slot.denials.report(&slot.name);
         }
-        let read = self.read_all(self.now(), true);
+        let read = self.read_all(self.now(), true, true);
+        // Every lock is released: the keys are made and the recorder called out here.
+        let gauges = read.iter().flat_map(|read| {
+            let service = crate::metrics::Gauges {
+                service: &read.slot.name,
+                limit_key: None,
+                used: read.usage.used,
+                limit: read.usage.limit,
+                level: read.usage.level(),
+            };
+            let rules = read.settings.config.limit_rules();
+            let limits = rules
+                .zip(&read.limits)
+                .map(|(rule, usage)| crate::metrics::Gauges {
+                    service: &read.slot.name,
+                    limit_key: Some(rule.window.key()),
+                    used: usage.used,
+                    limit: usage.limit,
+                    level: usage.level(),
+                });
+            std::iter::once(service).chain(limits)
+        });
         crate::metrics::publish(
-            read.iter()
-                .map(|(slot, usage)| (&slot.name, usage.used, usage.limit, usage.level())),
+            gauges,
             self.is_reduced_rate(),
             self.persistence
                 .as_ref()
                 .map(|_| self.stats().unresolved_calls),
         );
+    }
+
+    /// What the metrics register for `slot` when it is built or changed: its name, whether it
+    /// is in shadow mode, and its limits' window keys where it has several (else none).
+    #[cfg(feature = "metrics")]
+    pub(super) fn metrics_entry(
+        slot: &super::ServiceSlot,
+    ) -> (&std::sync::Arc<str>, bool, Vec<String>) {
+        let settings = slot.settings();
+        let keys = if settings.more.is_empty() {
+            Vec::new()
+        } else {
+            let rules = settings.config.limit_rules();
+            rules.map(|rule| rule.window.key()).collect()
+        };
+        (&slot.name, !settings.config.enforce, keys)
     }
 
     /// The tracker's own observers, feeding the metrics as transitions and store events are
