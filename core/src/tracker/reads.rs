@@ -9,6 +9,8 @@ use crate::rules::Request;
 use crate::usage::ServiceUsage;
 
 /// One service as [`QuotaTracker::read_all`] read it, under its lock.
+// Snapshots read the usage only; the metrics' refresh (feature `metrics`) reads the rest.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(super) struct Read<'t> {
     pub(super) slot: &'t ServiceSlot,
     /// The settings it was read under.
