@@ -542,6 +542,8 @@ fn transitions_name_the_right_window_after_a_reorder() {
         .unwrap();
     tracker.record_call("s", 3).unwrap(); // minute 8 of 10: Critical; hour 8 of 20: Normal
     tracker.record_call("s", 9).unwrap(); // minute 17: Exhausted; hour 17: Critical
+
+    // In the order of the limits now (the hour first).
     let all = all.lock().unwrap();
     let got: Vec<_> = all
         .iter()
@@ -550,7 +552,9 @@ fn transitions_name_the_right_window_after_a_reorder() {
     assert_eq!(
         got,
         [
-            ("minute".to_string(), 10, Level::Normal, Level::Critical, 8),
+            ("minute".to_string(), 10, Level::Normal, Level::Warning, 5),
+            ("minute".to_string(), 10, Level::Warning, Level::Critical, 8),
+            ("hour".to_string(), 20, Level::Normal, Level::Critical, 17),
             (
                 "minute".to_string(),
                 10,
@@ -558,7 +562,6 @@ fn transitions_name_the_right_window_after_a_reorder() {
                 Level::Exhausted,
                 17
             ),
-            ("hour".to_string(), 20, Level::Normal, Level::Critical, 17),
         ]
     );
 }
@@ -806,11 +809,14 @@ fn raise_goes_to_one_limit_only_and_survives_the_other_rolling_over() {
     assert_eq!(used(&tracker, "s"), [30, 900]);
     clock.advance(HOUR);
     assert_eq!(used(&tracker, "s"), [0, 900]);
-    // The day binds now (100 left vs 50).
+    // The hour binds (50 left, 100 in the day).
     assert_eq!(tracker.usage("s").unwrap().remaining, 50);
     tracker.record_call("s", 60).unwrap();
-    assert_eq!(tracker.usage("s").unwrap().remaining, 40);
-    assert_eq!(tracker.usage("s").unwrap().level(), Level::Exhausted);
+    assert_eq!(used(&tracker, "s"), [60, 960]);
+    // The hour binds again: nothing left there (40 in the day).
+    let usage = tracker.usage("s").unwrap();
+    assert_eq!((usage.limit, usage.remaining), (50, 0));
+    assert_eq!(usage.level(), Level::Exhausted);
 }
 
 // ---------------------------------------------------------------------------------------------
