@@ -191,8 +191,9 @@ impl QuotaTracker {
     }
 
     /// [`raise_used`](Self::raise_used) of a service of several limits: the report is taken
-    /// into one limit, the one of the shortest window that contains `resets_at_ms` (`None`:
-    /// the shortest window's), after every limit rolled over.
+    /// into one limit, the one of the shortest window that contains `resets_at_ms` (of equal
+    /// lengths, the one whose reset is nearest it; `None`: the shortest window's), after every
+    /// limit rolled over.
     pub(super) fn raise_limits(
         &self,
         position: usize,
@@ -215,7 +216,13 @@ impl QuotaTracker {
                 resets_at_ms
                     .is_none_or(|at| count.window.start_ms < at && at <= count.window.reset_at_ms)
             })
-            .min_by_key(|(at, count)| (count.window.reset_at_ms - count.window.start_ms, *at))
+            // The shortest; of equal lengths (an hour in UTC and one in Asia/Kolkata), the
+            // one whose reset is nearest the reported one; then the first.
+            .min_by_key(|(at, count)| {
+                let window = count.window;
+                let off = resets_at_ms.map_or(0, |at| window.reset_at_ms.saturating_sub(at));
+                (window.reset_at_ms - window.start_ms, off, *at)
+            })
             .map(|(at, _)| at);
         let mut applied = false;
         if let Some(target) = target {
