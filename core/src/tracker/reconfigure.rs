@@ -57,7 +57,8 @@ impl QuotaTracker {
     ///   keeps the count of the old limit with the same window spec, wherever either is
     ///   listed; a limit of a new window starts at 0; a window no limit keeps is dropped (its
     ///   unacknowledged calls still reach the store). Each limit's level change is one
-    ///   transition naming that limit.
+    ///   transition naming that limit; a dropped limit above Normal has one down to Normal
+    ///   (unless a new window took its place, whose transition reports it).
     /// - **Admission** `Local` / `Exact` / `Leased`: a leased block in hand is given back first
     ///   (with the next sync), then the new admission applies.
     /// - **Removed** service: every call through its name, a [`Service`](crate::Service) handle
@@ -246,11 +247,9 @@ impl QuotaTracker {
         // the old rules (a lower limit must not leave it spendable), or for the old window.
         let returned = matches!(old.config.admission, Admission::Leased { .. })
             && self.give_back_block(slot, &mut guard, now);
-        let (critical, changes) = self.carry_limits(slot, &mut guard, old, &new, now);
+        let (critical, transitions) = self.carry_limits(slot, &mut guard, old, &new, now);
         let epoch = self.observers.epoch();
-        for change in changes {
-            let rules = new.limit(change.limit);
-            let transition = Transition::of(&slot.name, rules.limit, &rules.window, change);
+        for transition in transitions {
             slot.outbox.push(transition, epoch);
         }
         // Lock holders from now on step under the new rules; the guard's drop publishes the
@@ -262,9 +261,14 @@ impl QuotaTracker {
     /// Moves the counts of `old`'s limits to `new`'s: a limit of the same window spec keeps its
     /// count and ledger; a new window starts at 0 (`total_recorded` goes on); the ledger of a
     /// window no limit keeps is detached (its calls not acknowledged still reach the store,
-    /// under its key). Returns whether a limit went from below Critical to Critical or beyond,
-    /// and each limit's level change, read against the old limit of its window, or, for a new
-    /// window, the old limit at its place.
+    /// under its key). What a ledger owes the store outside its windows (detached calls,
+    /// queued operations) ends up in the first limit's, the one a cut sends them from.
+    ///
+    /// Returns whether a limit went from below Critical to Critical or beyond, and the level
+    /// changes, each once: a kept limit's against its old level; a new window's against the
+    /// old limit at its place if that one is dropped (so a service of one limit whose window
+    /// changes has one transition, as before), else against Normal; and a dropped limit no new
+    /// one took the place of, above Normal, down to Normal (it binds no more).
     fn carry_limits(
         &self,
         slot: &ServiceSlot,
@@ -272,7 +276,7 @@ impl QuotaTracker {
         old: &Settings,
         new: &Settings,
         now: u64,
-    ) -> (bool, Vec<Change>) {
+    ) -> (bool, Vec<Transition>) {
         let total = guard.service.total;
         let own = LimitState {
             service: guard.service,
@@ -283,29 +287,38 @@ impl QuotaTracker {
             .zip(std::iter::once(&old.rules).chain(&old.more))
             .map(|(state, rules)| Some((rules, state)))
             .collect();
-        let before_at = |left: &[Option<(&ServiceRules, LimitState)>], at: usize| {
-            left.get(at)
-                .and_then(Option::as_ref)
-                .map_or(Level::Normal, |(rules, state)| {
-                    rules.level(state.service.used)
+        let limits: Vec<&ServiceRules> = std::iter::once(&new.rules).chain(&new.more).collect();
+        // The old limit each new one keeps: the one of its window spec (no two alike).
+        let keeps: Vec<Option<usize>> = limits
+            .iter()
+            .map(|rules| {
+                left.iter().position(|entry| {
+                    entry
+                        .as_ref()
+                        .is_some_and(|(r, _)| r.window == rules.window)
                 })
-        };
-        let mut carried = Vec::with_capacity(1 + new.more.len());
-        let mut changes = Vec::new();
+            })
+            .collect();
+        let kept = |index: usize| keeps.contains(&Some(index));
+        // Dropped limits whose level a new one's transition reports.
+        let mut reported = vec![false; left.len()];
+        let mut carried = Vec::with_capacity(limits.len());
+        let mut transitions = Vec::new();
         let mut critical = false;
-        for (at, rules) in std::iter::once(&new.rules).chain(&new.more).enumerate() {
-            let kept = left.iter().position(|entry| {
-                entry
-                    .as_ref()
-                    .is_some_and(|(r, _)| r.window == rules.window)
-            });
-            let (before, state) = match kept {
+        for (at, (rules, keep)) in limits.iter().zip(&keeps).enumerate() {
+            let (before, state) = match *keep {
                 Some(index) => {
-                    let (old_rules, state) = left[index].take().expect("found above");
+                    let (old_rules, state) = left[index].take().expect("one limit per window");
                     (old_rules.level(state.service.used), state)
                 }
                 None => {
-                    let before = before_at(&left, at);
+                    let before = match left.get(at) {
+                        Some(Some((old_rules, state))) if !kept(at) => {
+                            reported[at] = true;
+                            old_rules.level(state.service.used)
+                        }
+                        _ => Level::Normal,
+                    };
                     let mut fresh = LimitState::new(&rules.window, now);
                     fresh.service.total = total;
                     (before, fresh)
@@ -314,13 +327,19 @@ impl QuotaTracker {
             let used = state.service.used;
             let after = rules.level(used);
             if before != after {
-                changes.push(Change {
+                let change = Change {
                     from: before,
                     to: after,
                     limit: rules.index,
                     used,
                     at_ms: now,
-                });
+                };
+                transitions.push(Transition::of(
+                    &slot.name,
+                    rules.limit,
+                    &rules.window,
+                    change,
+                ));
             }
             critical |= before < Level::Critical && after >= Level::Critical;
             carried.push(state);
@@ -330,17 +349,40 @@ impl QuotaTracker {
         guard.service = own.service;
         guard.sync = own.sync;
         guard.more = carried.collect();
+        let state: &mut super::SlotState = guard;
+        for limit in &mut state.more {
+            state.sync.take_owed(&mut limit.sync);
+        }
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
-        for (rules, mut state) in left.into_iter().flatten() {
+        for (index, entry) in left.into_iter().enumerate() {
+            let Some((rules, mut dropped)) = entry else {
+                continue;
+            };
+            let level = rules.level(dropped.service.used);
+            if !reported[index] && level != Level::Normal {
+                let change = Change {
+                    from: level,
+                    to: Level::Normal,
+                    limit: rules.index,
+                    used: 0,
+                    at_ms: now,
+                };
+                transitions.push(Transition::of(
+                    &slot.name,
+                    rules.limit,
+                    &rules.window,
+                    change,
+                ));
+            }
             if self.persistence.is_some() {
-                let window = state.service.window;
-                state
+                let window = dropped.service.window;
+                dropped
                     .sync
                     .detach(window, |w| slot.limit_window_key(&rules.window, w));
             }
-            guard.sync.take_over(state.sync);
+            guard.sync.take_over(dropped.sync);
         }
-        (critical, changes)
+        (critical, transitions)
     }
 
     /// Adds a service at the next position (the reconfigure's mutex is held: one writer).
