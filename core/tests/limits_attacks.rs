@@ -1027,3 +1027,234 @@ fn a_service_of_several_limits_round_trips_through_serde() {
     let back: ServiceConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, config, "{json}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reconfigures inside a sync, raises through a store, a file store
+// ---------------------------------------------------------------------------------------------
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// A `MemoryStore` that runs a hook in the middle of a sync (applied, not answered yet).
+struct HookStore {
+    inner: MemoryStore,
+    hooks: Mutex<Vec<Hook>>,
+}
+
+impl quota_core::Store for HookStore {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        let result = self.inner.sync(batch);
+        let hook = self.hooks.lock().unwrap().pop();
+        if let Some(hook) = hook {
+            hook();
+        }
+        result
+    }
+}
+
+/// GUARD: reconfigures that drop, move and add limits again while a sync is in flight (cut,
+/// applied, not answered; once with the reply lost), with calls recorded there too: every
+/// window's stored total is exact and the local counts take the store's in.
+#[test]
+fn reconfigures_inside_a_sync_lose_nothing_in_any_window() {
+    let clock = ManualClock::new(START + 10 * MINUTE);
+    let memory = MemoryStore::new();
+    let store = Arc::new(HookStore {
+        inner: memory.clone(),
+        hooks: Mutex::new(Vec::new()),
+    });
+    let tracker = Arc::new(
+        QuotaTracker::builder(TrackerConfig::new([two(
+            "s",
+            (1_000, Period::Hour),
+            (10_000, Period::Day),
+        )]))
+        .clock(clock.clone())
+        .boxed_store(Box::new(ArcStore(store.clone())))
+        .sync_policy(quiet_policy())
+        .build()
+        .unwrap(),
+    );
+    let weak = Arc::downgrade(&tracker);
+    let hook = move |config: ServiceConfig, count: u64| -> Hook {
+        let weak = weak.clone();
+        Box::new(move || {
+            let tracker = weak.upgrade().unwrap();
+            tracker.reconfigure(TrackerConfig::new([config])).unwrap();
+            tracker.record_call("s", count).unwrap();
+        })
+    };
+    tracker.record_call("s", 5).unwrap();
+    store.hooks.lock().unwrap().push(hook(
+        two("s", (10_000, Period::Day), (100, Period::Minute)),
+        3,
+    ));
+    tracker.flush().unwrap();
+    tracker.flush().unwrap();
+    let s = |key: &str| stored(&memory).get(key).copied().unwrap_or(0);
+    assert_eq!(s(&format!("s:hour:{START}")), 5, "{:?}", stored(&memory));
+    assert_eq!(s(&format!("s:day:{START}")), 8, "{:?}", stored(&memory));
+    assert_eq!(stored_in(&memory, "s", "minute"), 3);
+    assert_eq!(used(&tracker, "s"), [8, 3]);
+
+    let both = two("s", (1_000, Period::Hour), (10_000, Period::Day));
+    store.hooks.lock().unwrap().push(hook(both, 2));
+    tracker.flush().unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(s(&format!("s:hour:{START}")), 7, "{:?}", stored(&memory));
+    assert_eq!(s(&format!("s:day:{START}")), 10);
+    assert_eq!(stored_in(&memory, "s", "minute"), 3);
+    assert_eq!(
+        used(&tracker, "s"),
+        [7, 10],
+        "the hour added again takes in the store's"
+    );
+
+    memory.lose_next_replies(1);
+    let swapped = two("s", (10_000, Period::Day), (1_000, Period::Hour));
+    store.hooks.lock().unwrap().push(hook(swapped, 4));
+    tracker.record_call("s", 1).unwrap();
+    tracker.flush().unwrap();
+    tracker.flush().unwrap();
+    assert_eq!(s(&format!("s:hour:{START}")), 12, "{:?}", stored(&memory));
+    assert_eq!(s(&format!("s:day:{START}")), 15);
+    assert_eq!(used(&tracker, "s"), [15, 12]);
+    assert_eq!(tracker.stats().unresolved_calls, 0);
+}
+
+/// The store shared by `Arc` (the builder takes it by value).
+struct ArcStore(Arc<HookStore>);
+
+impl quota_core::Store for ArcStore {
+    fn sync(&self, batch: &quota_core::SyncBatch) -> Result<Vec<u64>, quota_core::StoreError> {
+        self.0.sync(batch)
+    }
+}
+
+/// GUARD: a raise of the day (not the first limit) reaches the store once, through a lost
+/// reply, with the calls counted after it; the other instance learns it; the hour is not
+/// raised anywhere.
+#[test]
+fn a_raise_of_a_later_limit_syncs_through_a_lost_reply() {
+    let clock = ManualClock::new(START + 10 * MINUTE);
+    let store = MemoryStore::new();
+    let config = || vec![two("s", (100, Period::Hour), (1_000, Period::Day))];
+    let a = with_store(config(), &clock, &store);
+    let b = with_store(config(), &clock, &store);
+    assert!(
+        a.raise_used("s", 900, Some(START + 24 * HOUR))
+            .unwrap()
+            .applied
+    );
+    store.lose_next_replies(1);
+    a.flush().unwrap();
+    a.record_call("s", 2).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    let stored = stored(&store);
+    assert_eq!(
+        stored.get(&format!("s:day:{START}")),
+        Some(&902),
+        "{stored:?}"
+    );
+    assert_eq!(
+        stored.get(&format!("s:hour:{START}")),
+        Some(&2),
+        "{stored:?}"
+    );
+    assert_eq!(used(&a, "s"), [2, 902]);
+    assert_eq!(used(&b, "s"), [2, 902]);
+}
+
+/// GUARD: two trackers on one file, two threads each, two limits; the minute rolls over
+/// between the phases, the hour does not: every window in the file is exact.
+#[test]
+fn two_trackers_on_one_file_count_every_limit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.json");
+    let clock = ManualClock::new(START + 10 * MINUTE + 50_000);
+    let big = 1u64 << 40;
+    let build = || {
+        Arc::new(
+            QuotaTracker::builder(TrackerConfig::new([two(
+                "s",
+                (big, Period::Minute),
+                (big, Period::Hour),
+            )]))
+            .clock(clock.clone())
+            .store(quota_core::FileStore::new(&path))
+            .sync_policy(quiet_policy())
+            .build()
+            .unwrap(),
+        )
+    };
+    let (a, b) = (build(), build());
+    let run = |count: u64| {
+        let threads: Vec<_> = [a.clone(), a.clone(), b.clone(), b.clone()]
+            .into_iter()
+            .map(|tracker| {
+                thread::spawn(move || {
+                    for i in 0..200 {
+                        tracker.record_call("s", count).unwrap();
+                        if i % 50 == 0 {
+                            tracker.flush().unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    };
+    run(1);
+    clock.advance(20_000);
+    run(2);
+    for tracker in [&a, &b, &a] {
+        tracker.flush().unwrap();
+    }
+    let state = quota_core::FileStore::new(&path).state().unwrap();
+    let mut got: Vec<(String, u64, u64)> = state
+        .windows()
+        .map(|w| (w.spec.key(), w.start_ms, w.total))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("hour".to_string(), START, 800 + 1_600),
+            ("minute".to_string(), START + 10 * MINUTE, 800),
+            ("minute".to_string(), START + 11 * MINUTE, 1_600),
+        ]
+    );
+    assert_eq!(used(&a, "s"), [1_600, 2_400]);
+}
+
+/// GUARD: priority calls pass a limit's Critical threshold up to its count, every limit
+/// checked: the minute's 10, while the hour has room.
+#[test]
+fn priority_calls_go_to_the_tightest_limit() {
+    let clock = ManualClock::new(START + 10 * MINUTE);
+    let tracker = local(
+        vec![two("s", (10, Period::Minute), (100, Period::Hour))],
+        &clock,
+    );
+    tracker.try_record("s", 8).unwrap();
+    assert!(tracker.try_record("s", 1).is_err());
+    tracker.try_record_priority("s", 2).unwrap();
+    let err = tracker.try_record_priority("s", 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuotaError::Denied {
+                used: 10,
+                limit: 10,
+                reason: DenyReason::Limit,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(used(&tracker, "s"), [10, 10]);
+    assert_eq!(tracker.usage("s").unwrap().remaining, 0);
+    assert!(!tracker.can_call("s").unwrap());
+}
