@@ -253,7 +253,7 @@ fn reconfiguring_several_limits_to_one_while_threads_record_never_panics() {
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut round = 0u64;
     while Instant::now() < deadline {
-        let config = if round % 2 == 0 {
+        let config = if round.is_multiple_of(2) {
             one.clone()
         } else {
             several.clone()
@@ -313,7 +313,7 @@ fn reordering_limits_under_load_keeps_every_kept_window_exact_in_the_store() {
                 while !stop.load(Ordering::Relaxed) {
                     tracker.record_call("s", 1).unwrap();
                     n += 1;
-                    if n % 500 == 0 {
+                    if n.is_multiple_of(500) {
                         tracker.flush().unwrap();
                     }
                 }
@@ -324,7 +324,7 @@ fn reordering_limits_under_load_keeps_every_kept_window_exact_in_the_store() {
     for round in 0..400 {
         let config = configs[round % configs.len()].clone();
         tracker.reconfigure(TrackerConfig::new([config])).unwrap();
-        if round % 50 == 0 {
+        if round.is_multiple_of(50) {
             store.lose_next_replies(1);
         }
     }
@@ -369,8 +369,8 @@ fn one_limit_and_two_by_turns_under_load_lose_nothing_through_a_store() {
             })
         })
         .collect();
-    for round in 0..300 {
-        let config = if round % 2 == 0 {
+    for round in 0..300u32 {
+        let config = if round.is_multiple_of(2) {
             several.clone()
         } else {
             one.clone()
@@ -640,7 +640,7 @@ fn lost_replies_and_failures_across_one_limits_roll_over_lose_nothing() {
                 thread::spawn(move || {
                     for i in 0..500u64 {
                         tracker.record_call("s", 1 + (i + phase) % 3).unwrap();
-                        if i % 100 == 0 {
+                        if i.is_multiple_of(100) {
                             let _ = tracker.flush();
                         }
                     }
@@ -1193,9 +1193,9 @@ fn two_trackers_on_one_file_count_every_limit_exactly() {
             .into_iter()
             .map(|tracker| {
                 thread::spawn(move || {
-                    for i in 0..200 {
+                    for i in 0..200u32 {
                         tracker.record_call("s", count).unwrap();
-                        if i % 50 == 0 {
+                        if i.is_multiple_of(50) {
                             tracker.flush().unwrap();
                         }
                     }
