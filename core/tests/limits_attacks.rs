@@ -1261,11 +1261,10 @@ fn priority_calls_go_to_the_tightest_limit() {
     assert!(!tracker.can_call("s").unwrap());
 }
 
-/// GUARD: threads record in a service
-/// of several limits while the clock rolls the minute over and a reconfigure changes a
-/// limit's count, drops the hour and adds it again: an observer following each limit's
-/// transitions is never told a change from a level it was not told, and ends up believing
-/// what `usage_limits` says.
+/// GUARD: threads record in a service of several limits while the clock rolls the minute
+/// over and a reconfigure changes a limit's count, drops the hour and adds it again: an
+/// observer following each limit's transitions is never told a change from a level it was
+/// not told, and ends up believing what `usage_limits` says.
 #[test]
 fn transitions_under_load_and_reconfigures_follow_on_per_limit() {
     within(60, "transitions under load", || {
