@@ -133,7 +133,8 @@ impl ServiceUsage<'_> {
     /// its order) a count reported from outside belongs to, as
     /// [`raise_used`](crate::QuotaTracker::raise_used) decides: the limit of the shortest
     /// window that contains `resets_at_ms` (`window_start_ms < resets_at_ms <= reset_at_ms`;
-    /// of two as long, the first), or for `None` the shortest window's. `None` when no
+    /// of two as long, the one whose reset is nearest `resets_at_ms`, then the first), or for
+    /// `None` the shortest window's. `None` when no
     /// window contains it (`raise_used` ignores such a report).
     ///
     /// What turns a provider's "remaining" into "used" (`limits[i].limit - remaining`) for the
@@ -181,7 +182,12 @@ pub(crate) fn limit_for_reset(
     windows
         .enumerate()
         .filter(|(_, (start, end))| resets_at_ms.is_none_or(|at| *start < at && at <= *end))
-        .min_by_key(|(at, (start, end))| (end - start, *at))
+        // The shortest; of equal lengths (an hour in UTC and one in Asia/Kolkata), the one whose
+        // reset is nearest the reported one; then the first.
+        .min_by_key(|(at, (start, end))| {
+            let off = resets_at_ms.map_or(0, |reset| end.saturating_sub(reset));
+            (end - start, off, *at)
+        })
         .map(|(at, _)| at)
 }
 

@@ -103,10 +103,20 @@ impl Ledger {
     /// [`detach`](Self::detach)), still owes the store: its detached calls and raises, its
     /// queued operations and its calls asked of the store unanswered.
     pub(crate) fn take_over(&mut self, mut left: Ledger) {
-        self.detached.append(&mut left.detached);
-        self.detached_raises.append(&mut left.detached_raises);
-        self.queued.append(&mut left.queued);
-        self.floor_asked = self.floor_asked.saturating_add(left.floor_asked);
+        self.take_owed(&mut left);
+    }
+
+    /// Takes what `other` owes the store outside its windows (its detached calls and raises,
+    /// its queued operations, its calls asked of the store unanswered), which only the
+    /// service's first limit's ledger sends: `other` keeps its windows' calls. For a ledger a
+    /// reconfigure moves off the first limit.
+    pub(crate) fn take_owed(&mut self, other: &mut Ledger) {
+        self.detached.append(&mut other.detached);
+        self.detached_raises.append(&mut other.detached_raises);
+        self.queued.append(&mut other.queued);
+        self.floor_asked = self
+            .floor_asked
+            .saturating_add(std::mem::take(&mut other.floor_asked));
     }
 
     /// Calls counted in `window` outside [`book`](Self::book) (shared admission: admitted by

@@ -352,19 +352,26 @@ impl QuotaTracker {
         }
     }
 
-    /// [`update`](Self::update) of a service with `Exact` or `Leased` admission.
+    /// [`update`](Self::update) of a service with `Exact` or `Leased` admission, or several
+    /// limits.
     #[inline(never)]
     pub(super) fn shared_update(
         &self,
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
-        match self.slot(position).settings().config.admission {
+        let settings = self.slot(position).settings();
+        match settings.config.admission {
+            // Several limits take `Local` admission (validated).
+            _ if !settings.more.is_empty() => self.limits_update(position, request),
+            // One `Local` limit: the caller read settings of several limits, and a reconfigure
+            // to one landed since (or the service was removed: `update` answers that). Back to
+            // the path the settings in force pick.
+            Admission::Local => self.update(position, request),
             // Without the feature no config selects them: compiled out (the JS module).
             _ if !SHARED => unreachable!("shared admission needs its feature"),
             Admission::Exact => self.exact_update(position, request),
             Admission::Leased { block } => self.leased_update(position, request, block),
-            Admission::Local => unreachable!("update handles Local admission"),
         }
     }
 

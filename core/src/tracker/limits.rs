@@ -192,8 +192,9 @@ impl QuotaTracker {
     }
 
     /// [`raise_used`](Self::raise_used) of a service of several limits: the report is taken
-    /// into one limit, the one of the shortest window that contains `resets_at_ms` (`None`:
-    /// the shortest window's), after every limit rolled over.
+    /// into one limit, the one of the shortest window that contains `resets_at_ms` (of equal
+    /// lengths, the one whose reset is nearest it; `None`: the shortest window's), after every
+    /// limit rolled over.
     pub(super) fn raise_limits(
         &self,
         position: usize,
@@ -207,6 +208,12 @@ impl QuotaTracker {
         if settings.removed {
             drop(guard);
             return Err(slot.removed());
+        }
+        if settings.more.is_empty() {
+            // Reconfigured to one limit since the caller looked (perhaps `Leased`, whose raise
+            // forfeits the block in hand): the one-limit raise.
+            drop(guard);
+            return self.raise_at(position, at_least, resets_at_ms);
         }
         let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
         let target = crate::usage::limit_for_reset(

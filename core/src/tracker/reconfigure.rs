@@ -57,7 +57,8 @@ impl QuotaTracker {
     ///   keeps the count of the old limit with the same window spec, wherever either is
     ///   listed; a limit of a new window starts at 0; a window no limit keeps is dropped (its
     ///   unacknowledged calls still reach the store). Each limit's level change is one
-    ///   transition naming that limit.
+    ///   transition naming that limit; a dropped limit above Normal has one down to Normal
+    ///   (unless a new window took its place, whose transition reports it).
     /// - **Admission** `Local` / `Exact` / `Leased`: a leased block in hand is given back first
     ///   (with the next sync), then the new admission applies.
     /// - **Removed** service: every call through its name, a [`Service`](crate::Service) handle
@@ -249,13 +250,9 @@ impl QuotaTracker {
         // the old rules (a lower limit must not leave it spendable), or for the old window.
         let returned = matches!(old.config.admission, Admission::Leased { .. })
             && self.give_back_block(slot, &mut guard, now);
-        let (critical, changes) = self.carry_limits(slot, &mut guard, old, &new, now);
+        let (critical, transitions) = self.carry_limits(slot, &mut guard, old, &new, now);
         let epoch = self.observers.epoch();
-        for change in changes {
-            let rules = new.limit(usize::from(change.limit));
-            let several = !new.more.is_empty();
-            let transition =
-                Transition::of(&slot.name, rules.limit, &rules.window, change, several);
+        for transition in transitions {
             slot.outbox.push(transition, epoch);
         }
         // Lock holders from now on step under the new rules; the guard's drop publishes the
@@ -267,9 +264,14 @@ impl QuotaTracker {
     /// Moves the counts of `old`'s limits to `new`'s: a limit of the same window spec keeps its
     /// count and ledger; a new window starts at 0 (`total_recorded` goes on); the ledger of a
     /// window no limit keeps is detached (its calls not acknowledged still reach the store,
-    /// under its key). Returns whether a limit went from below Critical to Critical or beyond,
-    /// and each limit's level change, read against the old limit of its window, or, for a new
-    /// window, the old limit at its place.
+    /// under its key). What a ledger owes the store outside its windows (detached calls,
+    /// queued operations) ends up in the first limit's, the one a cut sends them from.
+    ///
+    /// Returns whether a limit went from below Critical to Critical or beyond, and the level
+    /// changes, each once: a kept limit's against its old level; a new window's against the
+    /// old limit at its place if that one is dropped (so a service of one limit whose window
+    /// changes has one transition, as before), else against Normal; and a dropped limit no new
+    /// one took the place of, above Normal, down to Normal (it binds no more).
     fn carry_limits(
         &self,
         slot: &ServiceSlot,
@@ -277,7 +279,7 @@ impl QuotaTracker {
         old: &Settings,
         new: &Settings,
         now: u64,
-    ) -> (bool, Vec<Change>) {
+    ) -> (bool, Vec<Transition>) {
         let total = guard.service.total;
         let own = LimitState {
             service: guard.service,
@@ -288,38 +290,55 @@ impl QuotaTracker {
             .chain(std::mem::take(&mut guard.more))
             .map(Some)
             .collect();
-        let mut carried = Vec::with_capacity(new.config.limit_count());
-        let mut changes = Vec::new();
+        let count = new.config.limit_count();
+        // The old limit each new one keeps: the one of its window spec (no two alike).
+        let keeps: Vec<Option<usize>> = (0..count)
+            .map(|at| {
+                (0..left.len()).find(|&old_at| old.limit(old_at).window == new.limit(at).window)
+            })
+            .collect();
+        let kept = |old_at: usize| keeps.contains(&Some(old_at));
+        // Dropped limits whose level a new one's transition reports.
+        let mut reported = vec![false; left.len()];
+        let transition = |settings: &Settings, change: Change| {
+            let rules = settings.limit(usize::from(change.limit));
+            let several = !settings.more.is_empty();
+            Transition::of(&slot.name, rules.limit, &rules.window, change, several)
+        };
+        let mut carried = Vec::with_capacity(count);
+        let mut transitions = Vec::new();
         let mut critical = false;
-        for at in 0..new.config.limit_count() {
+        for (at, keep) in keeps.iter().enumerate() {
             let rules = new.limit(at);
-            let kept = (0..left.len())
-                .find(|&old_at| left[old_at].is_some() && old.limit(old_at).window == rules.window);
-            // Against the old limit of its window, or (a new window) the old limit at its place.
-            let before = match kept.or((at < left.len()).then_some(at)) {
-                Some(old_at) => left[old_at].as_ref().map_or(Level::Normal, |state| {
-                    old.limit(old_at).level(state.service.used)
-                }),
-                None => Level::Normal,
-            };
-            let state = match kept {
-                Some(old_at) => left[old_at].take().expect("found above"),
+            let (before, state) = match *keep {
+                Some(old_at) => {
+                    let state = left[old_at].take().expect("one limit per window");
+                    (old.limit(old_at).level(state.service.used), state)
+                }
                 None => {
+                    let before = match left.get(at) {
+                        Some(Some(state)) if !kept(at) => {
+                            reported[at] = true;
+                            old.limit(at).level(state.service.used)
+                        }
+                        _ => Level::Normal,
+                    };
                     let mut fresh = LimitState::new(&rules.window, now);
                     fresh.service.total = total;
-                    fresh
+                    (before, fresh)
                 }
             };
             let used = state.service.used;
             let after = rules.level(used);
             if before != after {
-                changes.push(Change {
+                let change = Change {
                     from: before,
                     to: after,
                     limit: rules.index,
                     used,
                     at_ms: now,
-                });
+                };
+                transitions.push(transition(new, change));
             }
             critical |= before < Level::Critical && after >= Level::Critical;
             carried.push(state);
@@ -329,19 +348,34 @@ impl QuotaTracker {
         guard.service = own.service;
         guard.sync = own.sync;
         guard.more = carried.collect();
+        let state: &mut super::SlotState = guard;
+        for limit in &mut state.more {
+            state.sync.take_owed(&mut limit.sync);
+        }
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
         for (old_at, state) in left.into_iter().enumerate() {
-            let Some(mut state) = state else { continue };
+            let Some(mut dropped) = state else { continue };
+            let level = old.limit(old_at).level(dropped.service.used);
+            if !reported[old_at] && level != Level::Normal {
+                let change = Change {
+                    from: level,
+                    to: Level::Normal,
+                    limit: old.limit(old_at).index,
+                    used: 0,
+                    at_ms: now,
+                };
+                transitions.push(transition(old, change));
+            }
             if self.persistence.is_some() {
-                let window = state.service.window;
+                let window = dropped.service.window;
                 let spec = &old.limit(old_at).window;
-                state
+                dropped
                     .sync
                     .detach(window, |w| slot.limit_window_key(spec, w));
             }
-            guard.sync.take_over(state.sync);
+            guard.sync.take_over(dropped.sync);
         }
-        (critical, changes)
+        (critical, transitions)
     }
 
     /// Adds a service at the next position (the reconfigure's mutex is held: one writer).
