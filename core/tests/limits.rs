@@ -586,3 +586,23 @@ fn every_limit_syncs_through_a_shared_store() {
         ]
     );
 }
+
+#[test]
+fn a_limit_in_shadow_mode_never_binds_while_another_enforces() {
+    let clock = ManualClock::new(START);
+    let service = ServiceConfig::builder("llm", 100, Period::Minute)
+        .and_limit(Limit::new(5, Period::Day).enforce(false))
+        .build()
+        .unwrap();
+    let tracker = tracker(vec![service], &clock);
+    tracker.record_call("llm", 10).unwrap();
+    // The day's 5 are spent (it only reports); the minute's 90 left are what admits.
+    let usage = tracker.usage("llm").unwrap();
+    assert_eq!((usage.limit, usage.remaining), (100, 90));
+    assert_eq!(
+        usage.level(),
+        Level::Exhausted,
+        "the level is still the highest"
+    );
+    assert!(tracker.can_call("llm").unwrap());
+}

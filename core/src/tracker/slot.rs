@@ -291,8 +291,8 @@ impl ServiceSlot {
 
     /// The usage of a locked `state` under `settings`: a service of one limit's as
     /// [`usage_of`](Self::usage_of) says; one of several limits' describes the binding limit
-    /// (the least headroom, `limit - used`; the first of equals) at the service's level (the
-    /// highest of its limits').
+    /// (the least headroom, `limit - used`, of the limits that enforce; the first of equals) at
+    /// the service's level (the highest of its limits').
     pub(super) fn usage_locked<'s>(
         &'s self,
         settings: &'s Settings,
@@ -303,14 +303,17 @@ impl ServiceSlot {
         }
         let mut binding = 0;
         let mut level = crate::level::Level::Normal;
-        let headroom = |at| {
-            settings
-                .limit(at)
-                .limit
-                .saturating_sub(state.count(at).used)
+        // A limit in shadow mode (`enforce = false`) refuses nothing: it binds only where
+        // every limit is in shadow mode.
+        let rank = |at| {
+            let rules = settings.limit(at);
+            (
+                !rules.enforce,
+                rules.limit.saturating_sub(state.count(at).used),
+            )
         };
         for at in 0..state.limit_count() {
-            if headroom(at) < headroom(binding) {
+            if rank(at) < rank(binding) {
                 binding = at;
             }
             level = level.max(settings.limit(at).level(state.count(at).used));

@@ -5,7 +5,7 @@ use super::{describe_store_event, QuotaTracker, SlotGuard, SHARED};
 use crate::locks::thread_local;
 use crate::observers::quietly;
 use crate::persistence::{Books, Cut, Late, Persistence, Queued, SaveReason, Settled, StoreStats};
-use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch};
+use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
 use crate::window::Window;
 use std::cell::RefCell;
 
@@ -375,49 +375,53 @@ impl QuotaTracker {
     /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the
     /// stored total plus what was recorded since the cut.
     pub(super) fn take_totals(&self, batch: &SyncBatch, totals: &[u64], now: u64) {
-        for (read, &total) in batch.read.iter().zip(totals) {
-            let Ok(position) = self.position(&read.service) else {
+        let reads: Vec<(&WindowKey, u64)> = batch.read.iter().zip(totals.iter().copied()).collect();
+        // A cut reads a service's limits one after another: one lock acquisition for them all.
+        for service in reads.chunk_by(|a, b| a.0.service == b.0.service) {
+            let Ok(position) = self.position(&service[0].0.service) else {
                 continue;
             };
             let slot = self.slot(position);
             let mut guard = slot.lock(self.persistence.is_some());
             let settings = slot.settings();
-            // The limit counted in the read's windows (none: a reconfigure left them).
-            let Some(at) =
-                (0..guard.limit_count()).find(|&at| settings.limit(at).window == read.spec)
-            else {
-                continue;
-            };
-            let rules = settings.limit(at);
-            let (state, sync) = guard.limit_mut(at);
-            // The read of this limit's window as it is now: not one of a window a
-            // reconfigure left, nor one of a removed namesake.
-            let ours = |window: Window| slot.limit_window_key(&rules.window, window) == *read;
-            let window = state.window;
-            if sync.cut_window.is_some_and(ours) {
-                sync.unacked = sync.unacked.saturating_sub(sync.cut);
-            }
-            // The floor is in the store once a reply acknowledges the value it holds now (no
-            // call counted since the batch was cut), and no call asked of the store meanwhile
-            // is still unanswered (the store may have added it before the floor, which then
-            // absorbed it: the floor goes again with it on top).
-            if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
-                let acknowledged = batch.raises.iter().any(|r| {
-                    r.window.service == read.service
-                        && r.window.spec == read.spec
-                        && r.window.start_ms == raised.start_ms
-                        && r.at_least == floor
-                });
-                if acknowledged {
-                    sync.raise = None;
+            for &(read, total) in service {
+                // The limit counted in the read's windows (none: a reconfigure left them).
+                let Some(at) =
+                    (0..guard.limit_count()).find(|&at| settings.limit(at).window == read.spec)
+                else {
+                    continue;
+                };
+                let rules = settings.limit(at);
+                let (state, sync) = guard.limit_mut(at);
+                // The read of this limit's window as it is now: not one of a window a
+                // reconfigure left, nor one of a removed namesake.
+                let ours = |window: Window| slot.limit_window_key(&rules.window, window) == *read;
+                let window = state.window;
+                if sync.cut_window.is_some_and(ours) {
+                    sync.unacked = sync.unacked.saturating_sub(sync.cut);
                 }
-            }
-            sync.cut = 0;
-            sync.cut_window = None;
-            if ours(window) {
-                let unacked = sync.unacked;
-                let step = rules.observe(state, total.saturating_add(unacked), now);
-                self.queue_transitions(slot, &step);
+                // The floor is in the store once a reply acknowledges the value it holds now
+                // (no call counted since the batch was cut), and no call asked of the store
+                // meanwhile is still unanswered (the store may have added it before the floor,
+                // which then absorbed it: the floor goes again with it on top).
+                if let Some((raised, floor)) = sync.raise.filter(|_| sync.floor_asked == 0) {
+                    let acknowledged = batch.raises.iter().any(|r| {
+                        r.window.service == read.service
+                            && r.window.spec == read.spec
+                            && r.window.start_ms == raised.start_ms
+                            && r.at_least == floor
+                    });
+                    if acknowledged {
+                        sync.raise = None;
+                    }
+                }
+                sync.cut = 0;
+                sync.cut_window = None;
+                if ours(window) {
+                    let unacked = sync.unacked;
+                    let step = rules.observe(state, total.saturating_add(unacked), now);
+                    self.queue_transitions(slot, &step);
+                }
             }
         }
     }
