@@ -1,5 +1,5 @@
 // The README's screenshot: a locked run in progress, after a short store outage, with finnhub
-// critical and sendgrid past its warning level.
+// critical and sendgrid past its warning level (tiingo's hour critical, its day filling).
 //
 // The end-to-end test takes it into target/e2e/dashboard.png (git-ignored: a test run leaves
 // `git status` clean); `cargo xtask screenshot` runs this file to refresh docs/dashboard.png:
@@ -23,7 +23,8 @@ export async function takeScreenshot(page, path) {
   await setInput(page, 'rate', 8);
   await page.getByTestId('reset').click();
   await page.getByTestId('start').click();
-  // finnhub (60/minute) goes critical first, then sendgrid (100/day) reaches its warning level.
+  // tiingo's hour (50) and finnhub's minute (60) go critical, then sendgrid (100/day) reaches
+  // its warning level.
   const level = (name) => page.getByTestId(`level-${name}`).textContent();
   // A short store outage on the way, so the Store sync panel shows both of its events.
   const reduced = () => page.getByTestId('reduced-rate').textContent();

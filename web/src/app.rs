@@ -6,12 +6,39 @@ use crate::components::{
 };
 use crate::state::AppState;
 use leptos::prelude::*;
-use quota_core::TrackerConfig;
+use quota_core::{Limit, Period, ServiceConfig, TrackerConfig};
 
-/// The dashboard, on the default services (tiingo, finnhub, sendgrid), ready to start.
+/// The services the simulation starts with: the providers' free plans, every limit of each,
+/// so the cards show services of several limits. Tiingo allows 50 requests an hour and 1,000
+/// a day (its 500 a month counts unique symbols, not requests: not a request quota), Finnhub
+/// 60 a minute and 30 a second, SendGrid 100 emails a day. The core's
+/// [`TrackerConfig::defaults`] (tiingo 500 a month, one limit each) stays as the README and
+/// `quota.toml` show it.
+///
+/// The workers' rate is real time and the windows are simulated time: at 1x tiingo's hour goes
+/// Critical within seconds and its day fills slowly; at 60x the hour resets every real minute
+/// and the day binds after about 20 minutes.
+pub fn simulation_config() -> TrackerConfig {
+    let tiingo = ServiceConfig::builder("tiingo", 50, Period::Hour)
+        .and_limit(Limit::new(1_000, Period::Day))
+        .build();
+    let finnhub = ServiceConfig::builder("finnhub", 60, Period::Minute)
+        .and_limit(Limit::new(30, Period::Second))
+        .build();
+    let (Ok(tiingo), Ok(finnhub)) = (tiingo, finnhub) else {
+        unreachable!("the simulation's services are valid");
+    };
+    TrackerConfig::new([
+        tiingo,
+        finnhub,
+        ServiceConfig::new("sendgrid", 100, Period::Day),
+    ])
+}
+
+/// The dashboard, on the simulation's services ([`simulation_config`]), ready to start.
 #[component]
 pub fn App() -> impl IntoView {
-    let state = match AppState::new(TrackerConfig::defaults()) {
+    let state = match AppState::new(simulation_config()) {
         Ok(state) => state,
         Err(error) => unreachable!("the default config is valid: {error}"),
     };

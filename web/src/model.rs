@@ -37,8 +37,16 @@ impl Status {
 /// the units the tracker refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceView {
-    /// The counter's usage of the service, `total_recorded` included.
+    /// The counter's usage of the service, `total_recorded` included: for a service of several
+    /// limits, the binding limit's at the service's level.
     pub usage: ServiceUsage<'static>,
+    /// Every limit's usage, the service's own first, each at its own level; empty for a
+    /// service of one limit (`usage` is that limit's) and in racy mode, whose counts know
+    /// only the service's own limit.
+    pub limits: Vec<ServiceUsage<'static>>,
+    /// Which of `limits` binds: the least headroom (`limit - used`), the first of equals, as
+    /// the core picks `usage`'s.
+    pub binding: usize,
     /// Units the workers attempted since the reset.
     pub issued: u64,
     /// Units of those that `try_record` refused (never sent, never counted) since the reset.
@@ -46,6 +54,20 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
+    /// The usage of the limit at `index` (0: the service's own), if counted.
+    pub fn limit(&self, index: usize) -> Option<&ServiceUsage<'static>> {
+        if self.limits.is_empty() {
+            (index == 0).then_some(&self.usage)
+        } else {
+            self.limits.get(index)
+        }
+    }
+
+    /// How many limits are counted (see [`limits`](Self::limits)).
+    pub fn limit_count(&self) -> usize {
+        self.limits.len().max(1)
+    }
+
     /// Units the counter recorded since the reset, across windows.
     pub fn recorded(&self) -> u64 {
         self.usage.total_recorded

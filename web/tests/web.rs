@@ -6,7 +6,7 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 use quota_core::{
-    Clock, ManualClock, Period, QuotaTracker, ServiceConfig, SyncPolicy, TrackerConfig,
+    Clock, ManualClock, Period, QuotaTracker, ServiceConfig, SyncPolicy, TrackerConfig, WindowSpec,
 };
 use quota_web::clock::SimClock;
 use quota_web::components::{
@@ -854,19 +854,24 @@ fn the_snapshot_store_keeps_only_the_last_whole_view() {
             .build()
             .unwrap()
     };
+    let day = WindowSpec::from(Period::Day);
     let (a, b) = (tracker(), tracker());
     a.record_call("api", 5).unwrap();
-    assert_eq!(store.total("api"), 5);
+    assert_eq!(store.total("api", &day), 5);
     b.record_call("api", 3).unwrap(); // b's whole view (3) replaces a's
-    assert_eq!(store.total("api"), 3);
+    assert_eq!(store.total("api", &day), 3);
     assert_eq!(a.usage("api").unwrap().used, 5, "a never sees b's calls");
     // A new instance loads what the store holds, and overwrites it in turn.
     let c = tracker();
     assert_eq!(c.usage("api").unwrap().used, 3);
     c.record_call("api", 1).unwrap();
-    assert_eq!(store.total("api"), 4);
+    assert_eq!(store.total("api", &day), 4);
     a.record_call("api", 1).unwrap();
-    assert_eq!(store.total("api"), 6, "10 calls made, a's view of 6 stored");
+    assert_eq!(
+        store.total("api", &day),
+        6,
+        "10 calls made, a's view of 6 stored"
+    );
 }
 
 fn button(root: &Element, test_id: &str) -> web_sys::HtmlButtonElement {

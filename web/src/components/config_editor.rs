@@ -1,11 +1,12 @@
-//! Editing the services: add, remove, change limit, period, time zone and thresholds.
+//! Editing the services: add, remove, change limit, period, time zone and thresholds, and a
+//! service's further limits (add, remove, change count, period and time zone).
 
 use crate::dynamic::{flag, on_change, on_click, text, Flag};
 use crate::engine::Applied;
 use crate::format;
 use crate::state::use_app;
 use leptos::prelude::*;
-use quota_core::{Period, ServiceConfig, TrackerConfig, WindowSpec};
+use quota_core::{Limit, Period, ServiceConfig, TrackerConfig, WindowSpec};
 
 /// One service being edited, its fields as typed.
 #[derive(Debug, Clone, Copy)]
@@ -22,8 +23,79 @@ struct Row {
     zone: RwSignal<String>,
     warn: RwSignal<String>,
     critical: RwSignal<String>,
+    /// The service's further limits ([`ServiceConfig::more_limits`]), in order.
+    more: RwSignal<Vec<LimitRow>>,
     /// The service as it was: the fields not edited here (the reserve, ...) are kept from it.
     base: StoredValue<ServiceConfig>,
+}
+
+/// One further limit of a service being edited, its fields as typed.
+#[derive(Debug, Clone, Copy)]
+struct LimitRow {
+    count: RwSignal<String>,
+    period: RwSignal<String>,
+    /// The window's IANA time zone; empty for UTC.
+    zone: RwSignal<String>,
+    /// The limit as it was: its own thresholds and `enforce`, and its window's N and anchor
+    /// day while its period stays, are kept from it.
+    base: StoredValue<Limit>,
+}
+
+impl LimitRow {
+    fn new(limit: &Limit) -> LimitRow {
+        LimitRow {
+            count: RwSignal::new(limit.count.to_string()),
+            period: RwSignal::new(limit.window.period().as_str().to_owned()),
+            zone: RwSignal::new(zone_name(&limit.window)),
+            base: StoredValue::new(limit.clone()),
+        }
+    }
+
+    /// The row as the limit `number` (from 2) of service `name`; the core validates it further.
+    fn parse(&self, name: &str, number: usize) -> Result<Limit, String> {
+        let field = format!("limit {number}");
+        let mut limit = self.base.get_value();
+        limit.count = whole_number(name, &field, self.count.get_untracked())?;
+        limit.window = window(
+            name,
+            &limit.window,
+            &self.period.get_untracked(),
+            &self.zone.get_untracked(),
+        )?;
+        Ok(limit)
+    }
+}
+
+/// `text` as a whole number, or the message for field `field` of service `name`.
+fn whole_number(name: &str, field: &str, text: String) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("service {name:?}: {field} must be a whole number (got {text:?})"))
+}
+
+/// The window of `period` and `zone` (empty: UTC) as typed for service `name`, in place of
+/// `was`. The editor shows no N or anchor day: a window that has them keeps them while its
+/// period stays (another period is one unit from the 1st). The core checks the time zone
+/// (through the browser's Intl).
+fn window(name: &str, was: &WindowSpec, period: &str, zone: &str) -> Result<WindowSpec, String> {
+    let period = period
+        .parse::<Period>()
+        .map_err(|error| format!("service {name:?}: {error}"))?;
+    let (units, anchor) = if was.period() == period {
+        (was.units(), was.anchor())
+    } else {
+        (1, None)
+    };
+    let zone = Some(zone.trim()).filter(|zone| !zone.is_empty());
+    WindowSpec::from_parts(period, units, zone, anchor)
+        .map_err(|error| format!("service {name:?}: {error}"))
+}
+
+/// The IANA name of `window`'s time zone; empty for UTC.
+fn zone_name(window: &WindowSpec) -> String {
+    window
+        .zone()
+        .map_or_else(String::new, |zone| zone.name().to_owned())
 }
 
 impl Row {
@@ -34,14 +106,10 @@ impl Row {
             name: RwSignal::new(service.name.clone()),
             limit: RwSignal::new(service.limit.to_string()),
             period: RwSignal::new(service.window.period().as_str().to_owned()),
-            zone: RwSignal::new(
-                service
-                    .window
-                    .zone()
-                    .map_or_else(String::new, |zone| zone.name().to_owned()),
-            ),
+            zone: RwSignal::new(zone_name(&service.window)),
             warn: RwSignal::new(service.warn_threshold.to_string()),
             critical: RwSignal::new(service.critical_threshold.to_string()),
+            more: RwSignal::new(service.more_limits.iter().map(LimitRow::new).collect()),
             base: StoredValue::new(service.clone()),
         }
     }
@@ -52,16 +120,7 @@ impl Row {
         let number_error = |field: &str, text: &str, kind: &str| {
             format!("service {name:?}: {field} must be {kind} (got {text:?})")
         };
-        let limit_text = self.limit.get_untracked();
-        let limit = limit_text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| number_error("limit", &limit_text, "a whole number"))?;
-        let period = self
-            .period
-            .get_untracked()
-            .parse::<Period>()
-            .map_err(|error| format!("service {name:?}: {error}"))?;
+        let limit = whole_number(&name, "limit", self.limit.get_untracked())?;
         let fraction = |field: &str, text: String| {
             format::parse_number(text.trim()).ok_or_else(|| number_error(field, &text, "a number"))
         };
@@ -71,18 +130,18 @@ impl Row {
         config.warn_threshold = fraction("warn_threshold", self.warn.get_untracked())?;
         config.critical_threshold = fraction("critical_threshold", self.critical.get_untracked())?;
         config.limit = limit;
-        // The editor shows no N or anchor day: a window that has them keeps them while its
-        // period stays (another period is one unit from the 1st). The time zone is the
-        // field's; the core checks it (through the browser's Intl).
-        let (units, anchor) = if config.window.period() == period {
-            (config.window.units(), config.window.anchor())
-        } else {
-            (1, None)
-        };
-        let zone_text = self.zone.get_untracked();
-        let zone = Some(zone_text.trim()).filter(|zone| !zone.is_empty());
-        config.window = WindowSpec::from_parts(period, units, zone, anchor)
-            .map_err(|error| format!("service {name:?}: {error}"))?;
+        config.window = window(
+            &name,
+            &config.window,
+            &self.period.get_untracked(),
+            &self.zone.get_untracked(),
+        )?;
+        config.more_limits = self.more.with_untracked(|more| {
+            more.iter()
+                .enumerate()
+                .map(|(at, limit)| limit.parse(&name, at + 2))
+                .collect::<Result<_, _>>()
+        })?;
         config.name = name;
         Ok(config)
     }
@@ -149,7 +208,9 @@ pub fn ConfigEditor() -> impl IntoView {
             <h2 id="config-heading">"Services config"</h2>
             <p class="hint">
                 "Thresholds are fractions of the limit (0.5 = 50 %); a time zone (IANA, such as \
-                 America/Los_Angeles) resets the window at local time, empty is UTC. Apply \
+                 America/Los_Angeles) resets the window at local time, empty is UTC. Add limit \
+                 gives a service another window (50 an hour and 1,000 a day): a call must fit \
+                 every limit. Apply \
                  changes the running tracker and keeps the counts (a new period starts that \
                  service's window fresh); racy mode, which has no reconfigure, starts over."
             </p>
@@ -222,25 +283,12 @@ fn applied_message(applied: &Applied) -> String {
 fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView {
     let id = move |field: &str| format!("config-{field}-{}", row.label.get_value());
     let remove = move |_| rows.update(|rows| rows.retain(|r| r.key != row.key));
-    let field = move |field: &'static str,
+    let field = move |field: &str,
                       title: &'static str,
                       signal: RwSignal<String>,
                       mode: &'static str,
                       placeholder: &'static str| {
-        view! {
-            <div class="field">
-                <label for=id(field)>{title}</label>
-                <input
-                    id=id(field)
-                    data-testid=id(field)
-                    type="text"
-                    inputmode=mode
-                    placeholder=placeholder
-                    prop:value=text(move || signal.get())
-                    on:input=on_change(move |ev| signal.set(event_target_value(&ev)))
-                />
-            </div>
-        }
+        text_field(id(field), title.into(), signal, mode, placeholder)
     };
     view! {
         <fieldset class="config-row">
@@ -248,18 +296,7 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
             <div class="fields">
                 {field("name", "Name", row.name, "text", "")}
                 {field("limit", "Limit", row.limit, "numeric", "")}
-                <div class="field">
-                    <label for=id("period")>"Period"</label>
-                    <select
-                        id=id("period")
-                        data-testid=id("period")
-                        prop:value=text(move || row.period.get())
-                        on:change=on_change(move |ev| row.period.set(event_target_value(&ev)))
-                    >
-                        {Period::ALL
-                            .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
-                    </select>
-                </div>
+                {period_select(id("period"), row.period)}
                 {field("zone", "Time zone", row.zone, "text", "UTC")}
                 {field("warn", "Warn at", row.warn, "decimal", "")}
                 {field("critical", "Critical at", row.critical, "decimal", "")}
@@ -274,6 +311,119 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
                     "Remove"
                 </button>
             </div>
+            // Drawn again whole when a limit comes or goes (the typed values are in the rows'
+            // signals), so that each limit's test ids and labels say its place: `limit 2`, ...
+            {move || {
+                row.more.with(|more| {
+                    more.iter()
+                        .enumerate()
+                        .map(|(at, limit)| limit_fields(row, *limit, at + 2))
+                        .collect::<Vec<_>>()
+                })
+            }}
+            <button
+                type="button"
+                class="add-limit"
+                data-testid=id("add-limit")
+                on:click=on_click(move |_| {
+                    let limit = new_limit(row);
+                    row.more.update(|more| more.push(limit));
+                })
+            >
+                "Add limit"
+            </button>
         </fieldset>
+    }
+}
+
+/// A further limit for service `row`: 1,000 a day, or per the first of an hour, a month, a
+/// week, a minute and a second that it has no limit in (a limit per window).
+fn new_limit(row: Row) -> LimitRow {
+    let used = |period: Period| {
+        row.period.get_untracked() == period.as_str()
+            || row.more.with_untracked(|more| {
+                more.iter()
+                    .any(|l| l.period.get_untracked() == period.as_str())
+            })
+    };
+    let period = [
+        Period::Day,
+        Period::Hour,
+        Period::Month,
+        Period::Week,
+        Period::Minute,
+        Period::Second,
+    ]
+    .into_iter()
+    .find(|&period| !used(period))
+    .unwrap_or(Period::Day);
+    LimitRow::new(&Limit::new(1_000, period))
+}
+
+/// The inputs of the further limit `limit`, number `number` (from 2) of service `row`.
+fn limit_fields(row: Row, limit: LimitRow, number: usize) -> impl IntoView {
+    let id = move |field: &str| format!("config-{field}-{number}-{}", row.label.get_value());
+    // The list is drawn again on every change: the place is the limit's.
+    let remove = move |_| {
+        row.more.update(|more| {
+            more.remove(number - 2);
+        })
+    };
+    view! {
+        <div class="fields more-limit">
+            {text_field(id("limit"), format!("Limit {number}"), limit.count, "numeric", "")}
+            {period_select(id("period"), limit.period)}
+            {text_field(id("zone"), "Time zone".into(), limit.zone, "text", "UTC")}
+            <button
+                type="button"
+                class="remove"
+                data-testid=id("remove")
+                aria-label=text(move || format!("Remove limit {number} of {}", row.name.get()))
+                on:click=on_click(remove)
+            >
+                "Remove"
+            </button>
+        </div>
+    }
+}
+
+/// A labelled text input of `signal`, whose id and test id are `id`.
+fn text_field(
+    id: String,
+    title: String,
+    signal: RwSignal<String>,
+    mode: &'static str,
+    placeholder: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label for=id.clone()>{title}</label>
+            <input
+                id=id.clone()
+                data-testid=id
+                type="text"
+                inputmode=mode
+                placeholder=placeholder
+                prop:value=text(move || signal.get())
+                on:input=on_change(move |ev| signal.set(event_target_value(&ev)))
+            />
+        </div>
+    }
+}
+
+/// The labelled period select of `signal`, whose id and test id are `id`.
+fn period_select(id: String, signal: RwSignal<String>) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label for=id.clone()>"Period"</label>
+            <select
+                id=id.clone()
+                data-testid=id
+                prop:value=text(move || signal.get())
+                on:change=on_change(move |ev| signal.set(event_target_value(&ev)))
+            >
+                {Period::ALL.map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })}
+            </select>
+        </div>
     }
 }

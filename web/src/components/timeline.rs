@@ -6,7 +6,8 @@ use crate::model::{Cause, Timeline, TimelineEntry};
 use crate::state::use_app;
 use leptos::prelude::*;
 
-/// The transition timeline: time, service, from -> to and who caused it, one entry per level
+/// The transition timeline: time, service, from -> to, the limit (used / limit per window: a
+/// service of several limits changes level per limit) and who caused it, one entry per level
 /// change; critical and exhausted entries are highlighted. Keeps the latest
 /// [`Timeline::CAPACITY`] entries.
 ///
@@ -64,6 +65,7 @@ fn entry_view(entry: &TimelineEntry) -> impl IntoView {
             data-service=t.service.to_string()
             data-from=t.from.to_string()
             data-to=t.to.to_string()
+            data-window=t.window.key()
             class=class
         >
             <time>{format::time_of_day(t.at_ms)}</time>
@@ -72,7 +74,9 @@ fn entry_view(entry: &TimelineEntry) -> impl IntoView {
             " "
             <span class="levels">{format!("{} → {}", t.from, t.to)}</span>
             " "
-            <span class="detail">{format!("at {} / {} · {cause}", t.used, t.limit)}</span>
+            <span class="detail">
+                {format!("at {} / {} per {} · {cause}", t.used, t.limit, t.window)}
+            </span>
         </li>
     }
 }

@@ -51,10 +51,12 @@ pub(crate) use worker::{take_due, Pace};
 /// simulated time, doubling with each failure) and ends 5 good syncs, 2.5 s, after it.
 pub const SYNC_INTERVAL_MS: u64 = 500;
 
-/// Calls per second per worker on a new page. With [`Workload::even`]'s 4 workers and the
-/// default services, finnhub (60 a minute) gets about 10.7 calls a second: it reaches its
-/// warning level about 3 s after Start and Critical about 5 s after, so a newcomer sees levels
-/// change at once (at `even`'s 2 calls/s the first change took over 10 s).
+/// Calls per second per worker on a new page. With [`Workload::even`]'s 4 workers and three
+/// services, each gets about 10.7 calls a second: on the simulation's services
+/// ([`simulation_config`](crate::app::simulation_config)) tiingo's hour (50) reaches its
+/// warning level about 2.5 s after Start and finnhub's minute (60) about 3 s after, Critical
+/// 2 s later, so a newcomer sees levels change at once (at `even`'s 2 calls/s the first change
+/// took over 10 s).
 pub const DEFAULT_CALLS_PER_SECOND: u32 = 8;
 
 /// The dashboard runs configs the core accepts that have at least one service.

@@ -324,13 +324,31 @@ impl Run {
             .map(|(index, usage)| {
                 let mut usage = usage.clone();
                 usage.total_recorded += recorded_before[index];
+                let limits = self.limits_of(index);
                 ServiceView {
+                    binding: binding(&limits),
+                    limits,
                     usage,
                     issued: issued[index],
                     denied: denied[index],
                 }
             })
             .collect()
+    }
+
+    /// Every limit's usage of the service at `index` (config order), from the tracker; empty
+    /// for a service of one limit and in racy mode (its counts keep the service's own limit
+    /// only).
+    fn limits_of(&self, index: usize) -> Vec<quota_core::ServiceUsage<'static>> {
+        let config = self.config.borrow();
+        let service = &config.services[index];
+        match self.counter.tracker() {
+            Some(tracker) if !service.more_limits.is_empty() => tracker
+                .usage_limits(&service.name)
+                .map(|limits| limits.into_iter().map(|u| u.into_owned()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// The level changes since the last call, oldest first.
@@ -384,6 +402,18 @@ fn locked_tracker(
         events,
     };
     Ok((tracker, saving))
+}
+
+/// The binding limit of `limits`: the least headroom, the first of equals (the core's rule for
+/// [`QuotaTracker::usage`]); 0 for none.
+fn binding(limits: &[quota_core::ServiceUsage<'_>]) -> usize {
+    let mut binding = 0;
+    for (index, usage) in limits.iter().enumerate() {
+        if usage.remaining < limits[binding].remaining {
+            binding = index;
+        }
+    }
+    binding
 }
 
 fn cause_of(transition: &Transition, actor: usize) -> Cause {

@@ -67,7 +67,9 @@ impl Shared {
         }
     }
 
-    /// What the store holds per service of `config` (config order), summed across windows.
+    /// What the store holds per service of `config` (config order), summed across the windows
+    /// of the service's own limit: a service of several limits stores every call once per
+    /// limit, and each limit's windows hold them all.
     fn totals(&self, config: &TrackerConfig) -> Vec<u64> {
         match self {
             Shared::Delta(store) => {
@@ -81,7 +83,9 @@ impl Shared {
                     .map(|service| {
                         state
                             .windows()
-                            .filter(|window| window.service == service.name)
+                            .filter(|window| {
+                                window.service == service.name && window.spec == service.window
+                            })
                             .map(|window| window.total)
                             .sum()
                     })
@@ -90,7 +94,7 @@ impl Shared {
             Shared::Snapshot(store) => config
                 .services
                 .iter()
-                .map(|service| store.total(&service.name))
+                .map(|service| store.total(&service.name, &service.window))
                 .collect(),
         }
     }

@@ -48,12 +48,13 @@ impl SnapshotStore {
         Self::default()
     }
 
-    /// What the store holds for `service` now, summed across its windows.
-    pub fn total(&self, service: &str) -> u64 {
+    /// What the store holds for `service` in windows of `spec` now, summed across them (a
+    /// service of several limits stores each call once per limit, in each limit's window).
+    pub fn total(&self, service: &str, spec: &WindowSpec) -> u64 {
         self.lock()
             .stored
             .iter()
-            .filter(|((name, _, _), _)| name == service)
+            .filter(|((name, stored, _), _)| name == service && stored == spec)
             .map(|(_, total)| *total)
             .sum()
     }
