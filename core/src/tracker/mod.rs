@@ -16,6 +16,7 @@ mod added;
 mod builder;
 mod clock;
 mod fast_path;
+mod flush_retry;
 mod from_file;
 mod handle;
 mod hot;
