@@ -83,7 +83,9 @@ impl Ledger {
     /// `detached`, keyed by `key` (the spec they were counted under), for the next cut to
     /// send. Calls cut into a batch in flight belong to that batch alone, as when a window
     /// moves ([`book`](Self::book)); the new window starts with nothing unacknowledged.
-    pub(crate) fn detach(&mut self, current: Window, key: impl Fn(Window) -> WindowKey) {
+    // `key` as a trait object: one copy of this cold path in the JS module, not one per
+    // reconfigure step that detaches.
+    pub(crate) fn detach(&mut self, current: Window, key: &dyn Fn(Window) -> WindowKey) {
         self.book(current, &Step::moved_by(0), 0);
         for (window, calls) in self.ended.drain(..) {
             self.detached.push(Delta {

@@ -218,13 +218,13 @@ impl QuotaTracker {
         let returned = self.give_back_block(slot, &mut guard, now);
         if self.persistence.is_some() {
             let window = guard.service.window;
-            guard.sync.detach(window, |w| slot.window_key(w));
+            guard.sync.detach(window, &|w| slot.window_key(w));
             let settings = slot.settings();
             for (rules, mut limit) in settings.more.iter().zip(std::mem::take(&mut guard.more)) {
                 let window = limit.service.window;
                 limit
                     .sync
-                    .detach(window, |w| slot.limit_window_key(&rules.window, w));
+                    .detach(window, &|w| slot.limit_window_key(&rules.window, w));
                 guard.sync.take_over(limit.sync);
             }
         }
@@ -305,7 +305,8 @@ impl QuotaTracker {
             let several = !settings.more.is_empty();
             Transition::of(&slot.name, rules.limit, &rules.window, change, several)
         };
-        let mut carried = Vec::with_capacity(count);
+        // The new limits' counts go straight to their place: the first is the service's own.
+        let mut more = Vec::with_capacity(count - 1);
         let mut transitions = Vec::new();
         let mut critical = false;
         for (at, keep) in keeps.iter().enumerate() {
@@ -341,13 +342,14 @@ impl QuotaTracker {
                 transitions.push(transition(new, change));
             }
             critical |= before < Level::Critical && after >= Level::Critical;
-            carried.push(state);
+            if at == 0 {
+                guard.service = state.service;
+                guard.sync = state.sync;
+            } else {
+                more.push(state);
+            }
         }
-        let mut carried = carried.into_iter();
-        let own = carried.next().expect("a service has its own limit");
-        guard.service = own.service;
-        guard.sync = own.sync;
-        guard.more = carried.collect();
+        guard.more = more;
         let state: &mut super::SlotState = guard;
         for limit in &mut state.more {
             state.sync.take_owed(&mut limit.sync);
@@ -371,7 +373,7 @@ impl QuotaTracker {
                 let spec = &old.limit(old_at).window;
                 dropped
                     .sync
-                    .detach(window, |w| slot.limit_window_key(spec, w));
+                    .detach(window, &|w| slot.limit_window_key(spec, w));
             }
             guard.sync.take_over(dropped.sync);
         }
