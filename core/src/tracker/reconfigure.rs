@@ -220,13 +220,15 @@ impl QuotaTracker {
             let window = guard.service.window;
             guard.sync.detach(window, &|w| slot.window_key(w));
             let settings = slot.settings();
-            for (rules, mut limit) in settings.more.iter().zip(std::mem::take(&mut guard.more)) {
+            let state: &mut super::SlotState = &mut guard;
+            for (rules, limit) in settings.more.iter().zip(&mut state.more) {
                 let window = limit.service.window;
                 limit
                     .sync
                     .detach(window, &|w| slot.limit_window_key(&rules.window, w));
-                guard.sync.take_over(limit.sync);
+                state.sync.take_owed(&mut limit.sync);
             }
+            state.more.clear();
         }
         let removed = Settings {
             removed: true,
