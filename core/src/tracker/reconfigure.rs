@@ -357,8 +357,8 @@ impl QuotaTracker {
             state.sync.take_owed(&mut limit.sync);
         }
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
-        for (old_at, state) in left.into_iter().enumerate() {
-            let Some(mut dropped) = state else { continue };
+        for (old_at, state) in left.iter_mut().enumerate() {
+            let Some(dropped) = state else { continue };
             let level = old.limit(old_at).level(dropped.service.used);
             if !reported[old_at] && level != Level::Normal {
                 let change = Change {
@@ -377,7 +377,7 @@ impl QuotaTracker {
                     .sync
                     .detach(window, &|w| slot.limit_window_key(spec, w));
             }
-            guard.sync.take_over(dropped.sync);
+            guard.sync.take_owed(&mut dropped.sync);
         }
         (critical, transitions)
     }
