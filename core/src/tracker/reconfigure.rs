@@ -287,11 +287,10 @@ impl QuotaTracker {
             service: guard.service,
             sync: std::mem::take(&mut guard.sync),
         };
-        // The old limits' counts, each taken once by the new limit of its window.
-        let mut left: Vec<Option<LimitState>> = std::iter::once(own)
-            .chain(std::mem::take(&mut guard.more))
-            .map(Some)
-            .collect();
+        // The old limits' counts, in their order: a kept one's ledger is taken (left empty) by
+        // the new limit of its window; the others are dropped below.
+        let mut left = std::mem::take(&mut guard.more);
+        left.insert(0, own);
         let count = new.config.limit_count();
         // The old limit each new one keeps: the one of its window spec (no two alike).
         let keeps: Vec<Option<usize>> = (0..count)
@@ -315,12 +314,16 @@ impl QuotaTracker {
             let rules = new.limit(at);
             let (before, state) = match *keep {
                 Some(old_at) => {
-                    let state = left[old_at].take().expect("one limit per window");
+                    let taken = &mut left[old_at];
+                    let state = LimitState {
+                        service: taken.service,
+                        sync: std::mem::take(&mut taken.sync),
+                    };
                     (old.limit(old_at).level(state.service.used), state)
                 }
                 None => {
                     let before = match left.get(at) {
-                        Some(Some(state)) if !kept(at) => {
+                        Some(state) if !kept(at) => {
                             reported[at] = true;
                             old.limit(at).level(state.service.used)
                         }
@@ -357,8 +360,10 @@ impl QuotaTracker {
             state.sync.take_owed(&mut limit.sync);
         }
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
-        for (old_at, state) in left.iter_mut().enumerate() {
-            let Some(dropped) = state else { continue };
+        for (old_at, dropped) in left.iter_mut().enumerate() {
+            if kept(old_at) {
+                continue;
+            }
             let level = old.limit(old_at).level(dropped.service.used);
             if !reported[old_at] && level != Level::Normal {
                 let change = Change {
