@@ -253,7 +253,7 @@ impl ServiceConfig {
         if self.admission != super::Admission::Local {
             // The store's admission scripts decide one window per call today.
             return invalid(
-                &format_args!("{:?}", self.admission),
+                &super::AdmissionText(self.admission),
                 "with more than one limit need Admission::Local in this version (each \
                  limit's count still syncs through the store)"
                     .into(),

@@ -85,10 +85,10 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
         ));
     }
     let object = plain_object(value).ok_or_else(|| {
-        invalid(format!(
-            "expected an object like {{ services: [...] }} (got {})",
-            describe(value)
-        ))
+        got(
+            format_args!("expected an object like {{ services: [...] }}"),
+            value,
+        )
     })?;
     check_keys(object, "services, storage", "the config")?;
     let services = field(object, "services")?;
@@ -98,10 +98,10 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
         ));
     }
     if !Array::is_array(&services) {
-        return Err(invalid(format!(
-            "\"services\" must be an array (got {})",
-            describe(&services)
-        )));
+        return Err(got(
+            format_args!("\"services\" must be an array"),
+            &services,
+        ));
     }
     let services: Array = services.unchecked_into();
     if services.length() == 0 {
@@ -127,20 +127,22 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
         return Ok(None);
     }
     let object = plain_object(value).ok_or_else(|| {
-        invalid(format!(
-            "\"storage\" must be an object like {{ key: \"my-app\" }} (got {})",
-            describe(value)
-        ))
+        got(
+            format_args!("\"storage\" must be an object like {{ key: \"my-app\" }}"),
+            value,
+        )
     })?;
     check_keys(object, STORAGE_FIELDS, "storage")?;
     let key = field(object, "key")?;
     let key = match key.as_string() {
         Some(key) if !key.is_empty() => key,
         _ => {
-            return Err(invalid(format!(
-                "storage.key must be a non-empty string naming the localStorage entry (got {})",
-                describe(&key)
-            )))
+            return Err(got(
+                format_args!(
+                    "storage.key must be a non-empty string naming the localStorage entry"
+                ),
+                &key,
+            ))
         }
     };
     let interval = field(object, "syncIntervalMs")?;
@@ -152,11 +154,13 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
             .filter(|ms| *ms == 0.0 || whole_count(*ms).is_some())
             .map(|ms| ms as u64)
             .ok_or_else(|| {
-                invalid(format!(
-                    "storage.syncIntervalMs must be a whole number of milliseconds from 0 to \
-                     Number.MAX_SAFE_INTEGER (got {})",
-                    describe(&interval)
-                ))
+                got(
+                    format_args!(
+                        "storage.syncIntervalMs must be a whole number of milliseconds from 0 to \
+                         Number.MAX_SAFE_INTEGER"
+                    ),
+                    &interval,
+                )
             })?
     };
     let required = field(object, "required")?;
@@ -164,10 +168,10 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
         false
     } else {
         required.as_bool().ok_or_else(|| {
-            invalid(format!(
-                "storage.required must be true or false (got {})",
-                describe(&required)
-            ))
+            got(
+                format_args!("storage.required must be true or false"),
+                &required,
+            )
         })?
     };
     Ok(Some(Storage {
@@ -180,10 +184,10 @@ fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
 fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error> {
     let at = format!("services[{index}]");
     let object = plain_object(value).ok_or_else(|| {
-        invalid(format!(
-            "{at} must be an object like {{ name, limit, period }} (got {})",
-            describe(value)
-        ))
+        got(
+            format_args!("{at} must be an object like {{ name, limit, period }}"),
+            value,
+        )
     })?;
     check_keys(object, SERVICE_FIELDS, &at)?;
     let fields = service_fields(object);
@@ -228,20 +232,20 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
         )));
     }
     if !Array::is_array(&listed) {
-        return Err(invalid(format!(
-            "{at}: limits must be an array of {{ limit, period }} (got {})",
-            describe(&listed)
-        )));
+        return Err(got(
+            format_args!("{at}: limits must be an array of {{ limit, period }}"),
+            &listed,
+        ));
     }
     let listed: Array = listed.unchecked_into();
     let mut limits = Vec::with_capacity(listed.length() as usize);
     for (entry, value) in listed.iter().enumerate() {
         let at = format!("{at}: limits[{entry}]");
         let object = plain_object(&value).ok_or_else(|| {
-            invalid(format!(
-                "{at} must be an object like {{ limit, period }} (got {})",
-                describe(&value)
-            ))
+            got(
+                format_args!("{at} must be an object like {{ limit, period }}"),
+                &value,
+            )
         })?;
         check_keys(object, LIMIT_FIELDS, &at)?;
         let fields = limit_fields(object);
@@ -269,10 +273,10 @@ fn limit_of(
 ) -> Result<(u64, crate::window::WindowSpec), Error> {
     let value = fields.get(limit);
     let limit = value.as_f64().and_then(whole_count).ok_or_else(|| {
-        invalid(format!(
-            "{at}: limit must be a positive integer (got {})",
-            describe(&value)
-        ))
+        got(
+            format_args!("{at}: limit must be a positive integer"),
+            &value,
+        )
     })?;
     let period: Period = fields
         .get(period)
@@ -290,12 +294,7 @@ fn limit_of(
             .as_f64()
             .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
             .map(|n| Some(n as u32))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{at}: {field} must be a whole number (got {})",
-                    describe(&value)
-                ))
-            })
+            .ok_or_else(|| got(format_args!("{at}: {field} must be a whole number"), &value))
     };
     let every = whole(every, "every")?.map_or(1, i64::from);
     let anchor_day = whole(anchor_day, "anchorDay")?.map(i64::from);
@@ -371,6 +370,12 @@ fn js_field(field: &str) -> &str {
         "leave_after_successes" => "leaveAfterSuccesses",
         other => other,
     }
+}
+
+/// `invalid config: {what} (got ...)`, describing `value`: one place formats what every wrong
+/// value's message ends with.
+fn got(what: std::fmt::Arguments<'_>, value: &JsValue) -> Error {
+    invalid(format!("{what} (got {})", describe(value)))
 }
 
 fn invalid(message: String) -> Error {

@@ -83,7 +83,9 @@ impl Ledger {
     /// `detached`, keyed by `key` (the spec they were counted under), for the next cut to
     /// send. Calls cut into a batch in flight belong to that batch alone, as when a window
     /// moves ([`book`](Self::book)); the new window starts with nothing unacknowledged.
-    pub(crate) fn detach(&mut self, current: Window, key: impl Fn(Window) -> WindowKey) {
+    // `key` as a trait object: one copy of this cold path in the JS module, not one per
+    // reconfigure step that detaches.
+    pub(crate) fn detach(&mut self, current: Window, key: &dyn Fn(Window) -> WindowKey) {
         self.book(current, &Step::moved_by(0), 0);
         for (window, calls) in self.ended.drain(..) {
             self.detached.push(Delta {
@@ -99,17 +101,11 @@ impl Ledger {
         }
     }
 
-    /// Takes over what `left`, the ledger of a limit a reconfigure dropped (after
-    /// [`detach`](Self::detach)), still owes the store: its detached calls and raises, its
-    /// queued operations and its calls asked of the store unanswered.
-    pub(crate) fn take_over(&mut self, mut left: Ledger) {
-        self.take_owed(&mut left);
-    }
-
     /// Takes what `other` owes the store outside its windows (its detached calls and raises,
     /// its queued operations, its calls asked of the store unanswered), which only the
     /// service's first limit's ledger sends: `other` keeps its windows' calls. For a ledger a
-    /// reconfigure moves off the first limit.
+    /// reconfigure moves off the first limit, and for one of a limit it drops or a service it
+    /// removes (after [`detach`](Self::detach), so that its windows owe nothing either).
     pub(crate) fn take_owed(&mut self, other: &mut Ledger) {
         self.detached.append(&mut other.detached);
         self.detached_raises.append(&mut other.detached_raises);

@@ -344,9 +344,11 @@ impl QuotaTracker {
         let now = self.now();
         let read = self.read_all(now, true, false);
         Snapshot {
+            // By reference: collecting the reads by value reuses their allocation in place,
+            // a specialization of its own in the JS module.
             services: read
-                .into_iter()
-                .map(|read| read.usage.into_owned())
+                .iter()
+                .map(|read| read.usage.clone().into_owned())
                 .collect(),
             at_ms: now,
         }

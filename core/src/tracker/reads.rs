@@ -79,20 +79,24 @@ impl QuotaTracker {
     /// usage of the services of several limits too, under the same lock.
     pub(super) fn read_all(&self, now: u64, deliver: bool, limits: bool) -> Vec<Read<'_>> {
         let order = self.live();
-        // Each position's place in config order; the positions in increasing order (no sort:
-        // it would be the only one in the JS module).
-        let mut place = vec![usize::MAX; order.iter().max().map_or(0, |&p| p + 1)];
-        for (at, &position) in order.iter().enumerate() {
-            place[position] = at;
+        // The positions in increasing order (no sort: it would be the only one in the JS
+        // module), and each one's guard among them, so that the reads come out in config order.
+        let mut guard_of = vec![usize::MAX; order.iter().max().map_or(0, |&p| p + 1)];
+        for &position in order.iter() {
+            guard_of[position] = 0;
         }
-        let positions: Vec<usize> = (0..place.len())
-            .filter(|&p| place[p] != usize::MAX)
+        let positions: Vec<usize> = (0..guard_of.len())
+            .filter(|&p| guard_of[p] != usize::MAX)
             .collect();
+        for (at, &position) in positions.iter().enumerate() {
+            guard_of[position] = at;
+        }
         let mut guards = self.lock_all(&positions);
         let moved = self.read_locked(&mut guards, now, &mut |_, _, _| {});
-        let read: Vec<_> = guards
+        let read: Vec<_> = order
             .iter()
-            .map(|guard| {
+            .map(|&position| {
+                let guard = &guards[guard_of[position]];
                 let slot = guard.slot;
                 let settings = slot.settings();
                 let several = limits && !settings.more.is_empty();
@@ -119,11 +123,7 @@ impl QuotaTracker {
         if deliver {
             self.pump(&positions);
         }
-        let mut in_order: Vec<Option<Read<'_>>> = (0..order.len()).map(|_| None).collect();
-        for (position, entry) in positions.iter().zip(read) {
-            in_order[place[*position]] = Some(entry);
-        }
-        in_order.into_iter().flatten().collect()
+        read
     }
 
     /// Steps every locked service in force to `now` (a removed one is left as it is), then

@@ -218,15 +218,17 @@ impl QuotaTracker {
         let returned = self.give_back_block(slot, &mut guard, now);
         if self.persistence.is_some() {
             let window = guard.service.window;
-            guard.sync.detach(window, |w| slot.window_key(w));
+            guard.sync.detach(window, &|w| slot.window_key(w));
             let settings = slot.settings();
-            for (rules, mut limit) in settings.more.iter().zip(std::mem::take(&mut guard.more)) {
+            let state: &mut super::SlotState = &mut guard;
+            for (rules, limit) in settings.more.iter().zip(&mut state.more) {
                 let window = limit.service.window;
                 limit
                     .sync
-                    .detach(window, |w| slot.limit_window_key(&rules.window, w));
-                guard.sync.take_over(limit.sync);
+                    .detach(window, &|w| slot.limit_window_key(&rules.window, w));
+                state.sync.take_owed(&mut limit.sync);
             }
+            state.more.clear();
         }
         let removed = Settings {
             removed: true,
@@ -285,11 +287,10 @@ impl QuotaTracker {
             service: guard.service,
             sync: std::mem::take(&mut guard.sync),
         };
-        // The old limits' counts, each taken once by the new limit of its window.
-        let mut left: Vec<Option<LimitState>> = std::iter::once(own)
-            .chain(std::mem::take(&mut guard.more))
-            .map(Some)
-            .collect();
+        // The old limits' counts, in their order: a kept one's ledger is taken (left empty) by
+        // the new limit of its window; the others are dropped below.
+        let mut left = std::mem::take(&mut guard.more);
+        left.insert(0, own);
         let count = new.config.limit_count();
         // The old limit each new one keeps: the one of its window spec (no two alike).
         let keeps: Vec<Option<usize>> = (0..count)
@@ -305,19 +306,24 @@ impl QuotaTracker {
             let several = !settings.more.is_empty();
             Transition::of(&slot.name, rules.limit, &rules.window, change, several)
         };
-        let mut carried = Vec::with_capacity(count);
+        // The new limits' counts go straight to their place: the first is the service's own.
+        let mut more = Vec::with_capacity(count - 1);
         let mut transitions = Vec::new();
         let mut critical = false;
         for (at, keep) in keeps.iter().enumerate() {
             let rules = new.limit(at);
             let (before, state) = match *keep {
                 Some(old_at) => {
-                    let state = left[old_at].take().expect("one limit per window");
+                    let taken = &mut left[old_at];
+                    let state = LimitState {
+                        service: taken.service,
+                        sync: std::mem::take(&mut taken.sync),
+                    };
                     (old.limit(old_at).level(state.service.used), state)
                 }
                 None => {
                     let before = match left.get(at) {
-                        Some(Some(state)) if !kept(at) => {
+                        Some(state) if !kept(at) => {
                             reported[at] = true;
                             old.limit(at).level(state.service.used)
                         }
@@ -341,20 +347,23 @@ impl QuotaTracker {
                 transitions.push(transition(new, change));
             }
             critical |= before < Level::Critical && after >= Level::Critical;
-            carried.push(state);
+            if at == 0 {
+                guard.service = state.service;
+                guard.sync = state.sync;
+            } else {
+                more.push(state);
+            }
         }
-        let mut carried = carried.into_iter();
-        let own = carried.next().expect("a service has its own limit");
-        guard.service = own.service;
-        guard.sync = own.sync;
-        guard.more = carried.collect();
+        guard.more = more;
         let state: &mut super::SlotState = guard;
         for limit in &mut state.more {
             state.sync.take_owed(&mut limit.sync);
         }
         // What no limit keeps: detached, for the next cut (from the service's own ledger).
-        for (old_at, state) in left.into_iter().enumerate() {
-            let Some(mut dropped) = state else { continue };
+        for (old_at, dropped) in left.iter_mut().enumerate() {
+            if kept(old_at) {
+                continue;
+            }
             let level = old.limit(old_at).level(dropped.service.used);
             if !reported[old_at] && level != Level::Normal {
                 let change = Change {
@@ -371,9 +380,9 @@ impl QuotaTracker {
                 let spec = &old.limit(old_at).window;
                 dropped
                     .sync
-                    .detach(window, |w| slot.limit_window_key(spec, w));
+                    .detach(window, &|w| slot.limit_window_key(spec, w));
             }
-            guard.sync.take_over(dropped.sync);
+            guard.sync.take_owed(&mut dropped.sync);
         }
         (critical, transitions)
     }

@@ -131,76 +131,62 @@ impl StoredState {
         }
     }
 
+    /// Reads each item of the array `field` with `read`, noting each one it refuses as
+    /// `field[index]: why`: one loop (and one message format) for every kind of entry.
+    fn each_entry<J: Json>(
+        object: &J,
+        field: &str,
+        skipped: &mut Vec<String>,
+        read: &mut dyn FnMut(&J) -> Result<(), String>,
+    ) {
+        for (index, entry) in Self::entries(object, field, skipped).iter().enumerate() {
+            if let Err(error) = read(entry) {
+                skipped.push(format!("{field}[{index}]: {error}"));
+            }
+        }
+    }
+
     fn read_v2<J: Json>(&mut self, object: &J) {
         self.updated_at_ms = object.number("updated_at_ms").unwrap_or(0);
         self.applies = object.number("applies").unwrap_or(0);
         let mut skipped = Vec::new();
-        for (index, entry) in Self::entries(object, "windows", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match window_entry(entry) {
-                Ok(window) => self.add_window(window),
-                Err(error) => skipped.push(format!("windows[{index}]: {error}")),
-            }
-        }
+        Self::each_entry(object, "windows", &mut skipped, &mut |entry| {
+            self.add_window(window_entry(entry)?);
+            Ok(())
+        });
         self.evicted = object.number("evicted").unwrap_or(0);
-        for (index, entry) in Self::entries(object, "ops", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match ops_entry(entry) {
-                Ok(ops) => {
-                    self.applies = self.applies.max(ops.seen);
-                    self.ops.insert((ops.service.clone(), ops.instance), ops);
-                }
-                Err(error) => skipped.push(format!("ops[{index}]: {error}")),
+        Self::each_entry(object, "ops", &mut skipped, &mut |entry| {
+            let ops = ops_entry(entry)?;
+            self.applies = self.applies.max(ops.seen);
+            self.ops.insert((ops.service.clone(), ops.instance), ops);
+            Ok(())
+        });
+        Self::each_entry(object, "applied", &mut skipped, &mut |entry| {
+            let applied = applied_entry(entry)?;
+            self.applies = self.applies.max(applied.seen);
+            let key = (applied.service.clone(), applied.instance);
+            let keep = self
+                .applied
+                .get(&key)
+                .is_none_or(|existing| existing.seq < applied.seq);
+            if keep {
+                self.applied.insert(key, applied);
             }
-        }
-        for (index, entry) in Self::entries(object, "applied", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match applied_entry(entry) {
-                Ok(applied) => {
-                    self.applies = self.applies.max(applied.seen);
-                    let key = (applied.service.clone(), applied.instance);
-                    let keep = self
-                        .applied
-                        .get(&key)
-                        .is_none_or(|existing| existing.seq < applied.seq);
-                    if keep {
-                        self.applied.insert(key, applied);
-                    }
-                }
-                Err(error) => skipped.push(format!("applied[{index}]: {error}")),
-            }
-        }
-        for (index, entry) in Self::entries(object, "admits", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match admitted_entry(entry) {
-                Ok(admitted) => {
-                    self.applies = self.applies.max(admitted.seen);
-                    self.admits
-                        .insert((admitted.service.clone(), admitted.instance), admitted);
-                }
-                Err(error) => skipped.push(format!("admits[{index}]: {error}")),
-            }
-        }
-        for (index, entry) in Self::entries(object, "leases", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match lease_entry(entry) {
-                Ok(lease) => {
-                    self.leases
-                        .insert((lease.service.clone(), lease.instance), lease);
-                }
-                Err(error) => skipped.push(format!("leases[{index}]: {error}")),
-            }
-        }
+            Ok(())
+        });
+        Self::each_entry(object, "admits", &mut skipped, &mut |entry| {
+            let admitted = admitted_entry(entry)?;
+            self.applies = self.applies.max(admitted.seen);
+            self.admits
+                .insert((admitted.service.clone(), admitted.instance), admitted);
+            Ok(())
+        });
+        Self::each_entry(object, "leases", &mut skipped, &mut |entry| {
+            let lease = lease_entry(entry)?;
+            self.leases
+                .insert((lease.service.clone(), lease.instance), lease);
+            Ok(())
+        });
         self.skipped = skipped;
     }
 
@@ -210,15 +196,12 @@ impl StoredState {
         self.converted = true;
         self.updated_at_ms = object.number("updated_at_ms").unwrap_or(0);
         let mut skipped = Vec::new();
-        for (index, entry) in Self::entries(object, "services", &mut skipped)
-            .iter()
-            .enumerate()
-        {
-            match v1_windows(entry) {
-                Ok(windows) => windows.into_iter().for_each(|w| self.add_window(w)),
-                Err(reason) => skipped.push(format!("services[{index}]: {reason}")),
-            }
-        }
+        Self::each_entry(object, "services", &mut skipped, &mut |entry| {
+            v1_windows(entry)?
+                .into_iter()
+                .for_each(|window| self.add_window(window));
+            Ok(())
+        });
         self.skipped = skipped;
     }
 
