@@ -40,13 +40,20 @@ pub fn ServiceCard(
     // One bar per limit the frame counts (racy mode counts the service's own only).
     let count =
         Memo::new(move |_| service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)));
+    // Keyed by place and by whether the card has several (a card going from one limit to two
+    // draws its first bar again, with its head): bars are built, never rebuilt.
+    let bars = move || {
+        let count = count.get();
+        (0..count)
+            .map(move |index| (index, count > 1))
+            .collect::<Vec<_>>()
+    };
     let limits = {
         let name = name.clone();
-        move || {
-            let several = count.get() > 1;
-            (0..count.get())
-                .map(|index| limit_bar(state, &name, service, index, several))
-                .collect::<Vec<_>>()
+        view! {
+            <For each=bars key=|bar| *bar children=move |(index, several)| {
+                limit_bar(state, &name, service, index, several)
+            }/>
         }
     };
     let id = |part: &str| format!("{part}-{name}");
