@@ -41,7 +41,8 @@ pub fn ServiceCard(
     let count =
         Memo::new(move |_| service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)));
     // Keyed by place and by whether the card has several (a card going from one limit to two
-    // draws its first bar again, with its head): bars are built, never rebuilt.
+    // draws its first bar again, with its head): bars are built, never rebuilt. The key is a
+    // `u64`, as the editor's rows' are: each key type is its own copy of the keyed list's code.
     let bars = move || {
         let count = count.get();
         (0..count)
@@ -51,7 +52,7 @@ pub fn ServiceCard(
     let limits = {
         let name = name.clone();
         view! {
-            <For each=bars key=|bar| *bar children=move |(index, several)| {
+            <For each=bars key=|&(index, several)| (index as u64) << 1 | u64::from(several) children=move |(index, several)| {
                 limit_bar(state, &name, service, index, several)
             }/>
         }

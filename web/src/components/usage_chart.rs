@@ -115,10 +115,10 @@ pub fn UsageChart() -> impl IntoView {
                             </text>
                         }
                     })}
-                <For each=move || marks.get() key=|mark| *mark let:mark>
+                <For each=move || marks.get() key=|&(bits, kind)| mark_key(bits, kind) let:mark>
                     {threshold(f64::from_bits(mark.0), mark.1)}
                 </For>
-                <For each=move || series.get() key=|line| line.clone() let:line>
+                <For each=move || series.get() key=|(index, name)| format!("{index} {name}") let:line>
                     {
                         let (index, name) = line;
                         let points = text(move || {
@@ -147,7 +147,7 @@ pub fn UsageChart() -> impl IntoView {
                 </text>
             </svg>
             <ul class="legend">
-                <For each=move || names.get() key=|entry| entry.clone() let:entry>
+                <For each=move || names.get() key=|(index, name)| format!("{index} {name}") let:entry>
                     <li>
                         <span
                             class="swatch"
@@ -162,7 +162,15 @@ pub fn UsageChart() -> impl IntoView {
     }
 }
 
-/// Each name with its index (which picks its colour).
+/// The key of the threshold line at the fraction of bits `bits`, labelled `kind`: the bits with
+/// the sign bit (a threshold is above 0) set for "critical", so a line whose label changes is
+/// drawn again. The chart's lists are keyed by `u64` and `String` only, as the others are: each
+/// key type is its own copy of the keyed list's code.
+fn mark_key(bits: u64, kind: &str) -> u64 {
+    bits | u64::from(kind == "critical") << 63
+}
+
+/// Each name with its index (which picks its colour; the lists key on both, as text).
 fn numbered<'a>(names: impl Iterator<Item = &'a String>) -> Vec<(usize, String)> {
     names.cloned().enumerate().collect()
 }
