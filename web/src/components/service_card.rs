@@ -37,23 +37,22 @@ pub fn ServiceCard(
     };
     let level =
         Memo::new(move |_| service.with(|s| s.as_ref().map_or(Level::Normal, |s| s.usage.level())));
-    // One bar per limit the frame counts (racy mode counts the service's own only).
-    let count =
-        Memo::new(move |_| service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)));
-    // Keyed by place and by whether the card has several (a card going from one limit to two
-    // draws its first bar again, with its head): bars are built, never rebuilt. The key is a
-    // `u64`, as the editor's rows' are: each key type is its own copy of the keyed list's code.
-    let bars = move || {
-        let count = count.get();
+    // One bar per limit the frame counts (racy mode counts the service's own only), keyed by
+    // its place and whether the card has several, as `place << 1 | several` (a card going
+    // from one limit to two draws its first bar again, with its head): bars are built, never
+    // rebuilt. A `Memo<Vec<u64>>` and `u64` keys, as the counts tables and the editor's rows
+    // have: each memo type and key type is its own copy of that code in the `.wasm`.
+    let bars = Memo::new(move |_| {
+        let count = service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)) as u64;
         (0..count)
-            .map(move |index| (index, count > 1))
-            .collect::<Vec<_>>()
-    };
+            .map(|index| index << 1 | u64::from(count > 1))
+            .collect::<Vec<u64>>()
+    });
     let limits = {
         let name = name.clone();
         view! {
-            <For each=bars key=|&(index, several)| (index as u64) << 1 | u64::from(several) children=move |(index, several)| {
-                limit_bar(state, &name, service, index, several)
+            <For each=move || bars.get() key=|bar| *bar children=move |bar| {
+                limit_bar(state, &name, service, (bar >> 1) as usize, bar & 1 == 1)
             }/>
         }
     };
