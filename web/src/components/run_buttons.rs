@@ -25,7 +25,8 @@ pub fn RunButtons(
     pause: Handler<MouseEvent>,
     reset: Handler<MouseEvent>,
 ) -> impl IntoView {
-    let running = Memo::new(move |_| status.get() == Status::Running);
+    // A closure rather than a `Memo<bool>` (each memo type is its own copy of the memo code).
+    let running = move || status.get() == Status::Running;
     let [ready_label, running_label, paused_label] = start_labels;
     let start_label = text(move || {
         match status.get() {
@@ -40,18 +41,18 @@ pub fn RunButtons(
         <div class="buttons" role="group" aria-label=label>
             <button
                 type="button"
-                class:primary=flag(move || !running.get())
+                class:primary=flag(move || !running())
                 data-testid=format!("{prefix}start")
-                prop:disabled=flag(move || running.get())
+                prop:disabled=flag(move || running())
                 on:click=start
             >
                 {start_label}
             </button>
             <button
                 type="button"
-                class:primary=flag(move || running.get())
+                class:primary=flag(move || running())
                 data-testid=format!("{prefix}pause")
-                prop:disabled=flag(move || !running.get())
+                prop:disabled=flag(move || !running())
                 on:click=pause
             >
                 "Pause"

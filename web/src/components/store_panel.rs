@@ -17,7 +17,9 @@ use quota_core::{StoreEvent, StoreStats, SyncPolicy};
 pub fn StorePanel() -> impl IntoView {
     let state = use_app();
     let policy = SyncPolicy::default().reduced_rate;
-    let racy = Memo::new(move |_| state.frame().with(|f| f.mode == Mode::Racy));
+    // Read from the frame rather than `Memo<bool>`s (each memo type is its own copy of the memo
+    // code).
+    let racy = move || state.frame().with(|f| f.mode == Mode::Racy);
     // The store's stats, read from the frame: a `Memo<StoreStats>` was its own copy of the memo
     // code.
     let stats = move |value: Box<dyn Fn(&StoreStats) -> String + Send + Sync>| {
@@ -28,14 +30,14 @@ pub fn StorePanel() -> impl IntoView {
             })
         })
     };
-    let outage = Memo::new(move |_| state.frame().with(|f| f.outage));
+    let outage = move || state.frame().with(|f| f.outage);
     let reduced = move || {
         state
             .frame()
             .with(|f| f.store.as_ref().is_some_and(|s| s.reduced_rate))
     };
     let hint = text(move || {
-        if racy.get() {
+        if racy() {
             "Racy mode has no store: the demonstration keeps its state in memory only, so \
              nothing is saved and the outage switch applies to locked mode only."
                 .to_owned()
@@ -80,8 +82,8 @@ pub fn StorePanel() -> impl IntoView {
                         type="checkbox"
                         id="store-outage"
                         data-testid="store-outage"
-                        prop:checked=flag(move || outage.get())
-                        prop:disabled=flag(move || racy.get())
+                        prop:checked=flag(move || outage())
+                        prop:disabled=flag(move || racy())
                         on:change=on_change(move |ev| state.set_outage(event_target_checked(&ev)))
                     />
                     " Store outage (every sync fails)"
