@@ -43,14 +43,14 @@ pub fn RunButtons(
                 type="button"
                 class:primary=flag(move || !running())
                 data-testid=format!("{prefix}start")
-                prop:disabled=flag(move || running())
+                prop:disabled=flag(running)
                 on:click=start
             >
                 {start_label}
             </button>
             <button
                 type="button"
-                class:primary=flag(move || running())
+                class:primary=flag(running)
                 data-testid=format!("{prefix}pause")
                 prop:disabled=flag(move || !running())
                 on:click=pause

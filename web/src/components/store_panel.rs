@@ -82,8 +82,8 @@ pub fn StorePanel() -> impl IntoView {
                         type="checkbox"
                         id="store-outage"
                         data-testid="store-outage"
-                        prop:checked=flag(move || outage())
-                        prop:disabled=flag(move || racy())
+                        prop:checked=flag(outage)
+                        prop:disabled=flag(racy)
                         on:change=on_change(move |ev| state.set_outage(event_target_checked(&ev)))
                     />
                     " Store outage (every sync fails)"
