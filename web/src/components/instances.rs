@@ -1,6 +1,7 @@
 //! The instances view: several trackers sharing one store, by deltas or by overwriting
 //! snapshots.
 
+use super::run_buttons::StatusOf;
 use super::{Columns, CountsTable, RunButtons};
 use crate::dynamic::{on_change, on_click, text};
 use crate::format;
@@ -20,7 +21,7 @@ pub fn InstancesPanel() -> impl IntoView {
     let state = use_app();
     // Read from the frame, not a memo: a `Memo<SyncMode>` was its own copy of the memo code.
     let mode = move || state.instances_frame().with(|f| f.mode);
-    let status = Memo::new(move |_| state.instances_frame().with(|f| f.status));
+    let status: StatusOf = std::sync::Arc::new(move || state.instances_frame().with(|f| f.status));
     let explanation = text(move || {
         match mode() {
             SyncMode::Delta => {
