@@ -163,27 +163,27 @@ impl SavedCounters {
     ///
     /// Errors: the first field missing or of the wrong type.
     pub fn from_json(value: &Value) -> Result<SavedCounters, String> {
-        let config = array(value, "config")?
-            .iter()
-            .map(|service| {
-                ServiceConfig::deserialize(service).map_err(|error| format!("config: {error}"))
-            })
-            .collect::<Result<_, _>>()?;
-        let services = array(value, "services")?
-            .iter()
-            .map(|service| {
-                Ok(SavedService {
-                    name: service
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .ok_or("services: \"name\" is not a string")?
-                        .to_owned(),
-                    issued: number(service, "issued")?,
-                    denied: number(service, "denied")?,
-                    recorded: number(service, "recorded")?,
-                })
-            })
-            .collect::<Result<_, String>>()?;
+        // Loops rather than `collect` into a `Result`: each of those is its own adapter in the
+        // `.wasm`.
+        let mut config = Vec::new();
+        for service in array(value, "config")? {
+            config.push(
+                ServiceConfig::deserialize(service).map_err(|error| format!("config: {error}"))?,
+            );
+        }
+        let mut services = Vec::new();
+        for service in array(value, "services")? {
+            services.push(SavedService {
+                name: service
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("services: \"name\" is not a string")?
+                    .to_owned(),
+                issued: number(service, "issued")?,
+                denied: number(service, "denied")?,
+                recorded: number(service, "recorded")?,
+            });
+        }
         Ok(SavedCounters {
             version: u32::try_from(number(value, "version")?)
                 .map_err(|_| "\"version\" is too large".to_owned())?,

@@ -136,12 +136,13 @@ impl Row {
             &self.period.get_untracked(),
             &self.zone.get_untracked(),
         )?;
-        config.more_limits = self.more.with_untracked(|more| {
-            more.iter()
-                .enumerate()
-                .map(|(at, limit)| limit.parse(&name, at + 2))
-                .collect::<Result<_, _>>()
-        })?;
+        // Loops rather than `collect` into a `Result`: each of those is its own adapter in the
+        // `.wasm`.
+        let more = self.more.get_untracked();
+        config.more_limits = Vec::with_capacity(more.len());
+        for (at, limit) in more.iter().enumerate() {
+            config.more_limits.push(limit.parse(&name, at + 2)?);
+        }
         config.name = name;
         Ok(config)
     }
@@ -184,8 +185,13 @@ pub fn ConfigEditor() -> impl IntoView {
     };
     let apply = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let parsed: Result<Vec<ServiceConfig>, String> =
-            rows.with_untracked(|rows| rows.iter().map(Row::parse).collect());
+        let parsed = rows.with_untracked(|rows| {
+            let mut services = Vec::with_capacity(rows.len());
+            for row in rows {
+                services.push(row.parse()?);
+            }
+            Ok(services)
+        });
         let result = parsed.and_then(|services| {
             state
                 .apply_config(TrackerConfig::new(services))
@@ -313,14 +319,20 @@ fn ConfigRow(row: Row, rows: RwSignal<Vec<Row>>, single: Flag) -> impl IntoView 
             </div>
             // Drawn again whole when a limit comes or goes (the typed values are in the rows'
             // signals), so that each limit's test ids and labels say its place: `limit 2`, ...
-            {move || {
-                row.more.with(|more| {
-                    more.iter()
-                        .enumerate()
-                        .map(|(at, limit)| limit_fields(row, *limit, at + 2))
-                        .collect::<Vec<_>>()
-                })
-            }}
+            // Keyed by place and count, as a `u64` (as the rows are): built, never rebuilt.
+            <For
+                each=move || {
+                    row.more.with(|more| {
+                        let count = more.len();
+                        more.iter()
+                            .enumerate()
+                            .map(|(at, limit)| (at + 2, count, *limit))
+                            .collect::<Vec<_>>()
+                    })
+                }
+                key=|&(number, count, _)| (number as u64) << 32 | count as u64
+                children=move |(number, _, limit)| limit_fields(row, limit, number)
+            />
             <button
                 type="button"
                 class="add-limit"

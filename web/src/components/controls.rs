@@ -1,6 +1,7 @@
 //! Start / pause / reset and the workload: workers, rate, mix, seed, mode, admission, speed,
 //! call sizes and bursts.
 
+use super::run_buttons::StatusOf;
 use super::RunButtons;
 use crate::dynamic::{flag, on_change, on_click, text, Text};
 use crate::settings::{CallMode, Settings};
@@ -23,7 +24,7 @@ pub fn Controls() -> impl IntoView {
     let state = use_app();
     let settings =
         move |f: fn(&Settings) -> String| -> Text { text(move || state.settings().with(f)) };
-    let status = Memo::new(move |_| state.frame().with(|f| f.status));
+    let status: StatusOf = std::sync::Arc::new(move || state.frame().with(|f| f.status));
     let services = Memo::new(move |_| {
         state.settings().with(|s| {
             s.workload

@@ -1,6 +1,7 @@
 //! The instances view: several trackers sharing one store, by deltas or by overwriting
 //! snapshots.
 
+use super::run_buttons::StatusOf;
 use super::{Columns, CountsTable, RunButtons};
 use crate::dynamic::{on_change, on_click, text};
 use crate::format;
@@ -18,10 +19,11 @@ use leptos::prelude::*;
 #[component]
 pub fn InstancesPanel() -> impl IntoView {
     let state = use_app();
-    let mode = Memo::new(move |_| state.instances_frame().with(|f| f.mode));
-    let status = Memo::new(move |_| state.instances_frame().with(|f| f.status));
+    // Read from the frame, not a memo: a `Memo<SyncMode>` was its own copy of the memo code.
+    let mode = move || state.instances_frame().with(|f| f.mode);
+    let status: StatusOf = std::sync::Arc::new(move || state.instances_frame().with(|f| f.status));
     let explanation = text(move || {
-        match mode.get() {
+        match mode() {
             SyncMode::Delta => {
                 "Delta sync (the store protocol): after each call an instance sends the calls \
                  it recorded since its last sync; the store adds them and answers with the \
@@ -123,7 +125,7 @@ pub fn InstancesPanel() -> impl IntoView {
                 pause=on_click(move |_| state.pause_instances())
                 reset=on_click(move |_| {
                     notice.set(String::new());
-                    state.reset_instances(mode.get_untracked());
+                    state.reset_instances(state.instances_frame().with_untracked(|f| f.mode));
                 })
             />
             <div class="fields">
@@ -132,7 +134,7 @@ pub fn InstancesPanel() -> impl IntoView {
                     <select
                         id="instances-mode"
                         data-testid="instances-mode"
-                        prop:value=text(move || mode.get().as_str().to_owned())
+                        prop:value=text(move || mode().as_str().to_owned())
                         on:change=on_change(move |ev| {
                             match event_target_value(&ev).parse::<SyncMode>() {
                                 Ok(mode) => switch_mode(mode),

@@ -6,13 +6,17 @@ use crate::model::Status;
 use leptos::ev::MouseEvent;
 use leptos::prelude::*;
 
+/// A simulation's status, as [`RunButtons`] reads it.
+pub type StatusOf = std::sync::Arc<dyn Fn() -> Status + Send + Sync>;
+
 /// The buttons that run one simulation, and its status. While its workers run, Start is done
 /// (disabled, showing the running label) and Pause is the action. The test ids are `prefix`
 /// followed by `start`, `pause`, `reset` and `status`.
 #[component]
 pub fn RunButtons(
-    /// The simulation's status.
-    status: Memo<Status>,
+    /// The simulation's status, read from its frame (a closure rather than a `Memo<Status>`:
+    /// each memo type is its own copy of the memo code).
+    status: StatusOf,
     /// The group's accessible name.
     label: &'static str,
     /// Start's label when ready, while running, and when paused (or pausing).
@@ -25,33 +29,44 @@ pub fn RunButtons(
     pause: Handler<MouseEvent>,
     reset: Handler<MouseEvent>,
 ) -> impl IntoView {
-    let running = Memo::new(move |_| status.get() == Status::Running);
+    // A closure rather than a `Memo<bool>` (each memo type is its own copy of the memo code).
+    let running = {
+        let status = status.clone();
+        flag(move || status() == Status::Running)
+    };
+    let idle = {
+        let status = status.clone();
+        flag(move || status() != Status::Running)
+    };
     let [ready_label, running_label, paused_label] = start_labels;
-    let start_label = text(move || {
-        match status.get() {
-            Status::Ready => ready_label,
-            Status::Running => running_label,
-            Status::Pausing | Status::Paused => paused_label,
+    let start_label = text({
+        let status = status.clone();
+        move || {
+            match status() {
+                Status::Ready => ready_label,
+                Status::Running => running_label,
+                Status::Pausing | Status::Paused => paused_label,
+            }
+            .to_owned()
         }
-        .to_owned()
     });
-    let word = text(move || status.get().as_str().to_owned());
+    let word = text(move || status().as_str().to_owned());
     view! {
         <div class="buttons" role="group" aria-label=label>
             <button
                 type="button"
-                class:primary=flag(move || !running.get())
+                class:primary=idle.clone()
                 data-testid=format!("{prefix}start")
-                prop:disabled=flag(move || running.get())
+                prop:disabled=running.clone()
                 on:click=start
             >
                 {start_label}
             </button>
             <button
                 type="button"
-                class:primary=flag(move || running.get())
+                class:primary=running
                 data-testid=format!("{prefix}pause")
-                prop:disabled=flag(move || !running.get())
+                prop:disabled=idle
                 on:click=pause
             >
                 "Pause"

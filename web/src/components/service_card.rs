@@ -35,24 +35,31 @@ pub fn ServiceCard(
     let read = move |f: fn(&ServiceView) -> String| -> Text {
         text(move || service.with(|s| s.as_ref().map(f).unwrap_or_default()))
     };
-    let level =
-        Memo::new(move |_| service.with(|s| s.as_ref().map_or(Level::Normal, |s| s.usage.level())));
-    // One bar per limit the frame counts (racy mode counts the service's own only).
-    let count =
-        Memo::new(move |_| service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)));
+    // Read from the service, not a memo: a `Memo<Level>` was its own copy of the memo code.
+    let level = move || service.with(|s| s.as_ref().map_or(Level::Normal, |s| s.usage.level()));
+    // One bar per limit the frame counts (racy mode counts the service's own only), keyed by
+    // its place and whether the card has several, as `place << 1 | several` (a card going
+    // from one limit to two draws its first bar again, with its head): bars are built, never
+    // rebuilt. A `Memo<Vec<u64>>` and `u64` keys, as the counts tables and the editor's rows
+    // have: each memo type and key type is its own copy of that code in the `.wasm`.
+    let bars = Memo::new(move |_| {
+        let count = service.with(|s| s.as_ref().map_or(1, ServiceView::limit_count)) as u64;
+        (0..count)
+            .map(|index| index << 1 | u64::from(count > 1))
+            .collect::<Vec<u64>>()
+    });
     let limits = {
         let name = name.clone();
-        move || {
-            let several = count.get() > 1;
-            (0..count.get())
-                .map(|index| limit_bar(state, &name, service, index, several))
-                .collect::<Vec<_>>()
+        view! {
+            <For each=move || bars.get() key=|bar| *bar children=move |bar| {
+                limit_bar(state, &name, service, (bar >> 1) as usize, bar & 1 == 1)
+            }/>
         }
     };
     let id = |part: &str| format!("{part}-{name}");
     view! {
         <article
-            class=text(move || format!("card level-{}", level.get()))
+            class=text(move || format!("card level-{}", level()))
             data-testid=id("card")
             // Labelled by the name itself: an id made from a name with a space would not work
             // in aria-labelledby (a list of ids), and ids may not contain spaces at all.
@@ -62,10 +69,10 @@ pub fn ServiceCard(
                 <h3>{name.clone()}</h3>
                 <span class="badge">
                     <span class="badge-icon" aria-hidden="true">
-                        {text(move || icon(level.get()).to_owned())}
+                        {text(move || icon(level()).to_owned())}
                     </span>
                     <span data-testid=id("level")>
-                        {text(move || level.get().as_str().to_owned())}
+                        {text(move || level().as_str().to_owned())}
                     </span>
                 </span>
             </header>

@@ -17,12 +17,27 @@ use quota_core::{StoreEvent, StoreStats, SyncPolicy};
 pub fn StorePanel() -> impl IntoView {
     let state = use_app();
     let policy = SyncPolicy::default().reduced_rate;
-    let racy = Memo::new(move |_| state.frame().with(|f| f.mode == Mode::Racy));
-    let stats = Memo::new(move |_| state.frame().with(|f| f.store.clone().unwrap_or_default()));
-    let outage = Memo::new(move |_| state.frame().with(|f| f.outage));
-    let reduced = move || stats.with(|s| s.reduced_rate);
+    // Read from the frame rather than `Memo<bool>`s (each memo type is its own copy of the memo
+    // code).
+    let racy = move || state.frame().with(|f| f.mode == Mode::Racy);
+    // The store's stats, read from the frame: a `Memo<StoreStats>` was its own copy of the memo
+    // code.
+    let stats = move |value: Box<dyn Fn(&StoreStats) -> String + Send + Sync>| {
+        text(move || {
+            state.frame().with(|f| match &f.store {
+                Some(stats) => value(stats),
+                None => value(&StoreStats::default()),
+            })
+        })
+    };
+    let outage = move || state.frame().with(|f| f.outage);
+    let reduced = move || {
+        state
+            .frame()
+            .with(|f| f.store.as_ref().is_some_and(|s| s.reduced_rate))
+    };
     let hint = text(move || {
-        if racy.get() {
+        if racy() {
             "Racy mode has no store: the demonstration keeps its state in memory only, so \
              nothing is saved and the outage switch applies to locked mode only."
                 .to_owned()
@@ -67,8 +82,8 @@ pub fn StorePanel() -> impl IntoView {
                         type="checkbox"
                         id="store-outage"
                         data-testid="store-outage"
-                        prop:checked=flag(move || outage.get())
-                        prop:disabled=flag(move || racy.get())
+                        prop:checked=flag(outage)
+                        prop:disabled=flag(racy)
                         on:change=on_change(move |ev| state.set_outage(event_target_checked(&ev)))
                     />
                     " Store outage (every sync fails)"
@@ -87,7 +102,7 @@ pub fn StorePanel() -> impl IntoView {
                         view! {
                             <div class="stat">
                                 <dt>{label}</dt>
-                                <dd data-testid=id>{text(move || stats.with(value).to_string())}</dd>
+                                <dd data-testid=id>{stats(Box::new(move |s| value(s).to_string()))}</dd>
                             </div>
                         }
                     })}
@@ -95,7 +110,7 @@ pub fn StorePanel() -> impl IntoView {
             <p class="last-error">
                 "Last error: "
                 <span data-testid="stats-last-error">
-                    {text(move || stats.with(|s| s.last_error.clone().unwrap_or_else(|| "none".to_owned())))}
+                    {stats(Box::new(|s| s.last_error.clone().unwrap_or_else(|| "none".to_owned())))}
                 </span>
             </p>
             <h3 id="store-events-heading">"Store events"</h3>

@@ -43,36 +43,39 @@ fn colour(index: usize) -> &'static str {
 #[component]
 pub fn UsageChart() -> impl IntoView {
     let state = use_app();
-    // The threshold lines: one per distinct fraction, labelled by the first kind at it.
+    // The threshold lines: one per distinct fraction, labelled by the first kind at it (as
+    // [`mark_key`]s: a `Memo<Vec<u64>>` and `u64` keys, as elsewhere in the dashboard; each memo
+    // and key type is its own copy of that code in the `.wasm`).
     let marks = Memo::new(move |_| {
         state.config().with(|config| {
-            let mut marks: Vec<(u64, &'static str)> = Vec::new();
+            let mut marks: Vec<u64> = Vec::new();
             for service in &config.services {
-                for (fraction, kind) in [
-                    (service.warn_threshold, "warn"),
-                    (service.critical_threshold, "critical"),
+                for (fraction, critical) in [
+                    (service.warn_threshold, false),
+                    (service.critical_threshold, true),
                 ] {
                     if !marks
                         .iter()
-                        .any(|(f, _)| (f64::from_bits(*f) - fraction).abs() < 1e-9)
+                        .any(|&mark| (mark_fraction(mark) - fraction).abs() < 1e-9)
                     {
-                        marks.push((fraction.to_bits(), kind));
+                        marks.push(mark_key(fraction, critical));
                     }
                 }
             }
             marks
         })
     });
-    // The series: one per service of the samples, in config order.
+    // The series: one per service of the samples, in config order (`Memo<Vec<String>>`s, as
+    // elsewhere; numbered in the lists).
     let series = Memo::new(move |_| {
         state
             .history()
-            .with(|history| numbered(history.services.iter().map(|line| &line.name)))
+            .with(|history| names_of(history.services.iter().map(|line| &line.name)))
     });
     let names = Memo::new(move |_| {
         state
             .config()
-            .with(|config| numbered(config.services.iter().map(|service| &service.name)))
+            .with(|config| names_of(config.services.iter().map(|service| &service.name)))
     });
     let ago = text(move || {
         state.history().with(|history| {
@@ -116,9 +119,9 @@ pub fn UsageChart() -> impl IntoView {
                         }
                     })}
                 <For each=move || marks.get() key=|mark| *mark let:mark>
-                    {threshold(f64::from_bits(mark.0), mark.1)}
+                    {threshold(mark_fraction(mark), mark_kind(mark))}
                 </For>
-                <For each=move || series.get() key=|line| line.clone() let:line>
+                <For each=move || numbered(series.get()) key=|(index, name)| format!("{index} {name}") let:line>
                     {
                         let (index, name) = line;
                         let points = text(move || {
@@ -147,7 +150,7 @@ pub fn UsageChart() -> impl IntoView {
                 </text>
             </svg>
             <ul class="legend">
-                <For each=move || names.get() key=|entry| entry.clone() let:entry>
+                <For each=move || numbered(names.get()) key=|(index, name)| format!("{index} {name}") let:entry>
                     <li>
                         <span
                             class="swatch"
@@ -162,9 +165,35 @@ pub fn UsageChart() -> impl IntoView {
     }
 }
 
-/// Each name with its index (which picks its colour).
-fn numbered<'a>(names: impl Iterator<Item = &'a String>) -> Vec<(usize, String)> {
-    names.cloned().enumerate().collect()
+/// The threshold line at `fraction`, critical or warn, as one `u64`: the fraction's bits with
+/// the sign bit (a threshold is above 0) set for critical. It keys the line, so a line whose
+/// label changes is drawn again.
+fn mark_key(fraction: f64, critical: bool) -> u64 {
+    fraction.to_bits() | u64::from(critical) << 63
+}
+
+/// The fraction of a [`mark_key`].
+fn mark_fraction(mark: u64) -> f64 {
+    f64::from_bits(mark & !(1 << 63))
+}
+
+/// The label of a [`mark_key`].
+fn mark_kind(mark: u64) -> &'static str {
+    if mark >> 63 == 1 {
+        "critical"
+    } else {
+        "warn"
+    }
+}
+
+/// The names, in order.
+fn names_of<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    names.cloned().collect()
+}
+
+/// Each name with its index (which picks its colour; the lists key on both, as text).
+fn numbered(names: Vec<String>) -> Vec<(usize, String)> {
+    names.into_iter().enumerate().collect()
 }
 
 /// The dashed line and label of a threshold at `fraction` of the limit.

@@ -116,8 +116,9 @@ impl Run {
     fn new(config: TrackerConfig, mode: SyncMode) -> Result<Run, QuotaError> {
         let clock = ManualClock::new(crate::clock::wall_ms());
         let shared = Shared::new(mode);
-        let trackers = (0..INSTANCES)
-            .map(|_| {
+        let mut trackers = Vec::with_capacity(INSTANCES);
+        for _ in 0..INSTANCES {
+            trackers.push(
                 QuotaTracker::builder(config.clone())
                     .clock(clock.clone())
                     .boxed_store(shared.handle())
@@ -125,9 +126,9 @@ impl Run {
                         interval_ms: 0,
                         ..SyncPolicy::default()
                     })
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                    .build()?,
+            );
+        }
         Ok(Run {
             issued: RefCell::new(vec![0; config.services.len()]),
             calls: Cell::new(0),
