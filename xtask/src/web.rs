@@ -124,9 +124,9 @@ fn release_build() -> Result<(), String> {
 /// editor's run-time changes and several limits per service (in the core, then the cards' bar
 /// per limit and the editor's limit rows) the dashboard is over it, so this is an interim
 /// figure just above the measured size while issue 18 is open (262,200 before the size pass of
-/// branch dashboard-size, which measured 245,314 B): it goes back to 230,000 (or under) before
-/// issue 18 is resolved.
-const WASM_GZIP_BUDGET: u64 = 245_400;
+/// branch dashboard-size, which measured 245,314 B; 243,972 B once merged with the JS module's
+/// second size pass in the core): it goes back to 230,000 (or under) before issue 18 is resolved.
+const WASM_GZIP_BUDGET: u64 = 244_300;
 
 /// Prints the size of the release build's .wasm, raw and gzipped (`gzip -9`, as BENCHMARKS.md
 /// measures it), and fails if the gzipped size is over [`WASM_GZIP_BUDGET`], or if `dist/` has
