@@ -1,5 +1,6 @@
 //! Installs the tools the checks need when they are missing, and skips them when present.
 
+use crate::browser_proxy;
 use crate::run::{command, output, root};
 use std::path::{Path, PathBuf};
 
@@ -89,15 +90,21 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where apt installs chromedriver.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// The environment under which `cargo test --target wasm32-unknown-unknown` runs its tests
-/// through wasm-bindgen-test-runner: in Node, or in headless Chromium via chromedriver.
-pub const WASM_TEST_ENV: &[(&str, &str)] = &[
-    (
-        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-        "wasm-bindgen-test-runner",
-    ),
-    ("CHROMEDRIVER", CHROMEDRIVER),
-];
+/// Runs `cargo test` with `args` for wasm32 through wasm-bindgen-test-runner: in Node, or in
+/// headless Chromium via chromedriver, whose loopback requests go through [`browser_proxy`].
+pub fn cargo_test_wasm(args: &[&str]) -> Result<(), String> {
+    let webdriver_json = browser_proxy::webdriver_json()?;
+    let webdriver_json = webdriver_json.to_string_lossy();
+    let env = [
+        (
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        ),
+        ("CHROMEDRIVER", CHROMEDRIVER),
+        ("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json),
+    ];
+    command("cargo", args, &env)
+}
 
 /// The binaryen release whose `wasm-opt` the builds use. Debian's binaryen 108 breaks
 /// wasm-bindgen output (see ../shared/TOOLCHAIN.md), so it comes from npm into `.tools/`.

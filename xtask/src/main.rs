@@ -5,12 +5,14 @@
 //! - `cargo xtask screenshot`: refreshes the README's `docs/dashboard.png`.
 //! - `cargo xtask soak [minutes]`: leaves the dashboard running at the cap and checks that it
 //!   keeps its memory and frame rate (30 minutes by default).
+//! - `cargo xtask js-tests`: runs the JS module's wasm32 tests in Node and headless Chromium.
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
 //! - `cargo xtask mixed-fleet`: runs the previous build and this one on one file and one Redis.
 //! - `cargo xtask modules`: each crate's module graph; fails on a cycle or a file over 500 lines.
 //! - `cargo xtask fuzz [seconds]`: runs every fuzz target in `fuzz/` for that long (600 s each).
 
+mod browser_proxy;
 mod fuzz;
 mod install;
 mod mixed_fleet;
@@ -35,6 +37,18 @@ fn main() -> ExitCode {
         "readme" => readme::run_blocks(),
         "mixed-fleet" => mixed_fleet_alone(),
         "modules" => modules::check(),
+        "js-tests" => install::wasm32_target()
+            .and_then(|()| install::wasm_bindgen_cli())
+            .and_then(|()| install::chromium())
+            .and_then(|()| {
+                install::cargo_test_wasm(&[
+                    "test",
+                    "-p",
+                    "quota-tests",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ])
+            }),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
@@ -70,8 +84,10 @@ fn print_help() {
          \x20       cached in target/mixed-fleet/) and this build's, run both at once on one\n\
          \x20       file, then on one redis-server (Local, Exact, Leased; 3 processes each),\n\
          \x20       and check that the store holds exactly what the two admitted\n\
-         modules print each crate's import graph between top-level modules; fail on a
-         \x20       cycle or on a source file over 500 lines (test files excepted)
+         modules print each crate's import graph between top-level modules; fail on a\n\
+         \x20       cycle or on a source file over 500 lines (test files excepted)\n\
+         js-tests\n\
+         \x20       run the JS module's wasm32 tests in Node and in headless Chromium\n\
          pkg     build the JS module (ES module + TypeScript types) into pkg/\n\
          readme  paste each Rust block of README.md into a new project and run it (starts\n\
          \x20       a redis-server for the blocks that need one)\n\
@@ -249,11 +265,9 @@ fn js_module_stages(stages: &mut Stages) {
         ],
         &[],
     );
-    stages.cargo(
-        "JS module tests (Node + headless Chromium)",
-        &["test", "-p", "quota-tests", "--target", wasm32],
-        install::WASM_TEST_ENV,
-    );
+    stages.run("JS module tests (Node + headless Chromium)", || {
+        install::cargo_test_wasm(&["test", "-p", "quota-tests", "--target", wasm32])
+    });
     stages.run("pkg", pkg::pkg);
     stages.run("JS consumer tests (node --test)", node_tests);
 }

@@ -52,11 +52,9 @@ pub fn stages(stages: &mut Stages) {
         ],
         &[],
     );
-    stages.cargo(
-        "dashboard component tests (headless Chromium)",
-        &["test", "-p", "quota-web", "--target", WASM32],
-        install::WASM_TEST_ENV,
-    );
+    stages.run("dashboard component tests (headless Chromium)", || {
+        install::cargo_test_wasm(&["test", "-p", "quota-web", "--target", WASM32])
+    });
     stages.run("dashboard release build (trunk)", release_build);
     stages.run("dashboard .wasm size budget (gzip -9)", size_budget);
     stages.run("dashboard end-to-end (playwright-core)", end_to_end);
