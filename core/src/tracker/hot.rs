@@ -254,8 +254,8 @@ impl QuotaTracker {
         self.update_locked(position, request, now, count, quiet, changed)
     }
 
-    /// [`update_as`](Self::update_as) with shared admission, or of a removed service: out of
-    /// line, so that its result takes no room in the fast path's frame.
+    /// [`update_as`](Self::update_as) with shared admission, several limits, or of a removed
+    /// service: out of line, so that its result takes no room in the fast path's frame.
     #[inline(never)]
     pub(super) fn shared_update_as<'s, R>(
         &'s self,
@@ -265,11 +265,7 @@ impl QuotaTracker {
         changed: impl FnOnce(Recorded<'s>) -> R,
     ) -> Result<R, QuotaError> {
         let slot = self.slot(position);
-        let settings = slot.settings();
-        if !settings.more.is_empty() && !settings.removed {
-            return self.limits_update(position, request).map(changed);
-        }
-        if settings.removed {
+        if slot.settings().removed {
             // By name: the name may be in force again at another position.
             return match self.find_added(&slot.name).filter(|_| by_name) {
                 Some(position) => self.update(position, request).map(changed),

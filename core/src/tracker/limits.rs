@@ -4,9 +4,9 @@
 //! here for a count, only for reads that any settings answer alike.
 
 use super::{describe_transition, QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotState};
-use crate::config::Admission;
+use crate::config::{Admission, ServiceConfig};
 use crate::error::QuotaError;
-use crate::rules::{Ask, Refusal, Request, Step};
+use crate::rules::{Refusal, Request, Step};
 use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
 
 /// What [`QuotaTracker::step_limits`] did.
@@ -49,16 +49,18 @@ impl QuotaTracker {
         now: u64,
         request: Request,
     ) -> LimitsStep {
+        // Each limit's step on a copy of its count: nothing is counted until every limit
+        // admits; then the copies are the new counts (each limit stepped once).
+        let mut trials = [None; ServiceConfig::MAX_LIMITS];
         let mut refused = None;
-        if request.ask != Ask::Read {
-            for at in 0..state.limit_count() {
-                // A trial on a copy: nothing is counted until every limit admits.
-                let mut trial = *state.count(at);
-                if let Some(refusal) = settings.limit(at).step(&mut trial, now, request).refused {
-                    refused = Some((refusal, at));
-                    break;
-                }
+        for (at, kept) in trials.iter_mut().enumerate().take(state.limit_count()) {
+            let mut trial = *state.count(at);
+            let step = settings.limit(at).step(&mut trial, now, request);
+            if let Some(refusal) = step.refused {
+                refused = Some((refusal, at));
+                break;
             }
+            *kept = Some((trial, step));
         }
         let asked = match refused {
             Some(_) => Request::READ,
@@ -76,11 +78,18 @@ impl QuotaTracker {
             entered_critical: false,
         };
         let mut recorded = Vec::new();
-        for at in 0..state.limit_count() {
+        for (at, trial) in trials.into_iter().enumerate().take(state.limit_count()) {
             let rules = settings.limit(at);
             let (count, ledger) = state.limit_mut(at);
             let old_window = count.window;
-            let step = rules.step(count, now, asked);
+            let step = match trial.filter(|_| refused.is_none()) {
+                Some((trial, step)) => {
+                    *count = trial;
+                    step
+                }
+                // Refused by some limit: each only rolls its window over, as any call would.
+                None => rules.step(count, now, asked),
+            };
             if booking && step.changed {
                 ledger.book(old_window, &step, asked.count);
             }
