@@ -64,8 +64,9 @@ pub use store::FileStore;
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
 pub use store::LocalStorageStore;
 pub use store::{
-    AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, MemoryStore,
-    Raise, Store, StoreError, StoredState, StoredWindow, SyncBatch, WindowKey,
+    AdmitReply, AdmitRequest, AdmitWindow, Delta, GiveBack, GiveBackWindow, InstanceId, LeaseReply,
+    LeaseRequest, LeaseWindow, MemoryStore, Raise, Store, StoreError, StoredState, StoredWindow,
+    SyncBatch, WindowKey, WindowTotal,
 };
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use store::{RedisClock, RedisStore};

@@ -191,6 +191,7 @@ fn keys_are_named_per_service_and_window_and_always_expire() {
             window: today.clone(),
             block: 5,
             ceiling: 100,
+            also: Vec::new(),
         })
         .unwrap();
     assert_eq!(
@@ -233,36 +234,46 @@ fn admit_lease_and_give_back_match_stored_state() {
         below,
         cap,
         force,
+        also: Vec::new(),
     };
     assert_eq!(
         store.admit(&admit(3, 8, 10, false)),
         Ok(AdmitReply::Admitted {
             total: 3,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(
         store.admit(&admit(8, 8, 10, false)),
-        Ok(AdmitReply::Denied { total: 3 }),
+        Ok(AdmitReply::Denied {
+            total: 3,
+            also: Vec::new()
+        }),
         "3 + 8 is over the cap"
     );
     assert_eq!(
         store.admit(&admit(5, 8, 10, false)),
         Ok(AdmitReply::Admitted {
             total: 8,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(
         store.admit(&admit(1, 8, 10, false)),
-        Ok(AdmitReply::Denied { total: 8 }),
+        Ok(AdmitReply::Denied {
+            total: 8,
+            also: Vec::new()
+        }),
         "not below 8"
     );
     assert_eq!(
         store.admit(&admit(5, 8, 10, true)),
         Ok(AdmitReply::Admitted {
             total: 13,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     // One rising seq per instance for every kind of operation; each says the ones before it
@@ -274,6 +285,7 @@ fn admit_lease_and_give_back_match_stored_state() {
         window: w.clone(),
         block,
         ceiling,
+        also: Vec::new(),
     };
     assert_eq!(
         store.lease(&lease(1, 1, 10, 20)),
@@ -281,6 +293,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             granted: 7,
             total: 20,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
     // A retry gets the same grant (and adds nothing); a seq below the mark gets nothing.
@@ -290,6 +303,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             granted: 7,
             total: 20,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(
@@ -298,6 +312,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             granted: 0,
             total: 20,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(
@@ -306,6 +321,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             granted: 0,
             total: 20,
             raise_count: 0,
+            also: Vec::new(),
         }),
         "no headroom"
     );
@@ -316,6 +332,7 @@ fn admit_lease_and_give_back_match_stored_state() {
         window: w.clone(),
         unused,
         raise_count: 0,
+        also: Vec::new(),
     };
     assert_eq!(store.give_back(&give_back(1, 2, 4)), Ok(4));
     assert_eq!(store.give_back(&give_back(1, 2, 4)), Ok(4), "a retry");
@@ -335,6 +352,7 @@ fn admit_lease_and_give_back_match_stored_state() {
             granted: 5,
             total: 5,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
 }
@@ -363,12 +381,14 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
         below: 100,
         cap: 100,
         force: false,
+        also: Vec::new(),
     };
     let admitted = AdmitReply::Admitted {
         total: 5,
         raise_count: 0,
+        also: Vec::new(),
     };
-    assert_eq!(store.admit(&admit(1)), Ok(admitted));
+    assert_eq!(store.admit(&admit(1)), Ok(admitted.clone()));
     assert_eq!(reference.admit(&admit(1)), admitted);
     // B raises the window to the provider's count, 8, above the total: the floor absorbs A's 5.
     let raise = |seq, at_least| {
@@ -390,6 +410,7 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
         window: w.clone(),
         unused,
         raise_count,
+        also: Vec::new(),
     };
     for send in 0..2 {
         assert_eq!(store.give_back(&give_back(2, 5, 0)), Ok(0), "send {send}");
@@ -403,7 +424,7 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
         assert_eq!(total(&store, &w), 5, "send {send}");
     }
     // The admission's resend still answers the count it was applied under.
-    assert_eq!(store.admit(&admit(1)), Ok(admitted));
+    assert_eq!(store.admit(&admit(1)), Ok(admitted.clone()));
     assert_eq!(reference.admit(&admit(1)), admitted);
     // A lease reports the count it was granted under, and a resend the same after a raise.
     let lease = |seq| LeaseRequest {
@@ -413,20 +434,22 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
         window: w.clone(),
         block: 4,
         ceiling: 100,
+        also: Vec::new(),
     };
     let granted = LeaseReply {
         granted: 4,
         total: 9,
         raise_count: 1,
+        also: Vec::new(),
     };
-    assert_eq!(store.lease(&lease(4)), Ok(granted));
+    assert_eq!(store.lease(&lease(4)), Ok(granted.clone()));
     assert_eq!(reference.lease(&lease(4)), granted);
     // B's next floor, 2, is below the total: it changes no total, but it is a raise too.
     assert_eq!(store.sync(&raise(2, 2)), Ok(vec![9]));
     assert_eq!(reference.apply(&raise(2, 2)), [9]);
     assert_eq!(
         store.lease(&lease(4)),
-        Ok(granted),
+        Ok(granted.clone()),
         "a resend: the first count"
     );
     assert_eq!(reference.lease(&lease(4)), granted);
@@ -439,8 +462,9 @@ fn a_give_back_after_another_instances_raise_is_forfeited() {
         granted: 4,
         total: 13,
         raise_count: 2,
+        also: Vec::new(),
     };
-    assert_eq!(store.lease(&lease(6)), Ok(later));
+    assert_eq!(store.lease(&lease(6)), Ok(later.clone()));
     assert_eq!(reference.lease(&lease(6)), later);
     assert_eq!(store.give_back(&give_back(7, 4, 2)), Ok(4));
     assert_eq!(reference.give_back(&give_back(7, 4, 2)), 4);
@@ -567,6 +591,7 @@ fn an_ended_windows_raise_count_goes_with_the_window() {
         below: 100,
         cap: 100,
         force: false,
+        also: Vec::new(),
     };
     store.admit(&admit).unwrap();
     check(&mut raw, "an admission");
@@ -577,6 +602,7 @@ fn an_ended_windows_raise_count_goes_with_the_window() {
         window: w.clone(),
         block: 2,
         ceiling: 100,
+        also: Vec::new(),
     };
     store.lease(&lease).unwrap();
     check(&mut raw, "a lease");
@@ -587,6 +613,7 @@ fn an_ended_windows_raise_count_goes_with_the_window() {
         window: w.clone(),
         unused: 1,
         raise_count: 1,
+        also: Vec::new(),
     };
     assert_eq!(store.give_back(&give_back), Ok(1));
     check(&mut raw, "a give-back");
@@ -734,9 +761,14 @@ fn every_operation_answers_exactly_as_stored_state() {
                     below: any(&mut rng).max(small(&mut rng)),
                     cap: any(&mut rng),
                     force: rng.next().is_multiple_of(5),
+                    also: Vec::new(),
                 };
                 let expected = reference.admit(&request);
-                assert_eq!(store.admit(&request), Ok(expected), "{step}: {request:?}");
+                assert_eq!(
+                    store.admit(&request),
+                    Ok(expected.clone()),
+                    "{step}: {request:?}"
+                );
                 if let AdmitReply::Admitted { raise_count, .. } = expected {
                     reported[index] = raise_count;
                 }
@@ -750,9 +782,14 @@ fn every_operation_answers_exactly_as_stored_state() {
                     window: window.clone(),
                     block: any(&mut rng),
                     ceiling: any(&mut rng),
+                    also: Vec::new(),
                 };
                 let expected = reference.lease(&request);
-                assert_eq!(store.lease(&request), Ok(expected), "{step}: {request:?}");
+                assert_eq!(
+                    store.lease(&request),
+                    Ok(expected.clone()),
+                    "{step}: {request:?}"
+                );
                 reported[index] = expected.raise_count;
             }
             _ => {
@@ -768,6 +805,7 @@ fn every_operation_answers_exactly_as_stored_state() {
                         1 => rng.next() % 3,
                         _ => stored_raise_count(&reference, window),
                     },
+                    also: Vec::new(),
                 };
                 let expected = reference.give_back(&request);
                 if expected == 0 && stored_raise_count(&reference, window) != request.raise_count {
@@ -925,6 +963,7 @@ fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
                     below: 100,
                     cap: 100,
                     force: true,
+                    also: Vec::new(),
                 })
                 .map(drop),
             store
@@ -935,6 +974,7 @@ fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
                     window: w.clone(),
                     block: 1,
                     ceiling: 100,
+                    also: Vec::new(),
                 })
                 .map(drop),
             store
@@ -945,6 +985,7 @@ fn an_operations_record_that_is_not_valid_fails_the_call_and_changes_nothing() {
                     window: w.clone(),
                     unused: 1,
                     raise_count: 0,
+                    also: Vec::new(),
                 })
                 .map(drop),
         ];
@@ -1001,6 +1042,7 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             below: 100,
             cap: 100,
             force: false,
+            also: Vec::new(),
         };
         let answer = store.admit(&admit);
         assert_eq!(answer, Ok(reference.admit(&admit)), "admit {seq}");
@@ -1009,7 +1051,8 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             answer,
             Ok(AdmitReply::Admitted {
                 total: seq,
-                raise_count: 0
+                raise_count: 0,
+                also: Vec::new(),
             }),
             "admit {seq}"
         );
@@ -1025,6 +1068,7 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             window: w.clone(),
             block: 5,
             ceiling: 100,
+            also: Vec::new(),
         };
         let reply = store.lease(&lease);
         assert_eq!(reply, Ok(reference.lease(&lease)), "lease {seq}");
@@ -1035,7 +1079,8 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             Ok(LeaseReply {
                 granted: 5,
                 total,
-                raise_count: 0
+                raise_count: 0,
+                also: Vec::new(),
             }),
             "lease {seq}"
         );
@@ -1054,6 +1099,7 @@ fn a_resend_of_an_older_seq_after_a_newer_one_is_not_applied_again() {
             window: w.clone(),
             unused: 3,
             raise_count: 0,
+            also: Vec::new(),
         };
         let taken = store.give_back(&give_back);
         assert_eq!(
@@ -1104,9 +1150,22 @@ fn an_operation_below_the_low_water_mark_is_not_applied() {
             below: 100,
             cap: 100,
             force: true,
+            also: Vec::new(),
         };
-        assert_eq!(store.admit(&admit), Ok(AdmitReply::Denied { total: 25 }));
-        assert_eq!(reference.admit(&admit), AdmitReply::Denied { total: 25 });
+        assert_eq!(
+            store.admit(&admit),
+            Ok(AdmitReply::Denied {
+                total: 25,
+                also: Vec::new()
+            })
+        );
+        assert_eq!(
+            reference.admit(&admit),
+            AdmitReply::Denied {
+                total: 25,
+                also: Vec::new()
+            }
+        );
         let lease = LeaseRequest {
             done_below: 3,
             instance: id(1),
@@ -1114,14 +1173,16 @@ fn an_operation_below_the_low_water_mark_is_not_applied() {
             window: w.clone(),
             block: 5,
             ceiling: 100,
+            also: Vec::new(),
         };
         // The window's raise count now (the stale floor raised it).
         let nothing = LeaseReply {
             granted: 0,
             total: 25,
             raise_count: 1,
+            also: Vec::new(),
         };
-        assert_eq!(store.lease(&lease), Ok(nothing));
+        assert_eq!(store.lease(&lease), Ok(nothing.clone()));
         assert_eq!(reference.lease(&lease), nothing);
         let give_back = GiveBack {
             done_below: 3,
@@ -1130,6 +1191,7 @@ fn an_operation_below_the_low_water_mark_is_not_applied() {
             window: w.clone(),
             unused: 7,
             raise_count: 1,
+            also: Vec::new(),
         };
         assert_eq!(store.give_back(&give_back), Ok(0));
         assert_eq!(reference.give_back(&give_back), 0);
@@ -1204,6 +1266,7 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
             below: 100,
             cap: 100,
             force: false,
+            also: Vec::new(),
         })
         .unwrap();
     store
@@ -1214,6 +1277,7 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
             window: month.clone(),
             block: 2,
             ceiling: 100,
+            also: Vec::new(),
         })
         .unwrap();
     assert_eq!(
@@ -1245,6 +1309,7 @@ fn the_record_holds_only_operations_in_flight_and_outlives_its_windows() {
             window: today.clone(),
             unused: 1,
             raise_count: 0,
+            also: Vec::new(),
         })
         .unwrap();
     assert_eq!(int(&mut raw, "PEXPIRETIME", &ops), expires);
@@ -1366,6 +1431,7 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
         window: w.clone(),
         block: 8,
         ceiling: 100,
+        also: Vec::new(),
     };
     store.lease(&lease).unwrap();
     server.restart();
@@ -1381,11 +1447,13 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
             window: w.clone(),
             block: 8,
             ceiling: 100,
+            also: Vec::new(),
         }),
         Ok(LeaseReply {
             granted: 8,
             total: 51,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(
@@ -1397,11 +1465,13 @@ fn totals_survive_a_restart_with_appendonly_and_the_store_reconnects() {
             count: 1,
             below: 100,
             cap: 100,
-            force: false
+            force: false,
+            also: Vec::new(),
         }),
         Ok(AdmitReply::Admitted {
             total: 52,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     // Down: an error, not a hang; up again: works.
@@ -1431,6 +1501,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         window: other.clone(),
         block: 1,
         ceiling: 1,
+        also: Vec::new(),
     };
     store.lease(&warm(1)).unwrap();
     store
@@ -1443,6 +1514,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
             below: 0,
             cap: 0,
             force: false,
+            also: Vec::new(),
         })
         .unwrap();
 
@@ -1467,6 +1539,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         window: w.clone(),
         block: 5,
         ceiling: 100,
+        also: Vec::new(),
     };
     assert!(store.lease(&lease).is_err());
     assert_eq!(
@@ -1480,6 +1553,7 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
             granted: 5,
             total: 16,
             raise_count: 0,
+            also: Vec::new(),
         })
     );
 
@@ -1501,12 +1575,14 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         below: 1_000,
         cap: 1_000,
         force: false,
+        also: Vec::new(),
     };
     assert_eq!(
         store.admit(&admit),
         Ok(AdmitReply::Admitted {
             total: 117,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(total(&direct, &w), 117, "applied once, although sent twice");
@@ -1515,7 +1591,8 @@ fn a_lost_reply_fails_the_call_and_its_retry_counts_once() {
         store.admit(&admit),
         Ok(AdmitReply::Admitted {
             total: 117,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     assert_eq!(total(&direct, &w), 117);
@@ -1543,6 +1620,7 @@ fn a_lost_reply_whose_reconnect_fails_is_io_and_its_retry_counts_once() {
         below: 1_000,
         cap: 1_000,
         force: false,
+        also: Vec::new(),
     };
     store.admit(&admit(2)).unwrap();
 
@@ -1575,7 +1653,8 @@ fn a_lost_reply_whose_reconnect_fails_is_io_and_its_retry_counts_once() {
         store.admit(&admit(4)),
         Ok(AdmitReply::Admitted {
             total: 13,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }),
         "the first answer, counted once"
     );
@@ -1688,11 +1767,13 @@ fn tls_with_a_self_signed_certificate() {
             count: 2,
             below: 10,
             cap: 10,
-            force: false
+            force: false,
+            also: Vec::new(),
         }),
         Ok(AdmitReply::Admitted {
             total: 6,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         })
     );
     // A root certificate needs a rediss:// URL.

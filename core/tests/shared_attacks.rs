@@ -380,6 +380,7 @@ fn regression_lease_records_are_never_forgotten() {
             window: window.clone(),
             block: 1,
             ceiling: u64::MAX,
+            also: Vec::new(),
         };
         state.lease(&request);
         state.give_back(&GiveBack {
@@ -389,6 +390,7 @@ fn regression_lease_records_are_never_forgotten() {
             window: window.clone(),
             unused: 1,
             raise_count: 0,
+            also: Vec::new(),
         });
     }
     assert_eq!(
@@ -406,6 +408,7 @@ fn regression_lease_records_are_never_forgotten() {
         window: next,
         block: 1,
         ceiling: u64::MAX,
+        also: Vec::new(),
     });
     assert_eq!(
         state.records(),

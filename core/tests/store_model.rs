@@ -364,11 +364,28 @@ impl Model {
                 let window = &admit.window;
                 let total = self.total(window);
                 let (reply, answer) = match self.seen(&window.service, admit.instance, admit.seq) {
-                    Seen::Done(Answer::Admitted(total, raise_count)) => {
-                        (AdmitReply::Admitted { total, raise_count }, None)
-                    }
-                    Seen::Done(Answer::Denied(total)) => (AdmitReply::Denied { total }, None),
-                    Seen::Done(_) | Seen::Stale => (AdmitReply::Denied { total }, None),
+                    Seen::Done(Answer::Admitted(total, raise_count)) => (
+                        AdmitReply::Admitted {
+                            total,
+                            raise_count,
+                            also: Vec::new(),
+                        },
+                        None,
+                    ),
+                    Seen::Done(Answer::Denied(total)) => (
+                        AdmitReply::Denied {
+                            total,
+                            also: Vec::new(),
+                        },
+                        None,
+                    ),
+                    Seen::Done(_) | Seen::Stale => (
+                        AdmitReply::Denied {
+                            total,
+                            also: Vec::new(),
+                        },
+                        None,
+                    ),
                     Seen::New => {
                         let after = total + admit.count;
                         if admit.force || (total < admit.below && after <= admit.cap) {
@@ -378,11 +395,18 @@ impl Model {
                                 AdmitReply::Admitted {
                                     total: after,
                                     raise_count,
+                                    also: Vec::new(),
                                 },
                                 Some(Answer::Admitted(after, raise_count)),
                             )
                         } else {
-                            (AdmitReply::Denied { total }, Some(Answer::Denied(total)))
+                            (
+                                AdmitReply::Denied {
+                                    total,
+                                    also: Vec::new(),
+                                },
+                                Some(Answer::Denied(total)),
+                            )
                         }
                     }
                 };
@@ -410,6 +434,7 @@ impl Model {
                     granted,
                     total: self.total(window),
                     raise_count,
+                    also: Vec::new(),
                 })
             }
             Request::GiveBack(give_back) => {
@@ -652,6 +677,7 @@ impl Case {
                     below: cap,
                     cap,
                     force,
+                    also: Vec::new(),
                 })
             }
             &NewOp::Lease {
@@ -667,6 +693,7 @@ impl Case {
                     ceiling: near(&self.model, &window, offset),
                     window,
                     block,
+                    also: Vec::new(),
                 })
             }
             &NewOp::GiveBack {
@@ -706,6 +733,7 @@ impl Case {
                     window,
                     unused,
                     raise_count,
+                    also: Vec::new(),
                 })
             }
         }
@@ -776,7 +804,7 @@ impl Case {
             (Request::Admit(admit), &Reply::Admit(AdmitReply::Admitted { raise_count, .. })) => {
                 (&admit.window, admit.count, raise_count)
             }
-            (Request::Lease(lease), &Reply::Lease(reply)) => {
+            (Request::Lease(lease), Reply::Lease(reply)) => {
                 (&lease.window, reply.granted, reply.raise_count)
             }
             _ => return,

@@ -332,6 +332,7 @@ impl FuzzAdmit {
             below: self.below.value(),
             cap: self.cap.value(),
             force: self.force,
+            also: Vec::new(),
         }
     }
 }
@@ -346,6 +347,7 @@ impl FuzzLease {
             window: self.window.key(),
             block: self.block.value(),
             ceiling: self.ceiling.value(),
+            also: Vec::new(),
         }
     }
 }
@@ -367,6 +369,7 @@ impl FuzzGiveBack {
             window,
             unused: self.unused.value(),
             raise_count,
+            also: Vec::new(),
         }
     }
 }
@@ -560,9 +563,13 @@ impl Request {
                         AdmitReply::Admitted {
                             total: window.total,
                             raise_count: window.raise_count,
+                            also: Vec::new(),
                         }
                     }
-                    _ => AdmitReply::Denied { total: before },
+                    _ => AdmitReply::Denied {
+                        total: before,
+                        also: Vec::new(),
+                    },
                 };
                 prune(&mut windows, &request.window.service);
                 Reply::Admit(reply)
@@ -584,6 +591,7 @@ impl Request {
                     granted,
                     total: total(&windows, &request.window),
                     raise_count,
+                    also: Vec::new(),
                 })
             }
             Request::GiveBack(request) => {
@@ -607,11 +615,13 @@ impl Request {
         match self {
             Request::Admit(r) => Some(Reply::Admit(AdmitReply::Denied {
                 total: total(windows, &r.window),
+                also: Vec::new(),
             })),
             Request::Lease(r) => Some(Reply::Lease(LeaseReply {
                 granted: 0,
                 total: total(windows, &r.window),
                 raise_count: raise_count(windows, &r.window),
+                also: Vec::new(),
             })),
             Request::GiveBack(_) => Some(Reply::GaveBack(0)),
             Request::Sync(_) => None,
@@ -894,8 +904,8 @@ impl Run {
             }
             (Request::Admit(request), Reply::Admit(admit)) => {
                 // `AdmitReply` is non-exhaustive: a reply this target does not know fails it.
-                let t = match *admit {
-                    AdmitReply::Admitted { total, .. } | AdmitReply::Denied { total } => total,
+                let t = match admit {
+                    AdmitReply::Admitted { total, .. } | AdmitReply::Denied { total, .. } => *total,
                     other => panic!("an admit reply this target does not know: {other:?}"),
                 };
                 assert!(
@@ -913,6 +923,7 @@ impl Run {
                         AdmitReply::Admitted {
                             total: now,
                             raise_count: raise_count(after, &request.window),
+                            also: Vec::new(),
                         },
                         "an admission that raised the total answered otherwise: {}",
                         context()

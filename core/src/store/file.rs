@@ -276,7 +276,8 @@ impl Store for FileStore {
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         self.with_state(|state| {
             let admission = state.admit(request);
-            (admission, matches!(admission, AdmitReply::Admitted { .. }))
+            let admitted = matches!(admission, AdmitReply::Admitted { .. });
+            (admission, admitted)
         })
     }
 
@@ -284,11 +285,16 @@ impl Store for FileStore {
         self.with_state(|state| {
             let reply = state.lease(request);
             // A grant of nothing changes nothing worth a write (a retry gets nothing again).
-            (reply, reply.granted > 0)
+            let granted = reply.granted > 0;
+            (reply, granted)
         })
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.with_state(|state| (state.give_back(request), true))
+    }
+
+    fn several_windows(&self) -> bool {
+        true
     }
 }

@@ -145,4 +145,8 @@ impl Store for MemoryStore {
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         self.with_state(|state| state.give_back(request))
     }
+
+    fn several_windows(&self) -> bool {
+        true
+    }
 }

@@ -30,8 +30,8 @@ pub use file::FileStore;
 pub use local_storage::LocalStorageStore;
 pub use memory::MemoryStore;
 pub use protocol::{
-    AdmitReply, AdmitRequest, Delta, GiveBack, InstanceId, LeaseReply, LeaseRequest, Raise,
-    SyncBatch, WindowKey,
+    AdmitReply, AdmitRequest, AdmitWindow, Delta, GiveBack, GiveBackWindow, InstanceId, LeaseReply,
+    LeaseRequest, LeaseWindow, Raise, SyncBatch, WindowKey, WindowTotal,
 };
 
 use std::sync::Arc;
@@ -129,16 +129,19 @@ pub trait Store: Send + Sync {
 
     /// `Exact` admission: in one atomic step, admits `request.count` calls if the stored
     /// total of `request.window` is below `request.below` and total + count is at most
-    /// `request.cap` (or always, if `request.force`), and adds them only if admitted. Stores
-    /// that cannot do this atomically across instances answer [`StoreError::Unsupported`].
+    /// `request.cap` (or always, if `request.force`), and each window of `request.also` by
+    /// its own `below` and `cap` (see [`several_windows`](Self::several_windows)), and adds
+    /// them to every window only if all admit. Stores that cannot do this atomically across
+    /// instances answer [`StoreError::Unsupported`].
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("exact admission"))
     }
 
     /// `Leased` admission: in one atomic step, grants `request.instance` up to
-    /// `request.block` calls of the headroom below `request.ceiling` in `request.window`, and
-    /// adds what it grants to the stored total at once. A retry of the same
+    /// `request.block` calls of the headroom below `request.ceiling` in `request.window` (and
+    /// below each ceiling of `request.also` in its window), and adds what it grants to every
+    /// window's stored total at once. A retry of the same
     /// `(instance, seq)` gets the same grant, not a second one.
     ///
     /// A store that leases should also [`admit`](Self::admit): a priority call that the block
@@ -150,11 +153,21 @@ pub trait Store: Send + Sync {
 
     /// Gives back `request.unused` calls of `request.window` (subtracts them from the stored
     /// total, never below 0), at most once per `(instance, seq)`, unless the window's raise
-    /// count is no longer `request.raise_count` (then forfeited: nothing taken off). Returns
-    /// the calls taken off (a retry gets the first answer; a stale copy 0).
+    /// count is no longer `request.raise_count` (then forfeited: nothing taken off); the same
+    /// for each window of `request.also`, each forfeited on its own. Returns the calls taken
+    /// off `request.window` (a retry gets the first answer; a stale copy 0).
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("leased admission"))
+    }
+
+    /// Whether [`admit`](Self::admit), [`lease`](Self::lease) and
+    /// [`give_back`](Self::give_back) honour their requests' `also` windows (a service of
+    /// several limits: every window checked and counted in one atomic step). `false` unless a
+    /// store says so: a tracker refuses `Exact` or `Leased` admission of a service of several
+    /// limits on a store that would check only the first window.
+    fn several_windows(&self) -> bool {
+        false
     }
 }
 
@@ -176,6 +189,10 @@ macro_rules! forward_store {
 
             fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
                 (**self).give_back(request)
+            }
+
+            fn several_windows(&self) -> bool {
+                (**self).several_windows()
             }
         }
     )*};

@@ -33,10 +33,39 @@ pub struct AdmitRequest {
     pub cap: u64,
     /// Add without asking (`record_call`).
     pub force: bool,
+    /// The other windows of a service of several limits (Tiingo: an hour and a day), each with
+    /// its own rule: the calls are admitted only if every window admits them, and then added
+    /// to every window, in the same atomic step (with `force`, added to all). Empty for a
+    /// service of one limit. A store that does not check these answers
+    /// [`Store::several_windows`] with `false`, and trackers refuse such a service on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<AdmitWindow>,
+}
+
+/// Another window an [`AdmitRequest`] must fit in, with its rule (as the request's own
+/// `below` and `cap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmitWindow {
+    /// The window.
+    pub window: WindowKey,
+    /// Admit only while its stored total is below this.
+    pub below: u64,
+    /// Admit only if its total + count is at most this.
+    pub cap: u64,
+}
+
+/// A window's stored total and raise count, as an operation on it answers them (see
+/// [`GiveBack::raise_count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowTotal {
+    /// The stored total (after the operation).
+    pub total: u64,
+    /// The window's raise count when the calls were counted (a retry gets the first answer's).
+    pub raise_count: u64,
 }
 
 /// What [`Store::admit`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // Non-exhaustive: admission may gain answers (a pause until an instant).
 #[non_exhaustive]
 pub enum AdmitReply {
@@ -47,11 +76,17 @@ pub enum AdmitReply {
         /// The window's raise count when the calls were added (see [`GiveBack::raise_count`]); a
         /// retry gets the first answer's.
         raise_count: u64,
+        /// The same of each of [`AdmitRequest::also`], in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also: Vec<WindowTotal>,
     },
     /// Not added; the stored total seen.
     Denied {
         /// The window's stored total.
         total: u64,
+        /// The stored total of each of [`AdmitRequest::also`], in order (a raise count of 0).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also: Vec<WindowTotal>,
     },
 }
 
@@ -73,10 +108,23 @@ pub struct LeaseRequest {
     /// (`min(Critical threshold, limit - reserve)`, or the reduced allowance), so a block never
     /// holds calls of the reserve.
     pub ceiling: u64,
+    /// The other windows of a service of several limits, each with its ceiling: the grant is
+    /// the most every window has room for, added to every window in the same atomic step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<LeaseWindow>,
+}
+
+/// Another window a [`LeaseRequest`] grants in, with its ceiling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseWindow {
+    /// The window.
+    pub window: WindowKey,
+    /// Grant only below this stored total of it.
+    pub ceiling: u64,
 }
 
 /// What [`Store::lease`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseReply {
     /// Calls granted (0 when there is no headroom below the ceiling).
     pub granted: u64,
@@ -85,6 +133,10 @@ pub struct LeaseReply {
     /// The window's raise count when the calls were granted (see [`GiveBack::raise_count`]); a retry
     /// gets the first answer's.
     pub raise_count: u64,
+    /// The total now and the raise count when granted of each of [`LeaseRequest::also`], in
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<WindowTotal>,
 }
 
 /// What [`Store::give_back`] is asked.
@@ -111,6 +163,20 @@ pub struct GiveBack {
     /// counts, whether it lifted the total or not: one that did not may still hold calls that
     /// were never made above its floor.
     #[serde(default)]
+    pub raise_count: u64,
+    /// The other windows of a service of several limits the same calls were counted in, each
+    /// with its raise count then: `unused` comes off each of them too, each forfeited on its
+    /// own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<GiveBackWindow>,
+}
+
+/// Another window a [`GiveBack`] takes its calls off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiveBackWindow {
+    /// The window.
+    pub window: WindowKey,
+    /// Its raise count when the calls were counted.
     pub raise_count: u64,
 }
 

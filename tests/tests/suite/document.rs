@@ -60,10 +60,10 @@ fn numbers_above_max_safe_integer_are_read_as_the_nearest_js_number() {
 fn applying_a_batch_counts_once_and_writes_what_reads_back() {
     let mut state = StoredState::from_json(FIXTURE).unwrap();
     let window = key("search", Period::Minute, 1_709_214_300_000);
-    // Instance ff's record in the fixture holds seqs 18 to 22: 23 is new.
+    // Instance ff's record in the fixture holds seqs 18 to 25: 26 is new.
     let batch = SyncBatch {
         instance: InstanceId::from_u128(0xff),
-        seq: 23,
+        seq: 26,
         done_below: 18,
         at_ms: 1_709_214_318_000,
         deltas: vec![Delta {

@@ -155,6 +155,7 @@ fn shared_admission_applies_the_same_rule() {
         below,
         cap,
         force,
+        also: Vec::new(),
     };
     for limit in [1, 2, 3, 7, 10, 20] {
         for critical in [0.5, 0.8, 0.9, 1.0] {

@@ -96,8 +96,8 @@ pub(super) fn to_json(state: &StoredState) -> String {
             let done = ops
                 .done
                 .iter()
-                .map(|&(seq, answer)| {
-                    [number(seq), JsValue::from(answer.text())]
+                .map(|(seq, answer)| {
+                    [number(*seq), JsValue::from(answer.text())]
                         .into_iter()
                         .collect::<Array>()
                 })

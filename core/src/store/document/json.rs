@@ -68,7 +68,7 @@ impl StoredState {
                         instance: ops.instance,
                         service: &ops.service,
                         low: ops.low,
-                        done: ops.done.iter().map(|&(seq, a)| (seq, a.text())).collect(),
+                        done: ops.done.iter().map(|(seq, a)| (*seq, a.text())).collect(),
                         until_ms: ops.until_ms,
                         seen: ops.seen,
                     })

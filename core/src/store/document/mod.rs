@@ -235,7 +235,7 @@ impl StoredState {
         }
         // Last, so that nothing this batch created forgets its own records.
         for &(service, end_ms, fresh) in &services {
-            let answer = fresh.then_some(Answer::Applied);
+            let answer = fresh.then_some(Answer::APPLIED);
             self.record(
                 service,
                 batch.instance,
@@ -268,9 +268,9 @@ impl StoredState {
 
 /// The [`Store::admit`](super::Store::admit) rule on a stored `total`: the total after, if
 /// admitted.
-pub(crate) fn admit_rule(total: u64, request: &super::AdmitRequest) -> Option<u64> {
-    let after = total.checked_add(request.count)?;
-    (request.force || (total < request.below && after <= request.cap)).then_some(after)
+pub(crate) fn admit_rule(total: u64, count: u64, below: u64, cap: u64, force: bool) -> Option<u64> {
+    let after = total.checked_add(count)?;
+    (force || (total < below && after <= cap)).then_some(after)
 }
 
 /// A [`WindowSpec`] in a stored document: its key string (a plain period's is its word, so

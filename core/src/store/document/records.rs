@@ -5,68 +5,169 @@
 use super::{admit_rule, StoredState};
 use crate::store::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseReply, LeaseRequest, WindowKey,
+    WindowTotal,
 };
 
 /// What one instance's operation on one service was answered: kept so that a resend gets the
-/// same answer. Written as text, as the Redis scripts write it: `1`, `a<total>/<raise_count>`,
-/// `d<total>`, `g<granted>/<raise_count>`, `b<taken>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Answer {
-    /// A sync's deltas, applied.
-    Applied,
-    /// An admission, admitted: the total after, the window's raise count then.
-    Admitted { total: u64, raise_count: u64 },
-    /// An admission, refused; the total seen.
-    Denied(u64),
-    /// A lease: the calls granted, the window's raise count then.
-    Granted { granted: u64, raise_count: u64 },
-    /// A give-back: the calls taken off (0: forfeited).
-    GivenBack(u64),
+/// same answer. Written as text, as the Redis scripts write it: `1` (a sync's deltas, applied),
+/// `a<total>/<raise_count>` (an admission, admitted: the total after, the window's raise count
+/// then), `d<total>` (refused: the total seen), `g<granted>/<raise_count>` (a lease), `b<taken>`
+/// (a give-back: the calls taken off, 0 if forfeited). An admission or lease of several windows
+/// (a service of several limits) adds each other window's after a comma: `a5/0,40/1`, `d9,40`,
+/// `g5/0,1`. Kept as its kind and its numbers in the order the text lists them: the JS module
+/// reads and writes these too, and this form costs it the least code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Answer {
+    kind: u8,
+    numbers: Vec<u64>,
 }
 
 impl Answer {
-    pub(super) fn text(self) -> String {
-        match self {
-            Answer::Applied => "1".into(),
-            Answer::Admitted { total, raise_count } => format!("a{total}/{raise_count}"),
-            Answer::Denied(total) => format!("d{total}"),
-            Answer::Granted {
-                granted,
-                raise_count,
-            } => format!("g{granted}/{raise_count}"),
-            Answer::GivenBack(taken) => format!("b{taken}"),
+    pub(super) const APPLIED: Answer = Answer {
+        kind: b'1',
+        numbers: Vec::new(),
+    };
+
+    /// Admitted: each window's total after and raise count then (the request's first).
+    pub(super) fn admitted(windows: &[WindowTotal]) -> Answer {
+        let numbers = windows
+            .iter()
+            .flat_map(|w| [w.total, w.raise_count])
+            .collect();
+        Answer {
+            kind: b'a',
+            numbers,
         }
+    }
+
+    /// Refused: each window's total seen.
+    pub(super) fn denied(totals: &[u64]) -> Answer {
+        Answer {
+            kind: b'd',
+            numbers: totals.to_vec(),
+        }
+    }
+
+    /// A lease: the calls granted, each window's raise count then.
+    pub(super) fn granted(granted: u64, raise_counts: &[u64]) -> Answer {
+        let mut numbers = vec![granted];
+        numbers.extend_from_slice(raise_counts);
+        Answer {
+            kind: b'g',
+            numbers,
+        }
+    }
+
+    /// A give-back: the calls taken off.
+    pub(super) fn given_back(taken: u64) -> Answer {
+        Answer {
+            kind: b'b',
+            numbers: vec![taken],
+        }
+    }
+
+    /// The windows of an admission of `windows` windows that was admitted.
+    pub(super) fn as_admitted(&self, windows: usize) -> Option<Vec<WindowTotal>> {
+        (self.kind == b'a' && self.numbers.len() == 2 * windows).then(|| {
+            self.numbers
+                .chunks_exact(2)
+                .map(|pair| WindowTotal {
+                    total: pair[0],
+                    raise_count: pair[1],
+                })
+                .collect()
+        })
+    }
+
+    /// The totals seen by a refused admission of `windows` windows.
+    pub(super) fn as_denied(&self, windows: usize) -> Option<&[u64]> {
+        (self.kind == b'd' && self.numbers.len() == windows).then_some(&self.numbers[..])
+    }
+
+    /// The grant and raise counts of a lease of `windows` windows.
+    pub(super) fn as_granted(&self, windows: usize) -> Option<(u64, &[u64])> {
+        (self.kind == b'g' && self.numbers.len() == 1 + windows)
+            .then(|| (self.numbers[0], &self.numbers[1..]))
+    }
+
+    /// The calls a give-back took off.
+    pub(super) fn as_given_back(&self) -> Option<u64> {
+        (self.kind == b'b' && self.numbers.len() == 1).then(|| self.numbers[0])
+    }
+
+    /// The mark a `kind` puts before its `at`th number.
+    fn mark(kind: u8, at: usize) -> u8 {
+        match kind {
+            _ if at == 0 => kind,
+            b'a' if at % 2 == 1 => b'/',
+            b'g' if at == 1 => b'/',
+            _ => b',',
+        }
+    }
+
+    pub(super) fn text(&self) -> String {
+        // By hand, byte by byte: iterator adapters and `fmt` would add their code to the JS
+        // module.
+        if self.kind == b'1' {
+            return "1".into();
+        }
+        let mut out = String::new();
+        for (at, &number) in self.numbers.iter().enumerate() {
+            out.push(char::from(Self::mark(self.kind, at)));
+            push_decimal(&mut out, number);
+        }
+        out
     }
 
     pub(super) fn parse(text: &str) -> Option<Answer> {
         if text == "1" {
-            return Some(Answer::Applied);
+            return Some(Answer::APPLIED);
         }
-        let (kind, rest) = text.split_at_checked(1)?;
-        // Decimal digits by hand: `str::parse` would add its own code to the JS module.
-        let number = |digits: &str| -> Option<u64> {
-            if digits.is_empty() {
-                return None;
+        let kind = *text.as_bytes().first()?;
+        let mut numbers = Vec::new();
+        let mut number: Option<u64> = None;
+        for (at, &byte) in text.as_bytes().iter().enumerate() {
+            if byte.is_ascii_digit() {
+                let digit = u64::from(byte - b'0');
+                number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(digit)?);
+            } else {
+                // A mark ends the number before it (the kind, first, ends none), and is the one
+                // the kind puts before the next.
+                if at > 0 {
+                    numbers.push(number.take()?);
+                }
+                if byte != Self::mark(kind, numbers.len()) {
+                    return None;
+                }
             }
-            digits.bytes().try_fold(0u64, |n, b| {
-                let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-                n.checked_mul(10)?.checked_add(u64::from(digit))
-            })
-        };
-        let pair = || -> Option<(u64, u64)> {
-            let (first, second) = rest.split_once('/')?;
-            Some((number(first)?, number(second)?))
-        };
-        match kind {
-            "a" => pair().map(|(total, raise_count)| Answer::Admitted { total, raise_count }),
-            "d" => number(rest).map(Answer::Denied),
-            "g" => pair().map(|(granted, raise_count)| Answer::Granted {
-                granted,
-                raise_count,
-            }),
-            "b" => number(rest).map(Answer::GivenBack),
-            _ => None,
         }
+        numbers.push(number?);
+        let count = numbers.len();
+        let whole = match kind {
+            b'a' => count % 2 == 0,
+            b'd' => true,
+            b'g' => count >= 2,
+            b'b' => count == 1,
+            _ => false,
+        };
+        whole.then_some(Answer { kind, numbers })
+    }
+}
+
+/// `number` in decimal digits at the end of `out`.
+fn push_decimal(out: &mut String, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -108,105 +209,156 @@ pub(super) fn add_done(done: &mut Vec<(u64, Answer)>, seq: u64, answer: Answer) 
 }
 
 impl StoredState {
-    /// [`Store::admit`](crate::Store::admit) on this state.
+    /// [`Store::admit`](crate::Store::admit) on this state: every window of the request
+    /// (its own, then `also`) admits the calls, or none is counted.
     pub fn admit(&mut self, request: &AdmitRequest) -> AdmitReply {
-        use AdmitReply::{Admitted, Denied};
         self.applies += 1;
-        let window = &request.window;
         let op = (request.instance, request.seq, request.done_below);
-        let total = self.total(window);
-        let reply = match self.seen(&window.service, request.instance, request.seq) {
-            // A retry whose first answer was lost: the same answer, counted once.
-            Seen::Done(Answer::Admitted { total, raise_count }) => Admitted { total, raise_count },
-            Seen::Done(Answer::Denied(total)) => Denied { total },
-            // Answered long ago (or a number reused for another kind): nothing added.
-            Seen::Stale | Seen::Done(_) => Denied { total },
-            Seen::New => {
-                let reply = match admit_rule(total, request) {
-                    Some(after) => {
-                        let stored = self.window_mut(window);
-                        stored.total = after.min(Self::MAX_TOTAL);
-                        Admitted {
-                            total: stored.total,
-                            raise_count: stored.raise_count,
-                        }
+        let rules: Vec<(&WindowKey, u64, u64)> =
+            std::iter::once((&request.window, request.below, request.cap))
+                .chain(request.also.iter().map(|w| (&w.window, w.below, w.cap)))
+                .collect();
+        let windows: Vec<&WindowKey> = rules.iter().map(|&(window, ..)| window).collect();
+        let totals: Vec<u64> = windows.iter().map(|w| self.total(w)).collect();
+        let (reply, answer) =
+            match self.seen(&request.window.service, request.instance, request.seq) {
+                Seen::Done(answer) => {
+                    let n = windows.len();
+                    match (answer.as_admitted(n), answer.as_denied(n)) {
+                        // A retry whose first answer was lost: the same answer, counted once.
+                        (Some(counted), _) => (admitted(counted), None),
+                        (None, Some(seen)) => (denied(seen), None),
+                        // A number reused for another operation: nothing added.
+                        (None, None) => (denied(&totals), None),
                     }
-                    None => Denied { total },
-                };
-                let answer = match reply {
-                    Admitted { total, raise_count } => Answer::Admitted { total, raise_count },
-                    Denied { total } => Answer::Denied(total),
-                };
-                self.record_op(window, op, Some(answer));
-                return reply;
-            }
-        };
-        self.record_op(window, op, None);
+                }
+                // Answered long ago: nothing added.
+                Seen::Stale => (denied(&totals), None),
+                Seen::New => {
+                    let fits = rules.iter().zip(&totals).all(|(&(_, below, cap), &total)| {
+                        admit_rule(total, request.count, below, cap, request.force).is_some()
+                    });
+                    if fits {
+                        let counted: Vec<WindowTotal> = windows
+                            .iter()
+                            .map(|&window| {
+                                let stored = self.window_mut(window);
+                                stored.total = stored
+                                    .total
+                                    .saturating_add(request.count)
+                                    .min(Self::MAX_TOTAL);
+                                WindowTotal {
+                                    total: stored.total,
+                                    raise_count: stored.raise_count,
+                                }
+                            })
+                            .collect();
+                        let answer = Answer::admitted(&counted);
+                        (admitted(counted), Some(answer))
+                    } else {
+                        (denied(&totals), Some(Answer::denied(&totals)))
+                    }
+                }
+            };
+        self.record_op(&windows, op, answer);
         reply
     }
 
-    /// [`Store::lease`](crate::Store::lease) on this state.
+    /// [`Store::lease`](crate::Store::lease) on this state: the most every window of the
+    /// request has room for, granted in all of them.
     pub fn lease(&mut self, request: &LeaseRequest) -> LeaseReply {
         self.applies += 1;
-        let window = &request.window;
         let op = (request.instance, request.seq, request.done_below);
-        let raise_count_now = self.raise_count(window);
-        let (granted, raise_count, answer) =
-            match self.seen(&window.service, request.instance, request.seq) {
-                Seen::Done(Answer::Granted {
-                    granted,
-                    raise_count,
-                }) => (granted, raise_count, None),
-                Seen::Stale | Seen::Done(_) => (0, raise_count_now, None),
-                Seen::New => {
-                    let total = self.total(window);
-                    // Never more than the total can count (it stops at MAX_TOTAL).
-                    let granted = request
-                        .block
-                        .min(request.ceiling.saturating_sub(total))
-                        .min(Self::MAX_TOTAL.saturating_sub(total));
-                    if granted > 0 {
+        let ceilings: Vec<(&WindowKey, u64)> = std::iter::once((&request.window, request.ceiling))
+            .chain(request.also.iter().map(|w| (&w.window, w.ceiling)))
+            .collect();
+        let windows: Vec<&WindowKey> = ceilings.iter().map(|&(window, _)| window).collect();
+        let raise_counts_now: Vec<u64> = windows.iter().map(|w| self.raise_count(w)).collect();
+        let seen = self.seen(&request.window.service, request.instance, request.seq);
+        let first_grant = match &seen {
+            Seen::Done(answer) => answer.as_granted(windows.len()),
+            _ => None,
+        };
+        let (granted, raise_counts, answer) = match (first_grant, &seen) {
+            // A resend: the first grant again.
+            (Some((granted, raise_counts)), _) => (granted, raise_counts.to_vec(), None),
+            (None, Seen::New) => {
+                // Never more than a total can count (it stops at MAX_TOTAL).
+                let granted = ceilings
+                    .iter()
+                    .fold(request.block, |granted, &(window, ceiling)| {
+                        let total = self.total(window);
+                        granted
+                            .min(ceiling.saturating_sub(total))
+                            .min(Self::MAX_TOTAL.saturating_sub(total))
+                    });
+                if granted > 0 {
+                    for window in &windows {
                         let stored = self.window_mut(window);
                         stored.total = stored.total.saturating_add(granted).min(Self::MAX_TOTAL);
                     }
-                    let answer = Answer::Granted {
-                        granted,
-                        raise_count: raise_count_now,
-                    };
-                    (granted, raise_count_now, Some(answer))
                 }
-            };
-        self.record_op(window, op, answer);
+                let answer = Answer::granted(granted, &raise_counts_now);
+                (granted, raise_counts_now, Some(answer))
+            }
+            // Answered long ago, or a number reused for another operation: nothing granted.
+            (None, _) => (0, raise_counts_now, None),
+        };
+        self.record_op(&windows, op, answer);
+        let mut now = windows
+            .iter()
+            .zip(raise_counts)
+            .map(|(window, raise_count)| WindowTotal {
+                total: self.total(window),
+                raise_count,
+            });
+        let first = now.next().unwrap_or(WindowTotal {
+            total: 0,
+            raise_count: 0,
+        });
         LeaseReply {
             granted,
-            total: self.total(window),
-            raise_count,
+            total: first.total,
+            raise_count: first.raise_count,
+            also: now.collect(),
         }
     }
 
-    /// [`Store::give_back`](crate::Store::give_back) on this state: the calls taken off.
+    /// [`Store::give_back`](crate::Store::give_back) on this state: the calls taken off the
+    /// request's window (each of `also` takes them off too, or forfeits them, on its own).
     pub fn give_back(&mut self, request: &GiveBack) -> u64 {
         self.applies += 1;
-        let window = &request.window;
         let op = (request.instance, request.seq, request.done_below);
-        let (taken, answer) = match self.seen(&window.service, request.instance, request.seq) {
-            Seen::Done(Answer::GivenBack(taken)) => (taken, None),
-            Seen::Stale | Seen::Done(_) => (0, None),
-            Seen::New => {
-                // Raised since the calls were counted: the floor may have absorbed them.
-                let raised = self.raise_count(window) != request.raise_count;
-                let taken = match request.unused.min(self.total(window)) {
-                    0 => 0,
-                    _ if raised => 0,
-                    taken => {
-                        self.window_mut(window).total -= taken;
-                        taken
+        let windows: Vec<(&WindowKey, u64)> =
+            std::iter::once((&request.window, request.raise_count))
+                .chain(request.also.iter().map(|w| (&w.window, w.raise_count)))
+                .collect();
+        let keys: Vec<&WindowKey> = windows.iter().map(|&(window, _)| window).collect();
+        let (taken, answer) =
+            match self.seen(&request.window.service, request.instance, request.seq) {
+                // A resend: the first answer (a number reused for another operation: nothing).
+                Seen::Done(answer) => (answer.as_given_back().unwrap_or(0), None),
+                Seen::Stale => (0, None),
+                Seen::New => {
+                    let mut first = None;
+                    for &(window, raise_count) in &windows {
+                        // Raised since the calls were counted: the floor may have absorbed them.
+                        let raised = self.raise_count(window) != raise_count;
+                        let taken = match request.unused.min(self.total(window)) {
+                            0 => 0,
+                            _ if raised => 0,
+                            taken => {
+                                self.window_mut(window).total -= taken;
+                                taken
+                            }
+                        };
+                        first.get_or_insert(taken);
                     }
-                };
-                (taken, Some(Answer::GivenBack(taken)))
-            }
-        };
-        self.record_op(window, op, answer);
+                    let taken = first.unwrap_or(0);
+                    (taken, Some(Answer::given_back(taken)))
+                }
+            };
+        self.record_op(&keys, op, answer);
         taken
     }
 
@@ -226,21 +378,29 @@ impl StoredState {
             return Seen::Stale;
         }
         match ops.done.iter().find(|(done, _)| *done == seq) {
-            Some(&(_, answer)) => Seen::Done(answer),
+            Some((_, answer)) => Seen::Done(answer.clone()),
             None => Seen::New,
         }
     }
 
-    /// [`record`](Self::record) after an admission, lease or give-back on `window`, whose
-    /// `(instance, seq, done_below)` is `op`.
+    /// [`record`](Self::record) after an admission, lease or give-back on `windows` (of one
+    /// service; the record lives until the last of them ends), whose `(instance, seq,
+    /// done_below)` is `op`.
     fn record_op(
         &mut self,
-        window: &WindowKey,
+        windows: &[&WindowKey],
         (instance, seq, done_below): (InstanceId, u64, u64),
         answer: Option<Answer>,
     ) {
-        let (service, end_ms) = (&window.service, window.end_ms);
-        self.record(service, instance, seq, done_below, answer, end_ms);
+        let Some(first) = windows.first() else {
+            return;
+        };
+        let end_ms = windows
+            .iter()
+            .map(|w| w.end_ms)
+            .max()
+            .unwrap_or(first.end_ms);
+        self.record(&first.service, instance, seq, done_below, answer, end_ms);
     }
 
     /// Forgets what is old, then updates the record of `instance` on `service` after an
@@ -281,5 +441,37 @@ impl StoredState {
         }
         ops.until_ms = ops.until_ms.max(until_ms);
         ops.seen = seen;
+    }
+}
+
+/// An admission's reply from its windows' totals and raise counts (the request's window first).
+fn admitted(mut windows: Vec<WindowTotal>) -> AdmitReply {
+    let first = if windows.is_empty() {
+        WindowTotal {
+            total: 0,
+            raise_count: 0,
+        }
+    } else {
+        windows.remove(0)
+    };
+    AdmitReply::Admitted {
+        total: first.total,
+        raise_count: first.raise_count,
+        also: windows,
+    }
+}
+
+/// A refusal's reply from its windows' totals (the request's window first).
+fn denied(totals: &[u64]) -> AdmitReply {
+    let (total, also) = totals.split_first().unwrap_or((&0, &[]));
+    AdmitReply::Denied {
+        total: *total,
+        also: also
+            .iter()
+            .map(|&total| WindowTotal {
+                total,
+                raise_count: 0,
+            })
+            .collect(),
     }
 }

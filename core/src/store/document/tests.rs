@@ -2,7 +2,7 @@
 //! exactly once in any order, records kept and forgotten.
 
 use super::*;
-use crate::store::{Delta, StoreError};
+use crate::store::{Delta, StoreError, WindowTotal};
 use crate::window::Period;
 
 /// A version 2 document with every kind of entry, as serde_json writes it. The JS module
@@ -74,6 +74,7 @@ fn admit(instance: u128, seq: u64, done_below: u64, count: u64) -> super::super:
         below: 100,
         cap: 100,
         force: false,
+        also: Vec::new(),
     }
 }
 
@@ -86,21 +87,24 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         state.admit(&admit(1, 1, 1, 1)),
         AdmitReply::Admitted {
             total: 1,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(
         state.admit(&admit(1, 2, 1, 1)),
         AdmitReply::Admitted {
             total: 2,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(
         state.admit(&admit(1, 1, 1, 1)),
         AdmitReply::Admitted {
             total: 1,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(state.total(&key("a", 0)), 2);
@@ -112,7 +116,8 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         state.admit(&admit(1, 4, 1, 1)),
         AdmitReply::Admitted {
             total: 8,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(state.apply(&sync)[0], 8);
@@ -124,6 +129,7 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         window: key("a", 0),
         block,
         ceiling: 100,
+        also: Vec::new(),
     };
     assert_eq!(state.lease(&lease(5, 10)).granted, 10);
     assert_eq!(state.lease(&lease(6, 10)).granted, 10);
@@ -137,6 +143,7 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         window: key("a", 0),
         unused: 3,
         raise_count: 0,
+        also: Vec::new(),
     };
     state.give_back(&back(7));
     state.give_back(&back(8));
@@ -150,7 +157,8 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         state.admit(&admit(1, 2, 1, 1)),
         AdmitReply::Admitted {
             total: 2,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(state.total(&key("a", 0)), 22);
@@ -159,12 +167,16 @@ fn every_kind_of_operation_counts_once_in_any_order() {
         state.admit(&admit(1, 9, 9, 1)),
         AdmitReply::Admitted {
             total: 23,
-            raise_count: 0
+            raise_count: 0,
+            also: Vec::new(),
         }
     );
     assert_eq!(
         state.admit(&admit(1, 4, 1, 1)),
-        AdmitReply::Denied { total: 23 }
+        AdmitReply::Denied {
+            total: 23,
+            also: Vec::new()
+        }
     );
     assert_eq!(state.lease(&lease(5, 10)).granted, 0);
     state.give_back(&back(7));
@@ -213,21 +225,37 @@ fn a_window_from_a_clock_far_ahead_forgets_no_record() {
 
 #[test]
 fn answers_read_back_as_written() {
-    for answer in [
-        Answer::Applied,
-        Answer::Admitted {
-            total: 0,
-            raise_count: 3,
-        },
-        Answer::Denied(41),
-        Answer::Granted {
-            granted: u64::MAX,
-            raise_count: 0,
-        },
-        Answer::GivenBack(7),
+    let window = |total, raise_count| WindowTotal { total, raise_count };
+    for (answer, text) in [
+        (Answer::APPLIED, "1"),
+        (Answer::admitted(&[window(0, 3)]), "a0/3"),
+        (
+            Answer::admitted(&[window(5, 0), window(40, 1)]),
+            "a5/0,40/1",
+        ),
+        (Answer::denied(&[41]), "d41"),
+        (Answer::denied(&[9, 40]), "d9,40"),
+        (Answer::granted(u64::MAX, &[0]), "g18446744073709551615/0"),
+        (Answer::granted(5, &[0, 1]), "g5/0,1"),
+        (Answer::given_back(7), "b7"),
     ] {
-        assert_eq!(Answer::parse(&answer.text()), Some(answer));
+        // One window writes as it always did (older builds read it); several add comma parts.
+        assert_eq!(answer.text(), text);
+        assert_eq!(Answer::parse(text), Some(answer));
     }
+    let two = Answer::parse("a5/0,40/1").unwrap();
+    assert_eq!(two.as_admitted(2), Some(vec![window(5, 0), window(40, 1)]));
+    assert_eq!(
+        two.as_admitted(1),
+        None,
+        "an answer for another number of windows"
+    );
+    assert_eq!(two.as_denied(2), None);
+    assert_eq!(
+        Answer::parse("g5/0,1").unwrap().as_granted(2),
+        Some((5, &[0, 1][..]))
+    );
+    assert_eq!(Answer::parse("b7").unwrap().as_given_back(), Some(7));
     for bad in [
         "",
         "a",
@@ -239,6 +267,19 @@ fn answers_read_back_as_written() {
         "2",
         "b",
         "d1/2",
+        "a1/0,",
+        "a1/0,2",
+        "a1,0",
+        "a1//0",
+        "d1,,2",
+        "d,1",
+        "g1/",
+        "g1",
+        "g1,0",
+        "g1/0/1",
+        "g1/0,x",
+        "b1,2",
+        "1a",
     ] {
         assert_eq!(Answer::parse(bad), None, "{bad}");
     }

@@ -6,10 +6,10 @@ use super::RedisStore;
 use crate::store::redis_text::parse_total;
 use crate::store::{
     AdmitReply, AdmitRequest, GiveBack, InstanceId, LeaseReply, LeaseRequest, Store, StoreError,
-    StoredState, SyncBatch, WindowKey,
+    StoredState, SyncBatch, WindowKey, WindowTotal,
 };
 use crate::window::WindowSpec;
-use ::redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
+use ::redis::{FromRedisValue, RedisResult, Script};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
@@ -130,51 +130,74 @@ impl Store for RedisStore {
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         let op = (request.instance, request.seq, request.done_below);
-        let (admitted, total, raise_count): (i64, String, String) =
-            self.invoke_op("admit", &SCRIPTS.admit, op, &request.window, |invocation| {
-                invocation
-                    .arg(request.count)
-                    .arg(request.below)
-                    .arg(request.cap)
-                    .arg(u8::from(request.force));
-            })?;
+        let windows: Vec<(&WindowKey, [u64; 2])> =
+            std::iter::once((&request.window, [request.below, request.cap]))
+                .chain(request.also.iter().map(|w| (&w.window, [w.below, w.cap])))
+                .collect();
+        let answer: Vec<String> = self.invoke_op(
+            "admit",
+            &SCRIPTS.admit,
+            op,
+            &[request.count, u64::from(request.force)],
+            &windows,
+        )?;
+        let (admitted, totals) = self.window_totals("admit", &answer, windows.len())?;
+        let (first, also) = totals
+            .split_first()
+            .ok_or_else(|| self.bad_reply("admit"))?;
         Ok(if admitted == 1 {
-            let [total, raise_count] = self.reply_numbers("admit", [&total, &raise_count])?;
-            AdmitReply::Admitted { total, raise_count }
+            AdmitReply::Admitted {
+                total: first.total,
+                raise_count: first.raise_count,
+                also: also.to_vec(),
+            }
         } else {
-            let [total] = self.reply_numbers("admit", [&total])?;
-            AdmitReply::Denied { total }
+            AdmitReply::Denied {
+                total: first.total,
+                also: also.to_vec(),
+            }
         })
     }
 
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
         let op = (request.instance, request.seq, request.done_below);
-        let (granted, total, raise_count): (String, String, String) =
-            self.invoke_op("lease", &SCRIPTS.lease, op, &request.window, |invocation| {
-                invocation.arg(request.block).arg(request.ceiling);
-            })?;
-        let [granted, total, raise_count] =
-            self.reply_numbers("lease", [&granted, &total, &raise_count])?;
+        let windows: Vec<(&WindowKey, [u64; 1])> =
+            std::iter::once((&request.window, [request.ceiling]))
+                .chain(request.also.iter().map(|w| (&w.window, [w.ceiling])))
+                .collect();
+        let answer: Vec<String> =
+            self.invoke_op("lease", &SCRIPTS.lease, op, &[request.block], &windows)?;
+        let (granted, totals) = self.window_totals("lease", &answer, windows.len())?;
+        let (first, also) = totals
+            .split_first()
+            .ok_or_else(|| self.bad_reply("lease"))?;
         Ok(LeaseReply {
             granted,
-            total,
-            raise_count,
+            total: first.total,
+            raise_count: first.raise_count,
+            also: also.to_vec(),
         })
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         let op = (request.instance, request.seq, request.done_below);
+        let windows: Vec<(&WindowKey, [u64; 1])> =
+            std::iter::once((&request.window, [request.raise_count]))
+                .chain(request.also.iter().map(|w| (&w.window, [w.raise_count])))
+                .collect();
         let taken: String = self.invoke_op(
             "give_back",
             &SCRIPTS.give_back,
             op,
-            &request.window,
-            |invocation| {
-                invocation.arg(request.unused).arg(request.raise_count);
-            },
+            &[request.unused],
+            &windows,
         )?;
         let [taken] = self.reply_numbers("give_back", [&taken])?;
         Ok(taken)
+    }
+
+    fn several_windows(&self) -> bool {
+        true
     }
 }
 
@@ -185,30 +208,77 @@ impl RedisStore {
     }
 
     /// Runs `script`, an admit, lease or give-back, for the operation `(instance, seq,
-    /// done_below)` on `window`. Every such script starts with the same keys and arguments:
-    /// KEYS the operations record, the window and its raise count; ARGV grace, seq,
-    /// done_below, end + grace, longest; `args` adds the script's own.
-    fn invoke_op<T: FromRedisValue>(
+    /// done_below)` on `windows` (of one service: the request's, then its `also`). Every such
+    /// script takes the same layout: KEYS the operations record, then per window the window
+    /// and its raise count; ARGV grace, seq, done_below, the operation's own `args`, then per
+    /// window its end + grace, longest life and its own arguments.
+    fn invoke_op<T: FromRedisValue, const N: usize>(
         &self,
         what: &str,
         script: &Script,
         (instance, seq, done_below): (InstanceId, u64, u64),
-        window: &WindowKey,
-        args: impl FnOnce(&mut ScriptInvocation<'_>),
+        args: &[u64],
+        windows: &[(&WindowKey, [u64; N])],
     ) -> Result<T, StoreError> {
         let mut invocation = script.prepare_invoke();
-        let (end, longest) = self.expiry_args(&window.spec, window.end_ms);
+        let service = windows.first().map_or("", |(w, _)| w.service.as_str());
         invocation
-            .key(self.ops_key(&window.service, instance))
-            .key(self.window_key(window))
-            .key(raise_count_key(&self.window_key(window)))
+            .key(self.ops_key(service, instance))
             .arg(self.grace_ms)
             .arg(seq)
-            .arg(done_below)
-            .arg(end)
-            .arg(longest);
-        args(&mut invocation);
+            .arg(done_below);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        for (window, own) in windows {
+            let key = self.window_key(window);
+            let (end, longest) = self.expiry_args(&window.spec, window.end_ms);
+            invocation
+                .key(&key)
+                .key(raise_count_key(&key))
+                .arg(end)
+                .arg(longest);
+            for arg in own {
+                invocation.arg(arg);
+            }
+        }
         self.call(what, true, |connection| invocation.invoke(connection))
+    }
+
+    /// An admit's or lease's answer: its first number, then a total and a raise count per
+    /// window (`windows` of them).
+    fn window_totals(
+        &self,
+        what: &str,
+        answer: &[String],
+        windows: usize,
+    ) -> Result<(u64, Vec<WindowTotal>), StoreError> {
+        if answer.len() != 1 + 2 * windows {
+            return Err(self.bad_reply(what));
+        }
+        let mut numbers = Vec::with_capacity(answer.len());
+        for text in answer {
+            let [number] = self.reply_numbers(what, [text])?;
+            numbers.push(number);
+        }
+        let totals = numbers[1..]
+            .chunks_exact(2)
+            .map(|pair| WindowTotal {
+                total: pair[0],
+                raise_count: pair[1],
+            })
+            .collect();
+        Ok((numbers[0], totals))
+    }
+
+    /// An answer of the wrong shape (a broken server or proxy): the script ran, so it may have
+    /// been applied.
+    fn bad_reply(&self, what: &str) -> StoreError {
+        StoreError::Io(format!(
+            "Redis at {} answered {what} with a reply of the wrong shape (it may have been \
+             applied)",
+            self.target
+        ))
     }
 
     /// The arguments of a window's expiry: its end plus grace (at most 2^53, exact in Lua)

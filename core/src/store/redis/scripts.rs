@@ -21,8 +21,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     give_back: script(&[PRELUDE, OPS, OP_READ, GIVE_BACK]),
 });
 
-/// The parts, each after a newline: the text (and so the SHA1 the server caches it under) is
-/// the one the scripts had when the parts were Rust string constants.
+/// The parts, each after a newline.
 fn script(parts: &[&str]) -> Script {
     let mut text = String::new();
     for part in parts {
@@ -40,7 +39,8 @@ const PRELUDE: &str = include_str!("scripts/prelude.lua");
 /// keeps it): a hash with `low`, the low-water mark, and one field per `seq` applied at or
 /// above it, holding its answer as `StoredState` writes it (`1` a sync applied,
 /// `a<total>/<raise count>` admitted, `d<total>` denied, `g<granted>/<raise count>` granted,
-/// `b<taken>` given back). `ARGV[2]` is always the operation's `seq`,
+/// `b<taken>` given back; an admission or lease of several windows adds each other window's
+/// after a comma: `a5/0,40/1`, `d9,40`, `g5/0,1`). `ARGV[2]` is always the operation's `seq`,
 /// `ARGV[3]` its `done_below` (canonical decimal text, from a `u64`).
 const OPS: &str = include_str!("scripts/operations.lua");
 
@@ -50,21 +50,25 @@ const OPS: &str = include_str!("scripts/operations.lua");
 /// floors (a maximum: a resend changes no total); each window given a floor counts a raise.
 const SYNC: &str = include_str!("scripts/sync.lua");
 
-/// Reads what admit, lease and give-back need: the record, the window's total and raise count
-/// (KEYS 1 to 3); returns nil and an error reply if any is not valid.
+/// Reads what admit, lease and give-back need: the record, and each window's total and raise
+/// count; returns nil and an error reply if any is not valid. The three share one layout: KEYS
+/// the operations record, then per window (the request's, then each of its `also`: a service
+/// of several limits) its raise count and the window; ARGV grace, seq, done_below, the
+/// operation's own arguments, then per window its end + grace, longest life and its own.
 const OP_READ: &str = include_str!("scripts/op_read.lua");
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
-/// end + grace, longest, count, below, cap, force (1 or 0). Answers {1 admitted or 0 denied,
-/// total, raise count}.
+/// ARGV after done_below: count, force (1 or 0); per window: end + grace, longest, below, cap.
+/// Admits only if every window does. Answers {'1' admitted or '0' denied, then per window its
+/// total and raise count (0 when denied)}.
 const ADMIT: &str = include_str!("scripts/admit.lua");
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
-/// end + grace, longest, block, ceiling. Answers {granted, the total now, the raise count when
-/// granted}.
+/// ARGV after done_below: block; per window: end + grace, longest, ceiling. Grants the most
+/// every window has room for, in all of them. Answers {granted, then per window the total now
+/// and the raise count when granted}.
 const LEASE: &str = include_str!("scripts/lease.lua");
 
-/// KEYS: the operations record, the window, its raise count. ARGV: grace, seq, done_below,
-/// end + grace, longest, unused, the raise count when the calls were counted. Answers the
-/// calls taken off (0: the window was raised since, forfeited; a resend gets the first answer).
+/// ARGV after done_below: unused; per window: end + grace, longest, the raise count when the
+/// calls were counted. Takes them off each window whose raise count is still that (forfeited
+/// where it is not). Answers the calls taken off the first window (a resend gets the first
+/// answer).
 const GIVE_BACK: &str = include_str!("scripts/give_back.lua");

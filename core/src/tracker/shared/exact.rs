@@ -61,7 +61,7 @@ impl QuotaTracker {
                     self.take_total(position, read.state.window, total, count, asked, now);
                 Ok(self.recorded_after(slot, read, learned))
             }
-            Ok(AdmitReply::Denied { total }) => {
+            Ok(AdmitReply::Denied { total, .. }) => {
                 let learned = self.take_total(position, read.state.window, total, 0, asked, now);
                 let unsynced = self.unsynced(position);
                 let reason = slot
@@ -181,6 +181,7 @@ impl QuotaTracker {
             below: below.saturating_sub(unsynced),
             cap: cap.saturating_sub(unsynced),
             force,
+            also: Vec::new(),
         }
     }
 
@@ -255,7 +256,7 @@ impl QuotaTracker {
                 self.take_total(position, read.state.window, total, 0, 0, now);
                 true
             }
-            Ok(AdmitReply::Denied { total }) => {
+            Ok(AdmitReply::Denied { total, .. }) => {
                 self.take_total(position, read.state.window, total, 0, 0, now);
                 false
             }

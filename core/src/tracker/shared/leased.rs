@@ -245,6 +245,7 @@ impl QuotaTracker {
             window: slot.window_key(window),
             block: asked,
             ceiling: ceiling.saturating_sub(self.unsynced(position)),
+            also: Vec::new(),
         };
         let reply = match self.store_call(|store| store.lease(&request)) {
             Ok(reply) => {

@@ -54,6 +54,7 @@ impl QuotaTracker {
             window,
             unused: calls,
             raise_count,
+            also: Vec::new(),
         }
     }
 

@@ -1,25 +1,51 @@
-local op, err = read_op()
+local op, err = read_op(6, 4)
 if not op then return err end
-local rec, cur = op.rec, op.cur
-local at = window_expiry(ARGV[4], ARGV[5])
+local rec, windows = op.rec, op.windows
+local COUNT, FORCE = ARGV[4], ARGV[5] == '1'
+-- Every window's total (and raise count '0'): the answer to a call nothing was added for.
+local function seen(totals)
+  local reply = {'0'}
+  for _, total in ipairs(totals) do reply[#reply + 1] = total; reply[#reply + 1] = '0' end
+  return reply
+end
 local reply, answer
-if rec.kind == 'a' then
+if rec.kind == 'a' and #rec.numbers == 2 * #windows then
   -- A resend whose first answer was lost: the same answer, counted once.
-  reply = {1, rec.number, rec.raise_count}
-elseif rec.kind == 'd' then
-  reply = {0, rec.number, '0'}
-elseif rec.kind then
-  -- Answered long ago (or a number another kind of operation used): nothing added.
-  reply = {0, cur, '0'}
+  reply = {'1'}
+  for _, n in ipairs(rec.numbers) do reply[#reply + 1] = n end
+elseif rec.kind == 'd' and #rec.numbers == #windows then
+  reply = seen(rec.numbers)
 else
-  local after = add(cur, ARGV[6])
-  if cmp(after, U64) <= 0 and (ARGV[9] == '1' or (cmp(cur, ARGV[7]) < 0 and cmp(after, ARGV[8]) <= 0)) then
-    local total = minimum(after, MAX)
-    write_total(KEYS[2], cur, op.plain, op.exists, total, at, op.raises)
-    reply, answer = {1, total, op.raise_count}, 'a' .. total .. '/' .. op.raise_count
+  local totals = {}
+  for i, w in ipairs(windows) do totals[i] = w.cur end
+  if rec.kind then
+    -- Answered long ago (or a number another operation used): nothing added.
+    reply = seen(totals)
   else
-    reply, answer = {0, cur, '0'}, 'd' .. cur
+    -- Admitted only if every window admits: its own rule (below, cap) on its own total.
+    local fits = true
+    for _, w in ipairs(windows) do
+      w.after = add(w.cur, COUNT)
+      if cmp(w.after, U64) > 0 then fits = false
+      elseif not FORCE and not (cmp(w.cur, ARGV[w.arg]) < 0 and cmp(w.after, ARGV[w.arg + 1]) <= 0) then
+        fits = false
+      end
+    end
+    local parts = {}
+    if fits then
+      reply = {'1'}
+      for _, w in ipairs(windows) do
+        local total = minimum(w.after, MAX)
+        write_total(w.key, w.cur, w.plain, w.exists, total, w.at, w.raises)
+        reply[#reply + 1] = total; reply[#reply + 1] = w.raise_count
+        parts[#parts + 1] = total .. '/' .. w.raise_count
+      end
+      answer = 'a' .. table.concat(parts, ',')
+    else
+      reply = seen(totals)
+      answer = 'd' .. table.concat(totals, ',')
+    end
   end
 end
-write_ops(KEYS[1], rec, answer, at)
+write_ops(KEYS[1], rec, answer, op.at)
 return reply

@@ -1,16 +1,21 @@
-local op, err = read_op()
+local op, err = read_op(5, 3)
 if not op then return err end
-local rec, cur = op.rec, op.cur
-local at = window_expiry(ARGV[4], ARGV[5])
+local rec, windows = op.rec, op.windows
 local taken, answer = '0', nil
 if rec.kind == 'b' then
-  taken = rec.number
+  taken = rec.numbers[1]
 elseif not rec.kind then
-  if op.raise_count == canon(ARGV[7]) then
-    taken = minimum(ARGV[6], cur)
-    write_total(KEYS[2], cur, op.plain, op.exists, sub(cur, taken), at, op.raises)
+  -- Off every window whose raise count is still the one the calls were counted under (a
+  -- floor applied since may have absorbed them: forfeited there); the answer is the first's.
+  for i, w in ipairs(windows) do
+    local t = '0'
+    if w.raise_count == canon(ARGV[w.arg]) then
+      t = minimum(ARGV[4], w.cur)
+      write_total(w.key, w.cur, w.plain, w.exists, sub(w.cur, t), w.at, w.raises)
+    end
+    if i == 1 then taken = t end
   end
   answer = 'b' .. taken
 end
-write_ops(KEYS[1], rec, answer, at)
+write_ops(KEYS[1], rec, answer, op.at)
 return taken

@@ -1,19 +1,30 @@
-local op, err = read_op()
+local op, err = read_op(5, 3)
 if not op then return err end
-local rec, cur = op.rec, op.cur
-local at = window_expiry(ARGV[4], ARGV[5])
-local granted, total, raise_count, answer = '0', cur, op.raise_count, nil
-if rec.kind == 'g' then
-  -- A resend: the first grant again, with the total as it is now.
-  granted, raise_count = rec.number, rec.raise_count
+local rec, windows = op.rec, op.windows
+local granted, answer = '0', nil
+local raise_counts = {}
+for i, w in ipairs(windows) do raise_counts[i] = w.raise_count end
+if rec.kind == 'g' and #rec.numbers == 1 + #windows then
+  -- A resend: the first grant again, with the totals as they are now.
+  granted = rec.numbers[1]
+  for i = 1, #windows do raise_counts[i] = rec.numbers[i + 1] end
 elseif not rec.kind then
-  -- Never more than the total can count (it stops at MAX).
-  granted = minimum(minimum(ARGV[6], sub(ARGV[7], cur)), sub(MAX, cur))
-  if granted ~= '0' then
-    total = minimum(add(cur, granted), MAX)
-    write_total(KEYS[2], cur, op.plain, op.exists, total, at, op.raises)
+  -- The most every window has room for below its ceiling, never more than a total can count
+  -- (it stops at MAX).
+  granted = ARGV[4]
+  for _, w in ipairs(windows) do
+    granted = minimum(minimum(granted, sub(ARGV[w.arg], w.cur)), sub(MAX, w.cur))
   end
-  answer = 'g' .. granted .. '/' .. raise_count
+  if granted ~= '0' then
+    for _, w in ipairs(windows) do
+      local total = minimum(add(w.cur, granted), MAX)
+      write_total(w.key, w.cur, w.plain, w.exists, total, w.at, w.raises)
+      w.cur = total
+    end
+  end
+  answer = 'g' .. granted .. '/' .. table.concat(raise_counts, ',')
 end
-write_ops(KEYS[1], rec, answer, at)
-return {granted, total, raise_count}
+write_ops(KEYS[1], rec, answer, op.at)
+local reply = {granted}
+for i, w in ipairs(windows) do reply[#reply + 1] = w.cur; reply[#reply + 1] = raise_counts[i] end
+return reply

@@ -1,28 +1,44 @@
 local SEQ, DONE_BELOW = ARGV[2], ARGV[3]
--- An answer's kind ('1', 'a', 'd', 'g' or 'b'), number and raise count (canonical text; nil
--- where the kind has none), or nil if it is not one: '1', 'a<total>/<raise_count>', 'd<total>',
--- 'g<granted>/<raise_count>', 'b<taken>', as StoredState writes them.
+-- An answer's kind ('1', 'a', 'd', 'g' or 'b') and its numbers (canonical text), or nil if
+-- it is not one, as StoredState writes them: '1'; 'a<total>/<raise_count>' (numbers: total,
+-- raise count), with ',<total>/<raise_count>' per other window of the operation; 'd<total>'
+-- (',<total>' per other window); 'g<granted>/<raise_count>' (',<raise_count>' per other
+-- window); 'b<taken>'.
 local function answer_of(v)
-  if v == '1' then return '1', nil, nil end
+  if v == '1' then return '1', {} end
   local kind, rest = string.sub(v, 1, 1), string.sub(v, 2)
-  local function number(t)
+  local numbers = {}
+  local function push(t)
     local n = canon(t)
-    if not n or cmp(n, U64) > 0 then return nil end
-    return n
+    if not n or cmp(n, U64) > 0 then return false end
+    numbers[#numbers + 1] = n
+    return true
   end
-  if kind == 'a' or kind == 'g' then
+  -- Each of a comma-separated list, through `each` (false: not valid).
+  local function list(text, each)
+    for part in string.gmatch(text .. ',', '([^,]*),') do
+      if not each(part) then return false end
+    end
+    return true
+  end
+  local function pair(t)
+    local slash = string.find(t, '/', 1, true)
+    return slash ~= nil and push(string.sub(t, 1, slash - 1)) and push(string.sub(t, slash + 1))
+  end
+  local valid = false
+  if kind == 'a' then
+    valid = list(rest, pair)
+  elseif kind == 'd' then
+    valid = list(rest, push)
+  elseif kind == 'g' then
     local slash = string.find(rest, '/', 1, true)
-    if not slash then return nil end
-    local n, l = number(string.sub(rest, 1, slash - 1)), number(string.sub(rest, slash + 1))
-    if not (n and l) then return nil end
-    return kind, n, l
+    valid = slash ~= nil and push(string.sub(rest, 1, slash - 1))
+      and list(string.sub(rest, slash + 1), push)
+  elseif kind == 'b' then
+    valid = push(rest)
   end
-  if kind == 'd' or kind == 'b' then
-    local n = number(rest)
-    if not n then return nil end
-    return kind, n, nil
-  end
-  return nil
+  if not valid then return nil end
+  return kind, numbers
 end
 -- A window's raise count (canonical text, '0' when none), or nil if the key holds something
 -- else.
@@ -42,17 +58,16 @@ end
 local function read_ops(key)
   if not has_type(key, 'hash') then return nil end
   local got = redis.call('HMGET', key, 'low', SEQ)
-  local low, kind, number = '0', nil, nil
+  local low, kind, numbers = '0', nil, nil
   if got[1] then
     low = canon(got[1])
     if not low or cmp(low, U64) > 0 then return nil end
   end
-  local raise_count = nil
   if got[2] then
-    kind, number, raise_count = answer_of(got[2])
+    kind, numbers = answer_of(got[2])
     if not kind then return nil end
   end
-  if cmp(SEQ, low) < 0 then kind, number, raise_count = 'stale', nil, nil end
+  if cmp(SEQ, low) < 0 then kind, numbers = 'stale', nil end
   local gone = {}
   if cmp(DONE_BELOW, low) > 0 then
     for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -62,7 +77,7 @@ local function read_ops(key)
       end
     end
   end
-  return {low = low, gone = gone, kind = kind, number = number, raise_count = raise_count}
+  return {low = low, gone = gone, kind = kind, numbers = numbers}
 end
 -- After the operation: records `answer` (when applied now), raises the mark to DONE_BELOW,
 -- forgets the seqs below it and keeps the record at least until `at` (the end of the last
