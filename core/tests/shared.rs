@@ -22,6 +22,16 @@ fn service(limit: u64, admission: Admission) -> TrackerConfig {
         .unwrap()])
 }
 
+/// `api` with `Exact` admission in a day's limit and a week's (Critical at 0.8 of each).
+fn exact_in_two_limits(day: u64, week: u64) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", day, Period::Day)
+        .and_limit(Limit::new(week, Period::Week))
+        .critical_threshold(0.8)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()])
+}
+
 fn tracker(config: TrackerConfig, store: impl Store + 'static) -> QuotaTracker {
     QuotaTracker::builder(config).store(store).build().unwrap()
 }
@@ -71,7 +81,14 @@ fn shared_child() {
         println!("admitted 0");
         return;
     }
-    let tracker = tracker(service(limit, admission(mode)), store);
+    let config = match mode {
+        // Exact admission in two limits: a day's and a week's (windows the system clock
+        // rarely crosses), the one named binding at half of `limit`.
+        "exact2day" => exact_in_two_limits(limit / 2, limit),
+        "exact2week" => exact_in_two_limits(limit, limit / 2),
+        _ => service(limit, admission(mode)),
+    };
+    let tracker = tracker(config, store);
     if parts.get(4) == Some(&"hold") {
         tracker.try_record("api", 1).unwrap();
         println!("holding");
@@ -185,6 +202,29 @@ fn exact_admission_across_processes_admits_exactly_up_to_critical() {
     assert_eq!(admitted, 8_000, "critical at 0.8 x 10,000");
     assert_eq!(file_total(&path), 8_000);
     nothing_moved_aside(dir.path());
+}
+
+#[test]
+fn exact_admission_in_two_limits_across_processes_admits_up_to_the_binding_one_in_both() {
+    for (mode, binding) in [("exact2day", "day"), ("exact2week", "week")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quota.json");
+        // 8 x 400 calls asked; the binding limit is 1,000, Critical at 800.
+        let spec = format!("{mode}|{}|400|2000", path.display());
+        let admitted: u64 = run_children(8, &spec).iter().sum();
+        assert_eq!(admitted, 800, "{binding}: critical at 0.8 x 1,000");
+        // Every admitted call is in both limits' windows, and nothing else is.
+        let state = FileStore::new(&path).state().unwrap();
+        for spec in ["day", "week"] {
+            let total: u64 = state
+                .windows()
+                .filter(|w| w.spec.key() == spec)
+                .map(|w| w.total)
+                .sum();
+            assert_eq!(total, 800, "{mode}: the {spec}'s windows");
+        }
+        nothing_moved_aside(dir.path());
+    }
 }
 
 #[test]

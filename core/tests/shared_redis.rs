@@ -68,6 +68,16 @@ fn two_limits(limit: u64) -> TrackerConfig {
         .unwrap()])
 }
 
+/// `api` with `Exact` admission in a day's limit and an hour's (Critical at 0.8 of each).
+fn exact_in_two_limits(day: u64, hour: u64) -> TrackerConfig {
+    TrackerConfig::new([ServiceConfig::builder("api", day, Period::Day)
+        .and_limit(Limit::new(hour, Period::Hour))
+        .critical_threshold(0.8)
+        .admission(Admission::Exact)
+        .build()
+        .unwrap()])
+}
+
 fn admission(word: &str) -> Admission {
     match word {
         "local" | "record" | "record2" => Admission::Local,
@@ -124,6 +134,9 @@ fn shared_redis_child() {
         .timeout(Duration::from_secs(5));
     let config = match mode {
         "record2" => two_limits(limit),
+        // The one named binding, at half of `limit`.
+        "exact2hour" => exact_in_two_limits(limit, limit / 2),
+        "exact2day" => exact_in_two_limits(limit / 2, limit),
         _ => config(limit, Period::Day, admission(mode)),
     };
     let tracker = QuotaTracker::builder(config)
@@ -277,6 +290,52 @@ fn eight_processes_recording_in_two_limits_through_redis_lose_nothing_in_either(
     let mut con = server.raw();
     assert_eq!(get(&mut con, &key("api", "day", day)), 40_000);
     assert_eq!(get(&mut con, &key("api", "hour", clock_ms)), 40_000);
+}
+
+#[test]
+fn exact_admission_in_two_limits_across_processes_admits_up_to_the_binding_one_in_both() {
+    let _group = one_group_at_a_time();
+    let server = Server::start();
+    let (clock_ms, day) = noon_today();
+    let mut con = server.raw();
+    for (run, (mode, binding)) in [("exact2hour", "hour"), ("exact2day", "day")]
+        .into_iter()
+        .enumerate()
+    {
+        // Each run in windows of its own: the next day's noon for the second.
+        let (clock_ms, day) = (
+            clock_ms + run as u64 * 86_400_000,
+            day + run as u64 * 86_400_000,
+        );
+        let watcher = Watcher::start(
+            &server,
+            key(
+                "api",
+                binding,
+                if binding == "day" { day } else { clock_ms },
+            ),
+        );
+        // 8 x 500 calls asked; the binding limit is 2,000, Critical at 1,600.
+        let spec = format!("{mode}|{}|500|4000|{clock_ms}", server.url());
+        let reports = run_children(8, &spec);
+        let (max_seen, _) = watcher.finish();
+        let unavailable: u64 = reports.iter().map(|r| r.unavailable).sum();
+        assert_eq!(unavailable, 0, "Redis answered every call: {reports:?}");
+        let admitted: u64 = reports.iter().map(|r| r.admitted).sum();
+        assert_eq!(
+            admitted, 1_600,
+            "{binding}: critical at 0.8 x 2,000: {reports:?}"
+        );
+        assert!(max_seen <= 1_600, "Redis held {max_seen} at some point");
+        // Every admitted call is in both limits' windows (500 calls 1 ms apart from noon stay
+        // in the noon hour).
+        assert_eq!(get(&mut con, &key("api", "day", day)), 1_600, "{mode}");
+        assert_eq!(
+            get(&mut con, &key("api", "hour", clock_ms)),
+            1_600,
+            "{mode}"
+        );
+    }
 }
 
 #[test]

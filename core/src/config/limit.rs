@@ -230,7 +230,8 @@ impl ServiceConfig {
     }
 
     /// Checks [`more_limits`](Self::more_limits): each as the service's own limit is checked,
-    /// no two windows alike, at most [`MAX_LIMITS`](Self::MAX_LIMITS), `Local` admission.
+    /// no two windows alike, at most [`MAX_LIMITS`](Self::MAX_LIMITS), `Local` or `Exact`
+    /// admission.
     pub(super) fn validate_more_limits(&self) -> Result<(), QuotaError> {
         if self.more_limits.is_empty() {
             return Ok(());
@@ -250,12 +251,12 @@ impl ServiceConfig {
                 format!("must be at most {} per service", Self::MAX_LIMITS),
             );
         }
-        if self.admission != super::Admission::Local {
-            // The store's admission scripts decide one window per call today.
+        if matches!(self.admission, super::Admission::Leased { .. }) {
+            // A block in hand is one window's today.
             return invalid(
                 &super::AdmissionText(self.admission),
-                "with more than one limit need Admission::Local in this version (each \
-                 limit's count still syncs through the store)"
+                "with more than one limit need Admission::Local or Admission::Exact in this \
+                 version"
                     .into(),
             );
         }

@@ -19,7 +19,7 @@ mod saver;
 
 pub(crate) use ledger::{HeldAdmit, Ledger, Queued};
 pub(crate) use resend::{Cut, Late, Settled};
-pub(crate) use saver::{Books, Persistence};
+pub(crate) use saver::{guarded, Books, Persistence};
 
 /// Counters of the tracker's store activity, from [`stats`](crate::QuotaTracker::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

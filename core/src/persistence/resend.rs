@@ -8,7 +8,7 @@ use super::{Books, Persistence};
 use crate::config::SHARED_ADMISSION;
 use crate::observers::quietly;
 use crate::store::{
-    AdmitReply, AdmitRequest, GiveBack, LeaseRequest, Store, StoreError, SyncBatch,
+    AdmitReply, AdmitRequest, GiveBack, LeaseRequest, Store, StoreError, SyncBatch, WindowTotal,
 };
 
 /// What the save lock guards: operations to send or resend, each as it is (the store applies
@@ -40,11 +40,11 @@ impl SaverState {
 
 /// What a sync learned late, for the tracker to settle under the service's lock.
 pub(crate) enum Late<'a> {
-    /// An admission the caller was told was refused: the window's raise count when the store
-    /// applied it, if it did.
+    /// An admission the caller was told was refused: if the store applied it, the answer's
+    /// windows (their raise counts then: the request's window, then each of its `also`).
     Admit {
         request: &'a AdmitRequest,
-        admitted: Option<u64>,
+        admitted: Option<(u64, Vec<WindowTotal>)>,
     },
     /// A lease whose answer was lost: what it granted, and the window's raise count then.
     Lease {
@@ -156,7 +156,9 @@ impl Persistence {
                     self.answered(held.request.seq);
                     if !held.counted {
                         let admitted = match reply {
-                            AdmitReply::Admitted { raise_count, .. } => Some(raise_count),
+                            AdmitReply::Admitted {
+                                raise_count, also, ..
+                            } => Some((raise_count, also)),
                             AdmitReply::Denied { .. } => None,
                         };
                         let late = Late::Admit {

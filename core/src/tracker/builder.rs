@@ -131,7 +131,11 @@ impl QuotaTrackerBuilder {
     /// [`QuotaTracker::stats`] and by a [`StoreEvent::ReadFailed`], and the tracker starts
     /// fresh.
     pub fn build(self) -> Result<QuotaTracker, QuotaError> {
-        validate(&self.config, self.store.is_some())?;
+        validate(
+            &self.config,
+            self.store.is_some(),
+            self.store.as_deref().is_some_and(checks_every_window),
+        )?;
         self.policy.validate()?;
         let mut tracker =
             QuotaTracker::assemble(self.config, self.clock, self.policy.reduced_rate.fraction);
@@ -172,9 +176,14 @@ impl QuotaTrackerBuilder {
 
 /// Checks `config` as a tracker with a store (`has_store`) or without needs it: every service
 /// (`TrackerConfig::validate`), and shared admission, which needs the feature and a store shared
-/// by the instances. [`QuotaTrackerBuilder::build`] and
+/// by the instances, and for a service of several limits a store that checks every window in
+/// one step (`several_windows`). [`QuotaTrackerBuilder::build`] and
 /// [`QuotaTracker::reconfigure`] both ask this.
-pub(super) fn validate(config: &TrackerConfig, has_store: bool) -> Result<(), QuotaError> {
+pub(super) fn validate(
+    config: &TrackerConfig,
+    has_store: bool,
+    several_windows: bool,
+) -> Result<(), QuotaError> {
     config.validate()?;
     let missing = if !SHARED {
         Some("needs the crate feature `shared-admission`, which this build leaves out")
@@ -195,7 +204,29 @@ pub(super) fn validate(config: &TrackerConfig, has_store: bool) -> Result<(), Qu
             reason,
         ));
     }
+    let several = config
+        .services
+        .iter()
+        .find(|s| s.admission != Admission::Local && !s.more_limits.is_empty());
+    if let Some(service) = several.filter(|_| !several_windows) {
+        return Err(QuotaError::invalid_config(
+            Some(&service.name),
+            "admission",
+            AdmissionText(service.admission),
+            "with more than one limit needs a store that checks every window in one step \
+             (Store::several_windows); this store does not",
+        ));
+    }
     Ok(())
+}
+
+/// Whether `store` checks every window of a service in one step (its own answer, asked outside
+/// every lock; a panic is a "no").
+pub(super) fn checks_every_window(store: &dyn Store) -> bool {
+    matches!(
+        crate::persistence::guarded(|| Ok(store.several_windows())),
+        Ok(true)
+    )
 }
 
 impl QuotaTracker {

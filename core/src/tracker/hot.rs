@@ -358,7 +358,10 @@ impl QuotaTracker {
     ) -> Result<Recorded<'_>, QuotaError> {
         let settings = self.slot(position).settings();
         match settings.config.admission {
-            // Several limits take `Local` admission (validated).
+            // Several limits take `Local` or `Exact` admission (validated).
+            Admission::Exact if SHARED && !settings.more.is_empty() => {
+                self.exact_limits_update(position, request)
+            }
             _ if !settings.more.is_empty() => self.limits_update(position, request),
             // One `Local` limit: the caller read settings of several limits, and a reconfigure
             // to one landed since (or the service was removed: `update` answers that). Back to

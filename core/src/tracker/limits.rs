@@ -27,7 +27,7 @@ pub(super) struct LimitsStep {
 
 impl LimitsStep {
     /// The reset this call performed, and the highest level change its counting made.
-    fn reported(&self) -> (Option<Transition>, Option<Transition>) {
+    pub(super) fn reported(&self) -> (Option<Transition>, Option<Transition>) {
         let (resets, recorded) = self.transitions.split_at(self.resets);
         (
             resets.first().cloned(),
@@ -122,14 +122,23 @@ impl QuotaTracker {
         position: usize,
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
+        self.limits_step_here(position, request, Admission::Local)
+    }
+
+    /// [`limits_update`](Self::limits_update) of a service whose admission is `admission`:
+    /// counted here, in this instance's view (an `Exact` service's `record_call` while its store
+    /// is unreachable: synced later as deltas).
+    pub(super) fn limits_step_here(
+        &self,
+        position: usize,
+        request: Request,
+        admission: Admission,
+    ) -> Result<Recorded<'_>, QuotaError> {
         let slot = self.slot(position);
         let now = self.now();
         let mut guard = slot.lock(self.persistence.is_some());
         let settings = slot.settings();
-        if settings.removed
-            || settings.more.is_empty()
-            || settings.config.admission != Admission::Local
-        {
+        if settings.removed || settings.more.is_empty() || settings.config.admission != admission {
             drop(guard);
             return self.update(position, request);
         }
@@ -160,7 +169,7 @@ impl QuotaTracker {
 
     /// After a step of several limits, its lock released: a sync soon if a window moved, the
     /// transitions delivered, the save the call owes.
-    fn after_limits_step(&self, slot: &ServiceSlot, done: &LimitsStep, now: u64) {
+    pub(super) fn after_limits_step(&self, slot: &ServiceSlot, done: &LimitsStep, now: u64) {
         if done.step.moved.is_some() {
             if let Some(persistence) = &self.persistence {
                 persistence.sync_soon();

@@ -29,6 +29,9 @@ impl QuotaTracker {
             _ if settings.removed => return false,
             _ if !SHARED => {}
             Admission::Local => {}
+            Admission::Exact if !settings.more.is_empty() => {
+                return self.exact_limits_can_call(position)
+            }
             Admission::Exact => return self.exact_can_call(position),
             Admission::Leased { block } => return self.leased_can_call(position, block),
         }

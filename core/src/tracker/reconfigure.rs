@@ -104,7 +104,11 @@ impl QuotaTracker {
     /// # Ok::<(), QuotaError>(())
     /// ```
     pub fn reconfigure(&self, config: TrackerConfig) -> Result<Reconfigured, QuotaError> {
-        validate(&config, self.persistence.is_some())?;
+        let several_windows = self
+            .persistence
+            .as_ref()
+            .is_some_and(|p| matches!(p.call(|store| Ok(store.several_windows())), Ok(true)));
+        validate(&config, self.persistence.is_some(), several_windows)?;
         let now = self.now();
         let serial = self.reconfiguring.lock();
         let old = self.live();

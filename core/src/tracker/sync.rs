@@ -6,7 +6,7 @@ use super::{describe_store_event, QuotaTracker, SlotGuard, SHARED};
 use crate::locks::thread_local;
 use crate::observers::quietly;
 use crate::persistence::{Books, Cut, Late, Persistence, Queued, SaveReason, Settled, StoreStats};
-use crate::store::{Delta, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
+use crate::store::{Delta, GiveBackWindow, InstanceId, Raise, StoreError, SyncBatch, WindowKey};
 use crate::window::Window;
 use std::cell::RefCell;
 
@@ -350,26 +350,54 @@ impl QuotaTracker {
     /// or granted that the caller never got are given back (the store forfeits them if a raise
     /// was applied to their window since: see [`GiveBack::raise_count`]).
     pub(super) fn settle(&self, late: Late<'_>) -> Settled {
-        let (window, booked, calls, raise_count) = match late {
-            Late::Admit { request, admitted } => (
-                &request.window,
-                request.count,
-                admitted.map_or(0, |_| request.count),
-                admitted.unwrap_or(0),
-            ),
+        let (window, booked, calls, raise_count, also) = match late {
+            Late::Admit { request, admitted } => {
+                let (calls, raise_count, also) = match admitted {
+                    // Each of the request's other windows with its raise count then.
+                    Some((raise_count, counted)) => (
+                        request.count,
+                        raise_count,
+                        request
+                            .also
+                            .iter()
+                            .zip(counted)
+                            .map(|(asked, counted)| GiveBackWindow {
+                                window: asked.window.clone(),
+                                raise_count: counted.raise_count,
+                            })
+                            .collect(),
+                    ),
+                    None => (0, 0, Vec::new()),
+                };
+                (&request.window, request.count, calls, raise_count, also)
+            }
             Late::Lease {
                 request,
                 granted,
                 raise_count,
-            } => (&request.window, request.block, granted, raise_count),
+            } => (
+                &request.window,
+                request.block,
+                granted,
+                raise_count,
+                Vec::new(),
+            ),
         };
         if let Ok(position) = self.position(&window.service) {
+            // Booked on every limit's ledger when asked.
             let mut guard = self.slot(position).lock(self.persistence.is_some());
-            guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
+            for at in 0..guard.limit_count() {
+                let (_, ledger) = guard.limit_mut(at);
+                ledger.floor_asked = ledger.floor_asked.saturating_sub(booked);
+            }
         }
         match calls {
             0 => Settled::Nothing,
-            calls => Settled::GiveBack(self.give_back_of(window.clone(), calls, raise_count)),
+            calls => {
+                let mut back = self.give_back_of(window.clone(), calls, raise_count);
+                back.also = also;
+                Settled::GiveBack(back)
+            }
         }
     }
 

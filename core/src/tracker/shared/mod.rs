@@ -13,6 +13,7 @@ use crate::usage::Recorded;
 use crate::window::{Window, WindowSpec};
 
 mod exact;
+mod exact_limits;
 mod leased;
 
 pub(super) use leased::LeaseState;
