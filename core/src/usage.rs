@@ -193,8 +193,9 @@ pub(crate) fn limit_for_reset(
 
 /// A change of one service's level, caused by recorded calls (upwards) or by the window
 /// resetting (downwards). Transitions are rare and get queued for observers, so they own their
-/// data; the name is shared with the tracker (cloning it copies no text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// data; the name is shared with the tracker (cloning it copies no text). Two are equal when
+/// their public fields are (a transition read back from JSON equals the one written).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Transition {
     /// The service whose level changed.
     pub service: Arc<str>,
@@ -216,6 +217,21 @@ pub struct Transition {
     #[serde(skip)]
     pub(crate) several: bool,
 }
+
+impl PartialEq for Transition {
+    fn eq(&self, other: &Self) -> bool {
+        // Not `several`: a hint for the metrics, which JSON does not carry.
+        self.service == other.service
+            && self.from == other.from
+            && self.to == other.to
+            && self.used == other.used
+            && self.limit == other.limit
+            && self.window == other.window
+            && self.at_ms == other.at_ms
+    }
+}
+
+impl Eq for Transition {}
 
 impl Transition {
     /// The transition of the service `service`'s limit of `limit` calls per `window` that

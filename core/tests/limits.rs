@@ -188,6 +188,12 @@ fn each_limit_has_its_level_and_transitions_and_usage_describes_the_binding_one(
     );
     assert_eq!(transition.limit, 50);
     assert_eq!(transition.window, WindowSpec::new(Period::Hour));
+    // Read back from JSON (what an observer may log and replay), it is the same transition.
+    let json = serde_json::to_string(&transition).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Transition>(&json).unwrap(),
+        transition
+    );
     assert_eq!(
         recorded.usage.limit, 50,
         "the hour binds: 20 left, against 970"

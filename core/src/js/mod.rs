@@ -212,7 +212,8 @@ impl JsQuotaTracker {
         inner.delivered(allowed)
     }
 
-    /// The calls held back as a reserve: `floor(limit x reserveFraction)`.
+    /// The calls held back as a reserve: `floor(limit x reserveFraction)`; for a service of
+    /// several limits, its first limit's (each limit holds back that fraction of its own).
     #[wasm_bindgen(js_name = reserveAllocation)]
     pub fn reserve_allocation(
         &self,

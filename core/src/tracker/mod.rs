@@ -267,7 +267,10 @@ impl QuotaTracker {
         Ok(self.can_call_at(self.position(service)?))
     }
 
-    /// The calls held back as a reserve: `floor(limit x reserve_fraction)`.
+    /// The calls held back as a reserve: `floor(limit x reserve_fraction)`. For a service of
+    /// several limits, its own limit's (`limit` per `window`); each of
+    /// [`more_limits`](crate::ServiceConfig::more_limits) holds back the same fraction of its
+    /// own count in its own window.
     pub fn reserve_allocation(&self, service: &str) -> Result<u64, QuotaError> {
         Ok(self.slot(self.position(service)?).settings().rules.reserve)
     }
