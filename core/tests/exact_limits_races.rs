@@ -1,0 +1,370 @@
+//! `Exact` admission of a service of several limits against reconfigures landing while an
+//! answer is in flight, raises forfeiting a give-back in one window only, and a store that says
+//! it checks several windows but answers one. Tests marked `#[ignore = "bug: ..."]` show a bug
+//! of the tracker (see each one's comment).
+
+#[path = "support/timeout.rs"]
+mod timeout;
+
+use quota_core::{
+    Admission, AdmitReply, AdmitRequest, GiveBack, Limit, ManualClock, MemoryStore, Period,
+    QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, SyncPolicy,
+    TrackerConfig,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+
+/// Noon, 10 June 2024 (UTC): the start of an hour.
+const NOON: u64 = 1_718_020_800_000;
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 3_600_000;
+
+fn limits(per_minute: u64, per_hour: Option<u64>, admission: Admission) -> TrackerConfig {
+    let mut builder = ServiceConfig::builder("api", per_minute, Period::Minute)
+        .warn_threshold(0.5)
+        .critical_threshold(1.0)
+        .reserve_fraction(0.0)
+        .admission(admission);
+    if let Some(per_hour) = per_hour {
+        builder = builder.and_limit(Limit::new(per_hour, Period::Hour));
+    }
+    TrackerConfig::new([builder.build().unwrap()])
+}
+
+fn tracker(
+    config: TrackerConfig,
+    store: impl Store + 'static,
+    clock: &ManualClock,
+) -> QuotaTracker {
+    QuotaTracker::builder(config)
+        .clock(clock.clone())
+        .store(store)
+        .sync_policy(SyncPolicy {
+            flush_timeout_ms: 0,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap()
+}
+
+fn stored(store: &MemoryStore, spec: &str) -> u64 {
+    let state = store.state().unwrap();
+    let windows = state.windows().filter(|w| w.spec.key() == spec);
+    windows.map(|w| w.total).sum()
+}
+
+fn used(tracker: &QuotaTracker) -> Vec<u64> {
+    let limits = tracker.usage_limits("api").unwrap();
+    limits.iter().map(|u| u.used).collect()
+}
+
+/// Forwards to a `MemoryStore`; once armed, the next admission is applied, then waits with its
+/// answer in hand until the test lets it go. With `one_window`, an admission's answer leaves
+/// out every window but the first (a store that says it checks several but does not).
+#[derive(Clone)]
+struct GateStore {
+    inner: MemoryStore,
+    armed: Arc<AtomicBool>,
+    one_window: Arc<AtomicBool>,
+    reached: Arc<Mutex<mpsc::Sender<()>>>,
+    go: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+struct Gate {
+    armed: Arc<AtomicBool>,
+    reached: mpsc::Receiver<()>,
+    go: mpsc::Sender<()>,
+}
+
+fn gate(inner: MemoryStore) -> (GateStore, Gate) {
+    let (reached_tx, reached) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let armed = Arc::new(AtomicBool::new(false));
+    let store = GateStore {
+        inner,
+        armed: Arc::clone(&armed),
+        one_window: Arc::new(AtomicBool::new(false)),
+        reached: Arc::new(Mutex::new(reached_tx)),
+        go: Arc::new(Mutex::new(go_rx)),
+    };
+    (store, Gate { armed, reached, go })
+}
+
+impl Store for GateStore {
+    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
+        self.inner.sync(batch)
+    }
+
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        let mut reply = self.inner.admit(request);
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.lock().unwrap().send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+        }
+        if self.one_window.load(Ordering::SeqCst) {
+            if let Ok(AdmitReply::Admitted { also, .. } | AdmitReply::Denied { also, .. }) =
+                &mut reply
+            {
+                also.clear();
+            }
+        }
+        reply
+    }
+
+    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
+        self.inner.give_back(request)
+    }
+
+    fn several_windows(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `try_record("api", count)` on another thread until its admission has its answer in
+/// hand, runs `meanwhile`, then lets the answer come.
+fn while_answering(
+    a: &Arc<QuotaTracker>,
+    gate: &Gate,
+    count: u64,
+    meanwhile: impl FnOnce(),
+) -> thread::Result<Result<(), QuotaError>> {
+    gate.armed.store(true, Ordering::SeqCst);
+    let asking = thread::spawn({
+        let a = Arc::clone(a);
+        move || a.try_record("api", count).map(|_| ())
+    });
+    gate.reached.recv().unwrap();
+    meanwhile();
+    gate.go.send(()).unwrap();
+    asking.join()
+}
+
+/// BUG (core/src/tracker/shared/exact_limits.rs, `exact_limits_update`, the `Denied` arm):
+/// `settings` is read *after* the store answered (`let settings = slot.settings();`), but the
+/// refusal is then looked up with `settings.limit(at)` for every window the request *asked*
+/// (`totals.iter().enumerate()`). A reconfigure that removed a limit in between leaves fewer
+/// limits than windows: `Settings::limit` indexes `more[at - 1]` out of bounds and
+/// `try_record` panics in the caller's thread. Fix: name the refusal from the settings the
+/// request was built with (keep them in `Asking`), or bound `at` by `settings` and by
+/// matching each limit's window key, as `take_limit_totals` does.
+#[test]
+#[ignore = "bug: a reconfigure that removes a limit while a refusal is in flight panics try_record"]
+fn a_refusal_in_flight_when_a_reconfigure_removes_the_refusing_limit_is_a_denial() {
+    timeout::within(30, || {
+        let (store, gate) = gate(MemoryStore::new());
+        let clock = ManualClock::new(NOON);
+        let a = Arc::new(tracker(limits(5, Some(3), Admission::Exact), store, &clock));
+        a.try_record("api", 3).unwrap();
+        // The hour is full: the store refuses; meanwhile the hour's limit goes away.
+        let answer = while_answering(&a, &gate, 1, || {
+            a.reconfigure(limits(5, None, Admission::Exact)).unwrap();
+        });
+        let result = answer.expect("try_record panicked");
+        assert!(
+            matches!(result, Err(QuotaError::Denied { .. })),
+            "{result:?}"
+        );
+        // The service goes on with its one limit.
+        a.try_record("api", 2).unwrap();
+    });
+}
+
+#[test]
+fn an_admission_in_flight_across_reconfigures_counts_where_its_windows_still_count() {
+    timeout::within(30, || {
+        let (store, gate) = gate(MemoryStore::new());
+        let clock = ManualClock::new(NOON);
+        let a = Arc::new(tracker(
+            limits(5, Some(8), Admission::Exact),
+            store.clone(),
+            &clock,
+        ));
+        // Switched to `Local` while the answer is in flight: counted once, in both views.
+        let answer = while_answering(&a, &gate, 2, || {
+            a.reconfigure(limits(5, Some(8), Admission::Local)).unwrap();
+        });
+        answer.unwrap().unwrap();
+        assert_eq!(used(&a), [2, 2]);
+        // Back to `Exact`, then the hour's limit changes to a day's while an answer is in
+        // flight: the minute takes it, the new day does not (it was not asked).
+        a.reconfigure(limits(5, Some(8), Admission::Exact)).unwrap();
+        let answer = while_answering(&a, &gate, 1, || {
+            let day = ServiceConfig::builder("api", 5, Period::Minute)
+                .and_limit(Limit::new(8, Period::Day))
+                .warn_threshold(0.5)
+                .critical_threshold(1.0)
+                .reserve_fraction(0.0)
+                .admission(Admission::Exact)
+                .build()
+                .unwrap();
+            a.reconfigure(TrackerConfig::new([day])).unwrap();
+        });
+        answer.unwrap().unwrap();
+        assert_eq!(used(&a)[0], 3);
+        a.flush().unwrap();
+        assert_eq!(stored(&store.inner, "minute"), 3);
+        assert_eq!(stored(&store.inner, "hour"), 3);
+        // Removed while an admission is in flight: the caller gets its answer, later calls
+        // name the service unknown.
+        let answer = while_answering(&a, &gate, 1, || {
+            a.reconfigure(TrackerConfig::new([ServiceConfig::new(
+                "other",
+                5,
+                Period::Minute,
+            )]))
+            .unwrap();
+        });
+        let _ = answer.expect("no panic");
+        assert!(matches!(
+            a.try_record("api", 1),
+            Err(QuotaError::UnknownService(_))
+        ));
+    });
+}
+
+#[test]
+fn reconfigures_racing_admissions_never_panic_nor_pass_the_store_limits() {
+    timeout::within(120, || {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(NOON);
+        let a = Arc::new(tracker(
+            limits(100, Some(50), Admission::Exact),
+            store.clone(),
+            &clock,
+        ));
+        let b = Arc::new(tracker(
+            limits(100, Some(50), Admission::Exact),
+            store.clone(),
+            &clock,
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = [&a, &a, &b, &b]
+            .into_iter()
+            .map(|tracker| {
+                let (tracker, stop) = (Arc::clone(tracker), Arc::clone(&stop));
+                thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let _ = tracker.try_record("api", 1);
+                        let _ = tracker.can_call("api");
+                    }
+                })
+            })
+            .collect();
+        // Only raising limits or changing the admission: every config keeps the hour at 50
+        // (the refusal-in-flight bug above needs a limit removed, kept out of this race).
+        let configs = [
+            limits(100, Some(50), Admission::Local),
+            limits(100, Some(50), Admission::Exact),
+            limits(120, Some(50), Admission::Exact),
+        ];
+        for round in 0..60 {
+            a.reconfigure(configs[round % 3].clone()).unwrap();
+            thread::sleep(std::time::Duration::from_millis(2));
+        }
+        a.reconfigure(configs[1].clone()).unwrap();
+        stop.store(true, Ordering::SeqCst);
+        for thread in threads {
+            thread.join().expect("a call panicked");
+        }
+        a.flush().unwrap();
+        b.flush().unwrap();
+        // `b` stayed `Exact`: the store never let the hour pass 50 through it; `a`'s `Local`
+        // stretches counted here and synced (they may pass: `Local` is not exact).
+        let (minute, hour) = (stored(&store, "minute"), stored(&store, "hour"));
+        assert!(
+            hour >= 50,
+            "minute {minute}, hour {hour}, a {:?}, b {:?}",
+            used(&a),
+            used(&b)
+        );
+        assert_eq!(stored(&store, "hour"), stored(&store, "minute"));
+    });
+}
+
+/// BUG (core/src/tracker/shared/exact_limits.rs, `take_limit_totals`): an `Admitted` answer
+/// whose `also` has fewer windows than the request named (a store that says
+/// `several_windows` but answers one window, or a broken one) is taken in silently: the limits
+/// without a total are skipped (`totals.get(i)` is `None`, `continue`), so the call the store
+/// admitted is not counted in the hour's view at all (`used` stays 0 while the store holds 1).
+/// `Persistence::send` refuses a sync reply of the wrong shape ("the store answered {} totals
+/// for {} windows"); the admission path has no such check. Fix: check
+/// `also.len() == request.also.len()` in `admit_twice` (or in `exact_limits_update`) and
+/// treat a mismatch as `StoreError::Io` (maybe applied: held and resent, which also makes
+/// `settle`'s `zip` whole).
+#[test]
+#[ignore = "bug: an admission reply missing windows is taken in without counting them"]
+fn an_admission_reply_missing_a_window_is_not_taken_as_counted_nowhere() {
+    let (store, _gate) = gate(MemoryStore::new());
+    store.one_window.store(true, Ordering::SeqCst);
+    let clock = ManualClock::new(NOON);
+    let a = tracker(limits(5, Some(8), Admission::Exact), store.clone(), &clock);
+    let result = a.try_record("api", 1);
+    // Either refused as a store failure, or counted in every limit's view.
+    match result {
+        Ok(_) => assert_eq!(used(&a), [1, 1], "admitted, so counted in every limit"),
+        Err(QuotaError::Denied { .. }) => {}
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// BUG (core/src/persistence/resend.rs, `resolve`, the give-backs loop): the calls forfeited are
+/// counted as `back.unused - taken`, and `taken` is the *first* window's only (the store's
+/// answer, `StoredState::give_back` / give_back.lua: "the answer is the first's"). A give-back
+/// forfeited in the hour (raised since) but taken off the minute counts nothing in
+/// `StoreStats::forfeited_calls` and logs no warning, although the hour keeps the calls. Fix:
+/// answer what each window took (or the least taken) and count the forfeits per window.
+#[test]
+#[ignore = "bug: a give-back forfeited in another window than the first is not counted as forfeited"]
+fn a_give_back_forfeited_in_the_hour_only_is_counted_as_forfeited() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(NOON);
+    let a = tracker(
+        limits(50, Some(80), Admission::Exact),
+        store.clone(),
+        &clock,
+    );
+    store.lose_next_replies(2);
+    a.try_record("api", 6).unwrap_err();
+    // Another instance's floor for the hour reaches the store before the give-back.
+    let b = tracker(
+        limits(50, Some(80), Admission::Exact),
+        store.clone(),
+        &clock,
+    );
+    b.raise_used("api", 7, Some(NOON + HOUR)).unwrap();
+    b.flush().unwrap();
+    clock.advance(10_000);
+    for _ in 0..3 {
+        a.flush().unwrap();
+    }
+    // Taken off the minute, forfeited in the hour (raised since).
+    assert_eq!((stored(&store, "minute"), stored(&store, "hour")), (0, 7));
+    assert_eq!(a.stats().forfeited_calls, 6, "the hour kept 6 calls");
+}
+
+#[test]
+fn a_give_back_forfeited_in_the_minute_only_is_taken_off_the_hour() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(NOON);
+    let a = tracker(
+        limits(50, Some(80), Admission::Exact),
+        store.clone(),
+        &clock,
+    );
+    store.lose_next_replies(2);
+    a.try_record("api", 6).unwrap_err();
+    let b = tracker(
+        limits(50, Some(80), Admission::Exact),
+        store.clone(),
+        &clock,
+    );
+    b.raise_used("api", 7, Some(NOON + MINUTE)).unwrap();
+    b.flush().unwrap();
+    clock.advance(10_000);
+    for _ in 0..3 {
+        a.flush().unwrap();
+    }
+    assert_eq!((stored(&store, "minute"), stored(&store, "hour")), (7, 0));
+    assert_eq!(a.stats().forfeited_calls, 6);
+}
