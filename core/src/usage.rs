@@ -215,6 +215,7 @@ pub struct Transition {
     /// Whether the service had several limits then: the metrics label such a transition's
     /// series by its window (a service of one keeps its unlabelled series).
     #[serde(skip)]
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) several: bool,
 }
 

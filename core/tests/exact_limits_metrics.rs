@@ -79,17 +79,10 @@ fn a_denial_by_the_store_is_reported_with_no_lock_held() {
     });
 }
 
-/// BUG (core/src/tracker/shared/exact_limits.rs, `ask_limits`): a call refused by a floor the
-/// store has not seen yet builds its error with `slot.denied(..)` *inside* the service's lock
-/// (`let asking = match past_floor { Some(..) => Err(slot.denied(..)), .. }; drop(guard);`).
-/// `ServiceSlot::denied` says "Call it with no lock held": with feature `metrics` it reports
-/// the denial to the recorder, user code, which may call back into the tracker; a read of the
-/// same service takes the same (non-reentrant) lock again on the same thread: a deadlock. The
-/// one-limit path (`exact_update` / `ask_under_floor`) returns the floor seen and builds the
-/// error after the lock. Fix: carry `(at, seen, reason)` out of the locked block and call
-/// `slot.denied` after `drop(guard)`.
+/// A call refused by a floor the store has not seen yet is refused before the store is asked;
+/// its denial (reported to the recorder, user code that may read the tracker) is built once the
+/// service's lock is released (a second acquisition on the same thread would never return).
 #[test]
-#[ignore = "bug: a floor refusal reports its denial to the recorder under the service's lock"]
 fn a_denial_by_a_floor_is_reported_with_no_lock_held() {
     timeout::within(20, || {
         let recorder = ReadingRecorder {
@@ -99,10 +92,11 @@ fn a_denial_by_a_floor_is_reported_with_no_lock_held() {
         let tracker = tracker(&store, &clock);
         recorder.tracker.set(Arc::clone(&tracker)).unwrap();
         metrics::with_local_recorder(&recorder, || {
-            // The provider says the hour is full; the store does not know yet (the sync the
-            // raise asks for fails), and its back-off is over.
-            store.fail_next(1);
+            // The provider says the hour is full; the store does not know yet (the syncs the
+            // raise asks for fail), and its back-off is over.
+            store.set_failing(true);
             tracker.raise_used("api", 80, Some(NOON + HOUR)).unwrap();
+            store.set_failing(false);
             clock.advance(30_000);
             assert_eq!(
                 store.state().unwrap().windows().count(),

@@ -1,7 +1,6 @@
 //! Hostile input to the store protocol of several windows, straight to the stores (no tracker):
 //! an `also` that repeats the request's window, extreme counts and caps, answers of every odd
-//! shape in a stored record, and Redis keys of an `also` window holding garbage. Tests marked
-//! `#[ignore = "bug: ..."]` show a bug (see each one's comment).
+//! shape in a stored record, and Redis keys of an `also` window holding garbage.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -78,19 +77,11 @@ fn total(store: &dyn Store, window: &WindowKey) -> u64 {
     }
 }
 
-/// BUG (core/src/store/document/records.rs, `StoredState::admit` / `give_back`, and the Redis
-/// scripts admit.lua / give_back.lua): nothing checks that `also` names distinct windows of the
-/// request's service. An `also` that repeats the request's window is checked against the total
-/// before the call (both pass), then counted in it twice: 3 calls asked under a cap of 5 leave
-/// the window at 6, past the cap; a give-back repeating it takes its calls off twice (below
-/// what was counted). And the two stores' replies differ: `StoredState` answers the totals
-/// after each addition (3, then 6), Redis answers `cur + count` for both (3 and 3) while it
-/// stores 6 (write_total adds per entry; `w.after` was computed from the value read before
-/// any write). Fix: refuse (an error, nothing applied) a request whose windows are not
-/// distinct keys of one service, in `StoredState` and in `RedisStore` before the script
-/// (keys of another service would also break the scripts' one-slot rule in a cluster).
+/// An `also` that repeats the request's window (or names another service's) is refused by
+/// every store with `StoreError::Invalid`, nothing applied: checked against the total before
+/// the call, it would be counted twice, past its cap (and keys of two services would break the
+/// scripts' one-slot rule on a cluster).
 #[test]
-#[ignore = "bug: an `also` repeating the request's window is counted twice, past its cap"]
 fn a_request_repeating_its_window_is_refused_or_counted_once_alike_everywhere() {
     let server = Server::start();
     let redis = RedisStore::new(&server.url()).unwrap().prefix("repeat");

@@ -390,14 +390,16 @@ fn limits_are_checked_when_configured() {
         .map(|n| Limit::new(10, WindowSpec::new(Period::Minute).every(n).unwrap()))
         .collect();
     assert!(invalid(many).contains("limits must be at most 8 per service (got 9)"));
-    // `Exact` checks every limit in the store (a store that says it can: `exact_limits.rs`);
-    // a block in hand is one window's.
-    let mut exact = tiingo();
-    exact.admission = quota_core::Admission::Exact;
-    exact.validate().unwrap();
-    let mut leased = tiingo();
-    leased.admission = quota_core::Admission::Leased { block: 10 };
-    assert!(invalid(leased).contains("need Admission::Local or Admission::Exact"));
+    // Shared admission checks every limit in the store (on a store that says it can:
+    // `exact_limits.rs`, `leased_limits.rs`).
+    for admission in [
+        quota_core::Admission::Exact,
+        quota_core::Admission::Leased { block: 10 },
+    ] {
+        let mut shared = tiingo();
+        shared.admission = admission;
+        shared.validate().unwrap();
+    }
     // An hour in UTC and an hour in Paris are different windows.
     ServiceConfig::builder("b", 5, Period::Hour)
         .and_limit(Limit::new(

@@ -210,10 +210,11 @@ fn all_or_nothing_on(store: &dyn Store) {
             raise_count: 0,
         }],
     };
-    assert_eq!(store.give_back(&back).unwrap(), 3);
+    // The answer is the fewest any window took off: the day forfeited them.
+    assert_eq!(store.give_back(&back).unwrap(), 0);
     assert_eq!(
         store.give_back(&back).unwrap(),
-        3,
+        0,
         "a resend: the first answer"
     );
     assert_eq!(read(store, &[&next_hour, &tomorrow]), [2, 900]);
@@ -343,6 +344,16 @@ fn redis_and_stored_state_answer_every_operation_alike() {
         let count = 1 + this_seq % 7;
         // Any window may bind: each op's caps differ, window by window.
         let cap = |at: usize| 30 + (this_seq * [7, 11, 13][at]) % 50;
+        // A window's raise count now (as the reference keeps it), or a wrong one every
+        // `wrong`th operation: give-backs taken off and forfeited, window by window.
+        let counts = reference.state().unwrap();
+        let raise_count = |window: &WindowKey, wrong: u64| -> u64 {
+            let now = counts
+                .windows()
+                .find(|w| w.spec == window.spec && w.start_ms == window.start_ms)
+                .map_or(0, |w| w.raise_count);
+            now + u64::from(this_seq % wrong == 0)
+        };
         let answers: Vec<String> = stores
             .iter()
             .map(|store| match kind {
@@ -395,12 +406,12 @@ fn redis_and_stored_state_answer_every_operation_alike() {
                         done_below: 0,
                         window: first.clone(),
                         unused: count,
-                        raise_count: this_seq % 2,
+                        raise_count: raise_count(first, 7),
                         also: also
                             .iter()
                             .map(|window| GiveBackWindow {
                                 window: window.clone(),
-                                raise_count: (this_seq / 2) % 2,
+                                raise_count: raise_count(window, 11),
                             })
                             .collect(),
                     })
@@ -459,5 +470,66 @@ fn redis_and_stored_state_answer_every_operation_alike() {
                 "{outcome} with {more} more windows: {seen:?}"
             );
         }
+    }
+}
+
+#[test]
+fn a_request_naming_a_window_twice_or_two_services_is_refused_and_changes_nothing() {
+    let server = Server::start();
+    let redis = RedisStore::new(&server.url()).unwrap().prefix("bad");
+    let memory = MemoryStore::new();
+    let (hour, day) = (window(Period::Hour), window(Period::Day));
+    let other = WindowKey {
+        service: "other".into(),
+        ..day.clone()
+    };
+    for store in [&redis as &dyn Store, &memory] {
+        for twice in [hour.clone(), other.clone()] {
+            let mut request = admit(&hour, &day, 30, 3, false);
+            request.also.push(AdmitWindow {
+                window: twice.clone(),
+                below: 5,
+                cap: 5,
+            });
+            let error = store.admit(&request).unwrap_err();
+            assert!(
+                matches!(error, quota_core::StoreError::Invalid(_)),
+                "{error}"
+            );
+            assert!(!error.maybe_applied());
+            let lease = LeaseRequest {
+                instance: id(1),
+                seq: 31,
+                done_below: 0,
+                window: hour.clone(),
+                block: 2,
+                ceiling: 50,
+                also: vec![LeaseWindow {
+                    window: twice.clone(),
+                    ceiling: 50,
+                }],
+            };
+            assert!(matches!(
+                store.lease(&lease),
+                Err(quota_core::StoreError::Invalid(_))
+            ));
+            let back = GiveBack {
+                instance: id(1),
+                seq: 32,
+                done_below: 0,
+                window: hour.clone(),
+                unused: 1,
+                raise_count: 0,
+                also: vec![GiveBackWindow {
+                    window: twice,
+                    raise_count: 0,
+                }],
+            };
+            assert!(matches!(
+                store.give_back(&back),
+                Err(quota_core::StoreError::Invalid(_))
+            ));
+        }
+        assert_eq!(read(store, &[&hour, &day, &other]), [0, 0, 0]);
     }
 }

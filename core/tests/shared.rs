@@ -22,12 +22,12 @@ fn service(limit: u64, admission: Admission) -> TrackerConfig {
         .unwrap()])
 }
 
-/// `api` with `Exact` admission in a day's limit and a week's (Critical at 0.8 of each).
-fn exact_in_two_limits(day: u64, week: u64) -> TrackerConfig {
+/// `api` with shared `admission` in a day's limit and a week's (Critical at 0.8 of each).
+fn in_two_limits(day: u64, week: u64, admission: Admission) -> TrackerConfig {
     TrackerConfig::new([ServiceConfig::builder("api", day, Period::Day)
         .and_limit(Limit::new(week, Period::Week))
         .critical_threshold(0.8)
-        .admission(Admission::Exact)
+        .admission(admission)
         .build()
         .unwrap()])
 }
@@ -84,8 +84,10 @@ fn shared_child() {
     let config = match mode {
         // Exact admission in two limits: a day's and a week's (windows the system clock
         // rarely crosses), the one named binding at half of `limit`.
-        "exact2day" => exact_in_two_limits(limit / 2, limit),
-        "exact2week" => exact_in_two_limits(limit, limit / 2),
+        "exact2day" => in_two_limits(limit / 2, limit, Admission::Exact),
+        "exact2week" => in_two_limits(limit, limit / 2, Admission::Exact),
+        "leased2day" => in_two_limits(limit / 2, limit, Admission::Leased { block: 25 }),
+        "leased2week" => in_two_limits(limit, limit / 2, Admission::Leased { block: 25 }),
         _ => service(limit, admission(mode)),
     };
     let tracker = tracker(config, store);
@@ -222,6 +224,32 @@ fn exact_admission_in_two_limits_across_processes_admits_up_to_the_binding_one_i
                 .map(|w| w.total)
                 .sum();
             assert_eq!(total, 800, "{mode}: the {spec}'s windows");
+        }
+        nothing_moved_aside(dir.path());
+    }
+}
+
+#[test]
+fn leased_admission_in_two_limits_across_processes_never_passes_either() {
+    for (mode, binding) in [("leased2day", "day"), ("leased2week", "week")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quota.json");
+        // 8 x 400 calls asked in blocks of 25; the binding limit is 1,000, Critical at 800.
+        let spec = format!("{mode}|{}|400|2000", path.display());
+        let admitted: u64 = run_children(8, &spec).iter().sum();
+        assert!(
+            (800 - 8 * 25..=800).contains(&admitted),
+            "{binding}: admitted {admitted}"
+        );
+        // Every process gave back what it did not use, in both limits' windows.
+        let state = FileStore::new(&path).state().unwrap();
+        for spec in ["day", "week"] {
+            let total: u64 = state
+                .windows()
+                .filter(|w| w.spec.key() == spec)
+                .map(|w| w.total)
+                .sum();
+            assert_eq!(total, admitted, "{mode}: the {spec}'s windows");
         }
         nothing_moved_aside(dir.path());
     }

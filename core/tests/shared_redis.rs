@@ -68,12 +68,12 @@ fn two_limits(limit: u64) -> TrackerConfig {
         .unwrap()])
 }
 
-/// `api` with `Exact` admission in a day's limit and an hour's (Critical at 0.8 of each).
-fn exact_in_two_limits(day: u64, hour: u64) -> TrackerConfig {
+/// `api` with shared `admission` in a day's limit and an hour's (Critical at 0.8 of each).
+fn in_two_limits(day: u64, hour: u64, admission: Admission) -> TrackerConfig {
     TrackerConfig::new([ServiceConfig::builder("api", day, Period::Day)
         .and_limit(Limit::new(hour, Period::Hour))
         .critical_threshold(0.8)
-        .admission(Admission::Exact)
+        .admission(admission)
         .build()
         .unwrap()])
 }
@@ -135,8 +135,10 @@ fn shared_redis_child() {
     let config = match mode {
         "record2" => two_limits(limit),
         // The one named binding, at half of `limit`.
-        "exact2hour" => exact_in_two_limits(limit, limit / 2),
-        "exact2day" => exact_in_two_limits(limit / 2, limit),
+        "exact2hour" => in_two_limits(limit, limit / 2, Admission::Exact),
+        "exact2day" => in_two_limits(limit / 2, limit, Admission::Exact),
+        "leased2hour" => in_two_limits(limit, limit / 2, Admission::Leased { block: 40 }),
+        "leased2day" => in_two_limits(limit / 2, limit, Admission::Leased { block: 40 }),
         _ => config(limit, Period::Day, admission(mode)),
     };
     let tracker = QuotaTracker::builder(config)
@@ -333,6 +335,47 @@ fn exact_admission_in_two_limits_across_processes_admits_up_to_the_binding_one_i
         assert_eq!(
             get(&mut con, &key("api", "hour", clock_ms)),
             1_600,
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn leased_admission_in_two_limits_across_processes_never_passes_either() {
+    let _group = one_group_at_a_time();
+    let server = Server::start();
+    let (clock_ms, day) = noon_today();
+    let mut con = server.raw();
+    for (run, (mode, binding)) in [("leased2hour", "hour"), ("leased2day", "day")]
+        .into_iter()
+        .enumerate()
+    {
+        // Each run in windows of its own: the next day's noon for the second.
+        let (clock_ms, day) = (
+            clock_ms + run as u64 * 86_400_000,
+            day + run as u64 * 86_400_000,
+        );
+        let watched = key(
+            "api",
+            binding,
+            if binding == "day" { day } else { clock_ms },
+        );
+        let watcher = Watcher::start(&server, watched);
+        // 8 x 500 calls asked in blocks of 40; the binding limit is 2,000, Critical at 1,600.
+        let spec = format!("{mode}|{}|500|4000|{clock_ms}", server.url());
+        let reports = run_children(8, &spec);
+        let (max_seen, _) = watcher.finish();
+        let admitted: u64 = reports.iter().map(|r| r.admitted).sum();
+        assert!(
+            (1_600 - 8 * 40..=1_600).contains(&admitted),
+            "{binding}: admitted {admitted}: {reports:?}"
+        );
+        assert!(max_seen <= 1_600, "Redis held {max_seen} at some point");
+        // Every process gave back what it did not use, in both limits' windows.
+        assert_eq!(get(&mut con, &key("api", "day", day)), admitted, "{mode}");
+        assert_eq!(
+            get(&mut con, &key("api", "hour", clock_ms)),
+            admitted,
             "{mode}"
         );
     }

@@ -230,8 +230,7 @@ impl ServiceConfig {
     }
 
     /// Checks [`more_limits`](Self::more_limits): each as the service's own limit is checked,
-    /// no two windows alike, at most [`MAX_LIMITS`](Self::MAX_LIMITS), `Local` or `Exact`
-    /// admission.
+    /// no two windows alike, at most [`MAX_LIMITS`](Self::MAX_LIMITS).
     pub(super) fn validate_more_limits(&self) -> Result<(), QuotaError> {
         if self.more_limits.is_empty() {
             return Ok(());
@@ -249,15 +248,6 @@ impl ServiceConfig {
             return invalid(
                 &count,
                 format!("must be at most {} per service", Self::MAX_LIMITS),
-            );
-        }
-        if matches!(self.admission, super::Admission::Leased { .. }) {
-            // A block in hand is one window's today.
-            return invalid(
-                &super::AdmissionText(self.admission),
-                "with more than one limit need Admission::Local or Admission::Exact in this \
-                 version"
-                    .into(),
             );
         }
         for at in 1..self.limit_count() {

@@ -79,8 +79,9 @@ pub struct ServiceConfig {
     /// [`MAX_LIMITS`](Self::MAX_LIMITS) in all: a call is admitted only if every limit admits
     /// it, and counted in every limit's window, in one step. Each has its own level and
     /// transitions; the service's level is the highest. Empty by default (one limit). With
-    /// more than one, admission is [`Admission::Local`] or [`Admission::Exact`] (on a store
-    /// that checks every window in one step: [`Store::several_windows`](crate::Store::several_windows)).
+    /// more than one, shared admission ([`Admission::Exact`], [`Admission::Leased`]) needs a
+    /// store that checks every window in one step
+    /// ([`Store::several_windows`](crate::Store::several_windows)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_limits: Vec<Limit>,
 }

@@ -46,11 +46,13 @@ pub(crate) enum Late<'a> {
         request: &'a AdmitRequest,
         admitted: Option<(u64, Vec<WindowTotal>)>,
     },
-    /// A lease whose answer was lost: what it granted, and the window's raise count then.
+    /// A lease whose answer was lost: what it granted, and the window's raise count then (and
+    /// each of the request's `also` windows').
     Lease {
         request: &'a LeaseRequest,
         granted: u64,
         raise_count: u64,
+        also: Vec<WindowTotal>,
     },
 }
 
@@ -150,7 +152,7 @@ impl Persistence {
         // drops all of it.
         let shared = SHARED_ADMISSION;
         while let Some(held) = saver.queued.admits.first().filter(|_| shared) {
-            match guarded(|| self.store.admit(&held.request)) {
+            match guarded(|| self.store.admit(&held.request)?.answering(&held.request)) {
                 Ok(reply) => {
                     let held = saver.queued.admits.remove(0);
                     self.answered(held.request.seq);
@@ -175,7 +177,8 @@ impl Persistence {
             }
         }
         while shared && result.is_ok() && !saver.queued.leases.is_empty() {
-            match guarded(|| self.store.lease(&saver.queued.leases[0])) {
+            let lease = &saver.queued.leases[0];
+            match guarded(|| self.store.lease(lease)?.answering(lease)) {
                 Ok(reply) => {
                     let request = saver.queued.leases.remove(0);
                     self.answered(request.seq);
@@ -183,6 +186,7 @@ impl Persistence {
                         request: &request,
                         granted: reply.granted,
                         raise_count: reply.raise_count,
+                        also: reply.also,
                     };
                     settled(books.settle(late), saver);
                 }

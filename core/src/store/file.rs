@@ -274,6 +274,7 @@ impl Store for FileStore {
     }
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        request.check()?;
         self.with_state(|state| {
             let admission = state.admit(request);
             let admitted = matches!(admission, AdmitReply::Admitted { .. });
@@ -282,6 +283,7 @@ impl Store for FileStore {
     }
 
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        request.check()?;
         self.with_state(|state| {
             let reply = state.lease(request);
             // A grant of nothing changes nothing worth a write (a retry gets nothing again).
@@ -291,6 +293,7 @@ impl Store for FileStore {
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
+        request.check()?;
         self.with_state(|state| (state.give_back(request), true))
     }
 

@@ -135,14 +135,17 @@ impl Store for MemoryStore {
     }
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        request.check()?;
         self.with_state(|state| state.admit(request))
     }
 
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        request.check()?;
         self.with_state(|state| state.lease(request))
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
+        request.check()?;
         self.with_state(|state| state.give_back(request))
     }
 

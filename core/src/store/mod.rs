@@ -70,6 +70,10 @@ pub enum StoreError {
     /// scripts).
     #[error("not supported by this store: {0}")]
     Unsupported(&'static str),
+    /// The request is not one a store can apply as asked (an operation naming one window
+    /// twice, or windows of two services): nothing was applied.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -154,8 +158,9 @@ pub trait Store: Send + Sync {
     /// Gives back `request.unused` calls of `request.window` (subtracts them from the stored
     /// total, never below 0), at most once per `(instance, seq)`, unless the window's raise
     /// count is no longer `request.raise_count` (then forfeited: nothing taken off); the same
-    /// for each window of `request.also`, each forfeited on its own. Returns the calls taken
-    /// off `request.window` (a retry gets the first answer; a stale copy 0).
+    /// for each window of `request.also`, each forfeited on its own. Returns the fewest calls
+    /// any of its windows took off (a retry gets the first answer; a stale copy 0): the
+    /// tracker counts the rest as forfeited.
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         let _ = request;
         Err(StoreError::Unsupported("leased admission"))

@@ -5,6 +5,7 @@
 
 #[cfg(doc)]
 use super::Store;
+use super::StoreError;
 use crate::window::WindowSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -40,6 +41,20 @@ pub struct AdmitRequest {
     /// [`Store::several_windows`] with `false`, and trackers refuse such a service on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<AdmitWindow>,
+}
+
+impl AdmitRequest {
+    /// Its windows: `window`, then each of `also`.
+    pub fn windows(&self) -> impl Iterator<Item = &WindowKey> + Clone {
+        std::iter::once(&self.window).chain(self.also.iter().map(|w| &w.window))
+    }
+
+    /// [`StoreError::Invalid`] unless its windows are distinct windows of one service (what
+    /// every store needs: one record per service, one Redis Cluster slot, each window counted
+    /// once).
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_windows(self.windows())
+    }
 }
 
 /// Another window an [`AdmitRequest`] must fit in, with its rule (as the request's own
@@ -90,6 +105,28 @@ pub enum AdmitReply {
     },
 }
 
+impl AdmitReply {
+    /// [`StoreError::Io`] (maybe applied) unless it answers every window of `request`: a store
+    /// that left one out may still have counted the calls there.
+    pub(crate) fn answering(self, request: &AdmitRequest) -> Result<Self, StoreError> {
+        let (AdmitReply::Admitted { also, .. } | AdmitReply::Denied { also, .. }) = &self;
+        wrong_shape(also.len(), request.also.len(), "admission")?;
+        Ok(self)
+    }
+}
+
+/// [`StoreError::Io`] if a reply answered `answered` other windows for `asked`.
+fn wrong_shape(answered: usize, asked: usize, what: &str) -> Result<(), StoreError> {
+    if answered == asked {
+        return Ok(());
+    }
+    Err(StoreError::Io(format!(
+        "the store answered an {what} of {} windows for {} (it may have been applied)",
+        answered + 1,
+        asked + 1
+    )))
+}
+
 /// What [`Store::lease`] is asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRequest {
@@ -112,6 +149,18 @@ pub struct LeaseRequest {
     /// the most every window has room for, added to every window in the same atomic step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<LeaseWindow>,
+}
+
+impl LeaseRequest {
+    /// Its windows: `window`, then each of `also`.
+    pub fn windows(&self) -> impl Iterator<Item = &WindowKey> + Clone {
+        std::iter::once(&self.window).chain(self.also.iter().map(|w| &w.window))
+    }
+
+    /// As [`AdmitRequest::check`].
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_windows(self.windows())
+    }
 }
 
 /// Another window a [`LeaseRequest`] grants in, with its ceiling.
@@ -137,6 +186,14 @@ pub struct LeaseReply {
     /// order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<WindowTotal>,
+}
+
+impl LeaseReply {
+    /// As [`AdmitReply::answering`].
+    pub(crate) fn answering(self, request: &LeaseRequest) -> Result<Self, StoreError> {
+        wrong_shape(self.also.len(), request.also.len(), "lease")?;
+        Ok(self)
+    }
 }
 
 /// What [`Store::give_back`] is asked.
@@ -169,6 +226,44 @@ pub struct GiveBack {
     /// own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<GiveBackWindow>,
+}
+
+impl GiveBack {
+    /// Its windows: `window`, then each of `also`.
+    pub fn windows(&self) -> impl Iterator<Item = &WindowKey> + Clone {
+        std::iter::once(&self.window).chain(self.also.iter().map(|w| &w.window))
+    }
+
+    /// As [`AdmitRequest::check`].
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_windows(self.windows())
+    }
+}
+
+/// [`StoreError::Invalid`] unless `windows` are distinct windows (by spec and start) of one
+/// service.
+fn check_windows<'a>(
+    windows: impl Iterator<Item = &'a WindowKey> + Clone,
+) -> Result<(), StoreError> {
+    for (at, window) in windows.clone().enumerate() {
+        let mut before = windows.clone().take(at);
+        if let Some(first) = before.clone().next() {
+            if first.service != window.service {
+                return Err(StoreError::Invalid(format!(
+                    "an operation's windows are of one service (got {:?} and {:?})",
+                    first.service, window.service
+                )));
+            }
+        }
+        if before.any(|b| b.spec == window.spec && b.start_ms == window.start_ms) {
+            return Err(StoreError::Invalid(format!(
+                "an operation names each window once (got the {} window from {} twice)",
+                window.spec.key(),
+                window.start_ms
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Another window a [`GiveBack`] takes its calls off.

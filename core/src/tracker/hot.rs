@@ -358,9 +358,12 @@ impl QuotaTracker {
     ) -> Result<Recorded<'_>, QuotaError> {
         let settings = self.slot(position).settings();
         match settings.config.admission {
-            // Several limits take `Local` or `Exact` admission (validated).
+            // Several limits: each admission has its path.
             Admission::Exact if SHARED && !settings.more.is_empty() => {
                 self.exact_limits_update(position, request)
+            }
+            Admission::Leased { block } if SHARED && !settings.more.is_empty() => {
+                self.leased_limits_update(position, request, block)
             }
             _ if !settings.more.is_empty() => self.limits_update(position, request),
             // One `Local` limit: the caller read settings of several limits, and a reconfigure

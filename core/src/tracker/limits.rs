@@ -250,6 +250,16 @@ impl QuotaTracker {
             let (step, rose) = rules.raise(count, now, at_least, resets_at_ms);
             if booking && rose == Some(true) {
                 ledger.raise = Some((count.window, count.used));
+                if settings.config.admission != Admission::Local {
+                    // As for one limit: a leased block in hand is forfeited, not spent nor
+                    // given back (the floor may hold its calls), and the store needs the floor
+                    // soon.
+                    guard.lease.left = 0;
+                    guard.lease.more.clear();
+                    if let Some(persistence) = &self.persistence {
+                        persistence.sync_soon();
+                    }
+                }
             }
             if let Some(change) = step.recorded {
                 let transition = slot.transition(change);

@@ -33,6 +33,9 @@ impl QuotaTracker {
                 return self.exact_limits_can_call(position)
             }
             Admission::Exact => return self.exact_can_call(position),
+            Admission::Leased { block } if !settings.more.is_empty() => {
+                return self.leased_limits_can_call(position, block)
+            }
             Admission::Leased { block } => return self.leased_can_call(position, block),
         }
         if !settings.more.is_empty() {

@@ -353,19 +353,10 @@ impl QuotaTracker {
         let (window, booked, calls, raise_count, also) = match late {
             Late::Admit { request, admitted } => {
                 let (calls, raise_count, also) = match admitted {
-                    // Each of the request's other windows with its raise count then.
                     Some((raise_count, counted)) => (
                         request.count,
                         raise_count,
-                        request
-                            .also
-                            .iter()
-                            .zip(counted)
-                            .map(|(asked, counted)| GiveBackWindow {
-                                window: asked.window.clone(),
-                                raise_count: counted.raise_count,
-                            })
-                            .collect(),
+                        others(request.windows(), counted),
                     ),
                     None => (0, 0, Vec::new()),
                 };
@@ -375,21 +366,16 @@ impl QuotaTracker {
                 request,
                 granted,
                 raise_count,
-            } => (
-                &request.window,
-                request.block,
-                granted,
-                raise_count,
-                Vec::new(),
-            ),
+                also,
+            } => {
+                let also = others(request.windows(), also);
+                (&request.window, request.block, granted, raise_count, also)
+            }
         };
         if let Ok(position) = self.position(&window.service) {
             // Booked on every limit's ledger when asked.
             let mut guard = self.slot(position).lock(self.persistence.is_some());
-            for at in 0..guard.limit_count() {
-                let (_, ledger) = guard.limit_mut(at);
-                ledger.floor_asked = ledger.floor_asked.saturating_sub(booked);
-            }
+            super::shared::release_asked(&mut guard, booked);
         }
         match calls {
             0 => Settled::Nothing,
@@ -494,4 +480,20 @@ impl Books for Saving<'_> {
             false => Settled::Nothing,
         }
     }
+}
+
+/// A give-back's other windows: each of an operation's windows after its first, with the raise
+/// count its answer gave.
+fn others<'a>(
+    windows: impl Iterator<Item = &'a WindowKey>,
+    counted: Vec<crate::store::WindowTotal>,
+) -> Vec<GiveBackWindow> {
+    windows
+        .skip(1)
+        .zip(counted)
+        .map(|(window, counted)| GiveBackWindow {
+            window: window.clone(),
+            raise_count: counted.raise_count,
+        })
+        .collect()
 }

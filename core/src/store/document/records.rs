@@ -210,7 +210,8 @@ pub(super) fn add_done(done: &mut Vec<(u64, Answer)>, seq: u64, answer: Answer) 
 
 impl StoredState {
     /// [`Store::admit`](crate::Store::admit) on this state: every window of the request
-    /// (its own, then `also`) admits the calls, or none is counted.
+    /// (its own, then `also`) admits the calls, or none is counted. The windows are distinct
+    /// windows of one service ([`AdmitRequest::check`], which the stores ask first).
     pub fn admit(&mut self, request: &AdmitRequest) -> AdmitReply {
         self.applies += 1;
         let op = (request.instance, request.seq, request.done_below);
@@ -324,8 +325,8 @@ impl StoredState {
         }
     }
 
-    /// [`Store::give_back`](crate::Store::give_back) on this state: the calls taken off the
-    /// request's window (each of `also` takes them off too, or forfeits them, on its own).
+    /// [`Store::give_back`](crate::Store::give_back) on this state: each window takes the
+    /// calls off, or forfeits them, on its own; returns the fewest any window took off.
     pub fn give_back(&mut self, request: &GiveBack) -> u64 {
         self.applies += 1;
         let op = (request.instance, request.seq, request.done_below);
@@ -340,7 +341,7 @@ impl StoredState {
                 Seen::Done(answer) => (answer.as_given_back().unwrap_or(0), None),
                 Seen::Stale => (0, None),
                 Seen::New => {
-                    let mut first = None;
+                    let mut fewest: Option<u64> = None;
                     for &(window, raise_count) in &windows {
                         // Raised since the calls were counted: the floor may have absorbed them.
                         let raised = self.raise_count(window) != raise_count;
@@ -352,9 +353,9 @@ impl StoredState {
                                 taken
                             }
                         };
-                        first.get_or_insert(taken);
+                        fewest = Some(fewest.map_or(taken, |fewest| fewest.min(taken)));
                     }
-                    let taken = first.unwrap_or(0);
+                    let taken = fewest.unwrap_or(0);
                     (taken, Some(Answer::given_back(taken)))
                 }
             };

@@ -129,6 +129,7 @@ impl Store for RedisStore {
     }
 
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
+        request.check()?;
         let op = (request.instance, request.seq, request.done_below);
         let windows: Vec<(&WindowKey, [u64; 2])> =
             std::iter::once((&request.window, [request.below, request.cap]))
@@ -160,6 +161,7 @@ impl Store for RedisStore {
     }
 
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
+        request.check()?;
         let op = (request.instance, request.seq, request.done_below);
         let windows: Vec<(&WindowKey, [u64; 1])> =
             std::iter::once((&request.window, [request.ceiling]))
@@ -180,6 +182,7 @@ impl Store for RedisStore {
     }
 
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
+        request.check()?;
         let op = (request.instance, request.seq, request.done_below);
         let windows: Vec<(&WindowKey, [u64; 1])> =
             std::iter::once((&request.window, [request.raise_count]))

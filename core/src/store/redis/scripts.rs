@@ -69,6 +69,6 @@ const LEASE: &str = include_str!("scripts/lease.lua");
 
 /// ARGV after done_below: unused; per window: end + grace, longest, the raise count when the
 /// calls were counted. Takes them off each window whose raise count is still that (forfeited
-/// where it is not). Answers the calls taken off the first window (a resend gets the first
+/// where it is not). Answers the fewest calls any window took off (a resend gets the first
 /// answer).
 const GIVE_BACK: &str = include_str!("scripts/give_back.lua");

@@ -192,13 +192,12 @@ impl QuotaTracker {
         &self,
         request: &AdmitRequest,
     ) -> Result<AdmitReply, StoreError> {
-        let answer = match self.store_call(|store| store.admit(request)) {
-            Err(lost) if lost.maybe_applied() => {
-                match self.store_call(|store| store.admit(request)) {
-                    Err(error) if !error.maybe_applied() => Err(lost),
-                    other => other,
-                }
-            }
+        let ask = || self.store_call(|store| store.admit(request)?.answering(request));
+        let answer = match ask() {
+            Err(lost) if lost.maybe_applied() => match ask() {
+                Err(error) if !error.maybe_applied() => Err(lost),
+                other => other,
+            },
             other => other,
         };
         if answer.is_err() {

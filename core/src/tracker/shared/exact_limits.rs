@@ -4,16 +4,19 @@
 //! calls), as for `Local` admission; the answer is taken into every limit under one acquisition
 //! of the service's lock.
 
+use super::{held_in, release_asked};
 use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::persistence::HeldAdmit;
 use crate::rules::{Ask, Request};
 use crate::store::{AdmitReply, AdmitRequest, AdmitWindow, WindowKey};
-use crate::tracker::{QuotaTracker, SlotState};
+use crate::tracker::{QuotaTracker, Settings};
 use crate::usage::{Recorded, Transition};
 
 /// An admission about to be asked of the store, built under the service's lock.
-struct Asking {
+struct Asking<'t> {
+    /// The settings it was built under (a reconfigure may change the limits meanwhile).
+    settings: &'t Settings,
     request: AdmitRequest,
     /// Each limit's window when asked (the request's window, then each of `also`).
     keys: Vec<WindowKey>,
@@ -55,7 +58,7 @@ impl QuotaTracker {
             Err(error) if error.maybe_applied() && count > 0 => {}
             _ => self.answered(seq),
         }
-        let settings = slot.settings();
+        let settings = asking.settings;
         let result = match answer {
             Ok(AdmitReply::Admitted { total, also, .. }) => {
                 let totals: Vec<u64> = std::iter::once(total)
@@ -130,19 +133,20 @@ impl QuotaTracker {
     /// Rolls every limit over, applies the floors the store has not seen yet (it cannot hold
     /// them against the call: a call past one is refused here), books the calls asked on every
     /// limit's ledger and builds the request, under one acquisition of the service's lock.
-    /// `None`: the service is not an `Exact` one of several limits (any more).
+    /// `None`: the service is not a shared one of several limits (any more).
     fn ask_limits(
         &self,
         position: usize,
         call: Request,
         now: u64,
-    ) -> Result<Option<Asking>, QuotaError> {
+    ) -> Result<Option<Asking<'_>>, QuotaError> {
         let slot = self.slot(position);
         let mut guard = slot.lock(true);
         let settings = slot.settings();
+        // `Exact`, or `Leased` asking for a priority call its block does not cover.
         if settings.removed
             || settings.more.is_empty()
-            || settings.config.admission != Admission::Exact
+            || settings.config.admission == Admission::Local
         {
             return Ok(None);
         }
@@ -163,9 +167,7 @@ impl QuotaTracker {
             }
         }
         let asking = match past_floor {
-            Some((at, seen, reason)) => {
-                Err(slot.denied(call.count, seen, settings.limit(at).limit, reason))
-            }
+            Some(refused) => Err(refused),
             None => {
                 let mut keys = Vec::with_capacity(limits);
                 let mut unsynced = Vec::with_capacity(limits);
@@ -183,7 +185,11 @@ impl QuotaTracker {
         };
         drop(guard);
         self.after_limits_step(slot, &done, now);
-        let (keys, unsynced) = asking?;
+        // The refusal is built with no lock held (it reports to a metrics recorder, which may
+        // read the tracker).
+        let (keys, unsynced) = asking.map_err(|(at, seen, reason)| {
+            slot.denied(call.count, seen, settings.limit(at).limit, reason)
+        })?;
         // Each limit's rule (normal or priority), less what this tracker counted and has not
         // synced yet (the store does not know those calls).
         let rule = |at: usize| {
@@ -216,6 +222,7 @@ impl QuotaTracker {
                 .collect(),
         };
         Ok(Some(Asking {
+            settings,
             request,
             keys,
             unsynced,
@@ -229,7 +236,7 @@ impl QuotaTracker {
     fn take_limit_totals(
         &self,
         position: usize,
-        asking: &Asking,
+        asking: &Asking<'_>,
         totals: &[u64],
         count: u64,
         now: u64,
@@ -290,7 +297,7 @@ impl QuotaTracker {
     fn hold_limits_admit(
         &self,
         position: usize,
-        asking: Asking,
+        asking: Asking<'_>,
         count: u64,
         now: u64,
     ) -> Recorded<'_> {
@@ -356,7 +363,7 @@ impl QuotaTracker {
 
     /// Delivers queued transitions once the lock is released; a sync soon if one entered
     /// Critical.
-    fn deliver(&self, position: usize, transitions: &[Transition], now: u64) {
+    pub(super) fn deliver(&self, position: usize, transitions: &[Transition], now: u64) {
         if transitions.is_empty() {
             return;
         }
@@ -368,28 +375,4 @@ impl QuotaTracker {
             self.after_call(now, true);
         }
     }
-}
-
-/// Releases `count` calls booked on every limit's ledger when asking.
-fn release_asked(state: &mut SlotState, count: u64) {
-    for at in 0..state.limit_count() {
-        let (_, ledger) = state.limit_mut(at);
-        ledger.floor_asked = ledger.floor_asked.saturating_sub(count);
-    }
-}
-
-/// The calls of held admissions counted in this instance's view (a `record_call` whose answer
-/// was lost) in the window `key`, which the store may not have counted yet.
-fn held_in(state: &SlotState, key: &WindowKey) -> u64 {
-    state
-        .sync
-        .queued
-        .admits
-        .iter()
-        .filter(|held| held.counted)
-        .filter(|held| {
-            held.request.window == *key || held.request.also.iter().any(|w| w.window == *key)
-        })
-        .map(|held| held.request.count)
-        .sum()
 }

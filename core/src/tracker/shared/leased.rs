@@ -4,7 +4,7 @@
 use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::rules::{Ask, Request, Step};
-use crate::store::{GiveBack, LeaseRequest, StoreError};
+use crate::store::{GiveBack, GiveBackWindow, LeaseRequest, StoreError};
 use crate::tracker::{QuotaTracker, ServiceSlot, SlotState};
 use crate::usage::Recorded;
 use crate::window::Window;
@@ -19,11 +19,27 @@ pub(in crate::tracker) struct LeaseState {
     /// The window's raise count when the oldest of them was granted (a give-back of them is
     /// forfeited if the window was raised since).
     pub(in crate::tracker) raise_count: u64,
+    /// A service of several limits: the block holds its calls in every limit's window; here,
+    /// each other limit's (in order) and its raise count, as `window` and `raise_count` hold
+    /// the first's. Empty for a service of one limit.
+    pub(in crate::tracker) more: Vec<(Window, u64)>,
 }
 
 impl SlotState {
-    /// Takes the unspent leased calls back out, as a give-back of their window numbered by
-    /// `seq`; in the current window they leave this tracker's view too (it counted them).
+    /// Whether the block in hand was granted in every limit's window now.
+    pub(in crate::tracker) fn block_is_current(&self) -> bool {
+        self.lease.window == Some(self.service.window)
+            && self.lease.more.len() == self.more.len()
+            && self
+                .lease
+                .more
+                .iter()
+                .zip(&self.more)
+                .all(|((window, _), limit)| *window == limit.service.window)
+    }
+
+    /// Takes the unspent leased calls back out, as a give-back of their windows numbered by
+    /// `seq`; in a limit's current window they leave this tracker's view too (it counted them).
     pub(in crate::tracker) fn give_lease_back(
         &mut self,
         slot: &ServiceSlot,
@@ -33,26 +49,52 @@ impl SlotState {
         let Some(window) = self.lease.window else {
             return (None, Step::default());
         };
+        let more = std::mem::take(&mut self.lease.more);
         let unused = std::mem::take(&mut self.lease.left);
         if unused == 0 {
             return (None, Step::default());
         }
-        // A block in hand while a floor of its window is not acknowledged was added to that
-        // floor whole when granted (a raise forfeits the block it finds): its unused calls come
-        // off the floor too, or the floor would put back what the give-back takes off.
-        let sync = &mut self.sync;
-        for (raised, floor) in sync.raise.iter_mut().chain(sync.ended_raises.iter_mut()) {
-            if *raised == window {
-                *floor = floor.saturating_sub(unused);
+        let settings = slot.settings();
+        // Each limit the block holds calls in (a reconfigure gives a block back before it
+        // changes the limits, so they are the ones it was granted under).
+        let held: Vec<(usize, Window)> = std::iter::once((0, window))
+            .chain(more.iter().enumerate().map(|(at, &(w, _))| (at + 1, w)))
+            .filter(|&(at, _)| at < self.limit_count())
+            .collect();
+        let mut first_step = Step::default();
+        for &(at, held_window) in &held {
+            let rules = settings.limit(at);
+            let (state, sync) = self.limit_mut(at);
+            // A block in hand while a floor of its window is not acknowledged was added to
+            // that floor whole when granted (a raise forfeits the block it finds): its unused
+            // calls come off the floor too, or the floor would put back what the give-back
+            // takes off.
+            for (raised, floor) in sync.raise.iter_mut().chain(sync.ended_raises.iter_mut()) {
+                if *raised == held_window {
+                    *floor = floor.saturating_sub(unused);
+                }
+            }
+            if held_window == state.window {
+                let step = rules.lower(state, unused, now);
+                if at == 0 {
+                    first_step = step;
+                } else {
+                    tracker.queue_transitions(slot, &step);
+                }
             }
         }
-        let step = if window == self.service.window {
-            slot.settings().rules.lower(&mut self.service, unused, now)
-        } else {
-            Step::default()
-        };
-        let back = tracker.give_back_of(slot.window_key(window), unused, self.lease.raise_count);
-        (Some(back), step)
+        let mut back =
+            tracker.give_back_of(slot.window_key(window), unused, self.lease.raise_count);
+        back.also = more
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| at + 1 < self.limit_count())
+            .map(|(at, &(w, raise_count))| GiveBackWindow {
+                window: slot.limit_window_key(&settings.limit(at + 1).window, w),
+                raise_count,
+            })
+            .collect();
+        (Some(back), first_step)
     }
 }
 
@@ -70,6 +112,10 @@ impl QuotaTracker {
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = self.slot(position);
+        if !slot.settings().more.is_empty() {
+            // Reconfigured to several limits since the caller looked.
+            return self.leased_limits_update(position, call, block);
+        }
         let (count, force) = (call.count, call.ask == Ask::Record);
         let now = self.now();
         if let Some(spent) = self.spend_lease(position, now, count) {
@@ -247,7 +293,7 @@ impl QuotaTracker {
             ceiling: ceiling.saturating_sub(self.unsynced(position)),
             also: Vec::new(),
         };
-        let reply = match self.store_call(|store| store.lease(&request)) {
+        let reply = match self.store_call(|store| store.lease(&request)?.answering(&request)) {
             Ok(reply) => {
                 self.answered(request.seq);
                 reply

@@ -15,6 +15,7 @@ use crate::window::{Window, WindowSpec};
 mod exact;
 mod exact_limits;
 mod leased;
+mod leased_limits;
 
 pub(super) use leased::LeaseState;
 
@@ -209,4 +210,28 @@ impl QuotaTracker {
             None => Err(StoreError::Unsupported("shared admission without a store")),
         }
     }
+}
+
+/// Releases `count` calls booked on every limit's ledger when asking.
+pub(in crate::tracker) fn release_asked(state: &mut SlotState, count: u64) {
+    for at in 0..state.limit_count() {
+        let (_, ledger) = state.limit_mut(at);
+        ledger.floor_asked = ledger.floor_asked.saturating_sub(count);
+    }
+}
+
+/// The calls of held admissions counted in this instance's view (a `record_call` whose answer
+/// was lost) in the window `key`, which the store may not have counted yet.
+pub(in crate::tracker) fn held_in(state: &SlotState, key: &WindowKey) -> u64 {
+    state
+        .sync
+        .queued
+        .admits
+        .iter()
+        .filter(|held| held.counted)
+        .filter(|held| {
+            held.request.window == *key || held.request.also.iter().any(|w| w.window == *key)
+        })
+        .map(|held| held.request.count)
+        .sum()
 }

@@ -6,14 +6,15 @@ if rec.kind == 'b' then
   taken = rec.numbers[1]
 elseif not rec.kind then
   -- Off every window whose raise count is still the one the calls were counted under (a
-  -- floor applied since may have absorbed them: forfeited there); the answer is the first's.
+  -- floor applied since may have absorbed them: forfeited there); the answer is the fewest
+  -- any window took off.
   for i, w in ipairs(windows) do
     local t = '0'
     if w.raise_count == canon(ARGV[w.arg]) then
       t = minimum(ARGV[4], w.cur)
       write_total(w.key, w.cur, w.plain, w.exists, sub(w.cur, t), w.at, w.raises)
     end
-    if i == 1 then taken = t end
+    if i == 1 then taken = t else taken = minimum(taken, t) end
   end
   answer = 'b' .. taken
 end
