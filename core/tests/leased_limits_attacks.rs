@@ -89,14 +89,11 @@ fn a_day_rolling_mid_hour_gives_the_block_back_to_the_old_day_and_the_current_ho
     assert_eq!(views(&a), [4, 1]);
 }
 
-/// BUG: the same roll, but a read rolls the day over first (a `usage`, a metrics scrape, a
-/// sync): the next call queues the old block's give-back (7 calls, lowering the hour's view to
-/// 3) and leases at once, before any sync sends it. The store's hour total in the lease's
-/// reply still counts the 7; `take_grant` takes it in (`observe` never lowers), so the hour's
-/// view counts the 7 twice for the rest of the hour: the tracker refuses calls the store has
-/// room for (and its first grant was cut by them too).
+/// The same roll, but a read rolls the day over first (a `usage`, a metrics scrape, a sync):
+/// the next call queues the old block's give-back (7 calls, lowering the hour's view to 3) and
+/// leases at once, before any sync sends it. The lease's reply still counts the 7 in the hour;
+/// the view leaves out give-backs not sent yet, so it does not count them twice.
 #[test]
-#[ignore = "bug: a give-back queued in a still-current window is counted again by the next grant"]
 fn a_block_given_back_in_a_still_current_window_is_not_counted_twice_in_its_view() {
     let store = MemoryStore::new();
     let clock = ManualClock::new(BEFORE_KOLKATA_MIDNIGHT);
@@ -211,10 +208,11 @@ fn threads_leasing_while_the_clock_crosses_minutes_never_pass_a_limit_nor_lose_a
     }
 }
 
-/// BUG: the clock goes back more than a window (an NTP step, or a call whose clock reading is
-/// a whole window old when it takes the lock: a thread stalled over a second with a
-/// per-second limit) and forward again. `align` (rules/align.rs) carries the view's count into
-/// the window it lands in as `carried`, and `Ledger::book` makes it `unacked`: calls to sync as
+/// KNOWN BUG, not fixed yet (it predates several limits; see the closing note of issue 18):
+/// the clock goes back more than a window (an NTP step, or a call whose clock reading is a
+/// whole window old when it takes the lock: a thread stalled over a second with a per-second
+/// limit) and forward again. `align` (rules/align.rs) carries the view's count into the
+/// window it lands in as `carried`, and `Ledger::book` makes it `unacked`: calls to sync as
 /// deltas. Under shared admission the view's count is the *store's* (leases, admissions): the
 /// next sync adds it again. 5 calls leave 25 in the minutes (9 under `Exact`; one limit alike).
 #[test]

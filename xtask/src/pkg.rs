@@ -23,7 +23,7 @@ const WASM: &str = "quota_core_bg.wasm";
 /// `cargo xtask pkg` measures while issue 18 is open (74,695 B after a second size pass): it
 /// goes back to 64,000 (or under) before issue 18 is resolved (BENCHMARKS.md says where the
 /// bytes went).
-const WASM_GZIP_BUDGET: u64 = 75_300;
+const WASM_GZIP_BUDGET: u64 = 75_400;
 
 /// Builds `pkg/` from scratch.
 pub fn pkg() -> Result<(), String> {

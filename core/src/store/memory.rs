@@ -1,9 +1,8 @@
 //! A store in memory, with switches to make it fail.
 
-use super::{
-    AdmitReply, AdmitRequest, GiveBack, LeaseReply, LeaseRequest, StoreError, StoredState,
-    SyncBatch,
-};
+#[cfg(feature = "shared-admission")]
+use super::{AdmitReply, AdmitRequest, GiveBack, LeaseReply, LeaseRequest};
+use super::{StoreError, StoredState, SyncBatch};
 use crate::store::Store;
 // The store's own data, outside the tracker: std's lock (not the loom-aware one), held only
 // for one parse-apply-write with no callback inside.
@@ -11,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 /// A store in memory, for tests, demos and trackers sharing counts within one process. Clones
 /// share the data and the switches; any number of trackers may sync to it at once.
+/// Its `admit`, `lease` and `give_back` (shared admission) come with the crate feature
+/// `shared-admission`, as `Admission::Exact` and `Leased` do.
 ///
 /// ```
 /// use quota_core::{InstanceId, MemoryStore, Store, SyncBatch};
@@ -134,21 +135,27 @@ impl Store for MemoryStore {
         self.with_state(|state| state.apply(batch))
     }
 
+    // Shared admission (`Exact`, `Leased`) only with its feature: a build without it never
+    // asks, and leaves their code out (the dashboard's `.wasm`).
+    #[cfg(feature = "shared-admission")]
     fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
         request.check()?;
         self.with_state(|state| state.admit(request))
     }
 
+    #[cfg(feature = "shared-admission")]
     fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
         request.check()?;
         self.with_state(|state| state.lease(request))
     }
 
+    #[cfg(feature = "shared-admission")]
     fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
         request.check()?;
         self.with_state(|state| state.give_back(request))
     }
 
+    #[cfg(feature = "shared-admission")]
     fn several_windows(&self) -> bool {
         true
     }

@@ -418,7 +418,7 @@ impl QuotaTracker {
                 // less is left than the block assumed) and not given back (a give-back
                 // subtracts, and could take the stored total below the floor). The store
                 // keeps counting its calls: an under-admission, never an over-admission.
-                guard.lease.left = 0;
+                guard.lease.forfeit();
                 // Shared admission asks the store, which needs the floor soon: sync with the
                 // next call.
                 if settings.config.admission != Admission::Local {

@@ -254,7 +254,7 @@ impl QuotaTracker {
                     // As for one limit: a leased block in hand is forfeited, not spent nor
                     // given back (the floor may hold its calls), and the store needs the floor
                     // soon.
-                    guard.lease.left = 0;
+                    guard.lease.forfeit();
                     guard.lease.more.clear();
                     if let Some(persistence) = &self.persistence {
                         persistence.sync_soon();

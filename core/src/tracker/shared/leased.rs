@@ -5,7 +5,7 @@ use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::rules::{Ask, Request, Step};
 use crate::store::{GiveBack, GiveBackWindow, LeaseRequest, StoreError};
-use crate::tracker::{QuotaTracker, ServiceSlot, SlotState};
+use crate::tracker::{QuotaTracker, ServiceSlot, Settings, SlotState};
 use crate::usage::Recorded;
 use crate::window::Window;
 
@@ -23,6 +23,21 @@ pub(in crate::tracker) struct LeaseState {
     /// each other limit's (in order) and its raise count, as `window` and `raise_count` hold
     /// the first's. Empty for a service of one limit.
     pub(in crate::tracker) more: Vec<(Window, u64)>,
+    /// How many times a raise forfeited the block: a grant asked before one goes back when it
+    /// comes, never spent (the provider's count says less is left than it assumed).
+    pub(in crate::tracker) forfeits: u64,
+}
+
+impl LeaseState {
+    /// A raise: the block in hand is forfeited, not spent nor given back (a give-back
+    /// subtracts, and could take the stored total below the floor); a grant asked before it
+    /// goes back when it comes. The store keeps counting the block's calls: an
+    /// under-admission, never an over-admission.
+    pub(in crate::tracker) fn forfeit(&mut self) {
+        self.left = 0;
+        self.more.clear();
+        self.forfeits = self.forfeits.wrapping_add(1);
+    }
 }
 
 impl SlotState {
@@ -112,7 +127,8 @@ impl QuotaTracker {
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = self.slot(position);
-        if !slot.settings().more.is_empty() {
+        let settings = slot.settings();
+        if !settings.more.is_empty() {
             // Reconfigured to several limits since the caller looked.
             return self.leased_limits_update(position, call, block);
         }
@@ -121,6 +137,7 @@ impl QuotaTracker {
         if let Some(spent) = self.spend_lease(position, now, count) {
             return Ok(spent);
         }
+        let forfeits = self.lease_forfeits(position);
         // Not enough in hand: ask for a block (or as many as this call needs), unless the
         // headroom below the ceiling seen cannot cover the call (the shared total only falls
         // by other instances giving blocks back, which this instance learns at the next
@@ -144,6 +161,11 @@ impl QuotaTracker {
         };
         if let Some(spent) = self.spend_lease(position, now, count) {
             return Ok(spent);
+        }
+        if !std::ptr::eq(slot.settings(), settings) || self.lease_forfeits(position) != forfeits {
+            // Reconfigured while the store was asked (the grant went back), or a raise forfeited
+            // the grant: decided again, under the settings and the count in force.
+            return self.update(position, call);
         }
         if force {
             let recorded = self.step_at(position, now, Request::record(count), true);
@@ -189,6 +211,14 @@ impl QuotaTracker {
         }
         let reduced = self.is_reduced_rate();
         matches!(self.take_lease(position, window, block, reduced, now), Ok(granted) if granted > 0)
+    }
+
+    /// How many times a raise forfeited the service's block (see [`LeaseState::forfeit`]).
+    pub(in crate::tracker) fn lease_forfeits(&self, position: usize) -> u64 {
+        self.slot(position)
+            .lock(self.persistence.is_some())
+            .lease
+            .forfeits
     }
 
     pub(in crate::tracker) fn lease_left(&self, position: usize, window: Window) -> u64 {
@@ -265,8 +295,12 @@ impl QuotaTracker {
     ) -> Result<u64, StoreError> {
         let slot = self.slot(position);
         let ceiling = slot.settings().rules.lease_ceiling(reduced);
-        let asked = {
+        let (asked, asked_under, forfeits) = {
             let mut guard = slot.lock(self.persistence.is_some());
+            // The settings and forfeits when asked: a grant that comes after a change or a
+            // raise is not spent (see below).
+            let asked_under: *const Settings = slot.settings();
+            let forfeits = guard.lease.forfeits;
             // A floor the store has not seen yet: no block past it (the store cannot hold it
             // against the block). The block asked is booked until the answer is taken in (see
             // `ask_under_floor`).
@@ -278,7 +312,7 @@ impl QuotaTracker {
                 }
             }
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
-            asked
+            (asked, asked_under, forfeits)
         };
         let booked = asked;
         // The store does not know this tracker's unsynced calls: they come off the ceiling.
@@ -320,12 +354,18 @@ impl QuotaTracker {
             let mut guard = slot.lock(self.persistence.is_some());
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_sub(booked);
             let current = guard.service.window;
-            // A reconfigure may have removed the service or changed its admission while the
-            // store was asked: then the grant goes back at once, never held.
+            // A reconfigure may have changed the service while the store was asked (removed
+            // it, changed its admission, lowered its limit, given it more limits), or a raise
+            // may have come (the provider's count says less is left than the grant assumed):
+            // then the grant goes back at once, never held (the store forfeits it if the raise
+            // reached it after the grant: its raise count moved on).
             let settings = slot.settings();
-            let leasing =
-                !settings.removed && matches!(settings.config.admission, Admission::Leased { .. });
-            if current.start_ms == requested_window && leasing {
+            let unchanged = std::ptr::eq(settings, asked_under)
+                && !settings.removed
+                && settings.more.is_empty()
+                && matches!(settings.config.admission, Admission::Leased { .. });
+            let raised = guard.lease.forfeits != forfeits;
+            if !raised && slot.window_key(current) == request.window && unchanged {
                 if guard.lease.window.is_some_and(|w| w != current) {
                     // A block of an ended window: back to that window, never dropped.
                     let (back, _) = guard.give_lease_back(slot, self, now);
@@ -348,8 +388,8 @@ impl QuotaTracker {
                 // below the floor.
                 guard.sync.after_raise(current, reply.granted);
             } else if reply.granted > 0 {
-                // The window moved while asking (or the service no longer leases): that block
-                // goes back to the window it was granted in.
+                // The window moved while asking (or the service changed, or a raise came): that
+                // block goes back to the window it was granted in.
                 let back =
                     self.give_back_of(request.window.clone(), reply.granted, reply.raise_count);
                 guard.sync.queued.give_backs.push(back);

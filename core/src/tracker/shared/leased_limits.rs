@@ -8,8 +8,15 @@ use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::rules::{Ask, Request};
 use crate::store::{GiveBackWindow, LeaseReply, LeaseRequest, LeaseWindow, StoreError, WindowKey};
-use crate::tracker::{describe_transition, QuotaTracker, SavingGuard};
+use crate::tracker::{describe_transition, QuotaTracker, SavingGuard, Settings};
 use crate::usage::Recorded;
+
+/// What a lease was asked under: the settings in force, each limit's window, the forfeits.
+struct Asked<'a> {
+    settings: &'a Settings,
+    keys: &'a [WindowKey],
+    forfeits: u64,
+}
 
 impl QuotaTracker {
     /// `record_call`, `try_record` or `try_record_priority` on a `Leased` service of several
@@ -23,7 +30,8 @@ impl QuotaTracker {
         block: u64,
     ) -> Result<Recorded<'_>, QuotaError> {
         let slot = self.slot(position);
-        if slot.settings().more.is_empty() {
+        let settings = slot.settings();
+        if settings.more.is_empty() {
             // Reconfigured to one limit since the caller looked: the path it picks now.
             return self.update(position, call);
         }
@@ -35,7 +43,7 @@ impl QuotaTracker {
         let reduced = self.is_reduced_rate();
         // In hand, and the least headroom below a limit's ceiling seen (as for one limit: a
         // count no block could cover takes none).
-        let (in_hand, headroom) = self.read_limits(position, |_, settings, state| {
+        let (in_hand, headroom, forfeits) = self.read_limits(position, |_, settings, state| {
             let in_hand = if state.block_is_current() {
                 state.lease.left
             } else {
@@ -48,7 +56,7 @@ impl QuotaTracker {
                 })
                 .min()
                 .unwrap_or(0);
-            (in_hand, headroom)
+            (in_hand, headroom, state.lease.forfeits)
         });
         let needed = count.saturating_sub(in_hand);
         let granted = if self.backing_off(now) {
@@ -62,6 +70,11 @@ impl QuotaTracker {
         };
         if let Some(spent) = self.spend_lease_limits(position, now, count) {
             return Ok(spent);
+        }
+        if !std::ptr::eq(slot.settings(), settings) || self.lease_forfeits(position) != forfeits {
+            // Reconfigured while the store was asked (the grant went back), or a raise forfeited
+            // the grant: decided again, under the settings and the counts in force.
+            return self.update(position, call);
         }
         if force {
             let admission = slot.settings().config.admission;
@@ -167,9 +180,10 @@ impl QuotaTracker {
         // Under the lock (and its settings in force): floors the store has not seen cap the
         // block (it cannot hold them against it); the block is booked on every limit's ledger;
         // each limit's window and the calls of it the store does not know.
-        let (settings, asked, keys, unsynced) = {
+        let (settings, asked, keys, unsynced, forfeits) = {
             let mut guard = slot.lock(true);
             let settings = slot.settings();
+            let forfeits = guard.lease.forfeits;
             let leasing = !settings.removed
                 && !settings.more.is_empty()
                 && matches!(settings.config.admission, Admission::Leased { .. });
@@ -198,7 +212,7 @@ impl QuotaTracker {
                 let (_, ledger) = guard.limit_mut(at);
                 ledger.floor_asked = ledger.floor_asked.saturating_add(asked);
             }
-            (settings, asked, keys, unsynced)
+            (settings, asked, keys, unsynced, forfeits)
         };
         // Blocks are normal admission (they never hold the reserve), less what the store does
         // not know of this tracker's calls.
@@ -242,21 +256,28 @@ impl QuotaTracker {
                 return Err(error);
             }
         };
-        Ok(self.take_grant(position, &request, &keys, reply, now))
+        let asked_under = Asked {
+            settings,
+            keys: &keys,
+            forfeits,
+        };
+        Ok(self.take_grant(position, &request, &asked_under, reply, now))
     }
 
     /// Takes a grant in under one acquisition of the service's lock: joined to the block in
-    /// hand if every limit is still in the window it was asked in (and the service still leases
-    /// with these limits), else given back to the windows it was granted in; every limit still
-    /// in the window asked takes the store's total of it. Returns the calls joined.
+    /// hand if every limit is still in the window it was asked in under the same settings
+    /// (a reconfigure may have lowered a limit) and no raise came since it was asked, else given
+    /// back to the windows it was granted in. Every limit still in the window asked takes the
+    /// store's total of it. Returns the calls joined.
     fn take_grant(
         &self,
         position: usize,
         request: &LeaseRequest,
-        keys: &[WindowKey],
+        asked: &Asked<'_>,
         reply: LeaseReply,
         now: u64,
     ) -> u64 {
+        let keys = asked.keys;
         let slot = self.slot(position);
         let granted = reply.granted;
         let (joined, transitions) = {
@@ -267,11 +288,12 @@ impl QuotaTracker {
             let current: Vec<WindowKey> = (0..limits)
                 .map(|at| slot.limit_window_key(&settings.limit(at).window, guard.count(at).window))
                 .collect();
-            let leasing = !settings.removed
+            let unchanged = std::ptr::eq(settings, asked.settings)
+                && !settings.removed
                 && !settings.more.is_empty()
                 && matches!(settings.config.admission, Admission::Leased { .. });
-            let joined = leasing && current == keys;
-            // The store's totals count the grant, which nobody here holds if it goes back.
+            let raised = guard.lease.forfeits != asked.forfeits;
+            let joined = !raised && unchanged && current == keys;
             let mut totals: Vec<u64> = std::iter::once(reply.total)
                 .chain(reply.also.iter().map(|w| w.total))
                 .collect();
@@ -307,8 +329,10 @@ impl QuotaTracker {
                     ledger.after_raise(window, granted);
                 }
             } else if granted > 0 {
-                // A window moved while asking (or the service no longer leases so): the block
-                // goes back to the windows it was granted in.
+                // A window moved while asking, the service changed, or a raise came (the
+                // provider says less is left than the grant assumed): the block goes back to
+                // the windows it was granted in, each forfeiting it if the raise reached it
+                // after the grant.
                 let mut back =
                     self.give_back_of(request.window.clone(), granted, reply.raise_count);
                 back.also = request
@@ -320,10 +344,21 @@ impl QuotaTracker {
                         raise_count: got.raise_count,
                     })
                     .collect();
+                // (Queued: the totals below leave it out with the others not sent yet.)
                 guard.sync.queued.give_backs.push(back);
-                for total in &mut totals {
-                    *total = total.saturating_sub(granted);
-                }
+            }
+            // Calls given back but not sent yet: the store's totals still count them, this
+            // view no longer does.
+            for (total, key) in totals.iter_mut().zip(keys) {
+                let pending: u64 = guard
+                    .sync
+                    .queued
+                    .give_backs
+                    .iter()
+                    .filter(|back| back.windows().any(|w| w == key))
+                    .map(|back| back.unused)
+                    .sum();
+                *total = total.saturating_sub(pending);
             }
             let mut transitions = Vec::new();
             for (at, now_key) in current.iter().enumerate() {
