@@ -170,20 +170,22 @@ fn many_threads_on_many_trackers_never_pass_a_limit_and_the_store_holds_what_was
 }
 
 #[test]
-fn a_raise_forfeits_the_block_in_hand() {
+fn a_raise_forfeits_the_block_in_the_raised_window_only() {
     let store = MemoryStore::new();
     let clock = ManualClock::new(NOON);
     let a = tracker(config(50, 80, 10), store.clone(), &clock);
     a.try_record("api", 1).unwrap();
     assert_eq!(both(&store), (10, 10));
-    // The provider says 70 of the hour are used: the block is not spent, nor given back.
+    // The provider says 70 of the hour are used: the block is not spent; the hour keeps its
+    // 9 unspent calls (its floor may hold them), the minute gets them back.
     a.raise_used("api", 70, Some(NOON + 3_600_000)).unwrap();
     a.flush().unwrap();
-    assert_eq!(both(&store), (10, 70));
-    // The next call leases again, under the floor: the hour has 10 left.
+    assert_eq!(both(&store), (1, 70));
+    // The next call leases again, under the floor: the hour has 10 left; the flush gives the
+    // block's unspent 9 back to both.
     a.try_record("api", 1).unwrap();
     a.flush().unwrap();
-    assert_eq!(both(&store), (11, 71));
+    assert_eq!(both(&store), (2, 71));
 }
 
 #[test]

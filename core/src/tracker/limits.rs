@@ -251,9 +251,14 @@ impl QuotaTracker {
             if booking && rose == Some(true) {
                 ledger.raise = Some((count.window, count.used));
                 if settings.config.admission != Admission::Local {
-                    // As for one limit: a leased block in hand is forfeited, not spent nor
-                    // given back (the floor may hold its calls), and the store needs the floor
-                    // soon.
+                    // A leased block in hand is forfeited in the raised limit's window (its
+                    // floor may hold its calls) and goes back to every other limit's; a grant
+                    // in flight goes back when it comes. The store needs the floor soon.
+                    let (back, step) = guard.give_lease_back_keeping(slot, self, now, Some(target));
+                    // Its other limits' level changes are queued: delivered after the lock.
+                    done.step.queued |= back.is_some();
+                    guard.sync.queued.give_backs.extend(back);
+                    self.queue_transitions(slot, &step);
                     guard.lease.forfeit();
                     guard.lease.more.clear();
                     if let Some(persistence) = &self.persistence {

@@ -61,6 +61,19 @@ impl SlotState {
         tracker: &QuotaTracker,
         now: u64,
     ) -> (Option<GiveBack>, Step) {
+        self.give_lease_back_keeping(slot, tracker, now, None)
+    }
+
+    /// [`give_lease_back`](Self::give_lease_back), but the limit at `kept` (one a raise just
+    /// reached) keeps the unspent calls counted in its window: its floor may hold them, so
+    /// they are forfeited there, as a raise forfeits the block of a service of one limit.
+    pub(in crate::tracker) fn give_lease_back_keeping(
+        &mut self,
+        slot: &ServiceSlot,
+        tracker: &QuotaTracker,
+        now: u64,
+        kept: Option<usize>,
+    ) -> (Option<GiveBack>, Step) {
         let Some(window) = self.lease.window else {
             return (None, Step::default());
         };
@@ -72,12 +85,16 @@ impl SlotState {
         let settings = slot.settings();
         // Each limit the block holds calls in (a reconfigure gives a block back before it
         // changes the limits, so they are the ones it was granted under).
-        let held: Vec<(usize, Window)> = std::iter::once((0, window))
-            .chain(more.iter().enumerate().map(|(at, &(w, _))| (at + 1, w)))
-            .filter(|&(at, _)| at < self.limit_count())
+        let held: Vec<(usize, Window, u64)> = std::iter::once((0, window, self.lease.raise_count))
+            .chain(
+                more.iter()
+                    .enumerate()
+                    .map(|(at, &(w, rc))| (at + 1, w, rc)),
+            )
+            .filter(|&(at, ..)| at < self.limit_count() && Some(at) != kept)
             .collect();
         let mut first_step = Step::default();
-        for &(at, held_window) in &held {
+        for &(at, held_window, _) in &held {
             let rules = settings.limit(at);
             let (state, sync) = self.limit_mut(at);
             // A block in hand while a floor of its window is not acknowledged was added to
@@ -98,17 +115,15 @@ impl SlotState {
                 }
             }
         }
-        let mut back =
-            tracker.give_back_of(slot.window_key(window), unused, self.lease.raise_count);
-        back.also = more
-            .iter()
-            .enumerate()
-            .filter(|(at, _)| at + 1 < self.limit_count())
-            .map(|(at, &(w, raise_count))| GiveBackWindow {
-                window: slot.limit_window_key(&settings.limit(at + 1).window, w),
-                raise_count,
-            })
-            .collect();
+        let mut windows = held.iter().map(|&(at, w, raise_count)| GiveBackWindow {
+            window: slot.limit_window_key(&settings.limit(at).window, w),
+            raise_count,
+        });
+        let Some(first) = windows.next() else {
+            return (None, first_step);
+        };
+        let mut back = tracker.give_back_of(first.window, unused, first.raise_count);
+        back.also = windows.collect();
         (Some(back), first_step)
     }
 }
