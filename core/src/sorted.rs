@@ -1,18 +1,18 @@
-//! The crate's ordered maps: `BTreeMap`, except in the JS module (wasm32 with feature `js`),
-//! where they are sorted vectors (`litemap`). Each `BTreeMap` of another key or value type
+//! The crate's ordered maps: `BTreeMap`, except on wasm32 (the JS module, the dashboard), where
+//! they are sorted vectors (`litemap`). Each `BTreeMap` of another key or value type
 //! carries its own B-tree code (inserting, removing, rebalancing: several KB of wasm per map
 //! type), where a sorted vector's is a few binary searches. The maps there are small (a
 //! localStorage document's entries, a tracker's subscriptions), so the vector's O(n) inserts
 //! cost nothing. Code that uses them sees one API: `get`, `get_mut`, `insert`, `remove`,
 //! `entry(..).or_insert_with`, `values`, `is_empty`, and the ranges below.
 
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 pub(crate) type Map<K, V> = litemap::LiteMap<K, V>;
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) type Map<K, V> = std::collections::BTreeMap<K, V>;
 
 /// The entries of `map` with keys from `first` to `last`, both included, in key order.
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 pub(crate) fn between<'a, K: Ord, V>(
     map: &'a Map<K, V>,
     first: &K,
@@ -26,7 +26,7 @@ pub(crate) fn between<'a, K: Ord, V>(
 }
 
 /// The entries of `map` with keys below `end`, in key order.
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 pub(crate) fn below<'a, K: Ord, V>(
     map: &'a Map<K, V>,
     end: &K,
@@ -36,7 +36,7 @@ pub(crate) fn below<'a, K: Ord, V>(
 }
 
 /// The entries from index `start` to `end` (excluded); none if that is not a range of `map`.
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 fn entries<K, V>(map: &Map<K, V>, start: usize, end: usize) -> impl Iterator<Item = (&K, &V)> {
     map.as_slice()
         .get(start..end)
@@ -46,7 +46,7 @@ fn entries<K, V>(map: &Map<K, V>, start: usize, end: usize) -> impl Iterator<Ite
 }
 
 /// The entries of `map` with keys from `first` to `last`, both included, in key order.
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn between<'a, K: Ord, V>(
     map: &'a Map<K, V>,
     first: &K,
@@ -57,7 +57,7 @@ pub(crate) fn between<'a, K: Ord, V>(
 }
 
 /// The entries of `map` with keys below `end`, in key order.
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn below<'a, K: Ord, V>(
     map: &'a Map<K, V>,
     end: &K,

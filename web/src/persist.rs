@@ -22,9 +22,9 @@
 //! The store holds no config and no clock (it holds counts, which any number of trackers can
 //! share): both come back from the counters.
 
+use js_sys::wasm_bindgen::JsValue;
 use quota_core::{LocalStorageStore, ServiceConfig, Store, StoreError, StoredState, SyncBatch};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -117,8 +117,9 @@ impl Synced {
 }
 
 /// The dashboard's own state at a successful sync, under `<key>.counters` (JSON, the fields
-/// below).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// below). Read and written through the browser's `JSON` and serde-wasm-bindgen, as the core
+/// reads its store: the `.wasm` carries no JSON parser or writer of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedCounters {
     /// Format version, [`SavedCounters::VERSION`].
     pub version: u32,
@@ -135,7 +136,7 @@ pub struct SavedCounters {
 }
 
 /// One service in [`SavedCounters`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedService {
     /// The service's name.
     pub name: String,
@@ -157,59 +158,26 @@ impl SavedCounters {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// Reads counters from their JSON, field by field (read by hand rather than derived: the
-    /// derived reader was most of the cost of the counters in the `.wasm`); the config's
-    /// services are read as the core defines them.
+    /// Reads counters from their parsed JSON (`JSON.parse`'s result).
     ///
-    /// Errors: the first field missing or of the wrong type.
-    pub fn from_json(value: &Value) -> Result<SavedCounters, String> {
-        // Loops rather than `collect` into a `Result`: each of those is its own adapter in the
-        // `.wasm`.
-        let mut config = Vec::new();
-        for service in array(value, "config")? {
-            config.push(
-                ServiceConfig::deserialize(service).map_err(|error| format!("config: {error}"))?,
-            );
-        }
-        let mut services = Vec::new();
-        for service in array(value, "services")? {
-            services.push(SavedService {
-                name: service
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or("services: \"name\" is not a string")?
-                    .to_owned(),
-                issued: number(service, "issued")?,
-                denied: number(service, "denied")?,
-                recorded: number(service, "recorded")?,
-            });
-        }
-        Ok(SavedCounters {
-            version: u32::try_from(number(value, "version")?)
-                .map_err(|_| "\"version\" is too large".to_owned())?,
-            synced_at_ms: number(value, "synced_at_ms")?,
-            clock_ms: number(value, "clock_ms")?,
-            config,
-            calls: number(value, "calls")?,
-            services,
-        })
+    /// Errors: the first field missing or of the wrong type, as serde-wasm-bindgen words it.
+    pub fn from_json(value: JsValue) -> Result<SavedCounters, String> {
+        serde_wasm_bindgen::from_value(value).map_err(|error| error.to_string())
     }
-}
 
-/// The array `field` of a JSON object.
-fn array<'v>(value: &'v Value, field: &str) -> Result<&'v [Value], String> {
-    match value.get(field) {
-        Some(Value::Array(entries)) => Ok(entries),
-        _ => Err(format!("\"{field}\" is not an array")),
+    /// The counters as JSON text.
+    ///
+    /// Errors: a number past `Number.MAX_SAFE_INTEGER` (2^53 - 1), which JSON in the browser
+    /// would round.
+    pub fn to_json(&self) -> Result<String, String> {
+        let value = self
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|error| error.to_string())?;
+        // Plain objects of strings, numbers, booleans and nulls always stringify.
+        Ok(js_sys::JSON::stringify(&value)
+            .map(String::from)
+            .unwrap_or_default())
     }
-}
-
-/// The whole number `field` of a JSON object.
-fn number(value: &Value, field: &str) -> Result<u64, String> {
-    value
-        .get(field)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| format!("\"{field}\" is not a whole number"))
 }
 
 /// What a previous page left.
@@ -301,16 +269,17 @@ impl DashboardStorage {
 
     fn load_counters(&self) -> Option<SavedCounters> {
         let text = local_storage()?.get_item(&self.counters_key).ok()??;
-        // Parsed to a `Value` first, as the core reads its store (one JSON parser in the build).
-        let value = serde_json::from_str::<Value>(&text).ok();
-        let version = value
-            .as_ref()
-            .and_then(|value| value.get("version")?.as_u64());
-        if version != Some(u64::from(SavedCounters::VERSION)) {
+        let value = js_sys::JSON::parse(&text).unwrap_or(JsValue::UNDEFINED);
+        let version = js_sys::Reflect::get(&value, &JsValue::from_str("version"))
+            .ok()
+            .and_then(|version| version.as_f64());
+        if version != Some(f64::from(SavedCounters::VERSION)) {
+            // Rust's float formatting stays out of the `.wasm` (see `format::number`).
+            let version = version.map(crate::format::number);
             leptos::logging::warn!("dashboard: ignoring counters of version {version:?}");
             return None;
         }
-        match value.as_ref().map(SavedCounters::from_json)? {
+        match SavedCounters::from_json(value) {
             Ok(counters) => Some(counters),
             Err(error) => {
                 leptos::logging::warn!("dashboard: ignoring unreadable counters: {error}");
@@ -338,7 +307,13 @@ impl DashboardStorage {
             leptos::logging::warn!("dashboard: could not save the tracker's store: {error:?}");
             return;
         }
-        let text = serde_json::to_string(&counters).unwrap_or_default();
+        let text = match counters.to_json() {
+            Ok(text) => text,
+            Err(error) => {
+                leptos::logging::warn!("dashboard: could not save the counters: {error}");
+                return;
+            }
+        };
         if let Err(error) = storage.set_item(&self.counters_key, &text) {
             leptos::logging::warn!("dashboard: could not save the counters: {error:?}");
         }

@@ -6,6 +6,7 @@
 //! - `cargo xtask soak [minutes]`: leaves the dashboard running at the cap and checks that it
 //!   keeps its memory and frame rate (30 minutes by default).
 //! - `cargo xtask js-tests`: runs the JS module's wasm32 tests in Node and headless Chromium.
+//! - `cargo xtask web-tests`: runs the dashboard's component tests in headless Chromium.
 //! - `cargo xtask pkg`: builds the JS module into `pkg/`.
 //! - `cargo xtask readme`: runs the README's Rust blocks, each in a new project.
 //! - `cargo xtask mixed-fleet`: runs the previous build and this one on one file and one Redis.
@@ -45,6 +46,18 @@ fn main() -> ExitCode {
                     "test",
                     "-p",
                     "quota-tests",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ])
+            }),
+        "web-tests" => install::wasm32_target()
+            .and_then(|()| install::wasm_bindgen_cli())
+            .and_then(|()| install::chromium())
+            .and_then(|()| {
+                install::cargo_test_wasm(&[
+                    "test",
+                    "-p",
+                    "quota-web",
                     "--target",
                     "wasm32-unknown-unknown",
                 ])
@@ -102,7 +115,9 @@ fn print_help() {
          \x20       [minutes] (default 30, at least 2) after a frame-rate check of every mode\n\
          \x20       and speed; samples memory, DOM nodes, frames/s and localStorage writes\n\
          \x20       every 30 s; fails if memory grows over 10 % after the first minute or a\n\
-         \x20       frame rate is under 30 (figures also in target/soak/soak.json)\n"
+         \x20       frame rate is under 30 (figures also in target/soak/soak.json)\n\
+         web-tests\n\
+         \x20       run the dashboard's component tests (wasm32) in headless Chromium\n"
     );
 }
 

@@ -2,6 +2,7 @@
 
 use super::stream::{Bursts, CallSize, OpStream};
 use crate::config::TrackerConfig;
+use crate::text::Float;
 
 /// The workload of one simulation run. Build one with [`Workload::even`] and change the fields;
 /// [`validate`](Self::validate) (also run by [`stream`](Self::stream)) checks them.
@@ -115,7 +116,7 @@ impl Workload {
         if !(0.0..=1.0).contains(&self.bursts.chance) {
             return invalid(format!(
                 "bursts.chance must be in [0, 1] (got {})",
-                self.bursts.chance
+                Float(self.bursts.chance)
             ));
         }
         if self.bursts.length > Self::MAX_BURST {

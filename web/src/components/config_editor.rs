@@ -3,7 +3,7 @@
 
 use crate::dynamic::{flag, on_change, on_click, text, Flag};
 use crate::engine::Applied;
-use crate::format;
+use crate::format::{self, number};
 use crate::state::use_app;
 use leptos::prelude::*;
 use quota_core::{Limit, Period, ServiceConfig, TrackerConfig, WindowSpec};
@@ -107,8 +107,8 @@ impl Row {
             limit: RwSignal::new(service.limit.to_string()),
             period: RwSignal::new(service.window.period().as_str().to_owned()),
             zone: RwSignal::new(zone_name(&service.window)),
-            warn: RwSignal::new(service.warn_threshold.to_string()),
-            critical: RwSignal::new(service.critical_threshold.to_string()),
+            warn: RwSignal::new(number(service.warn_threshold)),
+            critical: RwSignal::new(number(service.critical_threshold)),
             more: RwSignal::new(service.more_limits.iter().map(LimitRow::new).collect()),
             base: StoredValue::new(service.clone()),
         }

@@ -4,6 +4,7 @@
 use super::run_buttons::StatusOf;
 use super::RunButtons;
 use crate::dynamic::{flag, on_change, on_click, text, Text};
+use crate::format::number;
 use crate::settings::{CallMode, Settings};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
@@ -114,11 +115,11 @@ pub fn Controls() -> impl IntoView {
                     <select
                         id="speed"
                         data-testid="speed"
-                        prop:value=settings(|s| s.speed.to_string())
+                        prop:value=settings(|s| number(s.speed))
                         on:change=on_change(move |ev| {
                             // One of the options: found by its value (no float parsing).
                             let value = event_target_value(&ev);
-                            match SPEEDS.iter().find(|(speed, _)| speed.to_string() == value) {
+                            match SPEEDS.iter().find(|(speed, _)| number(*speed) == value) {
                                 Some(&(speed, _)) => state.set_speed(speed),
                                 None => state.reject_input("unknown speed".to_owned()),
                             }
@@ -126,7 +127,7 @@ pub fn Controls() -> impl IntoView {
                     >
                         {SPEEDS
                             .map(|(speed, label)| {
-                                view! { <option value=speed.to_string()>{label}</option> }
+                                view! { <option value=number(speed)>{label}</option> }
                             })}
                     </select>
                 </div>
@@ -163,7 +164,7 @@ pub fn Controls() -> impl IntoView {
                         label="Burst chance (%)"
                         min=0
                         max=100
-                        value=settings(|s| format!("{}", s.workload.bursts.chance * 100.0))
+                        value=settings(|s| number(s.workload.bursts.chance * 100.0))
                         apply=|w, v| w.bursts.chance = v as f64 / 100.0
                     />
                     <NumberField

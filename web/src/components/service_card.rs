@@ -2,7 +2,7 @@
 //! reset (and the local reset time of a window in a time zone).
 
 use crate::dynamic::{text, Text};
-use crate::format;
+use crate::format::{self, number};
 use crate::locks::lock;
 use crate::model::ServiceView;
 use crate::state::{use_app, AppState};
@@ -120,7 +120,7 @@ fn limit_bar(
     let number = move |f: fn(&ServiceUsage) -> f64| -> Text {
         text(move || {
             let value = service.with(|s| s.as_ref().and_then(|s| s.limit(index)).map_or(0.0, f));
-            format!("{value}%")
+            format!("{}%", number(value))
         })
     };
     let binding =

@@ -3,7 +3,7 @@
 
 use crate::dynamic::{flag, on_change, text};
 use crate::engine::SYNC_INTERVAL_MS;
-use crate::format;
+use crate::format::{self, number};
 use crate::settings::CallMode;
 use crate::state::use_app;
 use leptos::prelude::*;
@@ -49,7 +49,7 @@ pub fn StorePanel() -> impl IntoView {
                  most twice a second (sooner when a service enters critical, at once on pause \
                  and when the page is hidden). A reload continues from the last write; Reset \
                  clears it.",
-                SYNC_INTERVAL_MS as f64 / 1_000.0
+                number(SYNC_INTERVAL_MS as f64 / 1_000.0)
             )
         }
     });
@@ -63,7 +63,7 @@ pub fn StorePanel() -> impl IntoView {
              limit (can_call, try_record); after {} good syncs in a row, the full limit again. \
              {workers}",
             policy.enter_after_failures,
-            policy.fraction * 100.0,
+            number(policy.fraction * 100.0),
             policy.leave_after_successes
         )
     });

@@ -1,10 +1,10 @@
 //! Usage over time per service, as an SVG line chart with the threshold lines.
 
 use crate::dynamic::text;
+use crate::format::{fixed, number, push_fixed};
 use crate::model::History;
 use crate::state::use_app;
 use leptos::prelude::*;
-use std::fmt::Write;
 
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 220.0;
@@ -81,14 +81,14 @@ pub fn UsageChart() -> impl IntoView {
         state.history().with(|history| {
             let seconds =
                 history.samples().len().saturating_sub(1) as f64 * History::INTERVAL_MS / 1_000.0;
-            format!("{seconds:.0} s ago")
+            format!("{} s ago", fixed(seconds, 0))
         })
     });
     view! {
         <section class="panel chart" aria-labelledby="chart-heading">
             <h2 id="chart-heading">"Usage over time"</h2>
             <svg
-                viewBox=format!("0 0 {WIDTH} {HEIGHT}")
+                viewBox=format!("0 0 {} {}", number(WIDTH), number(HEIGHT))
                 role="img"
                 aria-labelledby="chart-heading chart-description"
                 data-testid="usage-chart"
@@ -99,22 +99,22 @@ pub fn UsageChart() -> impl IntoView {
                 </desc>
                 {[0.0, 0.5, 1.0]
                     .map(|fraction| {
-                        let at = y(fraction).to_string();
+                        let at = number(y(fraction));
                         view! {
                             <line
                                 class="grid"
-                                x1=LEFT.to_string()
-                                x2=(WIDTH - RIGHT).to_string()
+                                x1=number(LEFT)
+                                x2=number(WIDTH - RIGHT)
                                 y1=at.clone()
                                 y2=at
                             ></line>
                             <text
                                 class="axis"
-                                x=(LEFT - 6.0).to_string()
-                                y=(y(fraction) + 4.0).to_string()
+                                x=number(LEFT - 6.0)
+                                y=number(y(fraction) + 4.0)
                                 text-anchor="end"
                             >
-                                {format!("{:.0}%", fraction * 100.0)}
+                                {format!("{}%", fixed(fraction * 100.0, 0))}
                             </text>
                         }
                     })}
@@ -137,13 +137,13 @@ pub fn UsageChart() -> impl IntoView {
                         }
                     }
                 </For>
-                <text class="axis" x=LEFT.to_string() y=(HEIGHT - 6.0).to_string()>
+                <text class="axis" x=number(LEFT) y=number(HEIGHT - 6.0)>
                     {ago}
                 </text>
                 <text
                     class="axis"
-                    x=(WIDTH - RIGHT).to_string()
-                    y=(HEIGHT - 6.0).to_string()
+                    x=number(WIDTH - RIGHT)
+                    y=number(HEIGHT - 6.0)
                     text-anchor="end"
                 >
                     "now"
@@ -202,18 +202,18 @@ fn threshold(fraction: f64, kind: &'static str) -> impl IntoView {
     view! {
         <line
             class=format!("threshold {kind}")
-            x1=LEFT.to_string()
-            x2=(WIDTH - RIGHT).to_string()
-            y1=at.to_string()
-            y2=at.to_string()
+            x1=number(LEFT)
+            x2=number(WIDTH - RIGHT)
+            y1=number(at)
+            y2=number(at)
         ></line>
         <text
             class=format!("threshold-label {kind}")
-            x=(WIDTH - RIGHT - 4.0).to_string()
-            y=(at - 3.0).to_string()
+            x=number(WIDTH - RIGHT - 4.0)
+            y=number(at - 3.0)
             text-anchor="end"
         >
-            {format!("{kind} {:.0}%", fraction * 100.0)}
+            {format!("{kind} {}%", fixed(fraction * 100.0, 0))}
         </text>
     }
 }
@@ -227,7 +227,9 @@ fn points(history: &History, index: usize) -> String {
             if !points.is_empty() {
                 points.push(' ');
             }
-            let _ = write!(points, "{:.1},{:.1}", x(i, len), y(f));
+            push_fixed(&mut points, x(i, len), 1);
+            points.push(',');
+            push_fixed(&mut points, y(f), 1);
         }
     }
     points

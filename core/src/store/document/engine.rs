@@ -1,13 +1,14 @@
-//! The stored JSON through the JS engine's own `JSON.parse` and `JSON.stringify`, in the JS
-//! module (wasm32 with feature `js`): the module then carries no JSON parser or writer (about a
-//! quarter of its gzipped size with serde_json). The document is the same as serde_json's,
+//! The stored JSON through the JS engine's own `JSON.parse` and `JSON.stringify`, on wasm32
+//! (the JS module, the dashboard: every wasm32 build runs in a JS engine, whose clock it
+//! reads): the `.wasm` then carries no JSON parser or writer (about a quarter of the JS
+//! module's gzipped size with serde_json). The document is the same as serde_json's,
 //! field for field and in the same order; numbers are exact up to `Number.MAX_SAFE_INTEGER`.
 
 use super::json::Json;
 use super::StoredState;
 use crate::store::StoreError;
+use js_sys::wasm_bindgen::{JsCast, JsValue};
 use js_sys::{Array, Object, Reflect, JSON};
-use wasm_bindgen::{JsCast, JsValue};
 
 /// `JSON.parse(text)`; its `SyntaxError` as [`StoreError::Corrupt`].
 pub(super) fn parse(text: &str) -> Result<JsValue, StoreError> {

@@ -1,20 +1,20 @@
 //! The JSON form, version 2 (version 1 read and converted): written by serde_json, or by the
-//! JS engine in the JS module; read entry by entry through [`Json`], so that one bad entry
+//! JS engine on wasm32; read entry by entry through [`Json`], so that one bad entry
 //! never voids the rest.
 
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 use super::engine;
 use super::records::{add_done, Answer, Ops};
 use super::{Admitted, Applied, Lease, StoredState, StoredWindow};
 use crate::store::{InstanceId, StoreError};
 use crate::window::{Period, WindowSpec};
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 use serde::Serialize;
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 use serde_json::Value;
 
 /// The JSON shape, version 2.
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Serialize)]
 struct Document<'a> {
     version: u32,
@@ -33,7 +33,7 @@ struct Document<'a> {
 }
 
 /// An operations record as JSON: `done` is a list of `[seq, answer]`.
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Serialize)]
 struct OpsEntry<'a> {
     instance: InstanceId,
@@ -47,15 +47,15 @@ struct OpsEntry<'a> {
 impl StoredState {
     /// The state as JSON text, version 2.
     ///
-    /// In the JS module (wasm32 with feature `js`) the JS engine's `JSON.stringify` writes it,
-    /// so the module carries no JSON writer: numbers above `Number.MAX_SAFE_INTEGER` (2^53 - 1)
+    /// On wasm32 (the JS module, the dashboard) the JS engine's `JSON.stringify` writes it,
+    /// so the `.wasm` carries no JSON writer: numbers above `Number.MAX_SAFE_INTEGER` (2^53 - 1)
     /// are then written rounded, as the JS API reports counts anyway.
     pub fn to_json(&self) -> String {
-        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        #[cfg(target_arch = "wasm32")]
         {
             engine::to_json(self)
         }
-        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        #[cfg(not(target_arch = "wasm32"))]
         {
             let document = Document {
                 version: Self::VERSION,
@@ -87,16 +87,16 @@ impl StoredState {
     /// Parses JSON text, version 2 or 1, entry by entry (see the module rules). Text that is
     /// not a JSON object with a known `"version"` is [`StoreError::Corrupt`] with the reason.
     ///
-    /// In the JS module (wasm32 with feature `js`) the JS engine's `JSON.parse` reads it, so the
-    /// module carries no JSON parser: a number above `Number.MAX_SAFE_INTEGER` (2^53 - 1) is
+    /// On wasm32 (the JS module, the dashboard) the JS engine's `JSON.parse` reads it, so the
+    /// `.wasm` carries no JSON parser: a number above `Number.MAX_SAFE_INTEGER` (2^53 - 1) is
     /// then read as the nearest JS number, as the JS API reports counts anyway.
     pub fn from_json(text: &str) -> Result<Self, StoreError> {
         if text.trim().is_empty() {
             return Err(StoreError::Corrupt("empty data".into()));
         }
-        #[cfg(all(target_arch = "wasm32", feature = "js"))]
+        #[cfg(target_arch = "wasm32")]
         let value = engine::parse(text)?;
-        #[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+        #[cfg(not(target_arch = "wasm32"))]
         let value = &serde_json::from_str::<Value>(text)
             .map_err(|error| StoreError::Corrupt(format!("not valid JSON: {error}")))?;
         Self::read(&value)
@@ -220,7 +220,7 @@ impl StoredState {
     }
 }
 
-/// A parsed JSON document, read: serde_json's [`Value`], or in the JS module the JS engine's
+/// A parsed JSON document, read: serde_json's [`Value`], or on wasm32 the JS engine's
 /// own `JSON.parse` result ([`engine`]), so that one reader serves both.
 pub(super) trait Json: Sized {
     /// The field `name` of an object (`None` if this is no object or has no such field).
@@ -240,7 +240,7 @@ pub(super) trait Json: Sized {
     }
 }
 
-#[cfg(not(all(target_arch = "wasm32", feature = "js")))]
+#[cfg(not(target_arch = "wasm32"))]
 impl Json for &Value {
     fn field(&self, name: &str) -> Option<Self> {
         self.get(name)

@@ -25,7 +25,7 @@
 //!   its window's total. A store converts it under its lock and writes version 2 back, so it is
 //!   converted once, never re-added by every process.
 
-#[cfg(all(target_arch = "wasm32", feature = "js"))]
+#[cfg(target_arch = "wasm32")]
 mod engine;
 mod expiry;
 mod json;
