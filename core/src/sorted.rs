@@ -11,6 +11,15 @@ pub(crate) type Map<K, V> = litemap::LiteMap<K, V>;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) type Map<K, V> = std::collections::BTreeMap<K, V>;
 
+/// A lookup by key (a service's name to its position), in no particular order: hashed natively
+/// (rustc-hash: constant time for any number of services), a sorted vector on wasm32 (a binary
+/// search over a page's few services; no hash table code in the `.wasm`). Code that uses it sees
+/// `default`, `get`, `contains_key`, `insert` (the old value, if any) and `collect`.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Lookup<K, V> = litemap::LiteMap<K, V>;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Lookup<K, V> = rustc_hash::FxHashMap<K, V>;
+
 /// The entries of `map` with keys from `first` to `last`, both included, in key order.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn between<'a, K: Ord, V>(

@@ -23,6 +23,7 @@ use super::SyncPolicy;
 use super::{Admission, AdmissionText, TrackerConfig};
 use crate::error::QuotaError;
 use crate::secrets::{url_passwords, Secrets};
+use crate::sorted::Lookup;
 use std::fmt;
 use std::path::Path;
 
@@ -191,10 +192,10 @@ impl QuotaFile {
         let services = &self.tracker.services;
         if let Err(error) = self.tracker.validate() {
             // The service `TrackerConfig::validate` stopped at: the same loop.
-            let mut seen = rustc_hash::FxHashSet::default();
+            let mut seen = Lookup::default();
             let index = services
                 .iter()
-                .position(|s| s.validate().is_err() || !seen.insert(s.name.as_str()));
+                .position(|s| s.validate().is_err() || seen.insert(s.name.as_str(), ()).is_some());
             let place = match (index, &error) {
                 (Some(index), QuotaError::InvalidConfig { field, .. }) => {
                     Place::Service(index, field)

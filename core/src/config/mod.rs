@@ -24,6 +24,7 @@ pub use policy::{ReducedRatePolicy, SyncPolicy};
 pub use store_url::{RedisUrl, StoreUrl, StoreUrlError};
 
 use crate::error::QuotaError;
+use crate::sorted::Lookup;
 use crate::text::{Float, Quoted};
 use crate::window::{Period, WindowSpec, WindowSpecError};
 use serde::{Deserialize, Serialize};
@@ -374,12 +375,11 @@ impl TrackerConfig {
                 "must name at least one service",
             ));
         }
-        // The tracker's hasher (rustc-hash): std's SipHash would be linked for this alone.
-        let mut seen = rustc_hash::FxHashSet::default();
-        seen.reserve(self.services.len());
+        // Not std's HashSet: its SipHash would be linked for this alone.
+        let mut seen = Lookup::default();
         for service in &self.services {
             service.validate()?;
-            if !seen.insert(service.name.as_str()) {
+            if seen.insert(service.name.as_str(), ()).is_some() {
                 return Err(QuotaError::invalid_config(
                     Some(&service.name),
                     "name",

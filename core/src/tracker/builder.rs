@@ -10,8 +10,8 @@ use crate::error::QuotaError;
 use crate::locks::{AtomicU64, Mutex};
 use crate::observers::{quietly, Observer, Registry};
 use crate::persistence::{Persistence, SaveReason, StoreEvent};
+use crate::sorted::Lookup;
 use crate::store::Store;
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// Builds a [`QuotaTracker`] with a clock, a store and a sync policy.
@@ -244,7 +244,7 @@ impl QuotaTracker {
             store_url: None,
             reduced_fraction,
             keys: Box::new([]),
-            index: FxHashMap::default(),
+            index: Lookup::default(),
             clock,
             // Until the clock gave a reading, a panicking clock falls back to the system's.
             last_good_ms: AtomicU64::new(SystemClock::wall_ms()),
@@ -265,12 +265,10 @@ impl QuotaTracker {
             .iter()
             .map(|slot| NameKey::of(&slot.name))
             .collect();
-        tracker.index = tracker
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| (Arc::clone(&slot.name), i))
-            .collect();
+        // Inserted one by one: collecting a sorted vector would sort it (a sort in the `.wasm`).
+        for (i, slot) in tracker.services.iter().enumerate() {
+            tracker.index.insert(Arc::clone(&slot.name), i);
+        }
         tracker
     }
 }

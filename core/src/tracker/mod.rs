@@ -8,8 +8,8 @@ use crate::locks::{AtomicU64, Mutex};
 use crate::observers::{Registry, StoreEventSubscription, TransitionSubscription};
 use crate::persistence::{Persistence, StoreEvent};
 use crate::rules::Request;
+use crate::sorted::Lookup;
 use crate::usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 mod added;
@@ -86,7 +86,7 @@ pub struct QuotaTracker {
     /// Each build service's [`NameKey`], in config order: the lookup among a few services.
     keys: Box<[NameKey]>,
     /// The build's names to positions, for lookups among many services.
-    index: FxHashMap<Arc<str>, usize>,
+    index: Lookup<Arc<str>, usize>,
     clock: TrackerClock,
     /// The clock's latest good reading, to within a second: used when the clock panics.
     last_good_ms: AtomicU64,

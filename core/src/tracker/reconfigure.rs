@@ -9,8 +9,8 @@ use crate::level::Level;
 use crate::observers::quietly;
 use crate::persistence::SaveReason;
 use crate::rules::{Change, Request};
+use crate::sorted::Lookup;
 use crate::usage::Transition;
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// What a [`QuotaTracker::reconfigure`] did, by service name: services `added` and `changed`
@@ -112,17 +112,16 @@ impl QuotaTracker {
         let now = self.now();
         let serial = self.reconfiguring.lock();
         let old = self.live();
-        // Keyed as the tracker's own index is (one map type in the JS module).
-        let in_force: FxHashMap<Arc<str>, usize> = old
-            .iter()
-            .map(|&position| (Arc::clone(&self.slot(position).name), position))
-            .collect();
-        let wanted: FxHashMap<Arc<str>, usize> = config
-            .services
-            .iter()
-            .enumerate()
-            .map(|(at, service)| (Arc::from(service.name.as_str()), at))
-            .collect();
+        // Keyed as the tracker's own index is (one map type in the `.wasm`).
+        // Inserted one by one, as the index is built (no sort in the `.wasm`).
+        let mut in_force: Lookup<Arc<str>, usize> = Lookup::default();
+        for &position in old.iter() {
+            in_force.insert(Arc::clone(&self.slot(position).name), position);
+        }
+        let mut wanted: Lookup<Arc<str>, usize> = Lookup::default();
+        for (at, service) in config.services.iter().enumerate() {
+            wanted.insert(Arc::from(service.name.as_str()), at);
+        }
         let mut done = Reconfigured::default();
         let mut touched = Vec::new();
         let mut critical = false;
