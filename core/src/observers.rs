@@ -56,8 +56,8 @@ pub(crate) type Observer<E> = dyn Fn(&E) + Send + Sync;
 /// ids unique; the protocol loom checks is each registry's `next_id`.)
 static NEXT_SUBSCRIPTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The subscribed observers of events `E`, by id (a `BTreeMap`, a sorted vector in the JS
-/// module: see `crate::sorted`). A delivery copies the list of observers once per event.
+/// The subscribed observers of events `E`, by id (a `BTreeMap`, a sorted vector on wasm32:
+/// see `crate::sorted`). A delivery copies the list of observers once per event.
 pub(crate) struct Registry<E> {
     observers: Mutex<Map<u64, Arc<Observer<E>>>>,
     /// Above every id in the map. Raised only after the observer is in the map, so an event

@@ -44,8 +44,11 @@ pub fn number(value: f64) -> String {
         .unwrap_or_default()
 }
 
-/// `value` with `decimals` digits after the point (at most 9), rounded half away from zero:
-/// `fixed(59.84, 1)` is `59.8`, `fixed(0.5, 0)` is `1`. Not finite: `NaN`, `inf`, `-inf`.
+/// `value` with `decimals` digits after the point (at most 9): `value * 10^decimals` rounded to
+/// a whole number, ties away from zero (`fixed(59.84, 1)` is `59.8`, `fixed(0.5, 0)` is `1`;
+/// Rust's `{:.1}` rounds the exact binary value instead, so at a tie the two may differ by the
+/// last digit: `0.15` is `0.2` here). Past 2^64 once scaled, as [`number`] writes it
+/// (`1e+30`). Not finite: `NaN`, `inf`, `-inf`.
 pub fn fixed(value: f64, decimals: u32) -> String {
     let mut out = String::new();
     push_fixed(&mut out, value, decimals);
@@ -66,8 +69,13 @@ pub fn push_fixed(out: &mut String, value: f64, decimals: u32) {
         return;
     }
     let scale = 10_u64.pow(decimals.min(9));
-    // Saturates past u64::MAX (far beyond anything the page draws).
-    let scaled = (value.abs() * scale as f64).round() as u64;
+    let scaled = (value.abs() * scale as f64).round();
+    // Whole numbers up to 2^64 convert exactly; past that a u64 would saturate.
+    if scaled >= 18_446_744_073_709_551_616.0 {
+        out.push_str(&number(value));
+        return;
+    }
+    let scaled = scaled as u64;
     if value < 0.0 && scaled > 0 {
         out.push('-');
     }

@@ -302,18 +302,19 @@ impl DashboardStorage {
         let Some(storage) = local_storage() else {
             return;
         };
-        let counters = counters(state.updated_at_ms, clock_ms);
-        if let Err(error) = storage.set_item(&self.tracker_key, &state.to_json()) {
-            leptos::logging::warn!("dashboard: could not save the tracker's store: {error:?}");
-            return;
-        }
-        let text = match counters.to_json() {
+        // The counters written out first: if they cannot be, neither key changes, and the
+        // pair left describes one moment.
+        let text = match counters(state.updated_at_ms, clock_ms).to_json() {
             Ok(text) => text,
             Err(error) => {
                 leptos::logging::warn!("dashboard: could not save the counters: {error}");
                 return;
             }
         };
+        if let Err(error) = storage.set_item(&self.tracker_key, &state.to_json()) {
+            leptos::logging::warn!("dashboard: could not save the tracker's store: {error:?}");
+            return;
+        }
         if let Err(error) = storage.set_item(&self.counters_key, &text) {
             leptos::logging::warn!("dashboard: could not save the counters: {error:?}");
         }

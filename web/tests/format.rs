@@ -144,4 +144,5 @@ fn fixed_decimals_match_rust_away_from_ties() {
     assert_eq!(fixed(f64::NAN, 1), "NaN");
     assert_eq!(fixed(f64::NEG_INFINITY, 1), "-inf");
     assert_eq!(fixed(2.5, 12), "2.500000000", "at most 9 decimals");
+    assert_eq!(fixed(1e30, 1), "1e+30", "past 2^64 once scaled");
 }

@@ -321,6 +321,15 @@ async fn the_editor_keeps_a_services_further_limits_and_edits_them() {
         text(&root, "config-error"),
         "service \"finnhub\": limit 2 must be a whole number (got \"lots\")"
     );
+    // Nor one past what the page can save as JSON (2^53 - 1).
+    type_into(&root, "config-limit-2-finnhub", "9007199254740992");
+    click(&root, "config-apply");
+    show(&state).await;
+    assert_eq!(
+        text(&root, "config-error"),
+        "service \"finnhub\": limit 2 must be at most 9007199254740991 (got \"9007199254740992\")"
+    );
+    assert_eq!(bars(&root, "finnhub").len(), 1, "nothing applied");
 }
 
 #[wasm_bindgen_test]

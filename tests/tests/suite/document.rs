@@ -182,7 +182,7 @@ fn batch(instance: u128, seq: u64, window: &WindowKey, calls: u64) -> SyncBatch 
     }
 }
 
-// The JS module keeps the state's maps as sorted vectors (the other builds as B-trees): the
+// wasm32 builds keep the state's maps as sorted vectors (native builds as B-trees): the
 // rules that walk a service's entries in key order.
 
 #[wasm_bindgen_test]

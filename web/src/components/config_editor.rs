@@ -66,11 +66,20 @@ impl LimitRow {
     }
 }
 
-/// `text` as a whole number, or the message for field `field` of service `name`.
+/// `text` as a whole number up to `Number.MAX_SAFE_INTEGER` (the page saves its config as
+/// JSON in the browser, which holds no larger whole number exactly), or the message for field
+/// `field` of service `name`.
 fn whole_number(name: &str, field: &str, text: String) -> Result<u64, String> {
-    text.trim()
-        .parse::<u64>()
-        .map_err(|_| format!("service {name:?}: {field} must be a whole number (got {text:?})"))
+    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= MAX_SAFE_INTEGER => Ok(n),
+        Ok(_) => Err(format!(
+            "service {name:?}: {field} must be at most {MAX_SAFE_INTEGER} (got {text:?})"
+        )),
+        Err(_) => Err(format!(
+            "service {name:?}: {field} must be a whole number (got {text:?})"
+        )),
+    }
 }
 
 /// The window of `period` and `zone` (empty: UTC) as typed for service `name`, in place of

@@ -5,7 +5,7 @@ use super::*;
 use crate::store::{Delta, StoreError, WindowTotal};
 use crate::window::Period;
 
-/// A version 2 document with every kind of entry, as serde_json writes it. The JS module
+/// A version 2 document with every kind of entry, as serde_json writes it. wasm32 builds
 /// (`engine`) must read and write it the same: see `tests/tests/suite/document.rs`.
 const FIXTURE: &str = include_str!("fixture_v2.json");
 
