@@ -78,7 +78,9 @@ impl Store for OutageStore {
         }
         let mut synced = self.synced.lock();
         let totals = match &mut synced.state {
-            Some(state) => state.apply(batch),
+            // As `LocalStorageStore` applies it: no exactly-once records (a sync in memory is
+            // never applied without being answered).
+            Some(state) => state.apply_counts(batch),
             None => {
                 let totals = self.inner.sync(batch)?;
                 synced.state = Some(self.inner.state()?);
@@ -311,7 +313,7 @@ impl DashboardStorage {
                 return;
             }
         };
-        if let Err(error) = storage.set_item(&self.tracker_key, &state.to_json()) {
+        if let Err(error) = storage.set_item(&self.tracker_key, &state.to_json_counts()) {
             leptos::logging::warn!("dashboard: could not save the tracker's store: {error:?}");
             return;
         }

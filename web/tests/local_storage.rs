@@ -116,3 +116,36 @@ fn trackers_sharing_one_key_add_up_and_lose_nothing() {
     assert_eq!(total, 10);
     assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 10);
 }
+
+#[wasm_bindgen_test]
+fn records_another_store_wrote_are_dropped_and_every_count_kept() {
+    let store = empty_store("quota-test.records");
+    // A document copied from a file store: a count, and the records of who synced it.
+    storage()
+        .set_item(
+            "quota-test.records",
+            r#"{ "version": 2, "updated_at_ms": 1709214300000,
+                 "windows": [{ "service": "sendgrid", "period": "day",
+                     "start_ms": 1709164800000, "end_ms": 1709251200000, "total": 40 }],
+                 "ops": [{ "instance": "0123456789abcdef0123456789abcdef", "service": "sendgrid",
+                     "low": 0, "done": [[1, "1"]], "until_ms": 1709254800000, "seen": 1 }],
+                 "applied": [{ "instance": "fedcba9876543210fedcba9876543210",
+                     "service": "sendgrid", "seq": 3, "seen": 1 }],
+                 "applies": 1 }"#,
+        )
+        .unwrap();
+    let clock = ManualClock::new(T0);
+    let first = tracker(&store, &clock);
+    assert_eq!(used(&first, "sendgrid"), 40, "the count is read");
+    first.record_call("sendgrid", 2).unwrap();
+    first.flush().unwrap();
+    let text = storage().get_item("quota-test.records").unwrap().unwrap();
+    assert!(!text.contains("\"ops\""), "{text}");
+    assert!(!text.contains("fedcba98"), "{text}");
+    assert_eq!(
+        StoredState::from_json(&text).unwrap().records(),
+        0,
+        "no records written"
+    );
+    assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 42);
+}

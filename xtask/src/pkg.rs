@@ -20,10 +20,10 @@ const WASM: &str = "quota_core_bg.wasm";
 /// (issue 11; BENCHMARKS.md, JS module). Issue 18 sets 64,000 for issues 16 and 18 together;
 /// with window specs (time zones through `Intl`), `reconfigure` and several limits per service
 /// the module is over it after a size pass, so this is an interim figure just above what
-/// `cargo xtask pkg` measures while issue 18 is open (72,402 B once the services' names were
-/// looked up in a sorted vector, no hash table): it goes back to 64,000 (or under) before
-/// issue 18 is resolved (BENCHMARKS.md says where the bytes went).
-const WASM_GZIP_BUDGET: u64 = 72_450;
+/// `cargo xtask pkg` measures while issue 18 is open (65,330 B once `localStorage` kept no
+/// exactly-once records): it goes back to 64,000 (or under) before issue 18 is resolved
+/// (BENCHMARKS.md says where the bytes went).
+const WASM_GZIP_BUDGET: u64 = 65_400;
 
 /// Builds `pkg/` from scratch.
 pub fn pkg() -> Result<(), String> {

@@ -109,11 +109,12 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
             "\"services\" is empty: list at least one service".into(),
         ));
     }
-    let services = services
-        .iter()
-        .enumerate()
-        .map(|(index, value)| service_config(index, &value))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A loop, not `collect` into a `Result`: that adapter is code of its own in the `.wasm`.
+    let mut configs = Vec::with_capacity(services.length() as usize);
+    for (index, value) in services.iter().enumerate() {
+        configs.push(service_config(index, &value)?);
+    }
+    let services = configs;
     let storage = storage(&field(object, "storage")?)?;
     Ok(Config {
         tracker: TrackerConfig::new(services),

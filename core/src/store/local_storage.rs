@@ -10,6 +10,12 @@ use super::{Store, StoreError, StoredState, SyncBatch};
 /// is one synchronous read-add-write). Several tabs on one origin share the key too, but
 /// `localStorage` has no lock across tabs: two tabs syncing at the same moment can lose one
 /// tab's delta. Give each tab its own key where that matters.
+///
+/// It keeps no exactly-once records ([`StoredState::apply_counts`]): a sync either writes the
+/// key and answers, or fails having written nothing (`setItem` throws before it stores), so a
+/// tracker resends only what was not counted, and no reply can be lost between the two. The
+/// document holds the windows' counts only; records another store wrote into it (a document
+/// copied from a file) are dropped at the next write, its counts kept.
 #[derive(Debug, Clone)]
 pub struct LocalStorageStore {
     key: String,
@@ -41,11 +47,11 @@ impl LocalStorageStore {
             .map_err(|e| StoreError::Io(format!("localStorage.removeItem: {e:?}")))
     }
 
-    /// The stored state now (empty if nothing is stored).
+    /// The stored counts now (empty if nothing is stored), as a sync reads them.
     pub fn state(&self) -> Result<StoredState, StoreError> {
         match self.read()? {
             None => Ok(StoredState::new()),
-            Some(text) => StoredState::from_json(&text),
+            Some(text) => StoredState::from_json_counts(&text),
         }
     }
 
@@ -75,7 +81,7 @@ fn storage() -> Result<web_sys::Storage, StoreError> {
 impl Store for LocalStorageStore {
     fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
         let storage = storage()?;
-        let mut state = match self.read()?.as_deref().map(StoredState::from_json) {
+        let mut state = match self.read()?.as_deref().map(StoredState::from_json_counts) {
             None => StoredState::new(),
             Some(Ok(state)) => state,
             Some(Err(error)) => {
@@ -88,10 +94,10 @@ impl Store for LocalStorageStore {
                 return Err(error);
             }
         };
-        let totals = state.apply(batch);
+        let totals = state.apply_counts(batch);
         if batch.changes() || state.converted() {
             storage
-                .set_item(&self.key, &state.to_json())
+                .set_item(&self.key, &state.to_json_counts())
                 .map_err(|e| StoreError::Io(format!("localStorage.setItem: {e:?}")))?;
         }
         Ok(totals)

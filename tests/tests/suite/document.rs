@@ -7,6 +7,9 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 /// Written by serde_json (`to_string_pretty`); `core/src/store/document/tests.rs` checks that.
 const FIXTURE: &str = include_str!("../../../core/src/store/document/fixture_v2.json");
+/// The fixture's counts as `to_json_counts` writes them natively (`LocalStorageStore`'s form).
+const COUNTS_FIXTURE: &str =
+    include_str!("../../../core/src/store/document/fixture_v2_counts.json");
 
 fn key(service: &str, period: Period, start_ms: u64) -> WindowKey {
     let window = period.window_at(start_ms);
@@ -31,6 +34,20 @@ fn the_fixture_reads_and_writes_back_byte_for_byte() {
     let mail = key("mail", Period::Month, 1_706_745_600_000);
     assert_eq!(state.total(&mail), 1000);
     assert_eq!(state.updated_at_ms, 1_709_214_317_250);
+}
+
+#[wasm_bindgen_test]
+fn the_fixtures_counts_read_and_write_as_the_native_build_writes_them() {
+    let counts = StoredState::from_json_counts(FIXTURE).expect("the fixture parses");
+    assert!(counts.skipped().is_empty(), "{:?}", counts.skipped());
+    assert_eq!(counts.records(), 0);
+    assert_eq!(counts.to_json_counts(), COUNTS_FIXTURE.trim_end());
+    let full = StoredState::from_json(FIXTURE).unwrap();
+    assert_eq!(full.to_json_counts(), COUNTS_FIXTURE.trim_end());
+    assert_eq!(
+        counts.windows().collect::<Vec<_>>(),
+        full.windows().collect::<Vec<_>>()
+    );
 }
 
 #[wasm_bindgen_test]

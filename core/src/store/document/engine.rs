@@ -64,8 +64,9 @@ impl Json for JsValue {
     }
 }
 
-/// The state as JSON text, version 2, indented by 2 as serde_json's `to_string_pretty`.
-pub(super) fn to_json(state: &StoredState) -> String {
+/// The state as JSON text, version 2, indented by 2 as serde_json's `to_string_pretty`; with its
+/// records if `RECORDS` (a constant: see `StoredState::parse`).
+pub(super) fn to_json<const RECORDS: bool>(state: &StoredState) -> String {
     let windows = list(state.windows.values(), |window| {
         let mut fields = vec![
             ("service", window.service.as_str().into()),
@@ -79,19 +80,27 @@ pub(super) fn to_json(state: &StoredState) -> String {
         }
         object(&fields)
     });
-    let applied = list(state.applied.values(), |applied| {
-        object(&[
-            ("instance", String::from(applied.instance).into()),
-            ("service", applied.service.as_str().into()),
-            ("seq", number(applied.seq)),
-            ("seen", number(applied.seen)),
-        ])
-    });
     let mut fields = vec![
         ("version", JsValue::from(StoredState::VERSION)),
         ("updated_at_ms", number(state.updated_at_ms)),
         ("windows", windows),
     ];
+    if RECORDS {
+        records(state, &mut fields);
+    } else {
+        // serde_json's writer always writes `applied`: the same text from every build.
+        fields.push(("applied", Array::new().into()));
+    }
+    fields.push(("applies", number(state.applies)));
+    // Plain objects of strings, numbers and booleans always stringify.
+    JSON::stringify_with_replacer_and_space(&object(&fields), &JsValue::NULL, &JsValue::from(2))
+        .map(String::from)
+        .unwrap_or_default()
+}
+
+/// The document's records, after its windows: `ops`, `evicted`, and older builds' `applied`,
+/// `leases` and `admits`, in serde_json's order.
+fn records(state: &StoredState, fields: &mut Vec<(&str, JsValue)>) {
     if !state.ops.is_empty() {
         let ops = list(state.ops.values(), |ops| {
             let done = ops
@@ -117,6 +126,14 @@ pub(super) fn to_json(state: &StoredState) -> String {
     if state.evicted > 0 {
         fields.push(("evicted", number(state.evicted)));
     }
+    let applied = list(state.applied.values(), |applied| {
+        object(&[
+            ("instance", String::from(applied.instance).into()),
+            ("service", applied.service.as_str().into()),
+            ("seq", number(applied.seq)),
+            ("seen", number(applied.seen)),
+        ])
+    });
     fields.push(("applied", applied));
     if !state.leases.is_empty() {
         let leases = list(state.leases.values(), |lease| {
@@ -144,11 +161,6 @@ pub(super) fn to_json(state: &StoredState) -> String {
         });
         fields.push(("admits", admits));
     }
-    fields.push(("applies", number(state.applies)));
-    // Plain objects of strings, numbers and booleans always stringify.
-    JSON::stringify_with_replacer_and_space(&object(&fields), &JsValue::NULL, &JsValue::from(2))
-        .map(String::from)
-        .unwrap_or_default()
 }
 
 fn number(n: u64) -> JsValue {

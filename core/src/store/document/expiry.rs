@@ -11,6 +11,27 @@ impl StoredState {
     /// `keep`'s, whose operation is being recorded); keeps at most
     /// [`RECORDS_KEPT`](Self::RECORDS_KEPT) records in all.
     pub(super) fn forget_old(&mut self, service: &str, keep: Option<InstanceId>) {
+        self.forget_old_windows(service);
+        // Records expire only when a window starts (so the scan runs only then).
+        if !std::mem::take(&mut self.new_window) {
+            self.evict_over_bound();
+            return;
+        }
+        let first = (service.to_owned(), InstanceId::from_u128(0));
+        let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
+        let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
+            .filter(|(_, ops)| Some(ops.instance) != keep && self.outlived(service, ops.until_ms))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.ops.remove(&key);
+        }
+        self.evict_over_bound();
+    }
+
+    /// Keeps the service's latest [`WINDOWS_KEPT`](Self::WINDOWS_KEPT) windows of each window
+    /// spec.
+    pub(super) fn forget_old_windows(&mut self, service: &str) {
         // Each window spec's windows are consecutive, oldest first: past the latest
         // WINDOWS_KEPT of a spec, the oldest go.
         let keys: Vec<(String, u64)> = self
@@ -29,21 +50,6 @@ impl StoredState {
             }
             at += same;
         }
-        // Records expire only when a window starts (so the scan runs only then).
-        if !std::mem::take(&mut self.new_window) {
-            self.evict_over_bound();
-            return;
-        }
-        let first = (service.to_owned(), InstanceId::from_u128(0));
-        let last = (service.to_owned(), InstanceId::from_u128(u128::MAX));
-        let expired: Vec<(String, InstanceId)> = between(&self.ops, &first, &last)
-            .filter(|(_, ops)| Some(ops.instance) != keep && self.outlived(service, ops.until_ms))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in expired {
-            self.ops.remove(&key);
-        }
-        self.evict_over_bound();
     }
 
     /// The windows of `service`, by spec key, then start.

@@ -53,7 +53,7 @@ impl StoredState {
     pub fn to_json(&self) -> String {
         #[cfg(target_arch = "wasm32")]
         {
-            engine::to_json(self)
+            engine::to_json::<true>(self)
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -91,6 +91,38 @@ impl StoredState {
     /// `.wasm` carries no JSON parser: a number above `Number.MAX_SAFE_INTEGER` (2^53 - 1) is
     /// then read as the nearest JS number, as the JS API reports counts anyway.
     pub fn from_json(text: &str) -> Result<Self, StoreError> {
+        Self::parse::<true>(text)
+    }
+
+    /// The counts of a document, as [`from_json`](Self::from_json) reads them, without its
+    /// exactly-once records (nor those of older builds): for a store that keeps none (see
+    /// [`apply_counts`](Self::apply_counts)). Its [`to_json_counts`](Self::to_json_counts)
+    /// writes the same windows back, and no records.
+    pub fn from_json_counts(text: &str) -> Result<Self, StoreError> {
+        Self::parse::<false>(text)
+    }
+
+    /// The state as JSON text, version 2, without the exactly-once records: what a state read
+    /// by [`from_json_counts`](Self::from_json_counts) and changed by
+    /// [`apply_counts`](Self::apply_counts) writes (any build reads it).
+    pub fn to_json_counts(&self) -> String {
+        #[cfg(target_arch = "wasm32")]
+        {
+            engine::to_json::<false>(self)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let mut counts = StoredState::new();
+            counts.windows = self.windows.clone();
+            counts.updated_at_ms = self.updated_at_ms;
+            counts.applies = self.applies;
+            counts.to_json()
+        }
+    }
+
+    /// `text` parsed, with its records if `RECORDS` (a constant, so that a build that never
+    /// reads records carries no code for them).
+    fn parse<const RECORDS: bool>(text: &str) -> Result<Self, StoreError> {
         if text.trim().is_empty() {
             return Err(StoreError::Corrupt("empty data".into()));
         }
@@ -99,17 +131,17 @@ impl StoredState {
         #[cfg(not(target_arch = "wasm32"))]
         let value = &serde_json::from_str::<Value>(text)
             .map_err(|error| StoreError::Corrupt(format!("not valid JSON: {error}")))?;
-        Self::read(&value)
+        Self::read::<RECORDS, _>(&value)
     }
 
     /// The state of a parsed document (see [`from_json`](Self::from_json)).
-    fn read<J: Json>(value: &J) -> Result<Self, StoreError> {
+    fn read<const RECORDS: bool, J: Json>(value: &J) -> Result<Self, StoreError> {
         if !value.is_object() {
             return Err(StoreError::Corrupt("not a JSON object".into()));
         }
         let mut state = StoredState::new();
         match value.field("version").and_then(|version| version.as_u64()) {
-            Some(2) => state.read_v2(value),
+            Some(2) => state.read_v2::<RECORDS, _>(value),
             Some(1) => state.read_v1(value),
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
@@ -146,7 +178,7 @@ impl StoredState {
         }
     }
 
-    fn read_v2<J: Json>(&mut self, object: &J) {
+    fn read_v2<const RECORDS: bool, J: Json>(&mut self, object: &J) {
         self.updated_at_ms = object.number("updated_at_ms").unwrap_or(0);
         self.applies = object.number("applies").unwrap_or(0);
         let mut skipped = Vec::new();
@@ -154,14 +186,22 @@ impl StoredState {
             self.add_window(window_entry(entry)?);
             Ok(())
         });
+        if RECORDS {
+            self.read_records(object, &mut skipped);
+        }
+        self.skipped = skipped;
+    }
+
+    /// The records of a version 2 document: this build's (`ops`) and older builds'.
+    fn read_records<J: Json>(&mut self, object: &J, skipped: &mut Vec<String>) {
         self.evicted = object.number("evicted").unwrap_or(0);
-        Self::each_entry(object, "ops", &mut skipped, &mut |entry| {
+        Self::each_entry(object, "ops", skipped, &mut |entry| {
             let ops = ops_entry(entry)?;
             self.applies = self.applies.max(ops.seen);
             self.ops.insert((ops.service.clone(), ops.instance), ops);
             Ok(())
         });
-        Self::each_entry(object, "applied", &mut skipped, &mut |entry| {
+        Self::each_entry(object, "applied", skipped, &mut |entry| {
             let applied = applied_entry(entry)?;
             self.applies = self.applies.max(applied.seen);
             let key = (applied.service.clone(), applied.instance);
@@ -174,20 +214,19 @@ impl StoredState {
             }
             Ok(())
         });
-        Self::each_entry(object, "admits", &mut skipped, &mut |entry| {
+        Self::each_entry(object, "admits", skipped, &mut |entry| {
             let admitted = admitted_entry(entry)?;
             self.applies = self.applies.max(admitted.seen);
             self.admits
                 .insert((admitted.service.clone(), admitted.instance), admitted);
             Ok(())
         });
-        Self::each_entry(object, "leases", &mut skipped, &mut |entry| {
+        Self::each_entry(object, "leases", skipped, &mut |entry| {
             let lease = lease_entry(entry)?;
             self.leases
                 .insert((lease.service.clone(), lease.instance), lease);
             Ok(())
         });
-        self.skipped = skipped;
     }
 
     /// Version 1: `{ "version": 1, "services": [{ "name", "used", "window_start_ms",

@@ -21,6 +21,11 @@
 //!   them. A build before this one that rewrites the document drops `ops` (it does not know
 //!   them): in a fleet of old and new builds, a resend in flight then may count twice (an
 //!   over-count only; totals are never lost).
+//! - A store that never applies a sync without answering it (`LocalStorageStore`: one
+//!   synchronous read-add-write in the page's one thread) keeps no records at all:
+//!   [`StoredState::apply_counts`] counts every delta, [`StoredState::from_json_counts`] reads
+//!   a document's windows only and [`StoredState::to_json_counts`] writes them (records another
+//!   store wrote are dropped, their counts kept).
 //! - Version 1 (snapshots of one tracker) is read and converted: each service's count becomes
 //!   its window's total. A store converts it under its lock and writes version 2 back, so it is
 //!   converted once, never re-added by every process.
@@ -203,16 +208,54 @@ impl StoredState {
         for delta in &batch.deltas {
             let service = delta.window.service.as_str();
             if services.iter().any(|&(s, _, fresh)| s == service && fresh) {
-                let window = self.window_mut(&delta.window);
-                window.total = window
-                    .total
-                    .saturating_add(delta.calls)
-                    .min(Self::MAX_TOTAL);
+                self.add(&delta.window, delta.calls);
             }
         }
-        // Floors, after the deltas: a maximum, so a resend (whose deltas were skipped above)
-        // changes no total. Each window's largest floor, counted once per batch (as the Redis
-        // script does): a give-back of calls counted before it is forfeited.
+        self.raise_floors(batch, |state, service| state.forget_old(service, None));
+        // Last, so that nothing this batch created forgets its own records.
+        for &(service, end_ms, fresh) in &services {
+            let answer = fresh.then_some(Answer::APPLIED);
+            self.record(
+                service,
+                batch.instance,
+                batch.seq,
+                batch.done_below,
+                answer,
+                end_ms,
+            );
+        }
+        batch.read.iter().map(|window| self.total(window)).collect()
+    }
+
+    /// Adds `batch` as [`apply`](Self::apply) does, but keeps no exactly-once records: every
+    /// delta counts, whatever its `seq`. Only for a store that never applies a sync without
+    /// answering it ([`LocalStorageStore`](super::LocalStorageStore): one synchronous
+    /// read-add-write in the page's one thread, where a failure writes nothing), so that a
+    /// resend only ever follows a sync that counted nothing. Floors, and the windows kept, are
+    /// `apply`'s; returns the totals of `batch.read`, in order.
+    pub fn apply_counts(&mut self, batch: &SyncBatch) -> Vec<u64> {
+        self.updated_at_ms = self.updated_at_ms.max(batch.at_ms);
+        for delta in &batch.deltas {
+            self.add(&delta.window, delta.calls);
+        }
+        self.raise_floors(batch, |state, service| state.forget_old_windows(service));
+        for delta in &batch.deltas {
+            self.forget_old_windows(&delta.window.service);
+        }
+        batch.read.iter().map(|window| self.total(window)).collect()
+    }
+
+    /// Adds `calls` to `window`'s total (capped at [`MAX_TOTAL`](Self::MAX_TOTAL)).
+    fn add(&mut self, window: &WindowKey, calls: u64) {
+        let window = self.window_mut(window);
+        window.total = window.total.saturating_add(calls).min(Self::MAX_TOTAL);
+    }
+
+    /// The batch's floors, after its deltas: a maximum, so a resend (whose deltas were skipped)
+    /// changes no total. Each window's largest floor, counted once per batch (as the Redis
+    /// script does): a give-back of calls counted before it is forfeited. Then `forget` on the
+    /// floor's service.
+    fn raise_floors(&mut self, batch: &SyncBatch, forget: impl Fn(&mut Self, &str)) {
         // A few per batch: a vector searched in place (a map type of its own would add code to
         // the JS module).
         let mut floors: Vec<(u64, &WindowKey)> = Vec::new();
@@ -231,21 +274,8 @@ impl StoredState {
             let window = self.window_mut(key);
             window.total = window.total.max(*at_least);
             window.raise_count = window.raise_count.saturating_add(1);
-            self.forget_old(&key.service, None);
+            forget(self, &key.service);
         }
-        // Last, so that nothing this batch created forgets its own records.
-        for &(service, end_ms, fresh) in &services {
-            let answer = fresh.then_some(Answer::APPLIED);
-            self.record(
-                service,
-                batch.instance,
-                batch.seq,
-                batch.done_below,
-                answer,
-                end_ms,
-            );
-        }
-        batch.read.iter().map(|window| self.total(window)).collect()
     }
 
     fn window_mut(&mut self, key: &WindowKey) -> &mut StoredWindow {

@@ -2,7 +2,7 @@
 //! exactly once in any order, records kept and forgotten.
 
 use super::*;
-use crate::store::{Delta, StoreError, WindowTotal};
+use crate::store::{Delta, Raise, StoreError, WindowTotal};
 use crate::window::Period;
 
 /// A version 2 document with every kind of entry, as serde_json writes it. wasm32 builds
@@ -374,4 +374,80 @@ fn old_windows_go_by_count_not_by_clock() {
     // A bogus far-future window pushes out only the oldest.
     state.apply(&batch(1, 100, &[("a", u64::MAX / 2, 1)]));
     assert_eq!(state.total(&key("a", 19 * 86_400_000)), 1);
+}
+
+/// [`FIXTURE`]'s counts, as `to_json_counts` writes them: its windows, no records.
+const COUNTS_FIXTURE: &str = include_str!("fixture_v2_counts.json");
+
+#[test]
+fn the_fixtures_counts_read_without_records_and_write_back_byte_for_byte() {
+    let counts = StoredState::from_json_counts(FIXTURE).unwrap();
+    assert!(counts.skipped().is_empty(), "{:?}", counts.skipped());
+    assert_eq!(counts.to_json_counts(), COUNTS_FIXTURE.trim_end());
+    let full = StoredState::from_json(FIXTURE).unwrap();
+    assert!(full.records() > 0, "the fixture has records to leave out");
+    assert_eq!(counts.records(), 0);
+    assert_eq!(
+        counts.windows().collect::<Vec<_>>(),
+        full.windows().collect::<Vec<_>>(),
+        "every count kept"
+    );
+    assert!(!COUNTS_FIXTURE.contains("\"ops\""));
+    // Read back by the full reader, and by the counts reader again: the same counts.
+    let again = StoredState::from_json(COUNTS_FIXTURE).unwrap();
+    assert_eq!(again.to_json_counts(), COUNTS_FIXTURE.trim_end());
+    assert_eq!(full.to_json_counts(), COUNTS_FIXTURE.trim_end());
+}
+
+#[test]
+fn counts_count_every_delta_and_floor_as_apply_does_without_records() {
+    let mut state = StoredState::new();
+    assert_eq!(state.apply_counts(&batch(1, 1, &[("a", 0, 5)])), [5, 0]);
+    // The same seq again counts again: a store that keeps no records is never resent what
+    // it counted.
+    assert_eq!(
+        state.apply_counts(&batch(1, 1, &[("a", 0, 5), ("b", 0, 1)])),
+        [10, 1]
+    );
+    assert_eq!(state.records(), 0);
+    // Floors: a maximum, each window's largest once per batch (its raise count rises by one).
+    let mut raised = batch(1, 2, &[]);
+    raised.raises = vec![
+        Raise {
+            window: key("a", 0),
+            at_least: 12,
+        },
+        Raise {
+            window: key("a", 0),
+            at_least: 30,
+        },
+        Raise {
+            window: key("b", 0),
+            at_least: 0,
+        },
+    ];
+    assert_eq!(state.apply_counts(&raised), [30, 1]);
+    let a = state.windows().find(|w| w.service == "a").unwrap();
+    assert_eq!((a.total, a.raise_count), (30, 1));
+    // The same batch through `apply` gives the same totals.
+    let mut recorded = StoredState::new();
+    recorded.apply(&batch(1, 1, &[("a", 0, 5)]));
+    recorded.apply(&batch(1, 3, &[("a", 0, 5), ("b", 0, 1)]));
+    assert_eq!(recorded.apply(&raised), [30, 1]);
+}
+
+#[test]
+fn counts_keep_a_services_latest_windows_of_each_spec() {
+    let mut state = StoredState::new();
+    let kept = StoredState::WINDOWS_KEPT as u64;
+    for day in 0..kept + 3 {
+        state.apply_counts(&batch(1, day, &[("a", day * 86_400_000, 1), ("b", 0, 1)]));
+    }
+    let starts: Vec<u64> = state
+        .windows()
+        .filter(|w| w.service == "a")
+        .map(|w| w.start_ms / 86_400_000)
+        .collect();
+    assert_eq!(starts, (3..kept + 3).collect::<Vec<_>>());
+    assert_eq!(state.total(&key("b", 0)), kept + 3, "b's one window kept");
 }
