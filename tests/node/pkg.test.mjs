@@ -470,4 +470,53 @@ test("several limits: bad configs throw Errors that name the service, the entry 
     /timezone must be an IANA time zone name/,
   );
   assert.throws(bad({ name: "x", period: "day" }), /services\[0\]: missing field `limit`/);
+  // The first problem in reading order: an entry's period before its `every`, and before the
+  // next entry's shape; an entry's shape before a later service's.
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "fortnight", every: 1.5 }, 7] }),
+    /services\[0\] \("x"\): limits\[0\]: unknown period "fortnight"/,
+  );
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "hour", every: 1.5 }, 7] }),
+    /limits\[0\]: every must be a whole number \(got 1.5\)/,
+  );
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "hour" }, 7] }),
+    /limits\[1\] must be an object like \{ limit, period \} \(got 7\)/,
+  );
+  assert.throws(
+    () => new QuotaTracker({ services: [{ name: "x", limits: [{ limit: 0, period: "hour" }] }, 5] }),
+    /limits\[0\]: limit must be a positive integer \(got 0\)/,
+  );
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 5, period: "day", anchorDay: -1 }] }),
+    /limits\[0\]: anchorDay must be a whole number \(got -1\)/,
+  );
+});
+
+test("config problems come in reading order: every service, then storage", () => {
+  const service = (limit) => [{ name: "a", limit, period: "day" }];
+  assert.throws(
+    () => new QuotaTracker({ services: service(0), storage: 5 }),
+    /^Error: invalid config: services\[0\] \("a"\): limit must be a positive integer \(got 0\)$/,
+  );
+  assert.throws(
+    () => new QuotaTracker({ services: service(1), storage: 5 }),
+    /^Error: invalid config: "storage" must be an object like \{ key: "my-app" \} \(got 5\)$/,
+  );
+  const throwing = {
+    services: service(1),
+    get storage() {
+      throw new Error("boom");
+    },
+  };
+  assert.throws(() => new QuotaTracker(throwing), /^Error: invalid config: reading field "storage" threw$/);
+  assert.throws(
+    () => new QuotaTracker({ services: service(1), storage: { key: "k", syncIntervalMs: 1.5 } }),
+    /storage\.syncIntervalMs must be a whole number of milliseconds from 0 to Number\.MAX_SAFE_INTEGER \(got 1\.5\)/,
+  );
+  assert.throws(
+    () => new QuotaTracker({ services: service(1), storage: { key: "k", required: null } }),
+    /storage\.required must be true or false \(got null\)/,
+  );
 });

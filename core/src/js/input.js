@@ -1,6 +1,8 @@
 // Reading what JavaScript passes in. A call count is read in one step: the common cases
-// (omitted, or a number) cost one call from wasm; `NaN` stands for "not a number". The error
-// messages are built here too, where JavaScript's own formatting of its values comes for free.
+// (omitted, or a number) cost one call from wasm; `NaN` stands for "not a number". A config's
+// shape is checked here in one call per service (`configOf`, `serviceOf`), and its messages
+// built here too, where JavaScript's own formatting of its values comes for free; input.rs
+// reads what they answer.
 
 export function countOf(value) {
   if (value === undefined) return 1;
@@ -42,7 +44,7 @@ export function countError(service, value) {
 }
 
 /** The first of `object`'s own keys not in `allowed` (names separated by ", "), or undefined. */
-export function unknownKey(object, allowed) {
+function unknownKey(object, allowed) {
   const names = allowed.split(", ");
   return Object.keys(object).find((key) => !names.includes(key));
 }
@@ -75,37 +77,194 @@ const LIMIT_FIELDS = [
   ["enforce", "boolean", true],
 ];
 
+const MAX_SAFE_INTEGER = 9007199254740991;
+const STORAGE_NAMES = "key, syncIntervalMs, required";
+
 /**
- * One service's fields in SERVICE_FIELDS order (an optional one omitted or null as
- * undefined), or else a message naming the first one missing or of the wrong type, worded the
- * way serde words it: `missing field \`limit\``, `name: invalid type: number \`7.0\`, expected a
- * string`.
+ * The config `{ services, storage? }`, its shape checked: a message for the first problem
+ * (without "invalid config: "), or `[services, storage]`: the services array (each read by
+ * `serviceOf`), and `storage` as `[key, syncIntervalMs, required]` (an omitted one as
+ * undefined), undefined when omitted, or the message of its first problem: input.rs reads
+ * `storage` after every service, so its problems come after theirs, as they always did.
  */
-export function serviceFields(service) {
-  return fieldsOf(service, SERVICE_FIELDS);
+export function configOf(config) {
+  if (!isPlainObject(config)) {
+    return `expected an object like { services: [...] } (got ${describe(config)})`;
+  }
+  const unknown = unknownKey(config, "services, storage");
+  if (unknown !== undefined) {
+    return `the config: unknown field ${JSON.stringify(unknown)}; expected services, storage`;
+  }
+  const services = read(config, "services");
+  if (typeof services === "string") return services;
+  if (services.value === undefined) {
+    return `missing field "services": list the services to track`;
+  }
+  if (!Array.isArray(services.value)) {
+    return `"services" must be an array (got ${describe(services.value)})`;
+  }
+  if (services.value.length === 0) return `"services" is empty: list at least one service`;
+  return [services.value, storageOf(config)];
 }
 
-/** One entry of `limits` in LIMIT_FIELDS order, as serviceFields answers. */
-export function limitFields(limit) {
-  return fieldsOf(limit, LIMIT_FIELDS);
+/** `{ value }` of field `name`, or the message when reading it throws (a getter, a proxy). */
+function read(object, name) {
+  try {
+    return { value: object[name] };
+  } catch {
+    return `reading field "${name}" threw`;
+  }
 }
 
-function fieldsOf(object, table) {
+function storageOf(config) {
+  const storage = read(config, "storage");
+  if (typeof storage === "string") return storage;
+  const value = storage.value;
+  if (value === undefined) return undefined;
+  if (!isPlainObject(value)) {
+    return `"storage" must be an object like { key: "my-app" } (got ${describe(value)})`;
+  }
+  const unknown = unknownKey(value, STORAGE_NAMES);
+  if (unknown !== undefined) {
+    return `storage: unknown field ${JSON.stringify(unknown)}; expected ${STORAGE_NAMES}`;
+  }
+  const key = read(value, "key");
+  if (typeof key === "string") return key;
+  if (typeof key.value !== "string" || key.value === "") {
+    return `storage.key must be a non-empty string naming the localStorage entry (got ${describe(key.value)})`;
+  }
+  const interval = read(value, "syncIntervalMs");
+  if (typeof interval === "string") return interval;
+  const ms = interval.value;
+  if (ms !== undefined && !(typeof ms === "number" && Number.isInteger(ms) && ms >= 0 && ms <= MAX_SAFE_INTEGER)) {
+    return `storage.syncIntervalMs must be a whole number of milliseconds from 0 to Number.MAX_SAFE_INTEGER (got ${describe(ms)})`;
+  }
+  const required = read(value, "required");
+  if (typeof required === "string") return required;
+  if (required.value !== undefined && typeof required.value !== "boolean") {
+    return `storage.required must be true or false (got ${describe(required.value)})`;
+  }
+  return [key.value, ms, required.value];
+}
+const SERVICE_NAMES = names(SERVICE_FIELDS);
+const LIMIT_NAMES = names(LIMIT_FIELDS);
+
+function names(table) {
+  return table.map(([name]) => name).join(", ");
+}
+
+/** An object with fields: not null, not an array, not a function. */
+function isPlainObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Service `index` of a JS config, its shape checked here, in the order input.rs reads it: a
+ * message for the first problem (without "invalid config: "), or its fields: `[name,
+ * warnThreshold, criticalThreshold, reserveFraction, enforce, listed]` (an omitted one as
+ * undefined; `listed`: whether `limits` was given), then one group of LIMIT_SLOTS per limit
+ * (the service's own when `limits` is not given): `[at, early, limit, period, every, timezone,
+ * anchorDay, warnThreshold, criticalThreshold, enforce, late]`. `at` names the limit in
+ * messages; `early` is the problem found before its period is read (its shape, fields or
+ * count: the group is then the last), `late` one found after (`every`, `anchorDay`): input.rs
+ * reads the period between the two, so every message comes in the order it always did.
+ */
+export function serviceOf(service, index) {
+  let at = `services[${index}]`;
+  if (!isPlainObject(service)) {
+    return `${at} must be an object like { name, limit, period } (got ${describe(service)})`;
+  }
+  const fields = fieldsOf(service, SERVICE_FIELDS, SERVICE_NAMES, at);
+  if (typeof fields === "string") return fields;
+  const [name, limit, period, warn, critical, reserve, enforce, every, timezone, anchorDay, listed] =
+    fields;
+  if (listed === undefined) {
+    // One limit: `limit` and `period` are required, as serde words it in a file.
+    if (limit === undefined) return `${at}: missing field \`limit\``;
+    if (period === undefined) return `${at}: missing field \`period\``;
+  }
+  at = `${at} (${JSON.stringify(name)})`;
+  const out = [name, warn, critical, reserve, enforce, listed !== undefined];
+  if (listed === undefined) {
+    limitGroup(out, at, [limit, period, every, timezone, anchorDay]);
+    return out;
+  }
+  const inside = [
+    ["limit", limit],
+    ["period", period],
+    ["every", every],
+    ["timezone", timezone],
+    ["anchorDay", anchorDay],
+  ].find(([, value]) => value !== undefined);
+  if (inside) return `${at}: ${inside[0]} goes inside \`limits\` when that is given`;
+  if (!Array.isArray(listed)) {
+    return `${at}: limits must be an array of { limit, period } (got ${describe(listed)})`;
+  }
+  for (let entry = 0; entry < listed.length; entry++) {
+    const place = `${at}: limits[${entry}]`;
+    const value = listed[entry];
+    let early;
+    let fields;
+    if (!isPlainObject(value)) {
+      early = `${place} must be an object like { limit, period } (got ${describe(value)})`;
+    } else {
+      fields = fieldsOf(value, LIMIT_FIELDS, LIMIT_NAMES, place);
+      if (typeof fields === "string") early = fields;
+    }
+    if (early !== undefined) {
+      out.push(place, early, undefined, undefined, undefined, undefined, undefined);
+      out.push(undefined, undefined, undefined, undefined);
+      return out;
+    }
+    if (!limitGroup(out, place, fields)) return out;
+  }
+  return out;
+}
+
+/**
+ * Appends the group of one limit from `fields` (`[limit, period, every, timezone, anchorDay,
+ * warnThreshold?, criticalThreshold?, enforce?]`); false when it ends the service (an early
+ * problem).
+ */
+function limitGroup(out, at, [limit, period, every, timezone, anchorDay, warn, critical, enforce]) {
+  const early = Number.isInteger(limit) && limit >= 1 && limit <= MAX_SAFE_INTEGER
+    ? undefined
+    : `${at}: limit must be a positive integer (got ${describe(limit)})`;
+  // `every` and `anchorDay`: whole numbers (the window spec checks their range).
+  const whole = (value) => value === undefined || (Number.isInteger(value) && value >= 0 && value <= 4294967295);
+  let late;
+  if (!whole(every)) late = `${at}: every must be a whole number (got ${describe(every)})`;
+  else if (!whole(anchorDay)) late = `${at}: anchorDay must be a whole number (got ${describe(anchorDay)})`;
+  out.push(at, early, limit, period, every, timezone, anchorDay, warn, critical, enforce, late);
+  return early === undefined;
+}
+
+/**
+ * `object`'s fields in `table` order (an optional one omitted or null as undefined), or else a
+ * message for the first unknown key (`allowed` lists the known ones), missing field or field
+ * of the wrong type, after `at: `, worded the way serde words it: `missing field \`limit\``,
+ * `name: invalid type: number \`7.0\`, expected a string`.
+ */
+function fieldsOf(object, table, allowed, at) {
+  const unknown = unknownKey(object, allowed);
+  if (unknown !== undefined) {
+    return `${at}: unknown field ${JSON.stringify(unknown)}; expected ${allowed}`;
+  }
   const fields = [];
   for (const [name, type, optional] of table) {
     let value;
     try {
       value = object[name];
     } catch {
-      return `reading field "${name}" threw`;
+      return `${at}: reading field "${name}" threw`;
     }
     if (value == null && optional) {
       fields.push(undefined);
     } else if (value === undefined) {
-      return `missing field \`${name}\``;
+      return `${at}: missing field \`${name}\``;
     } else if (typeof value !== type) {
       const expected = type === "object" ? "an array" : `a ${type}`;
-      return `${name}: invalid type: ${unexpected(value)}, expected ${expected}`;
+      return `${at}: ${name}: invalid type: ${unexpected(value)}, expected ${expected}`;
     } else {
       fields.push(value);
     }

@@ -1,12 +1,16 @@
 //! Reading what JavaScript passes in: the config, service names and call counts.
 //!
 //! Every bad value becomes a JS `Error` whose message says what is wrong and what was given,
-//! and is refused before the tracker is touched.
+//! and is refused before the tracker is touched. The config's shape (objects, arrays, unknown
+//! and missing fields, types, whole numbers) is checked by `input.js`, where reading a JS
+//! value costs no call across the boundary and JavaScript describes the values; this side
+//! reads what it answers, parses periods and builds the windows, and the core checks the
+//! values. Every problem is reported in the order a reader of the config meets it.
 
 use crate::config::{Limit, ServiceConfig, TrackerConfig};
 use crate::error::{ConfigProblem, QuotaError};
 use crate::window::Period;
-use js_sys::{Array, Error, Object, Reflect};
+use js_sys::{Array, Error};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -24,36 +28,27 @@ extern "C" {
     /// `null`, `an array`, `an object`, ...).
     fn describe(value: &JsValue) -> String;
 
-    /// The first of `object`'s own keys that is not in `allowed` (a list separated by `", "`),
-    /// or `undefined`.
-    #[wasm_bindgen(js_name = unknownKey)]
-    fn unknown_key(object: &Object, allowed: &str) -> JsValue;
+    /// Service `index` of a config, its shape checked: a message for the first problem, or
+    /// its fields and one group of [`LIMIT_SLOTS`] per limit (see `serviceOf` in `input.js`).
+    #[wasm_bindgen(js_name = serviceOf)]
+    fn service_of(service: &JsValue, index: u32) -> JsValue;
 
-    /// One service's fields in the order of [`SERVICE_FIELDS`] (an optional one omitted or
-    /// `null` as `undefined`), each of its type; or else a string saying which is missing or of
-    /// the wrong type.
-    #[wasm_bindgen(js_name = serviceFields)]
-    fn service_fields(service: &Object) -> JsValue;
-
-    /// One entry of `limits` in the order of [`LIMIT_FIELDS`], as `serviceFields` answers.
-    #[wasm_bindgen(js_name = limitFields)]
-    fn limit_fields(limit: &Object) -> JsValue;
+    /// The config `{ services, storage? }`, its shape checked: a message for the first
+    /// problem, or `[services, storage]` (see `configOf` in `input.js`).
+    #[wasm_bindgen(js_name = configOf)]
+    fn config_of(config: &JsValue) -> JsValue;
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-/// The fields of one service in a JS config; [`check_keys`] rejects the others (typos like
-/// `limt`).
-const SERVICE_FIELDS: &str =
-    "name, limit, period, warnThreshold, criticalThreshold, reserveFraction, enforce, every, timezone, anchorDay, limits";
+/// The slots of one limit in what `serviceOf` answers: `[at, early, limit, period, every,
+/// timezone, anchorDay, warnThreshold, criticalThreshold, enforce, late]`.
+const LIMIT_SLOTS: u32 = 11;
 
-/// The fields of one entry of a service's `limits`.
-const LIMIT_FIELDS: &str =
-    "limit, period, every, timezone, anchorDay, warnThreshold, criticalThreshold, enforce";
-
-/// The fields of `storage` in a JS config.
-const STORAGE_FIELDS: &str = "key, syncIntervalMs, required";
+/// Where the first limit's group starts, after `[name, warnThreshold, criticalThreshold,
+/// reserveFraction, enforce, listed]`.
+const FIRST_LIMIT: u32 = 6;
 
 /// A JS config read and checked: the services, and where to persist them.
 pub(super) struct Config {
@@ -84,225 +79,99 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
              use QuotaTracker.withDefaults() for the default services",
         ));
     }
-    let object = plain_object(value).ok_or_else(|| {
-        got(
-            format_args!("expected an object like {{ services: [...] }}"),
-            value,
-        )
-    })?;
-    check_keys(object, "services, storage", "the config")?;
-    let services = field(object, "services")?;
-    if services.is_undefined() {
-        return Err(invalid(
-            "missing field \"services\": list the services to track".into(),
-        ));
+    let read = config_of(value);
+    if let Some(problem) = read.as_string() {
+        return Err(invalid(problem));
     }
-    if !Array::is_array(&services) {
-        return Err(got(
-            format_args!("\"services\" must be an array"),
-            &services,
-        ));
-    }
-    let services: Array = services.unchecked_into();
-    if services.length() == 0 {
-        return Err(invalid(
-            "\"services\" is empty: list at least one service".into(),
-        ));
-    }
+    let read: Array = read.unchecked_into();
+    let services: Array = read.get(0).unchecked_into();
     // A loop, not `collect` into a `Result`: that adapter is code of its own in the `.wasm`.
     let mut configs = Vec::with_capacity(services.length() as usize);
     for (index, value) in services.iter().enumerate() {
         configs.push(service_config(index, &value)?);
     }
-    let services = configs;
-    let storage = storage(&field(object, "storage")?)?;
+    let storage = read.get(1);
+    if let Some(problem) = storage.as_string() {
+        return Err(invalid(problem));
+    }
+    let storage = (!storage.is_undefined()).then(|| {
+        let storage: Array = storage.unchecked_into();
+        Storage {
+            key: storage.get(0).as_string().unwrap_or_default(),
+            sync_interval_ms: storage
+                .get(1)
+                .as_f64()
+                .map_or(crate::SyncPolicy::default().interval_ms, |ms| ms as u64),
+            required: storage.get(2).as_bool().unwrap_or(false),
+        }
+    });
     Ok(Config {
-        tracker: TrackerConfig::new(services),
+        tracker: TrackerConfig::new(configs),
         storage,
     })
 }
 
-/// `storage`: omitted or `undefined` for none, else `{ key, syncIntervalMs?, required? }`.
-fn storage(value: &JsValue) -> Result<Option<Storage>, Error> {
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    let object = plain_object(value).ok_or_else(|| {
-        got(
-            format_args!("\"storage\" must be an object like {{ key: \"my-app\" }}"),
-            value,
-        )
-    })?;
-    check_keys(object, STORAGE_FIELDS, "storage")?;
-    let key = field(object, "key")?;
-    let key = match key.as_string() {
-        Some(key) if !key.is_empty() => key,
-        _ => {
-            return Err(got(
-                format_args!(
-                    "storage.key must be a non-empty string naming the localStorage entry"
-                ),
-                &key,
-            ))
-        }
-    };
-    let interval = field(object, "syncIntervalMs")?;
-    let sync_interval_ms = if interval.is_undefined() {
-        crate::SyncPolicy::default().interval_ms
-    } else {
-        interval
-            .as_f64()
-            .filter(|ms| *ms == 0.0 || whole_count(*ms).is_some())
-            .map(|ms| ms as u64)
-            .ok_or_else(|| {
-                got(
-                    format_args!(
-                        "storage.syncIntervalMs must be a whole number of milliseconds from 0 to \
-                         Number.MAX_SAFE_INTEGER"
-                    ),
-                    &interval,
-                )
-            })?
-    };
-    let required = field(object, "required")?;
-    let required = if required.is_undefined() {
-        false
-    } else {
-        required.as_bool().ok_or_else(|| {
-            got(
-                format_args!("storage.required must be true or false"),
-                &required,
-            )
-        })?
-    };
-    Ok(Some(Storage {
-        key,
-        sync_interval_ms,
-        required,
-    }))
-}
-
+/// Service `index`: its shape checked by `serviceOf` (input.js), its periods, windows and values
+/// here and by the core.
 fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error> {
-    let at = format!("services[{index}]");
-    let object = plain_object(value).ok_or_else(|| {
-        got(
-            format_args!("{at} must be an object like {{ name, limit, period }}"),
-            value,
-        )
-    })?;
-    check_keys(object, SERVICE_FIELDS, &at)?;
-    let fields = service_fields(object);
+    let fields = service_of(value, index as u32);
     if let Some(problem) = fields.as_string() {
-        return Err(invalid(format!("{at}: {problem}")));
+        return Err(invalid(problem));
     }
     let fields: Array = fields.unchecked_into();
-    let listed = fields.get(10);
-    if listed.is_undefined() {
-        // One limit: `limit` and `period` are required, as serde words it in a file.
-        for (index, field) in [(1, "limit"), (2, "period")] {
-            if fields.get(index).is_undefined() {
-                return Err(invalid(format!("{at}: missing field `{field}`")));
-            }
-        }
-    }
     let name = fields.get(0).as_string().unwrap_or_default();
-    let at = format!("{at} ({})", quoted(&name));
     let mut config = ServiceConfig::new(name.clone(), 1, Period::Day);
-    config.warn_threshold = fields.get(3).as_f64().unwrap_or(config.warn_threshold);
-    config.critical_threshold = fields.get(4).as_f64().unwrap_or(config.critical_threshold);
-    config.reserve_fraction = fields.get(5).as_f64().unwrap_or(config.reserve_fraction);
-    config.enforce = fields.get(6).as_bool().unwrap_or(config.enforce);
-    if listed.is_undefined() {
-        let (limit, window) = limit_of(&at, &name, &fields, [1, 2, 7, 8, 9])?;
-        config.limit = limit;
-        config.window = window;
+    config.warn_threshold = fields.get(1).as_f64().unwrap_or(config.warn_threshold);
+    config.critical_threshold = fields.get(2).as_f64().unwrap_or(config.critical_threshold);
+    config.reserve_fraction = fields.get(3).as_f64().unwrap_or(config.reserve_fraction);
+    config.enforce = fields.get(4).as_bool().unwrap_or(config.enforce);
+    let listed = fields.get(5).as_bool() == Some(true);
+    let mut limits = Vec::new();
+    let mut at = FIRST_LIMIT;
+    while at < fields.length() {
+        limits.push(limit(&name, &fields, at)?);
+        at += LIMIT_SLOTS;
+    }
+    if !listed {
+        // The service's own limit, under the service's thresholds.
+        let limit = limits
+            .pop()
+            .ok_or_else(|| invalid("a service without limits".into()))?;
+        config.limit = limit.count;
+        config.window = limit.window;
         return Ok(config);
-    }
-    if let Some(field) = [
-        (1, "limit"),
-        (2, "period"),
-        (7, "every"),
-        (8, "timezone"),
-        (9, "anchorDay"),
-    ]
-    .into_iter()
-    .find_map(|(index, field)| (!fields.get(index).is_undefined()).then_some(field))
-    {
-        return Err(invalid(format!(
-            "{at}: {field} goes inside `limits` when that is given"
-        )));
-    }
-    if !Array::is_array(&listed) {
-        return Err(got(
-            format_args!("{at}: limits must be an array of {{ limit, period }}"),
-            &listed,
-        ));
-    }
-    let listed: Array = listed.unchecked_into();
-    let mut limits = Vec::with_capacity(listed.length() as usize);
-    for (entry, value) in listed.iter().enumerate() {
-        let at = format!("{at}: limits[{entry}]");
-        let object = plain_object(&value).ok_or_else(|| {
-            got(
-                format_args!("{at} must be an object like {{ limit, period }}"),
-                &value,
-            )
-        })?;
-        check_keys(object, LIMIT_FIELDS, &at)?;
-        let fields = limit_fields(object);
-        if let Some(problem) = fields.as_string() {
-            return Err(invalid(format!("{at}: {problem}")));
-        }
-        let fields: Array = fields.unchecked_into();
-        let (count, window) = limit_of(&at, &name, &fields, [0, 1, 2, 3, 4])?;
-        let mut limit = Limit::new(count, window);
-        limit.warn_threshold = fields.get(5).as_f64();
-        limit.critical_threshold = fields.get(6).as_f64();
-        limit.enforce = fields.get(7).as_bool();
-        limits.push(limit);
     }
     config.with_listed_limits(limits).map_err(error)
 }
 
-/// A limit and its window from `fields` at the indices of `limit`, `period`, `every`,
-/// `timezone` and `anchorDay` (a service's own, or an entry of its `limits`).
-fn limit_of(
-    at: &str,
-    name: &str,
-    fields: &Array,
-    [limit, period, every, timezone, anchor_day]: [u32; 5],
-) -> Result<(u64, crate::window::WindowSpec), Error> {
-    let value = fields.get(limit);
-    let limit = value.as_f64().and_then(whole_count).ok_or_else(|| {
-        got(
-            format_args!("{at}: limit must be a positive integer"),
-            &value,
-        )
-    })?;
+/// The limit whose group starts at `at` in `fields` (see [`LIMIT_SLOTS`]): its problems in the
+/// order a reader of the fields meets them (its shape and count, its period, its `every` and
+/// `anchorDay`, its window).
+fn limit(name: &str, fields: &Array, at: u32) -> Result<Limit, Error> {
+    if let Some(problem) = fields.get(at + 1).as_string() {
+        return Err(invalid(problem));
+    }
+    let place = fields.get(at).as_string().unwrap_or_default();
     let period: Period = fields
-        .get(period)
+        .get(at + 3)
         .as_string()
         .unwrap_or_default()
         .parse()
-        .map_err(|error| invalid(format!("{at}: {error}")))?;
-    // `every` and `anchorDay`: whole numbers (the window spec checks their range).
-    let whole = |index: u32, field: &str| -> Result<Option<u32>, Error> {
-        let value = fields.get(index);
-        if value.is_undefined() {
-            return Ok(None);
-        }
-        value
-            .as_f64()
-            .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
-            .map(|n| Some(n as u32))
-            .ok_or_else(|| got(format_args!("{at}: {field} must be a whole number"), &value))
-    };
-    let every = whole(every, "every")?.map_or(1, i64::from);
-    let anchor_day = whole(anchor_day, "anchorDay")?.map(i64::from);
-    let timezone = fields.get(timezone).as_string();
+        .map_err(|error| invalid(format!("{place}: {error}")))?;
+    if let Some(problem) = fields.get(at + 10).as_string() {
+        return Err(invalid(problem));
+    }
+    // Whole numbers in range (checked by `serviceOf`).
+    let every = fields.get(at + 4).as_f64().map_or(1, |n| n as i64);
+    let anchor_day = fields.get(at + 6).as_f64().map(|n| n as i64);
+    let timezone = fields.get(at + 5).as_string();
     let window = crate::config::window_spec(name, period, every, timezone.as_deref(), anchor_day)
         .map_err(error)?;
-    Ok((limit, window))
+    let mut limit = Limit::new(fields.get(at + 2).as_f64().unwrap_or(1.0) as u64, window);
+    limit.warn_threshold = fields.get(at + 7).as_f64();
+    limit.critical_threshold = fields.get(at + 8).as_f64();
+    limit.enforce = fields.get(at + 9).as_bool();
+    Ok(limit)
 }
 
 /// A service name: any string (whether it is configured is the tracker's check).
@@ -373,35 +242,8 @@ fn js_field(field: &str) -> &str {
     }
 }
 
-/// `invalid config: {what} (got ...)`, describing `value`: one place formats what every wrong
-/// value's message ends with.
-fn got(what: std::fmt::Arguments<'_>, value: &JsValue) -> Error {
-    invalid(format!("{what} (got {})", describe(value)))
-}
-
 fn invalid(message: String) -> Error {
     Error::new(&format!("invalid config: {message}"))
-}
-
-/// `value` as an object with fields: not `null`, not an array, not a function.
-fn plain_object(value: &JsValue) -> Option<&Object> {
-    (value.is_object() && !Array::is_array(value)).then(|| value.unchecked_ref())
-}
-
-fn field(object: &Object, name: &str) -> Result<JsValue, Error> {
-    Reflect::get(object, &JsValue::from_str(name))
-        .map_err(|_| invalid(format!("reading field {} threw", quoted(name))))
-}
-
-/// Refuses fields other than `allowed` (separated by `", "`), naming the first unknown one.
-fn check_keys(object: &Object, allowed: &str, at: &str) -> Result<(), Error> {
-    match unknown_key(object, allowed).as_string() {
-        None => Ok(()),
-        Some(key) => Err(invalid(format!(
-            "{at}: unknown field {}; expected {allowed}",
-            quoted(&key)
-        ))),
-    }
 }
 
 /// `text` in double quotes, as `{:?}` writes it for plain text (see `text::Quoted`).
@@ -413,7 +255,7 @@ pub(super) fn quoted(text: &str) -> String {
 mod tests {
     //! The JS reader's fields against the one schema (`config/tests/schema.rs`).
 
-    use super::{js_field, SERVICE_FIELDS};
+    use super::js_field;
     use crate::config::tests::schema;
 
     /// The schema's service fields a JS config has, by their JS names.
@@ -426,8 +268,7 @@ mod tests {
 
     #[test]
     fn the_js_reader_accepts_the_schemas_fields() {
-        assert_eq!(SERVICE_FIELDS.split(", ").collect::<Vec<_>>(), js_names());
-        // `input.js` reads them, in the same order (`serviceFields` answers them by index).
+        // `input.js` reads them, in this order (`serviceOf` answers them by index).
         let script = include_str!("input.js");
         let start = script.find("const SERVICE_FIELDS = [").unwrap();
         let list = &script[start..start + script[start..].find("];").unwrap()];

@@ -291,6 +291,13 @@ impl InstanceId {
     pub fn random() -> Self {
         let mut bytes = [0u8; 16];
         if let Err(error) = getrandom::fill(&mut bytes) {
+            // On wasm32 a panic's message is printed nowhere (the module traps), and getrandom's
+            // error text would be linked into the `.wasm` for it.
+            #[cfg(target_arch = "wasm32")]
+            let error = {
+                let _ = error;
+                "crypto.getRandomValues failed"
+            };
             panic!("quota: no system randomness for an instance id: {error}");
         }
         InstanceId(u128::from_le_bytes(bytes))
