@@ -470,6 +470,29 @@ test("several limits: bad configs throw Errors that name the service, the entry 
     /timezone must be an IANA time zone name/,
   );
   assert.throws(bad({ name: "x", period: "day" }), /services\[0\]: missing field `limit`/);
+  // An entry after the first is named, and its fields as JavaScript writes them.
+  const second = (entry) => bad({ name: "x", limits: [{ limit: 5, period: "hour" }, { limit: 9, ...entry }] });
+  assert.throws(
+    second({ period: "day", warnThreshold: 2 }),
+    /^Error: invalid config: service "x": limits entry 2: warnThreshold must be in \(0, 1\] \(got 2\)$/,
+  );
+  assert.throws(
+    second({ period: "day", criticalThreshold: 0.1, warnThreshold: 0.5 }),
+    /^Error: invalid config: service "x": limits entry 2: warnThreshold must not exceed the critical threshold \(0\.1\) \(got 0\.5\)$/,
+  );
+  assert.throws(
+    second({ period: "month", anchorDay: 40 }),
+    /^Error: invalid config: service "x": limits entry 2: anchorDay must be a day of the month, 1 to 31 \(got 40\)$/,
+  );
+  assert.throws(
+    second({ period: "day", timezone: "Mars/Base" }),
+    /^Error: invalid config: service "x": limits entry 2: timezone must be an IANA time zone name/,
+  );
+  // The first entry is the service's own limit: its fields are named alone.
+  assert.throws(
+    bad({ name: "x", limits: [{ limit: 9, period: "month", anchorDay: 40 }] }),
+    /^Error: invalid config: service "x": anchorDay must be a day of the month, 1 to 31 \(got 40\)$/,
+  );
   // The first problem in reading order: an entry's period before its `every`, and before the
   // next entry's shape; an entry's shape before a later service's.
   assert.throws(

@@ -129,7 +129,7 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
     let mut limits = Vec::new();
     let mut at = FIRST_LIMIT;
     while at < fields.length() {
-        limits.push(limit(&name, &fields, at)?);
+        limits.push(limit(&name, &fields, at, listed)?);
         at += LIMIT_SLOTS;
     }
     if !listed {
@@ -146,8 +146,9 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
 
 /// The limit whose group starts at `at` in `fields` (see [`LIMIT_SLOTS`]): its problems in the
 /// order a reader of the fields meets them (its shape and count, its period, its `every` and
-/// `anchorDay`, its window).
-fn limit(name: &str, fields: &Array, at: u32) -> Result<Limit, Error> {
+/// `anchorDay`, its window). A window's problem in an entry of `limits` after the first names
+/// the entry, as the core's checks of that entry do.
+fn limit(name: &str, fields: &Array, at: u32, listed: bool) -> Result<Limit, Error> {
     if let Some(problem) = fields.get(at + 1).as_string() {
         return Err(invalid(problem));
     }
@@ -165,8 +166,9 @@ fn limit(name: &str, fields: &Array, at: u32) -> Result<Limit, Error> {
     let every = fields.get(at + 4).as_f64().map_or(1, |n| n as i64);
     let anchor_day = fields.get(at + 6).as_f64().map(|n| n as i64);
     let timezone = fields.get(at + 5).as_string();
+    let entry = (at - FIRST_LIMIT) / LIMIT_SLOTS + 1;
     let window = crate::config::window_spec(name, period, every, timezone.as_deref(), anchor_day)
-        .map_err(error)?;
+        .map_err(|problem| error_in(problem, (listed && entry > 1).then_some(entry)))?;
     let mut limit = Limit::new(fields.get(at + 2).as_f64().unwrap_or(1.0) as u64, window);
     limit.warn_threshold = fields.get(at + 7).as_f64();
     limit.critical_threshold = fields.get(at + 8).as_f64();
@@ -208,25 +210,57 @@ pub(super) fn callback(value: &JsValue) -> Result<js_sys::Function, Error> {
 }
 
 /// The tracker's error as a JS `Error`. Config errors name fields the way JavaScript users
-/// wrote them (`warnThreshold`), formatted from the error's fields, not by rewriting text.
+/// wrote them (`warnThreshold`), formatted from the error's fields; an entry of `limits` after
+/// the first names its field at the start of the reason (`entry 2: warn_threshold must be ...`,
+/// as `ServiceConfig::check_limit` words it), and that name is written the JS way too.
 pub(super) fn error(error: QuotaError) -> Error {
+    error_in(error, None)
+}
+
+/// [`error`], for a problem of entry `entry` of a service's `limits` when given (the core
+/// found it in that entry's window, and does not say which entry).
+fn error_in(error: QuotaError, entry: Option<u32>) -> Error {
     match &error {
         QuotaError::InvalidConfig {
             service,
             field,
             value,
             reason,
-        } => invalid(
-            ConfigProblem {
-                service: service.as_deref(),
-                field: js_field(field),
-                value,
-                reason,
-            }
-            .to_string(),
-        ),
+        } => {
+            let in_entry = match entry {
+                Some(entry) => Some(format!("entry {entry}: {} {reason}", js_field(field))),
+                None => (*field == "limits")
+                    .then(|| entry_field(reason))
+                    .flatten()
+                    .map(|(entry, name, tail)| format!("{entry}: {} {tail}", js_field(name))),
+            };
+            invalid(
+                ConfigProblem {
+                    service: service.as_deref(),
+                    field: if in_entry.is_some() {
+                        "limits"
+                    } else {
+                        js_field(field)
+                    },
+                    value,
+                    reason: in_entry.as_deref().unwrap_or(reason),
+                }
+                .to_string(),
+            )
+        }
         _ => Error::new(&error.to_string()),
     }
+}
+
+/// `entry N: <field> <tail>` split into its three parts, when `<field>` is a Rust config field
+/// with another name in JS. Searched byte by byte (`str::split_once` with a text pattern would
+/// bring its searcher and a panic message with `char`'s `Debug` into the `.wasm`: 5 KB).
+fn entry_field(reason: &str) -> Option<(&str, &str, &str)> {
+    let colon = reason.bytes().position(|b| b == b':')?;
+    let rest = reason.get(colon + 2..)?;
+    let space = rest.bytes().position(|b| b == b' ')?;
+    let name = rest.get(..space)?;
+    (js_field(name) != name).then_some((reason.get(..colon)?, name, rest.get(space + 1..)?))
 }
 
 /// The camelCase name a JS config uses for a Rust config field.
