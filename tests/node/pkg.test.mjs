@@ -543,3 +543,35 @@ test("config problems come in reading order: every service, then storage", () =>
     /storage\.required must be true or false \(got null\)/,
   );
 });
+
+test("hostile configs: sparse arrays, proxies and lone surrogates throw Errors in reading order", () => {
+  const service = { name: "a", limit: 0, period: "day" };
+  // A sparse array's length is no count of services: an Error, no trap, no memory taken.
+  const before = new QuotaTracker({ services: [{ name: "m", limit: 1, period: "day" }] });
+  assert.throws(
+    () => new QuotaTracker({ services: new Array(30_000_000) }),
+    /^Error: invalid config: services\[0\] must be an object like \{ name, limit, period \} \(got undefined\)$/,
+  );
+  assert.throws(
+    () => before.reconfigure({ services: [{ name: "a", limits: new Array(2 ** 32 - 1) }] }),
+    /limits\[0\] must be an object like \{ limit, period \} \(got undefined\)/,
+  );
+  // What a proxy throws comes after the problems a reader meets before it.
+  const { proxy: storage, revoke } = Proxy.revocable({}, {});
+  revoke();
+  assert.throws(() => new QuotaTracker({ services: [service], storage }), /limit must be a positive integer \(got 0\)/);
+  const trap = new Proxy({}, { ownKeys() { throw new RangeError("trap"); } });
+  assert.throws(
+    () => new QuotaTracker({ services: [{ name: "a", limits: [{ limit: 1, period: "fortnight" }, trap] }] }),
+    /limits\[0\]: unknown period "fortnight"/,
+  );
+  assert.throws(
+    () => new QuotaTracker({ services: [{ name: "a", limits: [{ limit: 1, period: "day" }, trap] }] }),
+    (error) => error instanceof RangeError && error.message === "trap",
+  );
+  // A name with a lone surrogate is quoted as the core quotes it (U+FFFD): one name, one spelling.
+  assert.throws(
+    () => new QuotaTracker({ services: [{ name: "\udfff", limits: [7] }] }),
+    /services\[0\] \("\ufffd"\): limits\[0\] must be an object/,
+  );
+});

@@ -3,7 +3,7 @@
 //! [`DashboardStorage`] keeps two keys under one base key (the page uses [`DEFAULT_KEY`]):
 //!
 //! - `<key>.tracker`: the tracker's store, a [`StoredState`] (the stored totals of each
-//!   service's windows, and which syncs were applied). The tracker syncs to [`OutageStore`]
+//!   service's windows, as `LocalStorageStore` keeps them: no exactly-once records). The tracker syncs to [`OutageStore`]
 //!   (which adds the "store outage" switch), which applies its syncs to a copy in memory,
 //!   [`Synced`]; [`DashboardStorage::write`] writes that copy to `localStorage`.
 //! - `<key>.counters`: the dashboard's [`SavedCounters`]: the running config, the simulated
@@ -83,7 +83,9 @@ impl Store for OutageStore {
             Some(state) => state.apply_counts(batch),
             None => {
                 let totals = self.inner.sync(batch)?;
-                synced.state = Some(self.inner.state()?);
+                // The batch is counted: a failing read now must not fail the sync (its resend
+                // would count again). The next sync reads `localStorage` once more.
+                synced.state = self.inner.state().ok();
                 totals
             }
         };

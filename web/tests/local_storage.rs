@@ -149,3 +149,38 @@ fn records_another_store_wrote_are_dropped_and_every_count_kept() {
     );
     assert_eq!(used(&tracker(&store, &clock), "sendgrid"), 42);
 }
+
+#[wasm_bindgen_test]
+fn corrupt_data_that_cannot_be_set_aside_stays_where_it_is() {
+    let key = "quota-test.full";
+    let _ = empty_store(key);
+    let storage = storage();
+    // Corrupt data as large as the origin's quota lets one entry be: no room for its copy.
+    let corrupt = |size: usize| format!("{{\"version\": 1, \"services\": [{}", "x".repeat(size));
+    let (mut fits, mut too_big) = (0, 64 << 20);
+    while too_big - fits > 1024 {
+        let size = (fits + too_big) / 2;
+        if storage.set_item(key, &corrupt(size)).is_ok() {
+            fits = size;
+        } else {
+            too_big = size;
+        }
+    }
+    let text = corrupt(fits);
+    storage.set_item(key, &text).unwrap();
+    let clock = ManualClock::new(T0);
+    let fresh = tracker(&LocalStorageStore::new(key), &clock);
+    assert_eq!(fresh.stats().load_failures, 1);
+    assert_eq!(
+        storage.get_item(key).unwrap().map(|kept| kept == text),
+        Some(true),
+        "the data stays where it is when no copy fits"
+    );
+    let length = storage.length().unwrap();
+    let copies = (0..length)
+        .filter_map(|index| storage.key(index).unwrap())
+        .filter(|name| name.starts_with("quota-test.full.corrupt-"))
+        .count();
+    assert_eq!(copies, 0);
+    storage.remove_item(key).unwrap();
+}

@@ -82,10 +82,8 @@ const STORAGE_NAMES = "key, syncIntervalMs, required";
 
 /**
  * The config `{ services, storage? }`, its shape checked: a message for the first problem
- * (without "invalid config: "), or `[services, storage]`: the services array (each read by
- * `serviceOf`), and `storage` as `[key, syncIntervalMs, required]` (an omitted one as
- * undefined), undefined when omitted, or the message of its first problem: input.rs reads
- * `storage` after every service, so its problems come after theirs, as they always did.
+ * (without "invalid config: "), or its services array (each read by `serviceOf`; `storage` is
+ * read by `storageOf` after every service, as it always was).
  */
 export function configOf(config) {
   if (!isPlainObject(config)) {
@@ -93,7 +91,7 @@ export function configOf(config) {
   }
   const unknown = unknownKey(config, "services, storage");
   if (unknown !== undefined) {
-    return `the config: unknown field ${JSON.stringify(unknown)}; expected services, storage`;
+    return `the config: unknown field ${quote(unknown)}; expected services, storage`;
   }
   const services = read(config, "services");
   if (typeof services === "string") return services;
@@ -104,7 +102,7 @@ export function configOf(config) {
     return `"services" must be an array (got ${describe(services.value)})`;
   }
   if (services.value.length === 0) return `"services" is empty: list at least one service`;
-  return [services.value, storageOf(config)];
+  return services.value;
 }
 
 /** `{ value }` of field `name`, or the message when reading it throws (a getter, a proxy). */
@@ -116,7 +114,11 @@ function read(object, name) {
   }
 }
 
-function storageOf(config) {
+/**
+ * The config's `storage` as `[key, syncIntervalMs, required]` (an omitted one as undefined),
+ * undefined when omitted, or the message of its first problem.
+ */
+export function storageOf(config) {
   const storage = read(config, "storage");
   if (typeof storage === "string") return storage;
   const value = storage.value;
@@ -126,7 +128,7 @@ function storageOf(config) {
   }
   const unknown = unknownKey(value, STORAGE_NAMES);
   if (unknown !== undefined) {
-    return `storage: unknown field ${JSON.stringify(unknown)}; expected ${STORAGE_NAMES}`;
+    return `storage: unknown field ${quote(unknown)}; expected ${STORAGE_NAMES}`;
   }
   const key = read(value, "key");
   if (typeof key === "string") return key;
@@ -153,6 +155,16 @@ function names(table) {
   return table.map(([name]) => name).join(", ");
 }
 
+/**
+ * `text` in double quotes as input.rs quotes a name it has read (`JSON.stringify` of a Rust
+ * string): a lone surrogate, which a Rust string cannot hold, as U+FFFD.
+ */
+function quote(text) {
+  return JSON.stringify(
+    text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd"),
+  );
+}
+
 /** An object with fields: not null, not an array, not a function. */
 function isPlainObject(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -166,7 +178,8 @@ function isPlainObject(value) {
  * (the service's own when `limits` is not given): `[at, early, limit, period, every, timezone,
  * anchorDay, warnThreshold, criticalThreshold, enforce, late]`. `at` names the limit in
  * messages; `early` is the problem found before its period is read (its shape, fields or
- * count: the group is then the last), `late` one found after (`every`, `anchorDay`): input.rs
+ * count, as a message, or `[thrown]` when reading the entry threw: the group is then the
+ * last), `late` one found after (`every`, `anchorDay`): input.rs
  * reads the period between the two, so every message comes in the order it always did.
  */
 export function serviceOf(service, index) {
@@ -183,7 +196,7 @@ export function serviceOf(service, index) {
     if (limit === undefined) return `${at}: missing field \`limit\``;
     if (period === undefined) return `${at}: missing field \`period\``;
   }
-  at = `${at} (${JSON.stringify(name)})`;
+  at = `${at} (${quote(name)})`;
   const out = [name, warn, critical, reserve, enforce, listed !== undefined];
   if (listed === undefined) {
     limitGroup(out, at, [limit, period, every, timezone, anchorDay]);
@@ -200,16 +213,23 @@ export function serviceOf(service, index) {
   if (!Array.isArray(listed)) {
     return `${at}: limits must be an array of { limit, period } (got ${describe(listed)})`;
   }
-  for (let entry = 0; entry < listed.length; entry++) {
+  for (let entry = 0; ; entry++) {
     const place = `${at}: limits[${entry}]`;
-    const value = listed[entry];
+    // `early`: a message, or `[thrown]` for an exception (a proxy's trap, a getter) that
+    // input.rs throws when it reaches this entry, after the entries before it.
     let early;
     let fields;
-    if (!isPlainObject(value)) {
-      early = `${place} must be an object like { limit, period } (got ${describe(value)})`;
-    } else {
-      fields = fieldsOf(value, LIMIT_FIELDS, LIMIT_NAMES, place);
-      if (typeof fields === "string") early = fields;
+    try {
+      if (entry >= listed.length) break;
+      const value = listed[entry];
+      if (!isPlainObject(value)) {
+        early = `${place} must be an object like { limit, period } (got ${describe(value)})`;
+      } else {
+        fields = fieldsOf(value, LIMIT_FIELDS, LIMIT_NAMES, place);
+        if (typeof fields === "string") early = fields;
+      }
+    } catch (error) {
+      early = [error];
     }
     if (early !== undefined) {
       out.push(place, early, undefined, undefined, undefined, undefined, undefined);
@@ -248,7 +268,7 @@ function limitGroup(out, at, [limit, period, every, timezone, anchorDay, warn, c
 function fieldsOf(object, table, allowed, at) {
   const unknown = unknownKey(object, allowed);
   if (unknown !== undefined) {
-    return `${at}: unknown field ${JSON.stringify(unknown)}; expected ${allowed}`;
+    return `${at}: unknown field ${quote(unknown)}; expected ${allowed}`;
   }
   const fields = [];
   for (const [name, type, optional] of table) {

@@ -34,9 +34,14 @@ extern "C" {
     fn service_of(service: &JsValue, index: u32) -> JsValue;
 
     /// The config `{ services, storage? }`, its shape checked: a message for the first
-    /// problem, or `[services, storage]` (see `configOf` in `input.js`).
+    /// problem, or its services array (see `configOf` in `input.js`).
     #[wasm_bindgen(js_name = configOf)]
     fn config_of(config: &JsValue) -> JsValue;
+
+    /// The config's `storage`: `[key, syncIntervalMs, required]`, `undefined` when omitted, or
+    /// a message for its first problem (see `storageOf` in `input.js`).
+    #[wasm_bindgen(js_name = storageOf)]
+    fn storage_of(config: &JsValue) -> JsValue;
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
@@ -79,18 +84,19 @@ pub(super) fn config(value: &JsValue) -> Result<Config, Error> {
              use QuotaTracker.withDefaults() for the default services",
         ));
     }
-    let read = config_of(value);
-    if let Some(problem) = read.as_string() {
+    let services = config_of(value);
+    if let Some(problem) = services.as_string() {
         return Err(invalid(problem));
     }
-    let read: Array = read.unchecked_into();
-    let services: Array = read.get(0).unchecked_into();
+    let services: Array = services.unchecked_into();
     // A loop, not `collect` into a `Result`: that adapter is code of its own in the `.wasm`.
-    let mut configs = Vec::with_capacity(services.length() as usize);
+    // No capacity from the array's length: a sparse array's length is no count of services.
+    let mut configs = Vec::new();
     for (index, value) in services.iter().enumerate() {
         configs.push(service_config(index, &value)?);
     }
-    let storage = read.get(1);
+    // After every service, as a reader of the config meets it.
+    let storage = storage_of(value);
     if let Some(problem) = storage.as_string() {
         return Err(invalid(problem));
     }
@@ -149,8 +155,13 @@ fn service_config(index: usize, value: &JsValue) -> Result<ServiceConfig, Error>
 /// `anchorDay`, its window). A window's problem in an entry of `limits` after the first names
 /// the entry, as the core's checks of that entry do.
 fn limit(name: &str, fields: &Array, at: u32, listed: bool) -> Result<Limit, Error> {
-    if let Some(problem) = fields.get(at + 1).as_string() {
+    let early = fields.get(at + 1);
+    if let Some(problem) = early.as_string() {
         return Err(invalid(problem));
+    }
+    if Array::is_array(&early) {
+        // What reading the entry threw (a proxy's trap, a getter), thrown here in its turn.
+        return Err(early.unchecked_into::<Array>().get(0).unchecked_into());
     }
     let place = fields.get(at).as_string().unwrap_or_default();
     let period: Period = fields

@@ -12,8 +12,10 @@ use super::{Store, StoreError, StoredState, SyncBatch};
 /// tab's delta. Give each tab its own key where that matters.
 ///
 /// It keeps no exactly-once records ([`StoredState::apply_counts`]): a sync either writes the
-/// key and answers, or fails having written nothing (`setItem` throws before it stores), so a
-/// tracker resends only what was not counted, and no reply can be lost between the two. The
+/// key and answers, or fails having written nothing (`setItem` throws without storing, as the
+/// Web Storage standard has it: a storage that stored and then threw would count a resend
+/// again), so a tracker resends only what was not counted, and no reply can be lost between
+/// the two. The
 /// document holds the windows' counts only; records another store wrote into it (a document
 /// copied from a file) are dropped at the next write, its counts kept.
 #[derive(Debug, Clone)]
@@ -85,10 +87,13 @@ impl Store for LocalStorageStore {
             None => StoredState::new(),
             Some(Ok(state)) => state,
             Some(Err(error)) => {
-                // Kept beside the key, never dropped; the next sync starts from nothing.
+                // Kept beside the key, never dropped; the next sync starts from nothing. A copy
+                // that cannot be written (the storage full) leaves the data where it is.
                 if let Some(text) = self.read()? {
                     let aside = format!("{}.corrupt-{}", self.key, batch.at_ms);
-                    let _ = storage.set_item(&aside, &text);
+                    if storage.set_item(&aside, &text).is_err() {
+                        return Err(error);
+                    }
                 }
                 let _ = storage.remove_item(&self.key);
                 return Err(error);
