@@ -38,30 +38,8 @@ fn main() -> ExitCode {
         "readme" => readme::run_blocks(),
         "mixed-fleet" => mixed_fleet_alone(),
         "modules" => modules::check(),
-        "js-tests" => install::wasm32_target()
-            .and_then(|()| install::wasm_bindgen_cli())
-            .and_then(|()| install::chromium())
-            .and_then(|()| {
-                install::cargo_test_wasm(&[
-                    "test",
-                    "-p",
-                    "quota-tests",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                ])
-            }),
-        "web-tests" => install::wasm32_target()
-            .and_then(|()| install::wasm_bindgen_cli())
-            .and_then(|()| install::chromium())
-            .and_then(|()| {
-                install::cargo_test_wasm(&[
-                    "test",
-                    "-p",
-                    "quota-web",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                ])
-            }),
+        "js-tests" => wasm_tests("quota-tests"),
+        "web-tests" => wasm_tests("quota-web"),
         "fuzz" => fuzz_long(args.get(1).map(String::as_str)),
         "help" | "--help" | "-h" => {
             print_help();
@@ -119,6 +97,15 @@ fn print_help() {
          web-tests\n\
          \x20       run the dashboard's component tests (wasm32) in headless Chromium\n"
     );
+}
+
+/// `cargo test -p <package>` on wasm32 (Node and headless Chromium, through the browser
+/// proxy), its tools installed first: `js-tests` and `web-tests`.
+fn wasm_tests(package: &str) -> Result<(), String> {
+    install::wasm32_target()?;
+    install::wasm_bindgen_cli()?;
+    install::chromium()?;
+    install::cargo_test_wasm(&["test", "-p", package, "--target", "wasm32-unknown-unknown"])
 }
 
 /// Every check, in the order CI runs them. Stops at the first failure.
