@@ -7,15 +7,17 @@
 
 #[path = "support/timeout.rs"]
 mod timeout;
+#[path = "support/two_limits.rs"]
+mod two_limits;
 
 use quota_core::{
     Admission, AdmitReply, AdmitRequest, DenyReason, GiveBack, Limit, ManualClock, MemoryStore,
-    Period, QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, SyncPolicy,
-    TrackerConfig,
+    Period, QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, TrackerConfig,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
+use two_limits::{stored, tracker, windows};
 
 /// Noon, 10 June 2024 (UTC): the start of an hour.
 const NOON: u64 = 1_718_020_800_000;
@@ -35,39 +37,6 @@ fn service(per_minute: u64, per_hour: u64) -> ServiceConfig {
 
 fn config(per_minute: u64, per_hour: u64) -> TrackerConfig {
     TrackerConfig::new([service(per_minute, per_hour)])
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
-}
-
-/// Each stored window of `spec` ("minute", "hour"): its start and total.
-fn windows(store: &MemoryStore, spec: &str) -> Vec<(u64, u64)> {
-    let mut windows: Vec<(u64, u64)> = store
-        .state()
-        .unwrap()
-        .windows()
-        .filter(|w| w.spec.key() == spec)
-        .map(|w| (w.start_ms, w.total))
-        .collect();
-    windows.sort_unstable();
-    windows
-}
-
-fn stored(store: &MemoryStore, spec: &str) -> u64 {
-    windows(store, spec).iter().map(|w| w.1).sum()
 }
 
 fn used(tracker: &QuotaTracker) -> Vec<u64> {

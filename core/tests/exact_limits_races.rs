@@ -4,15 +4,17 @@
 
 #[path = "support/timeout.rs"]
 mod timeout;
+#[path = "support/two_limits.rs"]
+mod two_limits;
 
 use quota_core::{
     Admission, AdmitReply, AdmitRequest, GiveBack, Limit, ManualClock, MemoryStore, Period,
-    QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, SyncPolicy,
-    TrackerConfig,
+    QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, TrackerConfig,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use two_limits::{stored, tracker};
 
 /// Noon, 10 June 2024 (UTC): the start of an hour.
 const NOON: u64 = 1_718_020_800_000;
@@ -29,28 +31,6 @@ fn limits(per_minute: u64, per_hour: Option<u64>, admission: Admission) -> Track
         builder = builder.and_limit(Limit::new(per_hour, Period::Hour));
     }
     TrackerConfig::new([builder.build().unwrap()])
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
-}
-
-fn stored(store: &MemoryStore, spec: &str) -> u64 {
-    let state = store.state().unwrap();
-    let windows = state.windows().filter(|w| w.spec.key() == spec);
-    windows.map(|w| w.total).sum()
 }
 
 fn used(tracker: &QuotaTracker) -> Vec<u64> {

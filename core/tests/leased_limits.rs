@@ -5,12 +5,16 @@
 //! pass any limit. The multi-process file and Redis suites are in `shared.rs` and
 //! `shared_redis.rs`.
 
+#[path = "support/two_limits.rs"]
+mod two_limits;
+
 use quota_core::{
     Admission, DenyReason, Limit, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker,
-    ServiceConfig, Store, SyncPolicy, TrackerConfig,
+    ServiceConfig, TrackerConfig,
 };
 use std::sync::{Arc, Barrier};
 use std::thread;
+use two_limits::{both, stored, tracker};
 
 /// Noon, 10 June 2024 (UTC).
 const NOON: u64 = 1_718_020_800_000;
@@ -27,37 +31,6 @@ fn config(per_minute: u64, per_hour: u64, block: u64) -> TrackerConfig {
         .admission(Admission::Leased { block })
         .build()
         .unwrap()])
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
-}
-
-/// The store's total of each window of `spec` ("minute", "hour"), summed.
-fn stored(store: &MemoryStore, spec: &str) -> u64 {
-    store
-        .state()
-        .unwrap()
-        .windows()
-        .filter(|w| w.spec.key() == spec)
-        .map(|w| w.total)
-        .sum()
-}
-
-fn both(store: &MemoryStore) -> (u64, u64) {
-    (stored(store, "minute"), stored(store, "hour"))
 }
 
 #[test]

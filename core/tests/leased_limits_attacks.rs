@@ -3,17 +3,17 @@
 //! moved from another thread while many threads on several trackers lease, and the store
 //! holding exactly what was admitted, in every window, once every tracker flushed.
 
-#[path = "support/hook_store.rs"]
-mod hook_store;
+#[path = "support/two_limits.rs"]
+mod two_limits;
 
-use hook_store::{stored, windows};
 use quota_core::{
-    Admission, Limit, ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, Store,
-    SyncPolicy, TrackerConfig, WindowSpec,
+    Admission, Limit, ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, TrackerConfig,
+    WindowSpec,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use two_limits::{stored, tracker, windows};
 
 /// 18:29:30 UTC, 10 June 2024: half a minute before the Kolkata day ends, mid UTC hour.
 const BEFORE_KOLKATA_MIDNIGHT: u64 = 1_718_020_800_000 + (6 * 60 + 29) * 60_000 + 30_000;
@@ -45,22 +45,6 @@ fn minute_and_hour(per_minute: u64, per_hour: u64, block: u64) -> TrackerConfig 
         .admission(Admission::Leased { block })
         .build()
         .unwrap()])
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
 }
 
 fn views(tracker: &QuotaTracker) -> Vec<u64> {

@@ -5,13 +5,16 @@
 
 #[path = "support/hook_store.rs"]
 mod hook_store;
+#[path = "support/two_limits.rs"]
+mod two_limits;
 
-use hook_store::{stored, HookStore};
+use hook_store::HookStore;
 use quota_core::{
     Admission, Limit, ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, Store,
-    SyncPolicy, TrackerConfig,
+    TrackerConfig,
 };
 use std::sync::Arc;
+use two_limits::{both, stored, tracker};
 
 /// Noon, 10 June 2024 (UTC), a second in: the minute and the hour start together.
 const NOON: u64 = 1_718_020_800_000;
@@ -33,26 +36,6 @@ fn config(per_minute: u64, per_hour: u64, block: u64) -> TrackerConfig {
 
 fn with(services: impl IntoIterator<Item = ServiceConfig>) -> TrackerConfig {
     TrackerConfig::new(services)
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
-}
-
-fn both(store: &MemoryStore) -> (u64, u64) {
-    (stored(store, "minute"), stored(store, "hour"))
 }
 
 /// A tracker whose next lease lands `reconfigure` (from inside the store, before the store

@@ -7,15 +7,18 @@
 mod hook_store;
 #[path = "support/timeout.rs"]
 mod timeout;
+#[path = "support/two_limits.rs"]
+mod two_limits;
 
-use hook_store::{stored, HookStore};
+use hook_store::HookStore;
 use quota_core::{
     Admission, Limit, ManualClock, MemoryStore, Period, QuotaTracker, ServiceConfig, Store,
-    SyncPolicy, TrackerConfig,
+    TrackerConfig,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
+use two_limits::{both, stored, tracker};
 
 /// Noon, 10 June 2024 (UTC), a second in.
 const NOON: u64 = 1_718_020_800_000 + 1_000;
@@ -30,26 +33,6 @@ fn config(per_minute: u64, per_hour: u64, block: u64) -> TrackerConfig {
         .admission(Admission::Leased { block })
         .build()
         .unwrap()])
-}
-
-fn tracker(
-    config: TrackerConfig,
-    store: impl Store + 'static,
-    clock: &ManualClock,
-) -> QuotaTracker {
-    QuotaTracker::builder(config)
-        .clock(clock.clone())
-        .store(store)
-        .sync_policy(SyncPolicy {
-            flush_timeout_ms: 0,
-            ..SyncPolicy::default()
-        })
-        .build()
-        .unwrap()
-}
-
-fn both(store: &MemoryStore) -> (u64, u64) {
-    (stored(store, "minute"), stored(store, "hour"))
 }
 
 /// Calls until `n` are admitted or `tries` made, the clock past any back-off between tries.

@@ -80,27 +80,3 @@ impl Store for HookStore {
         true
     }
 }
-
-/// The store's total of each window of `spec` ("minute", "hour", "day"), summed.
-pub fn stored(store: &MemoryStore, spec: &str) -> u64 {
-    store
-        .state()
-        .unwrap()
-        .windows()
-        .filter(|w| w.spec.key() == spec)
-        .map(|w| w.total)
-        .sum()
-}
-
-/// Each stored window of `spec`: (start, total), in order.
-pub fn windows(store: &MemoryStore, spec: &str) -> Vec<(u64, u64)> {
-    let mut all: Vec<(u64, u64)> = store
-        .state()
-        .unwrap()
-        .windows()
-        .filter(|w| w.spec.key() == spec)
-        .map(|w| (w.start_ms, w.total))
-        .collect();
-    all.sort_unstable();
-    all
-}
