@@ -148,6 +148,7 @@ export function storageOf(config) {
   }
   return [key.value, ms, required.value];
 }
+
 const SERVICE_NAMES = names(SERVICE_FIELDS);
 const LIMIT_NAMES = names(LIMIT_FIELDS);
 
@@ -179,8 +180,8 @@ function isPlainObject(value) {
  * anchorDay, warnThreshold, criticalThreshold, enforce, late]`. `at` names the limit in
  * messages; `early` is the problem found before its period is read (its shape, fields or
  * count, as a message, or `[thrown]` when reading the entry threw: the group is then the
- * last), `late` one found after (`every`, `anchorDay`): input.rs
- * reads the period between the two, so every message comes in the order it always did.
+ * last), `late` one found after (`every`, `anchorDay`): input.rs reads the period between the
+ * two, so every message comes in the order it always did.
  */
 export function serviceOf(service, index) {
   let at = `services[${index}]`;
