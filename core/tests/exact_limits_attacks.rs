@@ -5,19 +5,22 @@
 //! store that claims `several_windows` but answers one window. (`exact_limits.rs` has the plain
 //! cases; the store protocol's own attacks are in `exact_limits_protocol.rs`.)
 
+#[path = "support/gate_store.rs"]
+mod gate_store;
 #[path = "support/timeout.rs"]
 mod timeout;
 #[path = "support/two_limits.rs"]
 mod two_limits;
 
+use gate_store::gate;
 use quota_core::{
     Admission, AdmitReply, AdmitRequest, DenyReason, GiveBack, Limit, ManualClock, MemoryStore,
     Period, QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, TrackerConfig,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::thread;
-use two_limits::{stored, tracker, windows};
+use two_limits::{stored, tracker, used, windows};
 
 /// Noon, 10 June 2024 (UTC): the start of an hour.
 const NOON: u64 = 1_718_020_800_000;
@@ -37,63 +40,6 @@ fn service(per_minute: u64, per_hour: u64) -> ServiceConfig {
 
 fn config(per_minute: u64, per_hour: u64) -> TrackerConfig {
     TrackerConfig::new([service(per_minute, per_hour)])
-}
-
-fn used(tracker: &QuotaTracker) -> Vec<u64> {
-    let limits = tracker.usage_limits("api").unwrap();
-    limits.iter().map(|u| u.used).collect()
-}
-
-/// Forwards to a `MemoryStore`. Once armed, the next admission is applied, then its call waits,
-/// the answer in hand, until the test lets it go (`reached` says it is there).
-#[derive(Clone)]
-struct GateStore {
-    inner: MemoryStore,
-    armed: Arc<AtomicBool>,
-    reached: Arc<Mutex<mpsc::Sender<()>>>,
-    go: Arc<Mutex<mpsc::Receiver<()>>>,
-}
-
-struct Gate {
-    armed: Arc<AtomicBool>,
-    reached: mpsc::Receiver<()>,
-    go: mpsc::Sender<()>,
-}
-
-fn gate(inner: MemoryStore) -> (GateStore, Gate) {
-    let (reached_tx, reached) = mpsc::channel();
-    let (go, go_rx) = mpsc::channel();
-    let armed = Arc::new(AtomicBool::new(false));
-    let store = GateStore {
-        inner,
-        armed: Arc::clone(&armed),
-        reached: Arc::new(Mutex::new(reached_tx)),
-        go: Arc::new(Mutex::new(go_rx)),
-    };
-    (store, Gate { armed, reached, go })
-}
-
-impl Store for GateStore {
-    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
-        self.inner.sync(batch)
-    }
-
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
-        let reply = self.inner.admit(request);
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.reached.lock().unwrap().send(()).unwrap();
-            self.go.lock().unwrap().recv().unwrap();
-        }
-        reply
-    }
-
-    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
-        self.inner.give_back(request)
-    }
-
-    fn several_windows(&self) -> bool {
-        true
-    }
 }
 
 #[test]

@@ -2,19 +2,22 @@
 //! answer is in flight, raises forfeiting a give-back in one window only, and a store that says
 //! it checks several windows but answers one.
 
+#[path = "support/gate_store.rs"]
+mod gate_store;
 #[path = "support/timeout.rs"]
 mod timeout;
 #[path = "support/two_limits.rs"]
 mod two_limits;
 
+use gate_store::{gate, Gate};
 use quota_core::{
-    Admission, AdmitReply, AdmitRequest, GiveBack, Limit, ManualClock, MemoryStore, Period,
-    QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, TrackerConfig,
+    Admission, Limit, ManualClock, MemoryStore, Period, QuotaError, QuotaTracker, ServiceConfig,
+    TrackerConfig,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use two_limits::{stored, tracker};
+use two_limits::{stored, tracker, used};
 
 /// Noon, 10 June 2024 (UTC): the start of an hour.
 const NOON: u64 = 1_718_020_800_000;
@@ -31,73 +34,6 @@ fn limits(per_minute: u64, per_hour: Option<u64>, admission: Admission) -> Track
         builder = builder.and_limit(Limit::new(per_hour, Period::Hour));
     }
     TrackerConfig::new([builder.build().unwrap()])
-}
-
-fn used(tracker: &QuotaTracker) -> Vec<u64> {
-    let limits = tracker.usage_limits("api").unwrap();
-    limits.iter().map(|u| u.used).collect()
-}
-
-/// Forwards to a `MemoryStore`; once armed, the next admission is applied, then waits with its
-/// answer in hand until the test lets it go. With `one_window`, an admission's answer leaves
-/// out every window but the first (a store that says it checks several but does not).
-#[derive(Clone)]
-struct GateStore {
-    inner: MemoryStore,
-    armed: Arc<AtomicBool>,
-    one_window: Arc<AtomicBool>,
-    reached: Arc<Mutex<mpsc::Sender<()>>>,
-    go: Arc<Mutex<mpsc::Receiver<()>>>,
-}
-
-struct Gate {
-    armed: Arc<AtomicBool>,
-    reached: mpsc::Receiver<()>,
-    go: mpsc::Sender<()>,
-}
-
-fn gate(inner: MemoryStore) -> (GateStore, Gate) {
-    let (reached_tx, reached) = mpsc::channel();
-    let (go, go_rx) = mpsc::channel();
-    let armed = Arc::new(AtomicBool::new(false));
-    let store = GateStore {
-        inner,
-        armed: Arc::clone(&armed),
-        one_window: Arc::new(AtomicBool::new(false)),
-        reached: Arc::new(Mutex::new(reached_tx)),
-        go: Arc::new(Mutex::new(go_rx)),
-    };
-    (store, Gate { armed, reached, go })
-}
-
-impl Store for GateStore {
-    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
-        self.inner.sync(batch)
-    }
-
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
-        let mut reply = self.inner.admit(request);
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.reached.lock().unwrap().send(()).unwrap();
-            self.go.lock().unwrap().recv().unwrap();
-        }
-        if self.one_window.load(Ordering::SeqCst) {
-            if let Ok(AdmitReply::Admitted { also, .. } | AdmitReply::Denied { also, .. }) =
-                &mut reply
-            {
-                also.clear();
-            }
-        }
-        reply
-    }
-
-    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
-        self.inner.give_back(request)
-    }
-
-    fn several_windows(&self) -> bool {
-        true
-    }
 }
 
 /// Runs `try_record("api", count)` on another thread until its admission has its answer in

@@ -46,3 +46,9 @@ pub fn stored(store: &MemoryStore, spec: &str) -> u64 {
 pub fn both(store: &MemoryStore) -> (u64, u64) {
     (stored(store, "minute"), stored(store, "hour"))
 }
+
+/// What `tracker` counts in each limit of service `api`, in config order.
+pub fn used(tracker: &QuotaTracker) -> Vec<u64> {
+    let limits = tracker.usage_limits("api").unwrap();
+    limits.iter().map(|u| u.used).collect()
+}
