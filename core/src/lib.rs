@@ -70,7 +70,10 @@ pub use store::{
 };
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use store::{RedisClock, RedisStore};
-pub use tracker::{QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId};
+pub use tracker::{
+    Hold, OwnedHold, QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId,
+    Settlement,
+};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, TimeZone, UnknownPeriod, Window, WindowSpec, WindowSpecError};
 

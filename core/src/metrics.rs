@@ -79,6 +79,7 @@ const TRANSITIONS: &str = "quota_transitions_total";
 const DENIED: &str = "quota_denied_total";
 const SHADOW_DENIED: &str = "quota_shadow_denied_total";
 const SAVES: &str = "quota_saves_total";
+const GIVEN_BACK: &str = "quota_given_back_total";
 const SAVE_FAILURES: &str = "quota_save_failures_total";
 
 /// Registers the metrics' descriptions and units (Prometheus's `# HELP` lines) with the
@@ -169,6 +170,10 @@ pub fn describe_metrics() {
             SHADOW_DENIED,
             "Calls shadow mode (enforce = false) admitted that enforcing would have refused."
         );
+        describe_counter!(
+            GIVEN_BACK,
+            "Calls given back by holds settled below their estimate or cancelled."
+        );
         describe_counter!(SAVES, "Successful syncs with the store.");
         describe_counter!(SAVE_FAILURES, "Failed syncs with the store.");
     });
@@ -239,6 +244,7 @@ pub(crate) fn built<'a>(
                     .increment(0);
                 }
             }
+            counter!(GIVEN_BACK, "service" => Arc::clone(service)).increment(0);
             for reason in REASONS {
                 counter!(
                     DENIED,
@@ -407,6 +413,15 @@ impl Denials {
                 }
             }
         }
+    }
+}
+
+/// `calls` of `service` given back (a hold settled below its estimate, or cancelled).
+pub(crate) fn given_back(service: &Arc<str>, calls: u64) {
+    if calls > 0 {
+        report(|| {
+            quietly(|| counter!(GIVEN_BACK, "service" => Arc::clone(service)).increment(calls))
+        });
     }
 }
 

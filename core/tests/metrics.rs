@@ -89,6 +89,10 @@ fn all_counters_at_zero(
                 wrong.push(format!("denied {service} {reason}"));
             }
         }
+        expected += 1;
+        if value(samples, "quota_given_back_total", &[("service", service)]) != Some(0.0) {
+            wrong.push(format!("given back {service}"));
+        }
     }
     for name in ["quota_saves_total", "quota_save_failures_total"] {
         let sample = value(samples, name, &[]);
@@ -332,13 +336,14 @@ fn a_known_sequence_gives_exact_values() {
         tracker.try_record("search", 1).unwrap_err();
         assert_eq!(denied(&scrape(&handle), "search", "limit"), Some(2.0));
 
-        // The ten metrics of the contract, and no other.
+        // The eleven metrics of the contract, and no other.
         let names: std::collections::BTreeSet<String> = scrape(&handle)
             .into_keys()
             .map(|k| k.split('{').next().unwrap().to_owned())
             .collect();
         let expected = [
             "quota_denied_total",
+            "quota_given_back_total",
             "quota_level",
             "quota_limit",
             "quota_reduced_rate",
@@ -962,6 +967,7 @@ fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
             "quota_denied_total{service=\"tiingo\",reason=\"reduced_rate\"} 0",
             "quota_denied_total{service=\"tiingo\",reason=\"reserve\"} 0",
             "quota_denied_total{service=\"tiingo\",reason=\"store_unavailable\"} 0",
+            "quota_given_back_total{service=\"tiingo\"} 0",
             "quota_level{service=\"tiingo\"} 0",
             "quota_level{service=\"tiingo\",limit=\"day\"} 0",
             "quota_level{service=\"tiingo\",limit=\"hour\"} 0",
@@ -984,7 +990,7 @@ fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
         assert_eq!(lines_of(&handle.render(), "tiingo"), expected);
         // The service of one limit: no `limit` label anywhere.
         let search = lines_of(&handle.render(), "search");
-        assert_eq!(search.len(), 13, "{search:#?}");
+        assert_eq!(search.len(), 14, "{search:#?}");
         assert!(
             search.iter().all(|line| !line.contains("limit=")),
             "{search:#?}"
@@ -1074,5 +1080,32 @@ fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
             .filter(|line| !(line.contains("_total{") && line.ends_with(" 0")))
             .collect();
         assert_eq!(rendered, expected);
+    });
+}
+
+/// `quota_given_back_total` counts what holds gave back: settled below the estimate, or
+/// cancelled; a settle above it gives nothing back.
+#[test]
+fn given_back_counts_what_holds_return() {
+    let (recorder, handle) = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        let clock = ManualClock::new(JUNE_10);
+        let tracker = QuotaTracker::builder(TrackerConfig::defaults())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let given_back = || {
+            value(
+                &scrape(&handle),
+                "quota_given_back_total",
+                &[("service", "sendgrid")],
+            )
+        };
+        assert_eq!(given_back(), Some(0.0));
+        tracker.hold("sendgrid", 10).unwrap().settle(3).unwrap();
+        tracker.hold("sendgrid", 5).unwrap().cancel().unwrap();
+        tracker.hold("sendgrid", 5).unwrap().settle(9).unwrap();
+        assert_eq!(given_back(), Some(12.0));
+        assert_eq!(tracker.usage("sendgrid").unwrap().used, 12);
     });
 }

@@ -127,6 +127,42 @@ impl Ledger {
         Some(*floor)
     }
 
+    /// Takes up to `calls` of `window`'s calls this ledger has not sent yet back (`current`:
+    /// whether `window` is the current one): the store never sees them. Calls cut into a batch
+    /// in flight, or acknowledged, are the store's: returns how many were taken back, and the
+    /// caller gives the rest back through the store.
+    pub(crate) fn take_back(&mut self, window: Window, current: bool, calls: u64) -> u64 {
+        if current {
+            let cut = if self.cut_window == Some(window) {
+                self.cut
+            } else {
+                0
+            };
+            let taken = calls.min(self.unacked.saturating_sub(cut));
+            self.unacked -= taken;
+            return taken;
+        }
+        let Some(at) = self.ended.iter().position(|(w, _)| *w == window) else {
+            return 0;
+        };
+        let pending = &mut self.ended[at].1;
+        let taken = calls.min(*pending);
+        *pending -= taken;
+        if *pending == 0 {
+            self.ended.remove(at);
+        }
+        taken
+    }
+
+    /// Books `calls` counted in `window` after it ended (a hold settled above its estimate):
+    /// the next cut sends them to that window, never to the current one.
+    pub(crate) fn book_ended(&mut self, window: Window, calls: u64) {
+        match self.ended.iter_mut().find(|(w, _)| *w == window) {
+            Some((_, pending)) => *pending = pending.saturating_add(calls),
+            None => self.ended.push((window, calls)),
+        }
+    }
+
     /// The floor of `window` the store may not hold yet, plus the calls asked of the store
     /// since (`None`: no such floor).
     pub(crate) fn floor_seen(&self, window: Window) -> Option<u64> {

@@ -201,6 +201,13 @@ impl Persistence {
                     // Less taken off: the window was raised since (the store forfeited them).
                     forfeited = forfeited.saturating_add(back.unused.saturating_sub(taken));
                 }
+                Err(StoreError::Unsupported(_)) => {
+                    // A store that cannot give back (a custom one) never will: the calls stay
+                    // counted (an over-count only), and the queue moves on.
+                    let back = saver.queued.give_backs.remove(0);
+                    self.answered(back.seq);
+                    forfeited = forfeited.saturating_add(back.unused);
+                }
                 Err(error) => result = Err(error),
             }
         }

@@ -171,6 +171,14 @@ impl Persistence {
         self.stats.lock().clone()
     }
 
+    /// Calls to give back that will never reach the store (a build without shared admission,
+    /// whose syncs send no give-backs): counted as forfeited.
+    pub(crate) fn forfeit(&self, calls: u64) {
+        if calls > 0 {
+            self.stats.lock().forfeited_calls += calls;
+        }
+    }
+
     /// Syncs under the save lock: first a batch whose reply was lost, as it is, then a new
     /// one that `books.cut` makes (it takes the service locks: saver, then services, is the crate's
     /// lock order) from what was recorded since; `books.take_totals` takes in each reply. Returns `None`

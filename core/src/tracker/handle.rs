@@ -37,6 +37,16 @@ impl<'t> Service<'t> {
         Service { tracker, position }
     }
 
+    /// The tracker this handle borrows.
+    pub(super) fn tracker(&self) -> &'t QuotaTracker {
+        self.tracker
+    }
+
+    /// The service's position in its tracker.
+    pub(super) fn position(&self) -> usize {
+        self.position
+    }
+
     /// This service's id.
     pub fn id(&self) -> ServiceId {
         // A tracker's services fit in memory, so their count fits in a u32 on every target

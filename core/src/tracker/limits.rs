@@ -6,8 +6,12 @@
 use super::{describe_transition, QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotState};
 use crate::config::{Admission, ServiceConfig};
 use crate::error::QuotaError;
-use crate::rules::{Refusal, Request, Step};
+use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
+
+/// Each limit's count and step as [`QuotaTracker::try_limits`] left them (`None` past the
+/// service's limits, or from the one that refused).
+pub(super) type Trials = [Option<(ServiceState, Step)>; ServiceConfig::MAX_LIMITS];
 
 /// What [`QuotaTracker::step_limits`] did.
 pub(super) struct LimitsStep {
@@ -37,6 +41,28 @@ impl LimitsStep {
 }
 
 impl QuotaTracker {
+    /// Each limit's step on a copy of its count, in order, until one refuses: the copies and
+    /// their steps (nothing counted yet), and the refusal and the limit that refused, if one
+    /// did. Pure: `step_limits` commits the copies; `try_record_many` asks every service
+    /// first.
+    pub(super) fn try_limits(
+        state: &SlotState,
+        settings: &Settings,
+        now: u64,
+        request: Request,
+    ) -> (Trials, Option<(Refusal, usize)>) {
+        let mut trials = [None; ServiceConfig::MAX_LIMITS];
+        for (at, kept) in trials.iter_mut().enumerate().take(state.limit_count()) {
+            let mut trial = *state.count(at);
+            let step = settings.limit(at).step(&mut trial, now, request);
+            if let Some(refusal) = step.refused {
+                return (trials, Some((refusal, at)));
+            }
+            *kept = Some((trial, step));
+        }
+        (trials, None)
+    }
+
     /// Applies `request` to every limit of the locked `state`: each rolls its window over if
     /// due; the calls are counted in every limit's window if no limit refuses them, in none
     /// otherwise (all or nothing). Books every limit's ledger and queues every transition.
@@ -49,19 +75,9 @@ impl QuotaTracker {
         now: u64,
         request: Request,
     ) -> LimitsStep {
-        // Each limit's step on a copy of its count: nothing is counted until every limit
-        // admits; then the copies are the new counts (each limit stepped once).
-        let mut trials = [None; ServiceConfig::MAX_LIMITS];
-        let mut refused = None;
-        for (at, kept) in trials.iter_mut().enumerate().take(state.limit_count()) {
-            let mut trial = *state.count(at);
-            let step = settings.limit(at).step(&mut trial, now, request);
-            if let Some(refusal) = step.refused {
-                refused = Some((refusal, at));
-                break;
-            }
-            *kept = Some((trial, step));
-        }
+        // Nothing is counted until every limit admits; then the copies are the new counts
+        // (each limit stepped once).
+        let (trials, refused) = Self::try_limits(state, settings, now, request);
         let asked = match refused {
             Some(_) => Request::READ,
             None => request,

@@ -1,0 +1,389 @@
+//! Holds: calls admitted at an estimate and settled later at what they really cost (an LLM
+//! call's tokens, known from its response). Admission is `try_record`'s (`many.rs`); settling
+//! takes the difference back, or adds the excess, in the windows the hold was counted in.
+
+use super::{QuotaTracker, Service, Settings, SlotState, SHARED};
+use crate::config::Admission;
+use crate::error::QuotaError;
+use crate::rules::{Request, Step};
+use crate::usage::Recorded;
+use crate::window::{Window, WindowSpec};
+use std::fmt;
+use std::sync::Arc;
+
+/// What a hold counted, and where: its service, its estimate and each limit's window then
+/// (by spec: a reconfigure may reorder, add or drop limits before it settles).
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    position: usize,
+    estimate: u64,
+    windows: Vec<(WindowSpec, Window)>,
+    /// The lease's forfeits when it was counted (`Leased`: a block forfeited since is not the
+    /// one it was spent from).
+    forfeits: u64,
+    /// Whether the windows are surely those it was counted in. Shared admission counts a call
+    /// outside this module's lock: its windows are read before and after, and a window that
+    /// moved in between leaves it unsure (nothing is given back then: an over-count only).
+    sure: bool,
+}
+
+impl Held {
+    /// The hold of `estimate` calls just counted in the locked `state`.
+    pub(super) fn of(
+        position: usize,
+        estimate: u64,
+        settings: &Settings,
+        state: &SlotState,
+    ) -> Self {
+        let windows = (0..state.limit_count())
+            .map(|at| (settings.limit(at).window.clone(), state.count(at).window))
+            .collect();
+        Held {
+            position,
+            estimate,
+            windows,
+            forfeits: state.lease.forfeits,
+            sure: true,
+        }
+    }
+
+    /// A hold of a service whose admission is in a store (`Exact`, `Leased`), counted by its
+    /// shared path between two reads of its windows.
+    pub(super) fn shared(
+        tracker: &QuotaTracker,
+        position: usize,
+        request: Request,
+    ) -> Result<(Recorded<'_>, Held), QuotaError> {
+        let read = |tracker: &QuotaTracker| {
+            tracker.read_limits(position, |_, settings, state| {
+                Held::of(position, request.count, settings, state)
+            })
+        };
+        let before = read(tracker);
+        let recorded = tracker.shared_update(position, request)?;
+        let mut held = read(tracker);
+        held.sure = before.windows == held.windows && before.forfeits == held.forfeits;
+        Ok((recorded, held))
+    }
+
+    /// The window the hold was counted in by the limit of `spec` (`None`: no such limit then).
+    fn window_of(&self, spec: &WindowSpec) -> Option<Window> {
+        self.windows
+            .iter()
+            .find(|(held, _)| held == spec)
+            .map(|&(_, window)| window)
+    }
+}
+
+/// What settling a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settlement {
+    /// The calls the hold was admitted for.
+    pub estimate: u64,
+    /// The calls settled (0 for [`Hold::cancel`]).
+    pub actual: u64,
+    /// Calls taken off the windows the hold was counted in (`estimate - actual`, or 0). With a
+    /// store, those it holds already are given back through it, which forfeits them if a
+    /// raise reached their window first (see
+    /// [`StoreStats::forfeited_calls`](crate::StoreStats::forfeited_calls)).
+    pub given_back: u64,
+    /// Calls added past the estimate (`actual - estimate`, or 0), even past the limit.
+    pub added: u64,
+    /// The service's count after (its binding limit's, as [`usage`](QuotaTracker::usage)
+    /// reports it).
+    pub used: u64,
+}
+
+/// Calls admitted at an estimate, from [`QuotaTracker::hold`]: [`settle`](Self::settle) them
+/// at what they cost once that is known, or [`cancel`](Self::cancel) them if the call was never
+/// made. Dropping a hold unsettled keeps the estimate counted: a call that may have been made
+/// is never under-counted.
+#[must_use = "a hold dropped unsettled keeps its estimate counted: settle or cancel it"]
+pub struct Hold<'t> {
+    tracker: &'t QuotaTracker,
+    held: Held,
+}
+
+/// A [`Hold`] that owns a reference to its tracker, from [`QuotaTracker::hold_owned`]: it can
+/// move into a spawned task or thread.
+#[must_use = "a hold dropped unsettled keeps its estimate counted: settle or cancel it"]
+pub struct OwnedHold {
+    tracker: Arc<QuotaTracker>,
+    held: Held,
+}
+
+impl QuotaTracker {
+    /// Admits `estimate` calls to `service` as [`try_record`](Self::try_record) does (the same
+    /// rules, counted at once) and returns a [`Hold`] to settle them at what they really cost.
+    ///
+    /// ```
+    /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// let config = TrackerConfig::new([ServiceConfig::new("llm-tokens", 100_000, Period::Day)]);
+    /// let tracker = QuotaTracker::new(config)?;
+    /// let hold = tracker.hold("llm-tokens", 2_000)?; // counted: 2,000
+    /// // ... the response reports 1,234 tokens:
+    /// let settled = hold.settle(1_234)?;
+    /// assert_eq!(settled.given_back, 766);
+    /// assert_eq!(tracker.usage("llm-tokens")?.used, 1_234);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    ///
+    /// Any admission: `Exact` asks the store, `Leased` spends the block in hand, as
+    /// `try_record` does.
+    ///
+    /// Errors: those of `try_record`.
+    pub fn hold(&self, service: &str, estimate: u64) -> Result<Hold<'_>, QuotaError> {
+        let held = self.hold_at(self.position(service)?, estimate, false)?;
+        Ok(Hold {
+            tracker: self,
+            held,
+        })
+    }
+
+    /// [`hold`](Self::hold) with priority admission (the reserve too, up to the limit).
+    pub fn hold_priority(&self, service: &str, estimate: u64) -> Result<Hold<'_>, QuotaError> {
+        let held = self.hold_at(self.position(service)?, estimate, true)?;
+        Ok(Hold {
+            tracker: self,
+            held,
+        })
+    }
+
+    /// [`hold`](Self::hold) on a tracker shared by an `Arc`: the hold keeps the tracker alive
+    /// and can move into a spawned task.
+    pub fn hold_owned(
+        self: &Arc<Self>,
+        service: &str,
+        estimate: u64,
+    ) -> Result<OwnedHold, QuotaError> {
+        let held = self.hold_at(self.position(service)?, estimate, false)?;
+        Ok(OwnedHold {
+            tracker: Arc::clone(self),
+            held,
+        })
+    }
+
+    /// Holds of several services in one step, all admitted or none: the rules and errors of
+    /// [`try_record_many`](Self::try_record_many). Each hold settles on its own.
+    pub fn hold_many(&self, calls: &[(&str, u64)]) -> Result<Vec<Hold<'_>>, QuotaError> {
+        let positions = self.positions_of(calls)?;
+        let (_, held) = self.admit_many(&positions, false)?;
+        Ok(held
+            .into_iter()
+            .map(|held| Hold {
+                tracker: self,
+                held,
+            })
+            .collect())
+    }
+
+    pub(super) fn hold_at(
+        &self,
+        position: usize,
+        estimate: u64,
+        priority: bool,
+    ) -> Result<Held, QuotaError> {
+        let (_, held) = self.admit_many(&[(position, estimate)], priority)?;
+        // One call asked, so one hold answered.
+        held.into_iter()
+            .next()
+            .ok_or_else(|| self.slot(position).removed())
+    }
+
+    /// Settles `held` at `actual` calls, under the service's lock: every limit rolls over
+    /// first; then in each window the hold was counted in, the calls under the estimate come
+    /// off (the view, and with a store what it was not sent yet; the rest is given back
+    /// through it), or the calls past it are added (to that window even if it ended: a store
+    /// gets them as that window's).
+    pub(super) fn settle_held(&self, held: &Held, actual: u64) -> Result<Settlement, QuotaError> {
+        let slot = self.slot(held.position);
+        let booking = self.persistence.is_some();
+        let (back, more) = (
+            held.estimate.saturating_sub(actual),
+            actual.saturating_sub(held.estimate),
+        );
+        let now = self.now();
+        let mut guard = slot.lock(booking);
+        let settings = slot.settings();
+        if settings.removed {
+            // Its ledger was detached with the estimate in it: that stays counted.
+            drop(guard);
+            return Err(slot.removed());
+        }
+        let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
+        let mut unsent = 0;
+        let into_block = SHARED
+            && back > 0
+            && held.sure
+            && matches!(settings.config.admission, Admission::Leased { .. })
+            && guard.block_is_current()
+            && guard.lease.forfeits == held.forfeits
+            && (0..guard.limit_count()).all(|at| {
+                held.window_of(&settings.limit(at).window) == Some(guard.count(at).window)
+            });
+        if into_block {
+            // `Leased`: back into the block in hand, which the view counts until it is given
+            // back (a flush gives it back).
+            guard.lease.left = guard.lease.left.saturating_add(back);
+        } else if back > 0 && !held.sure {
+            unsent = back;
+        }
+        let back_here = if into_block || !held.sure { 0 } else { back };
+        for at in 0..guard.limit_count() {
+            let rules = settings.limit(at);
+            let Some(window) = held.window_of(&rules.window) else {
+                // A limit added since: the hold was not counted there.
+                continue;
+            };
+            let (count, ledger) = guard.limit_mut(at);
+            let current = count.window == window;
+            let mut through_store = 0;
+            let step = if back_here > 0 {
+                if booking {
+                    through_store = back_here - ledger.take_back(window, current, back_here);
+                }
+                match current {
+                    true => rules.lower(count, back_here, now),
+                    false => Step::default(),
+                }
+            } else if back > 0 {
+                Step::default()
+            } else if more > 0 && current {
+                let old_window = count.window;
+                let step = rules.step(count, now, Request::record(more));
+                if booking && step.changed {
+                    let counted = if step.refused.is_none() { more } else { 0 };
+                    ledger.book(old_window, &step, counted);
+                }
+                step
+            } else {
+                if more > 0 && booking {
+                    ledger.book_ended(window, more);
+                }
+                Step::default()
+            };
+            if through_store > 0 {
+                if SHARED {
+                    // Its raise count then is not known here: 0, so that the store forfeits
+                    // it if any raise reached the window (a floor may hold these calls), an
+                    // over-count only.
+                    let key = slot.limit_window_key(&rules.window, window);
+                    let back = self.give_back_of(key, through_store, 0);
+                    guard.sync.queued.give_backs.push(back);
+                } else {
+                    unsent += through_store;
+                }
+            }
+            if let Some(change) = step.recorded {
+                let transition = slot.transition(change);
+                slot.outbox.push(transition.clone(), self.observers.epoch());
+                done.entered_critical |= step.entered_critical();
+                done.transitions.push(transition);
+                done.step.queued = true;
+            }
+        }
+        let used = slot.usage_locked(settings, &guard).used;
+        drop(guard);
+        if unsent > 0 {
+            if let Some(persistence) = &self.persistence {
+                // Unsure windows, or a build without shared admission (it sends no
+                // give-backs): the calls stay counted.
+                persistence.forfeit(unsent);
+            }
+        }
+        #[cfg(feature = "metrics")]
+        crate::metrics::given_back(&slot.name, back);
+        if (back > 0 || more > 0) && booking {
+            if let Some(persistence) = &self.persistence {
+                persistence.sync_soon();
+            }
+        }
+        self.after_limits_step(slot, &done, now);
+        Ok(Settlement {
+            estimate: held.estimate,
+            actual,
+            given_back: back,
+            added: more,
+            used,
+        })
+    }
+}
+
+impl Service<'_> {
+    /// [`QuotaTracker::hold`] on this service.
+    pub fn hold(&self, estimate: u64) -> Result<Hold<'_>, QuotaError> {
+        let tracker = self.tracker();
+        let held = tracker.hold_at(self.position(), estimate, false)?;
+        Ok(Hold { tracker, held })
+    }
+}
+
+impl<'t> Hold<'t> {
+    /// The service held.
+    pub fn service(&self) -> &'t str {
+        &self.tracker.slot(self.held.position).name
+    }
+
+    /// The calls admitted.
+    pub fn estimate(&self) -> u64 {
+        self.held.estimate
+    }
+
+    /// Settles the hold at `actual` calls, what the call really cost: below the estimate the
+    /// difference is given back (the level may go down: a transition, delivered once); above
+    /// it the excess is added, even past the limit (the provider has charged it already). A
+    /// hold settled after its window ended corrects that window (with a store; without one
+    /// the ended window's count is gone, and nothing changes).
+    ///
+    /// Errors: [`QuotaError::UnknownService`] if a reconfigure removed the service since (the
+    /// estimate stays counted).
+    pub fn settle(self, actual: u64) -> Result<Settlement, QuotaError> {
+        self.tracker.settle_held(&self.held, actual)
+    }
+
+    /// Gives the whole estimate back: the call was never made. [`settle`](Self::settle) at 0.
+    pub fn cancel(self) -> Result<Settlement, QuotaError> {
+        self.tracker.settle_held(&self.held, 0)
+    }
+}
+
+impl OwnedHold {
+    /// The service held.
+    pub fn service(&self) -> &str {
+        &self.tracker.slot(self.held.position).name
+    }
+
+    /// The calls admitted.
+    pub fn estimate(&self) -> u64 {
+        self.held.estimate
+    }
+
+    /// [`Hold::settle`].
+    pub fn settle(self, actual: u64) -> Result<Settlement, QuotaError> {
+        self.tracker.settle_held(&self.held, actual)
+    }
+
+    /// [`Hold::cancel`].
+    pub fn cancel(self) -> Result<Settlement, QuotaError> {
+        self.tracker.settle_held(&self.held, 0)
+    }
+}
+
+impl fmt::Debug for Hold<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hold")
+            .field("service", &self.service())
+            .field("estimate", &self.held.estimate)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OwnedHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedHold")
+            .field("service", &self.service())
+            .field("estimate", &self.held.estimate)
+            .finish()
+    }
+}

@@ -1,0 +1,229 @@
+//! Several services in one step (`try_record_many`, `hold_many`): their locks taken in
+//! position order (the crate's one lock order), then every service's calls checked against
+//! each of its limits before any is counted: all admitted, or none.
+
+use super::{Held, QuotaTracker, SHARED};
+use crate::config::Admission;
+use crate::error::QuotaError;
+use crate::rules::{Refusal, Request};
+use crate::usage::Recorded;
+
+impl QuotaTracker {
+    /// Records the calls of several services only if normal admission allows every one of
+    /// them (the rules of [`try_record`](Self::try_record), each service's against each of its
+    /// limits): all are counted, or none. One atomic step: the services' locks are taken
+    /// together, in config order, so no other call sees some counted and others not, and two
+    /// threads cannot both take the last calls of any of them. For a call that spends two
+    /// quotas at once (OpenAI: one request and 2,000 tokens).
+    ///
+    /// ```
+    /// use quota_core::{Period, QuotaError, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// let config = TrackerConfig::new([
+    ///     ServiceConfig::new("openai-requests", 500, Period::Minute),
+    ///     ServiceConfig::new("openai-tokens", 30_000, Period::Minute),
+    /// ]);
+    /// let tracker = QuotaTracker::new(config)?;
+    /// let both = tracker.try_record_many(&[("openai-requests", 1), ("openai-tokens", 2_000)])?;
+    /// assert_eq!(both[1].usage.used, 2_000);
+    /// // 40,000 tokens do not fit: the request is not counted either.
+    /// let refused = tracker.try_record_many(&[("openai-requests", 1), ("openai-tokens", 40_000)]);
+    /// assert!(matches!(refused, Err(QuotaError::Denied { .. })));
+    /// assert_eq!(tracker.usage("openai-requests")?.used, 1);
+    /// # Ok::<(), QuotaError>(())
+    /// ```
+    ///
+    /// Returns each service's [`Recorded`], in the order asked. Errors: the first refusal, in
+    /// config order ([`QuotaError::Denied`] names its service); [`QuotaError::UnknownService`];
+    /// [`QuotaError::InvalidCount`] for a count of 0 or a service named twice. On error
+    /// nothing was recorded.
+    ///
+    /// Services whose admission is in a store (`Exact`, `Leased`) are asked first, each on its
+    /// own (store I/O never runs under a lock), then the `Local` ones in one step; a refusal
+    /// gives back what was admitted before it. Until the give-back, those calls are counted:
+    /// a short window in which another call may be refused for them (never one in which more
+    /// is admitted than the limits allow). The give-back of a window a raise reached since is
+    /// forfeited (see [`StoreStats::forfeited_calls`](crate::StoreStats::forfeited_calls)).
+    pub fn try_record_many(&self, calls: &[(&str, u64)]) -> Result<Vec<Recorded<'_>>, QuotaError> {
+        let positions = self.positions_of(calls)?;
+        let (recorded, _) = self.admit_many(&positions, false)?;
+        Ok(recorded)
+    }
+
+    /// [`try_record_many`](Self::try_record_many) with priority admission (up to each limit:
+    /// see [`try_record_priority`](Self::try_record_priority)).
+    pub fn try_record_many_priority(
+        &self,
+        calls: &[(&str, u64)],
+    ) -> Result<Vec<Recorded<'_>>, QuotaError> {
+        let positions = self.positions_of(calls)?;
+        let (recorded, _) = self.admit_many(&positions, true)?;
+        Ok(recorded)
+    }
+
+    /// Each call's service position and count, in order.
+    pub(super) fn positions_of(
+        &self,
+        calls: &[(&str, u64)],
+    ) -> Result<Vec<(usize, u64)>, QuotaError> {
+        calls
+            .iter()
+            .map(|&(service, count)| Ok((self.position(service)?, count)))
+            .collect()
+    }
+
+    /// Admits `calls` (each a service's position and its count), all or none: each one's
+    /// [`Recorded`] and what it holds, in the order given. Services whose admission is in a
+    /// store (`Exact`, `Leased`) are asked first, one after another (store I/O is never done
+    /// under a lock); then the `Local` ones in one step under all their locks. A refusal gives
+    /// back what was admitted before it: until then those calls were counted (a short window
+    /// in which others may be refused for them: an under-admission, never an over-admission).
+    pub(super) fn admit_many(
+        &self,
+        calls: &[(usize, u64)],
+        priority: bool,
+    ) -> Result<(Vec<Recorded<'_>>, Vec<Held>), QuotaError> {
+        for (at, &(position, count)) in calls.iter().enumerate() {
+            let slot = self.slot(position);
+            if count == 0 {
+                return Err(slot.invalid_count(count, "count must be at least 1"));
+            }
+            if calls[..at].iter().any(|&(p, _)| p == position) {
+                return Err(slot.invalid_count(count, "the service is named twice in one call"));
+            }
+        }
+        let reduced_rate = self.is_reduced_rate();
+        let request = |at: usize| match priority {
+            true => Request::priority(calls[at].1, reduced_rate),
+            false => Request::normal(calls[at].1, reduced_rate),
+        };
+        // Read without the locks, to pick a path: `admit_here` checks again under them.
+        let shared: Vec<bool> = calls
+            .iter()
+            .map(|&(position, _)| !local(self.slot(position).settings().config.admission))
+            .collect();
+        let mut admitted: Vec<Option<Admitted<'_>>> = calls.iter().map(|_| None).collect();
+        let give_back = |admitted: &[Option<Admitted<'_>>]| {
+            for (_, held) in admitted.iter().flatten() {
+                // A service removed since keeps its calls counted (its ledger was detached).
+                let _ = self.settle_held(held, 0);
+            }
+        };
+        for at in (0..calls.len()).filter(|&at| shared[at]) {
+            match Held::shared(self, calls[at].0, request(at)) {
+                Ok(pair) => admitted[at] = Some(pair),
+                Err(error) => {
+                    give_back(&admitted);
+                    return Err(error);
+                }
+            }
+        }
+        match self.admit_here(calls, &shared, request) {
+            Ok(here) => {
+                for (at, pair) in here {
+                    admitted[at] = Some(pair);
+                }
+                Ok(admitted.into_iter().flatten().unzip())
+            }
+            Err(error) => {
+                give_back(&admitted);
+                match error {
+                    Some(error) => Err(error),
+                    // A service moved to or from shared admission meanwhile: asked again.
+                    None => self.admit_many(calls, priority),
+                }
+            }
+        }
+    }
+
+    /// The `Local` services of `calls` (those `shared` leaves out) in one step under all their
+    /// locks: each one's index in `calls`, its [`Recorded`] and its hold. `Err(None)`: one of
+    /// them is not `Local` any more (a reconfigure landed), nothing was counted.
+    fn admit_here(
+        &self,
+        calls: &[(usize, u64)],
+        shared: &[bool],
+        request: impl Fn(usize) -> Request,
+    ) -> Result<Vec<(usize, Admitted<'_>)>, Option<QuotaError>> {
+        // The locks in position order; `order[k]`: the index in `calls` of the k-th lock.
+        let mut order: Vec<usize> = (0..calls.len()).filter(|&at| !shared[at]).collect();
+        order.sort_unstable_by_key(|&at| calls[at].0);
+        let positions: Vec<usize> = order.iter().map(|&at| calls[at].0).collect();
+        let now = self.now();
+        let mut guards = self.lock_all(&positions);
+        // Every service is asked first: one refusal, and none is counted.
+        let mut refused = None;
+        for (guard, &at) in guards.iter().zip(&order) {
+            let settings = self.slot(calls[at].0).settings();
+            let refusal = if settings.removed {
+                Some((Refusal::Removed, 0))
+            } else if !local(settings.config.admission) {
+                Some((Refusal::Shared, 0))
+            } else {
+                Self::try_limits(guard, settings, now, request(at))
+                    .1
+                    .map(|(refusal, limit)| (refusal, settings.limit(limit).limit))
+            };
+            if let Some((refusal, limit)) = refusal {
+                refused = Some((at, refusal, limit));
+                break;
+            }
+        }
+        let mut steps = Vec::with_capacity(order.len());
+        for (guard, &at) in guards.iter_mut().zip(&order) {
+            let position = calls[at].0;
+            let slot = self.slot(position);
+            let settings = slot.settings();
+            if settings.removed || !local(settings.config.admission) {
+                continue;
+            }
+            // Refused: each service only rolls over, as any call would.
+            let asked = match refused {
+                None => request(at),
+                Some(_) => Request::READ,
+            };
+            let done = self.step_limits(slot, guard, settings, now, asked);
+            let usage = slot.usage_locked(settings, guard);
+            let held = Held::of(position, calls[at].1, settings, guard);
+            steps.push((at, done, usage, held));
+        }
+        drop(guards);
+        for (at, done, ..) in &steps {
+            let slot = self.slot(calls[*at].0);
+            self.after_limits_step(slot, done, now);
+            if let Some(reason) = done.step.shadow {
+                slot.shadow_denied(reason);
+            }
+        }
+        if let Some((at, refusal, limit)) = refused {
+            let (position, count) = calls[at];
+            let slot = self.slot(position);
+            return Err(match refusal {
+                Refusal::Denied { used, reason } => Some(slot.denied(count, used, limit, reason)),
+                Refusal::Shared => None,
+                Refusal::Removed => Some(slot.removed()),
+                refusal => Some(slot.refused(refusal, count)),
+            });
+        }
+        Ok(steps
+            .into_iter()
+            .map(|(at, done, usage, held)| {
+                let (reset, recorded) = done.reported();
+                let recorded = Recorded {
+                    usage,
+                    reset,
+                    recorded,
+                    shadow_denied: done.step.shadow,
+                };
+                (at, (recorded, held))
+            })
+            .collect())
+    }
+}
+
+/// One service's calls admitted: what the caller is told, and what it holds.
+type Admitted<'t> = (Recorded<'t>, Held);
+
+/// Whether a service of `admission` is admitted here (rather than by a store).
+fn local(admission: Admission) -> bool {
+    !SHARED || admission == Admission::Local
+}
