@@ -107,6 +107,20 @@ fn hot_path(c: &mut Criterion) {
         group.bench_function(format!("try_record_by_name_{clock}"), |b| {
             b.iter(|| tracker.try_record(black_box("llm"), 1).unwrap())
         });
+        // A hold of 2 settled at 1: admission, then a give-back of 1 (two lock acquisitions).
+        group.bench_function(format!("hold_settle_by_name_{clock}"), |b| {
+            b.iter(|| {
+                let hold = tracker.hold(black_box("llm"), 2).unwrap();
+                hold.settle(black_box(1)).unwrap()
+            })
+        });
+        group.bench_function(format!("try_record_many_two_{clock}"), |b| {
+            b.iter(|| {
+                tracker
+                    .try_record_many(black_box(&[("llm", 1), ("mail", 1)]))
+                    .unwrap()
+            })
+        });
     }
     group.finish();
 }

@@ -14,7 +14,8 @@
 //! `measured` only (the loop, each call, and dropping each result): the system clock's one-off
 //! calibration, whose length varies, stays out. Modes: `record-manual`, `record-system`,
 //! `handle-manual`, `handle-system`, `remaining-manual`, `remaining-system`, `try-manual`,
-//! `try-system`, and the references
+//! `try-system`, `hold-manual`, `hold-system` (a hold of 2 settled at 1), `many-manual`,
+//! `many-system` (`try_record_many` of two services), and the references
 //! `governor-direct` (`check()`) and `governor-keyed` (`check_key(&"llm")`).
 
 use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, SystemClock, TrackerConfig};
@@ -66,6 +67,18 @@ fn measured(mode: &str, tracker: &QuotaTracker, n: u64) {
         "try-manual" | "try-system" => {
             for _ in 0..n {
                 black_box(tracker.try_record(black_box("llm"), 1).expect("allowed"));
+            }
+        }
+        "hold-manual" | "hold-system" => {
+            for _ in 0..n {
+                let hold = tracker.hold(black_box("llm"), 2).expect("allowed");
+                black_box(hold.settle(black_box(1)).expect("settled"));
+            }
+        }
+        "many-manual" | "many-system" => {
+            for _ in 0..n {
+                let calls = black_box([("llm", 1), ("mail", 1)]);
+                black_box(tracker.try_record_many(&calls).expect("allowed"));
             }
         }
         other => eprintln!("unknown mode {other:?}"),

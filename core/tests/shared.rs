@@ -10,6 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
+#[path = "support/holds_child.rs"]
+mod holds_child;
+
+use holds_child::{hold_and_settle, LosesReplies};
+
 const CHILD_ENV: &str = "QUOTA_SHARED_CHILD";
 const JUNE_10: u64 = 1_718_000_000_000;
 const DAY: u64 = 86_400_000;
@@ -64,6 +69,10 @@ fn shared_child() {
         parts[3].parse::<u64>().unwrap(),
     );
     let store = FileStore::new(path);
+    if let Some(admission) = mode.strip_prefix("hold") {
+        holds_child(store, admission, calls, limit);
+        return;
+    }
     if mode.starts_with("record") {
         let config = match mode {
             // A day's limit and an hour's.
@@ -107,6 +116,25 @@ fn shared_child() {
     }
     tracker.flush().expect("the flush succeeds");
     println!("admitted {admitted}");
+}
+
+/// The holds child: `calls` holds on `api` (`admission`: `local`, `exact`, `leased25`) through
+/// a file whose every 5th reply is lost, syncing as often as it can, so that give-backs go
+/// through the store. Prints the calls it owes the store.
+fn holds_child(store: FileStore, admission_word: &str, calls: u64, limit: u64) {
+    let tracker = QuotaTracker::builder(service(limit, admission(admission_word)))
+        .store(LosesReplies::new(store, 5))
+        .sync_policy(SyncPolicy {
+            interval_ms: 1,
+            flush_timeout_ms: 20_000,
+            ..SyncPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let owed = hold_and_settle(&tracker, calls, || {});
+    tracker.flush().expect("the flush succeeds");
+    assert_eq!(tracker.stats().forfeited_calls, 0);
+    println!("admitted {owed}");
 }
 
 fn child(spec: &str) -> Command {
@@ -163,6 +191,21 @@ fn nothing_moved_aside(dir: &std::path::Path) {
         .filter(|name| name.contains("corrupt") || name.contains(".tmp-"))
         .collect();
     assert!(aside.is_empty(), "left behind: {aside:?}");
+}
+
+/// 8 processes hold and settle through one file that loses replies, in each admission: the
+/// file ends at the sum of what they settled (and the estimates of holds dropped unsettled).
+#[test]
+fn eight_processes_settling_holds_on_one_file_store_exactly_what_they_settled() {
+    for admission in ["local", "exact", "leased25"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quota.json");
+        let spec = format!("hold{admission}|{}|150|1000000", path.display());
+        let owed: u64 = run_children(8, &spec).iter().sum();
+        assert!(owed > 0);
+        assert_eq!(file_total(&path), owed, "{admission}");
+        nothing_moved_aside(dir.path());
+    }
 }
 
 #[test]
