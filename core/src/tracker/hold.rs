@@ -2,10 +2,11 @@
 //! call's tokens, known from its response). Admission is `try_record`'s (`many.rs`); settling
 //! takes the difference back, or adds the excess, in the windows the hold was counted in.
 
+use super::many::local;
 use super::{QuotaTracker, Service, Settings, SlotState, SHARED};
 use crate::config::Admission;
 use crate::error::QuotaError;
-use crate::rules::{Request, Step};
+use crate::rules::{Refusal, Request, Step};
 use crate::usage::Recorded;
 use crate::window::{Window, WindowSpec};
 use std::fmt;
@@ -178,17 +179,49 @@ impl QuotaTracker {
             .collect())
     }
 
+    /// A hold of `estimate` calls of the service at `position`: one step under its lock
+    /// (`Local`), or its shared path.
     pub(super) fn hold_at(
         &self,
         position: usize,
         estimate: u64,
         priority: bool,
     ) -> Result<Held, QuotaError> {
-        let (_, held) = self.admit_many(&[(position, estimate)], priority)?;
-        // One call asked, so one hold answered.
-        held.into_iter()
-            .next()
-            .ok_or_else(|| self.slot(position).removed())
+        let slot = self.slot(position);
+        if estimate == 0 {
+            return Err(slot.invalid_count(estimate, "count must be at least 1"));
+        }
+        let request = self.admission(estimate, priority);
+        if !local(slot.settings().config.admission) {
+            return Held::shared(self, position, request).map(|(_, held)| held);
+        }
+        let now = self.now();
+        let mut guard = slot.lock(self.persistence.is_some());
+        let settings = slot.settings();
+        if settings.removed {
+            drop(guard);
+            return Err(slot.removed());
+        }
+        if !local(settings.config.admission) {
+            // Reconfigured to shared admission since the settings were read.
+            drop(guard);
+            return self.hold_at(position, estimate, priority);
+        }
+        let done = self.step_limits(slot, &mut guard, settings, now, request);
+        let held = Held::of(position, estimate, settings, &guard);
+        let limit = settings.limit(done.refused_by).limit;
+        drop(guard);
+        self.after_limits_step(slot, &done, now);
+        if let Some(reason) = done.step.shadow {
+            slot.shadow_denied(reason);
+        }
+        match done.step.refused {
+            None => Ok(held),
+            Some(Refusal::Denied { used, reason }) => {
+                Err(slot.denied(estimate, used, limit, reason))
+            }
+            Some(refusal) => Err(slot.refused(refusal, estimate)),
+        }
     }
 
     /// Settles `held` at `actual` calls, under the service's lock: every limit rolls over

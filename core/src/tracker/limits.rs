@@ -4,14 +4,10 @@
 //! here for a count, only for reads that any settings answer alike.
 
 use super::{describe_transition, QuotaTracker, SavingGuard, ServiceSlot, Settings, SlotState};
-use crate::config::{Admission, ServiceConfig};
+use crate::config::Admission;
 use crate::error::QuotaError;
-use crate::rules::{Refusal, Request, ServiceState, Step};
+use crate::rules::{Refusal, Request, Step};
 use crate::usage::{Raised, Recorded, ServiceUsage, Transition};
-
-/// Each limit's count and step as [`QuotaTracker::try_limits`] left them (`None` past the
-/// service's limits, or from the one that refused).
-pub(super) type Trials = [Option<(ServiceState, Step)>; ServiceConfig::MAX_LIMITS];
 
 /// What [`QuotaTracker::step_limits`] did.
 pub(super) struct LimitsStep {
@@ -41,26 +37,20 @@ impl LimitsStep {
 }
 
 impl QuotaTracker {
-    /// Each limit's step on a copy of its count, in order, until one refuses: the copies and
-    /// their steps (nothing counted yet), and the refusal and the limit that refused, if one
-    /// did. Pure: `step_limits` commits the copies; `try_record_many` asks every service
-    /// first.
-    pub(super) fn try_limits(
+    /// Whether `request` would be refused by a limit of the locked `state`, and by which (the
+    /// first in order): each limit's step on a copy of its count, nothing counted. Pure: the
+    /// step is, so the same request steps the counts themselves alike right after.
+    pub(super) fn refusal_of(
         state: &SlotState,
         settings: &Settings,
         now: u64,
         request: Request,
-    ) -> (Trials, Option<(Refusal, usize)>) {
-        let mut trials = [None; ServiceConfig::MAX_LIMITS];
-        for (at, kept) in trials.iter_mut().enumerate().take(state.limit_count()) {
+    ) -> Option<(Refusal, usize)> {
+        (0..state.limit_count()).find_map(|at| {
             let mut trial = *state.count(at);
             let step = settings.limit(at).step(&mut trial, now, request);
-            if let Some(refusal) = step.refused {
-                return (trials, Some((refusal, at)));
-            }
-            *kept = Some((trial, step));
-        }
-        (trials, None)
+            step.refused.map(|refusal| (refusal, at))
+        })
     }
 
     /// Applies `request` to every limit of the locked `state`: each rolls its window over if
@@ -75,9 +65,8 @@ impl QuotaTracker {
         now: u64,
         request: Request,
     ) -> LimitsStep {
-        // Nothing is counted until every limit admits; then the copies are the new counts
-        // (each limit stepped once).
-        let (trials, refused) = Self::try_limits(state, settings, now, request);
+        // Nothing is counted until every limit admits (asked on copies first).
+        let refused = Self::refusal_of(state, settings, now, request);
         let asked = match refused {
             Some(_) => Request::READ,
             None => request,
@@ -94,18 +83,12 @@ impl QuotaTracker {
             entered_critical: false,
         };
         let mut recorded = Vec::new();
-        for (at, trial) in trials.into_iter().enumerate().take(state.limit_count()) {
+        for at in 0..state.limit_count() {
             let rules = settings.limit(at);
             let (count, ledger) = state.limit_mut(at);
             let old_window = count.window;
-            let step = match trial.filter(|_| refused.is_none()) {
-                Some((trial, step)) => {
-                    *count = trial;
-                    step
-                }
-                // Refused by some limit: each only rolls its window over, as any call would.
-                None => rules.step(count, now, asked),
-            };
+            // Refused by some limit: each only rolls its window over, as any call would.
+            let step = rules.step(count, now, asked);
             if booking && step.changed {
                 ledger.book(old_window, &step, asked.count);
             }

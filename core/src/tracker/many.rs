@@ -159,8 +159,7 @@ impl QuotaTracker {
             } else if !local(settings.config.admission) {
                 Some((Refusal::Shared, 0))
             } else {
-                Self::try_limits(guard, settings, now, request(at))
-                    .1
+                Self::refusal_of(guard, settings, now, request(at))
                     .map(|(refusal, limit)| (refusal, settings.limit(limit).limit))
             };
             if let Some((refusal, limit)) = refusal {
@@ -224,6 +223,6 @@ impl QuotaTracker {
 type Admitted<'t> = (Recorded<'t>, Held);
 
 /// Whether a service of `admission` is admitted here (rather than by a store).
-fn local(admission: Admission) -> bool {
+pub(super) fn local(admission: Admission) -> bool {
     !SHARED || admission == Admission::Local
 }
