@@ -63,6 +63,29 @@ use std::task::{Context, Poll};
 #[derive(Debug, Clone)]
 pub struct QuotaLayer {
     rules: Arc<QuotaRules>,
+    connect_error: ConnectError,
+}
+
+/// Which of the inner service's errors mean the request never left (a held request gives its
+/// hold back for them: see [`QuotaRules::price`]).
+#[derive(Clone)]
+struct ConnectError(Arc<dyn Fn(&BoxError) -> bool + Send + Sync>);
+
+impl ConnectError {
+    /// A `reqwest::Error` that `is_connect` (the inner service a reqwest client).
+    fn reqwest() -> Self {
+        ConnectError(Arc::new(|error: &BoxError| {
+            error
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_connect)
+        }))
+    }
+}
+
+impl std::fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectError(..)")
+    }
 }
 
 impl QuotaLayer {
@@ -70,7 +93,20 @@ impl QuotaLayer {
     pub fn new(rules: impl Into<Arc<QuotaRules>>) -> Self {
         QuotaLayer {
             rules: rules.into(),
+            connect_error: ConnectError::reqwest(),
         }
+    }
+
+    /// Tells which of the inner service's errors (as a [`BoxError`]) mean the request never
+    /// left, so that a held request ([`QuotaRules::price`],
+    /// [`counted_statuses`](QuotaRules::counted_statuses)) gives its hold back; every other
+    /// error keeps it counted. The default knows a `reqwest::Error` that `is_connect`.
+    pub fn connect_errors(
+        mut self,
+        classify: impl Fn(&BoxError) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.connect_error = ConnectError(Arc::new(classify));
+        self
     }
 }
 
@@ -88,6 +124,7 @@ impl<S> tower_layer::Layer<S> for QuotaLayer {
         QuotaService {
             inner,
             rules: Arc::clone(&self.rules),
+            connect_error: self.connect_error.clone(),
         }
     }
 }
@@ -97,6 +134,7 @@ impl<S> tower_layer::Layer<S> for QuotaLayer {
 pub struct QuotaService<S> {
     inner: S,
     rules: Arc<QuotaRules>,
+    connect_error: ConnectError,
 }
 
 impl<S, B, R> tower_service::Service<Request<B>> for QuotaService<S>
@@ -146,6 +184,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         // Counts the request as failed if the future is dropped before the answer.
         let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
+        let connect_error = self.connect_error.clone();
         Box::pin(async move {
             let result = inner.call(request).await;
             let Some(in_flight) = in_flight else {
@@ -157,8 +196,9 @@ where
                     Ok(response)
                 }
                 Err(error) => {
-                    in_flight.failed();
-                    Err(error.into())
+                    let error = error.into();
+                    in_flight.failed((connect_error.0)(&error));
+                    Err(error)
                 }
             }
         })

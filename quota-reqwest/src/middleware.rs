@@ -151,7 +151,11 @@ impl QuotaMiddleware {
             Ok(response) => response,
             Err(error) => {
                 if let Some(in_flight) = in_flight {
-                    in_flight.failed();
+                    let connect = match &error {
+                        reqwest_middleware::Error::Reqwest(error) => error.is_connect(),
+                        reqwest_middleware::Error::Middleware(_) => false,
+                    };
+                    in_flight.failed(connect);
                 }
                 return Err(error);
             }
@@ -159,7 +163,7 @@ impl QuotaMiddleware {
         if let Some(error) = redirect::client_followed(&sent, &response) {
             // Sent, answered by another host: its headers are not this service's word.
             if let Some(in_flight) = in_flight {
-                in_flight.failed();
+                in_flight.failed(false);
             }
             return Err(reqwest_middleware::Error::middleware(error));
         }
@@ -188,6 +192,25 @@ impl QuotaMiddleware {
     /// [`QuotaRules::counting`].
     pub fn counting(self, service: &str, counting: Counting) -> Result<Self, QuotaError> {
         self.try_map(|rules| rules.counting(service, counting))
+    }
+
+    /// [`QuotaRules::price`].
+    pub fn price(
+        self,
+        service: &str,
+        estimate: u64,
+        settle: impl Fn(http::StatusCode, &http::HeaderMap) -> Option<u64> + Send + Sync + 'static,
+    ) -> Result<Self, QuotaError> {
+        self.try_map(|rules| rules.price(service, estimate, settle))
+    }
+
+    /// [`QuotaRules::counted_statuses`].
+    pub fn counted_statuses(
+        self,
+        service: &str,
+        statuses: impl IntoIterator<Item = std::ops::RangeInclusive<u16>>,
+    ) -> Result<Self, QuotaError> {
+        self.try_map(|rules| rules.counted_statuses(service, statuses))
     }
 
     /// [`QuotaRules::reset_slack`].

@@ -4,9 +4,12 @@
 use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
-use quota_core::{DenyReason, QuotaError, QuotaTracker, Service, ServiceId, ServiceUsage};
+use quota_core::{
+    DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId, ServiceUsage,
+};
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,29 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
     /// The request's headers.
     pub headers: &'a HeaderMap,
+}
+
+/// What a priced request really cost, read from its response's status and headers (`None`:
+/// the response does not say; the estimate stays counted).
+type Settle = dyn Fn(StatusCode, &HeaderMap) -> Option<u64> + Send + Sync;
+
+/// How a service's requests are counted when they are held rather than recorded: at an
+/// estimate, settled from the response, and only for some statuses.
+#[derive(Clone)]
+struct Pricing {
+    /// Calls (tokens, units) held before sending.
+    estimate: u64,
+    /// The response's actual cost (none: each response costs its estimate).
+    settle: Option<Arc<Settle>>,
+    /// The statuses a response is counted for (empty: every status); a response of another
+    /// status gives its hold back.
+    counted: Vec<RangeInclusive<u16>>,
+}
+
+impl Pricing {
+    fn counts(&self, status: StatusCode) -> bool {
+        self.counted.is_empty() || self.counted.iter().any(|r| r.contains(&status.as_u16()))
+    }
 }
 
 /// A closure rule, resolved to a service of the tracker (or an unknown name's error).
@@ -97,14 +123,19 @@ pub struct QuotaRules {
     /// Services counted other than [`Counting::TryBefore`]. Nothing else about a service is
     /// kept here: its limit and window are read from the tracker when a response needs them.
     counting: HashMap<ServiceId, Counting>,
+    /// Services whose requests are held ([`price`](Self::price),
+    /// [`counted_statuses`](Self::counted_statuses)) rather than recorded.
+    pricing: HashMap<ServiceId, Pricing>,
     reset_slack_ms: u64,
     require_reset: bool,
 }
 
 /// A counted request in flight: what the answer is taken in for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Ticket {
     service: ServiceId,
+    /// A priced service's hold (settled from the answer).
+    hold: Option<OwnedHold>,
 }
 
 /// A counted request on its way: its answer is taken in with [`answered`](Self::answered)
@@ -136,10 +167,10 @@ impl InFlight {
         }
     }
 
-    /// [`QuotaRules::failed`].
-    pub(crate) fn failed(mut self) {
+    /// [`QuotaRules::failed`]; `connect`: the request never left (a connection error).
+    pub(crate) fn failed(mut self, connect: bool) {
         if let Some(ticket) = self.ticket.take() {
-            self.rules.failed(ticket);
+            self.rules.failed(ticket, connect);
         }
     }
 }
@@ -147,7 +178,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.rules.failed(ticket);
+            self.rules.failed(ticket, false);
         }
     }
 }
@@ -170,6 +201,7 @@ impl QuotaRules {
             tracker: tracker.into(),
             rules: Vec::new(),
             counting: HashMap::new(),
+            pricing: HashMap::new(),
             reset_slack_ms: 2_000,
             require_reset: false,
         }
@@ -224,6 +256,67 @@ impl QuotaRules {
     pub fn counting(mut self, service: &str, counting: Counting) -> Result<Self, QuotaError> {
         let id = self.tracker.service(service)?.id();
         self.counting.insert(id, counting);
+        Ok(self)
+    }
+
+    /// Prices `service`'s requests: each is held at `estimate` calls before it is sent
+    /// ([`QuotaTracker::hold`]: admitted as `try_record` admits, refused with
+    /// [`QuotaExceeded`]), then settled at what `settle` reads from the response's status and
+    /// headers (`None`: the response does not say, and the estimate stays counted). For an LLM
+    /// API counted in tokens: the estimate is the most a request may use, `settle` reads the
+    /// tokens the provider reports.
+    ///
+    /// A request that fails to connect (`reqwest::Error::is_connect`: it never left) gives
+    /// its hold back; any other failure, and a request given up in flight, keeps the estimate
+    /// (it may have reached the provider). With [`counted_statuses`](Self::counted_statuses),
+    /// a response of another status gives it back too.
+    ///
+    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for an estimate of
+    /// 0.
+    pub fn price(
+        mut self,
+        service: &str,
+        estimate: u64,
+        settle: impl Fn(StatusCode, &HeaderMap) -> Option<u64> + Send + Sync + 'static,
+    ) -> Result<Self, QuotaError> {
+        let handle = self.tracker.service(service)?;
+        if estimate == 0 {
+            return Err(QuotaError::InvalidCount {
+                service: Arc::from(service),
+                count: 0,
+                reason: "an estimate must be at least 1",
+            });
+        }
+        let pricing = self.pricing.entry(handle.id()).or_insert(Pricing {
+            estimate,
+            settle: None,
+            counted: Vec::new(),
+        });
+        pricing.estimate = estimate;
+        pricing.settle = Some(Arc::new(settle));
+        Ok(self)
+    }
+
+    /// Counts `service`'s responses only when their status is in one of `statuses` (say
+    /// `[200..=299, 429..=429]`, as flask-limiter's `deduct_when`): each request is held
+    /// before it is sent (at 1, or at its [`price`](Self::price)'s estimate), and a response of
+    /// another status gives the hold back, as a request that fails to connect does. Other
+    /// failures, and requests given up in flight, stay counted. For
+    /// [`Counting::TryBefore`] services (the default).
+    ///
+    /// Errors: [`QuotaError::UnknownService`].
+    pub fn counted_statuses(
+        mut self,
+        service: &str,
+        statuses: impl IntoIterator<Item = RangeInclusive<u16>>,
+    ) -> Result<Self, QuotaError> {
+        let id = self.tracker.service(service)?.id();
+        let pricing = self.pricing.entry(id).or_insert(Pricing {
+            estimate: 1,
+            settle: None,
+            counted: Vec::new(),
+        });
+        pricing.counted = statuses.into_iter().collect();
         Ok(self)
     }
 
@@ -286,9 +379,21 @@ impl QuotaRules {
             return Ok(None);
         };
         let (service, counting) = self.handle(id).map_err(Refused::Tracker)?;
+        let pricing = self
+            .pricing
+            .get(&id)
+            .filter(|_| counting == Counting::TryBefore);
+        let mut hold = None;
         if counting == Counting::TryBefore {
-            match service.try_record(1) {
-                Ok(_) => {}
+            let admitted = match pricing {
+                Some(pricing) => self
+                    .tracker
+                    .hold_owned(service.name(), pricing.estimate)
+                    .map(|held| hold = Some(held)),
+                None => service.try_record(1).map(|_| ()),
+            };
+            match admitted {
+                Ok(()) => {}
                 Err(QuotaError::Denied {
                     used,
                     limit,
@@ -316,7 +421,7 @@ impl QuotaRules {
                 Err(other) => return Err(Refused::Tracker(other)),
             }
         }
-        Ok(Some(Ticket { service: id }))
+        Ok(Some(Ticket { service: id, hold }))
     }
 
     /// After a response: counts it for [`Counting::RecordAfter`], takes in the provider's
@@ -330,6 +435,11 @@ impl QuotaRules {
         let Ok((service, counting)) = self.handle(ticket.service) else {
             return Ok(());
         };
+        if let (Some(hold), Some(pricing)) = (ticket.hold, self.pricing.get(&ticket.service)) {
+            // Settled before the provider's headers are taken in: a floor they raise is
+            // counted above what the request really cost, never below it.
+            settle(hold, pricing, status, headers);
+        }
         if counting == Counting::RecordAfter {
             // Fails only if the counter would overflow: nothing more to count then.
             let _ = service.record(1);
@@ -399,7 +509,17 @@ impl QuotaRules {
 
     /// After a transport error (no response), or a request given up in flight: a
     /// [`Counting::RecordAfter`] call is counted, as it may have reached the provider.
-    pub(crate) fn failed(&self, ticket: Ticket) {
+    ///
+    /// A held request gives its hold back if it failed to `connect` (it never left), and
+    /// keeps its estimate otherwise.
+    pub(crate) fn failed(&self, ticket: Ticket, connect: bool) {
+        if let Some(hold) = ticket.hold {
+            if connect {
+                // Fails only for a service removed since: its calls stay counted.
+                let _ = hold.cancel();
+            }
+            return;
+        }
         if let Ok((service, counting)) = self.handle(ticket.service) {
             if counting == Counting::RecordAfter {
                 let _ = service.record(1);
@@ -446,6 +566,26 @@ fn refusing_reset(limits: &[ServiceUsage<'_>], limit: u64) -> u64 {
 }
 
 /// `host` without one trailing dot (the DNS root): `api.example.com.` is `api.example.com`.
+/// Settles a priced request's `hold` from its response: given back for a status not counted,
+/// else at what the pricing's `settle` reads (kept at the estimate if it reads nothing, or
+/// panics: a panic in a user's closure never unwinds through the client).
+fn settle(hold: OwnedHold, pricing: &Pricing, status: StatusCode, headers: &HeaderMap) {
+    if !pricing.counts(status) {
+        let _ = hold.cancel();
+        return;
+    }
+    let Some(read) = &pricing.settle else {
+        return;
+    };
+    match catch_unwind(AssertUnwindSafe(|| read(status, headers))) {
+        // Fails only for a service removed since: its calls stay counted.
+        Ok(Some(actual)) => drop(hold.settle(actual)),
+        Ok(None) => {}
+        // Leaked, not dropped, as core does: a payload's `Drop` may panic.
+        Err(payload) => std::mem::forget(payload),
+    }
+}
+
 fn without_root(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
