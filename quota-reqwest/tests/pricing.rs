@@ -5,6 +5,8 @@
 
 #[path = "support/api.rs"]
 mod api;
+#[path = "../examples/priced.rs"]
+mod priced;
 
 use api::Api;
 use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
@@ -224,4 +226,17 @@ async fn the_layer_gives_a_hold_back_for_the_errors_its_classifier_names() {
         .await
         .unwrap_err();
     assert_eq!(used(&tracker), 790);
+}
+
+#[test]
+fn the_example_runs_and_the_readme_shows_it_as_it_is() {
+    priced::main().unwrap();
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../examples/priced.rs");
+    let marker = "<!-- quota-reqwest/examples/priced.rs -->\n```rust,ignore\n";
+    let at = readme.find(marker).expect("the README shows the example") + marker.len();
+    assert!(
+        readme[at..].starts_with(example),
+        "README.md differs from examples/priced.rs"
+    );
 }

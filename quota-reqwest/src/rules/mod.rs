@@ -4,12 +4,12 @@
 use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
+use pricing::{settle, Pricing};
 use quota_core::{
     DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId, ServiceUsage,
 };
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,29 +39,6 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
     /// The request's headers.
     pub headers: &'a HeaderMap,
-}
-
-/// What a priced request really cost, read from its response's status and headers (`None`:
-/// the response does not say; the estimate stays counted).
-type Settle = dyn Fn(StatusCode, &HeaderMap) -> Option<u64> + Send + Sync;
-
-/// How a service's requests are counted when they are held rather than recorded: at an
-/// estimate, settled from the response, and only for some statuses.
-#[derive(Clone)]
-struct Pricing {
-    /// Calls (tokens, units) held before sending.
-    estimate: u64,
-    /// The response's actual cost (none: each response costs its estimate).
-    settle: Option<Arc<Settle>>,
-    /// The statuses a response is counted for (empty: every status); a response of another
-    /// status gives its hold back.
-    counted: Vec<RangeInclusive<u16>>,
-}
-
-impl Pricing {
-    fn counts(&self, status: StatusCode) -> bool {
-        self.counted.is_empty() || self.counted.iter().any(|r| r.contains(&status.as_u16()))
-    }
 }
 
 /// A closure rule, resolved to a service of the tracker (or an unknown name's error).
@@ -118,14 +95,14 @@ enum Rule {
 /// Malformed headers are otherwise ignored: never an error, never a panic.
 #[derive(Clone)]
 pub struct QuotaRules {
-    tracker: Arc<QuotaTracker>,
+    pub(crate) tracker: Arc<QuotaTracker>,
     rules: Vec<Rule>,
     /// Services counted other than [`Counting::TryBefore`]. Nothing else about a service is
     /// kept here: its limit and window are read from the tracker when a response needs them.
     counting: HashMap<ServiceId, Counting>,
     /// Services whose requests are held ([`price`](Self::price),
     /// [`counted_statuses`](Self::counted_statuses)) rather than recorded.
-    pricing: HashMap<ServiceId, Pricing>,
+    pub(crate) pricing: HashMap<ServiceId, Pricing>,
     reset_slack_ms: u64,
     require_reset: bool,
 }
@@ -256,67 +233,6 @@ impl QuotaRules {
     pub fn counting(mut self, service: &str, counting: Counting) -> Result<Self, QuotaError> {
         let id = self.tracker.service(service)?.id();
         self.counting.insert(id, counting);
-        Ok(self)
-    }
-
-    /// Prices `service`'s requests: each is held at `estimate` calls before it is sent
-    /// ([`QuotaTracker::hold`]: admitted as `try_record` admits, refused with
-    /// [`QuotaExceeded`]), then settled at what `settle` reads from the response's status and
-    /// headers (`None`: the response does not say, and the estimate stays counted). For an LLM
-    /// API counted in tokens: the estimate is the most a request may use, `settle` reads the
-    /// tokens the provider reports.
-    ///
-    /// A request that fails to connect (`reqwest::Error::is_connect`: it never left) gives
-    /// its hold back; any other failure, and a request given up in flight, keeps the estimate
-    /// (it may have reached the provider). With [`counted_statuses`](Self::counted_statuses),
-    /// a response of another status gives it back too.
-    ///
-    /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for an estimate of
-    /// 0.
-    pub fn price(
-        mut self,
-        service: &str,
-        estimate: u64,
-        settle: impl Fn(StatusCode, &HeaderMap) -> Option<u64> + Send + Sync + 'static,
-    ) -> Result<Self, QuotaError> {
-        let handle = self.tracker.service(service)?;
-        if estimate == 0 {
-            return Err(QuotaError::InvalidCount {
-                service: Arc::from(service),
-                count: 0,
-                reason: "an estimate must be at least 1",
-            });
-        }
-        let pricing = self.pricing.entry(handle.id()).or_insert(Pricing {
-            estimate,
-            settle: None,
-            counted: Vec::new(),
-        });
-        pricing.estimate = estimate;
-        pricing.settle = Some(Arc::new(settle));
-        Ok(self)
-    }
-
-    /// Counts `service`'s responses only when their status is in one of `statuses` (say
-    /// `[200..=299, 429..=429]`, as flask-limiter's `deduct_when`): each request is held
-    /// before it is sent (at 1, or at its [`price`](Self::price)'s estimate), and a response of
-    /// another status gives the hold back, as a request that fails to connect does. Other
-    /// failures, and requests given up in flight, stay counted. For
-    /// [`Counting::TryBefore`] services (the default).
-    ///
-    /// Errors: [`QuotaError::UnknownService`].
-    pub fn counted_statuses(
-        mut self,
-        service: &str,
-        statuses: impl IntoIterator<Item = RangeInclusive<u16>>,
-    ) -> Result<Self, QuotaError> {
-        let id = self.tracker.service(service)?.id();
-        let pricing = self.pricing.entry(id).or_insert(Pricing {
-            estimate: 1,
-            settle: None,
-            counted: Vec::new(),
-        });
-        pricing.counted = statuses.into_iter().collect();
         Ok(self)
     }
 
@@ -566,26 +482,6 @@ fn refusing_reset(limits: &[ServiceUsage<'_>], limit: u64) -> u64 {
 }
 
 /// `host` without one trailing dot (the DNS root): `api.example.com.` is `api.example.com`.
-/// Settles a priced request's `hold` from its response: given back for a status not counted,
-/// else at what the pricing's `settle` reads (kept at the estimate if it reads nothing, or
-/// panics: a panic in a user's closure never unwinds through the client).
-fn settle(hold: OwnedHold, pricing: &Pricing, status: StatusCode, headers: &HeaderMap) {
-    if !pricing.counts(status) {
-        let _ = hold.cancel();
-        return;
-    }
-    let Some(read) = &pricing.settle else {
-        return;
-    };
-    match catch_unwind(AssertUnwindSafe(|| read(status, headers))) {
-        // Fails only for a service removed since: its calls stay counted.
-        Ok(Some(actual)) => drop(hold.settle(actual)),
-        Ok(None) => {}
-        // Leaked, not dropped, as core does: a payload's `Drop` may panic.
-        Err(payload) => std::mem::forget(payload),
-    }
-}
-
 fn without_root(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
@@ -599,3 +495,5 @@ impl fmt::Debug for QuotaRules {
             .finish_non_exhaustive()
     }
 }
+
+mod pricing;
