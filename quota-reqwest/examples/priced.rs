@@ -4,6 +4,7 @@
 use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
 use quota_reqwest::QuotaMiddleware;
 
+/// Builds a client whose requests to the LLM API are priced (an application sends with it).
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = TrackerConfig::new([ServiceConfig::new("llm-tokens", 1_000_000, Period::Day)]);
     let tracker = QuotaTracker::new(config)?;
