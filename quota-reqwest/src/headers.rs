@@ -85,7 +85,7 @@ fn first<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
 
 /// A non-negative whole number, surrounding spaces allowed (`" 42 "`), nothing else (no sign,
 /// no fraction, no list).
-fn parse_whole(text: &str) -> Option<u64> {
+pub(crate) fn parse_whole(text: &str) -> Option<u64> {
     let text = text.trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -95,7 +95,7 @@ fn parse_whole(text: &str) -> Option<u64> {
 
 /// A non-negative number of seconds, whole or decimal (`"30"`, `"1.5"`), as milliseconds
 /// (rounded up: a count that resets "in 1.2 s" has not reset after 1 s).
-fn parse_seconds_ms(text: &str) -> Option<u64> {
+pub(crate) fn parse_seconds_ms(text: &str) -> Option<u64> {
     let text = text.trim();
     if let Some(whole) = parse_whole(text) {
         return whole.checked_mul(1_000);

@@ -213,6 +213,16 @@ impl QuotaMiddleware {
         self.try_map(|rules| rules.counted_statuses(service, statuses))
     }
 
+    /// [`QuotaRules::unit_headers`].
+    pub fn unit_headers(
+        self,
+        service: &str,
+        remaining: &str,
+        reset: &str,
+    ) -> Result<Self, QuotaError> {
+        self.try_map(|rules| rules.unit_headers(service, remaining, reset))
+    }
+
     /// [`QuotaRules::reset_slack`].
     pub fn reset_slack(self, slack: Duration) -> Self {
         self.map(|rules| rules.reset_slack(slack))

@@ -643,15 +643,11 @@ async fn the_example_runs_on_the_repository_config() {
 fn the_readme_shows_the_example_as_it_is() {
     let readme = include_str!("../../README.md");
     let example = include_str!("../examples/reqwest_quota.rs");
-    let section = readme
-        .split("\n## Use with reqwest\n")
-        .nth(1)
-        .expect("README has a \"Use with reqwest\" section");
-    let code = section
-        .split("```rust,ignore\n")
+    let code = readme
+        .split("<!-- quota-reqwest/examples/reqwest_quota.rs -->\n```rust,ignore\n")
         .nth(1)
         .and_then(|rest| rest.split("\n```").next())
-        .expect("the section has a rust block");
+        .expect("README shows the example");
     assert_eq!(
         format!("{code}\n"),
         example,

@@ -240,3 +240,73 @@ fn the_example_runs_and_the_readme_shows_it_as_it_is() {
         "README.md differs from examples/priced.rs"
     );
 }
+
+/// OpenAI's per-unit headers, each mapped to its service: every counted response raises both
+/// services to `limit - remaining`, in the limit whose window holds the refill time.
+#[tokio::test]
+async fn per_unit_headers_raise_each_service_they_are_mapped_to() {
+    let api = Api::start().await;
+    let requests = ServiceConfig::builder("openai-requests", 500, Period::Minute)
+        .and_limit(quota_core::Limit::new(10_000, Period::Day))
+        .build()
+        .unwrap();
+    let tokens = ServiceConfig::new("openai-tokens", 30_000, Period::Minute);
+    let config = TrackerConfig::new([requests, tokens]);
+    // 20 s into a minute.
+    let tracker =
+        Arc::new(QuotaTracker::new_with_clock(config, ManualClock::new(NOW + 20_000)).unwrap());
+    let client = client(
+        QuotaMiddleware::new(Arc::clone(&tracker))
+            .route(|_| Some("openai-requests"))
+            .unit_headers(
+                "openai-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            )
+            .unwrap()
+            .unit_headers(
+                "openai-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            )
+            .unwrap(),
+    );
+    let limits = |name: &str| -> Vec<u64> {
+        tracker
+            .usage_limits(name)
+            .unwrap()
+            .iter()
+            .map(|u| u.used)
+            .collect()
+    };
+    client
+        .get(&api.url)
+        .header("x-echo-x-ratelimit-remaining-requests", "490")
+        .header("x-echo-x-ratelimit-reset-requests", "120ms")
+        .header("x-echo-x-ratelimit-remaining-tokens", "26000")
+        .header("x-echo-x-ratelimit-reset-tokens", "8s")
+        .send()
+        .await
+        .unwrap();
+    // Requests: 1 counted, raised to 500 - 490 in the minute (120 ms fits in a minute).
+    assert_eq!(limits("openai-requests"), vec![10, 1]);
+    assert_eq!(limits("openai-tokens"), vec![4_000]);
+    // A refill longer than a minute goes to the day's limit; a bad reset is ignored.
+    client
+        .get(&api.url)
+        .header("x-echo-x-ratelimit-remaining-requests", "9000")
+        .header("x-echo-x-ratelimit-reset-requests", "6m0s")
+        .header("x-echo-x-ratelimit-remaining-tokens", "1")
+        .header("x-echo-x-ratelimit-reset-tokens", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limits("openai-requests"), vec![11, 1_000]);
+    assert_eq!(limits("openai-tokens"), vec![4_000]);
+    let bad =
+        QuotaMiddleware::new(Arc::clone(&tracker)).unit_headers("openai-tokens", "no\nline", "x");
+    assert_eq!(
+        bad.unwrap_err().to_string(),
+        "invalid config: service \"openai-tokens\": remaining must be an HTTP header name (got \"no\\nline\")"
+    );
+}

@@ -5,14 +5,14 @@ use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
 use pricing::{settle, Pricing};
-use quota_core::{
-    DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId, ServiceUsage,
-};
+use quota_core::{DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
+use units::UnitHeaders;
+use which_limit::refusing_reset;
 
 /// When a service's requests are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,7 +83,7 @@ enum Rule {
 /// A service of several limits ([`quota_core::Limit`]: 50 an hour *and* 1,000 a day) takes
 /// each count, and each 429, into one limit, the one [`QuotaTracker::raise_used`] picks: the
 /// limit of the shortest window that contains the (slack-snapped) reset, or the shortest
-/// window's where the response gave no reset ([`ServiceUsage::limit_for_reset`]). `limit` above
+/// window's where the response gave no reset ([`ServiceUsage::limit_for_reset`](quota_core::ServiceUsage::limit_for_reset)). `limit` above
 /// is that limit's: remaining `r` with a reset at the day's end raises the day's `used` to
 /// `1,000 - r`; at the hour's end, the hour's to `50 - r`; a 429 without a reset raises the
 /// hour's to 50, and its [`QuotaExceeded`] names the hour's `used` and limit. A reset that
@@ -103,6 +103,8 @@ pub struct QuotaRules {
     /// Services whose requests are held ([`price`](Self::price),
     /// [`counted_statuses`](Self::counted_statuses)) rather than recorded.
     pub(crate) pricing: HashMap<ServiceId, Pricing>,
+    /// Per-unit headers ([`unit_headers`](Self::unit_headers)), in the order added.
+    units: Vec<UnitHeaders>,
     reset_slack_ms: u64,
     require_reset: bool,
 }
@@ -179,6 +181,7 @@ impl QuotaRules {
             rules: Vec::new(),
             counting: HashMap::new(),
             pricing: HashMap::new(),
+            units: Vec::new(),
             reset_slack_ms: 2_000,
             require_reset: false,
         }
@@ -360,6 +363,7 @@ impl QuotaRules {
             // Fails only if the counter would overflow: nothing more to count then.
             let _ = service.record(1);
         }
+        self.take_units(headers);
         let now = self.tracker.now_ms();
         let word = ProviderWord::read(headers, now);
         if word.remaining.is_empty() && status != StatusCode::TOO_MANY_REQUESTS {
@@ -442,43 +446,6 @@ impl QuotaRules {
             }
         }
     }
-
-    /// The limit (its place in `limits`, the service's
-    /// [`usage_limits`](quota_core::Service::usage_limits)) that a provider's count resetting
-    /// at `resets_at_ms` is taken into, and the reset to give
-    /// [`raise_used`](quota_core::Service::raise_used): a reset just past the end of a current
-    /// window (by [`reset_slack`](Self::reset_slack) at most) counts as that end; then core's
-    /// own rule picks the limit ([`ServiceUsage::limit_for_reset`]). `None`: no limit's.
-    fn target(
-        &self,
-        limits: &[ServiceUsage<'_>],
-        resets_at_ms: Option<u64>,
-    ) -> Option<(usize, Option<u64>)> {
-        let resets = resets_at_ms.map(|at| {
-            // The nearest end before `at` within the slack (providers round to whole seconds).
-            limits
-                .iter()
-                .map(|usage| usage.reset_at_ms)
-                .filter(|&end| at > end && at - end <= self.reset_slack_ms)
-                .max()
-                .unwrap_or(at)
-        });
-        Some((ServiceUsage::limit_for_reset(limits, resets)?, resets))
-    }
-}
-
-/// When the limit that denied a call of `limit` calls per window resets: the latest reset
-/// among `limits` of that count (the denial names the count, not the window; two limits of
-/// one count are rare, and waiting for the later is never too early). A service of one limit
-/// has one.
-fn refusing_reset(limits: &[ServiceUsage<'_>], limit: u64) -> u64 {
-    let of_count = limits.iter().filter(|usage| usage.limit == limit);
-    of_count
-        .map(|usage| usage.reset_at_ms)
-        .max()
-        // A reconfigure changed the count since: the latest reset of any limit.
-        .or_else(|| limits.iter().map(|usage| usage.reset_at_ms).max())
-        .unwrap_or(0)
 }
 
 /// `host` without one trailing dot (the DNS root): `api.example.com.` is `api.example.com`.
@@ -497,3 +464,5 @@ impl fmt::Debug for QuotaRules {
 }
 
 mod pricing;
+mod units;
+mod which_limit;

@@ -33,8 +33,8 @@ impl Pricing {
 
 impl QuotaRules {
     /// Prices `service`'s requests: each is held at `estimate` calls before it is sent
-    /// ([`QuotaTracker::hold`]: admitted as `try_record` admits, refused with
-    /// [`QuotaExceeded`]), then settled at what `settle` reads from the response's status and
+    /// ([`QuotaTracker::hold`](quota_core::QuotaTracker::hold): admitted as `try_record` admits, refused with
+    /// [`QuotaExceeded`](crate::QuotaExceeded)), then settled at what `settle` reads from the response's status and
     /// headers (`None`: the response does not say, and the estimate stays counted). For an LLM
     /// API counted in tokens: the estimate is the most a request may use, `settle` reads the
     /// tokens the provider reports.
@@ -75,7 +75,7 @@ impl QuotaRules {
     /// before it is sent (at 1, or at its [`price`](Self::price)'s estimate), and a response of
     /// another status gives the hold back, as a request that fails to connect does. Other
     /// failures, and requests given up in flight, stay counted. For
-    /// [`Counting::TryBefore`] services (the default).
+    /// [`Counting::TryBefore`](crate::Counting::TryBefore) services (the default).
     ///
     /// Errors: [`QuotaError::UnknownService`].
     pub fn counted_statuses(

@@ -229,7 +229,7 @@ impl StoredState {
 
     /// Adds `batch` as [`apply`](Self::apply) does, but keeps no exactly-once records: every
     /// delta counts, whatever its `seq`. Only for a store that never applies a sync without
-    /// answering it ([`LocalStorageStore`](super::LocalStorageStore): one synchronous
+    /// answering it (`LocalStorageStore`: one synchronous
     /// read-add-write in the page's one thread, where a failure writes nothing), so that a
     /// resend only ever follows a sync that counted nothing. Floors, and the windows kept, are
     /// `apply`'s; returns the totals of `batch.read`, in order.
