@@ -629,3 +629,78 @@ fn try_record_many_is_all_or_nothing_under_contention() {
     assert_eq!(tracker.usage("requests").unwrap().used, 1_500);
     assert_eq!(tracker.usage("tokens").unwrap().used, 150_000);
 }
+
+/// 8 threads hold, settle above and below, cancel and drop holds while another thread moves
+/// the clock across minute after minute (and syncs): settles and cancels land in windows that
+/// ended, in the batch in flight, or not synced yet. After `flush`, the store holds exactly the
+/// settled actuals and the kept estimates, summed over every window, and nothing is forfeited.
+#[test]
+fn settles_racing_window_ends_leave_the_store_exact() {
+    let clock = ManualClock::new(START);
+    let store = Arc::new(MemoryStore::new());
+    let tracker = tracker(
+        TrackerConfig::new([llm(u64::MAX / 4)]),
+        Arc::clone(&store),
+        &clock,
+    );
+    let stop = AtomicBool::new(false);
+    let owed: u64 = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // 4 minutes in steps of 10 s: 5 windows (a store keeps a service's last 8).
+            for _ in 0..24 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                clock.advance(10_000);
+                tracker.flush().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let workers: Vec<_> = (0..8u64)
+            .map(|seed| {
+                let (tracker, stop) = (&tracker, &stop);
+                scope.spawn(move || {
+                    let mut rng = Rng(seed);
+                    let mut owed = 0;
+                    let mut holds = std::collections::VecDeque::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let estimate = rng.between(1, 50);
+                        holds.push_back((tracker.hold("llm", estimate).unwrap(), estimate));
+                        // Settle an older hold: often one of a window that has ended since.
+                        if holds.len() > 4 {
+                            let (hold, estimate) = holds.pop_front().unwrap();
+                            owed += match rng.next() % 4 {
+                                0 => {
+                                    hold.cancel().unwrap();
+                                    0
+                                }
+                                1 => {
+                                    drop(hold);
+                                    estimate
+                                }
+                                _ => {
+                                    let actual = rng.between(0, 100);
+                                    hold.settle(actual).unwrap();
+                                    actual
+                                }
+                            };
+                        }
+                    }
+                    for (hold, _) in holds {
+                        hold.settle(1).unwrap();
+                        owed += 1;
+                    }
+                    owed
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    tracker.flush().unwrap();
+    assert!(
+        windows(&store, "minute").len() > 3,
+        "{:?}",
+        windows(&store, "minute")
+    );
+    assert_eq!(stored(&store, "minute"), owed);
+    let stats = tracker.stats();
+    assert_eq!((stats.forfeited_calls, stats.unresolved_ops), (0, 0));
+}
