@@ -32,6 +32,9 @@ pub(crate) struct Ledger {
     pub(crate) raise: Option<(Window, u64)>,
     /// Raises of windows that ended before they were cut.
     pub(crate) ended_raises: Vec<(Window, u64)>,
+    /// How many raises lifted this limit's count, ever (a hold settled after one forfeits its
+    /// give-back: the floor may hold its calls).
+    pub(crate) raises: u64,
     /// Calls asked of the store (`Exact` admissions, leased blocks) whose answer is not taken
     /// in yet. While any is unanswered no reply acknowledges a floor (the store may have added
     /// the call before the floor, which absorbed it); and the store cannot hold a floor it has
@@ -152,6 +155,22 @@ impl Ledger {
             self.ended.remove(at);
         }
         taken
+    }
+
+    /// A raise lifted the count of `window` to `floor`: the floor to sync.
+    pub(crate) fn raised(&mut self, window: Window, floor: u64) {
+        self.raise = Some((window, floor));
+        self.raises = self.raises.wrapping_add(1);
+    }
+
+    /// Takes `calls` given back off the unacknowledged floor of `window`, if one is pending:
+    /// calls counted after a raise were added to its floor (see [`book`](Self::book)).
+    pub(crate) fn lower_floor(&mut self, window: Window, calls: u64) {
+        for (raised, floor) in self.raise.iter_mut().chain(self.ended_raises.iter_mut()) {
+            if *raised == window {
+                *floor = floor.saturating_sub(calls);
+            }
+        }
     }
 
     /// Books `calls` counted in `window` after it ended (a hold settled above its estimate):

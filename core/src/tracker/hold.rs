@@ -4,9 +4,9 @@
 
 use super::many::local;
 use super::{QuotaTracker, Service, Settings, SlotState, SHARED};
-use crate::config::Admission;
 use crate::error::QuotaError;
 use crate::rules::{Refusal, Request, Step};
+use crate::store::Delta;
 use crate::usage::Recorded;
 use crate::window::{Window, WindowSpec};
 use std::fmt;
@@ -18,7 +18,9 @@ use std::sync::Arc;
 pub(super) struct Held {
     position: usize,
     estimate: u64,
-    windows: Vec<(WindowSpec, Window)>,
+    /// Each limit's spec, the window the hold was counted in, and the raises its ledger had
+    /// seen then ([`Ledger::raises`](crate::persistence::Ledger)).
+    windows: Vec<(WindowSpec, Window, u64)>,
     /// The lease's forfeits when it was counted (`Leased`: a block forfeited since is not the
     /// one it was spent from).
     forfeits: u64,
@@ -37,7 +39,17 @@ impl Held {
         state: &SlotState,
     ) -> Self {
         let windows = (0..state.limit_count())
-            .map(|at| (settings.limit(at).window.clone(), state.count(at).window))
+            .map(|at| {
+                let raises = match at {
+                    0 => state.sync.raises,
+                    more => state.more[more - 1].sync.raises,
+                };
+                (
+                    settings.limit(at).window.clone(),
+                    state.count(at).window,
+                    raises,
+                )
+            })
             .collect();
         Held {
             position,
@@ -60,19 +72,15 @@ impl Held {
                 Held::of(position, request.count, settings, state)
             })
         };
+        let slot = tracker.slot(position);
+        if slot.settings().removed {
+            return Err(slot.removed());
+        }
         let before = read(tracker);
         let recorded = tracker.shared_update(position, request)?;
         let mut held = read(tracker);
         held.sure = before.windows == held.windows && before.forfeits == held.forfeits;
         Ok((recorded, held))
-    }
-
-    /// The window the hold was counted in by the limit of `spec` (`None`: no such limit then).
-    fn window_of(&self, spec: &WindowSpec) -> Option<Window> {
-        self.windows
-            .iter()
-            .find(|(held, _)| held == spec)
-            .map(|&(_, window)| window)
     }
 }
 
@@ -84,12 +92,15 @@ pub struct Settlement {
     pub estimate: u64,
     /// The calls settled (0 for [`Hold::cancel`]).
     pub actual: u64,
-    /// Calls taken off the windows the hold was counted in (`estimate - actual`, or 0). With a
-    /// store, those it holds already are given back through it, which forfeits them if a
-    /// raise reached their window first (see
-    /// [`StoreStats::forfeited_calls`](crate::StoreStats::forfeited_calls)).
+    /// Calls taken off the windows the hold was counted in: `estimate - actual`, or 0 when
+    /// the settlement gave nothing back (above the estimate; or forfeited: the hold's windows
+    /// are unsure, or a raise lifted the count since, see
+    /// [`StoreStats::forfeited_calls`](crate::StoreStats::forfeited_calls)). With a store,
+    /// those it holds already are given back through it, which forfeits them if it has a raise
+    /// in that window.
     pub given_back: u64,
-    /// Calls added past the estimate (`actual - estimate`, or 0), even past the limit.
+    /// Calls added past the estimate (`actual - estimate`, or 0), even past the limit (past
+    /// the counter's end, what fits).
     pub added: u64,
     /// The service's count after (its binding limit's, as [`usage`](QuotaTracker::usage)
     /// reports it).
@@ -245,54 +256,69 @@ impl QuotaTracker {
             return Err(slot.removed());
         }
         let mut done = self.step_limits(slot, &mut guard, settings, now, Request::READ);
-        let mut unsent = 0;
-        let into_block = SHARED
-            && back > 0
-            && held.sure
-            && matches!(settings.config.admission, Admission::Leased { .. })
-            && guard.block_is_current()
-            && guard.lease.forfeits == held.forfeits
-            && (0..guard.limit_count()).all(|at| {
-                held.window_of(&settings.limit(at).window) == Some(guard.count(at).window)
-            });
-        if into_block {
-            // `Leased`: back into the block in hand, which the view counts until it is given
-            // back (a flush gives it back).
-            guard.lease.left = guard.lease.left.saturating_add(back);
-        } else if back > 0 && !held.sure {
-            unsent = back;
-        }
-        let back_here = if into_block || !held.sure { 0 } else { back };
-        for at in 0..guard.limit_count() {
-            let rules = settings.limit(at);
-            let Some(window) = held.window_of(&rules.window) else {
-                // A limit added since: the hold was not counted there.
+        // Calls to give back that stay counted (an over-count only).
+        let mut forfeited = 0;
+        // Whether the difference came off (or the excess went into) some window.
+        let (mut given_back, mut added) = (0, 0);
+        for (spec, window, raises) in &held.windows {
+            let (window, raises) = (*window, *raises);
+            let key = || slot.limit_window_key(spec, window);
+            let Some(at) = (0..guard.limit_count()).find(|&at| settings.limit(at).window == *spec)
+            else {
+                // No limit counts in these windows any more (a reconfigure changed the spec):
+                // only a store still holds the window.
+                if booking && back > 0 && SHARED {
+                    let op = self.give_back_of(key(), back, 0);
+                    guard.sync.queued.give_backs.push(op);
+                    given_back = back;
+                } else if booking && more > 0 {
+                    guard.sync.detached.push(Delta {
+                        window: key(),
+                        calls: more,
+                    });
+                    added = more;
+                }
                 continue;
             };
+            let rules = settings.limit(at);
             let (count, ledger) = guard.limit_mut(at);
             let current = count.window == window;
             let mut through_store = 0;
-            let step = if back_here > 0 {
-                if booking {
-                    through_store = back_here - ledger.take_back(window, current, back_here);
+            let step = if back > 0 {
+                if !held.sure || ledger.raises != raises {
+                    // Unsure where it was counted, or a raise lifted the count since (its
+                    // floor may hold these calls): forfeited, as lease give-backs are.
+                    forfeited = forfeited.max(back);
+                    Step::default()
+                } else {
+                    given_back = back;
+                    if booking {
+                        through_store = back - ledger.take_back(window, current, back);
+                        // A floor raised before the hold and not synced yet holds it too.
+                        ledger.lower_floor(window, back);
+                    }
+                    count.total = count.total.saturating_sub(back);
+                    match current {
+                        true => rules.lower(count, back, now),
+                        false => Step::default(),
+                    }
                 }
-                match current {
-                    true => rules.lower(count, back_here, now),
-                    false => Step::default(),
-                }
-            } else if back > 0 {
-                Step::default()
             } else if more > 0 && current {
+                // Past the counter's end nothing more can be counted.
+                let fits = more.min(u64::MAX - count.used.max(count.total));
                 let old_window = count.window;
-                let step = rules.step(count, now, Request::record(more));
-                if booking && step.changed {
-                    let counted = if step.refused.is_none() { more } else { 0 };
-                    ledger.book(old_window, &step, counted);
+                let step = rules.step(count, now, Request::record(fits));
+                if step.refused.is_none() {
+                    added = added.max(fits);
+                    if booking && step.changed {
+                        ledger.book(old_window, &step, fits);
+                    }
                 }
                 step
             } else {
                 if more > 0 && booking {
                     ledger.book_ended(window, more);
+                    added = more;
                 }
                 Step::default()
             };
@@ -301,11 +327,10 @@ impl QuotaTracker {
                     // Its raise count then is not known here: 0, so that the store forfeits
                     // it if any raise reached the window (a floor may hold these calls), an
                     // over-count only.
-                    let key = slot.limit_window_key(&rules.window, window);
-                    let back = self.give_back_of(key, through_store, 0);
-                    guard.sync.queued.give_backs.push(back);
+                    let op = self.give_back_of(key(), through_store, 0);
+                    guard.sync.queued.give_backs.push(op);
                 } else {
-                    unsent += through_store;
+                    forfeited = forfeited.max(through_store);
                 }
             }
             if let Some(change) = step.recorded {
@@ -318,15 +343,13 @@ impl QuotaTracker {
         }
         let used = slot.usage_locked(settings, &guard).used;
         drop(guard);
-        if unsent > 0 {
+        if forfeited > 0 {
             if let Some(persistence) = &self.persistence {
-                // Unsure windows, or a build without shared admission (it sends no
-                // give-backs): the calls stay counted.
-                persistence.forfeit(unsent);
+                persistence.forfeit(forfeited);
             }
         }
         #[cfg(feature = "metrics")]
-        crate::metrics::given_back(&slot.name, back);
+        crate::metrics::given_back(&slot.name, given_back);
         if (back > 0 || more > 0) && booking {
             if let Some(persistence) = &self.persistence {
                 persistence.sync_soon();
@@ -336,8 +359,8 @@ impl QuotaTracker {
         Ok(Settlement {
             estimate: held.estimate,
             actual,
-            given_back: back,
-            added: more,
+            given_back,
+            added,
             used,
         })
     }

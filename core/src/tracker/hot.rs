@@ -413,7 +413,8 @@ impl QuotaTracker {
             }
             if rose == Some(true) {
                 // The floor to sync: `used` now (the calls counted since add to it).
-                guard.sync.raise = Some((guard.service.window, guard.service.used));
+                let (window, used) = (guard.service.window, guard.service.used);
+                guard.sync.raised(window, used);
                 // A leased block in hand is forfeited, not spent (the provider's count says
                 // less is left than the block assumed) and not given back (a give-back
                 // subtracts, and could take the stored total below the floor). The store

@@ -248,7 +248,7 @@ impl QuotaTracker {
             let (count, ledger) = guard.limit_mut(target);
             let (step, rose) = rules.raise(count, now, at_least, resets_at_ms);
             if booking && rose == Some(true) {
-                ledger.raise = Some((count.window, count.used));
+                ledger.raised(count.window, count.used);
                 if settings.config.admission != Admission::Local {
                     // A leased block in hand is forfeited in the raised limit's window (its
                     // floor may hold its calls) and goes back to every other limit's; a grant

@@ -32,8 +32,9 @@ impl QuotaTracker {
     /// # Ok::<(), QuotaError>(())
     /// ```
     ///
-    /// Returns each service's [`Recorded`], in the order asked. Errors: the first refusal, in
-    /// config order ([`QuotaError::Denied`] names its service); [`QuotaError::UnknownService`];
+    /// Returns each service's [`Recorded`], in the order asked. Errors: the first refusal
+    /// ([`QuotaError::Denied`] names its service): of the services admitted by a store, in the
+    /// order given, else of the `Local` ones, in config order; [`QuotaError::UnknownService`];
     /// [`QuotaError::InvalidCount`] for a count of 0 or a service named twice. On error
     /// nothing was recorded.
     ///
