@@ -518,3 +518,92 @@ fn a_redis_store_that_is_down_fails_at_once() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A holds table: per service (and `total`), estimated, admitted, denied, given back, added,
+/// settled, recorded or stored, lost; each row checked against its identities
+/// (estimated = admitted + denied; settled = admitted - back + added).
+fn hold_rows(report: &str) -> Vec<(String, [i64; 8])> {
+    let rows: Vec<(String, [i64; 8])> = report
+        .lines()
+        .skip(2)
+        .take_while(|line| !line.starts_with("estimated =") && !line.starts_with("stored:"))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields.len(), 9, "{line:?} in\n{report}");
+            let numbers = std::array::from_fn(|i| fields[i + 1].parse().unwrap());
+            (fields[0].to_owned(), numbers)
+        })
+        .collect();
+    for (name, [estimated, admitted, denied, back, added, settled, _, _]) in &rows {
+        assert_eq!(*estimated, admitted + denied, "{name} in\n{report}");
+        assert_eq!(*settled, admitted - back + added, "{name} in\n{report}");
+    }
+    rows
+}
+
+/// `--hold` on threads: the tracker counts exactly what the holds settled at.
+#[test]
+fn holds_on_threads_count_exactly_what_they_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_services(&dir);
+    let report = run_cli(&[
+        "--config",
+        &config,
+        "--limit",
+        "10000000",
+        "--workers",
+        "8",
+        "--calls",
+        "20000",
+        "--hold",
+        "100",
+    ])
+    .unwrap();
+    let rows = hold_rows(&report);
+    assert_eq!(rows.len(), 3, "{report}");
+    for (name, numbers) in &rows {
+        assert_eq!(numbers[7], 0, "{name} lost units in\n{report}");
+        assert!(
+            numbers[3] > 0 && numbers[4] > 0,
+            "{name}: no give-back or excess\n{report}"
+        );
+    }
+}
+
+/// `--hold` across 3 processes on one file, in each admission: the store gains exactly what
+/// the holds settled at.
+#[test]
+fn holds_across_processes_store_exactly_what_they_settled() {
+    for admission in ["local", "exact", "leased:50"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = two_services(&dir);
+        let store = format!("file:{}", dir.path().join("quota.json").display());
+        let run = simulate_as_process(&[
+            "--config",
+            &config,
+            "--limit",
+            "10000000",
+            "--processes",
+            "3",
+            "--store",
+            &store,
+            "--admission",
+            admission,
+            "--calls",
+            "1500",
+            "--hold",
+            "40",
+        ]);
+        assert!(run.success, "{admission}: {}", run.stderr);
+        let rows = hold_rows(&run.stdout);
+        assert_eq!(rows.len(), 3, "{}", run.stdout);
+        for (name, numbers) in &rows {
+            assert_eq!(
+                numbers[7], 0,
+                "{admission}: {name} lost units in\n{}",
+                run.stdout
+            );
+            assert!(numbers[5] > 0, "{}", run.stdout);
+        }
+    }
+}

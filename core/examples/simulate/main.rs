@@ -44,6 +44,8 @@ use std::time::Instant;
 #[path = "config_tests.rs"]
 mod config_tests;
 /// The `--help` text (also after an argument error), each line within 100 columns.
+#[path = "holds.rs"]
+mod holds;
 #[path = "shared.rs"]
 mod shared;
 
@@ -51,13 +53,15 @@ use shared::shared;
 
 const USAGE: &str = "\
 usage: simulate [--config FILE] [--workers N] [--calls N] [--mode locked|racy] [--seed N]
-                [--max-size N] [--limit N]
+                [--max-size N] [--limit N] [--hold MAX]
        simulate [--config FILE] --processes N --store file:PATH|redis://HOST:PORT
                 [--admission local|exact|leased:BLOCK] [--limit N] [--calls N] [--seed N]
+                [--hold MAX]
 defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; the services tiingo,
 finnhub and sendgrid with admission local, or those of --config FILE (.toml or .json) with its
-store. A redis:// store needs a build with Redis: cargo run -p quota-core --release
---features sim,redis --example simulate -- ...";
+store. --hold MAX: every call is a hold of 1 to MAX units, settled at 0 to twice its estimate
+(an LLM call's tokens). A redis:// store needs a build with Redis: cargo run -p quota-core
+--release --features sim,redis --example simulate -- ...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,6 +91,8 @@ struct Options {
     config: Option<PathBuf>,
     /// Set in the processes the parent starts: which one this is.
     child: Option<u64>,
+    /// `--hold MAX`: every call a hold of 1 to MAX units, settled at what it cost.
+    hold: Option<u64>,
 }
 
 /// What a run counts against: the services (the defaults or the config file's, with `--limit`
@@ -159,6 +165,12 @@ pub fn cli(args: &[String], out: &mut impl Write, launch: &Launch) -> Result<(),
         ));
     }
     let config = &setup.config;
+    if let Some(max) = options.hold {
+        if options.mode == Mode::Racy {
+            return Err("--hold counts through the tracker: it has no racy mode".into());
+        }
+        return holds::on_threads(&options, config, max, out);
+    }
     let mut workload = Workload::even(config);
     workload.workers = options.workers;
     workload.seed = options.seed;
@@ -184,6 +196,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         limit: None,
         config: None,
         child: None,
+        hold: None,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -210,6 +223,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--store" => options.store = Some(value.clone()),
             "--limit" => options.limit = Some(number("--limit")?),
             "--child" => options.child = Some(number("--child")?),
+            "--hold" => {
+                options.hold = match number("--hold")? {
+                    0 => return Err("--hold must be at least 1 (units per estimate)".into()),
+                    max => Some(max),
+                }
+            }
             "--config" => options.config = Some(PathBuf::from(value)),
             "--admission" => {
                 options.admission = Some(match value.as_str() {

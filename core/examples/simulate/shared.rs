@@ -111,6 +111,7 @@ pub(super) fn shared(
         })
         .collect::<Result<_, _>>()?;
     let mut done = vec![Done::default(); config.services.len()];
+    let mut held = vec![holds::Held::default(); config.services.len()];
     let mut failed = Vec::new();
     for (child, process) in children.into_iter().enumerate() {
         let output = process.wait_with_output().map_err(|e| e.to_string())?;
@@ -120,6 +121,13 @@ pub(super) fn shared(
         }
         let mut seen = vec![false; config.services.len()];
         for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if options.hold.is_some() && line.starts_with("hold ") {
+                match holds::Held::read(line, held.len(), &mut held) {
+                    Some(k) => seen[k] = true,
+                    None => return Err(format!("process {child} reported {line:?}")),
+                }
+                continue;
+            }
             let Some(rest) = line.strip_prefix("service ") else {
                 continue;
             };
@@ -174,6 +182,29 @@ pub(super) fn shared(
         if let Some(i) = first.iter().position(|w| w == window) {
             before[k] += before_totals[i];
         }
+    }
+    if let Some(max) = options.hold {
+        let added: Vec<u64> = after
+            .iter()
+            .zip(&before)
+            .map(|(after, before)| after.saturating_sub(*before))
+            .collect();
+        let write = |out: &mut dyn Write| -> std::io::Result<()> {
+            writeln!(
+                out,
+                "holds of 1 to {max} units, {} processes, store {store}, admission {}: \
+                 {elapsed:.3} s",
+                options.processes,
+                admissions(config)
+            )?;
+            holds::table(out, config, &held, &added, "stored")?;
+            writeln!(
+                out,
+                "stored: what the store gained in the windows this run touched; lost = settled \
+                 - stored"
+            )
+        };
+        return write(out).map_err(|e| e.to_string());
     }
     report_shared(out, options, setup, store, elapsed, &done, &before, &after)
         .map_err(|e| e.to_string())
@@ -305,6 +336,15 @@ pub(super) fn shared_child(
     // The calls split as evenly as they go: the first `calls % processes` take one more.
     let processes = options.processes as u64;
     let share = options.calls / processes + u64::from(child < options.calls % processes);
+    if let Some(max) = options.hold {
+        let seed = options.seed.wrapping_add(child);
+        let held = holds::hold_ops(&tracker, config, stream.take(share as usize), max, seed)?;
+        tracker.flush().map_err(|error| error.to_string())?;
+        for (k, held) in held.iter().enumerate() {
+            writeln!(out, "{}", held.line(k)).map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    }
     let mut done = vec![Done::default(); config.services.len()];
     for op in stream.take(share as usize) {
         let counts = &mut done[op.service];
