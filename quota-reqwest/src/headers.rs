@@ -26,6 +26,9 @@ const EPOCH_S_FROM: u64 = 1_000_000_000;
 pub(crate) struct Remaining {
     pub(crate) remaining: u64,
     pub(crate) resets_at_ms: Option<u64>,
+    /// The provider's quota for this count, where it says (the IETF `RateLimit-Policy`'s
+    /// `q`): its count is then `quota - remaining`; otherwise our limit's.
+    pub(crate) quota: Option<u64>,
 }
 
 /// Everything read from one response's headers.
@@ -71,6 +74,7 @@ impl ProviderWord {
                 word.remaining.push(Remaining {
                     remaining,
                     resets_at_ms,
+                    quota: None,
                 });
             }
         }
@@ -298,11 +302,13 @@ mod tests {
             [
                 Remaining {
                     remaining: 7,
-                    resets_at_ms: Some(NOW + 30_000)
+                    resets_at_ms: Some(NOW + 30_000),
+                    quota: None
                 },
                 Remaining {
                     remaining: 9,
-                    resets_at_ms: Some(NOW + 45_000)
+                    resets_at_ms: Some(NOW + 45_000),
+                    quota: None
                 }
             ]
         );
@@ -338,7 +344,8 @@ mod tests {
             unknown.remaining,
             [Remaining {
                 remaining: 4,
-                resets_at_ms: None
+                resets_at_ms: None,
+                quota: None
             }]
         );
         assert!(unknown.reset_malformed, "a 429's window is unknown too");
@@ -368,7 +375,8 @@ mod tests {
             bare.remaining,
             [Remaining {
                 remaining: 5,
-                resets_at_ms: None
+                resets_at_ms: None,
+                quota: None
             }]
         );
     }

@@ -29,6 +29,7 @@ mod error;
 mod headers;
 mod layer;
 mod middleware;
+mod ratelimit_fields;
 mod redirect;
 mod rules;
 

@@ -72,6 +72,10 @@ enum Rule {
 ///   seconds are rounded, clocks differ). A count with no reset header is taken as the
 ///   current window's unless [`require_reset`](Self::require_reset) is set; a count whose
 ///   family's reset header does not parse is ignored (its window is unknown);
+/// - the IETF fields of draft-ietf-httpapi-ratelimit-headers-09, `RateLimit: "daily";r=150;t=60`
+///   and `RateLimit-Policy: "daily";q=200;w=86400`: each policy's remaining `r` with its reset
+///   `t` (seconds from now) is a count as above, whose floor is `q - r` where the policy field
+///   gives the provider's quota `q`, else `limit - r`;
 /// - a `429 Too Many Requests` raises `used` to the limit (with the same reset rule when the
 ///   response has a reset header: the first of `X-RateLimit-Reset`, `RateLimit-Reset` that
 ///   parses) and fails the call with [`QuotaExceeded`], whose `retry_after` is the
@@ -365,7 +369,8 @@ impl QuotaRules {
         }
         self.take_units(headers);
         let now = self.tracker.now_ms();
-        let word = ProviderWord::read(headers, now);
+        let mut word = ProviderWord::read(headers, now);
+        crate::ratelimit_fields::read_into(&mut word, headers, now);
         if word.remaining.is_empty() && status != StatusCode::TOO_MANY_REQUESTS {
             return Ok(());
         }
@@ -379,7 +384,8 @@ impl QuotaRules {
             let Some((at, resets)) = self.target(&limits, report.resets_at_ms) else {
                 continue;
             };
-            let at_least = limits[at].limit.saturating_sub(report.remaining);
+            let quota = report.quota.unwrap_or(limits[at].limit);
+            let at_least = quota.saturating_sub(report.remaining);
             if at_least > 0 {
                 // Fails only for floors past 2^62 (limits that large): nothing to raise.
                 let _ = service.raise_used(at_least, resets);
