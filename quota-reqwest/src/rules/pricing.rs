@@ -44,6 +44,12 @@ impl QuotaRules {
     /// (it may have reached the provider). With [`counted_statuses`](Self::counted_statuses),
     /// a response of another status gives it back too.
     ///
+    /// For [`Counting::TryBefore`](crate::Counting::TryBefore) services (the default): a
+    /// service counted [`RecordAfter`](crate::Counting::RecordAfter) records 1 per response and
+    /// is not priced. Each hop of a redirect the middleware follows is a request of its own,
+    /// held and settled on its own (a 3xx says no cost: its estimate stays, unless
+    /// [`counted_statuses`](Self::counted_statuses) leaves 3xx out).
+    ///
     /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for an estimate of
     /// 0.
     pub fn price(
