@@ -322,3 +322,38 @@ fn loom_two_threads_admitted_across_two_limits_never_pass_either() {
         assert_eq!(used, [4, 4]);
     });
 }
+
+#[test]
+fn loom_a_settle_racing_fast_calls_counts_exactly_here_and_in_the_store() {
+    loom::model(|| {
+        let (tracker, store) = stored_tracker(100);
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || {
+            other.record_call("a", 1).unwrap();
+        });
+        // Held at 5, settled at 2: 3 given back while the other thread counts on the fast path.
+        let hold = tracker.hold("a", 5).unwrap();
+        hold.settle(2).unwrap();
+        handle.join().unwrap();
+        assert_eq!(tracker.usage("a").unwrap().used, 3);
+        tracker.flush().unwrap();
+        assert_eq!(stored_total(&store), 3);
+    });
+}
+
+#[test]
+fn loom_try_record_many_is_all_or_nothing_against_a_racing_record() {
+    loom::model(|| {
+        // Normal calls stop at 8 (Critical, 0.8 x 10): `b` has room for one more call.
+        let tracker = tracker(&[("a", 10), ("b", 10)]);
+        tracker.record_call("b", 7).unwrap();
+        let other = Arc::clone(&tracker);
+        let handle = thread::spawn(move || other.try_record("b", 1).is_ok());
+        let both = tracker.try_record_many(&[("a", 1), ("b", 1)]).is_ok();
+        let single = handle.join().unwrap();
+        // Exactly one of the two takes `b`'s last call; `a` is counted only with it.
+        assert!(both != single);
+        assert_eq!(tracker.usage("a").unwrap().used, u64::from(both));
+        assert_eq!(tracker.usage("b").unwrap().used, 8);
+    });
+}
