@@ -43,6 +43,24 @@ export function countError(service, value) {
   );
 }
 
+/**
+ * `tryRecordMany`'s calls, `[[service, count], ...]` or `{ [service]: count }`, flattened to
+ * `[service, count, ...]`; a message (a string) for the first problem of their shape.
+ */
+export function callsOf(calls) {
+  const shape = "tryRecordMany needs an array of [service, count] pairs or an object of counts";
+  if (calls === null || typeof calls !== "object") return `${shape} (got ${describe(calls)})`;
+  const pairs = Array.isArray(calls) ? calls : Object.entries(calls);
+  const flat = [];
+  for (const [index, pair] of pairs.entries()) {
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      return `${shape}: entry ${index} is ${describe(pair)}${Array.isArray(pair) ? ` of length ${pair.length}` : ""}`;
+    }
+    flat.push(pair[0], pair[1]);
+  }
+  return flat;
+}
+
 /** The first of `object`'s own keys not in `allowed` (names separated by ", "), or undefined. */
 function unknownKey(object, allowed) {
   const names = allowed.split(", ");

@@ -47,6 +47,7 @@ static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocato
 
 mod callbacks;
 mod clock;
+mod hold;
 mod inner;
 mod input;
 mod names;

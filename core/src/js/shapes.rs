@@ -43,6 +43,18 @@ extern "C" {
     /// `{ added, removed, changed }`
     pub(super) fn reconfigured(added: &Array, removed: &Array, changed: &Array) -> JsValue;
 
+    /// `{ estimate, actual, givenBack, added, used }`: what settling a hold did.
+    pub(super) fn settlement(
+        estimate: f64,
+        actual: f64,
+        given_back: f64,
+        added: f64,
+        used: f64,
+    ) -> JsValue;
+
+    /// `{ allowed: true, recorded }`: what `tryRecordMany` admitted.
+    pub(super) fn many(recorded: &Array) -> JsValue;
+
     /// `{ services, totalUsed, atMs }`
     pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;
 

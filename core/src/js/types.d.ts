@@ -168,6 +168,31 @@ export type TryRecordResult =
     }
   | { allowed: false; usage: ServiceUsage; reason: DenyReason };
 
+/**
+ * What `tryRecordMany` returns: every service's calls recorded (`recorded`, in the order
+ * asked), or none, with the first refusing service's usage (`usage.name` names it) and why.
+ */
+export type TryRecordManyResult =
+  | { allowed: true; recorded: RecordResult[] }
+  | { allowed: false; usage: ServiceUsage; reason: DenyReason };
+
+/** What `hold.settle(actual)` and `hold.cancel()` did. */
+export interface Settlement {
+  /** The calls the hold was admitted for. */
+  estimate: number;
+  /** The calls settled (0 for `cancel`). */
+  actual: number;
+  /**
+   * Calls taken off the windows the hold was counted in: `estimate - actual`, or 0 when
+   * nothing was given back (`actual` above the estimate, or a raise of the window since).
+   */
+  givenBack: number;
+  /** Calls added past the estimate (`actual - estimate`, or 0), even past the limit. */
+  added: number;
+  /** The service's count after, as `usage(name).used` reports it. */
+  used: number;
+}
+
 /** Every service's usage at one instant. */
 export interface Snapshot {
   services: ServiceUsage[];

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// What a hold counted, and where: its service, its estimate and each limit's window then
 /// (by spec: a reconfigure may reorder, add or drop limits before it settles).
 #[derive(Debug, Clone)]
-pub(super) struct Held {
+pub(crate) struct Held {
     position: usize,
     estimate: u64,
     /// Each limit's spec, the window the hold was counted in, and the raises its ledger had
@@ -240,7 +240,7 @@ impl QuotaTracker {
     /// off (the view, and with a store what it was not sent yet; the rest is given back
     /// through it), or the calls past it are added (to that window even if it ended: a store
     /// gets them as that window's).
-    pub(super) fn settle_held(&self, held: &Held, actual: u64) -> Result<Settlement, QuotaError> {
+    pub(crate) fn settle_held(&self, held: &Held, actual: u64) -> Result<Settlement, QuotaError> {
         let slot = self.slot(held.position);
         let booking = self.persistence.is_some();
         let (back, more) = (
@@ -372,6 +372,14 @@ impl Service<'_> {
         let tracker = self.tracker();
         let held = tracker.hold_at(self.position(), estimate, false)?;
         Ok(Hold { tracker, held })
+    }
+
+    /// What a hold of `estimate` calls counted, for a binding that keeps it beside its own
+    /// handle on the tracker (the JS module's `Hold`), to settle with
+    /// [`QuotaTracker::settle_held`].
+    #[cfg(feature = "js")]
+    pub(crate) fn held(&self, estimate: u64) -> Result<Held, QuotaError> {
+        self.tracker().hold_at(self.position(), estimate, false)
     }
 }
 
