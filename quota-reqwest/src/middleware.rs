@@ -208,7 +208,12 @@ impl QuotaMiddleware {
     }
 
     /// [`QuotaRules::price_json`].
-    pub fn price_json(self, service: &str, estimate: u64, pointer: &str) -> Result<Self, QuotaError> {
+    pub fn price_json(
+        self,
+        service: &str,
+        estimate: u64,
+        pointer: &str,
+    ) -> Result<Self, QuotaError> {
         self.try_map(|rules| rules.price_json(service, estimate, pointer))
     }
 

@@ -335,8 +335,8 @@ impl Scanner {
     /// The innermost container is an array on the way: is its current element the one?
     fn member_is_index(&mut self) {
         let at = self.depth - 1;
-        self.member = self.matched == self.depth
-            && self.pointer.tokens[at].index == Some(self.indices[at]);
+        self.member =
+            self.matched == self.depth && self.pointer.tokens[at].index == Some(self.indices[at]);
     }
 
     fn next_element(&mut self) {
@@ -354,8 +354,8 @@ impl Scanner {
                     if self.high.is_some() {
                         self.key_ok = false;
                     }
-                    self.member = self.key_ok
-                        && self.key_at == self.pointer.tokens[self.depth - 1].key.len();
+                    self.member =
+                        self.key_ok && self.key_at == self.pointer.tokens[self.depth - 1].key.len();
                     self.state = State::Colon;
                 } else {
                     self.end_value();

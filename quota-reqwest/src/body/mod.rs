@@ -39,7 +39,9 @@ impl Pending {
     pub(crate) fn new(hold: OwnedHold, pointer: Arc<Pointer>, content_type: Option<&[u8]>) -> Self {
         let sse = content_type.is_some_and(|value| {
             let essence = value.split(|&b| b == b';').next().unwrap_or_default();
-            essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+            essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/event-stream")
         });
         let scan = if sse {
             Scan::Sse(Events::new(pointer))
@@ -130,7 +132,10 @@ pub(crate) fn settling(body: reqwest::Body, pending: Pending) -> reqwest::Body {
 
 /// `response` with its body scanned for `pending` as the caller reads it: the status,
 /// headers, version, extensions and URL are kept.
-pub(crate) fn settling_response(response: reqwest::Response, pending: Pending) -> reqwest::Response {
+pub(crate) fn settling_response(
+    response: reqwest::Response,
+    pending: Pending,
+) -> reqwest::Response {
     use reqwest::ResponseBuilderExt as _;
     let url = response.url().clone();
     let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();

@@ -72,7 +72,10 @@ fn whitespace_anywhere_between_tokens() {
 #[test]
 fn escapes_in_keys_and_values() {
     // `\u0075sage` is `usage`; a `"` and a `/` escaped in a key; a surrogate pair.
-    assert_eq!(scan(USAGE, r#"{"\u0075sage":{"total_\u0074okens":5}}"#), Some(5));
+    assert_eq!(
+        scan(USAGE, r#"{"\u0075sage":{"total_\u0074okens":5}}"#),
+        Some(5)
+    );
     assert_eq!(scan("/a\"b~1c", r#"{"a\"b\/c":6}"#), Some(6));
     assert_eq!(scan("/😀", r#"{"\ud83d\ude00":8}"#), Some(8));
     assert_eq!(scan("/é", r#"{"é":9}"#), Some(9));
@@ -102,13 +105,24 @@ fn arrays_by_index() {
 #[test]
 fn numbers_split_across_chunks_are_read_whole() {
     // `scan` cuts every document at every point: here inside the digits.
-    assert_eq!(scan(USAGE, r#"{"usage":{"total_tokens":9876543210}}"#), Some(9_876_543_210));
+    assert_eq!(
+        scan(USAGE, r#"{"usage":{"total_tokens":9876543210}}"#),
+        Some(9_876_543_210)
+    );
     assert_eq!(scan("", "18446744073709551615"), Some(u64::MAX));
 }
 
 #[test]
 fn only_whole_non_negative_numbers_are_counts() {
-    for number in ["1e3", "-1", "1.5", "1.0", "-0", "1E+2", "18446744073709551616"] {
+    for number in [
+        "1e3",
+        "-1",
+        "1.5",
+        "1.0",
+        "-0",
+        "1E+2",
+        "18446744073709551616",
+    ] {
         let doc = format!(r#"{{"usage":{{"total_tokens":{number}}}}}"#);
         assert_eq!(scan(USAGE, &doc), None, "{number}");
     }
@@ -213,13 +227,25 @@ fn event_streams_take_the_last_event_that_reports_a_count() {
     let lines = "data: {\"usage\":\ndata: {\"total_tokens\"\ndata: :12}}\n\n";
     assert_eq!(events(USAGE, lines), Some(12));
     // `data:` without a space, and CR line ends.
-    assert_eq!(events(USAGE, "data:{\"usage\":{\"total_tokens\":4}}\r\r"), Some(4));
+    assert_eq!(
+        events(USAGE, "data:{\"usage\":{\"total_tokens\":4}}\r\r"),
+        Some(4)
+    );
     // A later count wins; a later event without one does not erase it.
     let two = "data: {\"usage\":{\"total_tokens\":1}}\n\ndata: {\"usage\":{\"total_tokens\":2}}\n\ndata: {\"usage\":null}\n\n";
     assert_eq!(events(USAGE, two), Some(2));
     // An event the stream ends inside of is discarded; other fields are not data.
-    assert_eq!(events(USAGE, "data: {\"usage\":{\"total_tokens\":4}}\n"), None);
-    assert_eq!(events(USAGE, "datax: {\"usage\":{\"total_tokens\":4}}\n\n"), None);
-    assert_eq!(events(USAGE, "dat: {\"usage\":{\"total_tokens\":4}}\n\n"), None);
+    assert_eq!(
+        events(USAGE, "data: {\"usage\":{\"total_tokens\":4}}\n"),
+        None
+    );
+    assert_eq!(
+        events(USAGE, "datax: {\"usage\":{\"total_tokens\":4}}\n\n"),
+        None
+    );
+    assert_eq!(
+        events(USAGE, "dat: {\"usage\":{\"total_tokens\":4}}\n\n"),
+        None
+    );
     assert_eq!(events(USAGE, ""), None);
 }

@@ -113,7 +113,12 @@ impl QuotaRules {
     /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for an estimate of
     /// 0; [`QuotaError::InvalidConfig`] for a `pointer` that is not a JSON pointer (neither
     /// empty nor starting with `/`, or a `~` not followed by `0` or `1`).
-    pub fn price_json(self, service: &str, estimate: u64, pointer: &str) -> Result<Self, QuotaError> {
+    pub fn price_json(
+        self,
+        service: &str,
+        estimate: u64,
+        pointer: &str,
+    ) -> Result<Self, QuotaError> {
         let parsed = Pointer::parse(pointer).map_err(|reason| QuotaError::InvalidConfig {
             service: Some(service.to_owned()),
             field: "pointer",
