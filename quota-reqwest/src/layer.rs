@@ -194,13 +194,9 @@ where
                 Ok(mut response) => {
                     let pending = in_flight.answered(response.status(), response.headers())?;
                     if let Some(pending) = pending {
-                        // Only a `reqwest::Body` can be wrapped without changing the
+                        // Only some body types can be wrapped without changing the
                         // response's type; any other body keeps the estimate.
-                        let body: &mut dyn std::any::Any = response.body_mut();
-                        if let Some(body) = body.downcast_mut::<reqwest::Body>() {
-                            let read = std::mem::replace(body, reqwest::Body::from(Vec::new()));
-                            *body = crate::body::settling(read, pending);
-                        }
+                        crate::body::settling_in_place(response.body_mut(), pending);
                     }
                     Ok(response)
                 }

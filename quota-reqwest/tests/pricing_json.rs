@@ -9,8 +9,9 @@ mod api;
 mod priced_json;
 
 use api::Api;
+use http_body_util::BodyExt as _;
 use quota_core::{ManualClock, Period, QuotaTracker, ServiceConfig, TrackerConfig};
-use quota_reqwest::{QuotaLayer, QuotaMiddleware, QuotaRules};
+use quota_reqwest::{BoxError, QuotaLayer, QuotaMiddleware, QuotaRules};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,6 +239,11 @@ async fn the_layer_settles_a_reqwest_body_and_keeps_the_estimate_for_other_bodie
     let text = reqwest::Response::from(response).text().await.unwrap();
     assert!(text.contains("\"total_tokens\":90"), "{text}");
     assert_eq!(used(&tracker), 90);
+    // Boxed bodies (http-body-util's `BoxBody`, `UnsyncBoxBody`) are scanned in place too.
+    let sync = |body: reqwest::Body| body.map_err(BoxError::from).boxed();
+    assert_eq!(boxed(&api, &rules, 60, sync).await, (700, 60));
+    let unsync = |body: reqwest::Body| body.map_err(BoxError::from).boxed_unsync();
+    assert_eq!(boxed(&api, &rules, 61, unsync).await, (700, 61));
     // A body of another type cannot be wrapped: the estimate stays.
     let strings = tower::service_fn(|_: http::Request<String>| async {
         let body = r#"{"usage":{"total_tokens":5}}"#.to_owned();
@@ -249,7 +255,42 @@ async fn the_layer_settles_a_reqwest_body_and_keeps_the_estimate_for_other_bodie
         .unwrap();
     let response = service.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(response.into_body(), r#"{"usage":{"total_tokens":5}}"#);
-    assert_eq!(used(&tracker), 790);
+    assert_eq!(used(&tracker), 90 + 60 + 61 + 700);
+}
+
+/// Through the layer over a reqwest client whose response bodies `boxing` turns into `B`: the
+/// tokens counted once the response is back, and once its body is read (the differences).
+async fn boxed<B>(
+    api: &Api,
+    rules: &QuotaRules,
+    tokens: u64,
+    boxing: fn(reqwest::Body) -> B,
+) -> (u64, u64)
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+{
+    let tracker = Arc::clone(rules.tracker());
+    let client = reqwest::Client::new();
+    let inner = tower::service_fn(move |request: http::Request<reqwest::Body>| {
+        let client = client.clone();
+        async move {
+            let response = client.execute(reqwest::Request::try_from(request)?).await?;
+            Ok::<_, reqwest::Error>(http::Response::from(response).map(boxing))
+        }
+    });
+    let before = used(&tracker);
+    let request = http::Request::get(api.body_url("chunked", tokens))
+        .body(reqwest::Body::from(""))
+        .unwrap();
+    let mut service = QuotaLayer::new(rules.clone()).layer(inner);
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let held = used(&tracker) - before;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        bytes.ends_with(format!(":{tokens}}}}}").as_bytes()),
+        "{bytes:?}"
+    );
+    (held, used(&tracker) - before)
 }
 
 #[test]

@@ -122,12 +122,25 @@ where
     }
 }
 
-/// `body`, scanned for `pending` as the caller reads it.
-pub(crate) fn settling(body: reqwest::Body, pending: Pending) -> reqwest::Body {
-    reqwest::Body::wrap(Settling {
-        inner: body,
-        pending: Some(pending),
-    })
+/// Scans `body` for `pending` in place, where its type allows it without changing the type:
+/// a `reqwest::Body`, or http-body-util's `BoxBody` or `UnsyncBoxBody` of `Bytes` and
+/// [`BoxError`](crate::BoxError). A body of any other type drops `pending`: the estimate
+/// stays counted.
+pub(crate) fn settling_in_place(body: &mut dyn std::any::Any, pending: Pending) {
+    use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+    type Boxed = BoxBody<bytes::Bytes, crate::BoxError>;
+    type Unsync = UnsyncBoxBody<bytes::Bytes, crate::BoxError>;
+    let pending = Some(pending);
+    if let Some(body) = body.downcast_mut::<reqwest::Body>() {
+        let inner = std::mem::replace(body, reqwest::Body::from(Vec::new()));
+        *body = reqwest::Body::wrap(Settling { inner, pending });
+    } else if let Some(body) = body.downcast_mut::<Boxed>() {
+        let inner = std::mem::take(body);
+        *body = BoxBody::new(Settling { inner, pending });
+    } else if let Some(body) = body.downcast_mut::<Unsync>() {
+        let inner = std::mem::take(body);
+        *body = UnsyncBoxBody::new(Settling { inner, pending });
+    }
 }
 
 /// `response` with its body scanned for `pending` as the caller reads it: the status,
@@ -143,5 +156,9 @@ pub(crate) fn settling_response(
     if let Ok(tagged) = http::Response::builder().url(url).body(()) {
         parts.extensions.extend(tagged.into_parts().0.extensions);
     }
-    reqwest::Response::from(http::Response::from_parts(parts, settling(body, pending)))
+    let body = reqwest::Body::wrap(Settling {
+        inner: body,
+        pending: Some(pending),
+    });
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }

@@ -106,9 +106,11 @@ impl QuotaRules {
     /// event with a whole number at `pointer` settles the hold when the stream ends (events
     /// whose data is not JSON, such as `[DONE]`, are skipped).
     ///
-    /// With [`QuotaLayer`](crate::QuotaLayer), only a response body of type
-    /// `reqwest::Body` can be scanned (the layer cannot change its service's response
-    /// type): with any other body type the estimate stays counted.
+    /// With [`QuotaLayer`](crate::QuotaLayer), the response body is scanned when its type is
+    /// `reqwest::Body`, or http-body-util's `BoxBody<Bytes, BoxError>` or
+    /// `UnsyncBoxBody<Bytes, BoxError>` (the layer cannot change its service's response type,
+    /// so it wraps only a body that can hold another): with any other body type (hyper's
+    /// `Incoming`, a `String`) the estimate stays counted.
     ///
     /// Errors: [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for an estimate of
     /// 0; [`QuotaError::InvalidConfig`] for a `pointer` that is not a JSON pointer (neither
