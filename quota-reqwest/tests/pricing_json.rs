@@ -159,6 +159,24 @@ async fn a_body_dropped_unread_or_read_partly_or_failing_or_silent_keeps_the_est
     assert_eq!(api.received(), 5);
 }
 
+/// A provider's absurd count is its word: counted (saturating, never wrapping), no panic.
+#[tokio::test]
+async fn a_count_of_u64_max_is_counted_without_a_panic() {
+    let api = Api::start().await;
+    let tracker = tokens(10_000);
+    let client = client(&tracker, 2_000, None);
+    let response = client
+        .get(api.body_url("json", u64::MAX))
+        .send()
+        .await
+        .unwrap();
+    response.bytes().await.unwrap();
+    assert_eq!(used(&tracker), u64::MAX);
+    // The next request is refused before it is sent.
+    assert!(client.get(api.body_url("json", 1)).send().await.is_err());
+    assert_eq!(api.received(), 1);
+}
+
 #[tokio::test]
 async fn a_huge_body_streams_through_and_settles() {
     let api = Api::start().await;

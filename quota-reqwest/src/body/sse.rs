@@ -24,6 +24,8 @@ pub(crate) struct Events {
     line: Line,
     /// The previous byte was a CR: a LF now ends nothing more.
     after_cr: bool,
+    /// How many bytes of a leading byte order mark were skipped (`None`: past the start).
+    bom: Option<usize>,
     /// The current event's data, scanned as it comes (`None`: no `data` line yet).
     event: Option<Scanner>,
     /// The count of the last event that had one.
@@ -36,6 +38,7 @@ impl Events {
             pointer,
             line: START,
             after_cr: false,
+            bom: Some(0),
             event: None,
             found: None,
         }
@@ -43,6 +46,23 @@ impl Events {
 
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while let Some((&b, rest)) = bytes.split_first() {
+            // A UTF-8 byte order mark that starts the stream is skipped, as the format says.
+            if let Some(at) = self.bom {
+                const BOM: &[u8] = b"\xEF\xBB\xBF";
+                if BOM.get(at) == Some(&b) {
+                    self.bom = (at + 1 < BOM.len()).then_some(at + 1);
+                    bytes = rest;
+                    continue;
+                }
+                self.bom = None;
+                if at > 0 {
+                    // Part of one: the first line's name is not `data`.
+                    self.line = Line::Name {
+                        len: at,
+                        data: false,
+                    };
+                }
+            }
             let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
             if b == b'\n' && after_cr {
                 bytes = rest;

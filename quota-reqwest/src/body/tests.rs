@@ -248,4 +248,13 @@ fn event_streams_take_the_last_event_that_reports_a_count() {
         None
     );
     assert_eq!(events(USAGE, ""), None);
+    // A leading byte order mark is skipped; part of one spoils the first line only.
+    let marked = "\u{feff}data: {\"usage\":{\"total_tokens\":6}}\n\n";
+    assert_eq!(events(USAGE, marked), Some(6));
+    let mut half = Events::new(pointer(USAGE));
+    half.feed(b"\xEF\xBBdata: {\"usage\":{\"total_tokens\":6}}\n\ndata: {\"usage\":{\"total_tokens\":3}}\n\n");
+    assert_eq!(half.finish(), Some(3));
+    let mut half = Events::new(pointer(USAGE));
+    half.feed(b"\xEFdata: {\"usage\":{\"total_tokens\":6}}\n\n");
+    assert_eq!(half.finish(), None);
 }
