@@ -258,3 +258,51 @@ fn event_streams_take_the_last_event_that_reports_a_count() {
     half.feed(b"\xEFdata: {\"usage\":{\"total_tokens\":6}}\n\n");
     assert_eq!(half.finish(), None);
 }
+
+/// Against serde_json on documents a byte or two away from valid ones: where the scanner
+/// reports a count, serde_json's `Value` has the same whole number at the pointer, and the
+/// other way round (documents with `-0`, which serde_json reads as the integer 0, aside).
+#[test]
+fn agrees_with_serde_json_on_mutated_documents() {
+    let seeds = [
+        r#"{"id":"a\"b","usage":{"prompt_tokens":3,"total_tokens":1234},"x":[1,2.5,-3e2,true,null]}"#,
+        r#"{"usage":{"total_tokens":7,"total_tokens":8},"choices":[{"n":[0,{"k":"v"}]}]}"#,
+        r#"[{"usage":{"total_tokens":42}},{"usage":{}}]"#,
+    ];
+    let alphabet = b"{}[]:,\"\\ 0123456789-+.eEtrufalsn_uy/";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    let mut compared = 0;
+    for round in 0..20_000 {
+        let mut doc = seeds[round % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + random(2) {
+            let at = random(doc.len());
+            match random(3) {
+                0 => doc[at] = alphabet[random(alphabet.len())],
+                1 => doc.insert(at, alphabet[random(alphabet.len())]),
+                _ => drop(doc.remove(at)),
+            }
+        }
+        let text = String::from_utf8(doc).unwrap();
+        if text.contains("-0") {
+            continue;
+        }
+        for at in [USAGE, "/0/usage/total_tokens", "/x/0", "/usage/prompt_tokens"] {
+            let expected = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|value| value.pointer(at)?.as_u64());
+            let mut scanner = Scanner::new(pointer(at));
+            let cut = random(text.len() + 1);
+            scanner.feed(&text.as_bytes()[..cut]);
+            scanner.feed(&text.as_bytes()[cut..]);
+            assert_eq!(scanner.finish(), expected, "{at} in {text}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 50_000, "{compared}");
+}
