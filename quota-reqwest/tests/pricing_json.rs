@@ -159,6 +159,78 @@ async fn a_body_dropped_unread_or_read_partly_or_failing_or_silent_keeps_the_est
     assert_eq!(api.received(), 5);
 }
 
+/// The provider's headers are taken in when the response arrives; a give-back after the floor
+/// they raised is forfeited, so the count never falls below the provider's. A 429 fails the
+/// call at once and keeps the estimate; a status not counted gives the hold back unread.
+#[tokio::test]
+async fn headers_come_before_the_body_and_a_429_or_an_uncounted_status_is_not_read() {
+    let api = Api::start().await;
+    let tracker = tokens(10_000);
+    let middleware = QuotaMiddleware::new(Arc::clone(&tracker))
+        .route(|_| Some("llm-tokens"))
+        .price_json("llm-tokens", 2_000, USAGE)
+        .unwrap()
+        .counted_statuses("llm-tokens", [200..=299, 429..=429])
+        .unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    let response = client
+        .get(api.body_url("json", 100))
+        .header("x-echo-x-ratelimit-remaining", "6000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used(&tracker), 4_000);
+    response.bytes().await.unwrap();
+    assert_eq!(used(&tracker), 4_000);
+    // Without a raise the same settles at 100.
+    let response = client.get(api.body_url("json", 100)).send().await.unwrap();
+    assert_eq!(used(&tracker), 6_000);
+    response.bytes().await.unwrap();
+    assert_eq!(used(&tracker), 4_100);
+    // Not counted: given back at once, whatever the body says.
+    let response = client
+        .get(api.body_url("json", 100))
+        .header("x-echo-status", "500")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used(&tracker), 4_100);
+    response.bytes().await.unwrap();
+    assert_eq!(used(&tracker), 4_100);
+    let limited = client
+        .get(api.body_url("json", 100))
+        .header("x-echo-status", "429")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(quota_reqwest::QuotaExceeded::find(&limited).is_some());
+    assert_eq!(used(&tracker), 10_000);
+}
+
+/// A body read after its window ended: the settlement corrects the ended window, and the
+/// provider's floor of that window is not raised again in the new one.
+#[tokio::test]
+async fn a_body_read_after_its_window_ended_raises_nothing_in_the_new_one() {
+    let api = Api::start().await;
+    let clock = ManualClock::new(NOW);
+    let config = TrackerConfig::new([ServiceConfig::new("llm-tokens", 10_000, Period::Day)]);
+    let tracker = Arc::new(QuotaTracker::new_with_clock(config, clock.clone()).unwrap());
+    let client = client(&tracker, 2_000, None);
+    let response = client
+        .get(api.body_url("json", 100))
+        .header("x-echo-x-ratelimit-remaining", "6000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used(&tracker), 4_000);
+    clock.advance(86_400_000);
+    assert_eq!(used(&tracker), 0);
+    response.bytes().await.unwrap();
+    assert_eq!(used(&tracker), 0);
+}
+
 /// A provider's absurd count is its word: counted (saturating, never wrapping), no panic.
 #[tokio::test]
 async fn a_count_of_u64_max_is_counted_without_a_panic() {

@@ -11,7 +11,7 @@ mod tests;
 
 pub(crate) use json::Pointer;
 use json::Scanner;
-use quota_core::OwnedHold;
+use quota_core::{OwnedHold, QuotaTracker, ServiceId};
 use sse::Events;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,12 +31,22 @@ enum Scan {
 pub(crate) struct Pending {
     hold: OwnedHold,
     scan: Scan,
+    /// The service held, in its tracker.
+    service: (Arc<QuotaTracker>, ServiceId),
+    /// The provider's floors taken in from the response's headers (`at_least` up to the
+    /// reset), raised again after the settlement.
+    floors: Vec<(u64, u64)>,
 }
 
 impl Pending {
     /// A pending settlement of `hold` from a body with this `content_type`: Server-Sent
     /// Events for `text/event-stream`, else one JSON document.
-    pub(crate) fn new(hold: OwnedHold, pointer: Arc<Pointer>, content_type: Option<&[u8]>) -> Self {
+    pub(crate) fn new(
+        hold: OwnedHold,
+        service: (Arc<QuotaTracker>, ServiceId),
+        pointer: Arc<Pointer>,
+        content_type: Option<&[u8]>,
+    ) -> Self {
         let sse = content_type.is_some_and(|value| {
             let essence = value.split(|&b| b == b';').next().unwrap_or_default();
             essence
@@ -48,7 +58,18 @@ impl Pending {
         } else {
             Scan::Json(Scanner::new(pointer))
         };
-        Pending { hold, scan }
+        Pending {
+            hold,
+            scan,
+            service,
+            floors: Vec::new(),
+        }
+    }
+
+    /// The response's headers raised `service` to `at_least` in the window resetting at
+    /// `resets_at_ms`: raised again once the body settles (a give-back would undo it).
+    pub(crate) fn floor(&mut self, at_least: u64, resets_at_ms: u64) {
+        self.floors.push((at_least, resets_at_ms));
     }
 
     fn feed(&mut self, bytes: &[u8]) {
@@ -64,11 +85,18 @@ impl Pending {
             Scan::Json(scanner) => scanner.finish(),
             Scan::Sse(events) => events.finish(),
         };
-        match found {
-            // Fails only for a service removed since: its calls stay counted.
-            Some(actual) => drop(self.hold.settle(actual)),
+        let Some(actual) = found else {
             // Dropped unsettled: the estimate stays counted.
-            None => drop(self.hold),
+            return;
+        };
+        // Fails only for a service removed since: its calls stay counted.
+        let _ = self.hold.settle(actual);
+        let (tracker, id) = &self.service;
+        if let Some(service) = tracker.service_by_id(*id) {
+            for &(at_least, resets) in &self.floors {
+                // Ignored for a window that has ended since; fails only past 2^62.
+                let _ = service.raise_used(at_least, Some(resets));
+            }
         }
     }
 }

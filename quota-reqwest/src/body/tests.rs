@@ -292,7 +292,12 @@ fn agrees_with_serde_json_on_mutated_documents() {
         if text.contains("-0") {
             continue;
         }
-        for at in [USAGE, "/0/usage/total_tokens", "/x/0", "/usage/prompt_tokens"] {
+        for at in [
+            USAGE,
+            "/0/usage/total_tokens",
+            "/x/0",
+            "/usage/prompt_tokens",
+        ] {
             let expected = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|value| value.pointer(at)?.as_u64());

@@ -364,7 +364,13 @@ impl QuotaRules {
         if let (Some(hold), Some(pricing)) = (ticket.hold, self.pricing.get(&ticket.service)) {
             // Settled before the provider's headers are taken in: a floor they raise is
             // counted above what the request really cost, never below it.
-            pending = settle(hold, pricing, status, headers);
+            pending = settle(
+                hold,
+                pricing,
+                status,
+                headers,
+                (&self.tracker, ticket.service),
+            );
         }
         if counting == Counting::RecordAfter {
             // Fails only if the counter would overflow: nothing more to count then.
@@ -392,6 +398,9 @@ impl QuotaRules {
             if at_least > 0 {
                 // Fails only for floors past 2^62 (limits that large): nothing to raise.
                 let _ = service.raise_used(at_least, resets);
+                if let Some(pending) = &mut pending {
+                    pending.floor(at_least, resets.unwrap_or(limits[at].reset_at_ms));
+                }
             }
         }
         if status != StatusCode::TOO_MANY_REQUESTS {

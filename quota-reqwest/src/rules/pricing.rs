@@ -5,7 +5,7 @@ use super::QuotaRules;
 use crate::body::{Pending, Pointer};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
-use quota_core::{OwnedHold, QuotaError};
+use quota_core::{OwnedHold, QuotaError, QuotaTracker, ServiceId};
 use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -98,7 +98,17 @@ impl QuotaRules {
     /// before its end, fails midway, is not valid JSON (or nests deeper than 128 levels), or
     /// has no whole non-negative number at `pointer` (a string, `null`, `1.5`, `1e3`, `-1`, or
     /// a number past `u64::MAX`, are none). Where a member name occurs twice, the last one
-    /// counts, as in serde_json's `Value` and JavaScript's `JSON.parse`.
+    /// counts, as in serde_json's `Value` and JavaScript's `JSON.parse`. Until the body ends
+    /// the estimate is held: a server that stops sending midway holds it until the client's
+    /// timeout fails the body or the caller drops it (kept then).
+    ///
+    /// The response's status and headers are taken in when it arrives, before its body: a
+    /// 429 fails the call (the body is not read: the estimate stays), and the floors its
+    /// remaining-calls headers raise for `service` are raised again right after the body
+    /// settles, so that a give-back never takes the count below the provider's (a floor of
+    /// a window that has ended since is ignored, as always).
+    /// A 3xx the middleware follows is dropped unread: its estimate stays, unless
+    /// [`counted_statuses`](Self::counted_statuses) leaves 3xx out.
     ///
     /// A response whose `Content-Type` is `text/event-stream` (Server-Sent Events, as
     /// OpenAI's streamed completions with `stream_options: {"include_usage": true}`) is read
@@ -170,6 +180,7 @@ pub(crate) fn settle(
     pricing: &Pricing,
     status: StatusCode,
     headers: &HeaderMap,
+    (tracker, service): (&Arc<QuotaTracker>, ServiceId),
 ) -> Option<Pending> {
     if !pricing.counts(status) {
         let _ = hold.cancel();
@@ -177,7 +188,13 @@ pub(crate) fn settle(
     }
     if let Some(pointer) = &pricing.json {
         let content_type = headers.get(CONTENT_TYPE).map(http::HeaderValue::as_bytes);
-        return Some(Pending::new(hold, Arc::clone(pointer), content_type));
+        let service = (Arc::clone(tracker), service);
+        return Some(Pending::new(
+            hold,
+            service,
+            Arc::clone(pointer),
+            content_type,
+        ));
     }
     let Some(read) = &pricing.settle else {
         return None;

@@ -7,7 +7,8 @@
 //! (`{"usage":{"total_tokens":TOKENS}}`), see [`body`]: `json` at once, `chunked` three bytes
 //! at a time (the number split across chunks), `sse` as OpenAI's streamed completions,
 //! `missing` without usage, `huge` after 8 MiB of text, `hang` half of it and then nothing,
-//! `broken` half of it and then a failed connection.
+//! `broken` half of it and then a failed connection (with the `x-echo-*` headers' status and
+//! headers).
 
 #![allow(dead_code)]
 
@@ -35,9 +36,6 @@ impl Api {
             headers: HeaderMap,
         ) -> Response {
             received.fetch_add(1, SeqCst);
-            if let Some(rest) = uri.path().strip_prefix("/v1/body/") {
-                return body(rest);
-            }
             let mut status = StatusCode::OK;
             let mut out = HeaderMap::new();
             for (name, value) in &headers {
@@ -55,6 +53,12 @@ impl Api {
                         value.clone(),
                     );
                 }
+            }
+            if let Some(rest) = uri.path().strip_prefix("/v1/body/") {
+                let mut response = body(rest);
+                *response.status_mut() = status;
+                response.headers_mut().extend(out);
+                return response;
             }
             (status, out, "answer").into_response()
         }
