@@ -209,6 +209,42 @@ async fn headers_come_before_the_body_and_a_429_or_an_uncounted_status_is_not_re
     assert_eq!(used(&tracker), 10_000);
 }
 
+/// OpenAI's case: the tokens service is priced from the body and raised by its per-unit
+/// header; the settlement's give-back does not take it below the header's floor.
+#[tokio::test]
+async fn a_per_unit_floor_of_the_priced_service_holds_after_the_body_settles() {
+    let api = Api::start().await;
+    let tracker = tokens(10_000);
+    let middleware = QuotaMiddleware::new(Arc::clone(&tracker))
+        .route(|_| Some("llm-tokens"))
+        .price_json("llm-tokens", 2_000, USAGE)
+        .unwrap()
+        .unit_headers(
+            "llm-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        )
+        .unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    let response = client
+        .get(api.body_url("sse", 100))
+        .header("x-echo-x-ratelimit-remaining-tokens", "7000")
+        .header("x-echo-x-ratelimit-reset-tokens", "6m0s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used(&tracker), 3_000);
+    response.text().await.unwrap();
+    assert_eq!(used(&tracker), 3_000);
+    // Below the estimate and the floor: settled at what the body says.
+    let response = client.get(api.body_url("sse", 100)).send().await.unwrap();
+    assert_eq!(used(&tracker), 5_000);
+    response.text().await.unwrap();
+    assert_eq!(used(&tracker), 3_100);
+}
+
 /// A body read after its window ended: the settlement corrects the ended window, and the
 /// provider's floor of that window is not raised again in the new one.
 #[tokio::test]

@@ -66,6 +66,11 @@ impl Pending {
         }
     }
 
+    /// The service held.
+    pub(crate) fn service(&self) -> ServiceId {
+        self.service.1
+    }
+
     /// The response's headers raised `service` to `at_least` in the window resetting at
     /// `resets_at_ms`: raised again once the body settles (a give-back would undo it).
     pub(crate) fn floor(&mut self, at_least: u64, resets_at_ms: u64) {

@@ -376,7 +376,7 @@ impl QuotaRules {
             // Fails only if the counter would overflow: nothing more to count then.
             let _ = service.record(1);
         }
-        self.take_units(headers);
+        self.take_units(headers, pending.as_mut());
         let now = self.tracker.now_ms();
         let mut word = ProviderWord::read(headers, now);
         crate::ratelimit_fields::read_into(&mut word, headers, now);

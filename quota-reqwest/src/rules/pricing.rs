@@ -104,7 +104,8 @@ impl QuotaRules {
     ///
     /// The response's status and headers are taken in when it arrives, before its body: a
     /// 429 fails the call (the body is not read: the estimate stays), and the floors its
-    /// remaining-calls headers raise for `service` are raised again right after the body
+    /// remaining-calls headers (and [`unit_headers`](Self::unit_headers) mapped to
+    /// `service`) raise for it are raised again right after the body
     /// settles, so that a give-back never takes the count below the provider's (a floor of
     /// a window that has ended since is ignored, as always).
     /// A 3xx the middleware follows is dropped unread: its estimate stays, unless
