@@ -95,7 +95,8 @@ impl QuotaRules {
     /// chunk by chunk stays one.
     ///
     /// The estimate stays counted (the hold is dropped unsettled) when the body is dropped
-    /// before its end, fails midway, is not valid JSON (or nests deeper than 128 levels), or
+    /// before its end, fails midway, is not valid JSON (its grammar: the bytes of strings are
+    /// not checked to be UTF-8), or nests deeper than 128 levels, or
     /// has no whole non-negative number at `pointer` (a string, `null`, `1.5`, `1e3`, `-1`, or
     /// a number past `u64::MAX`, are none). Where a member name occurs twice, the last one
     /// counts, as in serde_json's `Value` and JavaScript's `JSON.parse`. Until the body ends
@@ -105,11 +106,11 @@ impl QuotaRules {
     /// The response's status and headers are taken in when it arrives, before its body: a
     /// 429 fails the call (the body is not read: the estimate stays), and the floors its
     /// remaining-calls headers (and [`unit_headers`](Self::unit_headers) mapped to
-    /// `service`) raise for it are raised again right after the body
-    /// settles, so that a give-back never takes the count below the provider's (a floor of
-    /// a window that has ended since is ignored, as always).
-    /// A 3xx the middleware follows is dropped unread: its estimate stays, unless
-    /// [`counted_statuses`](Self::counted_statuses) leaves 3xx out.
+    /// `service`) raise for it are raised again right after the body settles, so that a
+    /// give-back never takes the count below the provider's (a floor of a window that has
+    /// ended since is ignored, as always). A 3xx the middleware follows is dropped unread:
+    /// its estimate stays, unless [`counted_statuses`](Self::counted_statuses) leaves 3xx
+    /// out.
     ///
     /// A response whose `Content-Type` is `text/event-stream` (Server-Sent Events, as
     /// OpenAI's streamed completions with `stream_options: {"include_usage": true}`) is read
