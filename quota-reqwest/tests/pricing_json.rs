@@ -62,8 +62,12 @@ async fn a_json_body_read_with_json_settles_at_the_usage_it_reports() {
     let response = client.get(&url).send().await.unwrap();
     // Returned at once, held at the estimate until the body is read.
     assert_eq!(used(&tracker), 2_000);
+    // The response is reqwest's as it came: URL, status, headers, connection info.
     assert_eq!(response.url().as_str(), url);
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert!(response.remote_addr().is_some());
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["usage"]["total_tokens"], 1_234);
     assert_eq!(body["choices"][0]["text"], "a \"usage\": {}");
