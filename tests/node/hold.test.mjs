@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-import init, { Hold, QuotaTracker } from "../../pkg/quota_core.js";
+import init, { QuotaTracker } from "../../pkg/quota_core.js";
 
 await init({
   module_or_path: readFileSync(fileURLToPath(new URL("../../pkg/quota_core_bg.wasm", import.meta.url))),
@@ -28,7 +28,6 @@ test("a hold counts its estimate; settle makes the count the actual, both ways",
 
   // Up to critical (8,000 of 10,000), as tryRecord would admit.
   const hold = tracker.hold("openai-tokens", 7_500);
-  assert.ok(hold instanceof Hold);
   assert.equal(hold.service, "openai-tokens");
   assert.equal(hold.estimate, 7_500);
   assert.equal(hold.settled, false);
@@ -112,8 +111,10 @@ test("a hold freed or disposed unsettled keeps its estimate; one outlives its tr
   const tracker = llm();
   const freed = tracker.hold("openai-tokens", 700);
   freed.free();
+  freed.free(); // twice: nothing more
   assert.equal(tracker.usage("openai-tokens").used, 700);
-  assert.throws(() => freed.settle(1));
+  assert.throws(() => freed.settle(1), { message: 'this hold of "openai-tokens" was freed' });
+  assert.equal(freed.settled, false);
   assert.equal(tracker.usage("openai-tokens").used, 700);
 
   // What `using hold = tracker.hold(...)` calls at the end of its block, where the runtime

@@ -1,101 +1,72 @@
-//! Holds (`tracker.hold(service, estimate)`: settle later at what the call really cost) and
+//! Holds (`tracker.hold(service, estimate)`: settled later at what the call really cost) and
 //! several services in one step (`tracker.tryRecordMany(calls)`).
 //!
-//! A JS `Hold` keeps what the core's hold counted ([`Held`]) beside the tracker's `Rc`, so it
-//! may outlive the `QuotaTracker` object that made it. `settle` and `cancel` take the held
-//! calls out before they run: a second call (or one from a transition callback the first one
-//! delivers to) finds none and throws. `free()`, `Symbol.dispose` (where the runtime has it)
-//! and the garbage collector drop an unsettled hold, which keeps its estimate counted, as
-//! dropping a Rust `Hold` does.
+//! A JS `Hold` (the class in `hold.js`) is a number naming an entry of this thread's slab of
+//! holds: what the core's hold counted ([`Held`]) beside the tracker's `Rc`, so it may outlive
+//! the `QuotaTracker` object that made it. Settling or cancelling takes the entry out (`hold.js`
+//! forgets the number first: a second call, or one from a transition callback the first one
+//! delivers to, throws there). `free()`, `Symbol.dispose` and the garbage collector drop an
+//! unsettled entry, which keeps its estimate counted, as dropping a Rust `Hold` does. Entries
+//! leave the slab as soon as they are settled: a program that makes millions of holds keeps
+//! none of them.
 
+use super::service::hand_over;
+use super::slab::Slab;
 use super::{input, shapes, Inner, JsQuotaTracker};
 use crate::error::QuotaError;
 use crate::tracker::Held;
 use js_sys::{Array, Error};
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-/// Calls admitted at an estimate, from `tracker.hold(service, estimate)`: `settle(actual)` them
-/// once the response says what they cost, or `cancel()` them if the call was never made. One
-/// of the two, once: a second call throws. A hold never settled (freed, disposed, or garbage
-/// collected) keeps its estimate counted.
-#[wasm_bindgen(js_name = Hold)]
-pub struct JsHold {
+#[wasm_bindgen(module = "/src/js/hold.js")]
+extern "C" {
+    /// `new Hold(exports, number, service, estimate)`.
+    #[wasm_bindgen(js_name = newHold)]
+    fn new_hold(exports: &JsValue, number: u32, service: &JsValue, estimate: f64) -> JsValue;
+}
+
+/// A hold's entry: the tracker, and what the hold counted.
+struct Entry {
     inner: Rc<Inner>,
-    /// The service's name, as the caller passed it.
-    service: JsValue,
-    estimate: u64,
-    /// What the hold counted, until it is settled or cancelled.
-    held: Cell<Option<Held>>,
+    held: Held,
 }
 
-#[wasm_bindgen(js_class = Hold)]
-impl JsHold {
-    /// The service held.
-    #[wasm_bindgen(getter, unchecked_return_type = "string")]
-    pub fn service(&self) -> JsValue {
-        self.service.clone()
-    }
-
-    /// The calls admitted.
-    #[wasm_bindgen(getter)]
-    pub fn estimate(&self) -> f64 {
-        self.estimate as f64
-    }
-
-    /// Whether `settle` or `cancel` has been called.
-    #[wasm_bindgen(getter)]
-    pub fn settled(&self) -> bool {
-        // Taken out and put back: `Held` is not `Copy`.
-        let held = self.held.take();
-        let settled = held.is_none();
-        self.held.set(held);
-        settled
-    }
-
-    /// Settles the hold at `actual` calls (a whole number from 0 to `Number.MAX_SAFE_INTEGER`):
-    /// below the estimate the difference is given back (the level may go down: a transition,
-    /// delivered to the callbacks), above it the excess is added, even past the limit. Returns
-    /// `{ estimate, actual, givenBack, added, used }`. Throws if `actual` is not such a number
-    /// (the hold stays unsettled), if the hold was already settled or cancelled, or if a
-    /// `reconfigure` removed the service (the estimate stays counted).
-    #[wasm_bindgen(unchecked_return_type = "Settlement")]
-    pub fn settle(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "number")] actual: &JsValue,
-    ) -> Result<JsValue, Error> {
-        let actual = input::actual(&self.service, actual)?;
-        self.finish(actual)
-    }
-
-    /// Gives the whole estimate back: the call was never made (`settle(0)`). Throws as
-    /// `settle`.
-    #[wasm_bindgen(unchecked_return_type = "Settlement")]
-    pub fn cancel(&self) -> Result<JsValue, Error> {
-        self.finish(0)
-    }
+thread_local! {
+    /// This thread's unsettled holds.
+    static HOLDS: RefCell<Slab<Entry>> = RefCell::default();
 }
 
-impl JsHold {
-    fn finish(&self, actual: u64) -> Result<JsValue, Error> {
-        let held = self.held.take().ok_or_else(|| {
-            Error::new(&format!(
-                "this hold of {} was already settled or cancelled",
-                input::quoted(&self.service.as_string().unwrap_or_default())
-            ))
-        })?;
-        let inner = &*self.inner;
-        let settled = inner.delivered(inner.tracker.settle_held(&held, actual))?;
-        Ok(shapes::settlement(
+/// `hold.settle(actual)` (`hold.cancel()`: 0), `actual` checked by `hold.js`: hands over the
+/// settlement `{ estimate, actual, givenBack, added, used }`, or the `Error` to throw.
+#[no_mangle]
+pub extern "C" fn quota_hold_settle(number: u32, actual: f64) {
+    let Some(Entry { inner, held }) = HOLDS.with(|holds| holds.borrow_mut().remove(number)) else {
+        return hand_over(&Error::new("this hold was freed").into());
+    };
+    // Whole numbers below 2^53 (checked in JS): exact as u64.
+    let settled = inner.delivered(inner.tracker.settle_held(&held, actual as u64));
+    hand_over(&match settled {
+        Ok(settled) => shapes::settlement(
             settled.estimate as f64,
             settled.actual as f64,
             settled.given_back as f64,
             settled.added as f64,
             settled.used as f64,
-        ))
-    }
+        ),
+        Err(error) => error.into(),
+    });
+}
+
+/// `hold.free()`, `Symbol.dispose` or the garbage collector: drops an unsettled hold (its
+/// estimate stays counted).
+#[no_mangle]
+pub extern "C" fn quota_hold_free(number: u32) {
+    let removed = HOLDS.with(|holds| holds.borrow_mut().remove(number));
+    // Dropped outside the borrow: the last reference to a tracker drops the tracker.
+    drop(removed);
 }
 
 #[wasm_bindgen(js_class = QuotaTracker)]
@@ -111,7 +82,7 @@ impl JsQuotaTracker {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] service: &JsValue,
         #[wasm_bindgen(unchecked_param_type = "number")] estimate: &JsValue,
-    ) -> Result<JsHold, Error> {
+    ) -> Result<JsValue, Error> {
         let inner = &self.inner;
         let found = inner.names.find(service)?;
         let estimate = input::estimate(&inner.names.name(&found), estimate)?;
@@ -119,12 +90,17 @@ impl JsQuotaTracker {
             .handle(&found)
             .and_then(|handle| handle.held(estimate));
         inner.deliver();
-        Ok(JsHold {
+        let entry = Entry {
             inner: Rc::clone(inner),
-            service: service.clone(),
-            estimate,
-            held: Cell::new(Some(held.map_err(refused)?)),
-        })
+            held: held.map_err(refused)?,
+        };
+        let number = HOLDS.with(|holds| holds.borrow_mut().insert(entry));
+        Ok(new_hold(
+            &wasm_bindgen::exports(),
+            number,
+            service,
+            estimate as f64,
+        ))
     }
 
     /// Records the calls of several services only if normal admission allows every one of

@@ -217,23 +217,6 @@ pub(super) fn estimate(service: &str, value: &JsValue) -> Result<u64, Error> {
     count(service, value)
 }
 
-/// What a hold of `service` settles at: a whole number from 0 to `Number.MAX_SAFE_INTEGER`.
-pub(super) fn actual(service: &JsValue, value: &JsValue) -> Result<u64, Error> {
-    match value.as_f64() {
-        Some(0.0) => Some(0),
-        Some(n) => whole_count(n),
-        None => None,
-    }
-    .ok_or_else(|| {
-        Error::new(&format!(
-            "invalid actual for the hold of {}: it must be a whole number from 0 to \
-             Number.MAX_SAFE_INTEGER (got {})",
-            quoted(&service.as_string().unwrap_or_default()),
-            describe(value)
-        ))
-    })
-}
-
 /// `tryRecordMany`'s calls, `[service, count]` pairs or an object of counts, flattened:
 /// `[service, count, service, count, ...]`, each still to be checked.
 pub(super) fn calls(value: &JsValue) -> Result<Vec<JsValue>, Error> {

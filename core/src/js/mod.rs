@@ -53,6 +53,7 @@ mod input;
 mod names;
 mod service;
 mod shapes;
+mod slab;
 mod storage;
 
 use crate::config::SyncPolicy;

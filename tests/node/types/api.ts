@@ -3,8 +3,8 @@
 // installed package. Each `@ts-expect-error` must be an error, so the types cannot be `any`.
 import init, {
   initSync,
-  Hold,
   QuotaTracker,
+  type Hold,
   type Level,
   type Period,
   type RecordResult,
