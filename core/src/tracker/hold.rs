@@ -291,15 +291,24 @@ impl QuotaTracker {
                     forfeited = forfeited.max(back);
                     Step::default()
                 } else {
-                    given_back = back;
+                    let mut lowered = back;
                     if booking {
                         through_store = back - ledger.take_back(window, current, back);
+                        if !SHARED {
+                            // No give-back operation in this build (the JS module): what the
+                            // store has stays counted, here too (the next sync would bring
+                            // it back anyway).
+                            forfeited = forfeited.max(through_store);
+                            lowered -= through_store;
+                            through_store = 0;
+                        }
                         // A floor raised before the hold and not synced yet holds it too.
-                        ledger.lower_floor(window, back);
+                        ledger.lower_floor(window, lowered);
                     }
-                    count.total = count.total.saturating_sub(back);
+                    given_back = given_back.max(lowered);
+                    count.total = count.total.saturating_sub(lowered);
                     match current {
-                        true => rules.lower(count, back, now),
+                        true => rules.lower(count, lowered, now),
                         false => Step::default(),
                     }
                 }
@@ -323,15 +332,11 @@ impl QuotaTracker {
                 Step::default()
             };
             if through_store > 0 {
-                if SHARED {
-                    // Its raise count then is not known here: 0, so that the store forfeits
-                    // it if any raise reached the window (a floor may hold these calls), an
-                    // over-count only.
-                    let op = self.give_back_of(key(), through_store, 0);
-                    guard.sync.queued.give_backs.push(op);
-                } else {
-                    forfeited = forfeited.max(through_store);
-                }
+                // Its raise count then is not known here: 0, so that the store forfeits it if
+                // any raise reached the window (a floor may hold these calls), an over-count
+                // only.
+                let op = self.give_back_of(key(), through_store, 0);
+                guard.sync.queued.give_backs.push(op);
             }
             if let Some(change) = step.recorded {
                 let transition = slot.transition(change);
