@@ -45,9 +45,19 @@ export function countError(service, value) {
 
 /**
  * `tryRecordMany`'s calls, `[[service, count], ...]` or `{ [service]: count }`, flattened to
- * `[service, count, ...]`; a message (a string) for the first problem of their shape.
+ * `[service, count, ...]`; a message (a string) for the first problem of their shape, or
+ * `[thrown]` when reading them threw (a getter, a proxy's trap): input.rs throws it, after
+ * wasm let go of the tracker (an exception through wasm would leave it borrowed).
  */
 export function callsOf(calls) {
+  try {
+    return flatCalls(calls);
+  } catch (error) {
+    return [error];
+  }
+}
+
+function flatCalls(calls) {
   const shape = "tryRecordMany needs an array of [service, count] pairs or an object of counts";
   if (calls === null || typeof calls !== "object") return `${shape} (got ${describe(calls)})`;
   const pairs = Array.isArray(calls) ? calls : Object.entries(calls);
