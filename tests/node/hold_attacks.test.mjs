@@ -53,3 +53,104 @@ test("tryRecordMany with calls whose reading throws rethrows that, records nothi
     tracker.free();
   }
 });
+
+test("a transition callback during settle that settles, holds, records many, frees the handle and the tracker keeps counts exact", () => {
+  const tracker = two();
+  const service = tracker.service("a");
+  const others = [tracker.hold("b", 10), tracker.hold("b", 20)];
+  const made = [];
+  const seen = [];
+  tracker.onTransition((t) => {
+    seen.push(`${t.service} ${t.from} -> ${t.to}`);
+    if (t.service !== "a" || t.to !== "normal") return;
+    assert.equal(others[0].settle(1).used, 21);
+    made.push(tracker.hold("b", 5));
+    assert.equal(tracker.tryRecordMany([["a", 1], ["b", 1]]).allowed, true);
+    service.free();
+    tracker.free();
+  });
+  const hold = tracker.hold("a", 60);
+  // The settle delivers the callback, which frees the tracker object: the hold keeps it.
+  assert.deepEqual(hold.settle(2), { estimate: 60, actual: 2, givenBack: 58, added: 0, used: 2 });
+  assert.deepEqual(seen, ["a normal -> warning", "a warning -> normal"]);
+  // The other holds settle after the tracker object was freed, each against exact counts.
+  assert.equal(others[1].settle(0).used, 1 + 5 + 1);
+  assert.equal(made[0].settle(5).used, 1 + 5 + 1);
+  assert.throws(() => service.usage(), /freed/);
+});
+
+test("a hold and its settle across a reconfigure that gives the limit a fresh count take nothing made since", () => {
+  const minute = { services: [{ name: "a", limit: 100, period: "minute", reserveFraction: 0 }] };
+  const hour = { services: [{ name: "a", limit: 100, period: "hour", reserveFraction: 0 }] };
+  const tracker = new QuotaTracker(minute);
+  const hold = tracker.hold("a", 50);
+  tracker.reconfigure(hour);
+  tracker.reconfigure(minute);
+  assert.equal(tracker.recordCall("a", 30).usage.used, 30);
+  hold.settle(0);
+  // The 30 calls made since stay counted (the minute's fresh count never held the 50).
+  assert.equal(tracker.usage("a").used, 30);
+  tracker.free();
+});
+
+test("holds dropped unsettled keep their estimates once collected, and their entries are reused", async () => {
+  const { setFlagsFromString } = await import("node:v8");
+  const { runInNewContext } = await import("node:vm");
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc");
+  const tracker = new QuotaTracker({ services: [{ name: "x", limit: 1e12, period: "day" }] });
+  const drop = () => {
+    for (let i = 0; i < 50_000; i++) tracker.hold("x", 2);
+  };
+  const collect = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  drop();
+  await collect();
+  const after = wasm.memory.buffer.byteLength;
+  for (let round = 0; round < 3; round++) {
+    drop();
+    await collect();
+  }
+  assert.equal(tracker.usage("x").used, 4 * 50_000 * 2);
+  // The collected holds' entries were freed and reused: no growth past the first round.
+  assert.equal(wasm.memory.buffer.byteLength, after);
+  tracker.free();
+});
+
+test("a million hold and settle cycles keep wasm memory flat and counts exact", () => {
+  const tracker = new QuotaTracker({ services: [{ name: "x", limit: 1e13, period: "day" }] });
+  for (let i = 0; i < 1_000; i++) tracker.hold("x", 3).settle(1);
+  const before = wasm.memory.buffer.byteLength;
+  for (let i = 0; i < 1_000_000; i++) {
+    const hold = tracker.hold("x", 3);
+    if (i % 2) hold.settle(1);
+    else hold.cancel();
+  }
+  assert.equal(wasm.memory.buffer.byteLength, before);
+  assert.equal(tracker.usage("x").used, 1_000 + 500_000);
+  tracker.free();
+});
+
+test("tryRecordMany says which services shadow mode admitted that enforcing would have refused, as tryRecord does", () => {
+  const tracker = new QuotaTracker({
+    services: [
+      { name: "shadow", limit: 10, period: "minute", enforce: false },
+      { name: "enforced", limit: 10, period: "minute" },
+    ],
+  });
+  const many = tracker.tryRecordMany([
+    ["shadow", 50],
+    ["enforced", 1],
+  ]);
+  assert.equal(many.allowed, true);
+  assert.equal(many.recorded[0].usage.used, 50);
+  assert.equal(many.recorded[0].shadowDenied, "limit");
+  assert.equal("shadowDenied" in many.recorded[1], false);
+  // What tryRecord answers for the same call.
+  assert.equal(tracker.tryRecord("shadow", 50).shadowDenied, "limit");
+  tracker.free();
+});
