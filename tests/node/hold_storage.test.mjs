@@ -34,6 +34,17 @@ test("a settle after its estimate was saved reports what the count really is, an
     // Whatever the settle gave back (or kept), it said so: the count stays what it answered.
     assert.equal(tracker.usage("a").used, settled.used);
     assert.equal(settled.used, settled.estimate - settled.givenBack);
+
+    // A hold whose estimate was not saved yet gives it all back.
+    const unsaved = new QuotaTracker({
+      services: [{ name: "b", limit: 1_000, period: "minute", reserveFraction: 0 }],
+      storage: { key: "hold-before-save", syncIntervalMs: 3_600_000 },
+    });
+    const early = unsaved.hold("b", 100);
+    assert.deepEqual(early.settle(10), { estimate: 100, actual: 10, givenBack: 90, added: 0, used: 10 });
+    unsaved.flush();
+    assert.equal(unsaved.usage("b").used, 10);
+    unsaved.free();
     tracker.free();
   } finally {
     Date.now = realNow;

@@ -291,15 +291,23 @@ impl QuotaTracker {
                     forfeited = forfeited.max(back);
                     Step::default()
                 } else {
-                    given_back = back;
+                    // The calls that come off here: all of them, but for those the store has
+                    // already where no give-back can reach it (a build without shared
+                    // admission, the JS module's): those stay counted, as the store's total
+                    // does (the next sync would lift the count back to it).
+                    let mut off = back;
                     if booking {
                         through_store = back - ledger.take_back(window, current, back);
+                        if !SHARED {
+                            off -= through_store;
+                        }
                         // A floor raised before the hold and not synced yet holds it too.
-                        ledger.lower_floor(window, back);
+                        ledger.lower_floor(window, off);
                     }
-                    count.total = count.total.saturating_sub(back);
+                    given_back = given_back.max(off);
+                    count.total = count.total.saturating_sub(off);
                     match current {
-                        true => rules.lower(count, back, now),
+                        true => rules.lower(count, off, now),
                         false => Step::default(),
                     }
                 }
