@@ -47,6 +47,10 @@ fn a_settle_after_the_window_changed_and_changed_back_does_not_take_later_calls_
     assert_eq!(tracker.usage("llm").unwrap().used, 30);
     assert_eq!(settled.used, 30);
     assert_eq!(settled.given_back, 0);
+    // A hold counted in the fresh count gives back as any does.
+    let after = tracker.hold("llm", 20).unwrap();
+    assert_eq!(after.settle(5).unwrap().given_back, 15);
+    assert_eq!(tracker.usage("llm").unwrap().used, 35);
 }
 
 #[test]
