@@ -154,3 +154,22 @@ test("tryRecordMany says which services shadow mode admitted that enforcing woul
   assert.equal(tracker.tryRecord("shadow", 50).shadowDenied, "limit");
   tracker.free();
 });
+
+test("a revoked Proxy as a service, an estimate or a count throws a clear Error and leaves the tracker freeable", () => {
+  const { proxy: revoked, revoke } = Proxy.revocable([], {});
+  revoke();
+  const cases = [
+    [(t) => t.hold(revoked, 1), /service must be a string naming a configured service \(got an object\)/],
+    [(t) => t.hold("a", revoked), /invalid count for service "a": count must be a number \(got an object\)/],
+    [(t) => t.tryRecordMany([[revoked, 1]]), /service must be a string/],
+    [(t) => t.tryRecordMany([["a", revoked]]), /count must be a number/],
+    [(t) => t.recordCall("a", revoked), /count must be a number/],
+    [(t) => t.reconfigure(revoked), /invalid config/],
+  ];
+  for (const [call, message] of cases) {
+    const tracker = two();
+    assert.throws(() => call(tracker), (error) => error instanceof Error && message.test(error.message));
+    assert.equal(tracker.snapshot().totalUsed, 0);
+    tracker.free();
+  }
+});
