@@ -173,3 +173,23 @@ test("a revoked Proxy as a service, an estimate or a count throws a clear Error 
     tracker.free();
   }
 });
+
+test("a config whose reading throws (a Proxy's trap) is an invalid config, and the tracker stays freeable", () => {
+  const trap = (name) => ({
+    [name]() {
+      throw new Error("trap");
+    },
+  });
+  const services = [{ name: "a", limit: 100, period: "minute" }];
+  const configs = [
+    new Proxy({ services }, trap("ownKeys")),
+    { services: new Proxy(services, trap("get")) },
+    { services: [new Proxy(services[0], trap("ownKeys"))] },
+  ];
+  for (const config of configs) {
+    const tracker = two();
+    assert.throws(() => tracker.reconfigure(config), (error) => error instanceof Error && /invalid config/.test(error.message));
+    assert.equal(tracker.usage("b").name, "b");
+    tracker.free();
+  }
+});
