@@ -221,9 +221,14 @@ pub(super) fn estimate(service: &str, value: &JsValue) -> Result<u64, Error> {
 /// `[service, count, service, count, ...]`, each still to be checked.
 pub(super) fn calls(value: &JsValue) -> Result<Vec<JsValue>, Error> {
     let calls = calls_of(value);
-    match calls.as_string() {
-        Some(message) => Err(Error::new(&message)),
-        None => Ok(Array::from(&calls).to_vec()),
+    if let Some(message) = calls.as_string() {
+        return Err(Error::new(&message));
+    }
+    let calls = Array::from(&calls);
+    match calls.length() {
+        // What reading the calls threw, thrown here in its turn.
+        1 => Err(calls.get(0).unchecked_into()),
+        _ => Ok(calls.to_vec()),
     }
 }
 

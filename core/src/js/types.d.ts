@@ -173,7 +173,11 @@ export type TryRecordResult =
  * asked), or none, with the first refusing service's usage (`usage.name` names it) and why.
  */
 export type TryRecordManyResult =
-  | { allowed: true; recorded: RecordResult[] }
+  | {
+      allowed: true;
+      /** Shadow mode (`enforce: false`): `shadowDenied` names the rule that would have refused. */
+      recorded: (RecordResult & { shadowDenied?: DenyReason })[];
+    }
   | { allowed: false; usage: ServiceUsage; reason: DenyReason };
 
 /**
