@@ -182,6 +182,11 @@ impl QuotaTracker {
             // the grant: decided again, under the settings and the count in force.
             return self.update(position, call);
         }
+        if !force && matches!(granted, Ok(got) if got >= count) {
+            // The block granted covered this call, and other threads spent it first: asked
+            // again (a refusal here would be one with room to spare).
+            return self.update(position, call);
+        }
         if force {
             let recorded = self.step_at(position, now, Request::record(count), true);
             self.after_call(now, false);

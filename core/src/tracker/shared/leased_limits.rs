@@ -76,6 +76,11 @@ impl QuotaTracker {
             // the grant: decided again, under the settings and the counts in force.
             return self.update(position, call);
         }
+        if !force && matches!(granted, Ok(got) if got >= count) {
+            // The block granted covered this call, and other threads spent it first: asked
+            // again (a refusal here would be one with room to spare).
+            return self.update(position, call);
+        }
         if force {
             let admission = slot.settings().config.admission;
             return self.limits_step_here(position, Request::record(count), admission);
