@@ -193,3 +193,24 @@ test("a config whose reading throws (a Proxy's trap) is an invalid config, and t
     tracker.free();
   }
 });
+
+test("a console.error that throws does not stop delivery to the other callbacks", () => {
+  const tracker = new QuotaTracker({ services: [{ name: "api", limit: 10, period: "day" }] });
+  const seen = [];
+  tracker.onTransition(() => {
+    throw new Error("callback failed");
+  });
+  tracker.onTransition((t) => seen.push(`${t.from} -> ${t.to}`));
+  const realError = console.error;
+  console.error = () => {
+    throw new Error("console broken");
+  };
+  try {
+    tracker.recordCall("api", 5);
+    tracker.recordCall("api", 4);
+  } finally {
+    console.error = realError;
+  }
+  assert.deepEqual(seen, ["normal -> warning", "warning -> critical"]);
+  tracker.free();
+});

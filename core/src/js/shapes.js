@@ -73,5 +73,9 @@ export function stats(...values) {
 // A transition callback threw: said on the console, and otherwise ignored.
 export function reportThrow(id, transition, error) {
   const { service, from, to } = transition;
-  console.error(`quota: transition callback ${id} threw on ${service} ${from} -> ${to}; ignored:`, error);
+  try {
+    console.error(`quota: transition callback ${id} threw on ${service} ${from} -> ${to}; ignored:`, error);
+  } catch {
+    // A console.error that throws too must not stop the delivery to the other callbacks.
+  }
 }
