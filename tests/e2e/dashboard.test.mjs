@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
-  count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
+  assertTokensAddUp, assertTokensAddUpWhileRunning, callServices, count, launchChromium,
+  pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
 } from './harness.mjs';
 import { TEST_SCREENSHOT, takeScreenshot } from './screenshot.mjs';
 
@@ -33,7 +34,16 @@ after(async () => {
 
 test('the page loads ready to start, with a card per default service', async () => {
   assert.equal(await page.getByTestId('status').textContent(), 'ready');
-  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid']);
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid', 'llm-tokens']);
+  // The counters table says each service's unit: the LLM's quota is in tokens.
+  for (const name of ['tiingo', 'finnhub', 'sendgrid']) {
+    assert.equal(await page.getByTestId(`unit-${name}`).textContent(), 'calls', name);
+  }
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  assert.equal(await page.getByTestId('unit-total').textContent(), 'calls', 'totals add calls only');
+  assert.equal(await page.getByTestId('held-llm-tokens').textContent(), '0');
+  assert.equal(await page.getByTestId('held-tiingo').count(), 0, 'only a token service holds');
+  assert.equal(await page.getByTestId('identity-llm-tokens').textContent(), 'holds');
   // finnhub has two limits (the simulation's services): a bar each, and at rest 30 a second
   // leaves less headroom than 60 a minute, so it binds and the card's numbers are its.
   assert.equal(await page.getByTestId('window-limit-finnhub').textContent(), '60');
@@ -80,7 +90,7 @@ test('locked mode, count only: 8 workers, every issued unit is recorded', async 
   await pauseAndSettle(page);
 
   let issuedTotal = 0;
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const recorded = await count(page, `recorded-${name}`);
     assert.ok(issued > 0, `${name} got calls`);
@@ -90,6 +100,9 @@ test('locked mode, count only: 8 workers, every issued unit is recorded', async 
     issuedTotal += issued;
   }
   assert.ok(issuedTotal >= 2_000, `issued ${issuedTotal}`);
+  assert.equal(await count(page, 'issued-total'), issuedTotal, 'the total adds the calls only');
+  // The LLM's calls hold whatever the admission select says (a hold is an admission).
+  await assertTokensAddUp(page, 'llm-tokens');
   // Every default service passed its limit: the timeline shows each crossing into critical.
   for (const name of ['tiingo', 'finnhub', 'sendgrid']) {
     const critical = page.locator(`[data-testid="transition"][data-service="${name}"][data-to="critical"]`);
@@ -170,7 +183,7 @@ test('locked mode, try_record (the default): refused calls are denied, no quota 
   await page.getByTestId('start').click();
   await waitUntil('denied > 0', async () => (await count(page, 'denied-total')) > 0);
   await pauseAndSettle(page);
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const denied = await count(page, `denied-${name}`);
     const recorded = await count(page, `recorded-${name}`);
@@ -182,6 +195,95 @@ test('locked mode, try_record (the default): refused calls are denied, no quota 
     );
   }
   assert.ok((await count(page, 'denied-total')) > 0);
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: the LLM card shows tokens used and held in flight; the identity holds on every frame and nothing is lost', async () => {
+  await page.getByTestId('mode').selectOption('locked');
+  await page.getByTestId('admission').selectOption('try');
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 40);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  await waitUntil('tokens held in flight', async () => (await count(page, 'held-llm-tokens')) > 0);
+  assert.ok((await count(page, 'used-llm-tokens')) > 0, 'tokens used');
+  const holding = await assertTokensAddUpWhileRunning(page, 'llm-tokens', 20);
+  assert.ok(holding >= 5, `held in flight on ${holding} of 20 frames`);
+  await waitUntil('an LLM call denied', async () => (await count(page, 'denied-llm-tokens')) > 0);
+  await pauseAndSettle(page);
+  // Paused: every hold settled (the pause waits for them), the counters are final.
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  assert.equal(t.inFlight, 0);
+  assert.equal(t.held, 0);
+  assert.ok(t.givenBack > 0, 'some settled below their estimate');
+  assert.ok(t.added > 0, 'some settled above it');
+  assert.equal(t.kept, 0, 'no give-back forfeited');
+  assert.ok(t.denied > 0 && t.denied % 2_000 === 0, `denied whole estimates: ${t.denied}`);
+  assert.ok(t.issued % 2_000 === 0, `issued whole estimates: ${t.issued}`);
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: pause and resume, windows ending mid-hold (60x) and 32 workers: nothing lost, the identity holds', async () => {
+  await page.getByTestId('speed').selectOption('60');
+  await setInput(page, 'workers', 32);
+  await setInput(page, 'rate', 20);
+  await page.getByTestId('start').click();
+  for (let round = 0; round < 3; round += 1) {
+    await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+    await pauseAndSettle(page);
+    assert.equal((await assertTokensAddUp(page, 'llm-tokens')).inFlight, 0);
+    await page.getByTestId('start').click();
+  }
+  await pauseAndSettle(page);
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  // At 60x a minute ends every second of real time: holds of up to 1.2 s span window ends.
+  assert.ok(t.settled > 100_000, `settled ${t.settled} tokens: more than one window's limit`);
+  await page.getByTestId('speed').selectOption('1');
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) panics nothing and the identity holds', async () => {
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 40);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  await waitUntil('tokens held in flight', async () => (await count(page, 'held-llm-tokens')) > 0);
+  const applied = () => page.getByTestId('config-applied').textContent();
+
+  await setInput(page, 'config-limit-llm-tokens', 20_000);
+  await page.getByTestId('config-apply').click();
+  assert.equal(await applied(), 'Applied to the running tracker, counts kept: changed llm-tokens.');
+  assert.equal(await count(page, 'limit-llm-tokens'), 20_000);
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+
+  // Removed while its holds are in flight: they settle against a removed service (refused,
+  // their counts went with it), and the page goes on.
+  await page.getByTestId('config-remove-llm-tokens').click();
+  await page.getByTestId('config-apply').click();
+  assert.equal(await applied(), 'Applied to the running tracker, counts kept: removed llm-tokens.');
+  assert.equal(await page.getByTestId('card-llm-tokens').count(), 0);
+  assert.equal(await page.getByTestId('identity-llm-tokens').count(), 0);
+  await new Promise((r) => setTimeout(r, 1_500));
+
+  await page.getByTestId('config-add').click();
+  for (const [field, value] of [['name', 'llm-tokens'], ['limit', '100000']]) {
+    const input = page.locator(`[data-testid^="config-${field}-new-"]`).last();
+    await input.fill(value);
+    await input.press('Tab');
+  }
+  await page.getByTestId('config-apply').click();
+  assert.equal(await page.getByTestId('config-error').textContent(), '');
+  assert.equal(await applied(), 'Applied to the running tracker, counts kept: added llm-tokens.');
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  await waitUntil('tokens held again', async () => (await count(page, 'held-llm-tokens')) > 0);
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+  await pauseAndSettle(page);
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  assert.equal(t.inFlight, 0);
+  assert.ok(t.settled > 0);
+  assert.equal(await page.getByTestId('identity-llm-tokens').textContent(), 'holds');
+  await page.getByTestId('reset').click();
   assert.deepEqual(page.errors, []);
 });
 
@@ -250,7 +352,7 @@ test('racy mode: the page shows lost updates', async () => {
   await waitUntil('lost > 0', async () => (await count(page, 'lost-total')) > 0);
   await pauseAndSettle(page);
   let lost = 0;
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const recorded = await count(page, `recorded-${name}`);
     assert.equal(await count(page, `lost-${name}`), issued - recorded, `${name}: lost = issued - recorded`);
@@ -258,6 +360,11 @@ test('racy mode: the page shows lost updates', async () => {
   }
   assert.ok(lost > 0, 'racy workers overwrote each other');
   assert.equal(await count(page, 'lost-total'), lost);
+  // The LLM's tokens, counted the racy way once each response is in: nothing is held, the
+  // identity holds, and lost = settled actuals - recorded.
+  const llm = await assertTokensAddUp(page, 'llm-tokens', { lost: 'any' });
+  assert.equal(llm.inFlight, 0);
+  assert.equal(llm.lost, llm.settled - llm.recorded);
   assert.deepEqual(page.errors, []);
 });
 
@@ -321,7 +428,7 @@ test('Apply changes the running tracker: counts kept, a removed service loses it
   await page.getByTestId('config-remove-sendgrid').click();
   await page.getByTestId('config-apply').click();
   assert.equal(await applied(), 'Applied to the running tracker, counts kept: removed sendgrid.');
-  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub']);
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'llm-tokens']);
   assert.equal(await page.getByTestId('card-sendgrid').count(), 0);
   assert.equal(await page.getByTestId('recorded-sendgrid').count(), 0);
   assert.equal(await count(page, 'used-tiingo'), used);

@@ -51,6 +51,10 @@ pub struct ServiceView {
     pub issued: u64,
     /// Units of those that `try_record` refused (never sent, never counted) since the reset.
     pub denied: u64,
+    /// What the service counts in (see [`Unit::of`]).
+    pub unit: Unit,
+    /// A token service's holds since the reset (all 0 for a service counted in calls).
+    pub holds: HoldCounts,
 }
 
 impl ServiceView {
@@ -73,11 +77,95 @@ impl ServiceView {
         self.usage.total_recorded
     }
 
-    /// `issued - denied - recorded`: admitted units the counter does not have.
+    /// Admitted units the counter does not have. In calls: `issued - denied - recorded`. In
+    /// tokens: what the counter should hold (settled actuals, estimates in flight and those
+    /// kept, see [`HoldCounts::counted`]) minus what it recorded.
     pub fn lost(&self) -> u64 {
-        self.issued
-            .saturating_sub(self.denied)
-            .saturating_sub(self.recorded())
+        match self.unit {
+            Unit::Calls => self
+                .issued
+                .saturating_sub(self.denied)
+                .saturating_sub(self.recorded()),
+            Unit::Tokens => self.holds.counted().saturating_sub(self.recorded()),
+        }
+    }
+
+    /// Whether the token identity holds (see [`HoldCounts::identity_holds`]); always for a
+    /// service counted in calls.
+    pub fn identity_holds(&self) -> bool {
+        self.unit == Unit::Calls || self.holds.identity_holds(self.issued, self.denied)
+    }
+}
+
+/// What a service counts. The core's config has no unit: the dashboard takes a service whose
+/// name ends in `-tokens` (the simulation's `llm-tokens`) to count an LLM's tokens, whose
+/// workers hold an estimate and settle what the response reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unit {
+    /// One unit per API call (or e-mail): recorded as the call is made.
+    #[default]
+    Calls,
+    /// An LLM's tokens: held at an estimate, settled at the actual count.
+    Tokens,
+}
+
+impl Unit {
+    /// The unit of the service called `name`: tokens if it ends in `-tokens`.
+    pub fn of(name: &str) -> Unit {
+        if name.ends_with("-tokens") {
+            Unit::Tokens
+        } else {
+            Unit::Calls
+        }
+    }
+
+    /// The word the counters table shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Calls => "calls",
+            Unit::Tokens => "tokens",
+        }
+    }
+}
+
+/// A token service's holds since the reset, in tokens. With `issued` (every estimate the
+/// workers asked to hold) and `denied` (the estimates refused), the identity
+///
+/// `issued + added = denied + settled + given_back + in_flight + kept`
+///
+/// holds exactly at every frame: a refused estimate is denied; one in flight is held; a
+/// settled hold of estimate `e` and actual `a` gave back `g` and added `x` with
+/// `e + x = a + g + k`, `k` being what the tracker kept counted beyond `a` (0 unless a
+/// give-back was forfeited). In racy mode nothing is held: a call's estimate, actual and their
+/// difference are counted when its response is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct HoldCounts {
+    /// Tokens added past the estimates (settled above them), even past the limit.
+    pub added: u64,
+    /// The actual tokens of the settled holds (a cancelled hold: 0).
+    pub settled: u64,
+    /// Tokens the settlements gave back (estimate - actual, where below the estimate).
+    pub given_back: u64,
+    /// Estimates of the holds not settled yet.
+    pub in_flight: u64,
+    /// Tokens counted beyond the actuals for good: estimates of holds that never settle (in
+    /// flight when the page was left) and give-backs the tracker forfeited.
+    pub kept: u64,
+    /// Tokens of `added` settled after the window the hold was counted in had ended: the
+    /// core books them to that window (for the store) but leaves them out of the count's
+    /// `total_recorded`, so the counters table adds them to its "recorded".
+    pub past_window: u64,
+}
+
+impl HoldCounts {
+    /// What the counter should hold: `settled + in_flight + kept`.
+    pub fn counted(&self) -> u64 {
+        self.settled + self.in_flight + self.kept
+    }
+
+    /// `issued + added == denied + settled + given_back + in_flight + kept`.
+    pub fn identity_holds(&self, issued: u64, denied: u64) -> bool {
+        issued + self.added == denied + self.settled + self.given_back + self.in_flight + self.kept
     }
 }
 

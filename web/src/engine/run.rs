@@ -4,7 +4,7 @@
 use super::{check_config, SYNC_INTERVAL_MS};
 use crate::clock::SimClock;
 use crate::locks::lock;
-use crate::model::{Cause, ServiceView};
+use crate::model::{Cause, HoldCounts, ServiceView, Unit};
 use crate::persist::{
     DashboardStorage, SavedCounters, SavedService, Synced, CRITICAL_WRITE_GAP_MS, WRITE_INTERVAL_MS,
 };
@@ -38,6 +38,8 @@ pub(super) struct Run {
     issued: RefCell<Vec<u64>>,
     /// Units of those that `try_record` refused, per service (config order).
     denied: RefCell<Vec<u64>>,
+    /// Token services' holds, per service (config order; all 0 for services counted in calls).
+    holds: RefCell<Vec<HoldCounts>>,
     /// Calls issued (each of one or more units).
     calls: Cell<u64>,
     /// Level changes not yet shown, with their cause. Shared with the tracker's observer, which
@@ -107,6 +109,22 @@ impl Run {
             issued: RefCell::new(restored(|s| s.issued)),
             denied: RefCell::new(restored(|s| s.denied)),
             recorded_before: RefCell::new(restored(|s| s.recorded)),
+            // Holds in flight when the page was left were dropped: their estimates stay.
+            holds: RefCell::new(
+                config
+                    .services
+                    .iter()
+                    .map(|s| {
+                        let saved = saved.and_then(|c| c.service(&s.name)).map(|s| s.holds);
+                        let saved = saved.unwrap_or_default();
+                        HoldCounts {
+                            kept: saved.kept + saved.in_flight,
+                            in_flight: 0,
+                            ..saved
+                        }
+                    })
+                    .collect(),
+            ),
             calls: Cell::new(saved.map_or(0, |c| c.calls)),
             config: RefCell::new(config),
             counter,
@@ -157,6 +175,18 @@ impl Run {
             carry(&self.issued);
             carry(&self.denied);
             carry(&self.recorded_before);
+            let mut holds = self.holds.borrow_mut();
+            let kept = new
+                .services
+                .iter()
+                .map(|service| {
+                    old.services
+                        .iter()
+                        .position(|s| s.name == service.name)
+                        .map_or_else(HoldCounts::default, |index| holds[index])
+                })
+                .collect();
+            *holds = kept;
         }
         Some(result)
     }
@@ -169,6 +199,36 @@ impl Run {
     /// Calls issued since the reset.
     pub(super) fn calls(&self) -> u64 {
         self.calls.get()
+    }
+
+    /// Changes the counts of service `name`, if still configured (a reconfigure may have
+    /// removed it while a hold was in flight): its holds, and the units issued and denied; a
+    /// new call when `call`. Then writes, if a sync is due (call it right after a tracker call).
+    pub(super) fn count_tokens(
+        &self,
+        name: &str,
+        call: bool,
+        change: impl FnOnce(&mut HoldCounts, &mut u64, &mut u64),
+    ) {
+        let Some(index) = self.position(name) else {
+            return;
+        };
+        change(
+            &mut self.holds.borrow_mut()[index],
+            &mut self.issued.borrow_mut()[index],
+            &mut self.denied.borrow_mut()[index],
+        );
+        self.calls.set(self.calls.get() + u64::from(call));
+        self.write_if_due();
+    }
+
+    /// The place of service `name` in the config now.
+    pub(super) fn position(&self, name: &str) -> Option<usize> {
+        self.config
+            .borrow()
+            .services
+            .iter()
+            .position(|s| s.name == name)
     }
 
     fn count_issued(&self, ops: &[Op]) {
@@ -234,6 +294,21 @@ impl Run {
         self.count_issued(ops);
     }
 
+    /// The worker (from 1) whose tracker call is in progress (0: none), for the level
+    /// changes its observer sees.
+    pub(super) fn set_actor(&self, worker: usize) {
+        self.actor.store(worker, Ordering::Relaxed);
+    }
+
+    /// Level changes of a racy record of `worker`'s (the racy counts have no observer).
+    pub(super) fn note<'a>(
+        &self,
+        transitions: impl Iterator<Item = &'a Transition>,
+        worker: usize,
+    ) {
+        self.note_changes(transitions, worker);
+    }
+
     fn note_changes<'a>(&self, transitions: impl Iterator<Item = &'a Transition>, worker: usize) {
         lock(&self.changes).extend(transitions.map(|t| (t.clone(), cause_of(t, worker))));
     }
@@ -286,6 +361,7 @@ impl Run {
                         issued: issued[index],
                         denied: denied[index],
                         recorded: recorded_before[index] + usage.total_recorded,
+                        holds: self.holds.borrow()[index],
                     })
                     .collect();
                 SavedCounters {
@@ -317,20 +393,24 @@ impl Run {
         let issued = self.issued.borrow();
         let denied = self.denied.borrow();
         let recorded_before = self.recorded_before.borrow();
+        let holds = self.holds.borrow();
         snapshot
             .services()
             .iter()
             .enumerate()
             .map(|(index, usage)| {
                 let mut usage = usage.clone();
-                usage.total_recorded += recorded_before[index];
+                usage.total_recorded += recorded_before[index] + holds[index].past_window;
                 let limits = self.limits_of(index);
+                let unit = Unit::of(&usage.name);
                 ServiceView {
                     binding: binding(&limits),
                     limits,
                     usage,
                     issued: issued[index],
                     denied: denied[index],
+                    unit,
+                    holds: holds[index],
                 }
             })
             .collect()

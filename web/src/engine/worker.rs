@@ -2,7 +2,8 @@
 //! rate.
 
 use super::run::Run;
-use super::Engine;
+use super::{tokens, Engine};
+use crate::model::Unit;
 use gloo_timers::future::TimeoutFuture;
 use quota_core::sim::{Counter, Op, OpStream};
 use quota_core::Clock;
@@ -60,6 +61,20 @@ impl Worker {
     }
 
     async fn issue(&self, ops: &[Op]) {
+        // Calls to token services run as tasks of their own (hold, response, settle).
+        let mut calls = Vec::with_capacity(ops.len());
+        for op in ops {
+            let name = self.run.config().services[op.service].name.clone();
+            if Unit::of(&name) == Unit::Tokens {
+                tokens::spawn_call(&self.engine, &self.run, self.id, &name, op.count);
+            } else {
+                calls.push(*op);
+            }
+        }
+        let ops = &calls[..];
+        if ops.is_empty() {
+            return;
+        }
         match self.run.counter() {
             Counter::Locked(_) => self.run.record_now(
                 self.id,
