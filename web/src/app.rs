@@ -51,10 +51,9 @@ pub fn App() -> impl IntoView {
         <header class="page-header">
             <h1>"Quota dashboard"</h1>
             <p class="lede">
-                "Simulated workers call four rate-limited APIs, one an LLM counted in tokens "
-                "(held at an estimate, settled at the response's count). Watch each quota fill "
-                "up, cross its warning and critical thresholds and reset with its window — then "
-                "switch to "
+                "Simulated workers call four rate-limited APIs (an LLM's in tokens). Watch each "
+                "quota fill up, cross its warning and critical thresholds and reset with its "
+                "window — then switch to "
                 "racy mode to see the lost updates the lock prevents, or let three instances "
                 "share one store to see why they send deltas. Counts are saved in this browser: "
                 "a reload continues where you were."

@@ -138,7 +138,7 @@ impl Unit {
 /// `e + x = a + g + k`, `k` being what the tracker kept counted beyond `a` (0 unless a
 /// give-back was forfeited). In racy mode nothing is held: a call's estimate, actual and their
 /// difference are counted when its response is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HoldCounts {
     /// Tokens added past the estimates (settled above them), even past the limit.
     pub added: u64,
@@ -248,6 +248,35 @@ pub enum Cause {
     WindowReset,
     /// A config change (Apply in the config editor): a new limit or threshold, or a new window.
     Config,
+}
+
+impl Cause {
+    /// The actor while a config change is applied: its level changes are the config's doing.
+    pub(crate) const CONFIG_ACTOR: usize = usize::MAX;
+
+    /// The cause of `transition`, seen while `actor` called the tracker: a worker (from 1),
+    /// none (0: a read rolled a window) or [`CONFIG_ACTOR`](Self::CONFIG_ACTOR).
+    pub(crate) fn of(transition: &Transition, actor: usize) -> Cause {
+        if actor == Self::CONFIG_ACTOR {
+            Cause::Config
+        } else if transition.to < transition.from || actor == 0 {
+            Cause::WindowReset
+        } else {
+            Cause::Worker(actor)
+        }
+    }
+}
+
+/// The binding limit of `limits`: the least headroom, the first of equals (the core's rule for
+/// [`QuotaTracker::usage`](quota_core::QuotaTracker::usage)); 0 for none.
+pub(crate) fn binding(limits: &[ServiceUsage<'_>]) -> usize {
+    let mut binding = 0;
+    for (index, usage) in limits.iter().enumerate() {
+        if usage.remaining < limits[binding].remaining {
+            binding = index;
+        }
+    }
+    binding
 }
 
 /// One level change, as the timeline lists it.

@@ -150,9 +150,6 @@ pub struct SavedService {
     pub denied: u64,
     /// Units the tracker recorded since the reset, across windows.
     pub recorded: u64,
-    /// A token service's holds (absent, all 0, for one counted in calls).
-    #[serde(default)]
-    pub holds: crate::model::HoldCounts,
 }
 
 impl SavedCounters {

@@ -95,7 +95,7 @@ async fn run(state: &AppState, root: &Element, ms: u32) -> usize {
         settle().await;
         let service = tokens(state);
         assert!(service.identity_holds(), "{service:?}");
-        assert_eq!(text(root, "identity-llm-tokens"), "holds");
+        assert_eq!(text(root, "holds-off-llm-tokens"), "0");
         assert_eq!(
             number(root, "held-llm-tokens"),
             service.holds.in_flight,

@@ -1,10 +1,10 @@
 //! Issued, denied, recorded and lost units per service, for the current mode.
 
-use super::{Columns, CountsTable};
+use super::{Columns, CountsTable, Rows};
 use crate::dynamic::text;
 use crate::model::{ServiceView, Unit};
 use crate::settings::CallMode;
-use crate::state::use_app;
+use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 
@@ -14,7 +14,7 @@ use quota_core::sim::Mode;
 /// calls), each service with its unit. A token service's row counts tokens: issued estimates,
 /// denied estimates, recorded tokens and lost (what its holds say the counter should hold,
 /// minus what it recorded); below the table, its holds' identity, checked on every frame (see
-/// [`HoldCounts`]).
+/// [`HoldCounts`](crate::model::HoldCounts)): each term, and the difference of its two sides.
 #[component]
 pub fn Counters() -> impl IntoView {
     let state = use_app();
@@ -24,39 +24,25 @@ pub fn Counters() -> impl IntoView {
             (Mode::Locked, CallMode::Try) => {
                 "Locked mode: the tracker counts each call in one atomic step (its lock, or a \
                  compare-and-swap when only the count changes), so nothing is lost. \
-                 The workers ask try_record first: a call it refuses is denied, never sent. \
-                 Token calls hold an estimate and settle the response's count."
+                 The workers ask try_record first: a call it refuses is denied, never sent."
             }
             (Mode::Locked, CallMode::Count) => {
                 "Locked mode: the tracker counts each call in one atomic step (its lock, or a \
                  compare-and-swap when only the count changes), so nothing is lost. \
                  The workers use record_call (count only): every call is sent and counted, past \
-                 the limit too. Token calls still hold (a hold is an admission)."
+                 the limit too."
             }
             (Mode::Racy, _) => {
                 "Racy mode (demonstration): workers copy the whole state, wait, and write it \
-                 back, overwriting each other's calls. Token calls hold nothing: each counts \
-                 its tokens the racy way once its response is in."
+                 back, overwriting each other's calls."
             }
         }
         .to_owned()
     });
-    let rows = Memo::new(move |_| {
-        state.frame().with(|frame| {
-            state.config().with(|config| {
-                config
-                    .services
-                    .iter()
-                    .map(|service| {
-                        let counts = frame.service(&service.name).map_or(vec![0; 4], |s| {
-                            vec![s.issued, s.denied, s.recorded(), s.lost()]
-                        });
-                        (service.name.clone(), counts)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
+    let rows = rows_of(state, false, |s| {
+        vec![s.issued, s.denied, s.recorded(), s.lost()]
     });
+    let holds = rows_of(state, true, hold_row);
     view! {
         <section class="panel counters" aria-labelledby="counters-heading">
             <h2 id="counters-heading">"Issued, denied, recorded, lost"</h2>
@@ -64,24 +50,13 @@ pub fn Counters() -> impl IntoView {
             <table>
                 <CountsTable prefix="" columns=COLUMNS rows=rows unit_of=unit_of/>
             </table>
-            <For
-                each=move || {
-                    state
-                        .config()
-                        .with(|config| {
-                            config
-                                .services
-                                .iter()
-                                .filter(|s| Unit::of(&s.name) == Unit::Tokens)
-                                .map(|s| s.name.clone())
-                                .collect::<Vec<_>>()
-                        })
-                }
-                key=|name| name.clone()
-                let:name
-            >
-                {identity(name)}
-            </For>
+            <table class="identity">
+                <caption>
+                    "Tokens held: issued + added = denied + settled + given back + in flight + \
+                     kept (off by 0 while it holds)"
+                </caption>
+                <CountsTable prefix="holds-" columns=HOLD_COLUMNS rows=holds/>
+            </table>
         </section>
     }
 }
@@ -94,51 +69,57 @@ const COLUMNS: Columns = &[
     ("Lost", "lost"),
 ];
 
+/// Each service's counts as `counts` makes them (none while the frame lacks it), in config
+/// order; with `tokens`, of the token services only. One memo type for both tables.
+fn rows_of(state: AppState, tokens: bool, counts: fn(&ServiceView) -> Vec<u64>) -> Rows {
+    Memo::new(move |_| {
+        state.frame().with(|frame| {
+            state.config().with(|config| {
+                config
+                    .services
+                    .iter()
+                    .filter(|service| !tokens || Unit::of(&service.name) == Unit::Tokens)
+                    .map(|service| {
+                        let counts = frame.service(&service.name).map(counts);
+                        (service.name.clone(), counts.unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+    })
+}
+
 fn unit_of(name: &str) -> &'static str {
     Unit::of(name).as_str()
 }
 
-/// The identity of token service `name`'s holds, with each term's number (test ids
-/// `holds-<term>-<name>`) and whether it holds (`identity-<name>`: "holds" or "broken").
-fn identity(name: String) -> impl IntoView {
-    let state = use_app();
-    let key = name.clone();
-    let service = Memo::new(move |_| state.frame().with(|frame| frame.service(&key).cloned()));
-    let id = name.clone();
-    let term = move |label: &'static str, stem: &'static str, f: fn(&ServiceView) -> u64| {
-        view! {
-            <span class="term">
-                {label}
-                " "
-                <span data-testid=format!("holds-{stem}-{id}")>
-                    {text(move || service.with(|s| s.as_ref().map_or(0, f).to_string()))}
-                </span>
-            </span>
-        }
-    };
-    let check = text(move || {
-        let holds = service.with(|s| s.as_ref().is_none_or(ServiceView::identity_holds));
-        if holds { "holds" } else { "broken" }.to_owned()
-    });
-    view! {
-        <p class="identity" data-testid=format!("identity-row-{name}")>
-            <strong>{name.clone()}</strong>
-            " (tokens): "
-            {term("issued", "issued", |s| s.issued)}
-            " + "
-            {term("added", "added", |s| s.holds.added)}
-            " = "
-            {term("denied", "denied", |s| s.denied)}
-            " + "
-            {term("settled", "settled", |s| s.holds.settled)}
-            " + "
-            {term("given back", "given-back", |s| s.holds.given_back)}
-            " + "
-            {term("in flight", "in-flight", |s| s.holds.in_flight)}
-            " + "
-            {term("kept", "kept", |s| s.holds.kept)}
-            " — "
-            <span class="check" data-testid=format!("identity-{name}")>{check}</span>
-        </p>
-    }
+/// The identity table's columns, the last the difference of its two sides.
+const HOLD_COLUMNS: Columns = &[
+    ("Issued", "issued"),
+    ("Added", "added"),
+    ("Denied", "denied"),
+    ("Settled", "settled"),
+    ("Given back", "given-back"),
+    ("In flight", "in-flight"),
+    ("Kept", "kept"),
+    ("Off by", "off"),
+];
+
+/// A token service's row of the identity table.
+fn hold_row(s: &ServiceView) -> Vec<u64> {
+    let h = s.holds;
+    let (left, right) = (
+        s.issued + h.added,
+        s.denied + h.settled + h.given_back + h.in_flight + h.kept,
+    );
+    vec![
+        s.issued,
+        h.added,
+        s.denied,
+        h.settled,
+        h.given_back,
+        h.in_flight,
+        h.kept,
+        left.abs_diff(right),
+    ]
 }

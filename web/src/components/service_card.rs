@@ -90,17 +90,12 @@ pub fn ServiceCard(
                 <span data-testid=id("remaining")>{read(|s| s.usage.remaining.to_string())}</span>
                 " left"
             </p>
-            {tokens.then(|| {
-                view! {
-                    <p class="held">
-                        "tokens · "
-                        <span data-testid=id("held")>
-                            {read(|s| s.holds.in_flight.to_string())}
-                        </span>
-                        " held in flight (in used)"
-                    </p>
-                }
-            })}
+            // Every card has the line (one view type, not an optional one): shown for tokens.
+            <p class=if tokens { "held" } else { "held none" }>
+                "tokens · "
+                <span data-testid=id("held")>{read(|s| s.holds.in_flight.to_string())}</span>
+                " held in flight (in used)"
+            </p>
             {limits}
         </article>
     }
