@@ -86,7 +86,7 @@ test('locked mode, count only: 8 workers, every issued unit is recorded', async 
   await setInput(page, 'workers', 8);
   await setInput(page, 'rate', 400);
   await page.getByTestId('start').click();
-  await waitUntil('2,000 calls', async () => (await count(page, 'calls')) >= 2_000);
+  await waitUntil('2,000 calls', async () => (await count(page, 'issued-total')) >= 2_000);
   await pauseAndSettle(page);
 
   let issuedTotal = 0;
@@ -254,11 +254,15 @@ test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) pani
   await page.getByTestId('reset').click();
   await page.getByTestId('start').click();
   await waitUntil('tokens held in flight', async () => (await count(page, 'held-llm-tokens')) > 0);
-  const applied = () => page.getByTestId('config-applied').textContent();
+  const applied = async (message) => {
+    await waitUntil(`"${message}"`, async () => (await page.getByTestId('config-applied').textContent()) !== '');
+    assert.equal(await page.getByTestId('config-error').textContent(), '');
+    assert.equal(await page.getByTestId('config-applied').textContent(), message);
+  };
 
   await setInput(page, 'config-limit-llm-tokens', 20_000);
   await page.getByTestId('config-apply').click();
-  assert.equal(await applied(), 'Applied to the running tracker, counts kept: changed llm-tokens.');
+  await applied('Applied to the running tracker, counts kept: changed llm-tokens.');
   assert.equal(await count(page, 'limit-llm-tokens'), 20_000);
   await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
 
@@ -266,7 +270,7 @@ test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) pani
   // their counts went with it), and the page goes on.
   await page.getByTestId('config-remove-llm-tokens').click();
   await page.getByTestId('config-apply').click();
-  assert.equal(await applied(), 'Applied to the running tracker, counts kept: removed llm-tokens.');
+  await applied('Applied to the running tracker, counts kept: removed llm-tokens.');
   assert.equal(await page.getByTestId('card-llm-tokens').count(), 0);
   assert.equal(await page.getByTestId('holds-off-llm-tokens').count(), 0);
   await new Promise((r) => setTimeout(r, 1_500));
@@ -278,8 +282,7 @@ test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) pani
     await input.press('Tab');
   }
   await page.getByTestId('config-apply').click();
-  assert.equal(await page.getByTestId('config-error').textContent(), '');
-  assert.equal(await applied(), 'Applied to the running tracker, counts kept: added llm-tokens.');
+  await applied('Applied to the running tracker, counts kept: added llm-tokens.');
   assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
   await waitUntil('tokens held again', async () => (await count(page, 'held-llm-tokens')) > 0);
   await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);

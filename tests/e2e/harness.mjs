@@ -166,10 +166,8 @@ export async function assertTokensAddUpWhileRunning(page, name, times, options) 
   let holding = 0;
   for (let i = 0; i < times; i += 1) {
     const t = await assertTokensAddUp(page, name, options);
-    if (t.inFlight > 0) {
-      holding += 1;
-      assert.ok(t.used >= t.held || t.status !== 'running', `used includes what is held: ${JSON.stringify(t)}`);
-    }
+    // (Not `used >= held`: a hold counts in the window it was taken in, which may have ended.)
+    if (t.inFlight > 0) holding += 1;
     await new Promise((r) => setTimeout(r, 150));
   }
   return holding;

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 /// `used / limit / remaining` above describes) tagged "binding" in words.
 ///
 /// A token service's card (see [`Unit`]) also shows the tokens its unsettled holds have in
-/// flight, which `used` includes.
+/// flight (`used` includes those held in the current window).
 ///
 /// Its numbers change on nearly every frame while the workers run, so each is a reactive text
 /// of its own (only the text nodes and attributes that changed are written).
@@ -94,7 +94,7 @@ pub fn ServiceCard(
             <p class=if tokens { "held" } else { "held none" }>
                 "tokens · "
                 <span data-testid=id("held")>{read(|s| s.holds.in_flight.to_string())}</span>
-                " held in flight (in used)"
+                " held in flight"
             </p>
             {limits}
         </article>
