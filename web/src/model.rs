@@ -136,8 +136,8 @@ impl Unit {
 /// holds exactly at every frame: a refused estimate is denied; one in flight is held; a
 /// settled hold of estimate `e` and actual `a` gave back `g` and added `x` with
 /// `e + x = a + g + k`, `k` being what the tracker kept counted beyond `a` (0 unless a
-/// give-back was forfeited). In racy mode nothing is held: a call's estimate, actual and their
-/// difference are counted when its response is in.
+/// give-back was forfeited). In racy mode nothing is held: a call's estimate counts as settled
+/// (see [`engine`](crate::engine)'s token calls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HoldCounts {
     /// Tokens added past the estimates (settled above them), even past the limit.
@@ -148,8 +148,8 @@ pub struct HoldCounts {
     pub given_back: u64,
     /// Estimates of the holds not settled yet.
     pub in_flight: u64,
-    /// Tokens counted beyond the actuals for good: estimates of holds that never settle (in
-    /// flight when the page was left) and give-backs the tracker forfeited.
+    /// Tokens counted beyond the actuals for good: give-backs a settlement did not make
+    /// (`estimate + added - given_back - actual` of a settled hold).
     pub kept: u64,
     /// Tokens of `added` settled after the window the hold was counted in had ended: the
     /// core books them to that window (for the store) but leaves them out of the count's
@@ -255,11 +255,13 @@ impl Cause {
     pub(crate) const CONFIG_ACTOR: usize = usize::MAX;
 
     /// The cause of `transition`, seen while `actor` called the tracker: a worker (from 1),
-    /// none (0: a read rolled a window) or [`CONFIG_ACTOR`](Self::CONFIG_ACTOR).
+    /// none (0: a read rolled a window) or [`CONFIG_ACTOR`](Self::CONFIG_ACTOR). A level that
+    /// went down to a count of 0 is a window's reset; to a higher count, a worker's settled
+    /// hold that gave tokens back.
     pub(crate) fn of(transition: &Transition, actor: usize) -> Cause {
         if actor == Self::CONFIG_ACTOR {
             Cause::Config
-        } else if transition.to < transition.from || actor == 0 {
+        } else if actor == 0 || (transition.to < transition.from && transition.used == 0) {
             Cause::WindowReset
         } else {
             Cause::Worker(actor)
