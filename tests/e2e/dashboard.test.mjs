@@ -248,7 +248,7 @@ test('tokens: pause and resume, windows ending mid-hold (60x) and 32 workers: no
   assert.deepEqual(page.errors, []);
 });
 
-test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) panics nothing and the identity holds', async () => {
+test('tokens: Apply mid-run (a new limit, a new window, the LLM removed, then added back) panics nothing and the identity holds', async () => {
   await setInput(page, 'workers', 8);
   await setInput(page, 'rate', 40);
   await page.getByTestId('reset').click();
@@ -264,6 +264,14 @@ test('tokens: Apply mid-run (a new limit, the LLM removed, then added back) pani
   await page.getByTestId('config-apply').click();
   await applied('Applied to the running tracker, counts kept: changed llm-tokens.');
   assert.equal(await count(page, 'limit-llm-tokens'), 20_000);
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+
+  // A new window while holds are in flight: their give-backs have no window left to come off
+  // (kept), their excess goes to the old window (for the store); nothing is lost.
+  await page.getByTestId('config-period-llm-tokens').selectOption('hour');
+  await page.getByTestId('config-apply').click();
+  await applied('Applied to the running tracker, counts kept: changed llm-tokens.');
+  assert.equal(await page.getByTestId('period-llm-tokens').textContent(), 'hour');
   await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
 
   // Removed while its holds are in flight: they settle against a removed service (refused,

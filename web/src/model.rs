@@ -151,9 +151,10 @@ pub struct HoldCounts {
     /// Tokens counted beyond the actuals for good: give-backs a settlement did not make
     /// (`estimate + added - given_back - actual` of a settled hold).
     pub kept: u64,
-    /// Tokens of `added` settled after the window the hold was counted in had ended: the
-    /// core books them to that window (for the store) but leaves them out of the count's
-    /// `total_recorded`, so the counters table adds them to its "recorded".
+    /// Tokens of `added` settled after the window the hold was counted in had ended (or a
+    /// reconfigure gave the service another window): the core books them to that window (for
+    /// the store) but leaves them out of the count's `total_recorded`, so the counters table
+    /// adds them to its "recorded".
     pub past_window: u64,
 }
 

@@ -17,7 +17,7 @@ use super::run::Run;
 use super::Engine;
 use crate::model::HoldCounts;
 use gloo_timers::future::TimeoutFuture;
-use quota_core::{Clock, QuotaError, Settlement};
+use quota_core::{QuotaError, QuotaTracker, Settlement};
 use std::rc::Rc;
 
 /// Tokens a worker holds per unit of an op (the simulation's ops are of 1 unit, a burst's a
@@ -34,7 +34,7 @@ pub(super) fn spawn(engine: &Rc<Engine>, run: &Rc<Run>, worker: usize, name: Str
     let (engine, run) = (Rc::clone(engine), Rc::clone(run));
     engine.workers.enter();
     leptos::task::spawn_local(async move {
-        call(&engine, &run, worker, &name, units).await;
+        call(&run, worker, &name, units).await;
         engine.workers.exit();
         if !engine.workers.is_running() {
             // Settled after the pause's sync: sync again, so a reload has it.
@@ -44,20 +44,17 @@ pub(super) fn spawn(engine: &Rc<Engine>, run: &Rc<Run>, worker: usize, name: Str
 }
 
 /// Holds the estimate, waits for the response, settles (or cancels).
-async fn call(engine: &Engine, run: &Run, worker: usize, name: &str, units: u64) {
+async fn call(run: &Run, worker: usize, name: &str, units: u64) {
     let Some(tracker) = run.counter().tracker() else {
         return;
     };
     let estimate = units.saturating_mul(ESTIMATE_TOKENS);
     run.set_actor(worker);
     let held = tracker.hold(name, estimate);
-    // The end of the service's own window the hold is counted in (a settlement after it
-    // books the excess to that window, see `HoldCounts::past_window`).
-    let window_end = tracker
-        .usage_limits(name)
-        .ok()
-        .and_then(|limits| Some(limits.first()?.reset_at_ms))
-        .unwrap_or(u64::MAX);
+    // The end of the service's own window the hold is counted in: a settlement after that
+    // window ended, or after a reconfigure gave the service another window, books the excess
+    // to the hold's window (see `HoldCounts::past_window`).
+    let window = window_end(tracker, name);
     run.set_actor(0);
     let hold = match held {
         Ok(hold) => hold,
@@ -84,7 +81,7 @@ async fn call(engine: &Engine, run: &Run, worker: usize, name: &str, units: u64)
         _ => hold.settle(random_to(estimate.saturating_mul(2))),
     };
     run.set_actor(0);
-    let past = engine.clock.now_ms() >= window_end;
+    let past = window_end(tracker, name) != window;
     match settled {
         Ok(settlement) => {
             let holds = counts_of(&settlement, past);
@@ -99,6 +96,15 @@ async fn call(engine: &Engine, run: &Run, worker: usize, name: &str, units: u64)
 /// seed).
 fn random_to(max: u64) -> u64 {
     (js_sys::Math::random() * (max as f64 + 1.0)) as u64
+}
+
+/// The end of the window of the service's own limit now (0: none, a removed service).
+fn window_end(tracker: &QuotaTracker, name: &str) -> u64 {
+    tracker
+        .usage_limits(name)
+        .ok()
+        .and_then(|limits| Some(limits.first()?.reset_at_ms))
+        .unwrap_or(0)
 }
 
 /// What a settled hold adds to the counts: its actual, what it gave back and added, and what
