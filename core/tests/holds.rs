@@ -388,6 +388,47 @@ fn a_give_back_after_a_raise_of_its_window_is_forfeited() {
 }
 
 #[test]
+fn without_a_store_a_give_back_after_a_raise_is_forfeited_too() {
+    let (tracker, _clock) = local([llm(10_000)]);
+    let hold = tracker.hold("llm", 1_000).unwrap();
+    // The provider's response said 1,200 were used (its count holds our 1,000)...
+    tracker.raise_used("llm", 1_200, None).unwrap();
+    // ...and its body says the call cost 100: giving 900 back would pass under its count.
+    let settled = hold.settle(100).unwrap();
+    assert_eq!(settled.given_back, 0);
+    assert_eq!(tracker.usage("llm").unwrap().used, 1_200);
+    // A hold counted after the raise gives back as usual.
+    let after = tracker.hold("llm", 500).unwrap();
+    assert_eq!(after.settle(200).unwrap().given_back, 300);
+    assert_eq!(tracker.usage("llm").unwrap().used, 1_400);
+}
+
+#[test]
+fn without_a_store_only_the_raised_limits_window_forfeits() {
+    let config = ServiceConfig::builder("llm", 10_000, Period::Minute)
+        .critical_threshold(0.9)
+        .reserve_fraction(0.0)
+        .and_limit(Limit::new(100_000, Period::Hour))
+        .build()
+        .unwrap();
+    let (tracker, _clock) = local([config]);
+    let used = |tracker: &QuotaTracker| -> Vec<u64> {
+        let limits = tracker.service("llm").unwrap().usage_limits();
+        limits.iter().map(|usage| usage.used).collect()
+    };
+    let hold = tracker.hold("llm", 1_000).unwrap();
+    // A report without a reset time raises the shortest window: the minute's.
+    tracker.raise_used("llm", 1_200, None).unwrap();
+    assert_eq!(used(&tracker), [1_200, 1_000]);
+    // The hour's window gives its 900 back; the minute's keeps the provider's count.
+    assert_eq!(hold.settle(100).unwrap().given_back, 900);
+    assert_eq!(used(&tracker), [1_200, 100]);
+    let after = tracker.hold("llm", 500).unwrap();
+    assert_eq!(after.settle(200).unwrap().given_back, 300);
+    assert_eq!(used(&tracker), [1_400, 300]);
+}
+
+#[test]
 fn a_lost_reply_to_a_give_back_is_resent_and_applied_once() {
     let clock = ManualClock::new(START);
     let store = Arc::new(MemoryStore::new());

@@ -191,8 +191,13 @@ where
                 return result.map_err(Into::into);
             };
             match result {
-                Ok(response) => {
-                    in_flight.answered(response.status(), response.headers())?;
+                Ok(mut response) => {
+                    let pending = in_flight.answered(response.status(), response.headers())?;
+                    if let Some(pending) = pending {
+                        // Only some body types can be wrapped without changing the
+                        // response's type; any other body keeps the estimate.
+                        crate::body::settling_in_place(response.body_mut(), pending);
+                    }
                     Ok(response)
                 }
                 Err(error) => {

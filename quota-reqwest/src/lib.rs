@@ -25,6 +25,7 @@
 //! that a tracker with a store syncs from whichever call makes a sync due (every
 //! `interval_ms`, or on entering Critical): that call waits for the store's round trip.
 
+mod body;
 mod error;
 mod headers;
 mod layer;

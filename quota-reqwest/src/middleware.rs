@@ -168,9 +168,12 @@ impl QuotaMiddleware {
             return Err(reqwest_middleware::Error::middleware(error));
         }
         if let Some(in_flight) = in_flight {
-            in_flight
+            let pending = in_flight
                 .answered(response.status(), response.headers())
                 .map_err(reqwest_middleware::Error::middleware)?;
+            if let Some(pending) = pending {
+                return Ok(crate::body::settling_response(response, pending));
+            }
         }
         Ok(response)
     }
@@ -202,6 +205,16 @@ impl QuotaMiddleware {
         settle: impl Fn(http::StatusCode, &http::HeaderMap) -> Option<u64> + Send + Sync + 'static,
     ) -> Result<Self, QuotaError> {
         self.try_map(|rules| rules.price(service, estimate, settle))
+    }
+
+    /// [`QuotaRules::price_json`].
+    pub fn price_json(
+        self,
+        service: &str,
+        estimate: u64,
+        pointer: &str,
+    ) -> Result<Self, QuotaError> {
+        self.try_map(|rules| rules.price_json(service, estimate, pointer))
     }
 
     /// [`QuotaRules::counted_statuses`].

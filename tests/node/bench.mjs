@@ -30,6 +30,7 @@ const tracker = new QuotaTracker({
   services: [
     { name: "api", limit: Number.MAX_SAFE_INTEGER, period: "month" },
     { name: "other", limit: 100, period: "day" },
+    { name: "tokens", limit: Number.MAX_SAFE_INTEGER, period: "month" },
   ],
 });
 tracker.onTransition(() => {}); // a subscribed callback, as in real use
@@ -73,6 +74,13 @@ const operations = [
   ["tryRecord(service)", (n) => {
     for (let i = 0; i < n; i++) sink += tracker.tryRecord("api").allowed ? 1 : 0;
   }],
+  ["hold(service, 3).settle(2)", (n) => {
+    for (let i = 0; i < n; i++) sink += tracker.hold("api", 3).settle(2).used;
+  }],
+  ["tryRecordMany (2 services)", (n) => {
+    const calls = [["api", 1], ["tokens", 100]];
+    for (let i = 0; i < n; i++) sink += tracker.tryRecordMany(calls).allowed ? 1 : 0;
+  }],
   ["service.record()", (n) => {
     for (let i = 0; i < n; i++) sink += api.record();
   }],
@@ -85,7 +93,7 @@ const operations = [
   ["usage(service)", (n) => {
     for (let i = 0; i < n; i++) sink += tracker.usage("api").used;
   }],
-  ["snapshot() (2 services)", (n) => {
+  ["snapshot() (3 services)", (n) => {
     for (let i = 0; i < n; i++) sink += tracker.snapshot().totalUsed;
   }],
   limiter && ["limiter tryRemoveTokens(1)", (n) => {

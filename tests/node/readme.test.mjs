@@ -115,6 +115,12 @@ test("README, Node: runs in the user's project and prints what its comments say"
   assert.deepEqual(stdout, expectedOutput(source));
 });
 
+test("README, holds: runs in the user's project and prints what its comments say", () => {
+  const source = readFileSync(join(snippets, "holds.mjs"), "utf8");
+  const { stdout } = node(project, preload("fixed-time.mjs"), "holds.mjs");
+  assert.deepEqual(stdout, expectedOutput(source));
+});
+
 test("README, browsers: init() fetches the .wasm from beside the module, then prints what its comments say", () => {
   const source = readFileSync(join(snippets, "browser.mjs"), "utf8");
   const { stdout, stderr } = node(project, [...preload("fixed-time.mjs"), ...preload("serve-files.mjs")], "browser.mjs");

@@ -17,9 +17,10 @@ const JS: &str = "quota_core.js";
 const TYPES: &str = "quota_core.d.ts";
 const WASM: &str = "quota_core_bg.wasm";
 /// The most the module's .wasm may weigh gzipped (`gzip -9`), in bytes, persistence included:
-/// issue 18's 64 KB for issues 16 and 18 together (60,000 before; BENCHMARKS.md, JS module,
-/// says what the bytes bought and where they were won back).
-const WASM_GZIP_BUDGET: u64 = 64_000;
+/// issue 18's 64 KB for issues 16 and 18 together, then 71 KB with issue 19's holds and
+/// `tryRecordMany` (BENCHMARKS.md, JS module, says what the bytes bought and where they were
+/// won back).
+const WASM_GZIP_BUDGET: u64 = 71_000;
 
 /// Builds `pkg/` from scratch.
 pub fn pkg() -> Result<(), String> {

@@ -26,7 +26,19 @@ export function describe(value) {
       return "a symbol";
     default:
       if (value === null) return "null";
-      return Array.isArray(value) ? "an array" : "an object";
+      return isArray(value) ? "an array" : "an object";
+  }
+}
+
+/**
+ * `Array.isArray(value)`, false where that throws (a revoked Proxy): what wasm calls must not
+ * throw, for an exception through wasm leaves the tracker borrowed.
+ */
+function isArray(value) {
+  try {
+    return Array.isArray(value);
+  } catch {
+    return false;
   }
 }
 
@@ -41,6 +53,34 @@ export function countError(service, value) {
   return new Error(
     `invalid count for service ${JSON.stringify(service)}: ${problem} (got ${describe(value)})`,
   );
+}
+
+/**
+ * `tryRecordMany`'s calls, `[[service, count], ...]` or `{ [service]: count }`, flattened to
+ * `[service, count, ...]`; a message (a string) for the first problem of their shape, or
+ * `[thrown]` when reading them threw (a getter, a proxy's trap): input.rs throws it, after
+ * wasm let go of the tracker (an exception through wasm would leave it borrowed).
+ */
+export function callsOf(calls) {
+  try {
+    return flatCalls(calls);
+  } catch (error) {
+    return [error];
+  }
+}
+
+function flatCalls(calls) {
+  const shape = "tryRecordMany needs an array of [service, count] pairs or an object of counts";
+  if (calls === null || typeof calls !== "object") return `${shape} (got ${describe(calls)})`;
+  const pairs = Array.isArray(calls) ? calls : Object.entries(calls);
+  const flat = [];
+  for (const [index, pair] of pairs.entries()) {
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      return `${shape}: entry ${index} is ${describe(pair)}${Array.isArray(pair) ? ` of length ${pair.length}` : ""}`;
+    }
+    flat.push(pair[0], pair[1]);
+  }
+  return flat;
 }
 
 /** The first of `object`'s own keys not in `allowed` (names separated by ", "), or undefined. */
@@ -86,6 +126,15 @@ const STORAGE_NAMES = "key, syncIntervalMs, required";
  * read by `storageOf` after every service, as it always was).
  */
 export function configOf(config) {
+  try {
+    return readConfig(config);
+  } catch {
+    // A proxy's trap: thrown here, it would leave wasm (and a reconfigured tracker) borrowed.
+    return "reading the config threw";
+  }
+}
+
+function readConfig(config) {
   if (!isPlainObject(config)) {
     return `expected an object like { services: [...] } (got ${describe(config)})`;
   }
@@ -98,11 +147,12 @@ export function configOf(config) {
   if (services.value === undefined) {
     return `missing field "services": list the services to track`;
   }
-  if (!Array.isArray(services.value)) {
+  if (!isArray(services.value)) {
     return `"services" must be an array (got ${describe(services.value)})`;
   }
   if (services.value.length === 0) return `"services" is empty: list at least one service`;
-  return services.value;
+  // A copy: input.rs reads its entries, and a proxy's trap must not throw there.
+  return Array.prototype.slice.call(services.value);
 }
 
 /** `{ value }` of field `name`, or the message when reading it throws (a getter, a proxy). */
@@ -119,6 +169,14 @@ function read(object, name) {
  * undefined when omitted, or the message of its first problem.
  */
 export function storageOf(config) {
+  try {
+    return readStorage(config);
+  } catch {
+    return "reading storage threw";
+  }
+}
+
+function readStorage(config) {
   const storage = read(config, "storage");
   if (typeof storage === "string") return storage;
   const value = storage.value;
@@ -168,7 +226,7 @@ function quote(text) {
 
 /** An object with fields: not null, not an array, not a function. */
 function isPlainObject(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+  return typeof value === "object" && value !== null && !isArray(value);
 }
 
 /**
@@ -184,6 +242,14 @@ function isPlainObject(value) {
  * two, so every message comes in the order it always did.
  */
 export function serviceOf(service, index) {
+  try {
+    return readService(service, index);
+  } catch {
+    return `services[${index}]: reading it threw`;
+  }
+}
+
+function readService(service, index) {
   let at = `services[${index}]`;
   if (!isPlainObject(service)) {
     return `${at} must be an object like { name, limit, period } (got ${describe(service)})`;
@@ -211,7 +277,7 @@ export function serviceOf(service, index) {
     ["anchorDay", anchorDay],
   ].find(([, value]) => value !== undefined);
   if (inside) return `${at}: ${inside[0]} goes inside \`limits\` when that is given`;
-  if (!Array.isArray(listed)) {
+  if (!isArray(listed)) {
     return `${at}: limits must be an array of { limit, period } (got ${describe(listed)})`;
   }
   for (let entry = 0; ; entry++) {

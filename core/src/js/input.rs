@@ -42,6 +42,11 @@ extern "C" {
     /// a message for its first problem (see `storageOf` in `input.js`).
     #[wasm_bindgen(js_name = storageOf)]
     fn storage_of(config: &JsValue) -> JsValue;
+
+    /// `tryRecordMany`'s calls as `[service, count, service, count, ...]`, or a message for
+    /// their first problem (see `callsOf` in `input.js`).
+    #[wasm_bindgen(js_name = callsOf)]
+    fn calls_of(calls: &JsValue) -> JsValue;
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly.
@@ -202,6 +207,29 @@ pub(super) fn service(value: &JsValue) -> Result<String, Error> {
 /// silently counted as one call.
 pub(super) fn count(service: &str, value: &JsValue) -> Result<u64, Error> {
     whole_count(count_of(value)).ok_or_else(|| count_error(service, value))
+}
+
+/// A hold's estimate: a count ([`count`]) that must be given.
+pub(super) fn estimate(service: &str, value: &JsValue) -> Result<u64, Error> {
+    if value.is_undefined() {
+        return Err(count_error(service, value));
+    }
+    count(service, value)
+}
+
+/// `tryRecordMany`'s calls, `[service, count]` pairs or an object of counts, flattened:
+/// `[service, count, service, count, ...]`, each still to be checked.
+pub(super) fn calls(value: &JsValue) -> Result<Vec<JsValue>, Error> {
+    let calls = calls_of(value);
+    if let Some(message) = calls.as_string() {
+        return Err(Error::new(&message));
+    }
+    let calls = Array::from(&calls);
+    match calls.length() {
+        // What reading the calls threw, thrown here in its turn.
+        1 => Err(calls.get(0).unchecked_into()),
+        _ => Ok(calls.to_vec()),
+    }
 }
 
 /// `n` as a count when it is a whole number from 1 to `Number.MAX_SAFE_INTEGER`.

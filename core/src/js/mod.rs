@@ -47,11 +47,13 @@ static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocato
 
 mod callbacks;
 mod clock;
+mod hold;
 mod inner;
 mod input;
 mod names;
 mod service;
 mod shapes;
+mod slab;
 mod storage;
 
 use crate::config::SyncPolicy;

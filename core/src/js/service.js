@@ -11,7 +11,8 @@ export function handOver(value) {
   handedOver = value;
 }
 
-function take() {
+/** Takes what wasm handed over (see `handOver`). */
+export function take() {
   const value = handedOver;
   handedOver = undefined;
   return value;

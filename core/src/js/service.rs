@@ -10,6 +10,7 @@
 //! tracker (shared with the JS `QuotaTracker`) and the service's position. `free()`, or the garbage
 //! collector through a `FinalizationRegistry`, removes it.
 
+use super::slab::Slab;
 use super::{input, shapes, Inner};
 use crate::error::QuotaError;
 use crate::Service;
@@ -28,7 +29,7 @@ extern "C" {
     /// Leaves `value` for the `Service` method that made this call, which takes it when the
     /// raw call returns [`HANDED_OVER`].
     #[wasm_bindgen(js_name = handOver)]
-    fn hand_over(value: &JsValue);
+    pub(super) fn hand_over(value: &JsValue);
 }
 
 /// The raw calls' answers below 0 (the others are remaining counts, or booleans as 0 and 1).
@@ -45,16 +46,9 @@ struct Handle {
     position: usize,
 }
 
-/// This thread's handles: handle `n` is entry `n - 1` (0 is no handle).
-#[derive(Default)]
-struct Slab {
-    entries: Vec<Option<Handle>>,
-    /// Entries freed, to be reused.
-    free: Vec<usize>,
-}
-
 thread_local! {
-    static HANDLES: RefCell<Slab> = RefCell::default();
+    /// This thread's handles.
+    static HANDLES: RefCell<Slab<Handle>> = RefCell::default();
 }
 
 /// A new JS `Service` on the service at `position` of `inner`'s tracker.
@@ -63,25 +57,8 @@ pub(super) fn handle(inner: &Rc<Inner>, position: usize) -> JsValue {
         inner: Rc::clone(inner),
         position,
     };
-    let number = HANDLES.with(|handles| {
-        let mut handles = handles.borrow_mut();
-        match handles.free.pop() {
-            Some(index) => {
-                handles.entries[index] = Some(entry);
-                index + 1
-            }
-            None => {
-                handles.entries.push(Some(entry));
-                handles.entries.len()
-            }
-        }
-    });
-    // Handles fit in a u32: each takes memory, of which wasm32 has at most 4 GiB.
-    new_service(
-        &wasm_bindgen::exports(),
-        number as u32,
-        &inner.names.js(position),
-    )
+    let number = HANDLES.with(|handles| handles.borrow_mut().insert(entry));
+    new_service(&wasm_bindgen::exports(), number, &inner.names.js(position))
 }
 
 /// Runs `body` on handle `number`'s tracker and service. The slab is not borrowed while it
@@ -89,8 +66,7 @@ pub(super) fn handle(inner: &Rc<Inner>, position: usize) -> JsValue {
 fn with(number: u32, body: impl FnOnce(&Inner, usize) -> f64) -> f64 {
     let entry = HANDLES.with(|handles| {
         let handles = handles.borrow();
-        let index = (number as usize).checked_sub(1)?;
-        let entry = handles.entries.get(index)?.as_ref()?;
+        let entry = handles.get(number)?;
         Some((Rc::clone(&entry.inner), entry.position))
     });
     match entry {
@@ -193,13 +169,7 @@ pub extern "C" fn quota_service_usage(handle: u32, now_ms: f64) -> f64 {
 /// `service.free()`, or the garbage collector: removes the handle (0: none).
 #[no_mangle]
 pub extern "C" fn quota_service_free(handle: u32) {
-    let removed = HANDLES.with(|handles| {
-        let mut handles = handles.borrow_mut();
-        let index = (handle as usize).checked_sub(1)?;
-        let removed = handles.entries.get_mut(index)?.take()?;
-        handles.free.push(index);
-        Some(removed)
-    });
+    let removed = HANDLES.with(|handles| handles.borrow_mut().remove(handle));
     // Dropped outside the borrow: the last handle on a tracker drops the tracker.
     drop(removed);
 }

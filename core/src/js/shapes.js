@@ -40,6 +40,14 @@ export function reconfigured(added, removed, changed) {
   return { added, removed, changed };
 }
 
+export function settlement(estimate, actual, givenBack, added, used) {
+  return { estimate, actual, givenBack, added, used };
+}
+
+export function many(recorded) {
+  return { allowed: true, recorded };
+}
+
 export function snapshot(services, totalUsed, atMs) {
   return { services, totalUsed, atMs };
 }

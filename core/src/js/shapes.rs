@@ -43,6 +43,18 @@ extern "C" {
     /// `{ added, removed, changed }`
     pub(super) fn reconfigured(added: &Array, removed: &Array, changed: &Array) -> JsValue;
 
+    /// `{ estimate, actual, givenBack, added, used }`: what settling a hold did.
+    pub(super) fn settlement(
+        estimate: f64,
+        actual: f64,
+        given_back: f64,
+        added: f64,
+        used: f64,
+    ) -> JsValue;
+
+    /// `{ allowed: true, recorded }`: what `tryRecordMany` admitted.
+    pub(super) fn many(recorded: &Array) -> JsValue;
+
     /// `{ services, totalUsed, atMs }`
     pub(super) fn snapshot(services: &JsValue, total_used: f64, at_ms: f64) -> JsValue;
 
@@ -92,24 +104,29 @@ pub(super) fn usage(name: &JsValue, usage: &ServiceUsage) -> JsValue {
     with_usage(Shape::Usage, name, usage, &JsValue::NULL)
 }
 
-/// `{ usage, transition }`.
+/// `{ usage, transition }`, and `shadowDenied: reason` where shadow mode admitted a call that
+/// enforcing would have refused (`tryRecordMany`: a record is never refused).
 pub(super) fn recorded(name: &JsValue, recorded: &Recorded) -> JsValue {
-    with_transition(Shape::Recorded, name, recorded)
+    shadowed(with_transition(Shape::Recorded, name, recorded), recorded)
 }
 
 /// `{ allowed: true, usage, transition }`, and `shadowDenied: reason` where shadow mode
 /// admitted a call that enforcing would have refused.
 pub(super) fn allowed(name: &JsValue, recorded: &Recorded) -> JsValue {
-    let allowed = with_transition(Shape::Allowed, name, recorded);
+    shadowed(with_transition(Shape::Allowed, name, recorded), recorded)
+}
+
+/// `value` with `shadowDenied: reason` where shadow mode admitted what `recorded` counted.
+fn shadowed(value: JsValue, recorded: &Recorded) -> JsValue {
     if let Some(reason) = recorded.shadow_denied {
         // Only in shadow mode: one more crossing, off the enforcing path.
         let _ = js_sys::Reflect::set(
-            &allowed,
+            &value,
             &JsValue::from_str("shadowDenied"),
             &JsValue::from_str(deny_reason(reason)),
         );
     }
-    allowed
+    value
 }
 
 /// `{ allowed: false, usage, reason }`.

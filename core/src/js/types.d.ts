@@ -168,6 +168,62 @@ export type TryRecordResult =
     }
   | { allowed: false; usage: ServiceUsage; reason: DenyReason };
 
+/**
+ * What `tryRecordMany` returns: every service's calls recorded (`recorded`, in the order
+ * asked), or none, with the first refusing service's usage (`usage.name` names it) and why.
+ */
+export type TryRecordManyResult =
+  | {
+      allowed: true;
+      /** Shadow mode (`enforce: false`): `shadowDenied` names the rule that would have refused. */
+      recorded: (RecordResult & { shadowDenied?: DenyReason })[];
+    }
+  | { allowed: false; usage: ServiceUsage; reason: DenyReason };
+
+/**
+ * Calls admitted at an estimate, from `tracker.hold(service, estimate)`: `settle(actual)` them
+ * once the response says what they cost, or `cancel()` them if the call was never made; one of
+ * the two, once (a second call throws). A hold never settled (freed, or garbage-collected)
+ * keeps its estimate counted, as a call that may have been made must.
+ */
+export interface Hold {
+  /** The service held. */
+  readonly service: string;
+  /** The calls admitted. */
+  readonly estimate: number;
+  /** Whether `settle` or `cancel` has been called. */
+  readonly settled: boolean;
+  /**
+   * Settles the hold at `actual` calls (a whole number from 0 to `Number.MAX_SAFE_INTEGER`):
+   * below the estimate the difference is given back (the level may go down: a transition,
+   * delivered to the callbacks), above it the excess is added, even past the limit. Throws if
+   * `actual` is not such a number (the hold stays unsettled), if the hold was settled,
+   * cancelled or freed, or if a `reconfigure` removed the service (the estimate stays counted).
+   */
+  settle(actual: number): Settlement;
+  /** Gives the whole estimate back: the call was never made (`settle(0)`). Throws as `settle`. */
+  cancel(): Settlement;
+  /** Lets go of an unsettled hold now, keeping its estimate counted; settling it then throws. */
+  free(): void;
+}
+
+/** What `hold.settle(actual)` and `hold.cancel()` did. */
+export interface Settlement {
+  /** The calls the hold was admitted for. */
+  estimate: number;
+  /** The calls settled (0 for `cancel`). */
+  actual: number;
+  /**
+   * Calls taken off the windows the hold was counted in: `estimate - actual`, or 0 when
+   * nothing was given back (`actual` above the estimate, or a raise of the window since).
+   */
+  givenBack: number;
+  /** Calls added past the estimate (`actual - estimate`, or 0), even past the limit. */
+  added: number;
+  /** The service's count after, as `usage(name).used` reports it. */
+  used: number;
+}
+
 /** Every service's usage at one instant. */
 export interface Snapshot {
   services: ServiceUsage[];

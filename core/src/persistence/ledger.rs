@@ -157,9 +157,12 @@ impl Ledger {
         taken
     }
 
-    /// A raise lifted the count of `window` to `floor`: the floor to sync.
-    pub(crate) fn raised(&mut self, window: Window, floor: u64) {
-        self.raise = Some((window, floor));
+    /// A raise lifted the count of `window` to `floor`: the floor to sync (with a store), and
+    /// one more raise (a hold counted before it forfeits its give-back, store or not).
+    pub(crate) fn raised(&mut self, window: Window, floor: u64, booking: bool) {
+        if booking {
+            self.raise = Some((window, floor));
+        }
         self.raises = self.raises.wrapping_add(1);
     }
 

@@ -43,7 +43,7 @@ impl<'t> Service<'t> {
     }
 
     /// The service's position in its tracker.
-    pub(super) fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.position
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// What a hold counted, and where: its service, its estimate and each limit's window then
 /// (by spec: a reconfigure may reorder, add or drop limits before it settles).
 #[derive(Debug, Clone)]
-pub(super) struct Held {
+pub(crate) struct Held {
     position: usize,
     estimate: u64,
     /// Each limit's spec, the window the hold was counted in, and the raises its ledger had
@@ -240,7 +240,7 @@ impl QuotaTracker {
     /// off (the view, and with a store what it was not sent yet; the rest is given back
     /// through it), or the calls past it are added (to that window even if it ended: a store
     /// gets them as that window's).
-    pub(super) fn settle_held(&self, held: &Held, actual: u64) -> Result<Settlement, QuotaError> {
+    pub(crate) fn settle_held(&self, held: &Held, actual: u64) -> Result<Settlement, QuotaError> {
         let slot = self.slot(held.position);
         let booking = self.persistence.is_some();
         let (back, more) = (
@@ -291,15 +291,24 @@ impl QuotaTracker {
                     forfeited = forfeited.max(back);
                     Step::default()
                 } else {
-                    given_back = back;
+                    let mut lowered = back;
                     if booking {
                         through_store = back - ledger.take_back(window, current, back);
+                        if !SHARED {
+                            // No give-back operation in this build (the JS module): what the
+                            // store has stays counted, here too (the next sync would bring
+                            // it back anyway).
+                            forfeited = forfeited.max(through_store);
+                            lowered -= through_store;
+                            through_store = 0;
+                        }
                         // A floor raised before the hold and not synced yet holds it too.
-                        ledger.lower_floor(window, back);
+                        ledger.lower_floor(window, lowered);
                     }
-                    count.total = count.total.saturating_sub(back);
+                    given_back = given_back.max(lowered);
+                    count.total = count.total.saturating_sub(lowered);
                     match current {
-                        true => rules.lower(count, back, now),
+                        true => rules.lower(count, lowered, now),
                         false => Step::default(),
                     }
                 }
@@ -323,15 +332,11 @@ impl QuotaTracker {
                 Step::default()
             };
             if through_store > 0 {
-                if SHARED {
-                    // Its raise count then is not known here: 0, so that the store forfeits
-                    // it if any raise reached the window (a floor may hold these calls), an
-                    // over-count only.
-                    let op = self.give_back_of(key(), through_store, 0);
-                    guard.sync.queued.give_backs.push(op);
-                } else {
-                    forfeited = forfeited.max(through_store);
-                }
+                // Its raise count then is not known here: 0, so that the store forfeits it if
+                // any raise reached the window (a floor may hold these calls), an over-count
+                // only.
+                let op = self.give_back_of(key(), through_store, 0);
+                guard.sync.queued.give_backs.push(op);
             }
             if let Some(change) = step.recorded {
                 let transition = slot.transition(change);
@@ -372,6 +377,14 @@ impl Service<'_> {
         let tracker = self.tracker();
         let held = tracker.hold_at(self.position(), estimate, false)?;
         Ok(Hold { tracker, held })
+    }
+
+    /// What a hold of `estimate` calls counted, for a binding that keeps it beside its own
+    /// handle on the tracker (the JS module's `Hold`), to settle with
+    /// [`QuotaTracker::settle_held`].
+    #[cfg(feature = "js")]
+    pub(crate) fn held(&self, estimate: u64) -> Result<Held, QuotaError> {
+        self.tracker().hold_at(self.position(), estimate, false)
     }
 }
 

@@ -414,7 +414,7 @@ impl QuotaTracker {
             if rose == Some(true) {
                 // The floor to sync: `used` now (the calls counted since add to it).
                 let (window, used) = (guard.service.window, guard.service.used);
-                guard.sync.raised(window, used);
+                guard.sync.raised(window, used, true);
                 // A leased block in hand is forfeited, not spent (the provider's count says
                 // less is left than the block assumed) and not given back (a give-back
                 // subtracts, and could take the stored total below the floor). The store
@@ -428,6 +428,10 @@ impl QuotaTracker {
                     }
                 }
             }
+        }
+        if rose == Some(true) && self.persistence.is_none() {
+            let window = guard.service.window;
+            guard.sync.raised(window, 0, false);
         }
         let StepResult {
             state,

@@ -247,22 +247,23 @@ impl QuotaTracker {
             let rules = settings.limit(target);
             let (count, ledger) = guard.limit_mut(target);
             let (step, rose) = rules.raise(count, now, at_least, resets_at_ms);
-            if booking && rose == Some(true) {
-                ledger.raised(count.window, count.used);
-                if settings.config.admission != Admission::Local {
-                    // A leased block in hand is forfeited in the raised limit's window (its
-                    // floor may hold its calls) and goes back to every other limit's; a grant
-                    // in flight goes back when it comes. The store needs the floor soon.
-                    let (back, step) = guard.give_lease_back_keeping(slot, self, now, Some(target));
-                    // Its other limits' level changes are queued: delivered after the lock.
-                    done.step.queued |= back.is_some();
-                    guard.sync.queued.give_backs.extend(back);
-                    self.queue_transitions(slot, &step);
-                    guard.lease.forfeit();
-                    guard.lease.more.clear();
-                    if let Some(persistence) = &self.persistence {
-                        persistence.sync_soon();
-                    }
+            if rose == Some(true) {
+                // A hold counted before it forfeits its give-back, store or not.
+                ledger.raised(count.window, count.used, booking);
+            }
+            if booking && rose == Some(true) && settings.config.admission != Admission::Local {
+                // A leased block in hand is forfeited in the raised limit's window (its
+                // floor may hold its calls) and goes back to every other limit's; a grant
+                // in flight goes back when it comes. The store needs the floor soon.
+                let (back, step) = guard.give_lease_back_keeping(slot, self, now, Some(target));
+                // Its other limits' level changes are queued: delivered after the lock.
+                done.step.queued |= back.is_some();
+                guard.sync.queued.give_backs.extend(back);
+                self.queue_transitions(slot, &step);
+                guard.lease.forfeit();
+                guard.lease.more.clear();
+                if let Some(persistence) = &self.persistence {
+                    persistence.sync_soon();
                 }
             }
             if let Some(change) = step.recorded {

@@ -78,7 +78,7 @@ impl QuotaTracker {
     /// under a lock); then the `Local` ones in one step under all their locks. A refusal gives
     /// back what was admitted before it: until then those calls were counted (a short window
     /// in which others may be refused for them: an under-admission, never an over-admission).
-    pub(super) fn admit_many(
+    pub(crate) fn admit_many(
         &self,
         calls: &[(usize, u64)],
         priority: bool,
@@ -97,58 +97,82 @@ impl QuotaTracker {
             true => Request::priority(calls[at].1, reduced_rate),
             false => Request::normal(calls[at].1, reduced_rate),
         };
+        // Plain loops below, not iterator chains: each chain is code of its own in the JS
+        // module, which has a size budget.
         // Read without the locks, to pick a path: `admit_here` checks again under them.
-        let shared: Vec<bool> = calls
-            .iter()
-            .map(|&(position, _)| !local(self.slot(position).settings().config.admission))
-            .collect();
-        let mut admitted: Vec<Option<Admitted<'_>>> = calls.iter().map(|_| None).collect();
-        let give_back = |admitted: &[Option<Admitted<'_>>]| {
-            for (_, held) in admitted.iter().flatten() {
-                // A service removed since keeps its calls counted (its ledger was detached).
-                let _ = self.settle_held(held, 0);
-            }
-        };
-        for at in (0..calls.len()).filter(|&at| shared[at]) {
-            match Held::shared(self, calls[at].0, request(at)) {
-                Ok(pair) => admitted[at] = Some(pair),
-                Err(error) => {
-                    give_back(&admitted);
-                    return Err(error);
-                }
-            }
+        let mut shared = Vec::with_capacity(calls.len());
+        for &(position, _) in calls {
+            shared.push(!local(self.slot(position).settings().config.admission));
         }
-        match self.admit_here(calls, &shared, request) {
-            Ok(here) => {
-                for (at, pair) in here {
-                    admitted[at] = Some(pair);
-                }
-                Ok(admitted.into_iter().flatten().unzip())
-            }
-            Err(error) => {
-                give_back(&admitted);
-                match error {
-                    Some(error) => Err(error),
-                    // A service moved to or from shared admission meanwhile: asked again.
-                    None => self.admit_many(calls, priority),
-                }
-            }
+        let mut admitted: Vec<Option<Admitted<'_>>> = Vec::with_capacity(calls.len());
+        for at in 0..calls.len() {
+            // Only shared services are admitted before `admit_here`.
+            admitted.push(match SHARED && shared[at] {
+                false => None,
+                true => match Held::shared(self, calls[at].0, request(at)) {
+                    Ok(pair) => Some(pair),
+                    Err(error) => {
+                        self.give_back(&admitted);
+                        return Err(error);
+                    }
+                },
+            });
+        }
+        if let Err(error) = self.admit_here(calls, &shared, request, &mut admitted) {
+            self.give_back(&admitted);
+            return match error {
+                Some(error) => Err(error),
+                // A service moved to or from shared admission meanwhile: asked again.
+                None => self.admit_many(calls, priority),
+            };
+        }
+        let mut recorded = Vec::with_capacity(calls.len());
+        let mut held = Vec::with_capacity(calls.len());
+        for (call, hold) in admitted.into_iter().flatten() {
+            recorded.push(call);
+            held.push(hold);
+        }
+        Ok((recorded, held))
+    }
+
+    /// Gives back what `admitted` holds: a refusal came after it.
+    fn give_back(&self, admitted: &[Option<Admitted<'_>>]) {
+        for (_, held) in admitted.iter().flatten() {
+            // A service removed since keeps its calls counted (its ledger was detached).
+            let _ = self.settle_held(held, 0);
         }
     }
 
     /// The `Local` services of `calls` (those `shared` leaves out) in one step under all their
-    /// locks: each one's index in `calls`, its [`Recorded`] and its hold. `Err(None)`: one of
-    /// them is not `Local` any more (a reconfigure landed), nothing was counted.
-    fn admit_here(
-        &self,
+    /// locks: each one's [`Recorded`] and hold into `admitted`, at its index in `calls`.
+    /// `Err(None)`: one of them is not `Local` any more (a reconfigure landed). On error
+    /// nothing was counted, and `admitted` is as it was.
+    fn admit_here<'t>(
+        &'t self,
         calls: &[(usize, u64)],
         shared: &[bool],
         request: impl Fn(usize) -> Request,
-    ) -> Result<Vec<(usize, Admitted<'_>)>, Option<QuotaError>> {
+        admitted: &mut [Option<Admitted<'t>>],
+    ) -> Result<(), Option<QuotaError>> {
         // The locks in position order; `order[k]`: the index in `calls` of the k-th lock.
-        let mut order: Vec<usize> = (0..calls.len()).filter(|&at| !shared[at]).collect();
-        order.sort_unstable_by_key(|&at| calls[at].0);
-        let positions: Vec<usize> = order.iter().map(|&at| calls[at].0).collect();
+        let mut order = Vec::with_capacity(calls.len());
+        for (at, &shared) in shared.iter().enumerate() {
+            if !shared {
+                order.push(at);
+            }
+        }
+        // An insertion sort: a few services, and no sort code in the JS module.
+        for next in 1..order.len() {
+            let mut at = next;
+            while at > 0 && calls[order[at - 1]].0 > calls[order[at]].0 {
+                order.swap(at - 1, at);
+                at -= 1;
+            }
+        }
+        let mut positions = Vec::with_capacity(order.len());
+        for &at in &order {
+            positions.push(calls[at].0);
+        }
         let now = self.now();
         let mut guards = self.lock_all(&positions);
         // Every service is asked first: one refusal, and none is counted.
@@ -182,41 +206,37 @@ impl QuotaTracker {
                 Some(_) => Request::READ,
             };
             let done = self.step_limits(slot, guard, settings, now, asked);
-            let usage = slot.usage_locked(settings, guard);
-            let held = Held::of(position, calls[at].1, settings, guard);
-            steps.push((at, done, usage, held));
+            if refused.is_none() {
+                let (reset, recorded) = done.reported();
+                let recorded = Recorded {
+                    usage: slot.usage_locked(settings, guard),
+                    reset,
+                    recorded,
+                    shadow_denied: done.step.shadow,
+                };
+                admitted[at] = Some((recorded, Held::of(position, calls[at].1, settings, guard)));
+            }
+            steps.push((position, done));
         }
         drop(guards);
-        for (at, done, ..) in &steps {
-            let slot = self.slot(calls[*at].0);
+        for (position, done) in &steps {
+            let slot = self.slot(*position);
             self.after_limits_step(slot, done, now);
             if let Some(reason) = done.step.shadow {
                 slot.shadow_denied(reason);
             }
         }
-        if let Some((at, refusal, limit)) = refused {
-            let (position, count) = calls[at];
-            let slot = self.slot(position);
-            return Err(match refusal {
-                Refusal::Denied { used, reason } => Some(slot.denied(count, used, limit, reason)),
-                Refusal::Shared => None,
-                Refusal::Removed => Some(slot.removed()),
-                refusal => Some(slot.refused(refusal, count)),
-            });
-        }
-        Ok(steps
-            .into_iter()
-            .map(|(at, done, usage, held)| {
-                let (reset, recorded) = done.reported();
-                let recorded = Recorded {
-                    usage,
-                    reset,
-                    recorded,
-                    shadow_denied: done.step.shadow,
-                };
-                (at, (recorded, held))
-            })
-            .collect())
+        let Some((at, refusal, limit)) = refused else {
+            return Ok(());
+        };
+        let (position, count) = calls[at];
+        let slot = self.slot(position);
+        Err(match refusal {
+            Refusal::Denied { used, reason } => Some(slot.denied(count, used, limit, reason)),
+            Refusal::Shared => None,
+            Refusal::Removed => Some(slot.removed()),
+            refusal => Some(slot.refused(refusal, count)),
+        })
     }
 }
 

@@ -36,7 +36,7 @@ pub use builder::QuotaTrackerBuilder;
 use clock::TrackerClock;
 use fast_path::FastPath;
 pub use handle::{Service, ServiceId};
-use hold::Held;
+pub(crate) use hold::Held;
 pub use hold::{Hold, OwnedHold, Settlement};
 use lookup::{unknown_service, NameKey};
 pub use reconfigure::Reconfigured;

@@ -11,6 +11,7 @@ use crate::persistence::SaveReason;
 use crate::rules::{Change, Request};
 use crate::sorted::Lookup;
 use crate::usage::Transition;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What a [`QuotaTracker::reconfigure`] did, by service name: services `added` and `changed`
@@ -334,6 +335,9 @@ impl QuotaTracker {
                     };
                     let mut fresh = LimitState::new(&rules.window, now);
                     fresh.service.total = total;
+                    // A hold counted in an earlier count of this window never was in this
+                    // one: its give-back is forfeited, as after a raise.
+                    fresh.sync.raises = fresh_raises();
                     (before, fresh)
                 }
             };
@@ -415,4 +419,14 @@ impl QuotaTracker {
         );
         self.publish_metrics();
     }
+}
+
+/// The raise counter of a fresh count a reconfigure starts, unlike that of every count before
+/// it (each counts up by one a raise from 0, or from an earlier fresh count's start, 2^32
+/// apart): a hold counted in an earlier count of the same window (the window changed and
+/// changed back, or a limit dropped and added again) forfeits its give-back, which would take
+/// calls made since off a count that never held it.
+fn fresh_raises() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1 << 63);
+    NEXT.fetch_add(1 << 32, Ordering::Relaxed)
 }

@@ -1,6 +1,7 @@
 //! The rules both the reqwest middleware and the tower layer apply: which service a request
 //! counts against, when it is counted, and what the provider's answer says.
 
+use crate::body::Pending;
 use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
@@ -138,15 +139,15 @@ impl InFlight {
         }
     }
 
-    /// [`QuotaRules::after`].
+    /// [`QuotaRules::after`]; `Ok(Some)`: the hold is settled from the response's body.
     pub(crate) fn answered(
         mut self,
         status: StatusCode,
         headers: &HeaderMap,
-    ) -> Result<(), QuotaExceeded> {
+    ) -> Result<Option<Pending>, QuotaExceeded> {
         match self.ticket.take() {
             Some(ticket) => self.rules.after(ticket, status, headers),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
@@ -348,31 +349,39 @@ impl QuotaRules {
     }
 
     /// After a response: counts it for [`Counting::RecordAfter`], takes in the provider's
-    /// headers, and turns a 429 into [`QuotaExceeded`].
+    /// headers, and turns a 429 into [`QuotaExceeded`]. `Ok(Some)`: a hold to settle from
+    /// the response's body ([`price_json`](Self::price_json)).
     pub(crate) fn after(
         &self,
         ticket: Ticket,
         status: StatusCode,
         headers: &HeaderMap,
-    ) -> Result<(), QuotaExceeded> {
+    ) -> Result<Option<Pending>, QuotaExceeded> {
         let Ok((service, counting)) = self.handle(ticket.service) else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut pending = None;
         if let (Some(hold), Some(pricing)) = (ticket.hold, self.pricing.get(&ticket.service)) {
             // Settled before the provider's headers are taken in: a floor they raise is
             // counted above what the request really cost, never below it.
-            settle(hold, pricing, status, headers);
+            pending = settle(
+                hold,
+                pricing,
+                status,
+                headers,
+                (&self.tracker, ticket.service),
+            );
         }
         if counting == Counting::RecordAfter {
             // Fails only if the counter would overflow: nothing more to count then.
             let _ = service.record(1);
         }
-        self.take_units(headers);
+        self.take_units(headers, pending.as_mut());
         let now = self.tracker.now_ms();
         let mut word = ProviderWord::read(headers, now);
         crate::ratelimit_fields::read_into(&mut word, headers, now);
         if word.remaining.is_empty() && status != StatusCode::TOO_MANY_REQUESTS {
-            return Ok(());
+            return Ok(pending);
         }
         // Every limit and window as the tracker has them now (read at need, never cached).
         let limits = service.usage_limits();
@@ -389,10 +398,13 @@ impl QuotaRules {
             if at_least > 0 {
                 // Fails only for floors past 2^62 (limits that large): nothing to raise.
                 let _ = service.raise_used(at_least, resets);
+                if let Some(pending) = &mut pending {
+                    pending.floor(at_least, resets.unwrap_or(limits[at].reset_at_ms));
+                }
             }
         }
         if status != StatusCode::TOO_MANY_REQUESTS {
-            return Ok(());
+            return Ok(pending);
         }
         // A reset header that does not parse: the 429's window is unknown, as for a count.
         let target = if word.reset_malformed {

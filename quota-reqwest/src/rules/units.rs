@@ -5,6 +5,7 @@
 
 use super::which_limit::limit_for_refill;
 use super::QuotaRules;
+use crate::body::Pending;
 use crate::headers::{parse_seconds_ms, parse_whole};
 use http::{HeaderMap, HeaderName};
 use quota_core::{QuotaError, ServiceId};
@@ -61,8 +62,9 @@ impl QuotaRules {
         Ok(self)
     }
 
-    /// Takes every unit's headers of a counted response in.
-    pub(crate) fn take_units(&self, headers: &HeaderMap) {
+    /// Takes every unit's headers of a counted response in; the floors of the service whose
+    /// hold is `pending` on the body are raised again once it settles.
+    pub(crate) fn take_units(&self, headers: &HeaderMap, mut pending: Option<&mut Pending>) {
         for unit in &self.units {
             let Some(remaining) = text(headers, &unit.remaining).and_then(parse_whole) else {
                 continue;
@@ -87,6 +89,9 @@ impl QuotaRules {
                 // The current window's end names that limit to `raise_used` (a shorter limit
                 // ending at the same instant would take it: the stricter reading).
                 let _ = service.raise_used(at_least, Some(limits[at].reset_at_ms));
+                if let Some(pending) = pending.as_mut().filter(|p| p.service() == unit.service) {
+                    pending.floor(at_least, limits[at].reset_at_ms);
+                }
             }
         }
     }

@@ -4,17 +4,20 @@
 import init, {
   initSync,
   QuotaTracker,
+  type Hold,
   type Level,
   type Period,
   type RecordResult,
   type Reconfigured,
   type Service,
   type ServiceConfig,
+  type Settlement,
   type ServiceUsage,
   type Snapshot,
   type StoreStats,
   type TrackerConfig,
   type Transition,
+  type TryRecordManyResult,
   type TryRecordResult,
 } from "quota-core";
 
@@ -97,6 +100,34 @@ export function use(): number {
   search.free();
   // @ts-expect-error: counts are numbers
   tracker.recordCall("search", "2");
+
+  const hold: Hold = tracker.hold("llm", 2_000);
+  const held: number = hold.estimate;
+  const heldService: string = hold.service;
+  const settled: Settlement = hold.settle(1_234);
+  const settledNumbers: number[] = [
+    settled.estimate, settled.actual, settled.givenBack, settled.added, settled.used,
+  ];
+  const wasSettled: boolean = hold.settled;
+  // @ts-expect-error: the estimate is read-only
+  hold.estimate = 1;
+  // @ts-expect-error: an actual is a number
+  tracker.hold("llm", 10).settle("5");
+  // @ts-expect-error: a hold needs its estimate
+  tracker.hold("llm");
+  const cancelled: Settlement = tracker.hold("llm", 10).cancel();
+  const many: TryRecordManyResult = tracker.tryRecordMany([["search", 1], ["llm", 100]]);
+  const asObject: TryRecordManyResult = tracker.tryRecordMany({ search: 1, llm: 100 });
+  if (many.allowed) {
+    const each: RecordResult[] = many.recorded;
+    console.log(each.length);
+  } else {
+    const refusedBy: string = many.usage.name;
+    console.log(refusedBy, many.reason);
+  }
+  // @ts-expect-error: pairs of a service and a count
+  tracker.tryRecordMany([["search", "1"]]);
+  console.log(held, heldService, settledNumbers, wasSettled, cancelled.givenBack, asObject.allowed);
 
   tracker.free();
   defaults.free();

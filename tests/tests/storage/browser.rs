@@ -276,3 +276,49 @@ fn good_storage_options_construct() {
         assert_eq!(tracker.used("search"), 0.0, "storage: {storage}");
     }
 }
+
+/// `hold.settle(actual)` on a `Hold` from `tracker.hold(service, estimate)`.
+fn hold_and_settle(tracker: &Tracker, service: &str, estimate: u32) -> impl Fn(u32) -> JsValue {
+    let hold = tracker
+        .call("hold", &[service.into(), estimate.into()])
+        .unwrap();
+    move |actual| {
+        let settle: Function = get(&hold, "settle").into();
+        settle.call1(&hold, &actual.into()).unwrap()
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_hold_settled_before_its_save_is_saved_at_its_actual_and_one_saved_before_stays() {
+    let _clock = FixedClock::at(NOW);
+    let key = Key::fresh("holds");
+    let tracker = tracker(&key, Some(60_000));
+    let settle = hold_and_settle(&tracker, "mail", 40);
+    assert_eq!(tracker.used("mail"), 40.0);
+    assert_eq!(num(&settle(12), "givenBack"), 28.0);
+    tracker.call("flush", &[]).unwrap();
+    assert_eq!(tracker_on(&key).used("mail"), 12.0);
+
+    // Saved before it settles (a flush, or entering critical): what was saved stays counted
+    // (the JS module sends no give-backs; README), here and in `localStorage` alike.
+    let settle = hold_and_settle(&tracker, "mail", 30);
+    tracker.call("flush", &[]).unwrap();
+    let settled = settle(10);
+    assert_eq!(
+        (num(&settled, "givenBack"), num(&settled, "used")),
+        (0.0, 42.0)
+    );
+    assert_eq!(tracker.used("mail"), 42.0);
+    tracker.call("flush", &[]).unwrap();
+    assert_eq!(tracker_on(&key).used("mail"), 42.0);
+    // Part saved, part not: the part not saved comes off.
+    let settle = hold_and_settle(&tracker, "mail", 10);
+    assert_eq!(num(&settle(4), "givenBack"), 6.0);
+    tracker.call("flush", &[]).unwrap();
+    assert_eq!(tracker_on(&key).used("mail"), 46.0);
+}
+
+/// A second tracker on `key`, which reads what the first one saved.
+fn tracker_on(key: &Key) -> Tracker {
+    tracker(key, None)
+}
