@@ -134,17 +134,23 @@ async fn locked_holds_settle_to_an_exact_identity_and_lose_nothing() {
     assert_eq!(number(&root, "held-llm-tokens"), 0);
     assert!(service.denied > 0, "the limit refused some estimates");
     assert_eq!(service.issued % ESTIMATE_TOKENS, 0);
-    assert!(holds.given_back > 0 && holds.added > 0, "{holds:?}");
+    // Below their estimate: given back, or kept where a sync had carried the estimate already.
+    assert!(
+        holds.given_back + holds.kept > 0 && holds.added > 0,
+        "{holds:?}"
+    );
     assert_eq!(
         service.issued + holds.added,
         service.denied + holds.settled + holds.given_back + holds.kept
     );
     assert_eq!(service.recorded(), holds.settled + holds.kept);
-    // Give-backs of tokens a sync had carried to the store are forfeited there (no shared
-    // admission in the dashboard's build): the window's used runs above the total recorded.
+    // Give-backs of tokens a sync had carried to the store stay counted (no shared admission
+    // in the dashboard's build: nothing takes them off the store): kept, and forfeited in the
+    // store's stats; the window's used (one window) is the total recorded, no more.
     let stats = state.frame().with_untracked(|f| f.store.clone().unwrap());
     assert!(stats.forfeited_calls > 0, "{stats:?}");
-    assert!(service.usage.used > service.recorded(), "{service:?}");
+    assert!(holds.kept > 0, "{holds:?}");
+    assert_eq!(service.usage.used, service.recorded(), "{service:?}");
     assert_eq!(service.lost(), 0);
     assert_eq!(number(&root, "lost-llm-tokens"), 0);
     assert_eq!(number(&root, "recorded-llm-tokens"), service.recorded());
