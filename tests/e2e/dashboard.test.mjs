@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
-  count, launchChromium, pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
+  assertTokensAddUp, assertTokensAddUpWhileRunning, callServices, count, launchChromium,
+  pauseAndSettle, serveDist, serviceNames, setInput, waitUntil,
 } from './harness.mjs';
 import { TEST_SCREENSHOT, takeScreenshot } from './screenshot.mjs';
 
@@ -33,7 +34,16 @@ after(async () => {
 
 test('the page loads ready to start, with a card per default service', async () => {
   assert.equal(await page.getByTestId('status').textContent(), 'ready');
-  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid']);
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'sendgrid', 'llm-tokens']);
+  // The counters table says each service's unit: the LLM's quota is in tokens.
+  for (const name of ['tiingo', 'finnhub', 'sendgrid']) {
+    assert.equal(await page.getByTestId(`unit-${name}`).textContent(), 'calls', name);
+  }
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  assert.equal(await page.getByTestId('unit-total').textContent(), 'calls', 'totals add calls only');
+  assert.equal(await page.getByTestId('held-llm-tokens').textContent(), '0');
+  assert.equal(await page.getByTestId('held-tiingo').isVisible(), false, 'only a token service holds');
+  assert.equal(await page.getByTestId('holds-off-llm-tokens').textContent(), '0');
   // finnhub has two limits (the simulation's services): a bar each, and at rest 30 a second
   // leaves less headroom than 60 a minute, so it binds and the card's numbers are its.
   assert.equal(await page.getByTestId('window-limit-finnhub').textContent(), '60');
@@ -76,11 +86,11 @@ test('locked mode, count only: 8 workers, every issued unit is recorded', async 
   await setInput(page, 'workers', 8);
   await setInput(page, 'rate', 400);
   await page.getByTestId('start').click();
-  await waitUntil('2,000 calls', async () => (await count(page, 'calls')) >= 2_000);
+  await waitUntil('2,000 calls', async () => (await count(page, 'issued-total')) >= 2_000);
   await pauseAndSettle(page);
 
   let issuedTotal = 0;
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const recorded = await count(page, `recorded-${name}`);
     assert.ok(issued > 0, `${name} got calls`);
@@ -90,6 +100,9 @@ test('locked mode, count only: 8 workers, every issued unit is recorded', async 
     issuedTotal += issued;
   }
   assert.ok(issuedTotal >= 2_000, `issued ${issuedTotal}`);
+  assert.equal(await count(page, 'issued-total'), issuedTotal, 'the total adds the calls only');
+  // The LLM's calls hold whatever the admission select says (a hold is an admission).
+  await assertTokensAddUp(page, 'llm-tokens');
   // Every default service passed its limit: the timeline shows each crossing into critical.
   for (const name of ['tiingo', 'finnhub', 'sendgrid']) {
     const critical = page.locator(`[data-testid="transition"][data-service="${name}"][data-to="critical"]`);
@@ -107,6 +120,9 @@ test('a reload continues where it was; reset clears the saved state', async () =
     const counts = { calls: await count(page, 'calls') };
     for (const name of names) {
       for (const what of ['used', 'issued', 'denied', 'recorded', 'lost']) {
+        // A token service's holds are not saved: after a reload its recorded tokens count as
+        // settled and its issued as denied + recorded (checked below).
+        if (what === 'issued' && name === 'llm-tokens') continue;
         counts[`${what}-${name}`] = await count(page, `${what}-${name}`);
       }
     }
@@ -119,6 +135,8 @@ test('a reload continues where it was; reset clears the saved state', async () =
   await page.getByTestId('status').waitFor();
   assert.equal(await page.getByTestId('status').textContent(), 'paused');
   assert.deepEqual(await read(), before, 'every count continues where it was');
+  const llm = await assertTokensAddUp(page, 'llm-tokens');
+  assert.equal(llm.issued, llm.denied + llm.recorded, 'the LLM\'s issued, restored');
   assert.equal(await page.getByTestId('level-tiingo').textContent(), 'exhausted');
 
   await page.getByTestId('reset').click();
@@ -170,7 +188,7 @@ test('locked mode, try_record (the default): refused calls are denied, no quota 
   await page.getByTestId('start').click();
   await waitUntil('denied > 0', async () => (await count(page, 'denied-total')) > 0);
   await pauseAndSettle(page);
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const denied = await count(page, `denied-${name}`);
     const recorded = await count(page, `recorded-${name}`);
@@ -182,6 +200,108 @@ test('locked mode, try_record (the default): refused calls are denied, no quota 
     );
   }
   assert.ok((await count(page, 'denied-total')) > 0);
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: the LLM card shows tokens used and held in flight; the identity holds on every frame and nothing is lost', async () => {
+  await page.getByTestId('mode').selectOption('locked');
+  await page.getByTestId('admission').selectOption('try');
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 40);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  await waitUntil('tokens held in flight', async () => (await count(page, 'held-llm-tokens')) > 0);
+  assert.ok((await count(page, 'used-llm-tokens')) > 0, 'tokens used');
+  const holding = await assertTokensAddUpWhileRunning(page, 'llm-tokens', 20);
+  assert.ok(holding >= 5, `held in flight on ${holding} of 20 frames`);
+  await waitUntil('an LLM call denied', async () => (await count(page, 'denied-llm-tokens')) > 0);
+  await pauseAndSettle(page);
+  // Paused: every hold settled (the pause waits for them), the counters are final.
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  assert.equal(t.inFlight, 0);
+  assert.equal(t.held, 0);
+  // Below their estimate: given back, or kept where a sync had carried the estimate already.
+  assert.ok(t.givenBack + t.kept > 0, 'some settled below their estimate');
+  assert.ok(t.added > 0, 'some settled above it');
+  assert.ok(t.denied > 0 && t.denied % 2_000 === 0, `denied whole estimates: ${t.denied}`);
+  assert.ok(t.issued % 2_000 === 0, `issued whole estimates: ${t.issued}`);
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: pause and resume, windows ending mid-hold (60x) and 32 workers: nothing lost, the identity holds', async () => {
+  await page.getByTestId('speed').selectOption('60');
+  await setInput(page, 'workers', 32);
+  await setInput(page, 'rate', 20);
+  await page.getByTestId('start').click();
+  for (let round = 0; round < 3; round += 1) {
+    await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+    await pauseAndSettle(page);
+    assert.equal((await assertTokensAddUp(page, 'llm-tokens')).inFlight, 0);
+    await page.getByTestId('start').click();
+  }
+  await pauseAndSettle(page);
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  // At 60x a minute ends every second of real time: holds of up to 1.2 s span window ends.
+  assert.ok(t.settled > 100_000, `settled ${t.settled} tokens: more than one window's limit`);
+  await page.getByTestId('speed').selectOption('1');
+  assert.deepEqual(page.errors, []);
+});
+
+test('tokens: Apply mid-run (a new limit, a new window, the LLM removed, then added back) panics nothing and the identity holds', async () => {
+  await setInput(page, 'workers', 8);
+  await setInput(page, 'rate', 40);
+  await page.getByTestId('reset').click();
+  await page.getByTestId('start').click();
+  await waitUntil('tokens held in flight', async () => (await count(page, 'held-llm-tokens')) > 0);
+  const applied = async (message) => {
+    await waitUntil(`"${message}"`, async () => (await page.getByTestId('config-applied').textContent()) !== '');
+    assert.equal(await page.getByTestId('config-error').textContent(), '');
+    assert.equal(await page.getByTestId('config-applied').textContent(), message);
+  };
+
+  await setInput(page, 'config-limit-llm-tokens', 20_000);
+  await page.getByTestId('config-apply').click();
+  await applied('Applied to the running tracker, counts kept: changed llm-tokens.');
+  assert.equal(await count(page, 'limit-llm-tokens'), 20_000);
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+
+  // A new window while holds are in flight: their give-backs have no window left to come off
+  // (kept), their excess goes to the old window (for the store); nothing is lost.
+  await page.getByTestId('config-period-llm-tokens').selectOption('hour');
+  await page.getByTestId('config-apply').click();
+  await applied('Applied to the running tracker, counts kept: changed llm-tokens.');
+  assert.equal(await page.getByTestId('period-llm-tokens').textContent(), 'hour');
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+
+  // Removed while its holds are in flight: they settle against a removed service (refused,
+  // their counts went with it), and the page goes on.
+  await page.getByTestId('config-remove-llm-tokens').click();
+  await page.getByTestId('config-apply').click();
+  await applied('Applied to the running tracker, counts kept: removed llm-tokens.');
+  assert.equal(await page.getByTestId('card-llm-tokens').count(), 0);
+  assert.equal(await page.getByTestId('holds-off-llm-tokens').count(), 0);
+  await new Promise((r) => setTimeout(r, 1_500));
+
+  await page.getByTestId('config-add').click();
+  // Added back, it reads what the store has of its minute, which the earlier holds may have
+  // filled: a limit far above it, so that its first holds are admitted.
+  for (const [field, value] of [['name', 'llm-tokens'], ['limit', '100000000']]) {
+    const input = page.locator(`[data-testid^="config-${field}-new-"]`).last();
+    await input.fill(value);
+    await input.press('Tab');
+  }
+  await page.getByTestId('config-apply').click();
+  await applied('Applied to the running tracker, counts kept: added llm-tokens.');
+  assert.equal(await page.getByTestId('unit-llm-tokens').textContent(), 'tokens');
+  await waitUntil('tokens held again', async () => (await count(page, 'held-llm-tokens')) > 0);
+  await assertTokensAddUpWhileRunning(page, 'llm-tokens', 10);
+  await pauseAndSettle(page);
+  const t = await assertTokensAddUp(page, 'llm-tokens');
+  assert.equal(t.inFlight, 0);
+  assert.ok(t.settled > 0);
+  assert.equal(await page.getByTestId('holds-off-llm-tokens').textContent(), '0');
+  await page.getByTestId('reset').click();
   assert.deepEqual(page.errors, []);
 });
 
@@ -250,7 +370,7 @@ test('racy mode: the page shows lost updates', async () => {
   await waitUntil('lost > 0', async () => (await count(page, 'lost-total')) > 0);
   await pauseAndSettle(page);
   let lost = 0;
-  for (const name of await serviceNames(page)) {
+  for (const name of await callServices(page)) {
     const issued = await count(page, `issued-${name}`);
     const recorded = await count(page, `recorded-${name}`);
     assert.equal(await count(page, `lost-${name}`), issued - recorded, `${name}: lost = issued - recorded`);
@@ -258,6 +378,13 @@ test('racy mode: the page shows lost updates', async () => {
   }
   assert.ok(lost > 0, 'racy workers overwrote each other');
   assert.equal(await count(page, 'lost-total'), lost);
+  // The LLM's tokens: a racy client holds nothing and counts its estimates the racy way; the
+  // identity holds, and lost = settled - recorded.
+  const llm = await assertTokensAddUp(page, 'llm-tokens', { lost: 'any' });
+  assert.equal(llm.inFlight, 0);
+  assert.equal(llm.givenBack + llm.added + llm.denied, 0, 'nothing held, given back or denied');
+  assert.equal(llm.settled, llm.issued, 'a racy client counts its estimates');
+  assert.equal(llm.lost, llm.settled - llm.recorded);
   assert.deepEqual(page.errors, []);
 });
 
@@ -321,7 +448,7 @@ test('Apply changes the running tracker: counts kept, a removed service loses it
   await page.getByTestId('config-remove-sendgrid').click();
   await page.getByTestId('config-apply').click();
   assert.equal(await applied(), 'Applied to the running tracker, counts kept: removed sendgrid.');
-  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub']);
+  assert.deepEqual(await serviceNames(page), ['tiingo', 'finnhub', 'llm-tokens']);
   assert.equal(await page.getByTestId('card-sendgrid').count(), 0);
   assert.equal(await page.getByTestId('recorded-sendgrid').count(), 0);
   assert.equal(await count(page, 'used-tiingo'), used);

@@ -13,7 +13,8 @@
 // Fails (exit 1) when, after the warm-up, the renderer's memory grows past --max-growth (10 %)
 // of its size at the end of the warm-up, when the document's element count climbs past 5 % of
 // it, when a frame rate (sweep or soak sample) is under --min-fps (30; 0 turns the check off),
-// or when a count is off (locked: issued = denied + recorded, lost 0; instances: lost 0).
+// or when a count is off (locked: issued = denied + recorded, lost 0, the LLM's token identity;
+// instances: lost 0).
 //
 //   trunk build index.html --release
 //   node tests/e2e/soak.mjs [--minutes 30] [--sample 30] [--warmup 60] [--min-fps 30]
@@ -287,6 +288,10 @@ async function main() {
     const instancesLost = await count(page, 'instances-lost-total');
     if (issued !== denied + recorded || lost !== 0) failures.push(`locked counts off: issued ${issued}, denied ${denied}, recorded ${recorded}, lost ${lost}`);
     if (instancesLost !== 0) failures.push(`the instances lost ${instancesLost}`);
+    // The LLM's tokens (left out of the totals, which add calls): their identity and nothing lost.
+    const off = await count(page, 'holds-off-llm-tokens');
+    const tokensLost = await count(page, 'lost-llm-tokens');
+    if (off !== 0 || tokensLost !== 0) failures.push(`token counts off: identity off by ${off}, lost ${tokensLost}`);
     if (errors.length > 0) failures.push(`page errors: ${errors.slice(0, 5).join(' | ')}`);
 
     const summary = {

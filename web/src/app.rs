@@ -11,7 +11,9 @@ use quota_core::{Limit, Period, ServiceConfig, TrackerConfig};
 /// The services the simulation starts with: the providers' free plans, every limit of each,
 /// so the cards show services of several limits. Tiingo allows 50 requests an hour and 1,000
 /// a day (its 500 a month counts unique symbols, not requests: not a request quota), Finnhub
-/// 60 a minute and 30 a second, SendGrid 100 emails a day. The core's
+/// 60 a minute and 30 a second, SendGrid 100 emails a day; and an LLM's 100,000 tokens a
+/// minute (`llm-tokens`, counted in tokens: its workers hold an estimate and settle what the
+/// response reports, see [`Unit`](crate::model::Unit)). The core's
 /// [`TrackerConfig::defaults`] (tiingo 500 a month, one limit each) stays as the README and
 /// `quota.toml` show it.
 ///
@@ -32,6 +34,7 @@ pub fn simulation_config() -> TrackerConfig {
         tiingo,
         finnhub,
         ServiceConfig::new("sendgrid", 100, Period::Day),
+        ServiceConfig::new("llm-tokens", 100_000, Period::Minute),
     ])
 }
 
@@ -48,8 +51,9 @@ pub fn App() -> impl IntoView {
         <header class="page-header">
             <h1>"Quota dashboard"</h1>
             <p class="lede">
-                "Simulated workers call three rate-limited APIs. Watch each quota fill up, cross "
-                "its warning and critical thresholds and reset with its window — then switch to "
+                "Simulated workers call four rate-limited APIs (an LLM's in tokens). Watch each "
+                "quota fill up, cross its warning and critical thresholds and reset with its "
+                "window — then switch to "
                 "racy mode to see the lost updates the lock prevents, or let three instances "
                 "share one store to see why they send deltas. Counts are saved in this browser: "
                 "a reload continues where you were."

@@ -51,6 +51,10 @@ pub struct ServiceView {
     pub issued: u64,
     /// Units of those that `try_record` refused (never sent, never counted) since the reset.
     pub denied: u64,
+    /// What the service counts in (see [`Unit::of`]).
+    pub unit: Unit,
+    /// A token service's holds since the reset (all 0 for a service counted in calls).
+    pub holds: HoldCounts,
 }
 
 impl ServiceView {
@@ -73,11 +77,96 @@ impl ServiceView {
         self.usage.total_recorded
     }
 
-    /// `issued - denied - recorded`: admitted units the counter does not have.
+    /// Admitted units the counter does not have. In calls: `issued - denied - recorded`. In
+    /// tokens: what the counter should hold (settled actuals, estimates in flight and those
+    /// kept, see [`HoldCounts::counted`]) minus what it recorded.
     pub fn lost(&self) -> u64 {
-        self.issued
-            .saturating_sub(self.denied)
-            .saturating_sub(self.recorded())
+        match self.unit {
+            Unit::Calls => self
+                .issued
+                .saturating_sub(self.denied)
+                .saturating_sub(self.recorded()),
+            Unit::Tokens => self.holds.counted().saturating_sub(self.recorded()),
+        }
+    }
+
+    /// Whether the token identity holds (see [`HoldCounts::identity_holds`]); always for a
+    /// service counted in calls.
+    pub fn identity_holds(&self) -> bool {
+        self.unit == Unit::Calls || self.holds.identity_holds(self.issued, self.denied)
+    }
+}
+
+/// What a service counts. The core's config has no unit: the dashboard takes a service whose
+/// name ends in `-tokens` (the simulation's `llm-tokens`) to count an LLM's tokens, whose
+/// workers hold an estimate and settle what the response reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unit {
+    /// One unit per API call (or e-mail): recorded as the call is made.
+    #[default]
+    Calls,
+    /// An LLM's tokens: held at an estimate, settled at the actual count.
+    Tokens,
+}
+
+impl Unit {
+    /// The unit of the service called `name`: tokens if it ends in `-tokens`.
+    pub fn of(name: &str) -> Unit {
+        if name.ends_with("-tokens") {
+            Unit::Tokens
+        } else {
+            Unit::Calls
+        }
+    }
+
+    /// The word the counters table shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Calls => "calls",
+            Unit::Tokens => "tokens",
+        }
+    }
+}
+
+/// A token service's holds since the reset, in tokens. With `issued` (every estimate the
+/// workers asked to hold) and `denied` (the estimates refused), the identity
+///
+/// `issued + added = denied + settled + given_back + in_flight + kept`
+///
+/// holds exactly at every frame: a refused estimate is denied; one in flight is held; a
+/// settled hold of estimate `e` and actual `a` gave back `g` and added `x` with
+/// `e + x = a + g + k`, `k` being what the tracker kept counted beyond `a` (0 unless a
+/// give-back was forfeited). In racy mode nothing is held: a call's estimate counts as settled
+/// (see [`engine`](crate::engine)'s token calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HoldCounts {
+    /// Tokens added past the estimates (settled above them), even past the limit.
+    pub added: u64,
+    /// The actual tokens of the settled holds (a cancelled hold: 0).
+    pub settled: u64,
+    /// Tokens the settlements gave back (estimate - actual, where below the estimate).
+    pub given_back: u64,
+    /// Estimates of the holds not settled yet.
+    pub in_flight: u64,
+    /// Tokens counted beyond the actuals for good: give-backs a settlement did not make
+    /// (`estimate + added - given_back - actual` of a settled hold).
+    pub kept: u64,
+    /// Tokens of `added` settled after the window the hold was counted in had ended (or a
+    /// reconfigure gave the service another window): the core books them to that window (for
+    /// the store) but leaves them out of the count's `total_recorded`, so the counters table
+    /// adds them to its "recorded".
+    pub past_window: u64,
+}
+
+impl HoldCounts {
+    /// What the counter should hold: `settled + in_flight + kept`.
+    pub fn counted(&self) -> u64 {
+        self.settled + self.in_flight + self.kept
+    }
+
+    /// `issued + added == denied + settled + given_back + in_flight + kept`.
+    pub fn identity_holds(&self, issued: u64, denied: u64) -> bool {
+        issued + self.added == denied + self.settled + self.given_back + self.in_flight + self.kept
     }
 }
 
@@ -160,6 +249,37 @@ pub enum Cause {
     WindowReset,
     /// A config change (Apply in the config editor): a new limit or threshold, or a new window.
     Config,
+}
+
+impl Cause {
+    /// The actor while a config change is applied: its level changes are the config's doing.
+    pub(crate) const CONFIG_ACTOR: usize = usize::MAX;
+
+    /// The cause of `transition`, seen while `actor` called the tracker: a worker (from 1),
+    /// none (0: a read rolled a window) or [`CONFIG_ACTOR`](Self::CONFIG_ACTOR). A level that
+    /// went down to a count of 0 is a window's reset; to a higher count, a worker's settled
+    /// hold that gave tokens back.
+    pub(crate) fn of(transition: &Transition, actor: usize) -> Cause {
+        if actor == Self::CONFIG_ACTOR {
+            Cause::Config
+        } else if actor == 0 || (transition.to < transition.from && transition.used == 0) {
+            Cause::WindowReset
+        } else {
+            Cause::Worker(actor)
+        }
+    }
+}
+
+/// The binding limit of `limits`: the least headroom, the first of equals (the core's rule for
+/// [`QuotaTracker::usage`](quota_core::QuotaTracker::usage)); 0 for none.
+pub(crate) fn binding(limits: &[ServiceUsage<'_>]) -> usize {
+    let mut binding = 0;
+    for (index, usage) in limits.iter().enumerate() {
+        if usage.remaining < limits[binding].remaining {
+            binding = index;
+        }
+    }
+    binding
 }
 
 /// One level change, as the timeline lists it.

@@ -1,15 +1,20 @@
 //! Issued, denied, recorded and lost units per service, for the current mode.
 
-use super::{Columns, CountsTable};
+use super::{Columns, CountsTable, Rows};
 use crate::dynamic::text;
+use crate::model::{ServiceView, Unit};
 use crate::settings::CallMode;
-use crate::state::use_app;
+use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::sim::Mode;
 
 /// A table of units issued by the workers, denied by the tracker (`try_record` refused them:
 /// a careful client never sends them), recorded by the counter (summed across windows) and
-/// lost (issued - denied - recorded), per service and in total.
+/// lost (issued - denied - recorded), per service and in total (of the services counted in
+/// calls), each service with its unit. A token service's row counts tokens: issued estimates,
+/// denied estimates, recorded tokens and lost (what its holds say the counter should hold,
+/// minus what it recorded); below the table, its holds' identity, checked on every frame (see
+/// [`HoldCounts`](crate::model::HoldCounts)): each term, and the difference of its two sides.
 #[component]
 pub fn Counters() -> impl IntoView {
     let state = use_app();
@@ -34,28 +39,23 @@ pub fn Counters() -> impl IntoView {
         }
         .to_owned()
     });
-    let rows = Memo::new(move |_| {
-        state.frame().with(|frame| {
-            state.config().with(|config| {
-                config
-                    .services
-                    .iter()
-                    .map(|service| {
-                        let counts = frame.service(&service.name).map_or(vec![0; 4], |s| {
-                            vec![s.issued, s.denied, s.recorded(), s.lost()]
-                        });
-                        (service.name.clone(), counts)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
+    let rows = rows_of(state, false, |s| {
+        vec![s.issued, s.denied, s.recorded(), s.lost()]
     });
+    let holds = rows_of(state, true, hold_row);
     view! {
         <section class="panel counters" aria-labelledby="counters-heading">
             <h2 id="counters-heading">"Issued, denied, recorded, lost"</h2>
             <p class="hint">{explanation}</p>
             <table>
-                <CountsTable prefix="" columns=COLUMNS rows=rows/>
+                <CountsTable prefix="" columns=COLUMNS rows=rows unit_of=unit_of/>
+            </table>
+            <table class="identity">
+                <caption>
+                    "Tokens held: issued + added = denied + settled + given back + in flight + \
+                     kept (off by 0 while it holds)"
+                </caption>
+                <CountsTable prefix="holds-" columns=HOLD_COLUMNS rows=holds/>
             </table>
         </section>
     }
@@ -68,3 +68,58 @@ const COLUMNS: Columns = &[
     ("Recorded", "recorded"),
     ("Lost", "lost"),
 ];
+
+/// Each service's counts as `counts` makes them (none while the frame lacks it), in config
+/// order; with `tokens`, of the token services only. One memo type for both tables.
+fn rows_of(state: AppState, tokens: bool, counts: fn(&ServiceView) -> Vec<u64>) -> Rows {
+    Memo::new(move |_| {
+        state.frame().with(|frame| {
+            state.config().with(|config| {
+                config
+                    .services
+                    .iter()
+                    .filter(|service| !tokens || Unit::of(&service.name) == Unit::Tokens)
+                    .map(|service| {
+                        let counts = frame.service(&service.name).map(counts);
+                        (service.name.clone(), counts.unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+    })
+}
+
+fn unit_of(name: &str) -> &'static str {
+    Unit::of(name).as_str()
+}
+
+/// The identity table's columns, the last the difference of its two sides.
+const HOLD_COLUMNS: Columns = &[
+    ("Issued", "issued"),
+    ("Added", "added"),
+    ("Denied", "denied"),
+    ("Settled", "settled"),
+    ("Given back", "given-back"),
+    ("In flight", "in-flight"),
+    ("Kept", "kept"),
+    ("Off by", "off"),
+];
+
+/// A token service's row of the identity table.
+fn hold_row(s: &ServiceView) -> Vec<u64> {
+    let h = s.holds;
+    let (left, right) = (
+        s.issued + h.added,
+        s.denied + h.settled + h.given_back + h.in_flight + h.kept,
+    );
+    vec![
+        s.issued,
+        h.added,
+        s.denied,
+        h.settled,
+        h.given_back,
+        h.in_flight,
+        h.kept,
+        left.abs_diff(right),
+    ]
+}

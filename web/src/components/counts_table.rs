@@ -11,7 +11,12 @@ pub type Columns = &'static [(&'static str, &'static str)];
 /// The rows of a counts table: each service's name and its count per column, in config order.
 pub type Rows = Memo<Vec<(String, Vec<u64>)>>;
 
-/// The inside of a `<table>`: a header, a row per service and the totals.
+/// What a service counts, by name, for a table with a unit column.
+pub type UnitOf = fn(&str) -> &'static str;
+
+/// The inside of a `<table>`: a header, a row per service and the totals. With `unit_of`, a
+/// "Unit" column follows the service's name (test id `<prefix>unit-<service>`), and the
+/// totals add only the rows counted in calls (tokens and calls do not add up).
 ///
 /// The rows are keyed by service and each cell is a text node of its own: while the workers
 /// run, a frame changes only the text of the cells whose numbers changed; rows come and go
@@ -24,6 +29,9 @@ pub fn CountsTable(
     columns: Columns,
     /// The counts.
     rows: Rows,
+    /// Each service's unit, if the table shows them.
+    #[prop(optional)]
+    unit_of: Option<UnitOf>,
 ) -> impl IntoView {
     let names = Memo::new(move |_| {
         rows.with(|rows| {
@@ -35,7 +43,8 @@ pub fn CountsTable(
     let totals = Memo::new(move |_| {
         rows.with(|rows| {
             let mut totals = vec![0u64; columns.len()];
-            for (_, counts) in rows {
+            let calls = |name: &str| unit_of.is_none_or(|unit_of| unit_of(name) == "calls");
+            for (_, counts) in rows.iter().filter(|(name, _)| calls(name)) {
                 for (total, count) in totals.iter_mut().zip(counts) {
                     *total += count;
                 }
@@ -47,6 +56,7 @@ pub fn CountsTable(
         <thead>
             <tr>
                 <th scope="col">"Service"</th>
+                {unit_of.map(|_| view! { <th scope="col">"Unit"</th> })}
                 {columns
                     .iter()
                     .map(|&(header, _)| view! { <th scope="col">{header}</th> })
@@ -65,26 +75,39 @@ pub fn CountsTable(
                                 .unwrap_or_default()
                         })
                     });
-                    row(prefix, columns, name.clone(), name, counts)
+                    let unit = unit_of.map(|unit_of| unit_of(&name));
+                    row(prefix, columns, name.clone(), name, unit, counts)
                 }
             </For>
         </tbody>
-        <tfoot>{row(prefix, columns, "All services".to_owned(), "total".to_owned(), totals)}</tfoot>
+        <tfoot>
+            {row(
+                prefix,
+                columns,
+                "All services".to_owned(),
+                "total".to_owned(),
+                unit_of.map(|_| "calls"),
+                totals,
+            )}
+        </tfoot>
     }
 }
 
-/// One row: `header` and `counts`, whose cells' test ids end in `suffix`.
+/// One row: `header`, its `unit` (if the table shows units) and `counts`, whose cells' test
+/// ids end in `suffix`.
 fn row(
     prefix: &'static str,
     columns: Columns,
     header: String,
     suffix: String,
+    unit: Option<&'static str>,
     counts: Memo<Vec<u64>>,
 ) -> impl IntoView {
     let lost = flag(move || counts.with(|c| c.last().is_some_and(|&lost| lost > 0)));
     view! {
         <tr class:lost=lost>
             <th scope="row">{header}</th>
+            {unit.map(|unit| view! { <td data-testid=format!("{prefix}unit-{suffix}")>{unit}</td> })}
             {columns
                 .iter()
                 .enumerate()

@@ -4,7 +4,7 @@
 use crate::dynamic::{text, Text};
 use crate::format::{self, number};
 use crate::locks::lock;
-use crate::model::ServiceView;
+use crate::model::{ServiceView, Unit};
 use crate::state::{use_app, AppState};
 use leptos::prelude::*;
 use quota_core::{Level, Period, ServiceUsage, TrackerConfig, WindowSpec};
@@ -19,6 +19,9 @@ use std::sync::Mutex;
 /// A service of several limits (Tiingo: 50 an hour and 1,000 a day) gets one such bar per
 /// limit, each headed by its window and its own used / limit, and the binding limit (the one
 /// `used / limit / remaining` above describes) tagged "binding" in words.
+///
+/// A token service's card (see [`Unit`]) also shows the tokens its unsettled holds have in
+/// flight (`used` includes those held in the current window).
 ///
 /// Its numbers change on nearly every frame while the workers run, so each is a reactive text
 /// of its own (only the text nodes and attributes that changed are written).
@@ -57,6 +60,7 @@ pub fn ServiceCard(
         }
     };
     let id = |part: &str| format!("{part}-{name}");
+    let tokens = Unit::of(&name) == Unit::Tokens;
     view! {
         <article
             class=text(move || format!("card level-{}", level()))
@@ -85,6 +89,12 @@ pub fn ServiceCard(
                 " used · "
                 <span data-testid=id("remaining")>{read(|s| s.usage.remaining.to_string())}</span>
                 " left"
+            </p>
+            // Every card has the line (one view type, not an optional one): shown for tokens.
+            <p class=if tokens { "held" } else { "held none" }>
+                "tokens · "
+                <span data-testid=id("held")>{read(|s| s.holds.in_flight.to_string())}</span>
+                " held in flight"
             </p>
             {limits}
         </article>

@@ -30,6 +30,7 @@
 
 mod lifecycle;
 mod run;
+mod tokens;
 mod worker;
 
 use crate::clock::{self, SimClock};
@@ -42,6 +43,7 @@ use quota_core::{Clock, QuotaError, Reconfigured, StoreEvent, TrackerConfig, Tra
 use run::Run;
 use std::cell::RefCell;
 use std::rc::Rc;
+pub use tokens::{CANCEL_ONE_IN, ESTIMATE_TOKENS, RESPONSE_MS};
 use worker::Worker;
 pub(crate) use worker::{take_due, Pace};
 
@@ -51,11 +53,12 @@ pub(crate) use worker::{take_due, Pace};
 /// simulated time, doubling with each failure) and ends 5 good syncs, 2.5 s, after it.
 pub const SYNC_INTERVAL_MS: u64 = 500;
 
-/// Calls per second per worker on a new page. With [`Workload::even`]'s 4 workers and three
-/// services, each gets about 10.7 calls a second: on the simulation's services
+/// Calls per second per worker on a new page. With [`Workload::even`]'s 4 workers and four
+/// services, each gets about 8 calls a second: on the simulation's services
 /// ([`simulation_config`](crate::app::simulation_config)) tiingo's hour (50) reaches its
-/// warning level about 2.5 s after Start and finnhub's minute (60) about 3 s after, Critical
-/// 2 s later, so a newcomer sees levels change at once (at `even`'s 2 calls/s the first change
+/// warning level about 3 s after Start and finnhub's minute (60) about 4 s after, Critical
+/// 2 to 3 s later, and the LLM's 16,000 tokens a second held fill its minute's 100,000 within
+/// seconds, so a newcomer sees levels change at once (at `even`'s 2 calls/s the first change
 /// took over 10 s).
 pub const DEFAULT_CALLS_PER_SECOND: u32 = 8;
 

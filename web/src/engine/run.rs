@@ -4,7 +4,7 @@
 use super::{check_config, SYNC_INTERVAL_MS};
 use crate::clock::SimClock;
 use crate::locks::lock;
-use crate::model::{Cause, ServiceView};
+use crate::model::{Cause, HoldCounts, ServiceView, Unit};
 use crate::persist::{
     DashboardStorage, SavedCounters, SavedService, Synced, CRITICAL_WRITE_GAP_MS, WRITE_INTERVAL_MS,
 };
@@ -22,8 +22,7 @@ use web_time::Instant;
 /// Store events kept until the next frame reads them; older ones are dropped.
 const MAX_PENDING_STORE_EVENTS: usize = 100;
 
-/// The actor while a config change is applied: its level changes are the config's doing.
-const CONFIG_ACTOR: usize = usize::MAX;
+use crate::model::binding;
 
 /// The counter and its counters from one reset to the next. In locked mode a config change
 /// ([`reconfigure`](Self::reconfigure)) goes on in the same run.
@@ -38,6 +37,8 @@ pub(super) struct Run {
     issued: RefCell<Vec<u64>>,
     /// Units of those that `try_record` refused, per service (config order).
     denied: RefCell<Vec<u64>>,
+    /// Token services' holds, per service (config order; all 0 for services counted in calls).
+    holds: RefCell<Vec<HoldCounts>>,
     /// Calls issued (each of one or more units).
     calls: Cell<u64>,
     /// Level changes not yet shown, with their cause. Shared with the tracker's observer, which
@@ -86,7 +87,7 @@ impl Run {
                     if transition.from < Level::Critical && transition.to >= Level::Critical {
                         entered_critical.store(true, Ordering::Relaxed);
                     }
-                    let cause = cause_of(transition, actor.load(Ordering::Relaxed));
+                    let cause = Cause::of(transition, actor.load(Ordering::Relaxed));
                     lock(&changes).push((transition.clone(), cause));
                 });
                 (Counter::Locked(Box::new(tracker)), Some(saving))
@@ -103,10 +104,23 @@ impl Run {
                 .map(|s| saved.and_then(|c| c.service(&s.name)).map_or(0, f))
                 .collect()
         };
+        // A token service's holds are not saved (the `.wasm`'s size budget): what it recorded
+        // counts as settled, and its issued as denied + settled, so its identity holds.
+        let mut issued = restored(|s| s.issued);
+        let denied = restored(|s| s.denied);
+        let recorded_before = restored(|s| s.recorded);
+        let mut holds = vec![HoldCounts::default(); config.services.len()];
+        for (index, service) in config.services.iter().enumerate() {
+            if Unit::of(&service.name) == Unit::Tokens {
+                holds[index].settled = recorded_before[index];
+                issued[index] = denied[index] + recorded_before[index];
+            }
+        }
         Ok(Run {
-            issued: RefCell::new(restored(|s| s.issued)),
-            denied: RefCell::new(restored(|s| s.denied)),
-            recorded_before: RefCell::new(restored(|s| s.recorded)),
+            issued: RefCell::new(issued),
+            denied: RefCell::new(denied),
+            recorded_before: RefCell::new(recorded_before),
+            holds: RefCell::new(holds),
             calls: Cell::new(saved.map_or(0, |c| c.calls)),
             config: RefCell::new(config),
             counter,
@@ -133,7 +147,7 @@ impl Run {
         config: TrackerConfig,
     ) -> Option<Result<Reconfigured, QuotaError>> {
         let tracker = self.counter.tracker()?;
-        self.actor.store(CONFIG_ACTOR, Ordering::Relaxed);
+        self.actor.store(Cause::CONFIG_ACTOR, Ordering::Relaxed);
         let result = tracker.reconfigure(config.clone());
         self.actor.store(0, Ordering::Relaxed);
         if result.is_ok() {
@@ -157,6 +171,18 @@ impl Run {
             carry(&self.issued);
             carry(&self.denied);
             carry(&self.recorded_before);
+            let mut holds = self.holds.borrow_mut();
+            let kept = new
+                .services
+                .iter()
+                .map(|service| {
+                    old.services
+                        .iter()
+                        .position(|s| s.name == service.name)
+                        .map_or_else(HoldCounts::default, |index| holds[index])
+                })
+                .collect();
+            *holds = kept;
         }
         Some(result)
     }
@@ -169,6 +195,46 @@ impl Run {
     /// Calls issued since the reset.
     pub(super) fn calls(&self) -> u64 {
         self.calls.get()
+    }
+
+    /// Adds to the counts of service `name`, if still configured (a reconfigure may have
+    /// removed it while a hold was in flight): `issued` and `denied` units, and `holds`, field
+    /// by field, less `settled` estimates no longer in flight; a new call when `call`. Then
+    /// writes, if a sync is due (call it right after a tracker call).
+    pub(super) fn count_tokens(
+        &self,
+        name: &str,
+        call: bool,
+        issued: u64,
+        denied: u64,
+        holds: HoldCounts,
+        settled: u64,
+    ) {
+        let Some(index) = self.position(name) else {
+            return;
+        };
+        self.issued.borrow_mut()[index] += issued;
+        self.denied.borrow_mut()[index] += denied;
+        {
+            let counts = &mut self.holds.borrow_mut()[index];
+            counts.added += holds.added;
+            counts.settled += holds.settled;
+            counts.given_back += holds.given_back;
+            counts.in_flight = (counts.in_flight + holds.in_flight).saturating_sub(settled);
+            counts.kept += holds.kept;
+            counts.past_window += holds.past_window;
+        }
+        self.calls.set(self.calls.get() + u64::from(call));
+        self.write_if_due();
+    }
+
+    /// The place of service `name` in the config now.
+    pub(super) fn position(&self, name: &str) -> Option<usize> {
+        self.config
+            .borrow()
+            .services
+            .iter()
+            .position(|s| s.name == name)
     }
 
     fn count_issued(&self, ops: &[Op]) {
@@ -216,7 +282,8 @@ impl Run {
     }
 
     /// DEMONSTRATION ONLY: records `ops` for `worker` in `copy`, a copy of the racy state the
-    /// caller loaded earlier and writes back afterwards, and counts them as issued.
+    /// caller loaded earlier and writes back afterwards, and counts them as issued (and, for a
+    /// token service, settled: a racy client holds nothing, its estimate is what it counts).
     pub(super) fn record_in_copy(
         &self,
         copy: &mut RacyState,
@@ -230,12 +297,21 @@ impl Run {
                 Ok(recorded) => self.note_changes(recorded.transitions(), worker),
                 Err(error) => leptos::logging::warn!("racy record refused: {error}"),
             }
+            if Unit::of(&config.services[op.service].name) == Unit::Tokens {
+                self.holds.borrow_mut()[op.service].settled += op.count;
+            }
         }
         self.count_issued(ops);
     }
 
+    /// The worker (from 1) whose tracker call is in progress (0: none), for the level
+    /// changes its observer sees.
+    pub(super) fn set_actor(&self, worker: usize) {
+        self.actor.store(worker, Ordering::Relaxed);
+    }
+
     fn note_changes<'a>(&self, transitions: impl Iterator<Item = &'a Transition>, worker: usize) {
-        lock(&self.changes).extend(transitions.map(|t| (t.clone(), cause_of(t, worker))));
+        lock(&self.changes).extend(transitions.map(|t| (t.clone(), Cause::of(t, worker))));
     }
 
     /// After a tracker call: writes the tracker's store and the dashboard's counters (with the
@@ -285,7 +361,10 @@ impl Run {
                         name: usage.name.to_string(),
                         issued: issued[index],
                         denied: denied[index],
-                        recorded: recorded_before[index] + usage.total_recorded,
+                        // As the counters table shows it (see `HoldCounts::past_window`).
+                        recorded: recorded_before[index]
+                            + usage.total_recorded
+                            + self.holds.borrow()[index].past_window,
                     })
                     .collect();
                 SavedCounters {
@@ -317,20 +396,24 @@ impl Run {
         let issued = self.issued.borrow();
         let denied = self.denied.borrow();
         let recorded_before = self.recorded_before.borrow();
+        let holds = self.holds.borrow();
         snapshot
             .services()
             .iter()
             .enumerate()
             .map(|(index, usage)| {
                 let mut usage = usage.clone();
-                usage.total_recorded += recorded_before[index];
+                usage.total_recorded += recorded_before[index] + holds[index].past_window;
                 let limits = self.limits_of(index);
+                let unit = Unit::of(&usage.name);
                 ServiceView {
                     binding: binding(&limits),
                     limits,
                     usage,
                     issued: issued[index],
                     denied: denied[index],
+                    unit,
+                    holds: holds[index],
                 }
             })
             .collect()
@@ -402,26 +485,4 @@ fn locked_tracker(
         events,
     };
     Ok((tracker, saving))
-}
-
-/// The binding limit of `limits`: the least headroom, the first of equals (the core's rule for
-/// [`QuotaTracker::usage`]); 0 for none.
-fn binding(limits: &[quota_core::ServiceUsage<'_>]) -> usize {
-    let mut binding = 0;
-    for (index, usage) in limits.iter().enumerate() {
-        if usage.remaining < limits[binding].remaining {
-            binding = index;
-        }
-    }
-    binding
-}
-
-fn cause_of(transition: &Transition, actor: usize) -> Cause {
-    if actor == CONFIG_ACTOR {
-        Cause::Config
-    } else if transition.to < transition.from || actor == 0 {
-        Cause::WindowReset
-    } else {
-        Cause::Worker(actor)
-    }
 }

@@ -2,7 +2,8 @@
 //! rate.
 
 use super::run::Run;
-use super::Engine;
+use super::{tokens, Engine, ESTIMATE_TOKENS};
+use crate::model::Unit;
 use gloo_timers::future::TimeoutFuture;
 use quota_core::sim::{Counter, Op, OpStream};
 use quota_core::Clock;
@@ -60,6 +61,27 @@ impl Worker {
     }
 
     async fn issue(&self, ops: &[Op]) {
+        // In locked mode, calls to token services run as tasks of their own (hold, response,
+        // settle); in racy mode they count their estimate (see `tokens`).
+        let locked = self.run.counter().tracker().is_some();
+        let mut calls = Vec::with_capacity(ops.len());
+        for op in ops {
+            let name = self.run.config().services[op.service].name.clone();
+            match (Unit::of(&name), locked) {
+                (Unit::Tokens, true) => {
+                    tokens::spawn(&self.engine, &self.run, self.id, name, op.count)
+                }
+                (Unit::Tokens, false) => calls.push(Op {
+                    count: op.count.saturating_mul(ESTIMATE_TOKENS),
+                    ..*op
+                }),
+                (Unit::Calls, _) => calls.push(*op),
+            }
+        }
+        let ops = &calls[..];
+        if ops.is_empty() {
+            return;
+        }
         match self.run.counter() {
             Counter::Locked(_) => self.run.record_now(
                 self.id,
