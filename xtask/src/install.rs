@@ -73,8 +73,8 @@ pub fn chromium() -> Result<(), String> {
     )
 }
 
-/// redis-server (for `RedisStore`'s tests, which start their own servers), from apt, unless
-/// `redis-server --version` works.
+/// redis-server and redis-cli (for `RedisStore`'s tests, which start their own servers and
+/// clusters), from apt, unless `redis-server --version` and `redis-cli --version` work.
 pub fn redis_server() -> Result<(), String> {
     // redis-cli too: the cluster tests create their clusters with it.
     if let (Some(version), Some(_)) = (

@@ -126,6 +126,10 @@ impl Cluster {
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "2000",
+                        // A replica may take over however long ago it last heard its master
+                        // (else a quiet one refuses: "disconnected for longer than allowed").
+                        "--cluster-replica-validity-factor",
+                        "0",
                         "--save",
                         "",
                         "--appendonly",
@@ -172,9 +176,15 @@ impl Cluster {
                     .lines()
                     .filter(|line| line.contains("slave"))
                     .count();
+                // A replica's first full sync done (else a failover loses everything).
+                let synced = node.role() != "slave"
+                    || node
+                        .cli(&["INFO", "replication"])
+                        .contains("master_link_status:up");
                 info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
                     && replicas == self.replicas
+                    && synced
             });
             if ready {
                 return;
@@ -184,9 +194,41 @@ impl Cluster {
         }
     }
 
+    /// Kills (SIGKILL) the node at `port` and waits until `replica` took over and every
+    /// node still up routes its slots there.
+    pub fn kill_and_fail_over(&mut self, port: u16, replica: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap()
+            .kill();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let wanted = format!("127.0.0.1:{replica}@");
+        loop {
+            let settled = self.nodes.iter().filter(|n| n.child.is_some()).all(|node| {
+                node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && node.cli(&["CLUSTER", "NODES"]).lines().any(|line| {
+                        line.contains(&wanted) && line.contains("master") && line.contains('-')
+                    })
+            });
+            if settled {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no automatic failover within 30 s"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Every node's URL (the seeds a store may be given).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(Node::url).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(Node::url)
+            .collect()
     }
 
     pub fn node(&self, port: u16) -> &Node {
@@ -195,7 +237,7 @@ impl Cluster {
 
     /// The port of the master that holds `key`'s slot now, and of one replica of it.
     pub fn master_and_replica_of(&self, key: &str) -> (u16, Option<u16>) {
-        let any = &self.nodes[0];
+        let any = self.nodes.iter().find(|n| n.child.is_some()).unwrap();
         let slot: u16 = any
             .cli(&["CLUSTER", "KEYSLOT", key])
             .trim()

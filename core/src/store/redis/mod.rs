@@ -99,7 +99,8 @@ use std::time::Duration;
 ///   loses nothing: the replica has every write the master acknowledged.
 /// - A master that crashes takes with it the writes it acknowledged but had not yet sent to
 ///   its replica: the replication lag (well under a millisecond on a local network). Those
-///   calls were admitted but are no longer counted.
+///   calls were admitted but are no longer counted. (A replica that had not finished its
+///   first sync has nothing: give new replicas time before relying on them.)
 /// - With Sentinel, writes that reach the old master after the new one was promoted, until
 ///   the store asks again (at most a second) or Sentinel demotes the old master, are lost
 ///   when it resyncs.
