@@ -381,6 +381,51 @@ fn a_tracker_through_sentinel_counts_on_across_a_failover() {
     assert_eq!(tracker.stats().save_failures, 0);
 }
 
+/// A master and replica that require a password, behind a Sentinel that has none: the URL's
+/// password reaches the master (the sentinel is asked without it), counts land there, and it
+/// never shows; a wrong one fails without showing either.
+#[test]
+fn a_sentinel_store_with_a_password_counts_on_the_master_and_never_shows_it() {
+    let secret = "s3ntinel-Pw";
+    let setup = SentinelSetup::with_password(Some(secret));
+    let url = |password: &str| {
+        format!(
+            "redis+sentinel://default:{password}@127.0.0.1:{}/{}",
+            setup.sentinel.port,
+            SentinelSetup::NAME
+        )
+    };
+    let store = RedisStore::new(&url(secret)).unwrap();
+    assert!(!format!("{store:?}").contains(secret));
+    let (clock_ms, day) = noon_today();
+    let tracker = QuotaTracker::builder(config(1_000, Admission::Exact))
+        .clock(ManualClock::new(clock_ms))
+        .store(store)
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        tracker.try_record("beta", 1).unwrap();
+    }
+    let total = setup.master.cli(&["GET", &key("quota", "beta", day)]);
+    assert_eq!(total.trim(), "10");
+    let wrong = RedisStore::new(&url("wr0ng-Pw")).unwrap();
+    let error = wrong.sync(&SyncBatch {
+        done_below: 0,
+        instance: InstanceId::from_u128(2),
+        seq: 1,
+        at_ms: clock_ms,
+        deltas: vec![],
+        read: vec![],
+        raises: vec![],
+    });
+    let shown = format!("{error:?}");
+    assert!(matches!(error, Err(StoreError::Unavailable(_))), "{shown}");
+    assert!(
+        !shown.contains("wr0ng-Pw") && !shown.contains(secret),
+        "{shown}"
+    );
+}
+
 /// The server clock of a cluster store reads the first node given, and says which.
 #[test]
 fn the_server_clock_of_a_cluster_names_the_node_it_reads() {

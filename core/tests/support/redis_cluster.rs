@@ -18,12 +18,29 @@ pub struct Node {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Its `requirepass`, which `cli` sends.
+    password: Option<String>,
 }
 
 impl Node {
     /// Starts `redis-server` with `args` (before them, a config file if `config` is given) on
-    /// a free port, and waits until it answers `PING`.
-    fn spawn(args: &[&str], config: Option<&str>, bus: bool) -> Node {
+    /// a free port, and waits until it answers `PING`; on a port another process took in
+    /// the meantime (its server answers, ours exits), tries another.
+    fn spawn(args: &[&str], config: Option<&str>, bus: bool, password: Option<&str>) -> Node {
+        for _ in 0..5 {
+            if let Some(node) = Node::try_spawn(args, config, bus, password) {
+                return node;
+            }
+        }
+        panic!("redis-server found no free port in 5 tries");
+    }
+
+    fn try_spawn(
+        args: &[&str],
+        config: Option<&str>,
+        bus: bool,
+        password: Option<&str>,
+    ) -> Option<Node> {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let port = free_port(bus);
         let mut command = Command::new("redis-server");
@@ -54,14 +71,27 @@ impl Node {
             child: Some(child),
             port,
             dir,
+            password: password.map(str::to_owned),
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            let pid = node.child.as_ref().map_or(0, Child::id);
             if node.cli(&["PING"]).trim() == "PONG" {
-                return node;
+                // Ours, not another test process's server on the same port.
+                let info = node.cli(&["INFO", "server"]);
+                if info
+                    .lines()
+                    .any(|l| l.trim() == format!("process_id:{pid}"))
+                {
+                    return Some(node);
+                }
             }
             if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
-                panic!("redis-server exited ({status}): {}", node.log());
+                let log = node.log();
+                if log.contains("Address already in use") {
+                    return None;
+                }
+                panic!("redis-server exited ({status}): {log}");
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -70,7 +100,11 @@ impl Node {
 
     /// `redis-cli -p <port> args…`: its standard output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if let Some(password) = &self.password {
+            command.args(["-a", password, "--no-auth-warning"]);
+        }
+        let output = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -137,6 +171,7 @@ impl Cluster {
                     ],
                     None,
                     true,
+                    None,
                 )
             })
             .collect();
@@ -296,27 +331,38 @@ impl SentinelSetup {
     pub const NAME: &'static str = "mymaster";
 
     pub fn start() -> SentinelSetup {
-        let plain = ["--save", "", "--appendonly", "no"];
-        let master = Node::spawn(&plain, None, false);
+        SentinelSetup::with_password(None)
+    }
+
+    /// With `password`, the master and replica require it (and the replica and the sentinel
+    /// use it); the sentinel itself has none.
+    pub fn with_password(password: Option<&str>) -> SentinelSetup {
+        let mut plain = vec!["--save", "", "--appendonly", "no"];
+        if let Some(password) = password {
+            plain.extend(["--requirepass", password, "--masterauth", password]);
+        }
+        let master = Node::spawn(&plain, None, false, password);
+        let master_port = master.port.to_string();
         let replica = Node::spawn(
-            &[
-                &plain[..],
-                &["--replicaof", "127.0.0.1", &master.port.to_string()],
-            ]
-            .concat(),
+            &[&plain[..], &["--replicaof", "127.0.0.1", &master_port]].concat(),
             None,
             false,
+            password,
         );
+        let auth = password.map_or(String::new(), |password| {
+            format!("sentinel auth-pass {} {password}\n", Self::NAME)
+        });
         let sentinel = Node::spawn(
             &["--sentinel"],
             Some(&format!(
                 "sentinel monitor {} 127.0.0.1 {} 1\n\
                  sentinel down-after-milliseconds {0} 1000\n\
-                 sentinel failover-timeout {0} 5000\n",
+                 sentinel failover-timeout {0} 5000\n{auth}",
                 Self::NAME,
                 master.port
             )),
             false,
+            None,
         );
         let setup = SentinelSetup {
             master,

@@ -6,10 +6,9 @@ use super::RedisStore;
 use crate::secrets::Secrets;
 use crate::store::StoreError;
 use ::redis::cluster::{ClusterClientBuilder, ClusterConnection};
-use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use ::redis::{
-    Client, Connection, ConnectionAddr, ConnectionInfo, ConnectionLike, IntoConnectionInfo,
-    RedisResult,
+    Client, Connection, ConnectionAddr, ConnectionInfo, ConnectionLike, ErrorKind,
+    IntoConnectionInfo, RedisConnectionInfo, RedisError, RedisResult, Role,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -27,7 +26,10 @@ pub(super) enum Backend {
 
 /// The Sentinels, and the master they named when last asked.
 pub(super) struct Sentinels {
-    client: Mutex<SentinelClient>,
+    /// Each sentinel's address and credentials (the first's also serve the master).
+    nodes: Vec<ConnectionInfo>,
+    /// The name of the master they watch.
+    name: String,
     /// The master's `host:port` when last asked, and when that was.
     master: Mutex<(Option<String>, Option<Instant>)>,
     /// Raised when the master changes: connections opened before go back to no pool.
@@ -39,13 +41,88 @@ impl Sentinels {
     /// connection), so pooled connections to a demoted master go within this long.
     pub(super) const MASTER_CHECK: Duration = Duration::from_secs(1);
 
-    /// A client for the master they name now (they are asked; it is checked with `ROLE`).
-    fn master_client(&self) -> RedisResult<Client> {
-        let client = crate::locks::lock_std(&self.client).get_client()?;
-        let (address, _) = address(client.get_connection_info().addr());
-        *crate::locks::lock_std(&self.master) = (Some(address), Some(Instant::now()));
-        Ok(client)
+    /// A client for the master the Sentinels name now: each is asked in turn
+    /// (`SENTINEL GET-MASTER-ADDR-BY-NAME`) until one names a node that says it is master
+    /// (`ROLE`); every connection and reply waits at most the timeouts.
+    fn master_client(&self, timeouts: (Duration, Duration)) -> RedisResult<Client> {
+        let mut last = RedisError::from((ErrorKind::InvalidClientConfig, "no sentinels"));
+        for sentinel in &self.nodes {
+            match self.ask(sentinel, timeouts) {
+                Ok(client) => {
+                    let (address, _) = address(client.get_connection_info().addr());
+                    *crate::locks::lock_std(&self.master) = (Some(address), Some(Instant::now()));
+                    return Ok(client);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
     }
+
+    /// The master `sentinel` names, checked.
+    fn ask(
+        &self,
+        sentinel: &ConnectionInfo,
+        timeouts: (Duration, Duration),
+    ) -> RedisResult<Client> {
+        // Sentinels have no databases; and one without a password refuses any: then none.
+        let plain = sentinel
+            .clone()
+            .set_redis_settings(RedisConnectionInfo::default());
+        let with_db0 = sentinel
+            .clone()
+            .set_redis_settings(sentinel.redis_settings().clone().set_db(0));
+        let mut connection = match timed(&Client::open(with_db0)?, timeouts) {
+            Err(error)
+                if error
+                    .to_string()
+                    .contains("without any password configured") =>
+            {
+                timed(&Client::open(plain)?, timeouts)?
+            }
+            other => other?,
+        };
+        let named: Option<(String, u16)> = ::redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.name)
+            .query(&mut connection)?;
+        let Some((host, port)) = named else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "the sentinel watches no master of that name",
+            )));
+        };
+        let first = self.nodes.first().unwrap_or(sentinel);
+        let addr = match first.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let client = Client::open(first.clone().set_addr(addr))?;
+        match ::redis::cmd("ROLE").query(&mut timed(&client, timeouts)?)? {
+            Role::Primary { .. } => Ok(client),
+            _ => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "the node the sentinel named is not a master (yet)",
+            ))),
+        }
+    }
+}
+
+/// A connection of `client`, connecting and answering within `(connect, response)`.
+fn timed(client: &Client, (connect, response): (Duration, Duration)) -> RedisResult<Connection> {
+    let connection = client.get_connection_with_timeout(connect)?;
+    connection.set_read_timeout(Some(response))?;
+    connection.set_write_timeout(Some(response))?;
+    Ok(connection)
 }
 
 /// A connection: to one server, or to a whole cluster.
@@ -210,9 +287,10 @@ impl RedisStore {
     /// asks the Sentinels for the master first, so after a failover the store follows the
     /// new master; a call whose connection the old master closed, or that it refused as a
     /// replica (`READONLY`), is sent again to the new one (every call counts once however
-    /// often it is sent). The credentials of the first sentinel URL are used for the
-    /// Sentinels and for the master alike (as with `requirepass` equal to Sentinel's
-    /// `auth-pass`); its database number selects the master's database.
+    /// often it is sent). The user, password and database number of the first sentinel URL
+    /// are the master's; the Sentinels are sent the same user and password, or none if they
+    /// have no password set. Connecting to each and every reply wait at most
+    /// [`timeout`](Self::timeout).
     ///
     /// ```no_run
     /// use quota_core::RedisStore;
@@ -231,46 +309,10 @@ impl RedisStore {
     ) -> Result<RedisStore, StoreError> {
         let (infos, secrets) = read_urls("sentinels", sentinels)?;
         let (list, tls) = addresses(&infos);
-        let first = infos[0].redis_settings();
-        let mut builder = SentinelClientBuilder::new(
-            infos.iter().map(|info| info.addr().clone()),
-            master,
-            SentinelServerType::Master,
-        )
-        .map(|builder| {
-            let mut builder = builder.set_client_to_redis_db(first.db());
-            if let Some(user) = first.username() {
-                builder = builder
-                    .set_client_to_redis_username(user)
-                    .set_client_to_sentinel_username(user);
-            }
-            if let Some(password) = first.password() {
-                builder = builder
-                    .set_client_to_redis_password(password)
-                    .set_client_to_sentinel_password(password);
-            }
-            builder
-        })
-        .map_err(|error| {
-            StoreError::Unavailable(format!(
-                "invalid Sentinel settings: {}",
-                secrets.redact(&error.to_string())
-            ))
-        })?;
-        if tls {
-            builder = builder
-                .set_client_to_redis_tls_mode(::redis::TlsMode::Secure)
-                .set_client_to_sentinel_tls_mode(::redis::TlsMode::Secure);
-        }
-        let client = builder.build().map_err(|error| {
-            StoreError::Unavailable(format!(
-                "invalid Sentinel settings: {}",
-                secrets.redact(&error.to_string())
-            ))
-        })?;
         RedisStore::with_backend(
             Backend::Sentinel(Sentinels {
-                client: Mutex::new(client),
+                nodes: infos,
+                name: master.to_owned(),
                 master: Mutex::new((None, None)),
                 generation: AtomicU64::new(0),
             }),
@@ -283,10 +325,7 @@ impl RedisStore {
     /// A new connection to the backend (not yet checked), with the store's timeouts.
     pub(super) fn open(&self) -> RedisResult<Conn> {
         match &self.backend {
-            Backend::Single(client) => {
-                let connection = client.get_connection_with_timeout(self.connect_timeout)?;
-                Ok(Conn::Single(self.with_timeouts(connection)?))
-            }
+            Backend::Single(client) => Ok(Conn::Single(timed(client, self.timeouts())?)),
             Backend::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(self.connect_timeout)
@@ -295,9 +334,8 @@ impl RedisStore {
                 Ok(Conn::Cluster(Box::new(client.get_connection()?)))
             }
             Backend::Sentinel(sentinels) => {
-                let client = sentinels.master_client()?;
-                let connection = client.get_connection_with_timeout(self.connect_timeout)?;
-                Ok(Conn::Single(self.with_timeouts(connection)?))
+                let client = sentinels.master_client(self.timeouts())?;
+                Ok(Conn::Single(timed(&client, self.timeouts())?))
             }
         }
     }
@@ -315,7 +353,7 @@ impl RedisStore {
         }
         // Not asked again by others while this asks.
         crate::locks::lock_std(&sentinels.master).1 = Some(Instant::now());
-        match sentinels.master_client() {
+        match sentinels.master_client(self.timeouts()) {
             Ok(client) => {
                 let (now, _) = address(client.get_connection_info().addr());
                 if before.is_some_and(|before| before != now) {
@@ -344,10 +382,9 @@ impl RedisStore {
         }
     }
 
-    fn with_timeouts(&self, connection: Connection) -> RedisResult<Connection> {
-        connection.set_read_timeout(Some(self.response_timeout))?;
-        connection.set_write_timeout(Some(self.response_timeout))?;
-        Ok(connection)
+    /// The connect and response timeouts.
+    fn timeouts(&self) -> (Duration, Duration) {
+        (self.connect_timeout, self.response_timeout)
     }
 
     /// A client for the one node [`server_clock`](Self::server_clock) reads and its address:
@@ -356,8 +393,14 @@ impl RedisStore {
     pub(super) fn clock_node(&self) -> (Option<Client>, String) {
         let client = match &self.backend {
             Backend::Single(client) => Ok(client.clone()),
-            Backend::Cluster(nodes) => Client::open(nodes[0].clone()),
-            Backend::Sentinel(sentinels) => sentinels.master_client(),
+            Backend::Cluster(nodes) => match nodes.first() {
+                Some(node) => Client::open(node.clone()),
+                None => Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "no cluster nodes",
+                ))),
+            },
+            Backend::Sentinel(sentinels) => sentinels.master_client(self.timeouts()),
         };
         match client {
             Ok(client) => {
