@@ -51,6 +51,24 @@ impl Secrets {
         Secrets(found)
     }
 
+    /// The secrets themselves (to add to another set).
+    #[cfg_attr(
+        not(all(feature = "redis", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+
+    /// Whether there are none.
+    #[cfg_attr(
+        not(all(feature = "redis", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// `text` with every secret replaced by `<redacted>`.
     pub(crate) fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();

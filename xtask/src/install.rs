@@ -73,10 +73,14 @@ pub fn chromium() -> Result<(), String> {
     )
 }
 
-/// redis-server (for `RedisStore`'s tests, which start their own servers), from apt, unless
-/// `redis-server --version` works.
+/// redis-server and redis-cli (for `RedisStore`'s tests, which start their own servers and
+/// clusters), from apt, unless `redis-server --version` and `redis-cli --version` work.
 pub fn redis_server() -> Result<(), String> {
-    if let Some(version) = output("redis-server", &["--version"]) {
+    // redis-cli too: the cluster tests create their clusters with it.
+    if let (Some(version), Some(_)) = (
+        output("redis-server", &["--version"]),
+        output("redis-cli", &["--version"]),
+    ) {
         println!("{}: present", version.trim());
         return Ok(());
     }

@@ -20,7 +20,10 @@ use std::str::FromStr;
 /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://...` for TLS: a `RedisStore`
 ///   (crate feature `redis`), shared by processes on any number of machines. Characters `@`,
 ///   `/`, `?`, `#` and `%` in the password are percent-encoded (`%40`, `%2F`, `%3F`, `%23`,
-///   `%25`).
+///   `%25`);
+/// - `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]`: a Redis Cluster's seed nodes;
+///   `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`: a master that
+///   Sentinels watch (`rediss+cluster://`, `rediss+sentinel://` for TLS). See `RedisStore::new`.
 ///
 /// `Display` and `Debug` show a Redis URL with its password replaced by `<redacted>`.
 ///
@@ -111,8 +114,9 @@ impl FromStr for StoreUrl {
     type Err = StoreUrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "expected memory:, file:PATH, redis://HOST[:PORT][/DB] or \
-                                rediss://HOST[:PORT][/DB]";
+        const EXPECTED: &str = "expected memory:, file:PATH, redis://HOST[:PORT][/DB], \
+                                rediss://HOST[:PORT][/DB], redis+cluster://HOST:PORT,... or \
+                                redis+sentinel://HOST:PORT,.../MASTER";
         if text == "memory:" {
             return Ok(StoreUrl::Memory);
         }
@@ -143,10 +147,11 @@ impl FromStr for StoreUrl {
             }
             return Ok(StoreUrl::File(PathBuf::from(path)));
         }
-        let Some(rest) = text
-            .strip_prefix("redis://")
-            .or_else(|| text.strip_prefix("rediss://"))
-        else {
+        let Some(rest) = ["redis", "rediss"].iter().find_map(|base| {
+            ["://", "+cluster://", "+sentinel://"]
+                .iter()
+                .find_map(|kind| text.strip_prefix(&format!("{base}{kind}")))
+        }) else {
             return Err(StoreUrlError(EXPECTED));
         };
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -189,9 +194,9 @@ impl RedisUrl {
         &self.url
     }
 
-    /// Whether it is a `rediss://` (TLS) URL.
+    /// Whether it is a `rediss://` (TLS) URL (or `rediss+cluster://`, `rediss+sentinel://`).
     pub fn is_tls(&self) -> bool {
-        self.url.starts_with("rediss://")
+        self.url.starts_with("rediss:") || self.url.starts_with("rediss+")
     }
 
     /// The URL with its password replaced by `<redacted>`.

@@ -47,12 +47,19 @@ impl RedisStore {
     ///
     /// The clock has its own connection, with the store's URL, credentials, TLS settings and
     /// timeouts as they are now; it stays usable after the store is moved into a tracker.
+    ///
+    /// It reads one server, which [`node`](RedisClock::node) names: on a
+    /// [cluster](Self::cluster) the first node given, on [Sentinel](Self::sentinel) the
+    /// master they named when the clock was made (it goes on reading that server after a
+    /// failover). The scripts read the clock of the node that holds each service's keys:
+    /// keep the nodes' clocks in sync (NTP).
     pub fn server_clock(&self) -> RedisClock {
+        let (client, target) = self.clock_node();
         let shared = ClockShared {
-            client: self.client.clone(),
+            client,
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
-            target: self.target.clone(),
+            target,
             secrets: self.secrets.clone(),
             base: Instant::now(),
             connection: Mutex::new(None),
@@ -94,7 +101,8 @@ pub struct RedisClock {
 const UNMEASURED: u64 = u64::MAX;
 
 struct ClockShared {
-    client: Client,
+    /// The node read; `None` if the Sentinels named no master (the wall clock is read).
+    client: Option<Client>,
     connect_timeout: Duration,
     response_timeout: Duration,
     target: String,
@@ -149,6 +157,11 @@ impl RedisClock {
     pub fn refresh(&self) -> Result<(), StoreError> {
         let mut connection = crate::locks::lock_std(&self.shared.connection);
         self.measure(&mut connection)
+    }
+
+    /// The server this clock reads, `host:port` (see [`RedisStore::server_clock`]).
+    pub fn node(&self) -> &str {
+        &self.shared.target
     }
 
     /// The error bound of the offset in use: half the round trip of its measurement. `None`
@@ -251,8 +264,13 @@ impl RedisClock {
 
     fn connect(&self) -> Result<Connection, StoreError> {
         let shared = &*self.shared;
-        let connection = shared
-            .client
+        let Some(client) = &shared.client else {
+            return Err(StoreError::Unavailable(format!(
+                "cannot read the clock of Redis: {}",
+                shared.target
+            )));
+        };
+        let connection = client
             .get_connection_with_timeout(shared.connect_timeout)
             .map_err(|error| {
                 let reason = if error.is_timeout() {

@@ -13,16 +13,18 @@ mod clock;
 mod operations;
 mod pool;
 mod scripts;
+mod topology;
 
 pub use self::clock::RedisClock;
 
 use self::pool::Idle;
+use self::topology::{address, Backend};
 use super::redis_text::escape;
 #[cfg(doc)]
 use super::{Store, StoredState};
 use super::{StoreError, WindowKey};
 use crate::secrets::Secrets;
-use ::redis::{Client, ConnectionAddr};
+use ::redis::Client;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -79,6 +81,30 @@ use std::time::Duration;
 /// applied. [`StoreError::Unavailable`] means nothing was sent. Connecting and each reply wait
 /// at most [`timeout`](Self::timeout).
 ///
+/// # Cluster and Sentinel
+/// [`RedisStore::cluster`] takes seed nodes of a Redis Cluster; [`RedisStore::sentinel`] the
+/// Sentinels that watch a master. On a cluster every script touches one slot (one service's
+/// keys share its hash tag, the operations record included, so a call sent again after a
+/// redirection or a failover still counts once); a sync that reads several services reads
+/// each key from its own node. redis-rs' cluster client follows `MOVED` and `ASK`, learns
+/// the new slots after a failover and retries (within [`timeout`](Self::timeout), each retry
+/// counting once). With Sentinel, every new connection asks the Sentinels for the master,
+/// and they are asked again at most every second: pooled connections to a master that was
+/// replaced are dropped then, and a call the old master refused as a replica (`READONLY`) or
+/// lost with its connection is sent again to the new one.
+///
+/// Replication in Redis is asynchronous and this store does not `WAIT` for replicas, so what
+/// a failover may lose is bounded as follows (it never counts a call twice):
+/// - A coordinated failover (`CLUSTER FAILOVER`, or Sentinel with the replica caught up)
+///   loses nothing: the replica has every write the master acknowledged.
+/// - A master that crashes takes with it the writes it acknowledged but had not yet sent to
+///   its replica: the replication lag (well under a millisecond on a local network). Those
+///   calls were admitted but are no longer counted. (A replica that had not finished its
+///   first sync has nothing: give new replicas time before relying on them.)
+/// - With Sentinel, writes that reach the old master after the new one was promoted, until
+///   the store asks again (at most a second) or Sentinel demotes the old master, are lost
+///   when it resyncs.
+///
 /// # Credentials
 /// `redis://user:password@host:port/db`, or `rediss://` for TLS (rustls, with the system's
 /// root certificates or [`tls_root_certificate`](Self::tls_root_certificate)). The password
@@ -91,7 +117,7 @@ use std::time::Duration;
 /// one before `new` with a `rediss://` URL, which otherwise fails (rustls' message on standard
 /// error says the same).
 pub struct RedisStore {
-    client: Client,
+    backend: Backend,
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -136,9 +162,20 @@ impl RedisStore {
     /// A store at `url`: `redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS, or
     /// `redis+unix:///path/to/socket`. Connects lazily, at the first call.
     ///
+    /// Also a Redis Cluster or a Sentinel-managed master (the same as
+    /// [`cluster`](Self::cluster) and [`sentinel`](Self::sentinel), for config files):
+    /// - `redis+cluster://[user:password@]host:port[,host:port…]`: seed nodes of a cluster;
+    /// - `redis+sentinel://[user:password@]host:port[,host:port…]/master[/db]`: the Sentinels,
+    ///   and the name of the master they watch (the credentials serve both);
+    ///
+    /// and `rediss+cluster://…`, `rediss+sentinel://…` for TLS.
+    ///
     /// Errors: [`StoreError::Unavailable`] if the URL is not a valid Redis URL (the message
     /// never contains the password).
     pub fn new(url: &str) -> Result<RedisStore, StoreError> {
+        if let Some(store) = topology::from_topology_url(url) {
+            return store;
+        }
         let secrets = Secrets::of_url(url);
         let client = Client::open(url).map_err(|error| {
             StoreError::Unavailable(format!(
@@ -148,16 +185,22 @@ impl RedisStore {
         })?;
         let info = client.get_connection_info();
         let secrets = secrets.and(info.redis_settings().password().map(str::to_owned));
-        let (target, tls) = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => (format!("{host}:{port}"), false),
-            ConnectionAddr::TcpTls { host, port, .. } => (format!("{host}:{port}"), true),
-            other => (other.to_string(), false),
-        };
+        let (target, tls) = address(info.addr());
+        RedisStore::with_backend(Backend::Single(client), secrets, target, tls)
+    }
+
+    /// A store on `backend` with the default settings.
+    fn with_backend(
+        backend: Backend,
+        secrets: Secrets,
+        target: String,
+        tls: bool,
+    ) -> Result<RedisStore, StoreError> {
         if tls {
             crypto_provider_chosen()?;
         }
         Ok(RedisStore {
-            client,
+            backend,
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             connect_timeout: Self::DEFAULT_TIMEOUT,
             response_timeout: Self::DEFAULT_TIMEOUT,
@@ -213,19 +256,25 @@ impl RedisStore {
     /// Errors: [`StoreError::Unavailable`] if the URL is not `rediss://` or `pem` holds no
     /// valid certificate.
     pub fn tls_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        let Backend::Single(client) = &self.backend else {
+            return Err(StoreError::Unavailable(format!(
+                "a TLS root certificate is only taken for one server's URL, not for the {}",
+                self.target
+            )));
+        };
         let certificates = ::redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(pem.to_vec()),
         };
-        self.client =
-            Client::build_with_tls(self.client.get_connection_info().clone(), certificates)
-                .map_err(|error| {
-                    StoreError::Unavailable(format!(
-                        "cannot use the TLS root certificate for Redis at {}: {}",
-                        self.target,
-                        self.redact(&error.to_string())
-                    ))
-                })?;
+        let client = Client::build_with_tls(client.get_connection_info().clone(), certificates)
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "cannot use the TLS root certificate for Redis at {}: {}",
+                    self.target,
+                    self.redact(&error.to_string())
+                ))
+            })?;
+        self.backend = Backend::Single(client);
         self.custom_root = true;
         self.idle_lock().clear();
         Ok(self)
@@ -254,6 +303,11 @@ impl RedisStore {
         self.idle_lock().len()
     }
 
+    /// Whether the store is on a Redis Cluster.
+    fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
     fn redact(&self, text: &str) -> String {
         self.secrets.redact(text)
     }
@@ -261,16 +315,28 @@ impl RedisStore {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redis = self.client.get_connection_info().redis_settings();
+        let (kind, info) = match &self.backend {
+            Backend::Single(client) => ("server", Some(client.get_connection_info().clone())),
+            Backend::Cluster(nodes) => ("cluster", nodes.first().cloned()),
+            Backend::Sentinel(_) => ("sentinel", None),
+        };
+        let redis = info.as_ref().map(|info| info.redis_settings());
         f.debug_struct("RedisStore")
+            .field("kind", &kind)
             .field("target", &self.target)
             .field("tls", &self.tls)
             .field("custom_root_certificate", &self.custom_root)
-            .field("db", &redis.db())
-            .field("username", &redis.username())
+            .field("db", &redis.map(|r| r.db()))
+            .field("username", &redis.and_then(|r| r.username()))
             .field(
                 "password",
-                &redis.password().map(|_| "<redacted>").unwrap_or("<none>"),
+                &match kind {
+                    "sentinel" if !self.secrets.is_empty() => "<redacted>",
+                    _ => redis
+                        .and_then(|r| r.password())
+                        .map(|_| "<redacted>")
+                        .unwrap_or("<none>"),
+                },
             )
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)

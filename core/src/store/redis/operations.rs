@@ -77,6 +77,7 @@ impl Store for RedisStore {
         // Whether a service's script ran: one script per service (each its own slot), so an
         // error after one is no longer "nothing applied".
         let ran = Cell::new(false);
+        let cluster = self.is_cluster();
         let stored = self
             .call("sync", true, |connection| {
                 for invocation in &invocations {
@@ -89,6 +90,18 @@ impl Store for RedisStore {
                         ::redis::cmd("PING").query::<String>(connection)?;
                     }
                     return Ok(Vec::new());
+                }
+                if cluster {
+                    // Each key on its own node (a pipeline goes to one node): the keys of
+                    // several services are in several slots.
+                    let mut values = Vec::with_capacity(reads.len());
+                    for key in &reads {
+                        match ::redis::cmd("GET").arg(key).query(connection) {
+                            Err(error) if error.code() != Some("WRONGTYPE") => return Err(error),
+                            value => values.push(value),
+                        }
+                    }
+                    return Ok(values);
                 }
                 let mut pipe = ::redis::pipe();
                 pipe.ignore_errors();

@@ -2,14 +2,15 @@
 //! pooled connection turns out closed), and what a failed call means ("not applied", or "may
 //! have been applied").
 
+use super::topology::Conn;
 use super::RedisStore;
 use crate::store::StoreError;
-use ::redis::{Connection, RedisError, RedisResult};
+use ::redis::{ConnectionLike, RedisError, RedisResult};
 use std::time::{Duration, Instant};
 
 /// A pooled connection and when it was last used.
 pub(super) struct Idle {
-    connection: Connection,
+    connection: Conn,
     since: Instant,
 }
 
@@ -22,7 +23,7 @@ impl RedisStore {
     }
 
     /// A new connection with the timeouts set.
-    pub(super) fn connect(&self) -> Result<Connection, StoreError> {
+    pub(super) fn connect(&self) -> Result<Conn, StoreError> {
         let unavailable = |error: RedisError| {
             let reason = if error.is_timeout() {
                 format!("no answer within {:?}", self.connect_timeout)
@@ -34,29 +35,37 @@ impl RedisStore {
                 self.target
             ))
         };
-        let mut connection = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
-            .map_err(unavailable)?;
-        connection
-            .set_read_timeout(Some(self.response_timeout))
-            .and_then(|()| connection.set_write_timeout(Some(self.response_timeout)))
-            .map_err(unavailable)?;
+        let noauth = |error: &RedisError| {
+            error.code() == Some("NOAUTH") || error.to_string().contains("NOAUTH")
+        };
+        let mut connection = match self.open() {
+            Ok(connection) => connection,
+            Err(error) if noauth(&error) => return Err(self.needs_auth()),
+            Err(error) => return Err(unavailable(error)),
+        };
+        if connection.is_cluster() {
+            // The cluster client read the slots from a node already: it answers.
+            return Ok(connection);
+        }
         // Without credentials the connection opens but nothing works: say so here.
-        match ::redis::cmd("PING").query::<String>(&mut connection) {
+        match ::redis::cmd("PING").query::<String>(connection.as_dyn()) {
             Ok(_) => Ok(connection),
-            Err(error) if error.code() == Some("NOAUTH") => Err(StoreError::Unavailable(format!(
-                "Redis at {} requires authentication: put the user and password in the URL \
-                 (redis://user:password@host:port)",
-                self.target
-            ))),
+            Err(error) if noauth(&error) => Err(self.needs_auth()),
             Err(error) => Err(unavailable(error)),
         }
     }
 
+    fn needs_auth(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "Redis at {} requires authentication: put the user and password in the URL \
+                 (redis://user:password@host:port)",
+            self.target
+        ))
+    }
+
     /// A connection from the pool (checked with `PING` if idle a while) or a new one, and
     /// whether it came from the pool.
-    fn checkout(&self) -> Result<(Connection, bool), StoreError> {
+    fn checkout(&self) -> Result<(Conn, bool), StoreError> {
         loop {
             let idle = self.idle_lock().pop();
             let Some(Idle {
@@ -66,10 +75,11 @@ impl RedisStore {
             else {
                 return Ok((self.connect()?, false));
             };
-            if since.elapsed() < Self::IDLE_CHECK {
+            // A cluster connection reconnects to its nodes by itself.
+            if since.elapsed() < Self::IDLE_CHECK || connection.is_cluster() {
                 return Ok((connection, true));
             }
-            match ::redis::cmd("PING").query::<String>(&mut connection) {
+            match ::redis::cmd("PING").query::<String>(connection.as_dyn()) {
                 Ok(_) => return Ok((connection, true)),
                 Err(error) if error.is_timeout() => {
                     return Err(self.call_error("PING", &error, false));
@@ -87,7 +97,11 @@ impl RedisStore {
         }
     }
 
-    fn checkin(&self, connection: Connection) {
+    /// Pools `connection`, checked out at master `generation`, unless the master changed.
+    fn checkin(&self, connection: Conn, generation: u64) {
+        if generation != self.master_generation() {
+            return;
+        }
         let mut idle = self.idle_lock();
         if idle.len() < Self::MAX_IDLE {
             idle.push(Idle {
@@ -97,20 +111,27 @@ impl RedisStore {
         }
     }
 
-    /// Runs `op` on a connection. If a pooled connection turns out closed and `resendable`
-    /// (the call counts once however often it is sent), sends it again on a new connection.
+    /// Runs `op` on a connection. If `resendable` (the call counts once however often it is
+    /// sent) and a pooled connection turns out closed, or the server answers that it is a
+    /// replica now (`READONLY`: a failover; nothing was written), sends it again on a new
+    /// connection (to the new master, with Sentinel).
     pub(super) fn call<T>(
         &self,
         what: &str,
         resendable: bool,
-        op: impl Fn(&mut Connection) -> RedisResult<T>,
+        op: impl Fn(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
+        self.follow_master();
+        // Read before the checkout: a connection to a master replaced since is not pooled.
+        let generation = self.master_generation();
         // Nothing was sent until the checkout succeeds: its errors say "not applied".
         let (mut connection, pooled) = self.checkout()?;
-        let mut result = op(&mut connection);
+        let mut result = op(connection.as_dyn());
         let mut resent = false;
         if let Err(error) = &result {
-            if pooled && resendable && error.is_connection_dropped() && !error.is_timeout() {
+            let dropped = pooled && error.is_connection_dropped() && !error.is_timeout();
+            let replica = error.code() == Some("READONLY");
+            if resendable && (dropped || replica) {
                 log::debug!(
                     "quota: Redis connection to {} lost during {what} ({}); sending it again",
                     self.target,
@@ -127,18 +148,18 @@ impl RedisStore {
                         self.target
                     ))
                 })?;
-                result = op(&mut connection);
+                result = op(connection.as_dyn());
                 resent = true;
             }
         }
         match result {
             Ok(value) => {
-                self.checkin(connection);
+                self.checkin(connection, generation);
                 Ok(value)
             }
             Err(error) => {
                 // The connection is dropped here; a closed one means the idle ones may be too.
-                if error.is_connection_dropped() {
+                if error.is_connection_dropped() || error.code() == Some("READONLY") {
                     self.idle_lock().clear();
                 }
                 let error = self.call_error(what, &error, resendable);
