@@ -115,6 +115,10 @@ impl Server {
                 )
             });
         self.child = Some(child);
+        // Its log says when it is ready: our process's, never another test process's server
+        // that took the port between choosing and binding it (a restart appends to the same
+        // log, so a new line is what counts).
+        let readies_before = self.readies();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(status) = self
@@ -128,7 +132,7 @@ impl Server {
                     self.log()
                 ));
             }
-            if self.ready() {
+            if self.readies() > readies_before && self.answers() {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(20));
@@ -140,14 +144,19 @@ impl Server {
         ))
     }
 
+    /// How many times its log says it was ready to accept connections.
+    fn readies(&self) -> usize {
+        self.log().matches("Ready to accept connections").count()
+    }
+
     /// Answers `PING` (plain: `+PONG`, or `-NOAUTH` with a password), or (TLS) accepts
-    /// connections and says it is ready.
-    pub fn ready(&self) -> bool {
+    /// connections.
+    fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
         if self.options.tls {
-            return self.log().contains("Ready to accept connections");
+            return true;
         }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         if stream.write_all(b"PING\r\n").is_err() {
