@@ -150,6 +150,10 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(masters: usize, replicas: usize) -> Cluster {
+        // With replicas, a dead master is failed over quickly (the tests kill one); without,
+        // a node the loaded machine starves for a while must not be marked failed (its slots
+        // would answer `CLUSTERDOWN`).
+        let node_timeout = if replicas > 0 { "2000" } else { "15000" };
         let nodes: Vec<Node> = (0..masters * (1 + replicas))
             .map(|_| {
                 Node::spawn(
@@ -159,7 +163,7 @@ impl Cluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "2000",
+                        node_timeout,
                         // A replica may take over however long ago it last heard its master
                         // (else a quiet one refuses: "disconnected for longer than allowed").
                         "--cluster-replica-validity-factor",
@@ -356,7 +360,7 @@ impl SentinelSetup {
             &["--sentinel"],
             Some(&format!(
                 "sentinel monitor {} 127.0.0.1 {} 1\n\
-                 sentinel down-after-milliseconds {0} 1000\n\
+                 sentinel down-after-milliseconds {0} 30000\n\
                  sentinel failover-timeout {0} 5000\n{auth}",
                 Self::NAME,
                 master.port

@@ -87,11 +87,15 @@ use std::time::Duration;
 /// keys share its hash tag, the operations record included, so a call sent again after a
 /// redirection or a failover still counts once); a sync that reads several services reads
 /// each key from its own node. redis-rs' cluster client follows `MOVED` and `ASK`, learns
-/// the new slots after a failover and retries (within [`timeout`](Self::timeout), each retry
-/// counting once). With Sentinel, every new connection asks the Sentinels for the master,
-/// and they are asked again at most every second: pooled connections to a master that was
-/// replaced are dropped then, and a call the old master refused as a replica (`READONLY`) or
-/// lost with its connection is sent again to the new one.
+/// the new slots after a failover and sends a call again at most 3 times (each send counting
+/// once), each connect and reply within [`timeout`](Self::timeout) and at most 200 ms apart:
+/// a call to a cluster that is down (`CLUSTERDOWN` while a failover is under way) fails
+/// within about 4 timeouts, rather than block for redis-rs' default of 16 tries minutes apart.
+/// Learning the slots connects to each node in turn, each within the timeout. With Sentinel,
+/// every new connection asks the Sentinels for the master, and they are asked again at most
+/// every second: once any of these answers names another master, the connections to the old
+/// one are dropped (never used or pooled again), and a call the old master refused as a
+/// replica (`READONLY`) or lost with its connection is sent again to the new one.
 ///
 /// Replication in Redis is asynchronous and this store does not `WAIT` for replicas, so what
 /// a failover may lose is bounded as follows (it never counts a call twice):

@@ -8,15 +8,22 @@ use crate::store::StoreError;
 use ::redis::{ConnectionLike, RedisError, RedisResult};
 use std::time::{Duration, Instant};
 
-/// A pooled connection and when it was last used.
+/// A pooled connection, when it was last used, and the master generation it was opened at
+/// (Sentinel: one of an older generation goes to a replaced master).
 pub(super) struct Idle {
     connection: Conn,
     since: Instant,
+    generation: u64,
 }
 
 impl RedisStore {
     /// A pooled connection idle this long is checked with `PING` before use.
     const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+    /// On a cluster, how many times redis-rs' client may send a call again (a redirection, a
+    /// failover, `TRYAGAIN`), and the longest it waits between two sends.
+    pub(super) const CLUSTER_RETRIES: u32 = 3;
+    pub(super) const CLUSTER_RETRY_WAIT_MS: u64 = 200;
 
     pub(super) fn idle_lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         crate::locks::lock_std(&self.idle)
@@ -71,10 +78,15 @@ impl RedisStore {
             let Some(Idle {
                 mut connection,
                 since,
+                generation,
             }) = idle
             else {
                 return Ok((self.connect()?, false));
             };
+            if generation != self.master_generation() {
+                // To a master replaced since: dropped.
+                continue;
+            }
             // A cluster connection reconnects to its nodes by itself.
             if since.elapsed() < Self::IDLE_CHECK || connection.is_cluster() {
                 return Ok((connection, true));
@@ -107,6 +119,7 @@ impl RedisStore {
             idle.push(Idle {
                 connection,
                 since: Instant::now(),
+                generation,
             });
         }
     }

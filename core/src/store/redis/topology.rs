@@ -50,7 +50,14 @@ impl Sentinels {
             match self.ask(sentinel, timeouts) {
                 Ok(client) => {
                     let (address, _) = address(client.get_connection_info().addr());
-                    *crate::locks::lock_std(&self.master) = (Some(address), Some(Instant::now()));
+                    let mut master = crate::locks::lock_std(&self.master);
+                    if master.0.as_ref().is_some_and(|before| *before != address) {
+                        // Whoever asked (a new connection, the clock, `follow_master`): the
+                        // connections to the old master are of an older generation now, and
+                        // are dropped at checkout and never pooled again.
+                        self.generation.fetch_add(1, Ordering::SeqCst);
+                    }
+                    *master = (Some(address), Some(Instant::now()));
                     return Ok(client);
                 }
                 Err(error) => last = error,
@@ -327,9 +334,16 @@ impl RedisStore {
         match &self.backend {
             Backend::Single(client) => Ok(Conn::Single(timed(client, self.timeouts())?)),
             Backend::Cluster(nodes) => {
+                // redis-rs' defaults retry 16 times, sleeping up to minutes between tries (on
+                // `CLUSTERDOWN`, `TRYAGAIN`, `LOADING`): a call would block far past the
+                // timeout. At most `CLUSTER_RETRIES` more sends, each waiting at most the
+                // timeouts, with at most `CLUSTER_RETRY_WAIT_MS` between them.
                 let client = ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(self.connect_timeout)
                     .response_timeout(self.response_timeout)
+                    .retries(Self::CLUSTER_RETRIES)
+                    .min_retry_wait(Self::CLUSTER_RETRY_WAIT_MS / 4)
+                    .max_retry_wait(Self::CLUSTER_RETRY_WAIT_MS)
                     .build()?;
                 Ok(Conn::Cluster(Box::new(client.get_connection()?)))
             }
@@ -341,27 +355,28 @@ impl RedisStore {
     }
 
     /// With Sentinel, at most every [`Sentinels::MASTER_CHECK`]: asks the Sentinels which
-    /// node is master, and if another than before, empties the pool (its connections go to
-    /// the old master, which may take writes until Sentinel demotes it: they would be lost).
+    /// node is master. If another than before ([`Sentinels::master_client`] raises the
+    /// generation, whoever asks), the pool is emptied: its connections go to the old master,
+    /// which may take writes until Sentinel demotes it (they would be lost).
     pub(super) fn follow_master(&self) {
         let Backend::Sentinel(sentinels) = &self.backend else {
             return;
         };
-        let (before, checked) = crate::locks::lock_std(&sentinels.master).clone();
+        let checked = crate::locks::lock_std(&sentinels.master).1;
         if checked.is_some_and(|at| at.elapsed() < Sentinels::MASTER_CHECK) {
             return;
         }
         // Not asked again by others while this asks.
         crate::locks::lock_std(&sentinels.master).1 = Some(Instant::now());
+        let generation = self.master_generation();
         match sentinels.master_client(self.timeouts()) {
             Ok(client) => {
-                let (now, _) = address(client.get_connection_info().addr());
-                if before.is_some_and(|before| before != now) {
+                if self.master_generation() != generation {
+                    let (now, _) = address(client.get_connection_info().addr());
                     log::info!(
                         "quota: the {} is now at {now}; dropping the connections to the old one",
                         self.target
                     );
-                    sentinels.generation.fetch_add(1, Ordering::SeqCst);
                     self.idle_lock().clear();
                 }
             }
