@@ -536,3 +536,28 @@ fn cluster_and_sentinel_passwords_are_redacted_everywhere() {
     assert!(RedisStore::cluster(none).is_err());
     assert!(RedisStore::sentinel(none, "mymaster").is_err());
 }
+
+/// URL forms that would connect somewhere else than meant are refused, or completed.
+#[test]
+fn cluster_and_sentinel_urls_that_mislead_are_refused_or_completed() {
+    let refused = |url: &str| match RedisStore::new(url) {
+        Err(StoreError::Unavailable(message)) => message,
+        other => panic!("{url}: {other:?}"),
+    };
+    // Credentials repeated per host: the last `@` would make `pw@h1:7000,app:pw` a password.
+    let message = refused("redis+cluster://app:pw@h1:7000,app:pw@h2:7000");
+    assert!(message.contains("once, before the first host"), "{message}");
+    assert!(!message.contains("pw"), "{message}");
+    // A cluster has database 0 only (every connection would fail at SELECT).
+    let message = match RedisStore::cluster(["redis://127.0.0.1:7000/3"]) {
+        Err(StoreError::Unavailable(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    assert!(message.contains("database 0 only"), "{message}");
+    assert!(RedisStore::cluster(["redis://127.0.0.1:7000/0"]).is_ok());
+    // A Sentinel without a port is on 26379, Sentinel's port, not Redis's 6379.
+    let store = RedisStore::new("redis+sentinel://127.0.0.1,[::1]:26380/mymaster").unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.contains("127.0.0.1:26379"), "{shown}");
+    assert!(shown.contains("26380"), "{shown}");
+}

@@ -224,7 +224,25 @@ pub(super) fn from_topology_url(url: &str) -> Option<Result<RedisStore, StoreErr
     if hosts.split(',').any(str::is_empty) {
         return invalid("needs HOST:PORT[,HOST:PORT…], none empty");
     }
-    let node = |host: &str, db: &str| format!("{base}://{userinfo}{host}{db}");
+    if userinfo.contains(',') && userinfo[..userinfo.len() - 1].contains('@') {
+        // `u:p@h1:1,u:p@h2:2`: the last `@` would read `p@h1:1,u:p` as the password.
+        return invalid("takes the user and password once, before the first host");
+    }
+    let node = |host: &str, db: &str| {
+        // A Sentinel listens on 26379 unless told otherwise (not Redis's 6379).
+        let bracketed = host.starts_with('[');
+        let ported = if bracketed {
+            host.contains("]:")
+        } else {
+            host.contains(':')
+        };
+        let port = if kind == "sentinel" && !ported {
+            ":26379"
+        } else {
+            ""
+        };
+        format!("{base}://{userinfo}{host}{port}{db}")
+    };
     if kind == "cluster" {
         if !matches!(path, "" | "/" | "/0") {
             return invalid("takes no path but `/` (a cluster has database 0 only)");
@@ -271,6 +289,12 @@ impl RedisStore {
         nodes: impl IntoIterator<Item = S>,
     ) -> Result<RedisStore, StoreError> {
         let (infos, secrets) = read_urls("cluster nodes", nodes)?;
+        if infos.iter().any(|info| info.redis_settings().db() != 0) {
+            // Else every connection would fail: SELECT is not allowed in cluster mode.
+            return Err(StoreError::Unavailable(
+                "invalid Redis Cluster nodes: a cluster has database 0 only".into(),
+            ));
+        }
         let (list, tls) = addresses(&infos);
         // Checked now, so that a bad set of nodes fails here, not at the first call.
         ClusterClientBuilder::new(infos.clone())
