@@ -428,6 +428,39 @@ fn a_sentinel_store_with_a_password_counts_on_the_master_and_never_shows_it() {
     }
     let total = setup.master.cli(&["GET", &key("quota", "beta", day)]);
     assert_eq!(total.trim(), "10");
+
+    // A named user with what the store needs and no more (no `@dangerous`: no ROLE, no INFO):
+    // the Sentinel without a password refuses `AUTH app …` (WRONGPASS), and is asked without.
+    for node in [&setup.master, &setup.replica] {
+        let made = node.cli(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">app-Pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-@dangerous",
+        ]);
+        assert_eq!(made.trim(), "OK");
+    }
+    let app = format!(
+        "redis+sentinel://app:app-Pw@127.0.0.1:{}/{}",
+        setup.sentinel.port,
+        SentinelSetup::NAME
+    );
+    let tracker = QuotaTracker::builder(config(1_000, Admission::Exact))
+        .clock(ManualClock::new(clock_ms))
+        .store(RedisStore::new(&app).unwrap())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        tracker.try_record("beta", 1).unwrap();
+    }
+    let total = setup.master.cli(&["GET", &key("quota", "beta", day)]);
+    assert_eq!(total.trim(), "15");
+
     let wrong = RedisStore::new(&url("wr0ng-Pw")).unwrap();
     let error = wrong.sync(&SyncBatch {
         done_below: 0,

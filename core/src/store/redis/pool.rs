@@ -143,7 +143,9 @@ impl RedisStore {
         let mut resent = false;
         if let Err(error) = &result {
             let dropped = pooled && error.is_connection_dropped() && !error.is_timeout();
-            let replica = error.code() == Some("READONLY");
+            // Redis 6 and older report a script's write on a replica as an `ERR` naming it.
+            let replica =
+                error.code() == Some("READONLY") || error.to_string().contains("-READONLY");
             if resendable && (dropped || replica) {
                 log::debug!(
                     "quota: Redis connection to {} lost during {what} ({}); sending it again",

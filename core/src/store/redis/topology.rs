@@ -80,10 +80,13 @@ impl Sentinels {
             .clone()
             .set_redis_settings(sentinel.redis_settings().clone().set_db(0));
         let mut connection = match timed(&Client::open(with_db0)?, timeouts) {
+            // No password set: `AUTH password` says so, `AUTH user password` says the pair
+            // is wrong. Then without credentials.
             Err(error)
                 if error
                     .to_string()
-                    .contains("without any password configured") =>
+                    .contains("without any password configured")
+                    || error.kind() == ErrorKind::AuthenticationFailed =>
             {
                 timed(&Client::open(plain)?, timeouts)?
             }
@@ -114,9 +117,24 @@ impl Sentinels {
             _ => ConnectionAddr::Tcp(host, port),
         };
         let client = Client::open(first.clone().set_addr(addr))?;
-        match ::redis::cmd("ROLE").query(&mut timed(&client, timeouts)?)? {
-            Role::Primary { .. } => Ok(client),
-            _ => Err(RedisError::from((
+        let mut connection = timed(&client, timeouts)?;
+        let primary = match ::redis::cmd("ROLE").query(&mut connection) {
+            Ok(Role::Primary { .. }) => true,
+            Ok(_) => false,
+            // A user without `@dangerous` may run neither ROLE nor INFO; HELLO (`@connection`)
+            // names the role too.
+            Err(error) if error.code() == Some("NOPERM") => ::redis::cmd("HELLO")
+                .query::<std::collections::HashMap<String, ::redis::Value>>(&mut connection)?
+                .get("role")
+                .is_some_and(|role| {
+                    matches!(role, ::redis::Value::BulkString(text) if text == b"master")
+                        || matches!(role, ::redis::Value::SimpleString(text) if text == "master")
+                }),
+            Err(error) => return Err(error),
+        };
+        match primary {
+            true => Ok(client),
+            false => Err(RedisError::from((
                 ErrorKind::InvalidClientConfig,
                 "the node the sentinel named is not a master (yet)",
             ))),
@@ -369,7 +387,10 @@ impl RedisStore {
                     .min_retry_wait(Self::CLUSTER_RETRY_WAIT_MS / 4)
                     .max_retry_wait(Self::CLUSTER_RETRY_WAIT_MS)
                     .build()?;
-                Ok(Conn::Cluster(Box::new(client.get_connection()?)))
+                let connection = client.get_connection()?;
+                // The builder sets no write timeout: a node that stops reading would block.
+                connection.set_write_timeout(Some(self.response_timeout))?;
+                Ok(Conn::Cluster(Box::new(connection)))
             }
             Backend::Sentinel(sentinels) => {
                 let client = sentinels.master_client(self.timeouts())?;
