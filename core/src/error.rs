@@ -53,6 +53,27 @@ pub enum QuotaError {
         /// Which rule refused.
         reason: DenyReason,
     },
+    /// [`until_ready`](crate::QuotaTracker::until_ready) gave up: the calls were not
+    /// admitted by its deadline (nothing was recorded), or can never be (more than the
+    /// service's cap for their kind of call: `ready_at_ms` is `None`).
+    #[error(
+        "not ready: {count} call(s) to {} not admitted by the deadline: {reason}{}",
+        Quoted(service),
+        ReadyAt(*ready_at_ms)
+    )]
+    NotReady {
+        /// The service that was asked for.
+        service: Arc<str>,
+        /// How many calls were asked for.
+        count: u64,
+        /// The rule that refused them last.
+        reason: DenyReason,
+        /// The earliest instant they could pass (ms since the Unix epoch, on the tracker's
+        /// clock): when every window that refuses them ends. `None` when no window end
+        /// would admit them (they pass the cap of an empty window, or the store is
+        /// unavailable).
+        ready_at_ms: Option<u64>,
+    },
     /// The store failed (from [`flush`](crate::QuotaTracker::flush) through `?`).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -102,20 +123,25 @@ pub enum DenyReason {
     /// Shared admission (`Exact`, or `Leased` without a block in hand) needs the store, and
     /// it cannot be reached: denying is the only way not to over-admit.
     StoreUnavailable,
+    /// Calls queued by [`until_ready`](crate::QuotaTracker::until_ready) wait for this
+    /// service, and a new call does not pass them: a normal call waits behind every queued
+    /// call, a priority call behind queued priority calls. Never on wasm32 (no waiting there).
+    Waiting,
 }
 
 impl DenyReason {
     /// Every reason, in a fixed order (the metrics' and `simulate`'s).
-    pub const ALL: [DenyReason; 5] = [
+    pub const ALL: [DenyReason; 6] = [
         DenyReason::Critical,
         DenyReason::Reserve,
         DenyReason::Limit,
         DenyReason::ReducedRate,
         DenyReason::StoreUnavailable,
+        DenyReason::Waiting,
     ];
 
     /// A short phrase: `critical level`, `over the limit`, `reserve held back`, `reduced rate`,
-    /// `store unavailable`.
+    /// `store unavailable`, `calls waiting`.
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::Critical => "critical level",
@@ -123,6 +149,7 @@ impl DenyReason {
             DenyReason::Reserve => "reserve held back",
             DenyReason::ReducedRate => "reduced rate",
             DenyReason::StoreUnavailable => "store unavailable",
+            DenyReason::Waiting => "calls waiting",
         }
     }
 }
@@ -146,6 +173,18 @@ impl QuotaError {
             field,
             value: value.to_string(),
             reason: reason.into(),
+        }
+    }
+}
+
+/// The end of a [`QuotaError::NotReady`] message: when the calls could pass, if ever.
+struct ReadyAt(Option<u64>);
+
+impl fmt::Display for ReadyAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(at_ms) => write!(f, " (they could pass at {at_ms} ms)"),
+            None => Ok(()),
         }
     }
 }

@@ -74,6 +74,8 @@ pub use tracker::{
     Hold, OwnedHold, QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId,
     Settlement,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use tracker::{ReadyResult, UntilReady};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, TimeZone, UnknownPeriod, Window, WindowSpec, WindowSpecError};
 

@@ -194,6 +194,7 @@ pub fn deny_reason_label(reason: DenyReason) -> &'static str {
         DenyReason::Limit => "limit",
         DenyReason::ReducedRate => "reduced_rate",
         DenyReason::StoreUnavailable => "store_unavailable",
+        DenyReason::Waiting => "waiting",
     }
 }
 
@@ -365,12 +366,12 @@ pub(crate) fn store_event(event: &StoreEvent) {
 /// own slots.
 #[derive(Debug, Default)]
 pub(crate) struct Denials {
-    denied: [AtomicU64; 5],
-    shadow: [AtomicU64; 5],
+    denied: [AtomicU64; REASONS.len()],
+    shadow: [AtomicU64; REASONS.len()],
 }
 
 /// Every reason, in the order of [`Denials`]' slots.
-const REASONS: [DenyReason; 5] = DenyReason::ALL;
+const REASONS: [DenyReason; 6] = DenyReason::ALL;
 
 impl Denials {
     /// A call of `service` denied for `reason`: counted (only: a service hammered while
@@ -393,6 +394,7 @@ impl Denials {
             DenyReason::Limit => 2,
             DenyReason::ReducedRate => 3,
             DenyReason::StoreUnavailable => 4,
+            DenyReason::Waiting => 5,
         }
     }
 

@@ -83,6 +83,7 @@ fn all_counters_at_zero(
             "limit",
             "reduced_rate",
             "store_unavailable",
+            "waiting",
         ] {
             expected += 1;
             if denied(samples, service, reason) != Some(0.0) {
@@ -134,7 +135,7 @@ fn every_counter_is_there_at_zero_from_the_start() {
             s.keys()
                 .filter(|k| k.starts_with("quota_denied_total"))
                 .count(),
-            15
+            18
         );
         tracker.record_call("finnhub", 48).unwrap();
         tracker.try_record("finnhub", 1).unwrap_err();
@@ -626,6 +627,7 @@ fn deny_reasons_have_distinct_stable_labels() {
         DenyReason::Limit,
         DenyReason::ReducedRate,
         DenyReason::StoreUnavailable,
+        DenyReason::Waiting,
     ];
     let labels: Vec<&str> = reasons.iter().map(|r| deny_reason_label(*r)).collect();
     assert_eq!(
@@ -635,7 +637,8 @@ fn deny_reasons_have_distinct_stable_labels() {
             "reserve",
             "limit",
             "reduced_rate",
-            "store_unavailable"
+            "store_unavailable",
+            "waiting"
         ]
     );
 }
@@ -967,6 +970,7 @@ fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
             "quota_denied_total{service=\"tiingo\",reason=\"reduced_rate\"} 0",
             "quota_denied_total{service=\"tiingo\",reason=\"reserve\"} 0",
             "quota_denied_total{service=\"tiingo\",reason=\"store_unavailable\"} 0",
+            "quota_denied_total{service=\"tiingo\",reason=\"waiting\"} 0",
             "quota_given_back_total{service=\"tiingo\"} 0",
             "quota_level{service=\"tiingo\"} 0",
             "quota_level{service=\"tiingo\",limit=\"day\"} 0",
@@ -990,7 +994,7 @@ fn a_service_of_two_limits_has_gauges_and_transitions_per_limit() {
         assert_eq!(lines_of(&handle.render(), "tiingo"), expected);
         // The service of one limit: no `limit` label anywhere.
         let search = lines_of(&handle.render(), "search");
-        assert_eq!(search.len(), 14, "{search:#?}");
+        assert_eq!(search.len(), 15, "{search:#?}");
         assert!(
             search.iter().all(|line| !line.contains("limit=")),
             "{search:#?}"

@@ -11,7 +11,7 @@ pub(super) struct Held {
     pub(super) holds: u64,
     pub(super) estimated: u64,
     /// Estimates refused (units), by [`REASONS`].
-    pub(super) denied: [u64; 5],
+    pub(super) denied: [u64; REASONS.len()],
     /// What the admitted holds settled at: the units the store owes.
     pub(super) settled: u64,
     /// Units given back (settled below the estimate) and added past it.
@@ -35,11 +35,11 @@ impl Held {
         self.added += other.added;
     }
 
-    /// The line a process prints: `hold K holds estimated d1..d5 settled back added`.
+    /// The line a process prints: `hold K holds estimated d1..d6 settled back added`.
     pub(super) fn line(&self, k: usize) -> String {
-        let [a, b, c, d, e] = self.denied;
+        let [a, b, c, d, e, f] = self.denied;
         format!(
-            "hold {k} {} {} {a} {b} {c} {d} {e} {} {} {}",
+            "hold {k} {} {} {a} {b} {c} {d} {e} {f} {} {} {}",
             self.holds, self.estimated, self.settled, self.given_back, self.added
         )
     }
@@ -51,14 +51,15 @@ impl Held {
             .split(' ')
             .map(|f| f.parse().ok())
             .collect::<Option<_>>()?;
-        let [k, holds, estimated, a, b, c, d, e, settled, given_back, added] = numbers[..] else {
+        let [k, holds, estimated, a, b, c, d, e, f, settled, given_back, added] = numbers[..]
+        else {
             return None;
         };
         let k = usize::try_from(k).ok().filter(|&k| k < services)?;
         into[k].add(&Held {
             holds,
             estimated,
-            denied: [a, b, c, d, e],
+            denied: [a, b, c, d, e, f],
             settled,
             given_back,
             added,

@@ -312,7 +312,7 @@ fn admissions(config: &TrackerConfig) -> String {
 }
 
 /// The reasons a child counts its denials by, in the order of its report line.
-const REASONS: [DenyReason; 5] = DenyReason::ALL;
+const REASONS: [DenyReason; 6] = DenyReason::ALL;
 
 /// What the processes of one run did with one service, summed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -320,7 +320,7 @@ struct Done {
     issued: u64,
     admitted: u64,
     /// Denials by [`REASONS`].
-    denied: [u64; 5],
+    denied: [u64; REASONS.len()],
 }
 
 impl Done {

@@ -133,12 +133,12 @@ pub(super) fn shared(
             };
             let numbers: Vec<u64> = rest.split(' ').filter_map(|f| f.parse().ok()).collect();
             match numbers[..] {
-                [k, issued, admitted, a, b, c, d, e] if (k as usize) < done.len() => {
+                [k, issued, admitted, a, b, c, d, e, f] if (k as usize) < done.len() => {
                     let k = k as usize;
                     let total = &mut done[k];
                     total.issued += issued;
                     total.admitted += admitted;
-                    for (sum, n) in total.denied.iter_mut().zip([a, b, c, d, e]) {
+                    for (sum, n) in total.denied.iter_mut().zip([a, b, c, d, e, f]) {
                         *sum += n;
                     }
                     seen[k] = true;
@@ -360,10 +360,10 @@ pub(super) fn shared_child(
     }
     tracker.flush().map_err(|error| error.to_string())?;
     for (k, d) in done.iter().enumerate() {
-        let [a, b, c, e, f] = d.denied;
+        let [a, b, c, e, f, g] = d.denied;
         writeln!(
             out,
-            "service {k} {} {} {a} {b} {c} {e} {f}",
+            "service {k} {} {} {a} {b} {c} {e} {f} {g}",
             d.issued, d.admitted
         )
         .map_err(|e| e.to_string())?;

@@ -147,6 +147,8 @@ pub(super) fn deny_reason(reason: DenyReason) -> &'static str {
         DenyReason::Reserve => "reserve",
         DenyReason::ReducedRate => "reducedRate",
         DenyReason::StoreUnavailable => "storeUnavailable",
+        // Native only (`until_ready`): the JS module never refuses for it.
+        DenyReason::Waiting => "waiting",
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) struct Request {
     /// path) does not read the mode. Shared admission, which sends a rule to the store with
     /// every call, reads the mode again when it decides.
     pub(crate) reduced_rate: bool,
+    /// A call `until_ready` queued, admitted in its turn: the queue does not hold it back
+    /// (`ServiceSlot::queued_ahead`).
+    pub(crate) served: bool,
 }
 
 // The hot path copies it through every call: it must stay this small.
@@ -60,6 +63,7 @@ impl Request {
         count: 0,
         ask: Ask::Read,
         reduced_rate: false,
+        served: false,
     };
 
     /// `record_call` of `count` calls.
@@ -69,6 +73,7 @@ impl Request {
             count,
             ask: Ask::Record,
             reduced_rate: false,
+            served: false,
         }
     }
 
@@ -79,6 +84,7 @@ impl Request {
             count,
             ask: Ask::Normal,
             reduced_rate,
+            served: false,
         }
     }
 
@@ -89,6 +95,17 @@ impl Request {
             count,
             ask: Ask::Priority,
             reduced_rate,
+            served: false,
+        }
+    }
+
+    /// The same request, as the turn of a call `until_ready` queued.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[inline]
+    pub(crate) const fn served(self) -> Self {
+        Request {
+            served: true,
+            ..self
         }
     }
 
@@ -192,6 +209,7 @@ impl ServiceRules {
                     count: 0,
                     ask,
                     reduced_rate: false,
+                    served: false,
                 });
                 level.min(cap.saturating_add(1))
             }

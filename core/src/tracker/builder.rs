@@ -253,6 +253,8 @@ impl QuotaTracker {
             persistence: None,
             #[cfg(feature = "metrics")]
             unreported: crate::metrics::Unreported::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            waiting: Default::default(),
         };
         let now = tracker.now();
         tracker.services = config

@@ -203,6 +203,9 @@ impl QuotaTracker {
             return Err(slot.invalid_count(estimate, "count must be at least 1"));
         }
         let request = self.admission(estimate, priority);
+        if slot.queued_ahead(request) {
+            return Err(self.queued_refusal(position, estimate));
+        }
         if !local(slot.settings().config.admission) {
             return Held::shared(self, position, request).map(|(_, held)| held);
         }
@@ -361,6 +364,9 @@ impl QuotaTracker {
             }
         }
         self.after_limits_step(slot, &done, now);
+        if given_back > 0 {
+            self.calls_freed(held.position);
+        }
         Ok(Settlement {
             estimate: held.estimate,
             actual,

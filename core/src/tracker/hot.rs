@@ -6,7 +6,7 @@ use super::{
     SlotGuard, StepResult, SHARED,
 };
 use crate::config::Admission;
-use crate::error::QuotaError;
+use crate::error::{DenyReason, QuotaError};
 use crate::persistence::SaveReason;
 use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::store::StoredState;
@@ -150,6 +150,15 @@ impl QuotaTracker {
         }
     }
 
+    /// The error of a call refused because calls queued by `until_ready` come first.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn queued_refusal(&self, position: usize, count: u64) -> QuotaError {
+        let usage = self.usage_at(position);
+        self.slot(position)
+            .denied(count, usage.used, usage.limit, DenyReason::Waiting)
+    }
+
     /// [`update_named`](Self::update_named) of a name the build did not have: one a
     /// reconfigure added, or none.
     #[cold]
@@ -238,6 +247,9 @@ impl QuotaTracker {
         let count = request.count;
         if count == 0 {
             return Err(slot.invalid_count(count, "count must be at least 1"));
+        }
+        if slot.queued_ahead(request) {
+            return Err(self.queued_refusal(position, count));
         }
         let settings = slot.settings();
         if !settings.fast {

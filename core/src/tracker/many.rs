@@ -97,6 +97,11 @@ impl QuotaTracker {
             true => Request::priority(calls[at].1, reduced_rate),
             false => Request::normal(calls[at].1, reduced_rate),
         };
+        for (at, &(position, count)) in calls.iter().enumerate() {
+            if self.slot(position).queued_ahead(request(at)) {
+                return Err(self.queued_refusal(position, count));
+            }
+        }
         // Plain loops below, not iterator chains: each chain is code of its own in the JS
         // module, which has a size budget.
         // Read without the locks, to pick a path: `admit_here` checks again under them.

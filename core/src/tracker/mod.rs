@@ -29,6 +29,8 @@ mod reconfigure;
 mod shared;
 mod slot;
 mod sync;
+#[cfg(not(target_arch = "wasm32"))]
+mod wait;
 
 use crate::persistence::Ledger;
 use added::Added;
@@ -43,6 +45,8 @@ pub use reconfigure::Reconfigured;
 use slot::StepResult;
 use slot::{LimitState, ServiceSlot, Settings, SlotGuard, SlotState};
 use sync::SavingGuard;
+#[cfg(not(target_arch = "wasm32"))]
+pub use wait::{ReadyResult, UntilReady};
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
 ///
@@ -100,6 +104,9 @@ pub struct QuotaTracker {
     /// Syncs not reported to the metrics yet.
     #[cfg(feature = "metrics")]
     unreported: crate::metrics::Unreported,
+    /// Calls queued by `until_ready`, and the thread that admits them.
+    #[cfg(not(target_arch = "wasm32"))]
+    waiting: wait::Waiting,
 }
 
 /// [`SHARED_ADMISSION`](crate::config::SHARED_ADMISSION), by its short name in the tracker.
@@ -448,6 +455,22 @@ impl QuotaTracker {
     /// How many positions there are (removed services' included).
     fn slot_count(&self) -> usize {
         self.services.len() + self.added.len()
+    }
+
+    /// Wakes the `until_ready` waiter if calls wait for the service at `position` (call it
+    /// with no lock held, after something freed calls there).
+    fn calls_freed(&self, position: usize) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self
+            .slot(position)
+            .waiting
+            .load(crate::locks::Ordering::Relaxed)
+            != 0
+        {
+            self.waiting.notify();
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = position;
     }
 
     /// The positions of the services in force, in config order.

@@ -24,7 +24,11 @@ pub(super) struct Read<'t> {
 
 impl QuotaTracker {
     pub(super) fn can_call_at(&self, position: usize) -> bool {
-        let settings = self.slot(position).settings();
+        let slot = self.slot(position);
+        if slot.queued_ahead(Request::normal(1, false)) {
+            return false;
+        }
+        let settings = slot.settings();
         match settings.config.admission {
             _ if settings.removed => return false,
             _ if !SHARED => {}

@@ -180,6 +180,9 @@ impl QuotaTracker {
         }
         #[cfg(feature = "metrics")]
         self.reconfigured_metrics(&done);
+        // New limits may admit calls that wait (or refuse them for good: removed services).
+        #[cfg(not(target_arch = "wasm32"))]
+        self.waiting.notify();
         Ok(done)
     }
 

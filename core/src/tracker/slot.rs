@@ -6,9 +6,9 @@ use super::{fast_path, shared, FastPath, Ledger, SHARED};
 use crate::config::Admission;
 use crate::config::ServiceConfig;
 use crate::error::{DenyReason, QuotaError};
-use crate::locks::{AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::locks::{AtomicPtr, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::observers::Outbox;
-use crate::rules::{Change, Refusal, ServiceRules, ServiceState, Step};
+use crate::rules::{Ask, Change, Refusal, Request, ServiceRules, ServiceState, Step};
 use crate::usage::{ServiceUsage, Transition};
 use crossbeam_utils::CachePadded;
 use std::sync::Arc;
@@ -63,6 +63,10 @@ pub(super) struct ServiceSlot {
     /// The settings in force: one of `kept`'s. Written only under `state`'s lock (by
     /// `reconfigure`); read with or without it.
     settings: AtomicPtr<Settings>,
+    /// The calls queued by `until_ready` (`tracker/wait.rs`): priority ones in the high 32
+    /// bits, normal ones in the low. Beside `settings`, which every call reads: checking it
+    /// costs no other cache line. Written under the wait queue's lock only.
+    pub(super) waiting: AtomicU64,
     /// Every settings this slot was ever given, kept until the tracker drops, so a reference
     /// read from `settings` stays valid for as long as the slot is borrowed. A leaf lock, taken
     /// only by `reconfigure`.
@@ -200,6 +204,7 @@ impl ServiceSlot {
         ServiceSlot {
             name: Arc::from(kept[0].config.name.as_str()),
             settings: AtomicPtr::new(pointer.cast_mut()),
+            waiting: AtomicU64::new(0),
             kept: Mutex::new(kept),
             state: CachePadded::new(Mutex::new(state)),
             fast: FastPath::new(),
@@ -207,6 +212,23 @@ impl ServiceSlot {
             #[cfg(feature = "metrics")]
             denials: crate::metrics::Denials::default(),
         }
+    }
+
+    /// Whether calls queued by `until_ready` come before a new call of `request`'s kind: a
+    /// normal call waits behind every queued call, a priority call behind queued priority
+    /// calls; records, reads and a queued call served in its turn never do. Always `false`
+    /// on wasm32, which has no waiting.
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    pub(super) fn queued_ahead(&self, request: Request) -> bool {
+        if cfg!(target_arch = "wasm32") || request.served {
+            return false;
+        }
+        let waiting = match request.ask {
+            Ask::Normal => u64::MAX,
+            Ask::Priority => u64::MAX << 32,
+            Ask::Read | Ask::Record => return false,
+        };
+        self.waiting.load(Ordering::Relaxed) & waiting != 0
     }
 
     /// The settings in force. Read without the lock they may be replaced right after (a

@@ -205,6 +205,7 @@ fn quiet_below_is_where_the_level_or_admission_changes() {
                                 count,
                                 ask,
                                 reduced_rate: false,
+                                served: false,
                             };
                             let same_level = rules.level(used + count) == rules.level(used);
                             let admitted = ask == Ask::Record || rules.denies(used, call).is_none();

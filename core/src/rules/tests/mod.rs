@@ -8,6 +8,7 @@ fn admit(count: u64, reduced_rate: bool, priority: bool) -> Request {
         count,
         ask: if priority { Ask::Priority } else { Ask::Normal },
         reduced_rate,
+        served: false,
     }
 }
 
