@@ -6,7 +6,7 @@ use super::{
     SlotGuard, StepResult, SHARED,
 };
 use crate::config::Admission;
-use crate::error::{DenyReason, QuotaError};
+use crate::error::QuotaError;
 use crate::persistence::SaveReason;
 use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::store::StoredState;
@@ -148,15 +148,6 @@ impl QuotaTracker {
             Some(position) => self.update_inline(position, request, true),
             None => self.update_added(service, request),
         }
-    }
-
-    /// The error of a call refused because calls queued by `until_ready` come first.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn queued_refusal(&self, position: usize, count: u64) -> QuotaError {
-        let usage = self.usage_at(position);
-        self.slot(position)
-            .denied(count, usage.used, usage.limit, DenyReason::Waiting)
     }
 
     /// [`update_named`](Self::update_named) of a name the build did not have: one a

@@ -5,6 +5,7 @@ use super::{
     describe_transition, QuotaTracker, ServiceSlot, Settings, SlotGuard, SlotState, SHARED,
 };
 use crate::config::Admission;
+use crate::error::{DenyReason, QuotaError};
 use crate::rules::Request;
 use crate::usage::ServiceUsage;
 
@@ -59,6 +60,15 @@ impl QuotaTracker {
             .settings()
             .rules
             .allows(state.used, self.is_reduced_rate())
+    }
+
+    /// The error of a call refused because calls queued by `until_ready` come first.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn queued_refusal(&self, position: usize, count: u64) -> QuotaError {
+        let usage = self.usage_at(position);
+        self.slot(position)
+            .denied(count, usage.used, usage.limit, DenyReason::Waiting)
     }
 
     /// The usage now (a removed service's: as it was removed).

@@ -449,8 +449,6 @@ impl QuotaTracker {
 #[cfg(not(target_arch = "wasm32"))]
 impl Drop for QuotaTracker {
     fn drop(&mut self) {
-        #[cfg(not(target_arch = "wasm32"))]
-        self.waiting.close();
         // `flush` resends for at most `SyncPolicy::flush_timeout_ms` and logs what it leaves.
         if let Err(error) = self.flush() {
             quietly(|| log::warn!("quota: the last sync before drop failed: {error}"));

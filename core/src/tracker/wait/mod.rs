@@ -23,11 +23,14 @@ use crate::locks::{lock_std, Ordering};
 use crate::rules::Request;
 use crate::usage::Recorded;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+mod until_ready;
+mod waiter;
+
+pub use until_ready::UntilReady;
+use waiter::Waiter;
 
 /// The longest the waiter sleeps while calls are queued: a bound on how late it notices
 /// what nothing tells it of (a clock that is not the system's, capacity another instance
@@ -77,206 +80,7 @@ impl ServiceQueue {
     }
 }
 
-/// One queued call.
-struct Waiter {
-    position: usize,
-    count: u64,
-    priority: bool,
-    deadline: Instant,
-    state: Mutex<WaitState>,
-}
-
-enum WaitState {
-    /// In the queue; whom to wake when it is answered.
-    Queued(Option<Wake>),
-    /// Answered, not taken yet (boxed: a `Recorded` is large, and rare here).
-    Done(Box<ReadyResult>),
-    /// The answer was taken.
-    Taken,
-    /// The caller went away (the future dropped, or a blocking caller past its deadline).
-    Abandoned,
-}
-
-enum Wake {
-    Thread(std::thread::Thread),
-    Task(Waker),
-}
-
-impl Wake {
-    fn wake(self) {
-        match self {
-            Wake::Thread(thread) => thread.unpark(),
-            Wake::Task(waker) => waker.wake(),
-        }
-    }
-}
-
-impl Waiter {
-    /// Answers the call and wakes its caller; `false` if the caller went away.
-    fn answer(&self, result: ReadyResult) -> bool {
-        let mut state = lock_std(&self.state);
-        let wake = match std::mem::replace(&mut *state, WaitState::Taken) {
-            WaitState::Queued(wake) => wake,
-            WaitState::Abandoned => {
-                *state = WaitState::Abandoned;
-                return false;
-            }
-            done => {
-                *state = done;
-                return true;
-            }
-        };
-        *state = WaitState::Done(Box::new(result));
-        drop(state);
-        if let Some(wake) = wake {
-            wake.wake();
-        }
-        true
-    }
-
-    fn abandoned(&self) -> bool {
-        matches!(*lock_std(&self.state), WaitState::Abandoned)
-    }
-
-    /// The answer, if there is one; else `wake` is woken when it comes.
-    fn take(&self, wake: impl FnOnce() -> Wake) -> Option<ReadyResult> {
-        let mut state = lock_std(&self.state);
-        match std::mem::replace(&mut *state, WaitState::Taken) {
-            WaitState::Done(result) => Some(*result),
-            WaitState::Queued(_) => {
-                *state = WaitState::Queued(Some(wake()));
-                None
-            }
-            other => {
-                *state = other;
-                None
-            }
-        }
-    }
-
-    /// Leaves the queue (as far as the caller is concerned): an answer that comes later is
-    /// dropped. The answer, if it came first.
-    fn abandon(&self) -> Option<ReadyResult> {
-        let mut state = lock_std(&self.state);
-        match std::mem::replace(&mut *state, WaitState::Abandoned) {
-            WaitState::Done(result) => Some(*result),
-            _ => None,
-        }
-    }
-}
-
-/// A call waiting for capacity: from [`QuotaTracker::until_ready`]. Await it, or
-/// [`wait`](Self::wait) for it on a thread. Dropped before it is answered, it leaves the queue
-/// (calls the waiter admitted for it in the meantime stay counted: never an under-count).
-#[must_use = "nothing is queued until it is awaited or waited for"]
-pub struct UntilReady {
-    tracker: Arc<QuotaTracker>,
-    call: Result<Call, QuotaError>,
-    waiter: Option<Arc<Waiter>>,
-    /// Answered: polled again, it stays pending (it never counts twice).
-    answered: bool,
-}
-
-#[derive(Clone, Copy)]
-struct Call {
-    position: usize,
-    count: u64,
-    priority: bool,
-    deadline: Instant,
-}
-
-impl std::fmt::Debug for UntilReady {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UntilReady")
-            .field("queued", &self.waiter.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 impl QuotaTracker {
-    /// Waits until `count` calls to `service` are admitted by normal admission (as
-    /// [`try_record`](Self::try_record) admits them), and records them; or gives up at
-    /// `deadline` with [`QuotaError::NotReady`]: the rule that refused them last, and the
-    /// earliest instant they could pass. Await the answer, or
-    /// [`wait`](UntilReady::wait) for it on a thread. Native only.
-    ///
-    /// Calls that are admitted now are recorded at once. The others queue, per service, behind
-    /// the calls queued before them (priority calls, from
-    /// [`until_ready_priority`](Self::until_ready_priority), first), and while any are queued
-    /// new calls do not pass them ([`DenyReason::Waiting`]; records are never held back). One
-    /// thread per tracker (started by the first call that queues) admits them in turn,
-    /// waking when a window that refused the first ends, when calls are given back here (a
-    /// hold settled low or cancelled) or a reconfigure lands, at least every sync interval
-    /// with a store (capacity other instances freed is noticed within one interval and the
-    /// sync it triggers), and at least once a second. Shared admission's store calls run on
-    /// that thread, never on the caller's. Calls that could never pass (more than the cap of
-    /// an empty window) fail at once, with `ready_at_ms` `None`.
-    ///
-    /// ```
-    /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
-    /// use std::sync::Arc;
-    /// use std::time::{Duration, Instant};
-    ///
-    /// let api = ServiceConfig::builder("api", 10, Period::Minute).critical_threshold(1.0).build()?;
-    /// let tracker = Arc::new(QuotaTracker::new(TrackerConfig::new([api]))?);
-    /// let held = tracker.hold("api", 9)?; // the minute's calls (less the 10% reserve)
-    ///
-    /// let waiting = tracker.until_ready("api", 3, Instant::now() + Duration::from_secs(5));
-    /// let thread = std::thread::spawn(move || waiting.wait());
-    /// held.settle(4)?; // 5 given back: the waiting call passes at once
-    /// let recorded = thread.join().unwrap()?;
-    /// assert_eq!(recorded.usage.used, 7);
-    /// # Ok::<(), quota_core::QuotaError>(())
-    /// ```
-    pub fn until_ready(
-        self: &Arc<Self>,
-        service: &str,
-        count: u64,
-        deadline: Instant,
-    ) -> UntilReady {
-        self.until_ready_as(service, count, false, deadline)
-    }
-
-    /// [`until_ready`](Self::until_ready) with priority admission (the reserve too, up to the
-    /// limit, as [`try_record_priority`](Self::try_record_priority)): served before every
-    /// queued normal call, and held back only by queued priority calls.
-    pub fn until_ready_priority(
-        self: &Arc<Self>,
-        service: &str,
-        count: u64,
-        deadline: Instant,
-    ) -> UntilReady {
-        self.until_ready_as(service, count, true, deadline)
-    }
-
-    fn until_ready_as(
-        self: &Arc<Self>,
-        service: &str,
-        count: u64,
-        priority: bool,
-        deadline: Instant,
-    ) -> UntilReady {
-        let call = self.position(service).and_then(|position| {
-            if count == 0 {
-                return Err(self
-                    .slot(position)
-                    .invalid_count(count, "count must be at least 1"));
-            }
-            Ok(Call {
-                position,
-                count,
-                priority,
-                deadline,
-            })
-        });
-        UntilReady {
-            tracker: Arc::clone(self),
-            call,
-            waiter: None,
-            answered: false,
-        }
-    }
-
     /// The request of a queued call.
     fn request_of(&self, waiter: &Waiter) -> Request {
         self.admission(waiter.count, waiter.priority)
@@ -486,84 +290,13 @@ impl Waiting {
             self.shared.wake.notify_one();
         }
     }
-
-    /// Ends the waiter (the tracker drops).
-    pub(super) fn close(&self) {
-        lock_std(&self.shared.queue).closed = true;
-        self.shared.wake.notify_one();
-    }
 }
 
-impl UntilReady {
-    /// Blocks this thread until the calls are admitted (recorded) or the deadline passes.
-    /// Tries at once on this thread; queued, it sleeps until the waiter answers, and gives
-    /// up by itself at the deadline even if the waiter is in a slow store call then.
-    ///
-    /// Errors: [`QuotaError::NotReady`] at the deadline, or at once for calls that could
-    /// never pass; [`QuotaError::UnknownService`], [`QuotaError::InvalidCount`].
-    pub fn wait(mut self) -> ReadyResult {
-        if let Some(answer) = self.start(true) {
-            return answer;
-        }
-        let waiter = Arc::clone(self.waiter.as_ref().expect("queued by start"));
-        loop {
-            if let Some(answer) = waiter.take(|| Wake::Thread(std::thread::current())) {
-                self.waiter = None;
-                return answer;
-            }
-            let now = Instant::now();
-            if now >= waiter.deadline + RECHECK {
-                // The waiter is late (a store call that hangs): give up here.
-                self.waiter = None;
-                if let Some(answer) = waiter.abandon() {
-                    return answer;
-                }
-                // Whatever holds it up, it is not a window: no instant to name.
-                return Err(self
-                    .tracker
-                    .not_ready(&waiter, DenyReason::StoreUnavailable, None));
-            }
-            std::thread::park_timeout((waiter.deadline + RECHECK) - now);
-        }
-    }
-
-    /// Tries the call, and queues it if it is refused: `Some` with the answer if there is
-    /// one already. `here`: the admission may run on the caller's thread (a blocking wait,
-    /// or a tracker with no store, whose admission does no I/O).
-    fn start(&mut self, here: bool) -> Option<ReadyResult> {
-        let call = match &self.call {
-            Ok(call) => *call,
-            Err(error) => return Some(Err(error.clone())),
-        };
-        let tracker = &self.tracker;
-        let request = tracker.admission(call.count, call.priority);
-        if !tracker.could_ever_pass(call.position, request) {
-            let waiter = self.waiter_of(call);
-            return Some(Err(tracker.not_ready(&waiter, DenyReason::Limit, None)));
-        }
-        if here || tracker.persistence.is_none() {
-            match tracker.update(call.position, request) {
-                Ok(recorded) => return Some(Ok(recorded.into_owned())),
-                Err(QuotaError::Denied { .. }) => {}
-                Err(error) => return Some(Err(error)),
-            }
-        }
-        let waiter = Arc::new(self.waiter_of(call));
-        if let Err(error) = tracker.enqueue(&waiter) {
-            return Some(Err(error));
-        }
-        self.waiter = Some(waiter);
-        None
-    }
-
-    fn waiter_of(&self, call: Call) -> Waiter {
-        Waiter {
-            position: call.position,
-            count: call.count,
-            priority: call.priority,
-            deadline: call.deadline,
-            state: Mutex::new(WaitState::Queued(None)),
-        }
+/// The tracker drops: its waiter thread ends.
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        lock_std(&self.shared.queue).closed = true;
+        self.shared.wake.notify_one();
     }
 }
 
@@ -653,41 +386,5 @@ fn run_waiter(tracker: &Weak<QuotaTracker>, shared: &WaitShared) {
             return;
         }
         queue.notified = false;
-    }
-}
-
-impl Future for UntilReady {
-    type Output = ReadyResult;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReadyResult> {
-        let this = &mut *self;
-        if this.answered {
-            return Poll::Pending;
-        }
-        if this.waiter.is_none() {
-            if let Some(answer) = this.start(false) {
-                this.answered = true;
-                return Poll::Ready(answer);
-            }
-        }
-        let waiter = Arc::clone(this.waiter.as_ref().expect("queued by start"));
-        match waiter.take(|| Wake::Task(cx.waker().clone())) {
-            Some(answer) => {
-                this.waiter = None;
-                this.answered = true;
-                Poll::Ready(answer)
-            }
-            None => Poll::Pending,
-        }
-    }
-}
-
-impl Drop for UntilReady {
-    fn drop(&mut self) {
-        if let Some(waiter) = self.waiter.take() {
-            waiter.abandon();
-            // The waiter takes it off the queue (and lets the calls behind it go).
-            self.tracker.waiting.notify();
-        }
     }
 }
