@@ -182,10 +182,20 @@ where
         // The clone that was made ready is the one that is called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        // Counts the request as failed if the future is dropped before the answer.
-        let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
         let connect_error = self.connect_error.clone();
+        let rules = Arc::clone(&self.rules);
         Box::pin(async move {
+            let ticket = match ticket {
+                Some(ticket) => match ticket.ready(&rules).await {
+                    Ok(ticket) => Some(ticket),
+                    Err(Refused::Exceeded(error)) => return Err(error.into()),
+                    Err(Refused::Tracker(error)) => return Err(error.into()),
+                    Err(Refused::Panicked(error)) => return Err(error.into()),
+                },
+                None => None,
+            };
+            // Counts the request as failed if the future is dropped before the answer.
+            let in_flight = ticket.map(|ticket| InFlight::new(rules, ticket));
             let result = inner.call(request).await;
             let Some(in_flight) = in_flight else {
                 return result.map_err(Into::into);

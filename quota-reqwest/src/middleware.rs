@@ -142,7 +142,10 @@ impl QuotaMiddleware {
             path: url.path(),
             headers: request.headers(),
         };
-        let ticket = self.rules.before(&info).map_err(refused)?;
+        let ticket = match self.rules.before(&info).map_err(refused)? {
+            Some(ticket) => Some(ticket.ready(&self.rules).await.map_err(refused)?),
+            None => None,
+        };
         // Counts the request as failed if this future is dropped before the answer.
         let in_flight = ticket.map(|ticket| InFlight::new(Arc::clone(&self.rules), ticket));
         let sent = request.url().clone();

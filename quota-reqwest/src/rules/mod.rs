@@ -6,12 +6,12 @@ use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
 use pricing::{settle, Pricing};
-use quota_core::{DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId};
+use quota_core::{DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId, UntilReady};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use units::UnitHeaders;
 use which_limit::refusing_reset;
 
@@ -27,6 +27,26 @@ pub enum Counting {
     /// on the request's future after it was handed on: the request may have reached the
     /// provider): every request is sent, the tracker only counts.
     RecordAfter,
+    /// As [`TryBefore`](Self::TryBefore), but a request the tracker denies waits up to the
+    /// given time for capacity ([`QuotaTracker::until_ready`]: in a queue per service, in
+    /// arrival order, woken by the window's end or calls given back; the wait never blocks
+    /// the executor) and is sent once it is counted; one that does not fit in time fails
+    /// with [`QuotaExceeded`] as `TryBefore` does. A priced service
+    /// ([`price`](QuotaRules::price)) does not wait: its hold is tried once.
+    WaitBefore(Duration),
+}
+
+/// Whether `counting` waits for capacity.
+fn waits(counting: Counting) -> bool {
+    matches!(counting, Counting::WaitBefore(_))
+}
+
+/// How long `counting` waits for capacity (0 for a counting that does not wait).
+fn waits_for(counting: Counting) -> Duration {
+    match counting {
+        Counting::WaitBefore(max) => max,
+        Counting::TryBefore | Counting::RecordAfter => Duration::ZERO,
+    }
 }
 
 /// What a routing rule sees of a request: the same for reqwest and for tower.
@@ -120,6 +140,39 @@ pub(crate) struct Ticket {
     service: ServiceId,
     /// A priced service's hold (settled from the answer).
     hold: Option<OwnedHold>,
+    /// [`Counting::WaitBefore`]: the call waiting for capacity, to await before sending.
+    waiting: Option<UntilReady>,
+}
+
+impl Ticket {
+    /// Waits for the call's capacity, if it waits ([`Counting::WaitBefore`]): the ticket
+    /// once the call is counted, or the refusal when its time is up.
+    pub(crate) async fn ready(mut self, rules: &QuotaRules) -> Result<Ticket, Refused> {
+        let Some(waiting) = self.waiting.take() else {
+            return Ok(self);
+        };
+        match waiting.await {
+            Ok(_) => Ok(self),
+            Err(QuotaError::NotReady {
+                reason,
+                ready_at_ms,
+                ..
+            }) => {
+                let (service, _) = rules.handle(self.service).map_err(Refused::Tracker)?;
+                let usage = service.usage();
+                let now = rules.tracker.now_ms();
+                Err(Refused::Exceeded(QuotaExceeded {
+                    service: service.name().to_owned(),
+                    used: usage.used,
+                    limit: usage.limit,
+                    retry_after: ready_at_ms
+                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                    reason: Exceeded::Denied(reason),
+                }))
+            }
+            Err(other) => Err(Refused::Tracker(other)),
+        }
+    }
 }
 
 /// A counted request on its way: its answer is taken in with [`answered`](Self::answered)
@@ -303,12 +356,10 @@ impl QuotaRules {
             return Ok(None);
         };
         let (service, counting) = self.handle(id).map_err(Refused::Tracker)?;
-        let pricing = self
-            .pricing
-            .get(&id)
-            .filter(|_| counting == Counting::TryBefore);
+        let before = matches!(counting, Counting::TryBefore | Counting::WaitBefore(_));
+        let pricing = self.pricing.get(&id).filter(|_| before);
         let mut hold = None;
-        if counting == Counting::TryBefore {
+        if before {
             let admitted = match pricing {
                 Some(pricing) => self
                     .tracker
@@ -318,6 +369,15 @@ impl QuotaRules {
             };
             match admitted {
                 Ok(()) => {}
+                Err(QuotaError::Denied { .. }) if pricing.is_none() && waits(counting) => {
+                    let deadline = Instant::now() + waits_for(counting);
+                    let waiting = self.tracker.until_ready(service.name(), 1, deadline);
+                    return Ok(Some(Ticket {
+                        service: id,
+                        hold: None,
+                        waiting: Some(waiting),
+                    }));
+                }
                 Err(QuotaError::Denied {
                     used,
                     limit,
@@ -345,7 +405,11 @@ impl QuotaRules {
                 Err(other) => return Err(Refused::Tracker(other)),
             }
         }
-        Ok(Some(Ticket { service: id, hold }))
+        Ok(Some(Ticket {
+            service: id,
+            hold,
+            waiting: None,
+        }))
     }
 
     /// After a response: counts it for [`Counting::RecordAfter`], takes in the provider's
