@@ -6,13 +6,15 @@ use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
 use pricing::{settle, Pricing};
-use quota_core::{DenyReason, OwnedHold, QuotaError, QuotaTracker, Service, ServiceId, UntilReady};
+use quota_core::{DenyReason, QuotaError, QuotaTracker, Service, ServiceId};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use units::UnitHeaders;
+pub(crate) use waiting::Ticket;
+use waiting::{waits, waits_for};
 use which_limit::refusing_reset;
 
 /// When a service's requests are counted.
@@ -34,19 +36,6 @@ pub enum Counting {
     /// with [`QuotaExceeded`] as `TryBefore` does. A priced service
     /// ([`price`](QuotaRules::price)) does not wait: its hold is tried once.
     WaitBefore(Duration),
-}
-
-/// Whether `counting` waits for capacity.
-fn waits(counting: Counting) -> bool {
-    matches!(counting, Counting::WaitBefore(_))
-}
-
-/// How long `counting` waits for capacity (0 for a counting that does not wait).
-fn waits_for(counting: Counting) -> Duration {
-    match counting {
-        Counting::WaitBefore(max) => max,
-        Counting::TryBefore | Counting::RecordAfter => Duration::ZERO,
-    }
 }
 
 /// What a routing rule sees of a request: the same for reqwest and for tower.
@@ -132,47 +121,6 @@ pub struct QuotaRules {
     units: Vec<UnitHeaders>,
     reset_slack_ms: u64,
     require_reset: bool,
-}
-
-/// A counted request in flight: what the answer is taken in for.
-#[derive(Debug)]
-pub(crate) struct Ticket {
-    service: ServiceId,
-    /// A priced service's hold (settled from the answer).
-    hold: Option<OwnedHold>,
-    /// [`Counting::WaitBefore`]: the call waiting for capacity, to await before sending.
-    waiting: Option<UntilReady>,
-}
-
-impl Ticket {
-    /// Waits for the call's capacity, if it waits ([`Counting::WaitBefore`]): the ticket
-    /// once the call is counted, or the refusal when its time is up.
-    pub(crate) async fn ready(mut self, rules: &QuotaRules) -> Result<Ticket, Refused> {
-        let Some(waiting) = self.waiting.take() else {
-            return Ok(self);
-        };
-        match waiting.await {
-            Ok(_) => Ok(self),
-            Err(QuotaError::NotReady {
-                reason,
-                ready_at_ms,
-                ..
-            }) => {
-                let (service, _) = rules.handle(self.service).map_err(Refused::Tracker)?;
-                let usage = service.usage();
-                let now = rules.tracker.now_ms();
-                Err(Refused::Exceeded(QuotaExceeded {
-                    service: service.name().to_owned(),
-                    used: usage.used,
-                    limit: usage.limit,
-                    retry_after: ready_at_ms
-                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
-                    reason: Exceeded::Denied(reason),
-                }))
-            }
-            Err(other) => Err(Refused::Tracker(other)),
-        }
-    }
 }
 
 /// A counted request on its way: its answer is taken in with [`answered`](Self::answered)
@@ -547,4 +495,5 @@ impl fmt::Debug for QuotaRules {
 
 mod pricing;
 mod units;
+mod waiting;
 mod which_limit;

@@ -20,9 +20,11 @@
 use super::QuotaTracker;
 use crate::error::{DenyReason, QuotaError};
 use crate::locks::{lock_std, Ordering};
+use crate::observers::quietly;
 use crate::rules::Request;
 use crate::usage::Recorded;
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,15 @@ use waiter::Waiter;
 /// what nothing tells it of (a clock that is not the system's, capacity another instance
 /// freed without a store sync, reduced rate ending).
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// The shortest the waiter sleeps for a window end: a clock that lags the system's just
+/// before one must not make it retry every millisecond.
+const LEAST_SLEEP: Duration = Duration::from_millis(10);
+
+std::thread_local! {
+    /// Set on waiter threads: a blocking `wait` there (an observer's) does not wait.
+    static ON_WAITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// What `until_ready` answers: the admitted calls' [`Recorded`], owning the service name.
 pub type ReadyResult = Result<Recorded<'static>, QuotaError>;
@@ -68,6 +79,8 @@ struct ServiceQueue {
     position: usize,
     priority: VecDeque<Arc<Waiter>>,
     normal: VecDeque<Arc<Waiter>>,
+    /// The window end (tracker ms) the waiter last slept until for this service.
+    slept_until_ms: Option<u64>,
 }
 
 impl ServiceQueue {
@@ -119,12 +132,15 @@ impl QuotaTracker {
         })
     }
 
-    /// Whether `request` could pass some window (it asks no more than an empty one allows).
-    fn could_ever_pass(&self, position: usize, request: Request) -> bool {
+    /// The rule that refuses `request` even in an empty window, if one does: it could never
+    /// pass.
+    fn never_passes(&self, position: usize, request: Request) -> Option<DenyReason> {
         let settings = self.slot(position).settings();
         let request = request.with_reduced_rate(false);
-        !settings.config.enforce
-            || (0..=settings.more.len()).all(|at| settings.limit(at).denies(0, request).is_none())
+        if !settings.config.enforce || settings.removed {
+            return None;
+        }
+        (0..=settings.more.len()).find_map(|at| settings.limit(at).denies(0, request))
     }
 
     /// One round of the waiter: tries each service's first queued call until one is refused,
@@ -145,23 +161,34 @@ impl QuotaTracker {
                     .find(|queue| queue.position == position)
                     .and_then(|queue| queue.first().cloned());
                 let Some(first) = first else { break };
-                if first.abandoned() {
+                let request = self.request_of(&first);
+                if let Some(reason) = self.never_passes(position, request) {
+                    // A reconfigure lowered the limit below it since it queued.
+                    shared.remove(&first, self);
+                    first.answer(Err(self.not_ready(&first, reason, None)));
+                    continue;
+                }
+                if !first.admitting(true) {
+                    // Its caller left.
                     shared.remove(&first, self);
                     continue;
                 }
-                let request = self.request_of(&first);
                 match self.update(position, request.served()) {
                     Ok(recorded) => {
                         shared.remove(&first, self);
                         if !first.answer(Ok(recorded.into_owned())) {
-                            log::debug!(
-                                "quota: {} call(s) to {} admitted for a caller that left: kept",
-                                first.count,
-                                self.slot(position).name
-                            );
+                            quietly(|| {
+                                log::debug!(
+                                    "quota: {} call(s) to {} admitted for a caller that left: \
+                                     kept",
+                                    first.count,
+                                    self.slot(position).name
+                                )
+                            });
                         }
                     }
                     Err(QuotaError::Denied { reason, .. }) => {
+                        first.admitting(false);
                         let now = Instant::now();
                         let ready_at_ms = self.ready_at(position, request, reason);
                         if first.deadline <= now {
@@ -169,10 +196,14 @@ impl QuotaTracker {
                             first.answer(Err(self.not_ready(&first, reason, ready_at_ms)));
                             continue;
                         }
-                        // Not before its end: a window end in the past (a clock that is not
-                        // the system's) is left to the recheck, never a busy loop.
-                        if let Some(wait) = ready_at_ms.and_then(|at| at.checked_sub(self.now())) {
-                            soonest(now + Duration::from_millis(wait.max(1)));
+                        // Until its end, once: woken there and refused for the same end again
+                        // (a clock that lags the system's), it is left to the recheck, never
+                        // a busy loop.
+                        if let Some(at_ms) = ready_at_ms {
+                            let wait = at_ms.saturating_sub(self.now());
+                            if shared.first_sleep_until(position, at_ms) {
+                                soonest(now + Duration::from_millis(wait).max(LEAST_SLEEP));
+                            }
                         }
                         break;
                     }
@@ -268,6 +299,30 @@ impl WaitShared {
         late
     }
 
+    /// Whether the waiter has not slept until `at_ms` for the service at `position` yet
+    /// (noting that it will).
+    fn first_sleep_until(&self, position: usize, at_ms: u64) -> bool {
+        let mut queue = lock_std(&self.queue);
+        let Some(service) = queue.services.iter_mut().find(|q| q.position == position) else {
+            return false;
+        };
+        let first = service.slept_until_ms != Some(at_ms);
+        service.slept_until_ms = Some(at_ms);
+        first
+    }
+
+    /// Marks every queued call as not being admitted (after a round that panicked).
+    fn none_admitting(&self) {
+        let queue = lock_std(&self.queue);
+        for waiter in queue
+            .services
+            .iter()
+            .flat_map(|q| q.priority.iter().chain(&q.normal))
+        {
+            waiter.admitting(false);
+        }
+    }
+
     /// The earliest deadline of the calls queued for the service at `position`.
     fn first_deadline(&self, position: usize) -> Option<Instant> {
         lock_std(&self.queue)
@@ -314,7 +369,7 @@ impl QuotaTracker {
                 .spawn(move || run_waiter(&weak, &thread_shared));
             if let Err(error) = spawned {
                 drop(queue);
-                log::warn!("quota: cannot start the waiter thread: {error}");
+                quietly(|| log::warn!("quota: cannot start the waiter thread: {error}"));
                 return Err(self.not_ready(waiter, DenyReason::Waiting, None));
             }
             queue.started = true;
@@ -330,6 +385,7 @@ impl QuotaTracker {
                     position: waiter.position,
                     priority: VecDeque::new(),
                     normal: VecDeque::new(),
+                    slept_until_ms: None,
                 });
                 queue.services.len() - 1
             }
@@ -352,12 +408,23 @@ impl QuotaTracker {
 /// The waiter thread: serves the queues while the tracker lives, holding it only while it
 /// serves (so the tracker can drop while it sleeps).
 fn run_waiter(tracker: &Weak<QuotaTracker>, shared: &WaitShared) {
+    ON_WAITER.with(|on| on.set(true));
     loop {
         let next = {
             let Some(tracker) = tracker.upgrade() else {
                 return;
             };
-            let next = tracker.serve(shared);
+            // Nothing in a round should panic (stores, clocks, observers and wakers are
+            // caught where they are called); if something does, the queue is served again.
+            let next = match catch_unwind(AssertUnwindSafe(|| tracker.serve(shared))) {
+                Ok(next) => next,
+                Err(payload) => {
+                    std::mem::forget(payload);
+                    shared.none_admitting();
+                    quietly(|| log::error!("quota: a round of the waiter thread panicked"));
+                    Some(Instant::now() + RECHECK)
+                }
+            };
             let recheck = tracker.recheck();
             let queued = !lock_std(&shared.queue).services.is_empty();
             queued.then(|| {

@@ -1,12 +1,14 @@
 //! [`UntilReady`]: a call to wait for, as a future or on a thread.
 
-use super::waiter::{WaitState, Waiter, Wake};
-use super::{ReadyResult, RECHECK};
+use super::waiter::{GiveUp, Waiter, Wake};
+use super::{ReadyResult, ON_WAITER, RECHECK};
+use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
 use crate::tracker::QuotaTracker;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -125,40 +127,88 @@ impl QuotaTracker {
 
 impl UntilReady {
     /// Blocks this thread until the calls are admitted (recorded) or the deadline passes.
-    /// Tries at once on this thread; queued, it sleeps until the waiter answers, and gives
-    /// up by itself at the deadline even if the waiter is in a slow store call then.
+    /// Tries at once on this thread; queued (or polled before, and queued then), it sleeps
+    /// until the waiter thread answers. If that thread is held up (calls ahead in a slow
+    /// store), it gives up by itself one second past the deadline, unless the thread is
+    /// admitting this very call: then it takes that answer. Called on a waiter thread (from
+    /// an observer), it never waits: a call not admitted at once fails.
     ///
-    /// Errors: [`QuotaError::NotReady`] at the deadline, or at once for calls that could
-    /// never pass; [`QuotaError::UnknownService`], [`QuotaError::InvalidCount`].
+    /// Errors: [`QuotaError::NotReady`] at the deadline (reason [`DenyReason::Waiting`] when
+    /// the waiter thread never got to it), or at once for calls that could never pass;
+    /// [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 calls, and for a
+    /// wait whose answer was already taken by polling.
     pub fn wait(mut self) -> ReadyResult {
-        if let Some(answer) = self.start(true) {
-            return answer;
+        if self.answered {
+            return Err(self.answered_already());
         }
-        let waiter = Arc::clone(self.waiter.as_ref().expect("queued by start"));
+        self.answered = true;
+        let waiter = match &self.waiter {
+            // Polled before: wait for the call it queued.
+            Some(waiter) => Arc::clone(waiter),
+            None => match self.start(true) {
+                Some(answer) => return answer,
+                None => Arc::clone(self.waiter.as_ref().expect("queued by start")),
+            },
+        };
+        if ON_WAITER.with(Cell::get) {
+            // An observer on a waiter thread: that thread cannot wait for itself (or block
+            // every other queued call for this one).
+            self.waiter = None;
+            return match waiter.give_up() {
+                GiveUp::Answered(answer) => *answer,
+                _ => Err(self.tracker.not_ready(&waiter, DenyReason::Waiting, None)),
+            };
+        }
+        let give_up_at = waiter
+            .deadline
+            .checked_add(RECHECK)
+            .unwrap_or(waiter.deadline);
         loop {
             if let Some(answer) = waiter.take(|| Wake::Thread(std::thread::current())) {
                 self.waiter = None;
                 return answer;
             }
             let now = Instant::now();
-            if now >= waiter.deadline + RECHECK {
-                // The waiter is late (a store call that hangs): give up here.
-                self.waiter = None;
-                if let Some(answer) = waiter.abandon() {
-                    return answer;
+            if now >= give_up_at {
+                // The waiter thread is late (busy with calls ahead, a slow store): leave,
+                // unless it is admitting this very call, whose answer comes next.
+                match waiter.give_up() {
+                    GiveUp::Answered(answer) => {
+                        self.waiter = None;
+                        return *answer;
+                    }
+                    GiveUp::Left => {
+                        self.waiter = None;
+                        self.tracker.waiting.notify();
+                        return Err(self.tracker.not_ready(&waiter, DenyReason::Waiting, None));
+                    }
+                    GiveUp::Admitting => std::thread::park_timeout(RECHECK),
                 }
-                // Whatever holds it up, it is not a window: no instant to name.
-                return Err(self
-                    .tracker
-                    .not_ready(&waiter, DenyReason::StoreUnavailable, None));
+                continue;
             }
-            std::thread::park_timeout((waiter.deadline + RECHECK) - now);
+            std::thread::park_timeout(give_up_at - now);
+        }
+    }
+
+    /// The error of a wait asked again after its answer was taken.
+    fn answered_already(&self) -> QuotaError {
+        let (service, count) = match &self.call {
+            Ok(call) => (
+                Arc::clone(&self.tracker.slot(call.position).name),
+                call.count,
+            ),
+            Err(error) => return error.clone(),
+        };
+        QuotaError::InvalidCount {
+            service,
+            count,
+            reason: "this wait was answered already",
         }
     }
 
     /// Tries the call, and queues it if it is refused: `Some` with the answer if there is
-    /// one already. `here`: the admission may run on the caller's thread (a blocking wait,
-    /// or a tracker with no store, whose admission does no I/O).
+    /// one already. `here`: the admission may run on the caller's thread whatever it needs (a
+    /// blocking wait); else only a `Local` one, which asks no store.
     fn start(&mut self, here: bool) -> Option<ReadyResult> {
         let call = match &self.call {
             Ok(call) => *call,
@@ -166,33 +216,24 @@ impl UntilReady {
         };
         let tracker = &self.tracker;
         let request = tracker.admission(call.count, call.priority);
-        if !tracker.could_ever_pass(call.position, request) {
-            let waiter = self.waiter_of(call);
-            return Some(Err(tracker.not_ready(&waiter, DenyReason::Limit, None)));
+        let waiter = Waiter::new(call.position, call.count, call.priority, call.deadline);
+        if let Some(reason) = tracker.never_passes(call.position, request) {
+            return Some(Err(tracker.not_ready(&waiter, reason, None)));
         }
-        if here || tracker.persistence.is_none() {
+        let admission = tracker.slot(call.position).settings().config.admission;
+        if here || admission == Admission::Local {
             match tracker.update(call.position, request) {
                 Ok(recorded) => return Some(Ok(recorded.into_owned())),
                 Err(QuotaError::Denied { .. }) => {}
                 Err(error) => return Some(Err(error)),
             }
         }
-        let waiter = Arc::new(self.waiter_of(call));
+        let waiter = Arc::new(waiter);
         if let Err(error) = tracker.enqueue(&waiter) {
             return Some(Err(error));
         }
         self.waiter = Some(waiter);
         None
-    }
-
-    fn waiter_of(&self, call: Call) -> Waiter {
-        Waiter {
-            position: call.position,
-            count: call.count,
-            priority: call.priority,
-            deadline: call.deadline,
-            state: Mutex::new(WaitState::Queued(None)),
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::ReadyResult;
 use crate::locks::lock_std;
+use crate::observers::quietly;
 use std::sync::Mutex;
 use std::task::Waker;
 use std::time::Instant;
@@ -16,8 +17,9 @@ pub(super) struct Waiter {
 }
 
 pub(super) enum WaitState {
-    /// In the queue; whom to wake when it is answered.
-    Queued(Option<Wake>),
+    /// In the queue: whom to wake when it is answered, and whether the waiter thread is
+    /// admitting it right now (a caller past its deadline then waits for that answer).
+    Queued { wake: Option<Wake>, admitting: bool },
     /// Answered, not taken yet (boxed: a `Recorded` is large, and rare here).
     Done(Box<ReadyResult>),
     /// The answer was taken.
@@ -32,20 +34,56 @@ pub(super) enum Wake {
 }
 
 impl Wake {
+    /// Wakes the caller; a waker that panics is caught (the waiter thread goes on).
     pub(super) fn wake(self) {
-        match self {
+        quietly(|| match self {
             Wake::Thread(thread) => thread.unpark(),
             Wake::Task(waker) => waker.wake(),
-        }
+        });
     }
 }
 
+/// What a caller past its deadline finds.
+pub(super) enum GiveUp {
+    /// The answer came first (boxed, as in [`WaitState::Done`]).
+    Answered(Box<ReadyResult>),
+    /// The call is being admitted: its answer comes next.
+    Admitting,
+    /// Left the queue, unanswered.
+    Left,
+}
+
 impl Waiter {
+    /// A queued call with no one to wake yet.
+    pub(super) fn new(position: usize, count: u64, priority: bool, deadline: Instant) -> Self {
+        Waiter {
+            position,
+            count,
+            priority,
+            deadline,
+            state: Mutex::new(WaitState::Queued {
+                wake: None,
+                admitting: false,
+            }),
+        }
+    }
+
+    /// Marks the call as being admitted (or not any more); `false` if its caller left.
+    pub(super) fn admitting(&self, now: bool) -> bool {
+        match &mut *lock_std(&self.state) {
+            WaitState::Queued { admitting, .. } => {
+                *admitting = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Answers the call and wakes its caller; `false` if the caller went away.
     pub(super) fn answer(&self, result: ReadyResult) -> bool {
         let mut state = lock_std(&self.state);
         let wake = match std::mem::replace(&mut *state, WaitState::Taken) {
-            WaitState::Queued(wake) => wake,
+            WaitState::Queued { wake, .. } => wake,
             WaitState::Abandoned => {
                 *state = WaitState::Abandoned;
                 return false;
@@ -72,8 +110,11 @@ impl Waiter {
         let mut state = lock_std(&self.state);
         match std::mem::replace(&mut *state, WaitState::Taken) {
             WaitState::Done(result) => Some(*result),
-            WaitState::Queued(_) => {
-                *state = WaitState::Queued(Some(wake()));
+            WaitState::Queued { admitting, .. } => {
+                *state = WaitState::Queued {
+                    wake: Some(wake()),
+                    admitting,
+                };
                 None
             }
             other => {
@@ -84,12 +125,31 @@ impl Waiter {
     }
 
     /// Leaves the queue (as far as the caller is concerned): an answer that comes later is
-    /// dropped. The answer, if it came first.
+    /// dropped (calls admitted for it stay counted). The answer, if it came first.
     pub(super) fn abandon(&self) -> Option<ReadyResult> {
         let mut state = lock_std(&self.state);
         match std::mem::replace(&mut *state, WaitState::Abandoned) {
             WaitState::Done(result) => Some(*result),
             _ => None,
+        }
+    }
+
+    /// A blocking caller past its deadline leaves, unless the call is being admitted.
+    pub(super) fn give_up(&self) -> GiveUp {
+        let mut state = lock_std(&self.state);
+        match std::mem::replace(&mut *state, WaitState::Abandoned) {
+            WaitState::Done(result) => GiveUp::Answered(result),
+            WaitState::Queued {
+                wake,
+                admitting: true,
+            } => {
+                *state = WaitState::Queued {
+                    wake,
+                    admitting: true,
+                };
+                GiveUp::Admitting
+            }
+            _ => GiveUp::Left,
         }
     }
 }

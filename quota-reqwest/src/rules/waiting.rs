@@ -1,0 +1,60 @@
+//! [`Counting::WaitBefore`]: a denied request waits for capacity before it is sent.
+
+use super::{Counting, QuotaRules, Refused};
+use crate::error::{Exceeded, QuotaExceeded};
+use quota_core::{OwnedHold, QuotaError, ServiceId, UntilReady};
+use std::time::Duration;
+
+/// A counted request in flight: what the answer is taken in for.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    pub(super) service: ServiceId,
+    /// A priced service's hold (settled from the answer).
+    pub(super) hold: Option<OwnedHold>,
+    /// [`Counting::WaitBefore`]: the call waiting for capacity, to await before sending.
+    pub(super) waiting: Option<UntilReady>,
+}
+
+/// Whether `counting` waits for capacity.
+pub(super) fn waits(counting: Counting) -> bool {
+    matches!(counting, Counting::WaitBefore(_))
+}
+
+/// How long `counting` waits for capacity (0 for a counting that does not wait).
+pub(super) fn waits_for(counting: Counting) -> Duration {
+    match counting {
+        Counting::WaitBefore(max) => max,
+        Counting::TryBefore | Counting::RecordAfter => Duration::ZERO,
+    }
+}
+
+impl Ticket {
+    /// Waits for the call's capacity, if it waits ([`Counting::WaitBefore`]): the ticket
+    /// once the call is counted, or the refusal when its time is up.
+    pub(crate) async fn ready(mut self, rules: &QuotaRules) -> Result<Ticket, Refused> {
+        let Some(waiting) = self.waiting.take() else {
+            return Ok(self);
+        };
+        match waiting.await {
+            Ok(_) => Ok(self),
+            Err(QuotaError::NotReady {
+                reason,
+                ready_at_ms,
+                ..
+            }) => {
+                let (service, _) = rules.handle(self.service).map_err(Refused::Tracker)?;
+                let usage = service.usage();
+                let now = rules.tracker.now_ms();
+                Err(Refused::Exceeded(QuotaExceeded {
+                    service: service.name().to_owned(),
+                    used: usage.used,
+                    limit: usage.limit,
+                    retry_after: ready_at_ms
+                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                    reason: Exceeded::Denied(reason),
+                }))
+            }
+            Err(other) => Err(Refused::Tracker(other)),
+        }
+    }
+}
