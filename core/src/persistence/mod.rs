@@ -1,6 +1,7 @@
 //! Write-behind sync of the tracker's counts to a [`Store`](crate::Store), and reduced-rate mode.
 //!
-//! Saves are triggered by the calls themselves (there is no background thread, and none on
+//! Saves are triggered by the calls themselves (unless `sync_in_background` started the
+//! tracker's own thread, natively, which the calls then only wake; none on
 //! wasm), after the service locks are released: when `interval_ms` has passed since the last
 //! successful save, or at once when a call enters Critical. The save lock is held across the
 //! store I/O so at most one save is in flight; a call that finds it taken does not wait (the

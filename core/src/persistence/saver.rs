@@ -159,6 +159,12 @@ impl Persistence {
     }
 
     /// Whether a call at `now_ms` should try to sync (the hot path: one atomic load).
+    /// When the next sync is due (ms; 0: at once).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn due_at_ms(&self) -> u64 {
+        self.due_ms.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn due(&self, now_ms: u64) -> bool {
         now_ms >= self.due_ms.load(Ordering::Relaxed)
     }

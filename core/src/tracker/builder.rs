@@ -255,6 +255,8 @@ impl QuotaTracker {
             unreported: crate::metrics::Unreported::default(),
             #[cfg(not(target_arch = "wasm32"))]
             waiting: Default::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            syncer: Default::default(),
         };
         let now = tracker.now();
         tracker.services = config

@@ -7,7 +7,6 @@ use super::{
 };
 use crate::config::Admission;
 use crate::error::QuotaError;
-use crate::persistence::SaveReason;
 use crate::rules::{Refusal, Request, ServiceState, Step};
 use crate::store::StoredState;
 use crate::usage::{Raised, Recorded, Transition};
@@ -470,10 +469,9 @@ impl QuotaTracker {
         let Some(persistence) = &self.persistence else {
             return;
         };
-        if entered_critical && persistence.policy.force_on_critical {
-            self.save(SaveReason::Critical, now);
-        } else if persistence.due(now) {
-            self.save(SaveReason::Interval, now);
+        let critical = entered_critical && persistence.policy.force_on_critical;
+        if critical || persistence.due(now) {
+            self.sync_now(critical, now);
         }
     }
 }

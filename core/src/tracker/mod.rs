@@ -29,6 +29,7 @@ mod reconfigure;
 mod shared;
 mod slot;
 mod sync;
+mod syncer;
 #[cfg(not(target_arch = "wasm32"))]
 mod wait;
 
@@ -107,6 +108,9 @@ pub struct QuotaTracker {
     /// Calls queued by `until_ready`, and the thread that admits them.
     #[cfg(not(target_arch = "wasm32"))]
     waiting: wait::Waiting,
+    /// The background syncer, once `sync_in_background` started it.
+    #[cfg(not(target_arch = "wasm32"))]
+    syncer: syncer::Syncer,
 }
 
 /// [`SHARED_ADMISSION`](crate::config::SHARED_ADMISSION), by its short name in the tracker.
