@@ -281,7 +281,7 @@ pub fn make_certificate(dir: &Path) {
 /// reply of the one numbered `drop_at`: withheld (the client times out) or cut off (the
 /// connection closes once the reply is in). While `refuse` is set it closes every new
 /// connection at once (Redis seems down); `refuse_on_cut` sets it as a reply is cut off, so
-/// the client's reconnect fails.
+/// the client's reconnect fails. Every reply waits `delay_ms` before it is passed on.
 pub struct Proxy {
     pub port: u16,
     pub evalsha: Arc<AtomicUsize>,
@@ -289,6 +289,7 @@ pub struct Proxy {
     pub close: Arc<AtomicBool>,
     pub refuse: Arc<AtomicBool>,
     pub refuse_on_cut: Arc<AtomicBool>,
+    pub delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -301,6 +302,7 @@ impl Proxy {
             close: Arc::default(),
             refuse: Arc::default(),
             refuse_on_cut: Arc::default(),
+            delay_ms: Arc::default(),
         };
         let switches = Switches {
             evalsha: proxy.evalsha.clone(),
@@ -308,6 +310,7 @@ impl Proxy {
             close: proxy.close.clone(),
             refuse: proxy.refuse.clone(),
             refuse_on_cut: proxy.refuse_on_cut.clone(),
+            delay_ms: proxy.delay_ms.clone(),
         };
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -350,6 +353,7 @@ struct Switches {
     close: Arc<AtomicBool>,
     refuse: Arc<AtomicBool>,
     refuse_on_cut: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 fn forward(mut client: TcpStream, upstream: u16, switches: &Switches) {
@@ -373,6 +377,7 @@ fn forward(mut client: TcpStream, upstream: u16, switches: &Switches) {
             losing.clone(),
         );
         let (refuse, refuse_on_cut) = (switches.refuse.clone(), switches.refuse_on_cut.clone());
+        let delay_ms = switches.delay_ms.clone();
         thread::spawn(move || {
             let mut buffer = [0u8; 16 * 1024];
             loop {
@@ -391,6 +396,10 @@ fn forward(mut client: TcpStream, upstream: u16, switches: &Switches) {
                         break;
                     }
                     continue; // withheld
+                }
+                let delay = delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    thread::sleep(std::time::Duration::from_millis(delay));
                 }
                 if to.write_all(&buffer[..n]).is_err() {
                     break;
