@@ -7,6 +7,14 @@ use super::QuotaTracker;
 use crate::persistence::SaveReason;
 
 impl QuotaTracker {
+    /// Whether `sync_in_background` started the tracker's syncer (never on wasm32).
+    pub(super) fn syncs_in_background(&self) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.syncer.runs();
+        #[cfg(target_arch = "wasm32")]
+        false
+    }
+
     /// A sync is due (`critical`: a call entered Critical): run it here, or wake the
     /// background syncer.
     #[cold]
@@ -61,6 +69,8 @@ mod background {
     #[derive(Default)]
     struct State {
         woken: bool,
+        /// `Leased` services whose next block to lease ahead (their positions).
+        prefetch: Vec<usize>,
         /// A call entered Critical: sync at once, as a forced sync.
         critical: bool,
         /// The tracker dropped.
@@ -84,6 +94,22 @@ mod background {
             drop(state);
             shared.wake.notify_one();
             true
+        }
+    }
+
+    impl Syncer {
+        /// Whether the thread runs.
+        pub(in crate::tracker) fn runs(&self) -> bool {
+            self.shared.running.load(Ordering::Relaxed)
+        }
+
+        /// Asks the thread to lease the next block of the `Leased` service at `position`.
+        pub(in crate::tracker) fn prefetch(&self, position: usize) {
+            let mut state = lock_std(&self.shared.state);
+            state.prefetch.push(position);
+            state.woken = true;
+            drop(state);
+            self.shared.wake.notify_one();
         }
     }
 
@@ -156,12 +182,18 @@ mod background {
 
         /// One look of the syncer: the sync that is due, if one is; how long to sleep after.
         fn sync_in_turn(&self, shared: &Shared) -> Duration {
-            let critical = {
+            let (critical, prefetch) = {
                 let mut state = lock_std(&shared.state);
                 state.woken = false;
-                std::mem::take(&mut state.critical)
+                (
+                    std::mem::take(&mut state.critical),
+                    std::mem::take(&mut state.prefetch),
+                )
             };
             shared.woken.store(false, Ordering::Relaxed);
+            for position in prefetch {
+                self.prefetch_lease(position);
+            }
             let Some(persistence) = &self.persistence else {
                 return Duration::from_secs(60);
             };

@@ -26,6 +26,9 @@ pub(in crate::tracker) struct LeaseState {
     /// How many times a raise forfeited the block: a grant asked before one goes back when it
     /// comes, never spent (the provider's count says less is left than it assumed).
     pub(in crate::tracker) forfeits: u64,
+    /// The background syncer was asked to lease the next block (the one in hand fell below
+    /// half a block); cleared when it has.
+    pub(in crate::tracker) prefetching: bool,
 }
 
 impl LeaseState {
@@ -258,6 +261,7 @@ impl QuotaTracker {
         count: u64,
     ) -> Option<Recorded<'_>> {
         let slot = self.slot(position);
+        let prefetch;
         let (state, reset, recorded) = {
             let mut guard = slot.lock(self.persistence.is_some());
             let old_window = guard.service.window;
@@ -281,6 +285,11 @@ impl QuotaTracker {
             let (reset, recorded) = self.queue_transitions(slot, &step);
             let covered =
                 guard.lease.window == Some(guard.service.window) && guard.lease.left >= count;
+            let block = match slot.settings().config.admission {
+                Admission::Leased { block } => block,
+                _ => 0,
+            };
+            prefetch = covered && self.prefetches(&mut guard.lease, count, block);
             if covered {
                 guard.lease.left -= count;
                 guard.service.total = guard.service.total.saturating_add(count);
@@ -293,6 +302,12 @@ impl QuotaTracker {
         if reset.is_some() || recorded.is_some() {
             self.pump(&[position]);
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if prefetch {
+            self.syncer.prefetch(position);
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = prefetch;
         let state = state?;
         self.after_call(now, false);
         Some(Recorded {
@@ -301,6 +316,42 @@ impl QuotaTracker {
             recorded,
             shadow_denied: None,
         })
+    }
+
+    /// Whether spending `count` of the block in hand (`lease`, under its lock) should have the
+    /// background syncer lease the next one: it runs, the block falls below half a `block`,
+    /// and no such lease is asked already (marked asked, if so).
+    fn prefetches(&self, lease: &mut LeaseState, count: u64, block: u64) -> bool {
+        if !self.syncs_in_background()
+            || lease.prefetching
+            || lease.left - count >= block.div_ceil(2)
+        {
+            return false;
+        }
+        lease.prefetching = true;
+        true
+    }
+
+    /// Leases the next block of the `Leased` service at `position` ahead of need, on the
+    /// background syncer's thread (no lock held while the store answers; the grant joins the
+    /// block in hand, under the same ceiling as any lease: never an over-admission).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(in crate::tracker) fn prefetch_lease(&self, position: usize) {
+        let slot = self.slot(position);
+        let settings = slot.settings();
+        let now = self.now();
+        if let Admission::Leased { block } = settings.config.admission {
+            if settings.more.is_empty() && !settings.removed && !self.backing_off(now) {
+                let reduced = self.is_reduced_rate();
+                let state = self.step_at(position, now, Request::READ, true).state;
+                if state.used < settings.rules.lease_ceiling(reduced) {
+                    // A failure is the store's (counted, backed off); the caller whose block
+                    // runs out asks again itself.
+                    let _ = self.take_lease(position, state.window, block, reduced, now);
+                }
+            }
+        }
+        slot.lock(self.persistence.is_some()).lease.prefetching = false;
     }
 
     /// Asks the store for `asked` calls of `window`; the grant joins the block in hand. A lease
