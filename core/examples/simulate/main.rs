@@ -56,11 +56,12 @@ usage: simulate [--config FILE] [--workers N] [--calls N] [--mode locked|racy] [
                 [--max-size N] [--limit N] [--hold MAX]
        simulate [--config FILE] --processes N --store file:PATH|redis://HOST:PORT
                 [--admission local|exact|leased:BLOCK] [--limit N] [--calls N] [--seed N]
-                [--hold MAX]
+                [--hold MAX] [--sync inline|background]
 defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; the services tiingo,
 finnhub and sendgrid with admission local, or those of --config FILE (.toml or .json) with its
 store. --hold MAX: every call is a hold of 1 to MAX units, settled at 0 to twice its estimate
-(an LLM call's tokens). A redis:// store needs a build with Redis: cargo run -p quota-core
+(an LLM call's tokens). --sync background: each process syncs on a thread of its tracker's
+(sync_in_background), which also leases Leased blocks ahead. A redis:// store needs a build with Redis: cargo run -p quota-core
 --release --features sim,redis --example simulate -- ...";
 
 fn main() -> ExitCode {
@@ -93,6 +94,8 @@ struct Options {
     child: Option<u64>,
     /// `--hold MAX`: every call a hold of 1 to MAX units, settled at what it cost.
     hold: Option<u64>,
+    /// `--sync background`: each process's tracker syncs on its own thread.
+    background: bool,
 }
 
 /// What a run counts against: the services (the defaults or the config file's, with `--limit`
@@ -197,6 +200,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         config: None,
         child: None,
         hold: None,
+        background: false,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -230,6 +234,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--config" => options.config = Some(PathBuf::from(value)),
+            "--sync" => {
+                options.background = match value.as_str() {
+                    "inline" => false,
+                    "background" => true,
+                    other => return Err(format!("--sync must be inline or background (got {other:?})")),
+                }
+            }
             "--admission" => {
                 options.admission = Some(match value.as_str() {
                     "local" => Admission::Local,

@@ -328,6 +328,12 @@ pub(super) fn shared_child(
         .sync_policy(setup.sync.clone())
         .build()
         .map_err(|e| e.to_string())?;
+    let tracker = std::sync::Arc::new(tracker);
+    if options.background {
+        tracker
+            .sync_in_background()
+            .map_err(|error| error.to_string())?;
+    }
     let mut workload = Workload::even(config);
     workload.seed = options.seed.wrapping_add(child);
     let stream = workload

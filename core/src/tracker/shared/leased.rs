@@ -29,7 +29,14 @@ pub(in crate::tracker) struct LeaseState {
     /// The background syncer was asked to lease the next block (the one in hand fell below
     /// half a block); cleared when it has.
     pub(in crate::tracker) prefetching: bool,
+    /// How many blocks a lease ahead asks for (0 and 1: one): doubled, up to [`MOST_AHEAD`],
+    /// each time the block in hand ran out before the lease ahead came, so that a lease
+    /// ahead lasts longer than the store takes to answer.
+    pub(in crate::tracker) ahead: u64,
 }
+
+/// The most blocks one lease ahead asks for.
+const MOST_AHEAD: u64 = 64;
 
 impl LeaseState {
     /// A raise: the block in hand is forfeited, not spent nor given back (a give-back
@@ -289,6 +296,10 @@ impl QuotaTracker {
                 Admission::Leased { block } => block,
                 _ => 0,
             };
+            if !covered && guard.lease.prefetching {
+                // The lease ahead came too late: the next asks for more.
+                guard.lease.ahead = (guard.lease.ahead.max(1) * 2).min(MOST_AHEAD);
+            }
             prefetch = covered && self.prefetches(&mut guard.lease, count, block);
             if covered {
                 guard.lease.left -= count;
@@ -322,9 +333,10 @@ impl QuotaTracker {
     /// background syncer lease the next one: it runs, the block falls below half a `block`,
     /// and no such lease is asked already (marked asked, if so).
     fn prefetches(&self, lease: &mut LeaseState, count: u64, block: u64) -> bool {
+        let ahead = block.saturating_mul(lease.ahead.max(1));
         if !self.syncs_in_background()
             || lease.prefetching
-            || lease.left - count >= block.div_ceil(2)
+            || lease.left - count >= ahead.div_ceil(2)
         {
             return false;
         }
@@ -344,10 +356,18 @@ impl QuotaTracker {
             if settings.more.is_empty() && !settings.removed && !self.backing_off(now) {
                 let reduced = self.is_reduced_rate();
                 let state = self.step_at(position, now, Request::READ, true).state;
-                if state.used < settings.rules.lease_ceiling(reduced) {
+                let headroom = settings
+                    .rules
+                    .lease_ceiling(reduced)
+                    .saturating_sub(state.used);
+                let ahead = slot.lock(self.persistence.is_some()).lease.ahead.max(1);
+                // More blocks at once only while they are a small part of what is left (other
+                // instances must not be refused for calls held here), never less than one.
+                let asked = block.saturating_mul(ahead).min(headroom / 8).max(block);
+                if headroom > 0 {
                     // A failure is the store's (counted, backed off); the caller whose block
                     // runs out asks again itself.
-                    let _ = self.take_lease(position, state.window, block, reduced, now);
+                    let _ = self.take_lease(position, state.window, asked, reduced, now);
                 }
             }
         }
