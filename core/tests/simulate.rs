@@ -358,6 +358,46 @@ fn leased_runs_add_exactly_what_they_admit() {
     }
 }
 
+/// The same with every process syncing (and leasing ahead) on its tracker's own thread
+/// (`--sync background`): what the run admits it adds, lost 0, never past the stop.
+#[test]
+fn leased_runs_syncing_in_the_background_add_exactly_what_they_admit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_services(&dir);
+    let store = format!("file:{}", dir.path().join("quota.json").display());
+    let args = [
+        "--config",
+        &config,
+        "--processes",
+        "4",
+        "--store",
+        &store,
+        "--admission",
+        "leased:5",
+        "--calls",
+        "800",
+        "--sync",
+        "background",
+    ];
+    let out = simulate_as_process(&args);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let rows = shared_rows(&out.stdout);
+    for (_, [issued, admitted, denied, before, added, after, lost]) in rows.iter().take(2) {
+        assert_eq!(*issued, admitted + denied, "{}", out.stdout);
+        assert_eq!(*before, 0, "{}", out.stdout);
+        assert_eq!(*added, *admitted, "{}", out.stdout);
+        assert_eq!(*lost, 0, "{}", out.stdout);
+        assert!(*after <= 80, "never past the stop: {}", out.stdout);
+        // Blocks held at the end go back: the run reaches the stop, less a block per process.
+        assert!(*admitted >= 80 - 4 * 5, "{}", out.stdout);
+    }
+    let error = run_cli(&["--sync", "sometimes"]).unwrap_err();
+    assert!(
+        error.contains("--sync must be inline or background (got \"sometimes\")"),
+        "{error}"
+    );
+}
+
 /// Two shared runs at once on one file: Exact admission still stops exactly at 80 in all,
 /// and the file holds exactly what both admitted. Each run sees the other's calls in its
 /// windows: then its lost is negative and it says why.
