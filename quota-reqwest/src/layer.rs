@@ -1,6 +1,6 @@
 //! The tower layer: the same rules for any `http` client or server stack built on tower.
 
-use crate::rules::{InFlight, QuotaRules, Refused, RequestInfo};
+use crate::rules::{InFlight, QuotaRules, Refused, RequestInfo, Ticket};
 use crate::BoxError;
 use http::header::HOST;
 use http::{Request, Response};
@@ -182,6 +182,14 @@ where
         // The clone that was made ready is the one that is called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let waits = ticket.as_ref().is_some_and(Ticket::waits);
+        if waits {
+            // The call waits for capacity first: the readiness `poll_ready` reserved (a
+            // concurrency slot, say) goes back now, and is asked for again once it may go.
+            let fresh = inner.clone();
+            drop(inner);
+            inner = fresh;
+        }
         let connect_error = self.connect_error.clone();
         let rules = Arc::clone(&self.rules);
         Box::pin(async move {
@@ -194,6 +202,15 @@ where
                 },
                 None => None,
             };
+            if waits {
+                if let Err(error) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
+                    // Counted, never sent: as a transport error before sending would be.
+                    if let Some(ticket) = ticket {
+                        InFlight::new(rules, ticket).failed(false);
+                    }
+                    return Err(error.into());
+                }
+            }
             // Counts the request as failed if the future is dropped before the answer.
             let in_flight = ticket.map(|ticket| InFlight::new(rules, ticket));
             let result = inner.call(request).await;

@@ -21,7 +21,7 @@ impl QuotaTracker {
     #[inline(never)]
     pub(super) fn sync_now(&self, critical: bool, now: u64) {
         #[cfg(not(target_arch = "wasm32"))]
-        if self.syncer.wake(critical) {
+        if self.syncer.wake(critical, now, self.persistence.as_ref()) {
             return;
         }
         let reason = match critical {
@@ -40,9 +40,10 @@ mod background {
     use super::super::QuotaTracker;
     use crate::locks::lock_std;
     use crate::observers::quietly;
+    use crate::persistence::Persistence;
     use crate::persistence::SaveReason;
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Condvar, Mutex, Weak};
     use std::time::Duration;
 
@@ -60,6 +61,11 @@ mod background {
     struct Shared {
         /// The thread runs: calls wake it instead of syncing.
         running: AtomicBool,
+        /// When the thread's look under way began (tracker ms; 0: it sleeps). A look longer
+        /// than an interval (an observer that blocks, a store that hangs) lets calls sync
+        /// themselves again, as without the thread (their sync coalesces while the thread
+        /// holds the save lock: no wait, no I/O).
+        looking_since_ms: AtomicU64,
         /// A wake is pending (calls that find a sync due wake it once, not each).
         woken: AtomicBool,
         state: Mutex<State>,
@@ -75,20 +81,37 @@ mod background {
         critical: bool,
         /// The tracker dropped.
         closed: bool,
+        /// The thread ended.
+        ended: bool,
     }
 
     impl Syncer {
-        /// Wakes the thread, if it runs, for a due sync (`critical`: a forced one); `false`
-        /// if it does not run (the caller syncs). Cheap while a wake is pending.
-        pub(in crate::tracker) fn wake(&self, critical: bool) -> bool {
+        /// Wakes the thread, if it runs, for a due sync (`critical`: a forced one) found at
+        /// `now`; `false` if the caller must sync itself (no thread, or one stuck in a look
+        /// longer than an interval). Cheap while a wake is pending.
+        pub(in crate::tracker) fn wake(
+            &self,
+            critical: bool,
+            now: u64,
+            persistence: Option<&Persistence>,
+        ) -> bool {
             let shared = &self.shared;
             if !shared.running.load(Ordering::Relaxed) {
+                return false;
+            }
+            let since = shared.looking_since_ms.load(Ordering::Relaxed);
+            let stuck_after = persistence.map_or(0, |p| p.policy.interval_ms.max(LEAST_SLEEP_MS));
+            if since != 0 && now.saturating_sub(since) > stuck_after {
                 return false;
             }
             if !critical && shared.woken.swap(true, Ordering::Relaxed) {
                 return true;
             }
             let mut state = lock_std(&shared.state);
+            if state.ended {
+                // The thread ended (its tracker left its `Arc`): the caller syncs.
+                return false;
+            }
             state.woken = true;
             state.critical |= critical;
             drop(state);
@@ -132,8 +155,14 @@ mod background {
         /// the thread that drops it.
         ///
         /// Transitions and store events that a sync causes (a read that raised a count,
-        /// reduced-rate mode) are delivered on that thread. The thread holds the tracker
-        /// only while it syncs, and ends when the tracker drops. Native only.
+        /// reduced-rate mode) are delivered on that thread. While one of its looks lasts
+        /// longer than an interval (an observer that blocks, a store that hangs), calls sync
+        /// themselves again, as without it (coalescing while it holds the store). The thread
+        /// holds the tracker only while it syncs, and ends when the tracker drops (or is
+        /// taken out of its `Arc`: calls then sync themselves, and this may start it again).
+        /// If the last `Arc` drops while the thread syncs, the tracker's final flush runs on
+        /// the thread when that sync ends: a process about to exit calls
+        /// [`flush`](Self::flush) first. Native only.
         ///
         /// Returns `Ok(false)` without a store, or if the thread runs already; an error if
         /// the thread cannot be started.
@@ -166,6 +195,7 @@ mod background {
             if shared.running.swap(true, Ordering::SeqCst) {
                 return Ok(false);
             }
+            lock_std(&shared.state).ended = false;
             let weak = Arc::downgrade(self);
             let thread_shared = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
@@ -174,7 +204,14 @@ mod background {
             match spawned {
                 Ok(_) => Ok(true),
                 Err(error) => {
+                    // Calls that woke the thread that never started: they sync themselves
+                    // from now on, and the one a wake left due is due still.
+                    lock_std(&shared.state).ended = true;
                     shared.running.store(false, Ordering::SeqCst);
+                    shared.woken.store(false, Ordering::SeqCst);
+                    if let Some(persistence) = &self.persistence {
+                        persistence.sync_soon();
+                    }
                     Err(error)
                 }
             }
@@ -191,18 +228,32 @@ mod background {
                 )
             };
             shared.woken.store(false, Ordering::Relaxed);
+            let now = self.now();
+            shared.looking_since_ms.store(now.max(1), Ordering::Relaxed);
             for position in prefetch {
                 self.prefetch_lease(position);
             }
             let Some(persistence) = &self.persistence else {
                 return Duration::from_secs(60);
             };
-            let now = self.now();
-            if critical {
-                self.save(SaveReason::Critical, now);
-            } else if persistence.due(now) {
-                self.save(SaveReason::Interval, now);
+            let reason = match critical {
+                true => Some(SaveReason::Critical),
+                false => persistence.due(now).then_some(SaveReason::Interval),
+            };
+            if let Some(reason) = reason {
+                if self.save(reason, now).is_none() {
+                    // Coalesced into a sync in flight (a `flush` elsewhere): it stays due until
+                    // that one ends. Calls must not wake this thread for it meanwhile (those
+                    // that did during this look are forgotten; a Critical one is not).
+                    shared.woken.store(true, Ordering::Relaxed);
+                    let mut state = lock_std(&shared.state);
+                    state.woken = state.critical || !state.prefetch.is_empty();
+                    drop(state);
+                    shared.looking_since_ms.store(0, Ordering::Relaxed);
+                    return Duration::from_millis(LEAST_SLEEP_MS);
+                }
             }
+            shared.looking_since_ms.store(0, Ordering::Relaxed);
             let wait = persistence.due_at_ms().saturating_sub(self.now());
             let most = persistence.policy.interval_ms.max(LEAST_SLEEP_MS);
             Duration::from_millis(wait.clamp(LEAST_SLEEP_MS, most))
@@ -215,6 +266,13 @@ mod background {
         loop {
             let sleep = {
                 let Some(tracker) = tracker.upgrade() else {
+                    // Dropped, or taken out of its `Arc` (it may live on): calls sync
+                    // themselves from now on, and `sync_in_background` may start a thread
+                    // again.
+                    let mut state = lock_std(&shared.state);
+                    state.ended = true;
+                    shared.running.store(false, Ordering::SeqCst);
+                    shared.woken.store(false, Ordering::SeqCst);
                     return;
                 };
                 // A sync catches its store's panics and its observers'; whatever else

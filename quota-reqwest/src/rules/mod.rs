@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use units::UnitHeaders;
 pub(crate) use waiting::Ticket;
-use waiting::{waits, waits_for};
+use waiting::{deadline_after, waits, waits_for};
 use which_limit::refusing_reset;
 
 /// When a service's requests are counted.
@@ -307,6 +307,16 @@ impl QuotaRules {
         let before = matches!(counting, Counting::TryBefore | Counting::WaitBefore(_));
         let pricing = self.pricing.get(&id).filter(|_| before);
         let mut hold = None;
+        if before && pricing.is_none() && waits(counting) {
+            // Admitted at once where it can be (here only if no store is asked), else queued.
+            let deadline = deadline_after(waits_for(counting));
+            let waiting = self.tracker.until_ready(service.name(), 1, deadline);
+            return Ok(Some(Ticket {
+                service: id,
+                hold: None,
+                waiting: Some(waiting),
+            }));
+        }
         if before {
             let admitted = match pricing {
                 Some(pricing) => self
@@ -317,15 +327,6 @@ impl QuotaRules {
             };
             match admitted {
                 Ok(()) => {}
-                Err(QuotaError::Denied { .. }) if pricing.is_none() && waits(counting) => {
-                    let deadline = Instant::now() + waits_for(counting);
-                    let waiting = self.tracker.until_ready(service.name(), 1, deadline);
-                    return Ok(Some(Ticket {
-                        service: id,
-                        hold: None,
-                        waiting: Some(waiting),
-                    }));
-                }
                 Err(QuotaError::Denied {
                     used,
                     limit,

@@ -3,7 +3,7 @@
 use super::{Counting, QuotaRules, Refused};
 use crate::error::{Exceeded, QuotaExceeded};
 use quota_core::{OwnedHold, QuotaError, ServiceId, UntilReady};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A counted request in flight: what the answer is taken in for.
 #[derive(Debug)]
@@ -28,7 +28,21 @@ pub(super) fn waits_for(counting: Counting) -> Duration {
     }
 }
 
+/// The instant `max` from now; a far one where that is past what an `Instant` holds
+/// (`Duration::MAX`: wait as long as it takes).
+pub(super) fn deadline_after(max: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(max)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 impl Ticket {
+    /// Whether the call waits for capacity before it may be sent.
+    pub(crate) fn waits(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     /// Waits for the call's capacity, if it waits ([`Counting::WaitBefore`]): the ticket
     /// once the call is counted, or the refusal when its time is up.
     pub(crate) async fn ready(mut self, rules: &QuotaRules) -> Result<Ticket, Refused> {
