@@ -6,7 +6,7 @@ use super::{fast_path, shared, FastPath, Ledger, SHARED};
 use crate::config::Admission;
 use crate::config::ServiceConfig;
 use crate::error::{DenyReason, QuotaError};
-use crate::locks::{AtomicPtr, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::locks::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use crate::observers::Outbox;
 use crate::rules::{Ask, Change, Refusal, Request, ServiceRules, ServiceState, Step};
 use crate::usage::{ServiceUsage, Transition};
@@ -65,8 +65,10 @@ pub(super) struct ServiceSlot {
     settings: AtomicPtr<Settings>,
     /// The calls queued by `until_ready` (`tracker/wait.rs`): priority ones in the high 32
     /// bits, normal ones in the low. Beside `settings`, which every call reads: checking it
-    /// costs no other cache line. Written under the wait queue's lock only.
-    pub(super) waiting: AtomicU64,
+    /// costs no other cache line. Written under the wait queue's lock only. `std`'s even under
+    /// loom: the wait queue is no part of the modelled protocol, and a loom atomic would make
+    /// every modelled admission one more point to interleave at.
+    pub(super) waiting: std::sync::atomic::AtomicU64,
     /// Every settings this slot was ever given, kept until the tracker drops, so a reference
     /// read from `settings` stays valid for as long as the slot is borrowed. A leaf lock, taken
     /// only by `reconfigure`.
@@ -204,7 +206,7 @@ impl ServiceSlot {
         ServiceSlot {
             name: Arc::from(kept[0].config.name.as_str()),
             settings: AtomicPtr::new(pointer.cast_mut()),
-            waiting: AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicU64::new(0),
             kept: Mutex::new(kept),
             state: CachePadded::new(Mutex::new(state)),
             fast: FastPath::new(),
@@ -228,7 +230,7 @@ impl ServiceSlot {
             Ask::Priority => u64::MAX << 32,
             Ask::Read | Ask::Record => return false,
         };
-        self.waiting.load(Ordering::Relaxed) & waiting != 0
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed) & waiting != 0
     }
 
     /// The settings in force. Read without the lock they may be replaced right after (a

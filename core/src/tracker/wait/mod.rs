@@ -19,12 +19,13 @@
 
 use super::QuotaTracker;
 use crate::error::{DenyReason, QuotaError};
-use crate::locks::{lock_std, Ordering};
+use crate::locks::lock_std;
 use crate::observers::quietly;
 use crate::rules::Request;
 use crate::usage::Recorded;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 

@@ -54,8 +54,10 @@ impl QuotaTracker {
     /// thread per tracker (started by the first call that queues) admits them in turn,
     /// waking when a window that refused the first ends, when calls are given back here (a
     /// hold settled low or cancelled) or a reconfigure lands, at least every sync interval
-    /// with a store (capacity other instances freed is noticed within one interval and the
-    /// sync it triggers), and at least once a second. Shared admission's store calls run on
+    /// with a store (capacity other instances freed is noticed within about one interval:
+    /// `Exact` and `Leased` ask the store itself, `Local` sees it at the next sync, which its
+    /// admissions trigger or [`sync_in_background`](Self::sync_in_background) runs), and at
+    /// least once a second. Shared admission's store calls run on
     /// that thread, never on the caller's. Calls that could never pass (more than the cap of
     /// an empty window) fail at once, with `ready_at_ms` `None`.
     ///
