@@ -63,7 +63,7 @@ pub(super) struct ServiceSlot {
     /// The settings in force: one of `kept`'s. Written only under `state`'s lock (by
     /// `reconfigure`); read with or without it.
     settings: AtomicPtr<Settings>,
-    /// The calls queued by `until_ready` (`tracker/wait.rs`): priority ones in the high 32
+    /// The calls queued by `until_ready` (`tracker/wait/`): priority ones in the high 32
     /// bits, normal ones in the low. Beside `settings`, which every call reads: checking it
     /// costs no other cache line. Written under the wait queue's lock only. `std`'s even under
     /// loom: the wait queue is no part of the modelled protocol, and a loom atomic would make
