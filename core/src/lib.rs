@@ -75,7 +75,7 @@ pub use tracker::{
     Settlement,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use tracker::{ReadyResult, UntilReady};
+pub use tracker::{HoldWhenReady, ReadyResult, UntilReady};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, TimeZone, UnknownPeriod, Window, WindowSpec, WindowSpecError};
 

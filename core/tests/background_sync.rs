@@ -152,7 +152,8 @@ fn an_idle_tracker_sends_and_reads_every_interval() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(a.stats().saves >= 2);
+    // Saves no call made: each thread's own (the build's read is not a save).
+    assert!(a.stats().saves >= 1 && b.stats().saves >= 1);
 }
 
 /// The number of this process's threads named `quota-syncer`.
@@ -319,10 +320,10 @@ fn the_next_leased_block_is_fetched_ahead_on_the_syncer_thread() {
     let mine = std::thread::current().name().unwrap_or("").to_owned();
     assert_eq!(threads[0], mine, "the first block is the caller's");
     // Half a block (25 ms of calls) is the syncer's time to lease the next: on a loaded
-    // machine it may miss now and then, never most of the time.
+    // machine it may miss now and then (and then leases more at once), never most of the time.
     let by_caller = threads.iter().filter(|name| **name == mine).count();
     assert!(
-        by_caller <= 4,
+        by_caller * 2 <= threads.len(),
         "the caller leased {by_caller} of {} blocks: {threads:?}",
         threads.len()
     );

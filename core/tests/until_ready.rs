@@ -56,13 +56,26 @@ fn early_in_a_second(after_ms: u64) {
     std::thread::sleep(Duration::from_millis(1_000 - into + after_ms));
 }
 
-/// The CPU time this process used so far (user + system), from /proc.
+/// The CPU time (user + system) every `quota-waiter` thread of this process used so far, from
+/// /proc: the threads that must sleep while calls wait (other tests' too, which must sleep as
+/// well; the tests' own threads are not counted).
 #[cfg(target_os = "linux")]
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let ticks: u64 = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            if name.trim() != "quota-waiter" {
+                return None;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // Fields after the command's closing parenthesis: utime and stime are the 12th
+            // and 13th.
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+            Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?)
+        })
+        .sum();
     // USER_HZ is 100 on every Linux the tests run on.
     Duration::from_millis(ticks * 10)
 }
@@ -310,7 +323,7 @@ fn waiters_are_served_in_order_exactly_once_across_window_ends_without_a_busy_lo
     }
     // The wakes came in the same order (each call was answered before the next was tried).
     assert_eq!(*woken.lock().unwrap(), expected);
-    // Two window ends passed while the waiter slept: a busy loop would have burnt a core.
+    // Two window ends passed while the waiters slept: a busy loop would have burnt a core.
     #[cfg(target_os = "linux")]
     assert!(
         cpu < waited / 4,
@@ -434,4 +447,83 @@ fn awaiting_on_a_current_thread_runtime_never_blocks_it() {
     // One tick per 10 ms while it waited (the runtime was free); a blocked executor gets 1.
     let expected = (waited.as_millis() / 10) as u32;
     assert!(ticks * 2 >= expected, "{ticks} ticks in {waited:?}");
+}
+
+/// `hold_when_ready`: the same queue, answered with a hold to settle.
+#[test]
+fn a_waiting_hold_is_admitted_when_calls_are_given_back_and_settles() {
+    let tracker = tracker([service("llm", 1_000, Period::Hour)]);
+    let running = tracker.hold("llm", 1_000).unwrap();
+    let waiting = tracker.hold_when_ready("llm", 400, in_secs(20.0));
+    let thread = std::thread::spawn(move || waiting.wait());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(matches!(
+        tracker.try_record("llm", 1),
+        Err(QuotaError::Denied {
+            reason: DenyReason::Waiting,
+            ..
+        })
+    ));
+    running.settle(500).unwrap();
+    let hold = thread.join().unwrap().unwrap();
+    assert_eq!((hold.service(), hold.estimate()), ("llm", 400));
+    assert_eq!(tracker.usage("llm").unwrap().used, 900);
+    let settled = hold.settle(150).unwrap();
+    assert_eq!(settled.given_back, 250);
+    assert_eq!(tracker.usage("llm").unwrap().used, 650);
+    // Priority holds go first: a waiting normal hold of 200 and then a priority one of 300,
+    // with 350 given back: the priority one takes 300 and the normal one (which alone would
+    // have fit) waits for more.
+    let normal = tracker.hold_when_ready("llm", 200, in_secs(20.0));
+    let priority = tracker.hold_priority_when_ready("llm", 300, in_secs(20.0));
+    let filler = tracker.hold("llm", 350).unwrap(); // 1,000: full
+    let normal = std::thread::spawn(move || normal.wait());
+    std::thread::sleep(Duration::from_millis(50));
+    let priority = std::thread::spawn(move || priority.wait());
+    std::thread::sleep(Duration::from_millis(50));
+    filler.cancel().unwrap();
+    let first = priority.join().unwrap().unwrap();
+    assert_eq!(first.estimate(), 300);
+    assert_eq!(tracker.usage("llm").unwrap().used, 950);
+    first.cancel().unwrap(); // 300 back: now the normal one fits
+    let second = normal.join().unwrap().unwrap();
+    assert_eq!(second.estimate(), 200);
+    assert_eq!(tracker.usage("llm").unwrap().used, 850);
+}
+
+/// A waiting hold dropped at any point keeps nothing: left in the queue, it is taken off;
+/// admitted for it as it left, it is cancelled.
+#[test]
+fn a_waiting_hold_dropped_keeps_nothing() {
+    let tracker = tracker([service("llm", 100, Period::Hour)]);
+    let woken = Arc::new(Mutex::new(Vec::new()));
+    let waker = Waker::from(Arc::new(Noting {
+        id: 0,
+        woken: Arc::clone(&woken),
+    }));
+    for round in 0..50 {
+        let running = tracker.hold("llm", 100).unwrap();
+        let mut waiting = Box::pin(tracker.hold_when_ready("llm", 60, in_secs(20.0)));
+        assert!(waiting
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        running.cancel().unwrap();
+        // Dropped while the waiter may be admitting it, or after.
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_micros(50 * round));
+        }
+        drop(waiting);
+        // Soon nothing is held and nothing queued.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tracker.usage("llm").unwrap().used != 0 || !tracker.can_call("llm").unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: a hold was kept: {:?} {:?}",
+                tracker.usage("llm").unwrap().used,
+                tracker.can_call("llm")
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }

@@ -551,8 +551,9 @@ fn a_give_back_racing_the_enqueue_is_never_lost() {
         }
         held.cancel().unwrap();
         th.join().unwrap().unwrap();
+        // A lost wake-up is seen by the one-second recheck: well past 900 ms.
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < Duration::from_millis(900),
             "round {i}: {:?}",
             started.elapsed()
         );
@@ -578,7 +579,7 @@ fn shadow_mode() {
     let started = Instant::now();
     tracker.reconfigure(TrackerConfig::new([shadow()])).unwrap();
     assert_eq!(th.join().unwrap().unwrap().usage.used, 15);
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_millis(900));
     assert_eq!(
         tracker
             .until_ready("api", 50, in_secs(1.0))

@@ -120,3 +120,35 @@ async fn the_layer_waits_too() {
     }
     assert_eq!(api.received(), 5);
 }
+
+/// A priced service (held at an estimate, settled from the response) waits for its hold too:
+/// two requests of 6 tokens over a limit of 10 a second, the second held in the next second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priced_request_waits_for_its_hold_and_settles() {
+    let api = Api::start().await;
+    let tracker = tracker(10, Period::Second);
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(
+            QuotaMiddleware::new(Arc::clone(&tracker))
+                .host("127.0.0.1", "api")
+                .unwrap()
+                .counting("api", Counting::WaitBefore(Duration::from_secs(10)))
+                .unwrap()
+                .price("api", 6, |_, _| Some(5))
+                .unwrap(),
+        )
+        .build();
+    let first_window = tracker.usage("api").unwrap().reset_at_ms;
+    for _ in 0..2 {
+        let response = client.get(&api.url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(api.received(), 2);
+    let usage = tracker.usage("api").unwrap();
+    // Each settled at 5: the second was held in a later second than the first (6 + 6 > 10).
+    assert!(
+        usage.reset_at_ms > first_window,
+        "the second waited for the next second"
+    );
+    assert_eq!(usage.used, 5);
+}

@@ -200,23 +200,25 @@ async fn h1_a_request_dropped_while_waiting_counts_nothing_and_leaves_no_queue()
 
 /// Held: a priced service does not wait (documented), and fails at once with a retry_after.
 #[tokio::test]
-async fn h2_a_priced_service_with_wait_before_fails_at_once() {
+async fn h2_a_priced_service_with_wait_before_waits_for_its_hold() {
     let api = Api::start().await;
     let tracker = tracker(10, Period::Day);
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(
             QuotaMiddleware::new(Arc::clone(&tracker))
                 .route(|_| Some("api"))
-                .counting("api", Counting::WaitBefore(Duration::from_secs(5)))
+                .counting("api", Counting::WaitBefore(Duration::from_millis(300)))
                 .unwrap()
                 .price("api", 8, |_, _| Some(8))
                 .unwrap(),
         )
         .build();
     client.get(&api.url).send().await.unwrap();
+    // 8 of the day's 10 used: a second hold of 8 waits, then fails unsent with when.
     let started = Instant::now();
     let error = client.get(&api.url).send().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
     assert!(QuotaExceeded::find(&error).unwrap().retry_after.is_some());
     assert_eq!(api.received(), 1);
+    assert_eq!(tracker.usage("api").unwrap().used, 8);
 }

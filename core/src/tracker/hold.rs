@@ -121,8 +121,8 @@ pub struct Hold<'t> {
 /// move into a spawned task or thread.
 #[must_use = "a hold dropped unsettled keeps its estimate counted: settle or cancel it"]
 pub struct OwnedHold {
-    tracker: Arc<QuotaTracker>,
-    held: Held,
+    pub(super) tracker: Arc<QuotaTracker>,
+    pub(super) held: Held,
 }
 
 impl QuotaTracker {
@@ -146,7 +146,7 @@ impl QuotaTracker {
     ///
     /// Errors: those of `try_record`.
     pub fn hold(&self, service: &str, estimate: u64) -> Result<Hold<'_>, QuotaError> {
-        let held = self.hold_at(self.position(service)?, estimate, false)?;
+        let held = self.hold_at(self.position(service)?, estimate, false, false)?;
         Ok(Hold {
             tracker: self,
             held,
@@ -155,7 +155,7 @@ impl QuotaTracker {
 
     /// [`hold`](Self::hold) with priority admission (the reserve too, up to the limit).
     pub fn hold_priority(&self, service: &str, estimate: u64) -> Result<Hold<'_>, QuotaError> {
-        let held = self.hold_at(self.position(service)?, estimate, true)?;
+        let held = self.hold_at(self.position(service)?, estimate, true, false)?;
         Ok(Hold {
             tracker: self,
             held,
@@ -169,7 +169,7 @@ impl QuotaTracker {
         service: &str,
         estimate: u64,
     ) -> Result<OwnedHold, QuotaError> {
-        let held = self.hold_at(self.position(service)?, estimate, false)?;
+        let held = self.hold_at(self.position(service)?, estimate, false, false)?;
         Ok(OwnedHold {
             tracker: Arc::clone(self),
             held,
@@ -191,18 +191,20 @@ impl QuotaTracker {
     }
 
     /// A hold of `estimate` calls of the service at `position`: one step under its lock
-    /// (`Local`), or its shared path.
+    /// (`Local`), or its shared path. `served`: a call `until_ready` queued, in its turn.
     pub(super) fn hold_at(
         &self,
         position: usize,
         estimate: u64,
         priority: bool,
+        served: bool,
     ) -> Result<Held, QuotaError> {
         let slot = self.slot(position);
         if estimate == 0 {
             return Err(slot.invalid_count(estimate, "count must be at least 1"));
         }
-        let request = self.admission(estimate, priority);
+        let mut request = self.admission(estimate, priority);
+        request.served = served;
         if slot.queued_ahead(request) {
             return Err(self.queued_refusal(position, estimate));
         }
@@ -219,7 +221,7 @@ impl QuotaTracker {
         if !local(settings.config.admission) {
             // Reconfigured to shared admission since the settings were read.
             drop(guard);
-            return self.hold_at(position, estimate, priority);
+            return self.hold_at(position, estimate, priority, served);
         }
         let done = self.step_limits(slot, &mut guard, settings, now, request);
         let held = Held::of(position, estimate, settings, &guard);
@@ -381,7 +383,7 @@ impl Service<'_> {
     /// [`QuotaTracker::hold`] on this service.
     pub fn hold(&self, estimate: u64) -> Result<Hold<'_>, QuotaError> {
         let tracker = self.tracker();
-        let held = tracker.hold_at(self.position(), estimate, false)?;
+        let held = tracker.hold_at(self.position(), estimate, false, false)?;
         Ok(Hold { tracker, held })
     }
 
@@ -390,7 +392,8 @@ impl Service<'_> {
     /// [`QuotaTracker::settle_held`].
     #[cfg(feature = "js")]
     pub(crate) fn held(&self, estimate: u64) -> Result<Held, QuotaError> {
-        self.tracker().hold_at(self.position(), estimate, false)
+        self.tracker()
+            .hold_at(self.position(), estimate, false, false)
     }
 }
 

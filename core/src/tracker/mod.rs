@@ -47,7 +47,7 @@ use slot::StepResult;
 use slot::{LimitState, ServiceSlot, Settings, SlotGuard, SlotState};
 use sync::SavingGuard;
 #[cfg(not(target_arch = "wasm32"))]
-pub use wait::{ReadyResult, UntilReady};
+pub use wait::{HoldWhenReady, ReadyResult, UntilReady};
 
 /// Counts calls per service against their quotas. `Send + Sync`: share it with an `Arc`.
 ///

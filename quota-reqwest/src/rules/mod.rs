@@ -13,8 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 use units::UnitHeaders;
+use waiting::waits;
 pub(crate) use waiting::Ticket;
-use waiting::{deadline_after, waits, waits_for};
 use which_limit::refusing_reset;
 
 /// When a service's requests are counted.
@@ -34,7 +34,8 @@ pub enum Counting {
     /// arrival order, woken by the window's end or calls given back; the wait never blocks
     /// the executor) and is sent once it is counted; one that does not fit in time fails
     /// with [`QuotaExceeded`] as `TryBefore` does. A priced service
-    /// ([`price`](QuotaRules::price)) does not wait: its hold is tried once.
+    /// ([`price`](QuotaRules::price)) waits for its hold the same way
+    /// ([`QuotaTracker::hold_when_ready`]).
     WaitBefore(Duration),
 }
 
@@ -307,15 +308,14 @@ impl QuotaRules {
         let before = matches!(counting, Counting::TryBefore | Counting::WaitBefore(_));
         let pricing = self.pricing.get(&id).filter(|_| before);
         let mut hold = None;
-        if before && pricing.is_none() && waits(counting) {
-            // Admitted at once where it can be (here only if no store is asked), else queued.
-            let deadline = deadline_after(waits_for(counting));
-            let waiting = self.tracker.until_ready(service.name(), 1, deadline);
-            return Ok(Some(Ticket {
-                service: id,
-                hold: None,
-                waiting: Some(waiting),
-            }));
+        if before && waits(counting) {
+            let estimate = pricing.map(|pricing| pricing.estimate);
+            return Ok(Some(self.waiting_ticket(
+                id,
+                service.name(),
+                counting,
+                estimate,
+            )));
         }
         if before {
             let admitted = match pricing {

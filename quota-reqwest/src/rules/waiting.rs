@@ -2,7 +2,7 @@
 
 use super::{Counting, QuotaRules, Refused};
 use crate::error::{Exceeded, QuotaExceeded};
-use quota_core::{OwnedHold, QuotaError, ServiceId, UntilReady};
+use quota_core::{HoldWhenReady, OwnedHold, QuotaError, ServiceId, UntilReady};
 use std::time::{Duration, Instant};
 
 /// A counted request in flight: what the answer is taken in for.
@@ -12,7 +12,15 @@ pub(crate) struct Ticket {
     /// A priced service's hold (settled from the answer).
     pub(super) hold: Option<OwnedHold>,
     /// [`Counting::WaitBefore`]: the call waiting for capacity, to await before sending.
-    pub(super) waiting: Option<UntilReady>,
+    pub(super) waiting: Option<Waiting>,
+}
+
+/// A call waiting for capacity: counted (`until_ready`), or held at its estimate (a priced
+/// service: `hold_when_ready`).
+#[derive(Debug)]
+pub(super) enum Waiting {
+    Counted(UntilReady),
+    Held(HoldWhenReady),
 }
 
 /// Whether `counting` waits for capacity.
@@ -21,7 +29,7 @@ pub(super) fn waits(counting: Counting) -> bool {
 }
 
 /// How long `counting` waits for capacity (0 for a counting that does not wait).
-pub(super) fn waits_for(counting: Counting) -> Duration {
+fn waits_for(counting: Counting) -> Duration {
     match counting {
         Counting::WaitBefore(max) => max,
         Counting::TryBefore | Counting::RecordAfter => Duration::ZERO,
@@ -30,11 +38,37 @@ pub(super) fn waits_for(counting: Counting) -> Duration {
 
 /// The instant `max` from now; a far one where that is past what an `Instant` holds
 /// (`Duration::MAX`: wait as long as it takes).
-pub(super) fn deadline_after(max: Duration) -> Instant {
+fn deadline_after(max: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(max)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
         .unwrap_or(now)
+}
+
+impl QuotaRules {
+    /// The ticket of a request to `service` that waits for capacity ([`Counting::WaitBefore`]):
+    /// admitted at once where it can be (on the caller's task only if no store is asked),
+    /// else queued; held at `estimate` for a priced service.
+    pub(super) fn waiting_ticket(
+        &self,
+        id: ServiceId,
+        service: &str,
+        counting: Counting,
+        estimate: Option<u64>,
+    ) -> Ticket {
+        let deadline = deadline_after(waits_for(counting));
+        let waiting = match estimate {
+            Some(estimate) => {
+                Waiting::Held(self.tracker.hold_when_ready(service, estimate, deadline))
+            }
+            None => Waiting::Counted(self.tracker.until_ready(service, 1, deadline)),
+        };
+        Ticket {
+            service: id,
+            hold: None,
+            waiting: Some(waiting),
+        }
+    }
 }
 
 impl Ticket {
@@ -49,8 +83,12 @@ impl Ticket {
         let Some(waiting) = self.waiting.take() else {
             return Ok(self);
         };
-        match waiting.await {
-            Ok(_) => Ok(self),
+        let admitted = match waiting {
+            Waiting::Counted(counted) => counted.await.map(|_| ()),
+            Waiting::Held(held) => held.await.map(|hold| self.hold = Some(hold)),
+        };
+        match admitted {
+            Ok(()) => Ok(self),
             Err(QuotaError::NotReady {
                 reason,
                 ready_at_ms,

@@ -17,7 +17,7 @@
 //! caller's executor never does. Its queue lock is a leaf, never held while admitting; a
 //! queued call's state has a leaf lock of its own.
 
-use super::QuotaTracker;
+use super::{Held, QuotaTracker};
 use crate::error::{DenyReason, QuotaError};
 use crate::locks::lock_std;
 use crate::observers::quietly;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 mod until_ready;
 mod waiter;
 
-pub use until_ready::UntilReady;
+pub use until_ready::{HoldWhenReady, UntilReady};
 use waiter::Waiter;
 
 /// The longest the waiter sleeps while calls are queued: a bound on how late it notices
@@ -51,6 +51,15 @@ std::thread_local! {
 
 /// What `until_ready` answers: the admitted calls' [`Recorded`], owning the service name.
 pub type ReadyResult = Result<Recorded<'static>, QuotaError>;
+
+/// What a queued call is answered: recorded, or held (`hold_when_ready`), or an error.
+type Answer = Result<Admitted, QuotaError>;
+
+/// A queued call admitted.
+enum Admitted {
+    Recorded(Recorded<'static>),
+    Held(Held),
+}
 
 /// The wait queue of a tracker, shared with its waiter thread.
 #[derive(Default)]
@@ -166,7 +175,7 @@ impl QuotaTracker {
                 if let Some(reason) = self.never_passes(position, request) {
                     // A reconfigure lowered the limit below it since it queued.
                     shared.remove(&first, self);
-                    first.answer(Err(self.not_ready(&first, reason, None)));
+                    let _ = first.answer(Err(self.not_ready(&first, reason, None)));
                     continue;
                 }
                 if !first.admitting(true) {
@@ -174,18 +183,19 @@ impl QuotaTracker {
                     shared.remove(&first, self);
                     continue;
                 }
-                match self.update(position, request.served()) {
-                    Ok(recorded) => {
+                let admitted = match first.hold {
+                    true => self
+                        .hold_at(position, first.count, first.priority, true)
+                        .map(Admitted::Held),
+                    false => self
+                        .update(position, request.served())
+                        .map(|recorded| Admitted::Recorded(recorded.into_owned())),
+                };
+                match admitted {
+                    Ok(admitted) => {
                         shared.remove(&first, self);
-                        if !first.answer(Ok(recorded.into_owned())) {
-                            quietly(|| {
-                                log::debug!(
-                                    "quota: {} call(s) to {} admitted for a caller that left: \
-                                     kept",
-                                    first.count,
-                                    self.slot(position).name
-                                )
-                            });
+                        if let Some(left) = first.answer(Ok(admitted)) {
+                            self.admitted_for_nobody(left);
                         }
                     }
                     Err(QuotaError::Denied { reason, .. }) => {
@@ -194,7 +204,7 @@ impl QuotaTracker {
                         let ready_at_ms = self.ready_at(position, request, reason);
                         if first.deadline <= now {
                             shared.remove(&first, self);
-                            first.answer(Err(self.not_ready(&first, reason, ready_at_ms)));
+                            let _ = first.answer(Err(self.not_ready(&first, reason, ready_at_ms)));
                             continue;
                         }
                         // Until its end, once: woken there and refused for the same end again
@@ -210,7 +220,7 @@ impl QuotaTracker {
                     }
                     Err(error) => {
                         shared.remove(&first, self);
-                        first.answer(Err(error));
+                        let _ = first.answer(Err(error));
                     }
                 }
             }
@@ -218,13 +228,33 @@ impl QuotaTracker {
                 let request = self.request_of(&late);
                 let reason = DenyReason::Waiting;
                 let ready_at_ms = self.ready_at(position, request, reason);
-                late.answer(Err(self.not_ready(&late, reason, ready_at_ms)));
+                let _ = late.answer(Err(self.not_ready(&late, reason, ready_at_ms)));
             }
             if let Some(deadline) = shared.first_deadline(position) {
                 soonest(deadline);
             }
         }
         next
+    }
+
+    /// Calls admitted for a caller that left meanwhile: a hold is cancelled (the call was
+    /// never made); recorded calls stay counted (never an under-count).
+    fn admitted_for_nobody(&self, left: Answer) {
+        match left {
+            Ok(Admitted::Held(held)) => {
+                // Fails only if a reconfigure removed the service: the estimate stays.
+                let _ = self.settle_held(&held, 0);
+            }
+            Ok(Admitted::Recorded(recorded)) => {
+                quietly(|| {
+                    log::debug!(
+                        "quota: calls to {} recorded for a waiting caller that left: kept",
+                        recorded.usage.name
+                    )
+                });
+            }
+            Err(_) => {}
+        }
     }
 
     fn not_ready(

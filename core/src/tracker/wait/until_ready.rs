@@ -1,9 +1,11 @@
-//! [`UntilReady`]: a call to wait for, as a future or on a thread.
+//! [`UntilReady`] and [`HoldWhenReady`]: a call to wait for, as a future or on a thread;
+//! both are a `Wait` answered with what they admit.
 
 use super::waiter::{GiveUp, Waiter, Wake};
-use super::{ReadyResult, ON_WAITER, RECHECK};
+use super::{Admitted, Answer, ReadyResult, ON_WAITER, RECHECK};
 use crate::config::Admission;
 use crate::error::{DenyReason, QuotaError};
+use crate::tracker::OwnedHold;
 use crate::tracker::QuotaTracker;
 use std::cell::Cell;
 use std::future::Future;
@@ -16,7 +18,16 @@ use std::time::Instant;
 /// [`wait`](Self::wait) for it on a thread. Dropped before it is answered, it leaves the queue
 /// (calls the waiter admitted for it in the meantime stay counted: never an under-count).
 #[must_use = "nothing is queued until it is awaited or waited for"]
-pub struct UntilReady {
+pub struct UntilReady(Wait);
+
+/// A hold waiting for capacity: from [`QuotaTracker::hold_when_ready`]. Await it, or
+/// [`wait`](Self::wait) for it on a thread. Dropped before it is answered, it leaves the queue
+/// (a hold the waiter admitted for it in the meantime is cancelled).
+#[must_use = "nothing is queued until it is awaited or waited for"]
+pub struct HoldWhenReady(Wait);
+
+/// What both wait on: the call, and its place in the queue once it has one.
+struct Wait {
     tracker: Arc<QuotaTracker>,
     call: Result<Call, QuotaError>,
     waiter: Option<Arc<Waiter>>,
@@ -29,13 +40,22 @@ struct Call {
     position: usize,
     count: u64,
     priority: bool,
+    hold: bool,
     deadline: Instant,
 }
 
 impl std::fmt::Debug for UntilReady {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UntilReady")
-            .field("queued", &self.waiter.is_some())
+            .field("queued", &self.0.waiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HoldWhenReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HoldWhenReady")
+            .field("queued", &self.0.waiter.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +103,7 @@ impl QuotaTracker {
         count: u64,
         deadline: Instant,
     ) -> UntilReady {
-        self.until_ready_as(service, count, false, deadline)
+        UntilReady(self.wait_for(service, count, false, false, deadline))
     }
 
     /// [`until_ready`](Self::until_ready) with priority admission (the reserve too, up to the
@@ -95,16 +115,60 @@ impl QuotaTracker {
         count: u64,
         deadline: Instant,
     ) -> UntilReady {
-        self.until_ready_as(service, count, true, deadline)
+        UntilReady(self.wait_for(service, count, true, false, deadline))
     }
 
-    fn until_ready_as(
+    /// Waits until a hold of `estimate` calls of `service` is admitted (as
+    /// [`hold`](Self::hold) admits it), or gives up at `deadline`: the waiting of
+    /// [`until_ready`](Self::until_ready), in the same queue, answered with an [`OwnedHold`]
+    /// to settle when the call's cost is known. Native only.
+    ///
+    /// ```
+    /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let llm = ServiceConfig::new("llm-tokens", 10_000, Period::Minute);
+    /// let tracker = Arc::new(QuotaTracker::new(TrackerConfig::new([llm]))?);
+    /// let running = tracker.hold("llm-tokens", 8_000)?; // normal calls stop at 8,000
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// let next = tracker.hold_when_ready("llm-tokens", 2_000, deadline);
+    /// let thread = std::thread::spawn(move || next.wait());
+    /// running.settle(3_000)?; // 5,000 back: the waiting hold is admitted
+    /// let hold = thread.join().unwrap()?;
+    /// hold.settle(1_500)?;
+    /// assert_eq!(tracker.usage("llm-tokens")?.used, 4_500);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// ```
+    pub fn hold_when_ready(
+        self: &Arc<Self>,
+        service: &str,
+        estimate: u64,
+        deadline: Instant,
+    ) -> HoldWhenReady {
+        HoldWhenReady(self.wait_for(service, estimate, false, true, deadline))
+    }
+
+    /// [`hold_when_ready`](Self::hold_when_ready) with priority admission (as
+    /// [`hold_priority`](Self::hold_priority)), queued as
+    /// [`until_ready_priority`](Self::until_ready_priority) is.
+    pub fn hold_priority_when_ready(
+        self: &Arc<Self>,
+        service: &str,
+        estimate: u64,
+        deadline: Instant,
+    ) -> HoldWhenReady {
+        HoldWhenReady(self.wait_for(service, estimate, true, true, deadline))
+    }
+
+    fn wait_for(
         self: &Arc<Self>,
         service: &str,
         count: u64,
         priority: bool,
+        hold: bool,
         deadline: Instant,
-    ) -> UntilReady {
+    ) -> Wait {
         let call = self.position(service).and_then(|position| {
             if count == 0 {
                 return Err(self
@@ -115,10 +179,11 @@ impl QuotaTracker {
                 position,
                 count,
                 priority,
+                hold,
                 deadline,
             })
         });
-        UntilReady {
+        Wait {
             tracker: Arc::clone(self),
             call,
             waiter: None,
@@ -140,6 +205,24 @@ impl UntilReady {
     /// [`QuotaError::UnknownService`]; [`QuotaError::InvalidCount`] for 0 calls, and for a
     /// wait whose answer was already taken by polling.
     pub fn wait(mut self) -> ReadyResult {
+        let answer = self.0.wait_blocking();
+        self.0.recorded(answer)
+    }
+}
+
+impl HoldWhenReady {
+    /// Blocks this thread until the hold is admitted or the deadline passes, as
+    /// [`UntilReady::wait`] does.
+    ///
+    /// Errors: those of [`UntilReady::wait`].
+    pub fn wait(mut self) -> Result<OwnedHold, QuotaError> {
+        let answer = self.0.wait_blocking();
+        self.0.held(answer)
+    }
+}
+
+impl Wait {
+    fn wait_blocking(&mut self) -> Answer {
         if self.answered {
             return Err(self.answered_already());
         }
@@ -211,21 +294,35 @@ impl UntilReady {
     /// Tries the call, and queues it if it is refused: `Some` with the answer if there is
     /// one already. `here`: the admission may run on the caller's thread whatever it needs (a
     /// blocking wait); else only a `Local` one, which asks no store.
-    fn start(&mut self, here: bool) -> Option<ReadyResult> {
+    fn start(&mut self, here: bool) -> Option<Answer> {
         let call = match &self.call {
             Ok(call) => *call,
             Err(error) => return Some(Err(error.clone())),
         };
         let tracker = &self.tracker;
         let request = tracker.admission(call.count, call.priority);
-        let waiter = Waiter::new(call.position, call.count, call.priority, call.deadline);
+        let waiter = Waiter::new(
+            call.position,
+            call.count,
+            call.priority,
+            call.hold,
+            call.deadline,
+        );
         if let Some(reason) = tracker.never_passes(call.position, request) {
             return Some(Err(tracker.not_ready(&waiter, reason, None)));
         }
         let admission = tracker.slot(call.position).settings().config.admission;
         if here || admission == Admission::Local {
-            match tracker.update(call.position, request) {
-                Ok(recorded) => return Some(Ok(recorded.into_owned())),
+            let admitted = match call.hold {
+                true => tracker
+                    .hold_at(call.position, call.count, call.priority, false)
+                    .map(Admitted::Held),
+                false => tracker
+                    .update(call.position, request)
+                    .map(|recorded| Admitted::Recorded(recorded.into_owned())),
+            };
+            match admitted {
+                Ok(admitted) => return Some(Ok(admitted)),
                 Err(QuotaError::Denied { .. }) => {}
                 Err(error) => return Some(Err(error)),
             }
@@ -239,36 +336,78 @@ impl UntilReady {
     }
 }
 
-impl Future for UntilReady {
-    type Output = ReadyResult;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReadyResult> {
-        let this = &mut *self;
-        if this.answered {
+impl Wait {
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Answer> {
+        if self.answered {
             return Poll::Pending;
         }
-        if this.waiter.is_none() {
-            if let Some(answer) = this.start(false) {
-                this.answered = true;
+        if self.waiter.is_none() {
+            if let Some(answer) = self.start(false) {
+                self.answered = true;
                 return Poll::Ready(answer);
             }
         }
-        let waiter = Arc::clone(this.waiter.as_ref().expect("queued by start"));
+        let waiter = Arc::clone(self.waiter.as_ref().expect("queued by start"));
         match waiter.take(|| Wake::Task(cx.waker().clone())) {
             Some(answer) => {
-                this.waiter = None;
-                this.answered = true;
+                self.waiter = None;
+                self.answered = true;
                 Poll::Ready(answer)
             }
             None => Poll::Pending,
         }
     }
+
+    /// The answer of a record (`until_ready`).
+    fn recorded(&self, answer: Answer) -> ReadyResult {
+        match answer? {
+            Admitted::Recorded(recorded) => Ok(recorded),
+            // Never: a record is answered with a record. Given back, not kept.
+            Admitted::Held(held) => {
+                let _ = self.tracker.settle_held(&held, 0);
+                Err(self.answered_already())
+            }
+        }
+    }
+
+    /// The answer of a hold (`hold_when_ready`).
+    fn held(&self, answer: Answer) -> Result<OwnedHold, QuotaError> {
+        match answer? {
+            Admitted::Held(held) => Ok(OwnedHold {
+                tracker: Arc::clone(&self.tracker),
+                held,
+            }),
+            // Never: a hold is answered with a hold.
+            Admitted::Recorded(_) => Err(self.answered_already()),
+        }
+    }
 }
 
-impl Drop for UntilReady {
+impl Future for UntilReady {
+    type Output = ReadyResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReadyResult> {
+        let wait = &mut self.0;
+        wait.poll_answer(cx).map(|answer| wait.recorded(answer))
+    }
+}
+
+impl Future for HoldWhenReady {
+    type Output = Result<OwnedHold, QuotaError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let wait = &mut self.0;
+        wait.poll_answer(cx).map(|answer| wait.held(answer))
+    }
+}
+
+impl Drop for Wait {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
-            waiter.abandon();
+            if let Some(answer) = waiter.abandon() {
+                // Answered, never taken: a hold goes back, recorded calls stay counted.
+                self.tracker.admitted_for_nobody(answer);
+            }
             // The waiter takes it off the queue (and lets the calls behind it go).
             self.tracker.waiting.notify();
         }

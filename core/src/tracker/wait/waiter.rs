@@ -1,6 +1,6 @@
 //! One queued call, and its answer.
 
-use super::ReadyResult;
+use super::Answer;
 use crate::locks::lock_std;
 use crate::observers::quietly;
 use std::sync::Mutex;
@@ -12,6 +12,8 @@ pub(super) struct Waiter {
     pub(super) position: usize,
     pub(super) count: u64,
     pub(super) priority: bool,
+    /// A hold (`hold_when_ready`), not a record.
+    pub(super) hold: bool,
     pub(super) deadline: Instant,
     pub(super) state: Mutex<WaitState>,
 }
@@ -21,7 +23,7 @@ pub(super) enum WaitState {
     /// admitting it right now (a caller past its deadline then waits for that answer).
     Queued { wake: Option<Wake>, admitting: bool },
     /// Answered, not taken yet (boxed: a `Recorded` is large, and rare here).
-    Done(Box<ReadyResult>),
+    Done(Box<Answer>),
     /// The answer was taken.
     Taken,
     /// The caller went away (the future dropped, or a blocking caller past its deadline).
@@ -46,7 +48,7 @@ impl Wake {
 /// What a caller past its deadline finds.
 pub(super) enum GiveUp {
     /// The answer came first (boxed, as in [`WaitState::Done`]).
-    Answered(Box<ReadyResult>),
+    Answered(Box<Answer>),
     /// The call is being admitted: its answer comes next.
     Admitting,
     /// Left the queue, unanswered.
@@ -55,11 +57,18 @@ pub(super) enum GiveUp {
 
 impl Waiter {
     /// A queued call with no one to wake yet.
-    pub(super) fn new(position: usize, count: u64, priority: bool, deadline: Instant) -> Self {
+    pub(super) fn new(
+        position: usize,
+        count: u64,
+        priority: bool,
+        hold: bool,
+        deadline: Instant,
+    ) -> Self {
         Waiter {
             position,
             count,
             priority,
+            hold,
             deadline,
             state: Mutex::new(WaitState::Queued {
                 wake: None,
@@ -79,18 +88,18 @@ impl Waiter {
         }
     }
 
-    /// Answers the call and wakes its caller; `false` if the caller went away.
-    pub(super) fn answer(&self, result: ReadyResult) -> bool {
+    /// Answers the call and wakes its caller; the answer back if the caller went away.
+    pub(super) fn answer(&self, result: Answer) -> Option<Answer> {
         let mut state = lock_std(&self.state);
         let wake = match std::mem::replace(&mut *state, WaitState::Taken) {
             WaitState::Queued { wake, .. } => wake,
             WaitState::Abandoned => {
                 *state = WaitState::Abandoned;
-                return false;
+                return Some(result);
             }
             done => {
                 *state = done;
-                return true;
+                return None;
             }
         };
         *state = WaitState::Done(Box::new(result));
@@ -98,7 +107,7 @@ impl Waiter {
         if let Some(wake) = wake {
             wake.wake();
         }
-        true
+        None
     }
 
     pub(super) fn abandoned(&self) -> bool {
@@ -106,7 +115,7 @@ impl Waiter {
     }
 
     /// The answer, if there is one; else `wake` is woken when it comes.
-    pub(super) fn take(&self, wake: impl FnOnce() -> Wake) -> Option<ReadyResult> {
+    pub(super) fn take(&self, wake: impl FnOnce() -> Wake) -> Option<Answer> {
         let mut state = lock_std(&self.state);
         match std::mem::replace(&mut *state, WaitState::Taken) {
             WaitState::Done(result) => Some(*result),
@@ -126,7 +135,7 @@ impl Waiter {
 
     /// Leaves the queue (as far as the caller is concerned): an answer that comes later is
     /// dropped (calls admitted for it stay counted). The answer, if it came first.
-    pub(super) fn abandon(&self) -> Option<ReadyResult> {
+    pub(super) fn abandon(&self) -> Option<Answer> {
         let mut state = lock_std(&self.state);
         match std::mem::replace(&mut *state, WaitState::Abandoned) {
             WaitState::Done(result) => Some(*result),
