@@ -61,8 +61,8 @@ defaults: --workers 8 --calls 1000000 --mode locked --seed 7 --max-size 1; the s
 finnhub and sendgrid with admission local, or those of --config FILE (.toml or .json) with its
 store. --hold MAX: every call is a hold of 1 to MAX units, settled at 0 to twice its estimate
 (an LLM call's tokens). --sync background: each process syncs on a thread of its tracker's
-(sync_in_background), which also leases Leased blocks ahead. A redis:// store needs a build with Redis: cargo run -p quota-core
---release --features sim,redis --example simulate -- ...";
+(sync_in_background), which also leases Leased blocks ahead. A redis:// store needs a build
+with Redis: cargo run -p quota-core --release --features sim,redis --example simulate -- ...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
