@@ -55,7 +55,9 @@ pub enum QuotaError {
     },
     /// [`until_ready`](crate::QuotaTracker::until_ready) gave up: the calls were not
     /// admitted by its deadline (nothing was recorded), or can never be (more than the
-    /// service's cap for their kind of call: `ready_at_ms` is `None`).
+    /// service's cap for their kind of call: `ready_at_ms` is `None`). Native only, as
+    /// `until_ready` is.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error(
         "not ready: {count} call(s) to {} not admitted by the deadline: {reason}{}",
         Quoted(service),
@@ -178,8 +180,10 @@ impl QuotaError {
 }
 
 /// The end of a [`QuotaError::NotReady`] message: when the calls could pass, if ever.
+#[cfg(not(target_arch = "wasm32"))]
 struct ReadyAt(Option<u64>);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl fmt::Display for ReadyAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
