@@ -237,11 +237,15 @@ impl Wait {
         };
         if ON_WAITER.with(Cell::get) {
             // An observer on a waiter thread: that thread cannot wait for itself (or block
-            // every other queued call for this one).
+            // every other queued call for this one). It leaves, even while the call is being
+            // admitted (by another tracker's waiter): an answer that comes later is a call
+            // admitted for nobody (a hold goes back).
             self.waiter = None;
-            return match waiter.give_up() {
-                GiveUp::Answered(answer) => *answer,
-                _ => Err(self.tracker.not_ready(&waiter, DenyReason::Waiting, None)),
+            let answer = waiter.abandon();
+            self.tracker.waiting.notify();
+            return match answer {
+                Some(answer) => answer,
+                None => Err(self.tracker.not_ready(&waiter, DenyReason::Waiting, None)),
             };
         }
         let give_up_at = waiter
