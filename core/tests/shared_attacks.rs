@@ -572,6 +572,12 @@ fn regression_exact_calls_ignore_the_back_off_of_a_failing_store() {
 /// Two trackers in one process on one store and one clock; threads record while a thread
 /// rolls the days over, syncs fail or lose their replies at random, and flushes run
 /// concurrently. Every call ends up counted exactly once, in the day it was made.
+///
+/// After each new day the clock waits until every worker has made two more calls, so that no
+/// reading is two days behind the window when it takes the lock: that would be a clock *jump*
+/// (ARCHITECTURE, "Clock sanity"), whose calls are synced into both windows on purpose (an
+/// over-count, never a loss). A worker stalled that long can only happen here, where a day
+/// passes in a millisecond.
 #[test]
 fn two_trackers_racing_syncs_rollovers_and_lost_replies_lose_and_double_nothing() {
     within(120, || {
@@ -595,15 +601,19 @@ fn two_trackers_racing_syncs_rollovers_and_lost_replies_lose_and_double_nothing(
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let recorded = Arc::new(AtomicU64::new(0));
+        // Calls each worker has made so far.
+        let made: Arc<Vec<AtomicU64>> = Arc::new((0..6).map(|_| AtomicU64::new(0)).collect());
         let mut handles = Vec::new();
         for t in 0..6 {
             let tracker = Arc::clone(&trackers[t % 2]);
-            let (stop, recorded) = (Arc::clone(&stop), Arc::clone(&recorded));
+            let (stop, recorded, made) =
+                (Arc::clone(&stop), Arc::clone(&recorded), Arc::clone(&made));
             handles.push(thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     tracker.record_call("api", 1).unwrap();
                     n += 1;
+                    made[t].store(n, Ordering::SeqCst);
                     if n.is_multiple_of(97) {
                         let _ = tracker.flush();
                     }
@@ -613,6 +623,7 @@ fn two_trackers_racing_syncs_rollovers_and_lost_replies_lose_and_double_nothing(
         }
         let chaos = {
             let (store, clock, stop) = (store.clone(), clock.clone(), Arc::clone(&stop));
+            let made = Arc::clone(&made);
             thread::spawn(move || {
                 for i in 0..400u64 {
                     match i % 7 {
@@ -620,7 +631,20 @@ fn two_trackers_racing_syncs_rollovers_and_lost_replies_lose_and_double_nothing(
                         3 => store.fail_next(1),
                         _ => {}
                     }
+                    let day = quota_core::Clock::now_ms(&clock) / DAY;
                     clock.advance(if i % 100 == 99 { DAY } else { 1 });
+                    if quota_core::Clock::now_ms(&clock) / DAY != day {
+                        // A new day: every worker's second call from now reads it.
+                        let seen: Vec<u64> =
+                            made.iter().map(|m| m.load(Ordering::SeqCst)).collect();
+                        while made
+                            .iter()
+                            .zip(&seen)
+                            .any(|(m, &seen)| m.load(Ordering::SeqCst) < seen + 2)
+                        {
+                            thread::sleep(Duration::from_micros(100));
+                        }
+                    }
                     thread::sleep(Duration::from_micros(500));
                 }
                 stop.store(true, Ordering::Relaxed);
