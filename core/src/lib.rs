@@ -70,12 +70,12 @@ pub use store::{
 };
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use store::{RedisClock, RedisStore};
+#[cfg(not(target_arch = "wasm32"))]
+pub use tracker::{AsyncCall, AsyncRecorded, HoldWhenReady, ReadyResult, UntilReady};
 pub use tracker::{
     Hold, OwnedHold, QuotaTracker, QuotaTrackerBuilder, Reconfigured, Service, ServiceId,
     Settlement,
 };
-#[cfg(not(target_arch = "wasm32"))]
-pub use tracker::{HoldWhenReady, ReadyResult, UntilReady};
 pub use usage::{Raised, Recorded, ServiceUsage, Snapshot, Transition};
 pub use window::{Period, TimeZone, UnknownPeriod, Window, WindowSpec, WindowSpecError};
 

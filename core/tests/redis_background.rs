@@ -1,6 +1,7 @@
 //! Redis behind a proxy that delays every reply by 2 s: a current-thread tokio runtime that
-//! counts calls (`Local`, `sync_in_background`) and awaits `until_ready` (`Exact`) never
-//! blocks, and a task beside them keeps ticking every 10 ms. Real `redis-server`, started here.
+//! counts calls (`Local`, `sync_in_background`), awaits `until_ready` and the async API
+//! (`Exact`) never blocks, and a task beside them keeps ticking every 10 ms. Real
+//! `redis-server`, started here.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -117,6 +118,38 @@ fn awaiting_an_exact_admission_never_waits_for_a_slow_redis() {
     proxy.delay_ms.store(0, Ordering::SeqCst);
     tracker.flush().unwrap();
     assert_eq!(tracker_reading(&server), 3);
+}
+
+#[test]
+fn async_exact_calls_never_wait_for_a_slow_redis_on_the_executor() {
+    let server = Server::start();
+    let proxy = Proxy::start(server.port);
+    let store = RedisStore::new(&proxy.url())
+        .unwrap()
+        .response_timeout(Duration::from_secs(10));
+    let tracker = tracker(store, Admission::Exact);
+    proxy.delay_ms.store(2_000, Ordering::SeqCst);
+    let calling = Arc::clone(&tracker);
+    let (ticks, elapsed) = ticking(async move {
+        // Two admissions at once (an async call starts when it is made), each a round trip
+        // of 2 s and more on an I/O thread; then `close` flushes there too.
+        let first = calling.try_record_async("api", 2);
+        let second = calling.record_call_async("api", 3);
+        assert!(first.await.unwrap().usage.used >= 2);
+        assert!(second.await.unwrap().usage.used >= 3);
+        calling.close().await.unwrap();
+    });
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "the replies came through the delay"
+    );
+    assert!(
+        ticks * 2 >= elapsed.as_millis() as u64 / 10,
+        "{ticks} ticks in {elapsed:?}"
+    );
+    proxy.delay_ms.store(0, Ordering::SeqCst);
+    tracker.flush().unwrap();
+    assert_eq!(tracker_reading(&server), 5);
 }
 
 /// What a fresh tracker reads from the server itself (no proxy).

@@ -257,6 +257,8 @@ impl QuotaTracker {
             waiting: Default::default(),
             #[cfg(not(target_arch = "wasm32"))]
             syncer: Default::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            io: Default::default(),
         };
         let now = tracker.now();
         tracker.services = config

@@ -426,6 +426,14 @@ impl<'t> Hold<'t> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+impl Held {
+    /// The position of the service held.
+    pub(super) fn position(&self) -> usize {
+        self.position
+    }
+}
+
 impl OwnedHold {
     /// The service held.
     pub fn service(&self) -> &str {

@@ -72,6 +72,21 @@ impl QuotaTracker {
             .collect()
     }
 
+    /// The input errors of [`admit_many`](Self::admit_many): a count of 0, a service named
+    /// twice.
+    pub(super) fn check_many(&self, calls: &[(usize, u64)]) -> Result<(), QuotaError> {
+        for (at, &(position, count)) in calls.iter().enumerate() {
+            let slot = self.slot(position);
+            if count == 0 {
+                return Err(slot.invalid_count(count, "count must be at least 1"));
+            }
+            if calls[..at].iter().any(|&(p, _)| p == position) {
+                return Err(slot.invalid_count(count, "the service is named twice in one call"));
+            }
+        }
+        Ok(())
+    }
+
     /// Admits `calls` (each a service's position and its count), all or none: each one's
     /// [`Recorded`] and what it holds, in the order given. Services whose admission is in a
     /// store (`Exact`, `Leased`) are asked first, one after another (store I/O is never done
@@ -83,15 +98,7 @@ impl QuotaTracker {
         calls: &[(usize, u64)],
         priority: bool,
     ) -> Result<(Vec<Recorded<'_>>, Vec<Held>), QuotaError> {
-        for (at, &(position, count)) in calls.iter().enumerate() {
-            let slot = self.slot(position);
-            if count == 0 {
-                return Err(slot.invalid_count(count, "count must be at least 1"));
-            }
-            if calls[..at].iter().any(|&(p, _)| p == position) {
-                return Err(slot.invalid_count(count, "the service is named twice in one call"));
-            }
-        }
+        self.check_many(calls)?;
         let reduced_rate = self.is_reduced_rate();
         let request = |at: usize| match priority {
             true => Request::priority(calls[at].1, reduced_rate),

@@ -24,6 +24,8 @@ mod hot;
 mod limits;
 mod lookup;
 mod many;
+#[cfg(not(target_arch = "wasm32"))]
+mod nonblocking;
 mod reads;
 mod reconfigure;
 mod shared;
@@ -42,9 +44,10 @@ pub use handle::{Service, ServiceId};
 pub(crate) use hold::Held;
 pub use hold::{Hold, OwnedHold, Settlement};
 use lookup::{unknown_service, NameKey};
+#[cfg(not(target_arch = "wasm32"))]
+pub use nonblocking::{AsyncCall, AsyncRecorded};
 pub use reconfigure::Reconfigured;
-use slot::StepResult;
-use slot::{LimitState, ServiceSlot, Settings, SlotGuard, SlotState};
+use slot::{LimitState, ServiceSlot, Settings, SlotGuard, SlotState, StepResult};
 use sync::SavingGuard;
 #[cfg(not(target_arch = "wasm32"))]
 pub use wait::{HoldWhenReady, ReadyResult, UntilReady};
@@ -111,6 +114,8 @@ pub struct QuotaTracker {
     /// The background syncer, once `sync_in_background` started it.
     #[cfg(not(target_arch = "wasm32"))]
     syncer: syncer::Syncer,
+    #[cfg(not(target_arch = "wasm32"))]
+    io: nonblocking::IoPool, // the async API's I/O threads
 }
 
 /// [`SHARED_ADMISSION`](crate::config::SHARED_ADMISSION), by its short name in the tracker.

@@ -317,13 +317,18 @@ impl Wait {
         }
         let admission = tracker.slot(call.position).settings().config.admission;
         if here || admission == Admission::Local {
-            let admitted = match call.hold {
+            let admit = || match call.hold {
                 true => tracker
                     .hold_at(call.position, call.count, call.priority, false)
                     .map(Admitted::Held),
                 false => tracker
                     .update(call.position, request)
                     .map(|recorded| Admitted::Recorded(recorded.into_owned())),
+            };
+            // Polled: a sync it finds due goes to the background syncer, not the executor.
+            let admitted = match here {
+                true => admit(),
+                false => tracker.as_async_caller(admit),
             };
             match admitted {
                 Ok(admitted) => return Some(Ok(admitted)),
