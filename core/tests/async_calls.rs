@@ -2,80 +2,19 @@
 //! runs on the thread that polls it (checked by a store that notes each call's thread), in
 //! every admission; counts stay exact across the I/O threads.
 
+#[path = "support/where_store.rs"]
+mod where_store;
+
 use quota_core::{
-    Admission, AdmitReply, AdmitRequest, GiveBack, LeaseReply, LeaseRequest, MemoryStore, Period,
-    QuotaError, QuotaTracker, ServiceConfig, Store, StoreError, SyncBatch, SyncPolicy,
-    TrackerConfig,
+    Admission, Period, QuotaError, QuotaTracker, ServiceConfig, SyncPolicy, TrackerConfig,
 };
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// The name of the thread every test's runtime runs on.
-const CALLER: &str = "async-caller";
-
-/// A `MemoryStore` that notes the thread of every call, the most calls in flight at once,
-/// and can hold calls back (`slow`) or make admissions wait for `open`.
-#[derive(Clone, Default)]
-struct WhereStore {
-    inner: MemoryStore,
-    threads: Arc<Mutex<Vec<String>>>,
-    in_flight: Arc<AtomicUsize>,
-    most_in_flight: Arc<AtomicUsize>,
-    slow: Arc<Mutex<Duration>>,
-    closed: Arc<AtomicBool>,
-}
-
-impl WhereStore {
-    fn call<T>(&self, call: impl FnOnce() -> T) -> T {
-        let name = std::thread::current().name().unwrap_or("").to_owned();
-        self.threads.lock().unwrap().push(name);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        let slow = *self.slow.lock().unwrap();
-        if !slow.is_zero() {
-            std::thread::sleep(slow);
-        }
-        while self.closed.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let answer = call();
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        answer
-    }
-
-    /// The calls made on the caller's thread.
-    fn on_caller(&self) -> usize {
-        self.threads
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|name| *name == CALLER)
-            .count()
-    }
-
-    fn total(&self) -> u64 {
-        self.inner.state().unwrap().windows().map(|w| w.total).sum()
-    }
-}
-
-impl Store for WhereStore {
-    fn sync(&self, batch: &SyncBatch) -> Result<Vec<u64>, StoreError> {
-        self.call(|| self.inner.sync(batch))
-    }
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, StoreError> {
-        self.call(|| self.inner.admit(request))
-    }
-    fn lease(&self, request: &LeaseRequest) -> Result<LeaseReply, StoreError> {
-        self.call(|| self.inner.lease(request))
-    }
-    fn give_back(&self, request: &GiveBack) -> Result<u64, StoreError> {
-        self.call(|| self.inner.give_back(request))
-    }
-}
+use where_store::{WhereStore, CALLER};
 
 fn tracker(store: &WhereStore, admission: Admission, limit: u64) -> Arc<QuotaTracker> {
     let api = ServiceConfig::builder("api", limit, Period::Hour)
@@ -151,6 +90,7 @@ fn no_async_call_touches_the_store_on_its_callers_thread_and_counts_stay_exact()
             counted
         });
         let used = tracker.usage("api").unwrap().used;
+        flushed_to(&tracker, &store, counted + 300 * 4);
         drop(tracker);
         assert_eq!(
             store.on_caller(),
@@ -199,6 +139,7 @@ fn eight_tasks_admit_exactly_the_limit_through_a_slow_store_at_once() {
             caller.close().await.unwrap();
             admitted
         });
+        flushed_to(&tracker, &store, 300);
         drop(tracker);
         assert_eq!(admitted, 300, "{admission:?}: 480 asked of 300");
         assert_eq!(store.total(), 300, "{admission:?}: stored == admitted");
@@ -207,6 +148,16 @@ fn eight_tasks_admit_exactly_the_limit_through_a_slow_store_at_once() {
             store.most_in_flight.load(Ordering::SeqCst) >= 2,
             "{admission:?}: the tasks' store calls overlapped"
         );
+    }
+}
+
+/// Flushes until the store holds `total` (for up to 10 s): a block the background syncer
+/// leased ahead while `close` flushed comes back with the next flush.
+fn flushed_to(tracker: &QuotaTracker, store: &WhereStore, total: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.total() != total && Instant::now() < deadline {
+        tracker.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

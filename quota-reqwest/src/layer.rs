@@ -213,26 +213,28 @@ where
             }
             // Counts the request as failed if the future is dropped before the answer.
             let in_flight = ticket.map(|ticket| InFlight::new(rules, ticket));
-            let result = inner.call(request).await;
+            // The inner error (not `Send`, maybe) is boxed before anything else is awaited.
+            let result: Result<Response<R>, BoxError> =
+                inner.call(request).await.map_err(Into::into);
             let Some(in_flight) = in_flight else {
-                return result.map_err(Into::into);
+                return result;
             };
-            match result {
-                Ok(mut response) => {
-                    let pending = in_flight.answered(response.status(), response.headers())?;
-                    if let Some(pending) = pending {
-                        // Only some body types can be wrapped without changing the
-                        // response's type; any other body keeps the estimate.
-                        crate::body::settling_in_place(response.body_mut(), pending);
-                    }
-                    Ok(response)
-                }
+            let mut response = match result {
+                Ok(response) => response,
                 Err(error) => {
-                    let error = error.into();
                     in_flight.failed((connect_error.0)(&error));
-                    Err(error)
+                    return Err(error);
                 }
+            };
+            let pending = in_flight
+                .answered(response.status(), response.headers())
+                .await?;
+            if let Some(pending) = pending {
+                // Only some body types can be wrapped without changing the response's
+                // type; any other body keeps the estimate.
+                crate::body::settling_in_place(response.body_mut(), pending);
             }
+            Ok(response)
         })
     }
 }

@@ -173,6 +173,7 @@ impl QuotaMiddleware {
         if let Some(in_flight) = in_flight {
             let pending = in_flight
                 .answered(response.status(), response.headers())
+                .await
                 .map_err(reqwest_middleware::Error::middleware)?;
             if let Some(pending) = pending {
                 return Ok(crate::body::settling_response(response, pending));

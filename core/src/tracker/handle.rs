@@ -59,6 +59,12 @@ impl<'t> Service<'t> {
         &self.tracker.slot(self.position).name
     }
 
+    /// How the service's calls are admitted (as the config in force says): `Local` calls
+    /// never wait for the store; `Exact` and `Leased` ones may.
+    pub fn admission(&self) -> crate::Admission {
+        self.tracker.slot(self.position).settings().config.admission
+    }
+
     /// [`QuotaTracker::record_call`] on this service.
     #[inline]
     pub fn record(&self, count: u64) -> Result<Recorded<'t>, QuotaError> {

@@ -84,7 +84,9 @@ impl Pending {
         }
     }
 
-    /// The body ended: settles at the count found, or keeps the estimate.
+    /// The body ended: settles at the count found, or keeps the estimate. A service whose
+    /// settlement goes through the store (`Exact`, `Leased`) settles on the tracker's I/O
+    /// threads (the body is read on an executor), then raises the floors, in that order.
     fn finish(self) {
         let found = match self.scan {
             Scan::Json(scanner) => scanner.finish(),
@@ -94,14 +96,23 @@ impl Pending {
             // Dropped unsettled: the estimate stays counted.
             return;
         };
-        // Fails only for a service removed since: its calls stay counted.
-        let _ = self.hold.settle(actual);
-        let (tracker, id) = &self.service;
-        if let Some(service) = tracker.service_by_id(*id) {
-            for &(at_least, resets) in &self.floors {
-                // Ignored for a window that has ended since; fails only past 2^62.
-                let _ = service.raise_used(at_least, Some(resets));
+        let (tracker, id) = (Arc::clone(&self.service.0), self.service.1);
+        let (hold, floors) = (self.hold, self.floors);
+        let settle = move |tracker: &QuotaTracker| {
+            // Fails only for a service removed since: its calls stay counted.
+            let _ = hold.settle(actual);
+            if let Some(service) = tracker.service_by_id(id) {
+                for &(at_least, resets) in &floors {
+                    // Ignored for a window that has ended since; fails only past 2^62.
+                    let _ = service.raise_used(at_least, Some(resets));
+                }
             }
+        };
+        if crate::rules::asks_store(&tracker, id) {
+            // Runs whether or not its answer is awaited: nothing here waits for it.
+            drop(tracker.run_async(settle));
+        } else {
+            settle(&tracker);
         }
     }
 }

@@ -6,15 +6,15 @@ use crate::error::{Exceeded, QuotaExceeded, RoutePanicked};
 use crate::headers::ProviderWord;
 use http::{HeaderMap, Method, StatusCode};
 use pricing::{settle, Pricing};
-use quota_core::{DenyReason, QuotaError, QuotaTracker, Service, ServiceId};
+use quota_core::{Admission, DenyReason, QuotaError, QuotaTracker, Service, ServiceId};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 use units::UnitHeaders;
-use waiting::waits;
 pub(crate) use waiting::Ticket;
+use waiting::{waits, Waiting};
 use which_limit::refusing_reset;
 
 /// When a service's requests are counted.
@@ -141,22 +141,34 @@ impl InFlight {
         }
     }
 
-    /// [`QuotaRules::after`]; `Ok(Some)`: the hold is settled from the response's body.
-    pub(crate) fn answered(
+    /// [`QuotaRules::after`]; `Ok(Some)`: the hold is settled from the response's body. A
+    /// service whose calls go through the store (`Exact`, `Leased`) is answered on the
+    /// tracker's I/O threads, never on the executor.
+    pub(crate) async fn answered(
         mut self,
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Result<Option<Pending>, QuotaExceeded> {
-        match self.ticket.take() {
-            Some(ticket) => self.rules.after(ticket, status, headers),
-            None => Ok(None),
+        let Some(ticket) = self.ticket.take() else {
+            return Ok(None);
+        };
+        if !asks_store(&self.rules.tracker, ticket.service) {
+            return self.rules.after(ticket, status, headers);
         }
+        let (rules, headers) = (Arc::clone(&self.rules), headers.clone());
+        let answer = self
+            .rules
+            .tracker
+            .run_async(move |_| rules.after(ticket, status, &headers))
+            .await;
+        // `Err`: it could not run (the tracker dropped): nothing left to count.
+        answer.unwrap_or(Ok(None))
     }
 
     /// [`QuotaRules::failed`]; `connect`: the request never left (a connection error).
     pub(crate) fn failed(mut self, connect: bool) {
         if let Some(ticket) = self.ticket.take() {
-            self.rules.failed(ticket, connect);
+            failed_off_executor(&self.rules, ticket, connect);
         }
     }
 }
@@ -164,9 +176,33 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.rules.failed(ticket, false);
+            failed_off_executor(&self.rules, ticket, false);
         }
     }
+}
+
+/// [`QuotaRules::failed`], on the tracker's I/O threads for a service whose calls go through
+/// the store (it runs from drops and error paths on an executor, and is never awaited).
+fn failed_off_executor(rules: &Arc<QuotaRules>, ticket: Ticket, connect: bool) {
+    if asks_store(&rules.tracker, ticket.service) {
+        let owned = Arc::clone(rules);
+        // Runs whether or not its answer is awaited: nothing here waits for it.
+        drop(
+            rules
+                .tracker
+                .run_async(move |_| owned.failed(ticket, connect)),
+        );
+    } else {
+        rules.failed(ticket, connect);
+    }
+}
+
+/// Whether the calls of service `id` may wait for the store (`Exact`, `Leased`): their
+/// blocking calls run on the tracker's I/O threads, never on the executor.
+pub(crate) fn asks_store(tracker: &QuotaTracker, id: ServiceId) -> bool {
+    tracker
+        .service_by_id(id)
+        .is_some_and(|service| service.admission() != Admission::Local)
 }
 
 /// Why a request is not sent.
@@ -307,7 +343,6 @@ impl QuotaRules {
         let (service, counting) = self.handle(id).map_err(Refused::Tracker)?;
         let before = matches!(counting, Counting::TryBefore | Counting::WaitBefore(_));
         let pricing = self.pricing.get(&id).filter(|_| before);
-        let mut hold = None;
         if before && waits(counting) {
             let estimate = pricing.map(|pricing| pricing.estimate);
             return Ok(Some(self.waiting_ticket(
@@ -318,47 +353,58 @@ impl QuotaRules {
             )));
         }
         if before {
-            let admitted = match pricing {
-                Some(pricing) => self
-                    .tracker
-                    .hold_owned(service.name(), pricing.estimate)
-                    .map(|held| hold = Some(held)),
-                None => service.try_record(1).map(|_| ()),
+            // Decided at once without the store; else on the tracker's I/O threads, awaited
+            // (`Ticket::ready`) before the request is sent.
+            let tried = match pricing {
+                Some(pricing) => Waiting::TriedHold(self.tracker.hold_async(
+                    service.name(),
+                    pricing.estimate,
+                    false,
+                )),
+                None => Waiting::Tried(self.tracker.try_record_async(service.name(), 1)),
             };
-            match admitted {
-                Ok(()) => {}
-                Err(QuotaError::Denied {
-                    used,
-                    limit,
-                    reason,
-                    ..
-                }) => {
-                    // Waiting helps for the limit, the Critical level and the reserve: until
-                    // the window resets. For the store's troubles nobody knows.
-                    let retry_after = matches!(
-                        reason,
-                        DenyReason::Limit | DenyReason::Critical | DenyReason::Reserve
-                    )
-                    .then(|| {
-                        let reset = refusing_reset(&service.usage_limits(), limit);
-                        Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
-                    });
-                    return Err(Refused::Exceeded(QuotaExceeded {
-                        service: service.name().to_owned(),
-                        used,
-                        limit,
-                        retry_after,
-                        reason: Exceeded::Denied(reason),
-                    }));
-                }
-                Err(other) => return Err(Refused::Tracker(other)),
-            }
+            return Ok(Some(Ticket {
+                service: id,
+                hold: None,
+                waiting: Some(tried),
+            }));
         }
         Ok(Some(Ticket {
             service: id,
-            hold,
+            hold: None,
             waiting: None,
         }))
+    }
+
+    /// The refusal of a request to service `id` that admission denied for `reason` (`used`
+    /// of `limit`), saying when waiting would help: until the refusing window resets, for
+    /// the limit, the Critical level and the reserve; for the store's troubles nobody knows.
+    pub(super) fn denied(
+        &self,
+        id: ServiceId,
+        used: u64,
+        limit: u64,
+        reason: DenyReason,
+    ) -> Refused {
+        let (service, _) = match self.handle(id) {
+            Ok(found) => found,
+            Err(error) => return Refused::Tracker(error),
+        };
+        let retry_after = matches!(
+            reason,
+            DenyReason::Limit | DenyReason::Critical | DenyReason::Reserve
+        )
+        .then(|| {
+            let reset = refusing_reset(&service.usage_limits(), limit);
+            Duration::from_millis(reset.saturating_sub(self.tracker.now_ms()))
+        });
+        Refused::Exceeded(QuotaExceeded {
+            service: service.name().to_owned(),
+            used,
+            limit,
+            retry_after,
+            reason: Exceeded::Denied(reason),
+        })
     }
 
     /// After a response: counts it for [`Counting::RecordAfter`], takes in the provider's

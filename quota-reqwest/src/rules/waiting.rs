@@ -2,7 +2,9 @@
 
 use super::{Counting, QuotaRules, Refused};
 use crate::error::{Exceeded, QuotaExceeded};
-use quota_core::{HoldWhenReady, OwnedHold, QuotaError, ServiceId, UntilReady};
+use quota_core::{
+    AsyncCall, AsyncRecorded, HoldWhenReady, OwnedHold, QuotaError, ServiceId, UntilReady,
+};
 use std::time::{Duration, Instant};
 
 /// A counted request in flight: what the answer is taken in for.
@@ -15,12 +17,16 @@ pub(crate) struct Ticket {
     pub(super) waiting: Option<Waiting>,
 }
 
-/// A call waiting for capacity: counted (`until_ready`), or held at its estimate (a priced
-/// service: `hold_when_ready`).
+/// A call to await before the request is sent: waiting for capacity, counted (`until_ready`)
+/// or held at its estimate (a priced service: `hold_when_ready`); or tried once
+/// ([`Counting::TryBefore`]), counted or held, by the async API (on the tracker's I/O threads
+/// when the store is asked).
 #[derive(Debug)]
 pub(super) enum Waiting {
     Counted(UntilReady),
     Held(HoldWhenReady),
+    Tried(AsyncCall<AsyncRecorded>),
+    TriedHold(AsyncCall<Result<OwnedHold, QuotaError>>),
 }
 
 /// Whether `counting` waits for capacity.
@@ -74,7 +80,7 @@ impl QuotaRules {
 impl Ticket {
     /// Whether the call waits for capacity before it may be sent.
     pub(crate) fn waits(&self) -> bool {
-        self.waiting.is_some()
+        matches!(self.waiting, Some(Waiting::Counted(_) | Waiting::Held(_)))
     }
 
     /// Waits for the call's capacity, if it waits ([`Counting::WaitBefore`]): the ticket
@@ -86,9 +92,17 @@ impl Ticket {
         let admitted = match waiting {
             Waiting::Counted(counted) => counted.await.map(|_| ()),
             Waiting::Held(held) => held.await.map(|hold| self.hold = Some(hold)),
+            Waiting::Tried(tried) => tried.await.map(|_| ()),
+            Waiting::TriedHold(tried) => tried.await.map(|hold| self.hold = Some(hold)),
         };
         match admitted {
             Ok(()) => Ok(self),
+            Err(QuotaError::Denied {
+                used,
+                limit,
+                reason,
+                ..
+            }) => Err(rules.denied(self.service, used, limit, reason)),
             Err(QuotaError::NotReady {
                 reason,
                 ready_at_ms,

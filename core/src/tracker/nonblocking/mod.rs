@@ -291,6 +291,35 @@ impl QuotaTracker {
         )
     }
 
+    /// Runs `job` (blocking calls of this tracker) on one of its I/O threads: for calls that
+    /// must follow one another off the executor, such as a settlement and then the floors a
+    /// response reported. `Err` only if the job could not run (the tracker dropped first, or
+    /// the job panicked). Native only.
+    ///
+    /// ```
+    /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
+    /// use std::sync::Arc;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let config = TrackerConfig::new([ServiceConfig::new("llm", 10_000, Period::Minute)]);
+    /// let tracker = Arc::new(QuotaTracker::new(config)?);
+    /// let used = tracker
+    ///     .run_async(|tracker| {
+    ///         tracker.hold("llm", 2_000)?.settle(1_200)?;
+    ///         tracker.raise_used("llm", 1_500, None).map(|raised| raised.usage.used)
+    ///     })
+    ///     .await??;
+    /// assert_eq!(used, 1_500);
+    /// # Ok::<(), quota_core::QuotaError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn run_async<T: Send + 'static>(
+        self: &Arc<Self>,
+        job: impl FnOnce(&QuotaTracker) -> T + Send + 'static,
+    ) -> AsyncCall<Result<T, QuotaError>> {
+        self.off_executor(move |tracker| Ok(job(tracker)), |_, _| {}, Err)
+    }
+
     /// [`flush`](Self::flush) on an I/O thread.
     pub fn flush_async(self: &Arc<Self>) -> AsyncCall<Result<(), StoreError>> {
         if self.persistence.is_none() {
