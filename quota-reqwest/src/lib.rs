@@ -30,6 +30,7 @@ mod error;
 mod headers;
 mod layer;
 mod middleware;
+mod off_executor;
 mod ratelimit_fields;
 mod redirect;
 mod rules;

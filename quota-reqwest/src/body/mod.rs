@@ -108,7 +108,7 @@ impl Pending {
                 }
             }
         };
-        if crate::rules::asks_store(&tracker, id) {
+        if crate::off_executor::asks_store(&tracker, id) {
             // Runs whether or not its answer is awaited: nothing here waits for it.
             drop(tracker.run_async(settle));
         } else {
