@@ -235,3 +235,17 @@ fn a_hold_admitted_for_a_caller_that_left_goes_back() {
     // and answered after it reads them back (never lowered), an over-count only.
     assert!(tracker.usage("api").unwrap().used >= 30);
 }
+
+#[path = "../examples/async_calls.rs"]
+mod example;
+
+/// The README's async example is `core/examples/async_calls.rs`, byte for byte, and runs.
+#[test]
+fn the_readme_example_runs_and_is_the_file() {
+    example::main().unwrap();
+    let file = include_str!("../examples/async_calls.rs");
+    let readme = include_str!("../../README.md");
+    let marker = "<!-- core/examples/async_calls.rs -->\n```rust,ignore\n";
+    let at = readme.find(marker).expect("the README shows the example") + marker.len();
+    assert!(readme[at..].starts_with(file), "the README's copy differs");
+}
