@@ -26,6 +26,8 @@
 //! recorder the program installs (`describe_metrics` lists them; `QuotaTracker::publish_metrics`
 //! refreshes the gauges before a scrape).
 
+#[cfg(not(target_arch = "wasm32"))]
+mod caller;
 mod clock;
 mod config;
 mod error;

@@ -111,7 +111,13 @@ impl<E> Registry<E> {
                 .collect()
         };
         for (id, observer) in observers {
-            if !quietly(|| observer(event)) {
+            // An observer's own calls are a plain caller's, even when an async call of the
+            // tracker delivers (natively: see `caller`).
+            #[cfg(not(target_arch = "wasm32"))]
+            let delivered = quietly(|| crate::caller::as_plain(|| observer(event)));
+            #[cfg(target_arch = "wasm32")]
+            let delivered = quietly(|| observer(event));
+            if !delivered {
                 quietly(|| {
                     log::error!(
                         "quota: observer {id} panicked on {}; ignored",

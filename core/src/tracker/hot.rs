@@ -359,6 +359,14 @@ impl QuotaTracker {
         request: Request,
     ) -> Result<Recorded<'_>, QuotaError> {
         let settings = self.slot(position).settings();
+        // An async caller's call decided in place: the store's path runs off the executor.
+        #[cfg(not(target_arch = "wasm32"))]
+        if SHARED
+            && settings.config.admission != Admission::Local
+            && crate::caller::defers_store_call()
+        {
+            return Err(super::nonblocking::deferred());
+        }
         match settings.config.admission {
             // Several limits: each admission has its path.
             Admission::Exact if SHARED && !settings.more.is_empty() => {

@@ -34,6 +34,9 @@ impl QuotaTracker {
             _ if settings.removed => return false,
             _ if !SHARED => {}
             Admission::Local => {}
+            // An async caller's call decided in place: the store's path runs off the executor.
+            #[cfg(not(target_arch = "wasm32"))]
+            _ if crate::caller::defers_store_call() => return false,
             Admission::Exact if !settings.more.is_empty() => {
                 return self.exact_limits_can_call(position)
             }

@@ -22,9 +22,7 @@ impl QuotaTracker {
     pub(super) fn sync_now(&self, critical: bool, now: u64) {
         // An async caller never syncs in place: the syncer gets to it (stuck, later).
         #[cfg(not(target_arch = "wasm32"))]
-        if self.syncer.wake(critical, now, self.persistence.as_ref())
-            || super::nonblocking::is_async_caller()
-        {
+        if self.syncer.wake(critical, now, self.persistence.as_ref()) || crate::caller::is_async() {
             return;
         }
         let reason = match critical {

@@ -17,21 +17,17 @@ use crate::error::QuotaError;
 use crate::rules::Request;
 use crate::store::StoreError;
 use crate::usage::{Raised, Recorded};
-use std::cell::Cell;
 use std::sync::Arc;
 
 pub use pool::AsyncCall;
 pub(super) use pool::IoPool;
 
-std::thread_local! {
-    /// Set while a call of the async API runs on its caller's thread.
-    static ASYNC_CALLER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the call running on this thread is an async caller's (whose due syncs go to the
-/// background syncer, never run in place).
-pub(super) fn is_async_caller() -> bool {
-    ASYNC_CALLER.with(Cell::get)
+/// The error a deferred call returns on the caller's thread (never seen by a caller: the
+/// twin runs the call again off the executor).
+pub(super) fn deferred() -> QuotaError {
+    QuotaError::Store(StoreError::Unsupported(
+        "deferred to an I/O thread: the call needs the store",
+    ))
 }
 
 /// What an async record answers: the blocking twin's result, owning the service name.
@@ -39,15 +35,9 @@ pub type AsyncRecorded = Result<Recorded<'static>, QuotaError>;
 
 impl QuotaTracker {
     /// Runs `call` on this thread as an async caller (starting the background syncer first
-    /// if the tracker has a store).
-    pub(super) fn as_async_caller<R>(self: &Arc<Self>, call: impl FnOnce() -> R) -> R {
-        /// Clears the mark when the call ends, unwinding included.
-        struct Mark(bool);
-        impl Drop for Mark {
-            fn drop(&mut self) {
-                ASYNC_CALLER.with(|caller| caller.set(self.0));
-            }
-        }
+    /// if the tracker has a store); `None` if it reached the store's path (it changed
+    /// nothing: run it off the executor instead).
+    pub(super) fn in_place<R>(self: &Arc<Self>, call: impl FnOnce() -> R) -> Option<R> {
         if self.persistence.is_some() && !self.syncer.runs() {
             // A thread that cannot start leaves due syncs due: logged, and `flush` still
             // sends everything.
@@ -57,8 +47,7 @@ impl QuotaTracker {
                 });
             }
         }
-        let _mark = Mark(ASYNC_CALLER.with(|caller| caller.replace(true)));
-        call()
+        crate::caller::as_async(call)
     }
 
     /// Whether calls of the service at `position` may need the store (shared admission).
@@ -75,9 +64,9 @@ impl QuotaTracker {
     ) -> Option<AsyncRecorded> {
         let slot = self.slot(position);
         let settings = slot.settings();
-        let answer = match settings.config.admission {
+        match settings.config.admission {
             _ if !self.asks_store(position) => {
-                self.as_async_caller(|| self.update(position, request).map(Recorded::into_owned))
+                self.in_place(|| self.update(position, request).map(Recorded::into_owned))
             }
             Admission::Leased { .. }
                 if settings.more.is_empty()
@@ -86,13 +75,11 @@ impl QuotaTracker {
                     && !slot.queued_ahead(request) =>
             {
                 let now = self.now();
-                self.as_async_caller(|| self.spend_lease(position, now, request.count))
-                    .map(Recorded::into_owned)
-                    .map(Ok)?
+                let spent = self.in_place(|| self.spend_lease(position, now, request.count))?;
+                spent.map(|recorded| Ok(recorded.into_owned()))
             }
-            _ => return None,
-        };
-        Some(answer)
+            _ => None,
+        }
     }
 
     /// [`try_record`](Self::try_record), [`record_call`](Self::record_call) or
@@ -188,7 +175,9 @@ impl QuotaTracker {
             Err(error) => return AsyncCall::ready(Err(error)),
         };
         if !self.asks_store(position) {
-            return AsyncCall::ready(Ok(self.can_call_at(position)));
+            if let Some(can) = self.in_place(|| self.can_call_at(position)) {
+                return AsyncCall::ready(Ok(can));
+            }
         }
         self.off_executor(
             move |tracker| Ok(tracker.can_call_at(position)),
@@ -206,11 +195,19 @@ impl QuotaTracker {
         at_least: u64,
         resets_at_ms: Option<u64>,
     ) -> AsyncCall<Result<Raised<'static>, QuotaError>> {
-        let answer = self.as_async_caller(|| {
-            self.raise_used(service, at_least, resets_at_ms)
-                .map(Raised::into_owned)
-        });
-        AsyncCall::ready(answer)
+        let position = match self.position(service) {
+            Ok(position) => position,
+            Err(error) => return AsyncCall::ready(Err(error)),
+        };
+        let raise = move |tracker: &QuotaTracker| {
+            let raised = tracker.raise_at(position, at_least, resets_at_ms);
+            raised.map(Raised::into_owned)
+        };
+        match self.in_place(|| raise(self)) {
+            Some(answer) => AsyncCall::ready(answer),
+            // Never taken today (a raise has no store path); kept off the executor if it is.
+            None => self.off_executor(raise, |_, _| {}, Err),
+        }
     }
 
     /// [`hold_owned`](Self::hold_owned) as an async call (priority: of
@@ -238,8 +235,10 @@ impl QuotaTracker {
             held,
         };
         if !self.asks_store(position) {
-            let held = self.as_async_caller(|| self.hold_at(position, estimate, priority, false));
-            return AsyncCall::ready(held.map(|held| owned(self, held)));
+            let held = self.in_place(|| self.hold_at(position, estimate, priority, false));
+            if let Some(held) = held {
+                return AsyncCall::ready(held.map(|held| owned(self, held)));
+            }
         }
         let tracker = Arc::clone(self);
         self.off_executor(
@@ -278,8 +277,13 @@ impl QuotaTracker {
             .iter()
             .any(|&(position, _)| self.asks_store(position))
         {
-            let answer = self.as_async_caller(|| self.admit_many(&positions, priority));
-            return AsyncCall::ready(answer.map(|(recorded, _)| owned(recorded)));
+            let answer = self.in_place(|| {
+                let answer = self.admit_many(&positions, priority);
+                answer.map(|(recorded, _)| owned(recorded))
+            });
+            if let Some(answer) = answer {
+                return AsyncCall::ready(answer);
+            }
         }
         self.off_executor(
             move |tracker| {
@@ -358,8 +362,9 @@ impl OwnedHold {
     pub fn settle_async(self, actual: u64) -> AsyncCall<Result<Settlement, QuotaError>> {
         let tracker = Arc::clone(&self.tracker);
         if !tracker.asks_store(self.held.position()) {
-            let settled = tracker.as_async_caller(|| self.settle(actual));
-            return AsyncCall::ready(settled);
+            if let Some(settled) = tracker.in_place(|| tracker.settle_held(&self.held, actual)) {
+                return AsyncCall::ready(settled);
+            }
         }
         tracker.off_executor(move |_| self.settle(actual), |_, _| {}, Err)
     }

@@ -122,11 +122,12 @@ fn submit(shared: &Arc<PoolShared>, tracker: Weak<QuotaTracker>, job: Job) {
     }
     state.jobs.push_back(job);
     if state.idle > 0 {
-        drop(state);
         shared.work.notify_one();
-        return;
     }
-    if state.threads >= MOST_THREADS {
+    // An idle thread woken for an earlier job counts as idle until it takes one: a thread
+    // starts unless the idle ones cover every queued job (a job must never wait behind one
+    // that hangs while fewer than `MOST_THREADS` run).
+    if state.jobs.len() <= state.idle || state.threads >= MOST_THREADS {
         return;
     }
     let thread_shared = Arc::clone(shared);

@@ -325,15 +325,16 @@ impl Wait {
                     .update(call.position, request)
                     .map(|recorded| Admitted::Recorded(recorded.into_owned())),
             };
-            // Polled: a sync it finds due goes to the background syncer, not the executor.
+            // Polled: a sync it finds due goes to the background syncer, not the executor; a
+            // call that needs the store (a reconfigure since) is queued for the waiter.
             let admitted = match here {
-                true => admit(),
-                false => tracker.as_async_caller(admit),
+                true => Some(admit()),
+                false => tracker.in_place(admit),
             };
             match admitted {
-                Ok(admitted) => return Some(Ok(admitted)),
-                Err(QuotaError::Denied { .. }) => {}
-                Err(error) => return Some(Err(error)),
+                Some(Ok(admitted)) => return Some(Ok(admitted)),
+                None | Some(Err(QuotaError::Denied { .. })) => {}
+                Some(Err(error)) => return Some(Err(error)),
             }
         }
         let waiter = Arc::new(waiter);
