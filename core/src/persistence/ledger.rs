@@ -220,6 +220,19 @@ impl Queued {
         self.leases.append(&mut other.leases);
     }
 
+    /// The calls of `window` these give-backs take off (as their own window, or one of their
+    /// others): the store counts them until the give-backs reach it.
+    pub(crate) fn giving_back(&self, window: &WindowKey) -> u64 {
+        if !SHARED_ADMISSION {
+            return 0;
+        }
+        self.give_backs
+            .iter()
+            .filter(|back| back.window == *window || back.also.iter().any(|w| w.window == *window))
+            .map(|back| back.unused)
+            .fold(0, u64::saturating_add)
+    }
+
     /// (operations, calls) queued.
     pub(crate) fn unresolved(&self) -> (u64, u64) {
         if !SHARED_ADMISSION {

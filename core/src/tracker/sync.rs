@@ -47,8 +47,7 @@ impl Drop for SavingGuard {
 
 impl QuotaTracker {
     /// Saves every count to the store now, resends every operation whose outcome is unknown,
-    /// and gives unused leased calls back. `Ok(())` without a store, or once the store has
-    /// answered everything.
+    /// gives unused leased calls back. `Ok(())` without a store, or once the store answered all.
     ///
     /// While the store fails it tries again, pausing 10 ms doubling to 500 ms, until
     /// [`SyncPolicy::flush_timeout_ms`](crate::SyncPolicy::flush_timeout_ms) (3 s by default) has passed (a try under way runs to
@@ -387,8 +386,8 @@ impl QuotaTracker {
         }
     }
 
-    /// Takes in a reply: per service, the batch's cut is acknowledged, and `used` rises to the
-    /// stored total plus what was recorded since the cut.
+    /// Takes in a reply: each service's cut acknowledged, `used` up to the stored total plus
+    /// what was recorded since the cut (less what was given back since: `Queued::giving_back`).
     pub(super) fn take_totals(&self, batch: &SyncBatch, totals: &[u64], now: u64) {
         let reads: Vec<(&WindowKey, u64)> = batch.read.iter().zip(totals.iter().copied()).collect();
         // A cut reads a service's limits one after another: one lock acquisition for them all.
@@ -407,6 +406,8 @@ impl QuotaTracker {
                     continue;
                 };
                 let rules = settings.limit(at);
+                // Calls given back since the cut: in `total` until their give-back is sent.
+                let given_back = guard.sync.queued.giving_back(read);
                 let (state, sync) = guard.limit_mut(at);
                 // The read of this limit's window as it is now: not one of a window a
                 // reconfigure left, nor one of a removed namesake.
@@ -433,8 +434,8 @@ impl QuotaTracker {
                 sync.cut = 0;
                 sync.cut_window = None;
                 if ours(window) {
-                    let unacked = sync.unacked;
-                    let step = rules.observe(state, total.saturating_add(unacked), now);
+                    let stored = total.saturating_sub(given_back);
+                    let step = rules.observe(state, stored.saturating_add(sync.unacked), now);
                     self.queue_transitions(slot, &step);
                 }
             }

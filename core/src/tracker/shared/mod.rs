@@ -126,7 +126,14 @@ impl QuotaTracker {
             if state.service.window != window {
                 return Step::default();
             }
-            let mut view = total.saturating_add(state.sync.unacked);
+            // Calls given back here whose give-back the store has not had yet are in `total`.
+            let given_back = match state.sync.queued.give_backs.is_empty() {
+                true => 0,
+                false => state.sync.queued.giving_back(&slot.window_key(window)),
+            };
+            let mut view = total
+                .saturating_sub(given_back)
+                .saturating_add(state.sync.unacked);
             // Admitted after a raise not synced yet: on top of the floor, not under it.
             if let Some(floor) = state.sync.after_raise(window, count) {
                 view = view.max(floor);
