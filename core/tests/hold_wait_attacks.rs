@@ -84,9 +84,10 @@ fn dropped_with_store(admission: Admission) {
             hold.cancel().unwrap();
         }
         drop(waiting);
-        // The queue empties. The view never falls on a sync reply (a total read before a
-        // give-back arrived keeps it up until the window ends: an over-count only, see
-        // ARCHITECTURE), so it is checked for never counting less; the store, below, exactly.
+        // The queue empties. The view is checked for never counting less (a reply taken in
+        // after a give-back leaves it out: ARCHITECTURE, "Holds"); the store, below, exactly.
+        // (Was flaky: a lease reply computed before a give-back reached the store raised the
+        // view back up, and the next round's hold of what was left was refused.)
         let deadline = Instant::now() + Duration::from_secs(10);
         while !t.can_call("llm").unwrap() {
             assert!(

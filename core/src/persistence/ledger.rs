@@ -44,6 +44,10 @@ pub(crate) struct Ledger {
     /// window spec or removed it), keyed as they were counted; the next cut sends them.
     pub(crate) detached: Vec<Delta>,
     pub(crate) detached_raises: Vec<Raise>,
+    /// Calls in give-backs handed to a sync so far (a running sum): a store reply computed
+    /// before they reached the store, and taken in after, still counts them (see
+    /// `QuotaTracker::take_total`).
+    pub(crate) backs_sent: u64,
 }
 
 impl Ledger {
@@ -128,6 +132,14 @@ impl Ledger {
         }
         *floor = floor.saturating_add(count);
         Some(*floor)
+    }
+
+    /// Moves the queued operations to `sync`'s queue (a cut), counting the give-backs' calls
+    /// in `backs_sent`.
+    pub(crate) fn hand_over(&mut self, sync: &mut Queued) {
+        let (_, backs) = self.queued.unresolved_backs();
+        self.backs_sent = self.backs_sent.wrapping_add(backs);
+        sync.append(&mut self.queued);
     }
 
     /// Takes up to `calls` of `window`'s calls this ledger has not sent yet back (`current`:
@@ -231,6 +243,18 @@ impl Queued {
             .filter(|back| back.window == *window || back.also.iter().any(|w| w.window == *window))
             .map(|back| back.unused)
             .fold(0, u64::saturating_add)
+    }
+
+    /// (give-backs, calls) queued.
+    pub(crate) fn unresolved_backs(&self) -> (u64, u64) {
+        if !SHARED_ADMISSION {
+            return (0, 0);
+        }
+        let calls = self.give_backs.iter().map(|back| back.unused);
+        (
+            self.give_backs.len() as u64,
+            calls.fold(0, u64::saturating_add),
+        )
     }
 
     /// (operations, calls) queued.

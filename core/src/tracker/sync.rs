@@ -289,7 +289,7 @@ impl QuotaTracker {
         let mut read = Vec::with_capacity(positions.len());
         let mut guards: Vec<SlotGuard<'_>> = self.lock_all(&positions);
         self.read_locked(&mut guards, now, &mut |slot, settings, guard| {
-            queued.append(&mut guard.sync.queued);
+            guard.sync.hand_over(&mut queued);
             deltas.append(&mut guard.sync.detached);
             raises.append(&mut guard.sync.detached_raises);
             if SHARED && return_leases {

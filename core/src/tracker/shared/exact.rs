@@ -1,6 +1,7 @@
 //! `Exact` admission: every decision is one store call (an admission asked twice if its
 //! answer was lost, then held and resent by the next sync).
 
+use super::Answered;
 use crate::error::{DenyReason, QuotaError};
 use crate::persistence::HeldAdmit;
 use crate::rules::{Ask, Request};
@@ -26,7 +27,7 @@ impl QuotaTracker {
             return self.exact_unavailable(position, read, count, force, now);
         }
         let call = call.with_reduced_rate(self.is_reduced_rate());
-        let asked;
+        let (asked, backs_sent);
         {
             // Booked while asked; and a floor the store has not seen yet, which it cannot hold
             // against the call, is applied here (`record_call` is only booked: it counts
@@ -37,7 +38,7 @@ impl QuotaTracker {
                 slot.settings().rules.cap(call)
             };
             match self.ask_under_floor(position, read.state.window, count, cap) {
-                Ok(booked) => asked = booked,
+                Ok(booking) => (asked, backs_sent) = booking,
                 Err(seen) => {
                     let reason = slot
                         .settings()
@@ -57,12 +58,14 @@ impl QuotaTracker {
         }
         let result = match answer {
             Ok(AdmitReply::Admitted { total, .. }) => {
+                let answer = Answered { total, backs_sent };
                 let learned =
-                    self.take_total(position, read.state.window, total, count, asked, now);
+                    self.take_total(position, read.state.window, answer, count, asked, now);
                 Ok(self.recorded_after(slot, read, learned))
             }
             Ok(AdmitReply::Denied { total, .. }) => {
-                let learned = self.take_total(position, read.state.window, total, 0, asked, now);
+                let answer = Answered { total, backs_sent };
+                let learned = self.take_total(position, read.state.window, answer, 0, asked, now);
                 let unsynced = self.unsynced(position);
                 let reason = slot
                     .settings()
@@ -117,7 +120,7 @@ impl QuotaTracker {
         window: Window,
         count: u64,
         cap: u64,
-    ) -> Result<u64, u64> {
+    ) -> Result<(u64, u64), u64> {
         let mut guard = self.slot(position).lock(self.persistence.is_some());
         if let Some(seen) = guard.sync.floor_seen(window) {
             if seen.saturating_add(count.max(1)) > cap {
@@ -125,7 +128,7 @@ impl QuotaTracker {
             }
         }
         guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(count);
-        Ok(count)
+        Ok((count, guard.sync.backs_sent))
     }
 
     /// Calls booked by [`ask_under_floor`](Self::ask_under_floor) whose answer came (or
@@ -239,10 +242,13 @@ impl QuotaTracker {
         }
         // One call asked about (a count of 0), none counted.
         let call = Request::normal(0, self.is_reduced_rate());
-        let floor = slot
-            .lock(self.persistence.is_some())
-            .sync
-            .floor_seen(read.state.window);
+        let (floor, backs_sent) = {
+            let guard = slot.lock(self.persistence.is_some());
+            (
+                guard.sync.floor_seen(read.state.window),
+                guard.sync.backs_sent,
+            )
+        };
         if floor.is_some_and(|seen| slot.settings().rules.denies(seen, call).is_some()) {
             return false;
         }
@@ -252,11 +258,13 @@ impl QuotaTracker {
         self.answered(request.seq);
         match answer {
             Ok(AdmitReply::Admitted { total, .. }) => {
-                self.take_total(position, read.state.window, total, 0, 0, now);
+                let answer = Answered { total, backs_sent };
+                self.take_total(position, read.state.window, answer, 0, 0, now);
                 true
             }
             Ok(AdmitReply::Denied { total, .. }) => {
-                self.take_total(position, read.state.window, total, 0, 0, now);
+                let answer = Answered { total, backs_sent };
+                self.take_total(position, read.state.window, answer, 0, 0, now);
                 false
             }
             Err(_) => false,

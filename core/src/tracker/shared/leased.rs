@@ -386,8 +386,9 @@ impl QuotaTracker {
     ) -> Result<u64, StoreError> {
         let slot = self.slot(position);
         let ceiling = slot.settings().rules.lease_ceiling(reduced);
-        let (asked, asked_under, forfeits) = {
+        let (asked, asked_under, forfeits, backs_sent) = {
             let mut guard = slot.lock(self.persistence.is_some());
+            let backs_sent = guard.sync.backs_sent;
             // The settings and forfeits when asked: a grant that comes after a change or a
             // raise is not spent (see below).
             let asked_under: *const Settings = slot.settings();
@@ -403,7 +404,7 @@ impl QuotaTracker {
                 }
             }
             guard.sync.floor_asked = guard.sync.floor_asked.saturating_add(asked);
-            (asked, asked_under, forfeits)
+            (asked, asked_under, forfeits, backs_sent)
         };
         let booked = asked;
         // The store does not know this tracker's unsynced calls: they come off the ceiling.
@@ -488,7 +489,8 @@ impl QuotaTracker {
             }
         }
         if requested_window == window.start_ms {
-            self.take_total(position, window, total, 0, 0, now);
+            let answer = super::Answered { total, backs_sent };
+            self.take_total(position, window, answer, 0, 0, now);
         }
         Ok(reply.granted)
     }

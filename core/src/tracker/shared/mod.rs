@@ -39,6 +39,14 @@ impl ServiceSlot {
     }
 }
 
+/// A store's answer to an admission or a lease: the window's total, and the calls of the
+/// give-backs handed to syncs (`Ledger::backs_sent`) when the store was asked.
+#[derive(Clone, Copy)]
+pub(in crate::tracker) struct Answered {
+    pub(in crate::tracker) total: u64,
+    pub(in crate::tracker) backs_sent: u64,
+}
+
 impl QuotaTracker {
     /// A new give-back of `calls` counted in `window` when its raise count was `raise_count`, numbered
     /// (pending until answered).
@@ -117,7 +125,7 @@ impl QuotaTracker {
         &self,
         position: usize,
         window: Window,
-        total: u64,
+        answer: Answered,
         count: u64,
         asked: u64,
         now: u64,
@@ -126,12 +134,18 @@ impl QuotaTracker {
             if state.service.window != window {
                 return Step::default();
             }
-            // Calls given back here whose give-back the store has not had yet are in `total`.
-            let given_back = match state.sync.queued.give_backs.is_empty() {
+            // Calls given back here that the answer may still count: those whose give-back
+            // the store has not had yet, and those handed to a sync since the store was asked
+            // (maybe after it answered). Any window's: the view may come out lower than the
+            // store's count, never higher (the store decides shared admission).
+            let queued = match state.sync.queued.give_backs.is_empty() {
                 true => 0,
                 false => state.sync.queued.giving_back(&slot.window_key(window)),
             };
-            let mut view = total
+            let sent = state.sync.backs_sent.wrapping_sub(answer.backs_sent);
+            let given_back = queued.saturating_add(sent);
+            let mut view = answer
+                .total
                 .saturating_sub(given_back)
                 .saturating_add(state.sync.unacked);
             // Admitted after a raise not synced yet: on top of the floor, not under it.
