@@ -124,9 +124,11 @@ fn awaiting_an_exact_admission_never_waits_for_a_slow_redis() {
 fn async_exact_calls_never_wait_for_a_slow_redis_on_the_executor() {
     let server = Server::start();
     let proxy = Proxy::start(server.port);
+    // Two calls at once need two connections: the second opens through the delay (its
+    // `PING` answers in 2 s), so the connect timeout is longer too.
     let store = RedisStore::new(&proxy.url())
         .unwrap()
-        .response_timeout(Duration::from_secs(10));
+        .timeout(Duration::from_secs(10));
     let tracker = tracker(store, Admission::Exact);
     proxy.delay_ms.store(2_000, Ordering::SeqCst);
     let calling = Arc::clone(&tracker);
