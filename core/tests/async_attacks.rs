@@ -75,7 +75,8 @@ fn io_threads() -> usize {
         .count()
 }
 
-/// Serializes the tests that count threads of the process.
+/// Serializes the tests of this file: one counts the process's I/O threads, which every other
+/// test's tracker starts.
 static THREADS: Mutex<()> = Mutex::new(());
 
 // ---------------------------------------------------------------------------------------
@@ -171,6 +172,7 @@ fn store_calls_on_caller_while_flipping(
 
 #[test]
 fn a_reconfigure_to_exact_never_puts_a_record_on_the_callers_thread() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let on_caller = store_calls_on_caller_while_flipping(|tracker, store| {
         let before = store.on_caller();
         // Only the answers made at once matter (pending ones run elsewhere).
@@ -182,6 +184,7 @@ fn a_reconfigure_to_exact_never_puts_a_record_on_the_callers_thread() {
 
 #[test]
 fn a_reconfigure_to_exact_never_puts_a_hold_on_the_callers_thread() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let on_caller = store_calls_on_caller_while_flipping(|tracker, store| {
         let before = store.on_caller();
         let hold = tracker.hold_async("api", 2, false);
@@ -195,6 +198,7 @@ fn a_reconfigure_to_exact_never_puts_a_hold_on_the_callers_thread() {
 
 #[test]
 fn a_reconfigure_to_local_never_puts_a_settlement_on_the_callers_thread() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let on_caller = store_calls_on_caller_while_flipping(|tracker, store| {
         // Held on an I/O thread while `Exact` (pending at its first poll, so not the
         // race above), then settled while the settings may say `Local`.
@@ -219,14 +223,18 @@ fn a_reconfigure_to_local_never_puts_a_settlement_on_the_callers_thread() {
 /// memory store: exactly the limit admitted, stored == admitted, never over.
 #[test]
 fn sixty_four_tasks_admit_exactly_the_limit() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     for admission in [Admission::Exact, Admission::Leased { block: 7 }] {
         let store = WhereStore::default();
         *store.slow.lock().unwrap() = Duration::from_micros(200);
         let tracker = tracker(&store, admission, 500);
         let admitted = Arc::new(AtomicU64::new(0));
+        // Holds admitted: each gives 1 back, maybe after the last call was refused for it.
+        let held = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (tracker, admitted) = (Arc::clone(&tracker), Arc::clone(&admitted));
+                let held = Arc::clone(&held);
                 std::thread::Builder::new()
                     .name(CALLER.into())
                     .spawn(move || {
@@ -238,11 +246,13 @@ fn sixty_four_tasks_admit_exactly_the_limit() {
                                 .map(|i| {
                                     let (tracker, admitted) =
                                         (Arc::clone(&tracker), Arc::clone(&admitted));
+                                    let held = Arc::clone(&held);
                                     tokio::spawn(async move {
                                         for j in 0..20u64 {
                                             let answer = if (i + j) % 3 == 0 {
                                                 match tracker.hold_async("api", 2, false).await {
                                                     Ok(hold) => {
+                                                        held.fetch_add(1, Ordering::SeqCst);
                                                         hold.settle_async(1).await.map(|_| 1)
                                                     }
                                                     Err(error) => Err(error),
@@ -282,7 +292,13 @@ fn sixty_four_tasks_admit_exactly_the_limit() {
         }
         assert!(admitted <= 500, "{admission:?}: admitted {admitted}");
         if admission == Admission::Exact {
-            assert!(admitted >= 490, "{admission:?}: admitted only {admitted}");
+            // A call refused at 499 or more of 500 (1,280 asked): only give-backs that came
+            // after it leave room unused, one per hold at most.
+            let held = held.load(Ordering::SeqCst);
+            assert!(
+                admitted + held >= 499,
+                "{admission:?}: admitted only {admitted} ({held} holds)"
+            );
         }
         assert_eq!(store.total(), admitted, "{admission:?}: stored == admitted");
         assert_eq!(
@@ -296,6 +312,7 @@ fn sixty_four_tasks_admit_exactly_the_limit() {
 /// A waker that panics: the answer is in place all the same, the I/O thread lives on.
 #[test]
 fn a_panicking_waker_neither_loses_the_answer_nor_kills_the_thread() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     struct Panics;
     impl Wake for Panics {
         fn wake(self: Arc<Self>) {
@@ -328,6 +345,7 @@ fn a_panicking_waker_neither_loses_the_answer_nor_kills_the_thread() {
 /// counted once.
 #[test]
 fn polls_after_ready_and_drops_at_every_point_count_once() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let store = WhereStore::default();
     let tracker = tracker(&store, Admission::Exact, 1_000);
     let mut call = tracker.try_record_async("api", 1);
@@ -362,6 +380,7 @@ fn polls_after_ready_and_drops_at_every_point_count_once() {
 /// A store that panics in an I/O job answers an error, and the pool goes on.
 #[test]
 fn a_store_that_panics_answers_an_error() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let store = WhereStore::default();
     let tracker = tracker(&store, Admission::Exact, 100);
     let answer = wait_for(
@@ -417,6 +436,7 @@ fn dropping_the_last_arc_with_calls_queued_ends_everything() {
 /// `close` twice and concurrently with calls, from several `Arc`s.
 #[test]
 fn close_twice_and_beside_calls() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let store = WhereStore::default();
     let tracker = tracker(&store, Admission::Exact, 1_000);
     let calls: Vec<_> = (0..20)
@@ -442,6 +462,7 @@ fn close_twice_and_beside_calls() {
 /// I/O thread for an `Exact` one): no deadlock, counted.
 #[test]
 fn async_calls_from_an_observer() {
+    let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let store = WhereStore::default();
     let tracker = tracker(&store, Admission::Exact, 10);
     let weak = Arc::downgrade(&tracker);
