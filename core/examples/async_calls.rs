@@ -27,7 +27,7 @@ pub fn main() -> Result<(), Error> {
         assert_eq!(recorded.usage.used, 1);
 
         // A `Local` service: held and settled at once, on this thread.
-        let hold = tracker.hold_async("llm-tokens", 2_000, false).await?;
+        let hold = tracker.hold_async("llm-tokens", 2_000).await?;
         assert_eq!(hold.settle_async(1_234).await?.used, 1_234);
 
         // Blocking calls that must follow one another, off the executor.

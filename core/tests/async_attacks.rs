@@ -187,7 +187,7 @@ fn a_reconfigure_to_exact_never_puts_a_hold_on_the_callers_thread() {
     let _threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let on_caller = store_calls_on_caller_while_flipping(|tracker, store| {
         let before = store.on_caller();
-        let hold = tracker.hold_async("api", 2, false);
+        let hold = tracker.hold_async("api", 2);
         if let Some(Ok(hold)) = wait_for(hold, Duration::from_secs(5)) {
             drop(hold); // keeps its estimate: no settlement
         }
@@ -202,7 +202,7 @@ fn a_reconfigure_to_local_never_puts_a_settlement_on_the_callers_thread() {
     let on_caller = store_calls_on_caller_while_flipping(|tracker, store| {
         // Held on an I/O thread while `Exact` (pending at its first poll, so not the
         // race above), then settled while the settings may say `Local`.
-        let mut hold = tracker.hold_async("api", 3, false);
+        let mut hold = tracker.hold_async("api", 3);
         if wait_for(&mut hold, Duration::ZERO).is_some() {
             return 0;
         }
@@ -250,7 +250,7 @@ fn sixty_four_tasks_admit_exactly_the_limit() {
                                     tokio::spawn(async move {
                                         for j in 0..20u64 {
                                             let answer = if (i + j) % 3 == 0 {
-                                                match tracker.hold_async("api", 2, false).await {
+                                                match tracker.hold_async("api", 2).await {
                                                     Ok(hold) => {
                                                         held.fetch_add(1, Ordering::SeqCst);
                                                         hold.settle_async(1).await.map(|_| 1)
@@ -404,9 +404,7 @@ fn dropping_the_last_arc_with_calls_queued_ends_everything() {
     let calls: Vec<_> = (0..40)
         .map(|_| tracker.record_call_async("api", 1))
         .collect();
-    let holds: Vec<_> = (0..4)
-        .map(|_| tracker.hold_async("api", 5, false))
-        .collect();
+    let holds: Vec<_> = (0..4).map(|_| tracker.hold_async("api", 5)).collect();
     drop(tracker);
     let mut ok = 0;
     for call in calls {

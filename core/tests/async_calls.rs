@@ -74,12 +74,18 @@ fn no_async_call_touches_the_store_on_its_callers_thread_and_counts_stay_exact()
                 caller.record_call_async("api", 2).await.unwrap();
                 caller.try_record_priority_async("api", 1).await.unwrap();
                 assert!(caller.can_call_async("api").await.unwrap());
-                let hold = caller.hold_async("api", 10, i % 2 == 0).await.unwrap();
+                let hold = match i % 2 == 0 {
+                    true => caller.hold_priority_async("api", 10).await.unwrap(),
+                    false => caller.hold_async("api", 10).await.unwrap(),
+                };
                 hold.settle_async(i % 5).await.unwrap();
-                let hold = caller.hold_async("api", 3, false).await.unwrap();
+                let hold = caller.hold_async("api", 3).await.unwrap();
                 hold.cancel_async().await.unwrap();
                 let many = [("api", 1), ("other", 4)];
-                caller.try_record_many_async(&many, false).await.unwrap();
+                match i % 2 == 0 {
+                    true => caller.try_record_many_async(&many).await.unwrap(),
+                    false => caller.try_record_many_priority_async(&many).await.unwrap(),
+                };
                 counted += 1 + 2 + 1 + i % 5 + 1;
                 if i % 50 == 0 {
                     caller.flush_async().await.unwrap();
@@ -184,7 +190,7 @@ fn local_calls_and_bad_input_answer_at_the_first_poll_with_typed_errors() {
         Poll::Ready(Err(QuotaError::InvalidCount { .. }))
     ));
     assert!(matches!(
-        poll_once(tracker.try_record_many_async(&[("api", 1), ("api", 1)], false)),
+        poll_once(tracker.try_record_many_async(&[("api", 1), ("api", 1)])),
         Poll::Ready(Err(QuotaError::InvalidCount { .. }))
     ));
     // A `Local` service needs no store: answered at once, on this thread, as the blocking
@@ -216,8 +222,8 @@ fn a_hold_admitted_for_a_caller_that_left_goes_back() {
     let tracker = tracker(&store, Admission::Exact, 100);
     store.closed.store(true, Ordering::SeqCst);
     // Queued behind the closed store, then dropped before its answer.
-    drop(tracker.hold_async("api", 40, false));
-    let waiting = tracker.hold_async("api", 30, false);
+    drop(tracker.hold_async("api", 40));
+    let waiting = tracker.hold_async("api", 30);
     store.closed.store(false, Ordering::SeqCst);
     let hold = on_caller(waiting).unwrap();
     hold.settle(30).unwrap();

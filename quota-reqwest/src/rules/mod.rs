@@ -276,11 +276,9 @@ impl QuotaRules {
             // Decided at once without the store; else on the tracker's I/O threads, awaited
             // (`Ticket::ready`) before the request is sent.
             let tried = match pricing {
-                Some(pricing) => Waiting::TriedHold(self.tracker.hold_async(
-                    service.name(),
-                    pricing.estimate,
-                    false,
-                )),
+                Some(pricing) => {
+                    Waiting::TriedHold(self.tracker.hold_async(service.name(), pricing.estimate))
+                }
                 None => Waiting::Tried(self.tracker.try_record_async(service.name(), 1)),
             };
             return Ok(Some(Ticket {

@@ -210,11 +210,28 @@ impl QuotaTracker {
         }
     }
 
-    /// [`hold_owned`](Self::hold_owned) as an async call (priority: of
-    /// [`hold_priority`](Self::hold_priority)). Dropped before it is ready, a hold admitted
-    /// for it is cancelled (one already answered but never polled keeps its estimate, as a
-    /// dropped hold does).
+    /// [`hold_owned`](Self::hold_owned) as an async call: at once for a `Local` service, on
+    /// an I/O thread otherwise. Dropped before it is ready, a hold admitted for it is cancelled
+    /// (one already answered but never polled keeps its estimate, as a dropped hold does).
     pub fn hold_async(
+        self: &Arc<Self>,
+        service: &str,
+        estimate: u64,
+    ) -> AsyncCall<Result<OwnedHold, QuotaError>> {
+        self.hold_async_as(service, estimate, false)
+    }
+
+    /// [`hold_priority`](Self::hold_priority) as an async call, answered with an
+    /// [`OwnedHold`] (see [`hold_async`](Self::hold_async)).
+    pub fn hold_priority_async(
+        self: &Arc<Self>,
+        service: &str,
+        estimate: u64,
+    ) -> AsyncCall<Result<OwnedHold, QuotaError>> {
+        self.hold_async_as(service, estimate, true)
+    }
+
+    fn hold_async_as(
         self: &Arc<Self>,
         service: &str,
         estimate: u64,
@@ -256,10 +273,25 @@ impl QuotaTracker {
         )
     }
 
-    /// [`try_record_many`](Self::try_record_many) as an async call (priority: of
-    /// [`try_record_many_priority`](Self::try_record_many_priority)): at once if every
-    /// service is `Local`, else on an I/O thread.
+    /// [`try_record_many`](Self::try_record_many) as an async call: at once if every service
+    /// is `Local`, else on an I/O thread.
     pub fn try_record_many_async(
+        self: &Arc<Self>,
+        calls: &[(&str, u64)],
+    ) -> AsyncCall<Result<Vec<Recorded<'static>>, QuotaError>> {
+        self.many_async(calls, false)
+    }
+
+    /// [`try_record_many_priority`](Self::try_record_many_priority) as an async call (see
+    /// [`try_record_many_async`](Self::try_record_many_async)).
+    pub fn try_record_many_priority_async(
+        self: &Arc<Self>,
+        calls: &[(&str, u64)],
+    ) -> AsyncCall<Result<Vec<Recorded<'static>>, QuotaError>> {
+        self.many_async(calls, true)
+    }
+
+    fn many_async(
         self: &Arc<Self>,
         calls: &[(&str, u64)],
         priority: bool,
