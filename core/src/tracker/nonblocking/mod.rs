@@ -330,7 +330,8 @@ impl QuotaTracker {
     /// Runs `job` (blocking calls of this tracker) on one of its I/O threads: for calls that
     /// must follow one another off the executor, such as a settlement and then the floors a
     /// response reported. `Err` only if the job could not run (the tracker dropped first, or
-    /// the job panicked). Native only.
+    /// the job panicked). A job that uses `?` returns a `Result` whose error type it names
+    /// (`Ok::<_, QuotaError>(..)` where nothing else says it). Native only.
     ///
     /// ```
     /// use quota_core::{Period, QuotaTracker, ServiceConfig, TrackerConfig};
@@ -370,8 +371,10 @@ impl QuotaTracker {
 
     /// Flushes on an I/O thread, then lets this `Arc` go there: if it was the last, the
     /// tracker drops on that thread (its drop flushes again, off the executor). An async
-    /// program calls it last, instead of dropping its last `Arc` on the executor (a drop
-    /// flushes on the thread that drops). Later calls through other `Arc`s still work.
+    /// program ends with it: dropping an `Arc` instead flushes nothing before it returns (the
+    /// background syncer or an I/O thread may hold another `Arc` for a moment, and then the
+    /// last drop, and its flush, happen there later), and on the executor it would block.
+    /// Later calls through other `Arc`s still work.
     pub fn close(self: Arc<Self>) -> AsyncCall<Result<(), StoreError>> {
         let (io, weak) = (self.io.handle(), Arc::downgrade(&self));
         io.call(
